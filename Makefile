@@ -1,0 +1,33 @@
+# Two commands on a fresh Debian machine (root):  make demo   and   make test
+VENV   ?= .venv
+PYTHON ?= python3
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install-system-deps.sh
+	bash scripts/install-system-deps.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## Generate the bundled demo capture and print what the demo profile would block, and why.
+demo: setup
+	$(VENV)/bin/chokepoint demo
+
+## Run the whole test suite (unit, property, real-capture and end-to-end tests).
+test: setup
+	$(PY) -m pytest -n 2 -q
+
+bench: setup
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) bench/decode_throughput.py
+	$(PY) bench/policy_compile.py
+	$(PY) bench/ndpi_agreement.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -1,0 +1,131 @@
+"""The ``chokepoint`` command line. Thin: it parses arguments and calls the core.
+
+Exit codes: 0 success; 1 a profile or rule file was rejected; 2 bad usage or a file that is not a
+capture; 3 a capture was truncated or damaged (processed up to the damage, reported).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from chokepoint.backends.offline import CaptureFormatError, analyze
+from chokepoint.output.table import print_report
+from chokepoint.policy import PolicyError, load_profile, load_rules_file
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Chokepoint: emulate national censorship gateways (offline over captures).")
+err = Console(stderr=True, soft_wrap=True)
+
+EXIT_POLICY = 1
+EXIT_USAGE = 2
+EXIT_TRUNCATED = 3
+#: Captures larger than this get a progress bar (when stderr is a terminal).
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    eve = "eve"
+
+
+def _load_policy(profile: Optional[str], rules: Optional[Path]):
+    if profile and rules:
+        err.print("[red]error:[/] give either --profile or --rules, not both")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        return load_rules_file(rules) if rules else load_profile(profile or "demo")
+    except PolicyError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        err.print("nothing was analysed: the profile was rejected as a whole")
+        raise typer.Exit(EXIT_POLICY)
+
+
+@app.command("analyze")
+def analyze_cmd(
+    captures: list[Path] = typer.Argument(..., help="pcap or pcapng files", exists=False),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="bundled profile name or a profile file"),
+    rules: Optional[Path] = typer.Option(None, "--rules", "-r", help="a rule file (same format as a profile)"),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="table, or eve (JSON lines)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the report here instead of stdout"),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="processes; flows are sharded by hash"),
+    limit: int = typer.Option(200, "--limit", help="table: at most this many flow rows"),
+) -> None:
+    """What would this censor do with these captures, and why."""
+    for path in captures:
+        if not path.is_file():
+            err.print(f"[red]error:[/] {path}: no such file")
+            raise typer.Exit(EXIT_USAGE)
+    loaded = _load_policy(profile, rules)
+    paths = [str(p) for p in captures]
+    total = sum(os.path.getsize(p) for p in paths)
+    try:
+        if total >= PROGRESS_MIN_BYTES and err.is_terminal:
+            results = _with_progress(paths, loaded, workers, total)
+        else:
+            results = analyze(paths, loaded, workers=workers)
+    except CaptureFormatError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+    records = [r for res in results for r in res.records]
+    out_file = open(output, "w", encoding="utf-8") if output else None
+    try:
+        if fmt is OutputFormat.eve:
+            stream = out_file or sys.stdout
+            for record in records:
+                stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+        else:
+            console = Console(file=out_file, width=180) if out_file else Console(width=None if err.is_terminal else 180)
+            print_report(console, results, records, limit=limit)
+    finally:
+        if out_file:
+            out_file.close()
+    damaged = [r for r in results if r.truncated]
+    for res in damaged:
+        err.print(f"[yellow]warning:[/] {res.error} — processed {res.frames} frames up to the damage",
+                  highlight=False)
+    if damaged:
+        raise typer.Exit(EXIT_TRUNCATED)
+
+
+def _with_progress(paths, loaded, workers, total):
+    done: dict[str, int] = {}
+    with Progress(TextColumn("[bold]analyzing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("analyze", total=total)
+
+        def progress(path: str, position: int) -> None:
+            done[path] = position
+            bar.update(task, completed=sum(done.values()))
+
+        return analyze(paths, loaded, workers=workers, progress=progress)
+
+
+@app.command("demo")
+def demo_cmd(
+    out_dir: Path = typer.Option(Path("out"), "--out", help="where the generated capture is written"),
+    profile: str = typer.Option("demo", "--profile", "-p"),
+) -> None:
+    """Generate the bundled demo capture and analyze it with a profile."""
+    from chokepoint.democapture import write_demo_capture
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = write_demo_capture(out_dir / "demo.pcap")
+    err.print(f"generated {path} (real TLS/QUIC/DNS/HTTP bytes from real client libraries)")
+    analyze_cmd([path], profile=profile, rules=None, fmt=OutputFormat.table, output=None, workers=1, limit=200)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

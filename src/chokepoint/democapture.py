@@ -1,0 +1,108 @@
+"""The bundled demo capture, generated on demand from real client libraries.
+
+Every application payload comes from a real implementation at generation time: TLS ClientHellos from
+Python's ``ssl`` (OpenSSL), QUIC Initials from aioquic, DNS messages from dnspython. Only the TCP/IP
+framing around them is built here. Addresses are from the documentation ranges (RFC 5737, RFC 3849).
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+from pathlib import Path
+
+import dns.message
+import dns.rrset
+
+from chokepoint.packet import build
+from chokepoint.packet.pcap import CaptureWriter
+
+CLIENT = "192.0.2.10"
+RESOLVER = "192.0.2.53"
+WEB = "203.0.113.10"
+OTHER = "203.0.113.20"
+SSH_SERVER = "203.0.113.22"
+PROXY = "203.0.113.30"
+BLOCKED_NET_HOST = "198.51.100.7"
+VPN = "203.0.113.40"
+LINKTYPE_RAW = 101
+
+
+def tls_client_hello(sni: str, alpn: tuple[str, ...] = ("h2", "http/1.1")) -> bytes:
+    """A real ClientHello (all TLS records of it) from the local OpenSSL."""
+    ctx = ssl.create_default_context()
+    ctx.set_alpn_protocols(list(alpn))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    conn = ctx.wrap_bio(incoming, outgoing, server_hostname=sni)
+    try:
+        conn.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+def quic_initial(sni: str, server: str) -> list[bytes]:
+    """The client's first flight (Initial datagrams) from aioquic."""
+    from aioquic.quic.configuration import QuicConfiguration
+    from aioquic.quic.connection import QuicConnection
+
+    config = QuicConfiguration(is_client=True, alpn_protocols=["h3"], server_name=sni)
+    conn = QuicConnection(configuration=config)
+    conn.connect((server, 443), now=0.0)
+    return [data for data, _addr in conn.datagrams_to_send(now=0.0)]
+
+
+def dns_exchange(name: str, answer_ip: str, qid: int) -> tuple[bytes, bytes]:
+    query = dns.message.make_query(name, "A", id=qid)
+    response = dns.message.make_response(query)
+    response.answer.append(dns.rrset.from_text(name + ".", 300, "IN", "A", answer_ip))
+    return query.to_wire(), response.to_wire()
+
+
+def demo_packets(seed: int = 7) -> list[tuple[float, bytes]]:
+    """(timestamp, raw IP packet) of every flow in the demo, in time order."""
+    rng = random.Random(seed)
+    t = 1_700_000_000.0
+    packets: list[tuple[float, bytes]] = []
+
+    def conversation(server: str, port: int, c2s: list[bytes], s2c: list[bytes]) -> None:
+        nonlocal t
+        packets.extend(build.tcp_conversation(CLIENT, server, rng.randint(32768, 60999), port, c2s, s2c, t))
+        t += 1.0
+
+    def udp(server: str, port: int, c2s: list[bytes], s2c: list[bytes]) -> None:
+        nonlocal t
+        sport = rng.randint(32768, 60999)
+        for i, payload in enumerate(c2s):
+            packets.append((t + i * 0.01, build.ipv4_udp(CLIENT, server, sport, port, payload)))
+        for i, payload in enumerate(s2c):
+            packets.append((t + 0.02 + i * 0.01, build.ipv4_udp(server, CLIENT, port, sport, payload)))
+        t += 1.0
+
+    for qid, (name, ip) in enumerate((("example-blocked.test", WEB), ("www.example.org", OTHER)), 1):
+        udp(RESOLVER, 53, *map(lambda b: [b], dns_exchange(name, ip, qid)))
+    conversation(WEB, 443, [tls_client_hello("example-blocked.test")], [])
+    conversation(OTHER, 443, [tls_client_hello("www.example.org")], [])
+    conversation(WEB, 80, [b"GET / HTTP/1.1\r\nHost: example-blocked.test\r\nUser-Agent: curl/8.5.0\r\n"
+                           b"Accept: */*\r\n\r\n"], [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
+    conversation(OTHER, 80, [b"GET /search?q=forbidden-keyword HTTP/1.1\r\nHost: www.example.org\r\n"
+                             b"User-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n"],
+                 [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
+    conversation(OTHER, 80, [b"GET /index.html HTTP/1.1\r\nHost: www.example.org\r\nUser-Agent: curl/8.5.0\r\n"
+                             b"Accept: */*\r\n\r\n"], [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
+    udp(WEB, 443, quic_initial("example-blocked.test", WEB), [])
+    conversation(SSH_SERVER, 22, [b"SSH-2.0-OpenSSH_9.6\r\n"], [b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"])
+    conversation(PROXY, 8388, [rng.randbytes(400)], [rng.randbytes(120)])
+    conversation(BLOCKED_NET_HOST, 443, [tls_client_hello("cdn.example.net")], [])
+    initiation = bytes([1, 0, 0, 0]) + rng.randbytes(144)
+    response = bytes([2, 0, 0, 0]) + rng.randbytes(4) + initiation[4:8] + rng.randbytes(80)
+    udp(VPN, 51820, [initiation], [response])
+    packets.sort(key=lambda p: p[0])
+    return packets
+
+
+def write_demo_capture(path: Path, seed: int = 7) -> Path:
+    with CaptureWriter(path, linktype=LINKTYPE_RAW) as writer:
+        for ts, data in demo_packets(seed):
+            writer.write(ts, data)
+    return path

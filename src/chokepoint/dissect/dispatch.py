@@ -1,0 +1,259 @@
+"""Which dissector sees which bytes, and what a flow has been found to be.
+
+The dispatcher is the only place that knows the dissectors; each dissector module only parses bytes.
+Per flow it keeps the set of protocols still possible for each direction, feeds them the reassembled
+stream (or the single segment, when a profile switches reassembly off) and the first UDP datagrams,
+and records typed results in a ``FlowFacts``. Three outcomes stay distinct and are counted:
+a match, "not this protocol" (the candidate is dropped) and "malformed" (counted per dissector).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from chokepoint.appproto import AppProto
+from chokepoint.dissect import dns, fet, http, ipsec, openvpn, pptp, quic, socks, ssh, tls, tor, wireguard
+from chokepoint.dissect.errors import Malformed, NeedMoreData, NotThisProtocol
+from chokepoint.packet.record import AH, ESP, GRE, ICMP, ICMPV6, TCP, UDP
+
+C2S, S2C = 0, 1
+#: Messages of each kind kept per flow (DNS queries/answers, WireGuard/OpenVPN packets).
+MAX_KEPT = 8
+#: Datagrams per direction that UDP dissectors look at before giving up.
+MAX_UDP_PROBES = 6
+
+DNS_PORTS = frozenset({53, 5353, 5355})
+IKE_PORTS = frozenset({500, 4500})
+
+
+@dataclass(slots=True)
+class FlowFacts:
+    """Everything the dissectors found in one flow (typed results of each dissector module)."""
+
+    app_proto: str = AppProto.UNKNOWN.value
+    decided: bool = False
+    tcp_candidates: set[str] = field(default_factory=lambda: set(TCP_CLIENT_FIRST))
+    dns: list = field(default_factory=list)           # dns.DnsMessage, both directions
+    http: Any = None                                  # http.HttpRequest (first request)
+    http_response: Any = None                         # http.HttpResponse (first response)
+    tls: Any = None                                   # tls.ClientHello
+    tls_server: Any = None                            # tls.ServerHello
+    quic: Any = None                                  # quic.QuicInfo
+    quic_assembler: Any = None
+    ssh_client: Any = None
+    ssh_server: Any = None
+    socks: Any = None
+    openvpn: str | None = None                        # detection reason
+    openvpn_pkts: tuple[list, list] = field(default_factory=lambda: ([], []))   # raw payloads
+    wireguard: tuple[list, list] = field(default_factory=lambda: ([], []))
+    ike: Any = None
+    esp: Any = None
+    pptp: Any = None
+    tor: str | None = None                            # evidence that the TLS hello is Tor's
+    fet: Any = None                                   # fet.FetResult on the first client data packet
+    udp_probes: list[int] = field(default_factory=lambda: [0, 0])
+    malformed: Counter = field(default_factory=Counter)
+
+    def decide(self, proto: AppProto | str) -> None:
+        self.app_proto = str(proto)
+        self.decided = True
+
+
+#: Protocols whose result is refined as more client bytes arrive (headers, the SOCKS request).
+_REFINED = frozenset({AppProto.HTTP, AppProto.HTTP_CONNECT, AppProto.SOCKS})
+
+#: TCP protocols recognised from the client's first bytes, in the order they are tried.
+TCP_CLIENT_FIRST = ("tls", "http", "ssh", "socks", "pptp", "openvpn", "dns")
+
+
+def new_facts() -> FlowFacts:
+    return FlowFacts()
+
+
+def on_ip_only(facts: FlowFacts, proto: int, payload: bytes) -> None:
+    """Flows that are not TCP/UDP are labelled by IP protocol (ESP/AH headers parsed for evidence)."""
+    if facts.decided:
+        return
+    if proto == ESP:
+        facts.esp = _try(facts, "ipsec", ipsec.parse_esp, payload)
+        facts.decide(AppProto.IPSEC)
+    elif proto == AH:
+        facts.esp = _try(facts, "ipsec", ipsec.parse_ah, payload)
+        facts.decide(AppProto.IPSEC)
+    elif proto == GRE:
+        facts.decide(AppProto.GRE)
+    elif proto in (ICMP, ICMPV6):
+        facts.decide(AppProto.ICMP)
+
+
+def on_first_client_payload(facts: FlowFacts, payload: bytes) -> None:
+    """The fully-encrypted test looks at the client's first data packet as sent, never reassembled
+    (Wu et al., USENIX Security 2023, section 4)."""
+    facts.fet = fet.classify_first_packet(payload)
+
+
+def on_tcp_data(facts: FlowFacts, direction: int, data: bytes, server_port: int) -> None:
+    """Dissect TCP bytes: ``data`` is the reassembled stream so far, or the segment alone."""
+    if direction == C2S:
+        _tcp_client(facts, data, server_port)
+    else:
+        _tcp_server(facts, data)
+
+
+def _tcp_client(facts: FlowFacts, data: bytes, server_port: int) -> None:
+    if facts.decided and facts.app_proto not in _REFINED:
+        return
+    for name in [c for c in TCP_CLIENT_FIRST if c in facts.tcp_candidates]:
+        try:
+            if name == "tls":
+                ch = tls.parse_client_hello_records(data)
+                facts.tls = ch
+                facts.tor = tor.tor_evidence(ch)
+                facts.decide(AppProto.TOR if facts.tor else AppProto.TLS)
+            elif name == "http":
+                _http_request(facts, data)
+            elif name == "ssh":
+                facts.ssh_client = ssh.parse_banner(data)
+                facts.decide(AppProto.SSH)
+            elif name == "socks":
+                facts.socks = socks.parse_client(data)
+                facts.decide(AppProto.SOCKS)
+                if facts.socks.command is None:  # greeting only: the request (destination) follows
+                    raise NeedMoreData("SOCKS request not seen yet")
+            elif name == "pptp":
+                facts.pptp = pptp.parse_control(data)
+                facts.decide(AppProto.PPTP)
+            elif name == "openvpn":
+                _openvpn_tcp(facts, C2S, data)
+            elif name == "dns":
+                if server_port not in DNS_PORTS:
+                    raise NotThisProtocol("DNS over TCP only on DNS ports")
+                facts.dns = list(dns.parse_tcp_stream(data)[:MAX_KEPT])
+                facts.decide(AppProto.DNS)
+        except NeedMoreData:
+            if facts.decided:  # recognised, still refining: only this dissector sees later bytes
+                facts.tcp_candidates = {name}
+                return
+            continue
+        except NotThisProtocol:
+            facts.tcp_candidates.discard(name)
+            continue
+        except Malformed:
+            facts.malformed[name] += 1
+            facts.tcp_candidates.discard(name)
+            continue
+        if facts.decided:
+            facts.tcp_candidates = {name}
+            return
+    if not facts.tcp_candidates and not facts.decided:
+        if facts.fet is not None and facts.fet.fully_encrypted:
+            facts.decide(AppProto.FULLY_ENCRYPTED)
+        else:
+            facts.decide(AppProto.UNKNOWN)
+
+
+def _http_request(facts: FlowFacts, data: bytes) -> None:
+    try:
+        req = http.parse_request(data)
+    except NeedMoreData:
+        if not http.looks_like_request(data):
+            raise
+        req = http.parse_request(data, partial=True)
+    facts.http = req
+    facts.decide(AppProto.HTTP_CONNECT if req.is_connect else AppProto.HTTP)
+    if not req.complete:
+        raise NeedMoreData("HTTP headers incomplete")  # keep refining as more bytes arrive
+
+
+def _openvpn_tcp(facts: FlowFacts, direction: int, data: bytes) -> None:
+    facts.openvpn_pkts[direction][:] = [data]     # the stream so far; detect() splits on the length prefix
+    if direction == C2S:
+        openvpn.parse_tcp(data)                   # NotThisProtocol / NeedMoreData / Malformed
+    reason = openvpn.detect(*facts.openvpn_pkts, transport="tcp")
+    if not reason:
+        raise NeedMoreData("OpenVPN needs more packets or the peer's answer")
+    facts.openvpn = reason
+    facts.decide(AppProto.OPENVPN)
+
+
+def _tcp_server(facts: FlowFacts, data: bytes) -> None:
+    if facts.ssh_server is None and data[:4] == b"SSH-":
+        facts.ssh_server = _try(facts, "ssh", lambda d: ssh.parse_banner(d, server=True), data)
+        if facts.ssh_server is not None and not facts.decided:
+            facts.decide(AppProto.SSH)
+    if facts.tls_server is None and tls.looks_like_tls_record(data):
+        facts.tls_server = _try(facts, "tls", tls.parse_server_hello_records, data)
+        if facts.tls_server is not None and (not facts.decided or facts.app_proto == AppProto.UNKNOWN):
+            facts.decide(AppProto.TLS)
+    if facts.http_response is None and data[:5] == b"HTTP/":
+        facts.http_response = _try(facts, "http", http.parse_response, data)
+    if "openvpn" in facts.tcp_candidates and not facts.decided:
+        try:
+            _openvpn_tcp(facts, S2C, data)
+        except (NeedMoreData, NotThisProtocol, Malformed):
+            pass
+
+
+def on_udp_datagram(facts: FlowFacts, direction: int, data: bytes, client_port: int, server_port: int) -> None:
+    """Dissect one UDP datagram (only the first few per direction are offered)."""
+    facts.udp_probes[direction] += 1
+    ports = (client_port, server_port)
+    if (facts.app_proto == AppProto.DNS or not facts.decided) and (
+            client_port in DNS_PORTS or server_port in DNS_PORTS):
+        msg = _try(facts, "dns", dns.parse_message, data)
+        if msg is not None:
+            if len(facts.dns) < MAX_KEPT:
+                facts.dns.append(msg)
+            facts.decide(AppProto.DNS)
+            return
+    if facts.decided and facts.app_proto != AppProto.QUIC:
+        return
+    if direction == C2S and (facts.quic is None) and quic.is_quic_initial_prefix(data):
+        if facts.quic_assembler is None:
+            facts.quic_assembler = quic.InitialAssembler()
+        info = _try(facts, "quic", facts.quic_assembler.feed, data)
+        if info is not None:
+            facts.quic = info
+            facts.decide(AppProto.QUIC)
+            return
+    if facts.decided:
+        return
+    if IKE_PORTS & set(ports):
+        parsed = _try(facts, "ike", ipsec.parse_udp_4500 if 4500 in ports else ipsec.parse_isakmp, data)
+        if parsed is not None:
+            if getattr(parsed, "is_esp", False):
+                facts.esp = parsed
+                facts.decide(AppProto.IPSEC)
+            else:
+                facts.ike = parsed
+                facts.decide(AppProto.IKE)
+            return
+    msg = _try(facts, "wireguard", wireguard.parse_message, data)
+    if msg is not None and len(facts.wireguard[direction]) < MAX_KEPT:
+        facts.wireguard[direction].append(msg)
+        if wireguard.confirm_flow(*facts.wireguard):
+            facts.decide(AppProto.WIREGUARD)
+            return
+    if _try(facts, "openvpn", openvpn.parse_udp, data) is not None \
+            and len(facts.openvpn_pkts[direction]) < MAX_KEPT:
+        facts.openvpn_pkts[direction].append(data)
+        reason = openvpn.detect(*facts.openvpn_pkts, transport="udp")
+        if reason:
+            facts.openvpn = reason
+            facts.decide(AppProto.OPENVPN)
+            return
+    if min(facts.udp_probes) >= MAX_UDP_PROBES or sum(facts.udp_probes) >= 2 * MAX_UDP_PROBES:
+        facts.decide(AppProto.UNKNOWN)
+
+
+def _try(facts: FlowFacts, name: str, parse, data: bytes):
+    """Run one parser; ``None`` for "not this / need more", malformed input counted per dissector."""
+    try:
+        return parse(data)
+    except (NotThisProtocol, NeedMoreData):
+        return None
+    except Malformed:
+        facts.malformed[name] += 1
+        return None

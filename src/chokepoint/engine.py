@@ -1,0 +1,201 @@
+"""The I/O-free engine: packet records in, flows with verdicts out.
+
+For every packet: expire idle flows (by packet time), find or create the flow, update its TCP state and
+bounded reassembly, and — while the flow is still within its inspection budget and has no verdict —
+dissect the new bytes, build a ``MatchInput`` and ask the compiled policy. A terminal verdict ends
+inspection (the flow takes the fast path); ``log`` verdicts are recorded once per rule.
+The clock is the packets' own timestamps and the RNG is injected, so runs are reproducible.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+
+from chokepoint.dissect import dispatch
+from chokepoint.flow.flow import C2S, DIRECTION_NAMES, S2C, Flow
+from chokepoint.flow.key import ip_text
+from chokepoint.flow.reassembly import StreamReassembler
+from chokepoint.flow.table import FlowTable
+from chokepoint.packet.record import ACK, SYN, TCP, UDP, Packet
+from chokepoint.policy.input import MatchInput
+from chokepoint.policy.verdict import Action, Verdict
+
+_TRANSPORT = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp", 50: "esp", 51: "ah", 47: "gre"}
+#: Seconds of packet time between two expiry sweeps.
+EXPIRY_INTERVAL = 1.0
+
+
+class Engine:
+    def __init__(self, profile, *, rng: random.Random | None = None) -> None:
+        self.profile = profile
+        self.settings = profile.engine
+        self.policy = profile.policy
+        self.rng = rng or random.Random(0)
+        self.table = FlowTable(self.settings)
+        self.counters: Counter[str] = Counter()
+        self._next_sweep = 0.0
+
+    # -- the packet path -------------------------------------------------------------------------
+    def process(self, pkt: Packet) -> list[Flow]:
+        """Process one packet; return the flows that ended (expired or evicted) meanwhile."""
+        ended: list[Flow] = []
+        if pkt.ts >= self._next_sweep:
+            ended.extend(self.table.expire(pkt.ts))
+            self._next_sweep = pkt.ts + EXPIRY_INTERVAL
+        flow, created = self.table.lookup(pkt)
+        if created:
+            flow.facts = dispatch.new_facts()
+            if self.table.evicted:
+                ended.extend(self.table.pop_evicted())
+        self.counters["packets"] += 1
+        direction = flow.direction_of(pkt)
+        flow.pkts[direction] += 1
+        flow.bytes[direction] += pkt.ip_len or len(pkt.payload)
+        flow.payload_bytes[direction] += len(pkt.payload)
+        flow.last_ts = max(flow.last_ts, pkt.ts)
+        if pkt.proto == TCP:
+            was_closed = flow.closed
+            flow.update_tcp(pkt, direction)
+            if flow.closed != was_closed:
+                self.table.reclassify(flow)
+        if flow.inspecting:
+            self._inspect(flow, pkt, direction)
+        return ended
+
+    def finish(self) -> list[Flow]:
+        """End of input: every remaining flow, oldest first."""
+        return list(self.table.drain())
+
+    def run(self, packets: Iterable[Packet]) -> Iterator[Flow]:
+        for pkt in packets:
+            yield from self.process(pkt)
+        yield from self.finish()
+
+    # -- inspection ------------------------------------------------------------------------------
+    def _inspect(self, flow: Flow, pkt: Packet, direction: int) -> None:
+        s = self.settings
+        if flow.inspected_pkts[direction] >= s.inspect_max_packets or \
+                flow.inspected_bytes[direction] >= s.inspect_max_bytes:
+            other = 1 - direction
+            if flow.inspected_pkts[other] >= s.inspect_max_packets or \
+                    flow.inspected_bytes[other] >= s.inspect_max_bytes:
+                flow.inspecting = False
+                self.counters["flows_budget_spent"] += 1
+            return
+        flow.inspected_pkts[direction] += 1
+        flow.inspected_bytes[direction] += len(pkt.payload)
+        facts = flow.facts
+        payload = pkt.payload
+        if pkt.proto == TCP:
+            self._tcp_bytes(flow, pkt, direction)
+        elif pkt.proto == UDP:
+            if payload:
+                if flow.first_payload[direction] is None:
+                    flow.first_payload[direction] = payload
+                if facts.udp_probes[direction] < dispatch.MAX_UDP_PROBES or not facts.decided:
+                    dispatch.on_udp_datagram(facts, direction, payload, flow.client_port, flow.server_port)
+        else:
+            if payload and flow.first_payload[direction] is None:
+                flow.first_payload[direction] = payload
+            dispatch.on_ip_only(facts, pkt.proto, payload)
+        self._decide(flow, pkt, direction)
+
+    def _tcp_bytes(self, flow: Flow, pkt: Packet, direction: int) -> None:
+        s = self.settings
+        if s.reassembly:
+            stream = flow.streams[direction]
+            if stream is None:
+                stream = flow.streams[direction] = StreamReassembler(s.reassembly_max_bytes,
+                                                                     s.reassembly_max_segments)
+            if pkt.tcp_flags & SYN:
+                stream.set_isn(pkt.seq)
+        payload = pkt.payload
+        if not payload:
+            return
+        if flow.first_payload[direction] is None:
+            flow.first_payload[direction] = payload
+            if direction == C2S:
+                dispatch.on_first_client_payload(flow.facts, payload)
+        if s.reassembly:
+            if stream.add(pkt.seq, payload) == 0:
+                return  # retransmission, or out of order: nothing new to dissect yet
+            data = stream.bytes
+        else:
+            data = payload  # this censor looks at one segment at a time
+        dispatch.on_tcp_data(flow.facts, direction, data, flow.server_port)
+
+    def _decide(self, flow: Flow, pkt: Packet, direction: int) -> None:
+        inp = self.match_input(flow, pkt, direction)
+        for verdict in self.policy.evaluate(inp):
+            verdict = replace(verdict, packet_index=pkt.index, direction=DIRECTION_NAMES[direction])
+            if verdict.action is Action.LOG:
+                if all(v.rule_id != verdict.rule_id for v in flow.logs):
+                    flow.logs.append(verdict)
+                continue
+            probability = verdict.param("probability", 1.0)
+            if probability < 1.0:
+                spared = flow.state.setdefault("spared", set())
+                if verdict.rule_id in spared:
+                    continue
+                if self.rng.random() >= probability:
+                    spared.add(verdict.rule_id)
+                    self.counters["verdicts_spared_by_probability"] += 1
+                    continue
+            flow.verdict = verdict
+            flow.inspecting = False
+            self.counters[f"verdict:{verdict.action.value}"] += 1
+
+    @staticmethod
+    def match_input(flow: Flow, pkt: Packet, direction: int) -> MatchInput:
+        facts = flow.facts
+        inp = MatchInput(
+            transport=_TRANSPORT.get(flow.proto, "ip"),
+            client_ip=ip_text(flow.client_ip),
+            server_ip=ip_text(flow.server_ip),
+            client_port=flow.client_port,
+            server_port=flow.server_port,
+            direction=DIRECTION_NAMES[direction],
+            packet_index_in_flow=flow.pkts[C2S] + flow.pkts[S2C],
+            tcp_header_len=pkt.tcp_header_len,
+            app_proto=facts.app_proto,
+            first_payload_c2s=flow.first_payload[C2S] or b"",
+            first_payload_s2c=flow.first_payload[S2C] or b"",
+        )
+        stream = flow.streams[C2S]
+        if stream is not None:
+            inp.stream_c2s = stream.bytes
+        if facts.dns:
+            queries = [m for m in facts.dns if not m.is_response and m.questions] or \
+                [m for m in facts.dns if m.questions]
+            if queries:
+                inp.dns_qname = queries[-1].qname
+                inp.dns_qtype = queries[-1].qtype
+        if facts.http is not None:
+            req = facts.http
+            inp.http_host = req.host
+            inp.http_method = req.method
+            inp.http_path = req.path_decoded
+            inp.http_query = req.query_decoded
+            inp.http_user_agent = req.user_agent
+        if facts.tls is not None:
+            ch = facts.tls
+            inp.tls_sni = ch.sni
+            inp.ja3 = ch.ja3_hash
+            inp.ja4 = ch.ja4
+            inp.tls_alpn = tuple(ch.alpn)
+            inp.tls_ech = ch.has_ech
+            inp.tls_esni = ch.has_esni
+            inp.tls_record_fragmented = ch.record_count > 1
+        if facts.quic is not None:
+            q = facts.quic
+            inp.quic_sni = q.sni
+            inp.quic_version = q.version
+            if q.ja4:
+                inp.ja4 = q.ja4
+        if facts.fet is not None:
+            inp.fully_encrypted = facts.fet.fully_encrypted
+            inp.fet_exemption = facts.fet.exemption
+        return inp

@@ -1,0 +1,109 @@
+"""A bidirectional flow: endpoints with client/server roles, TCP state, bounded reassembly, per-flow state.
+
+Index 0 of every per-direction pair is client-to-server ("c2s"), index 1 server-to-client ("s2c").
+The client is whoever sent the SYN (or received the SYN+ACK); without a handshake, whoever sent the
+first packet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from chokepoint.flow.key import FlowKey
+from chokepoint.flow.reassembly import StreamReassembler
+from chokepoint.packet.record import ACK, FIN, RST, SYN, TCP, Packet
+
+C2S = 0
+S2C = 1
+DIRECTION_NAMES = ("c2s", "s2c")
+
+
+class TcpState(StrEnum):
+    NONE = "none"              # not TCP
+    NEW = "new"                # first packet was not a SYN (picked up mid-stream)
+    SYN_SENT = "syn_sent"
+    SYN_RECEIVED = "syn_received"
+    ESTABLISHED = "established"
+    CLOSING = "closing"        # a FIN seen in one direction
+    CLOSED = "closed"          # FINs both ways, or a RST
+
+
+@dataclass(slots=True, eq=False)
+class Flow:
+    id: int
+    key: FlowKey
+    proto: int
+    ip_version: int
+    client_ip: bytes
+    client_port: int
+    server_ip: bytes
+    server_port: int
+    first_ts: float
+    last_ts: float
+    pkts: list[int] = field(default_factory=lambda: [0, 0])
+    bytes: list[int] = field(default_factory=lambda: [0, 0])          # IP bytes
+    payload_bytes: list[int] = field(default_factory=lambda: [0, 0])
+    inspected_pkts: list[int] = field(default_factory=lambda: [0, 0])
+    inspected_bytes: list[int] = field(default_factory=lambda: [0, 0])
+    tcp_state: TcpState = TcpState.NONE
+    syn_seen: bool = False
+    synack_seen: bool = False
+    fin_seen: list[bool] = field(default_factory=lambda: [False, False])
+    rst_seen: bool = False
+    tcp_flags: list[int] = field(default_factory=lambda: [0, 0])      # OR of flags seen per direction
+    streams: list[StreamReassembler | None] = field(default_factory=lambda: [None, None])
+    first_payload: list[bytes | None] = field(default_factory=lambda: [None, None])
+    inspecting: bool = True
+    facts: Any = None            # chokepoint.dissect.dispatch.FlowFacts, attached by the engine
+    verdict: Any = None          # terminal Verdict once decided
+    logs: list = field(default_factory=list)   # `log` verdicts (one per rule)
+    state: dict = field(default_factory=dict)  # per-flow rule state, keyed by rule id
+    end_reason: str = ""
+    timeout_class: str = ""
+
+    @classmethod
+    def from_first_packet(cls, flow_id: int, key: FlowKey, pkt: Packet) -> "Flow":
+        client_is_src = True
+        if pkt.proto == TCP and pkt.tcp_flags & SYN and pkt.tcp_flags & ACK:
+            client_is_src = False  # we see the SYN+ACK first: the receiver is the client
+        if client_is_src:
+            c_ip, c_port, s_ip, s_port = pkt.src, pkt.sport, pkt.dst, pkt.dport
+        else:
+            c_ip, c_port, s_ip, s_port = pkt.dst, pkt.dport, pkt.src, pkt.sport
+        flow = cls(flow_id, key, pkt.proto, pkt.ip_version, c_ip, c_port, s_ip, s_port, pkt.ts, pkt.ts)
+        if pkt.proto == TCP:
+            flow.tcp_state = TcpState.NEW
+        return flow
+
+    def direction_of(self, pkt: Packet) -> int:
+        return C2S if (pkt.src == self.client_ip and pkt.sport == self.client_port) else S2C
+
+    def update_tcp(self, pkt: Packet, direction: int) -> None:
+        flags = pkt.tcp_flags
+        self.tcp_flags[direction] |= flags
+        if flags & RST:
+            self.rst_seen = True
+            self.tcp_state = TcpState.CLOSED
+            return
+        if flags & SYN:
+            if flags & ACK:
+                self.synack_seen = True
+                if self.tcp_state in (TcpState.SYN_SENT, TcpState.NEW):
+                    self.tcp_state = TcpState.SYN_RECEIVED
+            else:
+                self.syn_seen = True
+                if self.tcp_state is TcpState.NEW:
+                    self.tcp_state = TcpState.SYN_SENT
+        elif flags & ACK and self.tcp_state is TcpState.SYN_RECEIVED and direction == C2S:
+            self.tcp_state = TcpState.ESTABLISHED
+        elif self.tcp_state is TcpState.NEW and pkt.payload:
+            self.tcp_state = TcpState.ESTABLISHED  # mid-stream pickup
+        if flags & FIN:
+            self.fin_seen[direction] = True
+            self.tcp_state = TcpState.CLOSED if all(self.fin_seen) else TcpState.CLOSING
+
+    @property
+    def closed(self) -> bool:
+        return self.tcp_state is TcpState.CLOSED

@@ -1,0 +1,111 @@
+"""Human output of ``analyze``: a rich table of flows and verdicts, and a summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+_CONTEXT_FIELDS = frozenset({"transport", "direction", "app_proto"})
+_STYLE = {"allow": "green", "log": "cyan", "throttle": "yellow", "delay": "yellow"}
+
+
+def flow_name(record: dict[str, Any]) -> str:
+    """The name a flow is about: SNI, Host, QUIC SNI or DNS query name."""
+    for proto, key in (("tls", "sni"), ("quic", "sni"), ("http", "hostname"), ("dns", "rrname")):
+        value = record.get(proto, {}).get(key)
+        if value:
+            return value
+    return ""
+
+
+def _short(value, width: int = 48) -> str:
+    text = str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def endpoint(ip: str, port: int | None) -> str:
+    if port is None:
+        return ip
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def flows_table(records: list[dict[str, Any]], *, limit: int | None, show_allowed: bool) -> tuple[Table, int]:
+    """Blocked/logged flows first, then allowed ones if asked; returns the table and rows left out."""
+    def interesting(r):
+        cp = r["chokepoint"]
+        return cp["verdict"] != "allow" or cp.get("logs")
+
+    rows = [r for r in records if interesting(r)]
+    if show_allowed:
+        rows += [r for r in records if not interesting(r)]
+    hidden = len(records) - len(rows)
+    if limit is not None and len(rows) > limit:
+        hidden += len(rows) - limit
+        rows = rows[:limit]
+    table = Table(title="Flows and verdicts", header_style="bold", expand=False)
+    table.add_column("#", justify="right")
+    table.add_column("flow (client → server)", no_wrap=True)
+    table.add_column("app")
+    table.add_column("name", overflow="fold")
+    table.add_column("verdict")
+    table.add_column("rule")
+    table.add_column("why", overflow="fold", ratio=1)
+    for i, r in enumerate(rows, 1):
+        cp = r["chokepoint"]
+        verdict = cp["verdict"]
+        rule = cp.get("rule") or ""
+        reason = cp.get("reason", "")
+        evidence = cp.get("evidence") or []
+        if verdict == "allow" and cp.get("logs"):
+            log = cp["logs"][0]
+            verdict, rule, reason, evidence = "log", log["rule"], log["reason"], log.get("evidence") or []
+        if evidence:
+            evidence = sorted(evidence, key=lambda e: e["field"] in _CONTEXT_FIELDS)  # the telling fact first
+            reason = "; ".join(f"{e['field']}={_short(e['value'])} ~ {_short(e['matched'])}" for e in evidence[:2])
+        style = _STYLE.get(verdict, "bold red")
+        flow = (f"{r['proto']} {endpoint(r['src_ip'], r.get('src_port'))} → "
+                f"{endpoint(r['dest_ip'], r.get('dest_port'))}")
+        table.add_row(str(i), flow, r["app_proto"], flow_name(r), f"[{style}]{verdict}[/]", rule, reason)
+    return table, hidden
+
+
+def summary_table(results, records: list[dict[str, Any]]) -> Table:
+    table = Table(title="Summary", show_header=False, expand=False)
+    table.add_column("what", style="bold")
+    table.add_column("count")
+    frames = sum(r.frames for r in results)
+    packets = sum(r.packets for r in results)
+    table.add_row("captures", str(len(results)))
+    table.add_row("frames read", str(frames))
+    table.add_row("packets decoded", str(packets))
+    table.add_row("flows", str(len(records)))
+    by_app = Counter(r["app_proto"] for r in records)
+    table.add_row("flows by app_proto", ", ".join(f"{k} {v}" for k, v in by_app.most_common()))
+    by_rule = Counter(f"{r['chokepoint']['verdict']} by {r['chokepoint']['rule']}" for r in records
+                      if r["chokepoint"]["verdict"] != "allow")
+    table.add_row("verdicts by rule", ", ".join(f"{k}: {v}" for k, v in by_rule.most_common()) or "none")
+    logs = Counter(l["rule"] for r in records for l in r["chokepoint"].get("logs", []))
+    if logs:
+        table.add_row("logged by rule", ", ".join(f"{k}: {v}" for k, v in logs.most_common()))
+    skipped = Counter()
+    for r in results:
+        skipped.update(r.skipped)
+    table.add_row("frames skipped, by reason", ", ".join(f"{k} {v}" for k, v in skipped.most_common()) or "none")
+    engine = Counter()
+    for r in results:
+        engine.update(r.engine)
+    flow_counters = {k: v for k, v in engine.items() if k.startswith("flows_") and v}
+    if flow_counters:
+        table.add_row("flow table", ", ".join(f"{k[6:]} {v}" for k, v in sorted(flow_counters.items())))
+    return table
+
+
+def print_report(console: Console, results, records, *, limit: int | None = 200, show_allowed: bool = True) -> None:
+    table, hidden = flows_table(records, limit=limit, show_allowed=show_allowed)
+    console.print(table)
+    if hidden:
+        console.print(f"[dim]{hidden} more flows not shown (use --format eve for all)[/]")
+    console.print(summary_table(results, records))

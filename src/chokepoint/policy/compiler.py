@@ -1,0 +1,395 @@
+"""Rules + lists -> a ``CompiledPolicy``: shared indexes, a prefilter, and evaluation in rule order.
+
+Compilation
+  Every atom becomes ``(field, source)``: its values (or its list's entries) go into the index of the
+  field's group (all domain fields share one ``DomainIndex``; every other field has its own index,
+  so each text field has one hyperscan database). Identical atoms share a source.
+
+Prefilter
+  Each rule gets an *anchor*: a set of atoms at least one of which must hold for the rule to match
+  (an atom; the most selective child of an ``all``; the union of an ``any``'s children's anchors).
+  ``evaluate`` looks up each anchored field once, collects the rules whose anchor fired, adds the rules
+  without an anchor (a top-level ``not``, an empty ``all``), and fully evaluates only those, in file order.
+  A field's lookup is memoised for the call, so each atom is decided once per ``MatchInput``.
+
+Result
+  In rule order: every matching ``log`` rule before the first matching terminal rule, then that terminal
+  verdict last (evaluation stops there, as a firewall stops at its first terminal rule).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Union
+
+from chokepoint.policy import values
+from chokepoint.policy.conditions import AllOf, AnyOf, Atom, Condition, Not
+from chokepoint.policy.errors import PolicyError, SourcePos
+from chokepoint.policy.fields import ANCHOR_RANK, FIELDS, LIST_KINDS, FieldSpec, Kind, format_value, read_values
+from chokepoint.policy.input import MatchInput
+from chokepoint.policy.lists import ListDef
+from chokepoint.policy.matchers import (CASELESS, DOTALL, LITERAL, REGEX, BytesIndex, DomainIndex, IntIndex,
+                                        IpIndex, PatternSet, PortIndex, TextIndex, ValueIndex)
+from chokepoint.policy.verdict import Action, Evidence, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    action: Action
+    when: Condition
+    params: tuple[tuple[str, Any], ...] = ()
+    reason: str = ""
+    cite: str = ""
+    observed: str = ""
+    pos: SourcePos | None = field(default=None, compare=False)
+
+
+# Compiled condition nodes: plain tuples, walked by ``_eval``.
+_ATOM, _ALL, _ANY, _NOT = 0, 1, 2, 3
+Node = tuple  # (_ATOM, field, source) | (_ALL, nodes) | (_ANY, nodes) | (_NOT, node, reader)
+Index = Union[DomainIndex, TextIndex, ValueIndex, IntIndex, PortIndex, IpIndex, BytesIndex]
+
+_INDEX_FOR: dict[Kind, Callable[[], Index]] = {
+    Kind.DOMAIN: DomainIndex, Kind.TEXT: TextIndex, Kind.ENUM: ValueIndex, Kind.STRING: ValueIndex,
+    Kind.BOOL: ValueIndex, Kind.INT: IntIndex, Kind.PORT: PortIndex, Kind.IP: IpIndex, Kind.BYTES: BytesIndex,
+}
+
+
+class CompiledPolicy:
+    """Immutable once built; ``evaluate`` keeps its memo on the stack (safe to share between flows)."""
+
+    __slots__ = ("rules", "lists", "_indexes", "_nodes", "_anchors", "_always", "_plan")
+
+    def __init__(self, rules: tuple[Rule, ...], lists: Mapping[str, ListDef], indexes: dict[str, Index],
+                 nodes: tuple[Node, ...], anchors: tuple[tuple[str, dict[int, tuple[int, ...]]], ...],
+                 always: tuple[int, ...]) -> None:
+        self.rules = rules
+        self.lists = lists
+        self._indexes = indexes
+        self._nodes = nodes
+        self._anchors = anchors
+        self._always = always
+        # per field: (members of a virtual field, reader, multi-valued, index or None, shares the name memo)
+        self._plan = {name: (spec.alias_of, spec.read, spec.multi, indexes.get(spec.group),
+                             spec.kind is Kind.DOMAIN) for name, spec in FIELDS.items()}
+
+    def rule(self, rule_id: str) -> Rule:
+        for rule in self.rules:
+            if rule.id == rule_id:
+                return rule
+        raise KeyError(rule_id)
+
+    def evaluate(self, inp: MatchInput) -> tuple[Verdict, ...]:
+        """Verdicts for ``inp``: matching ``log`` rules, then the first matching terminal rule (if any)."""
+        memo: dict[str, dict[int, Evidence]] = {}
+        names_memo: dict[str, list[tuple[int, str]]] = {}
+        plan = self._plan
+
+        def hits(name: str) -> dict[int, Evidence]:
+            found = memo.get(name)
+            if found is not None:
+                return found
+            found = {}
+            members, read, multi, index, is_name = plan[name]
+            if members:
+                for member in members:
+                    for source, evidence in hits(member).items():
+                        found.setdefault(source, evidence)
+            elif index is not None:
+                value = read(inp)
+                if value is not None:
+                    for item in (value if multi else (value,)):
+                        if is_name:
+                            matched = names_memo.get(item)
+                            if matched is None:
+                                matched = names_memo[item] = index.lookup(item)
+                        else:
+                            matched = index.lookup(item)
+                        if matched:
+                            shown = format_value(item)
+                            for source, pattern in matched:
+                                if source not in found:
+                                    found[source] = Evidence(name, shown, pattern)
+            memo[name] = found
+            return found
+
+        candidates = set(self._always)
+        for name, by_source in self._anchors:
+            found = hits(name)
+            if found:
+                for source in found:
+                    rules = by_source.get(source)
+                    if rules:
+                        candidates.update(rules)
+        out: list[Verdict] = []
+        for index in sorted(candidates):
+            evidence = _eval(self._nodes[index], hits, inp)
+            if evidence is None:
+                continue
+            rule = self.rules[index]
+            verdict = Verdict(rule.action, rule.id, rule.reason, tuple(dict.fromkeys(evidence)), rule.params,
+                              rule.cite, direction=inp.direction)
+            out.append(verdict)
+            if rule.action.terminal:
+                break
+        return tuple(out)
+
+
+def _eval(node: Node, hits: Callable[[str], dict[int, Evidence]], inp: MatchInput) -> list[Evidence] | None:
+    tag = node[0]
+    if tag == _ATOM:
+        evidence = hits(node[1]).get(node[2])
+        return None if evidence is None else [evidence]
+    if tag == _ALL:
+        out: list[Evidence] = []
+        for child in node[1]:
+            got = _eval(child, hits, inp)
+            if got is None:
+                return None
+            out.extend(got)
+        return out
+    if tag == _ANY:
+        matched: list[Evidence] | None = None
+        for child in node[1]:
+            got = _eval(child, hits, inp)
+            if got is not None:
+                matched = got if matched is None else matched + got
+        return matched
+    if _eval(node[1], hits, inp) is not None:
+        return None
+    return [node[2](inp)]
+
+
+def not_evidence(child: Condition) -> Callable[[MatchInput], Evidence]:
+    """Evidence for a true ``not``: the field and the value seen (if the child is an atom), and the
+    condition that did not hold."""
+    shown = f"not {child}"
+    if not isinstance(child, Atom):
+        return lambda inp: Evidence("not", "", shown)
+    spec = FIELDS[child.field]
+    members = [FIELDS[m] for m in spec.alias_of] or [spec]
+
+    def evidence(inp: MatchInput) -> Evidence:
+        seen = [format_value(v) for m in members for v in read_values(m, inp)]
+        return Evidence(child.field, ",".join(seen), shown)
+    return evidence
+
+
+class _Builder:
+    def __init__(self, lists: Mapping[str, ListDef]) -> None:
+        self.lists = lists
+        self.indexes: dict[str, Index] = {}
+        self.sources: dict[tuple[Any, ...], int] = {}
+        self.first_pos: dict[str, SourcePos] = {}
+
+    def index(self, spec: FieldSpec) -> Index:
+        group = spec.group
+        index = self.indexes.get(group)
+        if index is None:
+            index = self.indexes[group] = _INDEX_FOR[spec.kind]()
+        return index
+
+    def node(self, cond: Condition) -> Node:
+        if isinstance(cond, Atom):
+            return (_ATOM, cond.field, self.source(cond))
+        if isinstance(cond, Not):
+            return (_NOT, self.node(cond.child), not_evidence(cond.child))
+        children = tuple(self.node(c) for c in cond.children)
+        return (_ALL if isinstance(cond, AllOf) else _ANY, children)
+
+    def source(self, atom: Atom) -> int:
+        spec = FIELDS[atom.field]
+        if atom.op == "in_list":
+            listdef = self._list(atom, spec)
+            key: tuple[Any, ...] = (spec.group, "list", listdef.name)
+        else:
+            key = (spec.group, atom.op, atom.value)
+        source = self.sources.get(key)
+        if source is None:
+            source = self.sources[key] = len(self.sources)
+            index = self.index(spec)
+            self.first_pos.setdefault(spec.group, atom.pos or SourcePos("<policy>", 1, 1))
+            if atom.op == "in_list":
+                _add_list(index, spec.kind, source, self.lists[atom.value])
+            else:
+                _add_atom(index, spec.kind, source, atom)
+        return source
+
+    def _list(self, atom: Atom, spec: FieldSpec) -> ListDef:
+        pos = atom.value_pos[0] if atom.value_pos else atom.pos or SourcePos("<policy>", 1, 1)
+        listdef = self.lists.get(atom.value)
+        if listdef is None:
+            close = difflib.get_close_matches(atom.value, list(self.lists), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else \
+                (f"; declared: {', '.join(self.lists)}" if self.lists else "; no lists are declared")
+            raise PolicyError.at(pos, f"unknown list {atom.value!r}{hint}")
+        allowed = LIST_KINDS.get(spec.kind, ())
+        if listdef.kind not in allowed:
+            raise PolicyError.at(pos, f"list {listdef.name!r} is a {listdef.kind} list; {atom.field} takes "
+                                      f"{' or '.join(allowed) or 'no'} lists")
+        return listdef
+
+
+def _add_atom(index: Index, kind: Kind, source: int, atom: Atom) -> None:
+    op, label = atom.op, f"{atom.op} "
+    positions = atom.value_pos
+    if op in ("lt", "le", "gt", "ge"):
+        assert isinstance(index, IntIndex)
+        index.add_compare(source, op, atom.value)
+        return
+    if op == "is":
+        assert isinstance(index, ValueIndex)
+        index.add(source, atom.value, label)
+        return
+    for i, item in enumerate(atom.value):
+        pos = positions[i] if i < len(positions) else atom.pos
+        if kind is Kind.DOMAIN:
+            assert isinstance(index, DomainIndex)
+            if op == "exact":
+                index.add_exact(source, item, label)
+            elif op == "suffix":
+                index.add_suffix(source, item, label)
+            elif op == "keyword":
+                index.patterns.add(source, values.escape_literal(values.literal_bytes(item)), LITERAL,
+                                   label + item, pos)
+            else:
+                index.patterns.add(source, values.literal_bytes(item), REGEX, label + item, pos)
+        elif kind is Kind.TEXT:
+            assert isinstance(index, TextIndex)
+            if op == "exact":
+                index.add_exact(source, item, label)
+            elif op == "keyword":
+                index.patterns.add(source, values.escape_literal(values.literal_bytes(item)), LITERAL,
+                                   label + item, pos)
+            else:
+                index.patterns.add(source, values.literal_bytes(item), REGEX, label + item, pos)
+        elif kind is Kind.BYTES:
+            assert isinstance(index, BytesIndex)
+            if op == "prefix":
+                index.add_prefix(source, bytes.fromhex(item), label)
+            elif op == "at":
+                offset, hexed = item
+                index.add_at(source, offset, bytes.fromhex(hexed), label)
+            else:
+                index.patterns.add(source, values.literal_bytes(item), REGEX | DOTALL, label + item, pos)
+        elif kind is Kind.IP:
+            assert isinstance(index, IpIndex)
+            index.add(source, item, label)
+        elif kind is Kind.PORT:
+            assert isinstance(index, PortIndex)
+            index.add(source, item[0], item[1], label)
+        else:  # ENUM, STRING, INT (in)
+            assert isinstance(index, ValueIndex)
+            index.add(source, item, label)
+
+
+def _add_list(index: Index, kind: Kind, source: int, listdef: ListDef) -> None:
+    label = f"{listdef.name}: "
+    entries = listdef.entries
+    if listdef.kind == "cidr":
+        assert isinstance(index, IpIndex)
+        for entry in entries:
+            index.add(source, entry, label)
+        return
+    if listdef.kind == "string":
+        if isinstance(index, DomainIndex):
+            for entry in entries:
+                index.add_exact(source, entry.lower(), label)   # names are compared lowercase
+        elif isinstance(index, TextIndex):
+            for entry in entries:
+                index.add_exact(source, entry, label)
+        else:
+            assert isinstance(index, ValueIndex)
+            for entry in entries:
+                index.add(source, entry, label)
+        return
+    assert isinstance(index, (DomainIndex, TextIndex))
+    patterns: PatternSet = index.patterns
+    if listdef.kind == "keyword":
+        # Names are lowercase, so on a domain field a keyword is lowercased instead of compiled caseless
+        # (same result, and hyperscan compiles caseless literals ~1.6x slower).
+        on_names = isinstance(index, DomainIndex)
+        caseless = CASELESS if listdef.nocase else 0
+        for i, entry in enumerate(entries):
+            if entry.startswith("~"):
+                patterns.add(source, values.literal_bytes(entry[1:]), REGEX | caseless, label + entry,
+                             listdef.regex_pos.get(i))
+            else:
+                literal = entry.lower() if on_names else entry
+                patterns.add(source, values.escape_literal(values.literal_bytes(literal)), LITERAL | caseless,
+                             label + entry, None)
+        return
+    assert isinstance(index, DomainIndex) and listdef.kind == "domain"
+    exact, suffix, sub = index.exact, index.suffix, index.sub
+    bit = 1 << source
+    index.exact_label[source] = label + "="
+    index.suffix_label[source] = label
+    index.sub_label[source] = label + "*."
+    for i, entry in enumerate(entries):
+        first = entry[0]
+        if first == "=":
+            table, key = exact, entry[1:]
+        elif first == "~":
+            patterns.add(source, values.literal_bytes(entry[1:]), REGEX, label + entry, listdef.regex_pos.get(i))
+            continue
+        elif first == "*":
+            if entry.endswith("*"):   # "*substr*" (a "*.name" entry never ends with "*")
+                patterns.add(source, values.escape_literal(values.literal_bytes(entry[1:-1])), LITERAL,
+                             label + entry, None)
+                continue
+            table, key = sub, entry[2:]
+        else:
+            table, key = suffix, entry
+        old = table.get(key)
+        table[key] = bit if old is None else old | bit
+
+
+def _anchor(node: Node) -> tuple[int, frozenset[tuple[str, int]]] | None:
+    """A set of atoms at least one of which holds whenever ``node`` does, with its selectivity rank."""
+    tag = node[0]
+    if tag == _ATOM:
+        return ANCHOR_RANK[FIELDS[node[1]].kind], frozenset({(node[1], node[2])})
+    if tag == _NOT:
+        return None
+    found = [_anchor(child) for child in node[1]]
+    if tag == _ALL:
+        usable = [a for a in found if a is not None]
+        return min(usable, key=lambda a: (a[0], len(a[1]))) if usable else None
+    if not found or any(a is None for a in found):
+        return None
+    return max(a[0] for a in found), frozenset().union(*(a[1] for a in found))
+
+
+def compile_policy(rules: Sequence[Rule], lists: Mapping[str, ListDef]) -> CompiledPolicy:
+    """Build the indexes and the prefilter; raise ``PolicyError`` (at the rule, atom or list entry) for
+    unknown lists, list kinds a field cannot take, and patterns hyperscan rejects."""
+    seen: dict[str, Rule] = {}
+    for rule in rules:
+        if rule.id in seen:
+            first = seen[rule.id].pos
+            where = f" (first at line {first.line})" if first else ""
+            raise PolicyError.at(rule.pos or SourcePos("<policy>", 1, 1), f"duplicate rule id {rule.id!r}{where}")
+        seen[rule.id] = rule
+    builder = _Builder(lists)
+    nodes = tuple(builder.node(rule.when) for rule in rules)
+    anchors: dict[str, dict[int, list[int]]] = {}
+    always: list[int] = []
+    for i, node in enumerate(nodes):
+        anchor = _anchor(node)
+        if anchor is None:
+            always.append(i)
+            continue
+        for name, source in anchor[1]:
+            anchors.setdefault(name, {}).setdefault(source, []).append(i)
+    for group, index in builder.indexes.items():
+        patterns = getattr(index, "patterns", None)
+        if patterns is not None:
+            patterns.compile(builder.first_pos[group])
+    frozen_anchors = tuple((name, {s: tuple(r) for s, r in by_source.items()})
+                           for name, by_source in anchors.items())
+    return CompiledPolicy(tuple(rules), MappingProxyType(dict(lists)), builder.indexes, nodes, frozen_anchors,
+                          tuple(always))

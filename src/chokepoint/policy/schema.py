@@ -1,0 +1,369 @@
+"""The profile format as a JSON Schema (Draft 2020-12), generated from the one declaration of each part.
+
+Conditions come from the field table (``fields.FIELDS``), ``engine:`` from ``settings.EngineSettings``,
+actions from ``verdict.Action``; per-action parameters are declared here. ``profile.schema.json`` beside
+this module is the same schema written out for readers and editors:
+``python -m chokepoint.policy.schema --write`` regenerates it (a test checks it is current).
+
+``validate()`` reports the first violation in file order as ``PolicyError`` at the offending key or value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, relevance
+
+from chokepoint.policy.errors import PolicyError
+from chokepoint.policy.fields import FIELDS, OPERATORS, SHORTHAND, FieldSpec, Kind
+from chokepoint.policy.lists import LIST_KINDS
+from chokepoint.policy.verdict import Action
+from chokepoint.policy.yamlsrc import Marks
+from chokepoint.settings import EngineSettings
+
+SCHEMA_FILE = Path(__file__).with_name("profile.schema.json")
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+OBSERVED_PATTERN = r"^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?(/([0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?)?)?$"
+HEX_PATTERN = r"^\s*[0-9a-fA-F]{2}(\s*[0-9a-fA-F]{2})*\s*$"
+RESIDUAL_SCOPES = ("3-tuple", "4-tuple")
+
+_STR: dict[str, Any] = {"type": "string", "minLength": 1}
+_CITE: dict[str, Any] = {"description": "a citation, or several",
+                         "anyOf": [_STR, {"type": "array", "items": _STR, "minItems": 1}]}
+
+
+def _one_or_many(item: dict[str, Any], what: str) -> dict[str, Any]:
+    return {"description": f"{what}, or a list of them",
+            "anyOf": [item, {"type": "array", "items": item, "minItems": 1}]}
+
+
+def _ops_object(spec: FieldSpec, ops: dict[str, Any]) -> dict[str, Any]:
+    return {"title": f"operator for {spec.name}", "type": "object", "minProperties": 1, "maxProperties": 1,
+            "properties": ops, "additionalProperties": False}
+
+
+def _operand(spec: FieldSpec) -> dict[str, Any]:
+    """Schema of the value under a field key in a condition."""
+    kind = spec.kind
+    list_name = {"type": "string", "pattern": NAME_PATTERN,
+                 "description": "name of a list declared under lists: (kinds: "
+                                + ", ".join(_list_kinds(kind)) + ")"}
+    if kind in (Kind.DOMAIN, Kind.TEXT):
+        word = "a domain name" if kind is Kind.DOMAIN else "a string"
+        ops = {"exact": _one_or_many(_STR, word),
+               "keyword": _one_or_many(_STR, "a literal substring"),
+               "regex": _one_or_many(_STR, "a regex (searched; anchor with ^ $)"),
+               "in_list": list_name}
+        if kind is Kind.DOMAIN:
+            ops["suffix"] = _one_or_many(_STR, "a domain name (matches it and its subdomains)")
+        ops = {op: ops[op] for op in OPERATORS[kind]}
+        return _ops_object(spec, ops)
+    if kind is Kind.BYTES:
+        hexs = {"type": "string", "pattern": HEX_PATTERN}
+        at = {"type": "object", "required": ["offset", "hex"], "additionalProperties": False,
+              "properties": {"offset": {"type": "integer", "minimum": 0}, "hex": hexs}}
+        return _ops_object(spec, {"prefix": _one_or_many(hexs, "hex bytes"),
+                                  "at": _one_or_many(at, "{offset, hex}"),
+                                  "regex": _one_or_many(_STR, "a byte regex (\\xHH for bytes)")})
+    if kind is Kind.BOOL:
+        value: dict[str, Any] = {"type": "boolean"}
+        return {"description": f"{spec.name}: true/false or {{is: true/false}}",
+                "anyOf": [value, _ops_object(spec, {"is": value})]}
+    if kind is Kind.ENUM:
+        value = {"enum": list(spec.values)}
+        what = "one of " + ", ".join(spec.values)
+    elif kind is Kind.STRING:
+        value, what = _STR, "a string"
+    elif kind is Kind.IP:
+        value, what = _STR, "an IPv4/IPv6 address or CIDR"
+    elif kind is Kind.PORT:
+        value = {"description": "a port or a range 'lo-hi'",
+                 "anyOf": [{"type": "integer", "minimum": 0, "maximum": 65535},
+                           {"type": "string", "pattern": r"^[0-9]+-[0-9]+$"}]}
+        what = "a port or a range 'lo-hi'"
+    else:  # Kind.INT
+        value, what = {"type": "integer"}, "an integer"
+    ops = {"in": _one_or_many(value, what)}
+    if kind is Kind.INT:
+        ops.update({op: {"type": "integer"} for op in ("lt", "le", "gt", "ge")})
+    if "in_list" in OPERATORS[kind]:
+        ops["in_list"] = list_name
+    assert SHORTHAND[kind] == "in"
+    return {"description": f"{spec.name}: {what}, a list of them, or an operator ({', '.join(ops)})",
+            "anyOf": [value, {"type": "array", "items": value, "minItems": 1}, _ops_object(spec, ops)]}
+
+
+def _list_kinds(kind: Kind) -> tuple[str, ...]:
+    from chokepoint.policy.fields import LIST_KINDS as BY_FIELD
+    return BY_FIELD.get(kind, ())
+
+
+def condition_defs() -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "all": {"type": "array", "items": {"$ref": "#/$defs/condition"},
+                "description": "true when every condition is (an empty all is true)"},
+        "any": {"type": "array", "items": {"$ref": "#/$defs/condition"},
+                "description": "true when at least one condition is"},
+        "not": {"$ref": "#/$defs/condition"},
+    }
+    for spec in FIELDS.values():
+        operand = _operand(spec)
+        operand.setdefault("description", "")
+        operand["$comment"] = f"{spec.kind.value} field: {spec.doc}"
+        props[spec.name] = operand
+    return {"condition": {
+        "title": "condition",
+        "description": "exactly one key: a field (see the field table), all, any or not",
+        "type": "object", "minProperties": 1, "maxProperties": 1,
+        "properties": props, "additionalProperties": False,
+    }}
+
+
+def engine_schema() -> dict[str, Any]:
+    """``engine:`` generated from ``EngineSettings`` (names, JSON types and defaults)."""
+    props: dict[str, Any] = {}
+    defaults = EngineSettings()
+    for name, typ in EngineSettings.field_types().items():
+        if typ is bool:
+            props[name] = {"type": "boolean"}
+        elif typ is int:
+            props[name] = {"type": "integer", "minimum": 0}
+        elif typ is float:
+            props[name] = {"type": "number", "minimum": 0}
+        else:
+            raise TypeError(f"EngineSettings.{name}: no JSON type for {typ.__name__}")
+        props[name]["default"] = getattr(defaults, name)
+    return {"title": "key in engine", "type": "object", "properties": props, "additionalProperties": False,
+            "description": "engine knobs (chokepoint.settings.EngineSettings)"}
+
+
+def _params_defs() -> dict[str, Any]:
+    common = {
+        "probability": {"type": "number", "minimum": 0, "maximum": 1,
+                        "description": "chance that a match is enforced (per flow)"},
+        "residual_s": {"type": "number", "minimum": 0,
+                       "description": "seconds the censor keeps blocking the same endpoints afterwards"},
+        "residual_scope": {"enum": list(RESIDUAL_SCOPES),
+                           "description": "3-tuple: (client IP, server IP, server port); 4-tuple: + client port"},
+    }
+    ip = {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
+    own: dict[Action, dict[str, Any]] = {
+        Action.ALLOW: {},
+        Action.LOG: {},
+        Action.DROP: {"direction": {"enum": ["c2s", "s2c", "both"]}},
+        Action.RESET: {"count": {"type": "integer", "minimum": 1, "maximum": 16},
+                       "flags": {"enum": ["R", "RA"], "description": "RST or RST+ACK"},
+                       "targets": {"enum": ["client", "server", "both"]}},
+        Action.DNS_FORGE: {"answers": {"type": "array", "items": ip, "minItems": 1},
+                           "ttl": {"type": "integer", "minimum": 0, "maximum": 2147483647}},
+        Action.BLOCKPAGE: {"status": {"type": "integer", "minimum": 100, "maximum": 599},
+                           "location": _STR, "body": {"type": "string"}},
+        Action.THROTTLE: {"rate_kbps": {"type": "number", "exclusiveMinimum": 0}},
+        Action.DELAY: {"delay_ms": {"type": "number", "minimum": 0},
+                       "jitter_ms": {"type": "number", "minimum": 0}},
+        Action.ICMP_UNREACHABLE: {"code": {"type": "integer", "minimum": 0, "maximum": 15}},
+    }
+    required = {Action.THROTTLE: ["rate_kbps"], Action.DELAY: ["delay_ms"]}
+    defs = {}
+    for action in Action:
+        props = dict(own[action])
+        if action not in (Action.ALLOW, Action.LOG):
+            props.update(common)
+        defs[f"params.{action.value}"] = {
+            "title": f"parameter of {action.value}", "type": "object", "properties": props,
+            "additionalProperties": False, "required": required.get(action, []),
+        }
+    return defs
+
+
+def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
+    """The whole format. With ``require_profile=False``: a rule file, whose ``profile:`` is optional."""
+    defs: dict[str, Any] = {
+        "meta": {
+            "title": "key in profile", "type": "object", "additionalProperties": False,
+            "required": ["name", "title", "country", "observed", "description", "cite"],
+            "properties": {
+                "name": {"type": "string", "pattern": NAME_PATTERN},
+                "title": _STR,
+                "country": {"type": "string", "pattern": "^[A-Z]{2}$",
+                            "description": "ISO 3166-1 alpha-2 (XX for none)"},
+                "operator": _STR,
+                "observed": {"type": "string", "pattern": OBSERVED_PATTERN,
+                             "description": "date or range the behaviour was observed, e.g. 2021-11/2023-03"},
+                "description": _STR,
+                "cite": {"type": "array", "items": _STR, "minItems": 1},
+            },
+        },
+        "engine": engine_schema(),
+        "list": {
+            "title": "key in list", "type": "object", "required": ["kind"], "additionalProperties": False,
+            "description": "a list needs a kind and exactly one of items or file",
+            "properties": {
+                "kind": {"enum": list(LIST_KINDS)},
+                "items": {"type": "array", "items": _STR},
+                "file": {**_STR, "description": "one entry per line, relative to the profile's folder"},
+                "cite": _CITE,
+                "description": {"type": "string"},
+                "nocase": {"type": "boolean", "description": "keyword lists: ignore ASCII case"},
+            },
+            "oneOf": [{"required": ["items"]}, {"required": ["file"]}],
+        },
+        "rule": {
+            "title": "key in rule", "type": "object", "required": ["id", "action", "when"],
+            "additionalProperties": False,
+            "properties": {
+                "id": {"type": "string", "pattern": NAME_PATTERN},
+                "action": {"enum": [a.value for a in Action]},
+                "params": {"type": "object"},
+                "reason": {"type": "string"},
+                "cite": _CITE,
+                "observed": {"type": "string", "pattern": OBSERVED_PATTERN},
+                "when": {"$ref": "#/$defs/condition"},
+            },
+            "allOf": [{"if": {"properties": {"action": {"const": a.value}}, "required": ["action"]},
+                       "then": {"properties": {"params": {"$ref": f"#/$defs/params.{a.value}"}}}}
+                      for a in Action],
+        },
+        **_params_defs(),
+        **condition_defs(),
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Chokepoint censor profile" if require_profile else "Chokepoint rule file",
+        "type": "object",
+        "required": ["profile", "rules"] if require_profile else ["rules"],
+        "additionalProperties": False,
+        "properties": {
+            "profile": {"$ref": "#/$defs/meta"},
+            "engine": {"$ref": "#/$defs/engine"},
+            "lists": {"title": "list name", "type": "object", "propertyNames": {"title": "list name", "pattern": NAME_PATTERN},
+                      "additionalProperties": {"$ref": "#/$defs/list"}},
+            "rules": {"type": "array", "items": {"$ref": "#/$defs/rule"}},
+        },
+        "$defs": defs,
+    }
+
+
+def condition_schema() -> dict[str, Any]:
+    """A schema whose root is one condition (for ``conditions.parse_condition``)."""
+    schema = build_schema()
+    return {"$schema": schema["$schema"], "$ref": "#/$defs/condition", "$defs": schema["$defs"]}
+
+
+def validate(data: Any, marks: Marks, schema: dict[str, Any]) -> None:
+    """Raise ``PolicyError`` at the first (in file order) place where ``data`` violates ``schema``."""
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    found = []
+    for error in validator.iter_errors(data):
+        leaf = _leaf(error)
+        pos, message = _locate(leaf, marks, data)
+        found.append(((pos.line, pos.column, -len(leaf.absolute_path)), pos, message))
+    if found:
+        _, pos, message = min(found, key=lambda item: item[0])
+        raise PolicyError.at(pos, message)
+
+
+def _leaf(error: ValidationError) -> ValidationError:
+    """Descend an anyOf failure into the branch written for this kind of value (an object or a list), so
+    that an unknown operator or a bad list item is reported where it is; otherwise keep the anyOf, whose
+    description says what was expected."""
+    while error.validator == "anyOf" and error.context:
+        kind = "object" if isinstance(error.instance, dict) else "array" if isinstance(error.instance, list) else ""
+        branches = [e for e in error.context
+                    if kind and error.validator_value[e.relative_schema_path[0]].get("type") == kind]
+        if not branches:
+            break
+        error = max(branches, key=relevance)
+    return error
+
+
+def _is_choice_of_keys(error: ValidationError) -> bool:
+    return error.validator == "oneOf" and all(set(s) == {"required"} for s in error.validator_value)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+            dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _locate(error: ValidationError, marks: Marks, data: Any) -> tuple[Any, str]:
+    path = tuple(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    what = schema.get("title", "key")
+    inst = error.instance
+    if error.validator == "additionalProperties" and isinstance(inst, dict):
+        known = list(schema.get("properties", {}))
+        extra = [k for k in inst if k not in known]
+        key = extra[0] if extra else next(iter(inst), "")
+        if what == "condition":
+            msg = f"unknown field {key!r} (a condition is one field, or all/any/not)"
+        elif what.startswith("operator for "):
+            msg = f"unknown operator {key!r} for {what.removeprefix('operator for ')}"
+        else:
+            msg = f"unknown {what} {key!r}"
+        close = difflib.get_close_matches(key, known, n=1)
+        if close:
+            msg += f"; did you mean {close[0]!r}?"
+        elif what.startswith("operator for") and known:
+            msg += f"; expected one of: {', '.join(known)}"
+        return marks.key(path + (key,)), msg
+    if error.validator == "required" and isinstance(inst, dict):
+        missing = [k for k in error.validator_value if k not in inst]
+        return marks.value(path), f"missing required key {missing[0]!r}" if missing else error.message
+    if error.validator in ("minProperties", "maxProperties") and what == "condition":
+        return marks.value(path), ("a condition has exactly one key: a field, or all/any/not "
+                                   "(combine several with all: [...])")
+    if error.validator in ("minProperties", "maxProperties") and what.startswith("operator for"):
+        return marks.value(path), f"give exactly one {what}"
+    if error.validator == "pattern" and isinstance(inst, str) and _is_key_at(data, path, inst):
+        return marks.key(path + (inst,)), f"bad {what} {inst!r}: expected {error.validator_value}"
+    if _is_choice_of_keys(error):
+        return marks.value(path), f"{schema.get('description', 'exactly one of the keys')}"
+    if error.validator in ("anyOf", "oneOf"):
+        desc = schema.get("description")
+        return marks.value(path), (f"bad value {inst!r}: expected {desc}" if desc else error.message)
+    if error.validator == "enum":
+        return marks.value(path), f"{inst!r} is not one of: {', '.join(map(str, error.validator_value))}"
+    if error.validator == "type" and what.startswith("operator for "):
+        ops = ", ".join(schema.get("properties", {}))
+        return marks.value(path), f"{what.removeprefix('operator for ')} needs an operator ({ops}), " \
+                                  f"e.g. {{{next(iter(schema.get('properties', {'in': 0})))}: ...}}"
+    if error.validator == "type":
+        want = error.validator_value
+        want = " or ".join(want) if isinstance(want, list) else want
+        return marks.value(path), f"expected {want}, got {_json_type(inst)} {inst!r}"
+    return marks.value(path), error.message
+
+
+def _is_key_at(data: Any, path: tuple[Any, ...], key: str) -> bool:
+    node = data
+    try:
+        for part in path:
+            node = node[part]
+    except (KeyError, IndexError, TypeError):
+        return False
+    return isinstance(node, dict) and key in node
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``--write``: regenerate profile.schema.json; ``--check``: exit 1 if it is stale; else print it."""
+    args = sys.argv[1:] if argv is None else argv
+    text = json.dumps(build_schema(), indent=2, ensure_ascii=False) + "\n"
+    if "--write" in args:
+        SCHEMA_FILE.write_text(text, encoding="utf-8")
+        return 0
+    if "--check" in args:
+        return 0 if SCHEMA_FILE.read_text(encoding="utf-8") == text else 1
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
