@@ -25,7 +25,7 @@ test: setup
 
 bench: setup
 	$(PY) -m pip install --quiet -e '.[bench]'
-	$(PY) bench/decode_throughput.py
+	$(PY) bench/engine_throughput.py
 	$(PY) bench/policy_compile.py
 	$(PY) bench/ndpi_agreement.py
 

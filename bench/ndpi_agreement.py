@@ -105,7 +105,7 @@ def _captures_table(results: list[CaptureAgreement], total: AgreementReport, sec
         table.add_row(r.name, str(len(rep.flows)), str(rep.scored), str(rep.agreed), _pct(rep.agreed, rep.scored),
                       str(sum(rep.excluded_labels.values())), str(sum(rep.excluded_confidence.values())),
                       str(len(rep.unmatched_ours)), f"{seconds[r.name]:.2f}",
-                      (r.error or "").splitlines()[0][:60] if r.error else "",
+                      r.error.strip().splitlines()[-1][:60] if r.error else "",
                       style="red" if r.failed else None)
     table.add_section()
     table.add_row("total", str(sum(len(r.report.flows) for r in results)), str(total.scored), str(total.agreed),

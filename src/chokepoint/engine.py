@@ -12,11 +12,10 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from chokepoint.dissect import dispatch
 from chokepoint.flow.flow import C2S, DIRECTION_NAMES, S2C, Flow
-from chokepoint.flow.key import ip_text
 from chokepoint.flow.reassembly import StreamReassembler
 from chokepoint.flow.table import FlowTable
 from chokepoint.packet.record import ACK, SYN, TCP, UDP, Packet
@@ -26,6 +25,26 @@ from chokepoint.policy.verdict import Action, Verdict
 _TRANSPORT = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp", 50: "esp", 51: "ah", 47: "gre"}
 #: Seconds of packet time between two expiry sweeps.
 EXPIRY_INTERVAL = 1.0
+
+
+_SEEN = "engine.facts_seen"
+
+
+@dataclass(slots=True)
+class Step:
+    """What one packet did: its flow, its direction (0 = c2s), whether the flow's terminal verdict was
+    reached on this very packet, and the flows that ended meanwhile."""
+
+    flow: Flow
+    direction: int
+    decided_now: bool
+    ended: list[Flow]
+
+
+def _facts_seen(facts) -> tuple:
+    """What the policy can see of the facts; compared by identity first, so it costs a tuple."""
+    return (facts.app_proto, facts.tls, facts.http, facts.quic, len(facts.dns), facts.fet, facts.socks,
+            facts.tls_server)
 
 
 class Engine:
@@ -39,8 +58,9 @@ class Engine:
         self._next_sweep = 0.0
 
     # -- the packet path -------------------------------------------------------------------------
-    def process(self, pkt: Packet) -> list[Flow]:
-        """Process one packet; return the flows that ended (expired or evicted) meanwhile."""
+    def step(self, pkt: Packet) -> Step:
+        """Process one packet and say what happened to its flow (the inline and mirror backends act on
+        ``decided_now``); flows that ended meanwhile (expired or evicted) are in ``ended``."""
         ended: list[Flow] = []
         if pkt.ts >= self._next_sweep:
             ended.extend(self.table.expire(pkt.ts))
@@ -61,9 +81,15 @@ class Engine:
             flow.update_tcp(pkt, direction)
             if flow.closed != was_closed:
                 self.table.reclassify(flow)
+        decided_now = False
         if flow.inspecting:
             self._inspect(flow, pkt, direction)
-        return ended
+            decided_now = flow.verdict is not None
+        return Step(flow, direction, decided_now, ended)
+
+    def process(self, pkt: Packet) -> list[Flow]:
+        """Process one packet; return the flows that ended (expired or evicted) meanwhile."""
+        return self.step(pkt).ended
 
     def finish(self) -> list[Flow]:
         """End of input: every remaining flow, oldest first."""
@@ -101,7 +127,13 @@ class Engine:
             if payload and flow.first_payload[direction] is None:
                 flow.first_payload[direction] = payload
             dispatch.on_ip_only(facts, pkt.proto, payload)
-        self._decide(flow, pkt, direction)
+        # The policy sees the first packet of each direction and every packet after which the dissected
+        # facts changed; any other packet differs only in per-packet fields (direction, index, TCP header
+        # length), which a packet that brings nothing new cannot make a rule about.
+        seen = _facts_seen(facts)
+        if seen != flow.state.get(_SEEN) or flow.inspected_pkts[direction] == 1:
+            flow.state[_SEEN] = seen
+            self._decide(flow, pkt, direction)
 
     def _tcp_bytes(self, flow: Flow, pkt: Packet, direction: int) -> None:
         s = self.settings
@@ -153,8 +185,8 @@ class Engine:
         facts = flow.facts
         inp = MatchInput(
             transport=_TRANSPORT.get(flow.proto, "ip"),
-            client_ip=ip_text(flow.client_ip),
-            server_ip=ip_text(flow.server_ip),
+            client_ip=flow.client_text,
+            server_ip=flow.server_text,
             client_port=flow.client_port,
             server_port=flow.server_port,
             direction=DIRECTION_NAMES[direction],

@@ -19,7 +19,7 @@ TLS_RECORD = {
 
 def test_tls_record():
     flow = eve_flow(TLS_RECORD)
-    assert flow.key == ("TCP", ("192.168.1.2", 50000), ("93.184.216.34", 443))
+    assert flow.key == ("TCP", ("192.168.1.2", 50000), ("93.184.216.34", 443)) and flow.start is None
     assert (flow.app_proto, flow.names, flow.ja3, flow.ja4) == ("tls", ("www.example.com",), "abcdef", "t13d_x")
     assert (flow.alpn, flow.ech, flow.quic_version, flow.ssh_client) == (("h2", "http/1.1"), True, None, None)
 
@@ -46,14 +46,22 @@ def test_quic_dns_http_ssh_objects():
                     "dest_ip": "10.0.0.2", "dest_port": 22, "app_proto": "ssh",
                     "ssh": {"client": {"proto_version": "2.0", "software_version": "OpenSSH_9.6 comment"},
                             "server": {"proto_version": "2.0", "software_version": "dropbear"}}})
-    assert ssh.ssh_client == "SSH-2.0-OpenSSH_9.6"
+    assert (ssh.ssh_client, ssh.ssh_server) == ("SSH-2.0-OpenSSH_9.6", "SSH-2.0-dropbear")
 
 
 def test_icmp_without_ports_and_odd_values():
     flow = eve_flow({"event_type": "flow", "proto": "IPv6-ICMP", "src_ip": "fe80::1", "dest_ip": "ff02::1",
                      "app_proto": 7, "tls": "not an object", "dns": {"queries": "nope"}})
     assert flow.key == ("ICMPV6", ("fe80::1", 0), ("ff02::1", 0))
+    timed = eve_flow({"event_type": "flow", "proto": "UDP", "src_ip": "10.0.0.1", "dest_ip": "10.0.0.2",
+                      "timestamp": "2005-03-30T08:50:54.366527+0000"})
+    assert timed.start.isoformat() == "2005-03-30T08:50:54.366527+00:00"
+    assert eve_flow({**timed_record(), "timestamp": "yesterday"}).start is None
     assert (flow.app_proto, flow.names, flow.alpn) == (None, (), None)
+
+
+def timed_record():
+    return {"event_type": "flow", "proto": "UDP", "src_ip": "10.0.0.1", "dest_ip": "10.0.0.2"}
 
 
 @pytest.mark.parametrize("record", [

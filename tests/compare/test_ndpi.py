@@ -307,16 +307,20 @@ def test_dns_name_may_be_any_of_our_queries_and_http_host_loses_its_port():
     assert report.disagreements == () and report.agreed == 3
 
 
-def test_ssh_banner_comments_are_ignored_but_versions_compared():
+def test_ssh_banner_may_be_either_side_comments_ignored():
+    """nDPI's Hostname/SNI for SSH is the first banner it saw, whichever side sent it."""
     tuple_text = "TCP 127.0.0.1:58496 <-> 127.0.0.1:8000"
     ndpi = [nd(tuple_text, "SSH", "Hostname/SNI: SSH-2.0-OpenSSH_8.2p1 Ubuntu-4ubuntu0.11")]
-    same = eve("TCP", "127.0.0.1", 58496, "127.0.0.1", 8000, "ssh",
-               ssh={"client": {"proto_version": "2.0", "software_version": "OpenSSH_8.2p1"}})
-    other = eve("TCP", "127.0.0.1", 58496, "127.0.0.1", 8000, "ssh",
-                ssh={"client": {"proto_version": "2.0", "software_version": "APACHE-SSHD-2.5.0"}})
-    assert compare([same], ndpi).agreed == 1
-    (d,) = compare([other], ndpi).disagreements
-    assert d.reason == ("SSH client banner differs: ours 'SSH-2.0-APACHE-SSHD-2.5.0' "
+
+    def ssh(client, server):
+        return eve("TCP", "127.0.0.1", 58496, "127.0.0.1", 8000, "ssh",
+                   ssh={"client": {"proto_version": "2.0", "software_version": client},
+                        "server": {"proto_version": "2.0", "software_version": server}})
+
+    assert compare([ssh("OpenSSH_8.2p1", "APACHE-SSHD-2.5.0")], ndpi).agreed == 1
+    assert compare([ssh("PuTTY_Release_0.81", "OpenSSH_8.2p1")], ndpi).agreed == 1
+    (d,) = compare([ssh("PuTTY_Release_0.81", "APACHE-SSHD-2.5.0")], ndpi).disagreements
+    assert d.reason == ("SSH banner differs: ours 'SSH-2.0-PuTTY_Release_0.81, SSH-2.0-APACHE-SSHD-2.5.0' "
                         "vs nDPI 'SSH-2.0-OpenSSH_8.2p1'")
 
 
@@ -373,6 +377,14 @@ def test_tls_fingerprints_compared_where_nDPI_has_them():
     assert report.checks["ja3"] == (1, 1) and report.checks["ech"] == (1, 1)
     (d,) = report.disagreements
     assert d.check == "ja4" and not d.scored and report.agreed == 1
+
+
+def test_earliest_of_our_split_flows_is_matched_first():
+    ndpi = [nd("UDP 10.0.0.1:500 <-> 10.0.0.2:500", "IPSec")]
+    later = eve("UDP", "10.0.0.1", 500, "10.0.0.2", 500, "unknown", timestamp="2020-01-01T00:05:00.000000+0000")
+    first = eve("UDP", "10.0.0.1", 500, "10.0.0.2", 500, "ike", timestamp="2020-01-01T00:00:00.000000+0000")
+    report = compare([later, first], ndpi)
+    assert report.agreed == 1 and report.unmatched_ours == ("UDP 10.0.0.1:500 <-> 10.0.0.2:500 unknown",)
 
 
 def test_same_tuple_twice_is_matched_in_order_and_other_events_ignored():

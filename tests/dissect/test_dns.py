@@ -491,6 +491,37 @@ def _value(rtype: int, draw) -> str:
     return draw(st.binary(max_size=30)).hex()
 
 
+# dnspython reads a section as RRsets (RFC 2181 section 5), not as the list of records on the wire: records of one
+# type whose owners are equal ignoring ASCII case (RFC 4343) merge under the first owner's spelling, RDATA equal in
+# canonical form (names lower-cased, RFC 4034 section 6.2) merge, and a singleton type (CNAME: RFC 1034 section
+# 3.6.2, RFC 2181 section 10.1; SOA) keeps only its last record. Such a section is valid on the wire and our parser
+# keeps every record as sent (a censor sees what was sent), but dnspython cannot show it one-to-one; so the plain
+# messages compared with dnspython hold only well-formed RRsets. Exact duplicates stay (compared as sets).
+_SINGLETON_TYPES = frozenset({5, 6})            # CNAME, SOA (dnspython's is_singleton also has DNAME, NSEC, NXT)
+_NAME_VALUED_TYPES = frozenset({2, 5, 6, 12, 15})  # NS CNAME SOA PTR MX: names compared ignoring case
+
+
+def _canonical(record: cdns.DnsRecord) -> tuple:
+    """(owner, type, RDATA) as an RRset compares them; text forms are ASCII, so ``lower()`` is ASCII case folding."""
+    value = record.value.lower() if record.rtype in _NAME_VALUED_TYPES else record.value
+    return record.name.lower(), record.rtype, value
+
+
+def _well_formed_rrsets(records: tuple[cdns.DnsRecord, ...]) -> tuple[cdns.DnsRecord, ...]:
+    """The records of one section, less those that would merge in an RRset other than as exact duplicates."""
+    kept: list[cdns.DnsRecord] = []
+    for record in records:
+        owner, rtype, value = _canonical(record)
+        same_set = [k for k in kept if _canonical(k)[:2] == (owner, rtype)]
+        clashes = same_set and (
+            same_set[0].name != record.name                      # one owner spelt two ways
+            or rtype in _SINGLETON_TYPES                         # a second CNAME / SOA
+            or any(_canonical(k)[2] == value and k.value != record.value for k in same_set))  # "A." vs "a."
+        if not clashes:
+            kept.append(record)
+    return tuple(kept)
+
+
 @st.composite
 def messages(draw, plain: bool) -> cdns.DnsMessage:
     """Random responses; ``plain`` ones (opcode QUERY, class IN, one TTL) are comparable with dnspython."""
@@ -504,6 +535,8 @@ def messages(draw, plain: bool) -> cdns.DnsMessage:
                                        1 if plain else draw(st.integers(0, 65535)))
                       for _ in range(1 if plain else draw(st.integers(1, 2))))
     sections = [tuple(record() for _ in range(draw(st.integers(0, 3)))) for _ in range(3)]
+    if plain:
+        sections = [_well_formed_rrsets(section) for section in sections]
     return cdns.DnsMessage(draw(st.integers(0, 65535)), flags, questions, *sections)
 
 

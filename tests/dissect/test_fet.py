@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chokepoint.dissect.fet import CENSORLAB, OPENGFW, PAPER, VARIANTS, FetResult, classify_first_packet
-from tests.dissect.vpn_captures import TCP, capture_path, flow_key, mutations, ndpi_labels, read_flows
+from tests.dissect._vpn_captures import TCP, capture_path, flow_key, mutations, ndpi_labels, read_flows
 
 # Non-printable bytes (>= 0x80, or 0x00) with 0..8 bits set; printable bytes with exactly 4 bits set.
 NONPRINT = [0x00, 0x80, 0xC0, 0xE0, 0xF0, 0xF8, 0xFC, 0xFE, 0xFF]

@@ -16,7 +16,7 @@ from chokepoint.dissect.ipsec import (
     parse_isakmp,
     parse_udp_4500,
 )
-from tests.dissect.vpn_captures import UDP, all_captures, capture_path, flow_key, mutations, ndpi_labels, read_flows
+from tests.dissect._vpn_captures import UDP, all_captures, capture_path, flow_key, mutations, ndpi_labels, read_flows
 
 CAPTURE = "ipsec_isakmp_esp.pcap"
 

@@ -24,7 +24,7 @@ from chokepoint.dissect.openvpn import (
     parse_udp,
     split_tcp,
 )
-from tests.dissect.vpn_captures import (
+from tests.dissect._vpn_captures import (
     TCP,
     UDP,
     all_captures,
@@ -458,3 +458,10 @@ def test_live_openvpn_26_handshakes(pki, tmp_path, transport, wrapping):
             parse_udp(c2s_packets[0][:-2] + struct.pack(">H", 289))
     assert all(p.net_time is None or p.net_time in PLAUSIBLE_TIME for p in controls)
     assert len({p.session_id for p in client if p.is_control}) == 1
+
+
+def test_detect_accepts_split_tcp_bodies_as_packets(ovpn_flows):
+    for flow in (f for f in ovpn_flows if f.proto == TCP):
+        bodies_c2s, bodies_s2c = _packets(flow, True), _packets(flow, False)
+        assert detect(bodies_c2s, bodies_s2c, transport="udp") == _detect_flow(flow)
+        assert split_tcp(b"\x00\x00" + flow.stream(True))[1][:2] == b"\x00\x00"

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 
 from chokepoint.dissect.errors import DissectError, Malformed, NeedMoreData, NotThisProtocol
 from chokepoint.dissect.pptp import MESSAGE_LENGTHS, ControlType, PptpControl, parse_control, split_control
-from tests.dissect.vpn_captures import TCP, all_captures, capture_path, flow_key, mutations, ndpi_labels, read_flows
+from tests.dissect._vpn_captures import TCP, all_captures, capture_path, flow_key, mutations, ndpi_labels, read_flows
 
 T = ControlType
 

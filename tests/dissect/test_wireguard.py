@@ -7,7 +7,7 @@ from hypothesis import given, settings
 
 from chokepoint.dissect.errors import DissectError, Malformed, NotThisProtocol
 from chokepoint.dissect.wireguard import MessageType, WireGuardMessage, confirm_flow, parse_message
-from tests.dissect.vpn_captures import (
+from tests.dissect._vpn_captures import (
     UDP,
     all_captures,
     capture_path,

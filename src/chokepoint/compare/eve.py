@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,14 @@ class EveFlow:
     app_proto: str | None
     names: tuple[str, ...]          # tls.sni, quic.sni, http.hostname, CONNECT authority, dns names
     ssh_client: str | None          # "SSH-2.0-OpenSSH_8.2p1" (comments dropped)
+    ssh_server: str | None
     quic_version: int | None
     quic_version_text: str | None
     ech: bool | None                # None: our record says nothing about ECH
     ja3: str | None                 # lower-case MD5 hex
     ja4: str | None
     alpn: tuple[str, ...] | None    # the client's advertised ALPN list, in order
+    start: datetime | None = None   # EVE "timestamp": when the flow began
 
 
 def read_eve(path: str | Path) -> list[dict[str, Any]]:
@@ -66,20 +69,22 @@ def eve_flow(record: Mapping[str, Any]) -> EveFlow:
         raise Malformed(f"EVE flow record with a bad 5-tuple: {exc}") from exc
     tls = _object(record, "tls")
     quic = _object(record, "quic")
-    ssh_client = _object(_object(record, "ssh"), "client")
+    ssh = _object(record, "ssh")
     version_text = quic.get("version")
     app_proto = record.get("app_proto")
     return EveFlow(
         key=key,
         app_proto=app_proto if isinstance(app_proto, str) else None,
         names=_names(record),
-        ssh_client=_ssh_client(ssh_client),
+        ssh_client=_ssh_banner(_object(ssh, "client")),
+        ssh_server=_ssh_banner(_object(ssh, "server")),
         quic_version=quic_version_number(version_text),
         quic_version_text=None if version_text is None else str(version_text),
         ech=bool(tls["ech"]) if "ech" in tls else (bool(quic["ech"]) if "ech" in quic else None),
         ja3=_ja3(tls.get("ja3")),
         ja4=_text(tls.get("ja4")) or _text(quic.get("ja4")),
         alpn=_alpn(tls, quic),
+        start=_timestamp(record.get("timestamp")),
     )
 
 
@@ -101,9 +106,10 @@ def _names(record: Mapping[str, Any]) -> tuple[str, ...]:
         raw.append(url)                                   # authority-form target (RFC 9110 9.3.6)
     dns = _object(record, "dns")
     raw.append(dns.get("rrname"))
-    queries = dns.get("queries")
-    if isinstance(queries, list):
-        raw.extend(q.get("rrname") if isinstance(q, Mapping) else q for q in queries)
+    for key in ("queries", "responses"):  # a capture can hold a response whose query it missed
+        items = dns.get(key)
+        if isinstance(items, list):
+            raw.extend(q.get("rrname") if isinstance(q, Mapping) else q for q in items)
     names: list[str] = []
     for value in raw:
         name = host_name(value)
@@ -112,8 +118,8 @@ def _names(record: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _ssh_client(client: Mapping[str, Any]) -> str | None:
-    proto, software = client.get("proto_version"), client.get("software_version")
+def _ssh_banner(side: Mapping[str, Any]) -> str | None:
+    proto, software = side.get("proto_version"), side.get("software_version")
     if not isinstance(proto, str) or not isinstance(software, str):
         return None
     return ssh_banner(f"SSH-{proto}-{software}")
@@ -133,3 +139,13 @@ def _alpn(tls: Mapping[str, Any], quic: Mapping[str, Any]) -> tuple[str, ...] | 
         if isinstance(value, str):
             return tuple(v for v in value.split(";") if v)
     return None
+
+
+def _timestamp(value: object) -> datetime | None:
+    """Suricata's ``2009-11-24T21:27:09.534255+0000``; ``None`` for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
+    except ValueError:
+        return None

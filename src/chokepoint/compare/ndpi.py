@@ -357,18 +357,21 @@ def compare(eve_records: Iterable[Mapping[str, Any] | EveFlow], ndpi_flows: Iter
     """Match our flows to nDPI's per 5-tuple (either direction) and score the DPI-confidence ones.
 
     A scored flow agrees when we have it, our ``app_proto`` is one nDPI's label maps to, and, where
-    nDPI or we report a name, the names agree (SNI / Host / DNS query name / SSH client banner,
-    case-insensitive; any of our DNS queries may match). QUIC version, ECH, JA3, JA4 and ALPN are
-    compared where nDPI reports them, listed, but not scored. Raises ``Malformed`` for an unusable
-    EVE flow record.
+    nDPI or we report a name, the names agree (SNI / Host / DNS query name, case-insensitive, any of
+    our DNS queries may match; for SSH nDPI's banner is the first one seen, so either of ours may match).
+    Where several of our flows share a 5-tuple, the earliest (EVE ``timestamp``) is matched first.
+    QUIC version, ECH, JA3, JA4 and ALPN are compared where nDPI reports them, listed, but not scored.
+    Raises ``Malformed`` for an unusable EVE flow record.
     """
-    ours: dict[FlowKey, deque[EveFlow]] = defaultdict(deque)
+    by_key: dict[FlowKey, list[EveFlow]] = defaultdict(list)
     for record in eve_records:
         if isinstance(record, EveFlow):
-            ours[record.key].append(record)
+            by_key[record.key].append(record)
         elif record.get("event_type") == "flow":
             flow = eve_flow(record)
-            ours[flow.key].append(flow)
+            by_key[flow.key].append(flow)
+    # Where we split one 5-tuple into several flows (idle timeout) nDPI has one: match the earliest first.
+    ours = {key: deque(sorted(flows, key=_start_order)) for key, flows in by_key.items()}
     tally = _Tally(capture)
     for nflow in ndpi_flows:
         candidates = ours.get(nflow.key)
@@ -465,11 +468,14 @@ def _check(nflow: NdpiFlow, mine: EveFlow | None, expected: frozenset[AppProto],
 def _name_issue(nflow: NdpiFlow, mine: EveFlow) -> tuple[bool, str | None, str | None, str] | None:
     """(agrees, ours, nDPI's, reason) for the flow's name; ``None`` when there is nothing to compare."""
     if mine.app_proto == AppProto.SSH:
-        ndpi_banner, our_banner = ssh_banner(nflow.hostname), mine.ssh_client
-        if ndpi_banner is None and our_banner is None:
+        # nDPI keeps the first banner it sees, from either side (ssh.c: stage 0 ignores the direction).
+        ndpi_banner = ssh_banner(nflow.hostname)
+        ours = [b for b in (mine.ssh_client, mine.ssh_server) if b is not None]
+        if ndpi_banner is None and not ours:
             return None
-        reason = f"SSH client banner differs: ours {_quoted(our_banner)} vs nDPI {_quoted(ndpi_banner)}"
-        return ndpi_banner == our_banner, our_banner, ndpi_banner, reason
+        ours_text = ", ".join(ours) or None
+        reason = f"SSH banner differs: ours {_quoted(ours_text)} vs nDPI {_quoted(ndpi_banner)}"
+        return ndpi_banner in ours, ours_text, ndpi_banner, reason
     kind = _NAME_KIND.get(mine.app_proto or "")
     if kind is None:
         return None
@@ -503,6 +509,11 @@ def _field_checks(nflow: NdpiFlow, mine: EveFlow, expected: frozenset[AppProto])
         ours_text = None if mine.alpn is None else ";".join(mine.alpn)
         yield ("alpn", mine.alpn == nflow.alpn, ours_text, ";".join(nflow.alpn),
                f"ALPN differs: ours {_quoted(ours_text)} vs nDPI {';'.join(nflow.alpn)}")
+
+
+def _start_order(flow: EveFlow) -> tuple[bool, float]:
+    """Sort key: flows with a start time by that time, then those without (stable: output order)."""
+    return (flow.start is None, 0.0 if flow.start is None else flow.start.timestamp())
 
 
 def _quoted(value: str | None) -> str:

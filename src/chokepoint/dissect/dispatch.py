@@ -40,6 +40,7 @@ class FlowFacts:
     http_response: Any = None                         # http.HttpResponse (first response)
     tls: Any = None                                   # tls.ClientHello
     tls_server: Any = None                            # tls.ServerHello
+    tls_midstream: bool = False                       # TLS records without a handshake (capture began late)
     quic: Any = None                                  # quic.QuicInfo
     quic_assembler: Any = None
     ssh_client: Any = None
@@ -103,12 +104,23 @@ def on_tcp_data(facts: FlowFacts, direction: int, data: bytes, server_port: int)
 
 
 def _tcp_client(facts: FlowFacts, data: bytes, server_port: int) -> None:
+    if facts.app_proto == AppProto.SSH and facts.ssh_client is None:  # the server spoke first
+        facts.ssh_client = _try(facts, "ssh", ssh.parse_banner, data)
+        return
     if facts.decided and facts.app_proto not in _REFINED:
         return
     for name in [c for c in TCP_CLIENT_FIRST if c in facts.tcp_candidates]:
         try:
             if name == "tls":
-                ch = tls.parse_client_hello_records(data)
+                try:
+                    ch = tls.parse_client_hello_records(data)
+                except NotThisProtocol:
+                    if not _tls_midstream(data):
+                        raise
+                    facts.tls_midstream = True
+                    facts.decide(AppProto.TLS)
+                    facts.tcp_candidates = {name}
+                    return
                 facts.tls = ch
                 facts.tor = tor.tor_evidence(ch)
                 facts.decide(AppProto.TOR if facts.tor else AppProto.TLS)
@@ -152,6 +164,15 @@ def _tcp_client(facts: FlowFacts, data: bytes, server_port: int) -> None:
             facts.decide(AppProto.FULLY_ENCRYPTED)
         else:
             facts.decide(AppProto.UNKNOWN)
+
+
+def _tls_midstream(data: bytes) -> bool:
+    """A flow picked up after its handshake: the bytes are whole TLS 1.0-1.3 records, the first one
+    application data, alert or change-cipher-spec, ending exactly at a record boundary (nDPI does the same)."""
+    if len(data) < 6 or data[0] not in (20, 21, 23) or data[1] != 3 or not 1 <= data[2] <= 3:
+        return False
+    stats = tls.tls_record_stats(data)
+    return bool(stats.records) and stats.garbage_at is None and stats.pending == 0
 
 
 def _http_request(facts: FlowFacts, data: bytes) -> None:
@@ -221,7 +242,10 @@ def on_udp_datagram(facts: FlowFacts, direction: int, data: bytes, client_port: 
     if facts.decided:
         return
     if IKE_PORTS & set(ports):
-        parsed = _try(facts, "ike", ipsec.parse_udp_4500 if 4500 in ports else ipsec.parse_isakmp, data)
+        # On the IKE ports a header with out-of-range fields is still IKE (nDPI agrees): parse leniently,
+        # the anomalies are kept on the header.
+        parse = ipsec.parse_udp_4500 if 4500 in ports else ipsec.parse_isakmp
+        parsed = _try(facts, "ike", lambda d: parse(d, strict=False), data)
         if parsed is not None:
             if getattr(parsed, "is_esp", False):
                 facts.esp = parsed

@@ -299,9 +299,10 @@ def parse_tcp(stream: bytes) -> OpenVpnPacket:
 
 
 def split_tcp(stream: bytes) -> tuple[list[bytes], bytes]:
-    """Split a TCP byte stream into its length-prefixed packets; returns (packets, incomplete remainder).
+    """Split a TCP byte stream into its length-prefixed packets; returns (packet bodies, rest).
 
-    Framing only: the packets are not validated (use :func:`parse_udp` on each).
+    Framing only: the bodies are not validated (use :func:`parse_udp` on each). The rest is an incomplete
+    packet, or the bytes from a zero length prefix on (never valid OpenVPN framing).
     """
     packets: list[bytes] = []
     off, n = 0, len(stream)
@@ -379,9 +380,12 @@ def detect(
 ) -> str | None:
     """Decide whether a flow is OpenVPN from its first packets; returns the reason, or ``None``.
 
-    ``c2s``/``s2c``: UDP payloads (``transport="udp"``) or TCP stream chunks in order (``"tcp"``; each
-    direction is concatenated and split on the length prefix), or packets already parsed by
-    :func:`parse_udp`/:func:`parse_tcp` (used as they are). Each direction is parsed up to its first
+    ``c2s``/``s2c``, per direction in order:
+    - ``transport="udp"``: whole packets: UDP payloads, TCP packet bodies already split off by
+      :func:`split_tcp` (without their length prefix), or :class:`OpenVpnPacket` values;
+    - ``transport="tcp"``: chunks of the TCP byte stream, length prefixes included (joined, then split);
+      :class:`OpenVpnPacket` values are also accepted (used as they are).
+    Each direction is parsed up to its first
     non-OpenVPN packet (at most ``max_packets``). Either direction may hold the client (captures taken behind
     NAT or on one side can start with the server). Reasons, strongest first:
 

@@ -7,7 +7,7 @@ Connection ID (RFC 9001 §5.2), so an on-path observer can read the ClientHello:
     client_secret  = HKDF-Expand-Label(initial_secret, "client in", "", 32)   (server: "server in")
     key/iv/hp      = HKDF-Expand-Label(secret, "quic key" | "quic iv" | "quic hp", "", 16 | 12 | 16)
 
-HKDF: RFC 5869; HKDF-Expand-Label: RFC 8446 §7.1.  Payload: AEAD_AES_128_GCM with nonce = iv XOR
+HKDF: RFC 5869 (HMAC-SHA256 from the standard library); HKDF-Expand-Label: RFC 8446 §7.1.  Payload: AEAD_AES_128_GCM with nonce = iv XOR
 packet number (RFC 9001 §5.3); header protection: AES-128-ECB over a 16-byte sample taken 4 bytes after
 the packet-number offset (RFC 9001 §5.4).  QUIC v2 (RFC 9369 §3.3) changes the salt and the labels
 ("quicv2 key", "quicv2 iv", "quicv2 hp").
@@ -15,12 +15,15 @@ the packet-number offset (RFC 9001 §5.4).  QUIC v2 (RFC 9369 §3.3) changes the
 Salts per version, cross-checked in Wireshark's epan/dissectors/packet-quic.c and nDPI's
 src/lib/protocols/quic.c (quic_derive_initial_secrets):
 
-- draft-ietf-quic-tls-21/22 (and mvfst 0xfaceb001, "based on draft-22"): 7fbcdb0e...
+- draft-22 (and mvfst 0xfaceb001, "based on draft-22"): 7fbcdb0e...  (older drafts are refused)
 - drafts 23..28 (and mvfst 0xfaceb002 / 0xfaceb00e, "based on draft-27"): c3eef712...
 - drafts 29..32: afbfec28...
 - drafts 33..34 and v1 (RFC 9001 §5.2; the salt changed in draft-33): 38762cf7...
 - v2 (RFC 9369 §3.3.1): 0dede3de...
 - Google QUIC Q050, T050, T051 (Chromium's own salts, as in Wireshark/nDPI), with the v1 labels.
+
+Checked against real traffic in the tests: v1, v2 (RFC vectors, aioquic), draft-29, mvfst 0xfaceb002
+(draft-23 salt), Q050 and T050 captures.  The draft-22 and T051 salts have no capture to check them.
 """
 
 from __future__ import annotations

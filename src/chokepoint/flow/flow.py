@@ -1,8 +1,8 @@
 """A bidirectional flow: endpoints with client/server roles, TCP state, bounded reassembly, per-flow state.
 
 Index 0 of every per-direction pair is client-to-server ("c2s"), index 1 server-to-client ("s2c").
-The client is whoever sent the SYN (or received the SYN+ACK); without a handshake, whoever sent the
-first packet.
+The client is whoever sent the SYN (or received the SYN+ACK); without a handshake, the side on an
+ephemeral port when the other is on a well-known port (< 1024), else whoever sent the first packet.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from chokepoint.flow.key import FlowKey
+from chokepoint.flow.key import FlowKey, ip_text
 from chokepoint.flow.reassembly import StreamReassembler
 from chokepoint.packet.record import ACK, FIN, RST, SYN, TCP, Packet
 
@@ -62,17 +62,23 @@ class Flow:
     state: dict = field(default_factory=dict)  # per-flow rule state, keyed by rule id
     end_reason: str = ""
     timeout_class: str = ""
+    client_text: str = ""        # addresses as text, converted once per flow (policy and output use them)
+    server_text: str = ""
 
     @classmethod
     def from_first_packet(cls, flow_id: int, key: FlowKey, pkt: Packet) -> "Flow":
-        client_is_src = True
-        if pkt.proto == TCP and pkt.tcp_flags & SYN and pkt.tcp_flags & ACK:
-            client_is_src = False  # we see the SYN+ACK first: the receiver is the client
+        if pkt.proto == TCP and pkt.tcp_flags & SYN:
+            client_is_src = not pkt.tcp_flags & ACK  # a SYN+ACK seen first: its receiver is the client
+        else:
+            # Picked up without a handshake: a packet from a well-known port to an ephemeral one is the
+            # server speaking (as Zeek and nDPI assume); otherwise the first sender is the client.
+            client_is_src = not (pkt.sport < 1024 <= pkt.dport)
         if client_is_src:
             c_ip, c_port, s_ip, s_port = pkt.src, pkt.sport, pkt.dst, pkt.dport
         else:
             c_ip, c_port, s_ip, s_port = pkt.dst, pkt.dport, pkt.src, pkt.sport
-        flow = cls(flow_id, key, pkt.proto, pkt.ip_version, c_ip, c_port, s_ip, s_port, pkt.ts, pkt.ts)
+        flow = cls(flow_id, key, pkt.proto, pkt.ip_version, c_ip, c_port, s_ip, s_port, pkt.ts, pkt.ts,
+                   client_text=ip_text(c_ip), server_text=ip_text(s_ip))
         if pkt.proto == TCP:
             flow.tcp_state = TcpState.NEW
         return flow

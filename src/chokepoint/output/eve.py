@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from chokepoint.flow.flow import C2S, S2C, Flow
-from chokepoint.flow.key import ip_text
 
 PROTO_NAMES = {6: "TCP", 17: "UDP", 1: "ICMP", 58: "IPv6-ICMP", 47: "GRE", 50: "ESP", 51: "AH"}
 
@@ -38,9 +37,9 @@ def flow_to_eve(flow: Flow, profile: str) -> dict[str, Any]:
         "timestamp": eve_timestamp(flow.first_ts),
         "flow_id": flow_id(flow),
         "event_type": "flow",
-        "src_ip": ip_text(flow.client_ip),
+        "src_ip": flow.client_text,
         "src_port": flow.client_port,
-        "dest_ip": ip_text(flow.server_ip),
+        "dest_ip": flow.server_text,
         "dest_port": flow.server_port,
         "proto": PROTO_NAMES.get(flow.proto, str(flow.proto)),
         "app_proto": facts.app_proto,
@@ -105,6 +104,8 @@ def _dns(facts) -> dict | None:
         out["rrname"] = first.qname
         out["rrtype"] = _rrtype(first.qtype)
     out["queries"] = [{"id": m.id, "rrname": m.qname, "rrtype": _rrtype(m.qtype)} for m in queries if m.questions]
+    out["responses"] = [{"id": m.id, "rrname": m.qname, "rrtype": _rrtype(m.qtype), "rcode": _rcode(m.rcode)}
+                        for m in answers if m.questions]
     if answers:
         a = answers[0]
         out["rcode"] = _rcode(a.rcode)

@@ -90,6 +90,11 @@ def summary_table(results, records: list[dict[str, Any]]) -> Table:
     logs = Counter(l["rule"] for r in records for l in r["chokepoint"].get("logs", []))
     if logs:
         table.add_row("logged by rule", ", ".join(f"{k}: {v}" for k, v in logs.most_common()))
+    malformed = Counter()
+    for r in records:
+        malformed.update(r["chokepoint"].get("malformed", {}))
+    if malformed:
+        table.add_row("malformed, by dissector", ", ".join(f"{k} {v}" for k, v in malformed.most_common()))
     skipped = Counter()
     for r in results:
         skipped.update(r.skipped)

@@ -313,7 +313,7 @@ def _add_list(index: Index, kind: Kind, source: int, listdef: ListDef) -> None:
         # Names are lowercase, so on a domain field a keyword is lowercased instead of compiled caseless
         # (same result, and hyperscan compiles caseless literals ~1.6x slower).
         on_names = isinstance(index, DomainIndex)
-        caseless = CASELESS if listdef.nocase else 0
+        caseless = 0
         for i, entry in enumerate(entries):
             if entry.startswith("~"):
                 patterns.add(source, values.literal_bytes(entry[1:]), REGEX | caseless, label + entry,

@@ -234,7 +234,9 @@ def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
     }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "Chokepoint censor profile" if require_profile else "Chokepoint rule file",
+        "title": "top-level key",
+        "description": "Chokepoint censor profile" if require_profile else "Chokepoint rule file "
+                       "(a profile whose profile: block is optional)",
         "type": "object",
         "required": ["profile", "rules"] if require_profile else ["rules"],
         "additionalProperties": False,
