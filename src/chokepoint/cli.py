@@ -18,12 +18,14 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from chokepoint.backends.offline import CaptureFormatError, analyze
+from chokepoint.lab.cli import lab_app
 from chokepoint.output.table import print_report
 from chokepoint.policy import PolicyError, load_profile, load_rules_file
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Chokepoint: emulate national censorship gateways (offline over captures).")
 err = Console(stderr=True, soft_wrap=True)
+app.add_typer(lab_app, name="lab")
 
 EXIT_POLICY = 1
 EXIT_USAGE = 2

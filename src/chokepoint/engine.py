@@ -39,6 +39,7 @@ class Step:
     direction: int
     decided_now: bool
     ended: list[Flow]
+    forwarded: tuple[int | None, int | None] = (None, None)  # seq_end (c2s, s2c) before this packet
 
 
 def _facts_seen(facts) -> tuple:
@@ -76,7 +77,10 @@ class Engine:
         flow.bytes[direction] += pkt.ip_len or len(pkt.payload)
         flow.payload_bytes[direction] += len(pkt.payload)
         flow.last_ts = max(flow.last_ts, pkt.ts)
+        forwarded: tuple[int | None, int | None] = (None, None)
         if pkt.proto == TCP:
+            forwarded = (flow.seq_end[0], flow.seq_end[1])
+            flow.advance_seq(pkt, direction)
             was_closed = flow.closed
             flow.update_tcp(pkt, direction)
             if flow.closed != was_closed:
@@ -85,7 +89,7 @@ class Engine:
         if flow.inspecting:
             self._inspect(flow, pkt, direction)
             decided_now = flow.verdict is not None
-        return Step(flow, direction, decided_now, ended)
+        return Step(flow, direction, decided_now, ended, forwarded)
 
     def process(self, pkt: Packet) -> list[Flow]:
         """Process one packet; return the flows that ended (expired or evicted) meanwhile."""

@@ -11,8 +11,6 @@ import pytest
 from chokepoint.compare.corpus import (AnalyzeFailed, CorpusEntry, agreement_for, analyze_to_eve,
                                        ndpi_corpus)
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-
 #: A stand-in for ``chokepoint analyze``: writes the EVE lines given in its first argument.
 FAKE_ANALYZER = """
 import json, sys
@@ -94,8 +92,8 @@ def test_ndpi_corpus_pairs_by_name(tmp_path):
 
 
 @pytest.mark.shared_data
-def test_real_corpus_is_fully_paired():
-    if not (SHARED_DATA / "ndpi" / "pcap").is_dir():
-        pytest.skip(f"../shared/data not found: {SHARED_DATA / 'ndpi'}")
-    entries, unpaired = ndpi_corpus(SHARED_DATA)
-    assert unpaired == [] and len(entries) == len(list((SHARED_DATA / "ndpi" / "pcap").iterdir()))
+def test_real_corpus_is_fully_paired(shared_data):
+    if not (shared_data / "ndpi" / "pcap").is_dir():
+        pytest.skip(f"../shared/data not found: {shared_data / 'ndpi'}")
+    entries, unpaired = ndpi_corpus(shared_data)
+    assert unpaired == [] and len(entries) == len(list((shared_data / "ndpi" / "pcap").iterdir()))

@@ -22,9 +22,8 @@ from chokepoint.compare.ndpi import (NDPI_MASTER_TO_APP_PROTO, TARGET_PERCENT, A
                                      compare, expected_app_protos, ndpi_app_protos, parse_flow_line,
                                      parse_ndpi_out, parse_ndpi_text)
 from chokepoint.dissect.errors import Malformed
+from tests._corpus import NDPI_RESULTS, SHARED_DATA
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-NDPI_RESULTS = SHARED_DATA / "ndpi" / "result"
 _ABSENT = "(../shared/data absent)"
 OUT_FILES = sorted(p.name for p in NDPI_RESULTS.glob("*.out")) if NDPI_RESULTS.is_dir() else [_ABSENT]
 

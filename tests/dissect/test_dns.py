@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from chokepoint.dissect import dns as cdns
 from chokepoint.dissect.errors import DissectError, Malformed, NeedMoreData, NotThisProtocol
 
-from ._l7_captures import NDPI_PCAPS, mutate, ndpi_flows, tcp_connections, udp_payloads
+from tests._corpus import NDPI_PCAPS, mutations, ndpi_flows, packet_key, tcp_flows, udp_datagrams
 
 DNS_CAPTURES = ["dns.pcap", "dns-google-nsid.pcapng", "malformed_dns.pcap", "dns_fragmented.pcap",
                 "http_connect.pcap", "tls_heur__vmess-tcp-tls.pcapng"]
@@ -123,7 +123,7 @@ def _dnspython_messages() -> list[bytes]:
 def real_dns_payloads() -> list[tuple[str, bytes]]:
     out = []
     for name in DNS_CAPTURES:
-        out += [(name, seg.payload) for seg in udp_payloads(name, 53)]
+        out += [(name, seg.payload) for seg in udp_datagrams(name, 53)]
     return out
 
 
@@ -265,7 +265,7 @@ def test_random_bytes_are_not_taken_for_dns():
 def test_real_non_dns_tcp_payloads_are_not_dns():
     checked = 0
     for name in ("http_connect.pcap", "ssh.pcap", "socks.pcap", "tls_heur__vmess-tcp-tls.pcapng", "http.pcapng"):
-        for conn in tcp_connections(name):
+        for conn in tcp_flows(name):
             for stream in (conn.c2s, conn.s2c):
                 if stream:
                     checked += 1
@@ -302,7 +302,7 @@ def test_tcp_stream_rejects_non_dns_early():
 
 
 def test_real_dns_over_tcp_flows():
-    conns = [c for c in tcp_connections("dns_fragmented.pcap") if c.server[1] == 53]
+    conns = [c for c in tcp_flows("dns_fragmented.pcap") if c.server[1] == 53]
     assert len(conns) == 2
     for conn in conns:
         (query,) = cdns.parse_tcp_stream(conn.c2s)
@@ -312,7 +312,7 @@ def test_real_dns_over_tcp_flows():
         assert {r.rtype for r in answer.answers} == {48, 46}   # DNSKEY + RRSIG, kept as hex
         assert_same_as_dnspython(conn.s2c[2:])
         # the 1732-byte segment travelled as IP fragments: the first fragment's worth is not enough
-        assert len(conn.s2c_segments) == 1 and len(conn.s2c) == 1732
+        assert len(conn.segments(False)) == 1 and len(conn.s2c) == 1732
         with pytest.raises(NeedMoreData):
             cdns.parse_tcp_stream(conn.s2c[:1400])
 
@@ -341,10 +341,10 @@ def test_real_qnames_match_ndpi_hostnames():
     """nDPI names a DNS flow after the first message it sees (query or response)."""
     compared = 0
     for name in DNS_CAPTURES:
-        labels = {f.ends: f for f in ndpi_flows(name) if f.transport == "UDP" and f.proto.startswith("DNS")}
-        first: dict[frozenset, bytes] = {}
-        for seg in udp_payloads(name, 53):
-            first.setdefault(frozenset({(seg.src, seg.sport), (seg.dst, seg.dport)}), seg.payload)
+        labels = {f.key: f for f in ndpi_flows(name) if f.l4 == "UDP" and f.label.startswith("DNS")}
+        first: dict[tuple, bytes] = {}
+        for seg in udp_datagrams(name, 53):
+            first.setdefault(packet_key(seg), seg.payload)
         for ends, flow in labels.items():
             if flow.confidence == "DPI":
                 assert cdns.parse_message(first[ends]).qname == (flow.hostname or ""), (name, ends)
@@ -354,7 +354,7 @@ def test_real_qnames_match_ndpi_hostnames():
 
 def test_real_nsid_answers():
     nsids = set()
-    for seg in udp_payloads("dns-google-nsid.pcapng", 53):
+    for seg in udp_datagrams("dns-google-nsid.pcapng", 53):
         msg = cdns.parse_message(seg.payload)
         assert msg.edns is not None and msg.edns.udp_size in (512, 4096)
         if msg.is_response:
@@ -365,18 +365,18 @@ def test_real_nsid_answers():
 
 
 def test_real_root_priming_query_and_whatsapp_answers():
-    root = [cdns.parse_message(s.payload) for s in udp_payloads("dns-google-nsid.pcapng", 53)
+    root = [cdns.parse_message(s.payload) for s in udp_datagrams("dns-google-nsid.pcapng", 53)
             if s.payload[12] == 0]
     assert root and all(m.qname == "" and m.questions[0].name == "." and m.qtype == 2 for m in root)
     response = next(m for m in root if m.is_response)
     assert [r.value for r in response.answers][:2] == ["a.root-servers.net", "b.root-servers.net"]
-    whatsapp = [cdns.parse_message(s.payload) for s in udp_payloads("dns.pcap", 53) if s.sport == 53]
+    whatsapp = [cdns.parse_message(s.payload) for s in udp_datagrams("dns.pcap", 53) if s.sport == 53]
     answer = next(m for m in whatsapp if m.qname == "e7.whatsapp.net")
     assert answer.answers[0].value == "169.45.219.235" and len(answer.answers) == 8
 
 
 def test_real_malformed_dns_response():
-    payloads = [s.payload for s in udp_payloads("malformed_dns.pcap", 53)]
+    payloads = [s.payload for s in udp_datagrams("malformed_dns.pcap", 53)]
     queries = [p for p in payloads if not p[2] & 0x80]
     responses = [p for p in payloads if p[2] & 0x80]
     assert len(queries) == 2 and len(responses) == 4
@@ -387,9 +387,9 @@ def test_real_malformed_dns_response():
 
 
 def test_real_fragmented_udp_responses():
-    sizes = [len(s.payload) for s in udp_payloads("dns_fragmented.pcap", 53) if s.sport == 53]
-    assert max(sizes) > 1500   # reassembled from IP fragments by the test reader
-    for seg in udp_payloads("dns_fragmented.pcap", 53):
+    sizes = [len(s.payload) for s in udp_datagrams("dns_fragmented.pcap", 53) if s.sport == 53]
+    assert max(sizes) > 1500   # reassembled from IP fragments by the decoder
+    for seg in udp_datagrams("dns_fragmented.pcap", 53):
         if len(seg.payload) > 1400:
             assert cdns.parse_message(seg.payload).answers
 
@@ -557,14 +557,14 @@ def fuzz_seeds() -> list[bytes]:
     seeds = _dnspython_messages()
     if NDPI_PCAPS.is_dir():
         for name in DNS_CAPTURES:
-            seeds += [seg.payload for seg in udp_payloads(name, 53)]
+            seeds += [seg.payload for seg in udp_datagrams(name, 53)]
     return seeds
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_property_mutated_messages_raise_only_typed_errors(fuzz_seeds, data):
-    blob = mutate(data, fuzz_seeds)
+    blob = data.draw(mutations(fuzz_seeds))
     try:
         msg = cdns.parse_message(blob)
     except DissectError as exc:
@@ -579,7 +579,7 @@ def test_property_mutated_messages_raise_only_typed_errors(fuzz_seeds, data):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_property_mutated_tcp_streams_raise_only_typed_errors(fuzz_seeds, data):
-    stream = mutate(data, [_tcp(a, b) for a, b in zip(fuzz_seeds, fuzz_seeds[1:])])
+    stream = data.draw(mutations([_tcp(a, b) for a, b in zip(fuzz_seeds, fuzz_seeds[1:])]))
     try:
         assert cdns.parse_tcp_stream(stream)
     except DissectError:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chokepoint.dissect.fet import CENSORLAB, OPENGFW, PAPER, VARIANTS, FetResult, classify_first_packet
-from tests.dissect._vpn_captures import TCP, capture_path, flow_key, mutations, ndpi_labels, read_flows
+from tests._corpus import TCP, mutations, ndpi_labels, read_flows
 
 # Non-printable bytes (>= 0x80, or 0x00) with 0..8 bits set; printable bytes with exactly 4 bits set.
 NONPRINT = [0x00, 0x80, 0xC0, 0xE0, 0xF0, 0xF8, 0xFC, 0xFE, 0xFF]
@@ -156,23 +156,23 @@ def test_empty_payload_is_not_fully_encrypted():
 
 def test_shadowsocks_capture_matches_ndpi():
     labels = ndpi_labels("shadowsocks.pcap")
-    flows = [f for f in read_flows(capture_path("shadowsocks.pcap")) if f.proto == TCP]
+    flows = [f for f in read_flows("shadowsocks.pcap") if f.proto == TCP]
     assert len(flows) == 2
     for flow in flows:
         first = flow.payloads(True)[0]
         result = _agrees(first)
         if 8388 in (flow.a[1], flow.b[1]):  # the Shadowsocks leg: nDPI flags "Fully Encrypted Flow"
-            assert labels[flow_key(flow)] == "Unknown" and result.fully_encrypted
+            assert labels[flow.key] == "Unknown" and result.fully_encrypted
             # Its server replies are ciphertext too; its client's later packets are not tested (first only).
             assert classify_first_packet(flow.payloads(False)[0]).fully_encrypted
         else:  # the local SOCKS5 leg: 05 02 00 01 is one bit per byte
-            assert labels[flow_key(flow)] == "SOCKS"
+            assert labels[flow.key] == "SOCKS"
             assert result.exemptions[0] == "ex1" and not result.fully_encrypted
 
 
 def _first_packets():
     try:
-        flows = read_flows(capture_path("shadowsocks.pcap")) + read_flows(capture_path("openvpn.pcap"))
+        flows = read_flows("shadowsocks.pcap") + read_flows("openvpn.pcap")
     except pytest.skip.Exception:
         return [bytes(range(256))]
     return [f.payloads(True)[0] for f in flows if f.payloads(True)]

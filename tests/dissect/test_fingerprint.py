@@ -18,7 +18,7 @@ from chokepoint.dissect import tls
 from chokepoint.dissect.errors import DissectError
 from chokepoint.dissect.fingerprint import ja3_for, ja4_for, ja4_parts, ja4_r_for
 
-from ._tls_captures import capture_path, ndpi_tcp_labels, tcp_flows
+from tests._corpus import ndpi_flows, tcp_flows
 from ._tls_hellos import aioquic_client_hello, python_client_hello, walk_client_hello
 
 GREASE = {0x0A0A + 0x1010 * i for i in range(16)}
@@ -53,10 +53,10 @@ def test_ja3_matches_independent_computation(host, alpn):
 
 @pytest.mark.shared_data
 def test_ja3_with_grease_matches_independent_computation():
-    flows = tcp_flows(capture_path("chrome.pcap"))
+    flows = tcp_flows("chrome.pcap")
     assert flows
     for flow in flows:
-        stream = flow.client_stream
+        stream = flow.c2s
         ch = tls.parse_client_hello_records(stream)
         assert any(c in GREASE for c in ch.cipher_suites)  # Chrome sends GREASE (RFC 8701)
         assert ch.ja3_hash == independent_ja3(stream[5:5 + int.from_bytes(stream[3:5], "big")])
@@ -65,8 +65,8 @@ def test_ja3_with_grease_matches_independent_computation():
 @pytest.mark.shared_data
 def test_ja4_published_example_from_a_real_chrome_hello():
     """chrome.pcap's first hello is exactly JA4.md's worked example (ciphers, extensions, sigalgs)."""
-    flow = tcp_flows(capture_path("chrome.pcap"))[0]
-    ch = tls.parse_client_hello_records(flow.client_stream)
+    flow = tcp_flows("chrome.pcap")[0]
+    ch = tls.parse_client_hello_records(flow.c2s)
     assert ch.ja4 == "t13d1516h2_8daaf6152771_e5627efa2ab1"
     a, b, c = ja4_parts(ch)
     assert a == "t13d1516h2"
@@ -171,15 +171,15 @@ def test_fingerprints_match_ndpi(pcap):
     One documented difference: nDPI sets JA4's SNI character from its own hostname field, the spec from
     the presence of extension 0x0000; for hellos without that extension only that character may differ.
     """
-    labels = {lab.key: lab for lab in ndpi_tcp_labels(pcap)}
+    labels = {lab.key: lab for lab in ndpi_flows(pcap)}
     compared = 0
-    for flow in tcp_flows(capture_path(pcap)):
-        label = labels.get(frozenset((flow.a, flow.b)))
+    for flow in tcp_flows(pcap):
+        label = labels.get(flow.key)
         if label is None:
             continue
-        attrs = label.attrs
+        attrs = label.fields
         if "JA3C" in attrs or "JA4" in attrs:
-            ch = tls.parse_client_hello_records(flow.client_stream)
+            ch = tls.parse_client_hello_records(flow.c2s)
             if "JA3C" in attrs:
                 assert ch.ja3_hash == attrs["JA3C"]
                 compared += 1
@@ -192,7 +192,7 @@ def test_fingerprints_match_ndpi(pcap):
                 compared += 1
         if "JA3S" in attrs:
             try:
-                sh = tls.parse_server_hello_records(flow.server_stream)
+                sh = tls.parse_server_hello_records(flow.s2c)
             except DissectError as exc:
                 raise AssertionError(f"{flow.a}->{flow.b}: {exc!r}") from None
             assert sh.ja3s_hash == attrs["JA3S"]

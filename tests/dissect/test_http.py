@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from chokepoint.dissect import http as chttp
 from chokepoint.dissect.errors import DissectError, Malformed, NeedMoreData, NotThisProtocol
 
-from ._l7_captures import NDPI_PCAPS, mutate, ndpi_flows, tcp_connections
+from tests._corpus import NDPI_PCAPS, mutations, ndpi_flows, tcp_flows
 
 # ------------------------------------------------------------------------ real client bytes over loopback
 
@@ -286,12 +286,11 @@ def test_bad_status_lines():
 
 
 def _flow(name: str, conn):
-    ends = frozenset({conn.client, conn.server})
-    return next(f for f in ndpi_flows(name) if f.ends == ends)
+    return next(f for f in ndpi_flows(name) if f.key == conn.key)
 
 
 def test_real_plain_get_and_301():
-    (conn,) = tcp_connections("http.pcapng")
+    (conn,) = tcp_flows("http.pcapng")
     req = chttp.parse_request(conn.c2s)
     flow = _flow("http.pcapng", conn)
     assert req.host == flow.hostname == "google.com" and req.user_agent == "curl/7.68.0"
@@ -301,9 +300,9 @@ def test_real_plain_get_and_301():
 
 
 def test_real_connect_proxy():
-    conn = next(c for c in tcp_connections("http_connect.pcap") if c.server[1] == 8080)
+    conn = next(c for c in tcp_flows("http_connect.pcap") if c.server[1] == 8080)
     flow = _flow("http_connect.pcap", conn)
-    assert flow.proto == "HTTP_Connect"
+    assert flow.label == "HTTP_Connect"
     req = chttp.parse_request(conn.c2s)
     assert req.is_connect and (req.host, req.port) == (flow.hostname, 443) == ("apache.org", 443)
     assert req.user_agent == flow.user_agent
@@ -314,20 +313,20 @@ def test_real_connect_proxy():
 
 
 def test_real_user_agent_split_across_two_packets():
-    (conn,) = tcp_connections("http_ua_splitted_in_two_pkts.pcapng")
+    (conn,) = tcp_flows("http_ua_splitted_in_two_pkts.pcapng")
     flow = _flow("http_ua_splitted_in_two_pkts.pcapng", conn)
-    first = chttp.parse_request(conn.c2s_segments[0], partial=True)
+    first = chttp.parse_request(conn.segments(True)[0], partial=True)
     assert not first.complete and first.user_agent == flow.user_agent == "Mozil"   # what nDPI reports
     assert first.host is None   # the Host field only comes in the second packet
     with pytest.raises(NeedMoreData):
-        chttp.parse_request(conn.c2s_segments[0])
+        chttp.parse_request(conn.segments(True)[0])
     whole = chttp.parse_request(conn.c2s)
     assert whole.complete and whole.host == flow.hostname
     assert whole.user_agent.startswith("Mozilla/5.0 (Linux; Android 6.0.1; SM-T805")
 
 
 def test_real_keep_alive_pipeline():
-    (conn,) = tcp_connections("http_ua_splitted_in_two_pkts.pcapng")
+    (conn,) = tcp_flows("http_ua_splitted_in_two_pkts.pcapng")
     stream, count = conn.c2s, 0
     while stream:
         req = chttp.parse_request(stream)
@@ -344,7 +343,7 @@ def test_real_keep_alive_pipeline():
 
 
 def test_real_manipulated_requests():
-    conns = tcp_connections("http-manipulated.pcap")
+    conns = tcp_flows("http-manipulated.pcap")
     by_port = {c.client[1]: c for c in conns}
     spaced = chttp.parse_request(by_port[33684].c2s)   # "GET" followed by 18 spaces
     assert spaced.path == "/aaaaaaaaaaaaaaaaaaaaaaaa_very_long_uri"
@@ -360,7 +359,7 @@ def test_real_manipulated_requests():
 def test_real_non_http_streams():
     checked = 0
     for name in ("websocket.pcap", "socks.pcap", "ssh.pcap", "tls_heur__vmess-tcp-tls.pcapng"):
-        for conn in tcp_connections(name):
+        for conn in tcp_flows(name):
             for stream in (conn.c2s, conn.s2c):
                 if stream:
                     checked += 1
@@ -384,15 +383,15 @@ def request_seeds(recorder) -> list[bytes]:
     ]
     if NDPI_PCAPS.is_dir():
         for name in ("http.pcapng", "http_connect.pcap", "http-manipulated.pcap"):
-            seeds += [c.c2s[:600] for c in tcp_connections(name) if chttp.looks_like_request(c.c2s)]
-        seeds.append(tcp_connections("http_ua_splitted_in_two_pkts.pcapng")[0].c2s_segments[0])
+            seeds += [c.c2s[:600] for c in tcp_flows(name) if chttp.looks_like_request(c.c2s)]
+        seeds.append(tcp_flows("http_ua_splitted_in_two_pkts.pcapng")[0].segments(True)[0])
     return seeds
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), partial=st.booleans())
 def test_property_mutated_requests_raise_only_typed_errors(request_seeds, data, partial):
-    blob = mutate(data, request_seeds)
+    blob = data.draw(mutations(request_seeds))
     try:
         req = chttp.parse_request(blob, partial=partial)
     except DissectError as exc:
@@ -410,14 +409,14 @@ def response_seeds() -> list[bytes]:
              b"HTTP/1.0 302 Found\r\nLocation: http://10.10.34.34/?type=Invalidsite\r\n\r\n"]
     if NDPI_PCAPS.is_dir():
         for name in ("http.pcapng", "http_connect.pcap", "http-manipulated.pcap"):
-            seeds += [c.s2c[:600] for c in tcp_connections(name) if c.s2c.startswith(b"HTTP/")]
+            seeds += [c.s2c[:600] for c in tcp_flows(name) if c.s2c.startswith(b"HTTP/")]
     return seeds
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_property_mutated_responses_raise_only_typed_errors(response_seeds, data):
-    blob = mutate(data, response_seeds)
+    blob = data.draw(mutations(response_seeds))
     try:
         resp = chttp.parse_response(blob)
     except DissectError as exc:

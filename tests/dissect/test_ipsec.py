@@ -16,7 +16,7 @@ from chokepoint.dissect.ipsec import (
     parse_isakmp,
     parse_udp_4500,
 )
-from tests.dissect._vpn_captures import UDP, all_captures, capture_path, flow_key, mutations, ndpi_labels, read_flows
+from tests._corpus import UDP, all_captures, mutations, ndpi_labels, read_flows
 
 CAPTURE = "ipsec_isakmp_esp.pcap"
 
@@ -27,7 +27,7 @@ def _port(flow):
 
 @pytest.fixture(scope="module")
 def flows():
-    return read_flows(capture_path(CAPTURE))
+    return read_flows(CAPTURE)
 
 
 def _datagrams(flows, port):
@@ -36,7 +36,7 @@ def _datagrams(flows, port):
 
 def _seeds():
     try:
-        fl = read_flows(capture_path(CAPTURE))
+        fl = read_flows(CAPTURE)
     except pytest.skip.Exception:
         return [b"\x01" * 8 + bytes(8) + b"\x00\x20\x22\x08" + bytes(4) + struct.pack(">I", 28)]
     seeds = [p for f in fl[:6] for p in f.payloads(True)[:4] + f.payloads(False)[:4]]
@@ -47,7 +47,7 @@ def test_every_flow_ndpi_labels_ipsec_has_strictly_valid_ike(flows):
     labels = ndpi_labels(CAPTURE)
     assert len(flows) == len(labels) == 24
     for flow in flows:
-        assert labels[flow_key(flow)] == "IPSec"
+        assert labels[flow.key] == "IPSec"
         valid = 0
         for payload in flow.payloads(True) + flow.payloads(False):
             try:
@@ -97,8 +97,8 @@ def test_udp_4500_separates_ike_from_esp(flows):
                     assert message.esp is None and not message.is_esp
                 else:
                     assert message.is_esp and message.esp.spi >= 256 and message.esp.length == len(payload)
-                    spis.setdefault(flow_key(flow), set()).add((from_a, message.esp.spi))
-                    sequences.setdefault((flow_key(flow), from_a, message.esp.spi), []).append(message.esp.sequence)
+                    spis.setdefault(flow.key, set()).add((from_a, message.esp.spi))
+                    sequences.setdefault((flow.key, from_a, message.esp.spi), []).append(message.esp.sequence)
     assert kinds[Udp4500Kind.IKE] > 200 and kinds[Udp4500Kind.ESP] > 300
     # ESP sequence numbers start at 1 and count up per SA (RFC 4303 §3.3.3).
     assert all(seq == sorted(seq) and seq[0] >= 1 for seq in sequences.values())

@@ -24,16 +24,7 @@ from chokepoint.dissect.openvpn import (
     parse_udp,
     split_tcp,
 )
-from tests.dissect._vpn_captures import (
-    TCP,
-    UDP,
-    all_captures,
-    capture_path,
-    flow_key,
-    mutations,
-    ndpi_labels,
-    read_flows,
-)
+from tests._corpus import TCP, UDP, all_captures, mutations, ndpi_labels, read_flows
 
 
 def _detect_flow(flow):
@@ -48,7 +39,7 @@ def _packets(flow, from_a):
 
 @pytest.fixture(scope="module")
 def ovpn_flows():
-    return read_flows(capture_path("openvpn.pcap"))
+    return read_flows("openvpn.pcap")
 
 
 def _first_client_reset(flow):
@@ -62,7 +53,7 @@ def _first_client_reset(flow):
 
 def _seeds():
     try:
-        flows = read_flows(capture_path("openvpn.pcap"))
+        flows = read_flows("openvpn.pcap")
     except pytest.skip.Exception:
         return [b"\x38" + bytes(range(1, 9)) + bytes(5)]
     return [body for f in flows for d in (True, False) for body in _packets(f, d)[:6]]
@@ -72,7 +63,7 @@ def test_every_flow_ndpi_labels_openvpn_is_detected(ovpn_flows):
     labels = ndpi_labels("openvpn.pcap")
     assert len(ovpn_flows) == len(labels) == 10
     for flow in ovpn_flows:
-        assert labels[flow_key(flow)].startswith("OpenVPN")
+        assert labels[flow.key].startswith("OpenVPN")
         reason = _detect_flow(flow)
         assert reason, (flow.a, flow.b)
         # Swapping the directions (captures behind NAT may start with the server) changes nothing.
@@ -154,10 +145,10 @@ def test_tls_crypt_over_tcp_is_detected_from_session_consistency(ovpn_flows):
 
 
 def test_nohmac_tcp_capture():
-    flows = read_flows(capture_path("openvpn_nohmac_tcp.pcapng"))
+    flows = read_flows("openvpn_nohmac_tcp.pcapng")
     labels = ndpi_labels("openvpn_nohmac_tcp.pcapng")
     (flow,) = flows
-    assert labels[flow_key(flow)] == "OpenVPN"
+    assert labels[flow.key] == "OpenVPN"
     reason = _detect_flow(flow)
     assert reason.startswith("P_CONTROL_HARD_RESET_SERVER_V2 acknowledges client session")
     assert "(none, hmac 0)" in reason
@@ -212,7 +203,7 @@ def test_other_captures_are_not_openvpn():
         for flow in read_flows(path):
             if flow.proto not in (TCP, UDP):
                 continue
-            assert not labels.get(flow_key(flow), "").startswith("OpenVPN")
+            assert not labels.get(flow.key, "").startswith("OpenVPN")
             assert _detect_flow(flow) is None, (path.name, flow.a, flow.b)
             checked += 1
     assert checked > 150

@@ -7,21 +7,21 @@ from hypothesis import given, settings
 
 from chokepoint.dissect.errors import DissectError, Malformed, NeedMoreData, NotThisProtocol
 from chokepoint.dissect.pptp import MESSAGE_LENGTHS, ControlType, PptpControl, parse_control, split_control
-from tests.dissect._vpn_captures import TCP, all_captures, capture_path, flow_key, mutations, ndpi_labels, read_flows
+from tests._corpus import TCP, all_captures, mutations, ndpi_labels, read_flows
 
 T = ControlType
 
 
 @pytest.fixture(scope="module")
 def conversation():
-    (flow,) = [f for f in read_flows(capture_path("pptp.pcap")) if f.proto == TCP]
-    assert ndpi_labels("pptp.pcap")[flow_key(flow)] == "PPTP"
+    (flow,) = [f for f in read_flows("pptp.pcap") if f.proto == TCP]
+    assert ndpi_labels("pptp.pcap")[flow.key] == "PPTP"
     return flow
 
 
 def _seeds():
     try:
-        (flow,) = read_flows(capture_path("pptp.pcap"))
+        (flow,) = read_flows("pptp.pcap")
     except pytest.skip.Exception:
         return [struct.pack(">HHIHH", 16, 1, 0x1A2B3C4D, 12, 0) + bytes(4)]
     seeds = []

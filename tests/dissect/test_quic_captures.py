@@ -1,20 +1,16 @@
 """QUIC dissection on real third-party captures (nDPI's test suite), compared with nDPI's own output.
 
-The captures live in ../shared/data/ndpi beside the checkout and are never copied into the repository.
-A tiny pcap/pcapng reader (Ethernet, Linux SLL, null/loopback, raw IP; IPv4/IPv6; UDP only) keeps these
-tests independent of the engine's decoder.
+The captures live in ../shared/data/ndpi beside the checkout and are never copied into the repository; they are
+read through ``tests/_corpus`` (the project's own capture reader and decoder).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import struct
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
+from chokepoint.compare.normalize import flow_key
 from chokepoint.dissect.errors import Malformed, NotThisProtocol
 from chokepoint.dissect.quic import (
     InitialAssembler,
@@ -23,122 +19,29 @@ from chokepoint.dissect.quic import (
     is_quic_initial_prefix,
     parse_long_header,
 )
-
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-NDPI = DATA / "ndpi"
+from tests._corpus import UDP, all_captures, ip_text, ndpi_flows, packets
 
 pytestmark = pytest.mark.shared_data
 
 
 # ---------------------------------------------------------------------------------------------
-# Minimal capture reading (tests only)
-
-_LINKTYPE_NULL, _LINKTYPE_ETHERNET, _LINKTYPE_RAW, _LINKTYPE_SLL = 0, 1, 101, 113
-_LINKTYPE_IPV4, _LINKTYPE_IPV6, _LINKTYPE_SLL2 = 228, 229, 276
-
-
-def _frames(data: bytes):
-    """Yield (linktype, frame bytes) from a pcap or pcapng file."""
-    magic = data[:4]
-    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
-        endian = "<" if magic[0] in (0xD4, 0x4D) else ">"
-        linktype = struct.unpack(endian + "I", data[20:24])[0] & 0x0FFFFFFF
-        pos = 24
-        while pos + 16 <= len(data):
-            caplen = struct.unpack(endian + "I", data[pos + 8:pos + 12])[0]
-            yield linktype, data[pos + 16:pos + 16 + caplen]
-            pos += 16 + caplen
-        return
-    if magic != b"\x0a\x0d\x0d\x0a":
-        raise ValueError("not a pcap/pcapng file")
-    endian = "<"
-    linktypes: list[int] = []
-    pos = 0
-    while pos + 12 <= len(data):
-        block_type = struct.unpack(endian + "I", data[pos:pos + 4])[0]
-        if block_type == 0x0A0D0D0A:
-            endian = "<" if data[pos + 8:pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
-            linktypes = []
-        block_len = struct.unpack(endian + "I", data[pos + 4:pos + 8])[0]
-        body = data[pos + 8:pos + block_len - 4]
-        if block_type == 1:  # Interface Description
-            linktypes.append(struct.unpack(endian + "H", body[:2])[0])
-        elif block_type == 6:  # Enhanced Packet
-            interface, _, _, caplen = struct.unpack(endian + "IIII", body[:16])[:4]
-            yield linktypes[interface], body[20:20 + caplen]
-        elif block_type == 3:  # Simple Packet
-            caplen = struct.unpack(endian + "I", body[:4])[0]
-            yield linktypes[0], body[4:4 + caplen]
-        pos += block_len
-
-
-def _ip_packet(linktype: int, frame: bytes) -> bytes | None:
-    if linktype == _LINKTYPE_ETHERNET:
-        ethertype, pos = struct.unpack("!H", frame[12:14])[0], 14
-        while ethertype in (0x8100, 0x88A8):
-            ethertype, pos = struct.unpack("!H", frame[pos + 2:pos + 4])[0], pos + 4
-        return frame[pos:] if ethertype in (0x0800, 0x86DD) else None
-    if linktype == _LINKTYPE_SLL:
-        return frame[16:]
-    if linktype == _LINKTYPE_SLL2:
-        return frame[20:]
-    if linktype == _LINKTYPE_NULL:
-        return frame[4:]
-    if linktype in (_LINKTYPE_RAW, _LINKTYPE_IPV4, _LINKTYPE_IPV6):
-        return frame
-    return None
-
-
-def _udp(packet: bytes):
-    """(src, sport, dst, dport, payload) of a UDP packet, or None."""
-    version = packet[0] >> 4
-    if version == 4:
-        ihl = (packet[0] & 0x0F) * 4
-        total = struct.unpack("!H", packet[2:4])[0]
-        if packet[9] != 17 or struct.unpack("!H", packet[6:8])[0] & 0x3FFF:  # not UDP, or a fragment
-            return None
-        src, dst, segment = packet[12:16], packet[16:20], packet[ihl:total]
-    elif version == 6:
-        if packet[6] != 17:
-            return None
-        src, dst, segment = packet[8:24], packet[24:40], packet[40:40 + struct.unpack("!H", packet[4:6])[0]]
-    else:
-        return None
-    sport, dport, length = struct.unpack("!HHH", segment[:6])
-    return src, sport, dst, dport, segment[8:length]
+# Capture and nDPI views (tests only)
 
 
 def udp_datagrams(name: str) -> list[tuple[tuple, bytes]]:
-    """[(flow key (src, sport, dst, dport), UDP payload)] in capture order."""
-    path = NDPI / "pcap" / name
-    if not path.exists():
-        pytest.skip(f"../shared/data not found: {path} (real captures are not copied into the repository)")
-    out = []
-    for linktype, frame in _frames(path.read_bytes()):
-        packet = _ip_packet(linktype, frame)
-        if packet:
-            udp = _udp(packet)
-            if udp:
-                src, sport, dst, dport, payload = udp
-                out.append(((src, sport, dst, dport), payload))
-    return out
+    """[(direction (src, sport, dst, dport), UDP payload)] in capture order."""
+    return [((p.src, p.sport, p.dst, p.dport), p.payload) for p in packets(name) if p.proto == UDP]
+
+
+_QUIC = 188  # nDPI's protocol id for QUIC (IETF and Google alike)
+_QUIC_FIELDS = {"sni": "Hostname/SNI", "version": "QUIC ver", "ja4": "JA4", "user_agent": "User-Agent",
+                "alpn": "(Advertised) ALPNs"}
 
 
 def ndpi_quic_flows(name: str) -> list[dict[str, str]]:
-    """nDPI's QUIC flows for a capture, from result/<name>.out: SNI, version and JA4 fields."""
-    path = NDPI / "result" / f"{name}.out"
-    flows = []
-    for line in path.read_text().splitlines():
-        if "[proto: 188" not in line or "[Confidence: DPI]" not in line:
-            continue
-        fields = {}
-        for key, label in (("sni", "Hostname/SNI"), ("version", "QUIC ver"), ("ja4", "JA4"),
-                           ("user_agent", "User-Agent"), ("alpn", r"\(Advertised\) ALPNs")):
-            match = re.search(rf"\[{label}: ([^\]]*)\]", line)
-            if match:
-                fields[key] = match.group(1)
-        flows.append(fields)
-    return flows
+    """nDPI's DPI-confidence QUIC flows for a capture, from result/<name>.out: SNI, version and JA4 fields."""
+    return [{key: flow.fields[field] for key, field in _QUIC_FIELDS.items() if field in flow.fields}
+            for flow in ndpi_flows(name) if flow.flow.master_id == _QUIC and flow.confidence == "DPI"]
 
 
 def client_flows(name: str) -> dict[tuple, list[bytes]]:
@@ -299,39 +202,16 @@ def test_is_quic_initial_prefix_on_captures():
             assert parse_long_header(payload).packet_type is PacketType.INITIAL, name
 
 
-def _endpoint(address: bytes, port: int) -> str:
-    """nDPI's spelling of an endpoint: 1.2.3.4:443 or [::1]:443."""
-    ip = ipaddress.ip_address(address)
-    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
-
-
-def ndpi_udp_flows(name: str) -> dict[frozenset, str]:
-    """Every UDP flow of nDPI's result file: {endpoints} -> the whole line."""
-    flows = {}
-    pattern = re.compile(r"^\s*\d+\s+UDP\s+(\S+) <?-> (\S+) \[")
-    for line in (NDPI / "result" / f"{name}.out").read_text().splitlines():
-        match = pattern.match(line)
-        if match:
-            flows[frozenset(match.groups())] = line
-    return flows
-
-
-def all_captures() -> list[str]:
-    if not (NDPI / "pcap").is_dir():
-        pytest.skip(f"../shared/data not found: {NDPI} (real captures are not copied into the repository)")
-    return sorted(p.name for p in (NDPI / "pcap").iterdir())
-
-
 def test_whole_corpus_against_ndpi():
     """All 40 captures: the UDP flows we read as QUIC (first datagram passes is_quic_initial_prefix and
     the assembler completes a hello) are exactly nDPI's DPI-confidence QUIC flows, with the same SNI
     and version; every other UDP flow (DNS, STUN, WireGuard, OpenVPN, ...) is left alone."""
     ours, theirs, udp_flows = {}, {}, 0
-    for name in all_captures():
-        first_direction: dict[frozenset, tuple] = {}
+    for name in (path.name for path in all_captures()):
+        first_direction: dict[tuple, tuple] = {}
         by_direction: dict[tuple, list[bytes]] = defaultdict(list)
         for key, payload in udp_datagrams(name):
-            endpoints = frozenset((_endpoint(key[0], key[1]), _endpoint(key[2], key[3])))
+            endpoints = flow_key(UDP, ip_text(key[0]), key[1], ip_text(key[2]), key[3])
             first_direction.setdefault(endpoints, key)
             by_direction[key].append(payload)
         udp_flows += len(first_direction)
@@ -341,11 +221,9 @@ def test_whole_corpus_against_ndpi():
                 info, _ = assemble(datagrams)
                 if info is not None:
                     ours[(name, endpoints)] = (info.sni, info.version_name)
-        for endpoints, line in ndpi_udp_flows(name).items():
-            if "[proto: 188" in line and "[Confidence: DPI]" in line:
-                sni = re.search(r"\[Hostname/SNI: ([^\]]*)\]", line)
-                version = re.search(r"\[QUIC ver: ([^\]]*)\]", line)
-                theirs[(name, endpoints)] = (sni.group(1) if sni else None, version.group(1))
+        for flow in ndpi_flows(name):
+            if flow.l4 == "UDP" and flow.flow.master_id == _QUIC and flow.confidence == "DPI":
+                theirs[(name, flow.key)] = (flow.fields.get("Hostname/SNI"), flow.fields["QUIC ver"])
     assert udp_flows > 100
     assert ours == theirs
 

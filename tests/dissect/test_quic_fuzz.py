@@ -24,6 +24,7 @@ from chokepoint.dissect.quic import (
     parse_long_header,
     parse_transport_parameters,
 )
+from tests._corpus import NDPI_PCAPS, mutations
 from tests.dissect import test_quic as generated
 from tests.dissect import test_quic_captures as captures
 
@@ -34,7 +35,7 @@ SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 def seeds() -> list[bytes]:
     datagrams = [d for version in (generated.V1, generated.V2) for _, d in generated.handshake(version=version)]
     datagrams += generated.client_datagrams(alpn=generated.MANY_ALPNS)[:3]
-    if (captures.NDPI / "pcap").is_dir():
+    if NDPI_PCAPS.is_dir():
         for name in captures.CAPTURES:
             for flow in captures.client_flows(name).values():
                 datagrams.extend(flow[:2])
@@ -56,31 +57,11 @@ def client_initials(seeds) -> list[bytes]:
     return out
 
 
-def _mutate(data, seed: bytes, other: bytes) -> bytes:
-    kind = data.draw(st.sampled_from(["truncate", "flip", "splice", "insert", "overwrite"]))
-    if kind == "truncate":
-        return seed[:data.draw(st.integers(0, len(seed)))]
-    if kind == "flip":
-        buf = bytearray(seed)
-        for _ in range(data.draw(st.integers(1, 4))):
-            index = data.draw(st.integers(0, len(buf) - 1))
-            buf[index] ^= data.draw(st.integers(1, 255))
-        return bytes(buf)
-    if kind == "splice":
-        return seed[:data.draw(st.integers(0, len(seed)))] + other[data.draw(st.integers(0, len(other))):]
-    if kind == "insert":
-        at = data.draw(st.integers(0, len(seed)))
-        return seed[:at] + data.draw(st.binary(min_size=1, max_size=24)) + seed[at:]
-    at = data.draw(st.integers(0, 64))  # header fields live in the first bytes
-    patch = data.draw(st.binary(min_size=1, max_size=8))
-    return seed[:at] + patch + seed[at + len(patch):]
-
-
 @SETTINGS
 @given(data=st.data())
 def test_mutated_datagrams_raise_only_typed_errors(seeds, data):
     seed = data.draw(st.sampled_from(seeds))
-    mutated = _mutate(data, seed, data.draw(st.sampled_from(seeds)))
+    mutated = data.draw(mutations([seed], others=seeds))
     assert is_quic_initial_prefix(mutated) in (True, False)
     for call in (
         lambda: parse_long_header(mutated),
@@ -101,7 +82,7 @@ def test_flows_of_mutated_datagrams(seeds, data):
     assembler = InitialAssembler(max_crypto_bytes=data.draw(st.sampled_from([4096, 1 << 16])))
     for _ in range(data.draw(st.integers(1, 6))):
         seed = data.draw(st.sampled_from(seeds))
-        datagram = seed if data.draw(st.booleans()) else _mutate(data, seed, data.draw(st.sampled_from(seeds)))
+        datagram = seed if data.draw(st.booleans()) else data.draw(mutations([seed], others=seeds))
         try:
             assembler.feed(datagram)
         except DissectError:
@@ -141,7 +122,7 @@ def plaintexts(seeds) -> list[tuple[bool, bytes, int]]:
 @given(data=st.data())
 def test_mutated_frames(plaintexts, data):
     is_gquic, payload, pn_len = data.draw(st.sampled_from(plaintexts))
-    mutated = _mutate(data, payload, payload)
+    mutated = data.draw(mutations([payload]))
     parser = parse_gquic_frames if is_gquic else parse_frames
     try:
         parser(mutated, pn_len) if is_gquic else parser(mutated)
@@ -190,7 +171,7 @@ def test_chlo_reserialisation_is_exact(hello_parts):
 @given(data=st.data())
 def test_mutated_chlo_and_transport_parameters(hello_parts, data):
     kind, part = data.draw(st.sampled_from(hello_parts))
-    mutated = _mutate(data, part, part)
+    mutated = data.draw(mutations([part]))
     try:
         if kind == "chlo":
             parse_gquic_handshake_message(mutated)
@@ -211,7 +192,7 @@ def test_mutated_clienthello_behind_valid_protection(data):
     TLS parser and JA4 through the assembler; still only typed errors may come out."""
     version = data.draw(st.sampled_from([generated.V1, generated.V2]))
     hello, dcid, scid = generated.real_hello(version)
-    mutated = _mutate(data, hello, hello)[:1100]
+    mutated = data.draw(mutations([hello]))[:1100]
     [packet] = generated.encrypt_initials(version, dcid, scid, [generated.crypto_frame(0, mutated)])
     try:
         info = InitialAssembler().feed(packet)

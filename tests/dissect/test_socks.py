@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from chokepoint.dissect import socks as csocks
 from chokepoint.dissect.errors import DissectError, NeedMoreData, NotThisProtocol
 
-from ._l7_captures import NDPI_PCAPS, mutate, ndpi_flows, tcp_connections
+from tests._corpus import NDPI_PCAPS, mutations, ndpi_flows, tcp_flows
 
 # ------------------------------------------------------------ a minimal, independent SOCKS server for curl
 
@@ -201,12 +201,12 @@ def test_random_bytes_are_rarely_socks():
 
 
 def _expected(name: str) -> dict[int, tuple]:
-    return {c.client[1]: c for c in tcp_connections(name)}
+    return {c.client[1]: c for c in tcp_flows(name)}
 
 
 def test_real_socks_capture():
     conns = _expected("socks.pcap")
-    labels = {f.ends: f.proto for f in ndpi_flows("socks.pcap")}
+    labels = {f.key: f.label for f in ndpi_flows("socks.pcap")}
     cases = {
         1637: (5, (0,), "www.google.com", 80, False),
         53533: (4, (), "93.184.216.119", 80, False),
@@ -215,12 +215,12 @@ def test_real_socks_capture():
     }
     for port, (version, methods, host, dst_port, socks4a) in cases.items():
         conn = conns[port]
-        assert labels[frozenset({conn.client, conn.server})] == "SOCKS"
+        assert labels[conn.key] == "SOCKS"
         req = csocks.parse_client(conn.c2s)
         assert (req.version, req.methods, req.dst_host, req.dst_port, req.socks4a, req.command) == \
             (version, methods, host, dst_port, socks4a, 1)
         assert conn.c2s[req.header_length:].startswith(b"GET / HTTP/1.1\r\n")   # the tunnelled request
-        first = csocks.parse_client(conn.c2s_segments[0])      # what the first packet alone shows
+        first = csocks.parse_client(conn.segments(True)[0])      # what the first packet alone shows
         assert first.version == version and first.methods == methods
 
 
@@ -239,7 +239,7 @@ def test_real_socks_legs_of_proxy_chains():
 def test_real_non_socks_streams():
     checked = 0
     for name in ("http.pcapng", "ssh.pcap", "http_connect.pcap", "websocket.pcap", "shadowsocks.pcap"):
-        for conn in tcp_connections(name):
+        for conn in tcp_flows(name):
             if conn.server[1] == 1080:
                 continue
             checked += 1
@@ -255,14 +255,14 @@ def socks_seeds() -> list[bytes]:
              curl_through_socks("--socks5-hostname", "http://u.example/", "--proxy-user", "u:p")]
     if NDPI_PCAPS.is_dir():
         for name in ("socks.pcap", "shadowsocks.pcap", "tls_heur__vmess-tcp-tls.pcapng"):
-            seeds += [c.c2s[:120] for c in tcp_connections(name) if c.server[1] in (1080, 21477)]
+            seeds += [c.c2s[:120] for c in tcp_flows(name) if c.server[1] in (1080, 21477)]
     return seeds
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_property_mutated_handshakes_raise_only_typed_errors(socks_seeds, data):
-    blob = mutate(data, socks_seeds)
+    blob = data.draw(mutations(socks_seeds))
     try:
         req = csocks.parse_client(blob)
     except DissectError as exc:

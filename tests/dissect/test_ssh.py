@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from chokepoint.dissect import ssh as cssh
 from chokepoint.dissect.errors import DissectError, Malformed, NeedMoreData, NotThisProtocol
 
-from ._l7_captures import NDPI_PCAPS, mutate, ndpi_flows, tcp_connections
+from tests._corpus import NDPI_PCAPS, mutations, ndpi_flows, tcp_flows
 
 SERVER_HELLO = b"Welcome to the lab\r\nno SSH here yet\r\nSSH-2.0-Lab_1.0 test server\r\n"
 
@@ -138,13 +138,13 @@ def test_random_bytes_are_not_ssh():
 
 
 def test_real_ssh_capture_matches_ndpi():
-    conns = tcp_connections("ssh.pcap")
+    conns = tcp_flows("ssh.pcap")
     assert len(conns) == 2
     for conn in conns:
         client = cssh.parse_banner(conn.c2s)
         server = cssh.parse_banner(conn.s2c, server=True)
         assert conn.c2s[client.end + 5] == 20 and conn.s2c[server.end + 5] == 20   # both continue with KEXINIT
-        flow = next(f for f in ndpi_flows("ssh.pcap") if f.ends == frozenset({conn.client, conn.server}))
+        flow = next(f for f in ndpi_flows("ssh.pcap") if f.key == conn.key)
         # nDPI names the first banner it sees "Hostname" even when the server spoke first (flow 1)
         assert {client.raw, server.raw} == {flow.hostname, flow.server}
     by_port = {c.server[1]: c for c in conns}
@@ -158,7 +158,7 @@ def test_real_ssh_capture_matches_ndpi():
 def test_real_non_ssh_streams():
     checked = 0
     for name in ("http.pcapng", "socks.pcap", "tls_heur__vmess-tcp-tls.pcapng", "websocket.pcap"):
-        for conn in tcp_connections(name):
+        for conn in tcp_flows(name):
             if conn.c2s:
                 checked += 1
                 with pytest.raises(NotThisProtocol):
@@ -170,7 +170,7 @@ def test_real_non_ssh_streams():
 def banner_seeds(openssh_client_stream) -> list[bytes]:
     seeds = [openssh_client_stream, SERVER_HELLO, b"SSH-1.99-Cisco-1.25\r\n"]
     if NDPI_PCAPS.is_dir():
-        for conn in tcp_connections("ssh.pcap"):
+        for conn in tcp_flows("ssh.pcap"):
             seeds += [conn.c2s[:200], conn.s2c[:200]]
     return seeds
 
@@ -178,7 +178,7 @@ def banner_seeds(openssh_client_stream) -> list[bytes]:
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), server=st.booleans())
 def test_property_mutated_banners_raise_only_typed_errors(banner_seeds, data, server):
-    blob = mutate(data, banner_seeds)
+    blob = data.draw(mutations(banner_seeds))
     try:
         banner = cssh.parse_banner(blob, server=server)
     except DissectError as exc:

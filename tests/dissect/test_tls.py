@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from chokepoint.dissect import tls
 from chokepoint.dissect.errors import DissectError, Malformed, NeedMoreData, NotThisProtocol
 
-from ._tls_captures import capture_path, ndpi_tcp_labels, tcp_flows
+from tests._corpus import mutations, ndpi_flows, tcp_flows
 from ._tls_hellos import (
     aioquic_client_hello,
     openssl_fragmented_hello,
@@ -289,19 +289,19 @@ def _client_hello_or_error(stream: bytes):
 def test_capture_sni_matches_ndpi(pcap):
     """Every hello we parse carries exactly nDPI's Hostname/SNI (or none when nDPI shows none), and every
     DPI-confident nDPI TLS flow with an SNI is parsed."""
-    labels = {lab.key: lab for lab in ndpi_tcp_labels(pcap)}
+    labels = {lab.key: lab for lab in ndpi_flows(pcap)}
     checked = 0
-    for flow in tcp_flows(capture_path(pcap)):
-        label = labels.get(frozenset((flow.a, flow.b)))
-        result = _client_hello_or_error(flow.client_stream)
-        if label is None or label.attrs.get("Confidence") != "DPI":
+    for flow in tcp_flows(pcap):
+        label = labels.get(flow.key)
+        result = _client_hello_or_error(flow.c2s)
+        if label is None or label.fields.get("Confidence") != "DPI":
             continue
-        expected = label.attrs.get("Hostname/SNI")
+        expected = label.fields.get("Hostname/SNI")
         if isinstance(result, tls.ClientHello):
-            assert result.sni == expected, (flow.a, flow.b, label.proto)
+            assert result.sni == expected, (flow.a, flow.b, label.label)
             checked += expected is not None
         else:
-            assert not (label.proto.startswith("TLS") and expected), (flow.a, flow.b, result)
+            assert not (label.label.startswith("TLS") and expected), (flow.a, flow.b, result)
     expected_counts = {"443-curl.pcap": 1, "chrome.pcap": 6, "tls_ech.pcapng": 1, "tls_2_reasms.pcapng": 1,
                        "tls_heur__vmess-tcp-tls.pcapng": 2, "tor.pcap": 7, "signal.pcap": 12,
                        "dns_doh.pcap": 1, "http_connect.pcap": 1}
@@ -311,33 +311,33 @@ def test_capture_sni_matches_ndpi(pcap):
 
 @pytest.mark.shared_data
 def test_ech_outer_hello():
-    (flow,) = tcp_flows(capture_path("tls_ech.pcapng"))
-    ch = tls.parse_client_hello_records(flow.client_stream)
+    (flow,) = tcp_flows("tls_ech.pcapng")
+    ch = tls.parse_client_hello_records(flow.c2s)
     assert ch.has_ech and ch.ech_type == "outer"
     assert ch.sni == "performance.radar.cloudflare.com"  # the public (outer) name
 
 
 @pytest.mark.shared_data
 def test_esni_hellos_have_no_sni():
-    flows = tcp_flows(capture_path("encrypted_sni.pcap"))
-    hellos = [tls.parse_client_hello_records(f.client_stream) for f in flows]
+    flows = tcp_flows("encrypted_sni.pcap")
+    hellos = [tls.parse_client_hello_records(f.c2s) for f in flows]
     assert len(hellos) == 3
     assert all(ch.has_esni and ch.sni is None and not ch.has_ech for ch in hellos)
 
 
 @pytest.mark.shared_data
 def test_missing_client_hello_fragment_waits_and_server_side_parses():
-    (flow,) = tcp_flows(capture_path("tls_missing_ch_frag.pcap"))
+    (flow,) = tcp_flows("tls_missing_ch_frag.pcap")
     with pytest.raises(NeedMoreData):  # the stream stops at the hole inside the 1500-byte record
-        tls.parse_client_hello_records(flow.client_stream)
-    sh = tls.parse_server_hello_records(flow.server_stream)
+        tls.parse_client_hello_records(flow.c2s)
+    sh = tls.parse_server_hello_records(flow.s2c)
     assert sh.selected_version == 0x0304 and sh.cipher_suite == 0x1302  # nDPI: TLS_AES_256_GCM_SHA384
 
 
 @pytest.mark.shared_data
 def test_false_positives_capture_is_not_tls():
-    for flow in tcp_flows(capture_path("tls_false_positives.pcapng")):
-        for stream in (flow.client_stream, flow.server_stream):
+    for flow in tcp_flows("tls_false_positives.pcapng"):
+        for stream in (flow.c2s, flow.s2c):
             assert not tls.looks_like_tls_record(stream)
             with pytest.raises(NotThisProtocol):
                 tls.parse_client_hello_records(stream)
@@ -347,18 +347,18 @@ def test_false_positives_capture_is_not_tls():
 
 @pytest.mark.shared_data
 def test_tls_on_port_80_and_unidirectional():
-    (flow,) = tcp_flows(capture_path("tls_port_80.pcapng"))
-    ch = tls.parse_client_hello_records(flow.client_stream)
+    (flow,) = tcp_flows("tls_port_80.pcapng")
+    ch = tls.parse_client_hello_records(flow.c2s)
     assert flow.b[1] == 80 and ch.sni is None and ch.alpn == ()
-    (flow,) = tcp_flows(capture_path("tls_unidirectional.pcap"))
+    (flow,) = tcp_flows("tls_unidirectional.pcap")
     with pytest.raises(NotThisProtocol):  # only "\r\n" was captured from the client
-        tls.parse_client_hello_records(flow.client_stream)
+        tls.parse_client_hello_records(flow.c2s)
 
 
 @pytest.mark.shared_data
 def test_record_stats_on_a_real_flow():
-    (flow,) = tcp_flows(capture_path("tls_2_reasms.pcapng"))
-    stats = tls.tls_record_stats(flow.server_stream)
+    (flow,) = tcp_flows("tls_2_reasms.pcapng")
+    stats = tls.tls_record_stats(flow.s2c)
     assert stats.records[:2] == ((22, 128), (20, 1)) and stats.garbage_at is None
     assert {ct for ct, _ in stats.records[2:]} == {23}
     assert tls.tls_record_stats(b"\x16\x03\x01\x00\x10abc").pending == 8
@@ -375,37 +375,19 @@ def fuzz_seeds() -> tuple[bytes, ...]:
              sslv2_hello_from(python_client_hello())]
     try:
         for name in ("chrome.pcap", "tls_ech.pcapng", "tor.pcap", "encrypted_sni.pcap"):
-            for flow in tcp_flows(capture_path(name))[:2]:
-                if flow.client_stream[:1] == b"\x16":
-                    seeds.append(flow.client_stream[:2048])
-                if flow.server_stream[:1] == b"\x16":
-                    seeds.append(flow.server_stream[:1024])
+            for flow in tcp_flows(name)[:2]:
+                if flow.c2s[:1] == b"\x16":
+                    seeds.append(flow.c2s[:2048])
+                if flow.s2c[:1] == b"\x16":
+                    seeds.append(flow.s2c[:1024])
     except pytest.skip.Exception:
         pass
     return tuple(seeds)
 
 
-@st.composite
-def mutated(draw):
-    data = bytearray(draw(st.sampled_from(fuzz_seeds())))
-    for _ in range(draw(st.integers(1, 4))):
-        op = draw(st.sampled_from(("flip", "truncate", "splice", "insert", "delete")))
-        if not data:
-            break
-        i = draw(st.integers(0, len(data) - 1))
-        if op == "flip":
-            data[i] = draw(st.integers(0, 255))
-        elif op == "truncate":
-            del data[i:]
-        elif op == "splice":
-            other = draw(st.sampled_from(fuzz_seeds()))
-            j = draw(st.integers(0, len(other)))
-            data[i:] = other[j:]
-        elif op == "insert":
-            data[i:i] = draw(st.binary(min_size=1, max_size=8))
-        else:
-            del data[i:i + draw(st.integers(1, 16))]
-    return bytes(data)
+def mutated():
+    """The seeds above damaged by the shared strategy (drawn lazily: the seeds are built on first use)."""
+    return st.deferred(lambda: mutations(fuzz_seeds()))
 
 
 def _only_typed_errors(fn, data):

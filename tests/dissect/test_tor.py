@@ -16,7 +16,7 @@ from chokepoint.dissect import tls
 from chokepoint.dissect.errors import DissectError
 from chokepoint.dissect.tor import tor_evidence
 
-from ._tls_captures import NDPI_PCAP, capture_path, ndpi_tcp_labels, tcp_flows
+from tests._corpus import all_captures, ndpi_flows, tcp_flows
 from ._tls_hellos import python_client_hello
 
 BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
@@ -29,16 +29,15 @@ def tor_random_hostname(rng: random.Random) -> str:
 
 @pytest.mark.shared_data
 def test_tor_pcap_against_ndpi_labels():
-    path = capture_path("tor.pcap")
-    labels = {lab.key: lab for lab in ndpi_tcp_labels("tor.pcap")}
+    labels = {lab.key: lab for lab in ndpi_flows("tor.pcap")}
     rows = []
-    for flow in tcp_flows(path):
-        label = labels.get(frozenset((flow.a, flow.b)))
+    for flow in tcp_flows("tor.pcap"):
+        label = labels.get(flow.key)
         try:
-            ch = tls.parse_client_hello_records(flow.client_stream)
+            ch = tls.parse_client_hello_records(flow.c2s)
         except DissectError:
             continue
-        rows.append((label.proto, flow.b, ch.ja3_hash, tor_evidence(ch)))
+        rows.append((label.label, flow.b, ch.ja3_hash, tor_evidence(ch)))
     assert len(rows) == 7
     ndpi_tor = [r for r in rows if r[0] == "TLS.Tor"]
     ndpi_plain = [r for r in rows if r[0] == "TLS"]
@@ -57,15 +56,13 @@ def test_tor_pcap_against_ndpi_labels():
 
 @pytest.mark.shared_data
 def test_no_other_real_hello_is_tor():
-    if not NDPI_PCAP.is_dir():
-        pytest.skip(f"../shared/data not found: {NDPI_PCAP}")
     hellos = Counter()
-    for path in sorted(NDPI_PCAP.iterdir()):
+    for path in all_captures():
         if path.name == "tor.pcap":
             continue
         for flow in tcp_flows(path):
             try:
-                ch = tls.parse_client_hello_records(flow.client_stream)
+                ch = tls.parse_client_hello_records(flow.c2s)
             except DissectError:
                 continue
             assert tor_evidence(ch) is None, (path.name, ch.sni)

@@ -7,15 +7,7 @@ from hypothesis import given, settings
 
 from chokepoint.dissect.errors import DissectError, Malformed, NotThisProtocol
 from chokepoint.dissect.wireguard import MessageType, WireGuardMessage, confirm_flow, parse_message
-from tests.dissect._vpn_captures import (
-    UDP,
-    all_captures,
-    capture_path,
-    flow_key,
-    mutations,
-    ndpi_labels,
-    read_flows,
-)
+from tests._corpus import UDP, all_captures, mutations, ndpi_labels, read_flows
 
 
 def _messages(payloads):
@@ -34,12 +26,12 @@ def _parsable(payloads):
 
 @pytest.fixture(scope="module")
 def wg_flows():
-    return [f for f in read_flows(capture_path("wireguard.pcap")) if f.proto == UDP]
+    return [f for f in read_flows("wireguard.pcap") if f.proto == UDP]
 
 
 def _seeds():
     try:
-        flows = read_flows(capture_path("wireguard.pcap"))
+        flows = read_flows("wireguard.pcap")
     except pytest.skip.Exception:
         return [b"\x04\x00\x00\x00" + bytes(28)]
     return [p for f in flows for d in (True, False) for p in f.payloads(d)][:40]
@@ -80,7 +72,7 @@ def test_confirm_flow_agrees_with_ndpi_on_both_flows(wg_flows):
     labels = ndpi_labels("wireguard.pcap")
     assert len(wg_flows) == 2
     for flow in wg_flows:
-        assert labels[flow_key(flow)] == "WireGuard"
+        assert labels[flow.key] == "WireGuard"
         assert confirm_flow(_messages(flow.payloads(True)), _messages(flow.payloads(False)))
         # Direction does not matter (either peer may initiate or rekey).
         assert confirm_flow(_messages(flow.payloads(False)), _messages(flow.payloads(True)))
@@ -132,7 +124,7 @@ def test_other_captures_never_confirm_as_wireguard():
         for flow in read_flows(path):
             if flow.proto != UDP:
                 continue
-            assert labels.get(flow_key(flow)) != "WireGuard"
+            assert labels.get(flow.key) != "WireGuard"
             c2s, s2c = _parsable(flow.payloads(True)[:16]), _parsable(flow.payloads(False)[:16])
             assert not confirm_flow(c2s, s2c), (path.name, flow.a, flow.b)
             checked += 1

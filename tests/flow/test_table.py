@@ -91,3 +91,17 @@ def test_drain_returns_everything_oldest_first():
     table.lookup(pkt(1, A, B, 3, 4))
     assert [f.first_ts for f in table.drain()] == [1, 5]
     assert len(table) == 0
+
+
+def test_seq_end_tracks_the_highest_byte_per_direction_with_wraparound():
+    table = FlowTable(EngineSettings())
+    flow, _ = table.lookup(pkt(0, A, B, 1, 2, flags=SYN))
+    syn = Packet(ts=0, ip_version=4, src=A, dst=B, proto=TCP, sport=1, dport=2, tcp_flags=SYN, seq=0xFFFFFFFF)
+    flow.advance_seq(syn, C2S)
+    assert flow.seq_end[C2S] == 0
+    data = Packet(ts=0, ip_version=4, src=A, dst=B, proto=TCP, sport=1, dport=2, tcp_flags=ACK, seq=0,
+                  payload=b"abc")
+    flow.advance_seq(data, C2S)
+    assert flow.seq_end[C2S] == 3
+    flow.advance_seq(replace(data, payload=b"a"), C2S)   # a retransmission does not move it back
+    assert flow.seq_end[C2S] == 3 and flow.seq_end[S2C] is None

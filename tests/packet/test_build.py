@@ -16,7 +16,7 @@ from chokepoint.packet.decode import Decoder
 from chokepoint.packet.pcap import CaptureWriter, Frame, open_capture
 from chokepoint.packet.record import ACK, FIN, PSH, SYN, TCP, UDP, Packet
 
-from ._captures import frames_of, ndpi_pcaps
+from tests._corpus import capture_paths, frames_of
 
 
 def test_checksum_rfc1071_example() -> None:
@@ -28,8 +28,8 @@ def test_checksum_rfc1071_example() -> None:
 def real_ethernet_ip() -> list[bytes]:
     """Every untagged Ethernet IPv4/IPv6 packet of the real captures (cut to its IP length)."""
     out = []
-    for path in ndpi_pcaps():
-        for frame in frames_of(path.name):
+    for path in capture_paths():
+        for frame in frames_of(path):
             if frame.linktype != 1:
                 continue
             ethertype = frame.data[12:14]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 from collections import Counter
+from functools import cache
 from pathlib import Path
 
 import dns.message
@@ -19,7 +20,7 @@ from chokepoint.packet.pcap import Frame
 from chokepoint.packet.record import ACK, AH, ESP, GRE, ICMP, ICMPV6, PSH, SYN, TCP, UDP, Packet
 from chokepoint.settings import EngineSettings
 
-from ._captures import flow_key, frames_of, ndpi_flows, pcap_params, sample_frames
+from tests._corpus import capture_params, frames_of, mutations, ndpi_counts, packet_key, sample_frames
 
 #: Reasons a real capture may legitimately produce (non-IP frames; fragments while reassembly is off).
 EXPECTED_REAL_REASONS = {"ip-fragment", "ip-fragment-non-first", "unsupported-ethertype:0x0806", "llc-frame"}
@@ -49,18 +50,18 @@ def test_packet_field_order_matches_the_positional_construction() -> None:
     ]
 
 
-@pytest.mark.parametrize("path", pcap_params())
+@pytest.mark.parametrize("path", capture_params())
 def test_flows_and_counts_match_ndpi(path: Path) -> None:
     """Every flow nDPI's ndpiReader reported, with the same packet and byte counts, and no other flow."""
     decoder, packets = decode_all(frames_of(path.name))
     got: dict[tuple, list[int]] = {}
     for frame, packet in packets:
-        key = flow_key(packet.proto, packet.src, packet.sport, packet.dst, packet.dport)
+        key = packet_key(packet)
         counts = got.setdefault(key, [0, 0])
         counts[0] += 1
         counts[1] += frame.orig_len
         assert packet.frame_len == frame.orig_len and packet.index == frame.index and packet.ts == frame.ts
-    assert {k: tuple(v) for k, v in got.items()} == ndpi_flows(path.name)
+    assert {k: tuple(v) for k, v in got.items()} == ndpi_counts(path.name)
     assert set(decoder.counters) <= EXPECTED_REAL_REASONS, decoder.counters
     assert not any(reason.startswith("unsupported-linktype") for reason in decoder.counters)
 
@@ -81,7 +82,7 @@ def _captured_ip(frame: Frame, packet: Packet) -> bytes | None:
     return data[offset : offset + packet.ip_len]
 
 
-@pytest.mark.parametrize("path", pcap_params())
+@pytest.mark.parametrize("path", capture_params())
 def test_decoded_fields_rebuild_the_captured_transport_bytes(path: Path) -> None:
     """From src, dst, ports, seq, ack, flags, window and payload (plus the captured TCP options), the
     builders must reproduce the captured TCP/UDP header and payload; only the checksum may differ
@@ -412,23 +413,20 @@ def mutated_frames(draw: st.DrawFn) -> list[Frame]:
         pytest.skip("../shared/data not found: no real frames to mutate")
     frames = []
     for i in range(draw(st.integers(1, 6))):
-        data = bytearray(draw(st.sampled_from(seeds)).data)
+        data = draw(_frame_data())
         linktype = draw(st.sampled_from(seeds)).linktype
         if draw(st.integers(0, 4)) == 0:
             linktype = draw(st.sampled_from(LINKTYPES))
             if draw(st.booleans()):
                 data = data[14:]
-        for _ in range(draw(st.integers(0, 5))):
-            if data:
-                position = draw(st.integers(0, min(len(data) - 1, 120)))
-                data[position] = draw(st.integers(0, 255))
-        if draw(st.booleans()):
-            other = draw(st.sampled_from(seeds)).data
-            data = data[: draw(st.integers(0, len(data)))] + other[draw(st.integers(0, len(other))) :]
-        if draw(st.booleans()):
-            data = data[: draw(st.integers(0, len(data)))]
-        frames.append(Frame(float(draw(st.integers(0, 100))), linktype, bytes(data), len(data), i + 1))
+        frames.append(Frame(float(draw(st.integers(0, 100))), linktype, data, len(data), i + 1))
     return frames
+
+
+@cache
+def _frame_data() -> st.SearchStrategy[bytes]:
+    """Real frame bytes with byte edits within the first 120 bytes (the headers), cuts and splices anywhere."""
+    return mutations([f.data for f in sample_frames(30)], max_edits=6, within=120)
 
 
 @settings(max_examples=400, deadline=None)

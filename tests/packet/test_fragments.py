@@ -17,7 +17,7 @@ from chokepoint.packet.fragments import FragmentReassembler, Reassembled
 from chokepoint.packet.pcap import Frame
 from chokepoint.packet.record import TCP, UDP, Packet
 
-from ._captures import frames_of, ndpi_flows
+from tests._corpus import frames_of, ndpi_counts
 
 
 def feed(decoder: Decoder, packets: list[bytes], ts: float = 10.0, step: float = 0.0) -> list[Packet]:
@@ -59,7 +59,7 @@ def test_real_fragmented_dns_reassembles() -> None:
 
 def test_real_fragmented_dns_flows_keep_ndpi_counts_when_off() -> None:
     """With reassembly off the first fragments still count towards their flows exactly as nDPI counted."""
-    flows = ndpi_flows("dns_fragmented.pcap")
+    flows = ndpi_counts("dns_fragmented.pcap")
     decoder = Decoder()
     assert sum(1 for f in frames_of("dns_fragmented.pcap") if decoder.decode(f)) == sum(p for p, _b in flows.values())
 

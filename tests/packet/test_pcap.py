@@ -4,6 +4,7 @@ here from their frames (both byte orders, several interfaces, every packet block
 from __future__ import annotations
 
 import struct
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -12,15 +13,9 @@ from hypothesis import strategies as st
 
 from chokepoint.packet.pcap import CaptureFormatError, CaptureWriter, Frame, open_capture
 
-from ._captures import (
-    classic_records,
-    frames_of,
-    ndpi_pcaps,
-    pcap_params,
-    pcapng_blocks,
-    pcapng_packets,
-    require,
-)
+from tests._corpus import capture_params, capture_path, capture_paths, frames_of, mutations
+
+from ._captures import classic_records, pcapng_blocks, pcapng_packets
 
 CLASSIC = "dns_doh.pcap"  # 142 Ethernet frames, little-endian, microseconds
 PCAPNG = "http_ua_splitted_in_two_pkts.pcapng"  # 115 EPBs
@@ -28,7 +23,7 @@ SLL_PCAPNG = "tls_heur__vmess-tcp-tls.pcapng"  # link type 113
 MULTI_IDB = "dns-google-nsid.pcapng"  # three interfaces
 
 
-@pytest.mark.parametrize("path", pcap_params())
+@pytest.mark.parametrize("path", capture_params())
 def test_real_capture_yields_every_record(path: Path) -> None:
     raw = path.read_bytes()
     with open_capture(path) as reader:
@@ -53,7 +48,7 @@ def test_real_capture_yields_every_record(path: Path) -> None:
 def test_per_interface_link_types_of_real_pcapng() -> None:
     assert {f.linktype for f in frames_of(SLL_PCAPNG)} == {113}
     # A capture on three interfaces: the reader must keep all three IDBs of the section.
-    raw = require(MULTI_IDB).read_bytes()
+    raw = capture_path(MULTI_IDB).read_bytes()
     assert sum(1 for _s, _e, btype in pcapng_blocks(raw) if btype == 1) == 3
     assert len(frames_of(MULTI_IDB)) == len(pcapng_packets(raw))
 
@@ -61,7 +56,7 @@ def test_per_interface_link_types_of_real_pcapng() -> None:
 def test_pcapng_timestamps_follow_if_tsresol() -> None:
     """The real captures' EPB ticks divided by their interface's resolution (read independently here)."""
     for name in (PCAPNG, MULTI_IDB, "quic-33.pcapng"):
-        raw = require(name).read_bytes()
+        raw = capture_path(name).read_bytes()
         resolutions: list[int] = []
         expected: list[float] = []
         for start, end, btype in pcapng_blocks(raw):
@@ -95,7 +90,7 @@ def _cut_points(boundaries: list[int], records: list[tuple[int, int]], size: int
 
 @pytest.mark.parametrize("name", [CLASSIC, PCAPNG])
 def test_truncated_copies_yield_the_prefix(name: str, tmp_path: Path) -> None:
-    raw = require(name).read_bytes()
+    raw = capture_path(name).read_bytes()
     full = frames_of(name)
     if name.endswith(".pcapng"):
         records = [(s, e) for s, e, _d, _o in pcapng_packets(raw)]
@@ -131,7 +126,7 @@ def _patched(tmp_path: Path, raw: bytes, offset: int, value: bytes, name: str) -
 
 
 def test_garbage_classic_record_length_stops_cleanly(tmp_path: Path) -> None:
-    raw = require(CLASSIC).read_bytes()
+    raw = capture_path(CLASSIC).read_bytes()
     start, _end, _data, _orig, _ts = classic_records(raw)[50]
     path = _patched(tmp_path, raw, start + 8, struct.pack("<I", 0x7FFFFFF0), "garbage.pcap")
     with open_capture(path) as reader:
@@ -152,7 +147,7 @@ def test_garbage_classic_record_length_stops_cleanly(tmp_path: Path) -> None:
     ],
 )
 def test_garbage_pcapng_block_length_stops_cleanly(tmp_path: Path, length: int | None, message: str) -> None:
-    raw = require(PCAPNG).read_bytes()
+    raw = capture_path(PCAPNG).read_bytes()
     start, end, _data, _orig = pcapng_packets(raw)[30]
     value = end - start + 4 if length is None else length
     path = _patched(tmp_path, raw, start + 4, struct.pack("<I", value), "garbage.pcapng")
@@ -183,7 +178,7 @@ def test_non_captures_raise_format_error(tmp_path: Path, content: bytes) -> None
 
 
 def test_short_classic_header_is_truncation(tmp_path: Path) -> None:
-    raw = require(CLASSIC).read_bytes()
+    raw = capture_path(CLASSIC).read_bytes()
     path = tmp_path / "short.pcap"
     path.write_bytes(raw[:10])
     with open_capture(path) as reader:
@@ -215,7 +210,7 @@ def test_writer_round_trips_real_frames(tmp_path: Path, byteorder: str, nanoseco
 
 
 def test_writer_reproduces_a_real_file_byte_for_byte(tmp_path: Path) -> None:
-    original = require(CLASSIC).read_bytes()
+    original = capture_path(CLASSIC).read_bytes()
     path = tmp_path / "copy.pcap"
     snaplen = struct.unpack("<I", original[16:20])[0]
     with CaptureWriter(path, linktype=1, snaplen=snaplen) as writer:
@@ -319,18 +314,17 @@ SMALL_REAL = ["websocket.pcap", "tls_unidirectional.pcap", "dns.pcap", "http.pca
 
 @st.composite
 def mutated_capture(draw: st.DrawFn) -> bytes:
-    paths = {p.name: p for p in ndpi_pcaps()}
+    paths = {p.name: p for p in capture_paths()}
     names = [n for n in SMALL_REAL if n in paths]
     if not names:
         pytest.skip("../shared/data not found: no real captures to mutate")
-    raw = bytearray(paths[draw(st.sampled_from(names))].read_bytes())
-    for _ in range(draw(st.integers(0, 6))):
-        raw[draw(st.integers(0, len(raw) - 1))] = draw(st.integers(0, 255))
-    if draw(st.booleans()):
-        start = draw(st.integers(0, len(raw)))
-        stop = draw(st.integers(start, len(raw)))
-        raw[start:start] = raw[start:stop]  # splice a copy of a slice back in
-    return bytes(raw[: draw(st.integers(0, len(raw)))])
+    # byte edits, repeated slices (duplicated records and blocks), cuts and splices of another capture
+    return draw(mutations([_capture_bytes(paths[name]) for name in names], max_edits=8))
+
+
+@cache
+def _capture_bytes(path: Path) -> bytes:
+    return path.read_bytes()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -273,6 +273,8 @@ def test_single_atom_rules_agree(lists: dict, samples: list[MatchInput]) -> None
     """One rule per list, on each field kind the list fits: dense coverage of the list indexes."""
     rules = [("log", {"domain": {"in_list": "d1"}}), ("log", {"tls.sni": {"in_list": "d2"}}),
              ("log", {"http.url": {"in_list": "k1"}}), ("log", {"http.host": {"in_list": "k2"}}),
+             ("log", {"tls.sni": {"in_list": "k1"}}), ("log", {"http.path": {"in_list": "k2"}}),
+             ("log", {"server_port": ["53-80", "443-500"]}), ("log", {"client_port": ["54-81", 444]}),
              ("log", {"http.path": {"in_list": "s1"}}), ("log", {"quic.sni": {"in_list": "s1"}}),
              ("log", {"server_ip": {"in_list": "n1"}}), ("log", {"client_ip": {"in_list": "n1"}})]
     profile = _profile(lists, rules)

@@ -53,6 +53,7 @@ class Flow:
     fin_seen: list[bool] = field(default_factory=lambda: [False, False])
     rst_seen: bool = False
     tcp_flags: list[int] = field(default_factory=lambda: [0, 0])      # OR of flags seen per direction
+    seq_end: list[int | None] = field(default_factory=lambda: [None, None])  # highest seq + len seen, per direction
     streams: list[StreamReassembler | None] = field(default_factory=lambda: [None, None])
     first_payload: list[bytes | None] = field(default_factory=lambda: [None, None])
     inspecting: bool = True
@@ -109,6 +110,13 @@ class Flow:
         if flags & FIN:
             self.fin_seen[direction] = True
             self.tcp_state = TcpState.CLOSED if all(self.fin_seen) else TcpState.CLOSING
+
+    def advance_seq(self, pkt: Packet, direction: int) -> None:
+        """Remember the sequence number just after the highest byte seen in ``direction`` (mod 2**32)."""
+        end = (pkt.seq + len(pkt.payload) + (1 if pkt.tcp_flags & (SYN | FIN) else 0)) & 0xFFFFFFFF
+        current = self.seq_end[direction]
+        if current is None or 0 < (end - current) & 0xFFFFFFFF < 0x80000000:
+            self.seq_end[direction] = end
 
     @property
     def closed(self) -> bool:

@@ -64,18 +64,25 @@ class CompiledPolicy:
 
     __slots__ = ("rules", "lists", "_indexes", "_nodes", "_anchors", "_always", "_plan")
 
+    rules: tuple[Rule, ...]
+    lists: Mapping[str, ListDef]
+
     def __init__(self, rules: tuple[Rule, ...], lists: Mapping[str, ListDef], indexes: dict[str, Index],
                  nodes: tuple[Node, ...], anchors: tuple[tuple[str, dict[int, tuple[int, ...]]], ...],
                  always: tuple[int, ...]) -> None:
-        self.rules = rules
-        self.lists = lists
-        self._indexes = indexes
-        self._nodes = nodes
-        self._anchors = anchors
-        self._always = always
+        init = object.__setattr__
+        init(self, "rules", rules)
+        init(self, "lists", lists)
+        init(self, "_indexes", indexes)
+        init(self, "_nodes", nodes)
+        init(self, "_anchors", anchors)
+        init(self, "_always", always)
         # per field: (members of a virtual field, reader, multi-valued, index or None, shares the name memo)
-        self._plan = {name: (spec.alias_of, spec.read, spec.multi, indexes.get(spec.group),
-                             spec.kind is Kind.DOMAIN) for name, spec in FIELDS.items()}
+        init(self, "_plan", {name: (spec.alias_of, spec.read, spec.multi, indexes.get(spec.group),
+                                    spec.kind is Kind.DOMAIN) for name, spec in FIELDS.items()})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"CompiledPolicy is immutable (cannot set {name!r})")
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:
@@ -85,6 +92,42 @@ class CompiledPolicy:
 
     def evaluate(self, inp: MatchInput) -> tuple[Verdict, ...]:
         """Verdicts for ``inp``: matching ``log`` rules, then the first matching terminal rule (if any)."""
+        hits = self._hits(inp)
+        out: list[Verdict] = []
+        for index in self._candidates(hits):
+            evidence = _eval(self._nodes[index], hits, inp)
+            if evidence is None:
+                continue
+            rule = self.rules[index]
+            out.append(Verdict(rule.action, rule.id, rule.reason, tuple(dict.fromkeys(evidence)), rule.params,
+                               rule.cite, direction=inp.direction))
+            if rule.action.terminal:
+                break
+        return tuple(out)
+
+    def candidates(self, inp: MatchInput) -> tuple[int, ...]:
+        """Indexes (into ``rules``) of the rules the prefilter passes for ``inp``: those whose anchor
+        fired plus those without one. Only these are fully evaluated."""
+        return tuple(self._candidates(self._hits(inp)))
+
+    def index_stats(self) -> dict[str, dict[str, int]]:
+        """Entries in each index, by field group (all domain fields share the group "domain")."""
+        return {group: index.sizes() for group, index in self._indexes.items()}
+
+    def _candidates(self, hits: Callable[[str], dict[int, Evidence]]) -> list[int]:
+        candidates = set(self._always)
+        for name, by_source in self._anchors:
+            found = hits(name)
+            if found:
+                for source in found:
+                    rules = by_source.get(source)
+                    if rules:
+                        candidates.update(rules)
+        return sorted(candidates)
+
+    def _hits(self, inp: MatchInput) -> Callable[[str], dict[int, Evidence]]:
+        """``hits(field)``: {source: evidence} of every source matching the field's value(s) in ``inp``,
+        looked up once per field (and once per distinct name across the domain fields)."""
         memo: dict[str, dict[int, Evidence]] = {}
         names_memo: dict[str, list[tuple[int, str]]] = {}
         plan = self._plan
@@ -116,27 +159,7 @@ class CompiledPolicy:
                                     found[source] = Evidence(name, shown, pattern)
             memo[name] = found
             return found
-
-        candidates = set(self._always)
-        for name, by_source in self._anchors:
-            found = hits(name)
-            if found:
-                for source in found:
-                    rules = by_source.get(source)
-                    if rules:
-                        candidates.update(rules)
-        out: list[Verdict] = []
-        for index in sorted(candidates):
-            evidence = _eval(self._nodes[index], hits, inp)
-            if evidence is None:
-                continue
-            rule = self.rules[index]
-            verdict = Verdict(rule.action, rule.id, rule.reason, tuple(dict.fromkeys(evidence)), rule.params,
-                              rule.cite, direction=inp.direction)
-            out.append(verdict)
-            if rule.action.terminal:
-                break
-        return tuple(out)
+        return hits
 
 
 def _eval(node: Node, hits: Callable[[str], dict[int, Evidence]], inp: MatchInput) -> list[Evidence] | None:
@@ -313,7 +336,7 @@ def _add_list(index: Index, kind: Kind, source: int, listdef: ListDef) -> None:
         # Names are lowercase, so on a domain field a keyword is lowercased instead of compiled caseless
         # (same result, and hyperscan compiles caseless literals ~1.6x slower).
         on_names = isinstance(index, DomainIndex)
-        caseless = 0
+        caseless = CASELESS if listdef.nocase else 0
         for i, entry in enumerate(entries):
             if entry.startswith("~"):
                 patterns.add(source, values.literal_bytes(entry[1:]), REGEX | caseless, label + entry,

@@ -137,6 +137,10 @@ class DomainIndex:
         self.suffix_label: dict[int, str] = {}
         self.sub_label: dict[int, str] = {}
 
+    def sizes(self) -> dict[str, int]:
+        return {"exact": len(self.exact), "suffix": len(self.suffix), "sub": len(self.sub),
+                "patterns": len(self.patterns)}
+
     def add_exact(self, source: int, name: str, label: str) -> None:
         self.exact_label[source] = label
         _put(self.exact, name, 1 << source)
@@ -182,6 +186,9 @@ class TextIndex:
         self.patterns = PatternSet()
         self.exact_label: dict[int, str] = {}
 
+    def sizes(self) -> dict[str, int]:
+        return {"exact": len(self.exact), "patterns": len(self.patterns)}
+
     def add_exact(self, source: int, text: str, label: str) -> None:
         self.exact_label[source] = label
         _put(self.exact, text, 1 << source)
@@ -205,6 +212,9 @@ class ValueIndex:
         self.table: dict[Any, int] = {}
         self.label: dict[int, str] = {}
 
+    def sizes(self) -> dict[str, int]:
+        return {"values": len(self.table)}
+
     def add(self, source: int, value: Any, label: str) -> None:
         self.label[source] = label
         _put(self.table, value, 1 << source)
@@ -223,6 +233,9 @@ class IntIndex(ValueIndex):
     def __init__(self) -> None:
         super().__init__()
         self.compare: list[tuple[str, int, int]] = []
+
+    def sizes(self) -> dict[str, int]:
+        return {"values": len(self.table), "comparisons": len(self.compare)}
 
     def add_compare(self, source: int, op: str, bound: int) -> None:
         self.compare.append((op, bound, source))
@@ -243,6 +256,9 @@ class PortIndex:
         self.ports: dict[int, int] = {}
         self.ranges: list[tuple[int, int, int]] = []
         self.label: dict[int, str] = {}
+
+    def sizes(self) -> dict[str, int]:
+        return {"ports": len(self.ports), "ranges": len(self.ranges)}
 
     def add(self, source: int, lo: int, hi: int, label: str) -> None:
         self.label[source] = label
@@ -271,6 +287,9 @@ class IpIndex:
         self.nets: dict[tuple[int, int], dict[int, int]] = {}    # (version, prefix length) -> {net: mask}
         self.lengths: dict[int, list[int]] = {4: [], 6: []}
         self.label: dict[int, str] = {}
+
+    def sizes(self) -> dict[str, int]:
+        return {"networks": sum(len(t) for t in self.nets.values()), "prefix_lengths": len(self.nets)}
 
     def add(self, source: int, cidr: str, label: str) -> None:
         net = ipaddress.ip_network(cidr)
@@ -309,6 +328,10 @@ class BytesIndex:
         self.at: dict[tuple[int, int], dict[bytes, int]] = {}      # (offset, length) -> {bytes: mask}
         self.patterns = PatternSet()
         self.label: dict[int, str] = {}
+
+    def sizes(self) -> dict[str, int]:
+        return {"prefixes": sum(len(t) for t in self.prefix.values()),
+                "at": sum(len(t) for t in self.at.values()), "patterns": len(self.patterns)}
 
     def add_prefix(self, source: int, data: bytes, label: str) -> None:
         self.label[source] = label

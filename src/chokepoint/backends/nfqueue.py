@@ -1,0 +1,227 @@
+"""The inline backend: packets still needing inspection come from NFQUEUE; the kernel does the rest.
+
+Design (the kernel rules are in :mod:`chokepoint.backends.kernel`):
+
+1. The censor namespace's ``mangle FORWARD`` queues a packet to user space only if its connection has
+   no kernel state yet (ctmark bits 0-1 zero); ``--queue-bypass`` accepts packets while no daemon is bound
+   (fail-open), ``--fail-closed`` leaves it out so they are dropped.
+2. Each queued packet goes through the engine (:class:`chokepoint.backends.censord.Censor`). While the
+   flow is being inspected the packet is accepted as is (``NF_ACCEPT``, no mark).
+3. When inspection ends without a block (verdict ``allow``, or the inspection budget spent) the packet
+   gets mark 1 and ``NF_REPEAT``: the kernel copies it into the ctmark and the rest of the flow never
+   leaves the kernel (offload).
+4. When a verdict is enforced, :func:`chokepoint.enforce.plan` says what to do: its packets are injected
+   first (raw sockets, so an RST or a forged answer leaves before the trigger is released), the residual
+   entry is added to the nft set (re-adding re-arms the timeout), then the trigger is dropped or accepted
+   and the flow gets its kernel state: ``drop`` -> mark 2 (``NF_REPEAT`` drops the trigger and remembers;
+   when the trigger must pass, bit 0x4 lets this one packet through), ``throttle`` -> mark
+   ``(class << 8) | 3`` with an HTB class at the plan's rate, ``allow``/none -> mark 1.
+5. ``delay`` is done here, because the lab kernel has no ``netem``: the flow stays in user space and every
+   packet's verdict is given ``delay_ms`` later (a timer heap in the run loop; the kernel keeps the
+   packets queued meanwhile, up to ``max_len``).
+
+Probabilistic rules are the engine's (its RNG is seeded from ``--seed``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import select
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from chokepoint.backends.censord import LINKTYPE_RAW, Censor, Decision, residual_key
+from chokepoint.backends.kernel import MARK_BLOCK, MARK_OFFLOAD, KernelProgram, mark
+from chokepoint.lab.system import CommandError
+
+#: Packets the kernel may hold for this queue (queued and not yet given a verdict, incl. delayed ones).
+DEFAULT_MAX_LEN = 4096
+#: Longest sleep of the run loop (stop requests and counters are checked at least this often).
+TICK = 0.2
+_STATE = "inline.kernel"
+
+
+@dataclass(slots=True)
+class FlowKernelState:
+    """What the kernel (or the delay heap) does with the rest of one enforced flow."""
+
+    mark: int = 0             # packet mark for its packets (0: none)
+    delay_ms: int = 0         # >0: each packet is held this long in user space ...
+    jitter_ms: int = 0        # ... plus a uniform 0..jitter_ms
+
+
+class InlineBackend:
+    """Binds NFQUEUE ``queue_num`` and gives every queued packet its verdict."""
+
+    def __init__(self, censor: Censor, kernel: KernelProgram, *, queue_num: int = 0,
+                 max_len: int = DEFAULT_MAX_LEN, clock: Callable[[], float] = time.monotonic) -> None:
+        self.censor = censor
+        self.kernel = kernel
+        self.queue_num = queue_num
+        self.max_len = max_len
+        self.clock = clock
+        self.counters_: Counter[str] = Counter()
+        self._nfq = None
+        self._held: list[tuple[float, int, Any, int]] = []   # (due, seq, nfqueue packet, mark)
+        self._seq = itertools.count()
+        censor.flow_end_hooks.append(self._flow_ended)
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Install the kernel program and bind the queue (``OSError`` if another process holds it)."""
+        from netfilterqueue import NetfilterQueue
+
+        self.kernel.install(inline=True)
+        nfq = NetfilterQueue()
+        nfq.bind(self.queue_num, self._on_packet, max_len=self.max_len)
+        self._nfq = nfq
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        nfq = self._nfq
+        fd = nfq.get_fd()
+        while not should_stop():
+            timeout = TICK
+            if self._held:
+                timeout = min(timeout, max(0.0, self._held[0][0] - self.clock()))
+            readable, _, _ = select.select([fd], [], [], timeout)
+            if readable:
+                nfq.run(block=False)
+            if self._held:
+                self._release_due()
+            self.censor.maybe_write_stats(self.counters())
+
+    def stop(self) -> None:
+        """Release held packets (accepted now) and unbind the queue."""
+        while self._held:
+            _, _, nfpkt, packet_mark = heapq.heappop(self._held)
+            self._give(nfpkt, packet_mark)
+        if self._nfq is not None:
+            self._nfq.unbind()
+            self._nfq = None
+
+    def counters(self) -> dict[str, Any]:
+        c = self.counters_
+        return {"packets": {"queued": c["queued"], "accepted": c["accepted"], "dropped": c["dropped"],
+                            "offloaded": c["offloaded"], "blocked": c["blocked"], "throttled": c["throttled"],
+                            "held": c["held"], "held_now": len(self._held)},
+                "errors": {k: v for k, v in c.items() if "error" in k},
+                "queue_num": self.queue_num}
+
+    # -- the packet path --------------------------------------------------------------------------------
+    def _on_packet(self, nfpkt) -> None:
+        self.counters_["queued"] += 1
+        data = nfpkt.get_payload()
+        decision = self.censor.observe(data, LINKTYPE_RAW)
+        if decision is None:
+            self._accept(nfpkt)
+            return
+        if decision.plan is not None:
+            self._enforce(nfpkt, decision)
+            return
+        flow = decision.step.flow
+        state: FlowKernelState | None = flow.state.get(_STATE)
+        if state is not None:
+            if state.delay_ms:
+                self._hold(nfpkt, state)
+            else:
+                self._repeat(nfpkt, state.mark)
+        elif flow.inspecting:
+            self._accept(nfpkt)
+        else:
+            flow.state[_STATE] = FlowKernelState(MARK_OFFLOAD)
+            self._repeat(nfpkt, MARK_OFFLOAD)
+
+    def _enforce(self, nfpkt, decision: Decision) -> None:
+        censor, plan, flow = self.censor, decision.plan, decision.step.flow
+        injected = censor.inject(plan)
+        kernel: dict[str, Any] = {}
+        residual = plan.residual
+        if residual is not None:
+            key = residual_key(residual)
+            try:
+                kernel["residual_set"] = self.kernel.add_residual(key, residual.seconds, residual.action,
+                                                                  rearm=residual.rearm)
+                censor.note_residual(key, residual.action, residual.seconds, plan.rule_id)
+            except (CommandError, ValueError) as exc:
+                self._error("residual_errors", exc)
+        state = FlowKernelState(MARK_OFFLOAD)
+        direction = plan.drop_direction or "both"
+        if plan.flow_action == "drop":
+            state.mark = mark(MARK_BLOCK, direction=direction)
+        if plan.throttle_kbps:
+            try:
+                state.mark = self.kernel.throttle(int(plan.throttle_kbps), plan.throttle_burst_bytes)
+            except (CommandError, RuntimeError, ValueError) as exc:
+                self._error("throttle_errors", exc)
+        if plan.delay_ms:
+            state.delay_ms = int(plan.delay_ms)
+            state.jitter_ms = int(plan.delay_jitter_ms or 0)
+            if state.mark == MARK_OFFLOAD:
+                state.mark = 0
+        flow.state[_STATE] = state
+        kernel["mark"] = state.mark
+        if state.delay_ms:
+            kernel["delay_ms"] = state.delay_ms
+        blocked = state.mark & 0x3 == MARK_BLOCK
+        if plan.drop_trigger:
+            if blocked:
+                self._repeat(nfpkt, state.mark)      # dropped by the kernel, which remembers the block
+            else:
+                self._drop(nfpkt)
+        elif state.delay_ms:
+            self._hold(nfpkt, state)
+        elif blocked:
+            self._repeat(nfpkt, mark(MARK_BLOCK, direction=direction, pass_once=True))
+        else:
+            self._repeat(nfpkt, state.mark)
+        censor.record_action(decision, injected, trigger_dropped=bool(plan.drop_trigger), kernel=kernel)
+
+    # -- verdicts ---------------------------------------------------------------------------------------
+    def _accept(self, nfpkt) -> None:
+        nfpkt.accept()
+        self.counters_["accepted"] += 1
+
+    def _drop(self, nfpkt) -> None:
+        nfpkt.drop()
+        self.counters_["dropped"] += 1
+
+    def _repeat(self, nfpkt, packet_mark: int) -> None:
+        """Hand the packet back to the chain with its kernel state as the mark (see module docstring)."""
+        nfpkt.set_mark(packet_mark)
+        nfpkt.repeat()
+        state = packet_mark & 0x3
+        self.counters_["offloaded" if state == MARK_OFFLOAD else "blocked" if state == MARK_BLOCK
+                       else "throttled"] += 1
+
+    def _hold(self, nfpkt, state: FlowKernelState) -> None:
+        delay = state.delay_ms + (self.censor.rng.uniform(0, state.jitter_ms) if state.jitter_ms else 0.0)
+        heapq.heappush(self._held, (self.clock() + delay / 1000.0, next(self._seq), nfpkt, state.mark))
+        self.counters_["held"] += 1
+
+    def _release_due(self) -> None:
+        now = self.clock()
+        while self._held and self._held[0][0] <= now:
+            _, _, nfpkt, packet_mark = heapq.heappop(self._held)
+            self._give(nfpkt, packet_mark)
+
+    def _give(self, nfpkt, packet_mark: int) -> None:
+        if packet_mark:
+            nfpkt.set_mark(packet_mark)      # accepted with the throttle mark: tc still classifies it
+        self._accept(nfpkt)
+
+    def _flow_ended(self, flow) -> None:
+        state: FlowKernelState | None = flow.state.get(_STATE)
+        if state is not None and state.mark & 0x3 == 0x3:
+            self.kernel.release(state.mark)
+
+    def _error(self, counter: str, exc: Exception) -> None:
+        self.counters_[counter] += 1
+        print(f"censord: {counter.replace('_', ' ')}: {exc}", file=sys.stderr, flush=True)
+
+
+__all__ = ["DEFAULT_MAX_LEN", "FlowKernelState", "InlineBackend"]

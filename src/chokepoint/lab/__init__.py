@@ -1,0 +1,273 @@
+"""The lab: a real inline or on-path censor between network namespaces (docs/lab.md).
+
+``up()`` builds the topology, the lab CA, the services and the censor; ``down()`` removes everything;
+``status()`` says what is running. ``chokepoint lab ...`` (``lab/cli.py``) is a thin front-end over these.
+Submodules: ``system`` (the one place that runs commands), ``topology`` (namespaces, links, addresses),
+``state`` (state.json, detached processes). Imports happen inside the functions, so importing
+``chokepoint.lab.system`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chokepoint.lab.state import LabState
+    from chokepoint.lab.topology import Teardown, Topology
+
+
+class LabError(Exception):
+    """``lab up`` refused or failed (nothing is left half-created), or ``lab exec`` cannot run."""
+
+    exit_code = 5
+
+
+class LabAlreadyUp(LabError):
+    exit_code = 4
+
+
+class LabNotUp(LabError):
+    exit_code = 4
+
+
+class KernelFeatureMissing(LabError):
+    exit_code = 5
+
+
+def _optional(module: str) -> Any | None:
+    """Import a lab component another engineer provides; None when it does not exist (yet)."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module.startswith(exc.name):
+            return None
+        raise
+
+
+def up(profile: str = "demo", mode: str = "inline", topology_file: str | Path | None = None, *,
+       fail_closed: bool = False, seed: int | None = None, state_dir: Path | None = None,
+       services: bool = True, censor: bool = True, say: Callable[[str], None] = lambda _: None) -> LabState:
+    """Bring the lab up and return its state (also written to ``state.json``).
+
+    Order: the profile is loaded and the topology file validated first (``PolicyError`` /
+    ``TopologyError``, nothing created); then, under the lab lock, a lab already up is refused
+    (``LabAlreadyUp``) and the kernel features are checked (``KernelFeatureMissing``); then the topology,
+    the lab CA (trusted by the client), the services, the control resolver and the censor. Any failure
+    after the first namespace exists rolls everything back and raises ``LabError`` from the cause.
+    ``services=False`` / ``censor=False`` leave those out (a bare topology, e.g. for a no-censor baseline)."""
+    from chokepoint.lab import state as st
+    from chokepoint.lab import topology as topo
+    from chokepoint.policy import load_profile
+
+    if mode not in st.MODES:
+        raise LabError(f"unknown mode {mode!r}; expected one of: {', '.join(st.MODES)}")
+    state_dir = state_dir or st.STATE_DIR
+    load_profile(profile)  # a bad profile fails here, before anything exists; the censor loads its own copy
+    topology = topo.load_topology_file(topology_file) if topology_file else topo.default_topology()
+    with st.lab_lock():
+        _refuse_if_up(topology, state_dir)
+        features = topo.check_kernel()
+        if features.missing:
+            raise KernelFeatureMissing("the lab cannot run here; missing: " + "; ".join(features.missing)
+                                       + ". Nothing was created.")
+        state = st.LabState(topology=topology, state_dir=state_dir, profile=profile, mode=mode,
+                            fail_closed=fail_closed, seed=seed,
+                            warnings=[f"degraded: {what}" for what in features.degraded])
+        started = time.monotonic()
+        try:
+            _build(state, say, services=services, censor=censor)
+        except BaseException as exc:
+            report = topo.destroy(topology.namespaces(), extra_pids=st.recorded_pids(state_dir))
+            st.remove_state_dir(state_dir)
+            left = f" (rollback problems: {'; '.join(report.errors)})" if report.errors else ""
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise LabError(f"lab up failed, everything was rolled back{left}: {exc}") from exc
+        say(f"lab up in {time.monotonic() - started:.2f} s")
+        return state
+
+
+def _refuse_if_up(topology: Topology, state_dir: Path) -> None:
+    from chokepoint.lab import state as st
+    from chokepoint.lab import topology as topo
+
+    existing = [ns for ns in topo.lab_namespaces() if ns in topology.namespaces()]
+    if existing or (state_dir / st.STATE_FILE).exists():
+        what = f"namespaces {', '.join(existing)}" if existing else f"{state_dir / st.STATE_FILE}"
+        raise LabAlreadyUp(f"a lab is already up ({what}); nothing was changed. "
+                           "Run `chokepoint lab down` first.")
+
+
+def _build(state: LabState, say: Callable[[str], None], *, services: bool, censor: bool) -> None:
+    from chokepoint.lab import topology as topo
+
+    state.state_dir.mkdir(parents=True, exist_ok=True)
+    topo.create(state.topology)
+    say(f"topology: {', '.join(state.topology.namespaces())}")
+    ca_module = _optional("chokepoint.lab.ca")
+    if ca_module is None:
+        state.warnings.append("chokepoint.lab.ca is not available: no lab CA, HTTPS is not trusted")
+    else:
+        ca = ca_module.LabCA.load_or_create(state.state_dir)
+        topo.install_ca(state.topology, ca.cert_pem)
+        trusting = ", ".join(h.namespace for h in state.topology.hosts if h.trust_lab_ca)
+        say(f"lab CA: {state.path('ca.pem')} (trusted in {trusting})")
+    services_module = _optional("chokepoint.lab.services") if services else None
+    if services and (services_module is None or not hasattr(services_module, "launch")):
+        state.warnings.append("chokepoint.lab.services.launch is not available: no lab services started")
+    elif services_module is not None:
+        services_module.launch(state)
+    censord = _optional("chokepoint.backends.censord") if censor else None
+    if censor and (censord is None or not hasattr(censord, "launch")):
+        state.warnings.append("chokepoint.backends.censord.launch is not available: no censor started "
+                              "(traffic passes untouched)")
+    elif censord is not None:
+        censord.launch(state, state.mode, state.profile, state.fail_closed, state.seed)
+    for warning in state.warnings:
+        say(f"warning: {warning}")
+    state.save()
+
+
+def down(state_dir: Path | None = None, *, keep: Iterable[str] = ()) -> Teardown:
+    """Remove every ``cpk-*`` namespace (killing its processes), stray lab veths, ``/etc/netns/cpk-*``
+    and the state directory. Idempotent; needs no state.json. ``Teardown.errors`` lists anything that
+    could not be removed. ``keep``: ``cpk-*`` namespaces that are not the lab's, to leave alone."""
+    from chokepoint.lab import state as st
+    from chokepoint.lab import topology as topo
+
+    state_dir = state_dir or st.STATE_DIR
+    with st.lab_lock():
+        report = topo.destroy(extra_pids=st.recorded_pids(state_dir), keep=keep)
+        try:
+            if st.remove_state_dir(state_dir):
+                report.files.append(str(state_dir))
+        except OSError as exc:
+            report.errors.append(f"{state_dir}: {exc.strerror or exc}")
+    return report
+
+
+@dataclass(slots=True)
+class HostStatus:
+    name: str
+    namespace: str
+    present: bool
+    addresses: dict[str, list[str]] = field(default_factory=dict)  # interface -> live addresses
+
+
+@dataclass(slots=True)
+class LabStatus:
+    """What ``lab status`` shows. ``up`` is False when there is no state.json."""
+
+    up: bool
+    state: LabState | None = None
+    hosts: list[HostStatus] = field(default_factory=list)
+    processes: dict[str, bool] = field(default_factory=dict)  # name -> alive
+    stats: dict[str, Any] | None = None
+    stats_age: float | None = None
+    stray_namespaces: list[str] = field(default_factory=list)  # cpk-* not in this lab's topology
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def censor_alive(self) -> bool:
+        return self.processes.get("censor", False)
+
+    @property
+    def failure_line(self) -> str | None:
+        """The loud line when the censor is not running: which way traffic fails."""
+        if not self.up or self.censor_alive:
+            return None
+        closed = self.state is not None and self.state.fail_closed
+        return f"censor not running: traffic fails {'closed' if closed else 'open'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        state = self.state
+        return {"up": self.up, "profile": state.profile if state else None, "mode": state.mode if state else None,
+                "fail_closed": state.fail_closed if state else None, "seed": state.seed if state else None,
+                "hosts": [{"name": h.name, "namespace": h.namespace, "present": h.present, "addresses": h.addresses}
+                          for h in self.hosts],
+                "processes": {name: {"alive": alive, "pid": state.processes[name].pid if state else None}
+                              for name, alive in self.processes.items()},
+                "censor_alive": self.censor_alive, "failure": self.failure_line,
+                "stats": self.stats, "stats_age_s": self.stats_age,
+                "stray_namespaces": self.stray_namespaces, "problems": self.problems,
+                "warnings": list(state.warnings) if state else []}
+
+
+def status(state_dir: Path | None = None) -> LabStatus:
+    """Hosts (with their live addresses), profile, mode, processes alive or dead, the censor's counters."""
+    from chokepoint.lab import state as st
+    from chokepoint.lab import system
+    from chokepoint.lab import topology as topo
+
+    state_dir = state_dir or st.STATE_DIR
+    present = set(topo.lab_namespaces())
+    try:
+        state = st.LabState.load(state_dir)
+    except st.StateError as exc:
+        return LabStatus(up=False, stray_namespaces=sorted(present), problems=[str(exc)])
+    if state is None:
+        report = LabStatus(up=False, stray_namespaces=sorted(present))
+        lab = [ns for ns in present if ns in topo.default_topology().namespaces()]
+        if lab:
+            report.problems.append(f"namespaces {', '.join(lab)} exist but there is no state.json "
+                                   "(a crashed `lab up`?): run `chokepoint lab down`")
+        return report
+    report = LabStatus(up=True, state=state)
+    for host in state.topology.hosts:
+        entry = HostStatus(host.name, host.namespace, host.namespace in present)
+        if entry.present:
+            try:
+                for link in system.ip_json(["addr", "show"], host.namespace):
+                    if link.get("ifname") != "lo":
+                        entry.addresses[link["ifname"]] = [f"{a['local']}/{a['prefixlen']}"
+                                                           for a in link.get("addr_info", [])
+                                                           if a.get("scope") != "link"]
+            except system.CommandError as exc:
+                report.problems.append(f"{host.namespace}: {exc}")
+        else:
+            report.problems.append(f"namespace {host.namespace} is missing")
+        report.hosts.append(entry)
+    report.processes = {name: info.alive() for name, info in state.processes.items()}
+    report.stats, report.stats_age = state.read_stats()
+    report.stray_namespaces = sorted(present - set(state.topology.namespaces()))
+    return report
+
+
+def exec_in(host: str, argv: list[str], state_dir: Path | None = None) -> int:
+    """Run ``argv`` in ``cpk-<host>`` with the caller's terminal; return its exit status."""
+    from chokepoint.lab import state as st
+    from chokepoint.lab import system
+    from chokepoint.lab import topology as topo
+
+    if not argv:
+        raise LabError("nothing to run: `chokepoint lab exec HOST -- CMD...`")
+    state_dir = state_dir or st.STATE_DIR
+    try:
+        state = st.LabState.load(state_dir)
+    except st.StateError as exc:
+        raise LabError(str(exc)) from None
+    topology = state.topology if state else topo.default_topology()
+    try:
+        namespace = topology.host(host).namespace
+    except KeyError as exc:
+        raise LabError(exc.args[0]) from None
+    if namespace not in topo.lab_namespaces():
+        raise LabNotUp(f"namespace {namespace} does not exist: is the lab up? (`chokepoint lab up`)")
+    if "/" not in argv[0] and shutil.which(argv[0]) is None:
+        raise system.MissingTool([argv[0]], 127, "")
+    return system.run_foreground(argv, netns=namespace)
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+__all__ = ["HostStatus", "KernelFeatureMissing", "LabAlreadyUp", "LabError", "LabNotUp", "LabStatus", "down",
+           "exec_in", "is_root", "status", "up"]

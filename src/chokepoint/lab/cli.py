@@ -1,0 +1,179 @@
+"""``chokepoint lab up|down|status|exec``: a thin front-end over ``chokepoint.lab`` (docs/lab.md).
+
+Exit codes: 0 success; 1 the profile or topology file was rejected (nothing created); 2 bad usage;
+4 a lab is already up (``up``) / no lab is up (``status``, ``exec``); 5 a missing kernel feature or a
+failed system command (``up`` rolled everything back; ``down`` could not remove something);
+6 ``status``: the lab is up but a lab process is dead. ``exec`` passes the command's own status through.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+lab_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                      help="The lab: client, censor and server in network namespaces (root).")
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+EXIT_STATE = 4
+EXIT_SYSTEM = 5
+EXIT_DEGRADED = 6
+
+
+class Mode(str, Enum):
+    inline = "inline"
+    mirror = "mirror"
+
+
+@lab_app.command("up")
+def up_cmd(
+    profile: str = typer.Option("demo", "--profile", "-p", help="bundled profile name or a profile file"),
+    mode: Mode = typer.Option(Mode.inline, "--mode", "-m", help="inline (NFQUEUE) or mirror (on-path copy)"),
+    topology: Optional[Path] = typer.Option(None, "--topology", "-t", help="YAML file adding hosts/addresses"),
+    fail_closed: bool = typer.Option(False, "--fail-closed", help="drop traffic when the censor is not running"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="seed for the censor's RNG (probabilistic rules)"),
+    no_services: bool = typer.Option(False, "--no-services", help="do not start the lab services"),
+    no_censor: bool = typer.Option(False, "--no-censor", help="do not start the censor (a plain router)"),
+) -> None:
+    """Create the namespaces, links, services and the censor."""
+    from chokepoint import lab
+    from chokepoint.lab.state import LabBusy
+    from chokepoint.policy import PolicyError
+
+    try:
+        state = lab.up(profile, mode.value, topology, fail_closed=fail_closed, seed=seed,
+                       services=not no_services, censor=not no_censor, say=lambda line: err.print(line, markup=False))
+    except PolicyError as exc:  # includes TopologyError
+        err.print(f"error: {exc}", markup=False)
+        err.print("nothing was created")
+        raise typer.Exit(EXIT_REJECTED)
+    except LabBusy as exc:
+        err.print(f"error: {exc}; nothing was changed", markup=False)
+        raise typer.Exit(EXIT_STATE)
+    except lab.LabError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(exc.exit_code)
+    hosts = ", ".join(state.topology.namespaces())
+    out.print(f"lab up: profile {state.profile}, mode {state.mode} "
+              f"(fails {'closed' if state.fail_closed else 'open'}); hosts {hosts}", markup=False)
+
+
+@lab_app.command("down")
+def down_cmd(keep: list[str] = typer.Option([], "--keep", help="a cpk-* namespace that is not the lab's: "
+                                                                 "leave it alone (repeatable)")) -> None:
+    """Remove everything the lab created (idempotent; works without state.json)."""
+    from chokepoint import lab
+    from chokepoint.lab.state import LabBusy
+
+    try:
+        report = lab.down(keep=keep)
+    except LabBusy as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_STATE)
+    if report.nothing_to_do:
+        out.print("lab down: nothing to remove")
+    else:
+        killed = len(report.killed)
+        parts = [f"killed {killed} process{'' if killed == 1 else 'es'}" if killed else "",
+                 f"removed namespaces {', '.join(report.namespaces)}" if report.namespaces else "",
+                 f"removed host veths {', '.join(report.links)}" if report.links else "",
+                 f"removed files {', '.join(report.files)}" if report.files else ""]
+        out.print("lab down: " + "; ".join(p for p in parts if p), markup=False)
+    for problem in report.errors:
+        err.print(f"error: could not remove: {problem}", markup=False)
+    if report.errors:
+        raise typer.Exit(EXIT_SYSTEM)
+
+
+def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(data, dict):
+        rows = []
+        for key, value in data.items():
+            rows += _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+        return rows
+    return [(prefix, data)]
+
+
+@lab_app.command("status")
+def status_cmd(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """Hosts, profile, mode, processes, and the censor's counters."""
+    from chokepoint import lab
+
+    report = lab.status()
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        _print_status(report)
+    if not report.up:
+        raise typer.Exit(EXIT_STATE)
+    if not all(report.processes.values()) or report.problems:
+        raise typer.Exit(EXIT_DEGRADED)
+
+
+def _print_status(report: Any) -> None:
+    if not report.up:
+        out.print("no lab is up")
+        for problem in report.problems:
+            out.print(f"problem: {problem}", markup=False)
+        if report.stray_namespaces:
+            out.print(f"other cpk-* namespaces: {', '.join(report.stray_namespaces)}", markup=False)
+        return
+    state = report.state
+    age = time.time() - state.created_at
+    out.print(f"lab up for {age:.0f} s: profile {state.profile}, mode {state.mode}, "
+              f"fails {'closed' if state.fail_closed else 'open'}, seed {state.seed}", markup=False)
+    if report.failure_line:
+        out.print(f"[bold red]!!! {report.failure_line} !!![/]")
+    out.print("hosts:")
+    for host in report.hosts:
+        mark = "" if host.present else "  [MISSING]"
+        out.print(f"  {host.name:<8} {host.namespace}{mark}", markup=False)
+        for ifname, addrs in host.addresses.items():
+            shown = addrs if len(addrs) <= 6 else [*addrs[:4], f"... {len(addrs) - 5} more ...", addrs[-1]]
+            out.print(f"      {ifname:<6} {', '.join(shown)}", markup=False)
+    out.print("processes:")
+    if not report.processes:
+        out.print("  (none)")
+    for name, alive in report.processes.items():
+        info = state.processes[name]
+        word = "[green]alive[/]" if alive else "[bold red]DEAD[/]"
+        out.print(f"  {name:<17} pid {info.pid:<8} {info.netns:<12} {word}  log {info.log}")
+    if report.stats is not None:
+        out.print(f"censor counters ({report.stats_age:.1f} s old):", markup=False)
+        for key, value in _flatten(report.stats):
+            out.print(f"  {key} = {value}", markup=False)
+    else:
+        out.print("censor counters: none (no censor-stats.json)")
+    for warning in state.warnings:
+        out.print(f"warning: {warning}", markup=False)
+    for problem in report.problems:
+        out.print(f"[bold red]problem:[/] {problem}")
+    if report.stray_namespaces:
+        out.print(f"other cpk-* namespaces (not this lab's): {', '.join(report.stray_namespaces)}", markup=False)
+
+
+@lab_app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec_cmd(host: str = typer.Argument(..., help="client, censor, server, control, or a topology host"),
+             command: list[str] = typer.Argument(None, help="after --: the command and its arguments")) -> None:
+    """Run a command inside cpk-HOST: `chokepoint lab exec client -- curl http://blocked.test/`."""
+    from chokepoint import lab
+    from chokepoint.lab.system import MissingTool
+
+    try:
+        code = lab.exec_in(host, list(command or []))
+    except lab.LabError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(exc.exit_code if isinstance(exc, lab.LabNotUp) else EXIT_USAGE)
+    except MissingTool as exc:
+        err.print(f"error: {exc.argv[0]}: command not found", markup=False)
+        raise typer.Exit(127)
+    raise typer.Exit(code)

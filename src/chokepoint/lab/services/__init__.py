@@ -1,0 +1,109 @@
+"""The lab services (docs/lab.md): what the censored client talks to.
+
+In ``cpk-server`` (role ``server``): HTTP :80, HTTPS :443 and HTTP/3 (QUIC, UDP :443) for ANY hostname
+with certificates issued on the fly by the lab CA, TCP+UDP echo :7 and :9000 on every server address,
+and DNS (UDP+TCP :53) on 198.19.0.53 / 2001:db8:0:2::53 answering every name with 198.19.0.10 /
+2001:db8:0:2::10. In ``cpk-control`` (role ``control``): the same DNS answers on 198.18.9.1, the
+control resolver outside the censor's path. ``launch(state)`` starts both detached for ``lab up``;
+``python -m chokepoint.lab.services`` runs one role in the foreground.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chokepoint.lab.state import LabState, ProcessInfo
+
+#: Defaults of ``python -m chokepoint.lab.services`` (the default topology's addresses).
+SERVER_WEB_ADDRESSES = ("198.19.0.2", *(f"198.19.0.{n}" for n in range(10, 30)),
+                        "2001:db8:0:2::2", *(f"2001:db8:0:2::{n}" for n in range(10, 30)))
+SERVER_DNS_ADDRESSES = ("198.19.0.53", "2001:db8:0:2::53")
+CONTROL_DNS_ADDRESSES = ("198.18.9.1",)
+#: Process names in state.json.
+SERVER_PROCESS = "services"
+CONTROL_PROCESS = "control-resolver"
+READY_TIMEOUT = 20.0
+
+
+class ServicesLaunchError(RuntimeError):
+    """A service process exited or did not become ready; the message carries its log's tail."""
+
+
+def ready_file_path(state_dir: str | Path, role: str) -> Path:
+    """Where a services process of ``role`` reports its bound endpoints."""
+    return Path(state_dir) / f"services-{role}.ready.json"
+
+
+def service_argv(state: LabState, role: str, *, web: tuple[str, ...] = (), dns: tuple[str, ...] = (),
+                 dns_map: str | Path | None = None, extra_args: Sequence[str] = ()) -> list[str]:
+    """The command line of one services process (``state.python_argv`` = the lab's own interpreter)."""
+    args = ["--role", role, "--state-dir", str(state.state_dir),
+            "--ready-file", str(ready_file_path(state.state_dir, role))]
+    if role == "server":
+        args += ["--bind", ",".join(web)]
+    args += ["--dns-bind", ",".join(dns)]
+    if dns_map is not None:
+        args += ["--dns-map", str(dns_map)]
+    args += list(extra_args)
+    return state.python_argv("chokepoint.lab.services", *args)
+
+
+def lab_addresses(state: LabState) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """``{host: (web addresses, dns addresses)}`` from the lab's topology: every server address serves
+    the web and echo services except the DNS addresses, which serve DNS; every control address serves DNS."""
+    from chokepoint.lab.topology import DNS_V4, DNS_V6
+
+    dns_ips = {str(DNS_V4), str(DNS_V6)}
+    out: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    server = state.topology.host("server")
+    ips = [str(addr.ip) for addr in server.addresses()]
+    out["server"] = (tuple(ip for ip in ips if ip not in dns_ips), tuple(ip for ip in ips if ip in dns_ips))
+    if "control" in state.topology.host_names():
+        out["control"] = ((), tuple(str(addr.ip) for addr in state.topology.host("control").addresses()))
+    return out
+
+
+def launch(state: LabState, *, dns_map: str | Path | None = None, extra_args: Sequence[str] = (),
+           timeout: float = READY_TIMEOUT) -> list[ProcessInfo]:
+    """Start the server services in ``cpk-server`` and the control resolver in ``cpk-control``
+    (detached, via ``state.start``), and wait until each has bound all its sockets. ``dns_map`` is
+    given to both (same answers); ``extra_args`` are appended to both command lines (e.g. ports).
+
+    Raises ``ServicesLaunchError`` (with the log's tail) when one exits or is not ready in ``timeout``
+    seconds; the caller (``lab up``) rolls the lab back. The caller saves ``state``."""
+    started = []
+    for host, (web, dns) in lab_addresses(state).items():
+        role = "server" if host == "server" else "control"
+        ready = ready_file_path(state.state_dir, role)
+        ready.unlink(missing_ok=True)
+        name = SERVER_PROCESS if role == "server" else CONTROL_PROCESS
+        info = state.start(name, host, service_argv(state, role, web=web, dns=dns, dns_map=dns_map,
+                                                          extra_args=extra_args))
+        started.append((info, ready))
+    for info, ready in started:
+        wait_ready(info, ready, timeout)
+    return [info for info, _ in started]
+
+
+def wait_ready(info: ProcessInfo, ready: Path, timeout: float) -> dict:
+    """The ready file's content once it appears; ``ServicesLaunchError`` if the process dies first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready.exists():
+            try:
+                data = json.loads(ready.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                data = None
+            if isinstance(data, dict) and data.get("pid") == info.pid:
+                return data
+        if not info.alive():
+            raise ServicesLaunchError(f"{info.name} exited in {info.netns} before it was ready; "
+                                      f"its log ({info.log}):\n{info.log_tail()}")
+        time.sleep(0.05)
+    raise ServicesLaunchError(f"{info.name} in {info.netns} was not ready after {timeout:g} s; "
+                              f"its log ({info.log}):\n{info.log_tail()}")
