@@ -62,7 +62,10 @@ def capture_paths() -> list[Path]:
 
 def all_captures() -> list[Path]:
     """As ``capture_paths``, but skips the running test when there are none."""
-    return capture_paths() or pytest.skip(not_found(NDPI_PCAPS))
+    paths = capture_paths()
+    if not paths:
+        pytest.skip(not_found(NDPI_PCAPS))
+    return paths
 
 
 def capture_params() -> list:

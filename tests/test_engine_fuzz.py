@@ -19,8 +19,9 @@ from chokepoint.output.eve import flow_to_eve
 from chokepoint.packet.decode import Decoder
 from chokepoint.packet.pcap import open_capture
 from chokepoint.policy import load_profile
+from tests._corpus import NDPI_PCAPS
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ndpi" / "pcap"
+SHARED = NDPI_PCAPS
 CAPTURES = ("chrome.pcap", "quic-29.pcap", "gquic.pcap", "dns.pcap", "http.pcapng", "openvpn.pcap",
             "wireguard.pcap", "ipsec_isakmp_esp.pcap", "socks.pcap", "ssh.pcap", "pptp.pcap",
             "shadowsocks.pcap", "tls_ech.pcapng", "quic_frags_ch_in_multiple_packets.pcapng", "tor.pcap")

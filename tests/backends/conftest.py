@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -164,7 +165,8 @@ class NetPath:
         return in_ns(self.client, argv, check=False, **kw)
 
     def client_python(self, code: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-        return in_ns(self.client, [sys.executable, "-c", code, *args], check=False, timeout=timeout)
+        return in_ns(self.client, [sys.executable, "-c", textwrap.dedent(code), *args], check=False,
+                     timeout=timeout)
 
     def curl(self, url: str, *opts: str, timeout: float = 5) -> tuple[int, str, str]:
         """(curl exit code, body, stderr)."""
@@ -181,7 +183,8 @@ class NetPath:
         return KernelProgram(self.censor)
 
     def in_censor(self, code: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-        return in_ns(self.censor, [sys.executable, "-c", code, *args], check=False, timeout=timeout)
+        return in_ns(self.censor, [sys.executable, "-c", textwrap.dedent(code), *args], check=False,
+                     timeout=timeout)
 
     @contextmanager
     def capture(self, ns: str, iface: str, port: int, seconds: float = 10) -> Iterator[list["Captured"]]:

@@ -6,7 +6,6 @@ client/censor/server path (no daemon) and drive real TCP connections through it.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 
@@ -179,18 +178,18 @@ def test_re_adding_re_arms_the_timeout(netpath, program):
     key = ResidualKey("3-tuple", CLIENT_IP, "198.19.0.13", 80)
     program.add_residual(key, 4, "drop")
     time.sleep(1.5)
-    assert _expires(program, "drop_3t_v4") <= 3
+    assert _expires(program, "drop_3t_v4") <= 2         # nft's JSON shows whole seconds, rounded down
     program.add_residual(key, 4, "drop")
-    assert _expires(program, "drop_3t_v4") >= 3.5
+    assert _expires(program, "drop_3t_v4") >= 3
 
 
 def test_rearming_residual_restarts_on_every_blocked_packet(netpath, program):
     program.install(inline=False)
     program.add_residual(ResidualKey("3-tuple", CLIENT_IP, "198.19.0.13", 8081), 4, "drop", rearm=True)
     time.sleep(1.5)
-    assert _expires(program, "drop_3t_v4_r4") <= 3
+    assert _expires(program, "drop_3t_v4_r4") <= 2
     assert netpath.connect("198.19.0.13,8081", timeout=0.3) == ["timeout"]
-    assert _expires(program, "drop_3t_v4_r4") >= 3.4
+    assert _expires(program, "drop_3t_v4_r4") >= 3
 
 
 def test_throttle_classifies_only_marked_packets(netpath, program):
@@ -198,9 +197,11 @@ def test_throttle_classifies_only_marked_packets(netpath, program):
     first = program.throttle(2000, 20000)
     second = program.throttle(3000)
     assert (first, second) == (k.mark(k.MARK_SHAPED, 1), k.mark(k.MARK_SHAPED, 2))
-    classes = system.tc(["-j", "-s", "class", "show", "dev", "ce0"], netpath.censor).stdout
-    rates = {c["handle"]: c["rate"] for c in json.loads(classes)}
-    assert rates == {"1:1": 250000, "1:2": 375000}           # bytes/s: 2000 and 3000 kbit/s
+    for iface in ("ce0", "ce1"):
+        classes = system.tc(["class", "show", "dev", iface], netpath.censor).stdout.decode()
+        found = re.findall(r"class htb (\S+) root prio 0 rate (\S+) ceil (\S+) burst (\S+)", classes)
+        assert found[0] == ("1:1", "2Mbit", "2Mbit", "20000b")
+        assert found[1][:3] == ("1:2", "3Mbit", "3Mbit")        # burst: tc's default for the rate
     # Unmarked traffic bypasses the classes (the lab kernel has no u32 mark key: a u32 filter would
     # have caught everything), marked traffic lands in its class.
     netpath.curl("http://198.19.0.10/large?bytes=300000", "-o", "/dev/null")

@@ -424,3 +424,9 @@ def test_property_mutated_responses_raise_only_typed_errors(response_seeds, data
         return
     event("parsed")
     assert 100 <= resp.status <= 999 and blob.startswith(resp.version.encode())
+
+
+@pytest.mark.parametrize("line", [b"HTTP/1.1 000 OK\r\n\r\n", b"HTTP/1.1 099 X\r\n\r\n", b"HTTP/1.1 600 X\r\n\r\n"])
+def test_response_status_must_be_a_real_status_code(line):
+    with pytest.raises((NotThisProtocol, Malformed)):
+        chttp.parse_response(line)

@@ -401,8 +401,12 @@ def main(argv: list[str] | None = None) -> int:
 
     kernel = KernelProgram(None, queue_num=args.queue_num, fail_closed=args.fail_closed,
                            client_iface=args.client_iface, server_iface=args.server_iface)
-    censor = Censor(profile, mode=args.mode, seed=args.seed, state_dir=args.state_dir,
-                    fail_closed=args.fail_closed)
+    try:
+        censor = Censor(profile, mode=args.mode, seed=args.seed, state_dir=args.state_dir,
+                        fail_closed=args.fail_closed)
+    except PolicyError as exc:
+        print(f"censord: profile rejected: {exc}", file=sys.stderr)
+        return 1
     stop = _Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -417,8 +421,8 @@ def main(argv: list[str] | None = None) -> int:
             backend = MirrorBackend(censor, kernel, (args.client_iface, args.server_iface))
         backend.start()
     except (OSError, CommandError) as exc:
+        # The backend undid its own half-start; another censor's kernel state is left alone.
         print(f"censord: cannot start the {args.mode} backend: {exc}", file=sys.stderr)
-        kernel.remove()
         censor.close()
         return 3
     censor.maybe_write_stats(backend.counters(), force=True)

@@ -294,9 +294,9 @@ class KernelProgram:
         name = set_name(action, key.scope, key.version, timeout if rearm else 0)
         commands: list[dict[str, Any]] = []
         if name not in self._residual_sets:
-            flags = ["timeout", "dynamic"] if rearm else ["timeout"]
+            # (nft 1.0.6's JSON parser knows no "dynamic" flag; nft sets it itself for an ``update`` rule)
             commands.append({"add": {"set": {"family": "inet", "table": TABLE, "name": name,
-                                             "type": _set_type(key.scope, key.version), "flags": flags}}})
+                                             "type": _set_type(key.scope, key.version), "flags": ["timeout"]}}})
             for expr in residual_rules(action, key.scope, key.version, timeout if rearm else 0):
                 commands.append({"add": {"rule": {"family": "inet", "table": TABLE, "chain": RESIDUAL_CHAIN,
                                                   "expr": expr}}})

@@ -73,13 +73,19 @@ class InlineBackend:
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Install the kernel program and bind the queue (``OSError`` if another process holds it)."""
+        """Bind the queue (``OSError`` if another process holds it: nothing is touched then), then install
+        the kernel program (on failure the queue is released and the program removed again)."""
         from netfilterqueue import NetfilterQueue
 
-        self.kernel.install(inline=True)
         nfq = NetfilterQueue()
         nfq.bind(self.queue_num, self._on_packet, max_len=self.max_len)
         self._nfq = nfq
+        try:
+            self.kernel.install(inline=True)
+        except CommandError:
+            self.stop()
+            self.kernel.remove()
+            raise
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         nfq = self._nfq
@@ -109,6 +115,7 @@ class InlineBackend:
         return {"packets": {"queued": c["queued"], "accepted": c["accepted"], "dropped": c["dropped"],
                             "offloaded": c["offloaded"], "blocked": c["blocked"], "throttled": c["throttled"],
                             "held": c["held"], "held_now": len(self._held)},
+                "flows_offloaded": c["flows_offloaded"],
                 "errors": {k: v for k, v in c.items() if "error" in k},
                 "queue_num": self.queue_num}
 
@@ -134,6 +141,7 @@ class InlineBackend:
             self._accept(nfpkt)
         else:
             flow.state[_STATE] = FlowKernelState(MARK_OFFLOAD)
+            self.counters_["flows_offloaded"] += 1
             self._repeat(nfpkt, MARK_OFFLOAD)
 
     def _enforce(self, nfpkt, decision: Decision) -> None:

@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any, Union
 
 from chokepoint.policy import values
-from chokepoint.policy.conditions import AllOf, AnyOf, Atom, Condition, Not
+from chokepoint.policy.conditions import AllOf, Atom, Condition, Not
 from chokepoint.policy.errors import PolicyError, SourcePos
 from chokepoint.policy.fields import ANCHOR_RANK, FIELDS, LIST_KINDS, FieldSpec, Kind, format_value, read_values
 from chokepoint.policy.input import MatchInput

@@ -15,7 +15,7 @@ from chokepoint import profiles as _bundled
 from chokepoint.policy.compiler import CompiledPolicy, Rule, compile_policy
 from chokepoint.policy.conditions import parse_condition_data
 from chokepoint.policy.errors import PolicyError
-from chokepoint.policy.lists import ListDef, load_list
+from chokepoint.policy.lists import load_list
 from chokepoint.policy.schema import build_schema, validate
 from chokepoint.policy.verdict import Action
 from chokepoint.policy.yamlsrc import Marks, load_yaml
@@ -138,5 +138,5 @@ def _rule(raw: dict[str, Any], marks: Marks, path: tuple[str | int, ...]) -> Rul
     )
 
 
-__all__ = ["ListDef", "Profile", "ProfileMeta", "list_profiles", "load_profile", "load_rules_file",
+__all__ = ["Profile", "ProfileMeta", "list_profiles", "load_profile", "load_rules_file",
            "load_rules_text"]

@@ -21,6 +21,7 @@ from jsonschema.exceptions import ValidationError, relevance
 
 from chokepoint.policy.errors import PolicyError
 from chokepoint.policy.fields import FIELDS, OPERATORS, SHORTHAND, FieldSpec, Kind
+from chokepoint.policy.fields import LIST_KINDS as FIELD_LIST_KINDS
 from chokepoint.policy.lists import LIST_KINDS
 from chokepoint.policy.verdict import Action
 from chokepoint.policy.yamlsrc import Marks
@@ -52,7 +53,7 @@ def _operand(spec: FieldSpec) -> dict[str, Any]:
     kind = spec.kind
     list_name = {"type": "string", "pattern": NAME_PATTERN,
                  "description": "name of a list declared under lists: (kinds: "
-                                + ", ".join(_list_kinds(kind)) + ")"}
+                                + ", ".join(FIELD_LIST_KINDS.get(kind, ())) + ")"}
     if kind in (Kind.DOMAIN, Kind.TEXT):
         word = "a domain name" if kind is Kind.DOMAIN else "a string"
         ops = {"exact": _one_or_many(_STR, word),
@@ -93,14 +94,8 @@ def _operand(spec: FieldSpec) -> dict[str, Any]:
         ops.update({op: {"type": "integer"} for op in ("lt", "le", "gt", "ge")})
     if "in_list" in OPERATORS[kind]:
         ops["in_list"] = list_name
-    assert SHORTHAND[kind] == "in"
     return {"description": f"{spec.name}: {what}, a list of them, or an operator ({', '.join(ops)})",
             "anyOf": [value, {"type": "array", "items": value, "minItems": 1}, _ops_object(spec, ops)]}
-
-
-def _list_kinds(kind: Kind) -> tuple[str, ...]:
-    from chokepoint.policy.fields import LIST_KINDS as BY_FIELD
-    return BY_FIELD.get(kind, ())
 
 
 def condition_defs() -> dict[str, Any]:

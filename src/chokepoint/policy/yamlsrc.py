@@ -56,6 +56,9 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
 
 Path = tuple[str | int, ...]
 
+#: Deepest nesting of mappings and lists accepted (conditions rarely need 10).
+MAX_DEPTH = 100
+
 
 @dataclass(frozen=True, slots=True)
 class Marks:
@@ -77,7 +80,7 @@ class Marks:
         return pos if pos is not None else self.value(path)
 
 
-def _pos(file: str, node: yaml.Node) -> SourcePos:
+def _pos(file: str, node: yaml.Node | yaml.Event) -> SourcePos:
     mark = node.start_mark
     return SourcePos(file, mark.line + 1, mark.column + 1)
 
@@ -89,6 +92,7 @@ def load_yaml(text: str, file: str) -> tuple[Any, Marks]:
     keys, non-standard tags, an empty document and multi-document files.
     """
     try:
+        _check_depth(text, file)
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -104,6 +108,19 @@ def load_yaml(text: str, file: str) -> tuple[Any, Marks]:
     keys: dict[Path, SourcePos] = {}
     data = _convert(node, (), file, values, keys)
     return data, Marks(file, values, keys)
+
+
+def _check_depth(text: str, file: str) -> None:
+    """Reject deep nesting from the (flat) event stream, before the recursive composer sees it: deep
+    enough nesting crashes it (RecursionError, or a segfault in libyaml's composer)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise PolicyError.at(_pos(file, event), f"nesting deeper than {MAX_DEPTH} levels")
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
 
 
 def _convert(node: yaml.Node, path: Path, file: str, values: dict[Path, SourcePos],
