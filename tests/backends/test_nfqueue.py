@@ -5,11 +5,16 @@ namespace of a real client/censor/server path, real clients (curl, dig, Python s
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import time
 
 import pytest
 
+from chokepoint.backends.censord import launch
+from chokepoint.lab import system
+from chokepoint.lab.state import LabState, ProcessInfo, StateError, proc_start_time
 from chokepoint.policy import load_rules_text
 
 from .conftest import CLIENT_IP, Censord, in_ns
@@ -290,3 +295,79 @@ def test_bad_rules_fail_at_start_with_a_clear_message(netpath, tmp_path):
     assert "profile rejected" in str(info.value) and "rules.yaml:13:14" in str(info.value)
     assert "colour" in str(info.value)
     assert "CHOKEPOINT" not in in_ns(netpath.censor, ["iptables", "-w", "-t", "mangle", "-S"]).stdout
+
+
+class FakeLabState:
+    """What ``censord.launch`` needs of ``chokepoint.lab.state.LabState``, starting into the test's censor
+    namespace instead of the lab's ``cpk-censor``."""
+
+    def __init__(self, netpath, state_dir) -> None:
+        self.netpath = netpath
+        self.state_dir = state_dir
+        self.started = []
+
+    python_argv = staticmethod(LabState.python_argv)
+
+    def start(self, name, host, argv):
+        log, pidfile = self.state_dir / f"{name}.log", self.state_dir / f"{name}.pid"
+        pid = system.spawn(argv, netns=self.netpath.censor, log_path=log)
+        info = ProcessInfo(name, host, self.netpath.censor, pid, proc_start_time(pid) or 0, list(argv), str(log),
+                           str(pidfile))
+        self.started.append(info)
+        return info
+
+
+def test_launch_for_lab_up(netpath, tmp_path):
+    state = FakeLabState(netpath, tmp_path)
+    try:
+        info = launch(state, "inline", "demo", False, 5)
+        assert info.alive()
+        assert info.argv[info.argv.index("--profile") + 1] == "demo" and info.argv[-2:] == ["--seed", "5"]
+        stats = json.loads((tmp_path / "censor-stats.json").read_text())
+        assert stats["running"] and stats["profile"] == "demo" and stats["pid"] == info.pid
+        code, body, err = netpath.curl("http://198.19.0.2/", "-H", "Host: example-blocked.test", "-w", "%{http_code}")
+        assert code == 0 and body == "Blocked by the demo censor.403", (body, err)
+    finally:
+        for process in state.started:
+            if process.alive():
+                os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while any(p.alive() for p in state.started) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert not info.alive()
+    assert "CHOKEPOINT" not in in_ns(netpath.censor, ["iptables", "-w", "-t", "mangle", "-S"]).stdout
+
+
+def test_launch_reports_a_daemon_that_does_not_come_up(netpath, tmp_path):
+    state = FakeLabState(netpath, tmp_path)
+    with pytest.raises(StateError, match="profile rejected"):
+        launch(state, "inline", "no-such-profile", False, None)
+    assert not any(p.alive() for p in state.started)
+
+
+HOLD = """
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(4):
+    s.sendto(b"held %d" % i, ("198.19.0.2", 9999))    # each held 3 s in user space: the queue (2) is full
+time.sleep(0.3)
+"""
+
+
+@pytest.mark.parametrize("fail_closed", [False, True])
+def test_overload_fails_open_or_closed(netpath, tmp_path, fail_closed):
+    rules = "rules:\n  - id: hold\n    action: delay\n    params: {delay_ms: 3000}\n" \
+            "    when: {all: [{transport: udp}, {server_port: 9999}]}\n"
+    extra = ["--queue-maxlen", "2"] + (["--fail-closed"] if fail_closed else [])
+    daemon = Censord(netpath, tmp_path / "full", rules, "inline", extra).start()
+    try:
+        assert netpath.client_python(HOLD).returncode == 0
+        outcome = netpath.connect("198.19.0.2,80", timeout=1)
+        queue = daemon.fresh_stats()["backend"]["kernel_queue"]
+        assert queue["waiting"] == 2
+        if fail_closed:
+            assert outcome == ["timeout"] and queue["queue_dropped"] >= 1
+        else:
+            assert outcome == ["ok"] and queue["queue_dropped"] == 0    # accepted uninspected: fail-open
+    finally:
+        daemon.close()

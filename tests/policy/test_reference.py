@@ -223,7 +223,7 @@ lists_strategy = st.fixed_dictionaries({
     "d2": st.lists(domain_entries, max_size=3).map(lambda e: {"kind": "domain", "items": e}),
     "k1": st.lists(keyword_entries, max_size=5).map(lambda e: {"kind": "keyword", "items": e}),
     "k2": st.lists(keyword_entries, max_size=3).map(lambda e: {"kind": "keyword", "items": e, "nocase": True}),
-    "s1": st.lists(st.one_of(strings, names, texts.filter(bool)), max_size=4).map(
+    "s1": st.lists(st.one_of(strings, names, names.map(str.upper), texts.filter(bool)), max_size=4).map(
         lambda e: {"kind": "string", "items": e}),
     "n1": st.lists(cidrs, max_size=4).map(lambda e: {"kind": "cidr", "items": e}),
 })

@@ -17,9 +17,9 @@ Files in ``DIR`` (the lab's ``/run/chokepoint-lab``):
   enforced verdict, an ``event_type: "chokepoint"`` record with the plan and the fields of every injected
   packet (the probes' ground truth).
 
-SIGTERM/SIGINT stop it cleanly (remaining flows are written, kernel state removed). After ``kill -9`` the
-kernel state stays: with ``--queue-bypass`` (default) the kernel then accepts what it would have queued
-(fail-open); with ``--fail-closed`` those packets are dropped.
+SIGTERM/SIGINT stop it cleanly (remaining flows are written, kernel state removed). After ``kill -9`` or a
+crash the kernel state stays: with ``--queue-bypass`` (default) the kernel then accepts what it would have
+queued (fail-open; flows already blocked stay blocked); with ``--fail-closed`` those packets are dropped.
 """
 
 from __future__ import annotations
@@ -149,7 +149,9 @@ class Censor:
         self.enforce = enforce
         self.stamper = enforce.Stamper(random.Random(self.rng.getrandbits(64)))
         if personality is None:
-            personality = enforce.parse_personality(getattr(profile, "personality", None))
+            personality = getattr(profile, "personality", None)
+        if not isinstance(personality, enforce.Personality):
+            personality = enforce.parse_personality(personality)
         self.personality = personality
         check_params(profile, personality)
         self.engine = Engine(profile, rng=random.Random(self.rng.getrandbits(64)))
@@ -197,19 +199,25 @@ class Censor:
         return decision
 
     def inject(self, plan: Any) -> list[dict[str, Any]]:
-        """Send the plan's packets; their fields (or the error) for the event log."""
-        sent = []
+        """Send the plan's packets (all of them first: the race is on), then their fields (or the error)
+        for the event log."""
+        errors: list[str | None] = []
         for injection in plan.injections:
-            fields = packet_fields(injection.packet)
-            fields["to"] = injection.to
-            fields["what"] = injection.what
             try:
                 self.injector.send(injection.packet)
                 self.counters[f"injected_to_{injection.to}"] += 1
+                errors.append(None)
             except InjectError as exc:
                 self.counters["inject_errors"] += 1
-                fields["error"] = str(exc)
+                errors.append(str(exc))
                 print(f"censord: {exc}", file=sys.stderr)
+        sent = []
+        for injection, error in zip(plan.injections, errors):
+            fields = packet_fields(injection.packet)
+            fields["to"] = injection.to
+            fields["what"] = injection.what
+            if error:
+                fields["error"] = error
             sent.append(fields)
         return sent
 
@@ -346,12 +354,19 @@ class Censor:
 
 
 def ip_packet(frame: bytes) -> bytes:
-    """The IP packet inside an Ethernet frame (VLAN tags skipped)."""
+    """The IP packet inside an Ethernet frame (VLAN tags skipped, trailing padding cut by the IP length)."""
     off, ethertype = 14, int.from_bytes(frame[12:14], "big")
     while ethertype in (0x8100, 0x88A8) and len(frame) >= off + 4:
         ethertype = int.from_bytes(frame[off + 2:off + 4], "big")
         off += 4
-    return frame[off:]
+    packet = frame[off:]
+    if ethertype == 0x0800 and len(packet) >= 4:
+        length = int.from_bytes(packet[2:4], "big")
+    elif ethertype == 0x86DD and len(packet) >= 6:
+        length = 40 + int.from_bytes(packet[4:6], "big")
+    else:
+        return packet
+    return packet[:length] if 0 < length < len(packet) else packet
 
 
 # -- the daemon -------------------------------------------------------------------------------------------
@@ -381,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--queue-num", type=int, default=0)
+    parser.add_argument("--queue-maxlen", type=int, default=4096,
+                        help="packets the kernel keeps waiting for a verdict (then: fail open, or drop)")
     parser.add_argument("--client-iface", default="ce0")
     parser.add_argument("--server-iface", default="ce1")
     parser.add_argument("--keep-kernel-state", action="store_true",
@@ -414,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode == "inline":
             from chokepoint.backends.nfqueue import InlineBackend
 
-            backend = InlineBackend(censor, kernel, queue_num=args.queue_num)
+            backend = InlineBackend(censor, kernel, queue_num=args.queue_num, max_len=args.queue_maxlen)
         else:
             from chokepoint.backends.mirror import MirrorBackend
 
@@ -430,11 +447,16 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     try:
         backend.run(lambda: stop.requested)
-    finally:
+    except BaseException:
+        # A crash behaves like kill -9: the kernel program stays, so traffic fails open (--queue-bypass)
+        # or closed, as configured; the traceback goes to the log.
         backend.stop()
-        if not args.keep_kernel_state:
-            kernel.remove()
         censor.close(backend.counters())
+        raise
+    backend.stop()
+    if not args.keep_kernel_state:
+        kernel.remove()
+    censor.close(backend.counters())
     return 0
 
 

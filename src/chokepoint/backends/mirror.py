@@ -26,14 +26,18 @@ from typing import Any
 
 from chokepoint.backends.censord import LINKTYPE_ETHERNET, Censor, ip_packet, residual_key
 from chokepoint.backends.kernel import KernelProgram
-from chokepoint.packet.record import ACK, SYN, TCP
+from chokepoint.packet.record import RST, TCP
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
+SOL_PACKET = 263                      # linux/socket.h (not exported by Python's socket module)
 PACKET_IGNORE_OUTGOING = 23           # linux/if_packet.h
 RECV_BUFFER = 1 << 16 | 256           # GSO frames from a veth can be up to 64 KiB
 SOCKET_RCVBUF = 8 << 20
 TICK = 0.2
+#: Resets injected per connection caught by a residual block (SYN, SYN+ACK, first client segment).
+RESIDUAL_RESETS = 3
+_RESIDUAL_RESETS = "mirror.residual_resets"
 #: Latency samples kept for the percentiles in the counters.
 LATENCY_SAMPLES = 4096
 
@@ -60,7 +64,7 @@ class MirrorBackend:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_RCVBUF)
                 try:
-                    sock.setsockopt(socket.SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+                    sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
                     self._ignore_outgoing = True
                 except OSError:
                     self._ignore_outgoing = False
@@ -140,14 +144,22 @@ class MirrorBackend:
         censor.record_action(decision, injected, trigger_dropped=False, kernel={"mirror": True})
 
     def _residual_check(self, decision, raw: bytes) -> None:
+        """A TCP packet of a connection caught by an active residual block: reset it (at most
+        ``RESIDUAL_RESETS`` times per connection). The SYN's RST+ACK only helps while the client is still in
+        SYN-SENT; the ones answering the SYN+ACK and the client's first segments carry the exact RCV.NXT,
+        so they also win when the censor is slower than the handshake."""
         pkt, flow = decision.pkt, decision.step.flow
-        if pkt.proto != TCP or not pkt.tcp_flags & SYN or pkt.tcp_flags & ACK or decision.step.direction != 0:
+        if pkt.proto != TCP or pkt.tcp_flags & RST:
+            return
+        done = flow.state.get(_RESIDUAL_RESETS, 0)
+        if done >= RESIDUAL_RESETS:
             return
         hit = self.censor.residual_match(pkt)
         if hit is None:
             return
         action, key, rule_id = hit
         self.counters_["residual_hits"] += 1
+        flow.state[_RESIDUAL_RESETS] = done + 1
         if action != "reset":
             self.counters_["unenforceable:residual_drop"] += 1
             return

@@ -4,7 +4,10 @@ Design (the kernel rules are in :mod:`chokepoint.backends.kernel`):
 
 1. The censor namespace's ``mangle FORWARD`` queues a packet to user space only if its connection has
    no kernel state yet (ctmark bits 0-1 zero); ``--queue-bypass`` accepts packets while no daemon is bound
-   (fail-open), ``--fail-closed`` leaves it out so they are dropped.
+   (fail-open), ``--fail-closed`` leaves it out so they are dropped. Overload fails the same way: unless
+   fail-closed, the queue is configured with ``NFQA_CFG_F_FAIL_OPEN`` (the kernel accepts packets while
+   ``max_len`` packets already wait for a verdict) - python-netfilterqueue has no call for it, so the
+   config message is sent on its netlink socket (:func:`fail_open_message`).
 2. Each queued packet goes through the engine (:class:`chokepoint.backends.censord.Censor`). While the
    flow is being inspected the packet is accepted as is (``NF_ACCEPT``, no mark).
 3. When inspection ends without a block (verdict ``allow``, or the inspection budget spent) the packet
@@ -28,6 +31,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import select
+import socket
+import struct
 import sys
 import time
 from collections import Counter
@@ -44,6 +49,50 @@ DEFAULT_MAX_LEN = 4096
 #: Longest sleep of the run loop (stop requests and counters are checked at least this often).
 TICK = 0.2
 _STATE = "inline.kernel"
+#: Latency samples (seconds in the callback, per queued packet) kept for the percentiles in the counters.
+LATENCY_SAMPLES = 8192
+QUEUE_PROC = "/proc/net/netfilter/nfnetlink_queue"
+
+# linux/netfilter/nfnetlink.h, nfnetlink_queue.h
+_NFNL_SUBSYS_QUEUE = 3
+_NFQNL_MSG_CONFIG = 2
+_NFQA_CFG_MASK = 4
+_NFQA_CFG_FLAGS = 5
+_NFQA_CFG_F_FAIL_OPEN = 1
+_NLM_F_REQUEST = 1
+
+
+def fail_open_message(queue_num: int) -> bytes:
+    """An NFQNL_MSG_CONFIG request setting NFQA_CFG_F_FAIL_OPEN on ``queue_num`` (nfnetlink_queue.h): when
+    the queue is full the kernel then accepts packets instead of dropping them."""
+    # attribute headers in host order, the two flag words big-endian (the kernel reads them with ntohl)
+    attrs = b"".join(struct.pack("=HH", 8, attr) + struct.pack("!I", _NFQA_CFG_F_FAIL_OPEN)
+                     for attr in (_NFQA_CFG_MASK, _NFQA_CFG_FLAGS))
+    body = struct.pack("=BBH", socket.AF_UNSPEC, 0, socket.htons(queue_num)) + attrs
+    return struct.pack("=IHHII", 16 + len(body), (_NFNL_SUBSYS_QUEUE << 8) | _NFQNL_MSG_CONFIG, _NLM_F_REQUEST,
+                       0, 0) + body
+
+
+def queue_counters(queue_num: int, path: str = QUEUE_PROC) -> dict[str, int]:
+    """The kernel's counters for one queue (``/proc/net/netfilter/nfnetlink_queue`` of this namespace):
+    packets waiting for a verdict, dropped because the queue was full, dropped because the netlink
+    socket buffer was full; empty when the queue is not bound."""
+    try:
+        with open(path, encoding="ascii") as table:
+            for line in table:
+                fields = line.split()
+                if len(fields) >= 7 and int(fields[0]) == queue_num:
+                    return {"waiting": int(fields[2]), "queue_dropped": int(fields[5]),
+                            "user_dropped": int(fields[6])}
+    except (OSError, ValueError):
+        pass
+    return {}
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1e6  # noqa: E731
+    return {"p50_us": round(pick(0.5), 1), "p99_us": round(pick(0.99), 1), "samples": len(ordered)}
 
 
 @dataclass(slots=True)
@@ -69,6 +118,8 @@ class InlineBackend:
         self._nfq = None
         self._held: list[tuple[float, int, Any, int]] = []   # (due, seq, nfqueue packet, mark)
         self._seq = itertools.count()
+        self.latency_first: list[float] = []   # callback time of each flow's first packet
+        self.latency_all: list[float] = []
         censor.flow_end_hooks.append(self._flow_ended)
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -80,6 +131,14 @@ class InlineBackend:
         nfq = NetfilterQueue()
         nfq.bind(self.queue_num, self._on_packet, max_len=self.max_len)
         self._nfq = nfq
+        if not self.kernel.fail_closed:
+            # Overload fails open too (the queue full): on the library's own socket, since the kernel only
+            # takes a queue's configuration from the socket bound to it.
+            with socket.socket(fileno=nfq.get_fd()) as sock:
+                try:
+                    sock.send(fail_open_message(self.queue_num))
+                finally:
+                    sock.detach()
         try:
             self.kernel.install(inline=True)
         except CommandError:
@@ -112,7 +171,12 @@ class InlineBackend:
 
     def counters(self) -> dict[str, Any]:
         c = self.counters_
-        return {"packets": {"queued": c["queued"], "accepted": c["accepted"], "dropped": c["dropped"],
+        latency = {}
+        if self.latency_first:
+            latency["first_packet"] = _percentiles(self.latency_first)
+        if self.latency_all:
+            latency["any_packet"] = _percentiles(self.latency_all)
+        return {"verdict_latency": latency, "kernel_queue": queue_counters(self.queue_num),"packets": {"queued": c["queued"], "accepted": c["accepted"], "dropped": c["dropped"],
                             "offloaded": c["offloaded"], "blocked": c["blocked"], "throttled": c["throttled"],
                             "held": c["held"], "held_now": len(self._held)},
                 "flows_offloaded": c["flows_offloaded"],
@@ -121,12 +185,25 @@ class InlineBackend:
 
     # -- the packet path --------------------------------------------------------------------------------
     def _on_packet(self, nfpkt) -> None:
+        started = time.perf_counter()
         self.counters_["queued"] += 1
-        data = nfpkt.get_payload()
-        decision = self.censor.observe(data, LINKTYPE_RAW)
+        decision = self.censor.observe(nfpkt.get_payload(), LINKTYPE_RAW)
         if decision is None:
             self._accept(nfpkt)
-            return
+        else:
+            self._decide(nfpkt, decision)
+        spent = time.perf_counter() - started
+        self._sample(self.latency_all, spent)
+        if decision is not None and sum(decision.step.flow.pkts) == 1:
+            self._sample(self.latency_first, spent)
+
+    @staticmethod
+    def _sample(samples: list[float], value: float) -> None:
+        if len(samples) >= LATENCY_SAMPLES:
+            del samples[: LATENCY_SAMPLES // 2]
+        samples.append(value)
+
+    def _decide(self, nfpkt, decision: Decision) -> None:
         if decision.plan is not None:
             self._enforce(nfpkt, decision)
             return
@@ -146,10 +223,10 @@ class InlineBackend:
 
     def _enforce(self, nfpkt, decision: Decision) -> None:
         censor, plan, flow = self.censor, decision.plan, decision.step.flow
-        injected = censor.inject(plan)
         kernel: dict[str, Any] = {}
         residual = plan.residual
         if residual is not None:
+            # Before the injections: a client that retries as soon as it is reset must meet the block.
             key = residual_key(residual)
             try:
                 kernel["residual_set"] = self.kernel.add_residual(key, residual.seconds, residual.action,
@@ -157,6 +234,7 @@ class InlineBackend:
                 censor.note_residual(key, residual.action, residual.seconds, plan.rule_id)
             except (CommandError, ValueError) as exc:
                 self._error("residual_errors", exc)
+        injected = censor.inject(plan)
         state = FlowKernelState(MARK_OFFLOAD)
         direction = plan.drop_direction or "both"
         if plan.flow_action == "drop":

@@ -60,7 +60,9 @@ _INDEX_FOR: dict[Kind, Callable[[], Index]] = {
 
 
 class CompiledPolicy:
-    """Immutable once built; ``evaluate`` keeps its memo on the stack (safe to share between flows)."""
+    """Immutable once built; ``evaluate`` keeps its memo on the stack, so one policy serves every flow.
+    Not for concurrent calls from several threads (each hyperscan database has one scratch space);
+    forked worker processes each use their own copy."""
 
     __slots__ = ("rules", "lists", "_indexes", "_nodes", "_anchors", "_always", "_plan")
 
