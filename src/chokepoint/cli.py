@@ -21,11 +21,13 @@ from chokepoint.backends.offline import CaptureFormatError, analyze
 from chokepoint.lab.cli import lab_app
 from chokepoint.output.table import print_report
 from chokepoint.policy import PolicyError, load_profile, load_rules_file
+from chokepoint.probe.detect_cli import detect_cmd
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Chokepoint: emulate national censorship gateways (offline over captures).")
 err = Console(stderr=True, soft_wrap=True)
 app.add_typer(lab_app, name="lab")
+app.command("detect")(detect_cmd)
 
 EXIT_POLICY = 1
 EXIT_USAGE = 2

@@ -28,6 +28,13 @@ EXPIRY_INTERVAL = 1.0
 
 
 _SEEN = "engine.facts_seen"
+# Per-packet facts for the country profiles (policy.input: payload, data_packet_index_c2s, local_hour). The
+# count of client data packets lives in flow.state; while it is at most RECHECK_DATA_PACKETS the policy is asked
+# again on every client data packet, but only when some rule tests data_packet_index_c2s (Iran's protocol
+# filter decides on the second data packet, whose facts are often unchanged). When a rule tests the packet's
+# own payload (Russia's QUIC rule looks at every datagram), every inspected data packet is asked about.
+_DATA_C2S = "engine.data_packets_c2s"
+RECHECK_DATA_PACKETS = 4
 
 
 @dataclass(slots=True)
@@ -57,6 +64,12 @@ class Engine:
         self.table = FlowTable(self.settings)
         self.counters: Counter[str] = Counter()
         self._next_sweep = 0.0
+        # profile facts (see _DATA_C2S): whether to re-ask per data packet; the profile's clock offset
+        used = getattr(self.policy, "fields_used", frozenset())
+        self._recheck_data = "data_packet_index_c2s" in used
+        self._recheck_payload = bool(used & {"payload", "payload_len"})
+        meta = getattr(profile, "meta", None)
+        self._utc_offset_s = getattr(meta, "utc_offset_s", 0)
 
     # -- the packet path -------------------------------------------------------------------------
     def step(self, pkt: Packet) -> Step:
@@ -119,6 +132,10 @@ class Engine:
         flow.inspected_bytes[direction] += len(pkt.payload)
         facts = flow.facts
         payload = pkt.payload
+        recheck = bool(payload) and self._recheck_payload
+        if payload and direction == C2S:   # count the client's data packets (see _DATA_C2S)
+            count = flow.state[_DATA_C2S] = flow.state.get(_DATA_C2S, 0) + 1
+            recheck = recheck or (self._recheck_data and count <= RECHECK_DATA_PACKETS)
         if pkt.proto == TCP:
             self._tcp_bytes(flow, pkt, direction)
         elif pkt.proto == UDP:
@@ -135,7 +152,7 @@ class Engine:
         # facts changed; any other packet differs only in per-packet fields (direction, index, TCP header
         # length), which a packet that brings nothing new cannot make a rule about.
         seen = _facts_seen(facts)
-        if seen != flow.state.get(_SEEN) or flow.inspected_pkts[direction] == 1:
+        if seen != flow.state.get(_SEEN) or flow.inspected_pkts[direction] == 1 or recheck:
             flow.state[_SEEN] = seen
             self._decide(flow, pkt, direction)
 
@@ -164,7 +181,7 @@ class Engine:
         dispatch.on_tcp_data(flow.facts, direction, data, flow.server_port)
 
     def _decide(self, flow: Flow, pkt: Packet, direction: int) -> None:
-        inp = self.match_input(flow, pkt, direction)
+        inp = self.match_input(flow, pkt, direction, utc_offset_s=self._utc_offset_s)
         for verdict in self.policy.evaluate(inp):
             verdict = replace(verdict, packet_index=pkt.index, direction=DIRECTION_NAMES[direction])
             if verdict.action is Action.LOG:
@@ -185,7 +202,9 @@ class Engine:
             self.counters[f"verdict:{verdict.action.value}"] += 1
 
     @staticmethod
-    def match_input(flow: Flow, pkt: Packet, direction: int) -> MatchInput:
+    def match_input(flow: Flow, pkt: Packet, direction: int, *, utc_offset_s: int = 0) -> MatchInput:
+        """The policy's view of ``flow`` at ``pkt``; ``utc_offset_s`` is the profile's clock offset
+        (``local_hour`` = the packet's timestamp in that timezone)."""
         facts = flow.facts
         inp = MatchInput(
             transport=_TRANSPORT.get(flow.proto, "ip"),
@@ -199,6 +218,10 @@ class Engine:
             app_proto=facts.app_proto,
             first_payload_c2s=flow.first_payload[C2S] or b"",
             first_payload_s2c=flow.first_payload[S2C] or b"",
+            # profile facts (see _DATA_C2S)
+            payload=pkt.payload,
+            data_packet_index_c2s=flow.state.get(_DATA_C2S, 0),
+            local_hour=int((pkt.ts + utc_offset_s) // 3600 % 24),
         )
         stream = flow.streams[C2S]
         if stream is not None:

@@ -83,7 +83,7 @@ def test_reset_plan_on_a_real_http_request(profile, tmp_path):
     assert flow["chokepoint"]["verdict"] == "reset" and flow["http"]["hostname"] == "google.com"
     stats = json.loads((tmp_path / "censor-stats.json").read_text())
     assert stats["running"] is False and stats["verdicts"]["by_rule"] == {"host": 1}
-    assert stats["flows"]["ended"] == 1 and stats["packets"]["packets"] == 10
+    assert stats["flows"]["ended"] == 1 and stats["packets"]["seen"] == 10
 
 
 def test_mirror_mode_never_drops(profile):
@@ -116,12 +116,14 @@ def test_same_seed_same_plans(profile):
 
 
 def test_check_params_rejects_what_the_enforcer_cannot_do():
-    bad = load_rules_text("rules:\n  - id: r\n    action: blockpage\n    params: {status: 302}\n"
-                          "    when: {transport: tcp}\n")
+    text = ("personality:\n  blockpage: {location: 'http://blocked.invalid/'}\n"
+            "rules:\n  - id: r\n    action: blockpage\n    params: {status: 302}\n    when: {transport: tcp}\n")
+    profile = load_rules_text(text)          # fine with its own personality (it has a location) ...
+    check_params(profile, profile.personality)
     with pytest.raises(PolicyError, match="needs a location"):
-        check_params(bad, DEFAULT)
+        check_params(profile, DEFAULT)       # ... not with one that has none
     with pytest.raises(PolicyError):
-        Censor(bad, mode="inline")
+        Censor(profile, mode="inline", personality=DEFAULT)
 
 
 def test_residual_match_in_user_space(profile):
@@ -179,3 +181,13 @@ def test_daemon_rejects_a_bad_profile_name(capsys, tmp_path):
     assert main(["--mode", "inline", "--profile", "no-such-profile", "--state-dir", str(tmp_path)]) == 1
     assert "profile rejected" in capsys.readouterr().err
     assert not (tmp_path / "censor-stats.json").exists()
+
+
+def test_every_bundled_profile_starts_in_both_modes():
+    from chokepoint.policy import list_profiles, load_profile
+
+    for name in list_profiles():
+        profile = load_profile(name)
+        for mode in ("inline", "mirror"):
+            censor = Censor(profile, mode=mode)
+            assert censor.personality is profile.personality

@@ -7,7 +7,6 @@ The lab's links are sub-millisecond, so the races use a slow server (``/slow?ms=
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest

@@ -51,6 +51,10 @@ rules:
   - id: udp-drop
     action: drop
     when: {all: [{transport: udp}, {server_port: 9999}]}
+  - id: answers-drop
+    action: drop
+    params: {direction: s2c}
+    when: {http.host: {exact: s2c.test}}
 """
 
 
@@ -218,6 +222,16 @@ class TestOneDaemon:
         stats = inline.fresh_stats()
         assert stats["packets"]["held"] >= 2
 
+
+    def test_drop_in_one_direction_only(self, netpath, inline):
+        with netpath.capture(netpath.server, "sv0", 80) as seen:
+            code, _, _ = netpath.curl("http://198.19.0.14/", "-H", "Host: s2c.test", timeout=2)
+        assert code == 28                                            # no answer reaches the client ...
+        assert any(not c.outgoing and c.pkt.payload.startswith(b"GET /") for c in seen)   # ... the request
+        assert any(c.outgoing and c.pkt.payload.startswith(b"HTTP/1.1 200") for c in seen)  # did get one
+        event = inline.actions("answers-drop")[0]["chokepoint"]
+        assert event["drop_direction"] == "s2c" and event["trigger"]["dropped"] is False
+        assert event["kernel"]["mark"] == 0x22                        # blocked (2), REPLY direction only
 
     def test_icmp_unreachable(self, netpath, inline):
         assert netpath.connect("198.19.0.13,80") == ["EHOSTUNREACH"]       # ICMP 3/13: administratively filtered

@@ -23,7 +23,8 @@ def test_shipped_schema_is_current_and_valid() -> None:
 
 def test_engine_section_is_generated_from_engine_settings() -> None:
     engine = build_schema()["$defs"]["engine"]
-    assert list(engine["properties"]) == list(EngineSettings.field_names())
+    # every EngineSettings field, in order, then the provenance keys every profile section may carry
+    assert list(engine["properties"]) == [*EngineSettings.field_names(), "cite", "uncertain"]
     json_type = {bool: "boolean", int: "integer", float: "number"}
     for name, typ in EngineSettings.field_types().items():
         assert engine["properties"][name]["type"] == json_type[typ]

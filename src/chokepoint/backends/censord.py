@@ -1,7 +1,8 @@
 """The censor daemon: one engine, an inline (NFQUEUE) or on-path (AF_PACKET) front, events and counters.
 
-``python -m chokepoint.backends.censord --mode inline|mirror --profile NAME [--rules FILE] [--fail-closed]
-[--seed N] --state-dir DIR`` runs in the censor's network namespace (``lab up`` starts it through
+``python -m chokepoint.backends.censord --mode inline|mirror (--profile NAME | --rules FILE) [--fail-closed]
+[--seed N] [--queue-num N] [--queue-maxlen N] [--client-iface ce0] [--server-iface ce1] --state-dir DIR``
+runs in the censor's network namespace (``lab up`` starts it through
 :func:`launch`). It installs the kernel program (:mod:`chokepoint.backends.kernel`; inline only — mirror
 mode removes any left over and never drops), then feeds every packet it sees to the engine. When a flow's
 verdict is reached, :func:`chokepoint.enforce.plan` says what to do; the backend injects the plan's packets
@@ -25,6 +26,7 @@ queued (fail-open; flows already blocked stay blocked); with ``--fail-closed`` t
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import random
@@ -38,6 +40,8 @@ from typing import Any
 
 from chokepoint.backends.inject import InjectError, Injector
 from chokepoint.backends.kernel import ResidualKey
+from chokepoint.dissect import dns
+from chokepoint.dissect.errors import Malformed, NeedMoreData, NotThisProtocol
 from chokepoint.engine import Engine, Step
 from chokepoint.output.eve import PROTO_NAMES, eve_timestamp, flow_id, flow_to_eve
 from chokepoint.packet.decode import Decoder
@@ -63,8 +67,6 @@ def tcp_flags_text(flags: int) -> str:
 
 
 def _ip_text(packed: bytes) -> str:
-    import ipaddress
-
     return str(ipaddress.ip_address(packed))
 
 
@@ -91,9 +93,6 @@ def packet_fields(packet: bytes) -> dict[str, Any]:
     if payload:
         out["payload_hex"] = payload[:EVENT_PAYLOAD_BYTES].hex()
     if decoded.proto == UDP and payload:
-        from chokepoint.dissect import dns
-        from chokepoint.dissect.errors import Malformed, NeedMoreData, NotThisProtocol
-
         try:
             message = dns.parse_message(payload)
         except (NotThisProtocol, NeedMoreData, Malformed):
@@ -165,6 +164,7 @@ class Censor:
         self.state_dir = Path(state_dir) if state_dir else None
         self.started = clock()
         self.flow_end_hooks: list = []       # backends release per-flow kernel resources here
+        self.last_sent = 0.0                 # time.perf_counter() after the last injection was handed over
         self._events = None
         self._next_stats = 0.0
         self._index = 0
@@ -176,7 +176,7 @@ class Censor:
     def observe(self, data: bytes, linktype: int = LINKTYPE_RAW, orig_len: int | None = None) -> Decision | None:
         """Decode one packet and run it through the engine; None when it does not decode (counted)."""
         self._index += 1
-        self.counters["packets"] += 1
+        self.counters["seen"] += 1
         now = self.clock()
         pkt = self.decoder.decode(Frame(now, linktype, data, orig_len or len(data), self._index))
         if pkt is None:
@@ -211,6 +211,7 @@ class Censor:
                 self.counters["inject_errors"] += 1
                 errors.append(str(exc))
                 print(f"censord: {exc}", file=sys.stderr)
+        self.last_sent = time.perf_counter()
         sent = []
         for injection, error in zip(plan.injections, errors):
             fields = packet_fields(injection.packet)
@@ -317,8 +318,8 @@ class Censor:
             "running": running, "pid": os.getpid(), "mode": self.mode, "profile": self.profile.name,
             "fail_closed": self.fail_closed, "seed": self.seed,
             "started": self.started, "updated": self.clock(),
-            "packets": {k: v for k, v in self.counters.items() if k.startswith("packets") or k in
-                        ("undecodable",)} | (backend or {}).get("packets", {}),
+            "packets": {"seen": self.counters["seen"], "undecodable": self.counters["undecodable"]}
+            | (backend or {}).get("packets", {}),
             "verdicts": {"by_action": dict(self.verdicts_by_action), "by_rule": dict(self.verdicts_by_rule)},
             "injections": {k: v for k, v in self.counters.items() if k.startswith(("injected", "inject_"))},
             "residual": {"added": self.counters["residual_added"], "active": self.residual_active()},

@@ -4,12 +4,14 @@ Everything here runs system commands through :mod:`chokepoint.lab.system` and is
 first removes what a previous (crashed) run left, ``remove`` never fails on missing parts. ``netns=None``
 means "the namespace this process runs in" (the daemon is started inside ``cpk-censor``).
 
-**Inline fast path** (iptables-nft, IPv4 and IPv6 alike; one chain ``CHOKEPOINT`` in table ``mangle``,
-jumped to from the top of ``FORWARD``). The conntrack mark (ctmark) holds the flow's kernel state in bits
-0-1 (1 offloaded, 2 blocked, 3 throttled), the blocked direction in bits 4-5 (0x10 only the conntrack
-ORIGINAL = client-to-server direction, 0x20 only REPLY) and the throttle class in bits 8-15::
+**Inline fast path** (iptables-nft, IPv4 and IPv6 alike, table ``mangle``: the offload rule at the top of
+``FORWARD``, then a jump to the chain ``CHOKEPOINT`` with the rest). The conntrack mark (ctmark) holds the
+flow's kernel state in bits 0-1 (1 offloaded, 2 blocked, 3 throttled), the blocked direction in bits 4-5
+(0x10 only the conntrack ORIGINAL = client-to-server direction, 0x20 only REPLY) and the throttle class in
+bits 8-15::
 
-    -A CHOKEPOINT -m connmark --mark 0x1/0x3 -j ACCEPT                 # offloaded: allowed, budget spent
+    -I FORWARD 1 -m connmark --mark 0x1/0x3 -j ACCEPT                  # offloaded: allowed, budget spent
+    -I FORWARD 2 -j CHOKEPOINT
     -A CHOKEPOINT -m connmark --mark 0x2/0x33 -j DROP                  # blocked both ways
     -A CHOKEPOINT -m connmark --mark 0x12/0x33 -m conntrack --ctdir ORIGINAL -j DROP
     -A CHOKEPOINT -m connmark --mark 0x22/0x33 -m conntrack --ctdir REPLY -j DROP
@@ -21,8 +23,8 @@ ORIGINAL = client-to-server direction, 0x20 only REPLY) and the throttle class i
     -A CHOKEPOINT -m mark ! --mark 0x0/0x3 -j ACCEPT
     -A CHOKEPOINT -j NFQUEUE --queue-num 0 --queue-bypass             # (no --queue-bypass: fail-closed)
 
-An offloaded flow costs one connmark comparison per packet and no conntrack accounting (``connbytes``
-alone costs ~13 % of throughput here, /work/shared/ENVIRONMENT.md). User space gives its decision as the
+An offloaded flow costs one ctmark comparison per packet (no jump) and no conntrack accounting
+(``connbytes`` alone costs ~13 % of throughput here, /work/shared/ENVIRONMENT.md). User space gives its decision as the
 packet mark with the verdict ``NF_REPEAT``: the packet re-enters the chain, the three ``-m mark`` rules
 copy the mark into the ctmark and drop (state 2) or accept (1, 3) it, so the decision holds from that very
 packet on. Bit 0x4 ("pass once", never saved) lets the trigger of a flow that is blocked from then on
@@ -39,8 +41,9 @@ named ``<action>_<scope>_v<4|6>`` (``_r<seconds>`` for re-arming ones), keyed by
     sv  = l4proto . server ip . server port                  ("server")
     cs  = client ip . server ip                               ("client-server": every protocol)
 
-A set and its rules (one per direction: the key read as client->server and as server->client) are created
-with its first element, so a censor without residual blocks adds nothing to the per-packet path.
+The base chain is hooked in with the first residual block, and a set and its rules (one per direction:
+the key read as client->server and as server->client) with its first element, so a censor without
+residual blocks adds nothing to the per-packet path.
 ``reset`` answers client TCP packets with ``reject with tcp reset`` and drops the rest. Re-adding an
 element re-arms it (it is written with ``timeout`` and ``expires``, which the kernel applies to an existing
 element). A re-arming residual's rules also ``update`` the element, so every blocked packet restarts its
@@ -99,6 +102,8 @@ CLASSIFIER_BYTECODE = ",".join([
 ])
 
 CHAIN = "CHOKEPOINT"
+#: The offload rule, first in ``mangle FORWARD``: what every packet of an offloaded flow costs.
+FAST_PATH = ["-m", "connmark", "--mark", f"{MARK_OFFLOAD:#x}/{STATE_MASK:#x}", "-j", "ACCEPT"]
 TABLE = "chokepoint"
 RESIDUAL_CHAIN = "residual"
 RESIDUAL_PRIORITY = -160         # before iptables' mangle (-150): offloaded flows are caught too
@@ -124,12 +129,13 @@ def mark(state: int, class_index: int = 0, *, pass_once: bool = False, direction
 
 
 def iptables_rules(queue_num: int = 0, *, fail_closed: bool = False) -> list[list[str]]:
-    """The ``CHOKEPOINT`` chain's rules (arguments after ``-A CHOKEPOINT``), in order."""
+    """The fast-path rules in evaluation order (match and target arguments): the first is :data:`FAST_PATH`
+    (placed in ``FORWARD`` itself), the others make up the ``CHOKEPOINT`` chain."""
     saved = f"0x{SAVED_MASK:x}"
     queue = ["-j", "NFQUEUE", "--queue-num", str(queue_num)] + ([] if fail_closed else ["--queue-bypass"])
     state_dir = STATE_MASK | DIRECTION_MASK
     return [
-        ["-m", "connmark", "--mark", f"{MARK_OFFLOAD:#x}/{STATE_MASK:#x}", "-j", "ACCEPT"],
+        FAST_PATH,
         ["-m", "connmark", "--mark", f"{MARK_BLOCK:#x}/{state_dir:#x}", "-j", "DROP"],
         ["-m", "connmark", "--mark", f"{MARK_BLOCK | BLOCK_C2S_ONLY:#x}/{state_dir:#x}",
          "-m", "conntrack", "--ctdir", "ORIGINAL", "-j", "DROP"],
@@ -260,6 +266,7 @@ class KernelProgram:
     def remove(self) -> None:
         """Remove every piece of kernel state this program may have created; never fails on missing parts."""
         for v6 in (False, True):
+            system.iptables(["-t", "mangle", "-D", "FORWARD", *FAST_PATH], self.netns, v6, check=False)
             system.iptables(["-t", "mangle", "-D", "FORWARD", "-j", CHAIN], self.netns, v6, check=False)
             system.iptables(["-t", "mangle", "-F", CHAIN], self.netns, v6, check=False)
             system.iptables(["-t", "mangle", "-X", CHAIN], self.netns, v6, check=False)
@@ -272,19 +279,20 @@ class KernelProgram:
         self._shaping = _Shaping()
 
     def _iptables_restore(self, v6: bool) -> None:
-        lines = ["*mangle", f":{CHAIN} - [0:0]", f"-I FORWARD 1 -j {CHAIN}"]
-        lines += [" ".join(["-A", CHAIN, *rule]) for rule in iptables_rules(self.queue_num,
-                                                                           fail_closed=self.fail_closed)]
+        fast, *rest = iptables_rules(self.queue_num, fail_closed=self.fail_closed)
+        lines = ["*mangle", f":{CHAIN} - [0:0]", " ".join(["-I", "FORWARD", "1", *fast]), f"-I FORWARD 2 -j {CHAIN}"]
+        lines += [" ".join(["-A", CHAIN, *rule]) for rule in rest]
         lines.append("COMMIT")
         tool = "ip6tables-restore" if v6 else "iptables-restore"
         system.run([tool, "-w", "--noflush"], netns=self.netns, input=("\n".join(lines) + "\n").encode())
 
     def _table_commands(self) -> list[dict[str, Any]]:
-        return [
-            {"add": {"table": {"family": "inet", "name": TABLE}}},
-            {"add": {"chain": {"family": "inet", "table": TABLE, "name": RESIDUAL_CHAIN, "type": "filter",
-                               "hook": "forward", "prio": RESIDUAL_PRIORITY, "policy": "accept"}}},
-        ]
+        return [{"add": {"table": {"family": "inet", "name": TABLE}}}]
+
+    @staticmethod
+    def _chain_command() -> dict[str, Any]:
+        return {"add": {"chain": {"family": "inet", "table": TABLE, "name": RESIDUAL_CHAIN, "type": "filter",
+                                  "hook": "forward", "prio": RESIDUAL_PRIORITY, "policy": "accept"}}}
 
     # residual blocks
     def add_residual(self, key: ResidualKey, seconds: float, action: str = "drop", *, rearm: bool = False) -> str:
@@ -292,7 +300,7 @@ class KernelProgram:
         the block catches restarts its timer (kernel-side)."""
         timeout = max(1, math.ceil(seconds))   # nft's JSON timeouts are whole seconds
         name = set_name(action, key.scope, key.version, timeout if rearm else 0)
-        commands: list[dict[str, Any]] = []
+        commands: list[dict[str, Any]] = [] if self._residual_sets else [self._chain_command()]
         if name not in self._residual_sets:
             # (nft 1.0.6's JSON parser knows no "dynamic" flag; nft sets it itself for an ``update`` rule)
             commands.append({"add": {"set": {"family": "inet", "table": TABLE, "name": name,
@@ -378,6 +386,6 @@ class KernelProgram:
                        for iface in self.ifaces)
 
 
-__all__ = ["ACTIONS", "BLOCK_C2S_ONLY", "BLOCK_S2C_ONLY", "CHAIN", "CLASS_MASK", "CLASS_SHIFT", "KernelProgram",
+__all__ = ["ACTIONS", "BLOCK_C2S_ONLY", "BLOCK_S2C_ONLY", "CHAIN", "CLASS_MASK", "FAST_PATH", "CLASS_SHIFT", "KernelProgram",
            "MARK_BLOCK", "MARK_OFFLOAD", "MARK_SHAPED", "PASS_ONCE", "ResidualKey", "SAVED_MASK", "SCOPES",
            "STATE_MASK", "TABLE", "iptables_rules", "mark", "residual_rules", "set_name"]

@@ -47,6 +47,7 @@ class MirrorBackend:
 
     def __init__(self, censor: Censor, kernel: KernelProgram | None, ifaces: Sequence[str], *,
                  clock: Callable[[], float] = time.perf_counter) -> None:
+        """``clock`` must be the one ``Censor.last_sent`` is read with (``time.perf_counter``)."""
         self.censor = censor
         self.kernel = kernel
         self.ifaces = tuple(ifaces)
@@ -127,9 +128,10 @@ class MirrorBackend:
         decision = self.censor.observe(frame, LINKTYPE_ETHERNET)
         if decision is None:
             return
-        censor, plan, flow = self.censor, decision.plan, decision.step.flow
+        censor, plan = self.censor, decision.plan
         if plan is None:
-            self._residual_check(decision, ip_packet(frame))
+            if censor.residual_expiry:
+                self._residual_check(decision, frame)
             return
         injected = censor.inject(plan)
         if injected:
@@ -143,7 +145,7 @@ class MirrorBackend:
             self.counters_["unenforceable:drop_trigger"] += 1
         censor.record_action(decision, injected, trigger_dropped=False, kernel={"mirror": True})
 
-    def _residual_check(self, decision, raw: bytes) -> None:
+    def _residual_check(self, decision, frame: bytes) -> None:
         """A TCP packet of a connection caught by an active residual block: reset it (at most
         ``RESIDUAL_RESETS`` times per connection). The SYN's RST+ACK only helps while the client is still in
         SYN-SENT; the ones answering the SYN+ACK and the client's first segments carry the exact RCV.NXT,
@@ -164,7 +166,7 @@ class MirrorBackend:
             self.counters_["unenforceable:residual_drop"] += 1
             return
         seen = self.clock()
-        plan, verdict = self.censor.residual_plan(flow, pkt, decision.step.direction, rule_id, raw)
+        plan, verdict = self.censor.residual_plan(flow, pkt, decision.step.direction, rule_id, ip_packet(frame))
         injected = self.censor.inject(plan)
         if injected:
             self._latency(seen)
@@ -176,9 +178,10 @@ class MirrorBackend:
                                   kernel={"mirror": True, "residual_hit": key.value()})
 
     def _latency(self, seen: float) -> None:
+        """Capture to the last injected packet handed to the kernel (``Censor.last_sent``)."""
         if len(self.latencies) >= LATENCY_SAMPLES:
             self.latencies.pop(0)
-        self.latencies.append(self.clock() - seen)
+        self.latencies.append(self.censor.last_sent - seen)
 
 
 __all__ = ["MirrorBackend"]

@@ -176,11 +176,13 @@ class InlineBackend:
             latency["first_packet"] = _percentiles(self.latency_first)
         if self.latency_all:
             latency["any_packet"] = _percentiles(self.latency_all)
-        return {"verdict_latency": latency, "kernel_queue": queue_counters(self.queue_num),"packets": {"queued": c["queued"], "accepted": c["accepted"], "dropped": c["dropped"],
+        return {"packets": {"queued": c["queued"], "accepted": c["accepted"], "dropped": c["dropped"],
                             "offloaded": c["offloaded"], "blocked": c["blocked"], "throttled": c["throttled"],
                             "held": c["held"], "held_now": len(self._held)},
-                "flows_offloaded": c["flows_offloaded"],
                 "errors": {k: v for k, v in c.items() if "error" in k},
+                "flows_offloaded": c["flows_offloaded"],
+                "verdict_latency": latency,                      # user-space time per queued packet
+                "kernel_queue": queue_counters(self.queue_num),
                 "queue_num": self.queue_num}
 
     # -- the packet path --------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any, Union
 
 from chokepoint.policy import values
-from chokepoint.policy.conditions import AllOf, Atom, Condition, Not
+from chokepoint.policy.conditions import AllOf, Atom, Condition, Not, atoms
 from chokepoint.policy.errors import PolicyError, SourcePos
 from chokepoint.policy.fields import ANCHOR_RANK, FIELDS, LIST_KINDS, FieldSpec, Kind, format_value, read_values
 from chokepoint.policy.input import MatchInput
@@ -46,6 +46,12 @@ class Rule:
     cite: str = ""
     observed: str = ""
     pos: SourcePos | None = field(default=None, compare=False)
+    #: what is not verified about this rule: (knob, why); knob "" is the rule as a whole, else a param name
+    #: or "when" (the trigger)
+    uncertain: tuple[tuple[str, str], ...] = ()
+    #: what the real censor does that an action cannot express yet (e.g. ``tls-intercept``): documented, not
+    #: enforced; ``profiles show`` lists it
+    mechanism: str = ""
 
 
 # Compiled condition nodes: plain tuples, walked by ``_eval``.
@@ -64,10 +70,13 @@ class CompiledPolicy:
     Not for concurrent calls from several threads (each hyperscan database has one scratch space);
     forked worker processes each use their own copy."""
 
-    __slots__ = ("rules", "lists", "_indexes", "_nodes", "_anchors", "_always", "_plan")
+    __slots__ = ("rules", "lists", "fields_used", "_indexes", "_nodes", "_anchors", "_always", "_plan")
 
     rules: tuple[Rule, ...]
     lists: Mapping[str, ListDef]
+    #: every field some rule tests (a virtual field counts as its members too): the engine asks, e.g. whether
+    #: it must re-evaluate on each data packet
+    fields_used: frozenset[str]
 
     def __init__(self, rules: tuple[Rule, ...], lists: Mapping[str, ListDef], indexes: dict[str, Index],
                  nodes: tuple[Node, ...], anchors: tuple[tuple[str, dict[int, tuple[int, ...]]], ...],
@@ -75,6 +84,8 @@ class CompiledPolicy:
         init = object.__setattr__
         init(self, "rules", rules)
         init(self, "lists", lists)
+        used = {a.field for rule in rules for a in atoms(rule.when)}
+        init(self, "fields_used", frozenset(used | {m for name in used for m in FIELDS[name].alias_of}))
         init(self, "_indexes", indexes)
         init(self, "_nodes", nodes)
         init(self, "_anchors", anchors)

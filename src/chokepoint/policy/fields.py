@@ -99,6 +99,18 @@ def _alias(inp: MatchInput) -> None:  # virtual fields are read through their me
     return None
 
 
+def _client_port_gt_server_port(inp: MatchInput) -> bool:
+    return inp.client_port > inp.server_port
+
+
+def _payload_len(inp: MatchInput) -> int:
+    return len(inp.payload)
+
+
+def _first_payload_c2s_len(inp: MatchInput) -> int | None:
+    return len(inp.first_payload_c2s) or None
+
+
 _DOMAIN_FIELDS = ("dns.qname", "tls.sni", "http.host", "quic.sni")
 
 FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in (
@@ -117,6 +129,19 @@ FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in (
               "1-based count of packets in the flow so far"),
     FieldSpec("tcp_header_len", Kind.INT, attrgetter("tcp_header_len"),
               "TCP header length of the packet being inspected (Henan firewall: exactly 20)"),
+    FieldSpec("client_port_gt_server_port", Kind.BOOL, _client_port_gt_server_port,
+              "the client's port is above the server's (GFW QUIC blocking, Zohaib et al., USENIX Security 2025)"),
+    FieldSpec("payload", Kind.BYTES, _nonempty("payload"),
+              "payload of the packet being inspected (one TCP segment or UDP datagram, never reassembled)"),
+    FieldSpec("payload_len", Kind.INT, _payload_len,
+              "payload bytes of the packet being inspected (Russia's QUIC rule: UDP payload >= 1001)"),
+    FieldSpec("first_payload_c2s_len", Kind.INT, _first_payload_c2s_len,
+              "length of the client's first data packet (absent until there is one)"),
+    FieldSpec("data_packet_index_c2s", Kind.INT, attrgetter("data_packet_index_c2s"),
+              "client packets carrying data so far, this one included (1 = the first); the policy is "
+              "re-evaluated on each of the first few when a rule uses this field (Iran: the first two)"),
+    FieldSpec("local_hour", Kind.INT, attrgetter("local_hour"),
+              "hour 0-23 of the packet's timestamp in the profile's timezone (Myanmar's nightly shutdown)"),
     FieldSpec("dns.qname", Kind.DOMAIN, _nonempty("dns_qname"), "DNS question name (lowercase, no final dot)"),
     FieldSpec("dns.qtype", Kind.INT, attrgetter("dns_qtype"), "DNS question type (RFC 1035 3.2.2)"),
     FieldSpec("tls.sni", Kind.DOMAIN, _nonempty("tls_sni"), "TLS ClientHello server_name (RFC 6066 3)"),

@@ -20,6 +20,10 @@ class MatchInput:
     direction: str                 # of the packet being inspected: "c2s" (client to server) or "s2c"
     packet_index_in_flow: int = 0  # 1-based count of packets in the flow so far
     tcp_header_len: int = 0        # of the packet being inspected (Henan checks for exactly 20)
+    # per-packet facts added for the country profiles (filled by Engine.match_input)
+    payload: bytes = b""           # transport payload of the packet being inspected (one segment/datagram)
+    data_packet_index_c2s: int = 0  # client packets with a payload so far, this one included (Iran: 2)
+    local_hour: int | None = None  # hour 0-23 of the packet's time in the profile's timezone (Myanmar)
     # application facts
     app_proto: str = "unknown"
     dns_qname: str | None = None   # lowercase, no trailing dot

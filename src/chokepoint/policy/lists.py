@@ -40,6 +40,7 @@ class ListDef:
     description: str = ""
     nocase: bool = False               # keyword lists: match regardless of ASCII case
     file: str = ""                     # the list file, when the entries came from one
+    uncertain: str = ""                # what is not verified about the entries (shown by ``profiles show``)
     pos: SourcePos | None = field(default=None, compare=False)
     #: positions of ``~regex`` entries by index (for errors the regex engine reports at compile time)
     regex_pos: Mapping[int, SourcePos] = field(default_factory=lambda: MappingProxyType({}),
@@ -141,4 +142,5 @@ def load_list(name: str, spec: Mapping[str, Any], marks: Marks, path: tuple[str 
         entries, regex_pos = parse_entries(kind, ((text, marks.value(path + ("items", i)))
                                                   for i, text in enumerate(items)))
     return ListDef(name=name, kind=kind, entries=entries, cite=cite, description=spec.get("description", ""),
-                   nocase=nocase, file=shown, pos=marks.key(path), regex_pos=MappingProxyType(regex_pos))
+                   nocase=nocase, file=shown, uncertain=spec.get("uncertain", ""), pos=marks.key(path),
+                   regex_pos=MappingProxyType(regex_pos))

@@ -1,13 +1,17 @@
-"""Loading a profile: YAML -> schema check -> lists -> rules -> compiled policy, or ``PolicyError``.
+"""Loading a profile: YAML -> schema check -> lists -> rules -> compiled policy -> personality, or ``PolicyError``.
 
-A profile is policy + provenance: ``profile:`` (who, where, when, citations), ``engine:``
-(``EngineSettings``), ``lists:`` and ``rules:``. A rule file is the same format with ``profile:`` optional.
-Nothing is half-loaded: every function returns a new immutable ``Profile`` or raises.
+A profile is policy + personality + provenance: ``profile:`` (who, where, when, citations, timezone),
+``engine:`` (``EngineSettings``), ``lists:`` and ``rules:`` (what is blocked), ``personality:`` (how the
+censor acts: ``chokepoint.enforce.personality``, with a citation on every knob: ``chokepoint.policy.provenance``)
+and ``examples:`` (targets that show each behaviour, with the symptom a client sees). A rule file is the same
+format with ``profile:`` optional. Every rule's params are checked against the personality at load time
+(``effective``), so an enforcer never meets a parameter it cannot apply. Nothing is half-loaded: every function
+returns a new immutable ``Profile`` or raises.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,8 @@ from chokepoint.policy.compiler import CompiledPolicy, Rule, compile_policy
 from chokepoint.policy.conditions import parse_condition_data
 from chokepoint.policy.errors import PolicyError
 from chokepoint.policy.lists import load_list
+from chokepoint.policy.provenance import AlsoObserved, Example, Knob, cite_text, freeze, parse_examples, \
+    split_personality, utc_offset
 from chokepoint.policy.schema import build_schema, validate
 from chokepoint.policy.verdict import Action
 from chokepoint.policy.yamlsrc import Marks, load_yaml
@@ -32,6 +38,9 @@ class ProfileMeta:
     observed: str = ""
     description: str = ""
     cite: tuple[str, ...] = ()
+    timezone: str = ""          # "UTC+06:30"; empty: UTC
+    utc_offset_s: int = 0       # the same in seconds east of UTC (the engine's local_hour)
+    uncertain: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +50,21 @@ class Profile:
     engine: EngineSettings
     policy: CompiledPolicy
     source: Path
+    #: how the censor acts (``chokepoint.enforce.personality.Personality``; the neutral default when the file
+    #: has no ``personality:`` section)
+    personality: Any = None
+    knobs: tuple[Knob, ...] = ()
+    also_observed: tuple[AlsoObserved, ...] = ()
+    examples: tuple[Example, ...] = ()
+
+    def provenance_gaps(self) -> list[str]:
+        """What lacks a citation: rules, lists and personality knobs (a bundled profile has none)."""
+        gaps = [f"rule {r.id}: no cite" for r in self.policy.rules if not r.cite]
+        gaps += [f"list {n}: no cite" for n, d in self.policy.lists.items() if not d.cite]
+        gaps += [f"knob {k.path}: no cite" for k in self.knobs if not k.cite]
+        if not self.meta.cite:
+            gaps.append("profile: no cite")
+        return gaps
 
 
 def list_profiles() -> list[str]:
@@ -95,7 +119,37 @@ def _load(text: str, shown: str, base_dir: Path, source: Path, require_profile: 
              for name_, spec in (data.get("lists") or {}).items()}
     rules = [_rule(raw, marks, ("rules", i)) for i, raw in enumerate(data["rules"])]
     policy = compile_policy(rules, lists)
-    return Profile(name=name, meta=meta, engine=engine, policy=policy, source=source)
+    personality, knobs, also = _personality(data.get("personality"), marks, shown)
+    for i, rule in enumerate(policy.rules):
+        _check_params(rule, personality, marks, ("rules", i))
+    examples = parse_examples(data.get("examples"), marks, {r.id: r for r in policy.rules})
+    if meta.timezone:
+        meta = replace(meta, utc_offset_s=utc_offset(meta.timezone, marks.value(("profile", "timezone"))))
+    knobs = _engine_knobs(data.get("engine") or {}, marks) + knobs
+    return Profile(name=name, meta=meta, engine=engine, policy=policy, source=source, personality=personality,
+                   knobs=knobs, also_observed=also, examples=examples)
+
+
+def _personality(raw: Any, marks: Marks, shown: str) -> tuple[Any, tuple[Knob, ...], tuple[AlsoObserved, ...]]:
+    from chokepoint.enforce.personality import DEFAULT, parse_personality
+
+    clean, knobs, also = split_personality(raw, marks)
+    if clean is None:
+        return DEFAULT, (), ()
+    return parse_personality(clean, file=shown, marks=marks), knobs, also
+
+
+def _check_params(rule: Rule, personality: Any, marks: Marks, path: tuple[str | int, ...]) -> None:
+    """The enforcer must understand every param of a blocking rule (``log`` rules carry none it reads)."""
+    from chokepoint.enforce.personality import effective
+
+    if rule.action is Action.LOG or not rule.params:
+        return
+    try:
+        effective(personality, rule.params)
+    except PolicyError as exc:
+        where = marks.value(path + ("params",))
+        raise PolicyError.at(where, f"rule {rule.id!r}: {exc.message}") from None
 
 
 def _meta(raw: dict[str, Any] | None, source: Path) -> tuple[ProfileMeta, str]:
@@ -103,38 +157,51 @@ def _meta(raw: dict[str, Any] | None, source: Path) -> tuple[ProfileMeta, str]:
         return ProfileMeta(title=source.stem), source.stem
     return ProfileMeta(title=raw["title"], country=raw["country"], operator=raw.get("operator", ""),
                        observed=raw["observed"], description=raw["description"],
-                       cite=tuple(raw["cite"])), raw["name"]
+                       cite=tuple(raw["cite"]), timezone=raw.get("timezone", ""),
+                       uncertain=raw.get("uncertain", "")), raw["name"]
 
 
 def _engine(raw: dict[str, Any]) -> EngineSettings:
     types = EngineSettings.field_types()
-    return EngineSettings(**{key: types[key](value) for key, value in raw.items()})
+    return EngineSettings(**{key: types[key](value) for key, value in raw.items() if key in types})
 
 
-def _freeze(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
-    if isinstance(value, dict):
-        return tuple((k, _freeze(v)) for k, v in value.items())
-    return value
+def _engine_knobs(raw: dict[str, Any], marks: Marks) -> tuple[Knob, ...]:
+    """The ``engine:`` settings a profile writes, as knobs (``engine.<name>``) citing the section's cite."""
+    cite = cite_text(raw.get("cite"))
+    why = raw.get("uncertain")
+    whys = why if isinstance(why, dict) else {}
+    return tuple(Knob(f"engine.{key}", value, cite, whys.get(key, why if isinstance(why, str) else ""),
+                      marks.key(("engine", key)))
+                 for key, value in raw.items() if key in EngineSettings.field_types())
 
 
-def _cite(raw: str | list[str] | None) -> str:
+def _uncertain(raw: str | dict[str, str] | None) -> tuple[tuple[str, str], ...]:
     if raw is None:
-        return ""
-    return "; ".join(raw) if isinstance(raw, list) else raw
+        return ()
+    if isinstance(raw, str):
+        return (("", raw),)
+    return tuple(raw.items())
 
 
 def _rule(raw: dict[str, Any], marks: Marks, path: tuple[str | int, ...]) -> Rule:
+    uncertain = _uncertain(raw.get("uncertain"))
+    params = raw.get("params") or {}
+    for knob, _why in uncertain:
+        if knob and knob not in params and knob not in ("when", "action"):
+            raise PolicyError.at(marks.key(path + ("uncertain", knob)),
+                                 f"uncertain names {knob!r}: not a param of this rule, nor when/action")
     return Rule(
         id=raw["id"],
         action=Action(raw["action"]),
         when=parse_condition_data(raw["when"], marks, path + ("when",)),
-        params=tuple((k, _freeze(v)) for k, v in (raw.get("params") or {}).items()),
+        params=tuple((k, freeze(v)) for k, v in params.items()),
         reason=raw.get("reason", ""),
-        cite=_cite(raw.get("cite")),
+        cite=cite_text(raw.get("cite")),
         observed=raw.get("observed", ""),
         pos=marks.value(path + ("id",)),
+        uncertain=uncertain,
+        mechanism=raw.get("mechanism", ""),
     )
 
 

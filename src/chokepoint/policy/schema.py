@@ -23,6 +23,7 @@ from chokepoint.policy.errors import PolicyError
 from chokepoint.policy.fields import FIELDS, OPERATORS, SHORTHAND, FieldSpec, Kind
 from chokepoint.policy.fields import LIST_KINDS as FIELD_LIST_KINDS
 from chokepoint.policy.lists import LIST_KINDS
+from chokepoint.policy.provenance import EXAMPLE_PROTOCOLS, SYMPTOMS
 from chokepoint.policy.verdict import Action
 from chokepoint.policy.yamlsrc import Marks
 from chokepoint.settings import EngineSettings
@@ -31,11 +32,17 @@ SCHEMA_FILE = Path(__file__).with_name("profile.schema.json")
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 OBSERVED_PATTERN = r"^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?(/([0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?)?)?$"
 HEX_PATTERN = r"^\s*[0-9a-fA-F]{2}(\s*[0-9a-fA-F]{2})*\s*$"
-RESIDUAL_SCOPES = ("3-tuple", "4-tuple")
+#: The enforcer's scopes (``chokepoint.enforce.personality.RESIDUAL_SCOPES``; a test keeps them equal).
+RESIDUAL_SCOPES = ("3-tuple", "4-tuple", "server", "client-server")
+TIMEZONE_PATTERN = r"^UTC[+-](0[0-9]|1[0-4]):[0-5][0-9]$"
 
 _STR: dict[str, Any] = {"type": "string", "minLength": 1}
 _CITE: dict[str, Any] = {"description": "a citation, or several",
                          "anyOf": [_STR, {"type": "array", "items": _STR, "minItems": 1}]}
+_UNCERTAIN: dict[str, Any] = {
+    "description": "what is not verified, and why: text (the whole rule) or a mapping of knob (a param name, "
+                   "'when' or 'action') to why",
+    "anyOf": [_STR, {"type": "object", "minProperties": 1, "additionalProperties": _STR}]}
 
 
 def _one_or_many(item: dict[str, Any], what: str) -> dict[str, Any]:
@@ -133,8 +140,12 @@ def engine_schema() -> dict[str, Any]:
         else:
             raise TypeError(f"EngineSettings.{name}: no JSON type for {typ.__name__}")
         props[name]["default"] = getattr(defaults, name)
+    props["cite"] = _CITE
+    props["uncertain"] = {"description": "what is not verified: text, or a mapping of knob to why",
+                          "anyOf": [_STR, {"type": "object", "minProperties": 1, "additionalProperties": _STR,
+                                           "propertyNames": {"enum": list(EngineSettings.field_names())}}]}
     return {"title": "key in engine", "type": "object", "properties": props, "additionalProperties": False,
-            "description": "engine knobs (chokepoint.settings.EngineSettings)"}
+            "description": "engine knobs (chokepoint.settings.EngineSettings), with their cite and uncertainty"}
 
 
 def _params_defs() -> dict[str, Any]:
@@ -144,7 +155,8 @@ def _params_defs() -> dict[str, Any]:
         "residual_s": {"type": "number", "minimum": 0,
                        "description": "seconds the censor keeps blocking the same endpoints afterwards"},
         "residual_scope": {"enum": list(RESIDUAL_SCOPES),
-                           "description": "3-tuple: (client IP, server IP, server port); 4-tuple: + client port"},
+                           "description": "3-tuple: (client IP, server IP, server port); 4-tuple: + client port; "
+                                          "server: server IP and port; client-server: the two IPs"},
     }
     ip = {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
     own: dict[Action, dict[str, Any]] = {
@@ -192,7 +204,17 @@ def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
                              "description": "date or range the behaviour was observed, e.g. 2021-11/2023-03"},
                 "description": _STR,
                 "cite": {"type": "array", "items": _STR, "minItems": 1},
+                "timezone": {"type": "string", "pattern": TIMEZONE_PATTERN,
+                             "description": "fixed offset of the censor's local clock (local_hour), e.g. UTC+06:30"},
+                "uncertain": {**_STR, "description": "what is not verified about the profile as a whole"},
             },
+        },
+        "example": _example_schema(),
+        "examples": {
+            "title": "key in examples", "type": "object", "additionalProperties": False,
+            "description": "worked example targets: blocked ones name their rule; each says what a client sees",
+            "properties": {"blocked": {"type": "array", "items": {"$ref": "#/$defs/example"}},
+                           "allowed": {"type": "array", "items": {"$ref": "#/$defs/example"}}},
         },
         "engine": engine_schema(),
         "list": {
@@ -204,6 +226,7 @@ def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
                 "file": {**_STR, "description": "one entry per line, relative to the profile's folder"},
                 "cite": _CITE,
                 "description": {"type": "string"},
+                "uncertain": {**_STR, "description": "what is not verified about the entries"},
                 "nocase": {"type": "boolean", "description": "keyword lists: ignore ASCII case"},
             },
             "oneOf": [{"required": ["items"]}, {"required": ["file"]}],
@@ -218,6 +241,10 @@ def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
                 "reason": {"type": "string"},
                 "cite": _CITE,
                 "observed": {"type": "string", "pattern": OBSERVED_PATTERN},
+                "uncertain": _UNCERTAIN,
+                "mechanism": {"type": "string", "pattern": NAME_PATTERN,
+                              "description": "what the censor does that no action expresses yet (documented, "
+                                             "not enforced), e.g. tls-intercept"},
                 "when": {"$ref": "#/$defs/condition"},
             },
             "allOf": [{"if": {"properties": {"action": {"const": a.value}}, "required": ["action"]},
@@ -238,11 +265,54 @@ def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
         "properties": {
             "profile": {"$ref": "#/$defs/meta"},
             "engine": {"$ref": "#/$defs/engine"},
+            "personality": {"type": "object",
+                            "description": "how the censor acts (chokepoint.enforce.personality.parse_personality), "
+                                           "with cite/uncertain on its knobs (chokepoint.policy.provenance)"},
+            "examples": {"$ref": "#/$defs/examples"},
             "lists": {"title": "list name", "type": "object", "propertyNames": {"title": "list name", "pattern": NAME_PATTERN},
                       "additionalProperties": {"$ref": "#/$defs/list"}},
             "rules": {"type": "array", "items": {"$ref": "#/$defs/rule"}},
         },
         "$defs": defs,
+    }
+
+
+def _example_schema() -> dict[str, Any]:
+    port = {"type": "integer", "minimum": 1, "maximum": 65535}
+    return {
+        "title": "key in example", "type": "object", "additionalProperties": False,
+        "required": ["id", "protocol", "symptom"],
+        "properties": {
+            "id": {"type": "string", "pattern": NAME_PATTERN},
+            "protocol": {"enum": list(EXAMPLE_PROTOCOLS)},
+            "target": {**_STR, "description": "the name asked for: DNS question, TLS/QUIC SNI or HTTP Host"},
+            "port": {**port, "description": "server port (default: 53, 443, 80, 443 for dns/tls/http/quic)"},
+            "client_port": {**port, "description": "client port (default: an ephemeral one)"},
+            "server_ip": {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+            "client_ip": {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+            "path": {**_STR, "description": "http: the request target (default /)"},
+            "payload": {"description": "tcp/udp: the client's data, hex: one packet, or a list of packets in order",
+                        "anyOf": [{"type": "string", "pattern": HEX_PATTERN},
+                                  {"type": "array", "minItems": 1, "maxItems": 16,
+                                   "items": {"type": "string", "pattern": HEX_PATTERN}}]},
+            "payload_random": {"type": "integer", "minimum": 1, "maximum": 65000,
+                               "description": "tcp/udp: that many random bytes (seeded) as the first packet"},
+            "packets": {"type": "integer", "minimum": 1, "maximum": 16,
+                        "description": "client data packets to send (the payload cut into this many)"},
+            "quic_version": {"enum": [1, 0x6B3343CF], "description": "quic: version 1 or 2 (RFC 9369)"},
+            "local_time": {"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+                           "description": "the client's wall clock in the profile's timezone"},
+            "tcp_options": {"type": "boolean", "description": "data segments carry TCP options (header > 20)"},
+            "tls_record_split": {"type": "boolean", "description": "the ClientHello cut into two TLS records"},
+            "prelude": {"enum": ["dummy-udp"], "description": "sent first on the same flow"},
+            "ech": {"type": "boolean", "description": "the ClientHello offers encrypted_client_hello"},
+            "rule": {"type": "string", "pattern": NAME_PATTERN, "description": "the rule that decides"},
+            "action": {"enum": [a.value for a in Action]},
+            "symptom": {"enum": list(SYMPTOMS), "description": "what the client sees"},
+            "expect": {"type": "object", "description": "facts the lab should confirm on the wire"},
+            "note": {"type": "string"},
+            "cite": _CITE,
+        },
     }
 
 

@@ -1,0 +1,319 @@
+"""A profile's provenance beyond its ``profile:`` block: a citation (and any uncertainty) on every personality
+knob, the injectors also observed, and worked examples (``examples:``), each parsed with its source position.
+
+Personality knobs (the ``personality:`` section, parsed by :func:`chokepoint.enforce.personality.parse_personality`)
+carry their sources in two forms, both stripped before the personality parser sees the section::
+
+    personality:
+      based_on: gfw-type-ii          # a preset: its citation is the preset's own (PRESET_CITES)
+      cite: "..."                    # covers the top-level knobs (based_on, drop_trigger)
+      reset:
+        cite: "Wu et al., IEEE S&P 2025, table fingerprint"      # covers every knob of the section
+        count: 3
+        ttl: {value: 255, cite: "geedge.report fingerprints", uncertain: "TTL 255 since 2024 only"}
+      uncertain: {reset.window: "how the window is drawn is not published"}
+      also_observed:                 # other injectors seen for the same censor (documented, not enforced)
+        - {preset: gfw-type-i, cite: "..."}
+
+``uncertain`` is text (the whole scope) or a mapping from knob name (dotted at the top level) to why.
+A knob written as ``{value: X, cite: ..., uncertain: ...}`` is the plain value ``X`` to the parser.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chokepoint.policy.errors import PolicyError, SourcePos
+from chokepoint.policy.yamlsrc import Marks
+
+Path = tuple[str | int, ...]
+
+#: Sections of ``personality:`` whose keys are knobs (``ip`` holds header defaults for all of them).
+SECTIONS = ("ip", "reset", "dns", "blockpage", "throttle", "delay", "icmp", "residual")
+#: Keys the provenance layer reads and removes before the personality parser runs.
+PROVENANCE_KEYS = ("cite", "uncertain", "also_observed")
+#: Top-level personality keys that describe rather than configure (not knobs).
+_DESCRIPTIVE = ("name", "description")
+
+EXAMPLE_PROTOCOLS = ("dns", "tls", "http", "quic", "tcp", "udp")
+#: What a client sees, in OONI's vocabulary where it has a word for it (``connection_reset``,
+#: ``generic_timeout_error``, ``ssl_unknown_authority``: OONI failure strings; the others are the Web
+#: Connectivity blocking kinds ``dns``/``http-diff`` named by their cause).
+SYMPTOMS = ("ok", "connection_reset", "generic_timeout_error", "dns_forged", "http_blockpage", "throttled",
+            "ssl_unknown_authority")
+_NAMED = frozenset(("dns", "tls", "http", "quic"))
+_TIMEZONE = re.compile(r"^UTC([+-])(0\d|1[0-4]):([0-5]\d)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Knob:
+    """One personality setting as written, with where it comes from. ``path`` is ``section.key`` or a
+    top-level key; ``value`` is the written value (lists as tuples)."""
+
+    path: str
+    value: Any
+    cite: str
+    uncertain: str = ""
+    pos: SourcePos | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AlsoObserved:
+    """Another injector documented for the same censor, given as a personality preset (not enforced: one
+    personality acts per profile)."""
+
+    preset: str
+    cite: str
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """A worked example target: how to reproduce one behaviour (``outcome`` blocked or allowed) and the
+    ``symptom`` a client should see. Tests build a capture from it; the lab probes drive real clients with it.
+
+    ``target`` is the name a client asks for (DNS question, TLS/QUIC SNI, HTTP Host); ``payloads`` the client's
+    data packets for raw ``tcp``/``udp`` examples, in order (``payload_random``: that many seeded random bytes
+    instead); ``packets`` cuts the client's data into that many packets; ``local_time`` the client's wall clock
+    ("HH:MM" in the profile's timezone); ``tcp_options`` whether data segments carry TCP options;
+    ``tls_record_split`` a ClientHello cut into two TLS records; ``prelude`` something sent first on the same
+    flow (``dummy-udp``: one random datagram); ``expect`` free-form facts the lab should confirm on the wire."""
+
+    id: str
+    outcome: str
+    protocol: str
+    symptom: str
+    target: str = ""
+    port: int | None = None
+    client_port: int | None = None
+    server_ip: str = ""
+    client_ip: str = ""
+    path: str = "/"
+    payloads: tuple[bytes, ...] = ()
+    payload_random: int = 0
+    packets: int = 1
+    quic_version: int = 1
+    local_time: str = ""
+    tcp_options: bool | None = None
+    tls_record_split: bool = False
+    prelude: str = ""
+    ech: bool = False
+    rule: str = ""
+    action: str = ""
+    expect: tuple[tuple[str, Any], ...] = ()
+    note: str = ""
+    cite: str = ""
+    pos: SourcePos | None = field(default=None, compare=False)
+
+    def expected(self, key: str, default: Any = None) -> Any:
+        for name, value in self.expect:
+            if name == key:
+                return value
+        return default
+
+
+def freeze(value: Any) -> Any:
+    """Lists to tuples, mappings to tuples of pairs (hashable, immutable)."""
+    if isinstance(value, list):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple((k, freeze(v)) for k, v in value.items())
+    return value
+
+
+def cite_text(raw: Any) -> str:
+    """A ``cite:`` value (text or a list of texts) as one string."""
+    if raw is None:
+        return ""
+    return "; ".join(raw) if isinstance(raw, list) else str(raw)
+
+
+def utc_offset(text: str, pos: SourcePos) -> int:
+    """Seconds east of UTC for ``UTC+HH:MM`` / ``UTC-HH:MM`` (fixed offsets only: no DST rules, so a
+    profile's clock is deterministic)."""
+    m = _TIMEZONE.match(text)
+    if m is None:
+        raise PolicyError.at(pos, f"bad timezone {text!r}: expected UTC+HH:MM or UTC-HH:MM")
+    seconds = int(m.group(2)) * 3600 + int(m.group(3)) * 60
+    return seconds if m.group(1) == "+" else -seconds
+
+
+# ------------------------------------------------------------------------------------------------ personality
+
+
+def _check_text(marks: Marks, path: Path, value: Any, what: str) -> str:
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
+        return "; ".join(value)
+    raise PolicyError.at(marks.value(path), f"{what}: expected text or a list of texts, got {value!r}")
+
+
+def _uncertain(marks: Marks, path: Path, raw: Any) -> tuple[str, dict[str, str]]:
+    """(why for the whole scope, {knob: why})."""
+    if raw is None:
+        return "", {}
+    if isinstance(raw, str) and raw.strip():
+        return raw, {}
+    if isinstance(raw, dict) and raw:
+        out = {}
+        for key, why in raw.items():
+            if not isinstance(why, str) or not why.strip():
+                raise PolicyError.at(marks.value(path + (key,)), f"uncertain.{key}: say why, as text")
+            out[key] = why
+        return "", out
+    raise PolicyError.at(marks.value(path), "uncertain: expected text or a mapping of knob to why")
+
+
+def _unwrap(marks: Marks, path: Path, value: Any) -> tuple[Any, str, str]:
+    """(plain value, own cite, own uncertainty) of a knob written plain or as ``{value, cite, uncertain}``."""
+    if isinstance(value, dict) and "value" in value and set(value) <= {"value", "cite", "uncertain"}:
+        cite = _check_text(marks, path + ("cite",), value["cite"], "cite") if "cite" in value else ""
+        why = ""
+        if "uncertain" in value:
+            why = value["uncertain"]
+            if not isinstance(why, str) or not why.strip():
+                raise PolicyError.at(marks.value(path + ("uncertain",)), "uncertain: say why, as text")
+        return value["value"], cite, why
+    return value, "", ""
+
+
+def split_personality(raw: Any, marks: Marks, base: Path = ("personality",)
+                      ) -> tuple[dict[str, Any] | None, tuple[Knob, ...], tuple[AlsoObserved, ...]]:
+    """Separate provenance from settings: (the section as ``parse_personality`` takes it, the knobs with
+    their citations, the injectors also observed). Knob citations inherit from their section, never from
+    the top level (a knob without any cite keeps ``cite`` empty: ``provenance_gaps`` reports it)."""
+    if raw is None:
+        return None, (), ()
+    if not isinstance(raw, dict):
+        raise PolicyError.at(marks.value(base), f"personality: expected a mapping, got {type(raw).__name__}")
+    top_cite = _check_text(marks, base + ("cite",), raw["cite"], "cite") if "cite" in raw else ""
+    top_why, top_whys = _uncertain(marks, base + ("uncertain",), raw.get("uncertain"))
+    clean: dict[str, Any] = {}
+    knobs: list[Knob] = []
+    for key, value in raw.items():
+        if key in PROVENANCE_KEYS:
+            continue
+        if key in SECTIONS and isinstance(value, dict):
+            spath = base + (key,)
+            sec_cite = _check_text(marks, spath + ("cite",), value["cite"], "cite") if "cite" in value else ""
+            sec_why, sec_whys = _uncertain(marks, spath + ("uncertain",), value.get("uncertain"))
+            section: dict[str, Any] = {}
+            for name, item in value.items():
+                if name in ("cite", "uncertain"):
+                    continue
+                plain, cite, why = _unwrap(marks, spath + (name,), item)
+                section[name] = plain
+                dotted = f"{key}.{name}"
+                knobs.append(Knob(dotted, freeze(plain), cite or sec_cite,
+                                  why or sec_whys.get(name, "") or top_whys.get(dotted, "") or sec_why or top_why,
+                                  marks.key(spath + (name,))))
+            for name in list(sec_whys):
+                if name not in section:
+                    raise PolicyError.at(marks.key(spath + ("uncertain", name)),
+                                         f"uncertain names {name!r}, which this section does not set")
+            clean[key] = section
+            continue
+        plain, cite, why = _unwrap(marks, base + (key,), value)
+        clean[key] = plain
+        if key not in _DESCRIPTIVE:
+            knobs.append(Knob(key, freeze(plain), cite or top_cite, why or top_whys.get(key, "") or top_why,
+                              marks.key(base + (key,))))
+    known = {k.path for k in knobs}
+    for name in top_whys:
+        if name not in known:
+            raise PolicyError.at(marks.key(base + ("uncertain", name)),
+                                 f"uncertain names {name!r}, which the personality does not set")
+    also = _also_observed(marks, base + ("also_observed",), raw.get("also_observed"))
+    return clean, tuple(knobs), also
+
+
+def _also_observed(marks: Marks, path: Path, raw: Any) -> tuple[AlsoObserved, ...]:
+    from chokepoint.enforce.personality import PRESETS
+
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise PolicyError.at(marks.value(path), "also_observed: expected a list of {preset, cite, note}")
+    out = []
+    for i, item in enumerate(raw):
+        here = path + (i,)
+        if not isinstance(item, dict) or "preset" not in item or "cite" not in item or \
+                not set(item) <= {"preset", "cite", "note"}:
+            raise PolicyError.at(marks.value(here), "also_observed: each entry is {preset, cite, note}")
+        if item["preset"] not in PRESETS:
+            raise PolicyError.at(marks.value(here + ("preset",)),
+                                 f"no personality preset {item['preset']!r}; known: {', '.join(PRESETS)}")
+        out.append(AlsoObserved(item["preset"], _check_text(marks, here + ("cite",), item["cite"], "cite"),
+                                str(item.get("note", ""))))
+    return tuple(out)
+
+
+# ------------------------------------------------------------------------------------------------- examples
+
+
+def parse_examples(raw: Mapping[str, Any] | None, marks: Marks, rules: Mapping[str, Any],
+                   base: Path = ("examples",)) -> tuple[Example, ...]:
+    """Schema-checked ``examples:`` into :class:`Example` values; a blocked example must name the rule that
+    blocks it (and that rule must exist, with the action given, if any)."""
+    if not raw:
+        return ()
+    out: list[Example] = []
+    seen: dict[str, SourcePos] = {}
+    for outcome in ("blocked", "allowed"):
+        for i, item in enumerate(raw.get(outcome) or ()):
+            here = base + (outcome, i)
+            pos = marks.value(here)
+            ident = item["id"]
+            if ident in seen:
+                raise PolicyError.at(marks.value(here + ("id",)),
+                                     f"duplicate example id {ident!r} (first at line {seen[ident].line})")
+            seen[ident] = pos
+            protocol = item["protocol"]
+            if protocol in _NAMED and not item.get("target"):
+                raise PolicyError.at(pos, f"a {protocol} example needs a target (the name to ask for)")
+            if protocol in ("tcp", "udp") and "payload" not in item and "payload_random" not in item:
+                raise PolicyError.at(pos, f"a {protocol} example needs payload (hex) or payload_random (bytes)")
+            rule_id = item.get("rule", "")
+            if outcome == "blocked" and not rule_id:
+                raise PolicyError.at(pos, "a blocked example names the rule that blocks it (rule: ...)")
+            if outcome == "blocked" and item["symptom"] == "ok":
+                raise PolicyError.at(marks.value(here + ("symptom",)), "a blocked example has a symptom other than ok")
+            if rule_id:
+                rule = rules.get(rule_id)
+                if rule is None:
+                    raise PolicyError.at(marks.value(here + ("rule",)), f"no rule {rule_id!r} in this profile")
+                if outcome == "allowed" and rule.action.value != "log":
+                    raise PolicyError.at(marks.value(here + ("rule",)),
+                                         f"an allowed example names only a log rule (that marks it), not a "
+                                         f"{rule.action.value} rule")
+                action = item.get("action", "")
+                if action and action != rule.action.value:
+                    raise PolicyError.at(marks.value(here + ("action",)),
+                                         f"rule {rule_id!r} is a {rule.action.value} rule, not {action}")
+            raw_payload = item.get("payload", ())
+            payloads = tuple(bytes.fromhex("".join(h.split()))
+                             for h in ([raw_payload] if isinstance(raw_payload, str) else raw_payload))
+            if len(payloads) > 1 and item.get("packets", 1) != 1:
+                raise PolicyError.at(marks.value(here + ("packets",)),
+                                     "give either several payloads or packets (which cuts one payload)")
+            out.append(Example(
+                id=ident, outcome=outcome, protocol=protocol, symptom=item["symptom"],
+                target=item.get("target", ""), port=item.get("port"), client_port=item.get("client_port"),
+                server_ip=item.get("server_ip", ""), client_ip=item.get("client_ip", ""),
+                path=item.get("path", "/"), payloads=payloads, payload_random=item.get("payload_random", 0),
+                packets=item.get("packets", 1), quic_version=item.get("quic_version", 1),
+                local_time=item.get("local_time", ""), tcp_options=item.get("tcp_options"),
+                tls_record_split=item.get("tls_record_split", False), prelude=item.get("prelude", ""),
+                ech=item.get("ech", False), rule=rule_id,
+                action=item.get("action", "") or (rules[rule_id].action.value if rule_id else ""),
+                expect=freeze(item.get("expect") or {}), note=item.get("note", ""),
+                cite=cite_text(item.get("cite")), pos=pos))
+    return tuple(out)
+
+
+__all__ = ["AlsoObserved", "EXAMPLE_PROTOCOLS", "Example", "Knob", "PROVENANCE_KEYS", "SECTIONS", "SYMPTOMS",
+           "cite_text", "freeze", "parse_examples", "split_personality", "utc_offset"]

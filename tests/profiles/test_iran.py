@@ -1,0 +1,100 @@
+"""iran: the protocol filter (Bock et al., FOCI 2020) and the standard DPI's DNS, blockpage, SNI and QUIC
+blocking, offline, with the injected packets checked against OONI's fingerprints of the real ones."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import dns.message
+
+from chokepoint.democapture import tls_client_hello
+from chokepoint.packet import build
+from chokepoint.packet.record import ACK, PSH
+from chokepoint.policy.profile import load_profile
+
+from tests.profiles._scenarios import (
+    CLIENT, SERVER, analyze, decide, dns_query, fingerprint_patterns, http_request, outcome, read, tcp_flow,
+    udp_flow,
+)
+
+PROFILE = load_profile("iran")
+
+
+def test_protocol_filter_decides_on_the_second_data_packet(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    first, second = rng.randbytes(200), rng.randbytes(200)
+    decision = decide(PROFILE, tcp_flow(CLIENT, SERVER, 41000, 443, [first, second], 1.0))
+    assert decision.verdict.rule_id == "iran-protocol-filter"
+    assert decision.pkt.payload == second, "the first data packet passes; every packet after it is dropped"
+    plan = decision.plan(PROFILE.personality)
+    assert plan.drop_trigger and plan.drop_direction == "both"
+    r = plan.residual
+    assert (r.scope, r.seconds, r.rearm, r.action) == ("3-tuple", 60, True, "drop")
+
+
+def test_protocol_filter_ports_protocols_and_direction(tmp_path: Path) -> None:
+    rng = random.Random(2)
+    noise = [rng.randbytes(150), rng.randbytes(150)]
+    flows = {
+        41001: tcp_flow(CLIENT, SERVER, 41001, 80, noise, 1.0),                      # watched port
+        41002: tcp_flow(CLIENT, SERVER, 41002, 53, noise, 2.0),                      # watched port
+        41003: tcp_flow(CLIENT, SERVER, 41003, 8443, noise, 3.0),                    # not watched
+        41004: tcp_flow(CLIENT, SERVER, 41004, 443, [tls_client_hello("www.example.org")], 4.0),
+        41005: tcp_flow(CLIENT, SERVER, 41005, 443, [http_request("www.example.org")], 5.0),  # HTTP on 443
+        41006: tcp_flow(CLIENT, SERVER, 41006, 80, [b"GET / HT", b"TP/1.1\r\nHost: a.example\r\n\r\n"], 6.0),
+        41007: tcp_flow(CLIENT, SERVER, 41007, 53, [len(q := dns_query("www.example.org")).to_bytes(2, "big") + q,
+                                                   rng.randbytes(30)], 7.0),
+        41008: tcp_flow("203.0.113.77", "192.0.2.80", 41008, 443, noise, 8.0),       # entering Iran
+        41009: tcp_flow(CLIENT, SERVER, 41009, 443, [b"GET"], 9.0),                  # one packet only
+    }
+    results = {r["src_port"]: outcome(r)[:2] for r in analyze(PROFILE, [p for f in flows.values() for p in f], tmp_path)}
+    dropped = ("drop", "iran-protocol-filter")
+    assert results[41001] == results[41002] == dropped
+    assert all(results[port] == ("allow", None) for port in (41003, 41004, 41005, 41006, 41007, 41008, 41009))
+
+
+def test_http_fingerprint_needs_eight_bytes_and_a_method(tmp_path: Path) -> None:
+    """FOCI 2020 section 4.3: the combined first two payloads are >= 8 bytes and start with a method and a
+    space. 'GET /' + 2 bytes = 7 bytes: blocked; 8 bytes: allowed."""
+    short = tcp_flow(CLIENT, SERVER, 41010, 80, [b"GET ", b"/x\x00"], 1.0)
+    enough = tcp_flow(CLIENT, SERVER, 41011, 80, [b"GET ", b"/x\x00\x00"], 2.0)
+    results = {r["src_port"]: outcome(r)[:2] for r in analyze(PROFILE, short + enough, tmp_path)}
+    assert results == {41010: ("drop", "iran-protocol-filter"), 41011: ("allow", None)}
+
+
+def test_dns_poisoning_matches_ooni_fingerprints() -> None:
+    """Forged A answers are 10.10.34.34-36 and AAAA answers d0::11 (OONI ooni.ir_4, ir_5, ir_10dot10_ipv4_1,
+    ir_ipv6_1), flags 0x81a0 and no compression pointer (geedge.report)."""
+    known = {fingerprint_patterns("dns", n) for n in ("ooni.ir_4", "ooni.ir_5", "ooni.ir_10dot10_ipv4_1",
+                                                        "ooni.ir_ipv6_1")}
+    for qtype, qid in (("A", 7), ("AAAA", 8)):
+        query = dns.message.make_query("instagram.com", qtype, id=qid).to_wire()
+        decision = decide(PROFILE, udp_flow(CLIENT, "198.51.100.53", 53000 + qid, 53, [query], 1.0))
+        (injection,) = decision.plan(PROFILE.personality).injections
+        payload = read(injection.packet).payload
+        assert int.from_bytes(payload[2:4], "big") == 0x81A0
+        assert b"\xc0\x0c" not in payload[len(query):], "the answer repeats the name in full"
+        (rrset,) = dns.message.from_wire(payload).answer
+        assert rrset[0].address in known
+
+
+def test_blockpage_is_the_iframe_page_ooni_fingerprints() -> None:
+    decision = decide(PROFILE, tcp_flow(CLIENT, SERVER, 41012, 80, [http_request("queerquotes.blogspot.com")], 1.0))
+    plan = decision.plan(PROFILE.personality)
+    response = b"".join(read(i.packet).payload for i in plan.injections if i.to == "client")
+    assert response.startswith(b"HTTP/1.1 403 ")
+    assert fingerprint_patterns("http", "ooni.ir_0").encode() in response       # 'iframe src="http://10.10'
+    assert fingerprint_patterns("http", "cl.nat_ir_iframe_forward_ipv4").encode() in response
+
+
+def test_sni_and_quic_endpoint_blocking(tmp_path: Path) -> None:
+    from tests.profiles._scenarios import quic_initials
+
+    flows = tcp_flow(CLIENT, SERVER, 41013, 443, [tls_client_hello("www.instagram.com")], 1.0)
+    flows += udp_flow(CLIENT, "198.51.100.130", 41014, 443, quic_initials("www.example.org", "198.51.100.130"), 2.0)
+    flows += udp_flow(CLIENT, SERVER, 41015, 443, quic_initials("www.instagram.com", SERVER), 3.0)
+    results = {r["src_port"]: outcome(r)[:2] for r in analyze(PROFILE, flows, tmp_path)}
+    assert results[41013] == ("drop", "iran-sni-drop")
+    assert results[41014] == ("drop", "iran-quic-endpoint-drop")
+    assert results[41015] == ("allow", None), "QUIC is blocked by endpoint, not by SNI"
