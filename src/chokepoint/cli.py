@@ -21,13 +21,17 @@ from chokepoint.backends.offline import CaptureFormatError, analyze
 from chokepoint.lab.cli import lab_app
 from chokepoint.output.table import print_report
 from chokepoint.policy import PolicyError, load_profile, load_rules_file
+from chokepoint.profiles_cli import profiles_app
 from chokepoint.probe.detect_cli import detect_cmd
+from chokepoint.probe_cli import probe_cmd
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Chokepoint: emulate national censorship gateways (offline over captures).")
 err = Console(stderr=True, soft_wrap=True)
 app.add_typer(lab_app, name="lab")
+app.add_typer(profiles_app, name="profiles")
 app.command("detect")(detect_cmd)
+app.command("probe")(probe_cmd)
 
 EXIT_POLICY = 1
 EXIT_USAGE = 2

@@ -89,7 +89,8 @@ def test_a_rejected_file_loads_nothing(tmp_path: Path) -> None:
 def test_mutated_profiles_raise_only_policy_errors(data: st.DataObject) -> None:
     """Real profile text, truncated / with characters replaced / with lines spliced: the loader either
     loads it or raises PolicyError, never anything else."""
-    text = (BUNDLED_DIR / data.draw(st.sampled_from(["gfw.yaml", "demo.yaml"]))).read_text(encoding="utf-8")
+    bundled = sorted(path.name for path in BUNDLED_DIR.glob("*.yaml"))   # every section: personality, examples
+    text = (BUNDLED_DIR / data.draw(st.sampled_from(bundled))).read_text(encoding="utf-8")
     lines = text.splitlines(keepends=True)
     how = data.draw(st.sampled_from(["truncate", "replace", "splice", "delete"]))
     if how == "truncate":

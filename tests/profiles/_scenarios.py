@@ -206,7 +206,8 @@ def decide(profile: Any, packets: Iterable[tuple[float, bytes]], *, rng: random.
     engine = Engine(profile, rng=rng)
     for index, (ts, raw) in enumerate(sorted(packets, key=lambda p: p[0]), 1):
         pkt = decoder.decode(Frame(ts, RAW, raw, len(raw), index))
-        assert pkt is not None, decoder.counters
+        if pkt is None:   # an IP fragment held for reassembly (or dropped by the fragment limit)
+            continue
         step = engine.step(pkt)
         if step.decided_now:
             return Decision(step.flow, pkt, raw, step.direction)

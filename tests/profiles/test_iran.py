@@ -9,8 +9,6 @@ from pathlib import Path
 import dns.message
 
 from chokepoint.democapture import tls_client_hello
-from chokepoint.packet import build
-from chokepoint.packet.record import ACK, PSH
 from chokepoint.policy.profile import load_profile
 
 from tests.profiles._scenarios import (

@@ -494,7 +494,7 @@ def run(target_text: str, config: ProbeConfig | None = None) -> Measurement:
         extra=test_keys_extra)
     start_text = format_ooni_time(started_wall)
     measurement = Measurement(
-        input=target.url, test_keys=keys, measurement_start_time=start_text, test_start_time=start_text,
+        input=target_text.strip() if "://" in target_text else target.url, test_keys=keys, measurement_start_time=start_text, test_start_time=start_text,
         test_version=TEST_VERSION, test_runtime=round(time.monotonic() - started, 6),
         resolver_ip=test_keys_extra["client_resolver"],
         annotations={"platform": "linux", "chokepoint_lab": "true" if config.lab else "false"},

@@ -19,6 +19,8 @@ from chokepoint.probe.probes.common import (ProbeContext, ProbeError, endpoint_t
     ("https://[2001:db8::1]:8443/", "https://[2001:db8::1]:8443/", "https", "2001:db8::1", 8443, "/"),
     ("http://198.19.0.10/", "http://198.19.0.10/", "http", "198.19.0.10", 80, "/"),
     ("https://example.com:443/", "https://example.com/", "https", "example.com", 443, "/"),
+    ("http://яндекс.рф/", "http://xn--d1acpjx3f.xn--p1ai/", "http", "xn--d1acpjx3f.xn--p1ai", 80, "/"),
+    ("Яндекс.РФ", "https://xn--d1acpjx3f.xn--p1ai/", "https", "xn--d1acpjx3f.xn--p1ai", 443, "/"),
 ])
 def test_parse_target(text, url, scheme, host, port, path):
     target = parse_target(text)
@@ -77,4 +79,5 @@ def test_parse_target_only_raises_probe_error(text):
     except ProbeError:
         return
     assert target.scheme in ("http", "https") and target.host and 0 < target.port < 65536
+    assert target.host.isascii() and target.url.isascii() is target.path.isascii()
     assert parse_target(target.url) == target

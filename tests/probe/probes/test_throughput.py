@@ -55,3 +55,12 @@ def test_blocked_download_has_no_rate(short_ctx, lab, servers):
 def test_bad_arguments_cannot_run(ctx, lab, kwargs):
     with pytest.raises(ProbeError):
         throughput.measure(ctx, parse_target(f"http://x.test:{lab.http_port}/"), LOOPBACK, "c.test", **kwargs)
+
+
+def test_a_blockpage_is_not_a_slow_download(ctx, lab, servers):
+    """A short block page arrives fast but is not the body asked for: no rate, no throttling verdict."""
+    censor = servers(CensorProxy(lab.http_port, {"blocked.test": "blockpage"}, blockpage=b"Blocked."))
+    result = throughput.measure(ctx, parse_target(f"http://blocked.test:{censor.port}/"), LOOPBACK, "control.test",
+                                size=SIZE)
+    assert result.download.total_bytes == len(b"Blocked.") and not result.download.usable
+    assert result.control.usable and result.observation is None

@@ -9,6 +9,7 @@ on endpoints, `classic` on what the system resolver returned and the endpoints b
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import ssl
 import time
@@ -97,18 +98,27 @@ def ip_literal(host: str) -> str | None:
         return None
 
 
-def _valid_hostname(host: str) -> bool:
-    if not host or len(host) > 253 or host.startswith(".") or ".." in host:
-        return False
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
+def _ascii_hostname(host: str) -> str | None:
+    """The lowercase ASCII (IDNA, RFC 3490 punycode) form of a host name, or None when it is not one:
+    labels of letters, digits, hyphens (and underscores, common in practice), at most 63 bytes each."""
+    if not host or len(host) > 253:
+        return None
     try:
-        host.encode("idna")
+        ascii_host = host.lower().encode("idna").decode("ascii")
     except UnicodeError:
-        return False
-    return all(ch not in host for ch in " /\\?#@[]")
+        return None
+    labels = ascii_host.split(".")
+    if len(ascii_host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        return None
+    return ascii_host
 
 
 def parse_target(text: str, *, base: Target | None = None) -> Target:
-    """Parse a probe target: an http(s) URL, or a bare host (measured as `https://HOST/`).
+    """Parse a probe target: an http(s) URL, or a bare host (measured as `https://HOST/`). Host names are
+    lowercased and IDNA-encoded (`яндекс.рф` -> `xn--d1acpjx3f.xn--p1ai`), as OONI measures them.
 
     Raises `ProbeError` for anything that is not a measurable URL (other schemes, no host, a bad port).
     With `base`, a relative URL (a redirect's Location) is resolved against it (RFC 3986 §5.2, simplified
@@ -138,7 +148,9 @@ def parse_target(text: str, *, base: Target | None = None) -> Target:
     if scheme not in _DEFAULT_PORTS:
         raise ProbeError(f"{text!r}: only http and https URLs can be measured, not {parts.scheme or 'none'!r}")
     host = (parts.hostname or "").rstrip(".")
-    if ip_literal(host) is None and not _valid_hostname(host):
+    literal = ip_literal(host)
+    name = literal or _ascii_hostname(host)
+    if name is None:
         raise ProbeError(f"{text!r}: no valid host name")
     if port == 0:
         raise ProbeError(f"{text!r}: port 0 cannot be measured")
@@ -146,10 +158,9 @@ def parse_target(text: str, *, base: Target | None = None) -> Target:
     if parts.query:
         path += "?" + parts.query
     port = port or _DEFAULT_PORTS[scheme]
-    host = ip_literal(host) or host.lower()
-    target = Target("", scheme, host, port, path)
+    target = Target("", scheme, name, port, path)
     url = f"{scheme}://{target.authority}{path}"
-    return Target(url, scheme, host, port, path)
+    return Target(url, scheme, name, port, path)
 
 
 def join_host_port(host: str, port: int) -> str:

@@ -34,9 +34,9 @@ from urllib.parse import urlsplit
 import dns.exception
 import dns.flags
 import dns.message
-import dns.name
-import dns.rcode
-import dns.rdatatype
+import dns.rdtypes.ANY.CNAME
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
 
 from chokepoint.probe.measurement import (DNSAnswer, DNSQuery, Failure, failure_from_exception,
                                           failure_from_rcode)
@@ -101,16 +101,18 @@ def decode_reply(query: dns.message.Message, wire: bytes) -> DnsReply:
 
 
 def _answers(message: dns.message.Message, query_type: str | None) -> tuple[DNSAnswer, ...]:
-    """A, AAAA and CNAME records of the answer section (only `query_type`'s addresses when given)."""
+    """Class-IN A, AAAA and CNAME records of the answer section (only `query_type`'s addresses when
+    given); records of another class carry no address even when their type number says A."""
     out = []
     for rrset in message.answer:
         for rdata in rrset:
-            kind = dns.rdatatype.to_text(rdata.rdtype)
-            if kind in ("A", "AAAA") and query_type in (None, kind):
-                field = "ipv4" if kind == "A" else "ipv6"
-                out.append(DNSAnswer(kind, **{field: rdata.address}, ttl=rrset.ttl))
-            elif kind == "CNAME":
-                out.append(DNSAnswer(kind, hostname=rdata.target.to_text(), ttl=rrset.ttl))
+            if isinstance(rdata, (dns.rdtypes.IN.A.A, dns.rdtypes.IN.AAAA.AAAA)):
+                kind = "A" if isinstance(rdata, dns.rdtypes.IN.A.A) else "AAAA"
+                if query_type in (None, kind):
+                    field = "ipv4" if kind == "A" else "ipv6"
+                    out.append(DNSAnswer(kind, **{field: rdata.address}, ttl=rrset.ttl))
+            elif isinstance(rdata, dns.rdtypes.ANY.CNAME.CNAME):
+                out.append(DNSAnswer("CNAME", hostname=rdata.target.to_text(), ttl=rrset.ttl))
     return tuple(out)
 
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from chokepoint.probe.measurement import ThroughputObservation
+from chokepoint.probe.measurement import Failure, ThroughputObservation
 from chokepoint.probe.probes import http
 from chokepoint.probe.probes.common import ProbeContext, ProbeError, Target, join_host_port
 
@@ -39,6 +39,15 @@ class Download:
     @property
     def failure(self) -> str | None:
         return None if self.complete else self.result.failure
+
+    @property
+    def usable(self) -> bool:
+        """A rate sample: the whole body, or a 200 body cut off by the time budget. A block page, an
+        error status or a body that ended early is not a slow download."""
+        fetched = self.result.fetched
+        if fetched is None or fetched.status != 200 or self.total_bytes == 0 or self.seconds <= 0:
+            return False
+        return self.complete or fetched.failure == Failure.GENERIC_TIMEOUT_ERROR
 
     @property
     def kbit_s(self) -> float | None:
@@ -65,7 +74,7 @@ def download(ctx: ProbeContext, target: Target, ip: str, host: str, *, size: int
 
 @dataclass(frozen=True, slots=True)
 class ThroughputResult:
-    """Both downloads; `observation` only when both delivered body bytes."""
+    """Both downloads; `observation` only when both are rate samples (see `Download.usable`)."""
 
     target: str
     download: Download
@@ -73,7 +82,7 @@ class ThroughputResult:
 
     @property
     def observation(self) -> ThroughputObservation | None:
-        if self.download.seconds <= 0 or self.control.seconds <= 0:
+        if not (self.download.usable and self.control.usable):
             return None
         extra = {"kbit_s": self.download.kbit_s, "control_kbit_s": self.control.kbit_s,
                  "complete": self.download.complete, "control_complete": self.control.complete,

@@ -1,0 +1,189 @@
+"""A profile as plain data for people: behaviours, dates, citations, uncertainties and examples.
+
+``describe(profile)`` is what ``chokepoint profiles show NAME --json`` prints and what ``docs/profiles.md`` is
+generated from (``chokepoint.profiles_doc``); ``techniques(profile)`` names what each rule does in a few words
+("TLS SNI reset", "QUIC SNI drop") for ``profiles list``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from chokepoint.policy.conditions import atoms
+from chokepoint.policy.verdict import Action
+from chokepoint.settings import EngineSettings
+
+#: A rule's trigger family, by the fields it tests: the first family whose fields it uses names it.
+_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("QUIC SNI", ("quic.sni",)),
+    ("ECH", ("tls.ech",)),
+    ("ESNI", ("tls.esni",)),
+    ("TLS SNI", ("tls.sni",)),
+    ("HTTP", ("http.host", "http.path", "http.query", "http.url", "http.method", "http.user_agent")),
+    ("DNS", ("dns.qname", "dns.qtype")),
+    ("fully encrypted", ("fully_encrypted", "fet_exemption")),
+    ("schedule", ("local_hour",)),
+    ("protocol", ("app_proto", "ja3", "ja4", "tls.alpn")),
+    ("payload signature", ("payload", "payload_len", "first_payload_c2s", "first_payload_c2s_len",
+                           "first_payload_s2c", "stream_c2s")),
+    ("IP", ("server_ip", "client_ip")),
+    ("port", ("server_port", "client_port")),
+)
+_VERBS = {Action.DNS_FORGE: "forge", Action.ICMP_UNREACHABLE: "ICMP unreachable"}
+
+
+def rule_technique(rule: Any) -> str:
+    """Trigger family and action of one rule, e.g. "TLS SNI reset"; a log rule's mechanism if it has one."""
+    used = {a.field for a in atoms(rule.when)}
+    family = next((name for name, members in _FAMILIES if used & set(members)), "flow")
+    verb = rule.mechanism or _VERBS.get(rule.action, rule.action.value)
+    return f"{family} {verb}"
+
+
+def techniques(profile: Any) -> list[str]:
+    """What the profile's rules do, in rule order, without repeats (``log`` rules only with a mechanism)."""
+    out: dict[str, None] = {}
+    for rule in profile.policy.rules:
+        if rule.action is Action.LOG and not rule.mechanism:
+            continue
+        out.setdefault(rule_technique(rule), None)
+    return list(out)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def _knob_value(path: str, value: Any) -> Any:
+    """A knob as written; DNS flags in hex, as the papers print them."""
+    if path.endswith("dns.flags") and isinstance(value, int):
+        return f"0x{value:04x}"
+    return _jsonable(value)
+
+
+def _field16(spec: Any) -> str:
+    if spec.kind == "fixed":
+        return str(spec.lo)
+    if spec.kind == "random":
+        return f"random {spec.lo}-{spec.hi}"
+    if spec.kind == "increment":
+        return f"increment from {spec.lo} by {spec.step}"
+    return "tsg"
+
+
+def _ttl(ttl: Any) -> str:
+    return {"fixed": str(ttl.lo), "range": f"{ttl.lo}-{ttl.hi}", "mirror": "mirror"}[ttl.kind]
+
+
+def _ip(style: Any) -> dict[str, Any]:
+    out = {"ttl": _ttl(style.ttl), "ip_id": _field16(style.ip_id), "df": style.df, "window": _field16(style.window)}
+    if "tsg" in (style.ip_id.kind, style.window.kind):
+        out["tsg"] = {"seed_key": style.tsg.seed_key, "seed_max": style.tsg.seed_max}
+    return out
+
+
+def personality_summary(p: Any) -> dict[str, Any]:
+    """The injected packets' fields a personality produces, section by section."""
+    reset, dns, page, residual = p.reset, p.dns, p.blockpage, p.residual
+    return {
+        "name": p.name,
+        "reset": {"flags": reset.flags, "count": reset.count, "targets": reset.targets, "identical": reset.identical,
+                  "seq": reset.seq, "payload": reset.payload.hex(), **_ip(reset.ip)},
+        "dns": {"flags": f"0x{dns.flags:04x}" if dns.flags is not None else "resolver-like",
+                "answer_ttl": dns.answer_ttl, "answers": list(dns.answers), "compression": dns.compression,
+                "mode": dns.mode, **_ip(dns.ip)},
+        "blockpage": {"status": page.status, "location": page.location, "close": page.close, **_ip(page.ip)},
+        "throttle": {"rate_kbps": p.throttle.rate_kbps, "burst_bytes": p.throttle.burst_bytes},
+        "residual": {"scope": residual.scope, "seconds": residual.seconds, "rearm": residual.rearm,
+                     "action": residual.action},
+        "drop_trigger": p.drop_trigger,
+    }
+
+
+def _engine(settings: EngineSettings) -> dict[str, Any]:
+    default = EngineSettings()
+    return {f.name: getattr(settings, f.name) for f in fields(EngineSettings)
+            if getattr(settings, f.name) != getattr(default, f.name)}
+
+
+def _example(ex: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": ex.id, "protocol": ex.protocol, "symptom": ex.symptom}
+    for key in ("target", "port", "client_port", "server_ip", "client_ip", "local_time", "prelude", "rule",
+                "action", "note", "cite"):
+        value = getattr(ex, key)
+        if value not in ("", None):
+            out[key] = value
+    if ex.protocol == "http" or ex.path != "/":
+        out["path"] = ex.path
+    if ex.payloads:
+        out["payload"] = [p.hex() for p in ex.payloads]
+    for key, default in (("payload_random", 0), ("packets", 1), ("quic_version", 1), ("tcp_options", None),
+                         ("tls_record_split", False), ("ech", False)):
+        if getattr(ex, key) != default:
+            out[key] = getattr(ex, key)
+    if ex.expect:
+        out["expect"] = {k: _jsonable(v) for k, v in ex.expect}
+    return out
+
+
+def describe(profile: Any) -> dict[str, Any]:
+    """Everything ``profiles show`` says about ``profile``, as JSON-ready data."""
+    meta = profile.meta
+    rules = []
+    for rule in profile.policy.rules:
+        item: dict[str, Any] = {"id": rule.id, "action": rule.action.value, "technique": rule_technique(rule),
+                                "when": str(rule.when), "reason": rule.reason, "cite": rule.cite}
+        if rule.params:
+            item["params"] = {k: _jsonable(v) for k, v in rule.params}
+        for key in ("observed", "mechanism"):
+            if getattr(rule, key):
+                item[key] = getattr(rule, key)
+        if rule.uncertain:
+            item["uncertain"] = {knob or "rule": why for knob, why in rule.uncertain}
+        rules.append(item)
+    lists = []
+    for listdef in profile.policy.lists.values():
+        item = {"name": listdef.name, "kind": listdef.kind, "entries": len(listdef.entries),
+                "description": listdef.description, "cite": listdef.cite}
+        if listdef.file:
+            item["file"] = f"lists/{Path(listdef.file).name}"
+        if listdef.uncertain:
+            item["uncertain"] = listdef.uncertain
+        lists.append(item)
+    knobs = [{"knob": k.path, "value": _knob_value(k.path, k.value), "cite": k.cite,
+              **({"uncertain": k.uncertain} if k.uncertain else {})} for k in profile.knobs]
+    uncertainties = ([f"profile: {meta.uncertain}"] if meta.uncertain else [])
+    uncertainties += [f"list {d.name}: {d.uncertain}" for d in profile.policy.lists.values() if d.uncertain]
+    uncertainties += [f"rule {r.id}{'.' + knob if knob else ''}: {why}" for r in profile.policy.rules
+                      for knob, why in r.uncertain]
+    uncertainties += [f"{k.path}: {k.uncertain}" for k in profile.knobs if k.uncertain]
+    return {
+        "name": profile.name,
+        "title": meta.title,
+        "country": meta.country,
+        "operator": meta.operator,
+        "observed": meta.observed,
+        "timezone": meta.timezone or "UTC",
+        "description": " ".join(meta.description.split()),
+        "cite": list(meta.cite),
+        "techniques": techniques(profile),
+        "engine": _engine(profile.engine),
+        "rules": rules,
+        "lists": lists,
+        "personality": {"summary": personality_summary(profile.personality), "knobs": knobs,
+                        "also_observed": [{"preset": a.preset, "cite": a.cite, **({"note": a.note} if a.note else {})}
+                                          for a in profile.also_observed]},
+        "examples": {outcome: [_example(e) for e in profile.examples if e.outcome == outcome]
+                     for outcome in ("blocked", "allowed")},
+        "uncertainties": [" ".join(u.split()) for u in uncertainties],
+        "provenance_gaps": profile.provenance_gaps(),
+    }
+
+
+__all__ = ["describe", "personality_summary", "rule_technique", "techniques"]

@@ -1,0 +1,109 @@
+"""``chokepoint profiles``: the bundled country profiles, listed and shown (thin: the data comes from
+``chokepoint.policy.describe``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from chokepoint.policy import PolicyError, list_profiles, load_profile
+from chokepoint.policy.describe import describe
+
+profiles_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                           help="Country profiles: what each censor blocks, how it acts, where the facts come from.")
+EXIT_POLICY = 1
+
+
+def _out() -> Console:
+    return Console(soft_wrap=True, highlight=False)
+
+
+def _load(name: str):
+    try:
+        return load_profile(name)
+    except PolicyError as exc:
+        Console(stderr=True, soft_wrap=True).print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_POLICY) from None
+
+
+@profiles_app.command("list")
+def list_cmd() -> None:
+    """One line per bundled profile: name, country, observed, rules, techniques."""
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("name", "country", "observed", "rules", "techniques"):
+        table.add_column(column, no_wrap=column != "techniques")
+    for name in list_profiles():
+        d = describe(_load(name))
+        table.add_row(name, d["country"], d["observed"], str(len(d["rules"])), ", ".join(d["techniques"]))
+    _out().print(table)
+
+
+@profiles_app.command("show")
+def show_cmd(
+    name: str = typer.Argument(..., help="a bundled profile name, or a profile file"),
+    as_json: bool = typer.Option(False, "--json", help="print the description as JSON"),
+) -> None:
+    """Behaviours, dates, citations, uncertainties and example targets of one profile."""
+    d = describe(_load(name))
+    if as_json:
+        typer.echo(json.dumps(d, indent=2, ensure_ascii=False))
+        return
+    _out().print(render_text(d), markup=False)
+
+
+def render_text(d: dict[str, Any]) -> str:
+    """The description as plain text for a terminal."""
+    lines = [f"{d['name']}: {d['title']}",
+             f"  country {d['country']}" + (f", operator {d['operator']}" if d["operator"] else ""),
+             f"  observed {d['observed']}, clock {d['timezone']}", "", _wrap(d["description"], 2), "",
+             "Techniques: " + ", ".join(d["techniques"]), "", "Rules:"]
+    for rule in d["rules"]:
+        lines.append(f"  {rule['id']} [{rule['action']}] {rule['technique']}"
+                     + (f" (observed {rule['observed']})" if "observed" in rule else ""))
+        lines.append(f"    when: {rule['when']}")
+        if "params" in rule:
+            lines.append(f"    params: {json.dumps(rule['params'], ensure_ascii=False)}")
+        if "mechanism" in rule:
+            lines.append(f"    mechanism: {rule['mechanism']} (documented, not enforced)")
+        lines.append(f"    cite: {rule['cite']}")
+    summary = d["personality"]["summary"]
+    lines += ["", f"Personality: {summary['name']}",
+              f"  reset: {summary['reset']['count']}x {summary['reset']['flags']} to {summary['reset']['targets']}, "
+              f"TTL {summary['reset']['ttl']}, IP ID {summary['reset']['ip_id']}, DF {summary['reset']['df']}, "
+              f"window {summary['reset']['window']}" + (f", payload {summary['reset']['payload']}"
+                                                         if summary['reset']['payload'] else ""),
+              f"  dns: flags {summary['dns']['flags']}, TTL {summary['dns']['answer_ttl']}, "
+              f"compression {summary['dns']['compression']}, {summary['dns']['mode']}",
+              f"  residual: {summary['residual']['seconds']:g} s on {summary['residual']['scope']}"
+              + (" (re-armed)" if summary["residual"]["rearm"] else "")]
+    for knob in d["personality"]["knobs"]:
+        lines.append(f"  {knob['knob']} = {knob['value']}: {knob['cite']}")
+    for also in d["personality"]["also_observed"]:
+        lines.append(f"  also observed: {also['preset']}: {also['cite']}")
+    lines += ["", "Lists:"]
+    lines += [f"  {item['name']} ({item['kind']}, {item['entries']} entries): {item['cite']}" for item in d["lists"]]
+    for outcome in ("blocked", "allowed"):
+        lines += ["", f"Examples ({outcome}):"]
+        for ex in d["examples"][outcome]:
+            target = ex.get("target") or f"{ex['protocol']} payload"
+            where = f":{ex['port']}" if "port" in ex else ""
+            lines.append(f"  {ex['id']}: {ex['protocol']} {target}{where} -> {ex['symptom']}"
+                         + (f" [{ex['rule']}]" if "rule" in ex else "") + (f"; {ex['note']}" if "note" in ex else ""))
+    lines += ["", "Citations:"] + [f"  - {c}" for c in d["cite"]]
+    lines += ["", "Uncertain (encoded as knobs, not as fact):"] + [f"  - {u}" for u in d["uncertainties"]]
+    if d["provenance_gaps"]:
+        lines += ["", "Missing citations:"] + [f"  - {g}" for g in d["provenance_gaps"]]
+    return "\n".join(lines)
+
+
+def _wrap(text: str, indent: int, width: int = 100) -> str:
+    import textwrap
+
+    return textwrap.fill(text, width=width, initial_indent=" " * indent, subsequent_indent=" " * indent)
+
+
+__all__ = ["profiles_app", "render_text"]

@@ -1,0 +1,102 @@
+"""The catalogue of profiles: the ones the issue asks for exist and cite everything, uncertainties are
+shown, ``chokepoint profiles list/show`` print the data, and docs/profiles.md is generated from it (this
+test fails when the committed file is stale)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from chokepoint import profiles_doc
+from chokepoint.cli import app
+from chokepoint.policy.describe import describe
+from chokepoint.policy.profile import BUNDLED_DIR, list_profiles, load_profile
+
+REQUIRED = ("gfw-2023", "gfw-2025", "henan", "iran", "russia-tspu", "turkmenistan", "kazakhstan-2019", "myanmar",
+            "tsg", "pakistan", "belarus-2020", "gfw", "demo")
+runner = CliRunner()
+
+
+def test_required_profiles_are_bundled() -> None:
+    assert set(REQUIRED) <= set(list_profiles())
+
+
+@pytest.mark.parametrize("name", list_profiles())
+def test_every_rule_list_and_knob_is_cited(name: str) -> None:
+    profile = load_profile(name)
+    assert profile.provenance_gaps() == []
+    assert profile.meta.cite and profile.meta.observed and profile.meta.description and profile.meta.title
+    assert profile.policy.rules and all(rule.cite and rule.reason for rule in profile.policy.rules)
+    assert all(d.cite for d in profile.policy.lists.values())
+    assert all(k.cite for k in profile.knobs)
+    assert all(a.cite for a in profile.also_observed)
+
+
+@pytest.mark.parametrize("name", [n for n in REQUIRED if n not in ("gfw", "demo")])
+def test_country_profiles_have_a_personality_a_clock_and_state_their_doubts(name: str) -> None:
+    profile = load_profile(name)
+    assert profile.meta.timezone or profile.meta.country == "XX"
+    d = describe(profile)
+    assert d["uncertainties"], "every country profile says what is not verified"
+    if name != "kazakhstan-2019":   # interception has no injected packets: no personality to cite
+        assert profile.knobs
+
+
+def test_list_files_have_a_header_citing_their_source() -> None:
+    for path in sorted((BUNDLED_DIR / "lists").glob("*.txt")):
+        head = path.read_text(encoding="utf-8").splitlines()[0]
+        assert head.startswith("# "), path.name
+    referenced = {Path(d.file).name for n in list_profiles() for d in load_profile(n).policy.lists.values() if d.file}
+    assert referenced == {p.name for p in (BUNDLED_DIR / "lists").glob("*.txt")}, "no orphan list files"
+
+
+def test_profiles_list_prints_every_profile_with_its_techniques() -> None:
+    result = runner.invoke(app, ["profiles", "list"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    for name in list_profiles():
+        assert name in result.output
+    assert "QUIC SNI drop" in result.output and "TLS SNI throttle" in result.output
+    assert "2021-11/2023-03" in result.output
+
+
+def test_profiles_show_text_states_uncertainties_and_examples() -> None:
+    result = runner.invoke(app, ["profiles", "show", "gfw-2023"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "Uncertain (encoded as knobs, not as fact):" in out
+    assert "0.26 is the brief's figure" in out
+    assert "Examples (blocked):" in out and "fet-random" in out and "-> generic_timeout_error" in out
+    assert "Examples (allowed):" in out and "sni-fragmented-records" in out
+    assert "Wu, Sippe, Sivakumar" in out and "observed 2021-11/2023-03" in out
+    kz = runner.invoke(app, ["profiles", "show", "kazakhstan-2019"], env={"COLUMNS": "250"}).output
+    assert "mechanism: tls-intercept (documented, not enforced)" in kz
+
+
+def test_profiles_show_json_is_describe() -> None:
+    result = runner.invoke(app, ["profiles", "show", "russia-tspu", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data == json.loads(json.dumps(describe(load_profile("russia-tspu"))))
+    assert data["examples"]["blocked"][0]["symptom"] == "throttled"
+    rules = {r["id"]: r for r in data["rules"]}
+    assert rules["tspu-twitter-throttle"]["params"] == {"rate_kbps": 140}
+    assert "rate_kbps" in rules["tspu-twitter-throttle"]["uncertain"]
+
+
+def test_profiles_show_unknown_name_fails_cleanly() -> None:
+    result = runner.invoke(app, ["profiles", "show", "atlantis"])
+    assert result.exit_code == 1 and "no bundled profile 'atlantis'" in result.output
+
+
+def test_docs_profiles_md_is_current() -> None:
+    doc = profiles_doc.DOC
+    assert doc.is_file(), "generate it: python -m chokepoint.profiles_doc --write"
+    assert doc.read_text(encoding="utf-8") == profiles_doc.render(), \
+        "docs/profiles.md is stale: python -m chokepoint.profiles_doc --write"
+    assert profiles_doc.main(["--check"]) == 0
+    text = doc.read_text(encoding="utf-8")
+    for name in list_profiles():
+        assert f"## {name}: " in text
