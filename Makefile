@@ -28,6 +28,7 @@ bench: setup
 	$(PY) bench/engine_throughput.py
 	$(PY) bench/policy_compile.py
 	$(PY) bench/ndpi_agreement.py
+	$(PY) bench/lab_throughput.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

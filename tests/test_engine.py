@@ -158,3 +158,26 @@ def test_flows_expire_by_packet_time():
         ended += engine.process(decoder.decode(Frame(ts, RAW, data, len(data), i)))
     assert [f.client_port for f in ended] == [5000]
     assert ended[0].end_reason == "timeout"
+
+
+def test_dns_forge_answers_every_query_on_one_socket():
+    """glibc sends A and AAAA back to back from one socket; each query is a decision of its own."""
+    import dns.message
+
+    rules = ("lists:\n  blocked: {kind: domain, items: [blocked.test]}\nrules:\n  - id: forge\n"
+             "    action: dns-forge\n    when: {dns.qname: {in_list: blocked}}\n")
+    prof = profile(rules)
+    a = dns.message.make_query("blocked.test", "A", id=1).to_wire()
+    aaaa = dns.message.make_query("blocked.test", "AAAA", id=2).to_wire()
+    answer = dns.message.make_response(dns.message.from_wire(a)).to_wire()
+    packets = [(0.0, build.ipv4_udp(C, S, 5353 + 30000, 53, a)),
+               (0.01, build.ipv4_udp(S, C, 53, 5353 + 30000, answer)),
+               (0.02, build.ipv4_udp(C, S, 5353 + 30000, 53, aaaa))]
+    decoder = Decoder()
+    engine = Engine(prof)
+    decided = []
+    for i, (ts, data) in enumerate(packets, 1):
+        step = engine.step(decoder.decode(Frame(ts, RAW, data, len(data), i)))
+        decided.append(step.decided_now)
+    assert decided == [True, False, True]
+    assert step.flow.inspecting

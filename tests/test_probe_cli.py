@@ -127,3 +127,14 @@ def test_probe_inside_the_real_lab(lab_guard, tmp_path):
     assert "http-diff" in {t["technique"] for t in tk.x_chokepoint.techniques}
     blockpage = next(r for r in tk.requests if r.response is not None and r.response.code == 403)
     assert blockpage.response.body_bytes == b"Blocked by the demo censor."
+
+
+def test_a_closed_pipe_is_not_a_traceback(lab):
+    """`chokepoint probe A B | true`: the reader is gone (closed before the interpreter has even started, so
+    before the first write); the probe stops quietly."""
+    args = [sys.executable, "-m", "chokepoint.cli", "probe", f"http://site.test:{lab.http_port}/",
+            f"http://site.test:{lab.http_port}/x", *loopback_args(lab, "--tests", "dns,http")]
+    producer = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    producer.stdout.close()
+    _, stderr = producer.communicate(timeout=RUN_TIMEOUT)
+    assert producer.returncode == 0 and b"Traceback" not in stderr and b"BrokenPipe" not in stderr

@@ -26,7 +26,7 @@ from chokepoint.probe.detect_cli import detect_cmd
 from chokepoint.probe_cli import probe_cmd
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Chokepoint: emulate national censorship gateways (offline over captures).")
+                  help="Chokepoint: emulate national censorship gateways — offline over captures, inline and on-path in a namespace lab — and probe, classify and attribute what they do.")
 err = Console(stderr=True, soft_wrap=True)
 app.add_typer(lab_app, name="lab")
 app.add_typer(profiles_app, name="profiles")

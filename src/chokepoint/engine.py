@@ -55,6 +55,11 @@ def _facts_seen(facts) -> tuple:
             facts.tls_server)
 
 
+def facts_is_query(facts) -> bool:
+    """The newest DNS message of the flow is a query (not a response)."""
+    return bool(facts.dns) and not facts.dns[-1].is_response
+
+
 class Engine:
     def __init__(self, profile, *, rng: random.Random | None = None) -> None:
         self.profile = profile
@@ -98,10 +103,7 @@ class Engine:
             flow.update_tcp(pkt, direction)
             if flow.closed != was_closed:
                 self.table.reclassify(flow)
-        decided_now = False
-        if flow.inspecting:
-            self._inspect(flow, pkt, direction)
-            decided_now = flow.verdict is not None
+        decided_now = self._inspect(flow, pkt, direction) if flow.inspecting else False
         return Step(flow, direction, decided_now, ended, forwarded)
 
     def process(self, pkt: Packet) -> list[Flow]:
@@ -118,7 +120,8 @@ class Engine:
         yield from self.finish()
 
     # -- inspection ------------------------------------------------------------------------------
-    def _inspect(self, flow: Flow, pkt: Packet, direction: int) -> None:
+    def _inspect(self, flow: Flow, pkt: Packet, direction: int) -> bool:
+        """Dissect and decide; True when a terminal verdict was reached on this packet."""
         s = self.settings
         if flow.inspected_pkts[direction] >= s.inspect_max_packets or \
                 flow.inspected_bytes[direction] >= s.inspect_max_bytes:
@@ -127,7 +130,7 @@ class Engine:
                     flow.inspected_bytes[other] >= s.inspect_max_bytes:
                 flow.inspecting = False
                 self.counters["flows_budget_spent"] += 1
-            return
+            return False
         flow.inspected_pkts[direction] += 1
         flow.inspected_bytes[direction] += len(pkt.payload)
         facts = flow.facts
@@ -154,7 +157,8 @@ class Engine:
         seen = _facts_seen(facts)
         if seen != flow.state.get(_SEEN) or flow.inspected_pkts[direction] == 1 or recheck:
             flow.state[_SEEN] = seen
-            self._decide(flow, pkt, direction)
+            return self._decide(flow, pkt, direction)
+        return False
 
     def _tcp_bytes(self, flow: Flow, pkt: Packet, direction: int) -> None:
         s = self.settings
@@ -180,7 +184,7 @@ class Engine:
             data = payload  # this censor looks at one segment at a time
         dispatch.on_tcp_data(flow.facts, direction, data, flow.server_port)
 
-    def _decide(self, flow: Flow, pkt: Packet, direction: int) -> None:
+    def _decide(self, flow: Flow, pkt: Packet, direction: int) -> bool:
         inp = self.match_input(flow, pkt, direction, utc_offset_s=self._utc_offset_s)
         for verdict in self.policy.evaluate(inp):
             verdict = replace(verdict, packet_index=pkt.index, direction=DIRECTION_NAMES[direction])
@@ -197,9 +201,19 @@ class Engine:
                     spared.add(verdict.rule_id)
                     self.counters["verdicts_spared_by_probability"] += 1
                     continue
+            if verdict.action is Action.DNS_FORGE and flow.proto == UDP:
+                # Forged per query, as the GFW's injectors do: only a client's query triggers, and the flow
+                # stays inspected so the next query on the same socket (glibc's AAAA after A) is answered too.
+                if direction != C2S or not facts_is_query(flow.facts):
+                    return False
+                flow.verdict = verdict
+                self.counters[f"verdict:{verdict.action.value}"] += 1
+                return True
             flow.verdict = verdict
             flow.inspecting = False
             self.counters[f"verdict:{verdict.action.value}"] += 1
+            return True
+        return False
 
     @staticmethod
     def match_input(flow: Flow, pkt: Packet, direction: int, *, utc_offset_s: int = 0) -> MatchInput:

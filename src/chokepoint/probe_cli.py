@@ -7,8 +7,8 @@ per target on stderr.
 censor, trusts the lab CA, and uses the control resolver 198.18.9.1 outside the censor's path.
 
 Exit codes: 0 every target was measured (whatever the measurement says); 2 bad usage (a bad target, test
-name or address: nothing was measured); 4 ``--lab`` but no lab is up; 5 ``--lab`` without root, or the
-namespace could not be entered; 130 interrupted.
+name or address: nothing was measured); 4 ``--lab`` but no lab is up; 5 ``--lab`` without root, the
+namespace could not be entered, or the output could not be written; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _fail(code: int, message: str) -> typer.Exit:
 
 
 def probe_cmd(
-    targets: list[str] = typer.Argument(..., help="URLs (http:// or https://) or bare hosts (measured as https://HOST/)"),
+    targets: list[str] = typer.Argument(..., help="http(s) URLs, or bare hosts (measured as https://HOST/)"),
     lab: bool = typer.Option(False, "--lab", help="run inside the lab's client namespace (root; re-executes there)"),
     tests: str = typer.Option("default", "--tests", "-t",
                               help="comma list of dns,tcp,tls,http,quic,fet,throughput,residual; 'all'; 'default' "
@@ -128,8 +128,8 @@ def _child_argv(output: Path | None) -> list[str]:
             out.append(f"--output={Path(arg.split('=', 1)[1]).resolve()}")
             continue
         out.append(arg)
-    if "probe" not in out:
-        raise typer.Exit(EXIT_USAGE)
+    if "probe" not in out:  # not started as `chokepoint probe ...`: the arguments cannot be replayed
+        raise _fail(EXIT_USAGE, "--lab needs the command line `chokepoint probe ... --lab`")
     return [sys.executable, "-m", "chokepoint.cli", *out, "--in-lab"]
 
 
@@ -177,8 +177,14 @@ def _run(targets: list[str], config, output: Path | None) -> None:
     try:
         for target in targets:
             measurement = run(target, config)
-            stream.write(measurement.dumps() + "\n")
-            stream.flush()
+            try:
+                stream.write(measurement.dumps() + "\n")
+                stream.flush()
+            except BrokenPipeError:  # `chokepoint probe ... | head`: the reader left, stop quietly
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return
+            except OSError as exc:
+                raise _fail(EXIT_SYSTEM, f"cannot write the measurement of {target}: {exc.strerror or exc}")
             err.print(_summary(measurement), markup=False)
     except ProbeError as exc:
         raise _fail(EXIT_USAGE, str(exc))

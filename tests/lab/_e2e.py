@@ -88,7 +88,8 @@ def write_profile(directory: Path, name: str, rules: str, personality: str = "")
 
 # ------------------------------------------------------------------------------------------ tcpdump output
 
-#: ``tcpdump -nn -v -tt`` prints one IPv4 header line, then the transport line (indented).
+#: ``tcpdump -nn -S -v -tt`` prints one IPv4 header line, then the transport line (indented); ``-S``: absolute
+#: TCP sequence numbers.
 _IP_LINE = re.compile(r"^(?P<t>\d+\.\d+) IP \(tos \S+, ttl (?P<ttl>\d+), id (?P<id>\d+), offset \d+, "
                       r"flags \[(?P<ipflags>[^\]]*)\], proto (?P<proto>\w+) \(\d+\), length (?P<length>\d+)")
 _ADDR = r"\d+\.\d+\.\d+\.\d+"
@@ -123,7 +124,7 @@ class Seen:
 
 
 def parse_tcpdump(text: str) -> list[Seen]:
-    """The IPv4 packets in ``tcpdump -nn -v -tt`` output (other lines are skipped)."""
+    """The IPv4 packets in ``tcpdump -nn -S -v -tt`` output (other lines are skipped)."""
     out: list[Seen] = []
     lines = text.splitlines()
     for header, body in zip(lines, lines[1:]):
@@ -379,9 +380,11 @@ class LabRun:
         return self.python(DNS_ALL_ANSWERS, server, name, qtype, str(wait))
 
     def openssl(self, address: str, servername: str, timeout: float = 5) -> tuple[int, str]:
-        """``openssl s_client -servername NAME`` (verifying against the client's CA bundle): exit code, output."""
+        """``openssl s_client -servername NAME`` (verifying against the client's CA bundle) sending one HTTP
+        request and reading until the server closes (``-ign_eof``): exit code, output."""
+        request = f"GET / HTTP/1.1\r\nHost: {servername}\r\nConnection: close\r\n\r\n".encode()
         proc = self.run(["openssl", "s_client", "-connect", f"{address}:443", "-servername", servername,
-                         "-verify_return_error", "-brief"], timeout=timeout, input=b"")
+                         "-verify_return_error", "-brief", "-ign_eof"], timeout=timeout, input=request)
         return proc.returncode, (proc.stdout + proc.stderr).decode("utf-8", "replace")
 
     def h3_get(self, address: str, sni: str, timeout: float = 2.0) -> dict[str, Any]:
@@ -399,7 +402,7 @@ class LabRun:
     @contextmanager
     def capture(self, bpf: str, *, netns: str = CLIENT_NS, iface: str = "cl0") -> Iterator[Capture]:
         """tcpdump on ``iface`` in ``netns`` while the block runs; ``Capture.packets`` is filled at its end."""
-        argv = system.in_netns(["tcpdump", "-i", iface, "-nn", "-v", "-tt", "-l", *bpf.split()], netns)
+        argv = system.in_netns(["tcpdump", "-i", iface, "-nn", "-S", "-v", "-tt", "-l", *bpf.split()], netns)
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         result = Capture(netns, iface)
         try:

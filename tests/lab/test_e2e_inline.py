@@ -16,9 +16,11 @@ import time
 
 import pytest
 
+from chokepoint.lab.state import LabState
+
 from ._e2e import (CLIENT_HELLO, CLIENT_IP, CONTROL_DNS, CURL_CONNECT, CURL_OK, CURL_RECV, CURL_TIMEOUT,
                    CURL_TLS_CONNECT, DEFAULT_A, LAB_DNS, ORIGIN_MARKER, LabRun, all_left_behind, running_lab, session)
-from ._lab import run_cli
+from ._lab import foreign, run_cli
 
 RULES = """
 - id: reset-host
@@ -94,7 +96,7 @@ class TestInline:
         no_sni = lab.curl("https://198.19.0.11/")             # an IP URL: curl sends no SNI
         assert origin(no_sni), no_sni
         code, out = lab.openssl("198.19.0.11", "allowed.test")
-        assert code == 0 and "Verification: OK" in out and "CN = allowed.test" in out, out
+        assert code == 0 and "Verification: OK" in out and "CN = allowed.test" in out and ORIGIN_MARKER in out, out
         assert "198.19.0.10" in lab.dig(LAB_DNS, "allowed.test").split()
         assert lab.h3_get("198.19.0.18", "allowed.test") == {"outcome": "ok", "status": 200, "origin": True}
         assert lab.actions() == [], "nothing allowed may be acted on"
@@ -122,7 +124,7 @@ class TestInline:
         code, out = lab.openssl("198.19.0.19", "blocked.test")
         assert code != 0 and "errno=104" in out, out          # ECONNRESET during the handshake
         code, out = lab.openssl("198.19.0.19", "allowed.test")
-        assert code == 0 and "Verification: OK" in out, out
+        assert code == 0 and "Verification: OK" in out and ORIGIN_MARKER in out, out
 
     def test_dns_forge_replaces_the_answer(self, inline_lab: LabRun):
         lab = inline_lab
@@ -244,12 +246,12 @@ def test_probabilistic_rule_is_deterministic_for_a_seed(tmp_path):
         try:
             up = run_cli("lab", "up", "--profile", str(tmp_path / "e2e-coin.yaml"), "--seed", str(SEED))
             assert up.returncode == 0, up.stderr
-            from chokepoint.lab.state import LabState
             again = coin_outcomes(LabRun(LabState.load(), tmp_path / "e2e-coin.yaml", "inline"))
         finally:
-            down = run_cli("lab", "down")
+            down = run_cli("lab", "down", *[arg for ns in foreign() for arg in ("--keep", ns)])
             assert down.returncode == 0, down.stderr
-        assert all_left_behind() == {k: [] for k in all_left_behind()}
+        left = all_left_behind()
+        assert not any(left.values()), left
     assert set(first) == {"reset", "ok"}, first                 # a real coin, not always one side
     assert spared == first.count("ok")
     assert again == first

@@ -105,6 +105,16 @@ def test_dns_nxdomain(lab, servers):
     roundtrip(m)
 
 
+def test_dns_only_run(lab, servers):
+    liar = servers(LyingDns({"blocked.test": DnsBehaviour(rcode=3)}))
+    m = run(f"https://blocked.test:{lab.https_port}/", config(lab, tests={"dns"}, resolver=liar.address))
+    tk = keys(m)
+    assert (tk["blocking"], tk["accessible"]) == ("dns", False)
+    assert tk["tcp_connect"] == [] and tk["control"]["tcp_connect"] == {}
+    assert tk["control"]["http_request"]["failure"].startswith("unknown_failure: not measured")
+    assert liar.queries == 2  # A and AAAA from the stub; nothing else touched the lying resolver
+
+
 def test_dns_bogon(lab, servers):
     liar = servers(LyingDns({"blocked.test": DnsBehaviour(a=("127.0.0.2",))}))
     m = run(f"http://blocked.test:{lab.http_port}/", config(lab, tests={"dns", "tcp", "http"}, resolver=liar.address))
@@ -272,9 +282,11 @@ def test_keys_match_ooni_measurements(lab):
         ooni_keys = set(ooni["test_keys"][section][0])
         ours_keys = set(ours["test_keys"][section][0])
         assert ooni_keys - ours_keys == set(), section
-    assert set(ooni["test_keys"]["requests"][0]["request"]) - {"tor"} <= set(ours["test_keys"]["requests"][0]["request"])
+    ours_request = set(ours["test_keys"]["requests"][0]["request"])
+    assert set(ooni["test_keys"]["requests"][0]["request"]) - {"tor"} <= ours_request
     assert set(ooni["test_keys"]["control"]) - {"http3_request"} <= set(ours["test_keys"]["control"])
-    assert set(ooni["test_keys"]["x_control_request"]) - {"x_quic_enabled"} <= set(ours["test_keys"]["x_control_request"])
+    ours_control_request = set(ours["test_keys"]["x_control_request"])
+    assert set(ooni["test_keys"]["x_control_request"]) - {"x_quic_enabled"} <= ours_control_request
     for entry in ours["test_keys"]["tcp_connect"] + ours["test_keys"]["tls_handshakes"] + ours["test_keys"]["requests"]:
         assert any(t.startswith("depth=") for t in entry["tags"]) and any(t.startswith("fetch_body=")
                                                                           for t in entry["tags"])
@@ -302,7 +314,8 @@ def test_parse_tests_and_config_validation(lab):
     for bad in ("", "dns,smtp"):
         with pytest.raises(ProbeError):
             parse_tests(bad)
-    for kwargs in ({"tests": frozenset({"smtp"})}, {"timeout": 0}, {"echo_port": 0}, {"control_host": "1.2.3.4"}):
+    for kwargs in ({"tests": frozenset({"smtp"})}, {"timeout": 0}, {"echo_port": 0}, {"control_host": "1.2.3.4"},
+                   {"control_host": "Control.Test"}, {"control_host": "a b"}):
         with pytest.raises(ProbeError):
             ProbeConfig(**kwargs)
     lab_defaults = lab_config()

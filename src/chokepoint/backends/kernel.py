@@ -56,6 +56,17 @@ timer in the kernel (Iran, Bock et al. FOCI 2020).
 egress interface. The lab kernel has only ``htb``/``tbf``/``pfifo``/``bfifo`` and the ``u32``/``bpf``
 classifiers (no ``netem``, no ``fw``, no u32 mark key), so **delay** is done in user space by the inline
 backend.
+
+**Interception** (only when the profile has ``tls-intercept`` rules, inline mode): the client side's new TCP
+connections to the ports (and destinations) those rules can match are redirected to the intercept proxy
+(:mod:`chokepoint.backends.intercept`) listening in the censor namespace, IPv4 and IPv6 alike::
+
+    -t nat -A PREROUTING -i ce0 -j CHOKEPOINT_TLS
+    -t nat -A CHOKEPOINT_TLS -p tcp [-d CIDR] --dport 443 -j REDIRECT --to-ports 14443
+
+``nat`` sees only a connection's first packet; a redirected connection is delivered locally (INPUT), so it
+never reaches the ``FORWARD`` fast path or the queue, and the proxy's own connection to the server leaves
+through ``OUTPUT``. The proxy reads the original destination with ``SO_ORIGINAL_DST``.
 """
 
 from __future__ import annotations
@@ -108,6 +119,8 @@ TABLE = "chokepoint"
 RESIDUAL_CHAIN = "residual"
 RESIDUAL_PRIORITY = -160         # before iptables' mangle (-150): offloaded flows are caught too
 
+NAT_CHAIN = "CHOKEPOINT_TLS"
+
 SCOPES = {"3-tuple": "3t", "4-tuple": "4t", "server": "sv", "client-server": "cs"}
 ACTIONS = ("drop", "reset")
 
@@ -151,6 +164,27 @@ def iptables_rules(queue_num: int = 0, *, fail_closed: bool = False) -> list[lis
         ["-m", "mark", "!", "--mark", f"0x0/{STATE_MASK:#x}", "-j", "ACCEPT"],
         queue,
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """Which client-side TCP connections go to the intercept proxy: server ``ports`` (inclusive ranges) and
+    ``destinations`` (CIDRs; empty: any), redirected to ``listen_port`` in the censor namespace."""
+
+    listen_port: int
+    ports: tuple[tuple[int, int], ...] = ((443, 443),)
+    destinations: tuple[str, ...] = ()
+
+
+def redirect_rules(redirect: Redirect, *, v6: bool = False) -> list[list[str]]:
+    """The ``CHOKEPOINT_TLS`` rules of one IP version (none when every destination is of the other one)."""
+    if redirect.destinations:
+        dests: list[str | None] = [d for d in redirect.destinations if (":" in d) == v6]
+    else:
+        dests = [None]
+    return [["-p", "tcp", *(["-d", dest] if dest else []), "--dport", str(lo) if lo == hi else f"{lo}:{hi}",
+             "-j", "REDIRECT", "--to-ports", str(redirect.listen_port)]
+            for dest in dests for lo, hi in redirect.ports]
 
 
 # -- residual sets ----------------------------------------------------------------------------------------
@@ -246,11 +280,12 @@ class KernelProgram:
     """The kernel side of one censor: install/remove the fast path, add residual entries, shape flows."""
 
     def __init__(self, netns: str | None = None, *, queue_num: int = 0, fail_closed: bool = False,
-                 client_iface: str = "ce0", server_iface: str = "ce1") -> None:
+                 client_iface: str = "ce0", server_iface: str = "ce1", redirect: Redirect | None = None) -> None:
         self.netns = netns
         self.queue_num = queue_num
         self.fail_closed = fail_closed
         self.ifaces = (client_iface, server_iface)
+        self.redirect = redirect           # set before install(): connections for the intercept proxy
         self._residual_sets: set[str] = set()
         self._shaping = _Shaping()
 
@@ -261,6 +296,8 @@ class KernelProgram:
         if inline:
             for v6 in (False, True):
                 self._iptables_restore(v6)
+                if self.redirect is not None:
+                    self._nat_restore(v6)
         system.nft({"nftables": self._table_commands()}, self.netns)
 
     def remove(self) -> None:
@@ -270,6 +307,11 @@ class KernelProgram:
             system.iptables(["-t", "mangle", "-D", "FORWARD", "-j", CHAIN], self.netns, v6, check=False)
             system.iptables(["-t", "mangle", "-F", CHAIN], self.netns, v6, check=False)
             system.iptables(["-t", "mangle", "-X", CHAIN], self.netns, v6, check=False)
+            if system.iptables(["-t", "nat", "-S", NAT_CHAIN], self.netns, v6, check=False).returncode == 0:
+                system.iptables(["-t", "nat", "-D", "PREROUTING", "-i", self.ifaces[0], "-j", NAT_CHAIN],
+                                self.netns, v6, check=False)
+                system.iptables(["-t", "nat", "-F", NAT_CHAIN], self.netns, v6, check=False)
+                system.iptables(["-t", "nat", "-X", NAT_CHAIN], self.netns, v6, check=False)
         table = {"family": "inet", "name": TABLE}
         # "add" then "delete" in one transaction: deleting works whether or not the table existed.
         system.nft({"nftables": [{"add": {"table": table}}, {"delete": {"table": table}}]}, self.netns)
@@ -285,6 +327,18 @@ class KernelProgram:
         lines.append("COMMIT")
         tool = "ip6tables-restore" if v6 else "iptables-restore"
         system.run([tool, "-w", "--noflush"], netns=self.netns, input=("\n".join(lines) + "\n").encode())
+
+    def _nat_restore(self, v6: bool) -> None:
+        lines = ["*nat", f":{NAT_CHAIN} - [0:0]", f"-A PREROUTING -i {self.ifaces[0]} -j {NAT_CHAIN}"]
+        lines += [" ".join(["-A", NAT_CHAIN, *rule]) for rule in redirect_rules(self.redirect, v6=v6)]
+        lines.append("COMMIT")
+        tool = "ip6tables-restore" if v6 else "iptables-restore"
+        system.run([tool, "-w", "--noflush"], netns=self.netns, input=("\n".join(lines) + "\n").encode())
+
+    def nat_listing(self, v6: bool = False) -> str:
+        """``iptables -t nat -S`` (empty when the table does not exist)."""
+        proc = system.iptables(["-t", "nat", "-S"], self.netns, v6, check=False)
+        return proc.stdout.decode() if proc.returncode == 0 else ""
 
     def _table_commands(self) -> list[dict[str, Any]]:
         return [{"add": {"table": {"family": "inet", "name": TABLE}}}]
@@ -387,5 +441,6 @@ class KernelProgram:
 
 
 __all__ = ["ACTIONS", "BLOCK_C2S_ONLY", "BLOCK_S2C_ONLY", "CHAIN", "CLASS_MASK", "FAST_PATH", "CLASS_SHIFT", "KernelProgram",
-           "MARK_BLOCK", "MARK_OFFLOAD", "MARK_SHAPED", "PASS_ONCE", "ResidualKey", "SAVED_MASK", "SCOPES",
-           "STATE_MASK", "TABLE", "iptables_rules", "mark", "residual_rules", "set_name"]
+           "MARK_BLOCK", "MARK_OFFLOAD", "MARK_SHAPED", "NAT_CHAIN", "PASS_ONCE", "Redirect", "ResidualKey",
+           "SAVED_MASK", "SCOPES", "STATE_MASK", "TABLE", "iptables_rules", "mark", "redirect_rules",
+           "residual_rules", "set_name"]

@@ -237,6 +237,13 @@ class InlineBackend:
             except (CommandError, ValueError) as exc:
                 self._error("residual_errors", exc)
         injected = censor.inject(plan)
+        if plan.flow_action == "inspect":  # decided per message (DNS over UDP): the flow stays in user space
+            if plan.drop_trigger:
+                self._drop(nfpkt)
+            else:
+                self._accept(nfpkt)
+            censor.record_action(decision, injected, trigger_dropped=bool(plan.drop_trigger), kernel=kernel)
+            return
         state = FlowKernelState(MARK_OFFLOAD)
         direction = plan.drop_direction or "both"
         if plan.flow_action == "drop":

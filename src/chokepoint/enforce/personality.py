@@ -645,23 +645,28 @@ def parse_personality(raw: Mapping[str, Any] | None, *, defaults: Personality = 
 #: ICMP code (v4) -> the ICMPv6 destination-unreachable code with the same meaning (RFC 4443 §3.1).
 _CODE6 = {0: 0, 1: 3, 3: 4, 9: 1, 10: 1, 13: 1}
 #: Rule params the engine or the planner read themselves.
-_PASS_THROUGH = frozenset({"probability", "direction"})
+_PASS_THROUGH = frozenset({"probability", "direction", "injector"})
 
 
-def effective(personality: Personality, params: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> Personality:
+def effective(personality: Personality, params: Mapping[str, Any] | Sequence[tuple[str, Any]], *,
+              marks: Any = None, path: Path = ("params",)) -> Personality:
     """``personality`` with a verdict's rule params applied (``Verdict.params`` or a mapping).
 
-    count/flags/targets -> reset; answers/ttl (answer TTL) -> dns; status/location/body -> blockpage; rate_kbps
-    -> throttle; delay_ms/jitter_ms -> delay; code -> icmp (its ICMPv6 counterpart follows); residual_s (alias
+    ``injector`` (a :data:`PRESETS` name) first replaces the whole personality with that preset, so one profile
+    can model several injectors as separate rules (e.g. GFW types I/II/III). Then: count/flags/targets -> reset;
+    answers/ttl (answer TTL) -> dns; status/location/body -> blockpage; rate_kbps -> throttle;
+    delay_ms/jitter_ms -> delay; code -> icmp (its ICMPv6 counterpart follows); residual_s (alias
     residual_seconds)/residual_scope -> residual. ``probability`` and ``direction`` are read by the engine and
     the planner and ignored here; any other key is a ``PolicyError`` (call this at load time for every rule to
-    catch them early).
+    catch them early; with the profile's ``marks`` and the params' data ``path`` the error points at the value).
     """
     items = dict(params.items() if isinstance(params, Mapping) else params)
     if not items:
         return personality
-    w = _Where("<rule params>", None, ("params",))
+    w = _Where("<rule params>", marks, tuple(path))
     p = personality
+    if "injector" in items:
+        p = preset(_choice(w, ("injector",), items["injector"], tuple(PRESETS)))
     reset, dns, page, throttle, delay, icmp, residual = (p.reset, p.dns, p.blockpage, p.throttle, p.delay,
                                                           p.icmp, p.residual)
     for key, value in items.items():

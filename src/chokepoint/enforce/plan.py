@@ -9,6 +9,10 @@ RFC 5961 §3.2 (which Linux implements) resets only when SEQ == RCV.NXT and answ
 challenge ACK. When the recipient may still be in SYN-SENT (the sender of a pure SYN, the receiver of a
 SYN+ACK), the RST must carry an acceptable ACK instead (RFC 9293 §3.10.7.3), so ACK is set there whatever the
 personality says. Mirror mode cannot drop: the trigger always counts as delivered.
+
+``tls-intercept`` has no packets to plan: the TLS-terminating proxy (``chokepoint.backends.intercept``) enforces
+it on the connections the kernel redirects to it before they reach the packet path. A flow that meets it here
+was not redirected (another port, or mirror mode): the plan says ``intercept`` and the flow passes untouched.
 """
 
 from __future__ import annotations
@@ -67,8 +71,8 @@ class Plan:
     """What the backend does for one decided verdict.
 
     ``drop_trigger``: drop the packet that triggered (inline only; always False in mirror mode).
-    ``flow_action``: what the kernel does with the rest of the flow (allow, drop, throttle, delay; None: no
-    change, e.g. a ``log`` verdict); in mirror mode only ``injections`` and a ``reset`` residual can be
+    ``flow_action``: what the kernel does with the rest of the flow (allow, drop, throttle, delay, intercept:
+    passes, as the proxy did not get it; None: no change, e.g. a ``log`` verdict); in mirror mode only ``injections`` and a ``reset`` residual can be
     carried out. ``drop_direction`` for ``drop``: c2s, s2c or both. ``notes``: why a plan differs from what the
     rule asked (a reset on UDP, a DNS forge without a query, ...).
     """
@@ -76,7 +80,7 @@ class Plan:
     action: Action
     rule_id: str
     drop_trigger: bool = False
-    flow_action: Literal["allow", "drop", "throttle", "delay"] | None = None
+    flow_action: Literal["allow", "drop", "throttle", "delay", "intercept", "inspect"] | None = None
     drop_direction: Literal["c2s", "s2c", "both"] | None = None
     injections: tuple[Injection, ...] = ()
     residual: Residual | None = None
@@ -133,6 +137,10 @@ def plan(verdict: Verdict, flow: Any, pkt: Packet, raw: bytes, direction: int, p
         return replace(base, flow_action="allow")
     if action is Action.LOG:
         return base
+    if action is Action.TLS_INTERCEPT:
+        note = ("not redirected to the intercept proxy: passes untouched" if inline
+                else "mirror mode cannot intercept: passes untouched")
+        return replace(base, flow_action="intercept", notes=(note,))
     if action is Action.THROTTLE:
         return replace(base, flow_action="throttle", throttle_kbps=max(1, round(p.throttle.rate_kbps)),
                      throttle_burst_bytes=p.throttle.burst_bytes)
@@ -298,7 +306,13 @@ def _dns(base: Plan, flow: Any, pkt: Packet, sender: Role, p: Personality, gen: 
         seq, ack = reply_numbers(pkt, to_sender=sender == "client", delivered=not replace_query, forwarded=seqs)
         packet = tcp_segment(server[0], client[0], server[1], client[1], seq, ack, PSH | ACK, stamp,
                              len(payload).to_bytes(2, "big") + payload)
-    return replace(base, drop_trigger=replace_query, flow_action="drop" if replace_query else "allow",
+    # Over UDP every query is answered on its own (glibc sends A and AAAA back to back from one socket, and
+    # the GFW forges an answer to each): the flow stays in user space ("inspect") instead of getting kernel state.
+    if pkt.proto == UDP:
+        flow_action = "inspect"
+    else:
+        flow_action = "drop" if replace_query else "allow"
+    return replace(base, drop_trigger=replace_query, flow_action=flow_action,
                  injections=(Injection("client", packet, "dns"),), residual=residual, notes=tuple(notes))
 
 

@@ -146,10 +146,9 @@ def _check_params(rule: Rule, personality: Any, marks: Marks, path: tuple[str | 
     if rule.action is Action.LOG or not rule.params:
         return
     try:
-        effective(personality, rule.params)
-    except PolicyError as exc:
-        where = marks.value(path + ("params",))
-        raise PolicyError.at(where, f"rule {rule.id!r}: {exc.message}") from None
+        effective(personality, rule.params, marks=marks, path=path + ("params",))
+    except PolicyError as exc:   # at the offending value (e.g. an unknown injector preset)
+        raise PolicyError(exc.file, exc.line, exc.column, f"rule {rule.id!r}: {exc.message}") from None
 
 
 def _meta(raw: dict[str, Any] | None, source: Path) -> tuple[ProfileMeta, str]:

@@ -157,6 +157,9 @@ def _params_defs() -> dict[str, Any]:
         "residual_scope": {"enum": list(RESIDUAL_SCOPES),
                            "description": "3-tuple: (client IP, server IP, server port); 4-tuple: + client port; "
                                           "server: server IP and port; client-server: the two IPs"},
+        "injector": {"type": "string", "pattern": NAME_PATTERN,
+                     "description": "a personality preset (chokepoint.enforce.personality.PRESETS) acting for "
+                                    "this rule instead of the profile's personality; checked at load time"},
     }
     ip = {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
     own: dict[Action, dict[str, Any]] = {
@@ -174,12 +177,15 @@ def _params_defs() -> dict[str, Any]:
         Action.DELAY: {"delay_ms": {"type": "number", "minimum": 0},
                        "jitter_ms": {"type": "number", "minimum": 0}},
         Action.ICMP_UNREACHABLE: {"code": {"type": "integer", "minimum": 0, "maximum": 15}},
+        Action.TLS_INTERCEPT: {},
     }
     required = {Action.THROTTLE: ["rate_kbps"], Action.DELAY: ["delay_ms"]}
     defs = {}
     for action in Action:
         props = dict(own[action])
-        if action not in (Action.ALLOW, Action.LOG):
+        if action is Action.TLS_INTERCEPT:      # nothing is injected and no residual block is kept
+            props["probability"] = common["probability"]
+        elif action not in (Action.ALLOW, Action.LOG):
             props.update(common)
         defs[f"params.{action.value}"] = {
             "title": f"parameter of {action.value}", "type": "object", "properties": props,
@@ -244,7 +250,7 @@ def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
                 "uncertain": _UNCERTAIN,
                 "mechanism": {"type": "string", "pattern": NAME_PATTERN,
                               "description": "what the censor does that no action expresses yet (documented, "
-                                             "not enforced), e.g. tls-intercept"},
+                                             "not enforced)"},
                 "when": {"$ref": "#/$defs/condition"},
             },
             "allOf": [{"if": {"properties": {"action": {"const": a.value}}, "required": ["action"]},

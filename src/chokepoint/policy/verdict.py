@@ -8,7 +8,10 @@ from typing import Any
 
 
 class Action(StrEnum):
-    """Actions a rule can name. Enforcement on the wire belongs to the lab backends."""
+    """Actions a rule can name. Enforcement on the wire belongs to the lab backends.
+
+    ``tls-intercept`` terminates the client's TLS with a certificate from the censor's own CA and relays the
+    plaintext to the real server (Kazakhstan 2019; ``chokepoint.backends.intercept``)."""
 
     ALLOW = "allow"
     DROP = "drop"
@@ -19,6 +22,7 @@ class Action(StrEnum):
     DELAY = "delay"
     ICMP_UNREACHABLE = "icmp-unreachable"
     LOG = "log"
+    TLS_INTERCEPT = "tls-intercept"
 
     @property
     def terminal(self) -> bool:

@@ -46,8 +46,8 @@ from chokepoint.probe.measurement import (ChokepointObservations, ControlDNS, Co
                                           TCPConnect, ThroughputObservation, TLSHandshake, WebConnectivityTestKeys,
                                           format_ooni_time)
 from chokepoint.probe.probes import dns, fet, http, quic, residual, throughput
-from chokepoint.probe.probes.common import (ProbeContext, ProbeError, Target, endpoint_tags, ip_literal,
-                                            join_host_port, parse_target)
+from chokepoint.probe.probes.common import (ProbeContext, ProbeError, Target, ascii_hostname, endpoint_tags,
+                                            ip_literal, join_host_port, parse_target)
 from chokepoint.probe.webconnectivity import annotate, is_bogon
 
 __all__ = ["CONTROL_DEFINITION", "DEFAULT_TESTS", "LAB_CONTROL_RESOLVER", "LAB_RESOLVER", "TESTS", "ProbeConfig",
@@ -65,6 +65,8 @@ CONTROL_DEFINITION = (
     "DNS: the control resolver; TCP: the same endpoints through the same path; TLS: the same endpoints with "
     "the control SNI; HTTP: the same URL with the control Host/SNI through the same path, before the probe's "
     "own requests. Only name-keyed censorship (DNS, SNI, Host) differs from the control.")
+#: The control's page fetch when no tcp/tls/http test ran (OONI has no such case: its helper always fetches).
+NOT_MEASURED = "unknown_failure: not measured (no tcp, tls or http test selected)"
 _ENDPOINT_TESTS = frozenset({"tcp", "tls", "http", "quic", "fet", "throughput", "residual"})
 
 
@@ -119,8 +121,8 @@ class ProbeConfig:
             raise ProbeError("the timeout must be positive")
         if not 0 < self.echo_port < 65536 or (self.quic_port is not None and not 0 < self.quic_port < 65536):
             raise ProbeError("ports must be 1-65535")
-        if not self.control_host or ip_literal(self.control_host) is not None:
-            raise ProbeError("the control host must be a host name")
+        if ip_literal(self.control_host) is not None or ascii_hostname(self.control_host) != self.control_host:
+            raise ProbeError(f"the control host must be a lowercase ASCII host name, not {self.control_host!r}")
         if self.max_redirects < 0:
             raise ProbeError("max_redirects cannot be negative")
 
@@ -320,10 +322,10 @@ def _with_failure(fetched: http.Fetched, failure: str) -> http.Fetched:
 
 
 def _probe_web(ctx: ProbeContext, obs: _Observations, target: Target, classic: list[str], control: _Control,
-               config: ProbeConfig) -> str | None:
-    """Endpoints per depth, following redirects; returns the address that fetched the first body."""
+               config: ProbeConfig) -> None:
+    """Endpoints per depth, following redirects (one body per depth, on the first endpoint that connects)."""
     do_tls, do_http = _web_steps(config)
-    current, depth, body_ip = target, 0, None
+    current, depth = target, 0
     while True:
         extra = [a for a in control.addrs if a not in classic] if depth == 0 else []
         fetched: http.Fetched | None = None
@@ -334,19 +336,18 @@ def _probe_web(ctx: ProbeContext, obs: _Observations, target: Target, classic: l
             obs.add(result)
             if want_get and result.fetched is not None:
                 fetched = result.fetched
-                body_ip = body_ip or ip
         if depth == 0 and current.scheme == "http" and "tls" in config.tests:  # E001
             tls_target = Target(current.url, "https", current.host, 443, current.path)
             for ip in classic:
                 obs.add(http.fetch(ctx, tls_target, ip, tags=endpoint_tags(0, classic=True, fetch_body=False),
                                    request=False))
         if fetched is None or fetched.location is None or depth >= config.max_redirects:
-            return body_ip
+            return
         try:
             current = current.with_url(fetched.location)
         except ProbeError:
             obs.requests[-1] = replace(obs.requests[-1], failure=Failure.HTTP_INVALID_REDIRECT_LOCATION_HOST.value)
-            return body_ip
+            return
         depth += 1
         classic = _probe_dns(ctx, obs, current.host, depth, config)
 
@@ -439,6 +440,8 @@ def run(target_text: str, config: ProbeConfig | None = None) -> Measurement:
         if control.failure is None:
             _control_web(ctx, target, classic, config, control)
         _probe_web(ctx, obs, target, classic, control, config)
+    else:
+        control.http = ControlHTTPRequest(failure=NOT_MEASURED)
     primary = control.addrs[0] if control.addrs else (classic[0] if classic else None)
     throughput_obs: list[ThroughputObservation] = []
     residual_obs: list[ResidualObservation] = []
@@ -494,7 +497,8 @@ def run(target_text: str, config: ProbeConfig | None = None) -> Measurement:
         extra=test_keys_extra)
     start_text = format_ooni_time(started_wall)
     measurement = Measurement(
-        input=target_text.strip() if "://" in target_text else target.url, test_keys=keys, measurement_start_time=start_text, test_start_time=start_text,
+        input=target_text.strip() if "://" in target_text else target.url, test_keys=keys,
+        measurement_start_time=start_text, test_start_time=start_text,
         test_version=TEST_VERSION, test_runtime=round(time.monotonic() - started, 6),
         resolver_ip=test_keys_extra["client_resolver"],
         annotations={"platform": "linux", "chokepoint_lab": "true" if config.lab else "false"},

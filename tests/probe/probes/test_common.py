@@ -71,8 +71,15 @@ def test_context_ids_and_validation(tmp_path):
         tls_client_context(str(bad))
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.text(max_size=80))
+_URLISH = st.builds(lambda scheme, host, tail: scheme + host + tail,
+                    st.sampled_from(["", "http://", "https://", "HTTP://", "ftp://", "//"]),
+                    st.one_of(st.text(max_size=30), st.from_regex(r"[a-z0-9.\-]{1,20}", fullmatch=True)),
+                    st.one_of(st.just(""), st.text(max_size=20), st.from_regex(r":[0-9]{0,6}/[ -~]{0,10}",
+                                                                              fullmatch=True)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(_URLISH)
 def test_parse_target_only_raises_probe_error(text):
     try:
         target = parse_target(text)

@@ -108,3 +108,28 @@ def test_other_terminations_are_unknown_failures():
 def test_bad_endpoint_cannot_run(ctx, ip, port):
     with pytest.raises(ProbeError):
         quic.get_h3(ctx, ip, port, "x.test")
+
+
+@pytest.fixture(scope="module")
+def lab_v6(tmp_path_factory):
+    """The lab services on ::1 only (skipped where the host has no IPv6 loopback)."""
+    from tests.lab.services import _harness
+
+    if not _harness.ipv6_loopback():
+        pytest.skip("no IPv6 loopback here")
+    running = _harness.start(tmp_path_factory.mktemp("lab-v6"), bind=("::1",), dns_bind=("::1",))
+    yield running
+    _harness.stop(running)
+
+
+def test_h3_and_https_over_ipv6(lab_v6):
+    from chokepoint.probe.probes import http
+    from chokepoint.probe.probes.common import parse_target
+
+    ctx = ProbeContext(timeout=10, cafile=str(lab_v6.ca_file))
+    port = lab_v6.ports["https"]
+    result = quic.get_h3(ctx, "::1", port, "v6.test")
+    assert result.failure is None and result.handshake.address == f"[::1]:{port}"
+    assert result.request.response.code == 200
+    fetched = http.fetch(ctx, parse_target(f"https://v6.test:{port}/"), "::1")
+    assert fetched.failure is None and fetched.handshake.address == f"[::1]:{port}"

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 __all__ = [
-    "DEFAULT_TIMEOUT", "Clock", "ProbeContext", "ProbeError", "Target", "endpoint_tags", "family_of", "ip_literal",
+    "DEFAULT_TIMEOUT", "Clock", "ProbeContext", "ProbeError", "Target", "ascii_hostname", "endpoint_tags",
+    "family_of", "ip_literal",
     "join_host_port", "parse_host_port", "parse_target", "peer_endpoint", "tls_client_context",
 ]
 
@@ -101,7 +102,7 @@ def ip_literal(host: str) -> str | None:
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 
 
-def _ascii_hostname(host: str) -> str | None:
+def ascii_hostname(host: str) -> str | None:
     """The lowercase ASCII (IDNA, RFC 3490 punycode) form of a host name, or None when it is not one:
     labels of letters, digits, hyphens (and underscores, common in practice), at most 63 bytes each."""
     if not host or len(host) > 253:
@@ -149,7 +150,7 @@ def parse_target(text: str, *, base: Target | None = None) -> Target:
         raise ProbeError(f"{text!r}: only http and https URLs can be measured, not {parts.scheme or 'none'!r}")
     host = (parts.hostname or "").rstrip(".")
     literal = ip_literal(host)
-    name = literal or _ascii_hostname(host)
+    name = literal or ascii_hostname(host)
     if name is None:
         raise ProbeError(f"{text!r}: no valid host name")
     if port == 0:

@@ -45,7 +45,8 @@ from chokepoint.probe.probes.common import (ProbeContext, ProbeError, family_of,
 
 __all__ = [
     "DOH_CONTENT_TYPE", "ENGINE_DOH", "ENGINE_GETADDRINFO", "ENGINE_STUB", "ENGINE_TCP", "ENGINE_UDP",
-    "DnsReply", "decode_reply", "exchange_doh", "exchange_tcp", "exchange_udp", "lookup_doh", "lookup_getaddrinfo", "lookup_stub", "lookup_tcp", "lookup_udp",
+    "DnsReply", "decode_reply", "exchange_doh", "exchange_tcp", "exchange_udp", "lookup_doh", "lookup_getaddrinfo",
+    "lookup_stub", "lookup_tcp", "lookup_udp",
     "make_query", "reply_outcome",
 ]
 
@@ -116,7 +117,8 @@ def _answers(message: dns.message.Message, query_type: str | None) -> tuple[DNSA
     return tuple(out)
 
 
-def reply_outcome(message: dns.message.Message, query_type: str | None) -> tuple[str | None, tuple[DNSAnswer, ...] | None]:
+def reply_outcome(message: dns.message.Message,
+                  query_type: str | None) -> tuple[str | None, tuple[DNSAnswer, ...] | None]:
     """(failure, answers) of a decoded reply: the rcode's failure, or dns_no_answer without any address
     (`query_type` None: addresses of both families)."""
     failure = failure_from_rcode(message.rcode())
@@ -277,8 +279,8 @@ def _merge_any(hostname: str, engine: str, address: str, parts: list[DNSQuery], 
                     {"t0": t0, **extra})
 
 
-def lookup_stub(ctx: ProbeContext, hostname: str, server: tuple[str, int], *, tags: Iterable[str] = ("classic", "depth=0"),
-                transaction_id: int | None = None) -> DNSQuery:
+def lookup_stub(ctx: ProbeContext, hostname: str, server: tuple[str, int], *,
+                tags: Iterable[str] = ("classic", "depth=0"), transaction_id: int | None = None) -> DNSQuery:
     """The system resolver as a stub to `server`: A and AAAA over UDP (over TCP when truncated),
     recorded as one `golang_net_resolver` ANY entry."""
     txid = ctx.transaction_id() if transaction_id is None else transaction_id

@@ -125,8 +125,8 @@ class _Client(QuicConnectionProtocol):
 
     def send_get(self, authority: str, path: str) -> None:
         self.stream_id = self._quic.get_next_available_stream_id()
-        headers = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", authority.encode("idna")),
-                   (b":path", path.encode("ascii", "replace"))]
+        headers = [(b":method", b"GET"), (b":scheme", b"https"),
+                   (b":authority", authority.encode("ascii", "replace")), (b":path", path.encode("ascii", "replace"))]
         headers += [(name.lower().encode(), value.encode()) for name, value in REQUEST_HEADERS]
         self.h3.send_headers(self.stream_id, headers, end_stream=True)
         self.transmit()
@@ -198,7 +198,9 @@ def get_h3(ctx: ProbeContext, ip: str, port: int, server_name: str, *, authority
         client.body_limit = body_limit
         state["client"] = client
         try:
-            client.connect((address, port))
+            # the peer address exactly as the socket reports received datagrams (IPv6: a 4-tuple),
+            # or aioquic would take every reply for a new network path
+            client.connect((address, port, 0, 0) if ":" in address else (address, port))
             await asyncio.wait_for(asyncio.shield(client.connected), ctx.timeout)
             state["handshake_t"] = ctx.clock.now()
             if fetch:
