@@ -72,7 +72,7 @@ def test_profiles_show_text_states_uncertainties_and_examples() -> None:
     assert "Examples (allowed):" in out and "sni-fragmented-records" in out
     assert "Wu, Sippe, Sivakumar" in out and "observed 2021-11/2023-03" in out
     kz = runner.invoke(app, ["profiles", "show", "kazakhstan-2019"], env={"COLUMNS": "250"}).output
-    assert "mechanism: tls-intercept (documented, not enforced)" in kz
+    assert "kz-tls-intercept [tls-intercept] TLS SNI interception" in kz
 
 
 def test_profiles_show_json_is_describe() -> None:

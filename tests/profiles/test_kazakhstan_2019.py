@@ -1,5 +1,6 @@
-"""kazakhstan-2019: the SNI-triggered interception, encoded as a documented log verdict (mechanism
-tls-intercept): what is marked, and that the enforcer does nothing on the wire for it (the gap)."""
+"""kazakhstan-2019: the SNI-triggered interception as a ``tls-intercept`` verdict: what is intercepted, and that
+the packet path plans no packets for it (the intercepting proxy enforces it: tests/backends/test_intercept.py,
+tests/lab/test_e2e_intercept.py)."""
 
 from __future__ import annotations
 
@@ -20,14 +21,17 @@ def test_listed_snis_are_marked_for_interception_exactly(tmp_path: Path) -> None
                for p in tcp_flow(CLIENT, SERVER, port, 443, [tls_client_hello(name)], float(port))]
     results = {r["src_port"]: outcome(r) for r in analyze(PROFILE, packets, tmp_path)}
     for port in (41000, 41001, 41002, 41003):
-        assert results[port] == ("allow", None, ["kz-tls-intercept"]), names[port]
+        assert results[port] == ("tls-intercept", "kz-tls-intercept", []), names[port]
     for port in (41004, 41005, 41006):
         assert results[port] == ("allow", None, []), names[port]
 
 
-def test_interception_is_a_documented_mechanism_not_an_enforced_action() -> None:
+def test_interception_is_an_action_the_packet_path_leaves_to_the_proxy() -> None:
     rule = PROFILE.policy.rule("kz-tls-intercept")
-    assert rule.mechanism == "tls-intercept" and rule.action.value == "log"
+    assert rule.action.value == "tls-intercept" and rule.mechanism == ""
     assert rule.observed == "2019-07-17/2019-08-07" and "Qaznet Trust Network" in rule.reason
-    # the engine records it but reaches no terminal verdict: nothing for an enforcer to do yet
-    assert decide(PROFILE, tcp_flow(CLIENT, SERVER, 41010, 443, [tls_client_hello("www.facebook.com")], 1.0)) is None
+    decision = decide(PROFILE, tcp_flow(CLIENT, SERVER, 41010, 443, [tls_client_hello("www.facebook.com")], 1.0))
+    assert decision is not None and decision.verdict.rule_id == "kz-tls-intercept"
+    plan = decision.plan(PROFILE.personality)
+    # nothing injected, nothing dropped: a flow that reaches the packet path was not redirected to the proxy
+    assert (plan.flow_action, plan.injections, plan.drop_trigger) == ("intercept", (), False)

@@ -1,13 +1,16 @@
 """The censor daemon: one engine, an inline (NFQUEUE) or on-path (AF_PACKET) front, events and counters.
 
 ``python -m chokepoint.backends.censord --mode inline|mirror (--profile NAME | --rules FILE) [--fail-closed]
-[--seed N] [--queue-num N] [--queue-maxlen N] [--client-iface ce0] [--server-iface ce1] --state-dir DIR``
+[--seed N] [--queue-num N] [--queue-maxlen N] [--client-iface ce0] [--server-iface ce1] [--intercept-port N]
+--state-dir DIR``
 runs in the censor's network namespace (``lab up`` starts it through
 :func:`launch`). It installs the kernel program (:mod:`chokepoint.backends.kernel`; inline only — mirror
 mode removes any left over and never drops), then feeds every packet it sees to the engine. When a flow's
 verdict is reached, :func:`chokepoint.enforce.plan` says what to do; the backend injects the plan's packets
 (:mod:`chokepoint.backends.inject`), drops or accepts the trigger, adds the residual block and marks the
-flow for the kernel.
+flow for the kernel. A profile with ``tls-intercept`` rules (inline mode) also gets the TLS-intercepting proxy
+(:mod:`chokepoint.backends.intercept`, a child process) and the kernel's redirect of the ports those rules
+can match to it; it writes its own events to the same ``events.jsonl`` and its counters under ``intercept``.
 
 Files in ``DIR`` (the lab's ``/run/chokepoint-lab``):
 
@@ -164,6 +167,7 @@ class Censor:
         self.state_dir = Path(state_dir) if state_dir else None
         self.started = clock()
         self.flow_end_hooks: list = []       # backends release per-flow kernel resources here
+        self.extra_stats: dict[str, Any] = {}  # name -> callable returning a section of the stats (intercept)
         self.last_sent = 0.0                 # time.perf_counter() after the last injection was handed over
         self._events = None
         self._next_stats = 0.0
@@ -331,7 +335,7 @@ class Censor:
             "engine": dict(engine.counters),
             "decoder": dict(self.decoder.counters),
             "backend": {k: v for k, v in (backend or {}).items() if k not in ("packets", "errors")},
-        }
+        } | {name: section() for name, section in self.extra_stats.items()}
 
     def maybe_write_stats(self, backend: dict[str, Any] | None = None, *, force: bool = False,
                           running: bool = True) -> None:
@@ -403,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-iface", default="ce1")
     parser.add_argument("--keep-kernel-state", action="store_true",
                         help="leave the kernel program in place on a clean stop")
+    parser.add_argument("--intercept-port", type=int, default=None,
+                        help="port of the TLS-intercepting proxy (tls-intercept rules; default 14443)")
     args = parser.parse_args(argv)
     if args.profile and args.rules:
         parser.error("give either --profile or --rules, not both")
@@ -425,6 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     except PolicyError as exc:
         print(f"censord: profile rejected: {exc}", file=sys.stderr)
         return 1
+    try:
+        intercept = _start_intercept(args, profile, kernel, censor)
+    except OSError as exc:
+        print(f"censord: cannot start the TLS-intercepting proxy: {exc}", file=sys.stderr)
+        censor.close()
+        return 3
     stop = _Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -441,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, CommandError) as exc:
         # The backend undid its own half-start; another censor's kernel state is left alone.
         print(f"censord: cannot start the {args.mode} backend: {exc}", file=sys.stderr)
+        if intercept is not None:
+            intercept.stop()
         censor.close()
         return 3
     censor.maybe_write_stats(backend.counters(), force=True)
@@ -452,13 +466,47 @@ def main(argv: list[str] | None = None) -> int:
         # A crash behaves like kill -9: the kernel program stays, so traffic fails open (--queue-bypass)
         # or closed, as configured; the traceback goes to the log.
         backend.stop()
+        if intercept is not None:
+            intercept.stop()
         censor.close(backend.counters())
         raise
     backend.stop()
     if not args.keep_kernel_state:
         kernel.remove()
+    if intercept is not None:
+        intercept.stop()
     censor.close(backend.counters())
     return 0
+
+
+def _start_intercept(args: argparse.Namespace, profile, kernel, censor: Censor):
+    """The TLS-intercepting proxy and the kernel's redirect to it, when the profile has ``tls-intercept``
+    rules and the censor is inline (a mirror censor cannot terminate connections: those flows pass, noted
+    in their events). Returns the proxy's ``InterceptProcess`` or None; ``OSError`` when it cannot start."""
+    from chokepoint.backends import intercept
+
+    port = args.intercept_port or intercept.DEFAULT_PORT
+    redirect = intercept.redirect_for(profile.policy, port)
+    if redirect is None:
+        return None
+    if args.mode != "inline":
+        print("censord: mirror mode cannot intercept TLS: tls-intercept flows pass untouched", file=sys.stderr)
+        return None
+    try:
+        proxy = intercept.InterceptProcess.start(args.state_dir, profile=args.profile, rules=args.rules,
+                                                 port=port, seed=args.seed)
+    except intercept.InterceptError as exc:
+        raise OSError(str(exc)) from None
+    kernel.redirect = redirect
+
+    def section() -> dict[str, Any]:
+        return {"port": port, "pid": proxy.proc.pid, "alive": proxy.alive(),
+                "redirect": {"ports": [list(p) for p in redirect.ports],
+                             "destinations": list(redirect.destinations)},
+                "counters": proxy.stats().get("counters", {})}
+
+    censor.extra_stats["intercept"] = section
+    return proxy
 
 
 def launch(state, mode: str, profile: str, fail_closed: bool = False, seed: int | None = None, *,

@@ -139,7 +139,7 @@ class MirrorBackend:
         if plan.residual is not None:
             censor.note_residual(residual_key(plan.residual), plan.residual.action, plan.residual.seconds,
                                  plan.rule_id)
-        if plan.flow_action in ("drop", "throttle", "delay"):
+        if plan.flow_action in ("drop", "throttle", "delay", "intercept"):
             self.counters_[f"unenforceable:{plan.flow_action}"] += 1
         if plan.drop_trigger:
             self.counters_["unenforceable:drop_trigger"] += 1

@@ -24,6 +24,11 @@ Design (the kernel rules are in :mod:`chokepoint.backends.kernel`):
    packets queued meanwhile, up to ``max_len``).
 
 Probabilistic rules are the engine's (its RNG is seeded from ``--seed``).
+
+6. ``tls-intercept`` is enforced before this path: the kernel redirects the ports those rules can match to the
+   intercept proxy (:mod:`chokepoint.backends.intercept`), so such connections never reach the queue. A flow
+   that meets a ``tls-intercept`` verdict here was not redirected (another port): its plan says ``intercept``
+   and it is offloaded untouched (mark 1), with the event noting it.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("IP", ("server_ip", "client_ip")),
     ("port", ("server_port", "client_port")),
 )
-_VERBS = {Action.DNS_FORGE: "forge", Action.ICMP_UNREACHABLE: "ICMP unreachable"}
+_VERBS = {Action.DNS_FORGE: "forge", Action.ICMP_UNREACHABLE: "ICMP unreachable", Action.TLS_INTERCEPT: "interception"}
 
 
 def rule_technique(rule: Any) -> str:
