@@ -24,6 +24,7 @@ from chokepoint.policy import PolicyError, load_profile, load_rules_file
 from chokepoint.profiles_cli import profiles_app
 from chokepoint.probe.detect_cli import detect_cmd
 from chokepoint.probe_cli import probe_cmd
+from chokepoint.validate_cli import validate_cmd
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Chokepoint: emulate national censorship gateways — offline over captures, inline and on-path in a namespace lab — and probe, classify and attribute what they do.")
@@ -32,6 +33,7 @@ app.add_typer(lab_app, name="lab")
 app.add_typer(profiles_app, name="profiles")
 app.command("detect")(detect_cmd)
 app.command("probe")(probe_cmd)
+app.command("validate")(validate_cmd)
 
 EXIT_POLICY = 1
 EXIT_USAGE = 2

@@ -26,11 +26,14 @@ as OONI's analysis ignores untagged lookups and endpoints. Addresses are mapped 
 probe recorded in its answers and the test helper's `ip_info` (OONI uses its bundled GeoIP database).
 
 Chokepoint's finer list names the technique per layer, using the control as the expectation: dns-nxdomain,
-dns-bogon, dns-forged (answers disjoint from the control's by IP and ASN and not TLS-validated, a known
+dns-bogon (a bogon answer the control did not get; when the control's own answers are bogons, as in a
+private deployment like the lab, only loopback/unspecified answers or another bogon range of the same family
+count), dns-forged (answers disjoint from the control's by IP and ASN and not TLS-validated, a known
 censor answer, or any answer for a name the control finds nonexistent), dns-failure; tcp-refused,
 tcp-dropped (timeout), tcp-reset, tcp-unreachable; tls-reset, tls-dropped, tls-eof, tls-mitm (a certificate
 error where the control's handshake succeeded); http-reset, http-dropped, http-eof, http-failure,
-http-blockpage (a blocking fingerprint, false-positive signatures checked first), http-diff; throttled
+http-blockpage (a blocking fingerprint; false-positive signatures are checked first, but a blockpage
+signature with a longer pattern matching the same page wins), http-diff; throttled
 (probe rate < `throttle_ratio` x control rate) and residual (with its duration), both from
 `test_keys.x_chokepoint`. A reset is attributed to injection only by inference: the control's same
 operation succeeded.
@@ -216,6 +219,30 @@ def is_bogon(address: str) -> bool:
     if ip.is_loopback or ip.is_link_local:
         return True
     return any(ip in net for net in (_BOGONS6 if ip.version == 6 else _BOGONS4))
+
+
+def _bogon_network(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> \
+        ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    return next((net for net in (_BOGONS6 if ip.version == 6 else _BOGONS4) if ip in net), None)
+
+
+def _telling_bogon(address: str, control_addrs: frozenset[str]) -> bool:
+    """A bogon answer that says something: not one the control got too, and not in the private range the
+    site itself lives in. When the control's own answers are bogons (a private deployment such as the lab,
+    RFC 2544 addresses), a bogon of the same range, or of a family the control has no address in, is how
+    that network resolves names, not interference; loopback and unspecified answers always tell."""
+    ip = _parse_ip(address)
+    if ip is None:
+        return True
+    if not is_bogon(address) or address in control_addrs:
+        return False
+    if ip.is_loopback or ip.is_unspecified:
+        return True
+    control_ips = [c for c in (_parse_ip(a) for a in control_addrs) if c is not None]
+    private = {_bogon_network(c) for c in control_ips if is_bogon(str(c))}
+    if not private:
+        return True
+    return _bogon_network(ip) not in private and ip.version in {c.version for c in control_ips}
 
 
 def _only_loopback(addresses: Iterable[str]) -> bool:
@@ -873,6 +900,19 @@ class _Techniques:
         self.items.setdefault((technique.kind, technique.target), technique)
 
 
+def _more_specific_blockpage(fingerprints: FingerprintDB, body: bytes,
+                             headers: Iterable[tuple[str, str]] | Mapping[str, str],
+                             benign: FingerprintMatch) -> FingerprintMatch | None:
+    """A blockpage signature matching the page too, with a longer pattern than the false-positive one that
+    matched first: the more specific signature wins (ooni/blocking-fingerprints has bare-word fp patterns
+    such as "redirect" that would otherwise excuse any page naming a redirect.html, e.g. ooni.pk_1)."""
+    blockpages = FingerprintDB((), (f for f in fingerprints.http if not f.is_false_positive))
+    match = blockpages.match_http(body, headers)
+    if match is None:
+        return None
+    return match if len(match.fingerprint.pattern) > len(benign.fingerprint.pattern) else None
+
+
 def _techniques(tk: WebConnectivityTestKeys, c: _Container, wa: _Analysis, asn: Mapping[str, int],
                 fingerprints: FingerprintDB | None, throttle_ratio: float) -> tuple[
                     tuple[Technique, ...], tuple[FingerprintMatch, ...]]:
@@ -915,7 +955,7 @@ def _techniques(tk: WebConnectivityTestKeys, c: _Container, wa: _Analysis, asn: 
             matches.append(match)
             if not match.is_false_positive and address not in (control_addrs or ()) and known_answer is None:
                 known_answer = match
-        bogons = [a for a in addresses if is_bogon(a) and a not in (control_addrs or ())]
+        bogons = [a for a in addresses if _telling_bogon(a, control_addrs or frozenset())]
         if bogons and (with_control or control_page_ok):
             suspect.update(bogons)
             out.add(Technique(TechniqueKind.DNS_BOGON, target, f"bogon answer {', '.join(bogons)}",
@@ -967,9 +1007,15 @@ def _techniques(tk: WebConnectivityTestKeys, c: _Container, wa: _Analysis, asn: 
         response = r.response
         if response is None or fingerprints is None:
             continue
-        match = fingerprints.match_http(response.body_bytes, response.headers_list or tuple(response.headers.items()))
+        headers = response.headers_list or tuple(response.headers.items())
+        match = fingerprints.match_http(response.body_bytes, headers)
         if match is None:
             continue
+        if match.is_false_positive:
+            specific = _more_specific_blockpage(fingerprints, response.body_bytes, headers, match)
+            if specific is not None:
+                matches.append(match)
+                match = specific
         matches.append(match)
         differs = (r.transaction_id == final_txid and diff_on_final) or not control_page_ok
         if not match.is_false_positive and (match.scope in _BLOCKPAGE_SCOPES or differs):

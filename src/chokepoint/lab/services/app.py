@@ -8,6 +8,10 @@ real page from a censor's block page. Special paths:
 - ``/slow?delay=S``   the normal page after S seconds (default 2, at most 120);
 - ``/redirect?to=URL`` 302 to URL;
 - ``/status/NNN``     that status code (200-599) with a page naming it.
+
+Per name: a Host in ``captcha.test`` (the name or below it) gets, on any path, a 503 CDN challenge page
+like Cloudflare's "Checking your browser" interstitial (a known false positive of blocking detection,
+ooni/blocking-fingerprints scope ``fp``), for the validation's not-censorship scenarios.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ LARGE_MAX = 4 << 30
 LARGE_CHUNK = 64 * 1024
 SLOW_DEFAULT = 2.0
 SLOW_MAX = 120.0
+CAPTCHA_ZONE = "captcha.test"
 _LARGE_BLOCK = LARGE_PATTERN * (LARGE_CHUNK // len(LARGE_PATTERN))
 
 BodyStream = Callable[[], AsyncIterator[bytes]]
@@ -93,6 +98,8 @@ async def respond(request: Request) -> Response:
             path += "?" + parts.query
     else:
         return error_response(400, "request target must be origin-form, absolute-form or *")
+    if _in_zone(request.host, CAPTCHA_ZONE):
+        return _captcha()
     route = urlsplit(path).path
     query = parse_qs(urlsplit(path).query, keep_blank_values=True)
     if route == "/large":
@@ -111,6 +118,24 @@ async def respond(request: Request) -> Response:
             return error_response(400, "status must be a three-digit code between 200 and 599")
         return _page(request, path, status=int(code))
     return _page(request, path)
+
+
+def _in_zone(host: str, zone: str) -> bool:
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = name.strip("[]").rstrip(".").lower()
+    return name == zone or name.endswith("." + zone)
+
+
+def _captcha() -> Response:
+    """A CDN browser-check interstitial (modelled on Cloudflare's: 503, "Just a moment...", a Ray ID)."""
+    body = ("<!DOCTYPE html>\n<html><head><title>Just a moment...</title></head>\n<body>\n"
+            "<h1>Checking your browser before accessing the website.</h1>\n"
+            "<p>This process is automatic. Your browser will redirect to your requested content shortly.</p>\n"
+            "<p>Ray ID: 7f00000000000000 &middot; Performance &amp; security by a CDN</p>\n"
+            "</body></html>\n").encode()
+    headers = (("Content-Type", "text/html; charset=UTF-8"), ("Server", "cloudflare"),
+               ("CF-RAY", "7f00000000000000-LAB"), ("Cache-Control", "private, max-age=0, no-store"))
+    return Response(503, headers, body=body, length=len(body))
 
 
 def _headers(content_type: str, *extra: tuple[str, str]) -> tuple[tuple[str, str], ...]:

@@ -1,0 +1,565 @@
+"""Run scenarios in the lab and score the probe's conclusions against the censor's ground truth.
+
+For each group of scenarios sharing a profile, mode and censor seed: ``lab up`` with the lab DNS map giving every target
+host its own site address (198.19.0.11-.29, so a residual block one scenario triggers cannot spill into
+the next), the censor started with a fixed seed (probabilistic rules are reproducible); then per scenario:
+
+1. remember the end of the censor's ``events.jsonl`` and start ``tcpdump -w`` on the client's censor-side
+   link (``cl0`` in ``cpk-client``);
+2. run ``chokepoint probe --in-lab`` in ``cpk-client`` (the probe runner, OONI Web Connectivity plus
+   Chokepoint's techniques), with the scenario's tests and timeout;
+3. stop the capture; the ``chokepoint`` events appended meanwhile are the ground truth: which rule fired
+   on which flow, the action, the injected packets (``chokepoint.backends.censord``);
+4. run ``detect`` over the capture when packets were injected (attribution to personality presets);
+5. score: technique (the classifier's primary technique class = the ground truth's), OONI (`blocking`
+   and `accessible` = the catalogue's expectation, when the censor did what the scenario expected),
+   attribution (the expected preset among detect's top-ranked candidates of a finding: fewest mismatching
+   fields, then highest score; a profile may tune its preset, so one mismatch can remain), expectation
+   (the censor did what the catalogue says; a probabilistic rule may not).
+
+The lab is torn down between groups and after the last (also on errors and Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chokepoint.validate.scenarios import NOT_CENSORSHIP, Scenario
+
+__all__ = ["CLIENT_ADDRESSES", "LAYER_ORDER", "RunOptions", "ScenarioResult", "TruthAction", "ValidationError",
+           "classified_class", "plan_groups", "primary", "run_scenarios", "score", "truth_from_events"]
+
+CLIENT_ADDRESSES = frozenset({"198.18.0.2", "2001:db8:0:1::2"})
+CONTROL_RESOLVER = "198.18.9.1"
+SITE_FIRST, SITE_LAST = 11, 29      # 198.19.0.10 stays the default answer (and the control host's)
+CAPTURE_IFACE = "cl0"
+DEFAULT_SEED = 1
+#: The order in which a measurement meets the layers: the first interference is the primary technique.
+LAYER_ORDER = ("dns", "tcp", "tls", "http", "quic", "fet", "throttled", "delayed")
+#: Probe technique kinds (webconnectivity.TechniqueKind, runner extras) -> matrix class; None: not a class
+#: of its own (residual is a consequence of the primary technique, not a second one).
+_KIND_CLASS = {"dns-bogon": "dns-forged", "http-diff": "http-blockpage", "residual": None}
+
+
+class ValidationError(RuntimeError):
+    """The validation could not run (no root, a lab already up, a lab that does not come up)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    fingerprints: Path | None = None      # ooni/blocking-fingerprints folder for the probe and detect
+    seed: int = DEFAULT_SEED
+    throughput_bytes: int = 256 * 1024
+    throughput_seconds: float = 4.0
+    workdir: Path | None = None           # captures, measurements, DNS maps (default: a temporary folder)
+    lock: bool = True                     # hold the lab session lock (tests that hold it pass False)
+    lock_timeout: float = 900.0           # seconds to wait for it
+    state_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TruthAction:
+    """One enforced verdict from the censor's event log, reduced to what the scoring needs."""
+
+    label: str | None          # technique class; None: not interference (log) or not enforceable (mirror drop)
+    action: str
+    rule: str
+    app_proto: str
+    proto: str
+    server: str
+    injected: int
+    notes: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        extra = f", {self.injected} injected" if self.injected else ""
+        notes = f" ({'; '.join(self.notes)})" if self.notes else ""
+        return f"{self.action} by rule {self.rule} on {self.proto}/{self.app_proto or '?'} {self.server}{extra}{notes}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "action": self.action, "rule": self.rule, "app_proto": self.app_proto,
+                "proto": self.proto, "server": self.server, "injected": self.injected, "notes": list(self.notes)}
+
+
+@dataclass(slots=True)
+class ScenarioResult:
+    """What one scenario measured, the ground truth and the score."""
+
+    scenario: Scenario
+    truth: list[TruthAction] = field(default_factory=list)
+    truth_class: str = NOT_CENSORSHIP
+    classified_class: str = NOT_CENSORSHIP
+    techniques: list[dict[str, Any]] = field(default_factory=list)
+    blocking: str | bool | None = None
+    accessible: bool | None = None
+    attribution: list[dict[str, Any]] = field(default_factory=list)
+    checks: dict[str, bool | None] = field(default_factory=dict)
+    misses: list[str] = field(default_factory=list)
+    error: str | None = None
+    duration_s: float = 0.0
+    measurement: str | None = None        # file with the measurement JSON
+    capture: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(v is not False for v in self.checks.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scenario": self.scenario.to_json(), "truth": [t.to_json() for t in self.truth],
+                "truth_class": self.truth_class, "classified_class": self.classified_class,
+                "techniques": self.techniques, "blocking": self.blocking, "accessible": self.accessible,
+                "attribution": self.attribution, "checks": self.checks, "misses": self.misses,
+                "error": self.error, "passed": self.passed, "duration_s": round(self.duration_s, 3),
+                "measurement": self.measurement, "capture": self.capture}
+
+
+# ------------------------------------------------------------------------------------------------ truth
+
+
+def _layer(app_proto: str, proto: str) -> str:
+    if app_proto in ("tls", "http", "dns", "quic"):
+        return app_proto
+    return "udp" if proto == "UDP" else "tcp"
+
+
+def _fully_encrypted(evidence: Iterable[Any]) -> bool:
+    return any("fully_encrypted" in json.dumps(e) for e in evidence)
+
+
+def truth_action(event: dict[str, Any]) -> TruthAction:
+    """The technique class of one ``chokepoint`` event: what was done on the wire (mirror mode cannot
+    drop: a drop there with nothing injected did nothing)."""
+    cp = event.get("chokepoint", {})
+    action = str(cp.get("action", ""))
+    app_proto = str(event.get("app_proto") or "")
+    proto = str(event.get("proto") or "")
+    injected = list(cp.get("injected") or ())
+    layer = _layer(app_proto, proto)
+    notes = tuple(str(n) for n in cp.get("notes") or ())
+    rst = any("R" in str(p.get("tcp_flags", "")) for p in injected)
+    label: str | None
+    if action == "dns-forge":
+        label = "dns-forged"
+    elif action == "blockpage":
+        label = "http-blockpage"
+    elif action == "throttle":
+        label = "throttled"
+    elif action == "delay":
+        label = "delayed"
+    elif action == "icmp-unreachable":
+        label = "tcp-unreachable"
+    elif action == "tls-intercept":  # the censor's own certificate, unless it could not intercept (mirror)
+        label = None if any("untouched" in n for n in notes) else "tls-mitm"
+    elif action == "reset":
+        label = f"{layer}-reset" if layer in ("tcp", "tls", "http") else "tcp-reset"
+    elif action == "drop":
+        if cp.get("mode") == "mirror" and not injected:
+            label = None
+        elif cp.get("mode") == "mirror" and rst:
+            label = f"{layer}-reset" if layer in ("tcp", "tls", "http") else "tcp-reset"
+        elif layer in ("quic", "udp"):
+            label = "quic-dropped"
+        elif layer == "tcp" and _fully_encrypted(cp.get("evidence") or ()):
+            label = "fet-blocked"
+        else:
+            label = f"{layer}-dropped"
+    else:  # log, allow: not interference
+        label = None
+    server = f"{event.get('dest_ip')}:{event.get('dest_port')}"
+    return TruthAction(label, action, str(cp.get("rule", "")), app_proto, proto, server, len(injected), notes)
+
+
+def truth_from_events(lines: Iterable[str], capture: Path | None = None) -> list[TruthAction]:
+    """The enforced verdicts among event-log lines (flow records and other sources are skipped). With the
+    client's ``capture``, an on-path (mirror) injection into an HTTP exchange whose real answer reached the
+    client first lost the race: it did nothing (label None)."""
+    out = []
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(event, dict) or event.get("event_type") != "chokepoint":
+            continue
+        if event.get("src_ip") not in CLIENT_ADDRESSES:
+            continue
+        action = truth_action(event)
+        if capture is not None and action.label in ("http-reset", "http-blockpage") \
+                and event["chokepoint"].get("mode") == "mirror" and lost_race(capture, event):
+            action = TruthAction(None, action.action, action.rule, action.app_proto, action.proto, action.server,
+                                 action.injected, (*action.notes, "lost the race: the server's answer reached "
+                                                   "the client before the injected packets"))
+        out.append(action)
+    return out
+
+
+def lost_race(capture: Path, event: dict[str, Any]) -> bool:
+    """Did the server's own payload reach the client before the first packet the censor injected toward
+    it (``event``: a ``chokepoint`` event)? Packets are matched in the client's capture by direction and
+    ports; injected ones by their TCP sequence number, flags and TTL as the event records them."""
+    from chokepoint.backends.censord import tcp_flags_text
+    from chokepoint.packet.decode import Decoder
+    from chokepoint.packet.pcap import CaptureFormatError, open_capture
+    from chokepoint.packet.record import TCP
+
+    client, server = str(event.get("src_ip")), str(event.get("dest_ip"))
+    client_port, server_port = event.get("src_port"), event.get("dest_port")
+    injected = {(p.get("seq"), p.get("tcp_flags"), p.get("ttl")) for p in event["chokepoint"].get("injected") or ()
+                if p.get("to") == "client" and p.get("proto") == "TCP"}
+    if not injected:
+        return False
+    decoder = Decoder()
+    try:
+        with open_capture(capture) as reader:
+            for frame in reader:
+                pkt = decoder.decode(frame)
+                if pkt is None or pkt.proto != TCP or (pkt.sport, pkt.dport) != (server_port, client_port):
+                    continue
+                if str(ipaddress.ip_address(pkt.src)) != server or str(ipaddress.ip_address(pkt.dst)) != client:
+                    continue
+                if (pkt.seq, tcp_flags_text(pkt.tcp_flags), pkt.ttl) in injected:
+                    return False
+                if pkt.payload:
+                    return True
+    except (CaptureFormatError, OSError):
+        return False
+    return False
+
+
+def _rank(label: str) -> int:
+    head = label.split("-")[0]
+    return LAYER_ORDER.index(head) if head in LAYER_ORDER else len(LAYER_ORDER)
+
+
+def primary(labels: Iterable[str | None]) -> str:
+    """The first interference a measurement meets (by layer), or "none"."""
+    present = [x for x in labels if x and x != NOT_CENSORSHIP]
+    return min(present, key=_rank) if present else NOT_CENSORSHIP
+
+
+def classified_class(techniques: Iterable[dict[str, Any]]) -> list[str]:
+    """Matrix classes of the probe's techniques, in their order."""
+    out = []
+    for t in techniques:
+        kind = str(t.get("technique", ""))
+        cls = _KIND_CLASS.get(kind, kind)
+        if cls and cls not in out:
+            out.append(cls)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+
+
+def score(result: ScenarioResult) -> None:
+    """Fill ``checks`` and ``misses`` from the truth, the measurement and detect's findings."""
+    exp = result.scenario.expected
+    truth_text = "; ".join(t.describe() for t in result.truth) or "no enforced verdict in the event log"
+    found = ", ".join(f"{t.get('technique')} ({t.get('target')}: {t.get('evidence')})" for t in result.techniques
+                      ) or "no technique"
+    ok = result.classified_class == result.truth_class
+    result.checks["technique"] = ok
+    if not ok:
+        result.misses.append(f"technique: classified {result.classified_class}, ground truth {result.truth_class} "
+                             f"[censor: {truth_text}] [probe: {found}]")
+    as_expected = result.truth_class == exp.technique
+    result.checks["expectation"] = as_expected
+    if not as_expected:
+        result.misses.append(f"expectation: the censor's action was {result.truth_class}, the catalogue expects "
+                             f"{exp.technique} [censor: {truth_text}]")
+    if as_expected:
+        ooni_ok = result.blocking == exp.blocking and result.accessible == exp.accessible
+        result.checks["ooni"] = ooni_ok
+        if not ooni_ok:
+            result.misses.append(f"ooni: blocking={_j(result.blocking)} accessible={_j(result.accessible)}, expected "
+                                 f"blocking={_j(exp.blocking)} accessible={_j(exp.accessible)} [probe: {found}]")
+    else:
+        result.checks["ooni"] = None
+    injected = sum(t.injected for t in result.truth)
+    if exp.attribution is not None and as_expected:
+        top = {name for f in result.attribution for name in f.get("top", ())}
+        attr_ok = exp.attribution in top
+        result.checks["attribution"] = attr_ok
+        if not attr_ok:
+            if not result.attribution:
+                why = f"detect found no injected packet ({injected} injected by the censor)"
+            else:
+                why = "; ".join(f"{f['kind']} finding ({f['summary']}): best {f['best']}"
+                                + (f", mismatched {', '.join(f['mismatched'])}" if f.get("mismatched") else "")
+                                + (f"; {exp.attribution}: {', '.join(f['expected_mismatched'])}"
+                                   if f.get("expected_mismatched") else "")
+                                for f in result.attribution)
+            result.misses.append(f"attribution: expected {exp.attribution}: {why}")
+    else:
+        result.checks["attribution"] = None
+
+
+def _j(value: Any) -> str:
+    return json.dumps(value)
+
+
+# ------------------------------------------------------------------------------------------------ the lab
+
+
+def plan_groups(scenarios: Sequence[Scenario]) -> list[tuple[tuple[str, str, int | None], list[Scenario],
+                                                              dict[str, str]]]:
+    """Scenarios grouped by (profile, mode, seed) in first-appearance order, split so that every distinct target
+    host gets its own site address; each group with its DNS map (host -> IPv4 site address)."""
+    order: dict[tuple[str, str, int | None], list[Scenario]] = {}
+    for s in scenarios:
+        order.setdefault(s.group, []).append(s)
+    out = []
+    capacity = SITE_LAST - SITE_FIRST + 1
+    for key, members in order.items():
+        chunk: list[Scenario] = []
+        hosts: dict[str, str] = {}
+        for s in members:
+            host = s.host
+            needs = _mappable(host) and host not in hosts
+            if needs and len(hosts) >= capacity:
+                out.append((key, chunk, hosts))
+                chunk, hosts = [], {}
+            if _mappable(host) and host not in hosts:
+                hosts[host] = f"198.19.0.{SITE_FIRST + len(hosts)}"
+            chunk.append(s)
+        if chunk:
+            out.append((key, chunk, hosts))
+    return out
+
+
+def _mappable(host: str) -> bool:
+    """A name the lab DNS map may answer (not an IP literal, not the built-in NXDOMAIN zone)."""
+    try:
+        ipaddress.ip_address(host)
+        return False
+    except ValueError:
+        return not (host == "nxdomain.test" or host.endswith(".nxdomain.test"))
+
+
+@contextmanager
+def _lab(profile: str, mode: str, dns_map: Path, seed: int, state_dir: Path | None) -> Iterator[Any]:
+    """A lab with the services answering from ``dns_map`` and the censor (none when ``profile`` is "")."""
+    from chokepoint import lab
+    from chokepoint.backends import censord
+    from chokepoint.lab import services
+
+    try:
+        state = lab.up(profile or "demo", mode, seed=seed, services=False, censor=False, state_dir=state_dir)
+    except lab.LabError as exc:
+        raise ValidationError(f"lab up ({profile or 'no censor'}, {mode}) failed: {exc}") from exc
+    from chokepoint.lab.state import StateError
+
+    try:
+        try:
+            services.launch(state, dns_map=dns_map)
+            if profile:
+                censord.launch(state, mode, profile, False, seed)
+        except (services.ServicesLaunchError, StateError, OSError) as exc:
+            raise ValidationError(f"the lab services or censor did not start: {exc}") from exc
+        finally:
+            state.save()
+        yield state
+    finally:
+        lab.down(state_dir)
+
+
+def _events_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _events_since(path: Path, offset: int) -> list[str]:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except FileNotFoundError:
+        return []
+    text = data.decode("utf-8", "replace")
+    return text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]
+
+
+@contextmanager
+def _capture(path: Path, netns: str) -> Iterator[None]:
+    """tcpdump -w on the client's censor-side link for the duration of the block."""
+    from chokepoint.lab import system
+
+    log = path.with_suffix(".tcpdump.log")
+    argv = ["tcpdump", "-i", CAPTURE_IFACE, "--immediate-mode", "-U", "-n", "-Z", "root", "-s", "0", "-w", str(path)]
+    pid = system.spawn(argv, netns=netns, log_path=log)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # tcpdump writes the file header once it listens
+        if path.exists() and path.stat().st_size >= 24 and "listening" in log.read_text(errors="replace"):
+            break
+        if _reaped(pid):
+            raise ValidationError(f"tcpdump exited at start: {log.read_text(errors='replace').strip()}")
+        time.sleep(0.02)
+    try:
+        yield
+    finally:
+        time.sleep(0.2)   # the last packets of the probe (FIN/RST) reach the capture
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 5
+        while not _reaped(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not _reaped(pid):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def _reaped(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done == pid
+
+
+def _probe_argv(s: Scenario, out: Path, options: RunOptions) -> list[str]:
+    argv = [sys.executable, "-m", "chokepoint.cli", "probe", s.target, "--in-lab", "--tests", ",".join(s.tests),
+            "--timeout", f"{s.timeout:g}", "-o", str(out), "--seed", str(options.seed),
+            "--throughput-bytes", str(options.throughput_bytes),
+            "--throughput-seconds", f"{options.throughput_seconds:g}"]
+    if s.resolver == "control":
+        argv += ["--resolver", CONTROL_RESOLVER]
+    if options.fingerprints is not None:
+        argv += ["--fingerprints", str(options.fingerprints)]
+    return argv
+
+
+def _probe_budget(s: Scenario) -> float:
+    """A generous wall-clock bound for one probe run (its tests, each operation bounded by the timeout)."""
+    return 60 + 25 * s.timeout * len(s.tests)
+
+
+def _attribution(capture: Path, fingerprints: Any, expected: str | None) -> list[dict[str, Any]]:
+    """detect's findings in the capture: per finding the best candidate, the top-ranked presets (every
+    candidate ranked like the best: the evidence cannot tell them apart) and why the expected one is not."""
+    from chokepoint.packet.pcap import CaptureFormatError
+    from chokepoint.probe.detect import detect_captures
+
+    try:
+        report = detect_captures([capture], fingerprints=fingerprints)
+    except (CaptureFormatError, OSError) as exc:
+        return [{"kind": "error", "summary": f"detect could not read the capture: {exc}", "best": None,
+                 "top": [], "candidates": []}]
+    out = []
+    for finding in report.findings:
+        best = finding.best
+        rank = None if best is None else (best.mismatches, -best.score)
+        top = [name for c in finding.candidates if (c.mismatches, -c.score) == rank for name in c.personalities]
+        mine = next((c for c in finding.candidates if expected in c.personalities), None)
+        out.append({"kind": finding.kind, "summary": finding.summary,
+                    "best": None if best is None else "/".join(best.personalities), "top": top,
+                    "mismatched": [] if best is None else best.mismatched(),
+                    "expected_mismatched": [] if mine is None or mine is best else mine.mismatched(),
+                    "candidates": [{"personalities": list(c.personalities), "consistent": c.consistent,
+                                    "score": c.score, "mismatches": c.mismatches} for c in finding.candidates]})
+    return out
+
+
+def _run_one(s: Scenario, state: Any, workdir: Path, options: RunOptions, fingerprints: Any) -> ScenarioResult:
+    from chokepoint.backends.censord import EVENTS_FILE
+    from chokepoint.lab import system
+
+    result = ScenarioResult(s)
+    started = time.monotonic()
+    events = Path(state.state_dir) / EVENTS_FILE
+    measurement = workdir / f"{s.name}.jsonl"
+    capture = workdir / f"{s.name}.pcap"
+    result.measurement, result.capture = str(measurement), str(capture)
+    netns = state.namespace("client")
+    offset = _events_size(events)
+    try:
+        with _capture(capture, netns):
+            proc = system.run(_probe_argv(s, measurement, options), netns=netns, check=False,
+                              timeout=_probe_budget(s))
+        time.sleep(0.1)
+        if proc.returncode != 0:
+            raise ValidationError(f"the probe exited with {proc.returncode}: "
+                                  f"{proc.stderr.decode('utf-8', 'replace').strip()[-500:]}")
+        record = json.loads(measurement.read_text(encoding="utf-8").splitlines()[0])
+    except (system.CommandError, ValidationError, OSError, ValueError, IndexError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+        result.misses.append(f"error: {result.error}")
+        result.duration_s = time.monotonic() - started
+        return result
+    tk = record.get("test_keys", {})
+    result.blocking, result.accessible = tk.get("blocking"), tk.get("accessible")
+    result.techniques = list((tk.get("x_chokepoint") or {}).get("techniques") or ())
+    result.truth = truth_from_events(_events_since(events, offset), capture)
+    result.truth_class = primary(t.label for t in result.truth)
+    result.classified_class = primary(classified_class(result.techniques))
+    if any(t.injected for t in result.truth) or s.expected.attribution:
+        result.attribution = _attribution(capture, fingerprints, s.expected.attribution)
+    score(result)
+    result.duration_s = time.monotonic() - started
+    return result
+
+
+def run_scenarios(scenarios: Sequence[Scenario], options: RunOptions = RunOptions(), *,
+                  progress: Callable[[str], None] = lambda _: None,
+                  on_result: Callable[[ScenarioResult], None] = lambda _: None) -> list[ScenarioResult]:
+    """Run every scenario (grouped into labs, see the module docstring) and return the scored results in
+    catalogue order. Raises ``ValidationError`` when the lab cannot be used at all."""
+    if os.geteuid() != 0:
+        raise ValidationError("validate brings the lab up (network namespaces): it needs root")
+    from chokepoint.lab import state as st
+
+    fingerprints = None
+    if options.fingerprints is not None:
+        from chokepoint.probe.fingerprints import FingerprintDB, MalformedFingerprint
+
+        try:
+            fingerprints = FingerprintDB.load(options.fingerprints)
+        except (OSError, MalformedFingerprint) as exc:
+            raise ValidationError(f"cannot load fingerprints from {options.fingerprints}: {exc}") from exc
+    own_tmp = None
+    workdir = options.workdir
+    if workdir is None:
+        own_tmp = tempfile.TemporaryDirectory(prefix="chokepoint-validate-")
+        workdir = Path(own_tmp.name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, ScenarioResult] = {}
+    try:
+        with (st.session_lock(timeout=options.lock_timeout) if options.lock else _nothing()):
+            for (profile, mode, group_seed), members, hosts in plan_groups(scenarios):
+                seed = options.seed if group_seed is None else group_seed
+                dns_map = workdir / f"dns-map-{profile or 'none'}-{mode}-{len(results)}.json"
+                dns_map.write_text(json.dumps({"names": {h: [ip] for h, ip in hosts.items()}}), encoding="utf-8")
+                progress(f"lab up: {profile or 'no censor'} ({mode}, seed {seed}), {len(members)} scenario(s)")
+                with _lab(profile, mode, dns_map, seed, options.state_dir) as state:
+                    for s in members:
+                        progress(f"  {s.name}: {s.target}")
+                        result = _run_one(s, state, workdir, options, fingerprints)
+                        results[s.name] = result
+                        on_result(result)
+    except st.LabBusy as exc:
+        raise ValidationError(str(exc)) from exc
+    finally:
+        if own_tmp is not None:
+            own_tmp.cleanup()
+    return [results[s.name] for s in scenarios if s.name in results]
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield

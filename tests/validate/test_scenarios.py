@@ -1,0 +1,130 @@
+"""The scenario catalogue loader: the bundled catalogue, and errors at file:line:column."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from chokepoint.enforce.personality import PRESETS
+from chokepoint.policy import list_profiles, load_profile
+from chokepoint.probe.runner import TESTS
+from chokepoint.validate.scenarios import (BUNDLED_CATALOGUE, NOT_CENSORSHIP, TECHNIQUES, CatalogueError,
+                                           load_catalogue, parse_catalogue, select)
+
+GOOD = """\
+defaults:
+  tests: [tcp, tls]
+  timeout: 2
+scenarios:
+  - name: a
+    profile: gfw
+    target: https://www.google.com/
+    quick: true
+    expected: {technique: tls-reset, blocking: http-failure, accessible: false, attribution: gfw-type-ii}
+  - name: b
+    profile: null
+    mode: mirror
+    target: http://x.example/
+    tests: [dns, http]
+    resolver: control
+    seed: 4
+    expected: {technique: none, blocking: false, accessible: true}
+"""
+
+
+def test_a_small_catalogue_with_defaults():
+    a, b = parse_catalogue(GOOD, "cat.yaml")
+    assert (a.name, a.profile, a.mode, a.tests, a.timeout, a.quick) == ("a", "gfw", "inline", ("tcp", "tls"), 2.0, True)
+    assert a.expected.attribution == "gfw-type-ii" and a.expected.blocking == "http-failure"
+    assert a.source == "cat.yaml:5:5"
+    assert (b.profile, b.mode, b.tests, b.resolver, b.quick) == (None, "mirror", ("dns", "http"), "control", False)
+    assert b.expected.blocking is False and b.group == ("", "mirror", 4) and b.host == "x.example"
+
+
+def _error(text: str) -> CatalogueError:
+    with pytest.raises(CatalogueError) as info:
+        parse_catalogue(textwrap.dedent(text), "c.yaml")
+    return info.value
+
+
+@pytest.mark.parametrize("text, where, words", [
+    ("scenarios: [\n", (2, 1), "YAML syntax"),
+    ("scenarios: []\n", "[]", "non-empty list"),
+    ("bogus: 1\nscenarios: []\n", "bogus", "unknown key 'bogus'"),
+    ("scenarios:\n  - name: a\n    profile: nope\n    target: https://a.example/\n"
+     "    expected: {technique: none, blocking: false, accessible: true}\n", "nope", "no bundled profile 'nope'"),
+    ("scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n"
+     "    expected: {technique: tcp-magic, blocking: false, accessible: true}\n", "tcp-magic", "unknown technique"),
+    ("scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n"
+     "    expected: {technique: none, blocking: yes, accessible: true}\n", "yes", "blocking must be"),
+    ("scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n    tests: [tcp, warp]\n"
+     "    expected: {technique: none, blocking: false, accessible: true}\n", "warp", "unknown test 'warp'"),
+    ("scenarios:\n  - name: a\n    profile: gfw\n    target: ftp://a.example/\n"
+     "    expected: {technique: none, blocking: false, accessible: true}\n", "ftp:", "bad target"),
+    ("scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n"
+     "    expected: {technique: none, blocking: false, accessible: true, attribution: nobody}\n", "nobody",
+     "no personality preset"),
+    ("scenarios:\n  - name: a\n    profile: null\n    target: https://a.example/\n"
+     "    expected: {technique: tls-reset, blocking: false, accessible: true}\n", "tls-reset", "without a censor"),
+    ("scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n"
+     "    expected: {technique: none, blocking: false, accessible: true}\n"
+     "  - name: a\n    profile: gfw\n    target: https://b.example/\n"
+     "    expected: {technique: none, blocking: false, accessible: true}\n",
+     "a\n    profile: gfw\n    target: https://b", "duplicate scenario name"),
+    ("scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n    colour: red\n"
+     "    expected: {technique: none, blocking: false, accessible: true}\n", "colour", "unknown key 'colour'"),
+    ("scenarios:\n  - name: a\n    target: https://a.example/\n"
+     "    expected: {technique: none, blocking: false, accessible: true}\n", "name: a", "needs 'profile'"),
+    ("defaults: {timeout: -1}\nscenarios: []\n", "-1", "timeout"),
+    ("scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n    seed: -3\n"
+     "    expected: {technique: none, blocking: false, accessible: true}\n", "-3", "seed must be"),
+])
+def test_errors_name_file_line_column(text, where, words):
+    if isinstance(where, str):  # the position of the offending token
+        before = text[:text.index(where)]
+        where = (before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1)
+    err = _error(text)
+    assert (err.line, err.column) == where, str(err)
+    assert words in err.message
+    assert str(err).startswith(f"c.yaml:{where[0]}:{where[1]}: ")
+
+
+def test_unreadable_file(tmp_path):
+    with pytest.raises(CatalogueError, match=r"missing\.yaml:1:1: cannot read"):
+        load_catalogue(tmp_path / "missing.yaml")
+
+
+def test_the_bundled_catalogue_covers_every_profile_and_is_consistent():
+    scenarios = load_catalogue()
+    assert len(scenarios) >= 40
+    assert str(BUNDLED_CATALOGUE) in scenarios[0].source
+    profiles = {s.profile for s in scenarios}
+    assert set(list_profiles()) - {"gfw"} <= profiles | {"gfw"} and "gfw" in profiles
+    assert None in profiles and {"inline", "mirror"} <= {s.mode for s in scenarios}
+    for s in scenarios:
+        assert set(s.tests) <= set(TESTS)
+        assert s.expected.technique in TECHNIQUES
+        assert s.expected.attribution is None or s.expected.attribution in PRESETS
+        if s.rule is not None:      # the rule a scenario names exists in its profile
+            assert s.rule in {r.id for r in load_profile(s.profile).policy.rules}, s.name
+    # the false-positive traps: a CAPTCHA page, a site that does not exist, a refused port, a slow server
+    fp_targets = " ".join(s.target for s in scenarios if s.profile is None)
+    for trap in ("captcha.test", "nxdomain.test", ":8081", "/slow"):
+        assert trap in fp_targets
+    # the censored techniques exercised
+    assert {"dns-forged", "tls-reset", "tls-dropped", "http-reset", "http-blockpage", "quic-dropped", "throttled",
+            "fet-blocked", NOT_CENSORSHIP} <= {s.expected.technique for s in scenarios}
+    quick = select(scenarios, quick=True)
+    assert 4 <= len(quick) <= 12 and {s.profile for s in quick} >= {None, "gfw"}
+
+
+def test_select():
+    scenarios = parse_catalogue(GOOD, "cat.yaml")
+    assert [s.name for s in select(scenarios, quick=True)] == ["a"]
+    assert [s.name for s in select(scenarios, profiles=["none"])] == ["b"]
+    assert [s.name for s in select(scenarios, names=["?"])] == ["a", "b"]
+    with pytest.raises(ValueError, match="no scenario uses profile"):
+        select(scenarios, profiles=["iran"])
+    with pytest.raises(ValueError, match="no scenario named"):
+        select(scenarios, names=["zzz"])
