@@ -277,8 +277,9 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
         "residual": {"scope": "3-tuple", "seconds": 60, "rearm": True, "action": "drop"},
     },
     "turkmenistan": {
-        "dns": {"answers": ["127.0.0.1"], "answer_ttl": 300},
-        "reset": {"targets": "both"},
+        "dns": {"answers": ["127.0.0.1"], "answer_ttl": 300, "ip_id": 30000, "ttl": 128, "df": False},
+        "reset": {"flags": "R", "count": 1, "df": False, "ip_id": 30000, "ttl": 128, "window": 0,
+                  "seq": "ack-based", "targets": "both"},
         "residual": {"scope": "4-tuple", "seconds": 30, "action": "reset"},
     },
     "tspu": {"throttle": {"rate_kbps": 140}},
@@ -301,7 +302,8 @@ PRESET_CITES: Mapping[str, str] = {
     "iran": "geedge.report: Iran's DNS injector flags 0x81a0, no compression; OONI fingerprints_dns.csv "
             "10.10.34.34-36, d0::11; residual 60 s with timer reset (Bock et al., FOCI 2020)",
     "turkmenistan": "Nourin et al., WWW 2023: RSTs, residual 30 s on the 4-tuple; DNS A 127.0.0.1 TTL 300 "
-                    "(net4people/bbs#80); its IP ID/TTL are UNVERIFIED and not modelled",
+                    "(net4people/bbs#80); RST and DNS injector fields (flags R, IP ID 30000, initial TTL 128, "
+                    "no DF, window 0) from the paper's artifact README (breakerspace/turkmenistan-censorship)",
     "tspu": "Xue et al., Throttling Twitter, IMC 2021: 130-150 kbit/s",
 }
 
