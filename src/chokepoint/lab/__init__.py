@@ -53,7 +53,8 @@ def _optional(module: str) -> Any | None:
 
 def up(profile: str = "demo", mode: str = "inline", topology_file: str | Path | None = None, *,
        fail_closed: bool = False, seed: int | None = None, state_dir: Path | None = None,
-       services: bool = True, censor: bool = True, say: Callable[[str], None] = lambda _: None) -> LabState:
+       services: bool = True, censor: bool = True, say: Callable[[str], None] = lambda _: None,
+       dns_map: str | Path | None = None) -> LabState:
     """Bring the lab up and return its state (also written to ``state.json``).
 
     Order: the profile is loaded and the topology file validated first (``PolicyError`` /
@@ -61,7 +62,8 @@ def up(profile: str = "demo", mode: str = "inline", topology_file: str | Path | 
     (``LabAlreadyUp``) and the kernel features are checked (``KernelFeatureMissing``); then the topology,
     the lab CA (trusted by the client), the services, the control resolver and the censor. Any failure
     after the first namespace exists rolls everything back and raises ``LabError`` from the cause.
-    ``services=False`` / ``censor=False`` leave those out (a bare topology, e.g. for a no-censor baseline)."""
+    ``services=False`` / ``censor=False`` leave those out (a bare topology, e.g. for a no-censor baseline).
+    ``dns_map``: per-name answers for the lab and control resolvers (``services.resolver.AnswerTable``)."""
     from chokepoint.lab import state as st
     from chokepoint.lab import topology as topo
     from chokepoint.policy import load_profile
@@ -82,7 +84,7 @@ def up(profile: str = "demo", mode: str = "inline", topology_file: str | Path | 
                             warnings=[f"degraded: {what}" for what in features.degraded])
         started = time.monotonic()
         try:
-            _build(state, say, services=services, censor=censor)
+            _build(state, say, services=services, censor=censor, dns_map=dns_map)
         except BaseException as exc:
             report = topo.destroy(topology.namespaces(), extra_pids=st.recorded_pids(state_dir))
             st.remove_state_dir(state_dir)
@@ -105,7 +107,8 @@ def _refuse_if_up(topology: Topology, state_dir: Path) -> None:
                            "Run `chokepoint lab down` first.")
 
 
-def _build(state: LabState, say: Callable[[str], None], *, services: bool, censor: bool) -> None:
+def _build(state: LabState, say: Callable[[str], None], *, services: bool, censor: bool,
+           dns_map: str | Path | None = None) -> None:
     from chokepoint.lab import topology as topo
 
     state.state_dir.mkdir(parents=True, exist_ok=True)
@@ -123,7 +126,7 @@ def _build(state: LabState, say: Callable[[str], None], *, services: bool, censo
     if services and (services_module is None or not hasattr(services_module, "launch")):
         state.warnings.append("chokepoint.lab.services.launch is not available: no lab services started")
     elif services_module is not None:
-        services_module.launch(state)
+        services_module.launch(state, **({"dns_map": dns_map} if dns_map is not None else {}))
     censord = _optional("chokepoint.backends.censord") if censor else None
     if censor and (censord is None or not hasattr(censord, "launch")):
         state.warnings.append("chokepoint.backends.censord.launch is not available: no censor started "
