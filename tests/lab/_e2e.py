@@ -16,7 +16,6 @@ own site address, so residual blocks or kernel state of one check never touch an
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -25,7 +24,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -495,7 +494,7 @@ def running_lab(directory: Path, name: str, rules: str, personality: str = "", *
     """``lab up`` with a profile written from ``rules``/``personality``; ``lab down`` afterwards whatever happens,
     then nothing of the lab may be left. ``locked``: the caller already holds :func:`session`."""
     profile = write_profile(directory, name, rules, personality)
-    with (session() if not locked else _nothing()):
+    with session() if not locked else nullcontext():
         try:
             state = lab.up(str(profile), mode, seed=seed)
             yield LabRun(state, profile, mode)
@@ -506,25 +505,7 @@ def running_lab(directory: Path, name: str, rules: str, personality: str = "", *
             assert not any(left.values()), left
 
 
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-    return True
-
-
-def monotonic_ms() -> float:
-    return time.monotonic() * 1000
-
-
 __all__ = ["CA_FILE", "CLIENT_HELLO", "CLIENT_IP", "CONTROL_DNS", "CURL_CONNECT", "CURL_OK", "CURL_RECV",
            "CURL_TIMEOUT", "CURL_TLS_CONNECT", "Capture", "Curl", "DEFAULT_A", "LAB_DNS", "LabRun", "ORIGIN_MARKER",
            "Seen", "all_left_behind", "lab_processes", "missing_reason", "parse_tcpdump", "running_lab", "session",
-           "write_profile", "os"]
+           "write_profile"]

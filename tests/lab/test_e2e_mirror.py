@@ -52,6 +52,9 @@ RULES = """
   action: throttle
   params: {rate_kbps: 1000}
   when: {http.host: {exact: slow.test}}
+- id: unreachable
+  action: icmp-unreachable
+  when: {all: [{transport: tcp}, {server_ip: 198.19.0.13}]}
 """
 
 PERSONALITY = """
@@ -197,6 +200,21 @@ class TestMirror:
         assert lab.wait_actions("throttle") and lab.wait_actions("drop")
         unenforceable = lab.stats()["backend"]["unenforceable"]
         assert unenforceable.get("drop", 0) >= 1 and unenforceable.get("throttle", 0) >= 1, unenforceable
+
+
+    def test_icmp_unreachable_races_the_servers_syn_ack(self, mirror_lab: LabRun):
+        """The ICMP error answers the SYN; the server's kernel answers it too, with a SYN+ACK. Linux aborts a
+        connection in SYN-SENT on this error (EHOSTUNREACH) but only notes it once established, so the outcome
+        follows whichever arrived first."""
+        lab = mirror_lab
+        with lab.capture("icmp or (tcp and host 198.19.0.13)") as wire:
+            (outcome,) = lab.connects("198.19.0.13,80")
+        (icmp,) = [p for p in wire.packets if p.proto == "ICMP"]
+        assert icmp.src == "198.19.0.13" and "unreachable - admin prohibited filter" in icmp.text, wire.raw
+        syn_ack = [p for p in wire.packets if p.tcp_flags == "S."]
+        censor_first = not syn_ack or icmp.time < syn_ack[0].time
+        assert outcome == ("EHOSTUNREACH" if censor_first else "ok"), (outcome, wire.raw)
+        assert lab.wait_actions("unreachable")[0]["chokepoint"]["injected"][0]["icmp_type"] == 3
 
 
 def test_nothing_of_the_lab_is_left():
