@@ -21,7 +21,7 @@ demo: setup
 
 ## Run the whole test suite (unit, property, real-capture and end-to-end tests).
 test: setup
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 bench: setup
 	$(PY) -m pip install --quiet -e '.[bench]'

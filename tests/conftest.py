@@ -15,3 +15,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(not_found(SHARED_DATA))
     return SHARED_DATA
+
+
+#: Test folders whose tests build network namespaces or use the one lab (fixed `cpk-` names): they run on
+#: one xdist worker (`--dist loadgroup`), one after another, instead of waiting on each other's lab lock.
+NETNS_DIRS = ("lab", "backends", "validate")
+NETNS_FIXTURES = frozenset({"lab_guard", "netpath"})
+
+
+def pytest_collection_modifyitems(config, items):
+    root = Path(__file__).resolve().parent
+    for item in items:
+        parts = Path(str(item.fspath)).resolve().relative_to(root).parts
+        if parts[0] in NETNS_DIRS or NETNS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("netns"))

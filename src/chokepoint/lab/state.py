@@ -251,11 +251,29 @@ def lab_lock(timeout: float = 60.0) -> Any:
     return _abstract_lock(LOCK_NAME, timeout, "the lab lock (another `lab up` or `lab down` is running)")
 
 
-def session_lock(timeout: float = 600.0) -> Any:
+_session_depth = 0  # how many times this process holds the session lock (it is re-entrant per process)
+
+
+@contextmanager
+def session_lock(timeout: float = 600.0) -> Iterator[None]:
     """For test suites: hold it from before ``lab up`` until after ``lab down``, so test sessions of
     different suites sharing the fixed ``cpk-`` names run one after another instead of tearing each other
-    down."""
-    return _abstract_lock(SESSION_LOCK_NAME, timeout, "the lab session lock (another test session uses the lab)")
+    down. Re-entrant within one process: a session-wide holder (a fixture) does not lock out the tests
+    that run inside it."""
+    global _session_depth
+    if _session_depth:
+        _session_depth += 1
+        try:
+            yield
+        finally:
+            _session_depth -= 1
+        return
+    with _abstract_lock(SESSION_LOCK_NAME, timeout, "the lab session lock (another test session uses the lab)"):
+        _session_depth = 1
+        try:
+            yield
+        finally:
+            _session_depth = 0
 
 
 __all__ = ["LabBusy", "LabState", "MODES", "ProcessInfo", "STATE_DIR", "STATE_FILE", "STATS_FILE", "StateError",
