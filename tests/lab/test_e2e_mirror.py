@@ -72,7 +72,9 @@ SLOW = "/slow?delay=0.3"
 #: own address (55: getpeername ENOTCONN), or while receiving (56).
 RESET_CODES = {35, 55, 56}
 #: Throwaway namespaces other code creates for a moment without the session lock (root checks, kernel probe).
-TRANSIENT_PROBES = ("cpk-zzcheck-", "cpk-t-bk-probe", "cpk-probe-")
+# Namespaces that are not the lab's: short-lived kernel-feature probes, and the backends suite's own test path
+# (cpk-t-*), which its session fixture keeps for the whole worker and removes itself (tests/backends/conftest.py).
+TRANSIENT_PROBES = ("cpk-zzcheck-", "cpk-t-", "cpk-probe-")
 
 
 @pytest.fixture(scope="class")
