@@ -1,0 +1,99 @@
+"""The dispatcher: which dissector sees which bytes, and what the flow is found to be (real payloads)."""
+
+import random
+
+import dns.message
+
+from chokepoint.democapture import quic_initial, tls_client_hello
+from chokepoint.dissect import dispatch
+from chokepoint.dissect.dispatch import C2S, S2C
+
+
+def tcp(c2s_chunks, s2c=b"", port=443):
+    facts = dispatch.new_facts()
+    stream = b""
+    for i, chunk in enumerate(c2s_chunks):
+        if i == 0:
+            dispatch.on_first_client_payload(facts, chunk)
+        stream += chunk
+        dispatch.on_tcp_data(facts, C2S, stream, port)
+    if s2c:
+        dispatch.on_tcp_data(facts, S2C, s2c, port)
+    return facts
+
+
+def test_a_client_hello_in_pieces_is_tls_with_its_sni():
+    hello = tls_client_hello("pieces.example")
+    facts = tcp([hello[:40], hello[40:300], hello[300:]])
+    assert facts.app_proto == "tls" and facts.tls.sni == "pieces.example"
+    assert facts.fet.exemption == "ex5"          # the first packet starts like TLS
+
+
+def test_http_is_refined_until_the_headers_are_complete():
+    facts = tcp([b"GET /a HTTP/1.1\r\nHost: one.exa", b"mple\r\nUser-Agent: t\r\n\r\n"], port=80)
+    assert facts.app_proto == "http" and facts.http.complete and facts.http.host == "one.example"
+
+
+def test_connect_is_http_connect():
+    facts = tcp([b"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n"], port=3128)
+    assert facts.app_proto == "http-connect"
+
+
+def test_socks5_greeting_then_request_fills_the_destination():
+    greeting = bytes([5, 1, 0])
+    request = bytes([5, 1, 0, 3, 11]) + b"example.org" + (443).to_bytes(2, "big")
+    facts = tcp([greeting, request], port=1080)
+    assert facts.app_proto == "socks" and facts.socks.dst_host == "example.org" and facts.socks.dst_port == 443
+
+
+def test_random_first_packet_is_fully_encrypted_and_printable_is_unknown():
+    rng = random.Random(5)
+    assert tcp([rng.randbytes(500)], port=8388).app_proto == "fully-encrypted"
+    assert tcp([b"hello there, this is just text\n" * 4], port=9000).app_proto == "unknown"
+
+
+def test_mid_stream_tls_records_are_tls():
+    record = bytes([23, 3, 3, 0, 20]) + bytes(20)
+    facts = tcp([record + record])
+    assert facts.app_proto == "tls" and facts.tls_midstream and facts.tls is None
+
+
+def test_ssh_server_first_then_client_banner():
+    facts = dispatch.new_facts()
+    dispatch.on_tcp_data(facts, S2C, b"SSH-2.0-OpenSSH_9.2\r\n", 22)
+    assert facts.app_proto == "ssh" and facts.ssh_client is None
+    dispatch.on_tcp_data(facts, C2S, b"SSH-2.0-OpenSSH_9.6\r\n", 22)
+    assert facts.ssh_client.software_version == "OpenSSH_9.6"
+
+
+def test_dns_queries_and_answers_are_kept_in_order():
+    facts = dispatch.new_facts()
+    query = dns.message.make_query("a.example", "A", id=7)
+    dispatch.on_udp_datagram(facts, C2S, query.to_wire(), 40000, 53)
+    dispatch.on_udp_datagram(facts, S2C, dns.message.make_response(query).to_wire(), 40000, 53)
+    assert facts.app_proto == "dns"
+    assert [m.is_response for m in facts.dns] == [False, True] and facts.dns[0].qname == "a.example"
+
+
+def test_quic_initial_from_aioquic():
+    facts = dispatch.new_facts()
+    for datagram in quic_initial("q.example", "203.0.113.1"):
+        dispatch.on_udp_datagram(facts, C2S, datagram, 50000, 443)
+    assert facts.app_proto == "quic" and facts.quic.sni == "q.example"
+
+
+def test_unrecognised_udp_gives_up_after_the_probe_budget():
+    facts = dispatch.new_facts()
+    rng = random.Random(1)
+    for _ in range(dispatch.MAX_UDP_PROBES):
+        dispatch.on_udp_datagram(facts, C2S, rng.randbytes(100), 40000, 27015)
+        dispatch.on_udp_datagram(facts, S2C, rng.randbytes(100), 40000, 27015)
+    assert facts.decided and facts.app_proto == "unknown"
+
+
+def test_esp_and_gre_by_ip_protocol():
+    esp = dispatch.new_facts()
+    dispatch.on_ip_only(esp, 50, (0x1234).to_bytes(4, "big") + (1).to_bytes(4, "big") + bytes(32))
+    gre = dispatch.new_facts()
+    dispatch.on_ip_only(gre, 47, bytes(8))
+    assert esp.app_proto == "ipsec" and gre.app_proto == "gre"
