@@ -73,6 +73,7 @@ class Engine:
         used = getattr(self.policy, "fields_used", frozenset())
         self._recheck_data = "data_packet_index_c2s" in used
         self._recheck_payload = bool(used & {"payload", "payload_len"})
+        self._with_stream = "stream_c2s" in used   # copying the reassembled stream is only worth it then
         meta = getattr(profile, "meta", None)
         self._utc_offset_s = getattr(meta, "utc_offset_s", 0)
 
@@ -185,7 +186,8 @@ class Engine:
         dispatch.on_tcp_data(flow.facts, direction, data, flow.server_port)
 
     def _decide(self, flow: Flow, pkt: Packet, direction: int) -> bool:
-        inp = self.match_input(flow, pkt, direction, utc_offset_s=self._utc_offset_s)
+        inp = self.match_input(flow, pkt, direction, utc_offset_s=self._utc_offset_s,
+                               with_stream=self._with_stream)
         for verdict in self.policy.evaluate(inp):
             verdict = replace(verdict, packet_index=pkt.index, direction=DIRECTION_NAMES[direction])
             if verdict.action is Action.LOG:
@@ -216,9 +218,11 @@ class Engine:
         return False
 
     @staticmethod
-    def match_input(flow: Flow, pkt: Packet, direction: int, *, utc_offset_s: int = 0) -> MatchInput:
+    def match_input(flow: Flow, pkt: Packet, direction: int, *, utc_offset_s: int = 0,
+                    with_stream: bool = True) -> MatchInput:
         """The policy's view of ``flow`` at ``pkt``; ``utc_offset_s`` is the profile's clock offset
-        (``local_hour`` = the packet's timestamp in that timezone)."""
+        (``local_hour`` = the packet's timestamp in that timezone); ``with_stream`` copies the reassembled
+        client stream into ``stream_c2s`` (the engine asks for it only when a rule reads that field)."""
         facts = flow.facts
         inp = MatchInput(
             transport=_TRANSPORT.get(flow.proto, "ip"),
@@ -238,7 +242,7 @@ class Engine:
             local_hour=int((pkt.ts + utc_offset_s) // 3600 % 24),
         )
         stream = flow.streams[C2S]
-        if stream is not None:
+        if with_stream and stream is not None:
             inp.stream_c2s = stream.bytes
         if facts.dns:
             queries = [m for m in facts.dns if not m.is_response and m.questions] or \
