@@ -98,7 +98,7 @@ personality:
 
 
 @pytest.mark.parametrize(("snippet", "where", "message"), [
-    ("reset: {flags: RST}", "reset.flags", "expected one of R, RA"),
+    ("reset: {flags: RST}", "reset.flags", "expected R or RA"),
     ("reset: {count: 0}", "reset.count", "out of range"),
     ("reset: {count: 17}", "reset.count", "out of range"),
     ("reset: {count: true}", "reset.count", "expected an integer"),
@@ -202,7 +202,7 @@ def test_effective_applies_rule_params():
 
 @pytest.mark.parametrize(("params", "message"), [
     ({"count": 0}, "count: 0 is out of range"),
-    ({"flags": "S"}, "flags: expected one of R, RA"),
+    ({"flags": "S"}, "flags: expected R or RA"),
     ({"answers": ["not-an-ip"]}, "not an IPv4 or IPv6 address"),
     ({"status": 301}, "needs a location"),
     ({"rate_kbps": -1}, "rate_kbps"),
@@ -228,3 +228,51 @@ def test_every_bundled_rule_has_enforceable_params(name):
                 assert p.residual.seconds == value
             if key == "answers":
                 assert p.dns.answers == tuple(value)
+
+
+# ----------------------------------------------------------------- extra TCP flag bits and parallel injectors
+
+@pytest.mark.parametrize(("text", "flags", "extra"), [
+    ("R", "R", 0), ("RA", "RA", 0), ("R+AE", "R", 0x100), ("R+AE+RE", "R", 0x300), ("RA+RE", "RA", 0x200),
+])
+def test_reset_flags_take_ae_and_reserved_bits(text, flags, extra):
+    p = parse_personality({"reset": {"flags": text}})
+    assert (p.reset.flags, p.reset.extra_flags) == (flags, extra)
+    assert p.reset.flags_text == text
+    assert effective(DEFAULT, {"flags": text}).reset.flags_text == text
+
+
+@pytest.mark.parametrize("bad", ["R+XX", "R+AE+AE", "A", "+AE", "R+", 3])
+def test_reset_flags_reject_anything_else(bad):
+    with pytest.raises(PolicyError, match="expected R or RA"):
+        parse_personality({"reset": {"flags": bad}})
+
+
+def test_parallel_injectors_take_their_preset_reset_style():
+    p = parse_personality({"based_on": "gfw-type-ii",
+                           "parallel": [{"preset": "gfw-type-i"}, {"preset": "gfw-type-iii", "probability": 0.5}]})
+    assert [(o.name, o.probability) for o in p.parallel] == [("gfw-type-i", 1.0), ("gfw-type-iii", 0.5)]
+    assert p.parallel[0].reset == preset("gfw-type-i").reset and p.parallel[1].reset == preset("gfw-type-iii").reset
+    assert preset("gfw-type-ii").parallel == ()
+    assert effective(p, {"injector": "henan"}).parallel == ()      # a rule's own injector acts alone
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"parallel": {"preset": "gfw-type-i"}}, "expected a list"),
+    ({"parallel": [{"probability": 1}]}, "names a preset"),
+    ({"parallel": [{"preset": "nope"}]}, "expected one of"),
+    ({"parallel": [{"preset": "gfw-type-i", "probability": 1.5}]}, "above 1"),
+    ({"parallel": [{"preset": "gfw-type-i", "colour": "red"}]}, "unknown key"),
+])
+def test_parallel_injector_errors(raw, message):
+    with pytest.raises(PolicyError, match=message):
+        parse_personality(raw)
+
+
+def test_bundled_profiles_use_the_new_fields():
+    from chokepoint.policy import load_profile
+
+    pk = load_profile("pakistan").personality.reset
+    assert (pk.flags_text, pk.ip.df, pk.count) == ("R+AE+RE", False, 1)
+    gfw = load_profile("gfw-2023").personality
+    assert [o.name for o in gfw.parallel] == ["gfw-type-i", "gfw-type-iii"]

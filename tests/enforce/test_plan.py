@@ -487,3 +487,45 @@ def test_engine_verdicts_on_real_payloads_become_plans():
     assert forge.action is Action.DNS_FORGE
     answer = dns.message.from_wire(read(forge.injections[0].packet).payload)
     assert answer.answer[0][0].address == "192.0.2.1"
+
+
+# ------------------------------------------------------------------------- parallel injectors, AE/RE bits
+
+def test_parallel_injectors_each_send_their_own_resets():
+    """gfw-2023: type II's three identical RST+ACKs, then type I's RST and type III's RST+ACK, per target
+    (IEEE S&P 2025, table fingerprint), all at the recipient's RCV.NXT."""
+    personality = load_profile("gfw-2023").personality
+    conn = Conn(client_hello("blocked.example"))
+    i = conn.data(c2s=True)
+    p = conn.plan(i, _verdict(Action.RESET), personality)
+    walls = _by_target(p)
+    for target in ("client", "server"):
+        got = walls[target]
+        assert len(got) == 5
+        ii, type_i, type_iii = got[:3], got[3], got[4]
+        assert len({(w.l4, w.ip_id, w.ttl) for w in ii}) == 1 and ii[0].flags == RST | ACK and ii[0].df
+        assert type_i.flags == RST and not type_i.df and type_i.ip_id == 0 and 55 <= type_i.ttl <= 118
+        assert type_iii.flags == RST | ACK and type_iii.df and type_iii.ttl == 255
+        assert len({w.seq for w in got}) == 1
+    assert _accepts(walls["server"][3], conn.next_seq(i, from_client=True))
+    assert p.residual is not None and p.residual.seconds == 180
+
+
+def test_a_parallel_injector_with_probability_zero_stays_quiet_and_says_so():
+    personality = parse_personality({"based_on": "gfw-type-ii",
+                                     "parallel": [{"preset": "gfw-type-i", "probability": 0.0}]})
+    conn = Conn(client_hello("blocked.example"))
+    p = conn.plan(conn.data(c2s=True), _verdict(Action.RESET), personality)
+    assert len(p.injections) == 6 and any("gfw-type-i did not act" in n for n in p.notes)
+
+
+def test_pakistan_reset_carries_ae_and_a_reserved_bit_without_ack_or_df():
+    conn = Conn(client_hello("www.queerty.com"))
+    i = conn.data(c2s=True)
+    p = conn.plan(i, _verdict(Action.RESET), load_profile("pakistan").personality)
+    walls = [read(inj.packet) for inj in p.injections]
+    assert walls and all(w.flags == RST and not w.df for w in walls)
+    assert all(decode(inj.packet).tcp_flags == RST | 0x100 | 0x200 for inj in p.injections)
+    server = _by_target(p)["server"][0]
+    assert _accepts(server, conn.next_seq(i, from_client=True) if not p.drop_trigger
+                    else conn.pkts[i].seq)

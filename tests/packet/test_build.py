@@ -270,3 +270,22 @@ def test_fragment_ipv6_layout() -> None:
             UDP, 5, len(data), int(i < len(fragments) - 1))
         data += fragment[48:]
     assert data == ip[40:]
+
+
+# --------------------------------------------------------------------------- TCP flag bits 8-11 (AE, reserved)
+
+def test_tcp_flags_above_the_classic_eight_go_to_the_data_offset_byte_and_decode_back():
+    from chokepoint.packet.decode import Decoder
+    from chokepoint.packet.pcap import Frame
+    from chokepoint.packet.record import AE, RESERVED, RST, tcp_flags_text
+
+    flags = RST | AE | 0x200
+    segment = build.tcp("192.0.2.1", "198.51.100.2", 443, 40000, 7, 0, flags)
+    assert segment[12] == (5 << 4) | 0x3 and segment[13] == RST        # data offset 5, AE and the first RE bit
+    raw = build.ipv4("192.0.2.1", "198.51.100.2", 6, segment)
+    pkt = Decoder().decode(Frame(0.0, 101, raw, len(raw), 1))
+    assert pkt.tcp_flags == flags and pkt.tcp_header_len == 20
+    assert tcp_flags_text(pkt.tcp_flags) == "R+AE+RE"
+    assert tcp_flags_text(RST | 0x10) == "RA" and tcp_flags_text(RESERVED | 0x02) == "S+RE"
+    with pytest.raises(ValueError):
+        build.tcp("192.0.2.1", "198.51.100.2", 1, 2, 0, 0, 0x1000)

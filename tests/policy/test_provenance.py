@@ -23,7 +23,7 @@ LOGRULE = "  - id: l\n    action: log\n    cite: c\n    when: {transport: udp}\n
 # (case id, file text with the marker, message fragment)
 CASES = [
     ("personality-bad-value", RULE + "personality:\n  reset:\n    flags: ⟦S\n",
-     "personality.reset.flags: expected one of R, RA"),
+     "personality.reset.flags: expected R or RA"),
     ("personality-unknown-key", RULE + "personality:\n  reset:\n    colour: ⟦red\n", "unknown key 'colour'"),
     ("personality-bad-preset", RULE + "personality:\n  based_on: ⟦gfw-type-iv\n", "gfw-type-iv"),
     ("knob-uncertain-empty", RULE + "personality:\n  reset:\n    ttl: {value: 64, uncertain: ⟦''}\n",

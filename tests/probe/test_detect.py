@@ -533,3 +533,29 @@ def test_fingerprint_folder_is_used_by_the_cli(tmp_path):
                                        str(path)])
     assert "nothing found" in without.output
     assert json.loads(with_db.stdout)["findings"][0]["kind"] == "dns"
+
+
+# ------------------------------------------------------------------------------ several injectors, one trigger
+
+def test_gfw_types_i_ii_iii_resetting_one_connection_are_three_findings(tmp_path):
+    """gfw-2023 runs types I and III beside type II (IEEE S&P 2025, table fingerprint): the detector splits the
+    RSTs by injector and names each type among the best candidates of its own finding."""
+    from chokepoint.policy import load_profile
+
+    conn = Censored(load_profile("gfw-2023").personality)
+    report = conn.detect(tmp_path)
+    found = [f for f in report.findings if f.kind == "rst"]
+    assert len(found) == 3, [f.summary for f in report.findings]
+    assert set().union(*({p.index for p in f.packets} for f in found)) == conn.injected
+    tops = [set(f.candidates[0].personalities) for f in found]
+    assert "gfw-type-ii" in tops[0] and "gfw-type-i" in tops[1] and "gfw-type-iii" in tops[2]
+    assert [len(f.packets) for f in found] == [6, 2, 2]
+    assert all(any("one of 3 injectors" in e for e in f.evidence) for f in found)
+
+
+def test_one_injector_with_fresh_copies_stays_one_finding(tmp_path):
+    personality = parse_personality({"reset": {"flags": "RA", "count": 3, "identical": False, "ttl": [40, 60],
+                                               "ip_id": "random"}})
+    conn = Censored(personality, seed=4)
+    found = [f for f in conn.detect(tmp_path).findings if f.kind == "rst"]
+    assert len(found) == 1 and {p.index for p in found[0].packets} == conn.injected

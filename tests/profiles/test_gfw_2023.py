@@ -12,7 +12,6 @@ import dns.message
 import pytest
 
 from chokepoint.democapture import tls_client_hello
-from chokepoint.enforce import preset
 from chokepoint.packet.record import ACK, RST
 from chokepoint.policy.profile import load_profile
 from chokepoint.policy.verdict import Action
@@ -34,15 +33,17 @@ def test_profile_is_dated_to_the_fet_era() -> None:
 
 def test_sni_reset_injects_three_identical_type_ii_rst_acks_to_each_end() -> None:
     """IEEE S&P 2025 table fingerprint, type II: RST+ACK x3 (identical), DF set, both ends, residual 180 s;
-    IP ID and window from the TSG generator with k = 13 (geedge.report); TTL 48-247 (Dec 2023)."""
+    IP ID and window from the TSG generator with k = 13 (geedge.report); TTL 48-247 (Dec 2023). Types I and
+    III follow as parallel injectors (see the next test)."""
     packets = tcp_flow(CLIENT, SERVER, 41000, 443, [tls_client_hello("www.google.com")], 1000.0)
     decision = decide(PROFILE, packets)
     assert decision.verdict.rule_id == "gfw-sni-reset"
     plan = decision.plan(PROFILE.personality, seed=3)
-    assert [i.to for i in plan.injections] == ["client"] * 3 + ["server"] * 3
-    to_client = [i.packet for i in plan.injections if i.to == "client"]
+    type_ii = plan.injections[:6]
+    assert [i.to for i in type_ii] == ["client"] * 3 + ["server"] * 3
+    to_client = [i.packet for i in type_ii if i.to == "client"]
     assert len(set(to_client)) == 1, "type II sends three identical copies"
-    for injection in plan.injections:
+    for injection in type_ii:
         pkt = read(injection.packet)
         assert pkt.tcp_flags == RST | ACK and pkt.df and 48 <= pkt.ttl <= 247
         assert tsg_generated(pkt.ip_id, pkt.window, decision.flow.client_ip, decision.flow.server_ip, k=13)
@@ -56,13 +57,17 @@ def test_sni_reset_injects_three_identical_type_ii_rst_acks_to_each_end() -> Non
     ("gfw-type-iii", 1, RST | ACK, True, None, (255, 255)),
 ])
 def test_the_other_observed_injectors(name, count, flags, df, ip_id, ttl) -> None:
-    """The injectors documented as also observed (types I and III) produce their table rows."""
-    assert name in {a.preset for a in PROFILE.also_observed}
+    """Types I and III reset the same connections beside type II (the personality's ``parallel`` injectors)
+    and produce their table rows: after type II's three copies, each sends its own RSTs to each end."""
+    assert name in {p.name for p in PROFILE.personality.parallel}
     packets = tcp_flow(CLIENT, SERVER, 41001, 443, [tls_client_hello("www.youtube.com")], 1000.0)
     decision = decide(PROFILE, packets)
-    plan = decision.plan(preset(name), seed=5)
-    to_client = [read(i.packet) for i in plan.injections if i.to == "client"]
-    assert len(to_client) == count
+    plan = decision.plan(PROFILE.personality, seed=5)
+    after_type_ii = list(plan.injections[6:])
+    first = next(k for k, p in enumerate(PROFILE.personality.parallel) if p.name == name)
+    mine = after_type_ii[2 * count * first: 2 * count * (first + 1)]
+    to_client = [read(i.packet) for i in mine if i.to == "client"]
+    assert len(to_client) == count and len(mine) == 2 * count
     for pkt in to_client:
         assert pkt.tcp_flags == flags and pkt.df == df and ttl[0] <= pkt.ttl <= ttl[1]
         if ip_id:

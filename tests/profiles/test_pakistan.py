@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chokepoint.democapture import tls_client_hello
 from chokepoint.enforce import preset
-from chokepoint.packet.record import ACK, RST
+from chokepoint.packet.record import AE, RST
 from chokepoint.policy.profile import load_profile
 
 from tests.profiles._scenarios import CLIENT, SERVER, decide, fingerprint_patterns, http_request, read, tcp_flow
@@ -16,9 +16,10 @@ def test_rst_without_df() -> None:
     decision = decide(PROFILE, tcp_flow(CLIENT, SERVER, 41000, 443, [tls_client_hello("www.queerty.com")], 1.0))
     plan = decision.plan(PROFILE.personality)
     rsts = [read(i.packet) for i in plan.injections]
-    assert len(rsts) == 2 and all(p.tcp_flags == RST | ACK and not p.df for p in rsts)
+    # geedge.report: RST+AE+RE, no DF (AE = 0x100; which reserved bit "RE" is, is the knob's stated uncertainty)
+    assert len(rsts) == 2 and all(p.tcp_flags == RST | AE | 0x200 and not p.df for p in rsts)
     assert not PROFILE.engine.ip_fragment_reassembly
-    assert "AE" in dict((k.path, k.uncertain) for k in PROFILE.knobs)["reset.flags"]
+    assert "reserved bit" in dict((k.path, k.uncertain) for k in PROFILE.knobs)["reset.flags"]
 
 
 def test_blockpage_carries_the_mobilink_fingerprint() -> None:

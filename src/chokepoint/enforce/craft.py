@@ -123,10 +123,13 @@ def tcp_segment(src: str | bytes, dst: str | bytes, sport: int, dport: int, seq:
 
 
 def tcp_reset(src: str | bytes, dst: str | bytes, sport: int, dport: int, seq: int, ack: int, *,
-              with_ack: bool, stamp: Stamp, payload: bytes = b"") -> bytes:
+              with_ack: bool, stamp: Stamp, payload: bytes = b"", extra_flags: int = 0) -> bytes:
     """An RST (``with_ack`` False: the ACK field is sent as 0) or RST+ACK segment. A payload is allowed
-    (RFC 9293 §3.5.3 lets an RST carry diagnostic data; the Henan firewall sends 10 bytes)."""
-    flags = RST | ACK if with_ack else RST
+    (RFC 9293 §3.5.3 lets an RST carry diagnostic data; the Henan firewall sends 10 bytes). ``extra_flags``:
+    AE/reserved bits (0x100-0x800) set as well (Pakistan's RST+AE+RE, geedge.report)."""
+    if extra_flags & ~0xF00:
+        raise ValueError(f"extra_flags 0x{extra_flags:x} is not within the AE/reserved bits 0xf00")
+    flags = (RST | ACK if with_ack else RST) | extra_flags
     return tcp_segment(src, dst, sport, dport, seq, ack if with_ack else 0, flags, stamp, payload)
 
 

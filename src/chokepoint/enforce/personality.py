@@ -32,16 +32,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from chokepoint.packet.record import ACK, AE, RST, tcp_flags_text
 from chokepoint.policy.errors import PolicyError, SourcePos
 
 __all__ = [
     "Field16", "Ttl", "TsgSeed", "IpStyle", "ResetStyle", "DnsStyle", "BlockpageStyle", "ThrottleStyle",
-    "DelayStyle", "IcmpStyle", "ResidualStyle", "Personality", "DEFAULT", "PRESETS", "PRESET_CITES",
-    "RESIDUAL_SCOPES", "parse_personality", "preset", "effective",
+    "DelayStyle", "IcmpStyle", "ResidualStyle", "ParallelInjector", "Personality", "DEFAULT", "PRESETS", "PRESET_CITES",
+    "RESIDUAL_SCOPES", "RE_BIT", "parse_personality", "preset", "effective",
 ]
 
 Path = tuple[str | int, ...]
 RESIDUAL_SCOPES = ("3-tuple", "4-tuple", "server", "client-server")
+#: The reserved bit set for ``+RE``: geedge.report names the flag "RE" without saying which of the three
+#: reserved bits (0x200, 0x400, 0x800) it saw; the lowest is used (UNVERIFIED, stated in the pakistan profile).
+RE_BIT = 0x200
+_EXTRA_FLAGS = {"AE": AE, "RE": RE_BIT}
 
 
 # ------------------------------------------------------------------------------------------- header values
@@ -114,15 +119,24 @@ class ResetStyle:
     lands in the window but not at RCV.NXT and draws a challenge ACK instead of a reset.
     ``identical``: the ``count`` copies to one target are the same packet (GFW type II, IEEE S&P 2025);
     otherwise each copy gets fresh header values.
+    ``extra_flags``: bits 8-11 of the TCP flags word set on every RST (written ``R+AE+RE``: AE = 0x100,
+    RE = :data:`RE_BIT`); Pakistan's injector sets both (geedge.report fingerprints). A stack that does not
+    negotiate AccECN ignores them, so the reset still works.
     """
 
     flags: Literal["R", "RA"] = "RA"
+    extra_flags: int = 0
     count: int = 1
     targets: Literal["client", "server", "both"] = "both"
     seq: Literal["in-window", "ack-based"] = "in-window"
     payload: bytes = b""
     identical: bool = True
     ip: IpStyle = IpStyle()
+
+    @property
+    def flags_text(self) -> str:
+        """The flags as written in profiles and printed in events: ``R``, ``RA``, ``R+AE+RE``..."""
+        return tcp_flags_text(RST | (ACK if self.flags == "RA" else 0) | self.extra_flags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,9 +227,22 @@ class ResidualStyle:
 
 
 @dataclass(frozen=True, slots=True)
+class ParallelInjector:
+    """Another injector on the same path that acts on the same ``reset`` verdicts on its own: it sends its own
+    RSTs (its preset's ``reset`` style) after the personality's, with ``probability`` per verdict. The GFW runs
+    several RST injectors side by side, told apart by their fingerprints (IEEE S&P 2025, table fingerprint:
+    types I, II, III; geedge.report measures each type's response to the same probes separately)."""
+
+    name: str
+    reset: ResetStyle
+    probability: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class Personality:
     """How one censor acts. ``drop_trigger``: an inline censor also drops the packet that triggered a reset
-    (an on-path one cannot: set it false to emulate one inline). The defaults are :data:`DEFAULT`."""
+    (an on-path one cannot: set it false to emulate one inline). ``parallel``: other injectors that reset the
+    same connections (:class:`ParallelInjector`). The defaults are :data:`DEFAULT`."""
 
     name: str = "linux"
     reset: ResetStyle = ResetStyle()
@@ -226,6 +253,7 @@ class Personality:
     icmp: IcmpStyle = IcmpStyle()
     residual: ResidualStyle = ResidualStyle()
     drop_trigger: bool = True
+    parallel: tuple[ParallelInjector, ...] = ()
 
 
 DEFAULT = Personality()
@@ -358,6 +386,19 @@ def _choice(w: _Where, path: Path, value: Any, choices: Sequence[str]) -> Any:
     if value not in choices or not isinstance(value, str):
         raise w.error(path, f"expected one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def _reset_flags(w: _Where, path: Path, value: Any) -> tuple[str, int]:
+    """``R`` or ``RA``, optionally followed by ``+AE`` and/or ``+RE`` (see :class:`ResetStyle`)."""
+    if not isinstance(value, str):
+        raise w.error(path, f"expected R or RA (optionally +AE, +RE), got {value!r}")
+    base, *extras = value.split("+")
+    if base not in ("R", "RA") or len(set(extras)) != len(extras) or not set(extras) <= set(_EXTRA_FLAGS):
+        raise w.error(path, f"expected R or RA, optionally followed by +AE and/or +RE, got {value!r}")
+    bits = 0
+    for name in extras:
+        bits |= _EXTRA_FLAGS[name]
+    return base, bits
 
 
 def _pair(w: _Where, path: Path, value: Any, lo: int, hi: int) -> tuple[int, int]:
@@ -533,7 +574,7 @@ _DNS_KEYS = ("flags", "answer_ttl", "answers", "answers_per_response", "compress
 _PAGE_KEYS = ("status", "headers", "body", "location", "close", "reset_server", "mss", *_IP_KEYS)
 _ICMP_KEYS = ("code", "code6", "source", "ttl", "ip_id", "df", "tsg")
 _TOP_KEYS = ("name", "based_on", "description", "cite", "ip", "reset", "dns", "blockpage", "throttle", "delay",
-             "icmp", "residual", "drop_trigger")
+             "icmp", "residual", "drop_trigger", "parallel")
 
 
 def parse_personality(raw: Mapping[str, Any] | None, *, defaults: Personality = DEFAULT,
@@ -544,7 +585,8 @@ def parse_personality(raw: Mapping[str, Any] | None, *, defaults: Personality = 
     Keys: ``name``, ``based_on`` (a :data:`PRESETS` name), ``description``/``cite`` (free text), ``ip`` (header
     defaults for every injected packet: ``ttl``, ``ip_id``, ``df``, ``window``, ``tsg``), the sections
     ``reset``, ``dns``, ``blockpage``, ``throttle``, ``delay``, ``icmp``, ``residual`` (each takes its own header
-    keys too) and ``drop_trigger``. Raises ``PolicyError`` naming the offending key; with ``marks`` (the
+    keys too), ``drop_trigger`` and ``parallel`` (a list of ``{preset, probability}``: other injectors on the
+    path, :class:`ParallelInjector`). Raises ``PolicyError`` naming the offending key; with ``marks`` (the
     profile's ``chokepoint.policy.yamlsrc.Marks``) at its position, ``base`` being the section's data path.
     """
     if raw is None:
@@ -568,8 +610,11 @@ def parse_personality(raw: Mapping[str, Any] | None, *, defaults: Personality = 
 
     r = _mapping(w, ("reset",), m.get("reset", {}), _RESET_KEYS)
     d = defaults.reset
+    flags, extra_flags = (_reset_flags(w, ("reset", "flags"), r["flags"]) if "flags" in r
+                          else (d.flags, d.extra_flags))
     reset = ResetStyle(
-        flags=_choice(w, ("reset", "flags"), r.get("flags", d.flags), ("R", "RA")),
+        flags=flags,
+        extra_flags=extra_flags,
         count=_int(w, ("reset", "count"), r.get("count", d.count), 1, 16),
         targets=_choice(w, ("reset", "targets"), r.get("targets", d.targets), ("client", "server", "both")),
         seq=_choice(w, ("reset", "seq"), r.get("seq", d.seq), ("in-window", "ack-based")),
@@ -639,7 +684,24 @@ def parse_personality(raw: Mapping[str, Any] | None, *, defaults: Personality = 
         action=_choice(w, ("residual", "action"), e.get("action", de.action), ("drop", "reset", "auto")),
     )
     drop_trigger = _bool(w, ("drop_trigger",), m.get("drop_trigger", defaults.drop_trigger))
-    return Personality(name, reset, dns, page, throttle, delay, icmp, residual, drop_trigger)
+    parallel = _parallel(w, ("parallel",), m["parallel"]) if "parallel" in m else defaults.parallel
+    return Personality(name, reset, dns, page, throttle, delay, icmp, residual, drop_trigger, parallel)
+
+
+def _parallel(w: _Where, path: Path, value: Any) -> tuple[ParallelInjector, ...]:
+    if not isinstance(value, list | tuple):
+        raise w.error(path, "expected a list of {preset, probability}")
+    out = []
+    for i, item in enumerate(value):
+        item = _mapping(w, path + (i,), item, ("preset", "probability"))
+        if "preset" not in item:
+            raise w.error(path + (i,), "each parallel injector names a preset")
+        name = _choice(w, path + (i, "preset"), item["preset"], tuple(PRESETS))
+        probability = _num(w, path + (i, "probability"), item.get("probability", 1.0), 0)
+        if probability > 1:
+            raise w.error(path + (i, "probability"), f"{probability} is above 1")
+        out.append(ParallelInjector(name, preset(name).reset, probability))
+    return tuple(out)
 
 
 # ------------------------------------------------------------------------------------ per-verdict override
@@ -676,7 +738,8 @@ def effective(personality: Personality, params: Mapping[str, Any] | Sequence[tup
         if key == "count":
             reset = replace(reset, count=_int(w, path, value, 1, 16))
         elif key == "flags":
-            reset = replace(reset, flags=_choice(w, path, value, ("R", "RA")))
+            flags, extra_flags = _reset_flags(w, path, value)
+            reset = replace(reset, flags=flags, extra_flags=extra_flags)
         elif key == "targets":
             reset = replace(reset, targets=_choice(w, path, value, ("client", "server", "both")))
         elif key == "answers":

@@ -42,11 +42,13 @@ _MOD = 1 << 32
 @dataclass(frozen=True, slots=True)
 class Injection:
     """One packet to send: ``to`` the client or the server side, a whole IP packet; ``what`` says which kind
-    (``rst``, ``dns``, ``blockpage``, ``icmp``)."""
+    (``rst``, ``dns``, ``blockpage``, ``icmp``); ``injector`` names a parallel injector that sent it (empty:
+    the personality itself)."""
 
     to: Role
     packet: bytes
     what: str
+    injector: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +170,13 @@ def plan(verdict: Verdict, flow: Any, pkt: Packet, raw: bytes, direction: int, p
         drop_trigger = inline and p.drop_trigger
         injections = _resets(pkt, flow, sender, p.reset, gen, delivered=not drop_trigger,
                              targets=p.reset.targets, seqs=seqs)
+        for other in p.parallel:   # other injectors on the path act on the same trigger on their own
+            if other.probability >= 1.0 or gen.rng.random() < other.probability:
+                injections += [replace(i, injector=other.name)
+                               for i in _resets(pkt, flow, sender, other.reset, gen, delivered=not drop_trigger,
+                                                targets=other.reset.targets, seqs=seqs)]
+            else:
+                notes.append(f"parallel injector {other.name} did not act (probability {other.probability:g})")
         return replace(base, drop_trigger=drop_trigger, flow_action="drop" if drop_trigger else "allow",
                      injections=injections, residual=residual, notes=tuple(notes))
 
@@ -264,7 +273,7 @@ def _resets(pkt: Packet, flow: Any, sender: Role, style: ResetStyle, gen: Stampe
                 copies.append(copies[0])
                 continue
             copies.append(tcp_reset(src, dst, sport, dport, seq, ack, with_ack=with_ack, stamp=stamps(),
-                                    payload=style.payload))
+                                    payload=style.payload, extra_flags=style.extra_flags))
         out += [Injection(target, packet, "rst") for packet in copies]
     return out
 

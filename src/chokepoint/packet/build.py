@@ -48,15 +48,19 @@ def tcp(
     src: str | bytes, dst: str | bytes, sport: int, dport: int, seq: int, ack: int, flags: int,
     payload: bytes = b"", window: int = 65535, options: bytes = b"", urgent: int = 0,
 ) -> bytes:
-    """A TCP segment with its checksum over the IPv4/IPv6 pseudo-header; options are padded with EOL."""
+    """A TCP segment with its checksum over the IPv4/IPv6 pseudo-header; options are padded with EOL.
+    ``flags`` may use bits 8-11 (AE and the reserved bits, ``record.AE``/``record.RESERVED``): they go to the
+    low nibble of the data-offset byte."""
     src_b, dst_b = address(src), address(dst)
     options += b"\0" * (-len(options) % 4)
     header_len = 20 + len(options)
     if header_len > 60:
         raise ValueError("TCP options longer than 40 bytes")
+    if not 0 <= flags <= 0xFFF:
+        raise ValueError(f"TCP flags 0x{flags:x} do not fit in 12 bits")
     header = struct.pack(
-        "!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, (header_len // 4) << 4, flags,
-        window, 0, urgent,
+        "!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, (header_len // 4) << 4 | flags >> 8,
+        flags & 0xFF, window, 0, urgent,
     ) + options
     segment = header + payload
     csum = checksum(pseudo_header(src_b, dst_b, TCP, len(segment)) + segment)

@@ -362,6 +362,7 @@ class Decoder:
             if header_len > available:
                 self.counters["truncated-tcp-header"] += 1
                 return None
+            flags |= (data_offset & 0x0F) << 8   # AE and the reserved bits (record.AE, record.RESERVED)
             return Packet(
                 frame.ts, version, src, dst, TCP, sport, dport, data[pos + header_len : end], ttl, ip_id,
                 df, ip_len, flags, seq, ack, window, header_len, -1, -1, frame_len, fragments, frame.index,

@@ -20,6 +20,22 @@ RST = 0x04
 PSH = 0x08
 ACK = 0x10
 URG = 0x20
+ECE = 0x40
+CWR = 0x80
+#: The four bits above the classic flags (byte 12's low nibble, ``Packet.tcp_flags`` bits 8-11): AE, "Accurate
+#: ECN" (RFC 9768, formerly NS), and the three still-reserved bits (RFC 9293 §3.1), which Wireshark shows
+#: together as "Reserved". Pakistan's injected RSTs carry both (geedge.report fingerprints: RST+AE+RE).
+AE = 0x100
+RESERVED = 0xE00
+
+_FLAG_LETTERS = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (ACK, "A"), (URG, "U"))
+
+
+def tcp_flags_text(flags: int) -> str:
+    """TCP flags as letters in Suricata/tcpdump order of bits, F S R P A U (RST+ACK is ``RA``), then ``+AE``
+    and ``+RE`` when the AE or any reserved bit is set (the names geedge.report and Wireshark use)."""
+    text = "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit)
+    return text + ("+AE" if flags & AE else "") + ("+RE" if flags & RESERVED else "")
 
 
 @dataclass(slots=True)

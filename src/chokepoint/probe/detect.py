@@ -55,7 +55,7 @@ from chokepoint.flow.key import flow_key, ip_text
 from chokepoint.flow.table import FlowTable
 from chokepoint.packet.decode import Decoder
 from chokepoint.packet.pcap import open_capture
-from chokepoint.packet.record import ACK, FIN, ICMP, ICMPV6, PSH, RST, SYN, TCP, UDP, URG, Packet
+from chokepoint.packet.record import ACK, FIN, ICMP, ICMPV6, RST, SYN, TCP, UDP, Packet, tcp_flags_text
 from chokepoint.probe.fingerprints import FingerprintDB
 from chokepoint.settings import EngineSettings
 
@@ -263,9 +263,8 @@ def initial_ttl(ttl: int) -> int:
 
 
 def flag_text(flags: int) -> str:
-    """TCP flags as letters in the order S F R P A U (RST+ACK is ``RA``, FIN+PSH+ACK ``FPA``)."""
-    return "".join(c for bit, c in ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "A"), (URG, "U"))
-                   if flags & bit)
+    """TCP flags as the censor's events print them (RST+ACK is ``RA``, FIN+PSH+ACK ``FPA``, ``R+AE+RE``)."""
+    return tcp_flags_text(flags)
 
 
 def tsg_relation(ip_id: int, window: int, sip: bytes, dip: bytes, seed_key: int = 13,
@@ -649,9 +648,7 @@ class Detector:
                 claimed.update(p.index for p in finding.packets)
         records = [r for r in conn.rsts if r.pkt.index not in claimed]
         if records:
-            finding = self._rst_finding(flow, conn, records, base)
-            if finding is not None:
-                self.findings.append(finding)
+            self.findings += self._rst_findings(flow, conn, records, base)
 
     # -- RST -------------------------------------------------------------------------------------------
 
@@ -700,8 +697,9 @@ class Detector:
             tags.append("window?")
         return tags, notes
 
-    def _rst_finding(self, flow: Flow, conn: _Conn, records: Sequence[_Rst],
-                     base: tuple[_Baseline, _Baseline]) -> Finding | None:
+    def _rst_findings(self, flow: Flow, conn: _Conn, records: Sequence[_Rst],
+                      base: tuple[_Baseline, _Baseline]) -> list[Finding]:
+        """One finding per injector that reset the connection (see :func:`_injector_clusters`)."""
         judged: dict[int, tuple[list[str], list[str]]] = {}
         injected: list[_Rst] = []
         for record in records:
@@ -710,7 +708,7 @@ class Detector:
             if any(t in _STRONG for t in tags):
                 injected.append(record)
         if not injected:
-            return None
+            return []
         chosen = {id(r) for r in injected}
         for record in records:
             if id(record) in chosen:
@@ -726,6 +724,12 @@ class Detector:
                 injected.append(record)
                 chosen.add(id(record))
         injected.sort(key=lambda r: r.pkt.index)
+        clusters = _injector_clusters(injected)
+        return [self._rst_finding(flow, cluster, judged, base, len(clusters)) for cluster in clusters]
+
+    def _rst_finding(self, flow: Flow, injected: list[_Rst], judged: dict[int, tuple[list[str], list[str]]],
+                     base: tuple[_Baseline, _Baseline], injectors: int) -> Finding:
+        """The finding for one injector's RSTs (``injectors``: how many answered the same trigger)."""
         copies: dict[tuple, list[_Rst]] = {}     # identical copies share their evidence
         for record in injected:
             copies.setdefault((record.side, _wire(record.pkt)), []).append(record)
@@ -747,6 +751,9 @@ class Detector:
                 span = (members[-1].pkt.ts - members[0].pkt.ts) * 1000
                 same = "identical " if _identical(members) else ""
                 evidence.append(f"burst of {len(members)} {same}RSTs toward the {target} within {span:.1f} ms")
+        if injectors > 1:
+            evidence.append(f"one of {injectors} injectors resetting this connection, told apart by flags, DF "
+                            "and copies (the GFW runs several side by side: IEEE S&P 2025, table fingerprint)")
         fingerprint = _fingerprint(obs, flow, tcp=True)
         fingerprint.insert(0, ("count", ", ".join(f"{len(m)} to the {t}" + (" (identical)" if len(m) > 1
                                                                             and _identical(m) else "")
@@ -767,7 +774,7 @@ class Detector:
         style = personality.reset
         checks = []
         flags = sorted({flag_text(o.pkt.tcp_flags) for o in obs})
-        checks.append(Check("flags", style.flags, "/".join(flags), flags == [style.flags], 1))
+        checks.append(Check("flags", style.flags_text, "/".join(flags), flags == [style.flags_text], 1))
         observed = ", ".join(f"{len(m)} to the {t}" + (" identical" if len(m) > 1 and _identical(m) else "")
                              for t, m in groups.items())
         counts_ok = all(len(m) == style.count for m in groups.values())
@@ -1061,6 +1068,31 @@ def _groups(records: Sequence[_Rst]) -> dict[str, list[_Rst]]:
 
 def _wire(pkt: Packet) -> tuple:
     return (pkt.tcp_flags, pkt.seq, pkt.ack, pkt.ttl, pkt.ip_id, pkt.df, pkt.window, bytes(pkt.payload))
+
+
+def _injector_clusters(records: Sequence[_Rst]) -> list[list[_Rst]]:
+    """The injected RSTs split by the injector that sent them, for when several answered one trigger (GFW
+    types I, II and III side by side, IEEE S&P 2025): first by flags and DF; then, where one such group holds
+    bursts of identical copies of different sizes (type II's three identical RST+ACKs beside type III's
+    single RST+ACK, same flags and DF), by burst size. One injector's RSTs stay together."""
+    by_kind: dict[tuple[int, bool], list[_Rst]] = {}
+    for record in records:
+        by_kind.setdefault((record.pkt.tcp_flags, record.pkt.df), []).append(record)
+    clusters: list[list[_Rst]] = []
+    for members in by_kind.values():
+        bursts: dict[tuple, list[_Rst]] = {}
+        for record in members:
+            bursts.setdefault((record.side, _wire(record.pkt)), []).append(record)
+        if len({len(b) for b in bursts.values()}) <= 1:
+            clusters.append(members)
+            continue
+        by_size: dict[int, list[_Rst]] = {}
+        for burst in bursts.values():
+            by_size.setdefault(len(burst), []).extend(burst)
+        clusters += by_size.values()
+    for cluster in clusters:
+        cluster.sort(key=lambda r: r.pkt.index)
+    return sorted(clusters, key=lambda c: c[0].pkt.index)
 
 
 def _identical(records: Sequence[_Rst]) -> bool:
