@@ -47,12 +47,25 @@ class OutputFormat(str, Enum):
     eve = "eve"
 
 
-def _load_policy(profile: Optional[str], rules: Optional[Path]):
+def parse_params(items: list[str]) -> dict[str, str]:
+    """``--param RULE_ID.PARAM=VALUE`` options as the loader's overrides (a later one wins); exit 2 when one
+    has no ``=``."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            err.print(f"error: --param {item}: expected RULE_ID.PARAM=VALUE", markup=False, highlight=False)
+            raise typer.Exit(EXIT_USAGE)
+        out[key.strip()] = value
+    return out
+
+
+def _load_policy(profile: Optional[str], rules: Optional[Path], params: Optional[dict[str, str]] = None):
     if profile and rules:
         err.print("[red]error:[/] give either --profile or --rules, not both")
         raise typer.Exit(EXIT_USAGE)
     try:
-        return load_rules_file(rules) if rules else load_profile(profile or "demo")
+        return load_rules_file(rules, params=params) if rules else load_profile(profile or "demo", params=params)
     except PolicyError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         err.print("nothing was analysed: the profile was rejected as a whole")
@@ -68,13 +81,16 @@ def analyze_cmd(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the report here instead of stdout"),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="processes; flows are sharded by hash"),
     limit: int = typer.Option(200, "--limit", help="table: at most this many flow rows"),
+    param: list[str] = typer.Option([], "--param", metavar="RULE.PARAM=VALUE",
+                                    help="override a rule parameter (repeatable), e.g. "
+                                         "tsg-unknown-high-volume.after_s=3; the value is YAML"),
 ) -> None:
     """What would this censor do with these captures, and why."""
     for path in captures:
         if not path.is_file():
             err.print(f"[red]error:[/] {path}: no such file")
             raise typer.Exit(EXIT_USAGE)
-    loaded = _load_policy(profile, rules)
+    loaded = _load_policy(profile, rules, parse_params(param))
     paths = [str(p) for p in captures]
     total = sum(os.path.getsize(p) for p in paths)
     try:
@@ -130,7 +146,8 @@ def demo_cmd(
     out_dir.mkdir(parents=True, exist_ok=True)
     path = write_demo_capture(out_dir / "demo.pcap")
     err.print(f"generated {path} (real TLS/QUIC/DNS/HTTP bytes from real client libraries)")
-    analyze_cmd([path], profile=profile, rules=None, fmt=OutputFormat.table, output=None, workers=1, limit=200)
+    analyze_cmd([path], profile=profile, rules=None, fmt=OutputFormat.table, output=None, workers=1, limit=200,
+                param=[])
 
 
 def main() -> None:

@@ -5,6 +5,14 @@ bounded reassembly, and — while the flow is still within its inspection budget
 dissect the new bytes, build a ``MatchInput`` and ask the compiled policy. A terminal verdict ends
 inspection (the flow takes the fast path); ``log`` verdicts are recorded once per rule.
 The clock is the packets' own timestamps and the RNG is injected, so runs are reproducible.
+
+Deferred rules (``Rule.defer``: InterSecLab, The Internet Coup (2025) ch. 5, unidentified "abnormally large"
+traffic flagged and blocked after a set time): a match during inspection flags the flow (a ``flagged``
+verdict in ``flow.logs``, once per rule) and puts the rule on ``flow.watch``. From then on every packet of the
+flow, inspected or not, is checked: the first one at which the flow's age (packet time since its first packet)
+reaches ``after_s`` and its IP bytes (both directions) reach ``min_bytes`` gets the rule's verdict
+(``Step.decided_now``). A flow that expires idle first takes its flag with it (counted as
+``flows_expired_flagged``); its next packet starts a new flow with a new clock.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from chokepoint.flow.reassembly import StreamReassembler
 from chokepoint.flow.table import FlowTable
 from chokepoint.packet.record import ACK, SYN, TCP, UDP, Packet
 from chokepoint.policy.input import MatchInput
-from chokepoint.policy.verdict import Action, Verdict
+from chokepoint.policy.verdict import Action, Evidence, Verdict
 
 _TRANSPORT = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp", 50: "esp", 51: "ah", 47: "gre"}
 #: Seconds of packet time between two expiry sweeps.
@@ -76,6 +84,9 @@ class Engine:
         self._with_stream = "stream_c2s" in used   # copying the reassembled stream is only worth it then
         meta = getattr(profile, "meta", None)
         self._utc_offset_s = getattr(meta, "utc_offset_s", 0)
+        # deferred rules by id (empty for most profiles: then no flow is ever watched)
+        self._deferrals = {r.id: r.defer for r in getattr(self.policy, "rules", ())
+                           if getattr(r, "defer", None) is not None}
 
     # -- the packet path -------------------------------------------------------------------------
     def step(self, pkt: Packet) -> Step:
@@ -85,6 +96,8 @@ class Engine:
         if pkt.ts >= self._next_sweep:
             ended.extend(self.table.expire(pkt.ts))
             self._next_sweep = pkt.ts + EXPIRY_INTERVAL
+            if ended and self._deferrals:
+                self.counters["flows_expired_flagged"] += sum(1 for f in ended if f.watch and f.verdict is None)
         flow, created = self.table.lookup(pkt)
         if created:
             flow.facts = dispatch.new_facts()
@@ -105,6 +118,8 @@ class Engine:
             if flow.closed != was_closed:
                 self.table.reclassify(flow)
         decided_now = self._inspect(flow, pkt, direction) if flow.inspecting else False
+        if flow.watch is not None and not decided_now and flow.verdict is None:
+            decided_now = self._deferred_due(flow, pkt, direction)
         return Step(flow, direction, decided_now, ended, forwarded)
 
     def process(self, pkt: Packet) -> list[Flow]:
@@ -203,6 +218,11 @@ class Engine:
                     spared.add(verdict.rule_id)
                     self.counters["verdicts_spared_by_probability"] += 1
                     continue
+            if self._deferrals:
+                defer = self._deferrals.get(verdict.rule_id)
+                if defer is not None:
+                    self._flag(flow, verdict, defer)
+                    continue
             if verdict.action is Action.DNS_FORGE and flow.proto == UDP:
                 # Forged per query, as the GFW's injectors do: only a client's query triggers, and the flow
                 # stays inspected so the next query on the same socket (glibc's AAAA after A) is answered too.
@@ -213,8 +233,36 @@ class Engine:
                 return True
             flow.verdict = verdict
             flow.inspecting = False
+            flow.watch = None
             self.counters[f"verdict:{verdict.action.value}"] += 1
             return True
+        return False
+
+    def _flag(self, flow: Flow, verdict: Verdict, defer) -> None:
+        """A deferred rule matched: flag the flow once for it and watch it (see the module docstring)."""
+        if flow.watch is None:
+            flow.watch = []
+        elif any(v.rule_id == verdict.rule_id for v, _ in flow.watch):
+            return
+        flow.watch.append((verdict, defer))
+        flow.logs.append(replace(verdict, flagged=True))
+        self.counters["flows_flagged"] += 1
+
+    def _deferred_due(self, flow: Flow, pkt: Packet, direction: int) -> bool:
+        """The first watched rule whose age and volume thresholds ``flow`` now meets decides it."""
+        age = pkt.ts - flow.first_ts
+        volume = flow.bytes[C2S] + flow.bytes[S2C]
+        for verdict, defer in flow.watch:
+            if age >= defer.after_s and volume >= defer.min_bytes:
+                evidence = verdict.evidence + (Evidence("flow.age_s", f"{age:.3f}", f">= {defer.after_s:g}"),
+                                               Evidence("flow.bytes", str(volume), f">= {defer.min_bytes}"))
+                flow.verdict = replace(verdict, evidence=evidence, packet_index=pkt.index,
+                                       direction=DIRECTION_NAMES[direction])
+                flow.inspecting = False
+                flow.watch = None
+                self.counters[f"verdict:{verdict.action.value}"] += 1
+                self.counters["verdicts_deferred"] += 1
+                return True
         return False
 
     @staticmethod

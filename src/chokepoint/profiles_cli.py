@@ -66,7 +66,10 @@ def render_text(d: dict[str, Any]) -> str:
                      + (f" (observed {rule['observed']})" if "observed" in rule else ""))
         lines.append(f"    when: {rule['when']}")
         if "params" in rule:
-            lines.append(f"    params: {json.dumps(rule['params'], ensure_ascii=False)}")
+            lines.append(f"    params: {json.dumps(rule['params'], ensure_ascii=False)}"
+                         + (f" (overridden: {', '.join(rule['overridden'])})" if "overridden" in rule else ""))
+        if "deferred" in rule:
+            lines.append(f"    deferred: {rule['deferred']}")
         if "mechanism" in rule:
             lines.append(f"    mechanism: {rule['mechanism']} (documented, not enforced)")
         lines.append(f"    cite: {rule['cite']}")
@@ -80,6 +83,10 @@ def render_text(d: dict[str, Any]) -> str:
               f"compression {summary['dns']['compression']}, {summary['dns']['mode']}",
               f"  residual: {summary['residual']['seconds']:g} s on {summary['residual']['scope']}"
               + (" (re-armed)" if summary["residual"]["rearm"] else "")]
+    for other in summary["parallel"]:
+        lines.append(f"  parallel injector {other['preset']}: {other['count']}x {other['flags']} to {other['targets']}, "
+                     f"TTL {other['ttl']}, IP ID {other['ip_id']}, DF {other['df']}, window {other['window']}, "
+                     f"on {other['probability']:.0%} of resets")
     for knob in d["personality"]["knobs"]:
         lines.append(f"  {knob['knob']} = {knob['value']}: {knob['cite']}")
     for also in d["personality"]["also_observed"]:

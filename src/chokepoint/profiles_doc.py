@@ -33,7 +33,8 @@ def _profile(d: dict[str, Any]) -> list[str]:
         out += ["", "**Engine:** " + ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in d["engine"].items())]
     out += ["", "### Rules", "", "| rule | action | technique | trigger | params | source |", "|---|---|---|---|---|---|"]
     for rule in d["rules"]:
-        action = rule["action"] + (f" ({rule['mechanism']}, not enforced)" if "mechanism" in rule else "")
+        action = rule["action"] + (f" ({rule['mechanism']}, not enforced)" if "mechanism" in rule else "") \
+            + (f" ({rule['deferred']})" if "deferred" in rule else "")
         when = f"`{_cell(rule['when'])}`" + (f" (observed {rule['observed']})" if "observed" in rule else "")
         params = f"`{_cell(rule['params'])}`" if "params" in rule else ""
         out.append(f"| `{rule['id']}` | {action} | {rule['technique']} | {when} | {params} | {_cell(rule['cite'])} |")
@@ -46,6 +47,10 @@ def _profile(d: dict[str, Any]) -> list[str]:
             f"DNS answers: flags {dns['flags']}, TTL {dns['answer_ttl']}, compression "
             f"{str(dns['compression']).lower()}, {dns['mode']}. Residual block: {residual['seconds']:g} s on the "
             f"{residual['scope']}" + (", re-armed by each new attempt" if residual["rearm"] else "") + "."]
+    for other in summary["parallel"]:
+        out += ["", f"Parallel injector `{other['preset']}` resets the same connections on {other['probability']:.0%} "
+                    f"of them: {other['count']} x {other['flags']} to {other['targets']}, TTL {other['ttl']}, IP ID "
+                    f"{other['ip_id']}, DF {str(other['df']).lower()}, window {other['window']}."]
     if d["personality"]["knobs"]:
         out += ["", "| knob | value | source | uncertain |", "|---|---|---|---|"]
         out += [f"| `{k['knob']}` | `{_cell(k['value'])}` | {_cell(k['cite'])} | {_cell(k.get('uncertain', ''))} |"

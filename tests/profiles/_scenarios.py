@@ -135,6 +135,13 @@ def example_packets(ex: Example, profile: Any, *, seed: int = 0, client_port: in
     port = ex.port or DEFAULT_PORT.get(ex.protocol, 443)
     cport = client_port or ex.client_port or rng.randint(40000, 60000)
     t0 = start_time(ex.local_time, profile.meta.utc_offset_s)
+    if ex.duration_s and ex.protocol in ("tcp", "udp"):   # a sustained sender: chunks at send_kbps
+        size = ex.payload_random or len(ex.payloads[0])
+        interval = size * 8 / (ex.send_kbps * 1000)
+        chunks = [rng.randbytes(size) for _ in range(max(1, int(ex.duration_s / interval)))]
+        if ex.protocol == "udp":
+            return udp_flow(client, server, cport, port, chunks, t0, step=interval)
+        return tcp_flow(client, server, cport, port, chunks, t0, step=interval / 2)   # data + the server's ACK
     if ex.protocol == "dns":
         return udp_flow(client, server, cport, port, [dns_query(ex.target, rng.randint(1, 0xFFFF))], t0)
     if ex.protocol == "quic":

@@ -50,8 +50,8 @@ def test_every_blocking_rule_has_a_blocked_example() -> None:
 
 @pytest.mark.parametrize(("name", "ident"), CASES)
 def test_example_reproduces_offline(name: str, ident: str, tmp_path: Path) -> None:
-    profile = load_profile(name)
     ex = _example(name, ident)
+    profile = load_profile(name, params=dict(ex.params))   # an example's overrides (e.g. a shorter delay)
     rule = profile.policy.rule(ex.rule) if ex.rule else None
     probability = rule.params and dict(rule.params).get("probability", 1.0) if rule else 1.0
     if ex.outcome == "blocked" and probability and probability < 1.0:

@@ -12,7 +12,9 @@ Design (the kernel rules are in :mod:`chokepoint.backends.kernel`):
    flow is being inspected the packet is accepted as is (``NF_ACCEPT``, no mark).
 3. When inspection ends without a block (verdict ``allow``, or the inspection budget spent) the packet
    gets mark 1 and ``NF_REPEAT``: the kernel copies it into the ctmark and the rest of the flow never
-   leaves the kernel (offload).
+   leaves the kernel (offload). A flow flagged by a deferred rule (``Flow.watch``) is not offloaded: every
+   packet stays in user space until its deferred verdict fires (or the flow ends), since the engine needs
+   each packet's time and size to decide it.
 4. When a verdict is enforced, :func:`chokepoint.enforce.plan` says what to do: its packets are injected
    first (raw sockets, so an RST or a forged answer leaves before the trigger is released), the residual
    entry is added to the nft set (re-adding re-arms the timeout), then the trigger is dropped or accepted
@@ -221,7 +223,8 @@ class InlineBackend:
                 self._hold(nfpkt, state)
             else:
                 self._repeat(nfpkt, state.mark)
-        elif flow.inspecting:
+        elif flow.inspecting or flow.watch:
+            # a flagged flow stays in user space after inspection: its deferred verdict needs every packet
             self._accept(nfpkt)
         else:
             flow.state[_STATE] = FlowKernelState(MARK_OFFLOAD)

@@ -59,7 +59,10 @@ class Flow:
     inspecting: bool = True
     facts: Any = None            # chokepoint.dissect.dispatch.FlowFacts, attached by the engine
     verdict: Any = None          # terminal Verdict once decided
-    logs: list = field(default_factory=list)   # `log` verdicts (one per rule)
+    logs: list = field(default_factory=list)   # `log` and flagged verdicts (one per rule)
+    #: deferred verdicts this flow was flagged for, waiting for its age and volume: [(Verdict, Deferral)], in
+    #: rule order; None when not flagged (the engine then skips the check). Cleared once a verdict is reached.
+    watch: list | None = None
     state: dict = field(default_factory=dict)  # per-flow rule state, keyed by rule id
     end_reason: str = ""
     timeout_class: str = ""

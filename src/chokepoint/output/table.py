@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 _CONTEXT_FIELDS = frozenset({"transport", "direction", "app_proto"})
-_STYLE = {"allow": "green", "log": "cyan", "throttle": "yellow", "delay": "yellow"}
+_STYLE = {"allow": "green", "log": "cyan", "flagged": "magenta", "throttle": "yellow", "delay": "yellow"}
 
 
 def flow_name(record: dict[str, Any]) -> str:
@@ -61,7 +61,8 @@ def flows_table(records: list[dict[str, Any]], *, limit: int | None, show_allowe
         evidence = cp.get("evidence") or []
         if verdict == "allow" and cp.get("logs"):
             log = cp["logs"][0]
-            verdict, rule, reason, evidence = "log", log["rule"], log["reason"], log.get("evidence") or []
+            verdict, rule, reason, evidence = (log.get("verdict", "log"), log["rule"], log["reason"],
+                                               log.get("evidence") or [])
         if evidence:
             evidence = sorted(evidence, key=lambda e: e["field"] in _CONTEXT_FIELDS)  # the telling fact first
             reason = "; ".join(f"{e['field']}={_short(e['value'])} ~ {_short(e['matched'])}" for e in evidence[:2])

@@ -14,7 +14,10 @@ Prefilter
 
 Result
   In rule order: every matching ``log`` rule before the first matching terminal rule, then that terminal
-  verdict last (evaluation stops there, as a firewall stops at its first terminal rule).
+  verdict last (evaluation stops there, as a firewall stops at its first terminal rule). A *deferred* rule
+  (``Rule.defer``: a terminal action that waits for the flow's age and volume, ``after_s``/``min_bytes``) is
+  listed where it matches but does not stop evaluation: it only flags the flow for now (the engine enforces
+  it later), so a later normal rule can still block the flow at once.
 """
 
 from __future__ import annotations
@@ -37,6 +40,21 @@ from chokepoint.policy.verdict import Action, Evidence, Verdict
 
 
 @dataclass(frozen=True, slots=True)
+class Deferral:
+    """When a deferred rule's action is enforced: at the first packet of the flagged flow at which the flow is
+    at least ``after_s`` seconds old (packet clock, since its first packet) and has carried at least
+    ``min_bytes`` (IP bytes, both directions). InterSecLab, The Internet Coup (2025) ch. 5: unidentified,
+    "abnormally large" traffic flagged and blocked after a set time."""
+
+    after_s: float = 0.0
+    min_bytes: int = 0
+
+
+#: The params that make a rule deferred (read into ``Rule.defer``, not passed to the enforcer).
+DEFERRAL_PARAMS = ("after_s", "min_bytes")
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     id: str
     action: Action
@@ -52,6 +70,8 @@ class Rule:
     #: what the real censor does that an action cannot express yet (e.g. ``tls-intercept``): documented, not
     #: enforced; ``profiles show`` lists it
     mechanism: str = ""
+    #: a deferred rule: matching flags the flow; the action follows once the flow is old and large enough
+    defer: Deferral | None = None
 
 
 # Compiled condition nodes: plain tuples, walked by ``_eval``.
@@ -70,7 +90,7 @@ class CompiledPolicy:
     Not for concurrent calls from several threads (each hyperscan database has one scratch space);
     forked worker processes each use their own copy."""
 
-    __slots__ = ("rules", "lists", "fields_used", "_indexes", "_nodes", "_anchors", "_always", "_plan")
+    __slots__ = ("rules", "lists", "fields_used", "_indexes", "_nodes", "_anchors", "_always", "_plan", "_stops")
 
     rules: tuple[Rule, ...]
     lists: Mapping[str, ListDef]
@@ -90,6 +110,8 @@ class CompiledPolicy:
         init(self, "_nodes", nodes)
         init(self, "_anchors", anchors)
         init(self, "_always", always)
+        # whether a match of each rule ends evaluation: terminal and not deferred
+        init(self, "_stops", tuple(r.action.terminal and r.defer is None for r in rules))
         # per field: (members of a virtual field, reader, multi-valued, index or None, shares the name memo)
         init(self, "_plan", {name: (spec.alias_of, spec.read, spec.multi, indexes.get(spec.group),
                                     spec.kind is Kind.DOMAIN) for name, spec in FIELDS.items()})
@@ -104,9 +126,11 @@ class CompiledPolicy:
         raise KeyError(rule_id)
 
     def evaluate(self, inp: MatchInput) -> tuple[Verdict, ...]:
-        """Verdicts for ``inp``: matching ``log`` rules, then the first matching terminal rule (if any)."""
+        """Verdicts for ``inp``: matching ``log`` and deferred rules, then the first matching terminal rule
+        that is not deferred (if any)."""
         hits = self._hits(inp)
         out: list[Verdict] = []
+        stops = self._stops
         for index in self._candidates(hits):
             evidence = _eval(self._nodes[index], hits, inp)
             if evidence is None:
@@ -114,7 +138,7 @@ class CompiledPolicy:
             rule = self.rules[index]
             out.append(Verdict(rule.action, rule.id, rule.reason, tuple(dict.fromkeys(evidence)), rule.params,
                                rule.cite, direction=inp.direction))
-            if rule.action.terminal:
+            if stops[index]:
                 break
         return tuple(out)
 

@@ -39,6 +39,8 @@ def rule_technique(rule: Any) -> str:
     used = {a.field for a in atoms(rule.when)}
     family = next((name for name, members in _FAMILIES if used & set(members)), "flow")
     verb = rule.mechanism or _VERBS.get(rule.action, rule.action.value)
+    if getattr(rule, "defer", None) is not None:
+        verb = f"deferred {verb}"
     return f"{family} {verb}"
 
 
@@ -50,6 +52,35 @@ def techniques(profile: Any) -> list[str]:
             continue
         out.setdefault(rule_technique(rule), None)
     return list(out)
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
+
+
+def _volume(count: int) -> str:
+    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if count >= size:
+            return f"{count / size:.3g} {unit}"
+    return f"{count} bytes"
+
+
+def deferral_text(rule: Any, overridden: Any = ()) -> str:
+    """A deferred rule in words, e.g. "flag, then drop after 24 h once 50 MB have passed"; a value set by a
+    ``--param`` override is followed by "(overridden)"."""
+    defer = rule.defer
+    mark = {name: " (overridden)" if name in overridden else "" for name in ("after_s", "min_bytes")}
+    parts = [f"flag, then {rule.action.value}"]
+    if defer.after_s:
+        parts.append(f"after {_duration(defer.after_s)}{mark['after_s']}")
+    if defer.min_bytes:
+        parts.append(f"once {_volume(defer.min_bytes)}{mark['min_bytes']} have passed")
+    if not defer.after_s and not defer.min_bytes:
+        parts.append("at once")
+    return " ".join(parts)
 
 
 def _jsonable(value: Any) -> Any:
@@ -64,6 +95,8 @@ def _knob_value(path: str, value: Any) -> Any:
     """A knob as written; DNS flags in hex, as the papers print them."""
     if path.endswith("dns.flags") and isinstance(value, int):
         return f"0x{value:04x}"
+    if path == "parallel" and isinstance(value, tuple):
+        return [dict(item) if isinstance(item, tuple) else item for item in value]
     return _jsonable(value)
 
 
@@ -93,7 +126,7 @@ def personality_summary(p: Any) -> dict[str, Any]:
     reset, dns, page, residual = p.reset, p.dns, p.blockpage, p.residual
     return {
         "name": p.name,
-        "reset": {"flags": reset.flags, "count": reset.count, "targets": reset.targets, "identical": reset.identical,
+        "reset": {"flags": reset.flags_text, "count": reset.count, "targets": reset.targets, "identical": reset.identical,
                   "seq": reset.seq, "payload": reset.payload.hex(), **_ip(reset.ip)},
         "dns": {"flags": f"0x{dns.flags:04x}" if dns.flags is not None else "resolver-like",
                 "answer_ttl": dns.answer_ttl, "answers": list(dns.answers), "compression": dns.compression,
@@ -103,6 +136,9 @@ def personality_summary(p: Any) -> dict[str, Any]:
         "residual": {"scope": residual.scope, "seconds": residual.seconds, "rearm": residual.rearm,
                      "action": residual.action},
         "drop_trigger": p.drop_trigger,
+        "parallel": [{"preset": other.name, "probability": other.probability, "flags": other.reset.flags_text,
+                      "count": other.reset.count, "targets": other.reset.targets, **_ip(other.reset.ip)}
+                     for other in p.parallel],
     }
 
 
@@ -127,6 +163,11 @@ def _example(ex: Any) -> dict[str, Any]:
                          ("tls_record_split", False), ("ech", False)):
         if getattr(ex, key) != default:
             out[key] = getattr(ex, key)
+    for key in ("duration_s", "send_kbps"):
+        if getattr(ex, key, 0):
+            out[key] = getattr(ex, key)
+    if getattr(ex, "params", ()):
+        out["params"] = dict(ex.params)
     if ex.expect:
         out["expect"] = {k: _jsonable(v) for k, v in ex.expect}
     return out
@@ -135,12 +176,22 @@ def _example(ex: Any) -> dict[str, Any]:
 def describe(profile: Any) -> dict[str, Any]:
     """Everything ``profiles show`` says about ``profile``, as JSON-ready data."""
     meta = profile.meta
+    overrides = dict(getattr(profile, "overrides", ()))
     rules = []
     for rule in profile.policy.rules:
         item: dict[str, Any] = {"id": rule.id, "action": rule.action.value, "technique": rule_technique(rule),
                                 "when": str(rule.when), "reason": rule.reason, "cite": rule.cite}
-        if rule.params:
-            item["params"] = {k: _jsonable(v) for k, v in rule.params}
+        params = {k: _jsonable(v) for k, v in rule.params}
+        if rule.defer is not None:
+            after = rule.defer.after_s
+            params.update(after_s=int(after) if after.is_integer() else after, min_bytes=rule.defer.min_bytes)
+        if params:
+            item["params"] = params
+        overridden = {k: _jsonable(overrides[f"{rule.id}.{k}"]) for k in params if f"{rule.id}.{k}" in overrides}
+        if overridden:
+            item["overridden"] = overridden
+        if rule.defer is not None:
+            item["deferred"] = deferral_text(rule, overridden)
         for key in ("observed", "mechanism"):
             if getattr(rule, key):
                 item[key] = getattr(rule, key)
@@ -182,8 +233,9 @@ def describe(profile: Any) -> dict[str, Any]:
         "examples": {outcome: [_example(e) for e in profile.examples if e.outcome == outcome]
                      for outcome in ("blocked", "allowed")},
         "uncertainties": [" ".join(u.split()) for u in uncertainties],
+        **({"overrides": [f"{k}={_jsonable(v)}" for k, v in overrides.items()]} if overrides else {}),
         "provenance_gaps": profile.provenance_gaps(),
     }
 
 
-__all__ = ["describe", "personality_summary", "rule_technique", "techniques"]
+__all__ = ["deferral_text", "describe", "personality_summary", "rule_technique", "techniques"]

@@ -18,7 +18,10 @@ class SourcePos:
 
 
 class PolicyError(Exception):
-    """A profile, rule file or list file was rejected; nothing of it was loaded."""
+    """A profile, rule file or list file was rejected; nothing of it was loaded.
+
+    ``line`` 0 means the error has no place in a file (e.g. a ``--param`` override, whose ``file`` is then
+    the override as written): it prints as ``file: message``."""
 
     def __init__(self, file: str, line: int, column: int, message: str) -> None:
         super().__init__(file, line, column, message)
@@ -32,4 +35,6 @@ class PolicyError(Exception):
         return cls(pos.file, pos.line, pos.column, message)
 
     def __str__(self) -> str:
+        if self.line == 0:
+            return f"{self.file}: {self.message}"
         return f"{self.file}:{self.line}:{self.column}: {self.message}"

@@ -7,18 +7,26 @@ and ``examples:`` (targets that show each behaviour, with the symptom a client s
 format with ``profile:`` optional. Every rule's params are checked against the personality at load time
 (``effective``), so an enforcer never meets a parameter it cannot apply. Nothing is half-loaded: every function
 returns a new immutable ``Profile`` or raises.
+
+Rule-param overrides (``params={"RULE_ID.PARAM": "VALUE"}``, the CLI's ``--param``): each value is a YAML
+scalar or flow collection as text (``"5"``, ``"1e6"``, ``"[1, 2]"``), set into the rule's ``params:`` before
+the schema check, so it is validated exactly like the file; a mistake is a ``PolicyError`` naming the override
+(``--param RULE.PARAM=VALUE: message``). ``Profile.overrides`` records what was applied.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from chokepoint import profiles as _bundled
-from chokepoint.policy.compiler import CompiledPolicy, Rule, compile_policy
+from chokepoint.policy.compiler import DEFERRAL_PARAMS, CompiledPolicy, Deferral, Rule, compile_policy
 from chokepoint.policy.conditions import parse_condition_data
-from chokepoint.policy.errors import PolicyError
+from chokepoint.policy.errors import PolicyError, SourcePos
 from chokepoint.policy.lists import load_list
 from chokepoint.policy.provenance import AlsoObserved, Example, Knob, cite_text, freeze, parse_examples, \
     split_personality, utc_offset
@@ -56,6 +64,13 @@ class Profile:
     knobs: tuple[Knob, ...] = ()
     also_observed: tuple[AlsoObserved, ...] = ()
     examples: tuple[Example, ...] = ()
+    #: rule params set at load time instead of the file's: (("RULE_ID.PARAM", value), ...) in the order given
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    def overridden(self, rule_id: str, param: str) -> bool:
+        """Whether ``rule_id``'s ``param`` comes from an override rather than the file."""
+        key = f"{rule_id}.{param}"
+        return any(k == key for k, _ in self.overrides)
 
     def provenance_gaps(self) -> list[str]:
         """What lacks a citation: rules, lists and personality knobs (a bundled profile has none)."""
@@ -72,10 +87,14 @@ def list_profiles() -> list[str]:
     return sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml"))
 
 
-def load_profile(name_or_path: str) -> Profile:
+Params = Mapping[str, str] | None
+
+
+def load_profile(name_or_path: str, *, params: Params = None) -> Profile:
     """A bundled profile by name (``"gfw"``), or a profile file by path (anything with a ``/`` or a
     ``.yaml``/``.yml`` suffix). The file must have a ``profile:`` block. An unknown name or an
-    unreadable file is a ``PolicyError`` too (at line 1, column 1)."""
+    unreadable file is a ``PolicyError`` too (at line 1, column 1). ``params``: rule-param overrides,
+    ``{"RULE_ID.PARAM": "YAML value"}`` (see the module docstring)."""
     looks_like_path = "/" in name_or_path or name_or_path.endswith((".yaml", ".yml"))
     if looks_like_path:
         path = Path(name_or_path)
@@ -85,21 +104,21 @@ def load_profile(name_or_path: str) -> Profile:
             raise PolicyError(name_or_path, 1, 1, f"no bundled profile {name_or_path!r}; "
                                                   f"bundled: {', '.join(names)}")
         path = BUNDLED_DIR / f"{name_or_path}.yaml"
-    return _load_file(path, require_profile=True)
+    return _load_file(path, require_profile=True, params=params)
 
 
-def load_rules_file(path: str | Path) -> Profile:
+def load_rules_file(path: str | Path, *, params: Params = None) -> Profile:
     """A rule file: the profile format with ``profile:`` optional (the name is then the file's stem)."""
-    return _load_file(Path(path), require_profile=False)
+    return _load_file(Path(path), require_profile=False, params=params)
 
 
 def load_rules_text(text: str, source: str = "<rules>", base_dir: str | Path = ".", *,
-                    require_profile: bool = False) -> Profile:
+                    require_profile: bool = False, params: Params = None) -> Profile:
     """The same from a string; list files resolve against ``base_dir``."""
-    return _load(text, source, Path(base_dir), Path(source), require_profile)
+    return _load(text, source, Path(base_dir), Path(source), require_profile, params)
 
 
-def _load_file(path: Path, *, require_profile: bool) -> Profile:
+def _load_file(path: Path, *, require_profile: bool, params: Params) -> Profile:
     shown = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -107,12 +126,17 @@ def _load_file(path: Path, *, require_profile: bool) -> Profile:
         raise PolicyError(shown, 1, 1, f"not UTF-8: {exc.reason}") from None
     except OSError as exc:
         raise PolicyError(shown, 1, 1, f"cannot read: {exc.strerror or exc}") from None
-    return _load(text, shown, path.parent, path, require_profile)
+    return _load(text, shown, path.parent, path, require_profile, params)
 
 
-def _load(text: str, shown: str, base_dir: Path, source: Path, require_profile: bool) -> Profile:
+def _load(text: str, shown: str, base_dir: Path, source: Path, require_profile: bool,
+          params: Params = None) -> Profile:
     data, marks = load_yaml(text, shown)
-    validate(data, marks, build_schema(require_profile=require_profile))
+    overrides: tuple[tuple[str, Any], ...] = ()
+    if params:
+        data, marks, overrides = apply_overrides(data, marks, params, shown)
+    schema = build_schema(require_profile=require_profile)
+    validate(data, marks, schema)
     meta, name = _meta(data.get("profile"), source)
     engine = _engine(data.get("engine") or {})
     lists = {name_: load_list(name_, spec, marks, ("lists", name_), base_dir)
@@ -123,11 +147,84 @@ def _load(text: str, shown: str, base_dir: Path, source: Path, require_profile: 
     for i, rule in enumerate(policy.rules):
         _check_params(rule, personality, marks, ("rules", i))
     examples = parse_examples(data.get("examples"), marks, {r.id: r for r in policy.rules})
+    for example in examples:
+        if example.params:
+            _check_example_params(example, data, marks, shown, schema)
     if meta.timezone:
         meta = replace(meta, utc_offset_s=utc_offset(meta.timezone, marks.value(("profile", "timezone"))))
     knobs = _engine_knobs(data.get("engine") or {}, marks) + knobs
     return Profile(name=name, meta=meta, engine=engine, policy=policy, source=source, personality=personality,
-                   knobs=knobs, also_observed=also, examples=examples)
+                   knobs=knobs, also_observed=also, examples=examples, overrides=overrides)
+
+
+def override_label(key: str, text: str) -> str:
+    """How an override is named in errors: as the CLI option that set it."""
+    return f"--param {key}={text}"
+
+
+#: YAML 1.2 core floats with an exponent ("1e6", "2.5E-3"), which the file format reads as strings
+#: (``yamlsrc``) but a value typed on a command line means as a number.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$")
+
+
+def _override_value(text: str, label: str) -> Any:
+    if _EXPONENT_FLOAT.match(text.strip()):
+        return float(text)
+    try:
+        value, _ = load_yaml(text, label)
+    except PolicyError as exc:
+        raise PolicyError(label, 0, 0, exc.message) from None
+    return value
+
+
+def apply_overrides(data: Any, marks: Marks, params: Mapping[str, str], shown: str
+                    ) -> tuple[Any, Marks, tuple[tuple[str, Any], ...]]:
+    """``data`` with each ``"RULE_ID.PARAM": "VALUE"`` set into that rule's ``params`` (a copy: ``data`` is
+    not changed), and marks that place each value at its override (line 0: no file position), so the schema
+    and the enforcer's check report a bad value as ``--param RULE.PARAM=VALUE: why``. Raises ``PolicyError``
+    for a malformed key, an unknown rule id or a value that is not YAML. Rule ids may contain dots, so the
+    param is what follows the last one."""
+    rules = data.get("rules") if isinstance(data, dict) else None
+    if not isinstance(rules, list):
+        return data, marks, ()     # the schema check reports the missing/odd rules: section
+    by_id = {r.get("id"): i for i, r in enumerate(rules) if isinstance(r, dict)}
+    rules = list(rules)
+    values, keys = dict(marks.values), dict(marks.keys)
+    applied: list[tuple[str, Any]] = []
+    for key, text in params.items():
+        text = str(text)
+        label = override_label(key, text)
+        rule_id, dot, param = key.rpartition(".")
+        if not dot or not rule_id or not param:
+            raise PolicyError(label, 0, 0, "expected RULE_ID.PARAM=VALUE")
+        index = by_id.get(rule_id)
+        if index is None:
+            close = difflib.get_close_matches(rule_id, [str(k) for k in by_id], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise PolicyError(label, 0, 0, f"no rule {rule_id!r} in {shown}{hint}")
+        value = _override_value(text, label)
+        rule = dict(rules[index])
+        rule["params"] = {**(rule.get("params") or {}), param: value}
+        rules[index] = rule
+        here = SourcePos(label, 0, 0)
+        path = ("rules", index, "params", param)
+        for known in [p for p in values if p[:len(path)] == path]:
+            del values[known]            # the file's value (and its items) is gone
+        values[path] = keys[path] = here
+        values.setdefault(path[:-1], here)
+        applied.append((key, value))
+    return {**data, "rules": rules}, Marks(marks.file, values, keys), tuple(applied)
+
+
+def _check_example_params(example: Example, data: Any, marks: Marks, shown: str, schema: dict[str, Any]) -> None:
+    """An example's ``params`` must be overrides the loader accepts (checked against the schema here; the
+    example is reported, at its position)."""
+    try:
+        changed, changed_marks, _ = apply_overrides(data, marks, dict(example.params), shown)
+        validate(changed, changed_marks, schema)
+    except PolicyError as exc:
+        where = example.pos or SourcePos(shown, 1, 1)
+        raise PolicyError.at(where, f"example {example.id!r}: {exc}") from None
 
 
 def _personality(raw: Any, marks: Marks, shown: str) -> tuple[Any, tuple[Knob, ...], tuple[AlsoObserved, ...]]:
@@ -190,11 +287,15 @@ def _rule(raw: dict[str, Any], marks: Marks, path: tuple[str | int, ...]) -> Rul
         if knob and knob not in params and knob not in ("when", "action"):
             raise PolicyError.at(marks.key(path + ("uncertain", knob)),
                                  f"uncertain names {knob!r}: not a param of this rule, nor when/action")
+    defer = None
+    if any(k in params for k in DEFERRAL_PARAMS):   # the schema allows them on terminal actions only
+        defer = Deferral(after_s=float(params.get("after_s", 0)), min_bytes=int(params.get("min_bytes", 0)))
     return Rule(
         id=raw["id"],
         action=Action(raw["action"]),
         when=parse_condition_data(raw["when"], marks, path + ("when",)),
-        params=tuple((k, freeze(v)) for k, v in params.items()),
+        params=tuple((k, freeze(v)) for k, v in params.items() if k not in DEFERRAL_PARAMS),
+        defer=defer,
         reason=raw.get("reason", ""),
         cite=cite_text(raw.get("cite")),
         observed=raw.get("observed", ""),
@@ -204,5 +305,5 @@ def _rule(raw: dict[str, Any], marks: Marks, path: tuple[str | int, ...]) -> Rul
     )
 
 
-__all__ = ["Profile", "ProfileMeta", "list_profiles", "load_profile", "load_rules_file",
+__all__ = ["Profile", "ProfileMeta", "apply_overrides", "list_profiles", "load_profile", "load_rules_file",
            "load_rules_text"]

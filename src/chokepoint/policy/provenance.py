@@ -21,6 +21,7 @@ A knob written as ``{value: X, cite: ..., uncertain: ...}`` is the plain value `
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -80,7 +81,11 @@ class Example:
     instead); ``packets`` cuts the client's data into that many packets; ``local_time`` the client's wall clock
     ("HH:MM" in the profile's timezone); ``tcp_options`` whether data segments carry TCP options;
     ``tls_record_split`` a ClientHello cut into two TLS records; ``prelude`` something sent first on the same
-    flow (``dummy-udp``: one random datagram); ``expect`` free-form facts the lab should confirm on the wire."""
+    flow (``dummy-udp``: one random datagram); ``expect`` free-form facts the lab should confirm on the wire.
+    ``duration_s``/``send_kbps`` (tcp/udp): the client keeps sending random chunks (``payload_random`` bytes each)
+    at that rate for that long, for behaviours that need an old or large flow (a deferred rule); ``params``:
+    rule-param overrides (``"RULE.PARAM"`` -> YAML text, as ``load_profile(params=...)`` takes them) the profile
+    must be loaded with to reproduce the example in reasonable time (e.g. a 3 s delay instead of 24 h)."""
 
     id: str
     outcome: str
@@ -106,6 +111,9 @@ class Example:
     expect: tuple[tuple[str, Any], ...] = ()
     note: str = ""
     cite: str = ""
+    duration_s: float = 0.0
+    send_kbps: float = 0.0
+    params: tuple[tuple[str, str], ...] = ()
     pos: SourcePos | None = field(default=None, compare=False)
 
     def expected(self, key: str, default: Any = None) -> Any:
@@ -286,10 +294,11 @@ def parse_examples(raw: Mapping[str, Any] | None, marks: Marks, rules: Mapping[s
                 rule = rules.get(rule_id)
                 if rule is None:
                     raise PolicyError.at(marks.value(here + ("rule",)), f"no rule {rule_id!r} in this profile")
-                if outcome == "allowed" and rule.action.value != "log":
+                deferred = getattr(rule, "defer", None) is not None
+                if outcome == "allowed" and rule.action.value != "log" and not deferred:
                     raise PolicyError.at(marks.value(here + ("rule",)),
-                                         f"an allowed example names only a log rule (that marks it), not a "
-                                         f"{rule.action.value} rule")
+                                         f"an allowed example names only a log rule or a deferred one (that marks "
+                                         f"it), not a {rule.action.value} rule")
                 action = item.get("action", "")
                 if action and action != rule.action.value:
                     raise PolicyError.at(marks.value(here + ("action",)),
@@ -300,6 +309,16 @@ def parse_examples(raw: Mapping[str, Any] | None, marks: Marks, rules: Mapping[s
             if len(payloads) > 1 and item.get("packets", 1) != 1:
                 raise PolicyError.at(marks.value(here + ("packets",)),
                                      "give either several payloads or packets (which cuts one payload)")
+            if "duration_s" in item and protocol not in ("tcp", "udp"):
+                raise PolicyError.at(marks.key(here + ("duration_s",)), "duration_s is for tcp/udp examples")
+            if ("duration_s" in item) != ("send_kbps" in item):
+                raise PolicyError.at(pos, "give duration_s and send_kbps together")
+            params = tuple((key, value if isinstance(value, str) else json.dumps(value))
+                           for key, value in (item.get("params") or {}).items())
+            for key, _ in params:
+                if key.rpartition(".")[0] not in rules:
+                    raise PolicyError.at(marks.key(here + ("params", key)),
+                                         f"params: {key!r} names no rule of this profile (RULE_ID.PARAM)")
             out.append(Example(
                 id=ident, outcome=outcome, protocol=protocol, symptom=item["symptom"],
                 target=item.get("target", ""), port=item.get("port"), client_port=item.get("client_port"),
@@ -311,7 +330,8 @@ def parse_examples(raw: Mapping[str, Any] | None, marks: Marks, rules: Mapping[s
                 ech=item.get("ech", False), rule=rule_id,
                 action=item.get("action", "") or (rules[rule_id].action.value if rule_id else ""),
                 expect=freeze(item.get("expect") or {}), note=item.get("note", ""),
-                cite=cite_text(item.get("cite")), pos=pos))
+                cite=cite_text(item.get("cite")), duration_s=float(item.get("duration_s", 0)),
+                send_kbps=float(item.get("send_kbps", 0)), params=params, pos=pos))
     return tuple(out)
 
 

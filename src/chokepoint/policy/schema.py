@@ -161,13 +161,25 @@ def _params_defs() -> dict[str, Any]:
                      "description": "a personality preset (chokepoint.enforce.personality.PRESETS) acting for "
                                     "this rule instead of the profile's personality; checked at load time"},
     }
+    deferral = {
+        "after_s": {"type": "number", "minimum": 0,
+                    "description": "deferred: a match only flags the flow; the action is taken at the first "
+                                   "packet at which the flow is this many seconds old (packet clock) and has "
+                                   "carried min_bytes"},
+        "min_bytes": {"type": "integer", "minimum": 0,
+                      "description": "deferred: IP bytes of the flow (both directions) before the action is "
+                                     "taken (with after_s)"},
+    }
+    #: actions that can wait: taken on any later packet of the flow (not a DNS answer, a handshake or a page)
+    deferrable = (Action.DROP, Action.RESET, Action.THROTTLE, Action.DELAY, Action.ICMP_UNREACHABLE)
     ip = {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
     own: dict[Action, dict[str, Any]] = {
         Action.ALLOW: {},
         Action.LOG: {},
         Action.DROP: {"direction": {"enum": ["c2s", "s2c", "both"]}},
         Action.RESET: {"count": {"type": "integer", "minimum": 1, "maximum": 16},
-                       "flags": {"enum": ["R", "RA"], "description": "RST or RST+ACK"},
+                       "flags": {"type": "string", "pattern": "^RA?(\\+AE)?(\\+RE)?$",
+                                 "description": "RST or RST+ACK, optionally +AE and/or +RE (TCP flag bits 8-11)"},
                        "targets": {"enum": ["client", "server", "both"]}},
         Action.DNS_FORGE: {"answers": {"type": "array", "items": ip, "minItems": 1},
                            "ttl": {"type": "integer", "minimum": 0, "maximum": 2147483647}},
@@ -187,6 +199,8 @@ def _params_defs() -> dict[str, Any]:
             props["probability"] = common["probability"]
         elif action not in (Action.ALLOW, Action.LOG):
             props.update(common)
+        if action in deferrable:
+            props.update(deferral)
         defs[f"params.{action.value}"] = {
             "title": f"parameter of {action.value}", "type": "object", "properties": props,
             "additionalProperties": False, "required": required.get(action, []),
@@ -316,6 +330,15 @@ def _example_schema() -> dict[str, Any]:
             "action": {"enum": [a.value for a in Action]},
             "symptom": {"enum": list(SYMPTOMS), "description": "what the client sees"},
             "expect": {"type": "object", "description": "facts the lab should confirm on the wire"},
+            "duration_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600,
+                           "description": "tcp/udp: the client keeps sending payload_random-byte chunks this long"},
+            "send_kbps": {"type": "number", "exclusiveMinimum": 0, "maximum": 100000,
+                          "description": "tcp/udp with duration_s: the client's sending rate (kbit/s)"},
+            "params": {"type": "object", "minProperties": 1,
+                       "propertyNames": {"pattern": r"^[a-z0-9][a-z0-9_.-]*\.[a-z_][a-z0-9_]*$"},
+                       "additionalProperties": {"type": ["number", "integer", "string", "boolean", "array"]},
+                       "description": "rule-param overrides (RULE_ID.PARAM: value) the profile is loaded with to "
+                                      "reproduce this example (as chokepoint analyze --param / lab up params)"},
             "note": {"type": "string"},
             "cite": _CITE,
         },

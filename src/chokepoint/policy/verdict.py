@@ -52,6 +52,9 @@ class Verdict:
     cite: str = ""
     packet_index: int = 0                      # capture position of the packet that triggered it
     direction: str = ""                        # "c2s" or "s2c": direction of that packet
+    #: a deferred rule matched: the flow is flagged and ``action`` comes later (``Rule.defer``); recorded with
+    #: the flow's logs and shown as verdict "flagged"
+    flagged: bool = False
 
     def param(self, name: str, default: Any = None) -> Any:
         for key, value in self.params:
@@ -61,7 +64,7 @@ class Verdict:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "verdict": self.action.value,
+            "verdict": "flagged" if self.flagged else self.action.value,
             "rule": self.rule_id,
             "reason": self.reason,
             "evidence": [e.to_json() for e in self.evidence],
@@ -70,6 +73,9 @@ class Verdict:
             out["params"] = dict(self.params)
         if self.cite:
             out["cite"] = self.cite
+        if self.flagged:
+            out["then"] = self.action.value
+            out["packet"] = self.packet_index
         return out
 
 
