@@ -590,3 +590,21 @@ def test_kernel_program_installs_and_removes_the_redirect(namespace):
     plain.install()
     assert "CHOKEPOINT_TLS" not in plain.nat_listing()
     plain.remove()
+
+
+def test_proxy_process_takes_the_daemon_s_clock_offset_and_param_overrides(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    day = 86400.0
+    process = intercept.InterceptProcess.start(tmp_path, rules=str(rules), port=port, seed=1,
+                                               clock_offset_s=-day, params={"rst.count": "3"})
+    try:
+        stats = process.stats()
+        assert stats["running"] and abs(stats["updated"] - (time.time() - day)) < 60   # its clock is a day behind
+    finally:
+        assert process.stop() == 0
+    with pytest.raises(intercept.InterceptError, match="exited at start"):   # a bad override stops it at start
+        intercept.InterceptProcess.start(tmp_path, rules=str(rules), port=port, params={"nope.count": "3"})

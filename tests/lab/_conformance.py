@@ -17,6 +17,13 @@ A :class:`ProfileLab` is one ``chokepoint.lab.up(profile=NAME, mode="inline")`` 
 
 Everything is added inside the lab namespaces only and goes away with them (``lab down``).
 
+An example with a ``local_time`` runs in a lab of its own whose censor clock is offset
+(``lab.up(clock_offset_s=...)``, ``censord --clock-offset``) so that the profile's local clock (its fixed
+``timezone``) reads that time when the lab comes up: Myanmar's nightly shutdown is checked at 02:30 and its
+edge at 00:59 whatever the wall clock says. An example with ``params`` (rule-param overrides, e.g. a deferred
+drop after 3 s instead of 24 h) runs in a lab brought up with them (``lab.up(params=...)``, ``censord --param``).
+``LabManager.get(name, local_time, params)`` keys labs by all three.
+
 Clients are the REAL ones, run in ``cpk-client``: curl (HTTP, HTTPS), dig and dnspython (DNS), openssl s_client
 (certificate issuer), aioquic (QUIC / HTTP/3, ``cafile`` = the lab CA), Python sockets (raw TCP / UDP, TLS with
 the ClientHello split into two records via ``ssl.MemoryBIO``). ``tcpdump -w`` captures in ``cpk-client`` (and
@@ -47,7 +54,7 @@ from typing import Any
 import pytest
 
 from chokepoint import lab
-from chokepoint.backends.censord import LINKTYPE_ETHERNET, ip_packet, packet_fields
+from chokepoint.backends.censord import LINKTYPE_ETHERNET, fake_time_offset, ip_packet, packet_fields
 from chokepoint.lab import state as st
 from chokepoint.lab import system
 from chokepoint.lab import topology as topo
@@ -288,6 +295,59 @@ for attempt in a["attempts"]:
 print(json.dumps(results))
 """
 
+#: A long TCP flow to an echo service: ``chunk`` seeded random bytes at a time, at ``kbps`` for ``duration`` s,
+#: echo read all along. "ok" when everything sent came back; "timeout" when the echo stalled for ``wait`` s
+#: with bytes outstanding (``stalled_after_s``: when the last echo came); "reset"/"closed" otherwise.
+TCP_STREAM_CLIENT = """
+import errno, json, random, select, socket, sys, time
+a = json.loads(sys.argv[1])
+rng = random.Random(a["seed"])
+out = {"outcome": "ok", "sent": 0, "echoed": 0, "local_port": 0, "stalled_after_s": None}
+sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+try:
+    if a["bind"]:
+        sock.bind((a["bind"], 0))
+    sock.settimeout(a["wait"])
+    sock.connect((a["address"], a["port"]))
+    out["local_port"] = sock.getsockname()[1]
+    sock.setblocking(False)
+    interval = a["chunk"] * 8 / (a["kbps"] * 1000)
+    start = last_echo = time.monotonic()
+    next_send, pending = start, b""
+    while True:
+        now = time.monotonic()
+        sending = now - start < a["duration"]
+        if sending and not pending and now >= next_send:
+            pending, next_send = rng.randbytes(a["chunk"]), next_send + interval
+        if not sending and not pending and out["echoed"] >= out["sent"]:
+            break
+        if pending:
+            try:
+                n = sock.send(pending)
+                pending, out["sent"] = pending[n:], out["sent"] + n
+            except BlockingIOError:
+                pass
+        if select.select([sock], [], [], 0.002)[0]:
+            data = sock.recv(65536)
+            if not data:
+                out["outcome"] = "closed"
+                break
+            out["echoed"] += len(data)
+            last_echo = time.monotonic()
+        if out["echoed"] < out["sent"] and time.monotonic() - last_echo > a["wait"]:
+            out["outcome"], out["stalled_after_s"] = "timeout", round(last_echo - start, 3)
+            break
+except socket.timeout:
+    out["outcome"] = "timeout"
+except ConnectionResetError:
+    out["outcome"] = "reset"
+except OSError as exc:
+    out["outcome"] = errno.errorcode.get(exc.errno, str(exc))
+finally:
+    sock.close()
+print(json.dumps(out))
+"""
+
 #: UDP datagrams to an echo service from one socket; prints how many came back and the outcome.
 UDP_CLIENT = """
 import json, socket, sys, time
@@ -517,6 +577,12 @@ class ProfileLab:
                 "attempts": [[c.hex() for c in a] for a in attempts], "wait": wait, "until": until}
         return self.python(TCP_CLIENT, args, timeout=len(attempts) * (2 * wait + 1) + 20)
 
+    def tcp_stream(self, target: Target, *, chunk: int, kbps: float, duration: float, seed: str,
+                   wait: float = 1.5) -> dict[str, Any]:
+        args = {"address": target.address, "port": target.port, "bind": target.client_bind, "chunk": chunk,
+                "kbps": kbps, "duration": duration, "seed": seed, "wait": wait}
+        return self.python(TCP_STREAM_CLIENT, args, timeout=duration + 2 * wait + 20)
+
     def udp(self, target: Target, payloads: list[bytes], *, wait: float = 1.5) -> dict[str, Any]:
         args = {"address": target.address, "port": target.port, "bind": target.client_bind,
                 "payloads": [p.hex() for p in payloads], "wait": wait}
@@ -572,6 +638,18 @@ class ProfileLab:
         info = self.state.processes.get("censor")
         return bool(info and info.alive())
 
+    def profile_with_params(self, ex: Example) -> Profile:
+        """The profile as the censor loaded it for ``ex`` (with the example's rule-param overrides)."""
+        return load_profile(self.profile.name, params=dict(ex.params)) if ex.params else self.profile
+
+    def censor_local_time(self) -> dt.datetime:
+        """The censor's clock now, in the profile's timezone, as its ``censor-stats.json`` reports it (the
+        daemon's own view of the injected clock), advanced by the stats file's age."""
+        stats, age = self.state.read_stats()
+        assert stats and "clock" in stats, f"no clock in the censor's stats: {stats}"
+        assert stats["clock"]["offset_s"] == (self.state.clock_offset_s or 0.0), (stats["clock"], self.state)
+        return profile_now(self.profile, stats["clock"]["now"] + (age or 0.0))
+
     # -- realisation ------------------------------------------------------------------------------------
     def realise(self) -> None:
         """DNAT rules in the server, routes in the censor, client aliases (all inside the lab namespaces)."""
@@ -600,10 +678,16 @@ class LabManager:
         self.failed: dict[str, str] = {}
         self._stack: ExitStack | None = None
 
-    def get(self, name: str) -> ProfileLab:
-        if name in self.failed:
-            pytest.fail(f"the lab for {name} did not come up: {self.failed[name]}")
-        if self.name == name and self.current is not None:
+    def get(self, name: str, local_time: str | None = None,
+            params: dict[str, str] | None = None) -> ProfileLab:
+        """The lab of profile ``name``; with ``local_time`` ("HH:MM"), one whose censor clock reads that time
+        in the profile's timezone when it comes up (:func:`clock_offset_for`); with ``params``, one whose
+        profile is loaded with those rule-param overrides."""
+        key = name + (f"@{local_time}" if local_time else "") + \
+            "".join(f" {k}={v}" for k, v in sorted((params or {}).items()))
+        if key in self.failed:
+            pytest.fail(f"the lab for {key} did not come up: {self.failed[key]}")
+        if self.name == key and self.current is not None:
             return self.current
         self.close()
         reason = missing_reason()
@@ -622,14 +706,15 @@ class LabManager:
         dns_map = self.workdir / f"{name}-dns-map.json"
         dns_map.write_text(json.dumps(plan.dns_map()), encoding="utf-8")
         try:
-            state = lab.up(name, "inline", seed=SEED, dns_map=dns_map)
+            offset = None if local_time is None else clock_offset_for(profile, local_time)
+            state = lab.up(name, "inline", seed=SEED, dns_map=dns_map, clock_offset_s=offset, params=params)
             current = ProfileLab(profile, plan, state, self.workdir)
             current.realise()
         except Exception as exc:                 # noqa: BLE001 - reported by every test of the profile
-            self.failed[name] = f"{type(exc).__name__}: {exc}"
+            self.failed[key] = f"{type(exc).__name__}: {exc}"
             self.close()
-            pytest.fail(f"the lab for {name} did not come up: {self.failed[name]}")
-        self.current, self.name = current, name
+            pytest.fail(f"the lab for {key} did not come up: {self.failed[key]}")
+        self.current, self.name = current, key
         return current
 
     def _down(self) -> None:
@@ -660,32 +745,21 @@ def profile_now(profile: Profile, now: float | None = None) -> dt.datetime:
     return dt.datetime.fromtimestamp(time.time() if now is None else now, dt.timezone(offset))
 
 
-def schedule_skip_reason(profile: Profile, ex: Example, now: float | None = None) -> str | None:
-    """Why an example with a ``local_time`` cannot run on the wire now (None: it can).
-
-    The censor daemon reads the wall clock (``Censor(clock=time.time)``; ``censord`` has no option to inject a
-    clock, and the kernel's time namespaces do not offset CLOCK_REALTIME), so an example runs only when the
-    profile's schedule rules treat the current local hour exactly as they treat the example's hour; an example
-    about the schedule itself (its rule tests ``local_hour``, or its hour is within one hour of a schedule
-    edge) needs the very hour. ``now``: the time to judge by (default: the wall clock)."""
-    if not ex.local_time:
-        return None
-    hour = int(ex.local_time.split(":")[0])
-    now = profile_now(profile, now)
-    scheduled = local_hour_atoms(profile)
-    tz = profile.meta.timezone or "UTC"
-    why = (f"needs local time {ex.local_time} ({tz}) but it is {now:%H:%M} there; the censor daemon uses the wall "
-           "clock (censord has no injected clock), ")
-    if now.hour == hour:
-        return None
-    edges = {h for _, hours in scheduled for h in hours if (h - 1) % 24 not in hours or (h + 1) % 24 not in hours}
-    near_edge = any(min((hour - e) % 24, (e - hour) % 24) <= 1 for e in edges)
-    about_schedule = ex.rule in {rid for rid, _ in scheduled} or near_edge
-    if about_schedule:
-        return why + "and the example is about the schedule itself, so it needs that very hour"
-    if any((hour in hours) != (now.hour in hours) for _, hours in scheduled):
-        return why + "and the schedule rules treat the two hours differently"
-    return None
+def clock_offset_for(profile: Profile, local_time: str, now: float | None = None) -> float:
+    """Seconds to add to the wall clock (``now``, default ``time.time()``) so that the profile's local clock
+    reads ``local_time`` ("HH:MM", seconds 0): the nearest such instant, so the offset is within +-12 h. The
+    instant is written as ISO 8601 with the profile's fixed UTC offset and converted by the daemon's own
+    ``--fake-time`` parser (``censord.fake_time_offset``)."""
+    now = time.time() if now is None else now
+    hour, minute = (int(part) for part in local_time.split(":"))
+    local = profile_now(profile, now)
+    target = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    offset = fake_time_offset(target.isoformat(), now)
+    if offset > 12 * 3600:
+        offset -= 24 * 3600
+    elif offset <= -12 * 3600:
+        offset += 24 * 3600
+    return offset
 
 
 def seeded_bytes(profile: str, ex: Example, attempt: int, size: int) -> bytes:
@@ -699,5 +773,5 @@ def cut(data: bytes, parts: int) -> list[bytes]:
 
 
 __all__ = ["CA_FILE", "CLIENT_IP", "CONTROL_DNS", "Capture", "CurlResult", "LAB_DNS", "LabManager", "LabPlan",
-           "ORIGIN_MARKER", "ProfileLab", "Target", "UNLISTED", "capture", "cases", "cut", "example_of",
-           "missing_reason", "rule_probability", "schedule_skip_reason", "seeded_bytes"]
+           "ORIGIN_MARKER", "ProfileLab", "Target", "UNLISTED", "capture", "cases", "clock_offset_for", "cut",
+           "example_of", "local_hour_atoms", "missing_reason", "profile_now", "rule_probability", "seeded_bytes"]

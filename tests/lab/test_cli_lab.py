@@ -144,7 +144,7 @@ def test_a_missing_tool_is_reported_before_anything_is_created(lab_guard, tmp_pa
 
 
 def test_a_component_dying_at_start_rolls_everything_back(lab_guard, monkeypatch):
-    def launch(state, mode, profile, fail_closed, seed):
+    def launch(state, mode, profile, fail_closed, seed, *, clock_offset_s=None, params=None):
         state.start("censor", "censor", ["sh", "-c", "echo cannot open queue 0 >&2; exit 3"], grace=2.0)
 
     real_optional = lab._optional

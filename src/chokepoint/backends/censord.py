@@ -2,7 +2,7 @@
 
 ``python -m chokepoint.backends.censord --mode inline|mirror (--profile NAME | --rules FILE) [--fail-closed]
 [--seed N] [--queue-num N] [--queue-maxlen N] [--client-iface ce0] [--server-iface ce1] [--intercept-port N]
---state-dir DIR``
+[--clock-offset SECONDS | --fake-time ISO8601] [--param RULE.PARAM=VALUE ...] --state-dir DIR``
 runs in the censor's network namespace (``lab up`` starts it through
 :func:`launch`). It installs the kernel program (:mod:`chokepoint.backends.kernel`; inline only — mirror
 mode removes any left over and never drops), then feeds every packet it sees to the engine. When a flow's
@@ -21,6 +21,15 @@ Files in ``DIR`` (the lab's ``/run/chokepoint-lab``):
   enforced verdict, an ``event_type: "chokepoint"`` record with the plan and the fields of every injected
   packet (the probes' ground truth).
 
+**Clock.** Everything the daemon stamps (the engine's packet time, hence ``local_hour``; residual expiry;
+event timestamps; the stats) reads ``time.time() + offset``. ``--clock-offset S`` sets the offset;
+``--fake-time 2026-11-27T02:30:00+06:30`` (ISO 8601 with a fixed UTC offset, so no DST rules apply) sets it so
+that the clock reads that instant at start and runs on from there: a profile's schedule (Myanmar's nightly
+shutdown) can be exercised at any hour. The kernel's timers (residual sets, tc) are relative and unaffected.
+``--param RULE.PARAM=VALUE`` (repeatable) overrides a rule parameter at load time
+(``load_profile(..., params=...)``; an unknown rule or parameter is refused at start). The stats show both
+(``"clock"``, ``"params"``).
+
 SIGTERM/SIGINT stop it cleanly (remaining flows are written, kernel state removed). After ``kill -9`` or a
 crash the kernel state stays: with ``--queue-bypass`` (default) the kernel then accepts what it would have
 queued (fail-open; flows already blocked stay blocked); with ``--fail-closed`` those packets are dropped.
@@ -29,14 +38,17 @@ queued (fail-open; flows already blocked stay blocked); with ``--fail-closed`` t
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import ipaddress
 import json
+import math
 import os
 import random
 import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +61,7 @@ from chokepoint.engine import Engine, Step
 from chokepoint.output.eve import PROTO_NAMES, eve_timestamp, flow_id, flow_to_eve
 from chokepoint.packet.decode import Decoder
 from chokepoint.packet.pcap import Frame
-from chokepoint.packet.record import ACK, FIN, PSH, RST, SYN, TCP, UDP, URG, Packet
+from chokepoint.packet.record import TCP, UDP, Packet, tcp_flags_text
 from chokepoint.policy.verdict import Action, Verdict
 
 STATS_FILE = "censor-stats.json"
@@ -61,12 +73,6 @@ EVENT_PAYLOAD_BYTES = 1500
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
 
-_FLAG_LETTERS = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (ACK, "A"), (URG, "U"))
-
-
-def tcp_flags_text(flags: int) -> str:
-    """TCP flags as letters in Suricata/tcpdump order of bits: F S R P A U."""
-    return "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit)
 
 
 def _ip_text(packed: bytes) -> str:
@@ -114,6 +120,42 @@ def residual_key(residual: Any) -> ResidualKey:
                        proto=residual.proto)
 
 
+def fake_time_offset(text: str, now: float | None = None) -> float:
+    """Seconds to add to the wall clock (``now``, default ``time.time()``) so that it reads ``text`` now.
+
+    ``text`` is an ISO 8601 date and time with a fixed UTC offset (``2026-11-27T02:30:00+06:30``, ``...Z``;
+    ISO 8601-1:2019 5.3.4): a time without one would depend on the machine's zone and its DST rules.
+    ``ValueError`` with the reason for anything else."""
+    try:
+        instant = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 date and time: {text!r} (e.g. 2026-11-27T02:30:00+06:30)") from None
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        raise ValueError(f"{text!r} has no UTC offset: add one, e.g. {text.strip()}+06:30 or {text.strip()}Z")
+    return instant.timestamp() - (time.time() if now is None else now)
+
+
+def clock_offset(text: str) -> float:
+    """A clock offset in seconds (may be negative); ``ValueError`` unless a finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite number of seconds: {text!r}")
+    return value
+
+
+def param_override(text: str) -> tuple[str, str]:
+    """``RULE.PARAM=VALUE`` as ``("RULE.PARAM", "VALUE")`` (the value is YAML text, checked by the loader);
+    ``ValueError`` when the shape is wrong."""
+    key, sep, value = text.partition("=")
+    rule, dot, param = key.strip().rpartition(".")
+    if not sep or not dot or not rule or not param:
+        raise ValueError(f"expected RULE.PARAM=VALUE, not {text!r} (e.g. tsg-unknown-high-volume.after_s=5)")
+    return f"{rule}.{param}", value.strip()
+
+
 def check_params(profile, personality) -> None:
     """Every rule's params must be understood by the enforcer: a ``PolicyError`` now, not at the first
     matching packet."""
@@ -137,7 +179,10 @@ class Censor:
     """The backend-independent part of the daemon: engine, enforcement plans, events, counters."""
 
     def __init__(self, profile, *, mode: str, personality: Any = None, seed: int | None = None,
-                 state_dir: Path | None = None, fail_closed: bool = False, clock=time.time) -> None:
+                 state_dir: Path | None = None, fail_closed: bool = False, clock=time.time,
+                 clock_offset_s: float = 0.0, params: Mapping[str, str] | None = None) -> None:
+        """``clock() + clock_offset_s`` is the daemon's time; ``params``: the rule-param overrides the
+        profile was loaded with (shown in the stats)."""
         from chokepoint import enforce
 
         if mode not in MODES:
@@ -146,7 +191,9 @@ class Censor:
         self.mode = mode
         self.fail_closed = fail_closed
         self.seed = seed
-        self.clock = clock
+        self.clock_offset_s = float(clock_offset_s)
+        self.clock = (lambda: clock() + self.clock_offset_s) if self.clock_offset_s else clock
+        self.params = dict(params or {})
         self.rng = random.Random(seed)
         self.enforce = enforce
         self.stamper = enforce.Stamper(random.Random(self.rng.getrandbits(64)))
@@ -165,7 +212,7 @@ class Censor:
         self.residual_expiry: dict[tuple[str, ResidualKey], tuple[float, str]] = {}
         self._rule_params: dict[str, tuple] = {}
         self.state_dir = Path(state_dir) if state_dir else None
-        self.started = clock()
+        self.started = self.clock()
         self.flow_end_hooks: list = []       # backends release per-flow kernel resources here
         self.extra_stats: dict[str, Any] = {}  # name -> callable returning a section of the stats (intercept)
         self.last_sent = 0.0                 # time.perf_counter() after the last injection was handed over
@@ -221,6 +268,8 @@ class Censor:
             fields = packet_fields(injection.packet)
             fields["to"] = injection.to
             fields["what"] = injection.what
+            if injection.injector:
+                fields["injector"] = injection.injector
             if error:
                 fields["error"] = error
             sent.append(fields)
@@ -321,7 +370,8 @@ class Censor:
         return {
             "running": running, "pid": os.getpid(), "mode": self.mode, "profile": self.profile.name,
             "fail_closed": self.fail_closed, "seed": self.seed,
-            "started": self.started, "updated": self.clock(),
+            "started": self.started, "updated": self.clock(), "clock": self.clock_stats(),
+            "params": dict(self.params),
             "packets": {"seen": self.counters["seen"], "undecodable": self.counters["undecodable"]}
             | (backend or {}).get("packets", {}),
             "verdicts": {"by_action": dict(self.verdicts_by_action), "by_rule": dict(self.verdicts_by_rule)},
@@ -336,6 +386,16 @@ class Censor:
             "decoder": dict(self.decoder.counters),
             "backend": {k: v for k, v in (backend or {}).items() if k not in ("packets", "errors")},
         } | {name: section() for name, section in self.extra_stats.items()}
+
+    def clock_stats(self) -> dict[str, Any]:
+        """The daemon's time: offset from the wall clock, now (epoch seconds), as UTC and as the profile's
+        local time (``local_hour`` is read from the latter)."""
+        now = self.clock()
+        offset = getattr(getattr(self.profile, "meta", None), "utc_offset_s", 0)
+        return {"offset_s": self.clock_offset_s, "now": now,
+                "utc": dt.datetime.fromtimestamp(now, dt.timezone.utc).isoformat(timespec="seconds"),
+                "local": dt.datetime.fromtimestamp(now, dt.timezone(dt.timedelta(seconds=offset)))
+                .isoformat(timespec="seconds")}
 
     def maybe_write_stats(self, backend: dict[str, Any] | None = None, *, force: bool = False,
                           running: bool = True) -> None:
@@ -383,12 +443,23 @@ class _Stop:
         self.requested = True
 
 
-def _load(profile: str | None, rules: str | None):
+def _load(profile: str | None, rules: str | None, params: Mapping[str, str] | None = None):
     from chokepoint.policy import load_profile, load_rules_file
 
     if rules:
-        return load_rules_file(rules)
-    return load_profile(profile or "demo")
+        return load_rules_file(rules, params=params or None)
+    return load_profile(profile or "demo", params=params or None)
+
+
+def _argtype(parse, what: str):
+    """An argparse ``type`` from a parser raising ``ValueError``: the reason becomes the usage error."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = what
+    return convert
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -409,15 +480,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave the kernel program in place on a clean stop")
     parser.add_argument("--intercept-port", type=int, default=None,
                         help="port of the TLS-intercepting proxy (tls-intercept rules; default 14443)")
+    clock = parser.add_mutually_exclusive_group()
+    clock.add_argument("--clock-offset", type=_argtype(clock_offset, "clock offset"), default=None,
+                       metavar="SECONDS", help="the daemon's clock is the wall clock plus this (may be negative)")
+    clock.add_argument("--fake-time", type=_argtype(fake_time_offset, "ISO 8601 time"), default=None,
+                       dest="fake_time_offset", metavar="ISO8601",
+                       help="start the daemon's clock at this instant, e.g. 2026-11-27T02:30:00+06:30")
+    parser.add_argument("--param", type=_argtype(param_override, "RULE.PARAM=VALUE"), action="append",
+                        default=[], metavar="RULE.PARAM=VALUE", help="override a rule parameter (repeatable)")
     args = parser.parse_args(argv)
     if args.profile and args.rules:
         parser.error("give either --profile or --rules, not both")
+    offset = args.clock_offset if args.clock_offset is not None else (args.fake_time_offset or 0.0)
+    params = dict(args.param)
 
     from chokepoint.lab.system import CommandError
     from chokepoint.policy import PolicyError
 
     try:
-        profile = _load(args.profile, args.rules)
+        profile = _load(args.profile, args.rules, params)
     except PolicyError as exc:
         print(f"censord: profile rejected: {exc}", file=sys.stderr)
         return 1
@@ -427,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
                            client_iface=args.client_iface, server_iface=args.server_iface)
     try:
         censor = Censor(profile, mode=args.mode, seed=args.seed, state_dir=args.state_dir,
-                        fail_closed=args.fail_closed)
+                        fail_closed=args.fail_closed, clock_offset_s=offset, params=params)
     except PolicyError as exc:
         print(f"censord: profile rejected: {exc}", file=sys.stderr)
         return 1
@@ -458,8 +539,10 @@ def main(argv: list[str] | None = None) -> int:
         censor.close()
         return 3
     censor.maybe_write_stats(backend.counters(), force=True)
-    print(f"censord: {args.mode} censor running, profile {profile.name}, pid {os.getpid()}", file=sys.stderr,
-          flush=True)
+    clock_note = f", clock {censor.clock_stats()['local']} ({offset:+.0f} s)" if offset else ""
+    params_note = f", params {' '.join(f'{k}={v}' for k, v in params.items())}" if params else ""
+    print(f"censord: {args.mode} censor running, profile {profile.name}, pid {os.getpid()}{clock_note}"
+          f"{params_note}", file=sys.stderr, flush=True)
     try:
         backend.run(lambda: stop.requested)
     except BaseException:
@@ -494,7 +577,8 @@ def _start_intercept(args: argparse.Namespace, profile, kernel, censor: Censor):
         return None
     try:
         proxy = intercept.InterceptProcess.start(args.state_dir, profile=args.profile, rules=args.rules,
-                                                 port=port, seed=args.seed)
+                                                 port=port, seed=args.seed, clock_offset_s=censor.clock_offset_s,
+                                                 params=dict(args.param) or None)
     except intercept.InterceptError as exc:
         raise OSError(str(exc)) from None
     kernel.redirect = redirect
@@ -510,10 +594,12 @@ def _start_intercept(args: argparse.Namespace, profile, kernel, censor: Censor):
 
 
 def launch(state, mode: str, profile: str, fail_closed: bool = False, seed: int | None = None, *,
-           rules: str | None = None, timeout: float = 10.0):
+           rules: str | None = None, timeout: float = 10.0, clock_offset_s: float | None = None,
+           params: Mapping[str, str] | None = None):
     """Start the daemon detached in the censor namespace (for ``lab up``) and wait until it runs.
 
-    ``state`` is a :class:`chokepoint.lab.state.LabState`. Returns its ``ProcessInfo``; raises
+    ``state`` is a :class:`chokepoint.lab.state.LabState`. ``clock_offset_s``: ``--clock-offset``;
+    ``params``: ``--param`` overrides. Returns its ``ProcessInfo``; raises
     ``chokepoint.lab.state.StateError`` with the daemon's log when it does not come up."""
     from chokepoint.lab.state import StateError
 
@@ -523,6 +609,10 @@ def launch(state, mode: str, profile: str, fail_closed: bool = False, seed: int 
         argv.append("--fail-closed")
     if seed is not None:
         argv += ["--seed", str(seed)]
+    if clock_offset_s is not None:
+        argv.append(f"--clock-offset={float(clock_offset_s)!r}")
+    for key, value in (params or {}).items():
+        argv += ["--param", f"{key}={value}"]
     stats = Path(state.state_dir) / STATS_FILE
     stats.unlink(missing_ok=True)
     info = state.start("censor", "censor", state.python_argv("chokepoint.backends.censord", *argv))
@@ -540,8 +630,8 @@ def launch(state, mode: str, profile: str, fail_closed: bool = False, seed: int 
                      f"{info.log_tail()}")
 
 
-__all__ = ["Censor", "Decision", "EVENTS_FILE", "STATS_FILE", "check_params", "ip_packet", "launch", "main",
-           "packet_fields", "residual_key", "tcp_flags_text"]
+__all__ = ["Censor", "Decision", "EVENTS_FILE", "STATS_FILE", "check_params", "clock_offset", "fake_time_offset",
+           "ip_packet", "launch", "main", "packet_fields", "param_override", "residual_key", "tcp_flags_text"]
 
 
 if __name__ == "__main__":

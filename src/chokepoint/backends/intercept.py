@@ -917,15 +917,18 @@ async def serve(proxy: InterceptProxy, listen: Sequence[Address], stop: asyncio.
     proxy.write_stats(running=False)
 
 
-def _load(profile: str | None, rules: str | None) -> Any:
+def _load(profile: str | None, rules: str | None, params: dict[str, str] | None = None) -> Any:
     from chokepoint.policy import load_profile, load_rules_file
 
-    return load_rules_file(rules) if rules else load_profile(profile or "demo")
+    return load_rules_file(rules, params=params) if rules else load_profile(profile or "demo", params=params)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m chokepoint.backends.intercept (--profile NAME | --rules FILE) --state-dir DIR [--port N]
-    [--listen ADDR ...] [--seed N]``: the proxy process (the censor daemon starts it; see the docstring)."""
+    [--listen ADDR ...] [--seed N] [--clock-offset S] [--param RULE.PARAM=VALUE ...]``: the proxy process (the
+    censor daemon starts it with its own clock offset and overrides; see the docstring)."""
+    from chokepoint.backends.censord import clock_offset, param_override
+
     parser = argparse.ArgumentParser(prog="python -m chokepoint.backends.intercept",
                                      description="Chokepoint TLS-intercepting proxy (tls-intercept rules)")
     parser.add_argument("--profile")
@@ -934,18 +937,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--listen", action="append", help="address to listen on (default 0.0.0.0 and ::)")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--clock-offset", type=clock_offset, default=0.0)
+    parser.add_argument("--param", type=param_override, action="append", default=[])
     args = parser.parse_args(argv)
     from chokepoint.policy import PolicyError
 
     try:
-        profile = _load(args.profile, args.rules)
+        profile = _load(args.profile, args.rules, dict(args.param) or None)
     except PolicyError as exc:
         print(f"intercept: profile rejected: {exc}", file=sys.stderr)
         return 1
     args.state_dir.mkdir(parents=True, exist_ok=True)
     ca = CensorCA.load_or_create(args.state_dir)
     events = EventLog(args.state_dir / EVENTS_FILE)
-    proxy = InterceptProxy(profile, ca, emit=events, seed=args.seed, state_dir=args.state_dir)
+    offset = args.clock_offset
+    proxy = InterceptProxy(profile, ca, emit=events, seed=args.seed, state_dir=args.state_dir,
+                           clock=(lambda: time.time() + offset) if offset else time.time)
     listen = [(host, args.port) for host in (args.listen or ["0.0.0.0", "::"])]
 
     async def run() -> None:
@@ -984,7 +991,8 @@ class InterceptProcess:
 
     @classmethod
     def start(cls, state_dir: Path, *, profile: str | None = None, rules: str | None = None,
-              port: int = DEFAULT_PORT, seed: int | None = None, timeout: float = 10.0) -> InterceptProcess:
+              port: int = DEFAULT_PORT, seed: int | None = None, timeout: float = 10.0,
+              clock_offset_s: float = 0.0, params: dict[str, str] | None = None) -> InterceptProcess:
         """Start it and wait until it listens (its stats file says running); ``InterceptError`` otherwise."""
         state_dir = Path(state_dir)
         stats = state_dir / STATS_FILE
@@ -994,6 +1002,10 @@ class InterceptProcess:
         argv += ["--rules", rules] if rules else ["--profile", profile or "demo"]
         if seed is not None:
             argv += ["--seed", str(seed)]
+        if clock_offset_s:
+            argv += ["--clock-offset", repr(float(clock_offset_s))]
+        for key, value in (params or {}).items():
+            argv += ["--param", f"{key}={value}"]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         handle = cls(proc, state_dir, port)
         deadline = time.monotonic() + timeout

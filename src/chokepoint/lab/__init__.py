@@ -10,10 +10,11 @@ Submodules: ``system`` (the one place that runs commands), ``topology`` (namespa
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,7 +55,8 @@ def _optional(module: str) -> Any | None:
 def up(profile: str = "demo", mode: str = "inline", topology_file: str | Path | None = None, *,
        fail_closed: bool = False, seed: int | None = None, state_dir: Path | None = None,
        services: bool = True, censor: bool = True, say: Callable[[str], None] = lambda _: None,
-       dns_map: str | Path | None = None) -> LabState:
+       dns_map: str | Path | None = None, clock_offset_s: float | None = None,
+       params: Mapping[str, str] | None = None) -> LabState:
     """Bring the lab up and return its state (also written to ``state.json``).
 
     Order: the profile is loaded and the topology file validated first (``PolicyError`` /
@@ -63,15 +65,23 @@ def up(profile: str = "demo", mode: str = "inline", topology_file: str | Path | 
     the lab CA (trusted by the client), the services, the control resolver and the censor. Any failure
     after the first namespace exists rolls everything back and raises ``LabError`` from the cause.
     ``services=False`` / ``censor=False`` leave those out (a bare topology, e.g. for a no-censor baseline).
-    ``dns_map``: per-name answers for the lab and control resolvers (``services.resolver.AnswerTable``)."""
+    ``dns_map``: per-name answers for the lab and control resolvers (``services.resolver.AnswerTable``).
+    ``clock_offset_s``: seconds added to the censor's clock (``censord --clock-offset``; e.g. from
+    ``censord.fake_time_offset("2026-11-27T02:30:00+06:30")``), so a profile's schedule can be exercised at
+    any hour. ``params``: rule-param overrides ``{"RULE.PARAM": "YAML value"}`` (``censord --param``); a bad
+    one is a ``PolicyError`` before anything is created. Both are recorded in ``state.json``."""
     from chokepoint.lab import state as st
     from chokepoint.lab import topology as topo
     from chokepoint.policy import load_profile
 
     if mode not in st.MODES:
         raise LabError(f"unknown mode {mode!r}; expected one of: {', '.join(st.MODES)}")
+    if clock_offset_s is not None and not math.isfinite(clock_offset_s):
+        raise LabError(f"clock offset {clock_offset_s!r} is not a finite number of seconds")
+    params = {str(k): str(v) for k, v in (params or {}).items()}
     state_dir = state_dir or st.STATE_DIR
-    load_profile(profile)  # a bad profile fails here, before anything exists; the censor loads its own copy
+    # A bad profile or override fails here, before anything exists; the censor loads its own copy.
+    load_profile(profile, params=params or None)
     topology = topo.load_topology_file(topology_file) if topology_file else topo.default_topology()
     with st.lab_lock():
         _refuse_if_up(topology, state_dir)
@@ -80,7 +90,7 @@ def up(profile: str = "demo", mode: str = "inline", topology_file: str | Path | 
             raise KernelFeatureMissing("the lab cannot run here; missing: " + "; ".join(features.missing)
                                        + ". Nothing was created.")
         state = st.LabState(topology=topology, state_dir=state_dir, profile=profile, mode=mode,
-                            fail_closed=fail_closed, seed=seed,
+                            fail_closed=fail_closed, seed=seed, clock_offset_s=clock_offset_s, params=params,
                             warnings=[f"degraded: {what}" for what in features.degraded])
         started = time.monotonic()
         try:
@@ -132,7 +142,8 @@ def _build(state: LabState, say: Callable[[str], None], *, services: bool, censo
         state.warnings.append("chokepoint.backends.censord.launch is not available: no censor started "
                               "(traffic passes untouched)")
     elif censord is not None:
-        censord.launch(state, state.mode, state.profile, state.fail_closed, state.seed)
+        censord.launch(state, state.mode, state.profile, state.fail_closed, state.seed,
+                       clock_offset_s=state.clock_offset_s, params=state.params)
     for warning in state.warnings:
         say(f"warning: {warning}")
     state.save()
@@ -193,6 +204,8 @@ class LabStatus:
         state = self.state
         return {"up": self.up, "profile": state.profile if state else None, "mode": state.mode if state else None,
                 "fail_closed": state.fail_closed if state else None, "seed": state.seed if state else None,
+                "clock_offset_s": state.clock_offset_s if state else None,
+                "params": dict(state.params) if state else {},
                 "hosts": [{"name": h.name, "namespace": h.namespace, "present": h.present, "addresses": h.addresses}
                           for h in self.hosts],
                 "processes": {name: {"alive": alive, "pid": state.processes[name].pid if state else None}

@@ -43,15 +43,28 @@ def up_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="seed for the censor's RNG (probabilistic rules)"),
     no_services: bool = typer.Option(False, "--no-services", help="do not start the lab services"),
     no_censor: bool = typer.Option(False, "--no-censor", help="do not start the censor (a plain router)"),
+    fake_time: Optional[str] = typer.Option(None, "--fake-time", metavar="ISO8601",
+                                            help="the censor's clock starts at this instant, e.g. "
+                                                 "2026-11-27T02:30:00+06:30 (a UTC offset is required)"),
+    clock_offset: Optional[str] = typer.Option(None, "--clock-offset", metavar="SECONDS",
+                                               help="the censor's clock is the wall clock plus this (may be negative)"),
+    param: list[str] = typer.Option([], "--param", metavar="RULE.PARAM=VALUE",
+                                    help="override a rule parameter, e.g. tsg-unknown-high-volume.after_s=5 "
+                                         "(repeatable)"),
+    dns_map: Optional[Path] = typer.Option(None, "--dns-map", exists=True, dir_okay=False, readable=True,
+                                           help="JSON/YAML file of per-name answers for the lab and control "
+                                                "resolvers"),
 ) -> None:
     """Create the namespaces, links, services and the censor."""
     from chokepoint import lab
     from chokepoint.lab.state import LabBusy
     from chokepoint.policy import PolicyError
 
+    offset, params = _clock_and_params(fake_time, clock_offset, param)
     try:
         state = lab.up(profile, mode.value, topology, fail_closed=fail_closed, seed=seed,
-                       services=not no_services, censor=not no_censor, say=lambda line: err.print(line, markup=False))
+                       services=not no_services, censor=not no_censor, say=lambda line: err.print(line, markup=False),
+                       dns_map=dns_map, clock_offset_s=offset, params=params)
     except PolicyError as exc:  # includes TopologyError
         err.print(f"error: {exc}", markup=False)
         err.print("nothing was created")
@@ -65,6 +78,49 @@ def up_cmd(
     hosts = ", ".join(state.topology.namespaces())
     out.print(f"lab up: profile {state.profile}, mode {state.mode} "
               f"(fails {'closed' if state.fail_closed else 'open'}); hosts {hosts}", markup=False)
+    for line in _clock_and_params_lines(state):
+        out.print(line, markup=False)
+
+
+def _clock_and_params(fake_time: str | None, clock_offset: str | None,
+                      param: list[str]) -> tuple[float | None, dict[str, str]]:
+    """``--fake-time`` / ``--clock-offset`` as an offset in seconds, ``--param`` as a mapping; a usage error
+    (exit 2) for anything malformed, before anything is created."""
+    from chokepoint.backends.censord import clock_offset as parse_offset
+    from chokepoint.backends.censord import fake_time_offset, param_override
+
+    if fake_time is not None and clock_offset is not None:
+        raise typer.BadParameter("give either --fake-time or --clock-offset, not both", param_hint="--fake-time")
+    offset = None
+    try:
+        if fake_time is not None:
+            offset = fake_time_offset(fake_time)
+        elif clock_offset is not None:
+            offset = parse_offset(clock_offset)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--fake-time" if fake_time is not None
+                                 else "--clock-offset") from None
+    params: dict[str, str] = {}
+    for text in param:
+        try:
+            key, value = param_override(text)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--param") from None
+        params[key] = value
+    return offset, params
+
+
+def _clock_and_params_lines(state: Any) -> list[str]:
+    """What ``lab up`` and ``lab status`` say about the censor's clock and rule-param overrides."""
+    lines = []
+    if state.clock_offset_s is not None:
+        import datetime as dt
+
+        now = dt.datetime.fromtimestamp(time.time() + state.clock_offset_s, dt.timezone.utc)
+        lines.append(f"censor clock: wall clock {state.clock_offset_s:+.0f} s (now {now:%Y-%m-%dT%H:%M:%S}Z)")
+    if state.params:
+        lines.append("rule params: " + ", ".join(f"{k}={v}" for k, v in state.params.items()))
+    return lines
 
 
 @lab_app.command("down")
@@ -131,6 +187,8 @@ def _print_status(report: Any) -> None:
     age = time.time() - state.created_at
     out.print(f"lab up for {age:.0f} s: profile {state.profile}, mode {state.mode}, "
               f"fails {'closed' if state.fail_closed else 'open'}, seed {state.seed}", markup=False)
+    for line in _clock_and_params_lines(state):
+        out.print(line, markup=False)
     if report.failure_line:
         out.print(f"[bold red]!!! {report.failure_line} !!![/]")
     out.print("hosts:")

@@ -1,8 +1,9 @@
 """The lab's state on disk (``/run/chokepoint-lab/``) and the detached processes it runs in namespaces.
 
-``state.json`` records what ``lab up`` built: profile, mode, fail-open/closed, seed, the topology and every
-process (pid + kernel start time, so a recycled pid is never mistaken for a lab process). ``lab down``
-never needs it (it finds everything by the ``cpk-`` prefix), ``lab status`` and ``lab exec`` read it.
+``state.json`` records what ``lab up`` built: profile, mode, fail-open/closed, seed, the censor's clock offset
+and rule-param overrides, the topology and every process (pid + kernel start time, so a recycled pid is never
+mistaken for a lab process). ``lab down`` never needs it (it finds everything by the ``cpk-`` prefix),
+``lab status`` and ``lab exec`` read it.
 
 Two locks keep concurrent users apart; they are abstract unix sockets (Linux, see unix(7)), so they vanish
 with their holder - even after ``kill -9`` - and leave no file behind: ``lab_lock()`` makes ``up`` and
@@ -101,6 +102,10 @@ class LabState:
     mode: str = "inline"
     fail_closed: bool = False
     seed: int | None = None
+    #: seconds added to the censor's wall clock (``censord --clock-offset``); None: the wall clock
+    clock_offset_s: float | None = None
+    #: rule-param overrides ``{"RULE.PARAM": "YAML value"}`` (``censord --param``)
+    params: dict[str, str] = field(default_factory=dict)
     processes: dict[str, ProcessInfo] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
     warnings: list[str] = field(default_factory=list)
@@ -154,7 +159,8 @@ class LabState:
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": 1, "profile": self.profile, "mode": self.mode, "fail_closed": self.fail_closed,
-                "seed": self.seed, "created_at": self.created_at, "state_dir": str(self.state_dir),
+                "seed": self.seed, "clock_offset_s": self.clock_offset_s, "params": dict(self.params),
+                "created_at": self.created_at, "state_dir": str(self.state_dir),
                 "warnings": list(self.warnings), "topology": self.topology.to_dict(),
                 "processes": {name: info.to_dict() for name, info in self.processes.items()}}
 
@@ -181,6 +187,8 @@ class LabState:
             return cls(topology=Topology.from_dict(data["topology"]), state_dir=Path(data["state_dir"]),
                        profile=data["profile"], mode=data["mode"], fail_closed=data["fail_closed"],
                        seed=data["seed"], created_at=data["created_at"], warnings=list(data["warnings"]),
+                       clock_offset_s=_optional_float(data.get("clock_offset_s")),
+                       params={str(k): str(v) for k, v in dict(data.get("params") or {}).items()},
                        processes={n: ProcessInfo.from_dict(p) for n, p in data["processes"].items()})
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"{path}: damaged ({type(exc).__name__}: {exc})") from None
@@ -193,6 +201,11 @@ class LabState:
             return json.loads(path.read_text(encoding="utf-8")), age
         except (OSError, ValueError):
             return None, None
+
+
+def _optional_float(value: Any) -> float | None:
+    """None stays None (state.json written before the field existed, or no offset); else a float."""
+    return None if value is None else float(value)
 
 
 def _still_running(info: ProcessInfo, grace: float) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 
 #: Debian package that provides each tool the lab needs (for "missing tool" messages).
 TOOL_PACKAGES = {"ip": "iproute2", "tc": "iproute2", "nft": "nftables", "iptables": "iptables",
-                 "ip6tables": "iptables", "sysctl": "procps"}
+                 "ip6tables": "iptables", "sysctl": "procps", "ethtool": "ethtool"}
 #: Seconds a system command may take before it is killed (none of ours should take more than a fraction).
 DEFAULT_TIMEOUT = 30.0
 

@@ -56,6 +56,13 @@ NO_DAD = {"net.ipv6.conf.all.accept_dad": 0, "net.ipv6.conf.default.accept_dad":
 FIRST_IFINDEX = 10
 #: Sysctls of a forwarding host (the censor).
 FORWARDING = {"net.ipv4.ip_forward": 1, "net.ipv6.conf.all.forwarding": 1}
+#: Offloads turned off on every lab veth (``ethtool -K IFACE tso off gso off ...``). With them on, TCP (and UDP
+#: GSO) hand a veth super-packets of up to 64 KB that cross the censor whole: its engine sees them unsplit, and
+#: its tc qdiscs charge a throttled flow's token bucket per super-packet, so the burst overshot the
+#: personality's ``burst_bytes`` by up to one of them (measured: ~47 kB through ahead of the rate for a
+#: 15 kB bucket; ~16.5 kB with these off). Turning them off only on the censor's interfaces is not enough:
+#: a forwarded super-packet is split after the qdisc. A real censor sees wire-sized packets.
+OFFLOADS_OFF = ("tso", "gso", "gro", "tx-udp-segmentation")
 
 
 class TopologyError(PolicyError):
@@ -438,9 +445,10 @@ def load_topology_text(text: str, file: str = "<topology>", base: Topology | Non
 
 def create(topology: Topology) -> None:
     """Build ``topology``: namespaces, veth pairs (created directly inside their namespaces, so no lab
-    interface ever appears in the host namespace), addresses (IPv6 without DAD), routes, forwarding
-    sysctls and ``/etc/netns`` files. Raises ``system.CommandError``; the caller rolls back with
-    ``destroy(topology.namespaces())``."""
+    interface ever appears in the host namespace) with segmentation/receive offloads off
+    (:data:`OFFLOADS_OFF`, when ``ethtool`` is installed; ``check_kernel`` reports it missing), addresses
+    (IPv6 without DAD), routes, forwarding sysctls and ``/etc/netns`` files. Raises ``system.CommandError``;
+    the caller rolls back with ``destroy(topology.namespaces())``."""
     ns = {host.name: host.namespace for host in topology.hosts}
     system.ip_batch([["netns", "add", name] for name in ns.values()])
     for host in topology.hosts:  # before the links exist, so their link-local addresses skip DAD too
@@ -452,6 +460,8 @@ def create(topology: Topology) -> None:
                       "type", "veth", "peer", "name", link.b[1], "index", str(FIRST_IFINDEX + 2 * i + 1),
                       "netns", ns[link.b[0]]]
                      for i, link in enumerate(topology.links)])
+    if system.which("ethtool") is not None:
+        disable_offloads(topology)
     for host in topology.hosts:
         commands = [["link", "set", "lo", "up"]]
         for iface in host.interfaces:
@@ -469,6 +479,23 @@ def create(topology: Topology) -> None:
             etc = ETC_NETNS / host.namespace
             etc.mkdir(parents=True, exist_ok=True)
             (etc / "resolv.conf").write_text(f"# chokepoint lab\nnameserver {host.nameserver}\n")
+
+
+def disable_offloads(topology: Topology) -> None:
+    """``ethtool -K`` every lab interface: :data:`OFFLOADS_OFF` off (``system.CommandError`` if refused)."""
+    settings = [word for feature in OFFLOADS_OFF for word in (feature, "off")]
+    for host in topology.hosts:
+        for iface in host.interfaces:
+            system.run(["ethtool", "-K", iface.name, *settings], netns=host.namespace)
+
+
+def offloads(netns: str, iface: str) -> dict[str, bool]:
+    """The :data:`OFFLOADS_OFF` features of one interface as ``ethtool -k`` reports them (True: on)."""
+    names = {"tso": "tcp-segmentation-offload", "gso": "generic-segmentation-offload",
+             "gro": "generic-receive-offload", "tx-udp-segmentation": "tx-udp-segmentation"}
+    text = system.run(["ethtool", "-k", iface], netns=netns).stdout.decode()
+    shown = dict(line.strip().split(": ", 1) for line in text.splitlines() if ": " in line)
+    return {short: shown.get(long, "").split(" ")[0] == "on" for short, long in names.items()}
 
 
 def wait_links_up(topology: Topology, timeout: float = 3.0) -> None:
@@ -588,6 +615,12 @@ def check_kernel() -> KernelCheck:
                      "latency", "50ms"], probe)
             attempt("tc netem qdisc (CONFIG_NET_SCH_NETEM; kernel-side delay)", degraded, system.tc,
                     ["qdisc", "add", "dev", "cpkp1", "root", "netem", "delay", "1ms"], probe)
+            if system.which("ethtool") is None:
+                degraded.append("the `ethtool` command (Debian package ethtool): segmentation offloads stay on, "
+                                "so a throttled flow gets up to ~64 kB more burst than its burst_bytes")
+            else:
+                attempt("turning veth offloads off (ethtool -K; throttle burst accuracy)", degraded, system.run,
+                        ["ethtool", "-K", "cpkp0", *[w for f in OFFLOADS_OFF for w in (f, "off")]], netns=probe)
         attempt("IPv4/IPv6 forwarding sysctls", missing, system.sysctl,
                 FORWARDING, probe)
         attempt("nf_tables sets with timeouts and reject (CONFIG_NF_TABLES, NFT_SET_HASH, NFT_REJECT)", missing,
@@ -722,6 +755,7 @@ def destroy(namespaces: Iterable[str] | None = None, *, extra_pids: Iterable[int
 
 
 __all__ = ["CONTROL_DNS_V4", "DNS_V4", "DNS_V6", "ETC_NETNS", "Host", "Interface", "KernelCheck", "LAB_RANGES",
-           "LINK_ALIAS", "Link", "LinkNotUp", "PREFIX", "Route", "SITE_V4", "SITE_V6", "Teardown", "Topology",
-           "TopologyError", "check", "check_kernel", "create", "default_topology", "destroy", "install_ca",
-           "lab_namespaces", "load_topology_file", "load_topology_text", "wait_links_up"]
+           "LINK_ALIAS", "Link", "LinkNotUp", "OFFLOADS_OFF", "PREFIX", "Route", "SITE_V4", "SITE_V6", "Teardown",
+           "Topology", "TopologyError", "check", "check_kernel", "create", "default_topology", "destroy",
+           "disable_offloads", "install_ca", "lab_namespaces", "load_topology_file", "load_topology_text",
+           "offloads", "wait_links_up"]
