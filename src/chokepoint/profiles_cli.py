@@ -84,9 +84,15 @@ def render_text(d: dict[str, Any]) -> str:
               f"  residual: {summary['residual']['seconds']:g} s on {summary['residual']['scope']}"
               + (" (re-armed)" if summary["residual"]["rearm"] else "")]
     for other in summary["parallel"]:
-        lines.append(f"  parallel injector {other['preset']}: {other['count']}x {other['flags']} to {other['targets']}, "
-                     f"TTL {other['ttl']}, IP ID {other['ip_id']}, DF {other['df']}, window {other['window']}, "
-                     f"on {other['probability']:.0%} of resets")
+        if "reset" in other:
+            r = other["reset"]
+            lines.append(f"  parallel injector {other['preset']}: {r['count']}x {r['flags']} to {r['targets']}, "
+                         f"TTL {r['ttl']}, IP ID {r['ip_id']}, DF {r['df']}, window {r['window']}, "
+                         f"on {other['probability']:.0%} of resets")
+        if "dns" in other:
+            ds = other["dns"]
+            lines.append(f"  parallel DNS injector {other['preset']}: flags {ds['flags']}, TTL {ds['answer_ttl']}, "
+                         f"compression {ds['compression']}, on {other['probability']:.0%} of UDP queries")
     for knob in d["personality"]["knobs"]:
         lines.append(f"  {knob['knob']} = {knob['value']}: {knob['cite']}")
     for also in d["personality"]["also_observed"]:

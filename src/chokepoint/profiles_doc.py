@@ -48,9 +48,16 @@ def _profile(d: dict[str, Any]) -> list[str]:
             f"{str(dns['compression']).lower()}, {dns['mode']}. Residual block: {residual['seconds']:g} s on the "
             f"{residual['scope']}" + (", re-armed by each new attempt" if residual["rearm"] else "") + "."]
     for other in summary["parallel"]:
-        out += ["", f"Parallel injector `{other['preset']}` resets the same connections on {other['probability']:.0%} "
-                    f"of them: {other['count']} x {other['flags']} to {other['targets']}, TTL {other['ttl']}, IP ID "
-                    f"{other['ip_id']}, DF {str(other['df']).lower()}, window {other['window']}."]
+        if "reset" in other:
+            r = other["reset"]
+            out += ["", f"Parallel injector `{other['preset']}` resets the same connections on "
+                        f"{other['probability']:.0%} of them: {r['count']} x {r['flags']} to {r['targets']}, TTL "
+                        f"{r['ttl']}, IP ID {r['ip_id']}, DF {str(r['df']).lower()}, window {r['window']}."]
+        if "dns" in other:
+            ds = other["dns"]
+            out += ["", f"Parallel DNS injector `{other['preset']}` answers {other['probability']:.0%} of the same "
+                        f"UDP queries: flags {ds['flags']}, TTL {ds['answer_ttl']}, compression "
+                        f"{str(ds['compression']).lower()}."]
     if d["personality"]["knobs"]:
         out += ["", "| knob | value | source | uncertain |", "|---|---|---|---|"]
         out += [f"| `{k['knob']}` | `{_cell(k['value'])}` | {_cell(k['cite'])} | {_cell(k.get('uncertain', ''))} |"

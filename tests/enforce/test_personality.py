@@ -275,4 +275,6 @@ def test_bundled_profiles_use_the_new_fields():
     pk = load_profile("pakistan").personality.reset
     assert (pk.flags_text, pk.ip.df, pk.count) == ("R+AE+RE", False, 1)
     gfw = load_profile("gfw-2023").personality
-    assert [o.name for o in gfw.parallel] == ["gfw-type-i", "gfw-type-iii"]
+    assert [o.name for o in gfw.parallel] == ["gfw-type-i", "gfw-type-iii", "gfw-dns-1", "gfw-dns-3"]
+    assert [o.reset is not None for o in gfw.parallel] == [True, True, False, False]
+    assert [o.dns.flags if o.dns else None for o in gfw.parallel] == [None, None, 0x8580, 0x8400]

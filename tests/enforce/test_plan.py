@@ -529,3 +529,25 @@ def test_pakistan_reset_carries_ae_and_a_reserved_bit_without_ack_or_df():
     server = _by_target(p)["server"][0]
     assert _accepts(server, conn.next_seq(i, from_client=True) if not p.drop_trigger
                     else conn.pkts[i].seq)
+
+
+def test_parallel_dns_injectors_answer_the_same_query_with_their_own_flags():
+    """gfw-2023: Injector 2 (0x8180, compressed name) first, then Injectors 1 (0x8580) and 3 (0x8400), neither
+    compressing ("Triplet Censors", FOCI 2020; geedge.report), all from the profile's pool."""
+    profile = load_profile("gfw-2023")
+    query, raw, pkt, flow = _udp_query("www.youtube.com", "A")
+    verdict = Verdict(Action.DNS_FORGE, "gfw-dns-inject", params=profile.policy.rule("gfw-dns-inject").params)
+    p = plan(verdict, flow, pkt, raw, 0, profile.personality, Stamper(random.Random(2)), 0.0)
+    assert [(i.what, i.injector) for i in p.injections] == [("dns", ""), ("dns", "gfw-dns-1"), ("dns", "gfw-dns-3")]
+    pool = set(dict(profile.policy.rule("gfw-dns-inject").params)["answers"])
+    flags = []
+    for inj in p.injections:
+        answer = dns.message.from_wire(read(inj.packet).payload)
+        assert query.is_response(answer) and {r.address for r in answer.answer[0]} <= pool
+        flags.append(answer.flags)
+    assert flags == [0x8180, 0x8580, 0x8400]
+    payloads = [read(inj.packet).payload for inj in p.injections]
+    answer_name_at = len(query.to_wire())    # no EDNS: the answer follows the question
+    assert [bool(w[answer_name_at] & 0xC0 == 0xC0) for w in payloads] == [True, False, False]
+    tcp = parse_personality({"based_on": "gfw-type-ii", "parallel": [{"preset": "gfw-dns-1"}]})
+    assert tcp.parallel[0].reset is None and tcp.parallel[0].dns.flags == 0x8580

@@ -213,6 +213,8 @@ class Check:
         if rule.action.value != "reset" or dict(rule.params).get("injector"):
             return
         for other in self.profile.personality.parallel:
+            if other.reset is None:      # a DNS-only injector (checked with the DNS examples)
+                continue
             mine = [i for i in injections if i.get("injector") == other.name]
             if other.probability >= 1.0:
                 assert mine, f"parallel injector {other.name} injected nothing: {injections}"
@@ -323,9 +325,23 @@ class Check:
 
     def check_dns_expect(self, forged: list[dict[str, Any]], real: str, detail: Any) -> None:
         want = {k: v for k, v in self.expect.items() if k in DNS_KEYS}
+        # Parallel DNS injectors (the GFW's Injectors 1 and 3 beside Injector 2) answer with their own flags;
+        # ``expect`` is about the personality's own answer, the others must show their presets' flags.
+        parallel = {other.dns.flags: other for other in self.profile.personality.parallel if other.dns is not None}
+        seen_flags = {a["flags"] for a in forged}
+        for flags, other in parallel.items():
+            if other.probability >= 1.0:
+                assert flags in seen_flags, f"no answer from {other.name} (flags {flags:#06x}): {detail}"
         for a in forged:
             addresses = [t for _, t in a["answers"]]
             assert a["id_matches"], f"a forged answer with another ID: {detail}"
+            if a["flags"] in parallel and a["flags"] != want.get("dns_flags"):
+                style = parallel[a["flags"]].dns
+                wire = bytes.fromhex(a["wire"])
+                assert (wire[question_end(wire)] & 0xC0 == 0xC0) is style.compression, f"compression: {detail}"
+                if "answers_from" in want:
+                    assert addresses and set(addresses) <= set(want["answers_from"]), f"answers {addresses}: {detail}"
+                continue
             if "dns_flags" in want:
                 assert a["flags"] == want["dns_flags"], f"flags {a['flags']:#06x}, expected {want['dns_flags']:#06x}"
             if "answers" in want:

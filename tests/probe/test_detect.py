@@ -559,3 +559,20 @@ def test_one_injector_with_fresh_copies_stays_one_finding(tmp_path):
     conn = Censored(personality, seed=4)
     found = [f for f in conn.detect(tmp_path).findings if f.kind == "rst"]
     assert len(found) == 1 and {p.index for p in found[0].packets} == conn.injected
+
+
+def test_three_dns_injectors_answering_one_query_are_three_findings(tmp_path):
+    """gfw-2023's Injectors 2, 1 and 3 race the resolver with different flags: one finding each, each named
+    by its own flags and compression. The pool is known to the detector through the fingerprint database or a
+    preset; here through a preset-like pool given to the personality under test."""
+    from chokepoint.policy import load_profile
+
+    personality = load_profile("gfw-2023").personality
+    path, the_plan = _dns_capture(tmp_path / "dns.pcap", personality)
+    assert len(the_plan.injections) == 3
+    found = [f for f in detect_captures([path]).findings if f.kind == "dns"]
+    assert len(found) == 3, [f.summary for f in found]
+    assert [f.packets[0].index for f in found] == [2, 3, 4]
+    tops = [set(f.candidates[0].personalities) for f in found]
+    assert "gfw-type-ii" in tops[0] and "gfw-dns-1" in tops[1] and "gfw-dns-3" in tops[2]
+    assert all(any("3 injectors answered" in e for e in f.evidence) for f in found)

@@ -92,8 +92,10 @@ def test_dns_injection_answers_from_the_forged_pool_with_injector_2_flags() -> N
     decision = decide(PROFILE, udp_flow(CLIENT, "198.51.100.53", 53000, 53, [query], 1000.0))
     assert decision.verdict.action is Action.DNS_FORGE
     plan = decision.plan(PROFILE.personality)
-    (injection,) = plan.injections
-    assert injection.to == "client" and not plan.drop_trigger
+    injection, *others = plan.injections    # Injectors 1 and 3 answer after it (the personality's parallel list)
+    assert [o.injector for o in others] == ["gfw-dns-1", "gfw-dns-3"]
+    assert [int.from_bytes(read(o.packet).payload[2:4], "big") for o in others] == [0x8580, 0x8400]
+    assert injection.to == "client" and not plan.drop_trigger and not injection.injector
     pkt = read(injection.packet)
     assert (pkt.sport, pkt.dport) == (53, 53000)
     payload = pkt.payload

@@ -228,14 +228,17 @@ class ResidualStyle:
 
 @dataclass(frozen=True, slots=True)
 class ParallelInjector:
-    """Another injector on the same path that acts on the same ``reset`` verdicts on its own: it sends its own
-    RSTs (its preset's ``reset`` style) after the personality's, with ``probability`` per verdict. The GFW runs
-    several RST injectors side by side, told apart by their fingerprints (IEEE S&P 2025, table fingerprint:
-    types I, II, III; geedge.report measures each type's response to the same probes separately)."""
+    """Another injector on the same path that acts on the same verdicts on its own, with ``probability`` per
+    verdict: on ``reset`` verdicts it sends its own RSTs (``reset``, None if its preset has no reset section)
+    after the personality's; on ``dns-forge`` verdicts over UDP its own forged answer (``dns``, None if its
+    preset has no dns section; an empty pool takes the personality's). The GFW runs several RST injectors side
+    by side (IEEE S&P 2025, table fingerprint: types I, II, III; geedge.report measures each type's response to
+    the same probes separately) and three DNS injectors ("Triplet Censors", FOCI 2020; flags per geedge.report)."""
 
     name: str
-    reset: ResetStyle
+    reset: ResetStyle | None
     probability: float = 1.0
+    dns: DnsStyle | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +314,10 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
         "residual": {"scope": "4-tuple", "seconds": 30, "action": "reset"},
     },
     "tspu": {"throttle": {"rate_kbps": 140}},
+    # The other two GFW DNS injectors (Injector 2 is gfw-type-ii's dns); only their flags and compression were
+    # retrieved, so they are DNS-only presets for a personality's ``parallel`` list.
+    "gfw-dns-1": {"dns": {"flags": 0x8580, "compression": False, "mode": "race"}},
+    "gfw-dns-3": {"dns": {"flags": 0x8400, "compression": False, "mode": "race"}},
 }
 
 PRESET_CITES: Mapping[str, str] = {
@@ -333,6 +340,10 @@ PRESET_CITES: Mapping[str, str] = {
                     "(net4people/bbs#80); RST and DNS injector fields (flags R, IP ID 30000, initial TTL 128, "
                     "no DF, window 0) from the paper's artifact README (breakerspace/turkmenistan-censorship)",
     "tspu": "Xue et al., Throttling Twitter, IMC 2021: 130-150 kbit/s",
+    "gfw-dns-1": "Triplet Censors, FOCI 2020 (three GFW DNS injectors); geedge.report fingerprints: CN Injector 1, "
+                 "flags 0x8580, no name compression; IP ID/TTL/answer TTL not retrieved (neutral defaults)",
+    "gfw-dns-3": "Triplet Censors, FOCI 2020; geedge.report fingerprints: CN Injector 3, flags 0x8400, no name "
+                 "compression (in their measurements; FOCI 2020 saw compression); IP fields not retrieved",
 }
 
 
@@ -700,7 +711,9 @@ def _parallel(w: _Where, path: Path, value: Any) -> tuple[ParallelInjector, ...]
         probability = _num(w, path + (i, "probability"), item.get("probability", 1.0), 0)
         if probability > 1:
             raise w.error(path + (i, "probability"), f"{probability} is above 1")
-        out.append(ParallelInjector(name, preset(name).reset, probability))
+        chosen, sections = preset(name), PRESETS[name]
+        out.append(ParallelInjector(name, chosen.reset if "reset" in sections else None, probability,
+                                    chosen.dns if "dns" in sections else None))
     return tuple(out)
 
 

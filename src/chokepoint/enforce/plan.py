@@ -171,6 +171,8 @@ def plan(verdict: Verdict, flow: Any, pkt: Packet, raw: bytes, direction: int, p
         injections = _resets(pkt, flow, sender, p.reset, gen, delivered=not drop_trigger,
                              targets=p.reset.targets, seqs=seqs)
         for other in p.parallel:   # other injectors on the path act on the same trigger on their own
+            if other.reset is None:
+                continue
             if other.probability >= 1.0 or gen.rng.random() < other.probability:
                 injections += [replace(i, injector=other.name)
                                for i in _resets(pkt, flow, sender, other.reset, gen, delivered=not drop_trigger,
@@ -315,14 +317,38 @@ def _dns(base: Plan, flow: Any, pkt: Packet, sender: Role, p: Personality, gen: 
         seq, ack = reply_numbers(pkt, to_sender=sender == "client", delivered=not replace_query, forwarded=seqs)
         packet = tcp_segment(server[0], client[0], server[1], client[1], seq, ack, PSH | ACK, stamp,
                              len(payload).to_bytes(2, "big") + payload)
+    injections = [Injection("client", packet, "dns")]
     # Over UDP every query is answered on its own (glibc sends A and AAAA back to back from one socket, and
     # the GFW forges an answer to each): the flow stays in user space ("inspect") instead of getting kernel state.
     if pkt.proto == UDP:
         flow_action = "inspect"
+        injections += _parallel_dns(message, server, client, pkt, flow, p, gen, notes)
     else:
         flow_action = "drop" if replace_query else "allow"
+        if any(other.dns is not None for other in p.parallel):
+            notes.append("parallel DNS injectors answer UDP queries only")
     return replace(base, drop_trigger=replace_query, flow_action=flow_action,
-                 injections=(Injection("client", packet, "dns"),), residual=residual, notes=tuple(notes))
+                 injections=tuple(injections), residual=residual, notes=tuple(notes))
+
+
+def _parallel_dns(message: DnsMessage, server: tuple[bytes, int], client: tuple[bytes, int], pkt: Packet,
+                  flow: Any, p: Personality, gen: Stamper, notes: list[str]) -> list[Injection]:
+    """Each parallel DNS injector's own forged answer (its flags and compression; the personality's pool when
+    its own is empty), racing after the personality's ("Triplet Censors", FOCI 2020: three GFW injectors)."""
+    out = []
+    for other in p.parallel:
+        if other.dns is None:
+            continue
+        if other.probability < 1.0 and gen.rng.random() >= other.probability:
+            notes.append(f"parallel injector {other.name} did not act (probability {other.probability:g})")
+            continue
+        style = other.dns if other.dns.answers else replace(other.dns, answers=p.dns.answers)
+        answers = pick_answers(style.answers, message.qtype, gen.rng, style.answers_per_response)
+        stamp = gen.stamp(style.ip, trigger_ttl=pkt.ttl, sip=flow.client_ip, dip=flow.server_ip)
+        packet = udp_datagram(server[0], client[0], server[1], client[1], dns_payload(message, style, answers),
+                              stamp)
+        out.append(Injection("client", packet, "dns", injector=other.name))
+    return out
 
 
 def _wants_residual(verdict: Verdict, p: Personality) -> bool:

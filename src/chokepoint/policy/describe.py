@@ -95,8 +95,9 @@ def _knob_value(path: str, value: Any) -> Any:
     """A knob as written; DNS flags in hex, as the papers print them."""
     if path.endswith("dns.flags") and isinstance(value, int):
         return f"0x{value:04x}"
-    if path == "parallel" and isinstance(value, tuple):
-        return [dict(item) if isinstance(item, tuple) else item for item in value]
+    if path == "parallel" and isinstance(value, tuple):   # "gfw-type-i (p 1)": preset and probability
+        return [f"{dict(item).get('preset')} (p {dict(item).get('probability', 1)})" if isinstance(item, tuple)
+                else item for item in value]
     return _jsonable(value)
 
 
@@ -121,6 +122,18 @@ def _ip(style: Any) -> dict[str, Any]:
     return out
 
 
+def _parallel(other: Any) -> dict[str, Any]:
+    """A parallel injector: its RSTs and/or its forged DNS answers."""
+    out: dict[str, Any] = {"preset": other.name, "probability": other.probability}
+    if other.reset is not None:
+        out["reset"] = {"flags": other.reset.flags_text, "count": other.reset.count, "targets": other.reset.targets,
+                        **_ip(other.reset.ip)}
+    if other.dns is not None:
+        out["dns"] = {"flags": f"0x{other.dns.flags:04x}" if other.dns.flags is not None else "resolver-like",
+                      "answer_ttl": other.dns.answer_ttl, "compression": other.dns.compression}
+    return out
+
+
 def personality_summary(p: Any) -> dict[str, Any]:
     """The injected packets' fields a personality produces, section by section."""
     reset, dns, page, residual = p.reset, p.dns, p.blockpage, p.residual
@@ -136,9 +149,7 @@ def personality_summary(p: Any) -> dict[str, Any]:
         "residual": {"scope": residual.scope, "seconds": residual.seconds, "rearm": residual.rearm,
                      "action": residual.action},
         "drop_trigger": p.drop_trigger,
-        "parallel": [{"preset": other.name, "probability": other.probability, "flags": other.reset.flags_text,
-                      "count": other.reset.count, "targets": other.reset.targets, **_ip(other.reset.ip)}
-                     for other in p.parallel],
+        "parallel": [_parallel(other) for other in p.parallel],
     }
 
 

@@ -923,9 +923,7 @@ class Detector:
     def _finish_dns(self, flow: Flow, state: _Dns) -> None:
         for key, responses in state.answers.items():
             query = state.queries.get(key)
-            finding = self._dns_finding(flow, query, responses)
-            if finding is not None:
-                self.findings.append(finding)
+            self.findings += self._dns_findings(flow, query, responses)
 
     def _bogus(self, message: DnsMessage) -> list[str]:
         """Why an answer's addresses are known forgeries (fingerprint database, a preset's pool)."""
@@ -944,26 +942,42 @@ class Detector:
                 reasons.append(f"{value} is in a censor preset's forged-answer pool")
         return reasons
 
-    def _dns_finding(self, flow: Flow, query: tuple[Packet, DnsMessage] | None,
-                     responses: list[tuple[Packet, DnsMessage]]) -> Finding | None:
+    def _dns_findings(self, flow: Flow, query: tuple[Packet, DnsMessage] | None,
+                      responses: list[tuple[Packet, DnsMessage]]) -> list[Finding]:
+        """The forged answers to one query, one finding per injector: answers with different flags or name
+        compression come from different injectors (the GFW's three, "Triplet Censors", FOCI 2020)."""
         contents = {(_answer_set(m), m.flags) for _p, m in responses}
         ttls = [p.ttl for p, _m in responses]
         race = len(responses) > 1 and (len(contents) > 1 or max(ttls) - min(ttls) >= TTL_JUMP)
         bogus = {pkt.index: self._bogus(m) for pkt, m in responses}
         if not race and not any(bogus.values()):
-            return None
+            return []
         evidence: list[str] = []
         forged = [(p, m) for p, m in responses if bogus[p.index]]
         if race:
             self.counters["dns_races"] += 1
             evidence.append(f"{len(responses)} different answers to one query from the resolver's address "
                             f"(an on-path injector races the resolver)")
-            if not forged:
-                forged = [responses[0]]
-                evidence.append(f"#{responses[0][0].index} arrived first: taken as the forged one")
+            if not forged:   # the on-path injectors win the race; the resolver's answer comes last
+                last = (_answer_set(responses[-1][1]), responses[-1][1].flags)
+                forged = [(p, m) for p, m in responses if (_answer_set(m), m.flags) != last]
+                evidence.append(f"#{responses[-1][0].index} arrived last: taken as the resolver's answer, "
+                                f"{', '.join(f'#{p.index}' for p, _m in forged)} before it as forged")
+        genuine = [(p, m) for p, m in responses if all(p is not f for f, _ in forged)]
+        groups: dict[tuple, list[tuple[Packet, DnsMessage]]] = {}
+        for pkt, message in forged:
+            groups.setdefault((message.flags, _compressed(pkt.payload)), []).append((pkt, message))
+        if len(groups) > 1:
+            evidence.append(f"{len(groups)} injectors answered (different DNS flags or name compression)")
+        return [self._dns_finding(flow, query, race, group, genuine, bogus, evidence) for group in groups.values()]
+
+    def _dns_finding(self, flow: Flow, query: tuple[Packet, DnsMessage] | None, race: bool,
+                     forged: list[tuple[Packet, DnsMessage]], genuine: list[tuple[Packet, DnsMessage]],
+                     bogus: dict[int, list[str]], shared: list[str]) -> Finding:
+        """One injector's forged answers (``shared``: evidence about the whole query)."""
+        evidence = list(shared)
         for pkt, _m in forged:
             evidence += [f"#{pkt.index}: {reason}" for reason in bogus[pkt.index]]
-        genuine = [(p, m) for p, m in responses if all(p is not f for f, _ in forged)]
         real_ttl = Counter(p.ttl for p, _m in genuine).most_common(1)[0][0] if genuine else None
         hops = MAX_HOPS if real_ttl is None else initial_ttl(real_ttl) - real_ttl
         if real_ttl is not None:
