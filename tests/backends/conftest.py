@@ -30,6 +30,8 @@ from chokepoint.packet.decode import Decoder
 from chokepoint.packet.pcap import Frame
 from chokepoint.packet.record import Packet
 
+from tests._lab_clients import TCP_CONNECTS
+
 HERE = Path(__file__).resolve().parent
 PREFIX = "cpk-t-bk-"
 CLIENT, CENSOR, SERVER = PREFIX + "cl", PREFIX + "ce", PREFIX + "sv"
@@ -56,33 +58,6 @@ for family, addr in ((socket.AF_INET, "198.19.0.2"), (socket.AF_INET6, "2001:db8
             pass
     else:
         sys.exit(f"no echo from {addr}")
-"""
-
-
-#: Run in the client: argv = "addr,port[,source port]" ...; prints one JSON list of outcomes:
-#: "ok", "refused" (an RST), "timeout", or another errno name.
-CONNECT = """
-import errno, json, socket, sys
-out = []
-for spec in sys.argv[2:]:
-    addr, port, *sport = spec.split(",")
-    sock = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(float(sys.argv[1]))
-    try:
-        if sport:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("", int(sport[0])))
-        sock.connect((addr, int(port)))
-        out.append("ok")
-    except socket.timeout:
-        out.append("timeout")
-    except ConnectionRefusedError:
-        out.append("refused")
-    except OSError as exc:
-        out.append(errno.errorcode.get(exc.errno, str(exc.errno)))
-    finally:
-        sock.close()
-print(json.dumps(out))
 """
 
 
@@ -175,7 +150,7 @@ class NetPath:
 
     def connect(self, *targets: str, timeout: float = 0.5) -> list[str]:
         """Outcome of a TCP connect from the client to each ``"addr,port[,source port]"``."""
-        proc = self.client_python(CONNECT, str(timeout), *targets, timeout=10 + timeout * len(targets))
+        proc = self.client_python(TCP_CONNECTS, str(timeout), *targets, timeout=10 + timeout * len(targets))
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)
 

@@ -63,6 +63,8 @@ from chokepoint.policy.conditions import atoms
 from chokepoint.policy.profile import Profile, list_profiles, load_profile
 from chokepoint.policy.provenance import Example
 
+from tests._lab_clients import DNS_ALL_ANSWERS, H3_GET, h3_get_args
+
 from ._lab import OURS, foreign, root_reason
 
 CLIENT_NS, CENSOR_NS, SERVER_NS = "cpk-client", "cpk-censor", "cpk-server"
@@ -220,29 +222,7 @@ def capture(bpf: str, *, netns: str = CLIENT_NS, iface: str = "cl0") -> Iterator
 
 # ------------------------------------------------------------------------------------------ client programs
 
-#: DNS over UDP with dnspython: every answer that arrives within the wait (a racing injector's forged answer
-#: and the resolver's real one both reach the socket), with its wire bytes. argv[1]: JSON arguments.
-DNS_CLIENT = """
-import json, socket, sys, time
-import dns.message
-a = json.loads(sys.argv[1])
-query = dns.message.make_query(a["name"], a["qtype"])
-sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-sent = time.monotonic()
-sock.sendto(query.to_wire(), (a["server"], 53))
-out = []
-while (left := sent + a["wait"] - time.monotonic()) > 0:
-    sock.settimeout(left)
-    try:
-        data, peer = sock.recvfrom(4096)
-    except socket.timeout:
-        break
-    answer = dns.message.from_wire(data)
-    out.append({"after_ms": round((time.monotonic() - sent) * 1000, 3), "from": peer[0], "wire": data.hex(),
-                "id_matches": answer.id == query.id, "flags": answer.flags, "qlen": len(query.to_wire()),
-                "answers": [[rrset.ttl, rr.to_text()] for rrset in answer.answer for rr in rrset]})
-print(json.dumps(out))
-"""
+#: (The DNS and HTTP/3 clients, shared with ``_e2e.py``, are in ``tests/_lab_clients.py``.)
 
 #: Raw TCP to an echo service: connect (bound to ``bind`` if given), send ``chunks`` one segment each, read
 #: until everything came back. ``attempts``: repeat with fresh connections; ``until`` stops at the first
@@ -435,76 +415,6 @@ except ssl.SSLError as exc:
 print(json.dumps(out))
 """
 
-#: HTTP/3 GET with aioquic from a chosen local address/port, QUIC version, optional dummy datagram first on the
-#: same 4-tuple (``prelude``); prints {"outcome": "ok"|"timeout"|..., "status", "origin", "local_port"}.
-QUIC_CLIENT = """
-import asyncio, json, os, socket, sys
-from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.h3.connection import H3_ALPN, H3Connection
-from aioquic.h3.events import DataReceived, HeadersReceived
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
-a = json.loads(sys.argv[1])
-
-class Client(QuicConnectionProtocol):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.h3 = H3Connection(self._quic)
-        self.done = asyncio.get_running_loop().create_future()
-        self.headers, self.body = {}, b""
-
-    def quic_event_received(self, event):
-        for ev in self.h3.handle_event(event):
-            if isinstance(ev, HeadersReceived):
-                self.headers = dict(ev.headers)
-            elif isinstance(ev, DataReceived):
-                self.body += ev.data
-            if getattr(ev, "stream_ended", False) and not self.done.done():
-                self.done.set_result(None)
-
-async def get(out):
-    config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name=a["sni"])
-    config.load_verify_locations(a["cafile"])
-    config.original_version = a["version"]
-    config.supported_versions = [a["version"]] + [v for v in (1, 0x6B3343CF) if v != a["version"]]
-    loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((a["bind"] or "0.0.0.0", a["local_port"]))
-    out["local_port"] = sock.getsockname()[1]
-    peer = (a["address"], a["port"])
-    if a["prelude"] == "dummy-udp":
-        sock.sendto(os.urandom(64), peer)
-        await asyncio.sleep(0.05)
-    transport, client = await loop.create_datagram_endpoint(
-        lambda: Client(QuicConnection(configuration=config)), sock=sock)
-    try:
-        client.connect(peer)
-        await client.wait_connected()
-        stream = client._quic.get_next_available_stream_id()
-        client.h3.send_headers(stream, [(b":method", b"GET"), (b":scheme", b"https"),
-                                        (b":authority", a["sni"].encode()), (b":path", b"/h3")], end_stream=True)
-        client.transmit()
-        await client.done
-        out.update(outcome="ok", status=int(client.headers[b":status"]), origin=b"CHOKEPOINT-LAB-ORIGIN" in client.body,
-                   version=client._quic._version)
-    finally:
-        client.close()
-        transport.close()
-
-async def main():
-    out = {"outcome": "timeout"}
-    try:
-        await asyncio.wait_for(get(out), a["timeout"])
-    except asyncio.TimeoutError:
-        out["outcome"] = "timeout"
-    except ConnectionError as exc:
-        out["outcome"] = f"error {exc!r}"
-    print(json.dumps(out))
-
-asyncio.run(main())
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class CurlResult:
@@ -569,7 +479,7 @@ class ProfileLab:
         return proc.stdout.decode().split()
 
     def dns_answers(self, server: str, name: str, qtype: str = "A", wait: float = 1.0) -> list[dict[str, Any]]:
-        return self.python(DNS_CLIENT, {"server": server, "name": name, "qtype": qtype, "wait": wait})
+        return self.python(DNS_ALL_ANSWERS, {"server": server, "name": name, "qtype": qtype, "wait": wait})
 
     def tcp(self, target: Target, attempts: list[list[bytes]], *, wait: float = 1.5, until: bool = False,
             address: str | None = None) -> list[dict[str, Any]]:
@@ -594,10 +504,9 @@ class ProfileLab:
 
     def quic(self, target: Target, sni: str, *, version: int = 1, local_port: int = 0, prelude: str = "",
              timeout: float = 2.0) -> dict[str, Any]:
-        args = {"address": target.address, "port": target.port, "sni": sni, "version": version,
-                "bind": target.client_bind, "local_port": local_port, "prelude": prelude, "timeout": timeout,
-                "cafile": CA_FILE}
-        return self.python(QUIC_CLIENT, args, timeout=timeout + 20)
+        args = h3_get_args(target.address, sni, CA_FILE, port=target.port, version=version, bind=target.client_bind,
+                           local_port=local_port, prelude=prelude, timeout=timeout)
+        return self.python(H3_GET, args, timeout=timeout + 20)
 
     def showcerts(self, address: str, port: int, sni: str, *, netns: str = CLIENT_NS) -> str:
         proc = self.run(["openssl", "s_client", "-connect", f"{address}:{port}", "-servername", sni, "-showcerts"],

@@ -5,7 +5,9 @@ up with ``chokepoint.lab.up`` while holding the lab session lock (``chokepoint.l
 ``_lab.lab_guard``), then always runs ``lab down`` (in a ``finally``) and checks that nothing of the lab is left.
 The :class:`LabRun` it yields runs REAL clients inside ``cpk-client`` through ``chokepoint.lab.system``: curl,
 dig, openssl s_client, Python (dnspython, aioquic, raw sockets) and tcpdump captures on any lab interface,
-whose text output (``tcpdump -v``) is parsed into :class:`Seen` packets.
+whose text output (``tcpdump -v``) is parsed into :class:`Seen` packets. The DNS, HTTP/3 and TCP-connect client
+programs are shared with the conformance and backend tests (``tests/_lab_clients.py``); the rules, fixture and
+checks the inline and mirror tests share are at the end of this module.
 
 Addresses (docs/lab.md): the client is 198.18.0.2, the server's site addresses 198.19.0.10-29 serve HTTP :80,
 HTTPS :443, HTTP/3 (UDP :443) and echo :7/:9000; the lab resolver is 198.19.0.53 (behind the censor), the
@@ -35,6 +37,8 @@ from chokepoint import lab
 from chokepoint.lab import state as st
 from chokepoint.lab import system
 from chokepoint.lab import topology as topo
+
+from tests._lab_clients import DNS_ALL_ANSWERS, H3_GET, TCP_CONNECTS, h3_get_args
 
 from ._lab import OURS, foreign, leftovers, root_reason
 
@@ -175,79 +179,6 @@ class Curl:
         return f"curl exit {self.code}, HTTP {self.status}, stderr {self.stderr.strip()!r}, body {self.body[:200]!r}"
 
 
-#: Run in the client: one DNS query over UDP with dnspython, then EVERY answer that arrives within the wait
-#: (an on-path injector's forged answer and the real one both reach the socket). argv: server name qtype wait.
-DNS_ALL_ANSWERS = """
-import json, socket, sys, time
-import dns.message, dns.rdatatype
-server, name, qtype, wait = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-query = dns.message.make_query(name, qtype)
-sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-sent = time.monotonic()
-sock.sendto(query.to_wire(), (server, 53))
-out = []
-while (left := sent + wait - time.monotonic()) > 0:
-    sock.settimeout(left)
-    try:
-        data, peer = sock.recvfrom(4096)
-    except socket.timeout:
-        break
-    answer = dns.message.from_wire(data)
-    out.append({"after_ms": round((time.monotonic() - sent) * 1000, 3), "from": peer[0],
-                "id_matches": answer.id == query.id, "flags": answer.flags,
-                "answers": [[rrset.ttl, rr.to_text()] for rrset in answer.answer for rr in rrset]})
-print(json.dumps(out))
-"""
-
-#: Run in the client: HTTP/3 GET with aioquic (RFC 9114) to argv[1] (address) with SNI argv[2], trusting the lab
-#: CA (argv[4]); prints {"outcome": "ok", "status", "origin"} or {"outcome": "timeout"} after argv[3] seconds.
-H3_GET = """
-import asyncio, json, sys
-from aioquic.asyncio.client import connect
-from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.h3.connection import H3_ALPN, H3Connection
-from aioquic.h3.events import DataReceived, HeadersReceived
-from aioquic.quic.configuration import QuicConfiguration
-
-address, sni, timeout, cafile = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
-
-class Client(QuicConnectionProtocol):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.h3 = H3Connection(self._quic)
-        self.done = asyncio.get_running_loop().create_future()
-        self.headers, self.body = {}, b""
-
-    def quic_event_received(self, event):
-        for ev in self.h3.handle_event(event):
-            if isinstance(ev, HeadersReceived):
-                self.headers = dict(ev.headers)
-            elif isinstance(ev, DataReceived):
-                self.body += ev.data
-            if getattr(ev, "stream_ended", False) and not self.done.done():
-                self.done.set_result(None)
-
-async def get():
-    config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name=sni)
-    config.load_verify_locations(cafile)
-    async with connect(address, 443, configuration=config, create_protocol=Client) as client:
-        stream = client._quic.get_next_available_stream_id()
-        client.h3.send_headers(stream, [(b":method", b"GET"), (b":scheme", b"https"),
-                                        (b":authority", sni.encode()), (b":path", b"/h3")], end_stream=True)
-        client.transmit()
-        await client.done
-        return {"outcome": "ok", "status": int(client.headers[b":status"]),
-                "origin": b"CHOKEPOINT-LAB-ORIGIN" in client.body}
-
-async def main():
-    try:
-        print(json.dumps(await asyncio.wait_for(get(), timeout)))
-    except asyncio.TimeoutError:
-        print(json.dumps({"outcome": "timeout"}))
-
-asyncio.run(main())
-"""
-
 #: Run in the client: a TCP connection to argv[1]:argv[2] whose first packet is argv[3] (hex) - e.g. random
 #: bytes or a real TLS ClientHello - then whatever comes back within argv[4] s (the echo service returns it).
 #: Prints {"connected", "sent", "echoed" (hex), "outcome": ok|timeout|reset|...}.
@@ -316,28 +247,6 @@ except socket.timeout:
 print(json.dumps({"data": data.decode("latin-1"), "closed_by": closed_by}))
 """
 
-#: Run in the client: sequential TCP connects; argv: "address,port" ... timeout; prints the outcomes.
-CONNECTS = """
-import errno, json, socket, sys
-timeout, out = float(sys.argv[1]), []
-for spec in sys.argv[2:]:
-    address, port = spec.split(",")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect((address, int(port)))
-        out.append("ok")
-    except socket.timeout:
-        out.append("timeout")
-    except ConnectionRefusedError:
-        out.append("refused")
-    except OSError as exc:
-        out.append(errno.errorcode.get(exc.errno, str(exc.errno)))
-    finally:
-        sock.close()
-print(json.dumps(out))
-"""
-
 
 @dataclass
 class LabRun:
@@ -376,7 +285,7 @@ class LabRun:
         return proc.stdout.decode()
 
     def dns_all_answers(self, server: str, name: str, qtype: str = "A", wait: float = 1.0) -> list[dict[str, Any]]:
-        return self.python(DNS_ALL_ANSWERS, server, name, qtype, str(wait))
+        return self.python(DNS_ALL_ANSWERS, json.dumps({"server": server, "name": name, "qtype": qtype, "wait": wait}))
 
     def openssl(self, address: str, servername: str, timeout: float = 5) -> tuple[int, str]:
         """``openssl s_client -servername NAME`` (verifying against the client's CA bundle) sending one HTTP
@@ -387,7 +296,10 @@ class LabRun:
         return proc.returncode, (proc.stdout + proc.stderr).decode("utf-8", "replace")
 
     def h3_get(self, address: str, sni: str, timeout: float = 2.0) -> dict[str, Any]:
-        return self.python(H3_GET, address, sni, str(timeout), CA_FILE, timeout=timeout + 15)
+        """HTTP/3 GET to ``address``:443 with SNI ``sni``: {"outcome": "ok", "status", "origin"} or
+        {"outcome": "timeout"} (or {"outcome": "error ..."})."""
+        out = self.python(H3_GET, json.dumps(h3_get_args(address, sni, CA_FILE, timeout=timeout)), timeout=timeout + 15)
+        return {key: value for key, value in out.items() if key in ("outcome", "status", "origin")}
 
     def first_packet(self, address: str, port: int, payload: bytes, wait: float = 1.5) -> dict[str, Any]:
         return self.python(FIRST_PACKET, address, str(port), payload.hex(), str(wait), timeout=wait * 3 + 10)
@@ -396,7 +308,7 @@ class LabRun:
         return self.python(HTTP_UNTIL_CLOSE, address, "80", host, path, str(wait), timeout=wait + 10)
 
     def connects(self, *targets: str, timeout: float = 1.0) -> list[str]:
-        return self.python(CONNECTS, str(timeout), *targets, timeout=10 + timeout * len(targets))
+        return self.python(TCP_CONNECTS, str(timeout), *targets, timeout=10 + timeout * len(targets))
 
     @contextmanager
     def capture(self, bpf: str, *, netns: str = CLIENT_NS, iface: str = "cl0") -> Iterator[Capture]:
@@ -505,7 +417,54 @@ def running_lab(directory: Path, name: str, rules: str, personality: str = "", *
             assert not any(left.values()), left
 
 
-__all__ = ["CA_FILE", "CLIENT_HELLO", "CLIENT_IP", "CONTROL_DNS", "CURL_CONNECT", "CURL_OK", "CURL_RECV",
-           "CURL_TIMEOUT", "CURL_TLS_CONNECT", "Capture", "Curl", "DEFAULT_A", "LAB_DNS", "LabRun", "ORIGIN_MARKER",
-           "Seen", "all_left_behind", "lab_processes", "missing_reason", "parse_tcpdump", "running_lab", "session",
+# ------------------------------------------------------------------------------- the inline and mirror labs
+
+RESIDUAL_S = 2.5                   # the shared ``residual`` rule's window
+BLOCKPAGE_BODY = "blocked by the e2e censor"
+RST_FILTER = "tcp[tcpflags] & tcp-rst != 0"
+
+#: The rules the inline and the mirror profiles (``test_e2e_inline.py``, ``test_e2e_mirror.py``) both run: the same
+#: rule, a mode-dependent symptom. By id; each a YAML flow mapping (one item of ``rules:``).
+SHARED_RULES = {
+    "reset-host": "{id: reset-host, action: reset, when: {http.host: {exact: blocked.test}}}",
+    "reset-sni": "{id: reset-sni, action: reset, when: {tls.sni: {exact: blocked.test}}}",
+    "forge": "{id: forge, action: dns-forge, params: {answers: [198.19.0.99]}, "
+             "when: {dns.qname: {exact: forged.test}}}",
+    "page": "{id: page, action: blockpage, when: {http.host: {exact: page.test}}}",
+    "residual": "{id: residual, action: reset, params: {residual_s: 2.5, residual_scope: 3-tuple}, "
+                "when: {http.host: {exact: residual.test}}}",
+    "unreachable": "{id: unreachable, action: icmp-unreachable, "
+                   "when: {all: [{transport: tcp}, {server_ip: 198.19.0.13}]}}",
+}
+
+
+def rules_yaml(*items: str) -> str:
+    """A profile's ``rules:`` body, in the given order: each item a :data:`SHARED_RULES` id or a rule of the test's
+    own (a YAML flow mapping)."""
+    return "\n".join(f"- {SHARED_RULES.get(item, item)}" for item in items)
+
+
+def class_lab(profile_name: str, rules: str, personality: str, *, mode: str = "inline", seed: int):
+    """A class-scoped fixture (named by the module attribute it is assigned to): :func:`running_lab` with this
+    profile, up once for the class and down (then checked clean) after it."""
+
+    @pytest.fixture(scope="class")
+    def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
+        """The lab running the test module's profile, up once for the test class."""
+        with running_lab(tmp_path_factory.mktemp(profile_name), profile_name, rules, personality, mode=mode,
+                         seed=seed) as run:
+            yield run
+
+    return fixture
+
+
+def origin(result: Curl) -> bool:
+    """curl got the lab origin's page: exit 0, HTTP 200, the origin's marker in the body."""
+    return result.code == CURL_OK and result.status == 200 and ORIGIN_MARKER in result.text
+
+
+__all__ = ["BLOCKPAGE_BODY", "CA_FILE", "CLIENT_HELLO", "CLIENT_IP", "CONTROL_DNS", "CURL_CONNECT", "CURL_OK",
+           "CURL_RECV", "CURL_TIMEOUT", "CURL_TLS_CONNECT", "Capture", "Curl", "DEFAULT_A", "LAB_DNS", "LabRun",
+           "ORIGIN_MARKER", "RESIDUAL_S", "RST_FILTER", "SHARED_RULES", "Seen", "all_left_behind", "class_lab",
+           "lab_processes", "missing_reason", "origin", "parse_tcpdump", "rules_yaml", "running_lab", "session",
            "write_profile"]

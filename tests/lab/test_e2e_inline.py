@@ -14,53 +14,23 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from chokepoint.lab.state import LabState
 
-from ._e2e import (CLIENT_HELLO, CLIENT_IP, CONTROL_DNS, CURL_CONNECT, CURL_OK, CURL_RECV, CURL_TIMEOUT,
-                   CURL_TLS_CONNECT, DEFAULT_A, LAB_DNS, ORIGIN_MARKER, LabRun, all_left_behind, running_lab, session)
+from ._e2e import (BLOCKPAGE_BODY, CLIENT_HELLO, CLIENT_IP, CONTROL_DNS, CURL_CONNECT, CURL_OK, CURL_RECV,
+                   CURL_TIMEOUT, CURL_TLS_CONNECT, DEFAULT_A, LAB_DNS, ORIGIN_MARKER, RESIDUAL_S, RST_FILTER, LabRun,
+                   all_left_behind, class_lab, origin, rules_yaml, running_lab, session)
 from ._lab import foreign, run_cli
 
-RULES = """
-- id: reset-host
-  action: reset
-  when: {http.host: {exact: blocked.test}}
-- id: reset-sni
-  action: reset
-  when: {tls.sni: {exact: blocked.test}}
-- id: drop-sni
-  action: drop
-  when: {tls.sni: {exact: dropped.test}}
-- id: drop-quic
-  action: drop
-  when: {quic.sni: {exact: blocked.test}}
-- id: forge
-  action: dns-forge
-  params: {answers: [198.19.0.99]}
-  when: {dns.qname: {exact: forged.test}}
-- id: page
-  action: blockpage
-  when: {http.host: {exact: page.test}}
-- id: throttle
-  action: throttle
-  params: {rate_kbps: 4000}
-  when: {http.host: {exact: slow.test}}
-- id: delay
-  action: delay
-  params: {delay_ms: 300}
-  when: {http.host: {exact: delay.test}}
-- id: unreachable
-  action: icmp-unreachable
-  when: {all: [{transport: tcp}, {server_ip: 198.19.0.13}]}
-- id: residual
-  action: reset
-  params: {residual_s: 2.5, residual_scope: 3-tuple}
-  when: {http.host: {exact: residual.test}}
-- id: fully-encrypted
-  action: drop
-  when: {all: [{transport: tcp}, {direction: c2s}, {fully_encrypted: true}]}
-"""
+RULES = rules_yaml(
+    "reset-host", "reset-sni",
+    "{id: drop-sni, action: drop, when: {tls.sni: {exact: dropped.test}}}",
+    "{id: drop-quic, action: drop, when: {quic.sni: {exact: blocked.test}}}",
+    "forge", "page",
+    "{id: throttle, action: throttle, params: {rate_kbps: 4000}, when: {http.host: {exact: slow.test}}}",
+    "{id: delay, action: delay, params: {delay_ms: 300}, when: {http.host: {exact: delay.test}}}",
+    "unreachable", "residual",
+    "{id: fully-encrypted, action: drop, when: {all: [{transport: tcp}, {direction: c2s}, {fully_encrypted: true}]}}",
+)
 
 #: Distinctive values, so a packet on the wire can only have come from this personality.
 PERSONALITY = """
@@ -72,19 +42,8 @@ icmp: {code: 13}
 SEED = 7
 THROTTLE_KBPS = 4000
 DELAY_MS = 300
-RESIDUAL_S = 2.5
-BLOCKPAGE_BODY = "blocked by the e2e censor"
-RST_FILTER = "tcp[tcpflags] & tcp-rst != 0"
 
-
-@pytest.fixture(scope="class")
-def inline_lab(tmp_path_factory):
-    with running_lab(tmp_path_factory.mktemp("e2e-inline"), "e2e-inline", RULES, PERSONALITY, seed=SEED) as run:
-        yield run
-
-
-def origin(result) -> bool:
-    return result.code == CURL_OK and result.status == 200 and ORIGIN_MARKER in result.text
+inline_lab = class_lab("e2e-inline", RULES, PERSONALITY, seed=SEED)
 
 
 class TestInline:

@@ -15,47 +15,20 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
-
 from chokepoint.lab import topology as topo
 
-from ._e2e import (CLIENT_IP, CONTROL_DNS, CURL_OK, CURL_RECV, DEFAULT_A, LAB_DNS, ORIGIN_MARKER, LabRun,
-                   all_left_behind, running_lab, session)
+from ._e2e import (BLOCKPAGE_BODY, CLIENT_IP, CONTROL_DNS, CURL_OK, CURL_RECV, DEFAULT_A, LAB_DNS, ORIGIN_MARKER,
+                   RESIDUAL_S, RST_FILTER, LabRun, all_left_behind, class_lab, origin, rules_yaml, session)
 from ._lab import OURS
 
-RULES = """
-- id: reset-host
-  action: reset
-  when: {http.host: {exact: blocked.test}}
-- id: reset-client-only
-  action: reset
-  params: {targets: client}
-  when: {http.host: {exact: ignored.test}}
-- id: reset-sni
-  action: reset
-  when: {tls.sni: {exact: blocked.test}}
-- id: forge
-  action: dns-forge
-  params: {answers: [198.19.0.99]}
-  when: {dns.qname: {exact: forged.test}}
-- id: page
-  action: blockpage
-  when: {http.host: {exact: page.test}}
-- id: residual
-  action: reset
-  params: {residual_s: 2.5, residual_scope: 3-tuple}
-  when: {http.host: {exact: residual.test}}
-- id: drop
-  action: drop
-  when: {http.host: {exact: dropped.test}}
-- id: throttle
-  action: throttle
-  params: {rate_kbps: 1000}
-  when: {http.host: {exact: slow.test}}
-- id: unreachable
-  action: icmp-unreachable
-  when: {all: [{transport: tcp}, {server_ip: 198.19.0.13}]}
-"""
+RULES = rules_yaml(
+    "reset-host",
+    "{id: reset-client-only, action: reset, params: {targets: client}, when: {http.host: {exact: ignored.test}}}",
+    "reset-sni", "forge", "page", "residual",
+    "{id: drop, action: drop, when: {http.host: {exact: dropped.test}}}",
+    "{id: throttle, action: throttle, params: {rate_kbps: 1000}, when: {http.host: {exact: slow.test}}}",
+    "unreachable",
+)
 
 PERSONALITY = """
 reset: {count: 2, flags: RA, targets: both, ttl: 77, ip_id: 4242, df: false, window: 1234}
@@ -63,9 +36,6 @@ dns: {flags: 0x8180, answer_ttl: 321, ttl: 99, mode: race}
 blockpage: {status: 451, body: "blocked by the e2e censor"}
 """
 SEED = 11
-RESIDUAL_S = 2.5
-BLOCKPAGE_BODY = "blocked by the e2e censor"
-RST_FILTER = "tcp[tcpflags] & tcp-rst != 0"
 #: The origin answers after this long: a server slower than the censor, so the injection wins the race.
 SLOW = "/slow?delay=0.3"
 #: curl's exit codes for a connection reset during/after the TLS handshake (35), before it could even read its
@@ -77,15 +47,7 @@ RESET_CODES = {35, 55, 56}
 TRANSIENT_PROBES = ("cpk-zzcheck-", "cpk-t-", "cpk-probe-")
 
 
-@pytest.fixture(scope="class")
-def mirror_lab(tmp_path_factory):
-    with running_lab(tmp_path_factory.mktemp("e2e-mirror"), "e2e-mirror", RULES, PERSONALITY, mode="mirror",
-                     seed=SEED) as run:
-        yield run
-
-
-def origin(result) -> bool:
-    return result.code == CURL_OK and result.status == 200 and ORIGIN_MARKER in result.text
+mirror_lab = class_lab("e2e-mirror", RULES, PERSONALITY, mode="mirror", seed=SEED)
 
 
 class TestMirror:
