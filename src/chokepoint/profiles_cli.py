@@ -88,7 +88,10 @@ def render_text(d: dict[str, Any]) -> str:
             r = other["reset"]
             lines.append(f"  parallel injector {other['preset']}: {r['count']}x {r['flags']} to {r['targets']}, "
                          f"TTL {r['ttl']}, IP ID {r['ip_id']}, DF {r['df']}, window {r['window']}, "
-                         f"on {other['probability']:.0%} of resets")
+                         f"on {other['probability']:.0%} of resets"
+                         + ("" if other["max_fragments"] is None else ", not on IP-fragmented triggers"
+                            if other["max_fragments"] == 0
+                            else f", only on triggers of at most {other['max_fragments']} IP fragments"))
         if "dns" in other:
             ds = other["dns"]
             lines.append(f"  parallel DNS injector {other['preset']}: flags {ds['flags']}, TTL {ds['answer_ttl']}, "

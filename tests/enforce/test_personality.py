@@ -278,3 +278,19 @@ def test_bundled_profiles_use_the_new_fields():
     assert [o.name for o in gfw.parallel] == ["gfw-type-i", "gfw-type-iii", "gfw-dns-1", "gfw-dns-3"]
     assert [o.reset is not None for o in gfw.parallel] == [True, True, False, False]
     assert [o.dns.flags if o.dns else None for o in gfw.parallel] == [None, None, 0x8580, 0x8400]
+
+
+def test_injector_fragment_limits():
+    """geedge.report, IP fragmentation reassembly: GFW I >= 500 (no limit of its own), II 102, III and Henan 0,
+    TSG 101."""
+    from chokepoint.enforce.personality import fits_fragments
+
+    limits = {name: preset(name).max_fragments for name in ("gfw-type-i", "gfw-type-ii", "gfw-type-iii", "henan", "tsg")}
+    assert limits == {"gfw-type-i": None, "gfw-type-ii": 102, "gfw-type-iii": 0, "henan": 0, "tsg": 101}
+    assert fits_fragments(0, 1) and not fits_fragments(0, 2) and fits_fragments(102, 102)
+    assert not fits_fragments(102, 103) and fits_fragments(None, 10_000)
+    p = parse_personality({"based_on": "gfw-type-ii", "parallel": [{"preset": "gfw-type-iii"}]})
+    assert p.max_fragments == 102 and p.parallel[0].max_fragments == 0
+    assert parse_personality({"based_on": "tsg", "max_fragments": None}).max_fragments is None
+    with pytest.raises(PolicyError, match="max_fragments"):
+        parse_personality({"max_fragments": -1})

@@ -95,3 +95,38 @@ def test_no_fully_encrypted_blocking_any_more(tmp_path: Path) -> None:
     noise = random.Random(5).randbytes(500)
     (record,) = analyze(PROFILE, tcp_flow(CLIENT, SERVER, 41001, 8388, [noise], 1.0), tmp_path)
     assert record["app_proto"] == "fully-encrypted" and outcome(record)[0] == "allow"
+
+
+def _fragmented_hello_flow(hello: bytes, mtu: int, port: int) -> tuple[list, int]:
+    """The handshake and a ClientHello segment cut into IPv4 fragments of ``mtu`` bytes; (packets, count)."""
+    from chokepoint.packet import build
+
+    packets = tcp_flow(CLIENT, SERVER, port, 443, [hello], 1.0)
+    at = next(i for i, (_ts, raw) in enumerate(packets) if len(raw) > 100)      # the ClientHello segment
+    raw = bytearray(packets[at][1])
+    raw[6] &= ~0x40                                  # clear DF: a client that lets the hello be fragmented
+    raw[10:12] = b"\0\0"
+    raw[10:12] = build.checksum(bytes(raw[:20])).to_bytes(2, "big")
+    fragments = build.fragment_ipv4(bytes(raw), mtu)
+    ts = packets[at][0]
+    return packets[:at] + [(ts + k * 1e-5, f) for k, f in enumerate(fragments)] + packets[at + 1:], len(fragments)
+
+
+def test_each_injector_acts_only_on_hellos_within_its_own_fragment_limit() -> None:
+    """geedge.report, IP fragmentation reassembly: GFW I reassembles >= 500 fragments, GFW II 102, GFW III none.
+    The engine reassembles up to 500; then each injector acts only on triggers within its own limit."""
+    small = tls_client_hello("www.youtube.com")
+    big = tls_client_hello("www.youtube.com", alpn=tuple("x" * 200 + str(i) for i in range(4)))
+    sent = {}
+    for label, hello, mtu, port in (("whole", small, 1500, 42000), ("two", small, 300, 42001),
+                                    ("many", small, 28, 42002), ("too-many", big, 28, 42003)):
+        packets, count = _fragmented_hello_flow(hello, mtu, port)
+        decision = decide(PROFILE, packets)
+        assert decision is not None and decision.verdict.rule_id == "gfw-sni-reset", label
+        assert decision.pkt.reassembled_from == count
+        plan = decision.plan(PROFILE.personality)
+        sent[label] = (count, sorted({i.injector or "gfw-type-ii" for i in plan.injections}))
+    assert sent["whole"] == (1, ["gfw-type-i", "gfw-type-ii", "gfw-type-iii"])
+    assert sent["two"][0] == 2 and sent["two"][1] == ["gfw-type-i", "gfw-type-ii"]
+    assert 2 < sent["many"][0] <= 102 and sent["many"][1] == ["gfw-type-i", "gfw-type-ii"]
+    assert 102 < sent["too-many"][0] <= 500 and sent["too-many"][1] == ["gfw-type-i"]

@@ -38,7 +38,7 @@ from chokepoint.policy.errors import PolicyError, SourcePos
 __all__ = [
     "Field16", "Ttl", "TsgSeed", "IpStyle", "ResetStyle", "DnsStyle", "BlockpageStyle", "ThrottleStyle",
     "DelayStyle", "IcmpStyle", "ResidualStyle", "ParallelInjector", "Personality", "DEFAULT", "PRESETS", "PRESET_CITES",
-    "RESIDUAL_SCOPES", "RE_BIT", "parse_personality", "preset", "effective",
+    "RESIDUAL_SCOPES", "RE_BIT", "fits_fragments", "parse_personality", "preset", "effective",
 ]
 
 Path = tuple[str | int, ...]
@@ -239,13 +239,17 @@ class ParallelInjector:
     reset: ResetStyle | None
     probability: float = 1.0
     dns: DnsStyle | None = None
+    max_fragments: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Personality:
     """How one censor acts. ``drop_trigger``: an inline censor also drops the packet that triggered a reset
     (an on-path one cannot: set it false to emulate one inline). ``parallel``: other injectors that reset the
-    same connections (:class:`ParallelInjector`). The defaults are :data:`DEFAULT`."""
+    same connections (:class:`ParallelInjector`). ``max_fragments``: the injector's own IP reassembly limit,
+    when it differs from the engine's: it does not act on a trigger reassembled from more fragments (0: from
+    any fragments; None: whatever the engine reassembled). geedge.report measured GFW I >= 500, GFW II 102,
+    GFW III and Henan 0, TSG 101. The defaults are :data:`DEFAULT`."""
 
     name: str = "linux"
     reset: ResetStyle = ResetStyle()
@@ -257,6 +261,16 @@ class Personality:
     residual: ResidualStyle = ResidualStyle()
     drop_trigger: bool = True
     parallel: tuple[ParallelInjector, ...] = ()
+    max_fragments: int | None = None
+
+    def acts_on(self, fragments: int) -> bool:
+        """Whether this injector sees a trigger reassembled from ``fragments`` IP fragments (1: unfragmented)."""
+        return fits_fragments(self.max_fragments, fragments)
+
+
+def fits_fragments(limit: int | None, fragments: int) -> bool:
+    """An injector with reassembly ``limit`` (None: no limit of its own) sees a trigger of ``fragments``."""
+    return fragments <= 1 or limit is None or fragments <= limit
 
 
 DEFAULT = Personality()
@@ -275,6 +289,7 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
         "drop_trigger": False,
     },
     "gfw-type-ii": {
+        "max_fragments": 102,
         "reset": {"flags": "RA", "count": 3, "targets": "both", "df": True, "ip_id": "tsg", "window": "tsg",
                   "ttl": 255, "identical": True},
         "dns": {"flags": 0x8180, "compression": True, "mode": "race"},
@@ -282,17 +297,20 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
         "drop_trigger": False,
     },
     "gfw-type-iii": {
+        "max_fragments": 0,
         "reset": {"flags": "RA", "count": 1, "targets": "both", "df": True, "ip_id": "tsg", "window": "tsg",
                   "ttl": 255},
         "residual": {"scope": "3-tuple", "seconds": 180},
         "drop_trigger": False,
     },
     "henan": {
+        "max_fragments": 0,
         "reset": {"flags": "RA", "count": 1, "targets": "client", "df": False, "ip_id": 1, "ttl": 58,
                   "payload": "01 02 03 04 05 06 07 08 09 00"},
         "drop_trigger": False,
     },
     "tsg": {
+        "max_fragments": 101,
         "reset": {"flags": "RA", "count": 1, "targets": "both", "df": True, "ip_id": "tsg", "window": "tsg",
                   "ttl": [48, 247]},
         "dns": {"flags": 0x8180, "compression": True, "mode": "race"},
@@ -323,15 +341,17 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
 PRESET_CITES: Mapping[str, str] = {
     "linux": "neutral defaults (this module)",
     "gfw-type-i": "Wu et al., A Wall Behind A Wall, IEEE S&P 2025, table fingerprint: RST x1, DF 0, IP ID 0, "
-                  "TTL 55-118 at the client, both ends, residual 180 s",
+                  "TTL 55-118 at the client, both ends, residual 180 s; geedge.report fingerprints: reassembles "
+                  ">= 500 IPv4 fragments (no limit of its own here)",
     "gfw-type-ii": "IEEE S&P 2025 (RST+ACK x3 identical, residual 180 s); geedge.report fingerprints: DF, k = 13, "
-                   "TTL fixed 255 since 2024; DNS Injector 2 = TSG (0x8180, compression)",
+                   "TTL fixed 255 since 2024; DNS Injector 2 = TSG (0x8180, compression); reassembles up to 102 "
+                   "IPv4 fragments",
     "gfw-type-iii": "IEEE S&P 2025 (RST+ACK x1, residual 180 s; its table says DF 0); geedge.report: DF set, "
-                    "k = 13, TTL 255 (the newer measurement is used here)",
+                    "k = 13, TTL 255 (the newer measurement is used here); reassembles no IPv4 fragments",
     "henan": "IEEE S&P 2025: RST+ACK x1, DF 0, IP ID 0x0001, TTL 58 at the client, 10-byte payload 01..09 00, "
-             "client only, no residual",
+             "client only, no residual; geedge.report: reassembles no IPv4 fragments",
     "tsg": "geedge.report fingerprints (USENIX Security 2026): default one RST+ACK, DF, seeded IPID/window k = 13, "
-           "TTL 48-247; DNS 0x8180 with compression",
+           "TTL 48-247; DNS 0x8180 with compression; up to 101 IPv4 fragments per datagram",
     "packetlogic": "Citizen Lab Bad Traffic pcaps: IP ID 13330, window 32120, 307 with FIN+ACK "
                    "(measurement-anchors.md); TTL not modelled; redirect target is a placeholder",
     "iran": "geedge.report: Iran's DNS injector flags 0x81a0, no compression; OONI fingerprints_dns.csv "
@@ -585,7 +605,7 @@ _DNS_KEYS = ("flags", "answer_ttl", "answers", "answers_per_response", "compress
 _PAGE_KEYS = ("status", "headers", "body", "location", "close", "reset_server", "mss", *_IP_KEYS)
 _ICMP_KEYS = ("code", "code6", "source", "ttl", "ip_id", "df", "tsg")
 _TOP_KEYS = ("name", "based_on", "description", "cite", "ip", "reset", "dns", "blockpage", "throttle", "delay",
-             "icmp", "residual", "drop_trigger", "parallel")
+             "icmp", "residual", "drop_trigger", "parallel", "max_fragments")
 
 
 def parse_personality(raw: Mapping[str, Any] | None, *, defaults: Personality = DEFAULT,
@@ -696,7 +716,12 @@ def parse_personality(raw: Mapping[str, Any] | None, *, defaults: Personality = 
     )
     drop_trigger = _bool(w, ("drop_trigger",), m.get("drop_trigger", defaults.drop_trigger))
     parallel = _parallel(w, ("parallel",), m["parallel"]) if "parallel" in m else defaults.parallel
-    return Personality(name, reset, dns, page, throttle, delay, icmp, residual, drop_trigger, parallel)
+    max_fragments = defaults.max_fragments
+    if "max_fragments" in m:
+        max_fragments = None if m["max_fragments"] is None else _int(w, ("max_fragments",), m["max_fragments"], 0,
+                                                                     65535)
+    return Personality(name, reset, dns, page, throttle, delay, icmp, residual, drop_trigger, parallel,
+                       max_fragments)
 
 
 def _parallel(w: _Where, path: Path, value: Any) -> tuple[ParallelInjector, ...]:
@@ -713,7 +738,7 @@ def _parallel(w: _Where, path: Path, value: Any) -> tuple[ParallelInjector, ...]
             raise w.error(path + (i, "probability"), f"{probability} is above 1")
         chosen, sections = preset(name), PRESETS[name]
         out.append(ParallelInjector(name, chosen.reset if "reset" in sections else None, probability,
-                                    chosen.dns if "dns" in sections else None))
+                                    chosen.dns if "dns" in sections else None, chosen.max_fragments))
     return tuple(out)
 
 

@@ -27,7 +27,7 @@ from chokepoint.enforce.craft import (
     Stamp, Stamper, dns_payload, http_blockpage, icmp_error_allowed, icmp_unreachable, pick_answers, tcp_reset,
     tcp_segment, udp_datagram,
 )
-from chokepoint.enforce.personality import IpStyle, Personality, ResetStyle, effective
+from chokepoint.enforce.personality import IpStyle, Personality, ResetStyle, effective, fits_fragments
 from chokepoint.flow.key import ip_text
 from chokepoint.packet.record import ACK, FIN, PSH, SYN, TCP, UDP, Packet
 from chokepoint.policy.verdict import Action, Verdict
@@ -168,10 +168,19 @@ def plan(verdict: Verdict, flow: Any, pkt: Packet, raw: bytes, direction: int, p
             notes.append(f"reset on a non-TCP flow (protocol {pkt.proto}) is enforced as a drop")
             return _drop(base, inline, residual, notes)
         drop_trigger = inline and p.drop_trigger
-        injections = _resets(pkt, flow, sender, p.reset, gen, delivered=not drop_trigger,
-                             targets=p.reset.targets, seqs=seqs)
+        fragments = pkt.reassembled_from
+        injections = []
+        if p.acts_on(fragments):
+            injections = _resets(pkt, flow, sender, p.reset, gen, delivered=not drop_trigger,
+                                 targets=p.reset.targets, seqs=seqs)
+        else:
+            notes.append(f"{p.name} reassembles at most {p.max_fragments} fragments; the trigger had {fragments}")
         for other in p.parallel:   # other injectors on the path act on the same trigger on their own
             if other.reset is None:
+                continue
+            if not fits_fragments(other.max_fragments, fragments):
+                notes.append(f"parallel injector {other.name} reassembles at most {other.max_fragments} fragments; "
+                             f"the trigger had {fragments}")
                 continue
             if other.probability >= 1.0 or gen.rng.random() < other.probability:
                 injections += [replace(i, injector=other.name)

@@ -124,7 +124,8 @@ def _ip(style: Any) -> dict[str, Any]:
 
 def _parallel(other: Any) -> dict[str, Any]:
     """A parallel injector: its RSTs and/or its forged DNS answers."""
-    out: dict[str, Any] = {"preset": other.name, "probability": other.probability}
+    out: dict[str, Any] = {"preset": other.name, "probability": other.probability,
+                           "max_fragments": other.max_fragments}
     if other.reset is not None:
         out["reset"] = {"flags": other.reset.flags_text, "count": other.reset.count, "targets": other.reset.targets,
                         **_ip(other.reset.ip)}
@@ -150,6 +151,7 @@ def personality_summary(p: Any) -> dict[str, Any]:
                      "action": residual.action},
         "drop_trigger": p.drop_trigger,
         "parallel": [_parallel(other) for other in p.parallel],
+        "max_fragments": p.max_fragments,
     }
 
 
