@@ -54,8 +54,10 @@ from typing import Any
 import pytest
 
 from chokepoint import lab
-from chokepoint.backends.censord import LINKTYPE_ETHERNET, fake_time_offset, ip_packet, packet_fields
+from chokepoint.backends.censord import LINKTYPE_ETHERNET, ip_packet, packet_fields
 from chokepoint.lab import state as st
+from chokepoint.lab.clock import clock_offset_for as lab_clock_offset_for
+from chokepoint.lab.clock import local_now
 from chokepoint.lab import system
 from chokepoint.lab import topology as topo
 from chokepoint.packet.pcap import open_capture
@@ -650,25 +652,13 @@ def local_hour_atoms(profile: Profile) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def profile_now(profile: Profile, now: float | None = None) -> dt.datetime:
-    offset = dt.timedelta(seconds=profile.meta.utc_offset_s)
-    return dt.datetime.fromtimestamp(time.time() if now is None else now, dt.timezone(offset))
+    return local_now(profile.meta.utc_offset_s, now)
 
 
 def clock_offset_for(profile: Profile, local_time: str, now: float | None = None) -> float:
-    """Seconds to add to the wall clock (``now``, default ``time.time()``) so that the profile's local clock
-    reads ``local_time`` ("HH:MM", seconds 0): the nearest such instant, so the offset is within +-12 h. The
-    instant is written as ISO 8601 with the profile's fixed UTC offset and converted by the daemon's own
-    ``--fake-time`` parser (``censord.fake_time_offset``)."""
-    now = time.time() if now is None else now
-    hour, minute = (int(part) for part in local_time.split(":"))
-    local = profile_now(profile, now)
-    target = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    offset = fake_time_offset(target.isoformat(), now)
-    if offset > 12 * 3600:
-        offset -= 24 * 3600
-    elif offset <= -12 * 3600:
-        offset += 24 * 3600
-    return offset
+    """Seconds to add to the wall clock so that the profile's local clock reads ``local_time`` ("HH:MM"):
+    ``chokepoint.lab.clock.clock_offset_for`` in the profile's fixed UTC offset."""
+    return lab_clock_offset_for(profile.meta.utc_offset_s, local_time, now)
 
 
 def seeded_bytes(profile: str, ex: Example, attempt: int, size: int) -> bytes:

@@ -39,7 +39,7 @@ def test_a_small_catalogue_with_defaults():
     assert a.expected.attribution == "gfw-type-ii" and a.expected.blocking == "http-failure"
     assert a.source == "cat.yaml:5:5"
     assert (b.profile, b.mode, b.tests, b.resolver, b.quick) == (None, "mirror", ("dns", "http"), "control", False)
-    assert b.expected.blocking is False and b.group == ("", "mirror", 4) and b.host == "x.example"
+    assert b.expected.blocking is False and b.group == ("", "mirror", 4, None) and b.host == "x.example"
 
 
 def _error(text: str) -> CatalogueError:
@@ -79,6 +79,10 @@ def _error(text: str) -> CatalogueError:
     ("defaults: {timeout: -1}\nscenarios: []\n", "-1", "timeout"),
     ("scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n    seed: -3\n"
      "    expected: {technique: none, blocking: false, accessible: true}\n", "-3", "seed must be"),
+    ("scenarios:\n  - name: a\n    profile: myanmar\n    target: https://a.example/\n    local_time: '25:00'\n"
+     "    expected: {technique: none, blocking: false, accessible: true}\n", "'25:00'", "HH:MM"),
+    ("scenarios:\n  - name: a\n    profile: null\n    target: https://a.example/\n    local_time: '02:30'\n"
+     "    expected: {technique: none, blocking: false, accessible: true}\n", "'02:30'", "needs a censor"),
 ])
 def test_errors_name_file_line_column(text, where, words):
     if isinstance(where, str):  # the position of the offending token
@@ -128,3 +132,24 @@ def test_select():
         select(scenarios, profiles=["iran"])
     with pytest.raises(ValueError, match="no scenario named"):
         select(scenarios, names=["zzz"])
+
+
+def test_a_scheduled_profile_runs_on_a_pinned_clock():
+    """validate pins the censor's clock of a profile with rules on local_hour (Myanmar) to 12:00 local unless
+    a scenario names its own local_time; other profiles keep the wall clock. Labs differ by clock."""
+    from chokepoint.validate.runner import DEFAULT_LOCAL_TIME, pin_clock, plan_groups
+
+    text = textwrap.dedent("""\
+        scenarios:
+          - {name: day, profile: myanmar, target: https://a.example/,
+             expected: {technique: none, blocking: false, accessible: true}}
+          - {name: night, profile: myanmar, target: https://b.example/, local_time: "02:30",
+             expected: {technique: dns-failure, blocking: dns, accessible: false}}
+          - {name: gfw, profile: gfw, target: https://c.example/,
+             expected: {technique: none, blocking: false, accessible: true}}
+        """)
+    day, night, gfw = (pin_clock(s) for s in parse_catalogue(text, "c.yaml"))
+    assert (day.local_time, night.local_time, gfw.local_time) == (DEFAULT_LOCAL_TIME, "02:30", None)
+    groups = [key for key, _members, _hosts in plan_groups([day, night, gfw])]
+    assert groups == [("myanmar", "inline", None, "12:00"), ("myanmar", "inline", None, "02:30"),
+                      ("gfw", "inline", None, None)]

@@ -134,7 +134,7 @@ def test_groups_give_every_host_its_own_address():
 """, "c.yaml")
     groups = plan_groups(scenarios)
     # 25 distinct hosts per profile: split into labs of at most 19 site addresses, in first-appearance order
-    assert [g[0] for g in groups] == [("iran", "inline", None)] * 2 + [("gfw", "inline", None)] * 2
+    assert [g[0] for g in groups] == [("iran", "inline", None, None)] * 2 + [("gfw", "inline", None, None)] * 2
     for _, members, hosts in groups:
         assert len(set(hosts.values())) == len(hosts) <= 19
         assert all(h.endswith(".example") for h in hosts)
@@ -186,3 +186,25 @@ def test_a_mirror_injection_that_lost_the_race_did_nothing(tmp_path, injected_fi
         assert truth.label is None and "lost the race" in truth.notes[-1]
     (without_capture,) = truth_from_events([json.dumps(event)])
     assert without_capture.label == "http-reset"
+
+
+def test_a_dropped_dns_query_is_a_dns_failure(tmp_path):
+    """Myanmar's nightly shutdown drops the probe's first query: the probe sees a DNS failure (timeout)."""
+    import datetime as dt
+
+    import dns.message
+
+    from chokepoint.packet import build
+
+    query = dns.message.make_query("www.example.org", "A").to_wire()
+    packet = build.ipv4_udp(CLIENT, "198.19.0.53", 53111, 53, query)
+    night = dt.datetime(2026, 11, 27, 2, 30, tzinfo=dt.timezone(dt.timedelta(hours=6, minutes=30))).timestamp()
+    censor = Censor(load_profile("myanmar"), mode="inline", seed=1, state_dir=tmp_path,
+                    clock_offset_s=night - __import__("time").time())
+    decision = censor.observe(packet)
+    assert decision is not None and decision.step.flow.verdict.rule_id == "mm-nightly-shutdown"
+    censor.record_action(decision, [], trigger_dropped=True)
+    censor.close()
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    (truth,) = truth_from_events(lines)
+    assert (truth.label, truth.rule) == ("dns-failure", "mm-nightly-shutdown")

@@ -1,6 +1,7 @@
 """Run scenarios in the lab and score the probe's conclusions against the censor's ground truth.
 
-For each group of scenarios sharing a profile, mode and censor seed: ``lab up`` with the lab DNS map giving every target
+For each group of scenarios sharing a profile, mode, censor seed and censor clock (``local_time``, see
+:func:`pin_clock`): ``lab up`` with the lab DNS map giving every target
 host its own site address (198.19.0.11-.29, so a residual block one scenario triggers cannot spill into
 the next), the censor started with a fixed seed (probabilistic rules are reproducible); then per scenario:
 
@@ -31,14 +32,14 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from chokepoint.validate.scenarios import NOT_CENSORSHIP, Scenario
 
 __all__ = ["CLIENT_ADDRESSES", "LAYER_ORDER", "RunOptions", "ScenarioResult", "TruthAction", "ValidationError",
-           "classified_class", "plan_groups", "primary", "run_scenarios", "score", "truth_from_events"]
+           "classified_class", "pin_clock", "plan_groups", "primary", "run_scenarios", "score", "truth_from_events"]
 
 CLIENT_ADDRESSES = frozenset({"198.18.0.2", "2001:db8:0:1::2"})
 CONTROL_RESOLVER = "198.18.9.1"
@@ -171,6 +172,8 @@ def truth_action(event: dict[str, Any]) -> TruthAction:
             label = "quic-dropped"
         elif layer == "tcp" and _fully_encrypted(cp.get("evidence") or ()):
             label = "fet-blocked"
+        elif layer == "dns":   # a query that is never answered: what the probe calls a DNS failure
+            label = "dns-failure"
         else:
             label = f"{layer}-dropped"
     else:  # log, allow: not interference
@@ -314,11 +317,27 @@ def _j(value: Any) -> str:
 # ------------------------------------------------------------------------------------------------ the lab
 
 
-def plan_groups(scenarios: Sequence[Scenario]) -> list[tuple[tuple[str, str, int | None], list[Scenario],
-                                                              dict[str, str]]]:
-    """Scenarios grouped by (profile, mode, seed) in first-appearance order, split so that every distinct target
+#: The censor's local time for a scenario of a scheduled profile that names none (see ``pin_clock``).
+DEFAULT_LOCAL_TIME = "12:00"
+
+
+def pin_clock(scenario: Scenario) -> Scenario:
+    """The scenario with the censor's clock it runs under: its own ``local_time``, else, for a profile with
+    rules on ``local_hour`` (Myanmar's nightly shutdown), DEFAULT_LOCAL_TIME, so that a catalogue gives the
+    same results at any hour; else the wall clock (None)."""
+    if scenario.local_time is not None or not scenario.profile:
+        return scenario
+    from chokepoint.policy import load_profile
+
+    used = getattr(load_profile(scenario.profile).policy, "fields_used", frozenset())
+    return replace(scenario, local_time=DEFAULT_LOCAL_TIME) if "local_hour" in used else scenario
+
+
+def plan_groups(scenarios: Sequence[Scenario]) -> list[tuple[tuple[str, str, int | None, str | None],
+                                                              list[Scenario], dict[str, str]]]:
+    """Scenarios grouped by (profile, mode, seed, local time) in first-appearance order, split so that every distinct target
     host gets its own site address; each group with its DNS map (host -> IPv4 site address)."""
-    order: dict[tuple[str, str, int | None], list[Scenario]] = {}
+    order: dict[tuple[str, str, int | None, str | None], list[Scenario]] = {}
     for s in scenarios:
         order.setdefault(s.group, []).append(s)
     out = []
@@ -350,11 +369,15 @@ def _mappable(host: str) -> bool:
 
 
 @contextmanager
-def _lab(profile: str, mode: str, dns_map: Path, seed: int, state_dir: Path | None) -> Iterator[Any]:
-    """A lab with the services answering from ``dns_map`` and the censor (none when ``profile`` is "")."""
+def _lab(profile: str, mode: str, dns_map: Path, seed: int, state_dir: Path | None,
+         local_time: str | None = None) -> Iterator[Any]:
+    """A lab with the services answering from ``dns_map`` and the censor (none when ``profile`` is ""), whose
+    clock reads ``local_time`` in the profile's timezone when it comes up (None: the wall clock)."""
     from chokepoint import lab
     from chokepoint.backends import censord
     from chokepoint.lab import services
+    from chokepoint.lab.clock import clock_offset_for
+    from chokepoint.policy import load_profile
 
     try:
         state = lab.up(profile or "demo", mode, seed=seed, services=False, censor=False, state_dir=state_dir)
@@ -366,7 +389,9 @@ def _lab(profile: str, mode: str, dns_map: Path, seed: int, state_dir: Path | No
         try:
             services.launch(state, dns_map=dns_map)
             if profile:
-                censord.launch(state, mode, profile, False, seed)
+                offset = None if local_time is None else \
+                    clock_offset_for(load_profile(profile).meta.utc_offset_s, local_time)
+                censord.launch(state, mode, profile, False, seed, clock_offset_s=offset)
         except (services.ServicesLaunchError, StateError, OSError) as exc:
             raise ValidationError(f"the lab services or censor did not start: {exc}") from exc
         finally:
@@ -541,12 +566,14 @@ def run_scenarios(scenarios: Sequence[Scenario], options: RunOptions = RunOption
     results: dict[str, ScenarioResult] = {}
     try:
         with (st.session_lock(timeout=options.lock_timeout) if options.lock else _nothing()):
-            for (profile, mode, group_seed), members, hosts in plan_groups(scenarios):
+            for (profile, mode, group_seed, local_time), members, hosts in plan_groups(
+                    [pin_clock(s) for s in scenarios]):
                 seed = options.seed if group_seed is None else group_seed
                 dns_map = workdir / f"dns-map-{profile or 'none'}-{mode}-{len(results)}.json"
                 dns_map.write_text(json.dumps({"names": {h: [ip] for h, ip in hosts.items()}}), encoding="utf-8")
-                progress(f"lab up: {profile or 'no censor'} ({mode}, seed {seed}), {len(members)} scenario(s)")
-                with _lab(profile, mode, dns_map, seed, options.state_dir) as state:
+                clock = f", {local_time} local" if local_time else ""
+                progress(f"lab up: {profile or 'no censor'} ({mode}, seed {seed}{clock}), {len(members)} scenario(s)")
+                with _lab(profile, mode, dns_map, seed, options.state_dir, local_time) as state:
                     for s in members:
                         progress(f"  {s.name}: {s.target}")
                         result = _run_one(s, state, workdir, options, fingerprints)

@@ -17,6 +17,10 @@ A catalogue is a YAML file (the bundled one is ``scenarios.yaml`` beside this mo
         timeout: 3                # seconds per network operation of the probe
         seed: 4                   # the censor's seed for this scenario's lab (probabilistic rules); default:
                                   # the run's seed
+        local_time: "02:30"       # the censor's clock reads this local time (the profile's timezone) when the
+                                  # lab comes up (scheduled rules: Myanmar's nightly shutdown); default: 12:00
+                                  # for a profile with rules on local_hour, so results do not depend on the
+                                  # hour the catalogue runs at; the wall clock otherwise
         quick: true               # part of the reduced CI set (`validate --quick`)
         rule: gfw-sni-reset       # the profile rule the scenario exercises (coverage, documentation)
         note: free text
@@ -38,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chokepoint.lab.clock import parse_local_time
 from chokepoint.policy.errors import PolicyError, SourcePos
 from chokepoint.policy.yamlsrc import Marks, load_yaml
 
@@ -62,7 +67,7 @@ TECHNIQUES = (
 OONI_BLOCKING: tuple[str | bool | None, ...] = (False, None, "dns", "tcp_ip", "http-failure", "http-diff")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
 _SCENARIO_KEYS = ("name", "profile", "mode", "target", "tests", "resolver", "timeout", "seed", "quick", "rule",
-                  "note", "expected")
+                  "note", "expected", "local_time")
 _DEFAULT_KEYS = ("mode", "tests", "resolver", "timeout", "quick")
 _EXPECTED_KEYS = ("technique", "blocking", "accessible", "attribution")
 _DEFAULT_TESTS = ("dns", "tcp", "tls", "http")
@@ -115,11 +120,12 @@ class Scenario:
     note: str = ""
     seed: int | None = None   # the censor's seed; None: the run's
     source: str = ""          # file:line:column of the scenario (error messages, reports)
+    local_time: str | None = None   # "HH:MM" on the censor's clock in the profile's timezone; None: see above
 
     @property
-    def group(self) -> tuple[str, str, int | None]:
-        """Scenarios sharing a lab: same profile (or none), mode and censor seed."""
-        return (self.profile or "", self.mode, self.seed)
+    def group(self) -> tuple[str, str, int | None, str | None]:
+        """Scenarios sharing a lab: same profile (or none), mode, censor seed and censor clock."""
+        return (self.profile or "", self.mode, self.seed, self.local_time)
 
     @property
     def host(self) -> str:
@@ -130,8 +136,8 @@ class Scenario:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "profile": self.profile, "mode": self.mode, "target": self.target,
                 "tests": list(self.tests), "resolver": self.resolver, "timeout": self.timeout, "quick": self.quick,
-                "rule": self.rule, "note": self.note, "seed": self.seed, "expected": self.expected.to_json(),
-                "source": self.source}
+                "rule": self.rule, "note": self.note, "seed": self.seed, "local_time": self.local_time,
+                "expected": self.expected.to_json(), "source": self.source}
 
 
 @dataclass(slots=True)
@@ -255,11 +261,19 @@ class _Checker:
         note = raw.get("note", "")
         if not isinstance(note, str):
             raise self.fail((*path, "note"), "note must be a string")
+        local_time = raw.get("local_time")
+        if local_time is not None:
+            try:
+                parse_local_time(local_time)
+            except ValueError as exc:
+                raise self.fail((*path, "local_time"), str(exc)) from None
+            if profile is None:
+                raise self.fail((*path, "local_time"), "local_time needs a censor (a profile)")
         expected = self.expected((*path, "expected"), raw["expected"], profile)
         return Scenario(name=name, profile=profile, mode=settings["mode"], target=target, tests=settings["tests"],
                         expected=expected, resolver=settings["resolver"], timeout=settings["timeout"],
                         quick=settings["quick"], rule=rule, note=note.strip(), seed=seed,
-                        source=str(self.marks.value(path)))
+                        source=str(self.marks.value(path)), local_time=local_time)
 
 
 def _known_profiles() -> frozenset[str]:
