@@ -1,10 +1,8 @@
 """The `chokepoint` command as a user runs it: real console script, real captures, exit codes."""
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

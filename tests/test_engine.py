@@ -2,8 +2,6 @@
 
 import random
 
-import pytest
-
 from chokepoint.democapture import tls_client_hello
 from chokepoint.engine import Engine
 from chokepoint.packet import build

@@ -8,7 +8,6 @@ decoder and the engine with the `gfw` profile. Malformed input must be counted, 
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st

@@ -26,7 +26,7 @@ from chokepoint.dissect import dispatch
 from chokepoint.flow.flow import C2S, DIRECTION_NAMES, S2C, Flow
 from chokepoint.flow.reassembly import StreamReassembler
 from chokepoint.flow.table import FlowTable
-from chokepoint.packet.record import ACK, SYN, TCP, UDP, Packet
+from chokepoint.packet.record import SYN, TCP, UDP, Packet
 from chokepoint.policy.input import MatchInput
 from chokepoint.policy.verdict import Action, Evidence, Verdict
 

@@ -67,7 +67,7 @@ from chokepoint.policy.provenance import Example
 
 from tests._lab_clients import DNS_ALL_ANSWERS, H3_GET, h3_get_args
 
-from ._lab import OURS, foreign, root_reason
+from ._lab import OURS, CurlResult, foreign, run_curl, tools_reason
 
 CLIENT_NS, CENSOR_NS, SERVER_NS = "cpk-client", "cpk-censor", "cpk-server"
 CLIENT_IP = "198.18.0.2"
@@ -91,15 +91,7 @@ NAT_TABLE = "cpk_conformance"
 
 def missing_reason() -> str | None:
     """Why the conformance tests cannot run here (None: they can)."""
-    reason = root_reason()
-    if reason:
-        return reason
-    import shutil
-
-    for tool in TOOLS:
-        if shutil.which(tool) is None:
-            return f"`{tool}` is not installed (the conformance tests run it in the lab namespaces)"
-    return None
+    return tools_reason(TOOLS, "the conformance tests")
 
 
 def cases() -> list[tuple[str, str]]:
@@ -418,27 +410,6 @@ print(json.dumps(out))
 """
 
 
-@dataclass(frozen=True, slots=True)
-class CurlResult:
-    code: int
-    head: str
-    body: bytes
-    stderr: str
-    info: dict[str, Any]
-
-    @property
-    def status(self) -> int:
-        return int(self.info.get("http_code") or self.info.get("response_code") or 0)
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
-
-    def __str__(self) -> str:
-        return (f"curl exit {self.code}, HTTP {self.status}, stderr {self.stderr.strip()[:300]!r}, "
-                f"body {self.body[:200]!r}")
-
-
 # --------------------------------------------------------------------------------------------- the lab
 
 @dataclass
@@ -461,20 +432,8 @@ class ProfileLab:
         return json.loads(proc.stdout)
 
     def curl(self, url: str, *opts: str, timeout: float = 3.0, body: bool = True) -> CurlResult:
-        """curl in the client (its CA bundle trusts the lab CA); ``-D -`` keeps the response head."""
-        head_file = "/dev/stderr"
-        argv = ["curl", "-sS", "-m", f"{timeout:g}", "-D", head_file, *opts, "-w", "\n%{json}"]
-        if not body:
-            argv += ["-o", "/dev/null"]
-        proc = self.run([*argv, url], timeout=timeout + 10)
-        data, _, tail = proc.stdout.rpartition(b"\n")
-        try:
-            info = json.loads(tail)
-        except ValueError:
-            data, info = proc.stdout, {}
-        err = proc.stderr.decode("utf-8", "replace")
-        head, _, rest = err.partition("\r\n\r\n") if err.startswith("HTTP/") else ("", "", err)
-        return CurlResult(proc.returncode, head, data, rest, info)
+        """curl in the client (its CA bundle trusts the lab CA), keeping the response head."""
+        return run_curl(self.run, url, *opts, timeout=timeout, body=body, head=True)
 
     def dig(self, server: str, name: str, qtype: str = "A") -> list[str]:
         proc = self.run(["dig", f"@{server}", name, qtype, "+short", "+time=2", "+tries=1"], timeout=15)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from chokepoint.lab import topology as topo
 
 from tests._lab_clients import DNS_ALL_ANSWERS, H3_GET, TCP_CONNECTS, h3_get_args
 
-from ._lab import OURS, foreign, leftovers, root_reason
+from ._lab import OURS, CurlResult, foreign, leftovers, run_curl, tools_reason
 
 CLIENT_NS, CENSOR_NS, SERVER_NS = "cpk-client", "cpk-censor", "cpk-server"
 CLIENT_IP = "198.18.0.2"
@@ -56,13 +55,7 @@ TOOLS = ("curl", "dig", "openssl", "tcpdump", "iptables")
 
 def missing_reason() -> str | None:
     """Why the end-to-end tests cannot run here (None: they can)."""
-    reason = root_reason()
-    if reason:
-        return reason
-    for tool in TOOLS:
-        if shutil.which(tool) is None:
-            return f"`{tool}` is not installed (the end-to-end tests run it inside cpk-client)"
-    return None
+    return tools_reason(TOOLS, "the end-to-end tests")
 
 
 # ------------------------------------------------------------------------------------------------ profiles
@@ -158,25 +151,8 @@ class Capture:
 
 # ------------------------------------------------------------------------------------------------ clients
 
-@dataclass(frozen=True, slots=True)
-class Curl:
-    """One curl run: exit code, body, stderr and ``-w %{json}``'s metrics (empty when curl printed none)."""
-
-    code: int
-    body: bytes
-    stderr: str
-    info: dict[str, Any]
-
-    @property
-    def status(self) -> int:
-        return int(self.info.get("http_code") or self.info.get("response_code") or 0)
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
-
-    def __str__(self) -> str:      # shown by assertion messages
-        return f"curl exit {self.code}, HTTP {self.status}, stderr {self.stderr.strip()!r}, body {self.body[:200]!r}"
+#: One curl run (the lab tests' shared result class).
+Curl = CurlResult
 
 
 #: Run in the client: a TCP connection to argv[1]:argv[2] whose first packet is argv[3] (hex) - e.g. random
@@ -269,16 +245,7 @@ class LabRun:
 
     def curl(self, url: str, *opts: str, timeout: float = 3.0, body: bool = True) -> Curl:
         """curl in the client (its /etc/netns resolv.conf and CA bundle: no flags needed for the lab CA)."""
-        argv = ["curl", "-sS", "-m", f"{timeout:g}", *opts, "-w", "\n%{json}"]
-        if not body:
-            argv += ["-o", "/dev/null"]
-        proc = self.run([*argv, url], timeout=timeout + 10)
-        head, _, tail = proc.stdout.rpartition(b"\n")
-        try:
-            info = json.loads(tail)
-        except ValueError:
-            head, info = proc.stdout, {}
-        return Curl(proc.returncode, head, proc.stderr.decode("utf-8", "replace"), info)
+        return run_curl(self.run, url, *opts, timeout=timeout, body=body)
 
     def dig(self, server: str, name: str, qtype: str = "A", *opts: str) -> str:
         proc = self.run(["dig", f"@{server}", name, qtype, "+time=2", "+tries=1", *opts], timeout=15)

@@ -8,13 +8,16 @@ suite's throwaway ``cpk-t-*``) are never touched: ``down`` gets them as ``keep``
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -41,6 +44,62 @@ def root_reason() -> str | None:
         return f"`ip netns add` does not work here: {made.stderr.decode().strip()}"
     subprocess.run(["ip", "netns", "delete", probe], capture_output=True)
     return None
+
+
+def tools_reason(tools: Sequence[str], who: str) -> str | None:
+    """Why ``who`` (e.g. "the end-to-end tests") cannot run here: no root/namespaces, or a missing tool."""
+    reason = root_reason()
+    if reason:
+        return reason
+    for tool in tools:
+        if shutil.which(tool) is None:
+            return f"`{tool}` is not installed ({who} run it in the lab namespaces)"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class CurlResult:
+    """One curl run in the lab: exit code, body, stderr, ``-w %{json}``'s metrics (empty when curl printed
+    none) and the response head when it was asked for (``-D``)."""
+
+    code: int
+    body: bytes
+    stderr: str
+    info: dict[str, Any]
+    head: str = ""
+
+    @property
+    def status(self) -> int:
+        return int(self.info.get("http_code") or self.info.get("response_code") or 0)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def __str__(self) -> str:      # shown by assertion messages
+        return (f"curl exit {self.code}, HTTP {self.status}, stderr {self.stderr.strip()[:300]!r}, "
+                f"body {self.body[:200]!r}")
+
+
+def run_curl(run: Any, url: str, *opts: str, timeout: float = 3.0, body: bool = True,
+             head: bool = False) -> CurlResult:
+    """curl through ``run(argv, timeout=...)`` (a lab runner: the client namespace, its CA bundle); ``-w
+    %{json}`` gives the metrics; ``head``: ``-D`` to stderr keeps the response head apart."""
+    argv = ["curl", "-sS", "-m", f"{timeout:g}", *(["-D", "/dev/stderr"] if head else []), *opts,
+            "-w", "\n%{json}"]
+    if not body:
+        argv += ["-o", "/dev/null"]
+    proc = run([*argv, url], timeout=timeout + 10)
+    data, _, tail = proc.stdout.rpartition(b"\n")
+    try:
+        info = json.loads(tail)
+    except ValueError:
+        data, info = proc.stdout, {}
+    err = proc.stderr.decode("utf-8", "replace")
+    response_head = ""
+    if head and err.startswith("HTTP/"):
+        response_head, _, err = err.partition("\r\n\r\n")
+    return CurlResult(proc.returncode, data, err, info, response_head)
 
 
 def foreign() -> list[str]:

@@ -694,7 +694,7 @@ def test_injected_packets_are_found_on_the_wire_once() -> None:
 
 def test_curl_outcomes_map_to_symptoms() -> None:
     def result(code: int, status: int = 0, body: bytes = b"", stderr: str = "") -> CurlResult:
-        return CurlResult(code, "", body, stderr, {"http_code": status})
+        return CurlResult(code, body, stderr, {"http_code": status})
 
     assert curl_symptom(result(0, 200, f"<p>{ORIGIN_MARKER}</p>".encode())) == "ok"
     assert curl_symptom(result(0, 403, b"Blocked")) == "http_blockpage"

@@ -16,7 +16,7 @@ from typing import Any
 from chokepoint.appproto import AppProto
 from chokepoint.dissect import dns, fet, http, ipsec, openvpn, pptp, quic, socks, ssh, tls, tor, wireguard
 from chokepoint.dissect.errors import Malformed, NeedMoreData, NotThisProtocol
-from chokepoint.packet.record import AH, ESP, GRE, ICMP, ICMPV6, TCP, UDP
+from chokepoint.packet.record import AH, ESP, GRE, ICMP, ICMPV6
 
 C2S, S2C = 0, 1
 #: Messages of each kind kept per flow (DNS queries/answers, WireGuard/OpenVPN packets).

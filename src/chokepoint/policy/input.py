@@ -6,7 +6,7 @@ it and never touches the flow itself. Fields a flow has not produced (yet) are `
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(slots=True)

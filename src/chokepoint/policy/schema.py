@@ -20,7 +20,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, relevance
 
 from chokepoint.policy.errors import PolicyError
-from chokepoint.policy.fields import FIELDS, OPERATORS, SHORTHAND, FieldSpec, Kind
+from chokepoint.policy.fields import FIELDS, OPERATORS, FieldSpec, Kind
 from chokepoint.policy.fields import LIST_KINDS as FIELD_LIST_KINDS
 from chokepoint.policy.lists import LIST_KINDS
 from chokepoint.policy.provenance import EXAMPLE_PROTOCOLS, SYMPTOMS
