@@ -281,3 +281,19 @@ def test_classification_does_not_mutate_its_input():
     measurement = parse_measurement(doc)
     _run(doc)
     assert doc == before and parse_measurement(before) == measurement
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize(("nbytes", "seconds", "control_seconds", "throttled"), [
+    (1 << 20, 10.0, 0.5, True),              # Russia-like: ~840 kbit/s vs ~17 Mbit/s on the control path
+    (64 << 10, 0.0016, 0.0004, False),       # loopback noise: 4x slower, but by a millisecond
+    (16 << 10, 0.95, 0.001, True),           # a 16 kB download at 140 kbit/s: ~0.9 s longer than the control
+])
+def test_throttling_needs_a_low_ratio_and_a_measurable_delay(nbytes, seconds, control_seconds, throttled):
+    """rate < 0.3 x control's, and the download took >= THROTTLE_MIN_EXTRA_S longer than the control's rate
+    allows: sub-millisecond transfers on a busy host are noise, not a censor."""
+    doc = _baseline("http")
+    doc["test_keys"]["x_chokepoint"] = {"throughput": [
+        {"target": doc["input"], "bytes": nbytes, "seconds": seconds, "control_bytes": nbytes,
+         "control_seconds": control_seconds}]}
+    assert (TechniqueKind.THROTTLED in _kinds(_run(doc))) is throttled
