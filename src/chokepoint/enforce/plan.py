@@ -27,7 +27,9 @@ from chokepoint.enforce.craft import (
     Stamp, Stamper, dns_payload, http_blockpage, icmp_error_allowed, icmp_unreachable, pick_answers, tcp_reset,
     tcp_segment, udp_datagram,
 )
-from chokepoint.enforce.personality import IpStyle, Personality, ResetStyle, effective, fits_fragments
+from chokepoint.enforce.personality import (
+    IpStyle, ParallelInjector, Personality, ResetStyle, effective, fits_fragments,
+)
 from chokepoint.flow.key import ip_text
 from chokepoint.packet.record import ACK, FIN, PSH, SYN, TCP, UDP, Packet
 from chokepoint.policy.verdict import Action, Verdict
@@ -175,19 +177,10 @@ def plan(verdict: Verdict, flow: Any, pkt: Packet, raw: bytes, direction: int, p
                                  targets=p.reset.targets, seqs=seqs)
         else:
             notes.append(f"{p.name} reassembles at most {p.max_fragments} fragments; the trigger had {fragments}")
-        for other in p.parallel:   # other injectors on the path act on the same trigger on their own
-            if other.reset is None:
-                continue
-            if not fits_fragments(other.max_fragments, fragments):
-                notes.append(f"parallel injector {other.name} reassembles at most {other.max_fragments} fragments; "
-                             f"the trigger had {fragments}")
-                continue
-            if other.probability >= 1.0 or gen.rng.random() < other.probability:
-                injections += [replace(i, injector=other.name)
-                               for i in _resets(pkt, flow, sender, other.reset, gen, delivered=not drop_trigger,
-                                                targets=other.reset.targets, seqs=seqs)]
-            else:
-                notes.append(f"parallel injector {other.name} did not act (probability {other.probability:g})")
+        for other in _parallel_acting(p, "reset", pkt, gen, notes):
+            injections += [replace(i, injector=other.name)
+                           for i in _resets(pkt, flow, sender, other.reset, gen, delivered=not drop_trigger,
+                                            targets=other.reset.targets, seqs=seqs)]
         return replace(base, drop_trigger=drop_trigger, flow_action="drop" if drop_trigger else "allow",
                      injections=injections, residual=residual, notes=tuple(notes))
 
@@ -340,17 +333,31 @@ def _dns(base: Plan, flow: Any, pkt: Packet, sender: Role, p: Personality, gen: 
                  injections=tuple(injections), residual=residual, notes=tuple(notes))
 
 
+def _parallel_acting(p: Personality, section: str, pkt: Packet, gen: Stamper,
+                     notes: list[str]) -> list[ParallelInjector]:
+    """The personality's parallel injectors with a ``section`` ("reset" or "dns") that act on this trigger:
+    those whose fragment limit covers it and whose probability draw (only below 1) succeeds; the others are
+    noted. Each injector acts on its own, after the personality's own injection."""
+    acting = []
+    for other in p.parallel:
+        if getattr(other, section) is None:
+            continue
+        if not fits_fragments(other.max_fragments, pkt.reassembled_from):
+            notes.append(f"parallel injector {other.name} reassembles at most {other.max_fragments} fragments; "
+                         f"the trigger had {pkt.reassembled_from}")
+        elif other.probability < 1.0 and gen.rng.random() >= other.probability:
+            notes.append(f"parallel injector {other.name} did not act (probability {other.probability:g})")
+        else:
+            acting.append(other)
+    return acting
+
+
 def _parallel_dns(message: DnsMessage, server: tuple[bytes, int], client: tuple[bytes, int], pkt: Packet,
                   flow: Any, p: Personality, gen: Stamper, notes: list[str]) -> list[Injection]:
     """Each parallel DNS injector's own forged answer (its flags and compression; the personality's pool when
     its own is empty), racing after the personality's ("Triplet Censors", FOCI 2020: three GFW injectors)."""
     out = []
-    for other in p.parallel:
-        if other.dns is None:
-            continue
-        if other.probability < 1.0 and gen.rng.random() >= other.probability:
-            notes.append(f"parallel injector {other.name} did not act (probability {other.probability:g})")
-            continue
+    for other in _parallel_acting(p, "dns", pkt, gen, notes):
         style = other.dns if other.dns.answers else replace(other.dns, answers=p.dns.answers)
         answers = pick_answers(style.answers, message.qtype, gen.rng, style.answers_per_response)
         stamp = gen.stamp(style.ip, trigger_ttl=pkt.ttl, sip=flow.client_ip, dip=flow.server_ip)
