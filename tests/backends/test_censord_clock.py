@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from chokepoint.backends.censord import Censor, _load, clock_offset, fake_time_offset, main, param_override
+from chokepoint.backends.censord import Censor, clock_offset, fake_time_offset, load_policy, main, param_override
 from chokepoint.backends.kernel import ResidualKey
 from chokepoint.packet.pcap import open_capture
 from chokepoint.policy import PolicyError, load_profile
@@ -94,7 +94,7 @@ def test_an_unknown_override_is_refused_at_start(capsys, tmp_path) -> None:
     assert "profile rejected" in err and "no_such_param" in err
     assert not (tmp_path / "censor-stats.json").exists()
     with pytest.raises(PolicyError, match="no-such-rule"):
-        _load("myanmar", None, {"no-such-rule.direction": "c2s"})
+        load_policy("myanmar", None, {"no-such-rule.direction": "c2s"})
 
 
 # -- the clock in the engine ----------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def test_fake_time_decides_myanmars_nightly_shutdown(fake: str, blocked: bool) -
 
 def test_stats_and_events_carry_the_daemons_time(tmp_path) -> None:
     data = frames("http.pcapng")
-    profile = _load("myanmar", None, {"mm-nightly-shutdown.direction": "c2s"})
+    profile = load_policy("myanmar", None, {"mm-nightly-shutdown.direction": "c2s"})
     offset = fake_time_offset("2026-11-27T02:30:00+06:30", WALL)
     censor = Censor(profile, mode="inline", clock=lambda: WALL, clock_offset_s=offset, state_dir=tmp_path,
                     params={"mm-nightly-shutdown.direction": "c2s"})

@@ -443,7 +443,9 @@ class _Stop:
         self.requested = True
 
 
-def _load(profile: str | None, rules: str | None, params: Mapping[str, str] | None = None):
+def load_policy(profile: str | None, rules: str | None, params: Mapping[str, str] | None = None):
+    """The daemon's profile: ``--rules FILE`` or ``--profile NAME`` (default demo), with ``--param`` overrides
+    (also the intercept proxy's, which the daemon starts with the same arguments)."""
     from chokepoint.policy import load_profile, load_rules_file
 
     if rules:
@@ -498,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     from chokepoint.policy import PolicyError
 
     try:
-        profile = _load(args.profile, args.rules, params)
+        profile = load_policy(args.profile, args.rules, params)
     except PolicyError as exc:
         print(f"censord: profile rejected: {exc}", file=sys.stderr)
         return 1
@@ -631,7 +633,8 @@ def launch(state, mode: str, profile: str, fail_closed: bool = False, seed: int 
 
 
 __all__ = ["Censor", "Decision", "EVENTS_FILE", "STATS_FILE", "check_params", "clock_offset", "fake_time_offset",
-           "ip_packet", "launch", "main", "packet_fields", "param_override", "residual_key", "tcp_flags_text"]
+           "ip_packet", "launch", "load_policy", "main", "packet_fields", "param_override", "residual_key",
+           "tcp_flags_text"]
 
 
 if __name__ == "__main__":

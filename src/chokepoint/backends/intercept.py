@@ -917,17 +917,11 @@ async def serve(proxy: InterceptProxy, listen: Sequence[Address], stop: asyncio.
     proxy.write_stats(running=False)
 
 
-def _load(profile: str | None, rules: str | None, params: dict[str, str] | None = None) -> Any:
-    from chokepoint.policy import load_profile, load_rules_file
-
-    return load_rules_file(rules, params=params) if rules else load_profile(profile or "demo", params=params)
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m chokepoint.backends.intercept (--profile NAME | --rules FILE) --state-dir DIR [--port N]
     [--listen ADDR ...] [--seed N] [--clock-offset S] [--param RULE.PARAM=VALUE ...]``: the proxy process (the
     censor daemon starts it with its own clock offset and overrides; see the docstring)."""
-    from chokepoint.backends.censord import clock_offset, param_override
+    from chokepoint.backends.censord import clock_offset, load_policy, param_override
 
     parser = argparse.ArgumentParser(prog="python -m chokepoint.backends.intercept",
                                      description="Chokepoint TLS-intercepting proxy (tls-intercept rules)")
@@ -943,7 +937,7 @@ def main(argv: list[str] | None = None) -> int:
     from chokepoint.policy import PolicyError
 
     try:
-        profile = _load(args.profile, args.rules, dict(args.param) or None)
+        profile = load_policy(args.profile, args.rules, dict(args.param))
     except PolicyError as exc:
         print(f"intercept: profile rejected: {exc}", file=sys.stderr)
         return 1
