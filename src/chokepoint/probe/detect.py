@@ -652,6 +652,15 @@ class Detector:
 
     # -- RST -------------------------------------------------------------------------------------------
 
+    def _constants(self, pkt: Packet) -> list[str]:
+        """Header values of ``pkt`` that only an injector preset uses (its fixed IP ID or window)."""
+        notes = []
+        if pkt.ip_version == 4 and pkt.ip_id in self.rare_ip_ids:
+            notes.append(f"IP ID {_hex16(pkt.ip_id)}, an injector constant")
+        if pkt.window in self.rare_windows:
+            notes.append(f"window {pkt.window}, an injector constant")
+        return notes
+
     def _rst_signals(self, flow: Flow, conn: _Conn, record: _Rst, base: _Baseline) -> tuple[list[str], list[str]]:
         """(signal tags, evidence sentences) for one RST; strong tags first."""
         pkt = record.pkt
@@ -676,12 +685,9 @@ class Detector:
                     notes.append(f"IP ID {pkt.ip_id} and window {pkt.window} satisfy the TSG "
                                  f"generator relation with k = {seed.seed_key} ({order})")
                     break
-        if pkt.ip_version == 4 and pkt.ip_id in self.rare_ip_ids:
+        for note in self._constants(pkt):
             tags.append("constant")
-            notes.append(f"IP ID {_hex16(pkt.ip_id)}, an injector constant")
-        if pkt.window in self.rare_windows:
-            tags.append("constant")
-            notes.append(f"window {pkt.window}, an injector constant")
+            notes.append(note)
         if pkt.payload and bytes(pkt.payload) in self.rare_payloads:
             tags.append("payload")
             notes.append(f"RST payload {bytes(pkt.payload).hex(' ')}, an injector's")
@@ -827,12 +833,9 @@ class Detector:
                 evidence.append(f"#{pkt.index}: TTL {_ttl_text(pkt.ttl)} where the server's {server.source} had "
                                 f"{_ttl_text(server.ttl)}")
                 break
-        if first.ip_version == 4 and first.ip_id in self.rare_ip_ids:
+        for note in self._constants(first):
             tags.append("constant")
-            evidence.append(f"#{first.index}: IP ID {_hex16(first.ip_id)}, an injector constant")
-        if first.window in self.rare_windows:
-            tags.append("constant")
-            evidence.append(f"#{first.index}: window {first.window}, an injector constant")
+            evidence.append(f"#{first.index}: {note}")
         indexes = {p.index for p in packets}
         for direction, a, b in conn.conflicts:
             if direction != S2C:
