@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test lint bench clean
 
 setup: $(STAMP)
 
@@ -19,9 +19,14 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh
 demo: setup
 	$(VENV)/bin/chokepoint demo
 
-## Run the whole test suite (unit, property, real-capture and end-to-end tests).
-test: setup
+## Run the whole test suite (lint, unit, property, real-capture and end-to-end tests).
+test: setup lint
 	$(PY) -m pytest -n 2 --dist loadgroup -q
+
+## ruff (lint + format check).
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 
 bench: setup
 	$(PY) -m pip install --quiet -e '.[bench]'

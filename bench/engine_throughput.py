@@ -66,8 +66,10 @@ def main() -> None:
         path = Path(tmp) / "synthetic.pcap"
         t0 = time.perf_counter()
         packets = write_synthetic(path, args.flows)
-        print(f"synthetic capture: {packets} packets, {args.flows} flows, {path.stat().st_size / 1e6:.1f} MB "
-              f"(generated in {time.perf_counter() - t0:.1f} s)")
+        print(
+            f"synthetic capture: {packets} packets, {args.flows} flows, {path.stat().st_size / 1e6:.1f} MB "
+            f"(generated in {time.perf_counter() - t0:.1f} s)"
+        )
         results = {mode: measure(mode, path) for mode in ("nfstream", "decode", "engine:1", "engine:2")}
     anchor = results["nfstream"]
     anchor_rate = anchor["packets"] / anchor["seconds"] if "seconds" in anchor else None

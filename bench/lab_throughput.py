@@ -162,12 +162,18 @@ class Bench:
 
     # -- helpers in the namespaces ----------------------------------------------------------------------
     def start_servers(self) -> None:
-        iperf = subprocess.Popen(system.in_netns(["iperf3", "-s", "-B", SERVER_IP, "-p", str(IPERF_PORT)], SERVER),
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        iperf = subprocess.Popen(
+            system.in_netns(["iperf3", "-s", "-B", SERVER_IP, "-p", str(IPERF_PORT)], SERVER),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.helpers.append(iperf)
-        for _ in range(2):   # two acceptors on one port (SO_REUSEPORT): the server is not the bottleneck
-            proc = subprocess.Popen(system.in_netns([sys.executable, "-c", ACCEPT_SERVER, SERVER_IP, str(ACCEPT_PORT)],
-                                                    SERVER), stdout=subprocess.PIPE, text=True)
+        for _ in range(2):  # two acceptors on one port (SO_REUSEPORT): the server is not the bottleneck
+            proc = subprocess.Popen(
+                system.in_netns([sys.executable, "-c", ACCEPT_SERVER, SERVER_IP, str(ACCEPT_PORT)], SERVER),
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             self.helpers.append(proc)
             if proc.stdout.readline().strip() != "ready":
                 raise RuntimeError("the accept server did not start")
@@ -215,14 +221,20 @@ class Bench:
 
     # -- measurements -------------------------------------------------------------------------------------
     def iperf(self, seconds: float) -> float:
-        out = system.run(["iperf3", "-c", SERVER_IP, "-p", str(IPERF_PORT), "-t", f"{seconds:g}", "-J"],
-                         netns=CLIENT, timeout=seconds + 30).stdout
+        out = system.run(
+            ["iperf3", "-c", SERVER_IP, "-p", str(IPERF_PORT), "-t", f"{seconds:g}", "-J"],
+            netns=CLIENT,
+            timeout=seconds + 30,
+        ).stdout
         return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
 
     def sequential(self, count: int) -> dict[str, Any]:
         """``count`` connections one after the other: connect() time percentiles."""
-        proc = system.run([sys.executable, "-c", SEQUENTIAL, SERVER_IP, str(ACCEPT_PORT), str(count)], netns=CLIENT,
-                          timeout=count * 1.5 + 30)
+        proc = system.run(
+            [sys.executable, "-c", SEQUENTIAL, SERVER_IP, str(ACCEPT_PORT), str(count)],
+            netns=CLIENT,
+            timeout=count * 1.5 + 30,
+        )
         result = json.loads(proc.stdout)
         times = result.pop("connect_us")
         return result | {"connect_p50_us": pct(times, 0.5), "connect_p99_us": pct(times, 0.99)}
@@ -230,15 +242,28 @@ class Bench:
     def open_loop(self, rate: float, seconds: float, processes: int) -> dict[str, Any]:
         """New connections offered at ``rate`` per second in total by ``processes`` clients for ``seconds``."""
         start = time.time() + 0.3 + 0.1 * processes
-        argv = [sys.executable, "-c", OPEN_LOOP, SERVER_IP, str(ACCEPT_PORT), f"{rate / processes:g}",
-                f"{seconds:g}", f"{start:.3f}"]
-        procs = [subprocess.Popen(system.in_netns(argv, CLIENT), stdout=subprocess.PIPE, text=True)
-                 for _ in range(processes)]
+        argv = [
+            sys.executable,
+            "-c",
+            OPEN_LOOP,
+            SERVER_IP,
+            str(ACCEPT_PORT),
+            f"{rate / processes:g}",
+            f"{seconds:g}",
+            f"{start:.3f}",
+        ]
+        procs = [
+            subprocess.Popen(system.in_netns(argv, CLIENT), stdout=subprocess.PIPE, text=True) for _ in range(processes)
+        ]
         results = [json.loads(proc.communicate(timeout=seconds + 60)[0]) for proc in procs]
         times = [t for r in results for t in r["connect_us"]]
         total = {key: sum(r[key] for r in results) for key in ("started", "ok", "timeouts", "errors")}
-        return total | {"offered": rate, "rate": total["ok"] / seconds, "connect_p50_us": pct(times, 0.5),
-                        "connect_p99_us": pct(times, 0.99)}
+        return total | {
+            "offered": rate,
+            "rate": total["ok"] / seconds,
+            "connect_p50_us": pct(times, 0.5),
+            "connect_p99_us": pct(times, 0.99),
+        }
 
     def ramp_step(self, rate: float, seconds: float, processes: int) -> dict[str, Any]:
         """One open-loop step; with the censor in place also how many packets it failed open."""
@@ -252,10 +277,14 @@ class Bench:
         rule = self.nfqueue_rule_packets() - before_rule
         queued = stats["packets"]["queued"] - before_queued
         kq = stats["backend"]["kernel_queue"]
-        return result | {"nfqueue_packets": rule, "daemon_queued": queued, "failed_open": max(0, rule - queued),
-                         "queue_dropped": kq.get("queue_dropped", 0) - before_kq.get("queue_dropped", 0),
-                         "user_dropped": kq.get("user_dropped", 0) - before_kq.get("user_dropped", 0),
-                         "censor_errors": stats["errors"]}
+        return result | {
+            "nfqueue_packets": rule,
+            "daemon_queued": queued,
+            "failed_open": max(0, rule - queued),
+            "queue_dropped": kq.get("queue_dropped", 0) - before_kq.get("queue_dropped", 0),
+            "user_dropped": kq.get("user_dropped", 0) - before_kq.get("user_dropped", 0),
+            "censor_errors": stats["errors"],
+        }
 
 
 @contextmanager
@@ -279,8 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3, help="iperf3 repetitions per side (median)")
     parser.add_argument("--seconds", type=float, default=5.0, help="iperf3 -t")
     parser.add_argument("--connections", type=int, default=1000, help="sequential connections for the latency")
-    parser.add_argument("--ramp", default="1000,2000,3000,4000,5000,6000,8000,12000,16000",
-                        help="offered new connections per second, one step each (stops at the first fail-open)")
+    parser.add_argument(
+        "--ramp",
+        default="1000,2000,3000,4000,5000,6000,8000,12000,16000",
+        help="offered new connections per second, one step each (stops at the first fail-open)",
+    )
     parser.add_argument("--ramp-seconds", type=float, default=3.0)
     parser.add_argument("--clients", type=int, default=4, help="client processes sharing the offered rate")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -321,10 +353,17 @@ def throughput(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         bypassed.append(bench.iperf(args.seconds))
         say(f"  iperf3 rep {rep + 1}: inline {inline[-1]:.2f} Gbit/s, bypassed {bypassed[-1]:.2f} Gbit/s")
     med_in, med_by = statistics.median(inline), statistics.median(bypassed)
-    say(f"throughput: inline {med_in:.2f} Gbit/s vs bypassed {med_by:.2f} Gbit/s (median of {args.reps}, "
-        f"{args.seconds:g} s, one stream): ratio {ratio(med_in, med_by)} (target >= 0.9)")
-    return {"inline": inline, "bypassed": bypassed, "inline_median": med_in, "bypassed_median": med_by,
-            "ratio": med_in / med_by}
+    say(
+        f"throughput: inline {med_in:.2f} Gbit/s vs bypassed {med_by:.2f} Gbit/s (median of {args.reps}, "
+        f"{args.seconds:g} s, one stream): ratio {ratio(med_in, med_by)} (target >= 0.9)"
+    )
+    return {
+        "inline": inline,
+        "bypassed": bypassed,
+        "inline_median": med_in,
+        "bypassed_median": med_by,
+        "ratio": med_in / med_by,
+    }
 
 
 def latency(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
@@ -337,14 +376,18 @@ def latency(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     bench.bypass(True)
     seq_by = bench.sequential(args.connections)
     first, anyp = censor.get("first_packet", {}), censor.get("any_packet", {})
-    say(f"verdict latency (censor's own, first packet of each flow, {first.get('samples')} samples): "
+    say(
+        f"verdict latency (censor's own, first packet of each flow, {first.get('samples')} samples): "
         f"p50 {first.get('p50_us')} us, p99 {first.get('p99_us')} us (target p99 <= 1000 us); "
-        f"any queued packet: p50 {anyp.get('p50_us')} us, p99 {anyp.get('p99_us')} us")
-    say(f"connect() over {args.connections} sequential connections: inline p50 {seq_in['connect_p50_us']:.0f} us "
+        f"any queued packet: p50 {anyp.get('p50_us')} us, p99 {anyp.get('p99_us')} us"
+    )
+    say(
+        f"connect() over {args.connections} sequential connections: inline p50 {seq_in['connect_p50_us']:.0f} us "
         f"p99 {seq_in['connect_p99_us']:.0f} us; bypassed p50 {seq_by['connect_p50_us']:.0f} us "
         f"p99 {seq_by['connect_p99_us']:.0f} us; ratio p50 {ratio(seq_in['connect_p50_us'], seq_by['connect_p50_us'])}"
         f", p99 {ratio(seq_in['connect_p99_us'], seq_by['connect_p99_us'])}; "
-        f"failed inline {seq_in['failed']}, bypassed {seq_by['failed']}")
+        f"failed inline {seq_in['failed']}, bypassed {seq_by['failed']}"
+    )
     return {"censor": censor, "connect_inline": seq_in, "connect_bypassed": seq_by}
 
 
@@ -359,23 +402,29 @@ def connection_rate(bench: Bench, args: argparse.Namespace, steps: list[float]) 
         bench.bypass(False)
         step = bench.ramp_step(offered, args.ramp_seconds, args.clients) | {"anchor": anchor}
         ramp.append(step)
-        say(f"  offered {offered:7.0f}/s: inline {step['rate']:7.0f} conn/s, connect p99 "
+        say(
+            f"  offered {offered:7.0f}/s: inline {step['rate']:7.0f} conn/s, connect p99 "
             f"{step['connect_p99_us']:.0f} us, timeouts {step['timeouts']} (bypassed {anchor['rate']:7.0f} conn/s, "
             f"p99 {anchor['connect_p99_us']:.0f} us, timeouts {anchor['timeouts']}; ratio "
             f"{ratio(step['rate'], anchor['rate'])}); failed open {step['failed_open']} of {step['nfqueue_packets']} "
-            f"packets, queue_dropped {step['queue_dropped']}, user_dropped {step['user_dropped']}")
+            f"packets, queue_dropped {step['queue_dropped']}, user_dropped {step['user_dropped']}"
+        )
         if step["failed_open"] or step["queue_dropped"] or step["user_dropped"]:
             break
         sustained = step
     if sustained is None:
         say("connection rate: the censor failed open already at the first step")
     elif sustained is ramp[-1]:
-        say(f"connection rate: no fail-open up to the last step: {sustained['rate']:.0f} new conn/s completed of "
-            f"{sustained['offered']:.0f}/s offered (bypassed: {sustained['anchor']['rate']:.0f}/s); raise --ramp")
+        say(
+            f"connection rate: no fail-open up to the last step: {sustained['rate']:.0f} new conn/s completed of "
+            f"{sustained['offered']:.0f}/s offered (bypassed: {sustained['anchor']['rate']:.0f}/s); raise --ramp"
+        )
     else:
-        say(f"connection rate: sustained {sustained['rate']:.0f} new conn/s ({sustained['offered']:.0f}/s offered, "
+        say(
+            f"connection rate: sustained {sustained['rate']:.0f} new conn/s ({sustained['offered']:.0f}/s offered, "
             f"ratio {ratio(sustained['rate'], sustained['anchor']['rate'])} of bypassed) without failing open; "
-            f"at {ramp[-1]['offered']:.0f}/s offered it failed open ({ramp[-1]['failed_open']} packets)")
+            f"at {ramp[-1]['offered']:.0f}/s offered it failed open ({ramp[-1]['failed_open']} packets)"
+        )
     return ramp
 
 

@@ -76,16 +76,31 @@ def main(argv: list[str] | None = None) -> int:
     _print_errors(console, results)
 
     percent = total.percent
-    verdict = "no scored flows" if percent is None else (
-        f"{total.agreed}/{total.scored} = {percent:.1f} % "
-        + ("[green]meets[/]" if percent >= TARGET_PERCENT else "[red]misses[/]"))
-    console.print(f"\n[bold]Agreement with nDPI on the protocols we dissect:[/] {verdict} "
-                  f"the target of >= {TARGET_PERCENT:.0f} %  (analyze: {sum(seconds.values()):.1f} s "
-                  f"for {len(entries)} captures)")
+    verdict = (
+        "no scored flows"
+        if percent is None
+        else (
+            f"{total.agreed}/{total.scored} = {percent:.1f} % "
+            + ("[green]meets[/]" if percent >= TARGET_PERCENT else "[red]misses[/]")
+        )
+    )
+    console.print(
+        f"\n[bold]Agreement with nDPI on the protocols we dissect:[/] {verdict} "
+        f"the target of >= {TARGET_PERCENT:.0f} %  (analyze: {sum(seconds.values()):.1f} s "
+        f"for {len(entries)} captures)"
+    )
     if args.json:
         report = total.to_json()
-        report["captures"] = [{**r.report.to_json(), "error": r.error, "exit_code": r.exit_code,
-                               "failed": r.failed, "seconds": round(seconds[r.name], 3)} for r in results]
+        report["captures"] = [
+            {
+                **r.report.to_json(),
+                "error": r.error,
+                "exit_code": r.exit_code,
+                "failed": r.failed,
+                "seconds": round(seconds[r.name], 3),
+            }
+            for r in results
+        ]
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         console.print(f"JSON report written to {args.json}")
     return 0
@@ -97,21 +112,48 @@ def _pct(agreed: int, total: int) -> str:
 
 def _captures_table(results: list[CaptureAgreement], total: AgreementReport, seconds: dict[str, float]) -> Table:
     table = Table(title="Agreement with nDPI per capture (DPI-confidence flows of protocols we dissect)")
-    for column in ("capture", "nDPI flows", "scored", "agreed", "%", "not dissected", "not DPI",
-                   "only ours", "analyze s", "note"):
+    for column in (
+        "capture",
+        "nDPI flows",
+        "scored",
+        "agreed",
+        "%",
+        "not dissected",
+        "not DPI",
+        "only ours",
+        "analyze s",
+        "note",
+    ):
         table.add_column(column, justify="left" if column in ("capture", "note") else "right")
     for r in results:
         rep = r.report
-        table.add_row(r.name, str(len(rep.flows)), str(rep.scored), str(rep.agreed), _pct(rep.agreed, rep.scored),
-                      str(sum(rep.excluded_labels.values())), str(sum(rep.excluded_confidence.values())),
-                      str(len(rep.unmatched_ours)), f"{seconds[r.name]:.2f}",
-                      r.error.strip().splitlines()[-1][:60] if r.error else "",
-                      style="red" if r.failed else None)
+        table.add_row(
+            r.name,
+            str(len(rep.flows)),
+            str(rep.scored),
+            str(rep.agreed),
+            _pct(rep.agreed, rep.scored),
+            str(sum(rep.excluded_labels.values())),
+            str(sum(rep.excluded_confidence.values())),
+            str(len(rep.unmatched_ours)),
+            f"{seconds[r.name]:.2f}",
+            r.error.strip().splitlines()[-1][:60] if r.error else "",
+            style="red" if r.failed else None,
+        )
     table.add_section()
-    table.add_row("total", str(sum(len(r.report.flows) for r in results)), str(total.scored), str(total.agreed),
-                  _pct(total.agreed, total.scored), str(sum(total.excluded_labels.values())),
-                  str(sum(total.excluded_confidence.values())), str(len(total.unmatched_ours)),
-                  f"{sum(seconds.values()):.2f}", "", style="bold")
+    table.add_row(
+        "total",
+        str(sum(len(r.report.flows) for r in results)),
+        str(total.scored),
+        str(total.agreed),
+        _pct(total.agreed, total.scored),
+        str(sum(total.excluded_labels.values())),
+        str(sum(total.excluded_confidence.values())),
+        str(len(total.unmatched_ours)),
+        f"{sum(seconds.values()):.2f}",
+        "",
+        style="bold",
+    )
     return table
 
 
@@ -121,8 +163,17 @@ def _flows_table(result: CaptureAgreement) -> Table:
         table.add_column(column)
     colours = {"agree": "green", "disagree": "red"}
     for f in result.report.flows:
-        table.add_row(f.flow, f.ndpi_label, f.confidence, f.expected or "", f.ours or "-", f.ndpi_name or "",
-                      ", ".join(f.our_names), f.status, style=colours.get(f.status, "dim"))
+        table.add_row(
+            f.flow,
+            f.ndpi_label,
+            f.confidence,
+            f.expected or "",
+            f.ours or "-",
+            f.ndpi_name or "",
+            ", ".join(f.our_names),
+            f.status,
+            style=colours.get(f.status, "dim"),
+        )
     return table
 
 
@@ -143,8 +194,9 @@ def _checks_table(total: AgreementReport) -> Table:
     for name in order:
         if name in total.checks:
             agreed, compared = total.checks[name]
-            table.add_row(name, "yes" if name in SCORED_CHECKS else "no", str(agreed), str(compared),
-                          _pct(agreed, compared))
+            table.add_row(
+                name, "yes" if name in SCORED_CHECKS else "no", str(agreed), str(compared), _pct(agreed, compared)
+            )
     return table
 
 

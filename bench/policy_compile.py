@@ -101,15 +101,22 @@ def _inputs(rnd: random.Random, domains: list[str], keywords: list[str], n: int)
     for i in range(n):
         hit = rnd.random() < 0.2
         name = rnd.choice(domains) if hit else f"{_word(rnd, 5, 10)}.{rnd.choice(TLDS)}"
-        base = dict(transport="tcp", client_ip=f"10.0.{i % 250}.{i % 200 + 1}",
-                    server_ip=f"198.51.{100 + (i % 3)}.{i % 250 + 1}", client_port=40000 + i % 20000,
-                    server_port=443, direction="c2s", packet_index_in_flow=1 + i % 5)
+        base = dict(
+            transport="tcp",
+            client_ip=f"10.0.{i % 250}.{i % 200 + 1}",
+            server_ip=f"198.51.{100 + (i % 3)}.{i % 250 + 1}",
+            client_port=40000 + i % 20000,
+            server_port=443,
+            direction="c2s",
+            packet_index_in_flow=1 + i % 5,
+        )
         kind = i % 5
         if kind == 0:
-            out.append(MatchInput(**{**base, "transport": "udp", "server_port": 53}, app_proto="dns",
-                                  dns_qname=name))
+            out.append(MatchInput(**{**base, "transport": "udp", "server_port": 53}, app_proto="dns", dns_qname=name))
         elif kind == 1:
-            out.append(MatchInput(**base, app_proto="tls", tls_sni=name, first_payload_c2s=b"\x16\x03\x01" + b"x" * 200))
+            out.append(
+                MatchInput(**base, app_proto="tls", tls_sni=name, first_payload_c2s=b"\x16\x03\x01" + b"x" * 200)
+            )
         elif kind == 2:
             path = "/" + "/".join(_word(rnd, 3, 9) for _ in range(3))
             if hit:
@@ -144,7 +151,7 @@ def main(argv: list[str]) -> int:
     sizes_kw = (10_000, 100_000) if not quick else (10_000,)
     sizes_dom = (100_000, 1_000_000) if not quick else (100_000,)
     all_domains = _domains(rnd, max(sizes_dom))
-    all_keywords = sorted({_word(rnd, 5, 14) for _ in range(max(sizes_kw) * 11 // 10)})[:max(sizes_kw)]
+    all_keywords = sorted({_word(rnd, 5, 14) for _ in range(max(sizes_kw) * 11 // 10)})[: max(sizes_kw)]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for n in sizes_kw:
@@ -155,8 +162,10 @@ def main(argv: list[str]) -> int:
             print(f"load    {n:>9,} domain-list entries (suffix trie): {seconds:6.2f} s")
         n_dom, n_kw = max(sizes_dom), max(sizes_kw)
         seconds, profile = _load(tmp, _rules("d.txt", "k.txt"), all_domains[:n_dom], all_keywords[:n_kw])
-        print(f"load    mixed profile: {n_dom:,} domains on 4 fields, {n_kw:,} keywords on 2 fields "
-              f"(2 databases): {seconds:6.2f} s")
+        print(
+            f"load    mixed profile: {n_dom:,} domains on 4 fields, {n_kw:,} keywords on 2 fields "
+            f"(2 databases): {seconds:6.2f} s"
+        )
         seconds = _bundled_with_big_list(tmp, all_domains[:100_000])
         print(f"load    bundled profile gfw-2025 with a 100,000-name gfw-domains.txt: {seconds:6.2f} s")
         inputs = _inputs(rnd, all_domains[:n_dom], all_keywords[:n_kw], 20_000)
@@ -164,8 +173,10 @@ def main(argv: list[str]) -> int:
         started = time.perf_counter()
         verdicts = sum(len(evaluate(inp)) for inp in inputs)
         seconds = time.perf_counter() - started
-        print(f"evaluate: {len(inputs) / seconds:,.0f} MatchInputs/s on a DNS/TLS/HTTP/QUIC/other mix "
-              f"({verdicts:,} verdicts for {len(inputs):,} inputs)")
+        print(
+            f"evaluate: {len(inputs) / seconds:,.0f} MatchInputs/s on a DNS/TLS/HTTP/QUIC/other mix "
+            f"({verdicts:,} verdicts for {len(inputs):,} inputs)"
+        )
     return 0
 
 

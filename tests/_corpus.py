@@ -124,8 +124,9 @@ def packet_key(packet: Packet) -> FlowKey:
 
 def udp_datagrams(capture: str | Path, port: int | None = None) -> list[Packet]:
     """UDP packets with a payload, in capture order (only those to or from ``port`` when given)."""
-    return [p for p in packets(capture) if p.proto == UDP and p.payload
-            and (port is None or port in (p.sport, p.dport))]
+    return [
+        p for p in packets(capture) if p.proto == UDP and p.payload and (port is None or port in (p.sport, p.dport))
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ flows
@@ -200,7 +201,7 @@ class Flow:
             if offset > len(out):
                 break  # a hole
             if offset + len(payload) > len(out):
-                out += payload[len(out) - offset:]
+                out += payload[len(out) - offset :]
         self._streams[from_a] = bytes(out)
         return self._streams[from_a]
 
@@ -315,7 +316,7 @@ def _ndpi(path: Path) -> tuple[NdpiLabel, ...]:
     for flow in parse_ndpi_out(path):
         line = lines[flow.line_no - 1].removesuffix("\r")
         counts = _COUNTS.search(line)
-        pkts, octets = ((int(counts[1]) + int(counts[3]), int(counts[2]) + int(counts[4])) if counts else (0, 0))
+        pkts, octets = (int(counts[1]) + int(counts[3]), int(counts[2]) + int(counts[4])) if counts else (0, 0)
         out.append(NdpiLabel(flow, _fields(line), pkts, octets))
     return tuple(out)
 
@@ -343,9 +344,9 @@ def ndpi_counts(capture: str) -> dict[FlowKey, tuple[int, int]]:
 
 # ---------------------------------------------------------------------------------------------- fuzzing
 
-_CUTS = ("truncate", "splice")          # positions anywhere
+_CUTS = ("truncate", "splice")  # positions anywhere
 _POINT_EDITS = ("flip", "set", "patch", "insert", "delete", "repeat")  # positions limited by ``within``
-_HEADER_BYTES = 64                      # where "patch" overwrites: header fields live near the start
+_HEADER_BYTES = 64  # where "patch" overwrites: header fields live near the start
 # Built once: strategies made afresh on every draw cost more than the drawing itself.
 _EDIT = st.sampled_from(_CUTS + _POINT_EDITS + ("extend",))
 _BIT = st.integers(0, 7)
@@ -357,8 +358,13 @@ _APPENDED = st.binary(min_size=1, max_size=64)
 
 
 @st.composite
-def _mutated(draw, seeds: st.SearchStrategy[bytes], others: st.SearchStrategy[bytes], edits: st.SearchStrategy[int],
-             within: int | None) -> bytes:
+def _mutated(
+    draw,
+    seeds: st.SearchStrategy[bytes],
+    others: st.SearchStrategy[bytes],
+    edits: st.SearchStrategy[int],
+    within: int | None,
+) -> bytes:
     blob = bytearray(draw(seeds))
     for _ in range(draw(edits)):
         edit = draw(_EDIT)
@@ -375,25 +381,26 @@ def _mutated(draw, seeds: st.SearchStrategy[bytes], others: st.SearchStrategy[by
             del blob[at:]
         elif edit == "splice":  # the tail of another real message from here on
             other = draw(others)
-            blob[at:] = other[draw(st.integers(0, len(other))):]
+            blob[at:] = other[draw(st.integers(0, len(other))) :]
         elif edit == "flip" and at < len(blob):
             blob[at] ^= 1 << draw(_BIT)
         elif edit == "set" and at < len(blob):
             blob[at] = draw(_BYTE)
         elif edit == "patch":
             patch = draw(_PATCH)
-            blob[at:at + len(patch)] = patch
+            blob[at : at + len(patch)] = patch
         elif edit == "insert":
             blob[at:at] = draw(_INSERTED)
         elif edit == "delete":
-            del blob[at:at + draw(_DELETED)]
+            del blob[at : at + draw(_DELETED)]
         elif edit == "repeat":  # a copy of a slice put back in: repeated fields, records, blocks
-            blob[at:at] = blob[at:draw(st.integers(at, len(blob)))]
+            blob[at:at] = blob[at : draw(st.integers(at, len(blob)))]
     return bytes(blob)
 
 
-def mutations(seeds: Sequence[bytes], *, others: Sequence[bytes] | None = None, max_edits: int = 4,
-              within: int | None = None) -> st.SearchStrategy[bytes]:
+def mutations(
+    seeds: Sequence[bytes], *, others: Sequence[bytes] | None = None, max_edits: int = 4, within: int | None = None
+) -> st.SearchStrategy[bytes]:
     """Real messages, damaged: a seed with 0 to ``max_edits`` edits. Each edit truncates; splices in the tail of
     another seed (of ``others`` when given); flips a bit; sets a byte to a boundary or any value; overwrites a
     short run in the first 64 bytes; inserts random bytes; deletes a run; repeats a slice; or appends random

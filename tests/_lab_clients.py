@@ -134,11 +134,30 @@ asyncio.run(main())
 """
 
 
-def h3_get_args(address: str, sni: str, cafile: str, *, port: int = 443, version: int = 1, bind: str = "",
-                local_port: int = 0, prelude: str = "", timeout: float = 2.0) -> dict[str, Any]:
+def h3_get_args(
+    address: str,
+    sni: str,
+    cafile: str,
+    *,
+    port: int = 443,
+    version: int = 1,
+    bind: str = "",
+    local_port: int = 0,
+    prelude: str = "",
+    timeout: float = 2.0,
+) -> dict[str, Any]:
     """The JSON argument of :data:`H3_GET` (``bind``/``local_port`` empty/0: any local address/port)."""
-    return {"address": address, "port": port, "sni": sni, "version": version, "bind": bind,
-            "local_port": local_port, "prelude": prelude, "timeout": timeout, "cafile": cafile}
+    return {
+        "address": address,
+        "port": port,
+        "sni": sni,
+        "version": version,
+        "bind": bind,
+        "local_port": local_port,
+        "prelude": prelude,
+        "timeout": timeout,
+        "cafile": cafile,
+    }
 
 
 __all__ = ["DNS_ALL_ANSWERS", "H3_GET", "TCP_CONNECTS", "h3_get_args"]

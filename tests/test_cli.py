@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from chokepoint.democapture import write_demo_capture
+from chokepoint.packet.samples import write_demo_capture
 
 CLI = [sys.executable, "-m", "chokepoint.cli"]
 
@@ -27,8 +27,15 @@ def eve(stdout: str) -> list[dict]:
 def test_demo_capture_table_names_every_blocking_rule(demo_pcap):
     proc = run("analyze", demo_pcap, "--profile", "demo")
     assert proc.returncode == 0, proc.stderr
-    for rule in ("demo-dns-forge", "demo-sni-reset", "demo-quic-drop", "demo-http-host-blockpage",
-                 "demo-http-keyword-reset", "demo-net-drop", "demo-log-tunnel"):
+    for rule in (
+        "demo-dns-forge",
+        "demo-sni-reset",
+        "demo-quic-drop",
+        "demo-http-host-blockpage",
+        "demo-http-keyword-reset",
+        "demo-net-drop",
+        "demo-log-tunnel",
+    ):
         assert rule in proc.stdout
     assert "Summary" in proc.stdout and "frames skipped, by reason" in proc.stdout
 
@@ -40,29 +47,40 @@ def test_eve_output_has_suricata_fields_and_the_verdict(demo_pcap, tmp_path):
     records = eve(out.read_text())
     assert len(records) == 12
     for r in records:
-        for key in ("timestamp", "flow_id", "event_type", "src_ip", "dest_ip", "proto", "app_proto",
-                    "chokepoint"):
+        for key in ("timestamp", "flow_id", "event_type", "src_ip", "dest_ip", "proto", "app_proto", "chokepoint"):
             assert key in r
         assert r["event_type"] == "flow" and r["chokepoint"]["profile"] == "demo"
-    by_name = {(r["app_proto"], (r.get("tls") or r.get("quic") or r.get("http") or r.get("dns") or {})
-                .get("sni") or (r.get("http") or {}).get("hostname") or (r.get("dns") or {}).get("rrname")): r
-               for r in records}
+    by_name = {
+        (
+            r["app_proto"],
+            (r.get("tls") or r.get("quic") or r.get("http") or r.get("dns") or {}).get("sni")
+            or (r.get("http") or {}).get("hostname")
+            or (r.get("dns") or {}).get("rrname"),
+        ): r
+        for r in records
+    }
     quic = by_name[("quic", "example-blocked.test")]
     assert quic["chokepoint"]["verdict"] == "drop" and quic["quic"]["version"] == "V-1"
     tls = by_name[("tls", "example-blocked.test")]
     assert tls["chokepoint"]["rule"] == "demo-sni-reset"
     assert tls["tls"]["ja3"]["hash"] and tls["tls"]["ja4"].startswith("t13d")
     evidence = tls["chokepoint"]["evidence"]
-    assert {"field": "tls.sni", "value": "example-blocked.test",
-            "matched": "demo_blocked: example-blocked.test"} in evidence
+    assert {
+        "field": "tls.sni",
+        "value": "example-blocked.test",
+        "matched": "demo_blocked: example-blocked.test",
+    } in evidence
     assert by_name[("tls", "www.example.org")]["chokepoint"]["verdict"] == "allow"
+
+
+def flow_id(record):
+    return record["flow_id"]
 
 
 def test_workers_give_the_same_flows(demo_pcap, tmp_path):
     one = eve(run("analyze", demo_pcap, "-p", "demo", "-f", "eve").stdout)
     two = eve(run("analyze", demo_pcap, "-p", "demo", "-f", "eve", "--workers", "2").stdout)
-    key = lambda r: r["flow_id"]
-    assert sorted(one, key=key) == sorted(two, key=key)
+    assert sorted(one, key=flow_id) == sorted(two, key=flow_id)
 
 
 def test_not_a_capture_is_a_one_line_error(tmp_path):
@@ -93,8 +111,10 @@ def test_truncated_capture_is_processed_up_to_the_damage(demo_pcap, tmp_path):
 
 def test_a_bad_profile_names_file_line_and_column_and_nothing_is_analysed(demo_pcap, tmp_path):
     rules = tmp_path / "bad.yaml"
-    rules.write_text("rules:\n  - id: r1\n    action: reset\n    when:\n      tls.sni: {suffix: [ok.test]}\n"
-                     "  - id: r2\n    action: explode\n    when: {transport: tcp}\n")
+    rules.write_text(
+        "rules:\n  - id: r1\n    action: reset\n    when:\n      tls.sni: {suffix: [ok.test]}\n"
+        "  - id: r2\n    action: explode\n    when: {transport: tcp}\n"
+    )
     proc = run("analyze", demo_pcap, "--rules", rules, "-f", "eve")
     assert proc.returncode == 1
     assert f"{rules}:7:" in proc.stderr

@@ -2,12 +2,12 @@
 
 import random
 
-from chokepoint.democapture import tls_client_hello
 from chokepoint.engine import Engine
 from chokepoint.packet import build
 from chokepoint.packet.decode import Decoder
 from chokepoint.packet.pcap import Frame
 from chokepoint.packet.record import ACK, PSH, SYN
+from chokepoint.packet.samples import tls_client_hello
 from chokepoint.policy import load_rules_text
 
 C, S = "192.0.2.1", "203.0.113.5"
@@ -44,18 +44,22 @@ def run(prof, packets, rng=None):
 
 
 def handshake(cport=40000, sport=80):
-    return [(0.0, build.ipv4_tcp(C, S, cport, sport, 1000, 0, SYN)),
-            (0.01, build.ipv4_tcp(S, C, sport, cport, 5000, 1001, SYN | ACK)),
-            (0.02, build.ipv4_tcp(C, S, cport, sport, 1001, 5001, ACK))]
+    return [
+        (0.0, build.ipv4_tcp(C, S, cport, sport, 1000, 0, SYN)),
+        (0.01, build.ipv4_tcp(S, C, sport, cport, 5000, 1001, SYN | ACK)),
+        (0.02, build.ipv4_tcp(C, S, cport, sport, 1001, 5001, ACK)),
+    ]
 
 
 def segments(payload: bytes, cuts: list[int], cport=40000, sport=80, order=None):
     points = [0, *cuts, len(payload)]
-    segs = [(points[i], payload[points[i]:points[i + 1]]) for i in range(len(points) - 1)]
+    segs = [(points[i], payload[points[i] : points[i + 1]]) for i in range(len(points) - 1)]
     if order:
         segs = [segs[i] for i in order]
-    return [(0.1 + 0.01 * i, build.ipv4_tcp(C, S, cport, sport, 1001 + off, 5001, PSH | ACK, chunk))
-            for i, (off, chunk) in enumerate(segs)]
+    return [
+        (0.1 + 0.01 * i, build.ipv4_tcp(C, S, cport, sport, 1001 + off, 5001, PSH | ACK, chunk))
+        for i, (off, chunk) in enumerate(segs)
+    ]
 
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: blocked.test\r\nUser-Agent: t\r\n\r\n"
@@ -66,7 +70,7 @@ def test_host_split_across_segments_is_found_with_reassembly():
     (flow,) = flows
     assert flow.verdict.rule_id == "host"
     assert flow.verdict.direction == "c2s"
-    assert flow.verdict.packet_index == 5          # decided on the segment that completed the Host
+    assert flow.verdict.packet_index == 5  # decided on the segment that completed the Host
 
 
 def test_without_reassembly_a_split_host_is_missed():
@@ -95,15 +99,14 @@ def test_inspection_budget_ends_inspection():
     # the client's SYN and ACK spend its budget of 2; its request is not inspected any more
     flows, engine = run(prof, handshake() + segments(REQUEST, []))
     assert flows[0].verdict is None
-    assert flows[0].inspected_pkts[0] == 2          # client direction: budget spent
+    assert flows[0].inspected_pkts[0] == 2  # client direction: budget spent
     prof = profile(HOST_RULES, "  inspect_max_packets: 3")
     flows, _ = run(prof, handshake() + segments(REQUEST, []))
     assert flows[0].verdict.rule_id == "host"
 
 
 def test_a_terminal_verdict_stops_inspection_and_logs_are_kept_once():
-    rules = HOST_RULES.replace("rules:\n", "rules:\n  - id: seen-http\n    action: log\n"
-                                            "    when: {app_proto: http}\n")
+    rules = HOST_RULES.replace("rules:\n", "rules:\n  - id: seen-http\n    action: log\n    when: {app_proto: http}\n")
     packets = handshake() + segments(REQUEST, [5, 10, 15])
     flows, _ = run(profile(rules), packets)
     flow = flows[0]
@@ -118,16 +121,14 @@ def test_first_packet_rules_fire_on_the_syn():
 
 
 def test_probability_uses_the_injected_rng_reproducibly():
-    rules = ("rules:\n  - id: ip\n    action: drop\n    params: {probability: 0.5}\n"
-             "    when: {server_port: [80]}\n")
+    rules = "rules:\n  - id: ip\n    action: drop\n    params: {probability: 0.5}\n    when: {server_port: [80]}\n"
     prof = profile(rules)
     outcomes = []
     for seed in range(40):
         packets = handshake(cport=40000 + seed)
         flows, _ = run(prof, packets, rng=random.Random(seed))
         outcomes.append(flows[0].verdict is not None)
-    again = [run(prof, handshake(cport=40000 + s), rng=random.Random(s))[0][0].verdict is not None
-             for s in range(40)]
+    again = [run(prof, handshake(cport=40000 + s), rng=random.Random(s))[0][0].verdict is not None for s in range(40)]
     assert outcomes == again
     assert 5 < sum(outcomes) < 35
 
@@ -140,8 +141,7 @@ def test_fully_encrypted_uses_the_first_data_packet_as_sent():
     assert flows[0].facts.fet.fully_encrypted
     assert flows[0].verdict.rule_id == "fet"
     # a printable first packet is exempt even if random bytes follow in the next segment
-    flows, _ = run(profile(rules), handshake(sport=8388) +
-                   segments(b"HELLO WORLD" + blob, [11], sport=8388))
+    flows, _ = run(profile(rules), handshake(sport=8388) + segments(b"HELLO WORLD" + blob, [11], sport=8388))
     assert flows[0].facts.fet.exemption is not None
     assert flows[0].verdict is None
 
@@ -162,15 +162,19 @@ def test_dns_forge_answers_every_query_on_one_socket():
     """glibc sends A and AAAA back to back from one socket; each query is a decision of its own."""
     import dns.message
 
-    rules = ("lists:\n  blocked: {kind: domain, items: [blocked.test]}\nrules:\n  - id: forge\n"
-             "    action: dns-forge\n    when: {dns.qname: {in_list: blocked}}\n")
+    rules = (
+        "lists:\n  blocked: {kind: domain, items: [blocked.test]}\nrules:\n  - id: forge\n"
+        "    action: dns-forge\n    when: {dns.qname: {in_list: blocked}}\n"
+    )
     prof = profile(rules)
     a = dns.message.make_query("blocked.test", "A", id=1).to_wire()
     aaaa = dns.message.make_query("blocked.test", "AAAA", id=2).to_wire()
     answer = dns.message.make_response(dns.message.from_wire(a)).to_wire()
-    packets = [(0.0, build.ipv4_udp(C, S, 5353 + 30000, 53, a)),
-               (0.01, build.ipv4_udp(S, C, 53, 5353 + 30000, answer)),
-               (0.02, build.ipv4_udp(C, S, 5353 + 30000, 53, aaaa))]
+    packets = [
+        (0.0, build.ipv4_udp(C, S, 5353 + 30000, 53, a)),
+        (0.01, build.ipv4_udp(S, C, 53, 5353 + 30000, answer)),
+        (0.02, build.ipv4_udp(C, S, 5353 + 30000, 53, aaaa)),
+    ]
     decoder = Decoder()
     engine = Engine(prof)
     decided = []

@@ -5,9 +5,9 @@ first-match semantics of other rules. Payloads are real AEAD ciphertext (ChaCha2
 
 from __future__ import annotations
 
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from chokepoint.engine import Engine
 from chokepoint.packet import build
@@ -30,7 +30,9 @@ def ciphertext(n: int, counter: int = 0) -> bytes:
 
 
 def rules(after_s: float = 10, min_bytes: int = 5000, extra: str = "", engine: str = "", action: str = "drop"):
-    text = (f"engine:\n{engine}\n" if engine else "") + f"""
+    text = (
+        (f"engine:\n{engine}\n" if engine else "")
+        + f"""
 rules:
   - id: big
     action: {action}
@@ -40,6 +42,7 @@ rules:
         - direction: c2s
         - fully_encrypted: true
 {extra}"""
+    )
     return load_rules_text(text)
 
 
@@ -51,17 +54,25 @@ class Flow:
         self.seq = [1001, 5001]
         self.packets: list[tuple[float, bytes]] = []
 
-    def handshake(self, t: float) -> "Flow":
-        self.packets += [(t, build.ipv4_tcp(C, S, self.cport, SPORT, 1000, 0, SYN)),
-                         (t + 0.01, build.ipv4_tcp(S, C, SPORT, self.cport, 5000, 1001, SYN | ACK)),
-                         (t + 0.02, build.ipv4_tcp(C, S, self.cport, SPORT, 1001, 5001, ACK))]
+    def handshake(self, t: float) -> Flow:
+        self.packets += [
+            (t, build.ipv4_tcp(C, S, self.cport, SPORT, 1000, 0, SYN)),
+            (t + 0.01, build.ipv4_tcp(S, C, SPORT, self.cport, 5000, 1001, SYN | ACK)),
+            (t + 0.02, build.ipv4_tcp(C, S, self.cport, SPORT, 1001, 5001, ACK)),
+        ]
         return self
 
-    def data(self, t: float, size: int, direction: int = 0) -> "Flow":
+    def data(self, t: float, size: int, direction: int = 0) -> Flow:
         payload = ciphertext(size, len(self.packets)) if size else b""
         src, dst, sp, dp = (C, S, self.cport, SPORT) if direction == 0 else (S, C, SPORT, self.cport)
-        self.packets.append((t, build.ipv4_tcp(src, dst, sp, dp, self.seq[direction], self.seq[1 - direction],
-                                               PSH | ACK if size else ACK, payload)))
+        self.packets.append(
+            (
+                t,
+                build.ipv4_tcp(
+                    src, dst, sp, dp, self.seq[direction], self.seq[1 - direction], PSH | ACK if size else ACK, payload
+                ),
+            )
+        )
         self.seq[direction] += size
         return self
 
@@ -83,7 +94,7 @@ def expected_index(packets, after_s: float, min_bytes: int, flag_index: int) -> 
     """Independently: 1-based index of the first packet from ``flag_index`` on at which age and volume meet."""
     first_ts, total = packets[0][0], 0
     for i, (ts, raw) in enumerate(packets, 1):
-        total += len(raw)   # IP total length of a built packet
+        total += len(raw)  # IP total length of a built packet
         if i >= flag_index and ts - first_ts >= after_s and total >= min_bytes:
             return i
     return None
@@ -92,7 +103,7 @@ def expected_index(packets, after_s: float, min_bytes: int, flag_index: int) -> 
 def test_flag_then_drop_at_the_first_packet_meeting_both_thresholds() -> None:
     flow = Flow().handshake(T0)
     for k in range(30):
-        flow.data(T0 + 1 + k, 400).data(T0 + 1.05 + k, 0, direction=1)   # data, then the server's ACK
+        flow.data(T0 + 1 + k, 400).data(T0 + 1.05 + k, 0, direction=1)  # data, then the server's ACK
     had_verdict: list[bool] = []
     engine, out = steps(rules(after_s=10, min_bytes=5000), flow.packets, had_verdict)
     want = expected_index(flow.packets, 10, 5000, flag_index=4)
@@ -103,7 +114,7 @@ def test_flag_then_drop_at_the_first_packet_meeting_both_thresholds() -> None:
     assert flag.flagged and flag.rule_id == "big" and flag.packet_index == 4 and flag.action is Action.DROP
     assert flag.to_json()["verdict"] == "flagged" and flag.to_json()["then"] == "drop"
     assert f.verdict.rule_id == "big" and f.verdict.packet_index == want
-    assert had_verdict == [i >= want for i in range(1, len(out) + 1)]   # not a packet before
+    assert had_verdict == [i >= want for i in range(1, len(out) + 1)]  # not a packet before
     fields = {e.field for e in f.verdict.evidence}
     assert {"flow.age_s", "flow.bytes", "fully_encrypted"} <= fields
     assert engine.counters["flows_flagged"] == 1 and engine.counters["verdicts_deferred"] == 1
@@ -116,14 +127,14 @@ def test_volume_can_be_the_later_threshold() -> None:
         flow.data(T0 + 1 + k, 100)
     _, out = steps(rules(after_s=2, min_bytes=3000), flow.packets)
     want = expected_index(flow.packets, 2, 3000, flag_index=4)
-    assert flow.packets[want - 1][0] - T0 > 2.5        # volume, not age, decided it
+    assert flow.packets[want - 1][0] - T0 > 2.5  # volume, not age, decided it
     assert [i for i, s in enumerate(out, 1) if s.decided_now] == [want]
 
 
 def test_a_flow_under_min_bytes_is_never_blocked() -> None:
     flow = Flow().handshake(T0)
     for k in range(50):
-        flow.data(T0 + 1 + k * 60, 50)               # 50 minutes, a few kB
+        flow.data(T0 + 1 + k * 60, 50)  # 50 minutes, a few kB
     engine, out = steps(rules(after_s=10, min_bytes=100_000), flow.packets)
     assert not any(s.decided_now for s in out) and out[-1].flow.verdict is None
     assert [v.rule_id for v in out[-1].flow.logs] == ["big"] and out[-1].flow.watch
@@ -144,7 +155,7 @@ def test_the_budget_spent_flow_is_still_counted() -> None:
     engine, out = steps(profile, flow.packets)
     want = expected_index(flow.packets, 15, 10_000, flag_index=4)
     spent = next(i for i, s in enumerate(out, 1) if not s.flow.inspecting)
-    assert spent < want                                   # inspection ended long before
+    assert spent < want  # inspection ended long before
     assert engine.counters["flows_budget_spent"] == 1
     assert [i for i, s in enumerate(out, 1) if s.decided_now] == [want]
 
@@ -155,7 +166,7 @@ def test_an_expired_flow_takes_its_flag_with_it() -> None:
     flow = Flow().handshake(T0)
     for k in range(5):
         flow.data(T0 + 1 + k, 2000)
-    resume = T0 + 5 + 100                                 # > tcp_timeout (30 s) of silence
+    resume = T0 + 5 + 100  # > tcp_timeout (30 s) of silence
     for k in range(20):
         flow.data(resume + k, 2000)
     profile = rules(after_s=12, min_bytes=1000, engine="  tcp_timeout: 30")
@@ -209,18 +220,24 @@ def test_profiles_without_deferred_rules_never_watch() -> None:
 
 # ------------------------------------------------------------------------------------------------ property
 
-_packet = st.tuples(st.floats(min_value=0.0, max_value=4.0, allow_nan=False),   # gap since the previous one
-                    st.integers(min_value=0, max_value=1400),                   # payload size (0: a bare ACK)
-                    st.integers(min_value=0, max_value=1))                      # direction
+_packet = st.tuples(
+    st.floats(min_value=0.0, max_value=4.0, allow_nan=False),  # gap since the previous one
+    st.integers(min_value=0, max_value=1400),  # payload size (0: a bare ACK)
+    st.integers(min_value=0, max_value=1),
+)  # direction
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(first=st.integers(min_value=100, max_value=1400), rest=st.lists(_packet, max_size=60),
-       after_s=st.integers(0, 60_000).map(lambda ms: ms / 1000), min_bytes=st.integers(0, 40_000))
+@given(
+    first=st.integers(min_value=100, max_value=1400),
+    rest=st.lists(_packet, max_size=60),
+    after_s=st.integers(0, 60_000).map(lambda ms: ms / 1000),
+    min_bytes=st.integers(0, 40_000),
+)
 def test_decided_exactly_once_at_the_first_packet_meeting_both(first, rest, after_s, min_bytes) -> None:
     """Monotone packet sequences (no gap beyond the timeouts): the engine decides at most once, on the
     first packet (from the flag on) that meets both thresholds, and never earlier."""
-    flow = Flow().data(T0, first)                     # picked up mid-stream: its first packet is flagged
+    flow = Flow().data(T0, first)  # picked up mid-stream: its first packet is flagged
     t = T0
     for gap, size, direction in rest:
         t += gap
@@ -228,7 +245,7 @@ def test_decided_exactly_once_at_the_first_packet_meeting_both(first, rest, afte
     _, out = steps(rules(after_s=after_s, min_bytes=min_bytes), flow.packets)
     flagged = out[0].flow.logs and out[0].flow.logs[0].flagged
     decided = [i for i, s in enumerate(out, 1) if s.decided_now]
-    if not flagged:    # the fully-encrypted test exempted this first packet (rare for ciphertext): no rule
+    if not flagged:  # the fully-encrypted test exempted this first packet (rare for ciphertext): no rule
         assert decided == [] and all(s.flow.watch is None for s in out)
         return
     want = expected_index(flow.packets, after_s, min_bytes, flag_index=1)

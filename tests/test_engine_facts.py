@@ -4,21 +4,23 @@ computed fields over them (client_port_gt_server_port, payload_len, first_payloa
 
 from __future__ import annotations
 
-from chokepoint.democapture import tls_client_hello
 from chokepoint.engine import RECHECK_DATA_PACKETS, Engine
 from chokepoint.packet import build
 from chokepoint.packet.decode import Decoder
 from chokepoint.packet.pcap import Frame
 from chokepoint.packet.record import ACK, PSH, SYN
+from chokepoint.packet.samples import tls_client_hello
 from chokepoint.policy import load_rules_text
 
 C, S = "192.0.2.1", "203.0.113.5"
 
 
 def tcp_packets(cport: int, sport: int, payloads: list[bytes], t0: float = 0.0):
-    out = [(t0, build.ipv4_tcp(C, S, cport, sport, 1000, 0, SYN)),
-           (t0 + 0.01, build.ipv4_tcp(S, C, sport, cport, 5000, 1001, SYN | ACK)),
-           (t0 + 0.02, build.ipv4_tcp(C, S, cport, sport, 1001, 5001, ACK))]
+    out = [
+        (t0, build.ipv4_tcp(C, S, cport, sport, 1000, 0, SYN)),
+        (t0 + 0.01, build.ipv4_tcp(S, C, sport, cport, 5000, 1001, SYN | ACK)),
+        (t0 + 0.02, build.ipv4_tcp(C, S, cport, sport, 1001, 5001, ACK)),
+    ]
     seq = 1001
     for i, data in enumerate(payloads):
         out.append((t0 + 0.1 + i * 0.1, build.ipv4_tcp(C, S, cport, sport, seq, 5001, PSH | ACK, data)))
@@ -77,11 +79,13 @@ def test_payload_rules_are_asked_on_every_data_packet() -> None:
 
 
 def test_local_hour_follows_the_profile_timezone() -> None:
-    block = ("profile: {name: tz, title: t, country: MM, observed: '2021', description: d, cite: [c], "
-             "timezone: 'UTC+06:30'}\n")
-    noon_utc = 1_717_416_000.0                      # 2024-06-03 12:00:00 UTC
+    block = (
+        "profile: {name: tz, title: t, country: MM, observed: '2021', description: d, cite: [c], "
+        "timezone: 'UTC+06:30'}\n"
+    )
+    noon_utc = 1_717_416_000.0  # 2024-06-03 12:00:00 UTC
     seen, profile = inputs(RULES_PLAIN, tcp_packets(40003, 443, [b"x"], t0=noon_utc), profile_block=block)
-    assert profile.meta.utc_offset_s == 23400 and {inp.local_hour for inp in seen} == {18}   # 18:30 local
+    assert profile.meta.utc_offset_s == 23400 and {inp.local_hour for inp in seen} == {18}  # 18:30 local
     seen, _ = inputs(RULES_PLAIN, tcp_packets(40004, 443, [b"x"], t0=noon_utc))
     assert {inp.local_hour for inp in seen} == {12}, "no timezone: UTC"
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chokepoint.backends.offline import analyze_capture
 from chokepoint.engine import Engine
@@ -21,9 +22,23 @@ from chokepoint.policy import load_profile
 from tests._corpus import NDPI_PCAPS
 
 SHARED = NDPI_PCAPS
-CAPTURES = ("chrome.pcap", "quic-29.pcap", "gquic.pcap", "dns.pcap", "http.pcapng", "openvpn.pcap",
-            "wireguard.pcap", "ipsec_isakmp_esp.pcap", "socks.pcap", "ssh.pcap", "pptp.pcap",
-            "shadowsocks.pcap", "tls_ech.pcapng", "quic_frags_ch_in_multiple_packets.pcapng", "tor.pcap")
+CAPTURES = (
+    "chrome.pcap",
+    "quic-29.pcap",
+    "gquic.pcap",
+    "dns.pcap",
+    "http.pcapng",
+    "openvpn.pcap",
+    "wireguard.pcap",
+    "ipsec_isakmp_esp.pcap",
+    "socks.pcap",
+    "ssh.pcap",
+    "pptp.pcap",
+    "shadowsocks.pcap",
+    "tls_ech.pcapng",
+    "quic_frags_ch_in_multiple_packets.pcapng",
+    "tor.pcap",
+)
 
 
 @lru_cache(maxsize=1)
@@ -53,7 +68,7 @@ def mutate(payload: bytes, op: int, at: int, value: int) -> bytes:
         return payload
     at %= len(payload)
     if op == 0:
-        return payload[:at] + bytes([value]) + payload[at + 1:]
+        return payload[:at] + bytes([value]) + payload[at + 1 :]
     if op == 1:
         return payload[:at]
     if op == 2:
@@ -62,8 +77,13 @@ def mutate(payload: bytes, op: int, at: int, value: int) -> bytes:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(picks=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 3), st.integers(0, 10**6),
-                                st.integers(0, 255)), min_size=1, max_size=60))
+@given(
+    picks=st.lists(
+        st.tuples(st.integers(0, 10**6), st.integers(0, 3), st.integers(0, 10**6), st.integers(0, 255)),
+        min_size=1,
+        max_size=60,
+    )
+)
 def test_mutated_real_packets_never_raise(picks):
     pool = packets()
     engine = Engine(gfw())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chokepoint import probe_cli
+from chokepoint.cli import probe as probe_cli
 from chokepoint.probe.measurement import Failure, parse_measurement
 from tests.lab._lab import lab_guard, run_cli  # noqa: F401 - the lab tests' guard (root, serialised, cleaned up)
 from tests.probe.probes._fixtures import lab, servers  # noqa: F401 - pytest fixtures
@@ -20,21 +20,40 @@ RUN_TIMEOUT = 180
 
 
 def probe(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "chokepoint.cli", "probe", *args], capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "chokepoint.cli", "probe", *args],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=cwd,
+    )
 
 
 def loopback_args(lab, *extra: str) -> list[str]:
     resolver = f"127.0.0.1:{lab.dns[1]}"
-    return ["--resolver", resolver, "--control-resolver", resolver, "--cafile", lab.ca_file,
-            "--control-host", "control.test", "--timeout", "5", *extra]
+    return [
+        "--resolver",
+        resolver,
+        "--control-resolver",
+        resolver,
+        "--cafile",
+        lab.ca_file,
+        "--control-host",
+        "control.test",
+        "--timeout",
+        "5",
+        *extra,
+    ]
 
 
 def test_two_targets_to_a_file(lab, servers, tmp_path):
     censor = servers(CensorProxy(lab.http_port, {"blocked.test": "reset"}))
     out = tmp_path / "report.jsonl"
-    result = probe(f"https://site.test:{lab.https_port}/", f"http://blocked.test:{censor.port}/",
-                   *loopback_args(lab, "--tests", "dns,tcp,tls,http", "-o", str(out)))
+    result = probe(
+        f"https://site.test:{lab.https_port}/",
+        f"http://blocked.test:{censor.port}/",
+        *loopback_args(lab, "--tests", "dns,tcp,tls,http", "-o", str(out)),
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and "Traceback" not in result.stderr
     first, second = [parse_measurement(line) for line in out.read_text().splitlines()]
@@ -60,14 +79,17 @@ def test_stdout_and_unreachable_target(lab):
     assert "accessible=False" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["ftp://example.com/"], "only http and https"),
-    (["https://site.test/", "--tests", "dns,smtp"], "unknown test 'smtp'"),
-    (["https://site.test/", "--resolver", "resolver.example"], "is not an IP address"),
-    (["https://site.test/", "--cafile", "/nonexistent/ca.pem"], "no such CA file"),
-    (["https://site.test/", "--fingerprints", "/nonexistent"], "cannot load fingerprints"),
-    (["https://site.test/", "--timeout", "0"], "timeout must be positive"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ftp://example.com/"], "only http and https"),
+        (["https://site.test/", "--tests", "dns,smtp"], "unknown test 'smtp'"),
+        (["https://site.test/", "--resolver", "resolver.example"], "is not an IP address"),
+        (["https://site.test/", "--cafile", "/nonexistent/ca.pem"], "no such CA file"),
+        (["https://site.test/", "--fingerprints", "/nonexistent"], "cannot load fingerprints"),
+        (["https://site.test/", "--timeout", "0"], "timeout must be positive"),
+    ],
+)
 def test_bad_usage_measures_nothing(args, message):
     result = probe(*args)
     assert result.returncode == probe_cli.EXIT_USAGE
@@ -86,8 +108,9 @@ def test_lab_needs_a_lab(tmp_path):
 
 def test_child_argv_for_the_lab(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["chokepoint", "probe", "--lab", "https://a.test/", "-o", "out.jsonl",
-                                      "--tests", "dns"])
+    monkeypatch.setattr(
+        sys, "argv", ["chokepoint", "probe", "--lab", "https://a.test/", "-o", "out.jsonl", "--tests", "dns"]
+    )
     argv = probe_cli._child_argv(Path("out.jsonl"))
     assert argv[:3] == [sys.executable, "-m", "chokepoint.cli"]
     assert argv[3:] == ["probe", "https://a.test/", "-o", str(tmp_path / "out.jsonl"), "--tests", "dns", "--in-lab"]
@@ -100,9 +123,20 @@ def test_probe_inside_the_real_lab(lab_guard, tmp_path):
     up = run_cli("lab", "up", "--profile", "demo", timeout=120)
     assert up.returncode == 0, up.stderr
     out = tmp_path / "lab.jsonl"
-    result = run_cli("probe", "--lab", "https://site.example/", "https://example-blocked.test/",
-                     "http://example-blocked.test/", "--tests", "dns,tcp,tls,http,quic", "--timeout", "3",
-                     "-o", str(out), timeout=300)
+    result = run_cli(
+        "probe",
+        "--lab",
+        "https://site.example/",
+        "https://example-blocked.test/",
+        "http://example-blocked.test/",
+        "--tests",
+        "dns,tcp,tls,http,quic",
+        "--timeout",
+        "3",
+        "-o",
+        str(out),
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     clean, sni, host = [parse_measurement(line) for line in out.read_text().splitlines()]
@@ -132,8 +166,15 @@ def test_probe_inside_the_real_lab(lab_guard, tmp_path):
 def test_a_closed_pipe_is_not_a_traceback(lab):
     """`chokepoint probe A B | true`: the reader is gone (closed before the interpreter has even started, so
     before the first write); the probe stops quietly."""
-    args = [sys.executable, "-m", "chokepoint.cli", "probe", f"http://site.test:{lab.http_port}/",
-            f"http://site.test:{lab.http_port}/x", *loopback_args(lab, "--tests", "dns,http")]
+    args = [
+        sys.executable,
+        "-m",
+        "chokepoint.cli",
+        "probe",
+        f"http://site.test:{lab.http_port}/",
+        f"http://site.test:{lab.http_port}/x",
+        *loopback_args(lab, "--tests", "dns,http"),
+    ]
     producer = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     producer.stdout.close()
     _, stderr = producer.communicate(timeout=RUN_TIMEOUT)

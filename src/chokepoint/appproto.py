@@ -16,8 +16,8 @@ class AppProto(StrEnum):
     SOCKS = "socks"
     OPENVPN = "openvpn"
     WIREGUARD = "wireguard"
-    IKE = "ike"          # ISAKMP / IKEv1 / IKEv2 on UDP 500/4500
-    IPSEC = "ipsec"      # ESP (IP proto 50 or UDP-encapsulated) and AH (51)
+    IKE = "ike"  # ISAKMP / IKEv1 / IKEv2 on UDP 500/4500
+    IPSEC = "ipsec"  # ESP (IP proto 50 or UDP-encapsulated) and AH (51)
     PPTP = "pptp"
     GRE = "gre"
     TOR = "tor"

@@ -59,8 +59,16 @@ class Step:
 
 def _facts_seen(facts) -> tuple:
     """What the policy can see of the facts; compared by identity first, so it costs a tuple."""
-    return (facts.app_proto, facts.tls, facts.http, facts.quic, len(facts.dns), facts.fet, facts.socks,
-            facts.tls_server)
+    return (
+        facts.app_proto,
+        facts.tls,
+        facts.http,
+        facts.quic,
+        len(facts.dns),
+        facts.fet,
+        facts.socks,
+        facts.tls_server,
+    )
 
 
 def facts_is_query(facts) -> bool:
@@ -81,12 +89,13 @@ class Engine:
         used = getattr(self.policy, "fields_used", frozenset())
         self._recheck_data = "data_packet_index_c2s" in used
         self._recheck_payload = bool(used & {"payload", "payload_len"})
-        self._with_stream = "stream_c2s" in used   # copying the reassembled stream is only worth it then
+        self._with_stream = "stream_c2s" in used  # copying the reassembled stream is only worth it then
         meta = getattr(profile, "meta", None)
         self._utc_offset_s = getattr(meta, "utc_offset_s", 0)
         # deferred rules by id (empty for most profiles: then no flow is ever watched)
-        self._deferrals = {r.id: r.defer for r in getattr(self.policy, "rules", ())
-                           if getattr(r, "defer", None) is not None}
+        self._deferrals = {
+            r.id: r.defer for r in getattr(self.policy, "rules", ()) if getattr(r, "defer", None) is not None
+        }
 
     # -- the packet path -------------------------------------------------------------------------
     def step(self, pkt: Packet) -> Step:
@@ -139,11 +148,15 @@ class Engine:
     def _inspect(self, flow: Flow, pkt: Packet, direction: int) -> bool:
         """Dissect and decide; True when a terminal verdict was reached on this packet."""
         s = self.settings
-        if flow.inspected_pkts[direction] >= s.inspect_max_packets or \
-                flow.inspected_bytes[direction] >= s.inspect_max_bytes:
+        if (
+            flow.inspected_pkts[direction] >= s.inspect_max_packets
+            or flow.inspected_bytes[direction] >= s.inspect_max_bytes
+        ):
             other = 1 - direction
-            if flow.inspected_pkts[other] >= s.inspect_max_packets or \
-                    flow.inspected_bytes[other] >= s.inspect_max_bytes:
+            if (
+                flow.inspected_pkts[other] >= s.inspect_max_packets
+                or flow.inspected_bytes[other] >= s.inspect_max_bytes
+            ):
                 flow.inspecting = False
                 self.counters["flows_budget_spent"] += 1
             return False
@@ -152,7 +165,7 @@ class Engine:
         facts = flow.facts
         payload = pkt.payload
         recheck = bool(payload) and self._recheck_payload
-        if payload and direction == C2S:   # count the client's data packets (see _DATA_C2S)
+        if payload and direction == C2S:  # count the client's data packets (see _DATA_C2S)
             count = flow.state[_DATA_C2S] = flow.state.get(_DATA_C2S, 0) + 1
             recheck = recheck or (self._recheck_data and count <= RECHECK_DATA_PACKETS)
         if pkt.proto == TCP:
@@ -181,8 +194,7 @@ class Engine:
         if s.reassembly:
             stream = flow.streams[direction]
             if stream is None:
-                stream = flow.streams[direction] = StreamReassembler(s.reassembly_max_bytes,
-                                                                     s.reassembly_max_segments)
+                stream = flow.streams[direction] = StreamReassembler(s.reassembly_max_bytes, s.reassembly_max_segments)
             if pkt.tcp_flags & SYN:
                 stream.set_isn(pkt.seq)
         payload = pkt.payload
@@ -201,8 +213,7 @@ class Engine:
         dispatch.on_tcp_data(flow.facts, direction, data, flow.server_port)
 
     def _decide(self, flow: Flow, pkt: Packet, direction: int) -> bool:
-        inp = self.match_input(flow, pkt, direction, utc_offset_s=self._utc_offset_s,
-                               with_stream=self._with_stream)
+        inp = self.match_input(flow, pkt, direction, utc_offset_s=self._utc_offset_s, with_stream=self._with_stream)
         for verdict in self.policy.evaluate(inp):
             verdict = replace(verdict, packet_index=pkt.index, direction=DIRECTION_NAMES[direction])
             if verdict.action is Action.LOG:
@@ -254,10 +265,13 @@ class Engine:
         volume = flow.bytes[C2S] + flow.bytes[S2C]
         for verdict, defer in flow.watch:
             if age >= defer.after_s and volume >= defer.min_bytes:
-                evidence = verdict.evidence + (Evidence("flow.age_s", f"{age:.3f}", f">= {defer.after_s:g}"),
-                                               Evidence("flow.bytes", str(volume), f">= {defer.min_bytes}"))
-                flow.verdict = replace(verdict, evidence=evidence, packet_index=pkt.index,
-                                       direction=DIRECTION_NAMES[direction])
+                evidence = verdict.evidence + (
+                    Evidence("flow.age_s", f"{age:.3f}", f">= {defer.after_s:g}"),
+                    Evidence("flow.bytes", str(volume), f">= {defer.min_bytes}"),
+                )
+                flow.verdict = replace(
+                    verdict, evidence=evidence, packet_index=pkt.index, direction=DIRECTION_NAMES[direction]
+                )
                 flow.inspecting = False
                 flow.watch = None
                 self.counters[f"verdict:{verdict.action.value}"] += 1
@@ -266,8 +280,9 @@ class Engine:
         return False
 
     @staticmethod
-    def match_input(flow: Flow, pkt: Packet, direction: int, *, utc_offset_s: int = 0,
-                    with_stream: bool = True) -> MatchInput:
+    def match_input(
+        flow: Flow, pkt: Packet, direction: int, *, utc_offset_s: int = 0, with_stream: bool = True
+    ) -> MatchInput:
         """The policy's view of ``flow`` at ``pkt``; ``utc_offset_s`` is the profile's clock offset
         (``local_hour`` = the packet's timestamp in that timezone); ``with_stream`` copies the reassembled
         client stream into ``stream_c2s`` (the engine asks for it only when a rule reads that field)."""
@@ -293,8 +308,9 @@ class Engine:
         if with_stream and stream is not None:
             inp.stream_c2s = stream.bytes
         if facts.dns:
-            queries = [m for m in facts.dns if not m.is_response and m.questions] or \
-                [m for m in facts.dns if m.questions]
+            queries = [m for m in facts.dns if not m.is_response and m.questions] or [
+                m for m in facts.dns if m.questions
+            ]
             if queries:
                 inp.dns_qname = queries[-1].qname
                 inp.dns_qtype = queries[-1].qtype

@@ -26,7 +26,7 @@ class EngineSettings:
     #: Seconds of silence after which a flow expires, by transport.
     tcp_timeout: float = 300.0
     tcp_closed_timeout: float = 10.0
-    udp_timeout: float = 120.0   # Linux conntrack's timeout for a UDP flow seen both ways
+    udp_timeout: float = 120.0  # Linux conntrack's timeout for a UDP flow seen both ways
     other_timeout: float = 60.0
     #: LRU bound on the flow table (evictions are counted).
     max_flows: int = 1_000_000

@@ -25,7 +25,7 @@ def ports(ip: bytes) -> tuple[int, int, int] | None:
         return None
     if proto not in (6, 17) or len(ip) < off + 4:
         return None
-    return proto, int.from_bytes(ip[off:off + 2], "big"), int.from_bytes(ip[off + 2:off + 4], "big")
+    return proto, int.from_bytes(ip[off : off + 2], "big"), int.from_bytes(ip[off + 2 : off + 4], "big")
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
         sock.settimeout(left)
         try:
             frame, addr = sock.recvfrom(1 << 17)
-        except socket.timeout:
+        except TimeoutError:
             break
         if frame[12:14] not in (b"\x08\x00", b"\x86\xdd"):
             continue

@@ -48,7 +48,7 @@ class Handler(BaseHTTPRequestHandler):
             chunk = b"x" * 65536
             left = size
             while left > 0:
-                self.wfile.write(chunk[:min(left, len(chunk))])
+                self.wfile.write(chunk[: min(left, len(chunk))])
                 left -= len(chunk)
             return
         body = f"origin host={self.headers.get('Host', '')} path={url.path}\n".encode()

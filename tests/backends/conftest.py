@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-from contextlib import contextmanager
 import os
 import shutil
 import signal
@@ -20,6 +19,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +29,6 @@ from chokepoint.backends.kernel import KernelProgram
 from chokepoint.packet.decode import Decoder
 from chokepoint.packet.pcap import Frame
 from chokepoint.packet.record import Packet
-
 from tests._lab_clients import TCP_CONNECTS
 
 HERE = Path(__file__).resolve().parent
@@ -104,10 +103,11 @@ def create_namespaces() -> None:
         in_ns(ns, ["sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"])
     sh(["ip", "link", "add", "cl0", "netns", CLIENT, "type", "veth", "peer", "name", "ce0", "netns", CENSOR])
     sh(["ip", "link", "add", "ce1", "netns", CENSOR, "type", "veth", "peer", "name", "sv0", "netns", SERVER])
-    plan = {CLIENT: [("cl0", ["198.18.0.2/24", "2001:db8:0:1::2/64"])],
-            CENSOR: [("ce0", ["198.18.0.1/24", "2001:db8:0:1::1/64"]),
-                     ("ce1", ["198.19.0.1/24", "2001:db8:0:2::1/64"])],
-            SERVER: [("sv0", ["198.19.0.2/24", "2001:db8:0:2::2/64"] + [f"{ip}/32" for ip in EXTRA_SERVER_IPS])]}
+    plan = {
+        CLIENT: [("cl0", ["198.18.0.2/24", "2001:db8:0:1::2/64"])],
+        CENSOR: [("ce0", ["198.18.0.1/24", "2001:db8:0:1::1/64"]), ("ce1", ["198.19.0.1/24", "2001:db8:0:2::1/64"])],
+        SERVER: [("sv0", ["198.19.0.2/24", "2001:db8:0:2::2/64"] + [f"{ip}/32" for ip in EXTRA_SERVER_IPS])],
+    }
     for ns, links in plan.items():
         for dev, addrs in links:
             for addr in addrs:
@@ -123,9 +123,9 @@ def create_namespaces() -> None:
 
 @dataclass
 class Captured:
-    t: float          # time.monotonic() in the capturing process
+    t: float  # time.monotonic() in the capturing process
     outgoing: bool
-    raw: bytes        # the IP packet
+    raw: bytes  # the IP packet
     pkt: Packet | None
 
 
@@ -140,8 +140,7 @@ class NetPath:
         return in_ns(self.client, argv, check=False, **kw)
 
     def client_python(self, code: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-        return in_ns(self.client, [sys.executable, "-c", textwrap.dedent(code), *args], check=False,
-                     timeout=timeout)
+        return in_ns(self.client, [sys.executable, "-c", textwrap.dedent(code), *args], check=False, timeout=timeout)
 
     def curl(self, url: str, *opts: str, timeout: float = 5) -> tuple[int, str, str]:
         """(curl exit code, body, stderr)."""
@@ -158,14 +157,16 @@ class NetPath:
         return KernelProgram(self.censor)
 
     def in_censor(self, code: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-        return in_ns(self.censor, [sys.executable, "-c", textwrap.dedent(code), *args], check=False,
-                     timeout=timeout)
+        return in_ns(self.censor, [sys.executable, "-c", textwrap.dedent(code), *args], check=False, timeout=timeout)
 
     @contextmanager
-    def capture(self, ns: str, iface: str, port: int, seconds: float = 10) -> Iterator[list["Captured"]]:
+    def capture(self, ns: str, iface: str, port: int, seconds: float = 10) -> Iterator[list[Captured]]:
         """Packets to/from ``port`` seen on ``iface`` in ``ns`` while the block runs (filled in at its end)."""
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, str(HERE / "_capture.py"), iface,
-                                 str(seconds), str(port)], stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, str(HERE / "_capture.py"), iface, str(seconds), str(port)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout.readline().strip() == "ready"
         packets: list[Captured] = []
         try:
@@ -195,7 +196,10 @@ def netpath() -> Iterator[NetPath]:
             create_namespaces()
             path.servers = subprocess.Popen(
                 ["ip", "netns", "exec", SERVER, sys.executable, str(HERE / "_servers.py")],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             line = path.servers.stdout.readline()
             if line.strip() != "ready":
                 raise RuntimeError(f"test servers did not start: {line!r} {path.servers.stderr.read()}")
@@ -207,7 +211,7 @@ def netpath() -> Iterator[NetPath]:
             if path.servers is not None:
                 path.servers.kill()
                 path.servers.wait()
-            remove_namespaces()     # the censor's kernel state (rules, sets, qdiscs) goes with its namespace
+            remove_namespaces()  # the censor's kernel state (rules, sets, qdiscs) goes with its namespace
 
 
 @dataclass
@@ -221,14 +225,29 @@ class Censord:
     extra: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 15) -> "Censord":
+    def start(self, timeout: float = 15) -> Censord:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         rules_file = self.state_dir / "rules.yaml"
         rules_file.write_text(self.rules)
         self.log = open(self.state_dir / "censord.log", "wb")
-        argv = ["ip", "netns", "exec", self.path.censor, sys.executable, "-m", "chokepoint.backends.censord",
-                "--mode", self.mode, "--rules", str(rules_file), "--state-dir", str(self.state_dir),
-                "--seed", "7", *self.extra]
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            self.path.censor,
+            sys.executable,
+            "-m",
+            "chokepoint.backends.censord",
+            "--mode",
+            self.mode,
+            "--rules",
+            str(rules_file),
+            "--state-dir",
+            str(self.state_dir),
+            "--seed",
+            "7",
+            *self.extra,
+        ]
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -265,8 +284,11 @@ class Censord:
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
     def actions(self, rule: str | None = None) -> list[dict]:
-        return [e for e in self.events() if e["event_type"] == "chokepoint"
-                and (rule is None or e["chokepoint"]["rule"] == rule)]
+        return [
+            e
+            for e in self.events()
+            if e["event_type"] == "chokepoint" and (rule is None or e["chokepoint"]["rule"] == rule)
+        ]
 
     def stop(self) -> int:
         """SIGTERM and wait: a clean stop."""

@@ -14,14 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chokepoint.backends.censord import (Censor, check_params, ip_packet, main, packet_fields, residual_key,
-                                         tcp_flags_text)
+from chokepoint.backends.censor import Censor, check_params, ip_packet, packet_fields, residual_key
+from chokepoint.backends.censord import main
 from chokepoint.backends.kernel import ResidualKey
 from chokepoint.enforce import DEFAULT
 from chokepoint.enforce.craft import Stamp, tcp_reset
 from chokepoint.packet import build
 from chokepoint.packet.pcap import open_capture
-from chokepoint.packet.record import Packet
+from chokepoint.packet.record import Packet, tcp_flags_text
 from chokepoint.policy import PolicyError, load_rules_text
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -92,8 +92,8 @@ def test_mirror_mode_never_drops(profile):
     plan = decision.plan
     assert not plan.drop_trigger and plan.flow_action == "allow"
     to_server = packet_fields(plan.injections[1].packet)
-    assert to_server["seq"] == decision.pkt.seq + len(decision.pkt.payload)   # the request was delivered
-    assert plan.residual.action == "reset"                                   # mirror: a drop cannot be done
+    assert to_server["seq"] == decision.pkt.seq + len(decision.pkt.payload)  # the request was delivered
+    assert plan.residual.action == "reset"  # mirror: a drop cannot be done
 
 
 def test_forged_dns_answer_for_a_real_query(profile):
@@ -101,7 +101,7 @@ def test_forged_dns_answer_for_a_real_query(profile):
     (decision,) = run(censor, capture("dns.pcap"))
     (injection,) = decision.plan.injections
     fields = packet_fields(injection.packet)
-    assert fields["dns"]["answers"][0]["rdata"] == "2001:db8::7"     # the capture asks for AAAA
+    assert fields["dns"]["answers"][0]["rdata"] == "2001:db8::7"  # the capture asks for AAAA
     query = dns.message.from_wire(decision.pkt.payload)
     answer = dns.message.from_wire(bytes.fromhex(fields["payload_hex"]))
     assert answer.id == query.id and answer.question == query.question
@@ -116,12 +116,14 @@ def test_same_seed_same_plans(profile):
 
 
 def test_check_params_rejects_what_the_enforcer_cannot_do():
-    text = ("personality:\n  blockpage: {location: 'http://blocked.invalid/'}\n"
-            "rules:\n  - id: r\n    action: blockpage\n    params: {status: 302}\n    when: {transport: tcp}\n")
-    profile = load_rules_text(text)          # fine with its own personality (it has a location) ...
+    text = (
+        "personality:\n  blockpage: {location: 'http://blocked.invalid/'}\n"
+        "rules:\n  - id: r\n    action: blockpage\n    params: {status: 302}\n    when: {transport: tcp}\n"
+    )
+    profile = load_rules_text(text)  # fine with its own personality (it has a location) ...
     check_params(profile, profile.personality)
     with pytest.raises(PolicyError, match="needs a location"):
-        check_params(profile, DEFAULT)       # ... not with one that has none
+        check_params(profile, DEFAULT)  # ... not with one that has none
     with pytest.raises(PolicyError):
         Censor(profile, mode="inline", personality=DEFAULT)
 
@@ -136,7 +138,7 @@ def test_residual_match_in_user_space(profile):
         return Packet(0.0, 4, build.address(src), build.address(dst), 6, sport, dport)
 
     assert censor.residual_match(pkt("198.18.0.2", 4000, "198.19.0.10", 80))[2] == "r3"
-    assert censor.residual_match(pkt("198.19.0.10", 80, "198.18.0.2", 4000))[2] == "r3"   # server side
+    assert censor.residual_match(pkt("198.19.0.10", 80, "198.18.0.2", 4000))[2] == "r3"  # server side
     assert censor.residual_match(pkt("198.18.0.2", 4000, "198.19.0.10", 81)) is None
     assert censor.residual_match(pkt("198.18.0.2", 5555, "198.19.0.11", 443))[2] == "r4"
     assert censor.residual_match(pkt("198.18.0.2", 5556, "198.19.0.11", 443)) is None
@@ -154,8 +156,10 @@ def test_ip_packet_cuts_link_header_and_padding():
     assert ip_packet(build.ethernet(rst, vlans=[(0x8100, 7)])) == rst
 
 
-SEEDS = [tcp_reset("192.0.2.1", "192.0.2.2", 80, 1, 1, 1, with_ack=True, stamp=Stamp(), payload=b"x"),
-         tcp_reset("2001:db8::1", "2001:db8::2", 80, 1, 1, 1, with_ack=False, stamp=Stamp())]
+SEEDS = [
+    tcp_reset("192.0.2.1", "192.0.2.2", 80, 1, 1, 1, with_ack=True, stamp=Stamp(), payload=b"x"),
+    tcp_reset("2001:db8::1", "2001:db8::2", 80, 1, 1, 1, with_ack=False, stamp=Stamp()),
+]
 
 
 @settings(max_examples=300, deadline=None)
@@ -171,6 +175,7 @@ def test_packet_fields_never_raises(seed, cut, tail, pos, value):
 def test_dns_answer_fields_survive_mutated_payloads():
     query = dns.message.make_query("example.com", "A").to_wire()
     from chokepoint.dissect.dns import build_response
+
     answer = build_response(query, ["192.0.2.9"])
     for cut in range(len(answer) + 1):
         fields = packet_fields(build.ipv4_udp("192.0.2.53", "192.0.2.2", 53, 4000, answer[:cut]))

@@ -19,12 +19,15 @@ from chokepoint.packet.build import checksum
 
 from .conftest import CLIENT_IP, SERVER_IP, SERVER_IP6
 
-RST_TO_CLIENT = tcp_reset(SERVER_IP, CLIENT_IP, 80, 40001, 1000, 2000, with_ack=True,
-                          stamp=Stamp(ttl=55, ip_id=1234, df=False, window=0))
-RST_TO_CLIENT_ID0 = tcp_reset(SERVER_IP, CLIENT_IP, 80, 40002, 1000, 2000, with_ack=False,
-                              stamp=Stamp(ttl=101, ip_id=0, df=False, window=0))
-RST6_TO_CLIENT = tcp_reset(SERVER_IP6, "2001:db8:0:1::2", 80, 40003, 5, 6, with_ack=True,
-                           stamp=Stamp(ttl=33, window=512))
+RST_TO_CLIENT = tcp_reset(
+    SERVER_IP, CLIENT_IP, 80, 40001, 1000, 2000, with_ack=True, stamp=Stamp(ttl=55, ip_id=1234, df=False, window=0)
+)
+RST_TO_CLIENT_ID0 = tcp_reset(
+    SERVER_IP, CLIENT_IP, 80, 40002, 1000, 2000, with_ack=False, stamp=Stamp(ttl=101, ip_id=0, df=False, window=0)
+)
+RST6_TO_CLIENT = tcp_reset(
+    SERVER_IP6, "2001:db8:0:1::2", 80, 40003, 5, 6, with_ack=True, stamp=Stamp(ttl=33, window=512)
+)
 UDP_TO_SERVER = udp_datagram(CLIENT_IP, SERVER_IP, 40004, 5353, b"chokepoint", Stamp(ttl=64, ip_id=77))
 
 SEND = """
@@ -63,8 +66,13 @@ def test_destination_of_rejects_non_ip(bad):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from([RST_TO_CLIENT, RST6_TO_CLIENT, UDP_TO_SERVER]), st.integers(0, 80), st.binary(max_size=8),
-       st.integers(0, 79), st.integers(0, 255))
+@given(
+    st.sampled_from([RST_TO_CLIENT, RST6_TO_CLIENT, UDP_TO_SERVER]),
+    st.integers(0, 80),
+    st.binary(max_size=8),
+    st.integers(0, 79),
+    st.integers(0, 255),
+)
 def test_destination_of_on_mutated_packets_raises_only_inject_error(packet, cut, splice, pos, value):
     mutated = bytearray(packet[:cut] + splice + packet[cut:])
     if mutated:
@@ -90,8 +98,8 @@ def test_ipv4_and_ipv6_injections_arrive_byte_for_byte(netpath):
     assert results[0] == {"sent": len(RST_TO_CLIENT), "dst": CLIENT_IP}
     assert results[1] == {"sent": len(RST6_TO_CLIENT), "dst": "2001:db8:0:1::2"}
     arrived = {c.raw for c in seen if not c.outgoing}
-    assert RST_TO_CLIENT in arrived            # TTL 55, IP ID 1234, no DF: exactly as crafted
-    assert RST6_TO_CLIENT in arrived           # hop limit 33 kept
+    assert RST_TO_CLIENT in arrived  # TTL 55, IP ID 1234, no DF: exactly as crafted
+    assert RST6_TO_CLIENT in arrived  # hop limit 33 kept
 
 
 def test_ipv4_id_zero_goes_out_below_ip_and_stays_zero(netpath):
@@ -102,7 +110,7 @@ def test_ipv4_id_zero_goes_out_below_ip_and_stays_zero(netpath):
     assert results[-1].get("sent-v4-link") == 1, results
     arrived = [c.raw for c in seen if not c.outgoing and c.pkt and c.pkt.dport == 40002]
     assert arrived == [RST_TO_CLIENT_ID0]
-    ip_id, = struct.unpack_from("!H", arrived[0], 4)
+    (ip_id,) = struct.unpack_from("!H", arrived[0], 4)
     assert ip_id == 0 and checksum(arrived[0][:20]) == 0
 
 
@@ -118,7 +126,7 @@ def test_ipv4_id_zero_without_a_neighbour_is_filled_by_the_kernel(netpath, tmp_p
     arrived = [c.raw for c in seen if not c.outgoing and c.pkt and c.pkt.dport == 40002]
     assert len(arrived) == 1
     assert struct.unpack_from("!H", arrived[0], 4)[0] != 0
-    assert arrived[0][20:] == RST_TO_CLIENT_ID0[20:] and arrived[0][8] == 101   # TCP and TTL untouched
+    assert arrived[0][20:] == RST_TO_CLIENT_ID0[20:] and arrived[0][8] == 101  # TCP and TTL untouched
 
 
 def test_injection_toward_the_server_leaves_on_the_server_side(netpath):
@@ -132,5 +140,5 @@ def test_unroutable_destination_is_an_inject_error(netpath):
     unroutable = tcp_reset("2001:db8:0:2::2", "2001:db8:ffff::1", 80, 1, 1, 1, with_ack=True, stamp=Stamp())
     results = inject(netpath, unroutable, RST_TO_CLIENT)
     assert "errno" in results[0] and results[0]["errno"] != 0
-    assert results[1]["sent"] == len(RST_TO_CLIENT)      # one failure does not break the injector
+    assert results[1]["sent"] == len(RST_TO_CLIENT)  # one failure does not break the injector
     assert results[2] == {"error-v6": 1, "sent-v4": 1}

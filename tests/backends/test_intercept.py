@@ -33,16 +33,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chokepoint.backends import intercept
-from chokepoint.backends.censord import Censor
-from chokepoint.backends.intercept import (CensorCA, EventLog, FlowDecider, InterceptProxy, ProxyThread, cert_names,
-                                          hello_state, redirect_for)
+from chokepoint.backends.censor import Censor
+from chokepoint.backends.intercept import (
+    CensorCA,
+    EventLog,
+    FlowDecider,
+    InterceptProxy,
+    ProxyThread,
+    cert_names,
+    hello_state,
+    redirect_for,
+)
 from chokepoint.backends.kernel import KernelProgram, Redirect, redirect_rules
-from chokepoint.democapture import tls_client_hello
 from chokepoint.enforce import DEFAULT, Stamper, plan
 from chokepoint.lab.ca import LabCA
 from chokepoint.lab.services import echo, http1
 from chokepoint.lab.services.app import MARKER
 from chokepoint.lab.services.certs import TlsContexts
+from chokepoint.packet.samples import tls_client_hello
 from chokepoint.policy import load_profile, load_rules_text
 from chokepoint.policy.verdict import Action
 
@@ -99,8 +107,7 @@ class Origin:
             await echo.handle_echo_tcp(reader, writer)
 
         async def bind():
-            https_server = await asyncio.start_server(https, "127.0.0.1", 0,
-                                                      ssl=contexts.listener_context("127.0.0.1"))
+            https_server = await asyncio.start_server(https, "127.0.0.1", 0, ssl=contexts.listener_context("127.0.0.1"))
             echo_server = await asyncio.start_server(echo.handle_echo_tcp, "127.0.0.1", 0)
             banner_server = await asyncio.start_server(banner, "127.0.0.1", 0)
             self.servers = [https_server, echo_server, banner_server]
@@ -108,7 +115,7 @@ class Origin:
 
         self.https, self.echo, self.banner = asyncio.run_coroutine_threadsafe(bind(), self.loop).result(10)
         self.closed = socket.socket()
-        self.closed.bind(("127.0.0.1", 0))           # bound, never listening: connections are refused
+        self.closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
         self.refused = self.closed.getsockname()[:2]
         return self
 
@@ -116,6 +123,7 @@ class Origin:
         async def close():
             for server in self.servers:
                 server.close()
+
         asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
@@ -148,15 +156,44 @@ def running(profile, ca: CensorCA, target: tuple[str, int], **options) -> Iterat
 
 def curl(port: int, name: str, cafile: Path, *opts: str) -> subprocess.CompletedProcess:
     need("curl")
-    return subprocess.run(["curl", "-sS", "-m", "10", "--cacert", str(cafile), "--resolve", f"{name}:{port}:127.0.0.1",
-                           *opts, f"https://{name}:{port}/hello"], capture_output=True, text=True, timeout=20)
+    return subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-m",
+            "10",
+            "--cacert",
+            str(cafile),
+            "--resolve",
+            f"{name}:{port}:127.0.0.1",
+            *opts,
+            f"https://{name}:{port}/hello",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
 
 
 def s_client(port: int, name: str, cafile: Path) -> subprocess.CompletedProcess:
     need("openssl")
-    return subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", name,
-                           "-showcerts", "-CAfile", str(cafile)], input="", capture_output=True, text=True,
-                          timeout=20)
+    return subprocess.run(
+        [
+            "openssl",
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{port}",
+            "-servername",
+            name,
+            "-showcerts",
+            "-CAfile",
+            str(cafile),
+        ],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
 
 
 def python_tls(port: int, name: str, cafile: Path | None) -> tuple[dict, bytes]:
@@ -190,10 +227,10 @@ def test_censor_ca_is_persisted_separate_from_the_lab_ca_and_reloaded(tmp_path):
     assert subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "Qaznet Trust Network"
     assert ca.certificate.issuer == subject
     assert oct((tmp_path / intercept.CA_KEY_FILE).stat().st_mode & 0o777) == "0o600"
-    assert not (tmp_path / "ca.pem").exists()              # the lab CA's file name is not touched
+    assert not (tmp_path / "ca.pem").exists()  # the lab CA's file name is not touched
     again = CensorCA.load_or_create(tmp_path)
     assert again.cert_pem == ca.cert_pem
-    (tmp_path / intercept.CA_KEY_FILE).write_bytes(CensorCA.create().key_pem)   # a key of another CA
+    (tmp_path / intercept.CA_KEY_FILE).write_bytes(CensorCA.create().key_pem)  # a key of another CA
     with pytest.raises(intercept.InterceptError, match="does not match"):
         CensorCA.load_or_create(tmp_path)
 
@@ -201,7 +238,7 @@ def test_censor_ca_is_persisted_separate_from_the_lab_ca_and_reloaded(tmp_path):
 def test_forgery_copies_subject_and_san_of_the_real_certificate_not_the_sni(tmp_path, censor_ca):
     ca, ca_file = censor_ca
     lab = LabCA.create()
-    long_name = "a" * 40 + "." + "b" * 40 + ".example"        # > 64 chars: empty subject, critical SAN
+    long_name = "a" * 40 + "." + "b" * 40 + ".example"  # > 64 chars: empty subject, critical SAN
     for name in ("www.facebook.com", long_name, "192.0.2.7"):
         real = lab.leaf(name).certificate
         forged = ca.forge(real)
@@ -211,7 +248,7 @@ def test_forgery_copies_subject_and_san_of_the_real_certificate_not_the_sni(tmp_
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         assert (san.value, san.critical) == (real_san.value, real_san.critical)
         assert cert.issuer == ca.certificate.subject and cert.public_key() != real.public_key()
-        assert ca.forge(real) is forged                      # cached per copied names
+        assert ca.forge(real) is forged  # cached per copied names
         # a real verifier: openssl accepts it with the censor root, not with the lab root
         need("openssl")
         leaf = tmp_path / "leaf.pem"
@@ -219,8 +256,9 @@ def test_forgery_copies_subject_and_san_of_the_real_certificate_not_the_sni(tmp_
         ok = subprocess.run(["openssl", "verify", "-CAfile", str(ca_file), str(leaf)], capture_output=True, text=True)
         assert ok.returncode == 0, ok.stdout + ok.stderr
         (tmp_path / "lab.pem").write_bytes(lab.cert_pem)
-        bad = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "lab.pem"), str(leaf)],
-                             capture_output=True, text=True)
+        bad = subprocess.run(
+            ["openssl", "verify", "-CAfile", str(tmp_path / "lab.pem"), str(leaf)], capture_output=True, text=True
+        )
         assert bad.returncode != 0
 
 
@@ -229,8 +267,10 @@ def test_forgery_copies_subject_and_san_of_the_real_certificate_not_the_sni(tmp_
 
 def test_redirect_covers_the_ports_and_destinations_the_intercept_rules_can_match():
     assert redirect_for(KZ.policy) == Redirect(intercept.DEFAULT_PORT, ((443, 443),), ())
-    assert redirect_for(load_rules_text("rules:\n  - {id: r, action: reset, when: {tls.sni: {exact: a.b}}}\n").policy) \
+    assert (
+        redirect_for(load_rules_text("rules:\n  - {id: r, action: reset, when: {tls.sni: {exact: a.b}}}\n").policy)
         is None
+    )
     policy = load_rules_text("""
 rules:
   - id: a
@@ -241,16 +281,20 @@ rules:
     when: {all: [{server_ip: 203.0.113.5}, {tls.sni: {exact: y.test}}]}
 """).policy
     spec = redirect_for(policy, 15000)
-    assert spec == Redirect(15000, ((443, 443), (8443, 8443), (9000, 9010)),
-                            ("198.19.0.0/24", "2001:db8::/32", "203.0.113.5/32"))
+    assert spec == Redirect(
+        15000, ((443, 443), (8443, 8443), (9000, 9010)), ("198.19.0.0/24", "2001:db8::/32", "203.0.113.5/32")
+    )
     v4 = redirect_rules(spec)
     assert ["-p", "tcp", "-d", "198.19.0.0/24", "--dport", "9000:9010", "-j", "REDIRECT", "--to-ports", "15000"] in v4
     assert len(v4) == 2 * 3 and all("2001:db8::/32" not in r for r in v4)
-    assert redirect_rules(spec, v6=True) == [["-p", "tcp", "-d", "2001:db8::/32", "--dport", d, "-j", "REDIRECT",
-                                             "--to-ports", "15000"] for d in ("443", "8443", "9000:9010")]
+    assert redirect_rules(spec, v6=True) == [
+        ["-p", "tcp", "-d", "2001:db8::/32", "--dport", d, "-j", "REDIRECT", "--to-ports", "15000"]
+        for d in ("443", "8443", "9000:9010")
+    ]
     # a rule whose trigger is not a top-level conjunction cannot narrow the redirect: port 443, any destination
-    loose = load_rules_text("rules:\n  - {id: c, action: tls-intercept, when: {any: [{server_port: 1}, "
-                            "{tls.sni: {exact: z.test}}]}}\n").policy
+    loose = load_rules_text(
+        "rules:\n  - {id: c, action: tls-intercept, when: {any: [{server_port: 1}, {tls.sni: {exact: z.test}}]}}\n"
+    ).policy
     assert redirect_for(loose, 1) == Redirect(1, ((443, 443),), ())
 
 
@@ -262,8 +306,14 @@ HELLO_UNLISTED = tls_client_hello(UNLISTED)
 
 
 def decider(profile=KZ, header_len: int = 32) -> FlowDecider:
-    return FlowDecider(profile, ("198.18.0.2", 40000), ("198.19.0.10", 443), rng=random.Random(1),
-                       clock=lambda: 1_700_000_000.0, header_len=header_len)
+    return FlowDecider(
+        profile,
+        ("198.18.0.2", 40000),
+        ("198.19.0.10", 443),
+        rng=random.Random(1),
+        clock=lambda: 1_700_000_000.0,
+        header_len=header_len,
+    )
 
 
 def test_hello_state_follows_the_real_client_hello():
@@ -283,9 +333,9 @@ def test_decider_reaches_the_packet_paths_verdict():
     # the engine's rules hold as on the packet path: 7-byte segments run past the 32-packet inspection budget
     tiny = decider()
     for start in range(0, len(HELLO_LISTED), 7):
-        tiny.client_data(HELLO_LISTED[start:start + 7])
+        tiny.client_data(HELLO_LISTED[start : start + 7])
     assert tiny.verdict is None and tiny.flow.inspected_pkts[0] == KZ.engine.inspect_max_packets == 32
-    big = decider()                      # reassembly across MSS-sized segments: a hello padded past 2 MSS
+    big = decider()  # reassembly across MSS-sized segments: a hello padded past 2 MSS
     padded = tls_client_hello(LISTED, alpn=tuple(f"p{i:03d}-" + "x" * 200 for i in range(16)))
     assert len(padded) > 2 * intercept.MSS
     big.client_data(padded)
@@ -300,8 +350,9 @@ def mutations(seed: bytes):
     return st.one_of(
         st.integers(0, len(seed)).map(lambda n: seed[:n]),
         st.tuples(st.integers(0, len(seed) - 1), st.integers(1, 255)).map(
-            lambda t: seed[:t[0]] + bytes([seed[t[0]] ^ t[1]]) + seed[t[0] + 1:]),
-        st.tuples(st.integers(0, len(seed)), st.binary(max_size=64)).map(lambda t: seed[:t[0]] + t[1] + seed[t[0]:]),
+            lambda t: seed[: t[0]] + bytes([seed[t[0]] ^ t[1]]) + seed[t[0] + 1 :]
+        ),
+        st.tuples(st.integers(0, len(seed)), st.binary(max_size=64)).map(lambda t: seed[: t[0]] + t[1] + seed[t[0] :]),
     )
 
 
@@ -311,7 +362,7 @@ def test_mutated_hellos_never_raise_in_the_peek(data, cut):
     assert hello_state(data) in ("complete", "partial", "other")
     d = decider()
     for start in range(0, len(data), cut):
-        d.client_data(data[start:start + cut])
+        d.client_data(data[start : start + cut])
     assert d.verdict is None or d.verdict.action is Action.TLS_INTERCEPT
 
 
@@ -321,17 +372,21 @@ def test_mutated_hellos_never_raise_in_the_peek(data, cut):
 def test_listed_sni_is_intercepted_with_the_censor_issuer_and_copied_subject(origin, censor_ca):
     ca, ca_file = censor_ca
     with running(KZ, ca, origin.https) as (port, events, proxy):
-        untrusted = curl(port, LISTED, origin.ca_file)          # the client trusts the lab CA only
+        untrusted = curl(port, LISTED, origin.ca_file)  # the client trusts the lab CA only
         assert untrusted.returncode == 60 and "SSL certificate problem" in untrusted.stderr, untrusted.stderr
         trusted = curl(port, LISTED, ca_file, "-v")
         assert trusted.returncode == 0, trusted.stderr
-        assert MARKER in trusted.stdout and "/hello" in trusted.stdout      # the real origin answered, relayed
-        assert re.search(r"issuer: C=KZ; O=Chokepoint lab censor CA \(imitation\); CN=Qaznet Trust Network",
-                         trusted.stderr), trusted.stderr
+        assert MARKER in trusted.stdout and "/hello" in trusted.stdout  # the real origin answered, relayed
+        assert re.search(
+            r"issuer: C=KZ; O=Chokepoint lab censor CA \(imitation\); CN=Qaznet Trust Network", trusted.stderr
+        ), trusted.stderr
         shown = s_client(port, LISTED, origin.ca_file)
         assert "i:C = KZ, O = Chokepoint lab censor CA (imitation), CN = Qaznet Trust Network" in shown.stdout
-        assert f"s:CN = {LISTED}" in shown.stdout and "verify error:num=20:unable to get local issuer" \
-            in shown.stderr and "Verify return code: 21" in shown.stdout, shown.stdout + shown.stderr
+        assert (
+            f"s:CN = {LISTED}" in shown.stdout
+            and "verify error:num=20:unable to get local issuer" in shown.stderr
+            and "Verify return code: 21" in shown.stdout
+        ), shown.stdout + shown.stderr
         names, body = python_tls(port, LISTED, ca_file)
         assert names["subject"] == f"CN={LISTED}" and names["san"] == [LISTED] and MARKER.encode() in body
         assert names["issuer"] == "CN=Qaznet Trust Network,O=Chokepoint lab censor CA (imitation),C=KZ"
@@ -340,12 +395,15 @@ def test_listed_sni_is_intercepted_with_the_censor_issuer_and_copied_subject(ori
         assert wait_for(lambda: proxy.counters["events"] >= 5)
     # curl without the root, curl with it, s_client (goes on after a verify error), Python with, Python without
     outcomes = [e["chokepoint"]["intercept"]["outcome"] for e in events]
-    assert outcomes == ["client-rejected", "client-accepted", "client-accepted", "client-accepted",
-                        "client-rejected"]
+    assert outcomes == ["client-rejected", "client-accepted", "client-accepted", "client-accepted", "client-rejected"]
     first = events[0]
     cp = first["chokepoint"]
-    assert (cp["action"], cp["rule"], cp["flow_action"], cp["enforced_by"]) == \
-        ("tls-intercept", "kz-tls-intercept", "intercept", "intercept-proxy")
+    assert (cp["action"], cp["rule"], cp["flow_action"], cp["enforced_by"]) == (
+        "tls-intercept",
+        "kz-tls-intercept",
+        "intercept",
+        "intercept-proxy",
+    )
     assert {"field": "tls.sni", "value": LISTED, "matched": f"kz_intercept: ={LISTED}"} in cp["evidence"]
     assert cp["intercept"]["upstream"]["subject"] == cp["intercept"]["forged"]["subject"] == f"CN={LISTED}"
     assert cp["intercept"]["upstream"]["issuer"] == "O=Chokepoint lab,CN=Chokepoint Lab CA"
@@ -358,7 +416,7 @@ def test_unlisted_sni_is_spliced_byte_for_byte(origin, censor_ca):
     ca, _ = censor_ca
     with running(KZ, ca, origin.https) as (port, events, proxy):
         direct, direct_body = python_tls(origin.https[1], UNLISTED, origin.ca_file)
-        via, body = python_tls(port, UNLISTED, origin.ca_file)      # verified against the lab CA
+        via, body = python_tls(port, UNLISTED, origin.ca_file)  # verified against the lab CA
         assert via["der"] == direct["der"] and via["issuer"] == "O=Chokepoint lab,CN=Chokepoint Lab CA"
         assert MARKER.encode() in body
         plain = curl(port, UNLISTED, origin.ca_file)
@@ -378,10 +436,10 @@ def test_client_hello_trickled_byte_by_byte_is_reassembled_and_intercepted(origi
             with pytest.raises(ssl.SSLWantReadError):
                 tls.do_handshake()
             hello = outgoing.read()
-            for i in range(0, len(hello), 50):             # 50-byte segments, each on its own
-                sock.sendall(hello[i:i + 50])
+            for i in range(0, len(hello), 50):  # 50-byte segments, each on its own
+                sock.sendall(hello[i : i + 50])
                 time.sleep(0.002)
-            while True:                                    # finish the handshake over the socket
+            while True:  # finish the handshake over the socket
                 try:
                     tls.do_handshake()
                     break
@@ -400,12 +458,12 @@ def test_other_protocols_are_spliced_untouched(origin, censor_ca):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: www.facebook.com\r\n\r\n")
             assert sock.recv(100) == b"GET / HTTP/1.1\r\nHost: www.facebook.com\r\n\r\n"
-            sock.shutdown(socket.SHUT_WR)                   # a half-close is passed on: the echo closes too
+            sock.shutdown(socket.SHUT_WR)  # a half-close is passed on: the echo closes too
             assert sock.recv(100) == b""
     with running(KZ, ca, origin.banner) as (port, events, proxy):
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:   # the server speaks first
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:  # the server speaks first
             assert sock.recv(100) == BANNER
-            sock.sendall(HELLO_LISTED)                     # too late to intercept: the flow is already spliced
+            sock.sendall(HELLO_LISTED)  # too late to intercept: the flow is already spliced
             echoed = b""
             while len(echoed) < len(HELLO_LISTED) and (chunk := sock.recv(65536)):
                 echoed += chunk
@@ -425,11 +483,11 @@ def test_reset_drop_and_unenforceable_verdicts_on_redirected_connections(origin,
         with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
             raw.sendall(tls_client_hello("drop.test"))
             raw.settimeout(0.3)
-            with pytest.raises(socket.timeout):        # held: no answer at all ...
+            with pytest.raises(socket.timeout):  # held: no answer at all ...
                 raw.recv(100)
             raw.settimeout(5)
-            assert raw.recv(100) == b""                # ... then closed (FIN) after the hold
-        names, body = python_tls(port, "slow.test", origin.ca_file)   # throttle: not done here, spliced
+            assert raw.recv(100) == b""  # ... then closed (FIN) after the hold
+        names, body = python_tls(port, "slow.test", origin.ca_file)  # throttle: not done here, spliced
         assert names["issuer"] == "O=Chokepoint lab,CN=Chokepoint Lab CA" and MARKER.encode() in body
         assert wait_for(lambda: len(events) == 3)
     by_rule = {e["chokepoint"]["rule"]: e["chokepoint"] for e in events}
@@ -452,7 +510,7 @@ def test_upstream_that_is_not_tls_fails_the_interception_with_an_event(origin, c
     ca, _ = censor_ca
     with running(KZ, ca, origin.echo, handshake_timeout=2.0) as (port, events, proxy):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(HELLO_LISTED)      # the echo returns the ClientHello to the proxy's TLS client
+            sock.sendall(HELLO_LISTED)  # the echo returns the ClientHello to the proxy's TLS client
             with pytest.raises(ConnectionResetError):
                 while sock.recv(100):
                     pass
@@ -480,8 +538,9 @@ def test_plan_of_an_intercept_verdict_on_the_packet_path():
     step, pkt, raw = decision
     assert step.flow.verdict.action is Action.TLS_INTERCEPT
     for mode, note in (("inline", "not redirected"), ("mirror", "mirror mode cannot intercept")):
-        p = plan(step.flow.verdict, step.flow, pkt, raw, step.direction, DEFAULT, Stamper(random.Random(1)),
-                 1.0, mode=mode)
+        p = plan(
+            step.flow.verdict, step.flow, pkt, raw, step.direction, DEFAULT, Stamper(random.Random(1)), 1.0, mode=mode
+        )
         assert (p.flow_action, p.injections, p.drop_trigger, p.residual) == ("intercept", (), False, None)
         assert note in p.notes[0]
 
@@ -565,10 +624,36 @@ print(json.dumps(out))
 
 def test_so_original_dst_reads_the_redirected_destination(namespace):
     for tool in ("iptables", "ip6tables"):
-        subprocess.run(["ip", "netns", "exec", namespace, tool, "-w", "-t", "nat", "-A", "OUTPUT", "-p", "tcp",
-                        "--dport", "9443", "-j", "REDIRECT", "--to-ports", "15999"], check=True, capture_output=True)
-    proc = subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-c", textwrap.dedent(ORIGINAL_DST)],
-                          capture_output=True, text=True, timeout=30)
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                namespace,
+                tool,
+                "-w",
+                "-t",
+                "nat",
+                "-A",
+                "OUTPUT",
+                "-p",
+                "tcp",
+                "--dport",
+                "9443",
+                "-j",
+                "REDIRECT",
+                "--to-ports",
+                "15999",
+            ],
+            check=True,
+            capture_output=True,
+        )
+    proc = subprocess.run(
+        ["ip", "netns", "exec", namespace, sys.executable, "-c", textwrap.dedent(ORIGINAL_DST)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == [["127.0.0.2", 9443], ["::1", 9443]]
 
@@ -576,17 +661,17 @@ def test_so_original_dst_reads_the_redirected_destination(namespace):
 def test_kernel_program_installs_and_removes_the_redirect(namespace):
     program = KernelProgram(namespace, redirect=Redirect(14443, ((443, 443), (8000, 8010)), ("198.19.0.0/24",)))
     program.install()
-    program.install()                       # idempotent
+    program.install()  # idempotent
     v4 = program.nat_listing()
     assert "-A PREROUTING -i ce0 -j CHOKEPOINT_TLS" in v4
     assert "-A CHOKEPOINT_TLS -d 198.19.0.0/24 -p tcp -m tcp --dport 443 -j REDIRECT --to-ports 14443" in v4
     assert "-A CHOKEPOINT_TLS -d 198.19.0.0/24 -p tcp -m tcp --dport 8000:8010 -j REDIRECT --to-ports 14443" in v4
     v6 = program.nat_listing(v6=True)
-    assert "-A PREROUTING -i ce0 -j CHOKEPOINT_TLS" in v6 and "REDIRECT" not in v6   # no IPv6 destination given
+    assert "-A PREROUTING -i ce0 -j CHOKEPOINT_TLS" in v6 and "REDIRECT" not in v6  # no IPv6 destination given
     program.remove()
     program.remove()
     assert "CHOKEPOINT_TLS" not in program.nat_listing() + program.nat_listing(v6=True)
-    plain = KernelProgram(namespace)        # no intercept rules: nothing in nat
+    plain = KernelProgram(namespace)  # no intercept rules: nothing in nat
     plain.install()
     assert "CHOKEPOINT_TLS" not in plain.nat_listing()
     plain.remove()
@@ -599,12 +684,13 @@ def test_proxy_process_takes_the_daemon_s_clock_offset_and_param_overrides(tmp_p
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     day = 86400.0
-    process = intercept.InterceptProcess.start(tmp_path, rules=str(rules), port=port, seed=1,
-                                               clock_offset_s=-day, params={"rst.count": "3"})
+    process = intercept.InterceptProcess.start(
+        tmp_path, rules=str(rules), port=port, seed=1, clock_offset_s=-day, params={"rst.count": "3"}
+    )
     try:
         stats = process.stats()
-        assert stats["running"] and abs(stats["updated"] - (time.time() - day)) < 60   # its clock is a day behind
+        assert stats["running"] and abs(stats["updated"] - (time.time() - day)) < 60  # its clock is a day behind
     finally:
         assert process.stop() == 0
-    with pytest.raises(intercept.InterceptError, match="exited at start"):   # a bad override stops it at start
+    with pytest.raises(intercept.InterceptError, match="exited at start"):  # a bad override stops it at start
         intercept.InterceptProcess.start(tmp_path, rules=str(rules), port=port, params={"nope.count": "3"})

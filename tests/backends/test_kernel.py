@@ -27,7 +27,7 @@ def test_fast_path_comes_first_and_queue_last():
     assert rules[0] == ["-m", "connmark", "--mark", "0x1/0x3", "-j", "ACCEPT"]
     assert rules[-1] == ["-j", "NFQUEUE", "--queue-num", "3", "--queue-bypass"]
     assert k.iptables_rules(3, fail_closed=True)[-1] == ["-j", "NFQUEUE", "--queue-num", "3"]
-    assert not any("connbytes" in rule for rule in rules)   # no accounting on the fast path
+    assert not any("connbytes" in rule for rule in rules)  # no accounting on the fast path
 
 
 def test_marks():
@@ -53,13 +53,17 @@ def test_residual_keys_and_rules():
     assert ResidualKey("client-server", CLIENT_IP6, SERVER_IP6).version == 6
     assert ResidualKey("server", "", "198.19.0.2", 80).value() == ["tcp", "198.19.0.2", 80]
     reset = k.residual_rules("reset", "3-tuple", 4)
-    assert len(reset) == 3                                 # reject (client TCP) + drop both directions
+    assert len(reset) == 3  # reject (client TCP) + drop both directions
     assert reset[0][-1] == {"reject": {"type": "tcp reset"}}
     assert [r[-1] for r in k.residual_rules("drop", "server", 6)] == [{"drop": None}] * 2
     rearm = k.residual_rules("drop", "3-tuple", 4, rearm_seconds=60)[0]
-    assert {"set": {"op": "update", "set": "@drop_3t_v4_r60",
-                    "elem": {"elem": {"val": {"concat": rearm[1]["match"]["left"]["concat"]},
-                                      "timeout": 60}}}} in rearm
+    assert {
+        "set": {
+            "op": "update",
+            "set": "@drop_3t_v4_r60",
+            "elem": {"elem": {"val": {"concat": rearm[1]["match"]["left"]["concat"]}, "timeout": 60}},
+        }
+    } in rearm
     with pytest.raises(ValueError):
         k.set_name("reject", "3-tuple", 4)
     with pytest.raises(ValueError):
@@ -106,7 +110,7 @@ def test_install_and_remove_are_idempotent(netpath, program):
 
 def test_without_a_daemon_fail_open_passes_and_fail_closed_drops(netpath, program):
     program.install()
-    assert netpath.connect("198.19.0.2,80") == ["ok"]          # --queue-bypass: nobody bound, accepted
+    assert netpath.connect("198.19.0.2,80") == ["ok"]  # --queue-bypass: nobody bound, accepted
     closed = KernelProgram(netpath.censor, fail_closed=True)
     closed.install()
     assert netpath.connect("198.19.0.2,80", "2001:db8:0:2::2,80") == ["timeout", "timeout"]
@@ -114,18 +118,41 @@ def test_without_a_daemon_fail_open_passes_and_fail_closed_drops(netpath, progra
     assert netpath.connect("198.19.0.2,80") == ["ok"]
 
 
-@pytest.mark.parametrize("scope,key,blocked,open_", [
-    ("3-tuple", dict(client_ip=CLIENT_IP, server_ip="198.19.0.10", server_port=80),
-     ["198.19.0.10,80"], ["198.19.0.10,8081", "198.19.0.11,80"]),
-    ("4-tuple", dict(client_ip=CLIENT_IP, client_port=41234, server_ip="198.19.0.10", server_port=80),
-     ["198.19.0.10,80,41234"], ["198.19.0.10,80,41235", "198.19.0.10,8081,41234"]),
-    ("server", dict(client_ip="", server_ip="198.19.0.10", server_port=8081),
-     ["198.19.0.10,8081"], ["198.19.0.10,80", "198.19.0.11,8081"]),
-    ("client-server", dict(client_ip=CLIENT_IP, server_ip="198.19.0.11"),
-     ["198.19.0.11,80", "198.19.0.11,8081"], ["198.19.0.10,80"]),
-    ("3-tuple", dict(client_ip=CLIENT_IP6, server_ip=SERVER_IP6, server_port=80),
-     [f"{SERVER_IP6},80"], [f"{SERVER_IP6},8081", "198.19.0.2,80"]),
-])
+@pytest.mark.parametrize(
+    "scope,key,blocked,open_",
+    [
+        (
+            "3-tuple",
+            dict(client_ip=CLIENT_IP, server_ip="198.19.0.10", server_port=80),
+            ["198.19.0.10,80"],
+            ["198.19.0.10,8081", "198.19.0.11,80"],
+        ),
+        (
+            "4-tuple",
+            dict(client_ip=CLIENT_IP, client_port=41234, server_ip="198.19.0.10", server_port=80),
+            ["198.19.0.10,80,41234"],
+            ["198.19.0.10,80,41235", "198.19.0.10,8081,41234"],
+        ),
+        (
+            "server",
+            dict(client_ip="", server_ip="198.19.0.10", server_port=8081),
+            ["198.19.0.10,8081"],
+            ["198.19.0.10,80", "198.19.0.11,8081"],
+        ),
+        (
+            "client-server",
+            dict(client_ip=CLIENT_IP, server_ip="198.19.0.11"),
+            ["198.19.0.11,80", "198.19.0.11,8081"],
+            ["198.19.0.10,80"],
+        ),
+        (
+            "3-tuple",
+            dict(client_ip=CLIENT_IP6, server_ip=SERVER_IP6, server_port=80),
+            [f"{SERVER_IP6},80"],
+            [f"{SERVER_IP6},8081", "198.19.0.2,80"],
+        ),
+    ],
+)
 def test_residual_reset_scopes(netpath, program, scope, key, blocked, open_):
     program.install(inline=False)
     name = program.add_residual(ResidualKey(scope, **key), 30, "reset")
@@ -160,12 +187,16 @@ except socket.timeout:
     import subprocess
     import sys
 
-    proc = subprocess.Popen(["ip", "netns", "exec", netpath.client, sys.executable, "-c", code],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", netpath.client, sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "connected"
     program.add_residual(ResidualKey("client-server", CLIENT_IP, "198.19.0.12"), 10, "drop")
     out, _ = proc.communicate("go\n", timeout=10)
-    assert out.strip() == "timeout"        # the established connection is cut, not just new ones
+    assert out.strip() == "timeout"  # the established connection is cut, not just new ones
 
 
 def _expires(program, set_prefix: str) -> float:
@@ -178,7 +209,7 @@ def test_re_adding_re_arms_the_timeout(netpath, program):
     key = ResidualKey("3-tuple", CLIENT_IP, "198.19.0.13", 80)
     program.add_residual(key, 4, "drop")
     time.sleep(1.5)
-    assert _expires(program, "drop_3t_v4") <= 2         # nft's JSON shows whole seconds, rounded down
+    assert _expires(program, "drop_3t_v4") <= 2  # nft's JSON shows whole seconds, rounded down
     program.add_residual(key, 4, "drop")
     assert _expires(program, "drop_3t_v4") >= 3
 
@@ -201,7 +232,7 @@ def test_throttle_classifies_only_marked_packets(netpath, program):
         classes = system.tc(["class", "show", "dev", iface], netpath.censor).stdout.decode()
         found = re.findall(r"class htb (\S+) root prio 0 rate (\S+) ceil (\S+) burst (\S+)", classes)
         assert found[0] == ("1:1", "2Mbit", "2Mbit", "20000b")
-        assert found[1][:3] == ("1:2", "3Mbit", "3Mbit")        # burst: tc's default for the rate
+        assert found[1][:3] == ("1:2", "3Mbit", "3Mbit")  # burst: tc's default for the rate
     # Unmarked traffic bypasses the classes (the lab kernel has no u32 mark key: a u32 filter would
     # have caught everything), marked traffic lands in its class.
     netpath.curl("http://198.19.0.10/large?bytes=300000", "-o", "/dev/null")

@@ -53,8 +53,7 @@ class TestOneDaemon:
 
     def test_no_kernel_program_in_mirror_mode(self, netpath, mirror):
         assert "CHOKEPOINT" not in in_ns(netpath.censor, ["iptables", "-w", "-t", "mangle", "-S"]).stdout
-        assert netpath.curl("http://198.19.0.2/", "-H", "Host: fine.test")[:2] == \
-            (0, "origin host=fine.test path=/\n")
+        assert netpath.curl("http://198.19.0.2/", "-H", "Host: fine.test")[:2] == (0, "origin host=fine.test path=/\n")
 
     def test_injected_rst_wins_the_race_against_a_distant_server(self, netpath, mirror):
         with netpath.capture(netpath.client, "cl0", 80) as seen:
@@ -62,7 +61,7 @@ class TestOneDaemon:
         assert code == 56 and "Connection reset by peer" in err, err
         incoming = [c.pkt for c in seen if not c.outgoing]
         first_rst = next(i for i, p in enumerate(incoming) if p.tcp_flags & 0x04)
-        assert not any(p.payload for p in incoming[:first_rst])       # the RST came before the page
+        assert not any(p.payload for p in incoming[:first_rst])  # the RST came before the page
         event = mirror.actions("reset-host")[0]["chokepoint"]
         assert event["mode"] == "mirror" and event["trigger"]["dropped"] is False
         assert [i["to"] for i in event["injected"]] == ["client"]
@@ -78,7 +77,7 @@ class TestOneDaemon:
         finally:
             in_ns(netpath.client, ["iptables", "-w", "-D", "INPUT", *drop_rst])
         assert code == 0 and body == "origin host=blocked.test path=/slow\n", err
-        assert len(mirror.actions("reset-host")) == before + 1            # the censor did act
+        assert len(mirror.actions("reset-host")) == before + 1  # the censor did act
 
     def test_injected_blockpage_wins_the_race(self, netpath, mirror):
         code, body, err = netpath.curl(SLOW, "-H", "Host: page.test", "-w", "%{http_code}")

@@ -98,7 +98,6 @@ class TestOneDaemon:
         assert code == 0, err
         assert body == "origin host=allowed.test path=/hello\n"
 
-
     def test_blocked_host_is_reset(self, netpath, inline):
         code, body, err = netpath.curl("http://198.19.0.2/", "-H", "Host: blocked.test")
         assert code == 56 and "Connection reset by peer" in err, (code, err)
@@ -109,25 +108,22 @@ class TestOneDaemon:
         to = {i["to"]: i for i in cp["injected"]}
         assert to["client"]["tcp_flags"] == "RA" and to["client"]["src_ip"] == "198.19.0.2"
         assert to["server"]["tcp_flags"] == "RA" and to["server"]["dest_port"] == 80
-        assert to["client"]["ttl"] == 64 and to["client"]["df"] is True       # the default personality
+        assert to["client"]["ttl"] == 64 and to["client"]["df"] is True  # the default personality
         assert cp["evidence"] == [{"field": "http.host", "value": "blocked.test", "matched": "exact blocked.test"}]
-
 
     def test_blocked_host_over_ipv6_is_reset(self, netpath, inline):
         code, _, err = netpath.curl("http://[2001:db8:0:2::2]/", "-H", "Host: blocked.test")
         assert code == 56, err
         assert any(e["dest_ip"] == "2001:db8:0:2::2" for e in inline.actions("reset-host"))
 
-
     def test_the_reset_reaches_the_client_before_anything_from_the_server(self, netpath, inline):
         with netpath.capture(netpath.client, "cl0", 80) as seen:
             code, _, _ = netpath.curl("http://198.19.0.11/", "-H", "Host: blocked.test")
         assert code == 56
         incoming = [c.pkt for c in seen if not c.outgoing]
-        assert incoming[0].tcp_flags & 0x12 == 0x12                # SYN+ACK from the real server
-        assert incoming[-1].tcp_flags & 0x04                       # then the forged RST ...
-        assert not any(p.payload for p in incoming)                # ... and never the server's page
-
+        assert incoming[0].tcp_flags & 0x12 == 0x12  # SYN+ACK from the real server
+        assert incoming[-1].tcp_flags & 0x04  # then the forged RST ...
+        assert not any(p.payload for p in incoming)  # ... and never the server's page
 
     def test_residual_block_then_expiry(self, netpath, inline):
         code, _, _ = netpath.curl("http://198.19.0.10/", "-H", "Host: residual.test")
@@ -144,16 +140,19 @@ class TestOneDaemon:
         code, body, err = netpath.curl("http://198.19.0.10/", "-H", "Host: allowed.test")
         assert code == 0 and "origin" in body, err
         (event,) = inline.actions("reset-residual")
-        assert event["chokepoint"]["residual"] == {"scope": "3-tuple", "key": ["tcp", CLIENT_IP, "198.19.0.10", 80],
-                                                   "seconds": 2, "action": "reset", "rearm": False}
-
+        assert event["chokepoint"]["residual"] == {
+            "scope": "3-tuple",
+            "key": ["tcp", CLIENT_IP, "198.19.0.10", 80],
+            "seconds": 2,
+            "action": "reset",
+            "rearm": False,
+        }
 
     def test_blockpage_replaces_the_answer(self, netpath, inline):
         code, body, err = netpath.curl("http://198.19.0.2/x", "-H", "Host: page.test", "-w", "%{http_code}")
         assert code == 0, err
         assert body == "chokepoint test block page403"
         assert inline.actions("page")[0]["chokepoint"]["injected"][0]["what"] == "blockpage"
-
 
     def test_dns_forged_answer_and_real_answer(self, netpath, inline):
         if shutil.which("dig") is None:
@@ -163,9 +162,10 @@ class TestOneDaemon:
         assert netpath.client_run([*dig, "forged.test", "AAAA"]).stdout.split() == ["2001:db8:0:2::99"]
         assert netpath.client_run([*dig, "fine.test", "A"]).stdout.split() == ["198.19.0.10"]
         events = inline.actions("forge")
-        assert {e["chokepoint"]["injected"][0]["dns"]["answers"][0]["rdata"] for e in events} == \
-            {"198.19.0.99", "2001:db8:0:2::99"}
-
+        assert {e["chokepoint"]["injected"][0]["dns"]["answers"][0]["rdata"] for e in events} == {
+            "198.19.0.99",
+            "2001:db8:0:2::99",
+        }
 
     def test_dnspython_gets_the_forged_answer(self, netpath, inline):
         code = """
@@ -177,12 +177,8 @@ class TestOneDaemon:
         proc = netpath.client_python(code)
         assert proc.stdout.strip() == "True ['198.19.0.99']", proc.stderr
 
-
-
-
     def test_udp_drop(self, netpath, inline):
         assert netpath.client_python(UDP).stdout.strip() == "[0, 3]"
-
 
     def test_throttle_rate_is_within_30_percent(self, netpath, inline):
         measure = """
@@ -203,7 +199,6 @@ class TestOneDaemon:
         assert 0.7 * 2000 <= float(kbps) <= 1.3 * 2000, kbps
         assert inline.actions("slow")[0]["chokepoint"]["kernel"]["mark"] & 0xFF03 == 0x103
 
-
     def test_delay_holds_every_packet(self, netpath, inline):
         timing = """
     import socket, sys, time
@@ -222,29 +217,29 @@ class TestOneDaemon:
         stats = inline.fresh_stats()
         assert stats["packets"]["held"] >= 2
 
-
     def test_drop_in_one_direction_only(self, netpath, inline):
         with netpath.capture(netpath.server, "sv0", 80) as seen:
             code, _, _ = netpath.curl("http://198.19.0.14/", "-H", "Host: s2c.test", timeout=2)
-        assert code == 28                                            # no answer reaches the client ...
-        assert any(not c.outgoing and c.pkt.payload.startswith(b"GET /") for c in seen)   # ... the request
+        assert code == 28  # no answer reaches the client ...
+        assert any(not c.outgoing and c.pkt.payload.startswith(b"GET /") for c in seen)  # ... the request
         assert any(c.outgoing and c.pkt.payload.startswith(b"HTTP/1.1 200") for c in seen)  # did get one
         event = inline.actions("answers-drop")[0]["chokepoint"]
         assert event["drop_direction"] == "s2c" and event["trigger"]["dropped"] is False
-        assert event["kernel"]["mark"] == 0x22                        # blocked (2), REPLY direction only
+        assert event["kernel"]["mark"] == 0x22  # blocked (2), REPLY direction only
 
     def test_icmp_unreachable(self, netpath, inline):
-        assert netpath.connect("198.19.0.13,80") == ["EHOSTUNREACH"]       # ICMP 3/13: administratively filtered
+        assert netpath.connect("198.19.0.13,80") == ["EHOSTUNREACH"]  # ICMP 3/13: administratively filtered
         code, _, err = netpath.curl("http://198.19.0.13/")
         assert code == 7
         event = inline.actions("unreachable")[0]["chokepoint"]
         assert event["injected"][0]["icmp_type"] == 3 and event["injected"][0]["icmp_code"] == 13
 
-
     def test_fast_path_keeps_bulk_traffic_in_the_kernel(self, netpath, inline):
         before_stats = inline.fresh_stats()
         before = before_stats["packets"]
-        code, _, err = netpath.curl("http://198.19.0.2/large?bytes=20000000", "-o", "/dev/null", "-H", "Host: bulk.test")
+        code, _, err = netpath.curl(
+            "http://198.19.0.2/large?bytes=20000000", "-o", "/dev/null", "-H", "Host: bulk.test"
+        )
         assert code == 0, err
         after_stats = inline.fresh_stats()
         after = after_stats["packets"]
@@ -253,7 +248,6 @@ class TestOneDaemon:
         # way; the flow is offloaded when both directions spent it) reaches user space, then connmark 1
         assert queued <= 400, queued
         assert after_stats["backend"]["flows_offloaded"] - before_stats["backend"]["flows_offloaded"] == 1
-
 
     def test_counters_and_events(self, netpath, inline):
         stats = inline.fresh_stats()
@@ -266,7 +260,7 @@ class TestOneDaemon:
         with pytest.raises(RuntimeError) as info:
             Censord(netpath, tmp_path / "twice", RULES, "inline").start()
         assert "cannot start the inline backend" in str(info.value)
-        assert netpath.curl("http://198.19.0.2/", "-H", "Host: blocked.test")[0] == 56   # the first still works
+        assert netpath.curl("http://198.19.0.2/", "-H", "Host: blocked.test")[0] == 56  # the first still works
 
 
 def test_clean_stop_writes_flows_and_removes_kernel_state(netpath, tmp_path):
@@ -295,9 +289,9 @@ def test_kill_9_fails_open_or_closed(netpath, tmp_path, fail_closed):
         daemon.kill9()
         code, body, _ = netpath.curl("http://198.19.0.2/", "-H", "Host: blocked.test", timeout=2)
         if fail_closed:
-            assert code == 28                                 # timed out: nothing passes the dead censor
+            assert code == 28  # timed out: nothing passes the dead censor
         else:
-            assert code == 0 and body.startswith("origin")   # the kernel accepts: no censor, no block
+            assert code == 0 and body.startswith("origin")  # the kernel accepts: no censor, no block
     finally:
         daemon.close()
 
@@ -325,8 +319,9 @@ class FakeLabState:
     def start(self, name, host, argv):
         log, pidfile = self.state_dir / f"{name}.log", self.state_dir / f"{name}.pid"
         pid = system.spawn(argv, netns=self.netpath.censor, log_path=log)
-        info = ProcessInfo(name, host, self.netpath.censor, pid, proc_start_time(pid) or 0, list(argv), str(log),
-                           str(pidfile))
+        info = ProcessInfo(
+            name, host, self.netpath.censor, pid, proc_start_time(pid) or 0, list(argv), str(log), str(pidfile)
+        )
         self.started.append(info)
         return info
 
@@ -370,8 +365,10 @@ time.sleep(0.3)
 
 @pytest.mark.parametrize("fail_closed", [False, True])
 def test_overload_fails_open_or_closed(netpath, tmp_path, fail_closed):
-    rules = "rules:\n  - id: hold\n    action: delay\n    params: {delay_ms: 3000}\n" \
-            "    when: {all: [{transport: udp}, {server_port: 9999}]}\n"
+    rules = (
+        "rules:\n  - id: hold\n    action: delay\n    params: {delay_ms: 3000}\n"
+        "    when: {all: [{transport: udp}, {server_port: 9999}]}\n"
+    )
     extra = ["--queue-maxlen", "2"] + (["--fail-closed"] if fail_closed else [])
     daemon = Censord(netpath, tmp_path / "full", rules, "inline", extra).start()
     try:
@@ -382,6 +379,6 @@ def test_overload_fails_open_or_closed(netpath, tmp_path, fail_closed):
         if fail_closed:
             assert outcome == ["timeout"] and queue["queue_dropped"] >= 1
         else:
-            assert outcome == ["ok"] and queue["queue_dropped"] == 0    # accepted uninspected: fail-open
+            assert outcome == ["ok"] and queue["queue_dropped"] == 0  # accepted uninspected: fail-open
     finally:
         daemon.close()

@@ -3,7 +3,7 @@
 import pytest
 
 from chokepoint.backends.offline import CaptureFormatError, analyze, analyze_capture
-from chokepoint.democapture import write_demo_capture
+from chokepoint.packet.samples import write_demo_capture
 from chokepoint.policy import load_profile
 
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chokepoint.compare.corpus import (AnalyzeFailed, CorpusEntry, agreement_for, analyze_to_eve,
-                                       ndpi_corpus)
+from chokepoint.compare.corpus import AnalyzeFailed, CorpusEntry, agreement_for, analyze_to_eve, ndpi_corpus
 
 #: A stand-in for ``chokepoint analyze``: writes the EVE lines given in its first argument.
 FAKE_ANALYZER = """
@@ -23,10 +22,20 @@ print(behaviour.get("stderr", ""), file=sys.stderr)
 sys.exit(behaviour["exit"])
 """
 
-RECORD = {"event_type": "flow", "proto": "UDP", "src_ip": "10.0.0.1", "src_port": 5000,
-          "dest_ip": "10.0.0.53", "dest_port": 53, "app_proto": "dns", "dns": {"rrname": "a.example"}}
-OUT_TEXT = ("DNS\t2\t200\t1\n\n"
-            "\t1\tUDP 10.0.0.53:53 <-> 10.0.0.1:5000 [proto: 5/DNS][Confidence: DPI][Hostname/SNI: a.example]\n")
+RECORD = {
+    "event_type": "flow",
+    "proto": "UDP",
+    "src_ip": "10.0.0.1",
+    "src_port": 5000,
+    "dest_ip": "10.0.0.53",
+    "dest_port": 53,
+    "app_proto": "dns",
+    "dns": {"rrname": "a.example"},
+}
+OUT_TEXT = (
+    "DNS\t2\t200\t1\n\n"
+    "\t1\tUDP 10.0.0.53:53 <-> 10.0.0.1:5000 [proto: 5/DNS][Confidence: DPI][Hostname/SNI: a.example]\n"
+)
 
 
 def fake(tmp_path: Path, *, write: str | None, exit: int = 0, stderr: str = "") -> list[str]:
@@ -52,9 +61,8 @@ def test_analyze_to_eve_accepts_exit_0_and_3(tmp_path, entry):
 def test_analyze_to_eve_failures(tmp_path, entry):
     out = tmp_path / "never.json"
     with pytest.raises(AnalyzeFailed, match=r"exited 2:\nerror: not a capture"):
-        analyze_to_eve(entry.capture, out, command=fake(tmp_path, write=None, exit=2,
-                                                        stderr="error: not a capture"))
-    with pytest.raises(AnalyzeFailed, match="exited 0"):          # success without an output file
+        analyze_to_eve(entry.capture, out, command=fake(tmp_path, write=None, exit=2, stderr="error: not a capture"))
+    with pytest.raises(AnalyzeFailed, match="exited 0"):  # success without an output file
         analyze_to_eve(entry.capture, out, command=fake(tmp_path, write=None))
     with pytest.raises(AnalyzeFailed, match="No such file|not found|Errno"):
         analyze_to_eve(entry.capture, out, command=[str(tmp_path / "no-such-program")])
@@ -68,10 +76,14 @@ def test_agreement_for_compares_the_analyzer_output(tmp_path, entry):
     assert truncated.report.agreed == 1 and "truncated" in truncated.error and not truncated.failed
 
 
-@pytest.mark.parametrize(("write", "exit", "error"), [
-    (None, 1, "exited 1"), ("{oops\n", 0, "not JSON"),
-    (json.dumps({"event_type": "flow", "proto": "UDP"}) + "\n", 0, "bad EVE record"),
-])
+@pytest.mark.parametrize(
+    ("write", "exit", "error"),
+    [
+        (None, 1, "exited 1"),
+        ("{oops\n", 0, "not JSON"),
+        (json.dumps({"event_type": "flow", "proto": "UDP"}) + "\n", 0, "bad EVE record"),
+    ],
+)
 def test_agreement_for_reports_a_failed_run_as_missing_flows(tmp_path, entry, write, exit, error):
     result = agreement_for(entry, tmp_path, command=fake(tmp_path, write=write, exit=exit))
     assert error in result.error and result.failed
@@ -86,8 +98,10 @@ def test_ndpi_corpus_pairs_by_name(tmp_path):
     for name in ("a.pcap.out", "b.pcapng.out", "orphan.pcap.out"):
         (tmp_path / "ndpi" / "result" / name).write_text("", encoding="utf-8")
     entries, unpaired = ndpi_corpus(tmp_path)
-    assert [(e.capture.name, e.labels.name) for e in entries] == [("a.pcap", "a.pcap.out"),
-                                                                  ("b.pcapng", "b.pcapng.out")]
+    assert [(e.capture.name, e.labels.name) for e in entries] == [
+        ("a.pcap", "a.pcap.out"),
+        ("b.pcapng", "b.pcapng.out"),
+    ]
     assert unpaired == ["lonely.pcap", "orphan.pcap"]
 
 

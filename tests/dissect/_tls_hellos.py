@@ -19,8 +19,9 @@ from chokepoint.dissect.errors import NeedMoreData
 # --- real hellos generated at test time ------------------------------------------------------------------
 
 
-def python_client_hello(server_hostname: str | None = "example.com", alpn=("h2", "http/1.1"),
-                        max_version: ssl.TLSVersion | None = None) -> bytes:
+def python_client_hello(
+    server_hostname: str | None = "example.com", alpn=("h2", "http/1.1"), max_version: ssl.TLSVersion | None = None
+) -> bytes:
     """The first flight of an OpenSSL client driven by Python's ssl (the ClientHello record(s))."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -45,21 +46,30 @@ def _server_cert(tmp_dir: str) -> tuple[str, str]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "chokepoint.test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = f"{tmp_dir}/cert.pem", f"{tmp_dir}/key.pem"
     with open(cert_path, "wb") as fh:
         fh.write(cert.public_bytes(serialization.Encoding.PEM))
     with open(key_path, "wb") as fh:
-        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()))
+        fh.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
     return cert_path, key_path
 
 
-def python_handshake(tmp_dir: str, max_version: ssl.TLSVersion,
-                     alpn=("h2", "http/1.1")) -> tuple[bytes, bytes]:
+def python_handshake(tmp_dir: str, max_version: ssl.TLSVersion, alpn=("h2", "http/1.1")) -> tuple[bytes, bytes]:
     """(client first flight, server first flight) of a real in-memory OpenSSL handshake."""
     cert_path, key_path = _server_cert(tmp_dir)
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -91,9 +101,22 @@ def openssl_fragmented_hello(max_send_frag: int = 512) -> bytes:
     with socket.create_server(("127.0.0.1", 0)) as srv:
         port = srv.getsockname()[1]
         proc = subprocess.Popen(
-            [binary, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "Frag.Example.ORG",
-             "-max_send_frag", str(max_send_frag), "-alpn", alpn],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                binary,
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{port}",
+                "-servername",
+                "Frag.Example.ORG",
+                "-max_send_frag",
+                str(max_send_frag),
+                "-alpn",
+                alpn,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             srv.settimeout(10)
             conn, _ = srv.accept()
@@ -134,7 +157,7 @@ def split_into_records(records_stream: bytes, sizes: list[int]) -> bytes:
     body = records_stream[5:]
     out, pos = bytearray(), 0
     for size in sizes + [len(body)]:
-        chunk = body[pos:pos + size]
+        chunk = body[pos : pos + size]
         if not chunk:
             break
         out += bytes([22]) + version + struct.pack("!H", len(chunk)) + chunk
@@ -162,6 +185,6 @@ def walk_client_hello(msg: bytes) -> dict:
         stop = off + total
         while off < stop:
             etype, elen = struct.unpack_from("!HH", msg, off)
-            exts.append((etype, msg[off + 4:off + 4 + elen]))
+            exts.append((etype, msg[off + 4 : off + 4 + elen]))
             off += 4 + elen
     return {"version": struct.unpack_from("!H", msg, 4)[0], "ciphers": ciphers, "extensions": exts}

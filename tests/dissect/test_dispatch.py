@@ -4,9 +4,9 @@ import random
 
 import dns.message
 
-from chokepoint.democapture import quic_initial, tls_client_hello
 from chokepoint.dissect import dispatch
 from chokepoint.dissect.dispatch import C2S, S2C
+from chokepoint.packet.samples import quic_initial, tls_client_hello
 
 
 def tcp(c2s_chunks, s2c=b"", port=443):
@@ -26,7 +26,7 @@ def test_a_client_hello_in_pieces_is_tls_with_its_sni():
     hello = tls_client_hello("pieces.example")
     facts = tcp([hello[:40], hello[40:300], hello[300:]])
     assert facts.app_proto == "tls" and facts.tls.sni == "pieces.example"
-    assert "ex5" in facts.fet.exemptions and not facts.fet.fully_encrypted   # it starts like TLS
+    assert "ex5" in facts.fet.exemptions and not facts.fet.fully_encrypted  # it starts like TLS
 
 
 def test_http_is_refined_until_the_headers_are_complete():

@@ -20,11 +20,16 @@ from hypothesis import strategies as st
 
 from chokepoint.dissect import dns as cdns
 from chokepoint.dissect.errors import DissectError, Malformed, NeedMoreData, NotThisProtocol
-
 from tests._corpus import NDPI_PCAPS, mutations, ndpi_flows, packet_key, tcp_flows, udp_datagrams
 
-DNS_CAPTURES = ["dns.pcap", "dns-google-nsid.pcapng", "malformed_dns.pcap", "dns_fragmented.pcap",
-                "http_connect.pcap", "tls_heur__vmess-tcp-tls.pcapng"]
+DNS_CAPTURES = [
+    "dns.pcap",
+    "dns-google-nsid.pcapng",
+    "malformed_dns.pcap",
+    "dns_fragmented.pcap",
+    "http_connect.pcap",
+    "tls_heur__vmess-tcp-tls.pcapng",
+]
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -47,8 +52,10 @@ def _records(section) -> list[tuple]:
             elif rrset.rdtype == 15:
                 value = f"{rdata.preference} {_text(rdata.exchange)}"
             elif rrset.rdtype == 6:
-                value = (f"{_text(rdata.mname)} {_text(rdata.rname)} {rdata.serial} {rdata.refresh} "
-                         f"{rdata.retry} {rdata.expire} {rdata.minimum}")
+                value = (
+                    f"{_text(rdata.mname)} {_text(rdata.rname)} {rdata.serial} {rdata.refresh} "
+                    f"{rdata.retry} {rdata.expire} {rdata.minimum}"
+                )
             else:
                 value = rdata.to_wire().hex()
             out.append((_text(rrset.name), rrset.rdtype, rrset.rdclass, rrset.ttl, value))
@@ -67,10 +74,14 @@ def assert_same_as_dnspython(wire: bytes, dedupe: bool = False) -> cdns.DnsMessa
     assert ours.flags & 0xFFF0 == ref.flags & 0xFFF0
     assert ours.opcode == ref.opcode()
     assert ours.rcode == ref.rcode()
-    assert [(q.name, q.qtype, q.qclass) for q in ours.questions] == \
-        [(_text(q.name), q.rdtype, q.rdclass) for q in ref.question]
-    for mine, theirs in ((ours.answers, ref.answer), (ours.authority, ref.authority),
-                         (ours.additional, ref.additional)):
+    assert [(q.name, q.qtype, q.qclass) for q in ours.questions] == [
+        (_text(q.name), q.rdtype, q.rdclass) for q in ref.question
+    ]
+    for mine, theirs in (
+        (ours.answers, ref.answer),
+        (ours.authority, ref.authority),
+        (ours.additional, ref.additional),
+    ):
         if dedupe:
             assert set(_ours(mine)) == set(_records(theirs))
         else:
@@ -98,8 +109,11 @@ def _response_with_everything() -> dns.message.Message:
     add(dns.rrset.from_text("_sip._tcp.example.com.", 60, "IN", "SRV", "10 5 5060 sip.example.com."))
     add(dns.rrset.from_text("example.com.", 60, "IN", "CAA", '0 issue "letsencrypt.org"'))
     response.authority.append(dns.rrset.from_text("example.com.", 60, "IN", "NS", "a.iana-servers.net."))
-    response.authority.append(dns.rrset.from_text(
-        "example.com.", 60, "IN", "SOA", "ns.icann.org. noc.dns.icann.org. 2024081467 7200 3600 1209600 3600"))
+    response.authority.append(
+        dns.rrset.from_text(
+            "example.com.", 60, "IN", "SOA", "ns.icann.org. noc.dns.icann.org. 2024081467 7200 3600 1209600 3600"
+        )
+    )
     response.additional.append(dns.rrset.from_text("a.iana-servers.net.", 60, "IN", "A", "199.43.135.53"))
     return response
 
@@ -131,12 +145,13 @@ def real_dns_payloads() -> list[tuple[str, bytes]]:
 
 
 def test_query_fields_and_0x20_case():
-    wire = dns.message.make_query("WwW.GoOgLe.CoM", "AAAA", id=0xBEEF, use_edns=0, payload=1232,
-                                  want_dnssec=True).to_wire()
+    wire = dns.message.make_query(
+        "WwW.GoOgLe.CoM", "AAAA", id=0xBEEF, use_edns=0, payload=1232, want_dnssec=True
+    ).to_wire()
     msg = assert_same_as_dnspython(wire)
     assert (msg.id, msg.is_response, msg.opcode, msg.rcode) == (0xBEEF, False, 0, 0)
-    assert msg.questions[0].name == "WwW.GoOgLe.CoM"          # as seen on the wire
-    assert (msg.qname, msg.qtype) == ("www.google.com", 28)    # normalised for matching
+    assert msg.questions[0].name == "WwW.GoOgLe.CoM"  # as seen on the wire
+    assert (msg.qname, msg.qtype) == ("www.google.com", 28)  # normalised for matching
     assert msg.edns == cdns.DnsEdns(1232, 0, 0, True, ())
     assert msg.trailing == 0
 
@@ -150,15 +165,15 @@ def test_response_with_every_rendered_type_matches_dnspython():
     assert (15, "0 .") in values and (15, "10 mail.example.com") in values
     assert (16, '"a b\\" c" "\\\\x\\001"') in values
     assert (6, "ns.icann.org noc.dns.icann.org 2024081467 7200 3600 1209600 3600") in values
-    assert (33, "000a000513c403736970076578616d706c6503636f6d00") in values   # SRV: hex, uncompressed
+    assert (33, "000a000513c403736970076578616d706c6503636f6d00") in values  # SRV: hex, uncompressed
     assert msg.answers[0].name == "WwW.ExAmple.COM"
 
 
 def test_odd_label_bytes_render_like_dnspython():
-    name = dns.name.Name([b"a.b", b"\x00x\"(", b"@$;", b" sp", b"\xe4\xb8\xad", b""])
+    name = dns.name.Name([b"a.b", b'\x00x"(', b"@$;", b" sp", b"\xe4\xb8\xad", b""])
     wire = dns.message.make_query(name, "A", id=7).to_wire()
     msg = cdns.parse_message(wire)
-    assert msg.questions[0].name == _text(name) == "a\\.b.\\000x\\\"\\(.\\@\\$\\;.\\032sp.\\228\\184\\173"
+    assert msg.questions[0].name == _text(name) == 'a\\.b.\\000x\\"\\(.\\@\\$\\;.\\032sp.\\228\\184\\173'
     # the builder reads the escaped text form back to the same wire name
     assert cdns.build_query(msg.questions[0].name, 1, 7, flags=msg.flags) == wire
 
@@ -177,19 +192,32 @@ def _header(qd=1, an=0, flags=0x0100, msg_id=9) -> bytes:
     return struct.pack("!HHHHHH", msg_id, flags, qd, an, 0, 0)
 
 
-@pytest.mark.parametrize("body, why", [
-    (b"\xc0\x0c\x00\x01\x00\x01", "pointer to itself"),
-    (b"\xc0\x10\x00\x01\x00\x01\x00\x00", "forward pointer"),
-    (b"\xc0\x05\x00\x01\x00\x01", "pointer into the header"),
-    (b"\x03abc\xc0\x0c\x00\x01\x00\x01", "pointer back to the start of the same name (loop)"),
-    (b"\x03abc\x80\x00\x01\x00\x01", "reserved label type 0x80"),
-    (b"\x03abc\x41\x00\x01\x00\x01", "extended label type 0x40"),
-    (b"\x3fabc\x00\x01\x00\x01", "label past the end"),
-    (b"\x03abc\x03def", "name without terminator"),
-    (b"\x03abc\x00\x00", "truncated question"),
-    (b"\x3f" + b"a" * 63 + b"\x3f" + b"b" * 63 + b"\x3f" + b"c" * 63 + b"\x3f" + b"d" * 63 + b"\x00\x00\x01\x00\x01",
-     "name of 257 octets"),
-])
+@pytest.mark.parametrize(
+    "body, why",
+    [
+        (b"\xc0\x0c\x00\x01\x00\x01", "pointer to itself"),
+        (b"\xc0\x10\x00\x01\x00\x01\x00\x00", "forward pointer"),
+        (b"\xc0\x05\x00\x01\x00\x01", "pointer into the header"),
+        (b"\x03abc\xc0\x0c\x00\x01\x00\x01", "pointer back to the start of the same name (loop)"),
+        (b"\x03abc\x80\x00\x01\x00\x01", "reserved label type 0x80"),
+        (b"\x03abc\x41\x00\x01\x00\x01", "extended label type 0x40"),
+        (b"\x3fabc\x00\x01\x00\x01", "label past the end"),
+        (b"\x03abc\x03def", "name without terminator"),
+        (b"\x03abc\x00\x00", "truncated question"),
+        (
+            b"\x3f"
+            + b"a" * 63
+            + b"\x3f"
+            + b"b" * 63
+            + b"\x3f"
+            + b"c" * 63
+            + b"\x3f"
+            + b"d" * 63
+            + b"\x00\x00\x01\x00\x01",
+            "name of 257 octets",
+        ),
+    ],
+)
 def test_malformed_names(body, why):
     with pytest.raises(Malformed):
         cdns.parse_message(_header() + body)
@@ -197,20 +225,22 @@ def test_malformed_names(body, why):
 
 def test_pointer_chain_loop_between_two_names_is_rejected():
     # answer name points to the question, whose labels end in a pointer back to the answer: a two-name loop
-    question = b"\x03www\xc0\x1d\x00\x01\x00\x01"    # pointer to offset 29 = the answer's name
+    question = b"\x03www\xc0\x1d\x00\x01\x00\x01"  # pointer to offset 29 = the answer's name
     answer = b"\x03abc\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\x01\x02\x03\x04"
     with pytest.raises(Malformed):
         cdns.parse_message(_header(qd=1, an=1, flags=0x8180) + question + answer)
 
 
 def test_longest_legal_name_parses():
-    labels = [b"a" * 63, b"b" * 63, b"c" * 63, b"d" * 61]   # 4*1 + 250 + root = 255 octets
+    labels = [b"a" * 63, b"b" * 63, b"c" * 63, b"d" * 61]  # 4*1 + 250 + root = 255 octets
     wire = dns.message.make_query(dns.name.Name([*labels, b""]), "A").to_wire()
     assert len(cdns.parse_message(wire).questions[0].name) == 253
 
 
-@pytest.mark.parametrize("rtype, rdata", [(1, b"\x01\x02\x03"), (28, b"\x00" * 4), (5, b"\x03abc"),
-                                          (15, b"\x00"), (16, b"\x05ab"), (6, b"\x00\x00")])
+@pytest.mark.parametrize(
+    "rtype, rdata",
+    [(1, b"\x01\x02\x03"), (28, b"\x00" * 4), (5, b"\x03abc"), (15, b"\x00"), (16, b"\x05ab"), (6, b"\x00\x00")],
+)
 def test_bad_rdata_is_malformed(rtype, rdata):
     body = b"\x01a\x00\x00\x01\x00\x01" + b"\xc0\x0c" + struct.pack("!HHIH", rtype, 1, 60, len(rdata)) + rdata
     with pytest.raises(Malformed):
@@ -233,17 +263,20 @@ def test_trailing_bytes_are_counted_not_fatal():
 # ----------------------------------------------------------------------------- not DNS: false positives
 
 
-@pytest.mark.parametrize("data, why", [
-    (b"", "empty"),
-    (b"\x00" * 11, "shorter than a header"),
-    (b"\x00" * 12, "a query without a question"),
-    (_header(flags=0x1800) + b"\x01a\x00\x00\x01\x00\x01", "opcode 3 is unassigned"),
-    (_header(flags=0x0103) + b"\x01a\x00\x00\x01\x00\x01", "a query carrying RCODE 3"),
-    (_header(qd=1, an=40) + b"\x01a\x00\x00\x01\x00\x01", "40 answers cannot fit"),
-    (b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n", "HTTP"),
-    (b"SSH-2.0-OpenSSH_9.6\r\n", "SSH banner"),
-    (b"\x05\x01\x00", "SOCKS5 greeting"),
-])
+@pytest.mark.parametrize(
+    "data, why",
+    [
+        (b"", "empty"),
+        (b"\x00" * 11, "shorter than a header"),
+        (b"\x00" * 12, "a query without a question"),
+        (_header(flags=0x1800) + b"\x01a\x00\x00\x01\x00\x01", "opcode 3 is unassigned"),
+        (_header(flags=0x0103) + b"\x01a\x00\x00\x01\x00\x01", "a query carrying RCODE 3"),
+        (_header(qd=1, an=40) + b"\x01a\x00\x00\x01\x00\x01", "40 answers cannot fit"),
+        (b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n", "HTTP"),
+        (b"SSH-2.0-OpenSSH_9.6\r\n", "SSH banner"),
+        (b"\x05\x01\x00", "SOCKS5 greeting"),
+    ],
+)
 def test_not_dns(data, why):
     with pytest.raises(NotThisProtocol):
         cdns.parse_message(data)
@@ -290,7 +323,7 @@ def test_tcp_stream_several_messages_and_split():
     for cut in range(len(first) + 2):
         with pytest.raises(NeedMoreData):
             cdns.parse_tcp_stream(stream[:cut])
-    for cut in range(len(first) + 2, len(stream)):    # second incomplete: only the first is returned
+    for cut in range(len(first) + 2, len(stream)):  # second incomplete: only the first is returned
         assert [m.id for m in cdns.parse_tcp_stream(stream[:cut])] == [1]
 
 
@@ -309,7 +342,7 @@ def test_real_dns_over_tcp_flows():
         (answer,) = cdns.parse_tcp_stream(conn.s2c)
         assert (query.qname, query.qtype, query.is_response) == ("weberlab.de", 48, False)  # DNSKEY
         assert answer.id == query.id and answer.is_response and len(answer.answers) == 4
-        assert {r.rtype for r in answer.answers} == {48, 46}   # DNSKEY + RRSIG, kept as hex
+        assert {r.rtype for r in answer.answers} == {48, 46}  # DNSKEY + RRSIG, kept as hex
         assert_same_as_dnspython(conn.s2c[2:])
         # the 1732-byte segment travelled as IP fragments: the first fragment's worth is not enough
         assert len(conn.segments(False)) == 1 and len(conn.s2c) == 1732
@@ -322,7 +355,7 @@ def test_real_dns_over_tcp_flows():
 
 def test_real_captures_parse_like_dnspython(real_dns_payloads):
     parsed = malformed = 0
-    for name, payload in real_dns_payloads:
+    for _name, payload in real_dns_payloads:
         try:
             ref_ok = dns.message.from_wire(payload, ignore_trailing=True) is not None
         except dns.exception.DNSException:
@@ -360,13 +393,12 @@ def test_real_nsid_answers():
         if msg.is_response:
             nsids.add(msg.edns.option(3))
         else:
-            assert msg.edns.option(3) == b""   # NSID requested (RFC 5001)
+            assert msg.edns.option(3) == b""  # NSID requested (RFC 5001)
     assert {b"gpdns-mil", b"gpdns-ams", b"r3.mil1", b"r9.mil1"} <= nsids
 
 
 def test_real_root_priming_query_and_whatsapp_answers():
-    root = [cdns.parse_message(s.payload) for s in udp_datagrams("dns-google-nsid.pcapng", 53)
-            if s.payload[12] == 0]
+    root = [cdns.parse_message(s.payload) for s in udp_datagrams("dns-google-nsid.pcapng", 53) if s.payload[12] == 0]
     assert root and all(m.qname == "" and m.questions[0].name == "." and m.qtype == 2 for m in root)
     response = next(m for m in root if m.is_response)
     assert [r.value for r in response.answers][:2] == ["a.root-servers.net", "b.root-servers.net"]
@@ -381,14 +413,14 @@ def test_real_malformed_dns_response():
     responses = [p for p in payloads if p[2] & 0x80]
     assert len(queries) == 2 and len(responses) == 4
     assert {cdns.parse_message(q).qname for q in queries} == {"www.xt.com"}
-    for response in responses:   # the second question is a run of 34-byte labels far beyond 255 octets
+    for response in responses:  # the second question is a run of 34-byte labels far beyond 255 octets
         with pytest.raises(Malformed, match="longer than 255"):
             cdns.parse_message(response)
 
 
 def test_real_fragmented_udp_responses():
     sizes = [len(s.payload) for s in udp_datagrams("dns_fragmented.pcap", 53) if s.sport == 53]
-    assert max(sizes) > 1500   # reassembled from IP fragments by the decoder
+    assert max(sizes) > 1500  # reassembled from IP fragments by the decoder
     for seg in udp_datagrams("dns_fragmented.pcap", 53):
         if len(seg.payload) > 1400:
             assert cdns.parse_message(seg.payload).answers
@@ -414,9 +446,9 @@ def test_build_response_forges_an_answer_dnspython_accepts():
     assert msg.id == 0x0AA0 and msg.is_response and msg.flags == 0x8180
     assert msg.answers == (cdns.DnsRecord("WwW.Blocked.Example", 1, 1, 300, "10.10.34.34"),)
     ref = dns.message.from_wire(forged)
-    assert dns.message.from_wire(query_wire).is_response(ref)   # dnspython: id, opcode and question match
+    assert dns.message.from_wire(query_wire).is_response(ref)  # dnspython: id, opcode and question match
     assert ref.answer[0][0].address == "10.10.34.34"
-    assert forged[len(query_wire): len(query_wire) + 2] == b"\xc0\x0c"   # answer name compressed to the question
+    assert forged[len(query_wire) : len(query_wire) + 2] == b"\xc0\x0c"  # answer name compressed to the question
 
 
 def test_build_response_without_compression_and_with_flags():
@@ -434,8 +466,13 @@ def test_build_response_without_compression_and_with_flags():
 
 def test_build_response_with_cname_chain_and_records():
     query = cdns.build_query("www.example.com", 1, 1)
-    wire = cdns.build_response(query, [cdns.DnsRecord("www.example.com", 5, 1, 60, "cdn.example.net"),
-                                       cdns.DnsRecord("cdn.example.net", 1, 1, 60, "192.0.2.1")])
+    wire = cdns.build_response(
+        query,
+        [
+            cdns.DnsRecord("www.example.com", 5, 1, 60, "cdn.example.net"),
+            cdns.DnsRecord("cdn.example.net", 1, 1, 60, "192.0.2.1"),
+        ],
+    )
     msg = assert_same_as_dnspython(wire)
     assert [r.value for r in msg.answers] == ["cdn.example.net", "192.0.2.1"]
 
@@ -470,7 +507,7 @@ def test_real_messages_re_encode(real_dns_payloads):
 
 _label = st.binary(min_size=1, max_size=20)
 _names = st.lists(_label, min_size=0, max_size=5).map(lambda labels: dns.name.Name([*labels, b""]))
-_UNKNOWN_TYPES = (4660, 65280, 65534)   # rendered as hex by both sides
+_UNKNOWN_TYPES = (4660, 65280, 65534)  # rendered as hex by both sides
 
 
 def _value(rtype: int, draw) -> str:
@@ -487,7 +524,8 @@ def _value(rtype: int, draw) -> str:
         return " ".join('"' + "".join(cdns._TXT_ESCAPED[c] for c in s) + '"' for s in strings)
     if rtype == 6:
         return f"{_text(draw(_names))} {_text(draw(_names))} " + " ".join(
-            str(draw(st.integers(0, 2**32 - 1))) for _ in range(5))
+            str(draw(st.integers(0, 2**32 - 1))) for _ in range(5)
+        )
     return draw(st.binary(max_size=30)).hex()
 
 
@@ -497,7 +535,7 @@ def _value(rtype: int, draw) -> str:
 # 3.6.2, RFC 2181 section 10.1; SOA) keeps only its last record. Such a section is valid on the wire and our parser
 # keeps every record as sent (a censor sees what was sent), but dnspython cannot show it one-to-one; so the plain
 # messages compared with dnspython hold only well-formed RRsets. Exact duplicates stay (compared as sets).
-_SINGLETON_TYPES = frozenset({5, 6})            # CNAME, SOA (dnspython's is_singleton also has DNAME, NSEC, NXT)
+_SINGLETON_TYPES = frozenset({5, 6})  # CNAME, SOA (dnspython's is_singleton also has DNAME, NSEC, NXT)
 _NAME_VALUED_TYPES = frozenset({2, 5, 6, 12, 15})  # NS CNAME SOA PTR MX: names compared ignoring case
 
 
@@ -514,9 +552,10 @@ def _well_formed_rrsets(records: tuple[cdns.DnsRecord, ...]) -> tuple[cdns.DnsRe
         owner, rtype, value = _canonical(record)
         same_set = [k for k in kept if _canonical(k)[:2] == (owner, rtype)]
         clashes = same_set and (
-            same_set[0].name != record.name                      # one owner spelt two ways
-            or rtype in _SINGLETON_TYPES                         # a second CNAME / SOA
-            or any(_canonical(k)[2] == value and k.value != record.value for k in same_set))  # "A." vs "a."
+            same_set[0].name != record.name  # one owner spelt two ways
+            or rtype in _SINGLETON_TYPES  # a second CNAME / SOA
+            or any(_canonical(k)[2] == value and k.value != record.value for k in same_set)
+        )  # "A." vs "a."
         if not clashes:
             kept.append(record)
     return tuple(kept)
@@ -525,15 +564,23 @@ def _well_formed_rrsets(records: tuple[cdns.DnsRecord, ...]) -> tuple[cdns.DnsRe
 @st.composite
 def messages(draw, plain: bool) -> cdns.DnsMessage:
     """Random responses; ``plain`` ones (opcode QUERY, class IN, one TTL) are comparable with dnspython."""
+
     def record():
         rtype = draw(st.sampled_from([1, 2, 5, 6, 12, 15, 16, 28, *_UNKNOWN_TYPES]))
-        return cdns.DnsRecord(_text(draw(_names)), rtype, 1 if plain else draw(st.integers(0, 65535)),
-                              300 if plain else draw(st.integers(0, 2**32 - 1)), _value(rtype, draw))
+        return cdns.DnsRecord(
+            _text(draw(_names)),
+            rtype,
+            1 if plain else draw(st.integers(0, 65535)),
+            300 if plain else draw(st.integers(0, 2**32 - 1)),
+            _value(rtype, draw),
+        )
+
     opcodes = [0] if plain else [0, 1, 2, 4, 5]
     flags = 0x8000 | (draw(st.sampled_from(opcodes)) << 11) | draw(st.integers(0, 0x7FF))
-    questions = tuple(cdns.DnsQuestion(_text(draw(_names)), draw(st.integers(1, 65535)),
-                                       1 if plain else draw(st.integers(0, 65535)))
-                      for _ in range(1 if plain else draw(st.integers(1, 2))))
+    questions = tuple(
+        cdns.DnsQuestion(_text(draw(_names)), draw(st.integers(1, 65535)), 1 if plain else draw(st.integers(0, 65535)))
+        for _ in range(1 if plain else draw(st.integers(1, 2)))
+    )
     sections = [tuple(record() for _ in range(draw(st.integers(0, 3)))) for _ in range(3)]
     if plain:
         sections = [_well_formed_rrsets(section) for section in sections]

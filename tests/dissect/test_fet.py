@@ -48,7 +48,11 @@ def reference(payload: bytes, variant=PAPER) -> tuple:
         longest = max(longest, run)
     n = len(payload)
     exempt = (
-        5 * ones <= 17 * n or 5 * ones >= 23 * n or prefix >= 6 or 2 * sum(printable) > n or longest > 20
+        5 * ones <= 17 * n
+        or 5 * ones >= 23 * n
+        or prefix >= 6
+        or 2 * sum(printable) > n
+        or longest > 20
         or variant.ex5.match(payload) is not None
     )
     return not exempt, prefix, longest, ones / n, sum(printable) / n
@@ -57,8 +61,13 @@ def reference(payload: bytes, variant=PAPER) -> tuple:
 def _agrees(payload: bytes, variant=PAPER) -> FetResult:
     result = classify_first_packet(payload, variant=variant)
     expected = reference(payload, variant)
-    got = (result.fully_encrypted, result.printable_prefix, result.longest_printable_run,
-           result.popcount_per_byte, result.printable_fraction)
+    got = (
+        result.fully_encrypted,
+        result.printable_prefix,
+        result.longest_printable_run,
+        result.popcount_per_byte,
+        result.printable_fraction,
+    )
     assert got == expected
     assert result.fully_encrypted == (result.exemption is None) == (not result.exemptions)
     return result

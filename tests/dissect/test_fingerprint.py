@@ -17,8 +17,8 @@ import pytest
 from chokepoint.dissect import tls
 from chokepoint.dissect.errors import DissectError
 from chokepoint.dissect.fingerprint import ja3_for, ja4_for, ja4_parts, ja4_r_for
-
 from tests._corpus import ndpi_flows, tcp_flows
+
 from ._tls_hellos import aioquic_client_hello, python_client_hello, walk_client_hello
 
 GREASE = {0x0A0A + 0x1010 * i for i in range(16)}
@@ -32,7 +32,7 @@ def independent_ja3(msg: bytes) -> str:
     if 10 in ext:
         (n,) = struct.unpack_from("!H", ext[10])
         curves = [c for c in struct.unpack_from(f"!{n // 2}H", ext[10], 2) if c not in GREASE]
-    formats = list(ext[11][1:1 + ext[11][0]]) if 11 in ext else []
+    formats = list(ext[11][1 : 1 + ext[11][0]]) if 11 in ext else []
     fields = [
         str(walked["version"]),
         "-".join(str(c) for c in walked["ciphers"] if c not in GREASE),
@@ -59,7 +59,7 @@ def test_ja3_with_grease_matches_independent_computation():
         stream = flow.c2s
         ch = tls.parse_client_hello_records(stream)
         assert any(c in GREASE for c in ch.cipher_suites)  # Chrome sends GREASE (RFC 8701)
-        assert ch.ja3_hash == independent_ja3(stream[5:5 + int.from_bytes(stream[3:5], "big")])
+        assert ch.ja3_hash == independent_ja3(stream[5 : 5 + int.from_bytes(stream[3:5], "big")])
 
 
 @pytest.mark.shared_data
@@ -71,8 +71,9 @@ def test_ja4_published_example_from_a_real_chrome_hello():
     a, b, c = ja4_parts(ch)
     assert a == "t13d1516h2"
     assert b == "002f,0035,009c,009d,1301,1302,1303,c013,c014,c02b,c02c,c02f,c030,cca8,cca9"
-    assert c == ("0005,000a,000b,000d,0012,0015,0017,001b,0023,002b,002d,0033,4469,ff01_"
-                 "0403,0804,0401,0503,0805,0501,0806,0601")
+    assert c == (
+        "0005,000a,000b,000d,0012,0015,0017,001b,0023,002b,002d,0033,4469,ff01_0403,0804,0401,0503,0805,0501,0806,0601"
+    )
     assert ja4_r_for(ch) == f"{a}_{b}_{c}"
     # JA4.md: "If there are no signature algorithms ... the string ends without an underscore" = 6d807ffa2a79
     no_sigalgs = dataclasses.replace(ch, signature_algorithms=())
@@ -110,8 +111,9 @@ def test_ja4_counts_versions_and_grease():
     assert ja3_for(greasy) == ja3_for(ch)
     a = ja4_parts(ch)[0]
     assert a == f"t13d{len(ch.cipher_suites):02d}{len(ch.extensions):02d}h1"
-    many = dataclasses.replace(ch, extensions=tuple((0x1000 + i, b"") for i in range(120)),
-                               cipher_suites=tuple(range(1, 130)))
+    many = dataclasses.replace(
+        ch, extensions=tuple((0x1000 + i, b"") for i in range(120)), cipher_suites=tuple(range(1, 130))
+    )
     assert ja4_parts(many)[0][4:8] == "9999"
     tls12 = dataclasses.replace(ch, supported_versions=())
     assert ja4_for(tls12).startswith("t12d")
@@ -157,9 +159,19 @@ def test_ja3s_matches_independent_computation(tmp_path):
 
 
 NDPI_FINGERPRINT_CAPTURES = [
-    "443-curl.pcap", "chrome.pcap", "encrypted_sni.pcap", "tls_ech.pcapng", "tls_2_reasms.pcapng",
-    "tls_missing_ch_frag.pcap", "tls_port_80.pcapng", "tls_heur__vmess-tcp-tls.pcapng", "tor.pcap",
-    "signal.pcap", "dns_doh.pcap", "dns_dot.pcap", "http_connect.pcap",
+    "443-curl.pcap",
+    "chrome.pcap",
+    "encrypted_sni.pcap",
+    "tls_ech.pcapng",
+    "tls_2_reasms.pcapng",
+    "tls_missing_ch_frag.pcap",
+    "tls_port_80.pcapng",
+    "tls_heur__vmess-tcp-tls.pcapng",
+    "tor.pcap",
+    "signal.pcap",
+    "dns_doh.pcap",
+    "dns_dot.pcap",
+    "http_connect.pcap",
 ]
 
 

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from chokepoint.dissect import http as chttp
 from chokepoint.dissect.errors import DissectError, Malformed, NeedMoreData, NotThisProtocol
-
 from tests._corpus import NDPI_PCAPS, mutations, ndpi_flows, tcp_flows
 
 # ------------------------------------------------------------------------ real client bytes over loopback
@@ -67,8 +66,14 @@ def recorder():
     rec.close()
 
 
-def _send(recorder: _Recorder, method: str, url: str, headers: dict | None = None, tunnel: str | None = None,
-          host: str = "127.0.0.1") -> bytes:
+def _send(
+    recorder: _Recorder,
+    method: str,
+    url: str,
+    headers: dict | None = None,
+    tunnel: str | None = None,
+    host: str = "127.0.0.1",
+) -> bytes:
     before = len(recorder.received)
     conn = http.client.HTTPConnection(host, recorder.port, timeout=5)
     if tunnel:
@@ -91,7 +96,7 @@ def test_http_client_get_with_utf8_keyword(recorder):
     assert (req.method, req.version, req.complete, req.is_connect) == ("GET", "HTTP/1.1", True, False)
     assert req.path == path and req.query == query
     assert req.path_decoded == "/search/法轮功"
-    assert req.query_decoded == "q=自由 门&lang=zh"      # '+' is a space in the query
+    assert req.query_decoded == "q=自由 门&lang=zh"  # '+' is a space in the query
     assert (req.host, req.port, req.user_agent) == ("www.example.com", 8080, "probe/1")
     assert req.header_length == len(sent) and req.header("accept-encoding") == "identity"
 
@@ -110,8 +115,8 @@ def test_absolute_form_proxy_request(recorder):
     sent = _send(recorder, "GET", "http://User:pw@Blocked.Example:8081/p/a%20th?x=1#frag", {"Host": "decoy.example"})
     req = chttp.parse_request(sent)
     assert req.target.startswith("http://User:pw@Blocked.Example:8081/")
-    assert (req.host, req.port) == ("blocked.example", 8081)     # from the URL, not the Host field
-    assert req.header("host") == "decoy.example"   # RFC 9112 §3.2.2: the target's authority wins
+    assert (req.host, req.port) == ("blocked.example", 8081)  # from the URL, not the Host field
+    assert req.header("host") == "decoy.example"  # RFC 9112 §3.2.2: the target's authority wins
     assert (req.path, req.path_decoded, req.query) == ("/p/a%20th", "/p/a th", "x=1#frag")
 
 
@@ -120,7 +125,7 @@ def test_connect_tunnel(recorder):
     req = chttp.parse_request(sent)
     assert req.is_connect and req.method == "CONNECT" and req.target == "Blocked.Example:8443"
     assert (req.host, req.port, req.path, req.query) == ("blocked.example", 8443, "", None)
-    inner = chttp.parse_request(sent[req.header_length:])   # the request sent through the tunnel
+    inner = chttp.parse_request(sent[req.header_length :])  # the request sent through the tunnel
     assert (inner.method, inner.path, inner.host) == ("GET", "/inside", "blocked.example")
     v6 = chttp.parse_request(b"CONNECT [2001:DB8::1]:443 HTTP/1.1\r\n\r\n")
     assert (v6.host, v6.port) == ("2001:db8::1", 443)
@@ -171,15 +176,14 @@ def test_http_server_response_head():
 
 
 def test_every_split_of_a_request():
-    full = (b"GET /watch?v=%E6%B3%95 HTTP/1.1\r\nHost: www.youtube.com\r\n"
-            b"User-Agent: Mozilla/5.0\r\nAccept: */*\r\n\r\n")
+    full = b"GET /watch?v=%E6%B3%95 HTTP/1.1\r\nHost: www.youtube.com\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n\r\n"
     whole = chttp.parse_request(full)
     for cut in range(len(full)):
         prefix = full[:cut]
         with pytest.raises(NeedMoreData):
             chttp.parse_request(prefix)
         if cut < 4:
-            continue   # "GET " not complete yet: nothing to report
+            continue  # "GET " not complete yet: nothing to report
         seen = chttp.parse_request(prefix, partial=True)
         assert not seen.complete and seen.method == "GET"
         assert whole.target.startswith(seen.target)
@@ -199,42 +203,56 @@ def test_bare_lf_line_ends_and_folding():
 # --------------------------------------------------------------------------------- strictness and errors
 
 
-@pytest.mark.parametrize("data", [
-    b"", b"G", b"GE", b"GET", b"CONNEC", b"MKCALENDA",
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"G",
+        b"GE",
+        b"GET",
+        b"CONNEC",
+        b"MKCALENDA",
+    ],
+)
 def test_method_prefix_needs_more(data):
     with pytest.raises(NeedMoreData):
         chttp.parse_request(data)
     assert not chttp.looks_like_request(data)
 
 
-@pytest.mark.parametrize("data", [
-    b"get / HTTP/1.1\r\n\r\n",             # methods are case-sensitive (RFC 9110 §9.1)
-    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",   # the HTTP/2 preface is not HTTP/1.x
-    b"GETS / HTTP/1.1\r\n\r\n",
-    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
-    b"SSH-2.0-OpenSSH_9.6\r\n",
-    b"\x05\x01\x00",
-    b"HTTP/1.1 200 OK\r\n\r\n",
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"get / HTTP/1.1\r\n\r\n",  # methods are case-sensitive (RFC 9110 §9.1)
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # the HTTP/2 preface is not HTTP/1.x
+        b"GETS / HTTP/1.1\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        b"SSH-2.0-OpenSSH_9.6\r\n",
+        b"\x05\x01\x00",
+        b"HTTP/1.1 200 OK\r\n\r\n",
+    ],
+)
 def test_not_a_request(data):
     with pytest.raises(NotThisProtocol):
         chttp.parse_request(data, partial=True)
     assert not chttp.looks_like_request(data)
 
 
-@pytest.mark.parametrize("data", [
-    b"GET / HTTP/9\r\n\r\n",
-    b"GET / HTTX/1.1\r\n\r\n",
-    b"GET /\x01 HTTP/1.1\r\n\r\n",
-    b"GET  HTTP/1.1\r\n\r\n",
-    b"GET example.com HTTP/1.1\r\n\r\n",
-    b"CONNECT example.com HTTP/1.1\r\n\r\n",
-    b"GET / HTTP/1.1\r\nNoColonHere\r\n\r\n",
-    b"GET / HTTP/1.1\r\n folded-first\r\n\r\n",
-    b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
-    b"GET / HTTQ",                          # already wrong before the line ends
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET / HTTP/9\r\n\r\n",
+        b"GET / HTTX/1.1\r\n\r\n",
+        b"GET /\x01 HTTP/1.1\r\n\r\n",
+        b"GET  HTTP/1.1\r\n\r\n",
+        b"GET example.com HTTP/1.1\r\n\r\n",
+        b"CONNECT example.com HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nNoColonHere\r\n\r\n",
+        b"GET / HTTP/1.1\r\n folded-first\r\n\r\n",
+        b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+        b"GET / HTTQ",  # already wrong before the line ends
+    ],
+)
 def test_malformed_requests(data):
     with pytest.raises(Malformed):
         chttp.parse_request(data)
@@ -306,7 +324,7 @@ def test_real_connect_proxy():
     req = chttp.parse_request(conn.c2s)
     assert req.is_connect and (req.host, req.port) == (flow.hostname, 443) == ("apache.org", 443)
     assert req.user_agent == flow.user_agent
-    assert conn.c2s[req.header_length:].startswith(b"\x16\x03\x01")   # the tunnelled TLS ClientHello
+    assert conn.c2s[req.header_length :].startswith(b"\x16\x03\x01")  # the tunnelled TLS ClientHello
     resp = chttp.parse_response(conn.s2c)
     assert (resp.status, resp.reason) == (200, "Connection Established")
     assert resp.body_prefix.startswith(b"\x16\x03\x03")
@@ -316,8 +334,8 @@ def test_real_user_agent_split_across_two_packets():
     (conn,) = tcp_flows("http_ua_splitted_in_two_pkts.pcapng")
     flow = _flow("http_ua_splitted_in_two_pkts.pcapng", conn)
     first = chttp.parse_request(conn.segments(True)[0], partial=True)
-    assert not first.complete and first.user_agent == flow.user_agent == "Mozil"   # what nDPI reports
-    assert first.host is None   # the Host field only comes in the second packet
+    assert not first.complete and first.user_agent == flow.user_agent == "Mozil"  # what nDPI reports
+    assert first.host is None  # the Host field only comes in the second packet
     with pytest.raises(NeedMoreData):
         chttp.parse_request(conn.segments(True)[0])
     whole = chttp.parse_request(conn.c2s)
@@ -332,7 +350,7 @@ def test_real_keep_alive_pipeline():
         req = chttp.parse_request(stream)
         assert req.method == "GET" and req.host == "va.origin.startappservice.com"
         assert req.path.startswith("/tracking/ad") and req.query_decoded.startswith("d=")
-        stream, count = stream[req.header_length:], count + 1
+        stream, count = stream[req.header_length :], count + 1
     assert count == conn.c2s.count(b"GET /tracking/ad") == 37
     responses, stream = 0, conn.s2c
     while stream:
@@ -345,11 +363,11 @@ def test_real_keep_alive_pipeline():
 def test_real_manipulated_requests():
     conns = tcp_flows("http-manipulated.pcap")
     by_port = {c.client[1]: c for c in conns}
-    spaced = chttp.parse_request(by_port[33684].c2s)   # "GET" followed by 18 spaces
+    spaced = chttp.parse_request(by_port[33684].c2s)  # "GET" followed by 18 spaces
     assert spaced.path == "/aaaaaaaaaaaaaaaaaaaaaaaa_very_long_uri"
     assert (spaced.host, spaced.port) == ("www.lan", 8080)
     assert chttp.looks_like_request(by_port[33684].c2s)
-    mixed = chttp.parse_request(by_port[33632].c2s)     # "hOsT:wwww.lan:8080", no space after the colon
+    mixed = chttp.parse_request(by_port[33632].c2s)  # "hOsT:wwww.lan:8080", no space after the colon
     flow = _flow("http-manipulated.pcap", by_port[33632])
     assert (mixed.host, mixed.port) == (flow.hostname, 8080) == ("wwww.lan", 8080)
     for conn in conns:
@@ -405,8 +423,10 @@ def test_property_mutated_requests_raise_only_typed_errors(request_seeds, data, 
 
 @pytest.fixture(scope="module")
 def response_seeds() -> list[bytes]:
-    seeds = [b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nServer: x\r\n\r\nabc",
-             b"HTTP/1.0 302 Found\r\nLocation: http://10.10.34.34/?type=Invalidsite\r\n\r\n"]
+    seeds = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nServer: x\r\n\r\nabc",
+        b"HTTP/1.0 302 Found\r\nLocation: http://10.10.34.34/?type=Invalidsite\r\n\r\n",
+    ]
     if NDPI_PCAPS.is_dir():
         for name in ("http.pcapng", "http_connect.pcap", "http-manipulated.pcap"):
             seeds += [c.s2c[:600] for c in tcp_flows(name) if c.s2c.startswith(b"HTTP/")]

@@ -132,8 +132,11 @@ def test_length_and_version_decide_the_claim(flows):
         parse_isakmp(request[:27])
     bad_exchange = request[:18] + b"\x26" + request[19:]  # 38 IKE_SESSION_RESUME is assigned: fine
     assert parse_isakmp(bad_exchange).exchange_type == 38
-    for offset, value, message in ((18, 0x21, "exchange type 33"), (16, 0x20, "next payload 32"),
-                                   (19, 0x48, "reserved flag bits")):
+    for offset, value, message in (
+        (18, 0x21, "exchange type 33"),
+        (16, 0x20, "next payload 32"),
+        (19, 0x48, "reserved flag bits"),
+    ):
         corrupt = request[:offset] + bytes([value]) + request[offset + 1 :]
         with pytest.raises(Malformed, match=message):
             parse_isakmp(corrupt)
@@ -195,8 +198,12 @@ def test_other_captures_are_not_ike():
 @settings(max_examples=400, deadline=None)
 @given(mutations(_seeds()), st.booleans())
 def test_mutated_real_datagrams_raise_only_typed_errors(data, strict):
-    for parse in (lambda d: parse_isakmp(d, strict=strict), lambda d: parse_udp_4500(d, strict=strict),
-                  parse_esp, parse_ah):
+    for parse in (
+        lambda d: parse_isakmp(d, strict=strict),
+        lambda d: parse_udp_4500(d, strict=strict),
+        parse_esp,
+        parse_ah,
+    ):
         try:
             result = parse(data)
         except DissectError:

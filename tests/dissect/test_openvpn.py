@@ -85,8 +85,14 @@ def test_every_packet_of_the_capture_parses(ovpn_flows):
             if flow.proto == TCP:
                 assert split_tcp(flow.stream(from_a))[1] == b""
     assert count > 650
-    assert {Opcode.P_CONTROL_HARD_RESET_CLIENT_V2, Opcode.P_CONTROL_HARD_RESET_SERVER_V2, Opcode.P_CONTROL_V1,
-            Opcode.P_ACK_V1, Opcode.P_DATA_V1, Opcode.P_DATA_V2} <= opcodes
+    assert {
+        Opcode.P_CONTROL_HARD_RESET_CLIENT_V2,
+        Opcode.P_CONTROL_HARD_RESET_SERVER_V2,
+        Opcode.P_CONTROL_V1,
+        Opcode.P_ACK_V1,
+        Opcode.P_DATA_V1,
+        Opcode.P_DATA_V2,
+    } <= opcodes
 
 
 def test_wrapping_and_hmac_size_are_recognised(ovpn_flows):
@@ -95,8 +101,7 @@ def test_wrapping_and_hmac_size_are_recognised(ovpn_flows):
         reset = _first_client_reset(flow)
         by_port.setdefault((flow.proto, frozenset((flow.a[1], flow.b[1]))), reset)
     guesses = {(r.wrapping, r.hmac_len_guess) for r in by_port.values() if r is not None}
-    assert guesses == {(Wrapping.NONE, 0), (Wrapping.TLS_AUTH, 20), (Wrapping.TLS_AUTH, 64),
-                       (Wrapping.TLS_CRYPT, 32)}
+    assert guesses == {(Wrapping.NONE, 0), (Wrapping.TLS_AUTH, 20), (Wrapping.TLS_AUTH, 64), (Wrapping.TLS_CRYPT, 32)}
     tls_auth_sha1 = by_port[(UDP, frozenset({41507, 13680}))]
     assert (tls_auth_sha1.wrapping, tls_auth_sha1.hmac_len_guess) == (Wrapping.TLS_AUTH, 20)
     assert tls_auth_sha1.replay_packet_id == 1 and tls_auth_sha1.net_time in PLAUSIBLE_TIME
@@ -212,8 +217,7 @@ def test_other_captures_are_not_openvpn():
 def test_random_flows_are_not_openvpn():
     rng = random.Random(1194)
     for _ in range(2000):
-        c2s = [bytes([rng.choice((0x38, 0x40, 0x20, 0x28))]) + rng.randbytes(rng.randrange(13, 120))
-               for _ in range(4)]
+        c2s = [bytes([rng.choice((0x38, 0x40, 0x20, 0x28))]) + rng.randbytes(rng.randrange(13, 120)) for _ in range(4)]
         s2c = [bytes([rng.choice((0x40, 0x28, 0x20))]) + rng.randbytes(rng.randrange(13, 120)) for _ in range(4)]
         assert detect(c2s, s2c) is None
 
@@ -230,8 +234,11 @@ def test_mutated_real_packets_raise_only_typed_errors(data):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(mutations(_seeds()), max_size=4), st.lists(mutations(_seeds()), max_size=4),
-       st.sampled_from(["udp", "tcp"]))
+@given(
+    st.lists(mutations(_seeds()), max_size=4),
+    st.lists(mutations(_seeds()), max_size=4),
+    st.sampled_from(["udp", "tcp"]),
+)
 def test_detect_on_mutated_flows_returns_reason_or_none(c2s, s2c, transport):
     if transport == "tcp":
         c2s = [struct.pack(">H", len(p)) + p for p in c2s]
@@ -265,7 +272,7 @@ def _pem_pki(directory):
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "chokepoint test CA")])
 
@@ -279,10 +286,20 @@ def _pem_pki(directory):
             .not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=2))
             .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=is_ca, crl_sign=is_ca,
-                                         content_commitment=False, key_encipherment=not is_ca,
-                                         data_encipherment=False, key_agreement=not is_ca,
-                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=is_ca,
+                    crl_sign=is_ca,
+                    content_commitment=False,
+                    key_encipherment=not is_ca,
+                    data_encipherment=False,
+                    key_agreement=not is_ca,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
         )
         if usage is not None:
             builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
@@ -293,8 +310,9 @@ def _pem_pki(directory):
         return str(directory / name)
 
     def key_pem(key):
-        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
     files = {"ca": write("ca.crt", issue("", ca_key, None, True).public_bytes(serialization.Encoding.PEM))}
     for role, usage in (("server", ExtendedKeyUsageOID.SERVER_AUTH), ("client", ExtendedKeyUsageOID.CLIENT_AUTH)):
@@ -306,10 +324,13 @@ def _pem_pki(directory):
     subprocess.run(genkey + ["secret", files["ta"]], check=True, capture_output=True, timeout=30)
     files["v2_server"] = str(directory / "v2-server.key")
     files["v2_client"] = str(directory / "v2-client.key")
-    subprocess.run(genkey + ["tls-crypt-v2-server", files["v2_server"]], check=True, capture_output=True,
-                   timeout=30)
-    subprocess.run(["openvpn", "--tls-crypt-v2", files["v2_server"], "--genkey", "tls-crypt-v2-client",
-                    files["v2_client"]], check=True, capture_output=True, timeout=30)
+    subprocess.run(genkey + ["tls-crypt-v2-server", files["v2_server"]], check=True, capture_output=True, timeout=30)
+    subprocess.run(
+        ["openvpn", "--tls-crypt-v2", files["v2_server"], "--genkey", "tls-crypt-v2-client", files["v2_client"]],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     return files
 
 
@@ -383,20 +404,58 @@ def _handshake(pki, tmp_path, transport, wrapping):
     listener.bind(("127.0.0.1", 0))
     relay_port = listener.getsockname()[1]
     extra = {
-        "tls-auth-sha256": (["--tls-auth", pki["ta"], "0", "--auth", "SHA256"],
-                            ["--tls-auth", pki["ta"], "1", "--auth", "SHA256"]),
+        "tls-auth-sha256": (
+            ["--tls-auth", pki["ta"], "0", "--auth", "SHA256"],
+            ["--tls-auth", pki["ta"], "1", "--auth", "SHA256"],
+        ),
         "tls-crypt-v2": (["--tls-crypt-v2", pki["v2_server"]], ["--tls-crypt-v2", pki["v2_client"]]),
     }[wrapping]
     common = ["openvpn", "--dev", "null", "--verb", "3", "--ca", pki["ca"], "--ping-exit", "30"]
     proto = {"udp": ("udp4", "udp4"), "tcp": ("tcp-server", "tcp-client")}[transport]
     logs = [tmp_path / f"{transport}-{wrapping}-server.log", tmp_path / f"{transport}-{wrapping}-client.log"]
-    server = subprocess.Popen(common + ["--proto", proto[0], "--tls-server", "--dh", "none", "--local", "127.0.0.1",
-                                        "--lport", str(server_port), "--cert", pki["server_cert"],
-                                        "--key", pki["server_key"], "--log", str(logs[0])] + extra[0])
+    server = subprocess.Popen(
+        common
+        + [
+            "--proto",
+            proto[0],
+            "--tls-server",
+            "--dh",
+            "none",
+            "--local",
+            "127.0.0.1",
+            "--lport",
+            str(server_port),
+            "--cert",
+            pki["server_cert"],
+            "--key",
+            pki["server_key"],
+            "--log",
+            str(logs[0]),
+        ]
+        + extra[0]
+    )
     time.sleep(0.3)
-    client = subprocess.Popen(common + ["--proto", proto[1], "--tls-client", "--nobind", "--remote", "127.0.0.1",
-                                        str(relay_port), "--cert", pki["client_cert"], "--key", pki["client_key"],
-                                        "--remote-cert-tls", "server", "--log", str(logs[1])] + extra[1])
+    client = subprocess.Popen(
+        common
+        + [
+            "--proto",
+            proto[1],
+            "--tls-client",
+            "--nobind",
+            "--remote",
+            "127.0.0.1",
+            str(relay_port),
+            "--cert",
+            pki["client_cert"],
+            "--key",
+            pki["client_key"],
+            "--remote-cert-tls",
+            "server",
+            "--log",
+            str(logs[1]),
+        ]
+        + extra[1]
+    )
     try:
         relay = _relay_udp if transport == "udp" else _relay_tcp
         c2s, s2c = relay(listener, server_port, time.monotonic() + 20)
@@ -414,8 +473,10 @@ def _handshake(pki, tmp_path, transport, wrapping):
     return c2s, s2c, text
 
 
-@pytest.mark.parametrize("transport, wrapping", [("udp", "tls-auth-sha256"), ("udp", "tls-crypt-v2"),
-                                                ("tcp", "tls-crypt-v2"), ("tcp", "tls-auth-sha256")])
+@pytest.mark.parametrize(
+    "transport, wrapping",
+    [("udp", "tls-auth-sha256"), ("udp", "tls-crypt-v2"), ("tcp", "tls-crypt-v2"), ("tcp", "tls-auth-sha256")],
+)
 def test_live_openvpn_26_handshakes(pki, tmp_path, transport, wrapping):
     c2s, s2c, logs = _handshake(pki, tmp_path, transport, wrapping)
     assert len(c2s) >= 3 and len(s2c) >= 2, logs

@@ -39,10 +39,18 @@ def test_the_whole_control_conversation_parses(conversation):
     requests, rest_c = split_control(conversation.stream(True))
     replies, rest_s = split_control(conversation.stream(False))
     assert rest_c == rest_s == b""
-    assert [m.control_type for m in requests] == [T.START_CONTROL_CONNECTION_REQUEST, T.OUTGOING_CALL_REQUEST,
-                                                  T.CALL_CLEAR_REQUEST]
-    assert [m.control_type for m in replies] == [T.START_CONTROL_CONNECTION_REPLY, T.OUTGOING_CALL_REPLY,
-                                                 T.SET_LINK_INFO, T.SET_LINK_INFO, T.CALL_DISCONNECT_NOTIFY]
+    assert [m.control_type for m in requests] == [
+        T.START_CONTROL_CONNECTION_REQUEST,
+        T.OUTGOING_CALL_REQUEST,
+        T.CALL_CLEAR_REQUEST,
+    ]
+    assert [m.control_type for m in replies] == [
+        T.START_CONTROL_CONNECTION_REPLY,
+        T.OUTGOING_CALL_REPLY,
+        T.SET_LINK_INFO,
+        T.SET_LINK_INFO,
+        T.CALL_DISCONNECT_NOTIFY,
+    ]
     for m in requests + replies:
         assert m.length == MESSAGE_LENGTHS[m.control_type] == len(m.body) + 12
     sccrq, sccrp = requests[0], replies[0]
@@ -72,8 +80,12 @@ def test_prefixes_need_more_data_and_bad_fields_are_malformed(conversation):
     for expected, data in corruptions.items():
         with pytest.raises(Malformed, match=expected):
             parse_control(data)
-    for not_pptp in (stream[:4] + b"\x1a\x2b\x3c\x4e" + stream[8:], stream[:2] + b"\x00\x03" + stream[4:],
-                     b"\x00\x9d" + stream[2:5], b"\x00\x9c\x01"):
+    for not_pptp in (
+        stream[:4] + b"\x1a\x2b\x3c\x4e" + stream[8:],
+        stream[:2] + b"\x00\x03" + stream[4:],
+        b"\x00\x9d" + stream[2:5],
+        b"\x00\x9c\x01",
+    ):
         with pytest.raises(NotThisProtocol):
             parse_control(not_pptp)
 

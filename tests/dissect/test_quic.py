@@ -54,22 +54,36 @@ MANY_ALPNS = tuple(f"proto-{i:03d}-padding-padding" for i in range(80))
 def _certificate():
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVER_NAME)])
-    start = datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(start).not_valid_after(start + datetime.timedelta(days=3650))
-            .sign(key, hashes.SHA256()))
+    start = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=3650))
+        .sign(key, hashes.SHA256())
+    )
     return cert, key
 
 
 @cache
-def handshake(version: int = V1, server_name: str = SERVER_NAME,
-              alpn: tuple[str, ...] = ("h3",)) -> tuple[tuple[str, bytes], ...]:
+def handshake(
+    version: int = V1, server_name: str = SERVER_NAME, alpn: tuple[str, ...] = ("h3",)
+) -> tuple[tuple[str, bytes], ...]:
     """Run an aioquic client/server handshake in memory; return the (direction, datagram) log."""
     cert, key = _certificate()
-    client_config = QuicConfiguration(is_client=True, server_name=server_name, alpn_protocols=list(alpn),
-                                      supported_versions=[version], verify_mode=ssl.CERT_NONE)
-    server_config = QuicConfiguration(is_client=False, alpn_protocols=list(alpn), supported_versions=[version],
-                                      certificate=cert, private_key=key)
+    client_config = QuicConfiguration(
+        is_client=True,
+        server_name=server_name,
+        alpn_protocols=list(alpn),
+        supported_versions=[version],
+        verify_mode=ssl.CERT_NONE,
+    )
+    server_config = QuicConfiguration(
+        is_client=False, alpn_protocols=list(alpn), supported_versions=[version], certificate=cert, private_key=key
+    )
     client = QuicConnection(configuration=client_config)
     client_addr, server_addr = ("192.0.2.1", 50000), ("198.51.100.1", 443)
     client.connect(server_addr, now=0.0)
@@ -81,8 +95,9 @@ def handshake(version: int = V1, server_name: str = SERVER_NAME,
             log.append(("c2s", datagram))
             if server is None:
                 header = pull_quic_header(Buffer(data=datagram), host_cid_length=8)
-                server = QuicConnection(configuration=server_config,
-                                        original_destination_connection_id=header.destination_cid)
+                server = QuicConnection(
+                    configuration=server_config, original_destination_connection_id=header.destination_cid
+                )
             server.receive_datagram(datagram, client_addr, now=now)
         if server is not None:
             for datagram, _addr in server.datagrams_to_send(now=now):
@@ -120,8 +135,10 @@ def test_long_header_matches_aioquic(version):
         assert ours.dcid == theirs.destination_cid and ours.scid == theirs.source_cid
         assert ours.token == theirs.token
         assert ours.packet_size == theirs.packet_length, direction
-        assert ours.packet_type.value == {
-            QuicPacketType.INITIAL: "initial", QuicPacketType.HANDSHAKE: "handshake"}[theirs.packet_type]
+        assert (
+            ours.packet_type.value
+            == {QuicPacketType.INITIAL: "initial", QuicPacketType.HANDSHAKE: "handshake"}[theirs.packet_type]
+        )
         assert ours.version_name == ("V-1" if version == V1 else "V-2")
 
 
@@ -138,8 +155,9 @@ def test_short_headers_are_not_this_protocol(version):
 
 
 def test_version_negotiation_packet():
-    packet = encode_quic_version_negotiation(source_cid=bytes(range(8)), destination_cid=b"\xaa" * 5,
-                                             supported_versions=[V2, V1, 0x1A2A3A4A])
+    packet = encode_quic_version_negotiation(
+        source_cid=bytes(range(8)), destination_cid=b"\xaa" * 5, supported_versions=[V2, V1, 0x1A2A3A4A]
+    )
     header = parse_long_header(packet)
     assert header.packet_type is PacketType.VERSION_NEGOTIATION
     assert header.supported_versions == (V2, V1, 0x1A2A3A4A)
@@ -152,8 +170,13 @@ def test_version_negotiation_packet():
 
 @pytest.mark.parametrize("version", [V1, V2])
 def test_retry_packet(version):
-    packet = encode_quic_retry(version=version, source_cid=b"\x01" * 8, destination_cid=b"\x02" * 8,
-                               original_destination_cid=b"\x03" * 8, retry_token=b"token-from-server")
+    packet = encode_quic_retry(
+        version=version,
+        source_cid=b"\x01" * 8,
+        destination_cid=b"\x02" * 8,
+        original_destination_cid=b"\x03" * 8,
+        retry_token=b"token-from-server",
+    )
     header = parse_long_header(packet)
     assert header.packet_type is PacketType.RETRY
     assert header.token == b"token-from-server"
@@ -173,7 +196,7 @@ def test_decrypt_client_initial_agrees_with_aioquic(version):
     header = aioquic_header(datagram)
     pair = CryptoPair()
     pair.setup_initial(cid=header.destination_cid, is_client=False, version=version)
-    packet = datagram[:initial.header.packet_size]
+    packet = datagram[: initial.header.packet_size]
     plain_header, plain_payload, packet_number = pair.decrypt_packet(packet, initial.header.pn_offset, 0)
     assert initial.payload == plain_payload
     assert initial.packet_number == packet_number
@@ -274,9 +297,17 @@ def encrypt_initials(version: int, dcid: bytes, scid: bytes, frames: list[bytes]
     for index, payload in enumerate(frames):
         pn = first_pn + index
         length = 2 + len(payload) + 16
-        plain_header = (bytes((0xC0 | type_bits | 0x01,)) + int(version).to_bytes(4, "big")
-                        + bytes((len(dcid),)) + dcid + bytes((len(scid),)) + scid + b"\x00"
-                        + (0x4000 | length).to_bytes(2, "big") + pn.to_bytes(2, "big"))
+        plain_header = (
+            bytes((0xC0 | type_bits | 0x01,))
+            + int(version).to_bytes(4, "big")
+            + bytes((len(dcid),))
+            + dcid
+            + bytes((len(scid),))
+            + scid
+            + b"\x00"
+            + (0x4000 | length).to_bytes(2, "big")
+            + pn.to_bytes(2, "big")
+        )
         packets.append(pair.encrypt_packet(plain_header, payload, pn))
     return packets
 
@@ -296,8 +327,9 @@ def real_hello(version: int) -> tuple[bytes, bytes, bytes]:
 def test_two_coalesced_initials_with_split_crypto(version):
     hello, dcid, scid = real_hello(version)
     cut = len(hello) // 3
-    first, second = encrypt_initials(version, dcid, scid, [crypto_frame(0, hello[:cut]),
-                                                             crypto_frame(cut, hello[cut:])])
+    first, second = encrypt_initials(
+        version, dcid, scid, [crypto_frame(0, hello[:cut]), crypto_frame(cut, hello[cut:])]
+    )
     for datagram in (first + second, second + first):
         packets = decrypt_initial(datagram)
         assert len(packets) == 2
@@ -309,10 +341,11 @@ def test_overlapping_crypto_first_copy_wins():
     """Retransmitted CRYPTO bytes that differ: the first copy is kept and the difference is counted."""
     hello, dcid, scid = real_hello(V1)
     sni_at = hello.index(SERVER_NAME.encode())
-    forged = hello[:sni_at] + b"allowed.example" + hello[sni_at + len(SERVER_NAME):]
+    forged = hello[:sni_at] + b"allowed.example" + hello[sni_at + len(SERVER_NAME) :]
     assert len(forged) == len(hello)
-    original, overlap = encrypt_initials(V1, dcid, scid, [crypto_frame(0, hello[:sni_at + len(SERVER_NAME)]),
-                                                           crypto_frame(0, forged)])
+    original, overlap = encrypt_initials(
+        V1, dcid, scid, [crypto_frame(0, hello[: sni_at + len(SERVER_NAME)]), crypto_frame(0, forged)]
+    )
     assembler = InitialAssembler()
     assert assembler.feed(original) is None
     info = assembler.feed(overlap)
@@ -380,11 +413,14 @@ def test_crypto_frame_helper_roundtrip():
     assert initial.packet_number == 5 and initial.frames == (CryptoFrame(7, hello[:50]),)
 
 
-@pytest.mark.parametrize(("version", "error"), [
-    (0x1A2A3A4A, UnsupportedVersion),  # reserved: forces Version Negotiation
-    (0xFF000015, UnsupportedVersion),  # draft-21: older header layout
-    (0x12345678, NotThisProtocol),     # not a QUIC version we know of
-])
+@pytest.mark.parametrize(
+    ("version", "error"),
+    [
+        (0x1A2A3A4A, UnsupportedVersion),  # reserved: forces Version Negotiation
+        (0xFF000015, UnsupportedVersion),  # draft-21: older header layout
+        (0x12345678, NotThisProtocol),  # not a QUIC version we know of
+    ],
+)
 def test_versions_we_cannot_read(version, error):
     """A real v1 Initial with its version field rewritten."""
     datagram = bytearray(client_datagrams()[0])

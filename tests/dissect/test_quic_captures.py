@@ -34,14 +34,22 @@ def udp_datagrams(name: str) -> list[tuple[tuple, bytes]]:
 
 
 _QUIC = 188  # nDPI's protocol id for QUIC (IETF and Google alike)
-_QUIC_FIELDS = {"sni": "Hostname/SNI", "version": "QUIC ver", "ja4": "JA4", "user_agent": "User-Agent",
-                "alpn": "(Advertised) ALPNs"}
+_QUIC_FIELDS = {
+    "sni": "Hostname/SNI",
+    "version": "QUIC ver",
+    "ja4": "JA4",
+    "user_agent": "User-Agent",
+    "alpn": "(Advertised) ALPNs",
+}
 
 
 def ndpi_quic_flows(name: str) -> list[dict[str, str]]:
     """nDPI's DPI-confidence QUIC flows for a capture, from result/<name>.out: SNI, version and JA4 fields."""
-    return [{key: flow.fields[field] for key, field in _QUIC_FIELDS.items() if field in flow.fields}
-            for flow in ndpi_flows(name) if flow.flow.master_id == _QUIC and flow.confidence == "DPI"]
+    return [
+        {key: flow.fields[field] for key, field in _QUIC_FIELDS.items() if field in flow.fields}
+        for flow in ndpi_flows(name)
+        if flow.flow.master_id == _QUIC and flow.confidence == "DPI"
+    ]
 
 
 def client_flows(name: str) -> dict[tuple, list[bytes]]:
@@ -81,12 +89,12 @@ def assemble(datagrams: list[bytes]):
 #: capture -> (datagrams needed, is gQUIC).  Expected SNI / version / ALPN / User-Agent come from
 #: nDPI's result file, not from here.
 CAPTURES = {
-    "quic-29.pcap": (1, False),                             # draft-29 salt; the server then sends a Retry
-    "quic-33.pcapng": (1, False),                           # v1 despite the name; no SNI
-    "quic-mvfst-27.pcapng": (1, False),                     # 0xfaceb002: draft-23 salt
-    "quic046.pcap": (1, True),                              # Q046: null encryption, CHLO on stream 1
-    "quic_t50.pcap": (1, True),                             # T050: own salt, TLS, old transport params
-    "gquic.pcap": (1, True),                                # Q050: own salt, CHLO in CRYPTO frames
+    "quic-29.pcap": (1, False),  # draft-29 salt; the server then sends a Retry
+    "quic-33.pcapng": (1, False),  # v1 despite the name; no SNI
+    "quic-mvfst-27.pcapng": (1, False),  # 0xfaceb002: draft-23 salt
+    "quic046.pcap": (1, True),  # Q046: null encryption, CHLO on stream 1
+    "quic_t50.pcap": (1, True),  # T050: own salt, TLS, old transport params
+    "gquic.pcap": (1, True),  # Q050: own salt, CHLO in CRYPTO frames
     "quic_frags_ch_in_multiple_packets.pcapng": (2, False),  # ClientHello over two datagrams
 }
 
@@ -124,8 +132,9 @@ def test_capture_matches_ndpi(name):
         assert info.ja4 is None and info.alpn == ()
 
 
-@pytest.mark.parametrize("name", ["quic-33.pcapng", "quic-mvfst-27.pcapng", "quic_t50.pcap",
-                                  "quic_frags_ch_in_multiple_packets.pcapng"])
+@pytest.mark.parametrize(
+    "name", ["quic-33.pcapng", "quic-mvfst-27.pcapng", "quic_t50.pcap", "quic_frags_ch_in_multiple_packets.pcapng"]
+)
 def test_server_initial_decrypts_with_client_dcid(name):
     """The server's Initial uses keys from the client's first DCID (RFC 9001 §5.2): ServerHello."""
     [(client_key, datagrams)] = client_flows(name).items()
@@ -194,9 +203,9 @@ def test_q046_null_hash_is_checked():
 def test_is_quic_initial_prefix_on_captures():
     """Every first client datagram is recognised; the servers' non-Initial packets are not."""
     for name in CAPTURES:
-        for key, datagrams in client_flows(name).items():
+        for datagrams in client_flows(name).values():
             assert is_quic_initial_prefix(datagrams[0]), name
-        for key, payload in udp_datagrams(name):
+        for _key, payload in udp_datagrams(name):
             if not is_quic_initial_prefix(payload):
                 continue
             assert parse_long_header(payload).packet_type is PacketType.INITIAL, name
@@ -242,10 +251,15 @@ def test_q043_public_header_from_real_chlo():
     the reference FNV above, and check the CHLO is read."""
     first = next(iter(client_flows("quic046.pcap").values()))[0]
     q046 = parse_long_header(first)
-    frames = first[q046.pn_offset + 4 + 12:]
+    frames = first[q046.pn_offset + 4 + 12 :]
     header = b"\x29" + q046.dcid + b"Q043" + (1).to_bytes(4, "big")
     digest = _fnv1a_128_reference(header + frames + b"Client")
-    packet = header + (digest & ((1 << 64) - 1)).to_bytes(8, "little") + ((digest >> 64) & 0xFFFFFFFF).to_bytes(4, "little") + frames
+    packet = (
+        header
+        + (digest & ((1 << 64) - 1)).to_bytes(8, "little")
+        + ((digest >> 64) & 0xFFFFFFFF).to_bytes(4, "little")
+        + frames
+    )
     assert is_quic_initial_prefix(packet)
     parsed = parse_long_header(packet)
     assert (parsed.version_name, parsed.dcid, parsed.pn_offset) == ("Q043", q046.dcid, 13)

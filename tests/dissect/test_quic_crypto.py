@@ -137,10 +137,16 @@ def test_rfc9001_a1_keys():
     assert server_secret.hex() == "3c199828fd139efd216c155ad844cc81fb82fa8d7446fa7d78be803acdda951b"
     client = InitialProtection.for_initial(VERSION_1, DCID, is_client=True)
     assert (client.key.hex(), client.iv.hex(), client.hp.hex()) == (
-        "1f369613dd76d5467730efcbe3b1a22d", "fa044b2f42a3fd3b46fb255c", "9f50449e04a0e810283a1e9933adedd2")
+        "1f369613dd76d5467730efcbe3b1a22d",
+        "fa044b2f42a3fd3b46fb255c",
+        "9f50449e04a0e810283a1e9933adedd2",
+    )
     server = InitialProtection.for_initial(VERSION_1, DCID, is_client=False)
     assert (server.key.hex(), server.iv.hex(), server.hp.hex()) == (
-        "cf3a5331653c364c88f0f379b6067e37", "0ac1493ca1905853b0bba03e", "c206b8d9b9f0f37644430b490eeaa314")
+        "cf3a5331653c364c88f0f379b6067e37",
+        "0ac1493ca1905853b0bba03e",
+        "c206b8d9b9f0f37644430b490eeaa314",
+    )
 
 
 def test_rfc9369_a1_keys():
@@ -150,21 +156,35 @@ def test_rfc9369_a1_keys():
     assert server_secret.hex() == "0263db1782731bf4588e7e4d93b7463907cb8cd8200b5da55a8bd488eafc37c1"
     client = InitialProtection.for_initial(VERSION_2, DCID, is_client=True)
     assert (client.key.hex(), client.iv.hex(), client.hp.hex()) == (
-        "8b1a0bc121284290a29e0971b5cd045d", "91f73e2351d8fa91660e909f", "45b95e15235d6f45a6b19cbcb0294ba9")
+        "8b1a0bc121284290a29e0971b5cd045d",
+        "91f73e2351d8fa91660e909f",
+        "45b95e15235d6f45a6b19cbcb0294ba9",
+    )
     server = InitialProtection.for_initial(VERSION_2, DCID, is_client=False)
     assert (server.key.hex(), server.iv.hex(), server.hp.hex()) == (
-        "82db637861d55e1d011f19ea71d5d2a7", "dd13c276499c0249d3310652", "edf6d05c83121201b436e16877593c3a")
+        "82db637861d55e1d011f19ea71d5d2a7",
+        "dd13c276499c0249d3310652",
+        "edf6d05c83121201b436e16877593c3a",
+    )
 
 
-@pytest.mark.parametrize(("packet", "version", "first_byte"), [
-    (V1_CLIENT_PACKET, VERSION_1, 0xC3),
-    (V2_CLIENT_PACKET, VERSION_2, 0xD3),
-])
+@pytest.mark.parametrize(
+    ("packet", "version", "first_byte"),
+    [
+        (V1_CLIENT_PACKET, VERSION_1, 0xC3),
+        (V2_CLIENT_PACKET, VERSION_2, 0xD3),
+    ],
+)
 def test_sample_client_initial(packet, version, first_byte):
     """RFC 9001 A.2 / RFC 9369 A.2: the protected client Initial decrypts to the published payload."""
     header = parse_long_header(packet)
     assert (header.version, header.packet_type, header.dcid, header.scid, header.token) == (
-        version, PacketType.INITIAL, DCID, b"", b"")
+        version,
+        PacketType.INITIAL,
+        DCID,
+        b"",
+        b"",
+    )
     assert (header.length, header.pn_offset, header.packet_size) == (0x49E, 18, 1200)
     protection = InitialProtection.for_initial(version, DCID, is_client=True)
     assert unprotect_header(packet, header.pn_offset, protection) == (first_byte, 4, 2)
@@ -199,12 +219,22 @@ def test_decode_packet_number_rfc9000_a3():
 def test_salts_by_version():
     """Version -> salt, per the drafts/RFCs and Wireshark's/nDPI's tables (see quic_crypto.py)."""
     expected = {
-        0xFF000016: SALT_DRAFT_22, 0xFACEB001: SALT_DRAFT_22,
-        0xFF000017: SALT_DRAFT_23, 0xFF00001B: SALT_DRAFT_23, 0xFF00001C: SALT_DRAFT_23,
-        0xFACEB002: SALT_DRAFT_23, 0xFACEB00E: SALT_DRAFT_23,
-        0xFF00001D: SALT_DRAFT_29, 0xFF000020: SALT_DRAFT_29,
-        0xFF000021: SALT_V1, 0xFF000022: SALT_V1, VERSION_1: SALT_V1, VERSION_2: SALT_V2,
-        0x51303530: SALT_Q050, 0x54303530: SALT_T050, 0x54303531: SALT_T051,
+        0xFF000016: SALT_DRAFT_22,
+        0xFACEB001: SALT_DRAFT_22,
+        0xFF000017: SALT_DRAFT_23,
+        0xFF00001B: SALT_DRAFT_23,
+        0xFF00001C: SALT_DRAFT_23,
+        0xFACEB002: SALT_DRAFT_23,
+        0xFACEB00E: SALT_DRAFT_23,
+        0xFF00001D: SALT_DRAFT_29,
+        0xFF000020: SALT_DRAFT_29,
+        0xFF000021: SALT_V1,
+        0xFF000022: SALT_V1,
+        VERSION_1: SALT_V1,
+        VERSION_2: SALT_V2,
+        0x51303530: SALT_Q050,
+        0x54303530: SALT_T050,
+        0x54303531: SALT_T051,
     }
     for version, salt in expected.items():
         assert initial_salt(version) == salt, hex(version)
@@ -229,12 +259,16 @@ def test_seal_matches_aioquic(version):
     theirs = _aioquic_pair(version, is_client=True).encrypt_packet(header, CLIENT_PAYLOAD, 2)
     ours = InitialProtection.for_initial(version, DCID, is_client=True).seal(2, header, CLIENT_PAYLOAD)
     assert theirs == published  # aioquic applies header protection too; the body is the AEAD output
-    assert ours == published[len(header):]
+    assert ours == published[len(header) :]
 
 
 @settings(max_examples=300, deadline=None)
-@given(secret=st.binary(min_size=32, max_size=32), label=st.binary(min_size=1, max_size=40),
-       length=st.integers(min_value=1, max_value=96), context=st.binary(max_size=40))
+@given(
+    secret=st.binary(min_size=32, max_size=32),
+    label=st.binary(min_size=1, max_size=40),
+    length=st.integers(min_value=1, max_value=96),
+    context=st.binary(max_size=40),
+)
 def test_hkdf_expand_label_matches_aioquic(secret, label, length, context):
     """HKDF-Expand-Label against aioquic's independent implementation, including multi-block output."""
     from cryptography.hazmat.primitives import hashes

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from chokepoint.dissect import socks as csocks
 from chokepoint.dissect.errors import DissectError, NeedMoreData, NotThisProtocol
-
 from tests._corpus import NDPI_PCAPS, mutations, ndpi_flows, tcp_flows
 
 # ------------------------------------------------------------ a minimal, independent SOCKS server for curl
@@ -83,9 +82,25 @@ def curl_through_socks(option: str, url: str, *extra: str) -> bytes:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    subprocess.run(["curl", "-s", "-o", "/dev/null", "--max-time", "10", "--noproxy", "",
-                    option, f"127.0.0.1:{listener.getsockname()[1]}", *extra, url],
-                   capture_output=True, timeout=30, check=False)
+    subprocess.run(
+        [
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "10",
+            "--noproxy",
+            "",
+            option,
+            f"127.0.0.1:{listener.getsockname()[1]}",
+            *extra,
+            url,
+        ],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     thread.join(10)
     listener.close()
     return bytes(log)
@@ -99,11 +114,16 @@ def test_curl_socks5_hostname():
     req = csocks.parse_client(stream)
     assert (req.version, req.command, req.dst_host, req.dst_port) == (5, csocks.CONNECT, "Blocked.Example", 8080)
     assert 0 in req.methods and req.user_id is None
-    assert stream[req.header_length:].startswith(b"GET /x HTTP/1.1\r\n")
+    assert stream[req.header_length :].startswith(b"GET /x HTTP/1.1\r\n")
     greeting = 2 + stream[1]
-    only = csocks.parse_client(stream[:greeting])       # the greeting alone: methods, no destination yet
-    assert (only.version, only.methods, only.command, only.dst_host, only.header_length) == \
-        (5, req.methods, None, None, greeting)
+    only = csocks.parse_client(stream[:greeting])  # the greeting alone: methods, no destination yet
+    assert (only.version, only.methods, only.command, only.dst_host, only.header_length) == (
+        5,
+        req.methods,
+        None,
+        None,
+        greeting,
+    )
 
 
 def test_curl_socks5_ipv4_and_ipv6():
@@ -117,7 +137,7 @@ def test_curl_socks5_username_password():
     stream = curl_through_socks("--socks5-hostname", "http://a.example/", "--proxy-user", "alice:s3cret")
     req = csocks.parse_client(stream)
     assert 2 in req.methods and req.user_id == "alice" and req.dst_host == "a.example"
-    assert "s3cret" not in repr(req)   # the password is skipped, not stored
+    assert "s3cret" not in repr(req)  # the password is skipped, not stored
 
 
 def test_curl_socks4_and_socks4a():
@@ -143,33 +163,46 @@ def test_every_split_of_curl_streams():
 # ----------------------------------------------------------------------------- strictness, false positives
 
 
-@pytest.mark.parametrize("data", [
-    b"\x05\x01\x00\x00",                          # one byte after the greeting that cannot start a request
-    b"\x05\x00",                                  # no method offered
-    b"\x05\x01\xff",                              # 0xff is the server's "no acceptable method"
-    b"\x05\x02\x00\x00",                          # the same method twice
-    b"\x05\x01\x0a",                              # unassigned method
-    b"\x05\x01\x00\x05\x04",                      # unknown command
-    b"\x05\x01\x00\x05\x01\x01",                  # reserved byte not zero
-    b"\x05\x01\x00\x05\x01\x00\x02",              # unknown address type
-    b"\x05\x01\x00\x05\x01\x00\x03\x00\x00\x50",  # empty domain name
-    b"\x05\x01\x00\x05\x01\x00\x03\x03a b\x00\x50",
-    b"\x04\x03\x00\x50\x01\x02\x03\x04\x00",     # SOCKS4 command 3 does not exist
-    b"\x04\x01\x00\x00\x01\x02\x03\x04\x00",     # port 0
-    b"\x04\x01\x00\x50\x00\x00\x00\x00\x00",     # address 0.0.0.0
-    b"\x04\x01\x00\x50\x01\x02\x03\x04us\x01er\x00",
-    b"\x04\x01\x00\x50\x01\x02\x03\x04" + b"u" * 300,
-    b"\x04\x01\x00\x50\x00\x00\x00\x01\x00\x00",  # SOCKS4a without a host name
-    b"GET / HTTP/1.1\r\n\r\n",
-    b"\x16\x03\x01\x02\x00\x01",
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x05\x01\x00\x00",  # one byte after the greeting that cannot start a request
+        b"\x05\x00",  # no method offered
+        b"\x05\x01\xff",  # 0xff is the server's "no acceptable method"
+        b"\x05\x02\x00\x00",  # the same method twice
+        b"\x05\x01\x0a",  # unassigned method
+        b"\x05\x01\x00\x05\x04",  # unknown command
+        b"\x05\x01\x00\x05\x01\x01",  # reserved byte not zero
+        b"\x05\x01\x00\x05\x01\x00\x02",  # unknown address type
+        b"\x05\x01\x00\x05\x01\x00\x03\x00\x00\x50",  # empty domain name
+        b"\x05\x01\x00\x05\x01\x00\x03\x03a b\x00\x50",
+        b"\x04\x03\x00\x50\x01\x02\x03\x04\x00",  # SOCKS4 command 3 does not exist
+        b"\x04\x01\x00\x00\x01\x02\x03\x04\x00",  # port 0
+        b"\x04\x01\x00\x50\x00\x00\x00\x00\x00",  # address 0.0.0.0
+        b"\x04\x01\x00\x50\x01\x02\x03\x04us\x01er\x00",
+        b"\x04\x01\x00\x50\x01\x02\x03\x04" + b"u" * 300,
+        b"\x04\x01\x00\x50\x00\x00\x00\x01\x00\x00",  # SOCKS4a without a host name
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01",
+    ],
+)
 def test_not_socks(data):
     with pytest.raises(NotThisProtocol):
         csocks.parse_client(data)
 
 
-@pytest.mark.parametrize("data", [b"", b"\x05", b"\x05\x02\x00", b"\x04", b"\x04\x01\x00\x50\x01",
-                                  b"\x04\x01\x00\x50\x01\x02\x03\x04user", b"\x04\x01\x00\x50\x00\x00\x00\x07\x00ex"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x05",
+        b"\x05\x02\x00",
+        b"\x04",
+        b"\x04\x01\x00\x50\x01",
+        b"\x04\x01\x00\x50\x01\x02\x03\x04user",
+        b"\x04\x01\x00\x50\x00\x00\x00\x07\x00ex",
+    ],
+)
 def test_prefixes_need_more(data):
     with pytest.raises(NeedMoreData):
         csocks.parse_client(data)
@@ -177,8 +210,8 @@ def test_prefixes_need_more(data):
 
 def test_exact_length_greeting():
     assert csocks.parse_client(b"\x05\x01\x00").methods == (0,)
-    assert csocks.parse_client(b"\x05\x01\x00\x05").command is None     # a request has begun
-    gssapi = csocks.parse_client(b"\x05\x01\x01\x01\x01\x00\x04abcd")   # RFC 1961 token: not parsed
+    assert csocks.parse_client(b"\x05\x01\x00\x05").command is None  # a request has begun
+    gssapi = csocks.parse_client(b"\x05\x01\x01\x01\x01\x00\x04abcd")  # RFC 1961 token: not parsed
     assert gssapi.methods == (1,) and gssapi.dst_host is None
 
 
@@ -217,23 +250,29 @@ def test_real_socks_capture():
         conn = conns[port]
         assert labels[conn.key] == "SOCKS"
         req = csocks.parse_client(conn.c2s)
-        assert (req.version, req.methods, req.dst_host, req.dst_port, req.socks4a, req.command) == \
-            (version, methods, host, dst_port, socks4a, 1)
-        assert conn.c2s[req.header_length:].startswith(b"GET / HTTP/1.1\r\n")   # the tunnelled request
-        first = csocks.parse_client(conn.segments(True)[0])      # what the first packet alone shows
+        assert (req.version, req.methods, req.dst_host, req.dst_port, req.socks4a, req.command) == (
+            version,
+            methods,
+            host,
+            dst_port,
+            socks4a,
+            1,
+        )
+        assert conn.c2s[req.header_length :].startswith(b"GET / HTTP/1.1\r\n")  # the tunnelled request
+        first = csocks.parse_client(conn.segments(True)[0])  # what the first packet alone shows
         assert first.version == version and first.methods == methods
 
 
 def test_real_socks_legs_of_proxy_chains():
-    shadow = _expected("shadowsocks.pcap")[37904]   # ss-local's SOCKS5 front door
+    shadow = _expected("shadowsocks.pcap")[37904]  # ss-local's SOCKS5 front door
     req = csocks.parse_client(shadow.c2s)
     assert (req.dst_host, req.dst_port) == ("128.95.155.198", 80)
-    assert shadow.c2s[req.header_length:].startswith(b"GET / HTTP/1.1\r\nHost: www.washington.edu")
+    assert shadow.c2s[req.header_length :].startswith(b"GET / HTTP/1.1\r\nHost: www.washington.edu")
     vmess = _expected("tls_heur__vmess-tcp-tls.pcapng")[40136]
     req = csocks.parse_client(vmess.c2s)
     assert (req.dst_host, req.dst_port) == ("216.58.204.142", 443)
-    inner = vmess.c2s[req.header_length:]
-    assert inner.startswith(b"\x16\x03\x01") and b"www.youtube.com" in inner   # TLS ClientHello inside
+    inner = vmess.c2s[req.header_length :]
+    assert inner.startswith(b"\x16\x03\x01") and b"www.youtube.com" in inner  # TLS ClientHello inside
 
 
 def test_real_non_socks_streams():
@@ -250,9 +289,11 @@ def test_real_non_socks_streams():
 
 @pytest.fixture(scope="module")
 def socks_seeds() -> list[bytes]:
-    seeds = [curl_through_socks("--socks5-hostname", "http://seed.example/"),
-             curl_through_socks("--socks4a", "http://seed4.example/"),
-             curl_through_socks("--socks5-hostname", "http://u.example/", "--proxy-user", "u:p")]
+    seeds = [
+        curl_through_socks("--socks5-hostname", "http://seed.example/"),
+        curl_through_socks("--socks4a", "http://seed4.example/"),
+        curl_through_socks("--socks5-hostname", "http://u.example/", "--proxy-user", "u:p"),
+    ]
     if NDPI_PCAPS.is_dir():
         for name in ("socks.pcap", "shadowsocks.pcap", "tls_heur__vmess-tcp-tls.pcapng"):
             seeds += [c.c2s[:120] for c in tcp_flows(name) if c.server[1] in (1080, 21477)]

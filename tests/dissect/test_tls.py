@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from chokepoint.dissect import tls
 from chokepoint.dissect.errors import DissectError, Malformed, NeedMoreData, NotThisProtocol
-
 from tests._corpus import mutations, ndpi_flows, tcp_flows
+
 from ._tls_hellos import (
     aioquic_client_hello,
     openssl_fragmented_hello,
@@ -94,7 +94,7 @@ def test_openssl_client_hello_over_three_records():
     assert ch.sni == "frag.example.org"
     assert len(ch.alpn) == 30 and ch.alpn[0].startswith("proto-00-")
     # the same message, given whole, parses to the same hello (record_count aside)
-    handshake = b"".join(stream[o + 5:o + 5 + n] for o, n in _record_offsets(stream))
+    handshake = b"".join(stream[o + 5 : o + 5 + n] for o, n in _record_offsets(stream))
     assert tls.parse_client_hello_message(handshake, record_count=3) == ch
     for cut in (1, 5, 300, 517, 1000, len(stream) - 1):
         with pytest.raises(NeedMoreData):
@@ -104,7 +104,7 @@ def test_openssl_client_hello_over_three_records():
 def _record_offsets(stream: bytes):
     pos = 0
     while pos + 5 <= len(stream):
-        n = int.from_bytes(stream[pos + 3:pos + 5], "big")
+        n = int.from_bytes(stream[pos + 3 : pos + 5], "big")
         yield pos, n
         pos += 5 + n
 
@@ -130,10 +130,18 @@ def test_every_prefix_needs_more_data():
 # --- error contract ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("prefix", [
-    b"GET / HTTP/1.1\r\n", b"SSH-2.0-OpenSSH_9.6\r\n", b"\x17\x03\x03\x00\x10", b"\x16\x02\x00\x00\x10",
-    b"\x16\x03\x07", b"\x05\x01\x00", b"\r\n",
-])
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        b"GET / HTTP/1.1\r\n",
+        b"SSH-2.0-OpenSSH_9.6\r\n",
+        b"\x17\x03\x03\x00\x10",
+        b"\x16\x02\x00\x00\x10",
+        b"\x16\x03\x07",
+        b"\x05\x01\x00",
+        b"\r\n",
+    ],
+)
 def test_not_tls(prefix):
     with pytest.raises(NotThisProtocol):
         tls.parse_client_hello_records(prefix)
@@ -171,15 +179,14 @@ def test_malformed_hello_grammar():
     single = python_client_hello("grammar.example")
     body = single[9:]
     cs_off = 35 + body[34]  # version, random, session_id
-    cs_len = int.from_bytes(body[cs_off:cs_off + 2], "big")
-    ciphers = body[cs_off + 2:cs_off + 2 + cs_len]
-    odd = body[:cs_off] + (cs_len - 1).to_bytes(2, "big") + ciphers[:-1] + body[cs_off + 2 + cs_len:]
+    cs_len = int.from_bytes(body[cs_off : cs_off + 2], "big")
+    ciphers = body[cs_off + 2 : cs_off + 2 + cs_len]
+    odd = body[:cs_off] + (cs_len - 1).to_bytes(2, "big") + ciphers[:-1] + body[cs_off + 2 + cs_len :]
     _malformed(_rebuild(single, odd), "cipher_suites length")
     ext_off = cs_off + 2 + cs_len
     ext_off += 1 + body[ext_off]  # compression methods
-    ext_len = int.from_bytes(body[ext_off:ext_off + 2], "big")
-    _malformed(_rebuild(single, body[:ext_off] + (ext_len + 1).to_bytes(2, "big") + body[ext_off + 2:]),
-               "overruns")
+    ext_len = int.from_bytes(body[ext_off : ext_off + 2], "big")
+    _malformed(_rebuild(single, body[:ext_off] + (ext_len + 1).to_bytes(2, "big") + body[ext_off + 2 :]), "overruns")
     _malformed(_rebuild(single, body + b"\x00"), "trailing")
     exts = [(t, bytes(d)) for t, d in walk_client_hello(single[5:])["extensions"]]
 
@@ -193,8 +200,9 @@ def test_malformed_hello_grammar():
     no_alpn = [(t, d) for t, d in no_sni if t != 0x10]
     _malformed(with_exts([(0x10, b"\x00\x03\x05h2")] + no_alpn), "overruns")  # ALPN name overruns list
     _malformed(with_exts(no_sni + [(0xFE0D, b"\x07")]), "unknown type 7")  # ECHClientHello type
-    _malformed(with_exts([(0x33, b"\x00\x04\x00\x1d\x00\x20")] + [(t, d) for t, d in no_sni if t != 0x33]),
-               "overruns")  # key_share entry claims 32 bytes it does not have
+    _malformed(
+        with_exts([(0x33, b"\x00\x04\x00\x1d\x00\x20")] + [(t, d) for t, d in no_sni if t != 0x33]), "overruns"
+    )  # key_share entry claims 32 bytes it does not have
     # an SNI entry of another name_type is skipped, not taken as the host name
     ch = tls.parse_client_hello_records(with_exts([(0, b"\x00\x06\x07\x00\x03abc")] + no_sni))
     assert ch.sni is None
@@ -270,10 +278,22 @@ def test_server_hello_tls12_with_alpn(tmp_path):
 # --- real captures ---------------------------------------------------------------------------------------
 
 TLS_CAPTURES = [
-    "443-chrome.pcap", "443-curl.pcap", "chrome.pcap", "encrypted_sni.pcap", "tls_ech.pcapng",
-    "tls_2_reasms.pcapng", "tls_missing_ch_frag.pcap", "tls_port_80.pcapng", "tls_unidirectional.pcap",
-    "tls_false_positives.pcapng", "tls_heur__vmess-tcp-tls.pcapng", "tor.pcap", "signal.pcap",
-    "dns_doh.pcap", "dns_dot.pcap", "http_connect.pcap",
+    "443-chrome.pcap",
+    "443-curl.pcap",
+    "chrome.pcap",
+    "encrypted_sni.pcap",
+    "tls_ech.pcapng",
+    "tls_2_reasms.pcapng",
+    "tls_missing_ch_frag.pcap",
+    "tls_port_80.pcapng",
+    "tls_unidirectional.pcap",
+    "tls_false_positives.pcapng",
+    "tls_heur__vmess-tcp-tls.pcapng",
+    "tor.pcap",
+    "signal.pcap",
+    "dns_doh.pcap",
+    "dns_dot.pcap",
+    "http_connect.pcap",
 ]
 
 
@@ -302,9 +322,17 @@ def test_capture_sni_matches_ndpi(pcap):
             checked += expected is not None
         else:
             assert not (label.label.startswith("TLS") and expected), (flow.a, flow.b, result)
-    expected_counts = {"443-curl.pcap": 1, "chrome.pcap": 6, "tls_ech.pcapng": 1, "tls_2_reasms.pcapng": 1,
-                       "tls_heur__vmess-tcp-tls.pcapng": 2, "tor.pcap": 7, "signal.pcap": 12,
-                       "dns_doh.pcap": 1, "http_connect.pcap": 1}
+    expected_counts = {
+        "443-curl.pcap": 1,
+        "chrome.pcap": 6,
+        "tls_ech.pcapng": 1,
+        "tls_2_reasms.pcapng": 1,
+        "tls_heur__vmess-tcp-tls.pcapng": 2,
+        "tor.pcap": 7,
+        "signal.pcap": 12,
+        "dns_doh.pcap": 1,
+        "http_connect.pcap": 1,
+    }
     if pcap in expected_counts:
         assert checked == expected_counts[pcap]
 
@@ -370,9 +398,12 @@ def test_record_stats_on_a_real_flow():
 
 @cache
 def fuzz_seeds() -> tuple[bytes, ...]:
-    seeds = [python_client_hello("fuzz.example"), python_client_hello(None, alpn=()),
-             split_into_records(python_client_hello("split.example"), [60, 7]),
-             sslv2_hello_from(python_client_hello())]
+    seeds = [
+        python_client_hello("fuzz.example"),
+        python_client_hello(None, alpn=()),
+        split_into_records(python_client_hello("split.example"), [60, 7]),
+        sslv2_hello_from(python_client_hello()),
+    ]
     try:
         for name in ("chrome.pcap", "tls_ech.pcapng", "tor.pcap", "encrypted_sni.pcap"):
             for flow in tcp_flows(name)[:2]:

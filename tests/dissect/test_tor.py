@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from chokepoint.dissect import tls
 from chokepoint.dissect.errors import DissectError
 from chokepoint.dissect.tor import tor_evidence
-
 from tests._corpus import all_captures, ndpi_flows, tcp_flows
+
 from ._tls_hellos import python_client_hello
 
 BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
@@ -85,25 +85,29 @@ def test_real_openssl_hello_with_tor_style_name():
         ch = tls.parse_client_hello_records(python_client_hello("www.q4cyamnc6mtokj.com", alpn=alpn))
         evidence = tor_evidence(ch)
         assert (evidence is not None) == (not alpn)
-    assert "base32 digit" in tor_evidence(tls.parse_client_hello_records(
-        python_client_hello("www.q4cyamnc6mtokj.com", alpn=())))
+    assert "base32 digit" in tor_evidence(
+        tls.parse_client_hello_records(python_client_hello("www.q4cyamnc6mtokj.com", alpn=()))
+    )
 
 
-@pytest.mark.parametrize("sni,expected", [
-    ("www.kqzxtrwplmbv.com", "vowel"),        # 14 letters, no vowel
-    ("www.gfu7hbxpfp.com", "digit"),
-    ("www.google.com", None),
-    ("www.wikipedia.com", None),               # 9 letters, 4 vowels
-    ("www.stackoverflow.com", None),
-    ("www.twitch.com", None),                  # short and digit-free: not decidable, not flagged
-    ("www.abcd.com", None),
-    ("www.q4cyamnc6mtokj.net", None),          # Tor's client SNI always ends in .com
-    ("www.q4cya0nc6mtokj.com", None),          # 0 is not base32
-    ("www.q4cyamnc6mtokjurvdcltxyzab.com", None),  # 26 characters: longer than Tor's 25
-    ("mail.q4cyamnc6mtokj.com", None),
-    ("www.a.q4cyamnc6.com", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    "sni,expected",
+    [
+        ("www.kqzxtrwplmbv.com", "vowel"),  # 14 letters, no vowel
+        ("www.gfu7hbxpfp.com", "digit"),
+        ("www.google.com", None),
+        ("www.wikipedia.com", None),  # 9 letters, 4 vowels
+        ("www.stackoverflow.com", None),
+        ("www.twitch.com", None),  # short and digit-free: not decidable, not flagged
+        ("www.abcd.com", None),
+        ("www.q4cyamnc6mtokj.net", None),  # Tor's client SNI always ends in .com
+        ("www.q4cya0nc6mtokj.com", None),  # 0 is not base32
+        ("www.q4cyamnc6mtokjurvdcltxyzab.com", None),  # 26 characters: longer than Tor's 25
+        ("mail.q4cyamnc6mtokj.com", None),
+        ("www.a.q4cyamnc6.com", None),
+        (None, None),
+    ],
+)
 def test_rule_cases(alpnless_hello, sni, expected):
     evidence = tor_evidence(dataclasses.replace(alpnless_hello, sni=sni))
     if expected is None:
@@ -135,8 +139,10 @@ def test_tor_name_generator_detection_rate(alpnless_hello):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.none(), st.text(max_size=40), st.from_regex(r"www\.[a-z0-9]{1,30}\.(com|net)", fullmatch=True)),
-       st.lists(st.text(max_size=5), max_size=2))
+@given(
+    st.one_of(st.none(), st.text(max_size=40), st.from_regex(r"www\.[a-z0-9]{1,30}\.(com|net)", fullmatch=True)),
+    st.lists(st.text(max_size=5), max_size=2),
+)
 def test_fuzz_rule_never_raises(sni, alpn):
     ch = _alpnless()
     evidence = tor_evidence(dataclasses.replace(ch, sni=sni, alpn=tuple(alpn)))

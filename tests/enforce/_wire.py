@@ -56,7 +56,7 @@ class Wire:
     ip_id: int
     df: bool
     proto: int
-    l4: bytes          # the transport header and payload
+    l4: bytes  # the transport header and payload
     sport: int = 0
     dport: int = 0
     seq: int = 0
@@ -79,8 +79,16 @@ def read(packet: bytes) -> Wire:
         src, dst = packet[12:16], packet[16:20]
         l4 = packet[ihl:]
         pseudo = src + dst + bytes((0, proto)) + struct.pack("!H", len(l4))
-        wire = Wire(4, str(ipaddress.ip_address(src)), str(ipaddress.ip_address(dst)), ttl, ip_id,
-                    bool(frag & 0x4000), proto, l4)
+        wire = Wire(
+            4,
+            str(ipaddress.ip_address(src)),
+            str(ipaddress.ip_address(dst)),
+            ttl,
+            ip_id,
+            bool(frag & 0x4000),
+            proto,
+            l4,
+        )
     elif version == 6:
         plen, proto, hlim = struct.unpack_from("!4xHBB", packet)
         assert plen + 40 == len(packet), "IPv6 payload length"
@@ -92,9 +100,8 @@ def read(packet: bytes) -> Wire:
         raise AssertionError(f"IP version {version}")
     if proto == 6:
         assert fold(pseudo + l4) == 0xFFFF, "TCP checksum"
-        (wire.sport, wire.dport, wire.seq, wire.ack, off, wire.flags, wire.window) = struct.unpack_from(
-            "!HHIIBBH", l4)
-        wire.payload = l4[(off >> 4) * 4:]
+        (wire.sport, wire.dport, wire.seq, wire.ack, off, wire.flags, wire.window) = struct.unpack_from("!HHIIBBH", l4)
+        wire.payload = l4[(off >> 4) * 4 :]
     elif proto == 17:
         assert fold(pseudo + l4) == 0xFFFF, "UDP checksum"
         wire.sport, wire.dport, length = struct.unpack_from("!HHH", l4)
@@ -161,7 +168,7 @@ def real_packets(name: str) -> tuple[tuple[Packet, bytes], ...]:
                 continue
             raw = frame.data[start:]
             if raw and raw[0] >> 4 == 4:
-                raw = raw[:struct.unpack_from("!H", raw, 2)[0]]   # cut Ethernet padding
+                raw = raw[: struct.unpack_from("!H", raw, 2)[0]]  # cut Ethernet padding
             out.append((pkt, bytes(raw)))
     return tuple(out)
 

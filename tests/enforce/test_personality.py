@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from chokepoint.enforce.personality import (
-    DEFAULT, PRESET_CITES, PRESETS, Field16, Personality, TsgSeed, Ttl, effective, parse_personality, preset,
+    DEFAULT,
+    PRESET_CITES,
+    PRESETS,
+    Field16,
+    Personality,
+    TsgSeed,
+    Ttl,
+    effective,
+    parse_personality,
+    preset,
 )
 from chokepoint.policy import load_profile
 from chokepoint.policy.errors import PolicyError
@@ -76,7 +85,7 @@ personality:
     r = p.reset
     assert (r.flags, r.count, r.targets, r.seq, r.identical) == ("R", 3, "client", "ack-based", False)
     assert r.payload == bytes([1, 2, 3, 4, 5, 6, 7, 8, 9, 0])
-    assert r.ip.ttl == Ttl("range", 40, 60) and r.ip.df is False     # df from the shared ip section
+    assert r.ip.ttl == Ttl("range", 40, 60) and r.ip.df is False  # df from the shared ip section
     assert r.ip.ip_id == Field16("increment", 1000, 0, 7)
     assert r.ip.window == Field16("tsg") and r.ip.tsg == TsgSeed(11, 60000, 10, 20)
     d = p.dns
@@ -86,67 +95,80 @@ personality:
     assert d.ip.ttl.kind == "mirror" and d.ip.df is False
     b = p.blockpage
     assert (b.status, b.location, b.body, b.close, b.reset_server, b.mss) == (
-        302, "http://warning.example/blocked", b"", "rst", False, 536)
+        302,
+        "http://warning.example/blocked",
+        b"",
+        "rst",
+        False,
+        536,
+    )
     assert b.headers == (("Server", "censor"), ("X-Blocked", "yes"))
     assert b.ip.window == Field16("fixed", 32120) and b.ip.ttl == Ttl("fixed", 250, 250)
     assert (p.throttle.rate_kbps, p.throttle.burst_bytes) == (130.0, 3000)
     assert (p.delay.ms, p.delay.jitter_ms) == (250.0, 20.0)
     assert (p.icmp.code, p.icmp.source, p.icmp.ip.ttl.lo) == (10, "198.18.0.1", 255)
     assert (p.residual.scope, p.residual.seconds, p.residual.rearm, p.residual.action) == (
-        "client-server", 90.0, True, "drop")
+        "client-server",
+        90.0,
+        True,
+        "drop",
+    )
     assert p.drop_trigger is False
 
 
-@pytest.mark.parametrize(("snippet", "where", "message"), [
-    ("reset: {flags: RST}", "reset.flags", "expected R or RA"),
-    ("reset: {count: 0}", "reset.count", "out of range"),
-    ("reset: {count: 17}", "reset.count", "out of range"),
-    ("reset: {count: true}", "reset.count", "expected an integer"),
-    ("reset: {targets: everyone}", "reset.targets", "expected one of"),
-    ("reset: {seq: exact}", "reset.seq", "in-window, ack-based"),
-    ("reset: {ttl: 0}", "reset.ttl", "out of range"),
-    ("reset: {ttl: [60, 40]}", "reset.ttl", "above high"),
-    ("reset: {ttl: copy}", "reset.ttl", "mirror"),
-    ("reset: {ip_id: 65536}", "reset.ip_id", "out of range"),
-    ("reset: {ip_id: {increment: 5, stride: 2}}", "reset.ip_id.stride", "unknown key"),
-    ("reset: {window: -1}", "reset.window", "out of range"),
-    ("reset: {df: 1}", "reset.df", "true or false"),
-    ("reset: {payload: 'zz'}", "reset.payload", "hex bytes"),
-    ("reset: {payload: [1, 256]}", "reset.payload.1", "out of range"),
-    ("reset: {tsg: {seed_key: 13, val: [1, 6000]}}", "reset.tsg.val.1", "out of range"),
-    ("reset: {bogus: 1}", "reset.bogus", "unknown key"),
-    ("dns: {flags: 0x18180}", "dns.flags", "out of range"),
-    ("dns: {flags: 'eighty'}", "dns.flags", "16-bit number"),
-    ("dns: {flags: 0x0180}", "dns.flags", "lacks the QR bit"),
-    ("dns: {answers: []}", "dns.answers", "non-empty list"),
-    ("dns: {answers: [1.2.3.999]}", "dns.answers.0", "not an IPv4 or IPv6"),
-    ("dns: {mode: both}", "dns.mode", "race, replace"),
-    ("dns: {window: 5}", "dns.window", "unknown key"),
-    ("blockpage: {status: 302}", "blockpage", "needs a location"),
-    ("blockpage: {status: 99}", "blockpage.status", "out of range"),
-    ("blockpage: {headers: {Content-Length: '5'}}", "blockpage.headers", "set by the enforcer"),
-    ("blockpage: {headers: {'Bad Name': x}}", "blockpage.headers", "header name"),
-    ("blockpage: {location: 'http://a b'}", "blockpage.location", "without spaces"),
-    ("blockpage: {close: never}", "blockpage.close", "fin, rst"),
-    ("throttle: {rate_kbps: 0}", "throttle.rate_kbps", "> 0"),
-    ("delay: {ms: -5}", "delay.ms", ">= 0"),
-    ("icmp: {code: 16}", "icmp.code", "out of range"),
-    ("icmp: {source: router}", "icmp.source", "IP address"),
-    ("residual: {scope: 5-tuple}", "residual.scope", "3-tuple, 4-tuple, server, client-server"),
-    ("residual: {seconds: -1}", "residual.seconds", ">= 0"),
-    ("residual: {action: blackhole}", "residual.action", "drop, reset, auto"),
-    ("drop_trigger: yes", "drop_trigger", "true or false"),
-    ("based_on: gfw-type-iv", "based_on", "gfw-type-ii"),
-    ("colour: red", "colour", "unknown key"),
-    ("reset: [1, 2]", "reset", "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    ("snippet", "where", "message"),
+    [
+        ("reset: {flags: RST}", "reset.flags", "expected R or RA"),
+        ("reset: {count: 0}", "reset.count", "out of range"),
+        ("reset: {count: 17}", "reset.count", "out of range"),
+        ("reset: {count: true}", "reset.count", "expected an integer"),
+        ("reset: {targets: everyone}", "reset.targets", "expected one of"),
+        ("reset: {seq: exact}", "reset.seq", "in-window, ack-based"),
+        ("reset: {ttl: 0}", "reset.ttl", "out of range"),
+        ("reset: {ttl: [60, 40]}", "reset.ttl", "above high"),
+        ("reset: {ttl: copy}", "reset.ttl", "mirror"),
+        ("reset: {ip_id: 65536}", "reset.ip_id", "out of range"),
+        ("reset: {ip_id: {increment: 5, stride: 2}}", "reset.ip_id.stride", "unknown key"),
+        ("reset: {window: -1}", "reset.window", "out of range"),
+        ("reset: {df: 1}", "reset.df", "true or false"),
+        ("reset: {payload: 'zz'}", "reset.payload", "hex bytes"),
+        ("reset: {payload: [1, 256]}", "reset.payload.1", "out of range"),
+        ("reset: {tsg: {seed_key: 13, val: [1, 6000]}}", "reset.tsg.val.1", "out of range"),
+        ("reset: {bogus: 1}", "reset.bogus", "unknown key"),
+        ("dns: {flags: 0x18180}", "dns.flags", "out of range"),
+        ("dns: {flags: 'eighty'}", "dns.flags", "16-bit number"),
+        ("dns: {flags: 0x0180}", "dns.flags", "lacks the QR bit"),
+        ("dns: {answers: []}", "dns.answers", "non-empty list"),
+        ("dns: {answers: [1.2.3.999]}", "dns.answers.0", "not an IPv4 or IPv6"),
+        ("dns: {mode: both}", "dns.mode", "race, replace"),
+        ("dns: {window: 5}", "dns.window", "unknown key"),
+        ("blockpage: {status: 302}", "blockpage", "needs a location"),
+        ("blockpage: {status: 99}", "blockpage.status", "out of range"),
+        ("blockpage: {headers: {Content-Length: '5'}}", "blockpage.headers", "set by the enforcer"),
+        ("blockpage: {headers: {'Bad Name': x}}", "blockpage.headers", "header name"),
+        ("blockpage: {location: 'http://a b'}", "blockpage.location", "without spaces"),
+        ("blockpage: {close: never}", "blockpage.close", "fin, rst"),
+        ("throttle: {rate_kbps: 0}", "throttle.rate_kbps", "> 0"),
+        ("delay: {ms: -5}", "delay.ms", ">= 0"),
+        ("icmp: {code: 16}", "icmp.code", "out of range"),
+        ("icmp: {source: router}", "icmp.source", "IP address"),
+        ("residual: {scope: 5-tuple}", "residual.scope", "3-tuple, 4-tuple, server, client-server"),
+        ("residual: {seconds: -1}", "residual.seconds", ">= 0"),
+        ("residual: {action: blackhole}", "residual.action", "drop, reset, auto"),
+        ("drop_trigger: yes", "drop_trigger", "true or false"),
+        ("based_on: gfw-type-iv", "based_on", "gfw-type-ii"),
+        ("colour: red", "colour", "unknown key"),
+        ("reset: [1, 2]", "reset", "expected a mapping"),
+    ],
+)
 def test_bad_values_are_policy_errors_at_their_position(snippet, where, message):
     text = "personality:\n  name: x\n  " + snippet + "\n"
     raw, marks = _yaml(text)
     with pytest.raises(PolicyError) as info:
         parse_personality(raw, file="p.yaml", marks=marks)
     err = info.value
-    assert err.file == "p.yaml" and err.line == 3, str(err)   # every snippet sits on line 3
+    assert err.file == "p.yaml" and err.line == 3, str(err)  # every snippet sits on line 3
     assert f"personality.{where}:" in err.message and message in err.message, str(err)
 
 
@@ -187,29 +209,40 @@ def test_effective_applies_rule_params():
     assert p.residual.seconds == 180 and p.throttle.rate_kbps == 140
     assert p.reset.ip == DEFAULT.reset.ip and p.dns == DEFAULT.dns
     # Verdict.params is a tuple of pairs, values frozen (lists as tuples) by the profile loader
-    verdict = Verdict(Action.DNS_FORGE, "r", params=(("answers", ("192.0.2.1", "2001:db8::1")), ("ttl", 5),
-                                                    ("probability", 0.5), ("residual_s", 60),
-                                                    ("residual_scope", "4-tuple")))
+    verdict = Verdict(
+        Action.DNS_FORGE,
+        "r",
+        params=(
+            ("answers", ("192.0.2.1", "2001:db8::1")),
+            ("ttl", 5),
+            ("probability", 0.5),
+            ("residual_s", 60),
+            ("residual_scope", "4-tuple"),
+        ),
+    )
     q = effective(DEFAULT, verdict.params)
     assert q.dns.answers == ("192.0.2.1", "2001:db8::1") and q.dns.answer_ttl == 5
     assert (q.residual.seconds, q.residual.scope) == (60, "4-tuple")
     assert effective(DEFAULT, ()) is DEFAULT
     icmp = effective(DEFAULT, {"code": 3})
-    assert (icmp.icmp.code, icmp.icmp.code6) == (3, 4)     # port unreachable in both families
+    assert (icmp.icmp.code, icmp.icmp.code6) == (3, 4)  # port unreachable in both families
     page = effective(DEFAULT, {"status": 302, "location": "http://x.example/"})
     assert page.blockpage.status == 302
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"count": 0}, "count: 0 is out of range"),
-    ({"flags": "S"}, "flags: expected R or RA"),
-    ({"answers": ["not-an-ip"]}, "not an IPv4 or IPv6 address"),
-    ({"status": 301}, "needs a location"),
-    ({"rate_kbps": -1}, "rate_kbps"),
-    ({"code": 99}, "code: 99 is out of range"),
-    ({"residual_scope": "5-tuple"}, "residual_scope"),
-    ({"colour": "red"}, "unknown rule parameter"),
-])
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"count": 0}, "count: 0 is out of range"),
+        ({"flags": "S"}, "flags: expected R or RA"),
+        ({"answers": ["not-an-ip"]}, "not an IPv4 or IPv6 address"),
+        ({"status": 301}, "needs a location"),
+        ({"rate_kbps": -1}, "rate_kbps"),
+        ({"code": 99}, "code: 99 is out of range"),
+        ({"residual_scope": "5-tuple"}, "residual_scope"),
+        ({"colour": "red"}, "unknown rule parameter"),
+    ],
+)
 def test_effective_rejects_bad_params(params, message):
     with pytest.raises(PolicyError, match=message):
         effective(DEFAULT, params)
@@ -232,9 +265,17 @@ def test_every_bundled_rule_has_enforceable_params(name):
 
 # ----------------------------------------------------------------- extra TCP flag bits and parallel injectors
 
-@pytest.mark.parametrize(("text", "flags", "extra"), [
-    ("R", "R", 0), ("RA", "RA", 0), ("R+AE", "R", 0x100), ("R+AE+RE", "R", 0x300), ("RA+RE", "RA", 0x200),
-])
+
+@pytest.mark.parametrize(
+    ("text", "flags", "extra"),
+    [
+        ("R", "R", 0),
+        ("RA", "RA", 0),
+        ("R+AE", "R", 0x100),
+        ("R+AE+RE", "R", 0x300),
+        ("RA+RE", "RA", 0x200),
+    ],
+)
 def test_reset_flags_take_ae_and_reserved_bits(text, flags, extra):
     p = parse_personality({"reset": {"flags": text}})
     assert (p.reset.flags, p.reset.extra_flags) == (flags, extra)
@@ -249,21 +290,28 @@ def test_reset_flags_reject_anything_else(bad):
 
 
 def test_parallel_injectors_take_their_preset_reset_style():
-    p = parse_personality({"based_on": "gfw-type-ii",
-                           "parallel": [{"preset": "gfw-type-i"}, {"preset": "gfw-type-iii", "probability": 0.5}]})
+    p = parse_personality(
+        {
+            "based_on": "gfw-type-ii",
+            "parallel": [{"preset": "gfw-type-i"}, {"preset": "gfw-type-iii", "probability": 0.5}],
+        }
+    )
     assert [(o.name, o.probability) for o in p.parallel] == [("gfw-type-i", 1.0), ("gfw-type-iii", 0.5)]
     assert p.parallel[0].reset == preset("gfw-type-i").reset and p.parallel[1].reset == preset("gfw-type-iii").reset
     assert preset("gfw-type-ii").parallel == ()
-    assert effective(p, {"injector": "henan"}).parallel == ()      # a rule's own injector acts alone
+    assert effective(p, {"injector": "henan"}).parallel == ()  # a rule's own injector acts alone
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    ({"parallel": {"preset": "gfw-type-i"}}, "expected a list"),
-    ({"parallel": [{"probability": 1}]}, "names a preset"),
-    ({"parallel": [{"preset": "nope"}]}, "expected one of"),
-    ({"parallel": [{"preset": "gfw-type-i", "probability": 1.5}]}, "above 1"),
-    ({"parallel": [{"preset": "gfw-type-i", "colour": "red"}]}, "unknown key"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"parallel": {"preset": "gfw-type-i"}}, "expected a list"),
+        ({"parallel": [{"probability": 1}]}, "names a preset"),
+        ({"parallel": [{"preset": "nope"}]}, "expected one of"),
+        ({"parallel": [{"preset": "gfw-type-i", "probability": 1.5}]}, "above 1"),
+        ({"parallel": [{"preset": "gfw-type-i", "colour": "red"}]}, "unknown key"),
+    ],
+)
 def test_parallel_injector_errors(raw, message):
     with pytest.raises(PolicyError, match=message):
         parse_personality(raw)
@@ -285,7 +333,9 @@ def test_injector_fragment_limits():
     TSG 101."""
     from chokepoint.enforce.personality import fits_fragments
 
-    limits = {name: preset(name).max_fragments for name in ("gfw-type-i", "gfw-type-ii", "gfw-type-iii", "henan", "tsg")}
+    limits = {
+        name: preset(name).max_fragments for name in ("gfw-type-i", "gfw-type-ii", "gfw-type-iii", "henan", "tsg")
+    }
     assert limits == {"gfw-type-i": None, "gfw-type-ii": 102, "gfw-type-iii": 0, "henan": 0, "tsg": 101}
     assert fits_fragments(0, 1) and not fits_fragments(0, 2) and fits_fragments(102, 102)
     assert not fits_fragments(102, 103) and fits_fragments(None, 10_000)

@@ -8,15 +8,15 @@ import random
 
 import pytest
 
-from chokepoint.backends.censord import check_params
-from chokepoint.democapture import tls_client_hello
-from chokepoint.engine import Engine
+from chokepoint.backends.censor import check_params
 from chokepoint.enforce import DEFAULT, Stamper, plan
 from chokepoint.enforce.personality import PRESETS, effective, parse_personality, preset
+from chokepoint.engine import Engine
 from chokepoint.packet import build
 from chokepoint.packet.decode import Decoder
 from chokepoint.packet.pcap import Frame
 from chokepoint.packet.record import ACK, RST
+from chokepoint.packet.samples import tls_client_hello
 from chokepoint.policy import PolicyError, load_rules_text
 
 RULES = """\
@@ -45,8 +45,8 @@ def test_injector_replaces_the_personality_and_other_params_apply_on_top():
     q = effective(mine, (("injector", "gfw-type-ii"), ("targets", "server"), ("probability", 0.5)))
     assert q.name == "gfw-type-ii" and q.reset.count == 3 and q.reset.targets == "server"
     assert q.reset.ip.ttl.lo == 255 and q.residual.seconds == 180 and q.drop_trigger is False
-    assert effective(mine, {"count": 4}).name == "mine"       # without an injector the profile's own acts
-    for name in PRESETS:                                       # every preset name is accepted
+    assert effective(mine, {"count": 4}).name == "mine"  # without an injector the profile's own acts
+    for name in PRESETS:  # every preset name is accepted
         assert effective(DEFAULT, {"injector": name}).name == name
 
 
@@ -54,7 +54,7 @@ def test_unknown_injector_is_rejected_at_load_time_where_it_is_written():
     with pytest.raises(PolicyError) as err:
         load_rules_text(RULES.replace("injector: gfw-type-i}", "injector: gfw-type-iv}"), "p.yaml")
     e = err.value
-    assert (e.file, e.line, e.column) == ("p.yaml", 4, 24), str(e)      # the value after "injector: "
+    assert (e.file, e.line, e.column) == ("p.yaml", 4, 24), str(e)  # the value after "injector: "
     assert "rule 'type-i'" in e.message and "params.injector" in e.message and "gfw-type-iii" in e.message
 
 
@@ -78,8 +78,9 @@ def _decide(profile, sni: str, port: int):
 
 def _resets(profile, sni: str, port: int) -> list:
     step, pkt, raw = _decide(profile, sni, port)
-    p = plan(step.flow.verdict, step.flow, pkt, raw, step.direction, profile.personality,
-             Stamper(random.Random(5)), 1.0)
+    p = plan(
+        step.flow.verdict, step.flow, pkt, raw, step.direction, profile.personality, Stamper(random.Random(5)), 1.0
+    )
     out = []
     for injection in p.injections:
         got = Decoder().decode(Frame(0.0, 101, injection.packet, len(injection.packet), 0))
@@ -90,10 +91,13 @@ def _resets(profile, sni: str, port: int) -> list:
 
 def test_each_rule_injects_with_its_own_injector_on_the_wire():
     profile = load_rules_text(RULES, "p.yaml")
-    check_params(profile, profile.personality)                # the daemon's load-time check passes too
+    check_params(profile, profile.personality)  # the daemon's load-time check passes too
     one, p1 = _resets(profile, "one.test", 40001)
     # type I: one RST (no ACK) to each end, DF 0, IP ID 0, TTL 55-118; on-path: the trigger is not dropped
-    assert [(to, ack, df, ip_id) for to, ack, _, df, ip_id, _ in one] == [("client", 0, False, 0), ("server", 0, False, 0)]
+    assert [(to, ack, df, ip_id) for to, ack, _, df, ip_id, _ in one] == [
+        ("client", 0, False, 0),
+        ("server", 0, False, 0),
+    ]
     assert all(55 <= ttl <= 118 for _, _, ttl, *_ in one) and p1.drop_trigger is False
     assert p1.residual is not None and p1.residual.seconds == 180
     two, p2 = _resets(profile, "two.test", 40002)

@@ -12,17 +12,16 @@ import random
 import dns.message
 import pytest
 
-from chokepoint.engine import Engine
 from chokepoint.enforce.craft import Stamper
 from chokepoint.enforce.personality import DEFAULT, parse_personality, preset
 from chokepoint.enforce.plan import Plan, plan, reply_numbers, seg_len
+from chokepoint.engine import Engine
 from chokepoint.flow.flow import Flow
 from chokepoint.flow.key import flow_key
 from chokepoint.packet import build
 from chokepoint.packet.record import ACK, FIN, PSH, RST, SYN, TCP, UDP
 from chokepoint.policy import load_profile
 from chokepoint.policy.verdict import Action, Verdict
-
 from tests.enforce._wire import client_hello, decode, flows_of, read, real_packets
 
 CLIENT, SERVER = "198.18.0.2", "198.19.0.10"
@@ -40,8 +39,12 @@ class Conn:
 
     def __init__(self, request: bytes, response: bytes = RESPONSE, v6: bool = False):
         client, server = (CLIENT6, SERVER6) if v6 else (CLIENT, SERVER)
-        self.raws = [raw for _ts, raw in build.tcp_conversation(client, server, 40000, 443, [request], [response],
-                                                                1.0, client_isn=4294967000, server_isn=77)]
+        self.raws = [
+            raw
+            for _ts, raw in build.tcp_conversation(
+                client, server, 40000, 443, [request], [response], 1.0, client_isn=4294967000, server_isn=77
+            )
+        ]
         self.pkts = [decode(raw) for raw in self.raws]
         first = self.pkts[0]
         self.flow = Flow.from_first_packet(1, flow_key(first), first)
@@ -54,12 +57,21 @@ class Conn:
     def next_seq(self, i: int, from_client: bool) -> int:
         """Sequence number of the next packet this side sends after packet ``i`` (its SND.NXT then)."""
         src = self.flow.client_ip if from_client else self.flow.server_ip
-        return next(p.seq for p in self.pkts[i + 1:] if p.src == src)
+        return next(p.seq for p in self.pkts[i + 1 :] if p.src == src)
 
     def plan(self, i: int, verdict: Verdict, personality=DEFAULT, **kw) -> Plan:
         pkt = self.pkts[i]
-        return plan(verdict, self.flow, pkt, self.raws[i], self.flow.direction_of(pkt), personality,
-                    Stamper(random.Random(1)), 100.0, **kw)
+        return plan(
+            verdict,
+            self.flow,
+            pkt,
+            self.raws[i],
+            self.flow.direction_of(pkt),
+            personality,
+            Stamper(random.Random(1)),
+            100.0,
+            **kw,
+        )
 
 
 def _accepts(rst, rcv_nxt: int) -> bool:
@@ -108,7 +120,7 @@ def test_reset_on_a_server_response_lands_at_both_rcv_nxt(drop_trigger):
     p = conn.plan(i, _verdict(Action.RESET), parse_personality({"drop_trigger": drop_trigger}))
     got = _by_target(p)
     (to_client,), (to_server,) = got["client"], got["server"]
-    assert _accepts(to_server, conn.next_seq(i, from_client=True))         # the server sent it: SEG.ACK
+    assert _accepts(to_server, conn.next_seq(i, from_client=True))  # the server sent it: SEG.ACK
     assert to_server.sport == 40000 and to_server.dport == 443
     expected = trigger.seq if drop_trigger else conn.next_seq(i, from_client=False)
     assert _accepts(to_client, expected)
@@ -127,8 +139,9 @@ def test_reset_flags_r_sends_no_ack_and_the_same_seq():
 def test_reset_after_data_in_both_directions():
     """Later turns of a longer connection: the numbers follow the data already exchanged."""
     turns = [b"A" * 700, b"B" * 1300, GET]
-    raws = [raw for _ts, raw in build.tcp_conversation(CLIENT, SERVER, 40001, 80, turns, [b"x" * 999, b"y" * 3, b""],
-                                                       1.0)]
+    raws = [
+        raw for _ts, raw in build.tcp_conversation(CLIENT, SERVER, 40001, 80, turns, [b"x" * 999, b"y" * 3, b""], 1.0)
+    ]
     pkts = [decode(raw) for raw in raws]
     flow = Flow.from_first_packet(1, flow_key(pkts[0]), pkts[0])
     checked = 0
@@ -141,9 +154,9 @@ def test_reset_after_data_in_both_directions():
         sender_is_client = direction == 0
         receiver_key = "server" if sender_is_client else "client"
         sender_key = "client" if sender_is_client else "server"
-        peer_next = next(q.seq for q in pkts[i + 1:] if q.src != pkt.src)
+        peer_next = next(q.seq for q in pkts[i + 1 :] if q.src != pkt.src)
         assert _accepts(got[sender_key][0], peer_next)
-        assert _accepts(got[receiver_key][0], pkt.seq)                      # dropped inline
+        assert _accepts(got[receiver_key][0], pkt.seq)  # dropped inline
         checked += 1
     assert checked == 5
 
@@ -153,12 +166,12 @@ def test_reset_on_syn_and_syn_ack_uses_acceptable_acks():
     syn, synack = conn.pkts[0], conn.pkts[1]
     assert syn.tcp_flags == SYN and synack.tcp_flags == SYN | ACK
     got = _by_target(conn.plan(0, _verdict(Action.RESET, flags="R")))
-    to_client = got["client"][0]            # the client is in SYN-SENT: RST+ACK acknowledging its SYN
+    to_client = got["client"][0]  # the client is in SYN-SENT: RST+ACK acknowledging its SYN
     assert to_client.flags == RST | ACK and to_client.seq == 0 and to_client.ack == (syn.seq + 1) % 2**32
-    to_server = got["server"][0]            # no ACK number known: a bare RST at ISN + 1 (SYN-RECEIVED) or dropped
+    to_server = got["server"][0]  # no ACK number known: a bare RST at ISN + 1 (SYN-RECEIVED) or dropped
     assert to_server.flags == RST and to_server.seq == syn.seq
     got = _by_target(conn.plan(1, _verdict(Action.RESET, flags="R")))
-    assert got["client"][0].flags == RST | ACK and got["client"][0].ack == synack.ack   # acknowledges its SYN
+    assert got["client"][0].flags == RST | ACK and got["client"][0].ack == synack.ack  # acknowledges its SYN
     assert got["server"][0].seq == synack.ack and got["server"][0].flags == RST
 
 
@@ -169,7 +182,7 @@ def test_ack_based_seq_misses_rcv_nxt_when_the_trigger_was_dropped():
     exact = _by_target(conn.plan(i, _verdict(Action.RESET)))
     naive = _by_target(conn.plan(i, _verdict(Action.RESET), parse_personality({"reset": {"seq": "ack-based"}})))
     assert _accepts(exact["server"][0], trigger.seq)
-    assert naive["server"][0].seq == trigger.seq + len(trigger.payload)   # in the window, not exact: challenge ACK
+    assert naive["server"][0].seq == trigger.seq + len(trigger.payload)  # in the window, not exact: challenge ACK
     assert not _accepts(naive["server"][0], trigger.seq)
     assert naive["client"][0].seq == exact["client"][0].seq
 
@@ -179,9 +192,10 @@ def test_count_targets_and_identical_copies():
     i = conn.data(c2s=True)
     p = conn.plan(i, _verdict(Action.RESET, count=3, targets="client"))
     assert [inj.to for inj in p.injections] == ["client"] * 3
-    assert len({inj.packet for inj in p.injections}) == 1                # GFW type II: three identical RST+ACKs
-    fresh = conn.plan(i, _verdict(Action.RESET, count=3, targets="server"),
-                      parse_personality({"reset": {"identical": False}}))
+    assert len({inj.packet for inj in p.injections}) == 1  # GFW type II: three identical RST+ACKs
+    fresh = conn.plan(
+        i, _verdict(Action.RESET, count=3, targets="server"), parse_personality({"reset": {"identical": False}})
+    )
     assert [inj.to for inj in fresh.injections] == ["server"] * 3
     assert len({read(inj.packet).ip_id for inj in fresh.injections}) == 3
     assert len({read(inj.packet).seq for inj in fresh.injections}) == 1
@@ -191,12 +205,12 @@ def test_gfw_type_ii_personality_on_the_wire():
     conn = Conn(client_hello("blocked.example"))
     i = conn.data(c2s=True)
     p = conn.plan(i, _verdict(Action.RESET), preset("gfw-type-ii"))
-    assert p.drop_trigger is False and p.flow_action == "allow"        # on-path: the trigger goes through
+    assert p.drop_trigger is False and p.flow_action == "allow"  # on-path: the trigger goes through
     walls = [read(inj.packet) for inj in p.injections]
     assert len(walls) == 6 and all(w.flags == RST | ACK and w.df and w.ttl == 255 for w in walls)
     assert p.residual is not None and p.residual.seconds == 180 and p.residual.action == "reset"
     to_server = [w for w, inj in zip(walls, p.injections) if inj.to == "server"][0]
-    assert _accepts(to_server, conn.next_seq(i, from_client=True))    # delivered trigger counted
+    assert _accepts(to_server, conn.next_seq(i, from_client=True))  # delivered trigger counted
 
 
 def test_henan_payload_and_client_only():
@@ -219,7 +233,7 @@ def test_forwarded_state_covers_data_in_flight():
     got = _by_target(p)
     assert got["client"][0].seq == in_flight_end and got["server"][0].seq == trigger.seq
     retrans = conn.plan(i, _verdict(Action.RESET), forwarded=((trigger.seq + 5000) % 2**32, None))
-    assert _by_target(retrans)["server"][0].seq == (trigger.seq + 5000) % 2**32   # an old segment as trigger
+    assert _by_target(retrans)["server"][0].seq == (trigger.seq + 5000) % 2**32  # an old segment as trigger
 
 
 def test_reply_numbers_in_real_captures():
@@ -234,7 +248,7 @@ def test_reply_numbers_in_real_captures():
             for i, (pkt, _raw, d) in enumerate(seen):
                 if not pkt.payload or not pkt.tcp_flags & ACK:
                     continue
-                later = [q for q, _r, dd in seen[i + 1:] if dd == d and q.seq != pkt.seq]
+                later = [q for q, _r, dd in seen[i + 1 :] if dd == d and q.seq != pkt.seq]
                 if later:
                     assert reply_numbers(pkt, to_sender=False, delivered=True)[0] == later[0].seq
                     checked["receiver"] += 1
@@ -269,8 +283,17 @@ def _udp_query(name: str, rdtype: str, v6: bool = False, edns: bool = False):
 def test_dns_forge_udp(mode, dns_mode):
     query, raw, pkt, flow = _udp_query("www.blocked.example", "A", edns=True)
     personality = parse_personality({"dns": {"mode": dns_mode, "flags": 0x8180, "copy_query_edns": True}})
-    p = plan(_verdict(Action.DNS_FORGE, answers=["203.0.113.1", "203.0.113.2"], ttl=300), flow, pkt, raw, 0,
-             personality, Stamper(random.Random(3)), 5.0, mode=mode)
+    p = plan(
+        _verdict(Action.DNS_FORGE, answers=["203.0.113.1", "203.0.113.2"], ttl=300),
+        flow,
+        pkt,
+        raw,
+        0,
+        personality,
+        Stamper(random.Random(3)),
+        5.0,
+        mode=mode,
+    )
     replace = dns_mode == "replace" and mode == "inline"
     assert p.drop_trigger is replace and p.flow_action == "inspect"  # every UDP query is answered on its own
     (inj,) = p.injections
@@ -293,7 +316,7 @@ def test_dns_forge_aaaa_v6_pool_and_other_types():
     query, raw, pkt, flow = _udp_query("blocked.example", "HTTPS")
     p = plan(_verdict(Action.DNS_FORGE), flow, pkt, raw, 0, personality, Stamper(random.Random(0)), 0.0)
     answer = dns.message.from_wire(read(p.injections[0].packet).payload)
-    assert query.is_response(answer) and answer.answer == [] and answer.rcode() == 0   # NODATA
+    assert query.is_response(answer) and answer.answer == [] and answer.rcode() == 0  # NODATA
 
 
 def test_dns_forge_over_tcp():
@@ -317,8 +340,17 @@ def test_dns_forge_on_real_capture_queries():
     assert queries
     for pkt, raw in queries:
         flow = Flow.from_first_packet(1, flow_key(pkt), pkt)
-        p = plan(_verdict(Action.DNS_FORGE, answers=["192.0.2.1", "2001:db8::1"]), flow, pkt, raw, 0,
-                 preset("tsg"), Stamper(random.Random(0)), 0.0, mode="mirror")
+        p = plan(
+            _verdict(Action.DNS_FORGE, answers=["192.0.2.1", "2001:db8::1"]),
+            flow,
+            pkt,
+            raw,
+            0,
+            preset("tsg"),
+            Stamper(random.Random(0)),
+            0.0,
+            mode="mirror",
+        )
         w = read(p.injections[0].packet)
         assert dns.message.from_wire(pkt.payload).is_response(dns.message.from_wire(w.payload))
         assert w.payload[2:4] == b"\x81\x80" and not p.drop_trigger
@@ -344,7 +376,7 @@ def test_blockpage_in_place_of_the_server_answer(mode):
     assert p.drop_trigger is (mode == "inline") and p.flow_action == "drop"
     pages = [read(inj.packet) for inj in p.injections if inj.what == "blockpage"]
     assert all(inj.to == "client" for inj in p.injections if inj.what == "blockpage")
-    assert pages[0].seq == conn.next_seq(i, from_client=False)          # the client's RCV.NXT
+    assert pages[0].seq == conn.next_seq(i, from_client=False)  # the client's RCV.NXT
     assert all(w.ack == (trigger.seq + len(trigger.payload)) % 2**32 for w in pages)
     assert pages[-1].flags & FIN and pages[-1].sport == 443
     body = b"".join(w.payload for w in pages)
@@ -396,7 +428,7 @@ def test_drop_direction_and_reset_on_udp():
     conn = Conn(GET)
     i = conn.data(c2s=False)
     p = conn.plan(i, _verdict(Action.DROP, direction="c2s"))
-    assert (p.flow_action, p.drop_direction, p.drop_trigger) == ("drop", "c2s", False)   # an s2c trigger passes
+    assert (p.flow_action, p.drop_direction, p.drop_trigger) == ("drop", "c2s", False)  # an s2c trigger passes
     assert conn.plan(conn.data(c2s=True), _verdict(Action.DROP, direction="c2s")).drop_trigger
     mirror = conn.plan(i, _verdict(Action.DROP), mode="mirror")
     assert not mirror.drop_trigger and "mirror mode cannot drop" in mirror.notes
@@ -410,7 +442,7 @@ def test_throttle_delay_allow_log():
     i = conn.data(c2s=True)
     t = conn.plan(i, _verdict(Action.THROTTLE, rate_kbps=137.6))
     assert (t.flow_action, t.throttle_kbps, t.throttle_burst_bytes, t.drop_trigger) == ("throttle", 138, 15000, False)
-    assert conn.plan(i, _verdict(Action.THROTTLE)).throttle_kbps == 140     # the personality's rate
+    assert conn.plan(i, _verdict(Action.THROTTLE)).throttle_kbps == 140  # the personality's rate
     d = conn.plan(i, _verdict(Action.DELAY, delay_ms=300, jitter_ms=25))
     assert (d.flow_action, d.delay_ms, d.delay_jitter_ms) == ("delay", 300, 25)
     assert conn.plan(i, _verdict(Action.ALLOW)).flow_action == "allow"
@@ -421,21 +453,34 @@ def test_throttle_delay_allow_log():
 # ------------------------------------------------------------------------------------------------ residual
 
 
-@pytest.mark.parametrize(("scope", "key"), [
-    ("3-tuple", (CLIENT, None, SERVER, 443)),
-    ("4-tuple", (CLIENT, 40000, SERVER, 443)),
-    ("server", (None, None, SERVER, 443)),
-    ("client-server", (CLIENT, None, SERVER, None)),
-])
+@pytest.mark.parametrize(
+    ("scope", "key"),
+    [
+        ("3-tuple", (CLIENT, None, SERVER, 443)),
+        ("4-tuple", (CLIENT, 40000, SERVER, 443)),
+        ("server", (None, None, SERVER, 443)),
+        ("client-server", (CLIENT, None, SERVER, None)),
+    ],
+)
 def test_residual_scopes(scope, key):
     conn = Conn(GET)
-    p = conn.plan(conn.data(c2s=True), _verdict(Action.RESET, residual_s=90, residual_scope="3-tuple"),
-                  parse_personality({"residual": {"scope": scope, "rearm": True}}))
+    p = conn.plan(
+        conn.data(c2s=True),
+        _verdict(Action.RESET, residual_s=90, residual_scope="3-tuple"),
+        parse_personality({"residual": {"scope": scope, "rearm": True}}),
+    )
     r = p.residual
     assert r.scope == "3-tuple" and (r.client_ip, r.client_port, r.server_ip, r.server_port) == (
-        CLIENT, None, SERVER, 443)                                   # the rule's scope wins
-    p = conn.plan(conn.data(c2s=True), _verdict(Action.DROP),
-                  parse_personality({"residual": {"scope": scope, "seconds": 30, "rearm": True}}))
+        CLIENT,
+        None,
+        SERVER,
+        443,
+    )  # the rule's scope wins
+    p = conn.plan(
+        conn.data(c2s=True),
+        _verdict(Action.DROP),
+        parse_personality({"residual": {"scope": scope, "seconds": 30, "rearm": True}}),
+    )
     r = p.residual
     assert (r.client_ip, r.client_port, r.server_ip, r.server_port) == key
     assert (r.proto, r.seconds, r.expires_at, r.rearm, r.action) == (TCP, 30, 130.0, True, "drop")
@@ -451,12 +496,21 @@ def test_residual_actions_by_mode_and_protocol():
     _q, raw, pkt, flow = _udp_query("x.example", "A")
     udp = plan(_verdict(Action.DROP, residual_s=180), flow, pkt, raw, 0, DEFAULT, Stamper(random.Random(0)), 0.0)
     assert udp.residual.action == "drop" and udp.residual.proto == UDP
-    mirrored = plan(_verdict(Action.DROP, residual_s=180), flow, pkt, raw, 0, DEFAULT, Stamper(random.Random(0)),
-                    0.0, mode="mirror")
+    mirrored = plan(
+        _verdict(Action.DROP, residual_s=180), flow, pkt, raw, 0, DEFAULT, Stamper(random.Random(0)), 0.0, mode="mirror"
+    )
     assert mirrored.residual is None and any("residual" in n for n in mirrored.notes)
     # a personality residual does not attach to DNS forging unless the rule asks
-    forged = plan(_verdict(Action.DNS_FORGE, answers=["192.0.2.1"]), flow, pkt, raw, 0,
-                  parse_personality({"residual": {"seconds": 60}}), Stamper(random.Random(0)), 0.0)
+    forged = plan(
+        _verdict(Action.DNS_FORGE, answers=["192.0.2.1"]),
+        flow,
+        pkt,
+        raw,
+        0,
+        parse_personality({"residual": {"seconds": 60}}),
+        Stamper(random.Random(0)),
+        0.0,
+    )
     assert forged.residual is None
 
 
@@ -470,8 +524,14 @@ def test_engine_verdicts_on_real_payloads_become_plans():
     gen = Stamper(random.Random(9))
     conversations = [
         build.tcp_conversation(CLIENT, SERVER, 41000, 443, [client_hello("example-blocked.test")], [b""], 1.0),
-        [(2.0, build.ipv4_udp(CLIENT, "198.19.0.53", 41001, 53,
-                              dns.message.make_query("example-blocked.test", "A").to_wire()))],
+        [
+            (
+                2.0,
+                build.ipv4_udp(
+                    CLIENT, "198.19.0.53", 41001, 53, dns.message.make_query("example-blocked.test", "A").to_wire()
+                ),
+            )
+        ],
     ]
     plans = []
     for conversation in conversations:
@@ -490,6 +550,7 @@ def test_engine_verdicts_on_real_payloads_become_plans():
 
 
 # ------------------------------------------------------------------------- parallel injectors, AE/RE bits
+
 
 def test_parallel_injectors_each_send_their_own_resets():
     """gfw-2023: type II's three identical RST+ACKs, then type I's RST and type III's RST+ACK, per target
@@ -512,8 +573,9 @@ def test_parallel_injectors_each_send_their_own_resets():
 
 
 def test_a_parallel_injector_with_probability_zero_stays_quiet_and_says_so():
-    personality = parse_personality({"based_on": "gfw-type-ii",
-                                     "parallel": [{"preset": "gfw-type-i", "probability": 0.0}]})
+    personality = parse_personality(
+        {"based_on": "gfw-type-ii", "parallel": [{"preset": "gfw-type-i", "probability": 0.0}]}
+    )
     conn = Conn(client_hello("blocked.example"))
     p = conn.plan(conn.data(c2s=True), _verdict(Action.RESET), personality)
     assert len(p.injections) == 6 and any("gfw-type-i did not act" in n for n in p.notes)
@@ -527,8 +589,7 @@ def test_pakistan_reset_carries_ae_and_a_reserved_bit_without_ack_or_df():
     assert walls and all(w.flags == RST and not w.df for w in walls)
     assert all(decode(inj.packet).tcp_flags == RST | 0x100 | 0x200 for inj in p.injections)
     server = _by_target(p)["server"][0]
-    assert _accepts(server, conn.next_seq(i, from_client=True) if not p.drop_trigger
-                    else conn.pkts[i].seq)
+    assert _accepts(server, conn.next_seq(i, from_client=True) if not p.drop_trigger else conn.pkts[i].seq)
 
 
 def test_parallel_dns_injectors_answer_the_same_query_with_their_own_flags():
@@ -547,7 +608,7 @@ def test_parallel_dns_injectors_answer_the_same_query_with_their_own_flags():
         flags.append(answer.flags)
     assert flags == [0x8180, 0x8580, 0x8400]
     payloads = [read(inj.packet).payload for inj in p.injections]
-    answer_name_at = len(query.to_wire())    # no EDNS: the answer follows the question
+    answer_name_at = len(query.to_wire())  # no EDNS: the answer follows the question
     assert [bool(w[answer_name_at] & 0xC0 == 0xC0) for w in payloads] == [True, False, False]
     tcp = parse_personality({"based_on": "gfw-type-ii", "parallel": [{"preset": "gfw-dns-1"}]})
     assert tcp.parallel[0].reset is None and tcp.parallel[0].dns.flags == 0x8580

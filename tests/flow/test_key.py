@@ -14,7 +14,7 @@ def test_both_directions_have_one_key_and_one_shard():
 def test_shards_are_stable_and_spread():
     keys = [(6, A, p, B, 443) for p in range(1000, 3000)]
     shards = [shard_of(k, 4) for k in keys]
-    assert shards == [shard_of(k, 4) for k in keys]          # no salted hash()
+    assert shards == [shard_of(k, 4) for k in keys]  # no salted hash()
     assert all(300 < shards.count(s) < 700 for s in range(4))
 
 

@@ -1,4 +1,5 @@
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chokepoint.flow.reassembly import StreamReassembler
 
@@ -24,8 +25,8 @@ def test_retransmission_and_overlap_keep_the_first_bytes():
     r = StreamReassembler(100, 8)
     r.set_isn(0)
     r.add(1, b"abcdef")
-    assert r.add(1, b"XXXXXX") == 0          # pure retransmission
-    assert r.add(4, b"XXXghi") == 3          # overlap: first wins, only the new tail is added
+    assert r.add(1, b"XXXXXX") == 0  # pure retransmission
+    assert r.add(4, b"XXXghi") == 3  # overlap: first wins, only the new tail is added
     assert r.bytes == b"abcdefghi"
     assert r.overlaps >= 1
 
@@ -41,7 +42,7 @@ def test_bound_is_enforced_and_marks_full():
 
 def test_sequence_wraparound():
     r = StreamReassembler(100, 8)
-    r.set_isn(0xFFFFFFFD)                     # data starts at 0xFFFFFFFE
+    r.set_isn(0xFFFFFFFD)  # data starts at 0xFFFFFFFE
     r.add(0xFFFFFFFE, b"ab")
     r.add(0x00000000, b"cd")
     assert r.bytes == b"abcd"
@@ -63,11 +64,15 @@ def test_mid_stream_pickup_uses_first_segment():
 
 
 @settings(max_examples=300, deadline=None)
-@given(data=st.binary(min_size=1, max_size=300), cuts=st.lists(st.integers(0, 300), max_size=12),
-       order=st.randoms(use_true_random=False), isn=st.integers(0, 2**32 - 1))
+@given(
+    data=st.binary(min_size=1, max_size=300),
+    cuts=st.lists(st.integers(0, 300), max_size=12),
+    order=st.randoms(use_true_random=False),
+    isn=st.integers(0, 2**32 - 1),
+)
 def test_any_segmentation_in_any_order_reassembles_the_stream(data, cuts, order, isn):
     points = sorted({0, len(data), *[c for c in cuts if c < len(data)]})
-    segments = [(points[i], data[points[i]:points[i + 1]]) for i in range(len(points) - 1)]
+    segments = [(points[i], data[points[i] : points[i + 1]]) for i in range(len(points) - 1)]
     order.shuffle(segments)
     r = StreamReassembler(1000, 64)
     r.set_isn(isn)

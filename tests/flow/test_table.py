@@ -10,8 +10,9 @@ B = bytes([10, 0, 0, 2])
 
 
 def pkt(ts, src, dst, sport, dport, proto=TCP, flags=0, payload=b""):
-    return Packet(ts=ts, ip_version=4, src=src, dst=dst, proto=proto, sport=sport, dport=dport,
-                  tcp_flags=flags, payload=payload)
+    return Packet(
+        ts=ts, ip_version=4, src=src, dst=dst, proto=proto, sport=sport, dport=dport, tcp_flags=flags, payload=payload
+    )
 
 
 def test_both_directions_share_one_flow_and_the_syn_sender_is_the_client():
@@ -99,9 +100,8 @@ def test_seq_end_tracks_the_highest_byte_per_direction_with_wraparound():
     syn = Packet(ts=0, ip_version=4, src=A, dst=B, proto=TCP, sport=1, dport=2, tcp_flags=SYN, seq=0xFFFFFFFF)
     flow.advance_seq(syn, C2S)
     assert flow.seq_end[C2S] == 0
-    data = Packet(ts=0, ip_version=4, src=A, dst=B, proto=TCP, sport=1, dport=2, tcp_flags=ACK, seq=0,
-                  payload=b"abc")
+    data = Packet(ts=0, ip_version=4, src=A, dst=B, proto=TCP, sport=1, dport=2, tcp_flags=ACK, seq=0, payload=b"abc")
     flow.advance_seq(data, C2S)
     assert flow.seq_end[C2S] == 3
-    flow.advance_seq(replace(data, payload=b"a"), C2S)   # a retransmission does not move it back
+    flow.advance_seq(replace(data, payload=b"a"), C2S)  # a retransmission does not move it back
     assert flow.seq_end[C2S] == 3 and flow.seq_end[S2C] is None

@@ -28,7 +28,7 @@ Clients are the REAL ones, run in ``cpk-client``: curl (HTTP, HTTPS), dig and dn
 (certificate issuer), aioquic (QUIC / HTTP/3, ``cafile`` = the lab CA), Python sockets (raw TCP / UDP, TLS with
 the ClientHello split into two records via ``ssl.MemoryBIO``). ``tcpdump -w`` captures in ``cpk-client`` (and
 ``cpk-server`` for the server side of injected resets) are decoded with the project's own reader and decoder
-(``chokepoint.packet``; ``censord.packet_fields``), and the censor's ``events.jsonl`` says which packets it
+(``chokepoint.packet``; ``censor.packet_fields``), and the censor's ``events.jsonl`` says which packets it
 injected, so each injected packet is found on the wire and its fields are checked there.
 """
 
@@ -54,17 +54,16 @@ from typing import Any
 import pytest
 
 from chokepoint import lab
-from chokepoint.backends.censord import LINKTYPE_ETHERNET, ip_packet, packet_fields
+from chokepoint.backends.censor import LINKTYPE_ETHERNET, ip_packet, packet_fields
 from chokepoint.lab import state as st
-from chokepoint.lab.clock import clock_offset_for as lab_clock_offset_for
-from chokepoint.lab.clock import local_now
 from chokepoint.lab import system
 from chokepoint.lab import topology as topo
+from chokepoint.lab.clock import clock_offset_for as lab_clock_offset_for
+from chokepoint.lab.clock import local_now
 from chokepoint.packet.pcap import open_capture
 from chokepoint.policy.conditions import atoms
 from chokepoint.policy.profile import Profile, list_profiles, load_profile
 from chokepoint.policy.provenance import Example
-
 from tests._lab_clients import DNS_ALL_ANSWERS, H3_GET, h3_get_args
 
 from ._lab import OURS, CurlResult, foreign, run_curl, tools_reason
@@ -74,14 +73,20 @@ CLIENT_IP = "198.18.0.2"
 SERVER_LINK_IP = "198.19.0.2"
 LAB_DNS = "198.19.0.53"
 CONTROL_DNS = "198.18.9.1"
-SITE_BASE = 10                      # 198.19.0.10-29: the server's site addresses (docs/lab.md)
+SITE_BASE = 10  # 198.19.0.10-29: the server's site addresses (docs/lab.md)
 SITES = 20
 ORIGIN_MARKER = "CHOKEPOINT-LAB-ORIGIN"
 CA_FILE = str(st.STATE_DIR / "ca.pem")
-SEED = 20261127                     # the censor's RNG seed (probabilistic rules, injector fields)
+SEED = 20261127  # the censor's RNG seed (probabilistic rules, injector fields)
 #: Where each example protocol is served in the lab (transport, service port).
-SERVICE = {"tls": ("tcp", 443), "http": ("tcp", 80), "quic": ("udp", 443), "tcp": ("tcp", 9000),
-           "udp": ("udp", 9000), "dns": ("udp", 53)}
+SERVICE = {
+    "tls": ("tcp", 443),
+    "http": ("tcp", 80),
+    "quic": ("udp", 443),
+    "tcp": ("tcp", 9000),
+    "udp": ("udp", 9000),
+    "dns": ("udp", 53),
+}
 DEFAULT_PORT = {"tls": 443, "http": 80, "quic": 443, "dns": 53}
 #: A name no profile lists: used to show that a residual block (not a rule) catches a follow-up flow.
 UNLISTED = "conformance-unlisted.test"
@@ -112,16 +117,17 @@ def rule_probability(profile: Profile, ex: Example) -> float:
 
 # --------------------------------------------------------------------------------------- realisation plan
 
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where one example's client connects, and how the lab serves it."""
 
     example: Example
-    site: str                 # the lab site address that serves it
-    address: str              # what the client connects to (the site, or the example's server_ip)
+    site: str  # the lab site address that serves it
+    address: str  # what the client connects to (the site, or the example's server_ip)
     port: int
-    transport: str            # tcp / udp
-    client_bind: str = ""     # the example's client_ip, bound by the client program
+    transport: str  # tcp / udp
+    client_bind: str = ""  # the example's client_ip, bound by the client program
 
 
 @dataclass(slots=True)
@@ -130,7 +136,7 @@ class LabPlan:
 
     targets: dict[str, Target] = field(default_factory=dict)
     dns_names: dict[str, str] = field(default_factory=dict)
-    nat: list[str] = field(default_factory=list)            # nft rule bodies for the server's prerouting
+    nat: list[str] = field(default_factory=list)  # nft rule bodies for the server's prerouting
     server_routes: list[str] = field(default_factory=list)  # non-lab server addresses the censor routes on
     client_aliases: list[str] = field(default_factory=list)
 
@@ -167,10 +173,11 @@ class LabPlan:
 
 # ------------------------------------------------------------------------------------------------- capture
 
+
 @dataclass
 class Capture:
     """Packets ``tcpdump -w`` saw on one interface while a ``with`` block ran, decoded with the project's
-    decoder into ``censord.packet_fields`` dictionaries (plus ``time``)."""
+    decoder into ``censor.packet_fields`` dictionaries (plus ``time``)."""
 
     netns: str
     iface: str
@@ -187,7 +194,9 @@ def capture(bpf: str, *, netns: str = CLIENT_NS, iface: str = "cl0") -> Iterator
     result = Capture(netns, iface)
     fd, path = tempfile.mkstemp(prefix="cpk-conf-", suffix=".pcap")
     os.close(fd)
-    argv = system.in_netns(["tcpdump", "-i", iface, "-nn", "-U", "--immediate-mode", "-s", "0", "-w", path, *bpf.split()], netns)
+    argv = system.in_netns(
+        ["tcpdump", "-i", iface, "-nn", "-U", "--immediate-mode", "-s", "0", "-w", path, *bpf.split()], netns
+    )
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         started = proc.stderr.readline().decode()
@@ -412,6 +421,7 @@ print(json.dumps(out))
 
 # --------------------------------------------------------------------------------------------- the lab
 
+
 @dataclass
 class ProfileLab:
     """A lab running one profile, with its examples realised (:class:`LabPlan`)."""
@@ -422,8 +432,15 @@ class ProfileLab:
     workdir: Path
 
     # -- running things ---------------------------------------------------------------------------------
-    def run(self, argv: Sequence[str], *, netns: str = CLIENT_NS, timeout: float = 30,
-            input: bytes | None = None, check: bool = False) -> subprocess.CompletedProcess[bytes]:
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        netns: str = CLIENT_NS,
+        timeout: float = 30,
+        input: bytes | None = None,
+        check: bool = False,
+    ) -> subprocess.CompletedProcess[bytes]:
         return system.run(list(argv), netns=netns, check=check, timeout=timeout, input=input)
 
     def python(self, code: str, args: dict[str, Any], *, timeout: float = 30) -> Any:
@@ -442,36 +459,84 @@ class ProfileLab:
     def dns_answers(self, server: str, name: str, qtype: str = "A", wait: float = 1.0) -> list[dict[str, Any]]:
         return self.python(DNS_ALL_ANSWERS, {"server": server, "name": name, "qtype": qtype, "wait": wait})
 
-    def tcp(self, target: Target, attempts: list[list[bytes]], *, wait: float = 1.5, until: bool = False,
-            address: str | None = None) -> list[dict[str, Any]]:
-        args = {"address": address or target.address, "port": target.port, "bind": target.client_bind,
-                "attempts": [[c.hex() for c in a] for a in attempts], "wait": wait, "until": until}
+    def tcp(
+        self,
+        target: Target,
+        attempts: list[list[bytes]],
+        *,
+        wait: float = 1.5,
+        until: bool = False,
+        address: str | None = None,
+    ) -> list[dict[str, Any]]:
+        args = {
+            "address": address or target.address,
+            "port": target.port,
+            "bind": target.client_bind,
+            "attempts": [[c.hex() for c in a] for a in attempts],
+            "wait": wait,
+            "until": until,
+        }
         return self.python(TCP_CLIENT, args, timeout=len(attempts) * (2 * wait + 1) + 20)
 
-    def tcp_stream(self, target: Target, *, chunk: int, kbps: float, duration: float, seed: str,
-                   wait: float = 1.5) -> dict[str, Any]:
-        args = {"address": target.address, "port": target.port, "bind": target.client_bind, "chunk": chunk,
-                "kbps": kbps, "duration": duration, "seed": seed, "wait": wait}
+    def tcp_stream(
+        self, target: Target, *, chunk: int, kbps: float, duration: float, seed: str, wait: float = 1.5
+    ) -> dict[str, Any]:
+        args = {
+            "address": target.address,
+            "port": target.port,
+            "bind": target.client_bind,
+            "chunk": chunk,
+            "kbps": kbps,
+            "duration": duration,
+            "seed": seed,
+            "wait": wait,
+        }
         return self.python(TCP_STREAM_CLIENT, args, timeout=duration + 2 * wait + 20)
 
     def udp(self, target: Target, payloads: list[bytes], *, wait: float = 1.5) -> dict[str, Any]:
-        args = {"address": target.address, "port": target.port, "bind": target.client_bind,
-                "payloads": [p.hex() for p in payloads], "wait": wait}
+        args = {
+            "address": target.address,
+            "port": target.port,
+            "bind": target.client_bind,
+            "payloads": [p.hex() for p in payloads],
+            "wait": wait,
+        }
         return self.python(UDP_CLIENT, args, timeout=wait + 20)
 
     def tls_split(self, target: Target, sni: str, *, wait: float = 3.0) -> dict[str, Any]:
         args = {"address": target.address, "port": target.port, "sni": sni, "wait": wait}
         return self.python(TLS_SPLIT_CLIENT, args, timeout=wait * 3 + 20)
 
-    def quic(self, target: Target, sni: str, *, version: int = 1, local_port: int = 0, prelude: str = "",
-             timeout: float = 2.0) -> dict[str, Any]:
-        args = h3_get_args(target.address, sni, CA_FILE, port=target.port, version=version, bind=target.client_bind,
-                           local_port=local_port, prelude=prelude, timeout=timeout)
+    def quic(
+        self,
+        target: Target,
+        sni: str,
+        *,
+        version: int = 1,
+        local_port: int = 0,
+        prelude: str = "",
+        timeout: float = 2.0,
+    ) -> dict[str, Any]:
+        args = h3_get_args(
+            target.address,
+            sni,
+            CA_FILE,
+            port=target.port,
+            version=version,
+            bind=target.client_bind,
+            local_port=local_port,
+            prelude=prelude,
+            timeout=timeout,
+        )
         return self.python(H3_GET, args, timeout=timeout + 20)
 
     def showcerts(self, address: str, port: int, sni: str, *, netns: str = CLIENT_NS) -> str:
-        proc = self.run(["openssl", "s_client", "-connect", f"{address}:{port}", "-servername", sni, "-showcerts"],
-                        netns=netns, timeout=15, input=b"")
+        proc = self.run(
+            ["openssl", "s_client", "-connect", f"{address}:{port}", "-servername", sni, "-showcerts"],
+            netns=netns,
+            timeout=15,
+            input=b"",
+        )
         return (proc.stdout + proc.stderr).decode("utf-8", "replace")
 
     @contextmanager
@@ -526,8 +591,10 @@ class ProfileLab:
         plan = self.plan
         if plan.nat:
             rules = "\n".join(f"    {rule}" for rule in plan.nat)
-            script = (f"table ip {NAT_TABLE} {{\n  chain prerouting {{\n"
-                      f"    type nat hook prerouting priority dstnat; policy accept;\n{rules}\n  }}\n}}\n")
+            script = (
+                f"table ip {NAT_TABLE} {{\n  chain prerouting {{\n"
+                f"    type nat hook prerouting priority dstnat; policy accept;\n{rules}\n  }}\n}}\n"
+            )
             self.run(["nft", "-f", "-"], netns=SERVER_NS, input=script.encode(), check=True)
         for address in plan.server_routes:
             self.run(["ip", "route", "add", f"{address}/32", "via", SERVER_LINK_IP], netns=CENSOR_NS, check=True)
@@ -548,13 +615,15 @@ class LabManager:
         self.failed: dict[str, str] = {}
         self._stack: ExitStack | None = None
 
-    def get(self, name: str, local_time: str | None = None,
-            params: dict[str, str] | None = None) -> ProfileLab:
+    def get(self, name: str, local_time: str | None = None, params: dict[str, str] | None = None) -> ProfileLab:
         """The lab of profile ``name``; with ``local_time`` ("HH:MM"), one whose censor clock reads that time
         in the profile's timezone when it comes up (:func:`clock_offset_for`); with ``params``, one whose
         profile is loaded with those rule-param overrides."""
-        key = name + (f"@{local_time}" if local_time else "") + \
-            "".join(f" {k}={v}" for k, v in sorted((params or {}).items()))
+        key = (
+            name
+            + (f"@{local_time}" if local_time else "")
+            + "".join(f" {k}={v}" for k, v in sorted((params or {}).items()))
+        )
         if key in self.failed:
             pytest.fail(f"the lab for {key} did not come up: {self.failed[key]}")
         if self.name == key and self.current is not None:
@@ -566,7 +635,7 @@ class LabManager:
         stack = ExitStack()
         stack.enter_context(st.session_lock(timeout=600))
         self._stack = stack
-        deadline = time.monotonic() + 30        # a lab up by someone who does not take the session lock
+        deadline = time.monotonic() + 30  # a lab up by someone who does not take the session lock
         while any(ns in OURS for ns in topo.lab_namespaces()) and time.monotonic() < deadline:
             time.sleep(0.2)
         lab.down(keep=foreign())
@@ -580,7 +649,7 @@ class LabManager:
             state = lab.up(name, "inline", seed=SEED, dns_map=dns_map, clock_offset_s=offset, params=params)
             current = ProfileLab(profile, plan, state, self.workdir)
             current.realise()
-        except Exception as exc:                 # noqa: BLE001 - reported by every test of the profile
+        except Exception as exc:  # noqa: BLE001 - reported by every test of the profile
             self.failed[key] = f"{type(exc).__name__}: {exc}"
             self.close()
             pytest.fail(f"the lab for {key} did not come up: {self.failed[key]}")
@@ -599,6 +668,7 @@ class LabManager:
 
 
 # ----------------------------------------------------------------------------------------------- schedule
+
 
 def local_hour_atoms(profile: Profile) -> list[tuple[str, tuple[int, ...]]]:
     """(rule id, hours) of every ``local_hour`` test in the profile's rules."""
@@ -627,9 +697,30 @@ def seeded_bytes(profile: str, ex: Example, attempt: int, size: int) -> bytes:
 def cut(data: bytes, parts: int) -> list[bytes]:
     """``data`` in ``parts`` consecutive pieces of near-equal size (the client's separate segments)."""
     size = -(-len(data) // parts)
-    return [data[i:i + size] for i in range(0, len(data), size)]
+    return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-__all__ = ["CA_FILE", "CLIENT_IP", "CONTROL_DNS", "Capture", "CurlResult", "LAB_DNS", "LabManager", "LabPlan",
-           "ORIGIN_MARKER", "ProfileLab", "Target", "UNLISTED", "capture", "cases", "clock_offset_for", "cut",
-           "example_of", "local_hour_atoms", "missing_reason", "profile_now", "rule_probability", "seeded_bytes"]
+__all__ = [
+    "CA_FILE",
+    "CLIENT_IP",
+    "CONTROL_DNS",
+    "Capture",
+    "CurlResult",
+    "LAB_DNS",
+    "LabManager",
+    "LabPlan",
+    "ORIGIN_MARKER",
+    "ProfileLab",
+    "Target",
+    "UNLISTED",
+    "capture",
+    "cases",
+    "clock_offset_for",
+    "cut",
+    "example_of",
+    "local_hour_atoms",
+    "missing_reason",
+    "profile_now",
+    "rule_probability",
+    "seeded_bytes",
+]

@@ -36,7 +36,6 @@ from chokepoint import lab
 from chokepoint.lab import state as st
 from chokepoint.lab import system
 from chokepoint.lab import topology as topo
-
 from tests._lab_clients import DNS_ALL_ANSWERS, H3_GET, TCP_CONNECTS, h3_get_args
 
 from ._lab import OURS, CurlResult, foreign, leftovers, run_curl, tools_reason
@@ -45,7 +44,7 @@ CLIENT_NS, CENSOR_NS, SERVER_NS = "cpk-client", "cpk-censor", "cpk-server"
 CLIENT_IP = "198.18.0.2"
 LAB_DNS = "198.19.0.53"
 CONTROL_DNS = "198.18.9.1"
-DEFAULT_A = "198.19.0.10"           # what the lab resolvers answer for every name
+DEFAULT_A = "198.19.0.10"  # what the lab resolvers answer for every name
 ORIGIN_MARKER = "CHOKEPOINT-LAB-ORIGIN"
 CA_FILE = str(st.STATE_DIR / "ca.pem")
 #: curl exit codes (curl(1) "EXIT CODES").
@@ -86,12 +85,16 @@ def write_profile(directory: Path, name: str, rules: str, personality: str = "")
 
 #: ``tcpdump -nn -S -v -tt`` prints one IPv4 header line, then the transport line (indented); ``-S``: absolute
 #: TCP sequence numbers.
-_IP_LINE = re.compile(r"^(?P<t>\d+\.\d+) IP \(tos \S+, ttl (?P<ttl>\d+), id (?P<id>\d+), offset \d+, "
-                      r"flags \[(?P<ipflags>[^\]]*)\], proto (?P<proto>\w+) \(\d+\), length (?P<length>\d+)")
+_IP_LINE = re.compile(
+    r"^(?P<t>\d+\.\d+) IP \(tos \S+, ttl (?P<ttl>\d+), id (?P<id>\d+), offset \d+, "
+    r"flags \[(?P<ipflags>[^\]]*)\], proto (?P<proto>\w+) \(\d+\), length (?P<length>\d+)"
+)
 _ADDR = r"\d+\.\d+\.\d+\.\d+"
 _ENDS = re.compile(rf"^\s+(?P<src>{_ADDR})(?:\.(?P<sport>\d+))? > (?P<dst>{_ADDR})(?:\.(?P<dport>\d+))?: (?P<rest>.*)$")
-_TCP = re.compile(r"Flags \[(?P<flags>[^\]]*)\], cksum \S+ \([^)]*\), seq (?P<seq>\d+)(?::\d+)?"
-                  r"(?:, ack (?P<ack>\d+))?, win (?P<win>\d+),(?: options \[[^\]]*\],)? length (?P<plen>\d+)")
+_TCP = re.compile(
+    r"Flags \[(?P<flags>[^\]]*)\], cksum \S+ \([^)]*\), seq (?P<seq>\d+)(?::\d+)?"
+    r"(?:, ack (?P<ack>\d+))?, win (?P<win>\d+),(?: options \[[^\]]*\],)? length (?P<plen>\d+)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +110,12 @@ class Seen:
     dst: str
     sport: int | None
     dport: int | None
-    tcp_flags: str = ""        # tcpdump's letters: S F R P U . (ACK)
+    tcp_flags: str = ""  # tcpdump's letters: S F R P U . (ACK)
     seq: int | None = None
     ack: int | None = None
     window: int | None = None
     payload_len: int | None = None
-    text: str = ""             # the transport line as printed (e.g. ICMP or DNS details)
+    text: str = ""  # the transport line as printed (e.g. ICMP or DNS details)
 
     @property
     def is_rst(self) -> bool:
@@ -129,13 +132,25 @@ def parse_tcpdump(text: str) -> list[Seen]:
         if ip is None or ends is None:
             continue
         tcp = _TCP.search(ends["rest"]) if ip["proto"] == "TCP" else None
-        out.append(Seen(
-            time=float(ip["t"]), ttl=int(ip["ttl"]), ip_id=int(ip["id"]), df="DF" in ip["ipflags"],
-            proto=ip["proto"], src=ends["src"], dst=ends["dst"],
-            sport=int(ends["sport"]) if ends["sport"] else None, dport=int(ends["dport"]) if ends["dport"] else None,
-            tcp_flags=tcp["flags"] if tcp else "", seq=int(tcp["seq"]) if tcp else None,
-            ack=int(tcp["ack"]) if tcp and tcp["ack"] else None, window=int(tcp["win"]) if tcp else None,
-            payload_len=int(tcp["plen"]) if tcp else None, text=ends["rest"]))
+        out.append(
+            Seen(
+                time=float(ip["t"]),
+                ttl=int(ip["ttl"]),
+                ip_id=int(ip["id"]),
+                df="DF" in ip["ipflags"],
+                proto=ip["proto"],
+                src=ends["src"],
+                dst=ends["dst"],
+                sport=int(ends["sport"]) if ends["sport"] else None,
+                dport=int(ends["dport"]) if ends["dport"] else None,
+                tcp_flags=tcp["flags"] if tcp else "",
+                seq=int(tcp["seq"]) if tcp else None,
+                ack=int(tcp["ack"]) if tcp and tcp["ack"] else None,
+                window=int(tcp["win"]) if tcp else None,
+                payload_len=int(tcp["plen"]) if tcp else None,
+                text=ends["rest"],
+            )
+        )
     return out
 
 
@@ -233,8 +248,9 @@ class LabRun:
     mode: str
 
     # -- running things in the namespaces ----------------------------------------------------------------
-    def run(self, argv: Sequence[str], *, netns: str = CLIENT_NS, timeout: float = 30,
-            input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    def run(
+        self, argv: Sequence[str], *, netns: str = CLIENT_NS, timeout: float = 30, input: bytes | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
         return system.run(list(argv), netns=netns, check=False, timeout=timeout, input=input)
 
     def python(self, code: str, *args: str, netns: str = CLIENT_NS, timeout: float = 30) -> Any:
@@ -258,8 +274,21 @@ class LabRun:
         """``openssl s_client -servername NAME`` (verifying against the client's CA bundle) sending one HTTP
         request and reading until the server closes (``-ign_eof``): exit code, output."""
         request = f"GET / HTTP/1.1\r\nHost: {servername}\r\nConnection: close\r\n\r\n".encode()
-        proc = self.run(["openssl", "s_client", "-connect", f"{address}:443", "-servername", servername,
-                         "-verify_return_error", "-brief", "-ign_eof"], timeout=timeout, input=request)
+        proc = self.run(
+            [
+                "openssl",
+                "s_client",
+                "-connect",
+                f"{address}:443",
+                "-servername",
+                servername,
+                "-verify_return_error",
+                "-brief",
+                "-ign_eof",
+            ],
+            timeout=timeout,
+            input=request,
+        )
         return proc.returncode, (proc.stdout + proc.stderr).decode("utf-8", "replace")
 
     def h3_get(self, address: str, sni: str, timeout: float = 2.0) -> dict[str, Any]:
@@ -287,7 +316,7 @@ class LabRun:
             started = proc.stderr.readline().decode()
             assert "listening on" in started, f"tcpdump did not start: {started!r}"
             yield result
-            time.sleep(0.3)     # the last injected packets are still on their way
+            time.sleep(0.3)  # the last injected packets are still on their way
         finally:
             proc.send_signal(signal.SIGINT)
             try:
@@ -317,8 +346,11 @@ class LabRun:
 
     def actions(self, rule: str | None = None) -> list[dict[str, Any]]:
         """The censor's ``chokepoint`` events (one per enforced verdict), of one rule if given."""
-        return [e for e in self.events()
-                if e["event_type"] == "chokepoint" and (rule is None or e["chokepoint"]["rule"] == rule)]
+        return [
+            e
+            for e in self.events()
+            if e["event_type"] == "chokepoint" and (rule is None or e["chokepoint"]["rule"] == rule)
+        ]
 
     def wait_actions(self, rule: str, count: int = 1, timeout: float = 3.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
@@ -328,6 +360,7 @@ class LabRun:
 
 
 # ---------------------------------------------------------------------------------------------- lifecycle
+
 
 def lab_processes() -> list[str]:
     """Command lines of running lab processes (services, control resolver, censor daemon) on this host."""
@@ -360,7 +393,7 @@ def session() -> Iterator[None]:
     if reason:
         pytest.skip(reason)
     with st.session_lock(timeout=600):
-        deadline = time.monotonic() + 30      # a lab up by someone who does not take the session lock
+        deadline = time.monotonic() + 30  # a lab up by someone who does not take the session lock
         while any(ns in OURS for ns in topo.lab_namespaces()) and time.monotonic() < deadline:
             time.sleep(0.2)
         lab.down(keep=foreign())
@@ -368,8 +401,16 @@ def session() -> Iterator[None]:
 
 
 @contextmanager
-def running_lab(directory: Path, name: str, rules: str, personality: str = "", *, mode: str = "inline",
-                seed: int | None = 1, locked: bool = False) -> Iterator[LabRun]:
+def running_lab(
+    directory: Path,
+    name: str,
+    rules: str,
+    personality: str = "",
+    *,
+    mode: str = "inline",
+    seed: int | None = 1,
+    locked: bool = False,
+) -> Iterator[LabRun]:
     """``lab up`` with a profile written from ``rules``/``personality``; ``lab down`` afterwards whatever happens,
     then nothing of the lab may be left. ``locked``: the caller already holds :func:`session`."""
     profile = write_profile(directory, name, rules, personality)
@@ -386,7 +427,7 @@ def running_lab(directory: Path, name: str, rules: str, personality: str = "", *
 
 # ------------------------------------------------------------------------------- the inline and mirror labs
 
-RESIDUAL_S = 2.5                   # the shared ``residual`` rule's window
+RESIDUAL_S = 2.5  # the shared ``residual`` rule's window
 BLOCKPAGE_BODY = "blocked by the e2e censor"
 RST_FILTER = "tcp[tcpflags] & tcp-rst != 0"
 
@@ -396,12 +437,12 @@ SHARED_RULES = {
     "reset-host": "{id: reset-host, action: reset, when: {http.host: {exact: blocked.test}}}",
     "reset-sni": "{id: reset-sni, action: reset, when: {tls.sni: {exact: blocked.test}}}",
     "forge": "{id: forge, action: dns-forge, params: {answers: [198.19.0.99]}, "
-             "when: {dns.qname: {exact: forged.test}}}",
+    "when: {dns.qname: {exact: forged.test}}}",
     "page": "{id: page, action: blockpage, when: {http.host: {exact: page.test}}}",
     "residual": "{id: residual, action: reset, params: {residual_s: 2.5, residual_scope: 3-tuple}, "
-                "when: {http.host: {exact: residual.test}}}",
+    "when: {http.host: {exact: residual.test}}}",
     "unreachable": "{id: unreachable, action: icmp-unreachable, "
-                   "when: {all: [{transport: tcp}, {server_ip: 198.19.0.13}]}}",
+    "when: {all: [{transport: tcp}, {server_ip: 198.19.0.13}]}}",
 }
 
 
@@ -418,8 +459,9 @@ def class_lab(profile_name: str, rules: str, personality: str, *, mode: str = "i
     @pytest.fixture(scope="class")
     def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
         """The lab running the test module's profile, up once for the test class."""
-        with running_lab(tmp_path_factory.mktemp(profile_name), profile_name, rules, personality, mode=mode,
-                         seed=seed) as run:
+        with running_lab(
+            tmp_path_factory.mktemp(profile_name), profile_name, rules, personality, mode=mode, seed=seed
+        ) as run:
             yield run
 
     return fixture
@@ -430,8 +472,35 @@ def origin(result: Curl) -> bool:
     return result.code == CURL_OK and result.status == 200 and ORIGIN_MARKER in result.text
 
 
-__all__ = ["BLOCKPAGE_BODY", "CA_FILE", "CLIENT_HELLO", "CLIENT_IP", "CONTROL_DNS", "CURL_CONNECT", "CURL_OK",
-           "CURL_RECV", "CURL_TIMEOUT", "CURL_TLS_CONNECT", "Capture", "Curl", "DEFAULT_A", "LAB_DNS", "LabRun",
-           "ORIGIN_MARKER", "RESIDUAL_S", "RST_FILTER", "SHARED_RULES", "Seen", "all_left_behind", "class_lab",
-           "lab_processes", "missing_reason", "origin", "parse_tcpdump", "rules_yaml", "running_lab", "session",
-           "write_profile"]
+__all__ = [
+    "BLOCKPAGE_BODY",
+    "CA_FILE",
+    "CLIENT_HELLO",
+    "CLIENT_IP",
+    "CONTROL_DNS",
+    "CURL_CONNECT",
+    "CURL_OK",
+    "CURL_RECV",
+    "CURL_TIMEOUT",
+    "CURL_TLS_CONNECT",
+    "Capture",
+    "Curl",
+    "DEFAULT_A",
+    "LAB_DNS",
+    "LabRun",
+    "ORIGIN_MARKER",
+    "RESIDUAL_S",
+    "RST_FILTER",
+    "SHARED_RULES",
+    "Seen",
+    "all_left_behind",
+    "class_lab",
+    "lab_processes",
+    "missing_reason",
+    "origin",
+    "parse_tcpdump",
+    "rules_yaml",
+    "running_lab",
+    "session",
+    "write_profile",
+]

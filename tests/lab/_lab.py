@@ -76,17 +76,16 @@ class CurlResult:
     def text(self) -> str:
         return self.body.decode("utf-8", "replace")
 
-    def __str__(self) -> str:      # shown by assertion messages
-        return (f"curl exit {self.code}, HTTP {self.status}, stderr {self.stderr.strip()[:300]!r}, "
-                f"body {self.body[:200]!r}")
+    def __str__(self) -> str:  # shown by assertion messages
+        return (
+            f"curl exit {self.code}, HTTP {self.status}, stderr {self.stderr.strip()[:300]!r}, body {self.body[:200]!r}"
+        )
 
 
-def run_curl(run: Any, url: str, *opts: str, timeout: float = 3.0, body: bool = True,
-             head: bool = False) -> CurlResult:
+def run_curl(run: Any, url: str, *opts: str, timeout: float = 3.0, body: bool = True, head: bool = False) -> CurlResult:
     """curl through ``run(argv, timeout=...)`` (a lab runner: the client namespace, its CA bundle); ``-w
     %{json}`` gives the metrics; ``head``: ``-D`` to stderr keeps the response head apart."""
-    argv = ["curl", "-sS", "-m", f"{timeout:g}", *(["-D", "/dev/stderr"] if head else []), *opts,
-            "-w", "\n%{json}"]
+    argv = ["curl", "-sS", "-m", f"{timeout:g}", *(["-D", "/dev/stderr"] if head else []), *opts, "-w", "\n%{json}"]
     if not body:
         argv += ["-o", "/dev/null"]
     proc = run([*argv, url], timeout=timeout + 10)
@@ -110,12 +109,17 @@ def foreign() -> list[str]:
 def leftovers() -> dict[str, list[str]]:
     """Everything of ours that ``lab down`` must have removed; all lists empty when clean."""
     etc = sorted(p.name for p in topo.ETC_NETNS.glob("cpk-*")) if topo.ETC_NETNS.is_dir() else []
-    host_veths = [link["ifname"] for link in system.ip_json(["link", "show", "type", "veth"])
-                  if str(link.get("ifalias", "")).startswith(topo.LINK_ALIAS)]
-    return {"namespaces": [ns for ns in topo.lab_namespaces() if ns in OURS],
-            "etc_netns": [name for name in etc if name in OURS],
-            "host_veths": host_veths,
-            "state_dir": [str(st.STATE_DIR)] if st.STATE_DIR.exists() else []}
+    host_veths = [
+        link["ifname"]
+        for link in system.ip_json(["link", "show", "type", "veth"])
+        if str(link.get("ifalias", "")).startswith(topo.LINK_ALIAS)
+    ]
+    return {
+        "namespaces": [ns for ns in topo.lab_namespaces() if ns in OURS],
+        "etc_netns": [name for name in etc if name in OURS],
+        "host_veths": host_veths,
+        "state_dir": [str(st.STATE_DIR)] if st.STATE_DIR.exists() else [],
+    }
 
 
 def clean() -> bool:
@@ -150,8 +154,9 @@ def run_cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None) 
 
 def ping(netns: str, address: str, *, count: int = 1) -> tuple[bool, list[int]]:
     """Real ping (iputils) inside ``netns``: (all answered, TTLs of the replies)."""
-    proc = system.run(["ping", "-n", "-c", str(count), "-i", "0.05", "-W", "1", address], netns=netns, check=False,
-                      timeout=10)
+    proc = system.run(
+        ["ping", "-n", "-c", str(count), "-i", "0.05", "-W", "1", address], netns=netns, check=False, timeout=10
+    )
     ttls = [int(m) for m in re.findall(rb"ttl=(\d+)", proc.stdout)]
     return proc.returncode == 0 and len(ttls) == count, ttls
 
@@ -181,4 +186,3 @@ def reap(pid: int) -> None:
 def require_ping() -> None:
     if shutil.which("ping") is None:
         pytest.skip("`ping` is not installed (Debian package iputils-ping)")
-

@@ -32,14 +32,15 @@ def _verify(ca: LabCA, leaf: x509.Certificate, subject) -> None:
     verifier.verify(leaf, [])
 
 
-@pytest.mark.parametrize("name", ["example.com", "a.b.c.example", "x" * 63 + ".test",
-                                  ".".join(["abcdefghi" * 7] * 3) + ".test"])
+@pytest.mark.parametrize(
+    "name", ["example.com", "a.b.c.example", "x" * 63 + ".test", ".".join(["abcdefghi" * 7] * 3) + ".test"]
+)
 def test_leaf_for_a_hostname_passes_path_validation(ca, name):
     leaf = ca.leaf(name)
     _verify(ca, leaf.certificate, x509.DNSName(name))
     san = leaf.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     assert san.value.get_values_for_type(x509.DNSName) == [name]
-    assert san.critical == (len(name) > 64)              # empty subject -> critical SAN (RFC 5280 4.2.1.6)
+    assert san.critical == (len(name) > 64)  # empty subject -> critical SAN (RFC 5280 4.2.1.6)
     with pytest.raises(VerificationError):
         _verify(ca, leaf.certificate, x509.DNSName("other.example"))
 
@@ -52,17 +53,41 @@ def test_leaf_for_an_ip_address(ca, address):
     _verify(ca, leaf.certificate, x509.IPAddress(ipaddress.ip_address(address)))
 
 
-@pytest.mark.parametrize("name", ["openssl.example", "under_score.example"])   # cryptography refuses "_"
+@pytest.mark.parametrize("name", ["openssl.example", "under_score.example"])  # cryptography refuses "_"
 def test_openssl_verify_accepts_the_chain(ca, tmp_path, name):
     (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
     cert_pem, key_pem = ca.issue(name)
     (tmp_path / "leaf.pem").write_bytes(cert_pem)
-    out = subprocess.run(["openssl", "verify", "-x509_strict", "-purpose", "sslserver", "-verify_hostname",
-                          name, "-CAfile", str(tmp_path / "ca.pem"), str(tmp_path / "leaf.pem")],
-                         capture_output=True, timeout=10)
+    out = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslserver",
+            "-verify_hostname",
+            name,
+            "-CAfile",
+            str(tmp_path / "ca.pem"),
+            str(tmp_path / "leaf.pem"),
+        ],
+        capture_output=True,
+        timeout=10,
+    )
     assert out.returncode == 0 and out.stdout.strip().endswith(b": OK"), out
-    wrong = subprocess.run(["openssl", "verify", "-verify_hostname", "wrong.example", "-CAfile",
-                            str(tmp_path / "ca.pem"), str(tmp_path / "leaf.pem")], capture_output=True, timeout=10)
+    wrong = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-verify_hostname",
+            "wrong.example",
+            "-CAfile",
+            str(tmp_path / "ca.pem"),
+            str(tmp_path / "leaf.pem"),
+        ],
+        capture_output=True,
+        timeout=10,
+    )
     assert wrong.returncode != 0
     assert key_pem.startswith(b"-----BEGIN PRIVATE KEY-----")
 
@@ -79,8 +104,8 @@ def test_profile(ca):
     aki = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
     ski = root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     assert aki.key_identifier == ski.digest
-    now = datetime.datetime.now(datetime.timezone.utc)
-    assert root.not_valid_before_utc < now - datetime.timedelta(minutes=59)          # backdated
+    now = datetime.datetime.now(datetime.UTC)
+    assert root.not_valid_before_utc < now - datetime.timedelta(minutes=59)  # backdated
     assert root.not_valid_after_utc - now <= datetime.timedelta(days=1)
     assert leaf.not_valid_after_utc <= root.not_valid_after_utc
 
@@ -104,8 +129,25 @@ def test_cache_per_normalized_name_and_bounded():
     assert again is not first and again.certificate.serial_number != first.certificate.serial_number
 
 
-@pytest.mark.parametrize("bad", ["", ".", "a..b", "-a.example", "a-.example", "spa ce.example", "bücher.example",
-                                 "x" * 64 + ".test", "a." * 127 + "toolong", "*", "a.*.example", "1.2.3.4/24", "fe80::1%eth0", 5])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        ".",
+        "a..b",
+        "-a.example",
+        "a-.example",
+        "spa ce.example",
+        "bücher.example",
+        "x" * 64 + ".test",
+        "a." * 127 + "toolong",
+        "*",
+        "a.*.example",
+        "1.2.3.4/24",
+        "fe80::1%eth0",
+        5,
+    ],
+)
 def test_names_that_are_not_hostnames(ca, bad):
     with pytest.raises(CertNameError):
         ca.leaf(bad)
@@ -150,8 +192,9 @@ def test_load_errors(ca, tmp_path):
 
 def test_load_or_create_is_idempotent_and_safe_under_concurrency(tmp_path):
     results: list[bytes] = []
-    threads = [threading.Thread(target=lambda: results.append(LabCA.load_or_create(tmp_path).cert_pem))
-               for _ in range(6)]
+    threads = [
+        threading.Thread(target=lambda: results.append(LabCA.load_or_create(tmp_path).cert_pem)) for _ in range(6)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -162,9 +205,9 @@ def test_load_or_create_is_idempotent_and_safe_under_concurrency(tmp_path):
 
 
 def test_an_expired_ca_is_replaced(tmp_path):
-    expired = LabCA.create(days=1 / 86400 / 10)           # 0.01 s validity beyond the one-hour backdate
+    expired = LabCA.create(days=1 / 86400 / 10)  # 0.01 s validity beyond the one-hour backdate
     expired.save(tmp_path)
-    while expired.certificate.not_valid_after_utc >= datetime.datetime.now(datetime.timezone.utc):
+    while expired.certificate.not_valid_after_utc >= datetime.datetime.now(datetime.UTC):
         time.sleep(0.05)
     fresh = LabCA.load_or_create(tmp_path)
     assert fresh.cert_pem != expired.cert_pem

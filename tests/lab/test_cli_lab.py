@@ -31,12 +31,13 @@ def keep_args() -> list[str]:
 def snapshot() -> dict[str, object]:
     """What a refused `lab up` must leave exactly as it was."""
     state_file = st.STATE_DIR / st.STATE_FILE
-    return {"namespaces": topo.lab_namespaces(),
-            "state": state_file.read_bytes() if state_file.exists() else None,
-            "state_dir": sorted(p.name for p in st.STATE_DIR.iterdir()) if st.STATE_DIR.exists() else None,
-            "etc": sorted(str(p) for p in topo.ETC_NETNS.rglob("*")) if topo.ETC_NETNS.exists() else None,
-            "client": system.ip_json(["addr", "show"], "cpk-client") if "cpk-client" in topo.lab_namespaces()
-            else None}
+    return {
+        "namespaces": topo.lab_namespaces(),
+        "state": state_file.read_bytes() if state_file.exists() else None,
+        "state_dir": sorted(p.name for p in st.STATE_DIR.iterdir()) if st.STATE_DIR.exists() else None,
+        "etc": sorted(str(p) for p in topo.ETC_NETNS.rglob("*")) if topo.ETC_NETNS.exists() else None,
+        "client": system.ip_json(["addr", "show"], "cpk-client") if "cpk-client" in topo.lab_namespaces() else None,
+    }
 
 
 def test_the_lab_lock_admits_one_holder_at_a_time():
@@ -64,7 +65,11 @@ def test_up_status_exec_down_with_the_real_cli(lab_guard):
     as_json = json.loads(run_cli("lab", "status", "--json").stdout)
     assert as_json["up"] and as_json["failure"] == "censor not running: traffic fails open"
     assert {h["name"]: h["present"] for h in as_json["hosts"]} == {
-        "client": True, "censor": True, "server": True, "control": True}
+        "client": True,
+        "censor": True,
+        "server": True,
+        "control": True,
+    }
     assert "198.19.0.53/32" in as_json["hosts"][2]["addresses"]["sv0"]
 
     pinged = run_cli("lab", "exec", "client", "--", "ping", "-c", "1", "-W", "2", "198.19.0.2")
@@ -148,8 +153,13 @@ def test_a_component_dying_at_start_rolls_everything_back(lab_guard, monkeypatch
         state.start("censor", "censor", ["sh", "-c", "echo cannot open queue 0 >&2; exit 3"], grace=2.0)
 
     real_optional = lab._optional
-    monkeypatch.setattr(lab, "_optional", lambda module: types.SimpleNamespace(launch=launch)
-                        if module == "chokepoint.backends.censord" else real_optional(module))
+    monkeypatch.setattr(
+        lab,
+        "_optional",
+        lambda module: (
+            types.SimpleNamespace(launch=launch) if module == "chokepoint.backends.censord" else real_optional(module)
+        ),
+    )
     with pytest.raises(lab.LabError) as info:
         lab.up("demo", services=False)
     message = str(info.value)

@@ -16,19 +16,42 @@ import time
 
 from chokepoint.lab.state import LabState
 
-from ._e2e import (BLOCKPAGE_BODY, CLIENT_HELLO, CLIENT_IP, CONTROL_DNS, CURL_CONNECT, CURL_OK, CURL_RECV,
-                   CURL_TIMEOUT, CURL_TLS_CONNECT, DEFAULT_A, LAB_DNS, ORIGIN_MARKER, RESIDUAL_S, RST_FILTER, LabRun,
-                   all_left_behind, class_lab, origin, rules_yaml, running_lab, session)
+from ._e2e import (
+    BLOCKPAGE_BODY,
+    CLIENT_HELLO,
+    CLIENT_IP,
+    CONTROL_DNS,
+    CURL_CONNECT,
+    CURL_OK,
+    CURL_RECV,
+    CURL_TIMEOUT,
+    CURL_TLS_CONNECT,
+    DEFAULT_A,
+    LAB_DNS,
+    ORIGIN_MARKER,
+    RESIDUAL_S,
+    RST_FILTER,
+    LabRun,
+    all_left_behind,
+    class_lab,
+    origin,
+    rules_yaml,
+    running_lab,
+    session,
+)
 from ._lab import foreign, run_cli
 
 RULES = rules_yaml(
-    "reset-host", "reset-sni",
+    "reset-host",
+    "reset-sni",
     "{id: drop-sni, action: drop, when: {tls.sni: {exact: dropped.test}}}",
     "{id: drop-quic, action: drop, when: {quic.sni: {exact: blocked.test}}}",
-    "forge", "page",
+    "forge",
+    "page",
     "{id: throttle, action: throttle, params: {rate_kbps: 4000}, when: {http.host: {exact: slow.test}}}",
     "{id: delay, action: delay, params: {delay_ms: 300}, when: {http.host: {exact: delay.test}}}",
-    "unreachable", "residual",
+    "unreachable",
+    "residual",
     "{id: fully-encrypted, action: drop, when: {all: [{transport: tcp}, {direction: c2s}, {fully_encrypted: true}]}}",
 )
 
@@ -50,9 +73,9 @@ class TestInline:
     def test_allowed_targets_work_with_every_client(self, inline_lab: LabRun):
         lab = inline_lab
         assert origin(lab.curl("http://198.19.0.10/", "-H", "Host: allowed.test")), "plain HTTP"
-        by_name = lab.curl("https://allowed.test/")          # lab resolver -> 198.19.0.10, SNI allowed.test
+        by_name = lab.curl("https://allowed.test/")  # lab resolver -> 198.19.0.10, SNI allowed.test
         assert origin(by_name), by_name
-        no_sni = lab.curl("https://198.19.0.11/")             # an IP URL: curl sends no SNI
+        no_sni = lab.curl("https://198.19.0.11/")  # an IP URL: curl sends no SNI
         assert origin(no_sni), no_sni
         code, out = lab.openssl("198.19.0.11", "allowed.test")
         assert code == 0 and "Verification: OK" in out and "CN = allowed.test" in out and ORIGIN_MARKER in out, out
@@ -64,24 +87,26 @@ class TestInline:
 
     def test_reset_http_and_tls_with_the_personality_on_the_wire(self, inline_lab: LabRun):
         lab = inline_lab
-        with lab.capture(f"{RST_FILTER} and host 198.19.0.12") as at_client, \
-                lab.capture(f"{RST_FILTER} and host 198.19.0.12", netns="cpk-server", iface="sv0") as at_server:
+        with (
+            lab.capture(f"{RST_FILTER} and host 198.19.0.12") as at_client,
+            lab.capture(f"{RST_FILTER} and host 198.19.0.12", netns="cpk-server", iface="sv0") as at_server,
+        ):
             blocked = lab.curl("http://198.19.0.12/", "-H", "Host: blocked.test")
         assert blocked.code == CURL_RECV and "Connection reset by peer" in blocked.stderr, blocked
         to_client = [p for p in at_client.packets if p.dst == CLIENT_IP]
         to_server = [p for p in at_server.packets if p.dst == "198.19.0.12"]
-        assert len(to_client) == 2 and len(to_server) == 2, at_client.raw + at_server.raw     # count: 2
+        assert len(to_client) == 2 and len(to_server) == 2, at_client.raw + at_server.raw  # count: 2
         for rst in to_client + to_server:
             assert (rst.tcp_flags, rst.ttl, rst.ip_id, rst.df, rst.window) == ("R", 77, 4242, False, 1234), rst
         (event,) = lab.actions("reset-host")
-        assert event["chokepoint"]["trigger"]["dropped"] is True    # inline: the request never reached the server
+        assert event["chokepoint"]["trigger"]["dropped"] is True  # inline: the request never reached the server
         assert origin(lab.curl("http://198.19.0.12/", "-H", "Host: allowed.test"))
 
-        assert lab.curl("http://[2001:db8:0:2::12]/", "-H", "Host: blocked.test").code == CURL_RECV   # IPv6 too
-        tls = lab.curl("https://blocked.test/")               # SNI blocked.test
+        assert lab.curl("http://[2001:db8:0:2::12]/", "-H", "Host: blocked.test").code == CURL_RECV  # IPv6 too
+        tls = lab.curl("https://blocked.test/")  # SNI blocked.test
         assert tls.code == CURL_TLS_CONNECT and "reset" in tls.stderr, tls
         code, out = lab.openssl("198.19.0.19", "blocked.test")
-        assert code != 0 and "errno=104" in out, out          # ECONNRESET during the handshake
+        assert code != 0 and "errno=104" in out, out  # ECONNRESET during the handshake
         code, out = lab.openssl("198.19.0.19", "allowed.test")
         assert code == 0 and "Verification: OK" in out and ORIGIN_MARKER in out, out
 
@@ -90,15 +115,17 @@ class TestInline:
         with lab.capture("udp and src port 53") as wire:
             dig = lab.dig(LAB_DNS, "forged.test")
         assert "forged.test.\t\t321\tIN\tA\t198.19.0.99" in dig, dig
-        assert ";; flags: qr rd ra;" in dig, dig              # 0x8180: no AA, unlike the lab resolver
+        assert ";; flags: qr rd ra;" in dig, dig  # 0x8180: no AA, unlike the lab resolver
         forged = [p for p in wire.packets if p.src == LAB_DNS]
-        assert [p.ttl for p in forged] == [99], wire.raw       # the personality's IP TTL, one answer only
+        assert [p.ttl for p in forged] == [99], wire.raw  # the personality's IP TTL, one answer only
         answers = lab.dns_all_answers(LAB_DNS, "forged.test", wait=1.0)
         # replace mode: the query never reached the resolver, so no second (real) answer arrives
-        assert [(a["flags"], a["answers"], a["id_matches"]) for a in answers] == [(0x8180, [[321, "198.19.0.99"]], True)]
+        assert [(a["flags"], a["answers"], a["id_matches"]) for a in answers] == [
+            (0x8180, [[321, "198.19.0.99"]], True)
+        ]
         real = lab.dns_all_answers(LAB_DNS, "allowed.test", wait=0.3)
         assert [(a["flags"], a["answers"]) for a in real] == [(0x8580, [[60, DEFAULT_A]])]
-        control = lab.dns_all_answers(CONTROL_DNS, "forged.test", wait=0.3)   # outside the censor's path
+        control = lab.dns_all_answers(CONTROL_DNS, "forged.test", wait=0.3)  # outside the censor's path
         assert [a["answers"] for a in control] == [[[60, DEFAULT_A]]]
         assert len(lab.actions("forge")) == 2
 
@@ -107,7 +134,7 @@ class TestInline:
         page = lab.curl("http://198.19.0.16/x", "-H", "Host: page.test")
         assert (page.code, page.status, page.text) == (CURL_OK, 451, BLOCKPAGE_BODY), page
         raw = lab.http_until_close("198.19.0.16", "page.test")
-        assert raw["closed_by"] == "fin", raw                   # the censor closed it, nothing else follows
+        assert raw["closed_by"] == "fin", raw  # the censor closed it, nothing else follows
         assert raw["data"].startswith("HTTP/1.1 451 ") and raw["data"].endswith("\r\n\r\n" + BLOCKPAGE_BODY), raw
         assert f"Content-Length: {len(BLOCKPAGE_BODY)}\r\n" in raw["data"] and ORIGIN_MARKER not in raw["data"]
         assert origin(lab.curl("http://198.19.0.16/x", "-H", "Host: allowed.test"))
@@ -128,13 +155,13 @@ class TestInline:
         assert refused.code == CURL_CONNECT and "No route to host" in refused.stderr, refused
         (icmp,) = wire.packets
         assert (icmp.src, icmp.dst, icmp.df) == ("198.19.0.13", CLIENT_IP, False), wire.raw
-        assert "unreachable - admin prohibited filter" in icmp.text, wire.raw   # type 3 code 13
+        assert "unreachable - admin prohibited filter" in icmp.text, wire.raw  # type 3 code 13
         assert lab.connects("198.19.0.13,443") == ["EHOSTUNREACH"]
         assert origin(lab.curl("http://198.19.0.12/", "-H", "Host: allowed.test"))
 
     def test_throttle_rate_within_30_percent(self, inline_lab: LabRun):
         lab = inline_lab
-        size = 1_000_000                                        # ~2 s at 4000 kbit/s
+        size = 1_000_000  # ~2 s at 4000 kbit/s
         slow = lab.curl(f"http://198.19.0.14/large?bytes={size}", "-H", "Host: slow.test", body=False, timeout=15)
         assert slow.code == CURL_OK and slow.info["size_download"] == size, slow
         kbps = slow.info["speed_download"] * 8 / 1000
@@ -150,14 +177,14 @@ class TestInline:
         # the request and the answer are each held DELAY_MS in user space (no netem on this kernel)
         added = delayed.info["time_starttransfer"] - plain.info["time_starttransfer"]
         assert DELAY_MS / 1000 <= added <= 4 * DELAY_MS / 1000, (delayed.info, plain.info)
-        assert delayed.info["time_connect"] < DELAY_MS / 1000     # the handshake came before the verdict
+        assert delayed.info["time_connect"] < DELAY_MS / 1000  # the handshake came before the verdict
 
     def test_residual_block_then_expiry(self, inline_lab: LabRun):
         lab = inline_lab
         assert lab.curl("http://198.19.0.20/", "-H", "Host: residual.test").code == CURL_RECV
         started = time.monotonic()
         clean_retry = lab.curl("http://198.19.0.20/", "-H", "Host: allowed.test")
-        assert clean_retry.code == CURL_CONNECT, clean_retry      # the kernel answers the SYN with a RST
+        assert clean_retry.code == CURL_CONNECT, clean_retry  # the kernel answers the SYN with a RST
         # the 3-tuple (client, 198.19.0.20, port 80): other ports and servers are not affected
         assert lab.connects("198.19.0.20,80", "198.19.0.20,443", "198.19.0.21,80") == ["refused", "ok", "ok"]
         assert time.monotonic() - started < RESIDUAL_S, "the checks above must run inside the window"
@@ -171,8 +198,11 @@ class TestInline:
         noise = random.Random(SEED).randbytes(300)
         got = lab.first_packet("198.19.0.17", 7, noise, wait=1.5)
         assert got["connected"] and got["outcome"] == "timeout" and got["echoed"] == "", got
-        hello = bytes.fromhex(subprocess.run([sys.executable, "-c", CLIENT_HELLO, "allowed.test"], check=True,
-                                             capture_output=True, text=True).stdout)
+        hello = bytes.fromhex(
+            subprocess.run(
+                [sys.executable, "-c", CLIENT_HELLO, "allowed.test"], check=True, capture_output=True, text=True
+            ).stdout
+        )
         echoed = lab.first_packet("198.19.0.17", 7, hello)
         assert echoed["outcome"] == "ok" and bytes.fromhex(echoed["echoed"]) == hello, echoed
         (event,) = lab.actions("fully-encrypted")
@@ -211,6 +241,6 @@ def test_probabilistic_rule_is_deterministic_for_a_seed(tmp_path):
             assert down.returncode == 0, down.stderr
         left = all_left_behind()
         assert not any(left.values()), left
-    assert set(first) == {"reset", "ok"}, first                 # a real coin, not always one side
+    assert set(first) == {"reset", "ok"}, first  # a real coin, not always one side
     assert spared == first.count("ok")
     assert again == first

@@ -21,7 +21,7 @@ from chokepoint.lab import system
 from ._e2e import CENSOR_NS, DEFAULT_A, ORIGIN_MARKER, LabRun, all_left_behind, session
 from ._lab import foreign
 
-LISTED = "www.facebook.com"          # src/chokepoint/profiles/lists/kazakhstan-2019-intercept.txt
+LISTED = "www.facebook.com"  # src/chokepoint/profiles/lists/kazakhstan-2019-intercept.txt
 ALSO_LISTED = "www.google.com"
 UNLISTED = "www.example.org"
 CENSOR_ISSUER = "C = KZ, O = Chokepoint lab censor CA (imitation), CN = Qaznet Trust Network"
@@ -52,8 +52,11 @@ print(json.dumps(out))
 
 
 def openssl_showcerts(run: LabRun, address: str, name: str, *extra: str) -> tuple[int, str]:
-    proc = run.run(["openssl", "s_client", "-connect", f"{address}:443", "-servername", name, "-showcerts", *extra],
-                   input=b"", timeout=20)
+    proc = run.run(
+        ["openssl", "s_client", "-connect", f"{address}:443", "-servername", name, "-showcerts", *extra],
+        input=b"",
+        timeout=20,
+    )
     return proc.returncode, (proc.stdout + proc.stderr).decode("utf-8", "replace")
 
 
@@ -91,7 +94,7 @@ def test_listed_sni_fails_verification_and_shows_the_censor_issuer(kz_lab: LabRu
     assert f"i:{CENSOR_ISSUER}" in shown and f"s:CN = {LISTED}" in shown, shown
     assert "verify error:num=20:unable to get local issuer certificate" in shown, shown
     code, strict = openssl_showcerts(kz_lab, DEFAULT_A, ALSO_LISTED, "-verify_return_error")
-    assert code != 0 and "verify error:num=20" in strict, strict       # a strict client aborts the handshake
+    assert code != 0 and "verify error:num=20" in strict, strict  # a strict client aborts the handshake
 
 
 def test_a_client_trusting_the_censor_ca_loads_the_real_page_through_the_proxy(kz_lab: LabRun):
@@ -103,7 +106,7 @@ def test_a_client_trusting_the_censor_ca_loads_the_real_page_through_the_proxy(k
     assert seen["system"] == {"ok": False, "error": "unable to get local issuer certificate"}, seen
     assert seen["censor"]["ok"] and seen["censor"]["origin"], seen
     assert seen["censor"]["issuer"]["commonName"] == "Qaznet Trust Network"
-    assert seen["censor"]["subject"] == {"commonName": ALSO_LISTED}       # copied from the lab's real leaf
+    assert seen["censor"]["subject"] == {"commonName": ALSO_LISTED}  # copied from the lab's real leaf
 
 
 def test_unlisted_sni_gets_the_lab_certificate_untouched(kz_lab: LabRun):
@@ -119,13 +122,14 @@ def test_unlisted_sni_gets_the_lab_certificate_untouched(kz_lab: LabRun):
 def test_ipv6_is_intercepted_too(kz_lab: LabRun):
     failed = kz_lab.curl(f"https://{LISTED}/", "-6", "--resolve", f"{LISTED}:443:[2001:db8:0:2::10]")
     assert failed.code == 60, failed
-    trusted = kz_lab.curl(f"https://{LISTED}/", "-6", "--resolve", f"{LISTED}:443:[2001:db8:0:2::10]",
-                          "--cacert", str(CENSOR_CA))
+    trusted = kz_lab.curl(
+        f"https://{LISTED}/", "-6", "--resolve", f"{LISTED}:443:[2001:db8:0:2::10]", "--cacert", str(CENSOR_CA)
+    )
     assert trusted.code == 0 and ORIGIN_MARKER in trusted.text, trusted
 
 
 def test_the_censor_records_interceptions_and_keeps_the_redirect_in_the_kernel(kz_lab: LabRun):
-    kz_lab.curl(f"https://{LISTED}/")                   # one more rejected and one more accepted interception
+    kz_lab.curl(f"https://{LISTED}/")  # one more rejected and one more accepted interception
     kz_lab.curl(f"https://{LISTED}/", "--cacert", str(CENSOR_CA))
     events = kz_lab.wait_actions("kz-tls-intercept", count=2)
     mine = [e for e in events if e["chokepoint"].get("enforced_by") == "intercept-proxy"]
@@ -143,7 +147,7 @@ def test_the_censor_records_interceptions_and_keeps_the_redirect_in_the_kernel(k
     section = stats["intercept"]
     assert section["alive"] and section["redirect"] == {"ports": [[443, 443]], "destinations": []}
     assert section["counters"]["intercepted"] >= 1 and section["counters"]["client_rejected"] >= 1
-    assert section["counters"].get("spliced", 0) >= 1               # the unlisted checks went through it too
+    assert section["counters"].get("spliced", 0) >= 1  # the unlisted checks went through it too
     nat = system.run(["iptables", "-w", "-t", "nat", "-S"], netns=CENSOR_NS).stdout.decode()
     assert "-A CHOKEPOINT_TLS -p tcp -m tcp --dport 443 -j REDIRECT --to-ports 14443" in nat, nat
     assert len(intercept_processes()) == 1

@@ -17,14 +17,33 @@ import time
 
 from chokepoint.lab import topology as topo
 
-from ._e2e import (BLOCKPAGE_BODY, CLIENT_IP, CONTROL_DNS, CURL_OK, CURL_RECV, DEFAULT_A, LAB_DNS, ORIGIN_MARKER,
-                   RESIDUAL_S, RST_FILTER, LabRun, all_left_behind, class_lab, origin, rules_yaml, session)
+from ._e2e import (
+    BLOCKPAGE_BODY,
+    CLIENT_IP,
+    CONTROL_DNS,
+    CURL_OK,
+    CURL_RECV,
+    DEFAULT_A,
+    LAB_DNS,
+    ORIGIN_MARKER,
+    RESIDUAL_S,
+    RST_FILTER,
+    LabRun,
+    all_left_behind,
+    class_lab,
+    origin,
+    rules_yaml,
+    session,
+)
 from ._lab import OURS
 
 RULES = rules_yaml(
     "reset-host",
     "{id: reset-client-only, action: reset, params: {targets: client}, when: {http.host: {exact: ignored.test}}}",
-    "reset-sni", "forge", "page", "residual",
+    "reset-sni",
+    "forge",
+    "page",
+    "residual",
     "{id: drop, action: drop, when: {http.host: {exact: dropped.test}}}",
     "{id: throttle, action: throttle, params: {rate_kbps: 1000}, when: {http.host: {exact: slow.test}}}",
     "unreachable",
@@ -55,7 +74,7 @@ class TestMirror:
         lab = mirror_lab
         assert origin(lab.curl("http://198.19.0.10/", "-H", "Host: allowed.test"))
         assert origin(lab.curl("https://allowed.test/"))
-        assert origin(lab.curl("https://198.19.0.11/"))       # no SNI
+        assert origin(lab.curl("https://198.19.0.11/"))  # no SNI
         assert lab.h3_get("198.19.0.18", "allowed.test") == {"outcome": "ok", "status": 200, "origin": True}
         assert lab.actions() == []
         stats = lab.stats()
@@ -64,8 +83,10 @@ class TestMirror:
 
     def test_injected_resets_beat_a_slow_server(self, mirror_lab: LabRun):
         lab = mirror_lab
-        with lab.capture(f"{RST_FILTER} and host 198.19.0.12") as at_client, \
-                lab.capture(f"{RST_FILTER} and host 198.19.0.12", netns="cpk-server", iface="sv0") as at_server:
+        with (
+            lab.capture(f"{RST_FILTER} and host 198.19.0.12") as at_client,
+            lab.capture(f"{RST_FILTER} and host 198.19.0.12", netns="cpk-server", iface="sv0") as at_server,
+        ):
             blocked = lab.curl(f"http://198.19.0.12{SLOW}", "-H", "Host: blocked.test")
         assert blocked.code == CURL_RECV and "Connection reset by peer" in blocked.stderr, blocked
         to_client = [p for p in at_client.packets if p.dst == CLIENT_IP]
@@ -83,8 +104,10 @@ class TestMirror:
         wins. Certain: the RSTs reach the client at the exact RCV.NXT of the trigger (the server's ISN + 1), and
         whenever one arrives before the server's first data the client is reset (curl, openssl alike)."""
         lab = mirror_lab
-        clients = {"curl": lambda address: lab.curl("https://blocked.test/", "--resolve", f"blocked.test:443:{address}"),
-                   "openssl": lambda address: lab.openssl(address, "blocked.test")}
+        clients = {
+            "curl": lambda address: lab.curl("https://blocked.test/", "--resolve", f"blocked.test:443:{address}"),
+            "openssl": lambda address: lab.openssl(address, "blocked.test"),
+        }
         for index, (name, client) in enumerate(clients.items()):
             address = f"198.19.0.{25 + index}"
             with lab.capture(f"tcp port 443 and host {address}") as wire:
@@ -95,7 +118,7 @@ class TestMirror:
             assert len(injected) == 2, wire.raw
             assert all(p.seq == (syn_ack.seq + 1) % 2**32 and p.ip_id == 4242 for p in injected), wire.raw
             data = [p for p in from_server if p.payload_len and p.ttl == 63]
-            if not data or injected[0].time < data[0].time:         # the censor won: the client is reset
+            if not data or injected[0].time < data[0].time:  # the censor won: the client is reset
                 if name == "curl":
                     assert outcome.code in RESET_CODES and outcome.status == 0, outcome
                 else:
@@ -112,8 +135,8 @@ class TestMirror:
         assert all(a["id_matches"] and a["from"] == LAB_DNS for a in both), both
         with lab.capture("udp and src port 53 and src host 198.19.0.53") as wire:
             dig = lab.dig(LAB_DNS, "forged.test")
-        first, second = wire.packets                            # both reach the client; dig takes the first
-        assert {first.ttl, second.ttl} == {99, 63}, wire.raw   # forged: IP TTL 99; real: 64 minus one hop
+        first, second = wire.packets  # both reach the client; dig takes the first
+        assert {first.ttl, second.ttl} == {99, 63}, wire.raw  # forged: IP TTL 99; real: 64 minus one hop
         expected = "198.19.0.99" if first.ttl == 99 else DEFAULT_A
         assert re.search(rf"^forged\.test\.\s+\d+\s+IN\s+A\s+{re.escape(expected)}$", dig, re.M), (dig, wire.raw)
         assert [a["answers"] for a in lab.dns_all_answers(CONTROL_DNS, "forged.test", wait=0.3)] == [real_answer]
@@ -135,7 +158,7 @@ class TestMirror:
         # SYN+ACK and the first client segment carry the exact numbers)
         retry = lab.curl(f"http://198.19.0.20{SLOW}", "-H", "Host: allowed.test")
         assert retry.code != CURL_OK and ("reset" in retry.stderr or "connect" in retry.stderr), retry
-        assert origin(lab.curl(f"http://198.19.0.21{SLOW}", "-H", "Host: allowed.test"))   # another server
+        assert origin(lab.curl(f"http://198.19.0.21{SLOW}", "-H", "Host: allowed.test"))  # another server
         assert time.monotonic() - started < RESIDUAL_S, "the checks above must run inside the window"
         time.sleep(max(0.0, started + RESIDUAL_S + 0.5 - time.monotonic()))
         assert origin(lab.curl(f"http://198.19.0.20{SLOW}", "-H", "Host: allowed.test")), "the window is over"
@@ -153,18 +176,17 @@ class TestMirror:
         finally:
             lab.run(["iptables", "-w", "-D", *rule])
         assert origin(through), through
-        assert len(lab.actions("reset-client-only")) == 2     # the censor did inject both times
+        assert len(lab.actions("reset-client-only")) == 2  # the censor did inject both times
 
     def test_drop_and_throttle_cannot_be_enforced_on_path(self, mirror_lab: LabRun):
         lab = mirror_lab
         assert origin(lab.curl("http://198.19.0.17/", "-H", "Host: dropped.test"))
-        size = 1_000_000                                        # 8 s at the rule's 1000 kbit/s, if it were enforced
+        size = 1_000_000  # 8 s at the rule's 1000 kbit/s, if it were enforced
         fast = lab.curl(f"http://198.19.0.14/large?bytes={size}", "-H", "Host: slow.test", body=False)
         assert fast.code == CURL_OK and fast.info["size_download"] == size and fast.info["time_total"] < 2, fast
         assert lab.wait_actions("throttle") and lab.wait_actions("drop")
         unenforceable = lab.stats()["backend"]["unenforceable"]
         assert unenforceable.get("drop", 0) >= 1 and unenforceable.get("throttle", 0) >= 1, unenforceable
-
 
     def test_icmp_unreachable_races_the_servers_syn_ack(self, mirror_lab: LabRun):
         """The ICMP error answers the SYN; the server's kernel answers it too, with a SYN+ACK. Linux aborts a

@@ -34,8 +34,9 @@ def events() -> list[dict]:
 
 def test_fake_night_blocks_what_the_day_allows_and_status_shows_clock_and_params(lab_guard):
     night = myanmar_today("02:30")
-    up = run_cli("lab", "up", "--profile", "myanmar", "--fake-time", night,
-                 "--param", "mm-nightly-shutdown.direction=c2s")
+    up = run_cli(
+        "lab", "up", "--profile", "myanmar", "--fake-time", night, "--param", "mm-nightly-shutdown.direction=c2s"
+    )
     assert up.returncode == 0, up.stderr
     assert "censor clock: wall clock" in up.stdout
     assert "rule params: mm-nightly-shutdown.direction=c2s" in up.stdout
@@ -44,20 +45,22 @@ def test_fake_night_blocks_what_the_day_allows_and_status_shows_clock_and_params
     assert abs(saved["clock_offset_s"] - expected) < 30, (saved["clock_offset_s"], expected)
     assert saved["params"] == {"mm-nightly-shutdown.direction": "c2s"}
     stats = json.loads((st.STATE_DIR / st.STATS_FILE).read_text())
-    assert stats["clock"]["local"][:15] == night[:15], stats["clock"]     # the daemon's own time: 02:3x there
+    assert stats["clock"]["local"][:15] == night[:15], stats["clock"]  # the daemon's own time: 02:3x there
     assert stats["clock"]["offset_s"] == saved["clock_offset_s"]
     assert stats["params"] == {"mm-nightly-shutdown.direction": "c2s"}
 
     blocked = system.run(CURL, netns="cpk-client", check=False, timeout=15)
-    assert blocked.returncode == 28, (blocked.returncode, blocked.stdout, blocked.stderr)   # curl: timed out
+    assert blocked.returncode == 28, (blocked.returncode, blocked.stdout, blocked.stderr)  # curl: timed out
     actions = [e["chokepoint"] for e in events() if e.get("event_type") == "chokepoint"]
     assert actions and all(a["rule"] == "mm-nightly-shutdown" for a in actions), actions
-    assert actions[0]["drop_direction"] == "c2s"             # the override reached the censor (the file: both)
+    assert actions[0]["drop_direction"] == "c2s"  # the override reached the censor (the file: both)
 
     status = run_cli("lab", "status")
     assert status.returncode == 0, status.stdout + status.stderr
-    assert "censor clock: wall clock" in status.stdout and "rule params: mm-nightly-shutdown.direction=c2s" in \
-        status.stdout
+    assert (
+        "censor clock: wall clock" in status.stdout
+        and "rule params: mm-nightly-shutdown.direction=c2s" in status.stdout
+    )
     assert f"clock.local = {night[:15]}" in status.stdout
     as_json = json.loads(run_cli("lab", "status", "--json").stdout)
     assert as_json["clock_offset_s"] == saved["clock_offset_s"]
@@ -80,15 +83,22 @@ def test_dns_map_from_the_cli_reaches_the_lab_resolver(lab_guard, tmp_path):
     dns_map.write_text(json.dumps({"names": {"mapped.test": ["198.19.0.17"]}}))
     up = run_cli("lab", "up", "--profile", "demo", "--dns-map", str(dns_map))
     assert up.returncode == 0, up.stderr
-    answer = system.run(["dig", "@198.19.0.53", "mapped.test", "+short", "+time=2", "+tries=1"],
-                        netns="cpk-client", check=False, timeout=15)
+    answer = system.run(
+        ["dig", "@198.19.0.53", "mapped.test", "+short", "+time=2", "+tries=1"],
+        netns="cpk-client",
+        check=False,
+        timeout=15,
+    )
     assert answer.stdout.decode().split() == ["198.19.0.17"], answer
 
 
 def _snapshot() -> dict[str, object]:
     state_file = st.STATE_DIR / st.STATE_FILE
-    return {"namespaces": topo.lab_namespaces(), "state": state_file.read_bytes() if state_file.exists() else None,
-            "state_dir": sorted(p.name for p in st.STATE_DIR.iterdir()) if st.STATE_DIR.exists() else None}
+    return {
+        "namespaces": topo.lab_namespaces(),
+        "state": state_file.read_bytes() if state_file.exists() else None,
+        "state_dir": sorted(p.name for p in st.STATE_DIR.iterdir()) if st.STATE_DIR.exists() else None,
+    }
 
 
 def test_bad_clock_params_or_dns_map_fail_lab_up_before_anything_exists(tmp_path):

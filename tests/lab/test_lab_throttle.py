@@ -24,7 +24,7 @@ from ._lab import lab_guard  # noqa: F401 (fixture)
 
 SITE = "198.19.0.10"
 BYTES = 100_000
-ETHERNET = 14          # HTB on a veth charges skb->len, which includes the Ethernet header
+ETHERNET = 14  # HTB on a veth charges skb->len, which includes the Ethernet header
 
 
 def burst_ahead(packets: list[dict[str, Any]], src: str) -> tuple[float, float]:
@@ -51,6 +51,7 @@ def test_burst_estimate_recovers_a_token_bucket() -> None:
     """A simulated HTB-like bucket (rate 17.5 kB/s, burst 15 kB) behind a sender that is always ready: the
     estimate is the burst plus the one packet that overdraws the bucket; with 64 KB super-packets it is far
     more, which is what the test on the wire must rule out."""
+
     def shaped(sizes: list[int], rate: float, burst: float) -> list[dict[str, Any]]:
         tokens, t, out = burst, 0.0, []
         for size in sizes:
@@ -78,16 +79,33 @@ def test_throttled_download_bursts_within_twice_burst_bytes(lab_guard) -> None:
     assert burst and rate_kbps == 140
 
     if system.which("ethtool") is None:
-        pytest.skip("`ethtool` is not installed (Debian package ethtool): the lab keeps the veth offloads on "
-                    "and warns that throttle bursts overshoot burst_bytes")
+        pytest.skip(
+            "`ethtool` is not installed (Debian package ethtool): the lab keeps the veth offloads on "
+            "and warns that throttle bursts overshoot burst_bytes"
+        )
     state = lab.up("russia-tspu", seed=1)
     for host in state.topology.hosts:
         for iface in host.interfaces:
             assert not any(topo.offloads(host.namespace, iface.name).values()), (host.namespace, iface.name)
     with capture(f"host {SITE} and tcp port 443") as wire:
-        curl = system.run(["curl", "-sS", "-m", "40", "-o", "/dev/null", "-w", "%{size_download}",
-                           "--resolve", f"twitter.com:443:{SITE}", f"https://twitter.com/large?bytes={BYTES}"],
-                          netns="cpk-client", check=False, timeout=60)
+        curl = system.run(
+            [
+                "curl",
+                "-sS",
+                "-m",
+                "40",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download}",
+                "--resolve",
+                f"twitter.com:443:{SITE}",
+                f"https://twitter.com/large?bytes={BYTES}",
+            ],
+            netns="cpk-client",
+            check=False,
+            timeout=60,
+        )
     assert curl.returncode == 0 and curl.stdout == str(BYTES).encode(), curl
     ahead, rate = burst_ahead(wire.packets, SITE)
     detail = f"{ahead:.0f} B ahead of the rate, steady {rate * 8 / 1000:.1f} kbit/s; burst_bytes {burst}"

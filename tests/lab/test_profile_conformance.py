@@ -20,14 +20,43 @@ import pytest
 from chokepoint.policy.profile import Profile, load_profile
 from chokepoint.policy.provenance import Example
 
-from ._conformance import (CLIENT_IP, CONTROL_DNS, LAB_DNS, ORIGIN_MARKER, UNLISTED, Capture, CurlResult,
-                           LabManager, ProfileLab, Target, capture, cases, clock_offset_for, cut, example_of,
-                           local_hour_atoms, profile_now, rule_probability, seeded_bytes)
+from ._conformance import (
+    CLIENT_IP,
+    CONTROL_DNS,
+    LAB_DNS,
+    ORIGIN_MARKER,
+    UNLISTED,
+    Capture,
+    CurlResult,
+    LabManager,
+    ProfileLab,
+    Target,
+    capture,
+    cases,
+    clock_offset_for,
+    cut,
+    example_of,
+    local_hour_atoms,
+    profile_now,
+    rule_probability,
+    seeded_bytes,
+)
 
 CASES = cases()
 #: Keys of ``expect:`` this module checks; any other key fails the test (it would otherwise go unchecked).
-INJECTED_KEYS = {"rst_per_target", "tcp_flags", "df", "identical", "ttl_range", "ttl", "ip_id", "window",
-                 "payload_hex", "to", "tsg_seed_key"}
+INJECTED_KEYS = {
+    "rst_per_target",
+    "tcp_flags",
+    "df",
+    "identical",
+    "ttl_range",
+    "ttl",
+    "ip_id",
+    "window",
+    "payload_hex",
+    "to",
+    "tsg_seed_key",
+}
 RESIDUAL_KEYS = {"residual_s", "residual_scope", "rearm"}
 HTTP_KEYS = {"status", "location_prefix", "body_contains"}
 DNS_KEYS = {"dns_flags", "answers", "answers_from", "answer_ttl", "answer_name_compressed"}
@@ -74,7 +103,8 @@ def test_example_on_the_wire(labs: LabManager, name: str, ident: str) -> None:
         now = run.censor_local_time()
         assert now.hour == int(ex.local_time.split(":")[0]), (
             f"the censor's clock reads {now:%H:%M} ({profile.meta.timezone}), not the example's {ex.local_time}: "
-            "the lab took too long between setting the clock and the example")
+            "the lab took too long between setting the clock and the example"
+        )
     if ex.params:
         stats, _ = run.state.read_stats()
         assert stats and stats.get("params") == dict(ex.params), f"the censor's params: {stats and stats.get('params')}"
@@ -83,6 +113,7 @@ def test_example_on_the_wire(labs: LabManager, name: str, ident: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ checks
+
 
 def curl_symptom(result: CurlResult) -> str:
     if result.code == 0:
@@ -99,8 +130,12 @@ def curl_symptom(result: CurlResult) -> str:
 
 
 def raw_symptom(outcome: str) -> str:
-    return {"ok": "ok", "timeout": "generic_timeout_error", "reset": "connection_reset",
-            "ECONNRESET": "connection_reset"}.get(outcome, outcome)
+    return {
+        "ok": "ok",
+        "timeout": "generic_timeout_error",
+        "reset": "connection_reset",
+        "ECONNRESET": "connection_reset",
+    }.get(outcome, outcome)
 
 
 class Check:
@@ -120,13 +155,16 @@ class Check:
         ex = self.ex
         self.since = self.run.mark()
         address = self.target.address
-        with capture(f"host {address}") as client_wire, \
-                capture(f"host {address}", netns="cpk-server", iface="sv0") as server_wire:
+        with (
+            capture(f"host {address}") as client_wire,
+            capture(f"host {address}", netns="cpk-server", iface="sv0") as server_wire,
+        ):
             symptom, detail = getattr(self, f"client_{ex.protocol}")()
         if symptom == "transferred":
             symptom, detail = self.throttle_verdict(detail, client_wire, server_wire)
-        assert symptom == ex.symptom, (f"{self.profile.name}/{ex.id}: expected {ex.symptom}, the client saw "
-                                       f"{symptom} ({detail})")
+        assert symptom == ex.symptom, (
+            f"{self.profile.name}/{ex.id}: expected {ex.symptom}, the client saw {symptom} ({detail})"
+        )
         events = self.rule_events()
         self.check_attribution(events)
         if ex.outcome == "blocked":
@@ -137,17 +175,25 @@ class Check:
     def rule_events(self) -> list[dict[str, Any]]:
         if not self.ex.rule:
             return []
-        return self.run.wait_actions(self.since, lambda e: e["chokepoint"]["rule"] == self.ex.rule,
-                                     timeout=2.0 if self.ex.outcome == "blocked" else 0.5)
+        return self.run.wait_actions(
+            self.since,
+            lambda e: e["chokepoint"]["rule"] == self.ex.rule,
+            timeout=2.0 if self.ex.outcome == "blocked" else 0.5,
+        )
 
     def check_attribution(self, events: list[dict[str, Any]]) -> None:
         ex = self.ex
         if ex.outcome == "blocked":
-            assert events, (f"the censor logged no action of rule {ex.rule}; its actions: "
-                            f"{[(e['chokepoint']['rule'], e['chokepoint']['action']) for e in self.run.actions(self.since)]}")
+            assert events, (
+                f"the censor logged no action of rule {ex.rule}; its actions: "
+                f"{[(e['chokepoint']['rule'], e['chokepoint']['action']) for e in self.run.actions(self.since)]}"
+            )
             return
-        enforcing = [(e["chokepoint"]["rule"], e["chokepoint"]["action"]) for e in self.run.actions(self.since)
-                     if e["chokepoint"]["action"] != "log"]
+        enforcing = [
+            (e["chokepoint"]["rule"], e["chokepoint"]["action"])
+            for e in self.run.actions(self.since)
+            if e["chokepoint"]["action"] != "log"
+        ]
         assert not enforcing, f"an allowed example drew enforcing verdicts: {enforcing}"
         # An allowed example naming a ``log`` rule: the log verdict is not on the wire, and the daemon records
         # it only in the flow's end event (``chokepoint.logs``), which an offloaded flow reaches only at its idle
@@ -161,14 +207,18 @@ class Check:
             return
         every = [i for e in events for i in e["chokepoint"]["injected"] if "error" not in i]
         assert every, f"the censor injected nothing for {self.ex.rule}: {events}"
-        injections = [i for i in every if not i.get("injector")]   # ``expect`` is about the personality itself
+        injections = [i for i in every if not i.get("injector")]  # ``expect`` is about the personality itself
         assert injections, f"only parallel injectors injected for {self.ex.rule}: {every}"
-        seen = {"client": on_wire([i for i in injections if i["to"] == "client"], client_wire),
-                "server": on_wire([i for i in injections if i["to"] == "server"], server_wire)}
+        seen = {
+            "client": on_wire([i for i in injections if i["to"] == "client"], client_wire),
+            "server": on_wire([i for i in injections if i["to"] == "server"], server_wire),
+        }
         self.check_parallel(every, {"client": client_wire, "server": server_wire}, dict(seen))
         packets = seen["client"] + seen["server"]
-        assert packets, (f"none of the {len(injections)} injected packets was seen on the wire\n"
-                         f"injected: {injections}\nclient wire:\n{client_wire.describe()}")
+        assert packets, (
+            f"none of the {len(injections)} injected packets was seen on the wire\n"
+            f"injected: {injections}\nclient wire:\n{client_wire.describe()}"
+        )
         detail = f"\ninjected on the wire: {packets}"
         resets = {to: [p for p in found if "R" in p.get("tcp_flags", "")] for to, found in seen.items()}
         if "rst_per_target" in want:
@@ -204,8 +254,9 @@ class Check:
                 shapes = {tuple((k, v) for k, v in sorted(p.items()) if k != "time") for p in found}
                 assert len(shapes) <= 1, f"the RSTs to the {to} are not identical{detail}"
 
-    def check_parallel(self, injections: list[dict[str, Any]], wires: dict[str, Capture],
-                       taken: dict[str, list[dict[str, Any]]]) -> None:
+    def check_parallel(
+        self, injections: list[dict[str, Any]], wires: dict[str, Capture], taken: dict[str, list[dict[str, Any]]]
+    ) -> None:
         """Each parallel injector of the personality (GFW types I and III beside type II) put its own RSTs on
         the wire, with its preset's count, flags and DF, to its targets (``taken``: wire packets already
         matched to the personality's own injections)."""
@@ -213,7 +264,7 @@ class Check:
         if rule.action.value != "reset" or dict(rule.params).get("injector"):
             return
         for other in self.profile.personality.parallel:
-            if other.reset is None:      # a DNS-only injector (checked with the DNS examples)
+            if other.reset is None:  # a DNS-only injector (checked with the DNS examples)
                 continue
             mine = [i for i in injections if i.get("injector") == other.name]
             if other.probability >= 1.0:
@@ -263,8 +314,9 @@ class Check:
                 opts = ["--local-port", str(local_port)] if local_port else []
                 return curl_symptom(self.curl(UNLISTED, *opts, timeout=DROP_WAIT))
             if ex.protocol == "quic":
-                return raw_symptom(self.run.quic(target, UNLISTED, local_port=local_port or 0,
-                                                 timeout=DROP_WAIT)["outcome"])
+                return raw_symptom(
+                    self.run.quic(target, UNLISTED, local_port=local_port or 0, timeout=DROP_WAIT)["outcome"]
+                )
             if ex.protocol == "tcp":
                 payload = b"GET / HTTP/1.1\r\nHost: www.example.org\r\n\r\n"
                 (result,) = self.run.tcp(target, [[payload]], wait=DROP_WAIT)
@@ -283,8 +335,9 @@ class Check:
         scheme = "https" if ex.protocol == "tls" else "http"
         return f"{scheme}://{name or ex.target}:{target.port}{path if path is not None else ex.path}"
 
-    def curl(self, name: str | None = None, *opts: str, timeout: float = 3.0, body: bool = True,
-             path: str | None = None) -> CurlResult:
+    def curl(
+        self, name: str | None = None, *opts: str, timeout: float = 3.0, body: bool = True, path: str | None = None
+    ) -> CurlResult:
         target = self.target
         host = name or self.ex.target
         resolve = ["--resolve", f"{host}:{target.port}:{target.address}"]
@@ -352,7 +405,7 @@ class Check:
                 assert {ttl for ttl, _ in a["answers"]} == {want["answer_ttl"]}, f"answer TTLs: {detail}"
             if "answer_name_compressed" in want:
                 wire = bytes.fromhex(a["wire"])
-                start = question_end(wire)     # the first answer's name follows the question
+                start = question_end(wire)  # the first answer's name follows the question
                 pointer = wire[start] & 0xC0 == 0xC0
                 assert pointer is bool(want["answer_name_compressed"]), f"answer name at {start}: {wire.hex()}"
 
@@ -366,17 +419,21 @@ class Check:
             result = self.run.tls_split(self.target, ex.target, wait=DROP_WAIT * 2)
             return raw_symptom(result["outcome"]), result
         with self.tcp_options():
+
             def once():
                 result = self.curl(timeout=DROP_WAIT if ex.outcome == "blocked" else 5.0)
                 return curl_symptom(result), result
+
             return self.repeated(once)
 
     def client_http(self) -> tuple[str, Any]:
         ex = self.ex
         with self.tcp_options():
+
             def once():
                 result = self.curl(timeout=DROP_WAIT if ex.symptom == "generic_timeout_error" else 5.0)
                 return curl_symptom(result), result
+
             symptom, result = self.repeated(once)
         if symptom == "http_blockpage":
             self.check_blockpage(result)
@@ -398,8 +455,14 @@ class Check:
     def client_quic(self) -> tuple[str, Any]:
         ex = self.ex
         wait = DROP_WAIT if ex.outcome == "blocked" else 5.0
-        result = self.run.quic(self.target, ex.target, version=ex.quic_version, local_port=ex.client_port or 0,
-                               prelude=ex.prelude, timeout=wait)
+        result = self.run.quic(
+            self.target,
+            ex.target,
+            version=ex.quic_version,
+            local_port=ex.client_port or 0,
+            prelude=ex.prelude,
+            timeout=wait,
+        )
         if result["outcome"] == "ok":
             assert result["status"] == 200 and result["origin"], result
             assert result["version"] == ex.quic_version, f"negotiated QUIC version {result['version']}"
@@ -408,14 +471,21 @@ class Check:
     def client_tcp(self) -> tuple[str, Any]:
         ex = self.ex
         if ex.duration_s:
-            result = self.run.tcp_stream(self.target, chunk=ex.payload_random or 1000, kbps=ex.send_kbps or 800,
-                                         duration=ex.duration_s, seed=f"{self.profile.name}/{ex.id}", wait=DROP_WAIT)
+            result = self.run.tcp_stream(
+                self.target,
+                chunk=ex.payload_random or 1000,
+                kbps=ex.send_kbps or 800,
+                duration=ex.duration_s,
+                seed=f"{self.profile.name}/{ex.id}",
+                wait=DROP_WAIT,
+            )
             defer = getattr(self.run.profile_with_params(ex).policy.rule(ex.rule), "defer", None) if ex.rule else None
             if result["outcome"] == "timeout" and defer is not None and defer.after_s:
                 # a deferred block: the flow must have run (echoed) until about its delay, not stalled at once
                 assert result["stalled_after_s"] >= 0.8 * defer.after_s, (
                     f"the flow stalled after {result['stalled_after_s']} s, before the rule's after_s "
-                    f"{defer.after_s}: {result}")
+                    f"{defer.after_s}: {result}"
+                )
             return raw_symptom(result["outcome"]), result
         blocked = ex.outcome == "blocked"
         attempts = (BLOCK_ATTEMPTS if blocked else ALLOWED_ATTEMPTS) if self.probability < 1.0 else 1
@@ -465,8 +535,7 @@ class Check:
             measured["curl_up_kbps"] = up.info["speed_upload"] * 8 / 1000
         return "transferred", measured
 
-    def throttle_verdict(self, measured: dict[str, Any], client_wire: Capture, server_wire: Capture
-                         ) -> tuple[str, Any]:
+    def throttle_verdict(self, measured: dict[str, Any], client_wire: Capture, server_wire: Capture) -> tuple[str, Any]:
         """The shaped rate on the wire, after the token bucket's burst: server-to-client bytes arriving at the
         client, and (``both_directions``) client-to-server bytes arriving at the server, must fall within
         ``rate_kbps_range`` (default: the rule's rate +-15 %), with 10 % tolerance for timer granularity."""
@@ -478,11 +547,13 @@ class Check:
         rate = float(params.get("rate_kbps", style.rate_kbps))
         lo, hi = self.expect.get("rate_kbps_range", (rate * 0.85, rate * 1.15))
         address = self.target.address
-        measured["wire_down_kbps"] = wire_kbps([p for p in client_wire.packets if p.get("src_ip") == address],
-                                               style.burst_bytes)
+        measured["wire_down_kbps"] = wire_kbps(
+            [p for p in client_wire.packets if p.get("src_ip") == address], style.burst_bytes
+        )
         if self.expect.get("both_directions"):
-            measured["wire_up_kbps"] = wire_kbps([p for p in server_wire.packets if p.get("dest_ip") == address],
-                                                 style.burst_bytes)
+            measured["wire_up_kbps"] = wire_kbps(
+                [p for p in server_wire.packets if p.get("dest_ip") == address], style.burst_bytes
+            )
         rates = {k: v for k, v in measured.items() if k.startswith("wire_")}
         if all(v is not None and lo * 0.9 <= v <= hi * 1.1 for v in rates.values()):
             return "throttled", measured
@@ -531,12 +602,13 @@ def wire_kbps(packets: list[dict[str, Any]], burst: int) -> float | None:
             break
     if k is None or len(bulk) - k < 4 or bulk[-1]["time"] <= bulk[k]["time"]:
         return None
-    paid = (total - burst) + sum(p["size"] + 14 for p in bulk[k + 1:-1])
+    paid = (total - burst) + sum(p["size"] + 14 for p in bulk[k + 1 : -1])
     return paid * 8 / (bulk[-1]["time"] - bulk[k]["time"]) / 1000
 
 
-def on_wire(injections: list[dict[str, Any]], wire: Capture,
-            exclude: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+def on_wire(
+    injections: list[dict[str, Any]], wire: Capture, exclude: list[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
     """The captured copies of injected packets (same addresses, ports, protocol and TCP seq/flags/length or UDP
     payload); each wire packet is used once, and none of ``exclude`` (already matched)."""
     keys = ("src_ip", "dest_ip", "src_port", "dest_port", "proto", "tcp_flags", "seq", "ack", "payload_len")
@@ -544,8 +616,9 @@ def on_wire(injections: list[dict[str, Any]], wire: Capture,
     found = []
     for inj in injections:
         for i, pkt in enumerate(pool):
-            if all(inj.get(k) == pkt.get(k) for k in keys) and \
-                    (inj.get("proto") != "UDP" or inj.get("payload_hex") == pkt.get("payload_hex")):
+            if all(inj.get(k) == pkt.get(k) for k in keys) and (
+                inj.get("proto") != "UDP" or inj.get("payload_hex") == pkt.get("payload_hex")
+            ):
                 found.append(pool.pop(i))
                 break
     return found
@@ -577,13 +650,13 @@ def question_end(wire: bytes) -> int:
     return off + 1 + 4
 
 
-
 # ----------------------------------------------------------------------------------- the helpers (no lab)
 
-def test_plan_gives_every_example_its_own_site_and_realises_ports_and_addresses() -> None:
-    from ._conformance import LabPlan
 
+def test_plan_gives_every_example_its_own_site_and_realises_ports_and_addresses() -> None:
     from chokepoint.policy.profile import list_profiles
+
+    from ._conformance import LabPlan
 
     for name in list_profiles():
         profile = load_profile(name)
@@ -598,7 +671,7 @@ def test_plan_gives_every_example_its_own_site_and_realises_ports_and_addresses(
     assert f"ip daddr 198.51.100.7 tcp dport 443 dnat to {network.site}:443" in demo.nat
     assert demo.server_routes == ["198.51.100.7"] and demo.dns_names["cdn.example.net"] == "198.51.100.7"
     ssh = demo.targets["ssh-logged"]
-    assert f"ip daddr {ssh.site} tcp dport 22 dnat to {ssh.site}:9000" in demo.nat     # the echo service
+    assert f"ip daddr {ssh.site} tcp dport 22 dnat to {ssh.site}:9000" in demo.nat  # the echo service
     assert not any(f"daddr {demo.targets['sni-allowed'].site} " in rule for rule in demo.nat)  # 443 is served
     henan = LabPlan.of(load_profile("henan"))
     assert henan.client_aliases == ["203.0.113.77"] and henan.targets["sni-inbound"].client_bind == "203.0.113.77"
@@ -615,21 +688,23 @@ def test_clock_offset_puts_the_profile_clock_at_the_example_time() -> None:
     shutdown = dict(local_hour_atoms(myanmar))["mm-nightly-shutdown"]
     assert shutdown == (1, 2, 3, 4, 5, 6, 7, 8)
     zone = dt.timezone(dt.timedelta(hours=6, minutes=30))
-    walls = [dt.datetime(2026, 11, 27, h, m, s, tzinfo=zone).timestamp() for h, m, s in
-             ((16, 0, 0), (4, 0, 0), (0, 20, 0), (2, 30, 0), (23, 59, 59), (12, 0, 30))]
+    walls = [
+        dt.datetime(2026, 11, 27, h, m, s, tzinfo=zone).timestamp()
+        for h, m, s in ((16, 0, 0), (4, 0, 0), (0, 20, 0), (2, 30, 0), (23, 59, 59), (12, 0, 30))
+    ]
     for wall in walls:
         for ex in myanmar.examples:
             offset = clock_offset_for(myanmar, ex.local_time, wall)
             assert abs(offset) <= 12 * 3600, (ex.id, offset)
             local = profile_now(myanmar, wall + offset)
             assert f"{local:%H:%M:%S}" == f"{ex.local_time}:00", (ex.id, local)
-            local_hour = int((wall + offset + myanmar.meta.utc_offset_s) // 3600 % 24)   # as the engine reads it
+            local_hour = int((wall + offset + myanmar.meta.utc_offset_s) // 3600 % 24)  # as the engine reads it
             assert (local_hour in shutdown) is (ex.rule == "mm-nightly-shutdown"), (ex.id, local_hour)
-    assert clock_offset_for(myanmar, "02:30", walls[3]) == 0.0                   # already 02:30 there
+    assert clock_offset_for(myanmar, "02:30", walls[3]) == 0.0  # already 02:30 there
     assert clock_offset_for(myanmar, "02:30", walls[0]) == -(13 * 3600 + 30 * 60) + 24 * 3600
     west = dataclasses.replace(myanmar, meta=dataclasses.replace(myanmar.meta, utc_offset_s=-5 * 3600))
-    noon_utc = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc).timestamp()
-    assert clock_offset_for(west, "02:30", noon_utc) == -(4 * 3600 + 30 * 60)    # 07:00 there -> 02:30
+    noon_utc = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC).timestamp()
+    assert clock_offset_for(west, "02:30", noon_utc) == -(4 * 3600 + 30 * 60)  # 07:00 there -> 02:30
 
 
 def test_tsg_check_accepts_the_generator_and_rejects_other_keys() -> None:
@@ -657,8 +732,8 @@ def test_answer_name_compression_is_read_after_the_question() -> None:
     response = dns.message.make_response(query)
     response.answer.append(dns.rrset.from_text("blocked.com.", 60, "IN", "A", "192.0.2.1"))
     wire = response.to_wire()
-    assert wire[question_end(wire)] & 0xC0 == 0xC0                        # dnspython compresses: a pointer
-    uncompressed = wire[:question_end(wire)] + b"\x07blocked\x03com\x00" + wire[question_end(wire) + 2:]
+    assert wire[question_end(wire)] & 0xC0 == 0xC0  # dnspython compresses: a pointer
+    uncompressed = wire[: question_end(wire)] + b"\x07blocked\x03com\x00" + wire[question_end(wire) + 2 :]
     assert uncompressed[question_end(uncompressed)] == 7
 
 
@@ -668,7 +743,7 @@ def test_wire_rate_follows_the_token_bucket_not_the_burst() -> None:
     rng = random.Random(4)
     rate_bps, burst = 140_000, 15_000
     tokens, t, packets = float(burst), 0.0, []
-    for _ in range(12):                      # GSO-sized packets through an HTB-like shaper
+    for _ in range(12):  # GSO-sized packets through an HTB-like shaper
         size = rng.choice([1500, 4396, 7292, 15980, 23220])
         if tokens < 0:
             t += -tokens * 8 / rate_bps
@@ -678,17 +753,28 @@ def test_wire_rate_follows_the_token_bucket_not_the_burst() -> None:
     packets.append({"time": t + 0.01, "size": 40, "payload_len": 0, "src_port": 443, "dest_port": 5})
     assert abs(wire_kbps(packets, burst) - 140) < 2
     naive = sum(p["size"] + 14 for p in packets) * 8 / (packets[-1]["time"] - packets[0]["time"]) / 1000
-    assert naive > 155                        # the burst inflates a plain average
+    assert naive > 155  # the burst inflates a plain average
     assert wire_kbps(packets[:3], burst) is None
 
 
 def test_injected_packets_are_found_on_the_wire_once() -> None:
-    rst = {"src_ip": "198.19.0.10", "dest_ip": CLIENT_IP, "src_port": 443, "dest_port": 4000, "proto": "TCP",
-           "tcp_flags": "RA", "seq": 7, "ack": 9, "payload_len": 0}
-    wire = Capture("cpk-client", "cl0", [dict(rst, ttl=255, time=1.0), dict(rst, seq=8, ttl=64, time=1.1),
-                                         dict(rst, ttl=255, time=1.2)])
-    found = on_wire([dict(rst, to="client", ttl=255), dict(rst, to="client", ttl=255), dict(rst, to="client")],
-                    wire)
+    rst = {
+        "src_ip": "198.19.0.10",
+        "dest_ip": CLIENT_IP,
+        "src_port": 443,
+        "dest_port": 4000,
+        "proto": "TCP",
+        "tcp_flags": "RA",
+        "seq": 7,
+        "ack": 9,
+        "payload_len": 0,
+    }
+    wire = Capture(
+        "cpk-client",
+        "cl0",
+        [dict(rst, ttl=255, time=1.0), dict(rst, seq=8, ttl=64, time=1.1), dict(rst, ttl=255, time=1.2)],
+    )
+    found = on_wire([dict(rst, to="client", ttl=255), dict(rst, to="client", ttl=255), dict(rst, to="client")], wire)
     assert [p["time"] for p in found] == [1.0, 1.2]
 
 

@@ -88,6 +88,7 @@ def test_spawn_detaches_into_its_own_session_and_logs(tmp_path):
 
 # ------------------------------------------------------------------------------------------- root only
 
+
 @pytest.fixture
 def netns():
     reason = root_reason()
@@ -105,17 +106,24 @@ def netns():
 
 
 def test_ip_json_and_batch_build_links_inside_the_namespace_only(netns):
-    system.ip_batch([["link", "add", "zz0", "type", "veth", "peer", "name", "zz1"],
-                     ["addr", "add", "198.18.200.1/24", "dev", "zz0"], ["link", "set", "zz0", "up"],
-                     ["link", "set", "zz1", "up"]], netns)
+    system.ip_batch(
+        [
+            ["link", "add", "zz0", "type", "veth", "peer", "name", "zz1"],
+            ["addr", "add", "198.18.200.1/24", "dev", "zz0"],
+            ["link", "set", "zz0", "up"],
+            ["link", "set", "zz1", "up"],
+        ],
+        netns,
+    )
     links = {link["ifname"]: link for link in system.ip_json(["addr", "show"], netns)}
     assert {"lo", "zz0", "zz1"} <= set(links)
     assert [a["local"] for a in links["zz0"]["addr_info"] if a["family"] == "inet"] == ["198.18.200.1"]
     assert "zz0" not in {link["ifname"] for link in system.ip_json(["link", "show"])}  # not in the host
     with pytest.raises(system.CommandError) as info:
         system.ip_batch([["link", "add", "zz0", "type", "veth", "peer", "name", "zz2"]], netns)
-    assert str(info.value) == (f"`ip -n {netns} link add zz0 type veth peer name zz2` failed (exit 1): "
-                               "RTNETLINK answers: File exists")
+    assert str(info.value) == (
+        f"`ip -n {netns} link add zz0 type veth peer name zz2` failed (exit 1): RTNETLINK answers: File exists"
+    )
 
 
 def test_sysctl_is_per_namespace(netns):
@@ -127,26 +135,51 @@ def test_sysctl_is_per_namespace(netns):
 
 
 def test_nft_iptables_and_tc_apply_inside_the_namespace(netns):
-    system.ip_batch([["link", "add", "zz0", "type", "veth", "peer", "name", "zz1"], ["link", "set", "zz0", "up"]],
-                    netns)
-    system.nft({"nftables": [{"add": {"table": {"family": "inet", "name": "zztest"}}},
-                             {"add": {"set": {"family": "inet", "table": "zztest", "name": "s",
-                                              "type": "ipv4_addr", "flags": ["timeout"]}}}]}, netns)
+    system.ip_batch(
+        [["link", "add", "zz0", "type", "veth", "peer", "name", "zz1"], ["link", "set", "zz0", "up"]], netns
+    )
+    system.nft(
+        {
+            "nftables": [
+                {"add": {"table": {"family": "inet", "name": "zztest"}}},
+                {
+                    "add": {
+                        "set": {
+                            "family": "inet",
+                            "table": "zztest",
+                            "name": "s",
+                            "type": "ipv4_addr",
+                            "flags": ["timeout"],
+                        }
+                    }
+                },
+            ]
+        },
+        netns,
+    )
     tables = json.loads(system.run(["nft", "-j", "list", "tables"], netns=netns).stdout)["nftables"]
     assert {"family": "inet", "name": "zztest"} in [
-        {k: t["table"][k] for k in ("family", "name")} for t in tables if "table" in t]
+        {k: t["table"][k] for k in ("family", "name")} for t in tables if "table" in t
+    ]
     host_tables = json.loads(system.run(["nft", "-j", "list", "tables"]).stdout)["nftables"]
     assert "zztest" not in [t["table"]["name"] for t in host_tables if "table" in t]
     with pytest.raises(system.CommandError):
-        system.nft({"nftables": [{"add": {"set": {"family": "inet", "table": "no-such-table", "name": "s",
-                                                  "type": "ipv4_addr"}}}]}, netns)
+        system.nft(
+            {
+                "nftables": [
+                    {"add": {"set": {"family": "inet", "table": "no-such-table", "name": "s", "type": "ipv4_addr"}}}
+                ]
+            },
+            netns,
+        )
     system.iptables(["-t", "mangle", "-A", "FORWARD", "-j", "NFQUEUE", "--queue-num", "3", "--queue-bypass"], netns)
     rules = system.iptables(["-t", "mangle", "-S", "FORWARD"], netns).stdout.decode()
     assert "-A FORWARD -j NFQUEUE --queue-num 3 --queue-bypass" in rules
     system.iptables(["-A", "FORWARD", "-j", "DROP"], netns, v6=True)
     assert "-A FORWARD -j DROP" in system.iptables(["-S", "FORWARD"], netns, v6=True).stdout.decode()
-    system.tc(["qdisc", "add", "dev", "zz0", "root", "tbf", "rate", "150kbit", "burst", "1600", "latency", "50ms"],
-              netns)
+    system.tc(
+        ["qdisc", "add", "dev", "zz0", "root", "tbf", "rate", "150kbit", "burst", "1600", "latency", "50ms"], netns
+    )
     qdiscs = json.loads(system.tc(["-j", "qdisc", "show", "dev", "zz0"], netns).stdout)
     assert [q["kind"] for q in qdiscs] == ["tbf"]
 

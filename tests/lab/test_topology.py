@@ -41,6 +41,7 @@ routes:
 
 # ------------------------------------------------------------------------------------------------ as data
 
+
 def test_default_topology_has_the_documented_names_and_addresses():
     lab = topo.default_topology()
     assert lab.namespaces() == ["cpk-client", "cpk-censor", "cpk-server", "cpk-control"]
@@ -61,8 +62,10 @@ def test_default_topology_has_the_documented_names_and_addresses():
     assert censor.forwarding and not client.forwarding and not server.forwarding
     assert client.nameserver == ip_address("198.19.0.53") and client.trust_lab_ca
     assert {(link.a, link.b) for link in lab.links} == {
-        (("client", "cl0"), ("censor", "ce0")), (("censor", "ce1"), ("server", "sv0")),
-        (("client", "ck0"), ("control", "ck1"))}
+        (("client", "cl0"), ("censor", "ce0")),
+        (("censor", "ce1"), ("server", "sv0")),
+        (("client", "ck0"), ("control", "ck1")),
+    }
     for host in lab.hosts:
         for addr in host.addresses():
             assert any(addr.ip in r for r in topo.LAB_RANGES), addr
@@ -96,45 +99,96 @@ BROKEN = {
     "bad host name": ("hosts:\n  Extra: {}\n", "2:3", "bad host name 'Extra'"),
     "unknown host key": ("hosts:\n  extra:\n    forwardin: true\n", "3:5", "did you mean 'forwarding'?"),
     "host exists": ("hosts:\n  server: {}\n", "2:3", "host 'server' already exists"),
-    "address outside the lab": ("addresses:\n  - {host: server, ifname: sv0, addresses: [10.0.0.1/32]}\n",
-                                "2:45", "outside the lab ranges"),
-    "address without prefix": ("addresses:\n  - {host: server, ifname: sv0, addresses: [198.19.0.31]}\n",
-                               "2:45", "needs a prefix length"),
-    "not an address": ("addresses:\n  - host: server\n    ifname: sv0\n    addresses:\n      - 198.19.0.300/32\n",
-                       "5:9", "bad interface '198.19.0.300/32'"),
-    "address taken": ("addresses:\n  - {host: server, ifname: sv0, addresses: [198.19.0.31/32, 198.18.0.2/32]}\n",
-                      "2:61", "198.18.0.2 is already used by host 'client'"),
-    "address taken, by an earlier host": ("addresses:\n  - {host: client, ifname: cl0, addresses: [198.19.0.10/24]}\n",
-                                         "2:45", "198.19.0.10 is already used by host 'server'"),
-    "network address": ("addresses:\n  - {host: server, ifname: sv0, addresses: [198.19.0.0/24]}\n",
-                        "2:45", "network or broadcast"),
-    "unknown interface": ("addresses:\n  - {host: server, ifname: sv9, addresses: [198.19.0.31/32]}\n",
-                          "2:28", "host 'server' has no interface 'sv9' (has: sv0)"),
-    "unknown host in address": ("addresses:\n  - {host: nobody, ifname: sv0, addresses: [198.19.0.31/32]}\n",
-                                "2:12", "unknown host 'nobody'"),
-    "unknown host in link": ("links:\n  - ends:\n      - {host: censor, ifname: ce2}\n"
-                             "      - {host: nobody, ifname: nb0}\n", "4:16", "unknown host 'nobody'"),
+    "address outside the lab": (
+        "addresses:\n  - {host: server, ifname: sv0, addresses: [10.0.0.1/32]}\n",
+        "2:45",
+        "outside the lab ranges",
+    ),
+    "address without prefix": (
+        "addresses:\n  - {host: server, ifname: sv0, addresses: [198.19.0.31]}\n",
+        "2:45",
+        "needs a prefix length",
+    ),
+    "not an address": (
+        "addresses:\n  - host: server\n    ifname: sv0\n    addresses:\n      - 198.19.0.300/32\n",
+        "5:9",
+        "bad interface '198.19.0.300/32'",
+    ),
+    "address taken": (
+        "addresses:\n  - {host: server, ifname: sv0, addresses: [198.19.0.31/32, 198.18.0.2/32]}\n",
+        "2:61",
+        "198.18.0.2 is already used by host 'client'",
+    ),
+    "address taken, by an earlier host": (
+        "addresses:\n  - {host: client, ifname: cl0, addresses: [198.19.0.10/24]}\n",
+        "2:45",
+        "198.19.0.10 is already used by host 'server'",
+    ),
+    "network address": (
+        "addresses:\n  - {host: server, ifname: sv0, addresses: [198.19.0.0/24]}\n",
+        "2:45",
+        "network or broadcast",
+    ),
+    "unknown interface": (
+        "addresses:\n  - {host: server, ifname: sv9, addresses: [198.19.0.31/32]}\n",
+        "2:28",
+        "host 'server' has no interface 'sv9' (has: sv0)",
+    ),
+    "unknown host in address": (
+        "addresses:\n  - {host: nobody, ifname: sv0, addresses: [198.19.0.31/32]}\n",
+        "2:12",
+        "unknown host 'nobody'",
+    ),
+    "unknown host in link": (
+        "links:\n  - ends:\n      - {host: censor, ifname: ce2}\n      - {host: nobody, ifname: nb0}\n",
+        "4:16",
+        "unknown host 'nobody'",
+    ),
     "one-ended link": ("links:\n  - ends:\n      - {host: censor, ifname: ce2}\n", "3:7", "is too short"),
-    "link to itself": ("links:\n  - ends:\n      - {host: censor, ifname: ce2}\n      - {host: censor, ifname: ce3}\n",
-                       "2:5", "two different hosts"),
-    "interface name too long": ("links:\n  - ends:\n      - {host: censor, ifname: averyveryverylongname}\n"
-                                "      - {host: server, ifname: sv1}\n", "3:32", "does not match"),
-    "interface name taken": ("links:\n  - ends:\n      - {host: censor, ifname: ce1}\n"
-                             "      - {host: server, ifname: sv1}\n",
-                             "3:32", "host 'censor' already has an interface 'ce1'"),
-    "gateway off-subnet": ("routes:\n  - {host: server, to: 198.18.7.0/24, via: 198.18.0.1}\n",
-                           "2:5", "gateway 198.18.0.1 is not on a subnet of 'server'"),
-    "route family mismatch": ("routes:\n  - {host: client, to: 198.19.1.0/24, via: \"2001:db8:0:1::1\"}\n",
-                              "2:5", "different IP versions"),
-    "route host bits": ("routes:\n  - {host: client, to: 198.19.1.1/24, via: 198.18.0.1}\n",
-                        "2:24", "has host bits set"),
-    "route outside the lab": ("routes:\n  - {host: client, to: 10.0.0.0/8, via: 198.18.0.1}\n",
-                              "2:5", "destination is outside the lab ranges"),
+    "link to itself": (
+        "links:\n  - ends:\n      - {host: censor, ifname: ce2}\n      - {host: censor, ifname: ce3}\n",
+        "2:5",
+        "two different hosts",
+    ),
+    "interface name too long": (
+        "links:\n  - ends:\n      - {host: censor, ifname: averyveryverylongname}\n"
+        "      - {host: server, ifname: sv1}\n",
+        "3:32",
+        "does not match",
+    ),
+    "interface name taken": (
+        "links:\n  - ends:\n      - {host: censor, ifname: ce1}\n      - {host: server, ifname: sv1}\n",
+        "3:32",
+        "host 'censor' already has an interface 'ce1'",
+    ),
+    "gateway off-subnet": (
+        "routes:\n  - {host: server, to: 198.18.7.0/24, via: 198.18.0.1}\n",
+        "2:5",
+        "gateway 198.18.0.1 is not on a subnet of 'server'",
+    ),
+    "route family mismatch": (
+        'routes:\n  - {host: client, to: 198.19.1.0/24, via: "2001:db8:0:1::1"}\n',
+        "2:5",
+        "different IP versions",
+    ),
+    "route host bits": (
+        "routes:\n  - {host: client, to: 198.19.1.1/24, via: 198.18.0.1}\n",
+        "2:24",
+        "has host bits set",
+    ),
+    "route outside the lab": (
+        "routes:\n  - {host: client, to: 10.0.0.0/8, via: 198.18.0.1}\n",
+        "2:5",
+        "destination is outside the lab ranges",
+    ),
     "wrong type": ("routes: {host: client}\n", "1:9", "expected array, got object"),
     "missing key": ("routes:\n  - {host: client, to: default}\n", "2:5", "missing required key 'via'"),
     "nameserver outside": ("hosts:\n  extra:\n    nameserver: 8.8.8.8\n", "2:3", "nameserver 8.8.8.8 is outside"),
-    "unlinked interface": ("links: []\naddresses:\n  - {host: server, ifname: sv0, addresses: [198.19.0.31/32]}\n"
-                           "hosts:\n  lone: {}\n", None, None),
+    "unlinked interface": (
+        "links: []\naddresses:\n  - {host: server, ifname: sv0, addresses: [198.19.0.31/32]}\nhosts:\n  lone: {}\n",
+        None,
+        None,
+    ),
 }
 
 
@@ -180,10 +234,13 @@ def test_check_rejects_inconsistent_topologies_built_in_code():
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cut=strat.integers(0, len(EXAMPLE)), length=strat.integers(0, 12),
-       insert=strat.text(alphabet="abcdefxyz0123456789.:/-[]{},# \n\"'", max_size=8))
+@given(
+    cut=strat.integers(0, len(EXAMPLE)),
+    length=strat.integers(0, 12),
+    insert=strat.text(alphabet="abcdefxyz0123456789.:/-[]{},# \n\"'", max_size=8),
+)
 def test_a_mangled_topology_file_gives_a_topology_or_a_topology_error(cut, length, insert):
-    text = EXAMPLE[:cut] + insert + EXAMPLE[cut + length:]
+    text = EXAMPLE[:cut] + insert + EXAMPLE[cut + length :]
     try:
         lab = topo.load_topology_text(text, "fuzz.yaml")
     except topo.TopologyError as exc:
@@ -193,6 +250,7 @@ def test_a_mangled_topology_file_gives_a_topology_or_a_topology_error(cut, lengt
 
 
 # -------------------------------------------------------------------------------------- real (root only)
+
 
 def _counters_forwarded_by_censor_during(action) -> tuple[int, int]:
     v4_before, v6_before = forwarded("cpk-censor")
@@ -219,8 +277,14 @@ def test_client_reaches_the_server_only_through_the_censor(lab_guard):
 
 def test_every_server_address_answers(lab_guard):
     topo.create(topo.default_topology())
-    for address in ("198.19.0.10", "198.19.0.29", "198.19.0.53", "2001:db8:0:2::10", "2001:db8:0:2::29",
-                    "2001:db8:0:2::53"):
+    for address in (
+        "198.19.0.10",
+        "198.19.0.29",
+        "198.19.0.53",
+        "2001:db8:0:2::10",
+        "2001:db8:0:2::29",
+        "2001:db8:0:2::53",
+    ):
         assert ping("cpk-client", address) == (True, [63]), address
     assert ping("cpk-server", "198.18.0.2") == (True, [63])
 
@@ -267,27 +331,47 @@ def test_the_client_trusts_the_lab_ca_without_flags(lab_guard, tmp_path):
     cert, key = ca.issue("blocked.test")
     (tmp_path / "leaf.pem").write_bytes(cert)
     (tmp_path / "leaf.key").write_bytes(key)
-    pid = system.spawn(["openssl", "s_server", "-quiet", "-www", "-accept", "198.19.0.10:443", "-cert",
-                        str(tmp_path / "leaf.pem"), "-key", str(tmp_path / "leaf.key")],
-                       netns="cpk-server", log_path=tmp_path / "s_server.log")
+    pid = system.spawn(
+        [
+            "openssl",
+            "s_server",
+            "-quiet",
+            "-www",
+            "-accept",
+            "198.19.0.10:443",
+            "-cert",
+            str(tmp_path / "leaf.pem"),
+            "-key",
+            str(tmp_path / "leaf.key"),
+        ],
+        netns="cpk-server",
+        log_path=tmp_path / "s_server.log",
+    )
     try:
         _wait_port("cpk-client", "198.19.0.10", 443)
-        curl = system.run(["curl", "-sS", "--max-time", "5", "--resolve", "blocked.test:443:198.19.0.10",
-                           "https://blocked.test/"], netns="cpk-client", check=False)
+        curl = system.run(
+            ["curl", "-sS", "--max-time", "5", "--resolve", "blocked.test:443:198.19.0.10", "https://blocked.test/"],
+            netns="cpk-client",
+            check=False,
+        )
         assert curl.returncode == 0, curl.stderr
         assert b"s_server" in curl.stdout
-        verify = ("import socket, ssl; ctx = ssl.create_default_context(); "
-                  "s = ctx.wrap_socket(socket.create_connection(('198.19.0.10', 443), timeout=5), "
-                  "server_hostname='blocked.test'); print(s.version()); s.close()")
+        verify = (
+            "import socket, ssl; ctx = ssl.create_default_context(); "
+            "s = ctx.wrap_socket(socket.create_connection(('198.19.0.10', 443), timeout=5), "
+            "server_hostname='blocked.test'); print(s.version()); s.close()"
+        )
         py = system.run([sys.executable, "-c", verify], netns="cpk-client", check=False)
         assert py.returncode == 0, py.stderr
         assert py.stdout.strip().startswith(b"TLSv1")
         assert system.run(["openssl", "verify", str(tmp_path / "leaf.pem")], netns="cpk-client").stdout.endswith(
-            b": OK\n")
+            b": OK\n"
+        )
         # Outside the namespace the lab CA is not trusted: the bind mount is per namespace.
         assert system.run(["openssl", "verify", str(tmp_path / "leaf.pem")], check=False).returncode != 0
-        wrong_name = system.run(["curl", "-sS", "--max-time", "5", "https://198.19.0.10/"], netns="cpk-client",
-                                check=False)
+        wrong_name = system.run(
+            ["curl", "-sS", "--max-time", "5", "https://198.19.0.10/"], netns="cpk-client", check=False
+        )
         assert wrong_name.returncode == 60  # certificate for blocked.test, not for the IP: verification is real
     finally:
         reap(pid)
@@ -318,10 +402,13 @@ def test_destroy_takes_nftables_iptables_and_tc_state_with_the_namespace(lab_gua
     lab = topo.default_topology()
     topo.create(lab)
     system.nft({"nftables": [{"add": {"table": {"family": "inet", "name": "chokepoint"}}}]}, "cpk-censor")
-    system.iptables(["-t", "mangle", "-A", "FORWARD", "-j", "NFQUEUE", "--queue-num", "0", "--queue-bypass"],
-                    "cpk-censor")
-    system.tc(["qdisc", "add", "dev", "ce0", "root", "tbf", "rate", "150kbit", "burst", "1600", "latency", "50ms"],
-              "cpk-censor")
+    system.iptables(
+        ["-t", "mangle", "-A", "FORWARD", "-j", "NFQUEUE", "--queue-num", "0", "--queue-bypass"], "cpk-censor"
+    )
+    system.tc(
+        ["qdisc", "add", "dev", "ce0", "root", "tbf", "rate", "150kbit", "burst", "1600", "latency", "50ms"],
+        "cpk-censor",
+    )
     report = topo.destroy(lab.namespaces())
     assert not report.errors and sorted(report.namespaces) == sorted(lab.namespaces())
     assert clean(), leftovers()
@@ -350,8 +437,12 @@ def test_destroy_removes_every_cpk_namespace_is_idempotent_and_spares_kept_ones(
 
 
 def test_destroy_removes_a_stray_lab_veth_in_the_host_namespace(lab_guard):
-    system.ip_batch([["link", "add", "zzlab0", "type", "veth", "peer", "name", "zzlab1"],
-                     ["link", "set", "zzlab0", "alias", topo.LINK_ALIAS]])
+    system.ip_batch(
+        [
+            ["link", "add", "zzlab0", "type", "veth", "peer", "name", "zzlab1"],
+            ["link", "set", "zzlab0", "alias", topo.LINK_ALIAS],
+        ]
+    )
     try:
         report = topo.destroy(keep=foreign())
         assert report.links == ["zzlab0"]
@@ -363,13 +454,17 @@ def test_destroy_removes_a_stray_lab_veth_in_the_host_namespace(lab_guard):
 def test_a_started_lab_process_is_reachable_over_tcp(lab_guard, tmp_path):
     """A real TCP exchange across the censor: a listener in the server, a client socket in the client."""
     topo.create(topo.default_topology())
-    server = ("import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-              "s.bind(('198.19.0.20', 9000)); s.listen(); c, a = s.accept(); c.sendall(a[0].encode()); c.close()")
+    server = (
+        "import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+        "s.bind(('198.19.0.20', 9000)); s.listen(); c, a = s.accept(); c.sendall(a[0].encode()); c.close()"
+    )
     pid = system.spawn([sys.executable, "-c", server], netns="cpk-server", log_path=tmp_path / "srv.log")
     try:
-        client = ("import socket, time\nfor _ in range(200):\n    try:\n"
-                  "        c = socket.create_connection(('198.19.0.20', 9000), timeout=2); break\n"
-                  "    except OSError: time.sleep(0.02)\nprint(c.recv(100).decode())")
+        client = (
+            "import socket, time\nfor _ in range(200):\n    try:\n"
+            "        c = socket.create_connection(('198.19.0.20', 9000), timeout=2); break\n"
+            "    except OSError: time.sleep(0.02)\nprint(c.recv(100).decode())"
+        )
         out = system.run([sys.executable, "-c", client], netns="cpk-client").stdout
         assert out == b"198.18.0.2\n"  # the server saw the client's own address: routed, not NATed
     finally:

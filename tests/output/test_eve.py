@@ -6,8 +6,8 @@ import re
 import pytest
 
 from chokepoint.backends.offline import analyze_capture
-from chokepoint.democapture import write_demo_capture
 from chokepoint.output.eve import eve_timestamp
+from chokepoint.packet.samples import write_demo_capture
 from chokepoint.policy import load_profile
 
 
@@ -27,8 +27,16 @@ def test_records_are_json_with_suricata_names(records):
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+0000", r["timestamp"])
         assert r["event_type"] == "flow" and isinstance(r["flow_id"], int) and r["flow_id"] < 2**53
         assert r["proto"] in ("TCP", "UDP")
-        assert set(r["flow"]) >= {"pkts_toserver", "pkts_toclient", "bytes_toserver", "bytes_toclient", "start",
-                                  "end", "state", "reason"}
+        assert set(r["flow"]) >= {
+            "pkts_toserver",
+            "pkts_toclient",
+            "bytes_toserver",
+            "bytes_toclient",
+            "start",
+            "end",
+            "state",
+            "reason",
+        }
     assert len({r["flow_id"] for r in records}) == len(records)
 
 
@@ -50,5 +58,4 @@ def test_chokepoint_object_carries_the_decision(records):
     blocked = next(r for r in records if r["chokepoint"]["rule"] == "demo-net-drop")
     cp = blocked["chokepoint"]
     assert cp["verdict"] == "drop" and cp["profile"] == "demo" and cp["packet"] >= 1 and cp["direction"] == "c2s"
-    assert cp["evidence"] == [{"field": "server_ip", "value": "198.51.100.7",
-                               "matched": "demo_nets: 198.51.100.0/24"}]
+    assert cp["evidence"] == [{"field": "server_ip", "value": "198.51.100.7", "matched": "demo_nets: 198.51.100.0/24"}]

@@ -8,6 +8,7 @@ import struct
 
 # -- independent walkers: just enough of each format to cross-check the readers --------------------------
 
+
 def classic_records(raw: bytes) -> list[tuple[int, int, bytes, int, float]]:
     """(start, end, data, orig_len, ts) of each record of a little-endian microsecond pcap."""
     assert raw[:4] == b"\xd4\xc3\xb2\xa1"

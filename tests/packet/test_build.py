@@ -15,7 +15,6 @@ from chokepoint.packet import build
 from chokepoint.packet.decode import Decoder
 from chokepoint.packet.pcap import CaptureWriter, Frame, open_capture
 from chokepoint.packet.record import ACK, FIN, PSH, SYN, TCP, UDP, Packet
-
 from tests._corpus import capture_paths, frames_of
 
 
@@ -56,8 +55,17 @@ def test_builders_reproduce_real_headers_and_checksums() -> None:
             header_len = (ip[0] & 0x0F) * 4
             if ip[6:8] not in (b"\0\0", b"\x40\0"):
                 continue  # fragments
-            rebuilt = build.ipv4(packet.src, packet.dst, packet.proto, ip[header_len:], ttl=packet.ttl,
-                                 ip_id=packet.ip_id, df=packet.df, options=ip[20:header_len], tos=ip[1])
+            rebuilt = build.ipv4(
+                packet.src,
+                packet.dst,
+                packet.proto,
+                ip[header_len:],
+                ttl=packet.ttl,
+                ip_id=packet.ip_id,
+                df=packet.df,
+                options=ip[20:header_len],
+                tos=ip[1],
+            )
             counts["ipv4"][0] += 1
             counts["ipv4"][1] += rebuilt == ip
         else:
@@ -66,9 +74,19 @@ def test_builders_reproduce_real_headers_and_checksums() -> None:
                 continue
         l4 = ip[header_len:]
         if packet.proto == TCP:
-            rebuilt = build.tcp(packet.src, packet.dst, packet.sport, packet.dport, packet.seq, packet.ack,
-                                packet.tcp_flags, packet.payload, packet.window, l4[20 : packet.tcp_header_len],
-                                urgent=int.from_bytes(l4[18:20], "big"))
+            rebuilt = build.tcp(
+                packet.src,
+                packet.dst,
+                packet.sport,
+                packet.dport,
+                packet.seq,
+                packet.ack,
+                packet.tcp_flags,
+                packet.payload,
+                packet.window,
+                l4[20 : packet.tcp_header_len],
+                urgent=int.from_bytes(l4[18:20], "big"),
+            )
             kind = "tcp"
         elif packet.proto == UDP:
             rebuilt = build.udp(packet.src, packet.dst, packet.sport, packet.dport, packet.payload)
@@ -92,8 +110,13 @@ def test_ethernet_and_pppoe_reproduce_a_real_qinq_pppoe_frame() -> None:
         assert outer >> 12 == 0 and inner >> 12 == 0  # no priority bits, so the builder can match them
         assert data[20:22] == b"\x88\x64"
         session, ip = struct.unpack("!H", data[24:26])[0], data[30:]
-        rebuilt = build.ethernet(build.pppoe_session(ip, session), build.ETH_PPPOE_SESSION, src=data[6:12],
-                                 dst=data[:6], vlans=[(0x8100, outer), (0x8100, inner)])
+        rebuilt = build.ethernet(
+            build.pppoe_session(ip, session),
+            build.ETH_PPPOE_SESSION,
+            src=data[6:12],
+            dst=data[:6],
+            vlans=[(0x8100, outer), (0x8100, inner)],
+        )
         assert rebuilt == data
         packet = Decoder().decode(frame)
         assert packet is not None and packet.proto == UDP and 53 in (packet.sport, packet.dport)
@@ -123,13 +146,26 @@ def decode_frame(frame_bytes: bytes) -> Packet:
 
 @settings(max_examples=250, deadline=None)
 @given(
-    v6=st.booleans(), src4=st.ip_addresses(v=4), dst4=st.ip_addresses(v=4), src6=st.ip_addresses(v=6),
-    dst6=st.ip_addresses(v=6), sport=ports, dport=ports, seq=u32, ack=u32, flags=st.integers(0, 255),
-    payload=payloads, ttl=st.integers(0, 255), ip_id=st.integers(0, 65535), df=st.booleans(),
-    window=st.integers(0, 65535), options=tcp_options,
+    v6=st.booleans(),
+    src4=st.ip_addresses(v=4),
+    dst4=st.ip_addresses(v=4),
+    src6=st.ip_addresses(v=6),
+    dst6=st.ip_addresses(v=6),
+    sport=ports,
+    dport=ports,
+    seq=u32,
+    ack=u32,
+    flags=st.integers(0, 255),
+    payload=payloads,
+    ttl=st.integers(0, 255),
+    ip_id=st.integers(0, 65535),
+    df=st.booleans(),
+    window=st.integers(0, 65535),
+    options=tcp_options,
 )
-def test_tcp_round_trip(v6, src4, dst4, src6, dst6, sport, dport, seq, ack, flags, payload, ttl, ip_id, df,
-                        window, options) -> None:
+def test_tcp_round_trip(
+    v6, src4, dst4, src6, dst6, sport, dport, seq, ack, flags, payload, ttl, ip_id, df, window, options
+) -> None:
     if v6:
         src, dst = str(src6), str(dst6)
         ip = build.ipv6_tcp(src, dst, sport, dport, seq, ack, flags, payload, ttl, window, options)
@@ -141,7 +177,11 @@ def test_tcp_round_trip(v6, src4, dst4, src6, dst6, sport, dport, seq, ack, flag
     assert (packet.ip_version, packet.proto, packet.sport, packet.dport) == (6 if v6 else 4, TCP, sport, dport)
     assert (packet.seq, packet.ack, packet.tcp_flags, packet.window) == (seq, ack, flags, window)
     assert (packet.payload, packet.ttl, packet.tcp_header_len, packet.ip_len) == (
-        payload, ttl, 20 + len(options), len(ip))
+        payload,
+        ttl,
+        20 + len(options),
+        len(ip),
+    )
     if not v6:
         assert (packet.ip_id, packet.df) == (ip_id, df)
         assert build.checksum(ip[:20]) == 0
@@ -151,12 +191,24 @@ def test_tcp_round_trip(v6, src4, dst4, src6, dst6, sport, dport, seq, ack, flag
 
 
 @settings(max_examples=250, deadline=None)
-@given(v6=st.booleans(), src4=st.ip_addresses(v=4), dst4=st.ip_addresses(v=4), src6=st.ip_addresses(v=6),
-       dst6=st.ip_addresses(v=6), sport=ports, dport=ports, payload=payloads, ttl=st.integers(0, 255))
+@given(
+    v6=st.booleans(),
+    src4=st.ip_addresses(v=4),
+    dst4=st.ip_addresses(v=4),
+    src6=st.ip_addresses(v=6),
+    dst6=st.ip_addresses(v=6),
+    sport=ports,
+    dport=ports,
+    payload=payloads,
+    ttl=st.integers(0, 255),
+)
 def test_udp_round_trip(v6, src4, dst4, src6, dst6, sport, dport, payload, ttl) -> None:
     src, dst = (str(src6), str(dst6)) if v6 else (str(src4), str(dst4))
-    ip = build.ipv6_udp(src, dst, sport, dport, payload, ttl) if v6 else build.ipv4_udp(
-        src, dst, sport, dport, payload, ttl)
+    ip = (
+        build.ipv6_udp(src, dst, sport, dport, payload, ttl)
+        if v6
+        else build.ipv4_udp(src, dst, sport, dport, payload, ttl)
+    )
     packet = decode_frame(build.ethernet(ip))
     assert (packet.proto, packet.sport, packet.dport, packet.payload, packet.ttl) == (UDP, sport, dport, payload, ttl)
     datagram = ip[40:] if v6 else ip[20:]
@@ -164,6 +216,7 @@ def test_udp_round_trip(v6, src4, dst4, src6, dst6, sport, dport, payload, ttl) 
 
 
 # -- conversations ---------------------------------------------------------------------------------------
+
 
 def real_exchange() -> tuple[list[bytes], list[bytes]]:
     """The first client and server TCP payloads of a real HTTP capture."""
@@ -220,6 +273,7 @@ def test_tcp_conversation_with_link_gives_ethernet_frames() -> None:
 
 # -- fragmenting -----------------------------------------------------------------------------------------
 
+
 def test_fragment_ipv4_copies_only_copied_options() -> None:
     security = bytes([130, 11]) + bytes(9)  # copied flag set (RFC 791 option 130)
     record_route = bytes([7, 7, 4]) + bytes(4)  # not copied
@@ -267,12 +321,17 @@ def test_fragment_ipv6_layout() -> None:
         assert struct.unpack("!H", fragment[4:6])[0] == len(fragment) - 40
         next_header, offset_flags, ident = struct.unpack("!BxHI", fragment[40:48])
         assert (next_header, ident, offset_flags & 0xFFF8, offset_flags & 1) == (
-            UDP, 5, len(data), int(i < len(fragments) - 1))
+            UDP,
+            5,
+            len(data),
+            int(i < len(fragments) - 1),
+        )
         data += fragment[48:]
     assert data == ip[40:]
 
 
 # --------------------------------------------------------------------------- TCP flag bits 8-11 (AE, reserved)
+
 
 def test_tcp_flags_above_the_classic_eight_go_to_the_data_offset_byte_and_decode_back():
     from chokepoint.packet.decode import Decoder
@@ -281,7 +340,7 @@ def test_tcp_flags_above_the_classic_eight_go_to_the_data_offset_byte_and_decode
 
     flags = RST | AE | 0x200
     segment = build.tcp("192.0.2.1", "198.51.100.2", 443, 40000, 7, 0, flags)
-    assert segment[12] == (5 << 4) | 0x3 and segment[13] == RST        # data offset 5, AE and the first RE bit
+    assert segment[12] == (5 << 4) | 0x3 and segment[13] == RST  # data offset 5, AE and the first RE bit
     raw = build.ipv4("192.0.2.1", "198.51.100.2", 6, segment)
     pkt = Decoder().decode(Frame(0.0, 101, raw, len(raw), 1))
     assert pkt.tcp_flags == flags and pkt.tcp_header_len == 20

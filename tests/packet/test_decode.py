@@ -19,7 +19,6 @@ from chokepoint.packet.decode import Decoder
 from chokepoint.packet.pcap import Frame
 from chokepoint.packet.record import ACK, AH, ESP, GRE, ICMP, ICMPV6, PSH, SYN, TCP, UDP, Packet
 from chokepoint.settings import EngineSettings
-
 from tests._corpus import capture_params, frames_of, mutations, ndpi_counts, packet_key, sample_frames
 
 #: Reasons a real capture may legitimately produce (non-IP frames; fragments while reassembly is off).
@@ -44,9 +43,28 @@ def neutral(packet: Packet) -> Packet:
 def test_packet_field_order_matches_the_positional_construction() -> None:
     # decode.py builds Packet positionally on the hot path; a reordered record must fail here.
     assert [f.name for f in dataclasses.fields(Packet)][:22] == [
-        "ts", "ip_version", "src", "dst", "proto", "sport", "dport", "payload", "ttl", "ip_id", "df", "ip_len",
-        "tcp_flags", "seq", "ack", "window", "tcp_header_len", "icmp_type", "icmp_code", "frame_len",
-        "reassembled_from", "index",
+        "ts",
+        "ip_version",
+        "src",
+        "dst",
+        "proto",
+        "sport",
+        "dport",
+        "payload",
+        "ttl",
+        "ip_id",
+        "df",
+        "ip_len",
+        "tcp_flags",
+        "seq",
+        "ack",
+        "window",
+        "tcp_header_len",
+        "icmp_type",
+        "icmp_code",
+        "frame_len",
+        "reassembled_from",
+        "index",
     ]
 
 
@@ -106,9 +124,19 @@ def test_decoded_fields_rebuild_the_captured_transport_bytes(path: Path) -> None
         l4 = ip[header_len:]
         if packet.proto == TCP:
             options = l4[20 : packet.tcp_header_len]
-            rebuilt = build.tcp(packet.src, packet.dst, packet.sport, packet.dport, packet.seq, packet.ack,
-                                packet.tcp_flags, packet.payload, packet.window, options,
-                                urgent=int.from_bytes(l4[18:20], "big"))
+            rebuilt = build.tcp(
+                packet.src,
+                packet.dst,
+                packet.sport,
+                packet.dport,
+                packet.seq,
+                packet.ack,
+                packet.tcp_flags,
+                packet.payload,
+                packet.window,
+                options,
+                urgent=int.from_bytes(l4[18:20], "big"),
+            )
             assert rebuilt[:16] + rebuilt[18:] == l4[:16] + l4[18:], frame.index
         elif packet.proto == UDP:
             rebuilt = build.udp(packet.src, packet.dst, packet.sport, packet.dport, packet.payload)
@@ -137,9 +165,11 @@ def test_real_dns_payloads_parse_with_dnspython() -> None:
     parsed = 0
     for name in ("dns.pcap", "dns-google-nsid.pcapng", "dns_fragmented.pcap", "telegram.pcap"):
         for _frame, packet in decode_all(frames_of(name), Decoder(settings_fragment_reassembly=True))[1]:
-            if packet.proto == UDP and 53 in (packet.sport, packet.dport) and packet.ip_len - 8 - (
-                20 if packet.ip_version == 4 else 40
-            ) == len(packet.payload):
+            if (
+                packet.proto == UDP
+                and 53 in (packet.sport, packet.dport)
+                and packet.ip_len - 8 - (20 if packet.ip_version == 4 else 40) == len(packet.payload)
+            ):
                 message = dns.message.from_wire(packet.payload)
                 assert message.question
                 parsed += 1
@@ -179,6 +209,7 @@ def test_first_fragments_decode_when_reassembly_is_off() -> None:
 
 # -- every link type, with real IP packets re-wrapped ----------------------------------------------------
 
+
 def real_ip_packets() -> list[bytes]:
     out = []
     for name in ("443-curl.pcap", "dns-google-nsid.pcapng", "tls_ech.pcapng", "telegram.pcap", "signal.pcap"):
@@ -203,8 +234,7 @@ WRAPPERS = {
     "qinq": lambda ip: (1, build.ethernet(ip, vlans=[(0x88A8, 100), (0x8100, 200)])),
     "vlan-9100": lambda ip: (1, build.ethernet(ip, vlans=[(0x9100, 7)])),
     "pppoe": lambda ip: (1, build.ethernet(build.pppoe_session(ip), build.ETH_PPPOE_SESSION)),
-    "vlan-pppoe": lambda ip: (1, build.ethernet(build.pppoe_session(ip), build.ETH_PPPOE_SESSION,
-                                                vlans=[(0x8100, 9)])),
+    "vlan-pppoe": lambda ip: (1, build.ethernet(build.pppoe_session(ip), build.ETH_PPPOE_SESSION, vlans=[(0x8100, 9)])),
     "sll": lambda ip: (113, build.linux_sll(ip)),
     "sll-vlan": _sll_vlan,
     "sll2": lambda ip: (276, build.linux_sll2(ip)),
@@ -245,6 +275,7 @@ def test_loopback_ipv6_families(family: int) -> None:
 
 # -- headers built here ----------------------------------------------------------------------------------
 
+
 def decode_ip(ip: bytes, decoder: Decoder | None = None) -> tuple[Packet | None, Decoder]:
     decoder = decoder or Decoder()
     return decoder.decode(Frame(2.0, 101, ip, len(ip), 1)), decoder
@@ -253,8 +284,9 @@ def decode_ip(ip: bytes, decoder: Decoder | None = None) -> tuple[Packet | None,
 def test_ipv4_options_df_id_ttl() -> None:
     record_route = bytes([7, 11, 4]) + bytes(8)
     segment = build.tcp("192.0.2.1", "198.51.100.2", 40000, 443, 7, 9, SYN, b"", 1024, b"\x02\x04\x05\xb4")
-    ip = build.ipv4("192.0.2.1", "198.51.100.2", TCP, segment, ttl=3, ip_id=4242, df=True,
-                    options=b"\x01" + record_route)
+    ip = build.ipv4(
+        "192.0.2.1", "198.51.100.2", TCP, segment, ttl=3, ip_id=4242, df=True, options=b"\x01" + record_route
+    )
     packet, decoder = decode_ip(ip)
     assert packet is not None and not decoder.counters
     assert (packet.ttl, packet.ip_id, packet.df, packet.ip_len) == (3, 4242, True, len(ip))
@@ -334,6 +366,7 @@ def test_udp_length_cuts_trailing_bytes() -> None:
 
 # -- every malformed frame is counted by reason ----------------------------------------------------------
 
+
 def _v4() -> bytes:
     return build.ipv4_tcp("192.0.2.1", "192.0.2.2", 1, 2, 3, 4, ACK, b"data")
 
@@ -351,8 +384,10 @@ MALFORMED = {
     "truncated-ethernet-header": (1, lambda: build.ethernet(_v4())[:10]),
     "truncated-vlan-tag": (1, lambda: build.ethernet(_v4(), vlans=[(0x8100, 1)])[:16]),
     "truncated-pppoe-header": (1, lambda: build.ethernet(build.pppoe_session(_v4()), 0x8864)[:18]),
-    "unsupported-ppp-protocol:0xc021": (1, lambda: build.ethernet(_set(build.pppoe_session(_v4()), 6, b"\xc0\x21"),
-                                                               0x8864)),
+    "unsupported-ppp-protocol:0xc021": (
+        1,
+        lambda: build.ethernet(_set(build.pppoe_session(_v4()), 6, b"\xc0\x21"), 0x8864),
+    ),
     "truncated-sll-header": (113, lambda: build.linux_sll(_v4())[:12]),
     "truncated-sll2-header": (276, lambda: build.linux_sll2(_v4())[:12]),
     "truncated-loopback-header": (0, lambda: b"\x02\x00"),
@@ -367,8 +402,12 @@ MALFORMED = {
     "truncated-ipv6-header": (101, lambda: build.ipv6_udp("::1", "::2", 1, 2)[:39]),
     "truncated-ipv6-extension-header": (101, _v6_ext_truncated),
     # A first fragment (offset 0, M=1) whose fragmentable part starts with another Fragment header.
-    "ipv6-nested-fragment-header": (101, lambda: build.ipv6("::1", "::2", 44, bytes([44, 0, 0, 1, 0, 0, 0, 1])
-                                                             + bytes([17, 0, 0, 1, 0, 0, 0, 1]) + bytes(16))),
+    "ipv6-nested-fragment-header": (
+        101,
+        lambda: build.ipv6(
+            "::1", "::2", 44, bytes([44, 0, 0, 1, 0, 0, 0, 1]) + bytes([17, 0, 0, 1, 0, 0, 0, 1]) + bytes(16)
+        ),
+    ),
     "truncated-tcp-header": (101, lambda: build.ipv4("192.0.2.1", "192.0.2.2", TCP, bytes(12))),
     "bad-tcp-header-length": (101, lambda: _set(_v4(), 32, b"\x40")),
     "truncated-udp-header": (101, lambda: build.ipv4("192.0.2.1", "192.0.2.2", UDP, bytes(6))),

@@ -16,7 +16,6 @@ from chokepoint.packet.decode import Decoder
 from chokepoint.packet.fragments import FragmentReassembler, Reassembled
 from chokepoint.packet.pcap import Frame
 from chokepoint.packet.record import TCP, UDP, Packet
-
 from tests._corpus import frames_of, ndpi_counts
 
 
@@ -35,6 +34,7 @@ def same_datagram(packet: Packet, original: Packet) -> bool:
 
 
 # -- the real capture ------------------------------------------------------------------------------------
+
 
 def test_real_fragmented_dns_reassembles() -> None:
     decoder = Decoder(settings_fragment_reassembly=True)
@@ -66,6 +66,7 @@ def test_real_fragmented_dns_flows_keep_ndpi_counts_when_off() -> None:
 
 # -- real datagrams, fragmented here ---------------------------------------------------------------------
 
+
 def real_datagrams() -> list[Packet]:
     """Decoded real TCP/UDP packets with a payload of at least 200 bytes."""
     decoder = Decoder()
@@ -81,8 +82,17 @@ def real_datagrams() -> list[Packet]:
 def rebuild(packet: Packet, ident: int = 0x1234) -> bytes:
     """The IP packet for a decoded one (DF cleared so that it may be fragmented)."""
     if packet.proto == TCP:
-        l4 = build.tcp(packet.src, packet.dst, packet.sport, packet.dport, packet.seq, packet.ack,
-                       packet.tcp_flags, packet.payload, packet.window)
+        l4 = build.tcp(
+            packet.src,
+            packet.dst,
+            packet.sport,
+            packet.dport,
+            packet.seq,
+            packet.ack,
+            packet.tcp_flags,
+            packet.payload,
+            packet.window,
+        )
     else:
         l4 = build.udp(packet.src, packet.dst, packet.sport, packet.dport, packet.payload)
     if packet.ip_version == 4:
@@ -122,9 +132,7 @@ def test_fragments_in_any_order_reassemble_to_the_original(data: st.DataObject) 
     assert same_datagram(packet, expected)
     assert packet.payload == original.payload
     assert packet.reassembled_from == len(arrivals)
-    assert decoder.counters == Counter(
-        {"ip-fragment-held": len(arrivals) - 1, "fragment-overlap": len(duplicates)}
-    )
+    assert decoder.counters == Counter({"ip-fragment-held": len(arrivals) - 1, "fragment-overlap": len(duplicates)})
     assert decoder.reassembler.pending == 0
 
 
@@ -139,8 +147,9 @@ def test_fragmented_without_reassembly_decodes_only_the_first() -> None:
 
 
 def test_reassembled_ipv4_keeps_first_fragment_header_fields() -> None:
-    ip = build.ipv4("192.0.2.1", "192.0.2.2", UDP, build.udp("192.0.2.1", "192.0.2.2", 5, 53, b"a" * 300),
-                    ttl=33, ip_id=999)
+    ip = build.ipv4(
+        "192.0.2.1", "192.0.2.2", UDP, build.udp("192.0.2.1", "192.0.2.2", 5, 53, b"a" * 300), ttl=33, ip_id=999
+    )
     fragments = build.fragment_ipv4(ip, 100)
     assert all(f[8] == 33 for f in fragments)
     last = bytearray(fragments[-1])
@@ -193,8 +202,9 @@ def test_overlap_first_wins(conflict_first: bool) -> None:
 def test_partial_overlap_fills_only_the_gap() -> None:
     datagram = udp_bytes(bytes(range(56)))  # 64 bytes
     decoder = Decoder(True)
-    packets = feed(decoder, [frag(0, datagram[:24], True), frag(40, datagram[40:], False),
-                             frag(16, datagram[16:48], True)])  # overlaps both neighbours
+    packets = feed(
+        decoder, [frag(0, datagram[:24], True), frag(40, datagram[40:], False), frag(16, datagram[16:48], True)]
+    )  # overlaps both neighbours
     assert [p.payload for p in packets] == [bytes(range(56))]
     assert decoder.counters["fragment-overlap"] == 1 and "fragment-overlap-conflict" not in decoder.counters
 
@@ -277,6 +287,7 @@ def test_reassembler_direct() -> None:
 
 
 # -- property test: random cuts, duplicates and orders ----------------------------------------------------
+
 
 @settings(max_examples=300, deadline=None)
 @given(

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chokepoint.packet.pcap import CaptureFormatError, CaptureWriter, Frame, open_capture
-
 from tests._corpus import capture_params, capture_path, capture_paths, frames_of, mutations
 
 from ._captures import classic_records, pcapng_blocks, pcapng_packets
@@ -231,6 +230,7 @@ def test_writer_cuts_to_snaplen(tmp_path: Path) -> None:
 
 # -- pcapng files built here from real frames ------------------------------------------------------------
 
+
 def _block(bo: str, btype: int, body: bytes) -> bytes:
     body += b"\0" * (-len(body) % 4)
     length = len(body) + 12
@@ -262,22 +262,33 @@ def test_built_pcapng_with_every_block_kind(tmp_path: Path, bo: str) -> None:
     sll = frames_of(SLL_PCAPNG)
     other = ">" if bo == "<" else "<"
     raw_ip = eth[7].data[14:]
-    content = b"".join([
-        _shb(bo),
-        _idb(bo, 1, _option(bo, 9, b"\x09")),  # nanoseconds
-        _idb(bo, 113, _option(bo, 9, b"\x94") + _option(bo, 14, struct.pack(bo + "q", 1000))),  # 2^-20 s
-        _epb(bo, 0, 1_600_000_000_123_456_789, eth[0].data, eth[0].orig_len,
-             _option(bo, 2, struct.pack(bo + "I", 1)) + _option(bo, 0, b"")),  # epb_flags after the data
-        _block(bo, 0x0BAD, b"unknown block, skipped"),
-        _epb(bo, 1, 5 << 20, sll[0].data, sll[0].orig_len),
-        _block(bo, 3, struct.pack(bo + "I", len(eth[1].data)) + eth[1].data),  # SPB: interface 0
-        _block(bo, 2, struct.pack(bo + "HHIIII", 0, 0, 0, 1_000_000_000, len(eth[2].data), len(eth[2].data))
-               + eth[2].data),  # obsolete Packet Block
-        _block(bo, 5, struct.pack(bo + "III", 0, 0, 0)),  # Interface Statistics: skipped
-        _shb(other),  # a new section, other byte order: interfaces start again
-        _idb(other, 101),
-        _epb(other, 0, 42_000_000, raw_ip, len(raw_ip)),
-    ])
+    content = b"".join(
+        [
+            _shb(bo),
+            _idb(bo, 1, _option(bo, 9, b"\x09")),  # nanoseconds
+            _idb(bo, 113, _option(bo, 9, b"\x94") + _option(bo, 14, struct.pack(bo + "q", 1000))),  # 2^-20 s
+            _epb(
+                bo,
+                0,
+                1_600_000_000_123_456_789,
+                eth[0].data,
+                eth[0].orig_len,
+                _option(bo, 2, struct.pack(bo + "I", 1)) + _option(bo, 0, b""),
+            ),  # epb_flags after the data
+            _block(bo, 0x0BAD, b"unknown block, skipped"),
+            _epb(bo, 1, 5 << 20, sll[0].data, sll[0].orig_len),
+            _block(bo, 3, struct.pack(bo + "I", len(eth[1].data)) + eth[1].data),  # SPB: interface 0
+            _block(
+                bo,
+                2,
+                struct.pack(bo + "HHIIII", 0, 0, 0, 1_000_000_000, len(eth[2].data), len(eth[2].data)) + eth[2].data,
+            ),  # obsolete Packet Block
+            _block(bo, 5, struct.pack(bo + "III", 0, 0, 0)),  # Interface Statistics: skipped
+            _shb(other),  # a new section, other byte order: interfaces start again
+            _idb(other, 101),
+            _epb(other, 0, 42_000_000, raw_ip, len(raw_ip)),
+        ]
+    )
     path = tmp_path / "built.pcapng"
     path.write_bytes(content)
     with open_capture(path) as reader:

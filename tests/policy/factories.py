@@ -12,8 +12,15 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 def flow(**facts) -> MatchInput:
     """A TCP client-to-server MatchInput with the given facts on top."""
-    base = dict(transport="tcp", client_ip="192.0.2.10", server_ip="203.0.113.10", client_port=50000,
-                server_port=443, direction="c2s", packet_index_in_flow=1)
+    base = dict(
+        transport="tcp",
+        client_ip="192.0.2.10",
+        server_ip="203.0.113.10",
+        client_port=50000,
+        server_port=443,
+        direction="c2s",
+        packet_index_in_flow=1,
+    )
     base.update(facts)
     return MatchInput(**base)
 

@@ -11,7 +11,6 @@ import pytest
 
 from chokepoint.policy.compiler import CompiledPolicy
 from chokepoint.policy.verdict import Action
-
 from tests.policy.factories import flow, ids, rules
 
 ORDERED = """
@@ -51,7 +50,9 @@ rules:
     assert verdict.reason == "blocked name" and verdict.cite == "paper one; paper two"
     assert verdict.param("answers") == ("192.0.2.1", "2001:db8::1") and verdict.param("probability") == 0.5
     assert [(e.field, e.value, e.matched) for e in verdict.evidence] == [
-        ("app_proto", "dns", "in dns"), ("dns.qname", "www.bad.test", "suffix bad.test")]  # deduplicated
+        ("app_proto", "dns", "in dns"),
+        ("dns.qname", "www.bad.test", "suffix bad.test"),
+    ]  # deduplicated
     assert json.loads(json.dumps(verdict.to_json()))["params"]["answers"] == ["192.0.2.1", "2001:db8::1"]
 
 
@@ -67,8 +68,10 @@ rules:
 """)
     (verdict,) = profile.policy.evaluate(flow(tls_sni="b.com"))
     assert [(e.field, e.matched) for e in verdict.evidence] == [
-        ("server_port", "in 443"), ("transport", "in tcp"),
-        ("not", "not {any: [{tls.sni: {exact: a.com}}, {server_port: 80}]}")]
+        ("server_port", "in 443"),
+        ("transport", "in tcp"),
+        ("not", "not {any: [{tls.sni: {exact: a.com}}, {server_port: 80}]}"),
+    ]
 
 
 PREFILTER = """
@@ -87,7 +90,7 @@ rules:
 
 def test_prefilter_only_passes_rules_whose_anchor_fired() -> None:
     policy = rules(PREFILTER).policy
-    always = {3, 5, 6}           # top-level not, empty all, an any with a non-indexable branch
+    always = {3, 5, 6}  # top-level not, empty all, an any with a non-indexable branch
     assert set(policy.candidates(flow(server_port=80))) == always
     assert set(policy.candidates(flow(tls_sni="www.b.com", server_port=80))) == always | {0}
     assert set(policy.candidates(flow(http_path="/top/secret"))) == always | {1, 4}
@@ -112,9 +115,9 @@ rules:
   - {id: f, action: log, when: {http.url: {keyword: [one, four]}}}
 """).policy
     stats = policy.index_stats()
-    assert stats["domain"] == {"exact": 0, "suffix": 1, "sub": 0, "patterns": 2}   # one list, stored once
+    assert stats["domain"] == {"exact": 0, "suffix": 1, "sub": 0, "patterns": 2}  # one list, stored once
     assert stats["http.path"]["patterns"] == 3
-    assert stats["http.url"]["patterns"] == 4      # "one" from the list and the inline keyword: compiled once
+    assert stats["http.url"]["patterns"] == 4  # "one" from the list and the inline keyword: compiled once
     assert not {"tls.sni", "http.host", "quic.sni", "dns.qname"} & set(stats)
     assert isinstance(policy, CompiledPolicy)
     with pytest.raises(AttributeError):
@@ -135,14 +138,17 @@ def test_compiles_100k_keywords_and_loads_100k_domains(tmp_path: Path) -> None:
     domains = [f"{w}.example" for w in _words(rnd, 100_000)]
     (tmp_path / "kw.txt").write_text("\n".join(keywords) + "\n", encoding="utf-8")
     (tmp_path / "dom.txt").write_text("# big list\n" + "\n".join(domains) + "\n", encoding="utf-8")
-    profile = rules("""
+    profile = rules(
+        """
 lists:
   kw: {kind: keyword, file: kw.txt}
   dom: {kind: domain, file: dom.txt}
 rules:
   - {id: sni, action: reset, when: {tls.sni: {in_list: dom}}}
   - {id: kw, action: reset, when: {http.url: {in_list: kw}}}
-""", base_dir=tmp_path)
+""",
+        base_dir=tmp_path,
+    )
     assert profile.policy.index_stats()["http.url"]["patterns"] == 100_000
     assert profile.policy.index_stats()["domain"]["suffix"] == 100_000
     last_kw, last_dom = keywords[-1], domains[-1]

@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 
 from chokepoint.policy.conditions import AllOf, AnyOf, Atom, Not, atoms, parse_condition
 from chokepoint.policy.profile import load_profile
-
 from tests.policy.test_reference import conditions as random_conditions
 
 
@@ -30,7 +29,8 @@ all:
         "{all: [{transport: tcp}, {tls.sni: {in_list: blocked}}, {not: {server_port: [80, 8000-8100]}}, "
         "{domain: {suffix: [google.com, x.com]}}, {first_payload_c2s: {at: {offset: 1, hex: '0301'}}}, "
         "{client_ip: [10.0.0.0/8, '2001:db8::/32']}, {quic.version: 1}, {fully_encrypted: true}, "
-        "{http.url: {regex: ^/a\\.b}}]}")
+        "{http.url: {regex: ^/a\\.b}}]}"
+    )
     assert parse_condition(str(cond)) == cond
     assert parse_condition(cond.to_yaml()) == cond
     assert str(parse_condition(str(cond))) == str(cond)
@@ -40,8 +40,10 @@ all:
 
 
 def test_values_that_look_like_other_types_survive_printing() -> None:
-    cond = parse_condition("{any: [{http.path: {exact: ['123', 'true', 'null', '0x10', '1.5', 'NO', '~']}}, "
-                           "{ja3: ['08']}, {tls.alpn: ['h2', 'yes']}]}")
+    cond = parse_condition(
+        "{any: [{http.path: {exact: ['123', 'true', 'null', '0x10', '1.5', 'NO', '~']}}, "
+        "{ja3: ['08']}, {tls.alpn: ['h2', 'yes']}]}"
+    )
     assert isinstance(cond, AnyOf)
     assert cond.children[0].value == ("123", "true", "null", "0x10", "1.5", "NO", "~")
     assert parse_condition(str(cond)) == cond
@@ -75,8 +77,13 @@ def test_random_conditions_round_trip(data: dict) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1,
-                        max_size=12), min_size=1, max_size=3))
+@given(
+    st.lists(
+        st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=12),
+        min_size=1,
+        max_size=3,
+    )
+)
 def test_arbitrary_strings_round_trip(values: list[str]) -> None:
     """Any printable string an exact/keyword operator holds prints back to itself."""
     cond = AnyOf((Atom("http.path", "exact", tuple(values)), Atom("http.user_agent", "keyword", tuple(values))))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from chokepoint.policy.fields import FIELDS, OPERATORS, Kind
-
 from tests.policy.factories import flow, one_rule
 
 LISTS = """
@@ -87,8 +86,7 @@ CASES = [
     # strings
     ("ja3-list", "{ja3: {in_list: ja3s}}", {"ja3": "e7d705a3286e19ea42f587b344ee6865"}, True),
     ("ja3-list-", "{ja3: {in_list: ja3s}}", {"ja3": "00000000000000000000000000000000"}, False),
-    ("ja4", "{ja4: [t13d1516h2_8daaf6152771_02713d6af862]}", {"ja4": "t13d1516h2_8daaf6152771_02713d6af862"},
-     True),
+    ("ja4", "{ja4: [t13d1516h2_8daaf6152771_02713d6af862]}", {"ja4": "t13d1516h2_8daaf6152771_02713d6af862"}, True),
     ("alpn-any", "{tls.alpn: h2}", {"tls_alpn": ("http/1.1", "h2")}, True),
     ("alpn-none", "{tls.alpn: h3}", {"tls_alpn": ("http/1.1", "h2")}, False),
     ("alpn-empty", "{tls.alpn: h3}", {}, False),
@@ -132,14 +130,16 @@ CASES = [
     ("prefix-", "{first_payload_c2s: {prefix: '160303'}}", {"first_payload_c2s": b"\x16\x03\x01\x02\x00"}, False),
     ("prefix-short", "{first_payload_c2s: {prefix: '1603010200ff'}}", {"first_payload_c2s": b"\x16\x03\x01"}, False),
     ("prefix-absent", "{first_payload_s2c: {prefix: '00'}}", {}, False),
-    ("at", "{first_payload_s2c: {at: {offset: 2, hex: 'beef'}}}", {"first_payload_s2c": b"\x00\x01\xbe\xef"},
-     True),
-    ("at-", "{first_payload_s2c: {at: [{offset: 1, hex: 'beef'}]}}", {"first_payload_s2c": b"\x00\x01\xbe\xef"},
-     False),
+    ("at", "{first_payload_s2c: {at: {offset: 2, hex: 'beef'}}}", {"first_payload_s2c": b"\x00\x01\xbe\xef"}, True),
+    ("at-", "{first_payload_s2c: {at: [{offset: 1, hex: 'beef'}]}}", {"first_payload_s2c": b"\x00\x01\xbe\xef"}, False),
     ("bytes-regex", "{stream_c2s: {regex: '^SSH-2\\.0-'}}", {"stream_c2s": b"SSH-2.0-OpenSSH_9.6\r\n"}, True),
     ("bytes-regex-dotall", "{stream_c2s: {regex: 'a.b'}}", {"stream_c2s": b"xa\nb"}, True),
-    ("bytes-regex-binary", "{first_payload_c2s: {regex: '^\\x16\\x03[\\x00-\\x03]'}}",
-     {"first_payload_c2s": b"\x16\x03\x03\x00"}, True),
+    (
+        "bytes-regex-binary",
+        "{first_payload_c2s: {regex: '^\\x16\\x03[\\x00-\\x03]'}}",
+        {"first_payload_c2s": b"\x16\x03\x03\x00"},
+        True,
+    ),
     # combinators
     ("all", "{all: [{transport: tcp}, {server_port: 443}]}", {}, True),
     ("all-", "{all: [{transport: tcp}, {server_port: 80}]}", {}, False),
@@ -173,8 +173,9 @@ def test_every_field_and_operator_has_a_case() -> None:
 
 
 def test_evidence_names_the_fact_and_the_entry() -> None:
-    profile = one_rule("{all: [{domain: {in_list: doms}}, {server_ip: {in_list: nets}}, {server_port: '440-450'}]}",
-                       lists=LISTS)
+    profile = one_rule(
+        "{all: [{domain: {in_list: doms}}, {server_ip: {in_list: nets}}, {server_port: '440-450'}]}", lists=LISTS
+    )
     (verdict,) = profile.policy.evaluate(flow(quic_sni="a.sub.net", server_ip="2001:db8::1"))
     assert [(e.field, e.value, e.matched) for e in verdict.evidence] == [
         ("quic.sni", "a.sub.net", "doms: *.sub.net"),
@@ -182,7 +183,8 @@ def test_evidence_names_the_fact_and_the_entry() -> None:
         ("server_port", "443", "in 440-450"),
     ]
     (verdict,) = one_rule("{first_payload_c2s: {at: {offset: 1, hex: '0301'}}}").policy.evaluate(
-        flow(first_payload_c2s=b"\x16\x03\x01"))
+        flow(first_payload_c2s=b"\x16\x03\x01")
+    )
     assert verdict.evidence[0].matched == "at 1:0301" and verdict.evidence[0].value == "160301"
     (verdict,) = one_rule("{not: {tls.sni: {suffix: a.com}}}").policy.evaluate(flow(tls_sni="b.com"))
     assert verdict.evidence[0].field == "tls.sni" and verdict.evidence[0].value == "b.com"

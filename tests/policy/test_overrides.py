@@ -38,7 +38,7 @@ def test_without_overrides_the_file_values_hold() -> None:
 
 def test_override_replaces_a_param_and_is_recorded() -> None:
     profile = load_rules_text(RULES, "rules.yaml", params={"big.flow.after_s": "3", "slow.rate_kbps": "2.5"})
-    assert profile.policy.rule("big.flow").defer == Deferral(3.0, 1000)   # rule ids may contain dots
+    assert profile.policy.rule("big.flow").defer == Deferral(3.0, 1000)  # rule ids may contain dots
     assert profile.policy.rule("slow").params == (("rate_kbps", 2.5),)
     assert profile.overrides == (("big.flow.after_s", 3), ("slow.rate_kbps", 2.5))
     assert profile.overridden("big.flow", "after_s") and not profile.overridden("big.flow", "min_bytes")
@@ -62,19 +62,29 @@ def test_flow_collections_are_yaml() -> None:
     assert profile.policy.rule("f").params == (("answers", ("192.0.2.7", "192.0.2.8")),)
 
 
-@pytest.mark.parametrize("key, text, message", [
-    ("big.flow.after_s", "-1", "--param big.flow.after_s=-1: -1 is less than the minimum of 0"),
-    ("big.flow.after_s", "soon", "--param big.flow.after_s=soon: expected number, got string 'soon'"),
-    ("big.flow.min_bytes", "1.5", "--param big.flow.min_bytes=1.5: expected integer, got number 1.5"),
-    ("big.flow.after_z", "3", "--param big.flow.after_z=3: unknown parameter of drop 'after_z'; "
-                              "did you mean 'after_s'?"),
-    ("watch.after_s", "3", "--param watch.after_s=3: unknown parameter of log 'after_s'"),
-    ("slow.rate_kbps", "0", "--param slow.rate_kbps=0: 0 is less than or equal to the minimum of 0"),
-    ("big.flo.after_s", "3", "--param big.flo.after_s=3: no rule 'big.flo' in rules.yaml; did you mean 'big.flow'?"),
-    ("after_s", "3", "--param after_s=3: expected RULE_ID.PARAM=VALUE"),
-    ("big.flow.", "3", "--param big.flow.=3: expected RULE_ID.PARAM=VALUE"),
-    ("big.flow.after_s", "[1", "--param big.flow.after_s=[1: YAML syntax error"),
-])
+@pytest.mark.parametrize(
+    "key, text, message",
+    [
+        ("big.flow.after_s", "-1", "--param big.flow.after_s=-1: -1 is less than the minimum of 0"),
+        ("big.flow.after_s", "soon", "--param big.flow.after_s=soon: expected number, got string 'soon'"),
+        ("big.flow.min_bytes", "1.5", "--param big.flow.min_bytes=1.5: expected integer, got number 1.5"),
+        (
+            "big.flow.after_z",
+            "3",
+            "--param big.flow.after_z=3: unknown parameter of drop 'after_z'; did you mean 'after_s'?",
+        ),
+        ("watch.after_s", "3", "--param watch.after_s=3: unknown parameter of log 'after_s'"),
+        ("slow.rate_kbps", "0", "--param slow.rate_kbps=0: 0 is less than or equal to the minimum of 0"),
+        (
+            "big.flo.after_s",
+            "3",
+            "--param big.flo.after_s=3: no rule 'big.flo' in rules.yaml; did you mean 'big.flow'?",
+        ),
+        ("after_s", "3", "--param after_s=3: expected RULE_ID.PARAM=VALUE"),
+        ("big.flow.", "3", "--param big.flow.=3: expected RULE_ID.PARAM=VALUE"),
+        ("big.flow.after_s", "[1", "--param big.flow.after_s=[1: YAML syntax error"),
+    ],
+)
 def test_a_bad_override_names_itself(key: str, text: str, message: str) -> None:
     with pytest.raises(PolicyError) as err:
         _load(**{key: text})
@@ -87,7 +97,7 @@ def test_a_bad_override_is_reported_before_errors_of_the_file() -> None:
     with pytest.raises(PolicyError) as err:
         load_rules_text(bad_file, "rules.yaml", params={"big.flow.after_s": "x"})
     assert str(err.value).startswith("--param big.flow.after_s=x:")
-    with pytest.raises(PolicyError) as err:                          # and the file's own error keeps its place
+    with pytest.raises(PolicyError) as err:  # and the file's own error keeps its place
         load_rules_text(bad_file, "rules.yaml", params={"big.flow.after_s": "5"})
     assert str(err.value).startswith("rules.yaml:9:")
 
@@ -110,8 +120,9 @@ def test_load_profile_and_load_rules_file_take_params(tmp_path) -> None:
     path = tmp_path / "r.yaml"
     path.write_text(RULES, encoding="utf-8")
     assert load_rules_file(path, params={"big.flow.min_bytes": "5"}).policy.rule("big.flow").defer.min_bytes == 5
-    tsg = load_profile("tsg", params={"tsg-unknown-high-volume.after_s": "3",
-                                      "tsg-unknown-high-volume.min_bytes": "200000"})
+    tsg = load_profile(
+        "tsg", params={"tsg-unknown-high-volume.after_s": "3", "tsg-unknown-high-volume.min_bytes": "200000"}
+    )
     assert tsg.policy.rule("tsg-unknown-high-volume").defer == Deferral(3.0, 200_000)
     with pytest.raises(PolicyError) as err:
         load_profile("tsg", params={"tsg-unknown-high-volume.after_s": "-1"})
@@ -123,7 +134,7 @@ def test_describe_marks_overridden_values() -> None:
     rules = {r["id"]: r for r in describe(profile)["rules"]}
     assert rules["big.flow"]["overridden"] == {"after_s": 3}
     assert "3 s (overridden)" in rules["big.flow"]["deferred"]
-    assert "(overridden)" not in rules["big.flow"]["deferred"].split("once")[1]   # min_bytes is the file's
+    assert "(overridden)" not in rules["big.flow"]["deferred"].split("once")[1]  # min_bytes is the file's
     assert rules["slow"]["overridden"] == {"rate_kbps": 7}
     assert "overridden" not in rules["watch"]
     assert describe(profile)["overrides"] == ["big.flow.after_s=3", "slow.rate_kbps=7"]

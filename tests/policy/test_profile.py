@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from chokepoint.policy import PolicyError, load_profile, load_rules_file
 from chokepoint.policy.profile import BUNDLED_DIR, Profile, list_profiles, load_rules_text
 from chokepoint.settings import EngineSettings
-
 from tests.policy.factories import flow, ids
 
 PROFILE = """
@@ -45,7 +44,7 @@ def _write(tmp_path: Path) -> Path:
 
 def test_load_profile_by_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _write(tmp_path)
-    monkeypatch.chdir("/")   # list files resolve against the profile's folder, not the working directory
+    monkeypatch.chdir("/")  # list files resolve against the profile's folder, not the working directory
     profile = load_profile(str(path))
     assert isinstance(profile, Profile) and profile.name == "tiny" and profile.source == path
     assert (profile.meta.title, profile.meta.country, profile.meta.operator) == ("A tiny profile", "ZZ", "AS64500")
@@ -54,7 +53,7 @@ def test_load_profile_by_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert type(profile.engine.tcp_timeout) is float
     assert ids(profile, flow(tls_sni="www.blocked.test")) == ["r"]
     with pytest.raises(dataclasses.FrozenInstanceError):
-        profile.name = "other"   # type: ignore[misc]
+        profile.name = "other"  # type: ignore[misc]
 
 
 def test_rule_file_needs_no_profile_block(tmp_path: Path) -> None:
@@ -89,24 +88,27 @@ def test_a_rejected_file_loads_nothing(tmp_path: Path) -> None:
 def test_mutated_profiles_raise_only_policy_errors(data: st.DataObject) -> None:
     """Real profile text, truncated / with characters replaced / with lines spliced: the loader either
     loads it or raises PolicyError, never anything else."""
-    bundled = sorted(path.name for path in BUNDLED_DIR.glob("*.yaml"))   # every section: personality, examples
+    bundled = sorted(path.name for path in BUNDLED_DIR.glob("*.yaml"))  # every section: personality, examples
     text = (BUNDLED_DIR / data.draw(st.sampled_from(bundled))).read_text(encoding="utf-8")
     lines = text.splitlines(keepends=True)
     how = data.draw(st.sampled_from(["truncate", "replace", "splice", "delete"]))
     if how == "truncate":
-        text = text[:data.draw(st.integers(0, len(text)))]
+        text = text[: data.draw(st.integers(0, len(text)))]
     elif how == "replace":
         for _ in range(data.draw(st.integers(1, 4))):
             at = data.draw(st.integers(0, len(text) - 1))
-            text = text[:at] + data.draw(st.sampled_from(list(":-{}[],'\"#*&!|>? \n\tx0~=.") + ["\u00e9"])) + \
-                text[at + 1:]
+            text = (
+                text[:at]
+                + data.draw(st.sampled_from(list(":-{}[],'\"#*&!|>? \n\tx0~=.") + ["\u00e9"]))
+                + text[at + 1 :]
+            )
     elif how == "splice":
         i, j = data.draw(st.integers(0, len(lines) - 1)), data.draw(st.integers(0, len(lines) - 1))
         lines.insert(i, lines[j])
         text = "".join(lines)
     else:
         i = data.draw(st.integers(0, len(lines) - 1))
-        text = "".join(lines[:i] + lines[i + 1:])
+        text = "".join(lines[:i] + lines[i + 1 :])
     try:
         load_rules_text(text, "mutated.yaml", BUNDLED_DIR)
     except PolicyError as exc:

@@ -84,7 +84,7 @@ def _atom_shown(atom: Atom, kind: Kind, value: Any, lists: dict[str, ListDef]) -
     if op == "prefix":
         return {f"prefix {h}" for h in val if value.startswith(bytes.fromhex(h))}
     if op == "at":
-        return {f"at {off}:{h}" for off, h in val if value[off:off + len(h) // 2] == bytes.fromhex(h)}
+        return {f"at {off}:{h}" for off, h in val if value[off : off + len(h) // 2] == bytes.fromhex(h)}
     if op == "is":
         return {f"is {format_value(val)}"} if value is val else set()
     if op in ("lt", "le", "gt", "ge"):
@@ -147,19 +147,29 @@ def reference(profile: Profile, inp: MatchInput) -> list[tuple[str, str, list[Ev
 
 LABELS = ["a", "b", "ab", "xn--p1ai"]
 TLDS = ["com", "org"]
-names = st.builds(lambda labels, tld: ".".join(labels + [tld]), st.lists(st.sampled_from(LABELS), min_size=0,
-                                                                          max_size=3), st.sampled_from(TLDS))
+names = st.builds(
+    lambda labels, tld: ".".join(labels + [tld]),
+    st.lists(st.sampled_from(LABELS), min_size=0, max_size=3),
+    st.sampled_from(TLDS),
+)
 substrings = st.sampled_from(["a", "b.c", "ab", "o", ".org", "a.a"])
 name_regexes = st.sampled_from(["^a", "b$", "a\\.b", "^[ab]+\\.com$", "(ab|ba)", "^$", "x?"])
-domain_entries = st.one_of(names, names.map(lambda n: "=" + n), names.map(lambda n: "*." + n),
-                           substrings.map(lambda s: f"*{s}*"), name_regexes.map(lambda r: "~" + r))
+domain_entries = st.one_of(
+    names,
+    names.map(lambda n: "=" + n),
+    names.map(lambda n: "*." + n),
+    substrings.map(lambda s: f"*{s}*"),
+    name_regexes.map(lambda r: "~" + r),
+)
 words = st.sampled_from(["fa", "lun", "falun", "FaLun", "/x", "q=", "a", "六四", "AB", "B.Com"])
 text_regexes = st.sampled_from(["^/x", "lun$", "f.l", "[0-9]+", "^$", "(?i)FALUN"])
 keyword_entries = st.one_of(words, text_regexes.map(lambda r: "~" + r))
-texts = st.lists(st.sampled_from(["/x", "fa", "lun", "falun", "FALUN", "q=1", "六四", "/", "a"]),
-                 max_size=4).map("".join)
-cidrs = st.sampled_from(["10.0.0.0/8", "10.1.0.0/16", "10.1.2.3", "192.0.2.0/24", "2001:db8::/32",
-                         "2001:db8:1::/48", "0.0.0.0/0"])
+texts = st.lists(st.sampled_from(["/x", "fa", "lun", "falun", "FALUN", "q=1", "六四", "/", "a"]), max_size=4).map(
+    "".join
+)
+cidrs = st.sampled_from(
+    ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.3", "192.0.2.0/24", "2001:db8::/32", "2001:db8:1::/48", "0.0.0.0/0"]
+)
 ips = st.sampled_from(["10.1.2.3", "10.9.9.9", "192.0.2.5", "198.51.100.1", "2001:db8:1::1", "2001:db9::1"])
 hexes = st.sampled_from(["16", "1603", "160301", "ff", "0301"])
 payloads = st.sampled_from([b"", b"\x16\x03\x01\x00", b"\x16\x03\x03", b"\xff\x16\x03\x01", b"GET / HTTP"])
@@ -199,52 +209,91 @@ atoms = st.one_of(
     _atom(IP_FIELDS, "in", one_or_list(cidrs)),
     _atom(IP_FIELDS, "in_list", st.just("n1")),
     _atom(st.sampled_from(["server_port", "client_port"]), "in", one_or_list(port_items)),
-    st.builds(lambda op, n: {"packet_index_in_flow": {op: n}}, st.sampled_from(["lt", "le", "gt", "ge"]),
-              st.integers(0, 4)),
+    st.builds(
+        lambda op, n: {"packet_index_in_flow": {op: n}}, st.sampled_from(["lt", "le", "gt", "ge"]), st.integers(0, 4)
+    ),
     _atom(st.just("packet_index_in_flow"), "in", one_or_list(st.integers(0, 4))),
     _atom(st.sampled_from(["fully_encrypted", "tls.ech"]), "is", st.booleans()),
     _atom(st.just("first_payload_c2s"), "prefix", one_or_list(hexes)),
-    _atom(st.just("first_payload_c2s"), "at", one_or_list(st.builds(lambda o, h: {"offset": o, "hex": h},
-                                                                     st.integers(0, 2), hexes))),
-    _atom(st.just("first_payload_c2s"), "regex", one_or_list(st.sampled_from(["^\\x16\\x03", "\\x03\\x01",
-                                                                               "HTTP$"]))),
+    _atom(
+        st.just("first_payload_c2s"),
+        "at",
+        one_or_list(st.builds(lambda o, h: {"offset": o, "hex": h}, st.integers(0, 2), hexes)),
+    ),
+    _atom(st.just("first_payload_c2s"), "regex", one_or_list(st.sampled_from(["^\\x16\\x03", "\\x03\\x01", "HTTP$"]))),
 )
 
 
 conditions = st.recursive(
     atoms,
-    lambda inner: st.one_of(st.lists(inner, max_size=3).map(lambda xs: {"all": xs}),
-                            st.lists(inner, max_size=3).map(lambda xs: {"any": xs}),
-                            inner.map(lambda x: {"not": x})),
-    max_leaves=6)
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3).map(lambda xs: {"all": xs}),
+        st.lists(inner, max_size=3).map(lambda xs: {"any": xs}),
+        inner.map(lambda x: {"not": x}),
+    ),
+    max_leaves=6,
+)
 
-lists_strategy = st.fixed_dictionaries({
-    "d1": st.lists(domain_entries, max_size=6).map(lambda e: {"kind": "domain", "items": e}),
-    "d2": st.lists(domain_entries, max_size=3).map(lambda e: {"kind": "domain", "items": e}),
-    "k1": st.lists(keyword_entries, max_size=5).map(lambda e: {"kind": "keyword", "items": e}),
-    "k2": st.lists(keyword_entries, max_size=3).map(lambda e: {"kind": "keyword", "items": e, "nocase": True}),
-    "s1": st.lists(st.one_of(strings, names, names.map(str.upper), texts.filter(bool)), max_size=4).map(
-        lambda e: {"kind": "string", "items": e}),
-    "n1": st.lists(cidrs, max_size=4).map(lambda e: {"kind": "cidr", "items": e}),
-})
+lists_strategy = st.fixed_dictionaries(
+    {
+        "d1": st.lists(domain_entries, max_size=6).map(lambda e: {"kind": "domain", "items": e}),
+        "d2": st.lists(domain_entries, max_size=3).map(lambda e: {"kind": "domain", "items": e}),
+        "k1": st.lists(keyword_entries, max_size=5).map(lambda e: {"kind": "keyword", "items": e}),
+        "k2": st.lists(keyword_entries, max_size=3).map(lambda e: {"kind": "keyword", "items": e, "nocase": True}),
+        "s1": st.lists(st.one_of(strings, names, names.map(str.upper), texts.filter(bool)), max_size=4).map(
+            lambda e: {"kind": "string", "items": e}
+        ),
+        "n1": st.lists(cidrs, max_size=4).map(lambda e: {"kind": "cidr", "items": e}),
+    }
+)
 
-rules_strategy = st.lists(st.tuples(st.sampled_from(["log", "drop", "reset", "allow"]), conditions),
-                          min_size=1, max_size=6)
+rules_strategy = st.lists(
+    st.tuples(st.sampled_from(["log", "drop", "reset", "allow"]), conditions), min_size=1, max_size=6
+)
 
 inputs = st.builds(
     lambda transport, cip, sip, sport, idx, qname, sni, host, qsni, path, query, alpn, fe, ech, payload: MatchInput(
-        transport=transport, client_ip=cip, server_ip=sip, client_port=sport + 1, server_port=sport,
-        direction="c2s", packet_index_in_flow=idx, dns_qname=qname, tls_sni=sni, http_host=host, quic_sni=qsni,
-        http_path=path, http_query=query, tls_alpn=alpn, fully_encrypted=fe, tls_ech=ech, first_payload_c2s=payload),
-    st.sampled_from(["tcp", "udp"]), ips, ips, st.sampled_from([53, 80, 100, 443, 500, 8443]), st.integers(0, 5),
-    st.none() | names, st.none() | names, st.none() | names, st.none() | names,
-    st.none() | texts, st.none() | texts, st.lists(strings, max_size=2).map(tuple),
-    st.sampled_from([None, True, False]), st.booleans(), payloads)
+        transport=transport,
+        client_ip=cip,
+        server_ip=sip,
+        client_port=sport + 1,
+        server_port=sport,
+        direction="c2s",
+        packet_index_in_flow=idx,
+        dns_qname=qname,
+        tls_sni=sni,
+        http_host=host,
+        quic_sni=qsni,
+        http_path=path,
+        http_query=query,
+        tls_alpn=alpn,
+        fully_encrypted=fe,
+        tls_ech=ech,
+        first_payload_c2s=payload,
+    ),
+    st.sampled_from(["tcp", "udp"]),
+    ips,
+    ips,
+    st.sampled_from([53, 80, 100, 443, 500, 8443]),
+    st.integers(0, 5),
+    st.none() | names,
+    st.none() | names,
+    st.none() | names,
+    st.none() | names,
+    st.none() | texts,
+    st.none() | texts,
+    st.lists(strings, max_size=2).map(tuple),
+    st.sampled_from([None, True, False]),
+    st.booleans(),
+    payloads,
+)
 
 
 def _profile(lists: dict, rules: list[tuple[str, dict]]) -> Profile:
-    doc = {"lists": lists, "rules": [{"id": f"r{i}", "action": action, "when": when}
-                                     for i, (action, when) in enumerate(rules)]}
+    doc = {
+        "lists": lists,
+        "rules": [{"id": f"r{i}", "action": action, "when": when} for i, (action, when) in enumerate(rules)],
+    }
     return load_rules_text(yaml.safe_dump(doc, allow_unicode=True), "random.yaml")
 
 
@@ -271,12 +320,20 @@ def test_compiled_equals_reference(lists: dict, rules: list, samples: list[Match
 @given(lists_strategy, st.lists(inputs, min_size=1, max_size=4))
 def test_single_atom_rules_agree(lists: dict, samples: list[MatchInput]) -> None:
     """One rule per list, on each field kind the list fits: dense coverage of the list indexes."""
-    rules = [("log", {"domain": {"in_list": "d1"}}), ("log", {"tls.sni": {"in_list": "d2"}}),
-             ("log", {"http.url": {"in_list": "k1"}}), ("log", {"http.host": {"in_list": "k2"}}),
-             ("log", {"tls.sni": {"in_list": "k1"}}), ("log", {"http.path": {"in_list": "k2"}}),
-             ("log", {"server_port": ["53-80", "443-500"]}), ("log", {"client_port": ["54-81", 444]}),
-             ("log", {"http.path": {"in_list": "s1"}}), ("log", {"quic.sni": {"in_list": "s1"}}),
-             ("log", {"server_ip": {"in_list": "n1"}}), ("log", {"client_ip": {"in_list": "n1"}})]
+    rules = [
+        ("log", {"domain": {"in_list": "d1"}}),
+        ("log", {"tls.sni": {"in_list": "d2"}}),
+        ("log", {"http.url": {"in_list": "k1"}}),
+        ("log", {"http.host": {"in_list": "k2"}}),
+        ("log", {"tls.sni": {"in_list": "k1"}}),
+        ("log", {"http.path": {"in_list": "k2"}}),
+        ("log", {"server_port": ["53-80", "443-500"]}),
+        ("log", {"client_port": ["54-81", 444]}),
+        ("log", {"http.path": {"in_list": "s1"}}),
+        ("log", {"quic.sni": {"in_list": "s1"}}),
+        ("log", {"server_ip": {"in_list": "n1"}}),
+        ("log", {"client_ip": {"in_list": "n1"}}),
+    ]
     profile = _profile(lists, rules)
     for inp in samples:
         _check(profile, inp)
@@ -286,8 +343,11 @@ def test_single_atom_rules_agree(lists: dict, samples: list[MatchInput]) -> None
 @given(lists_strategy, st.lists(atoms, min_size=1, max_size=3), st.lists(inputs, min_size=4, max_size=8))
 def test_atoms_and_combinators_agree(lists: dict, parts: list[dict], samples: list[MatchInput]) -> None:
     """Each drawn atom alone, negated, and the atoms under all/any: many inputs per policy."""
-    rules = [("log", atom) for atom in parts] + [("log", {"not": atom}) for atom in parts] + \
-        [("log", {"all": parts}), ("log", {"any": parts}), ("log", {"not": {"any": parts}})]
+    rules = (
+        [("log", atom) for atom in parts]
+        + [("log", {"not": atom}) for atom in parts]
+        + [("log", {"all": parts}), ("log", {"any": parts}), ("log", {"not": {"any": parts}})]
+    )
     profile = _profile(lists, rules)
     for inp in samples:
         _check(profile, inp)

@@ -38,8 +38,11 @@ def test_conditions_and_actions_come_from_their_registries() -> None:
     assert set(props) == set(FIELDS) | {"all", "any", "not"}
     for name, spec in FIELDS.items():
         operand = props[name]
-        objects = [operand] if operand.get("type") == "object" else \
-            [b for b in operand.get("anyOf", []) if b.get("type") == "object"]
+        objects = (
+            [operand]
+            if operand.get("type") == "object"
+            else [b for b in operand.get("anyOf", []) if b.get("type") == "object"]
+        )
         (ops,) = objects
         assert list(ops["properties"]) == [op for op in OPERATORS[spec.kind] if op in ops["properties"]]
         assert set(ops["properties"]) == set(OPERATORS[spec.kind])
@@ -49,8 +52,9 @@ def test_conditions_and_actions_come_from_their_registries() -> None:
 
 
 def test_bundled_profiles_validate_against_the_shipped_file() -> None:
-    validator = Draft202012Validator(json.loads(SCHEMA_FILE.read_text(encoding="utf-8")),
-                                     format_checker=Draft202012Validator.FORMAT_CHECKER)
+    validator = Draft202012Validator(
+        json.loads(SCHEMA_FILE.read_text(encoding="utf-8")), format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
     for name in list_profiles():
         path = BUNDLED_DIR / f"{name}.yaml"
         data, _ = load_yaml(path.read_text(encoding="utf-8"), str(path))

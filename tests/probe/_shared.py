@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,10 @@ FINGERPRINTS_DIR = SHARED_DATA / "fingerprints"
 def require(path: Path) -> Path:
     """The path, or skip the test with a message naming what is missing."""
     if not path.exists():
-        pytest.skip(f"../shared/data not found: {path.resolve()} is absent (the real OONI data lives beside "
-                    "the checkout and is never copied into the repository)")
+        pytest.skip(
+            f"../shared/data not found: {path.resolve()} is absent (the real OONI data lives beside "
+            "the checkout and is never copied into the repository)"
+        )
     return path
 
 
@@ -30,7 +32,7 @@ def qa_cases() -> list[str]:
     return sorted(p.name for p in QA_DIR.iterdir() if (p / "measurement.json").is_file())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _qa_bytes(case: str) -> bytes:
     return (require(QA_DIR) / case / "measurement.json").read_bytes()
 
@@ -48,4 +50,5 @@ def qa_json(case: str) -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def fingerprint_db() -> Any:
     from chokepoint.probe.fingerprints import FingerprintDB
+
     return FingerprintDB.load(require(FINGERPRINTS_DIR))

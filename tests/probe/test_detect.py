@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from chokepoint.cli import app
-from chokepoint.democapture import tls_client_hello, write_demo_capture
 from chokepoint.enforce.craft import Stamper
 from chokepoint.enforce.personality import PRESETS, Personality, parse_personality, preset
 from chokepoint.enforce.plan import Plan, plan
@@ -36,9 +35,15 @@ from chokepoint.packet import build
 from chokepoint.packet.decode import Decoder
 from chokepoint.packet.pcap import CaptureWriter, Frame
 from chokepoint.packet.record import RST, TCP
+from chokepoint.packet.samples import tls_client_hello, write_demo_capture
 from chokepoint.policy.verdict import Action, Verdict
 from chokepoint.probe.detect import (
-    Detector, detect_captures, flag_text, initial_ttl, recover_seed_keys, tsg_relation,
+    Detector,
+    detect_captures,
+    flag_text,
+    initial_ttl,
+    recover_seed_keys,
+    tsg_relation,
 )
 from tests._corpus import NDPI_PCAPS, capture_paths, frames_of, mutations, not_found, packets
 from tests.probe._shared import FINGERPRINTS_DIR, fingerprint_db, require
@@ -83,29 +88,55 @@ def _write(path: Path, packets: list[tuple[float, bytes]]) -> Path:
 class Censored:
     """A TCP connection with a censor's plan applied to its first client data segment."""
 
-    def __init__(self, personality: Personality, action: Action = Action.RESET, *, request: bytes | None = None,
-                 response: bytes = b"", mode: str = "inline", seed: int = 1, v6: bool = False,
-                 port: int = 443, client_isn: int = 7_000):
+    def __init__(
+        self,
+        personality: Personality,
+        action: Action = Action.RESET,
+        *,
+        request: bytes | None = None,
+        response: bytes = b"",
+        mode: str = "inline",
+        seed: int = 1,
+        v6: bool = False,
+        port: int = 443,
+        client_isn: int = 7_000,
+    ):
         client, server = (CLIENT6, SERVER6) if v6 else (CLIENT, SERVER)
-        conv = build.tcp_conversation(client, server, 40000, port, [request or _hello()],
-                                      [response] if response else [], 1000.0, client_isn=client_isn,
-                                      server_isn=90_000)
+        conv = build.tcp_conversation(
+            client,
+            server,
+            40000,
+            port,
+            [request or _hello()],
+            [response] if response else [],
+            1000.0,
+            client_isn=client_isn,
+            server_isn=90_000,
+        )
         server_bytes = build.address(server)
         src = slice(8, 24) if v6 else slice(12, 16)
-        self.conversation = [(ts, _with_ttl(raw, SERVER_TTL) if raw[src] == server_bytes else raw)
-                             for ts, raw in conv]
+        self.conversation = [(ts, _with_ttl(raw, SERVER_TTL) if raw[src] == server_bytes else raw) for ts, raw in conv]
         pkts = [_decode(raw, i) for i, (_ts, raw) in enumerate(self.conversation, 1)]
         flow = Flow.from_first_packet(1, flow_key(pkts[0]), pkts[0])
         self.trigger = next(i for i, p in enumerate(pkts) if p.payload)
-        self.plan: Plan = plan(Verdict(action, "rule"), flow, pkts[self.trigger], self.conversation[self.trigger][1],
-                               0, personality, Stamper(random.Random(seed)), 0.0, mode=mode)
+        self.plan: Plan = plan(
+            Verdict(action, "rule"),
+            flow,
+            pkts[self.trigger],
+            self.conversation[self.trigger][1],
+            0,
+            personality,
+            Stamper(random.Random(seed)),
+            0.0,
+            mode=mode,
+        )
         ts = self.conversation[self.trigger][0]
-        self.packets = self.conversation[:self.trigger + 1]
+        self.packets = self.conversation[: self.trigger + 1]
         self.packets += [(ts + 0.0001 * (k + 1), inj.packet) for k, inj in enumerate(self.plan.injections)]
         #: capture indexes (1-based) of the injected packets
         self.injected = set(range(self.trigger + 2, self.trigger + 2 + len(self.plan.injections)))
-        if not self.plan.drop_trigger:   # the real conversation goes on behind an on-path censor
-            self.packets += [(t + 0.01, raw) for t, raw in self.conversation[self.trigger + 1:]]
+        if not self.plan.drop_trigger:  # the real conversation goes on behind an on-path censor
+            self.packets += [(t + 0.01, raw) for t, raw in self.conversation[self.trigger + 1 :]]
 
     def write(self, path: Path) -> Path:
         return _write(path, self.packets)
@@ -119,7 +150,7 @@ def _only(report, kind: str):
     assert len(found) == 1, report.message()
     assert len(report.findings) == 1, [f.summary for f in report.findings]
     ranks = [(c.mismatches, -c.score) for c in found[0].candidates]
-    assert ranks == sorted(ranks)                  # fewest mismatches first, then the most specific match
+    assert ranks == sorted(ranks)  # fewest mismatches first, then the most specific match
     assert sorted(n for c in found[0].candidates for n in c.personalities) == sorted(PRESETS)
     return found[0]
 
@@ -137,13 +168,12 @@ def _same(name: str, section) -> set[str]:
 def test_reset_of_every_preset_is_found_and_named_first(tmp_path, name, seed):
     conn = Censored(preset(name), seed=seed)
     finding = _only(conn.detect(tmp_path), "rst")
-    assert {p.index for p in finding.packets} == conn.injected      # every injected RST, nothing else
+    assert {p.index for p in finding.packets} == conn.injected  # every injected RST, nothing else
     best = finding.candidates[0]
     assert best.consistent
     assert set(best.personalities) == _same(name, lambda p: (p.reset, p.drop_trigger))
-    assert all(other.mismatches > 0 for other in finding.candidates[1:])   # every other preset is ruled out
-    assert (finding.client, finding.client_port, finding.server, finding.server_port) == (CLIENT, 40000, SERVER,
-                                                                                          443)
+    assert all(other.mismatches > 0 for other in finding.candidates[1:])  # every other preset is ruled out
+    assert (finding.client, finding.client_port, finding.server, finding.server_port) == (CLIENT, 40000, SERVER, 443)
     trigger = conn.trigger + 1
     assert any(f"TLS ClientHello, SNI blocked.example (#{trigger})" in e for e in finding.evidence)
 
@@ -156,7 +186,7 @@ def test_gfw_type_ii_fingerprint_names_the_burst_and_the_tsg_key(tmp_path):
     assert fp["flags"] == "RA" and fp["df"] == "DF" and fp["ttl"] == "255 (initial 255, 0 hops)"
     assert fp["tsg_keys"].startswith("k = 13 fits 2 distinct")
     for p in finding.packets:
-        assert {"ttl", "continued", "tsg"} <= set(p.signals)         # on-path: both ends went on talking
+        assert {"ttl", "continued", "tsg"} <= set(p.signals)  # on-path: both ends went on talking
         assert tsg_relation(p.ip_id, p.window, build.address(CLIENT), build.address(SERVER))
     assert "burst of 3 identical RSTs toward the client within 0.2 ms" in finding.evidence
     checks = {c.field: c for c in finding.candidates[0].checks}
@@ -175,12 +205,11 @@ def test_henan_payload_and_packetlogic_constants_are_reported(tmp_path):
 
 
 def test_an_inline_censor_is_told_from_an_on_path_one_by_where_the_rst_lands(tmp_path):
-    inline = _only(Censored(preset("tsg")).detect(tmp_path), "rst")           # TSG preset: inline
-    on_path = _only(Censored(parse_personality({"based_on": "tsg", "drop_trigger": False})).detect(tmp_path),
-                    "rst")
+    inline = _only(Censored(preset("tsg")).detect(tmp_path), "rst")  # TSG preset: inline
+    on_path = _only(Censored(parse_personality({"based_on": "tsg", "drop_trigger": False})).detect(tmp_path), "rst")
     observed = {f: {c.field: c for c in f.candidates[0].checks}["trigger"].observed for f in (inline, on_path)}
     assert observed == {inline: "dropped", on_path: "delivered"}
-    assert not any("continued" in p.signals for p in inline.packets)          # nothing follows an inline drop
+    assert not any("continued" in p.signals for p in inline.packets)  # nothing follows an inline drop
     assert all("continued" in p.signals for p in on_path.packets)
 
 
@@ -195,7 +224,7 @@ def test_ipv6_reset_is_found_by_hop_limit(tmp_path):
 def test_residual_reset_on_a_new_connection_over_the_same_ports_is_its_own_finding(tmp_path):
     first = Censored(preset("gfw-type-i"))
     again = Censored(preset("gfw-type-i"), seed=9, client_isn=123_456)
-    later = [(ts + 5.0, raw) for ts, raw in again.packets]   # well within the flow's idle timeout
+    later = [(ts + 5.0, raw) for ts, raw in again.packets]  # well within the flow's idle timeout
     report = detect_captures([_write(tmp_path / "two.pcap", first.packets + later)])
     assert [f.kind for f in report.findings] == ["rst", "rst"]
     assert dict(report.counters)["tcp_connections"] == 2
@@ -204,7 +233,7 @@ def test_residual_reset_on_a_new_connection_over_the_same_ports_is_its_own_findi
 def test_a_clean_connection_and_a_normal_reset_are_not_findings(tmp_path):
     conv = build.tcp_conversation(CLIENT, SERVER, 40000, 443, [_hello()], [b"\x16\x03\x03\x00\x02hi"], 1.0)
     conv = [(ts, _with_ttl(raw, SERVER_TTL) if raw[12:16] == build.address(SERVER) else raw) for ts, raw in conv]
-    last = _decode(conv[-2][1])   # the server's FIN: the client answers a late segment with a plain RST
+    last = _decode(conv[-2][1])  # the server's FIN: the client answers a late segment with a plain RST
     reset = build.ipv4_tcp(CLIENT, SERVER, 40000, 443, last.ack, 0, RST, window=0, ttl=64, ip_id=0)
     report = detect_captures([_write(tmp_path / "clean.pcap", conv + [(9.0, reset)])])
     assert report.findings == ()
@@ -225,7 +254,7 @@ def test_blockpage_is_found_and_named(tmp_path, name, mode):
     assert finding.candidates[0].consistent
     status = preset(name).blockpage.status
     assert finding.packets[0].to_json()["status"] == status
-    if mode == "mirror":   # the real 200 raced the blockpage to the same sequence number
+    if mode == "mirror":  # the real 200 raced the blockpage to the same sequence number
         assert any("different bytes at the same sequence number" in e for e in finding.evidence)
 
 
@@ -244,20 +273,28 @@ def test_blockpage_matching_a_real_fingerprint_is_named(tmp_path):
     db = fingerprint_db()
     row = next(fp for fp in db.http if fp.scope == "prod" and fp.location == "body" and fp.pattern_type == "contains")
     body = f"<html><body>{row.pattern}</body></html>".encode()
-    censor = parse_personality({"based_on": "linux", "blockpage": {"body": body.decode(), "ttl": SERVER_TTL,
-                                                                   "reset_server": False}})
+    censor = parse_personality(
+        {"based_on": "linux", "blockpage": {"body": body.decode(), "ttl": SERVER_TTL, "reset_server": False}}
+    )
     conn = Censored(censor, Action.BLOCKPAGE, request=GET, port=80)
     finding = _only(conn.detect(tmp_path, fingerprints=db), "blockpage")
     assert "fingerprint" in finding.packets[0].signals
     assert finding.packets[0].to_json()["fingerprint"] == row.name
-    assert not conn.detect(tmp_path).findings     # same TTL as the server, no fingerprints: nothing to go on
+    assert not conn.detect(tmp_path).findings  # same TTL as the server, no fingerprints: nothing to go on
 
 
 # ------------------------------------------------------------------------------------------------ DNS
 
 
-def _dns_capture(path: Path, personality: Personality, *, mode: str = "mirror", rd: bool = True, seed: int = 1,
-                 qname: str = "www.twitter.com") -> tuple[Path, Plan]:
+def _dns_capture(
+    path: Path,
+    personality: Personality,
+    *,
+    mode: str = "mirror",
+    rd: bool = True,
+    seed: int = 1,
+    qname: str = "www.twitter.com",
+) -> tuple[Path, Plan]:
     query = dns.message.make_query(qname, "A", id=4242)
     if not rd:
         query.flags &= ~dns.flags.RD
@@ -267,8 +304,9 @@ def _dns_capture(path: Path, personality: Personality, *, mode: str = "mirror", 
     real = build.ipv4_udp(RESOLVER, CLIENT, 53, 53000, answer.to_wire(), ttl=57, ip_id=999)
     pkt = _decode(sent)
     flow = Flow.from_first_packet(1, flow_key(pkt), pkt)
-    the_plan = plan(Verdict(Action.DNS_FORGE, "rule"), flow, pkt, sent, 0, personality,
-                    Stamper(random.Random(seed)), 0.0, mode=mode)
+    the_plan = plan(
+        Verdict(Action.DNS_FORGE, "rule"), flow, pkt, sent, 0, personality, Stamper(random.Random(seed)), 0.0, mode=mode
+    )
     packets = [(1.0, sent)] + [(1.001 + k * 0.0001, i.packet) for k, i in enumerate(the_plan.injections)]
     if not the_plan.drop_trigger:
         packets.append((1.02, real))
@@ -291,18 +329,19 @@ def test_dns_race_of_every_preset_is_found_and_named_first(tmp_path, name, rd):
     (forged,) = finding.packets
     assert forged.index == 2 and "race" in forged.signals
     query_flags = 0x0100 if rd else 0
-    expected = {n for n in PRESETS if _dns_behaviour(preset(n), query_flags)
-                == _dns_behaviour(preset(name), query_flags)}
+    expected = {
+        n for n in PRESETS if _dns_behaviour(preset(n), query_flags) == _dns_behaviour(preset(name), query_flags)
+    }
     assert set(finding.candidates[0].personalities) == expected
     assert finding.candidates[0].consistent
-    if not rd:   # a fixed 0x8180 (TSG, GFW injector 2) sets RD although the query did not
+    if not rd:  # a fixed 0x8180 (TSG, GFW injector 2) sets RD although the query did not
         assert ("gfw-type-ii" in expected) == (name in ("gfw-type-ii", "tsg"))
 
 
 @pytest.mark.parametrize("name", ["iran", "turkmenistan"])
 def test_a_lone_forged_answer_from_a_known_pool_is_found(tmp_path, name):
     path, the_plan = _dns_capture(tmp_path / "dns.pcap", preset(name), mode="inline")
-    assert the_plan.drop_trigger          # replace mode: the query never reaches the resolver
+    assert the_plan.drop_trigger  # replace mode: the query never reaches the resolver
     finding = _only(detect_captures([path]), "dns")
     assert finding.packets[0].signals == ("bogus-answer",)
     assert finding.candidates[0].personalities == (name,)
@@ -320,10 +359,14 @@ def test_retransmitted_identical_answers_are_no_race(tmp_path):
     query = dns.message.make_query("www.example.org", "A", id=9)
     answer = dns.message.make_response(query)
     answer.answer.append(dns.rrset.from_text("www.example.org.", 300, "IN", "A", "93.184.216.34"))
-    packets = [(1.0, build.ipv4_udp(CLIENT, RESOLVER, 5300, 53, query.to_wire())),
-               (1.5, build.ipv4_udp(CLIENT, RESOLVER, 5300, 53, query.to_wire()))]
-    packets += [(t, build.ipv4_udp(RESOLVER, CLIENT, 53, 5300, answer.to_wire(), ttl=57, ip_id=i))
-                for i, t in enumerate((1.6, 1.7))]
+    packets = [
+        (1.0, build.ipv4_udp(CLIENT, RESOLVER, 5300, 53, query.to_wire())),
+        (1.5, build.ipv4_udp(CLIENT, RESOLVER, 5300, 53, query.to_wire())),
+    ]
+    packets += [
+        (t, build.ipv4_udp(RESOLVER, CLIENT, 53, 5300, answer.to_wire(), ttl=57, ip_id=i))
+        for i, t in enumerate((1.6, 1.7))
+    ]
     assert detect_captures([_write(tmp_path / "dup.pcap", packets)]).findings == ()
 
 
@@ -334,7 +377,7 @@ def test_a_known_gfw_poison_address_is_named_by_its_fingerprint(tmp_path):
     path, _ = _dns_capture(tmp_path / "dns.pcap", censor, mode="inline")
     finding = _only(detect_captures([path], fingerprints=db), "dns")
     assert any("8.7.198.45 is a known forged answer (ooni.cn_0, CN)" in e for e in finding.evidence)
-    assert detect_captures([path]).findings == ()     # without the fingerprints: a plausible lone answer
+    assert detect_captures([path]).findings == ()  # without the fingerprints: a plausible lone answer
 
 
 # ----------------------------------------------------------------------------------------------- ICMP
@@ -354,15 +397,19 @@ def test_icmp_unreachable_from_a_middle_hop_matches_no_preset(tmp_path):
     censor = parse_personality({"based_on": "linux", "icmp": {"source": "198.18.0.1", "code": 10}})
     finding = _only(Censored(censor, Action.ICMP_UNREACHABLE).detect(tmp_path), "icmp")
     assert finding.packets[0].claimed == "middle hop" and "middle-hop" in finding.packets[0].signals
-    assert not any(c.consistent for c in finding.candidates)   # every preset spoofs the destination, code 13
+    assert not any(c.consistent for c in finding.candidates)  # every preset spoofs the destination, code 13
 
 
 # ----------------------------------------------------------------------------------- TSG generator
 
 
 @settings(max_examples=300, deadline=None)
-@given(seed=st.integers(0, 2**32), key=st.integers(2, 64), client=st.binary(min_size=4, max_size=4),
-       server=st.binary(min_size=4, max_size=4))
+@given(
+    seed=st.integers(0, 2**32),
+    key=st.integers(2, 64),
+    client=st.binary(min_size=4, max_size=4),
+    server=st.binary(min_size=4, max_size=4),
+)
 def test_tsg_relation_holds_exactly_for_the_generator_s_key(seed, key, client, server):
     style = parse_personality({"reset": {"ip_id": "tsg", "window": "tsg", "tsg": {"seed_key": key}}}).reset.ip
     stamper = Stamper(random.Random(seed))
@@ -372,7 +419,7 @@ def test_tsg_relation_holds_exactly_for_the_generator_s_key(seed, key, client, s
     keys = recover_seed_keys(samples, keys=range(1, 257))
     assert key in keys
     if (a.ip_id, a.window) != (b.ip_id, b.window):
-        assert len(keys) <= 2   # two independent samples pin k down (a rare second k fits by chance)
+        assert len(keys) <= 2  # two independent samples pin k down (a rare second k fits by chance)
 
 
 @settings(max_examples=300, deadline=None)
@@ -385,7 +432,7 @@ def test_tsg_relation_accepts_what_the_enforcer_s_generator_makes_and_nothing_el
     if 1 <= val <= 65535 // 13:
         style = parse_personality({"reset": {"ip_id": "tsg", "window": "tsg", "tsg": {"val": [val, val]}}}).reset.ip
         made = Stamper(random.Random(0)).stamp(style, sip=sip, dip=dip)
-        if pick:   # half the examples are the generator's own output
+        if pick:  # half the examples are the generator's own output
             ip_id = made.ip_id
     generated = made is not None and (made.ip_id, made.window) == (ip_id, window)
     assert tsg_relation(ip_id, window, sip, dip) == generated
@@ -440,7 +487,7 @@ def test_truncated_capture_is_read_up_to_the_damage(tmp_path):
     conn = Censored(preset("gfw-type-ii"))
     path = conn.write(tmp_path / "cut.pcap")
     data = path.read_bytes()
-    path.write_bytes(data[:-30])       # the last record loses its tail
+    path.write_bytes(data[:-30])  # the last record loses its tail
     report = detect_captures([path])
     assert report.truncated and "short record" in report.captures[0].error
     assert _only(report, "rst").candidates[0].personalities == ("gfw-type-ii",)
@@ -481,8 +528,12 @@ def _seed_packets() -> list[bytes]:
     out = []
     for name in ("gfw-type-ii", "henan", "packetlogic"):
         out += [raw for _ts, raw in Censored(preset(name)).packets]
-    out += [raw for _ts, raw in Censored(preset("packetlogic"), Action.BLOCKPAGE, request=GET, response=OK,
-                                          mode="mirror", port=80).packets]
+    out += [
+        raw
+        for _ts, raw in Censored(
+            preset("packetlogic"), Action.BLOCKPAGE, request=GET, response=OK, mode="mirror", port=80
+        ).packets
+    ]
     out += [raw for _ts, raw in Censored(preset("linux"), Action.ICMP_UNREACHABLE).packets]
     return out
 
@@ -525,17 +576,21 @@ def test_damaged_real_frames_never_raise(data):
 @pytest.mark.shared_data
 def test_fingerprint_folder_is_used_by_the_cli(tmp_path):
     require(FINGERPRINTS_DIR)
-    path, _ = _dns_capture(tmp_path / "dns.pcap", parse_personality({"based_on": "linux",
-                                                                     "dns": {"answers": ["8.7.198.45"]}}),
-                           mode="inline")
+    path, _ = _dns_capture(
+        tmp_path / "dns.pcap",
+        parse_personality({"based_on": "linux", "dns": {"answers": ["8.7.198.45"]}}),
+        mode="inline",
+    )
     without = CliRunner().invoke(app, ["detect", str(path)])
-    with_db = CliRunner().invoke(app, ["detect", "--format", "json", "--fingerprints", str(FINGERPRINTS_DIR),
-                                       str(path)])
+    with_db = CliRunner().invoke(
+        app, ["detect", "--format", "json", "--fingerprints", str(FINGERPRINTS_DIR), str(path)]
+    )
     assert "nothing found" in without.output
     assert json.loads(with_db.stdout)["findings"][0]["kind"] == "dns"
 
 
 # ------------------------------------------------------------------------------ several injectors, one trigger
+
 
 def test_gfw_types_i_ii_iii_resetting_one_connection_are_three_findings(tmp_path):
     """gfw-2023 runs types I and III beside type II (IEEE S&P 2025, table fingerprint): the detector splits the
@@ -554,8 +609,9 @@ def test_gfw_types_i_ii_iii_resetting_one_connection_are_three_findings(tmp_path
 
 
 def test_one_injector_with_fresh_copies_stays_one_finding(tmp_path):
-    personality = parse_personality({"reset": {"flags": "RA", "count": 3, "identical": False, "ttl": [40, 60],
-                                               "ip_id": "random"}})
+    personality = parse_personality(
+        {"reset": {"flags": "RA", "count": 3, "identical": False, "ttl": [40, 60], "ip_id": "random"}}
+    )
     conn = Censored(personality, seed=4)
     found = [f for f in conn.detect(tmp_path).findings if f.kind == "rst"]
     assert len(found) == 1 and {p.index for p in found[0].packets} == conn.injected

@@ -81,11 +81,13 @@ def test_every_literal_http_signature_recognises_its_own_pattern():
         if fp.location == "body":
             match = db.match_http(fp.pattern.encode())
         else:
-            match = db.match_http(None, {fp.location[len("header."):]: fp.pattern})
+            match = db.match_http(None, {fp.location[len("header.") :]: fp.pattern})
         assert match is not None, fp.name
         assert match.is_false_positive or not any(
             other.is_false_positive and other.location == fp.location and other.pattern in fp.pattern
-            for other in db.http if other.pattern_type == "contains"), fp.name
+            for other in db.http
+            if other.pattern_type == "contains"
+        ), fp.name
 
 
 @pytest.mark.parametrize("blockpage_first", [True, False])
@@ -106,21 +108,25 @@ def test_fingerprints_are_checked_in_file_order_within_a_group(tmp_path):
     header = "name,scope,other_names,location_found,pattern_type,pattern,confidence_no_fp,expected_countries\n"
     (tmp_path / "fingerprints_dns.csv").write_text(header)
     (tmp_path / "fingerprints_http.csv").write_text(
-        header + "first,isp,,body,contains,Blocked,5,\"IT, IR\"\nsecond,nat,,body,contains,Blocked,5,IR\n"
-        "benign,fp,,body,full,Blocked by nothing,5,\n")
+        header + 'first,isp,,body,contains,Blocked,5,"IT, IR"\nsecond,nat,,body,contains,Blocked,5,IR\n'
+        "benign,fp,,body,full,Blocked by nothing,5,\n"
+    )
     db = FingerprintDB.load(tmp_path)
     assert db.match_http(b"Blocked by nothing").name == "benign"
     match = db.match_http(b"Site Blocked")
     assert (match.name, match.countries) == ("first", ("IT", "IR"))
 
 
-@pytest.mark.parametrize("row, message", [
-    ("x,isp,,body,wildcard,a,5,", "unknown pattern_type"),
-    ("x,isp,,cookie,contains,a,5,", "unknown location_found"),
-    ("x,isp,,body,regexp,(unclosed,5,", "invalid regexp"),
-    ("x,isp,,body,contains,a,high,", "not an integer"),
-    (",isp,,body,contains,a,5,", "empty name"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("x,isp,,body,wildcard,a,5,", "unknown pattern_type"),
+        ("x,isp,,cookie,contains,a,5,", "unknown location_found"),
+        ("x,isp,,body,regexp,(unclosed,5,", "invalid regexp"),
+        ("x,isp,,body,contains,a,high,", "not an integer"),
+        (",isp,,body,contains,a,5,", "empty name"),
+    ],
+)
 def test_malformed_rows_are_rejected_with_their_line(tmp_path, row, message):
     header = "name,scope,other_names,location_found,pattern_type,pattern,confidence_no_fp,expected_countries\n"
     (tmp_path / "fingerprints_dns.csv").write_text(header)

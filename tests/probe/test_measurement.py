@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from chokepoint.probe.measurement import (
     CLASSIFICATION_KEYS,
+    ChokepointObservations,
     DNSAnswer,
     DNSQuery,
     Failure,
@@ -37,7 +38,6 @@ from chokepoint.probe.measurement import (
     MalformedMeasurement,
     Measurement,
     ResidualObservation,
-    ChokepointObservations,
     TCPConnect,
     ThroughputObservation,
     WebConnectivityTestKeys,
@@ -71,27 +71,42 @@ def test_typed_view_of_a_real_measurement():
     tk = parse_measurement(qa_bytes(CASES[0])).web_connectivity
     for raw_query, query in zip(qa_json(CASES[0])["test_keys"]["queries"], tk.queries or ()):
         assert query.hostname == raw_query["hostname"] and query.failure == raw_query["failure"]
-        assert list(query.addresses) == [a.get("ipv4") or a.get("ipv6") for a in raw_query["answers"] or ()
-                                         if a["answer_type"] in ("A", "AAAA")]
+        assert list(query.addresses) == [
+            a.get("ipv4") or a.get("ipv6") for a in raw_query["answers"] or () if a["answer_type"] in ("A", "AAAA")
+        ]
 
 
 def _built_measurement() -> Measurement:
     body = b"<html><title>Blocked \xff page</title></html>"  # not UTF-8: must survive as base64
     keys = WebConnectivityTestKeys(
-        queries=(DNSQuery("blocked.example", "ANY", answers=(DNSAnswer("A", ipv4="198.19.0.10"),),
-                          tags=("depth=0",), transaction_id=1),),
-        tcp_connect=(TCPConnect("198.19.0.10", 80, None, True, tags=("depth=0", "fetch_body=true"),
-                                transaction_id=2),),
-        requests=(HTTPTransaction(HTTPRequestRecord("http://blocked.example/"),
-                                  HTTPResponseRecord(200, (("Server", "x"),), {"Server": "x"}, body),
-                                  transaction_id=2),),
+        queries=(
+            DNSQuery(
+                "blocked.example",
+                "ANY",
+                answers=(DNSAnswer("A", ipv4="198.19.0.10"),),
+                tags=("depth=0",),
+                transaction_id=1,
+            ),
+        ),
+        tcp_connect=(TCPConnect("198.19.0.10", 80, None, True, tags=("depth=0", "fetch_body=true"), transaction_id=2),),
+        requests=(
+            HTTPTransaction(
+                HTTPRequestRecord("http://blocked.example/"),
+                HTTPResponseRecord(200, (("Server", "x"),), {"Server": "x"}, body),
+                transaction_id=2,
+            ),
+        ),
         x_chokepoint=ChokepointObservations(
             throughput=(ThroughputObservation("http://blocked.example/big", 150_000, 10.0, 1_000_000, 1.0),),
-            residual=(ResidualObservation("198.19.0.10:443", "sni=blocked.example", 90.0, "connection_reset"),)),
+            residual=(ResidualObservation("198.19.0.10:443", "sni=blocked.example", 90.0, "connection_reset"),),
+        ),
     )
-    return Measurement(input="http://blocked.example/", test_keys=keys, probe_cc="IR",
-                       measurement_start_time=format_ooni_time(dt.datetime(2026, 11, 27, 9, 0, 1,
-                                                                           tzinfo=dt.timezone.utc)))
+    return Measurement(
+        input="http://blocked.example/",
+        test_keys=keys,
+        probe_cc="IR",
+        measurement_start_time=format_ooni_time(dt.datetime(2026, 11, 27, 9, 0, 1, tzinfo=dt.UTC)),
+    )
 
 
 def test_built_measurement_round_trips_with_binary_body():
@@ -114,22 +129,40 @@ def test_other_tests_keep_their_keys_as_a_mapping():
         measurement.web_connectivity  # noqa: B018
 
 
-@pytest.mark.parametrize("doc, path", [
-    (b"\xff\xfe", ""),
-    (b'{"test_name": "web_connectivity", "test_keys": {', ""),
-    ('[1, 2]', ""),
-    ({"test_keys": {}}, "test_name"),
-    ({"test_name": "web_connectivity", "test_keys": {"queries": {}}}, "test_keys.queries"),
-    ({"test_name": "web_connectivity", "test_keys": {"queries": [{"hostname": "a"}]}}, "test_keys.queries[0]"),
-    ({"test_name": "web_connectivity", "test_keys": {"tcp_connect": [{"ip": "1.1.1.1", "port": True}]}},
-     "test_keys.tcp_connect[0].port"),
-    ({"test_name": "web_connectivity", "test_keys": {"blocking": 3}}, "test_keys.blocking"),
-    ({"test_name": "web_connectivity", "test_keys": {"requests": [
-        {"request": {"url": "http://a/"}, "response": {"body": {"format": "base64", "data": "!!"}}}]}},
-     "test_keys.requests[0].response.body"),
-    ({"test_name": "web_connectivity", "test_keys": {"x_chokepoint": {"residual": [
-        {"target": "a", "trigger": "b", "duration_s": -1}]}}}, "test_keys.x_chokepoint.residual[0].duration_s"),
-])
+@pytest.mark.parametrize(
+    "doc, path",
+    [
+        (b"\xff\xfe", ""),
+        (b'{"test_name": "web_connectivity", "test_keys": {', ""),
+        ("[1, 2]", ""),
+        ({"test_keys": {}}, "test_name"),
+        ({"test_name": "web_connectivity", "test_keys": {"queries": {}}}, "test_keys.queries"),
+        ({"test_name": "web_connectivity", "test_keys": {"queries": [{"hostname": "a"}]}}, "test_keys.queries[0]"),
+        (
+            {"test_name": "web_connectivity", "test_keys": {"tcp_connect": [{"ip": "1.1.1.1", "port": True}]}},
+            "test_keys.tcp_connect[0].port",
+        ),
+        ({"test_name": "web_connectivity", "test_keys": {"blocking": 3}}, "test_keys.blocking"),
+        (
+            {
+                "test_name": "web_connectivity",
+                "test_keys": {
+                    "requests": [
+                        {"request": {"url": "http://a/"}, "response": {"body": {"format": "base64", "data": "!!"}}}
+                    ]
+                },
+            },
+            "test_keys.requests[0].response.body",
+        ),
+        (
+            {
+                "test_name": "web_connectivity",
+                "test_keys": {"x_chokepoint": {"residual": [{"target": "a", "trigger": "b", "duration_s": -1}]}},
+            },
+            "test_keys.x_chokepoint.residual[0].duration_s",
+        ),
+    ],
+)
 def test_malformed_documents_name_the_offending_key(doc, path):
     with pytest.raises(MalformedMeasurement) as info:
         parse_measurement(doc if isinstance(doc, (bytes, str)) else json.dumps(doc))
@@ -169,10 +202,14 @@ ALNUM = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 @pytest.mark.shared_data
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=st.sampled_from(CASES), cut=st.none() | st.integers(min_value=0),
-       edits=st.lists(st.tuples(st.integers(min_value=0), st.sampled_from(ALNUM)), max_size=6),
-       flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=1, max_value=255)), max_size=2),
-       other=st.sampled_from(CASES), splice=st.booleans())
+@given(
+    case=st.sampled_from(CASES),
+    cut=st.none() | st.integers(min_value=0),
+    edits=st.lists(st.tuples(st.integers(min_value=0), st.sampled_from(ALNUM)), max_size=6),
+    flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=1, max_value=255)), max_size=2),
+    other=st.sampled_from(CASES),
+    splice=st.booleans(),
+)
 def test_byte_mutations_raise_only_malformed(case, cut, edits, flips, other, splice):
     """Alphanumeric edits keep the JSON valid but change names, numbers, failures and addresses; flips,
     truncation and splicing break it."""
@@ -187,14 +224,15 @@ def test_byte_mutations_raise_only_malformed(case, cut, edits, flips, other, spl
         data = data[: cut % (len(data) + 1)]
     if splice:
         tail = qa_bytes(other)
-        data += tail[len(tail) // 2:]
+        data += tail[len(tail) // 2 :]
     _parse_or_malformed(bytes(data))
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False) | st.text(max_size=12),
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-    max_leaves=8)
+    max_leaves=8,
+)
 FAILURES = st.sampled_from([None, "", *[f.value for f in Failure], "unknown_failure: x", "dns_name_error"])
 
 
@@ -325,16 +363,27 @@ def test_http_client_sees_eof():
 def _certificate(name: str, *, expired: bool = False) -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.timezone.utc)
-    start, end = (now - dt.timedelta(days=30), now - dt.timedelta(days=1)) if expired else (
-        now - dt.timedelta(days=1), now + dt.timedelta(days=30))
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    now = dt.datetime.now(dt.UTC)
+    start, end = (
+        (now - dt.timedelta(days=30), now - dt.timedelta(days=1))
+        if expired
+        else (now - dt.timedelta(days=1), now + dt.timedelta(days=30))
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
@@ -464,12 +513,15 @@ def _resolve_error(port: int, lifetime: float = 5.0) -> BaseException:
     return _caught(lambda: resolver.resolve("blocked.example.", "A"))
 
 
-@pytest.mark.parametrize("rcode, exception, failure", [
-    (dns.rcode.NXDOMAIN, dns.resolver.NXDOMAIN, "dns_nxdomain_error"),
-    (dns.rcode.NOERROR, dns.resolver.NoAnswer, "dns_no_answer"),
-    (dns.rcode.SERVFAIL, dns.resolver.NoNameservers, "dns_servfail_error"),
-    (dns.rcode.REFUSED, dns.resolver.NoNameservers, "dns_refused_error"),
-])
+@pytest.mark.parametrize(
+    "rcode, exception, failure",
+    [
+        (dns.rcode.NXDOMAIN, dns.resolver.NXDOMAIN, "dns_nxdomain_error"),
+        (dns.rcode.NOERROR, dns.resolver.NoAnswer, "dns_no_answer"),
+        (dns.rcode.SERVFAIL, dns.resolver.NoNameservers, "dns_servfail_error"),
+        (dns.rcode.REFUSED, dns.resolver.NoNameservers, "dns_refused_error"),
+    ],
+)
 def test_dnspython_errors_from_a_local_server(rcode, exception, failure):
     with dns_server(rcode) as port:
         exc = _resolve_error(port)

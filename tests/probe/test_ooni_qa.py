@@ -29,9 +29,19 @@ from tests.probe._shared import QA_DIR, fingerprint_db, qa_cases, qa_json, requi
 pytestmark = pytest.mark.shared_data
 
 REQUIRED_AGREEMENT = 48
-OTHER_KEYS = ("dns_consistency", "dns_experiment_failure", "http_experiment_failure", "body_proportion",
-              "body_length_match", "headers_match", "status_code_match", "title_match", "x_blocking_flags",
-              "x_dns_flags", "x_null_null_flags")
+OTHER_KEYS = (
+    "dns_consistency",
+    "dns_experiment_failure",
+    "http_experiment_failure",
+    "body_proportion",
+    "body_length_match",
+    "headers_match",
+    "status_code_match",
+    "title_match",
+    "x_blocking_flags",
+    "x_dns_flags",
+    "x_null_null_flags",
+)
 CASES = qa_cases()
 
 
@@ -66,9 +76,11 @@ def test_reproduces_ooni_blocking_and_accessible(capsys):
         got = classify(measurement.web_connectivity, fingerprints=db)
         ok = _same(got.blocking, want["blocking"]) and _same(got.accessible, want["accessible"])
         agree += ok
-        rows.append(f"{'ok ' if ok else 'MISS'} {case:<58} ooni=({want['blocking']!s:<12} {want['accessible']!s:<5}) "
-                    f"ours=({got.blocking!s:<12} {got.accessible!s:<5}) "
-                    f"{','.join(t.kind.value for t in got.techniques) or '-'}")
+        rows.append(
+            f"{'ok ' if ok else 'MISS'} {case:<58} ooni=({want['blocking']!s:<12} {want['accessible']!s:<5}) "
+            f"ours=({got.blocking!s:<12} {got.accessible!s:<5}) "
+            f"{','.join(t.kind.value for t in got.techniques) or '-'}"
+        )
     with capsys.disabled():
         print("\n" + "\n".join(rows) + f"\nagreement on blocking+accessible: {agree}/{len(CASES)}")
     assert agree >= REQUIRED_AGREEMENT
@@ -80,8 +92,11 @@ def test_case_matches_every_classification_key(case):
     tk = measurement.web_connectivity
     assert tk.blocking is None and tk.accessible is None and tk.x_blocking_flags is None  # nothing leaked in
     got = classify(tk, fingerprints=fingerprint_db())
-    mismatches = {key: (getattr(got, key), want[key]) for key in ("blocking", "accessible", *OTHER_KEYS)
-                  if not _same(getattr(got, key), want[key])}
+    mismatches = {
+        key: (getattr(got, key), want[key])
+        for key in ("blocking", "accessible", *OTHER_KEYS)
+        if not _same(getattr(got, key), want[key])
+    }
     assert not mismatches
 
 
@@ -90,8 +105,15 @@ def test_classification_ignores_the_verdict_already_in_the_measurement(case):
     """Planting a wrong verdict in the input changes nothing: only observations are read."""
     clean, _ = _observations_only(case)
     raw = qa_json(case)
-    raw["test_keys"].update(blocking="tcp_ip", accessible=True, dns_consistency="reverse_match",
-                            x_blocking_flags=63, x_dns_flags=7, body_proportion=0.5, status_code_match=False)
+    raw["test_keys"].update(
+        blocking="tcp_ip",
+        accessible=True,
+        dns_consistency="reverse_match",
+        x_blocking_flags=63,
+        x_dns_flags=7,
+        body_proportion=0.5,
+        status_code_match=False,
+    )
     planted = parse_measurement(raw)
     assert classify(planted.web_connectivity) == classify(clean.web_connectivity)
 

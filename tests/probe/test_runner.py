@@ -11,21 +11,27 @@ import pytest
 
 from chokepoint.probe.measurement import Failure, parse_measurement
 from chokepoint.probe.probes.common import ProbeError
-from chokepoint.probe.runner import (DEFAULT_TESTS, TESTS, ProbeConfig, lab_config, parse_tests, run,
-                                     run_many)
+from chokepoint.probe.runner import DEFAULT_TESTS, TESTS, ProbeConfig, lab_config, parse_tests, run, run_many
 from tests.probe import _shared
 from tests.probe.probes._fixtures import DROP_TIMEOUT, OK_TIMEOUT, lab, servers  # noqa: F401 - fixtures
-from tests.probe.probes._servers import (LOOPBACK, CensorProxy, DnsBehaviour, FetCensor, LyingDns, QuicCensor,
-                                         blockpage)
+from tests.probe.probes._servers import LOOPBACK, CensorProxy, DnsBehaviour, FetCensor, LyingDns, QuicCensor, blockpage
 
 WEB = frozenset({"dns", "tcp", "tls", "http"})
 
 
 def config(lab, *, tests=WEB, resolver=None, timeout=OK_TIMEOUT, **overrides) -> ProbeConfig:
-    settings = {"tests": frozenset(tests), "timeout": timeout, "cafile": lab.ca_file,
-                "system_resolver": resolver or lab.dns, "control_resolver": lab.dns, "udp_resolver": lab.dns,
-                "tcp_resolver": lab.dns, "control_host": "control.test", "echo_port": lab.echo_port,
-                "quic_port": lab.https_port}
+    settings = {
+        "tests": frozenset(tests),
+        "timeout": timeout,
+        "cafile": lab.ca_file,
+        "system_resolver": resolver or lab.dns,
+        "control_resolver": lab.dns,
+        "udp_resolver": lab.dns,
+        "tcp_resolver": lab.dns,
+        "control_host": "control.test",
+        "echo_port": lab.echo_port,
+        "quic_port": lab.https_port,
+    }
     return ProbeConfig(**{**settings, **overrides})
 
 
@@ -48,6 +54,7 @@ def roundtrip(measurement) -> dict:
 # No censorship
 # --------------------------------------------------------------------------------------------------
 
+
 def test_success_over_https(lab):
     m = run(f"https://site.test:{lab.https_port}/", config(lab))
     tk = keys(m)
@@ -67,8 +74,7 @@ def test_success_over_https(lab):
     assert control["dns"] == {"failure": None, "addrs": ["127.0.0.1"]}
     assert control["tcp_connect"][endpoint] == {"status": True, "failure": None}
     assert control["tls_handshake"][endpoint]["server_name"] == "control.test"  # the control SNI, honestly
-    assert control["http_request"]["status_code"] == 200 and control["http_request"]["title"] == \
-        "chokepoint lab origin"
+    assert control["http_request"]["status_code"] == 200 and control["http_request"]["title"] == "chokepoint lab origin"
     assert tk["x_control_request"]["tcp_connect"] == [endpoint]
     assert tk["control_failure"] is None
     roundtrip(m)
@@ -81,8 +87,10 @@ def test_success_over_http_with_a_redirect(lab):
     newest, first = tk["requests"]  # newest first, as OONI lists them
     assert newest["request"]["url"].endswith("/landing") and "depth=1" in newest["tags"]
     assert first["response"]["code"] == 302 and "depth=0" in first["tags"]
-    assert [q["tags"] for q in tk["queries"] if "classic" in q["tags"]] == [["classic", "depth=0"],
-                                                                          ["classic", "depth=1"]]
+    assert [q["tags"] for q in tk["queries"] if "classic" in q["tags"]] == [
+        ["classic", "depth=0"],
+        ["classic", "depth=1"],
+    ]
     assert tk["body_length_match"] is True and tk["status_code_match"] is True and tk["headers_match"] is True
     assert tk["tls_handshakes"] == []
 
@@ -90,6 +98,7 @@ def test_success_over_http_with_a_redirect(lab):
 # --------------------------------------------------------------------------------------------------
 # DNS
 # --------------------------------------------------------------------------------------------------
+
 
 def test_dns_nxdomain(lab, servers):
     liar = servers(LyingDns({"blocked.test": DnsBehaviour(rcode=3)}))
@@ -130,6 +139,7 @@ def test_dns_bogon(lab, servers):
 # --------------------------------------------------------------------------------------------------
 # TCP/TLS/HTTP through a name-keyed censor
 # --------------------------------------------------------------------------------------------------
+
 
 def test_http_host_reset(lab, servers):
     censor = servers(CensorProxy(lab.http_port, {"blocked.test": "reset"}))
@@ -203,10 +213,13 @@ def test_unreachable_control_resolver(lab):
 # Throughput, residual, FET, QUIC
 # --------------------------------------------------------------------------------------------------
 
+
 def test_throttling(lab, servers):
     censor = servers(CensorProxy(lab.http_port, {"slow.test": "throttle"}, throttle_chunk=512, throttle_delay=0.05))
-    m = run(f"http://slow.test:{censor.port}/",
-            config(lab, tests={"dns", "tcp", "http", "throughput"}, throughput_bytes=32 * 1024))
+    m = run(
+        f"http://slow.test:{censor.port}/",
+        config(lab, tests={"dns", "tcp", "http", "throughput"}, throughput_bytes=32 * 1024),
+    )
     tk = keys(m)
     (observation,) = tk["x_chokepoint"]["throughput"]
     assert observation["bytes"] == observation["control_bytes"] == 32 * 1024
@@ -217,8 +230,10 @@ def test_throttling(lab, servers):
 
 def test_residual_blocking(lab, servers):
     censor = servers(CensorProxy(lab.http_port, {"blocked.test": "residual"}, residual_seconds=1.0))
-    m = run(f"http://blocked.test:{censor.port}/",
-            config(lab, tests={"dns", "tcp", "http", "residual"}, residual_interval=0.2, residual_seconds=20))
+    m = run(
+        f"http://blocked.test:{censor.port}/",
+        config(lab, tests={"dns", "tcp", "http", "residual"}, residual_interval=0.2, residual_seconds=20),
+    )
     tk = keys(m)
     (observation,) = tk["x_chokepoint"]["residual"]
     assert observation["failure"] == Failure.CONNECTION_RESET and observation["ended"] is True
@@ -229,8 +244,10 @@ def test_residual_blocking(lab, servers):
 
 def test_fet_blocking(lab, servers):
     censor = servers(FetCensor(lab.echo_port))
-    m = run(f"http://site.test:{lab.http_port}/",
-            config(lab, tests={"dns", "fet"}, timeout=DROP_TIMEOUT, echo_port=censor.port, fet_seed=5))
+    m = run(
+        f"http://site.test:{lab.http_port}/",
+        config(lab, tests={"dns", "fet"}, timeout=DROP_TIMEOUT, echo_port=censor.port, fet_seed=5),
+    )
     tk = keys(m)
     fet = tk["x_chokepoint"]["fet"]
     assert fet["blocked"] is True and fet["control"]["echo_ok"] is True
@@ -240,8 +257,10 @@ def test_fet_blocking(lab, servers):
 
 def test_quic_sni_dropping(lab, servers):
     censor = servers(QuicCensor(lab.https_port, {"blocked.test"}))
-    m = run(f"https://blocked.test:{lab.https_port}/",
-            config(lab, tests={"dns", "quic"}, timeout=DROP_TIMEOUT * 2, quic_port=censor.port))
+    m = run(
+        f"https://blocked.test:{lab.https_port}/",
+        config(lab, tests={"dns", "quic"}, timeout=DROP_TIMEOUT * 2, quic_port=censor.port),
+    )
     tk = keys(m)
     (handshake,) = tk["quic_handshakes"]
     assert handshake["network"] == "udp" and handshake["failure"] == Failure.GENERIC_TIMEOUT_ERROR
@@ -252,8 +271,10 @@ def test_quic_sni_dropping(lab, servers):
 
 
 def test_all_tests_clean(lab):
-    m = run(f"https://site.test:{lab.https_port}/",
-            config(lab, tests=TESTS, throughput_bytes=64 * 1024, residual_interval=0.2, residual_seconds=5))
+    m = run(
+        f"https://site.test:{lab.https_port}/",
+        config(lab, tests=TESTS, throughput_bytes=64 * 1024, residual_interval=0.2, residual_seconds=5),
+    )
     tk = keys(m)
     assert (tk["blocking"], tk["accessible"]) == (False, True) and techniques(m) == {}
     x = tk["x_chokepoint"]
@@ -268,8 +289,7 @@ def test_all_tests_clean(lab):
 # --------------------------------------------------------------------------------------------------
 
 # What OONI writes that Chokepoint does not (network_events and OONI-specific resolver probes).
-_NOT_EMITTED = {"network_events", "x_dns_whoami", "x_doh", "x_do53", "x_dns_duplicate_responses",
-                "x_conn_priority_log"}
+_NOT_EMITTED = {"network_events", "x_dns_whoami", "x_doh", "x_do53", "x_dns_duplicate_responses", "x_conn_priority_log"}
 
 
 @pytest.mark.shared_data
@@ -288,8 +308,9 @@ def test_keys_match_ooni_measurements(lab):
     ours_control_request = set(ours["test_keys"]["x_control_request"])
     assert set(ooni["test_keys"]["x_control_request"]) - {"x_quic_enabled"} <= ours_control_request
     for entry in ours["test_keys"]["tcp_connect"] + ours["test_keys"]["tls_handshakes"] + ours["test_keys"]["requests"]:
-        assert any(t.startswith("depth=") for t in entry["tags"]) and any(t.startswith("fetch_body=")
-                                                                          for t in entry["tags"])
+        assert any(t.startswith("depth=") for t in entry["tags"]) and any(
+            t.startswith("fetch_body=") for t in entry["tags"]
+        )
         assert 0 <= entry["t0"] <= entry["t"] <= ours["test_runtime"]
     json.dumps(ours)
 
@@ -297,6 +318,7 @@ def test_keys_match_ooni_measurements(lab):
 # --------------------------------------------------------------------------------------------------
 # Configuration and bad input
 # --------------------------------------------------------------------------------------------------
+
 
 def test_bad_targets_raise_probe_error(lab):
     for bad in ("ftp://x/", "http://", "http://exa mple/"):
@@ -314,8 +336,14 @@ def test_parse_tests_and_config_validation(lab):
     for bad in ("", "dns,smtp"):
         with pytest.raises(ProbeError):
             parse_tests(bad)
-    for kwargs in ({"tests": frozenset({"smtp"})}, {"timeout": 0}, {"echo_port": 0}, {"control_host": "1.2.3.4"},
-                   {"control_host": "Control.Test"}, {"control_host": "a b"}):
+    for kwargs in (
+        {"tests": frozenset({"smtp"})},
+        {"timeout": 0},
+        {"echo_port": 0},
+        {"control_host": "1.2.3.4"},
+        {"control_host": "Control.Test"},
+        {"control_host": "a b"},
+    ):
         with pytest.raises(ProbeError):
             ProbeConfig(**kwargs)
     lab_defaults = lab_config()

@@ -24,11 +24,23 @@ from tests.probe._shared import QA_DIR, fingerprint_db, qa_cases, qa_json, requi
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("address, bogon", [
-    ("10.10.34.35", True), ("127.0.0.1", True), ("198.19.0.10", True), ("100.64.1.1", True),
-    ("93.184.216.34", False), ("8.7.198.45", False), ("::1", True), ("2001:db8::10", True),
-    ("fe80::1", True), ("2606:2800:220:1::", False), ("not-an-address", True), ("", True),
-])
+@pytest.mark.parametrize(
+    "address, bogon",
+    [
+        ("10.10.34.35", True),
+        ("127.0.0.1", True),
+        ("198.19.0.10", True),
+        ("100.64.1.1", True),
+        ("93.184.216.34", False),
+        ("8.7.198.45", False),
+        ("::1", True),
+        ("2001:db8::10", True),
+        ("fe80::1", True),
+        ("2606:2800:220:1::", False),
+        ("not-an-address", True),
+        ("", True),
+    ],
+)
 def test_bogons_follow_ipinfo_list(address, bogon):
     assert is_bogon(address) is bogon
 
@@ -58,9 +70,14 @@ def _baseline(scheme: str) -> dict[str, Any]:
     for case in qa_cases():
         doc = qa_json(case)
         tk = doc["test_keys"]
-        if (doc["input"].startswith(scheme + "://") and tk["accessible"] is True
-                and tk["dns_consistency"] == "consistent" and len(tk["requests"]) == 1
-                and not tk["requests"][0]["response"]["body_is_truncated"] and tk["control"]):
+        if (
+            doc["input"].startswith(scheme + "://")
+            and tk["accessible"] is True
+            and tk["dns_consistency"] == "consistent"
+            and len(tk["requests"]) == 1
+            and not tk["requests"][0]["response"]["body_is_truncated"]
+            and tk["control"]
+        ):
             tk = {k: v for k, v in tk.items() if k not in CLASSIFICATION_KEYS}
             return {**doc, "test_keys": tk}
     raise AssertionError(f"no accessible {scheme} baseline among the QA measurements")
@@ -108,11 +125,14 @@ def test_system_resolver_nxdomain():
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize("answer, kind, fingerprint, country", [
-    ("10.10.34.35", TechniqueKind.DNS_BOGON, "ooni.ir_5", "IR"),    # Iran's national blockpage address
-    ("8.7.198.45", TechniqueKind.DNS_FORGED, "ooni.cn_0", "CN"),   # a published GFW poison answer
-    ("5.9.162.7", TechniqueKind.DNS_FORGED, None, None),           # unknown, outside the control's ASN
-])
+@pytest.mark.parametrize(
+    "answer, kind, fingerprint, country",
+    [
+        ("10.10.34.35", TechniqueKind.DNS_BOGON, "ooni.ir_5", "IR"),  # Iran's national blockpage address
+        ("8.7.198.45", TechniqueKind.DNS_FORGED, "ooni.cn_0", "CN"),  # a published GFW poison answer
+        ("5.9.162.7", TechniqueKind.DNS_FORGED, None, None),  # unknown, outside the control's ASN
+    ],
+)
 def test_forged_system_answer_then_connect_timeout(answer, kind, fingerprint, country):
     doc = _baseline("https")
     tk = doc["test_keys"]
@@ -132,12 +152,15 @@ def test_forged_system_answer_then_connect_timeout(answer, kind, fingerprint, co
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize("failure, kind", [
-    ("connection_refused", TechniqueKind.TCP_REFUSED),
-    ("generic_timeout_error", TechniqueKind.TCP_DROPPED),
-    ("connection_reset", TechniqueKind.TCP_RESET),
-    ("host_unreachable", TechniqueKind.TCP_UNREACHABLE),
-])
+@pytest.mark.parametrize(
+    "failure, kind",
+    [
+        ("connection_refused", TechniqueKind.TCP_REFUSED),
+        ("generic_timeout_error", TechniqueKind.TCP_DROPPED),
+        ("connection_reset", TechniqueKind.TCP_RESET),
+        ("host_unreachable", TechniqueKind.TCP_UNREACHABLE),
+    ],
+)
 def test_connect_failures_where_the_control_connected(failure, kind):
     doc = _baseline("http")
     _fail_connect(doc["test_keys"], failure)
@@ -147,14 +170,17 @@ def test_connect_failures_where_the_control_connected(failure, kind):
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize("failure, kind", [
-    ("connection_reset", TechniqueKind.TLS_RESET),
-    ("generic_timeout_error", TechniqueKind.TLS_DROPPED),
-    ("eof_error", TechniqueKind.TLS_EOF),
-    ("ssl_unknown_authority", TechniqueKind.TLS_MITM),
-    ("ssl_invalid_hostname", TechniqueKind.TLS_MITM),
-    ("ssl_failed_handshake", TechniqueKind.TLS_FAILURE),
-])
+@pytest.mark.parametrize(
+    "failure, kind",
+    [
+        ("connection_reset", TechniqueKind.TLS_RESET),
+        ("generic_timeout_error", TechniqueKind.TLS_DROPPED),
+        ("eof_error", TechniqueKind.TLS_EOF),
+        ("ssl_unknown_authority", TechniqueKind.TLS_MITM),
+        ("ssl_invalid_hostname", TechniqueKind.TLS_MITM),
+        ("ssl_failed_handshake", TechniqueKind.TLS_FAILURE),
+    ],
+)
 def test_tls_failures_where_the_control_handshook(failure, kind):
     doc = _baseline("https")
     tk = doc["test_keys"]
@@ -223,8 +249,10 @@ def test_unfingerprinted_difference_is_http_diff():
 
 @pytest.mark.shared_data
 def test_http_reset_and_stall():
-    for failure, code, kind in (("connection_reset", 0, TechniqueKind.HTTP_RESET),
-                                ("generic_timeout_error", 200, TechniqueKind.HTTP_DROPPED)):
+    for failure, code, kind in (
+        ("connection_reset", 0, TechniqueKind.HTTP_RESET),
+        ("generic_timeout_error", 200, TechniqueKind.HTTP_DROPPED),
+    ):
         doc = _baseline("http")
         transaction = doc["test_keys"]["requests"][0]
         transaction["failure"] = failure
@@ -240,9 +268,17 @@ def test_http_reset_and_stall():
 @pytest.mark.parametrize("probe_bytes, techniques", [(100_000, {TechniqueKind.THROTTLED}), (900_000, set())])
 def test_throughput_against_the_control(probe_bytes, techniques):
     doc = _baseline("https")
-    doc["test_keys"]["x_chokepoint"] = {"throughput": [{
-        "target": doc["input"], "bytes": probe_bytes, "seconds": 1.0, "control_bytes": 1_000_000,
-        "control_seconds": 1.0}]}
+    doc["test_keys"]["x_chokepoint"] = {
+        "throughput": [
+            {
+                "target": doc["input"],
+                "bytes": probe_bytes,
+                "seconds": 1.0,
+                "control_bytes": 1_000_000,
+                "control_seconds": 1.0,
+            }
+        ]
+    }
     result = _run(doc)
     assert _kinds(result) == techniques
     if techniques:
@@ -253,13 +289,23 @@ def test_throughput_against_the_control(probe_bytes, techniques):
 @pytest.mark.shared_data
 def test_residual_block_keeps_its_duration():
     doc = _baseline("https")
-    doc["test_keys"]["x_chokepoint"] = {"residual": [
-        {"target": "93.184.216.34:443", "trigger": "sni=www.example.com", "duration_s": 90,
-         "failure": "connection_reset"},
-        {"target": "93.184.216.34:80", "trigger": "host=www.example.com", "duration_s": 0}]}
+    doc["test_keys"]["x_chokepoint"] = {
+        "residual": [
+            {
+                "target": "93.184.216.34:443",
+                "trigger": "sni=www.example.com",
+                "duration_s": 90,
+                "failure": "connection_reset",
+            },
+            {"target": "93.184.216.34:80", "trigger": "host=www.example.com", "duration_s": 0},
+        ]
+    }
     (technique,) = _run(doc).techniques
     assert (technique.kind, technique.target, technique.duration_s) == (
-        TechniqueKind.RESIDUAL, "93.184.216.34:443", 90.0)
+        TechniqueKind.RESIDUAL,
+        "93.184.216.34:443",
+        90.0,
+    )
     assert technique.to_json()["technique"] == "residual"
 
 
@@ -284,16 +330,27 @@ def test_classification_does_not_mutate_its_input():
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize(("nbytes", "seconds", "control_seconds", "throttled"), [
-    (1 << 20, 10.0, 0.5, True),              # Russia-like: ~840 kbit/s vs ~17 Mbit/s on the control path
-    (64 << 10, 0.0016, 0.0004, False),       # loopback noise: 4x slower, but by a millisecond
-    (16 << 10, 0.95, 0.001, True),           # a 16 kB download at 140 kbit/s: ~0.9 s longer than the control
-])
+@pytest.mark.parametrize(
+    ("nbytes", "seconds", "control_seconds", "throttled"),
+    [
+        (1 << 20, 10.0, 0.5, True),  # Russia-like: ~840 kbit/s vs ~17 Mbit/s on the control path
+        (64 << 10, 0.0016, 0.0004, False),  # loopback noise: 4x slower, but by a millisecond
+        (16 << 10, 0.95, 0.001, True),  # a 16 kB download at 140 kbit/s: ~0.9 s longer than the control
+    ],
+)
 def test_throttling_needs_a_low_ratio_and_a_measurable_delay(nbytes, seconds, control_seconds, throttled):
     """rate < 0.3 x control's, and the download took >= THROTTLE_MIN_EXTRA_S longer than the control's rate
     allows: sub-millisecond transfers on a busy host are noise, not a censor."""
     doc = _baseline("http")
-    doc["test_keys"]["x_chokepoint"] = {"throughput": [
-        {"target": doc["input"], "bytes": nbytes, "seconds": seconds, "control_bytes": nbytes,
-         "control_seconds": control_seconds}]}
+    doc["test_keys"]["x_chokepoint"] = {
+        "throughput": [
+            {
+                "target": doc["input"],
+                "bytes": nbytes,
+                "seconds": seconds,
+                "control_bytes": nbytes,
+                "control_seconds": control_seconds,
+            }
+        ]
+    }
     assert (TechniqueKind.THROTTLED in _kinds(_run(doc))) is throttled

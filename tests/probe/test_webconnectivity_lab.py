@@ -17,19 +17,22 @@ LAB_CONTROL = frozenset({"198.19.0.12"})
 PUBLIC_CONTROL = frozenset({"93.184.216.34"})
 
 
-@pytest.mark.parametrize("answer, control, telling", [
-    ("198.19.0.10", LAB_CONTROL, False),          # the lab's own range (RFC 2544): how the lab resolves
-    ("2001:db8:0:2::10", LAB_CONTROL, False),     # no IPv6 address in the control to compare with
-    ("198.19.0.12", LAB_CONTROL, False),          # the control's own answer
-    ("127.0.0.1", LAB_CONTROL, True),             # loopback always tells (Turkmenistan's forged answer)
-    ("0.0.0.0", LAB_CONTROL, True),
-    ("10.10.34.34", LAB_CONTROL, True),           # another private range (Iran's forged answer)
-    ("192.0.2.1", LAB_CONTROL, True),             # documentation range (the demo/TSG forged answer)
-    ("198.19.0.10", PUBLIC_CONTROL, True),        # on the Internet any bogon answer tells
-    ("2001:db8::1", PUBLIC_CONTROL, True),
-    ("8.7.198.45", LAB_CONTROL, False),           # not a bogon at all (dns-forged decides)
-    ("198.19.0.10", frozenset(), True),           # no control answers: a bogon is suspicious
-])
+@pytest.mark.parametrize(
+    "answer, control, telling",
+    [
+        ("198.19.0.10", LAB_CONTROL, False),  # the lab's own range (RFC 2544): how the lab resolves
+        ("2001:db8:0:2::10", LAB_CONTROL, False),  # no IPv6 address in the control to compare with
+        ("198.19.0.12", LAB_CONTROL, False),  # the control's own answer
+        ("127.0.0.1", LAB_CONTROL, True),  # loopback always tells (Turkmenistan's forged answer)
+        ("0.0.0.0", LAB_CONTROL, True),
+        ("10.10.34.34", LAB_CONTROL, True),  # another private range (Iran's forged answer)
+        ("192.0.2.1", LAB_CONTROL, True),  # documentation range (the demo/TSG forged answer)
+        ("198.19.0.10", PUBLIC_CONTROL, True),  # on the Internet any bogon answer tells
+        ("2001:db8::1", PUBLIC_CONTROL, True),
+        ("8.7.198.45", LAB_CONTROL, False),  # not a bogon at all (dns-forged decides)
+        ("198.19.0.10", frozenset(), True),  # no control answers: a bogon is suspicious
+    ],
+)
 def test_telling_bogon(answer, control, telling):
     assert _telling_bogon(answer, control) is telling
 
@@ -44,7 +47,7 @@ def test_a_specific_blockpage_signature_beats_a_bare_word_false_positive():
     db = fingerprint_db()
     body = _profile_blockpage("pakistan", "pk-http-blockpage")
     first = db.match_http(body, ())
-    assert first.is_false_positive and len(first.fingerprint.pattern) < 12     # e.g. "redirect"
+    assert first.is_false_positive and len(first.fingerprint.pattern) < 12  # e.g. "redirect"
     specific = _more_specific_blockpage(db, body, (), first)
     assert specific is not None and specific.name == "ooni.pk_1" and not specific.is_false_positive
 
@@ -76,7 +79,7 @@ def test_classify_keeps_the_captcha_benign():
     doc = _baseline("http")
     page = asyncio.run(respond(Request("GET", "/", "www.captcha.test", "HTTP/1.1")))
     assert page.status == 503 and b"Checking your browser" in page.body
-    for host in ("captcha.test:80", "notcaptcha.test", "www.example.org"):   # the zone only, port ignored
+    for host in ("captcha.test:80", "notcaptcha.test", "www.example.org"):  # the zone only, port ignored
         other = asyncio.run(respond(Request("GET", "/", host, "HTTP/1.1")))
         assert other.status == (503 if host.startswith("captcha.test") else 200), host
     _replace_body(doc, page.body.decode())

@@ -1,7 +1,7 @@
 """Captures for the profile conformance tests, built from real client bytes.
 
 Application payloads come from real implementations at test time: TLS ClientHellos from Python's ssl
-(OpenSSL, via ``chokepoint.democapture.tls_client_hello``), QUIC Initials from aioquic, DNS queries from
+(OpenSSL, via ``chokepoint.packet.samples.tls_client_hello``), QUIC Initials from aioquic, DNS queries from
 dnspython. Only the TCP/IP framing is built here, with ``chokepoint.packet.build``. A capture is written as a
 pcap and analysed by ``chokepoint.backends.offline.analyze_capture`` (what ``chokepoint analyze`` does); the
 decision packet can also be replayed through the engine to plan the enforcement (``decide``).
@@ -20,19 +20,19 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
 from chokepoint.backends.offline import analyze_capture
-from chokepoint.democapture import tls_client_hello
-from chokepoint.engine import Engine
 from chokepoint.enforce import Plan, Stamper, plan
+from chokepoint.engine import Engine
 from chokepoint.packet import build
 from chokepoint.packet.decode import Decoder
 from chokepoint.packet.pcap import CaptureWriter, Frame
 from chokepoint.packet.record import ACK, FIN, PSH, SYN, Packet
+from chokepoint.packet.samples import tls_client_hello
 from chokepoint.policy.provenance import Example
 
-RAW = 101                      # LINKTYPE_RAW: bare IP packets
-CLIENT = "192.0.2.10"          # inside: lists/emulated-inside.txt holds 192.0.2.0/24 (RFC 5737 TEST-NET-1)
-SERVER = "203.0.113.10"        # outside (RFC 5737 TEST-NET-3)
-DAY = 1_717_372_800.0          # 2024-06-03 00:00:00 UTC: the day every capture happens on
+RAW = 101  # LINKTYPE_RAW: bare IP packets
+CLIENT = "192.0.2.10"  # inside: lists/emulated-inside.txt holds 192.0.2.0/24 (RFC 5737 TEST-NET-1)
+SERVER = "203.0.113.10"  # outside (RFC 5737 TEST-NET-3)
+DAY = 1_717_372_800.0  # 2024-06-03 00:00:00 UTC: the day every capture happens on
 DEFAULT_PORT = {"dns": 53, "tls": 443, "http": 80, "quic": 443}
 #: TCP options on data segments when an example asks for them: NOP, NOP, timestamps (RFC 7323): 12 bytes,
 #: a 32-byte header, as Linux sends by default.
@@ -68,21 +68,31 @@ def split_tls_records(hello: bytes) -> bytes:
     body = hello[5:]
     cut = len(body) // 2
     head = hello[:3]
-    return (head + cut.to_bytes(2, "big") + body[:cut] + head + (len(body) - cut).to_bytes(2, "big") + body[cut:])
+    return head + cut.to_bytes(2, "big") + body[:cut] + head + (len(body) - cut).to_bytes(2, "big") + body[cut:]
 
 
 def cut(data: bytes, pieces: int) -> list[bytes]:
     """``data`` in ``pieces`` nearly equal, non-empty parts."""
     pieces = max(1, min(pieces, len(data)))
     step = -(-len(data) // pieces)
-    return [data[i:i + step] for i in range(0, len(data), step)]
+    return [data[i : i + step] for i in range(0, len(data), step)]
 
 
 # -------------------------------------------------------------------------------------------------- framing
 
 
-def tcp_flow(client: str, server: str, cport: int, sport: int, c2s: Sequence[bytes], t0: float, *,
-             options: bytes = b"", s2c: Sequence[bytes] = (), step: float = 0.01) -> Packets:
+def tcp_flow(
+    client: str,
+    server: str,
+    cport: int,
+    sport: int,
+    c2s: Sequence[bytes],
+    t0: float,
+    *,
+    options: bytes = b"",
+    s2c: Sequence[bytes] = (),
+    step: float = 0.01,
+) -> Packets:
     """Handshake (SYN with MSS), the client's data segments (each acknowledged by the server; ``options`` on
     every segment after the SYN), then the server's data, then a FIN from the client."""
     out: Packets = []
@@ -109,8 +119,16 @@ def tcp_flow(client: str, server: str, cport: int, sport: int, c2s: Sequence[byt
     return out
 
 
-def udp_flow(client: str, server: str, cport: int, sport: int, c2s: Sequence[bytes], t0: float,
-             s2c: Sequence[bytes] = (), step: float = 0.01) -> Packets:
+def udp_flow(
+    client: str,
+    server: str,
+    cport: int,
+    sport: int,
+    c2s: Sequence[bytes],
+    t0: float,
+    s2c: Sequence[bytes] = (),
+    step: float = 0.01,
+) -> Packets:
     segment = build.ipv6_udp if ":" in client else build.ipv4_udp
     out = [(t0 + i * step, segment(client, server, cport, sport, d)) for i, d in enumerate(c2s)]
     out += [(t0 + (len(c2s) + i) * step, segment(server, client, sport, cport, d)) for i, d in enumerate(s2c)]
@@ -135,13 +153,13 @@ def example_packets(ex: Example, profile: Any, *, seed: int = 0, client_port: in
     port = ex.port or DEFAULT_PORT.get(ex.protocol, 443)
     cport = client_port or ex.client_port or rng.randint(40000, 60000)
     t0 = start_time(ex.local_time, profile.meta.utc_offset_s)
-    if ex.duration_s and ex.protocol in ("tcp", "udp"):   # a sustained sender: chunks at send_kbps
+    if ex.duration_s and ex.protocol in ("tcp", "udp"):  # a sustained sender: chunks at send_kbps
         size = ex.payload_random or len(ex.payloads[0])
         interval = size * 8 / (ex.send_kbps * 1000)
         chunks = [rng.randbytes(size) for _ in range(max(1, int(ex.duration_s / interval)))]
         if ex.protocol == "udp":
             return udp_flow(client, server, cport, port, chunks, t0, step=interval)
-        return tcp_flow(client, server, cport, port, chunks, t0, step=interval / 2)   # data + the server's ACK
+        return tcp_flow(client, server, cport, port, chunks, t0, step=interval / 2)  # data + the server's ACK
     if ex.protocol == "dns":
         return udp_flow(client, server, cport, port, [dns_query(ex.target, rng.randint(1, 0xFFFF))], t0)
     if ex.protocol == "quic":
@@ -171,8 +189,9 @@ def write_capture(path: Path, packets: Iterable[tuple[float, bytes]]) -> Path:
     return path
 
 
-def analyze(profile: Any, packets: Iterable[tuple[float, bytes]], tmp_path: Path, name: str = "capture"
-            ) -> list[dict[str, Any]]:
+def analyze(
+    profile: Any, packets: Iterable[tuple[float, bytes]], tmp_path: Path, name: str = "capture"
+) -> list[dict[str, Any]]:
     """EVE flow records of ``packets`` analysed with ``profile`` (the offline backend, as the CLI runs it)."""
     result = analyze_capture(str(write_capture(tmp_path / f"{name}.pcap", packets)), profile)
     assert not result.truncated and result.error is None
@@ -202,18 +221,28 @@ class Decision:
         return self.flow.verdict
 
     def plan(self, personality: Any, *, seed: int = 1, mode: str = "inline") -> Plan:
-        return plan(self.verdict, self.flow, self.pkt, self.raw, self.direction, personality,
-                    Stamper(random.Random(seed)), self.pkt.ts, mode=mode)
+        return plan(
+            self.verdict,
+            self.flow,
+            self.pkt,
+            self.raw,
+            self.direction,
+            personality,
+            Stamper(random.Random(seed)),
+            self.pkt.ts,
+            mode=mode,
+        )
 
 
-def decide(profile: Any, packets: Iterable[tuple[float, bytes]], *, rng: random.Random | None = None
-           ) -> Decision | None:
+def decide(
+    profile: Any, packets: Iterable[tuple[float, bytes]], *, rng: random.Random | None = None
+) -> Decision | None:
     """Run ``packets`` through a fresh engine; the first terminal decision, or None."""
     decoder = Decoder.from_settings(profile.engine)
     engine = Engine(profile, rng=rng)
     for index, (ts, raw) in enumerate(sorted(packets, key=lambda p: p[0]), 1):
         pkt = decoder.decode(Frame(ts, RAW, raw, len(raw), index))
-        if pkt is None:   # an IP fragment held for reassembly (or dropped by the fragment limit)
+        if pkt is None:  # an IP fragment held for reassembly (or dropped by the fragment limit)
             continue
         step = engine.step(pkt)
         if step.decided_now:
@@ -321,7 +350,16 @@ def protect_initials(hello: bytes, dcid: bytes, scid: bytes, pieces: int = 1, ve
         frame = b"\x06" + (0x80000000 | offset).to_bytes(4, "big") + (0x4000 | len(chunk)).to_bytes(2, "big") + chunk
         offset += len(chunk)
         length = 2 + len(frame) + 16
-        header = (bytes([0xC0 | type_bits | 0x01]) + version.to_bytes(4, "big") + bytes([len(dcid)]) + dcid
-                  + bytes([len(scid)]) + scid + b"\x00" + (0x4000 | length).to_bytes(2, "big") + pn.to_bytes(2, "big"))
+        header = (
+            bytes([0xC0 | type_bits | 0x01])
+            + version.to_bytes(4, "big")
+            + bytes([len(dcid)])
+            + dcid
+            + bytes([len(scid)])
+            + scid
+            + b"\x00"
+            + (0x4000 | length).to_bytes(2, "big")
+            + pn.to_bytes(2, "big")
+        )
         out.append(pair.encrypt_packet(header, frame, pn))
     return out

@@ -3,12 +3,19 @@ fingerprint (Citizen Lab, Bad Traffic: IP ID 13330, window 32120) on every injec
 
 from __future__ import annotations
 
-from chokepoint.democapture import tls_client_hello
 from chokepoint.packet.record import ACK, FIN, RST
+from chokepoint.packet.samples import tls_client_hello
 from chokepoint.policy.profile import load_profile
-
 from tests.profiles._scenarios import (
-    CLIENT, SERVER, decide, dns_query, fingerprint_patterns, http_request, read, tcp_flow, udp_flow,
+    CLIENT,
+    SERVER,
+    decide,
+    dns_query,
+    fingerprint_patterns,
+    http_request,
+    read,
+    tcp_flow,
+    udp_flow,
 )
 
 PROFILE = load_profile("belarus-2020")
@@ -27,7 +34,7 @@ def test_redirect_to_the_isp_notice_closed_with_fin() -> None:
     to_client = [read(i.packet) for i in plan.injections if i.to == "client"]
     response = b"".join(p.payload for p in to_client)
     assert response.startswith(b"HTTP/1.1 302 ")
-    location = fingerprint_patterns("http", "ooni.by_0")          # https://www.a1.by/mininfo/ (prefix)
+    location = fingerprint_patterns("http", "ooni.by_0")  # https://www.a1.by/mininfo/ (prefix)
     assert f"Location: {location}".encode() in response
     assert to_client[-1].tcp_flags & FIN and to_client[-1].tcp_flags & ACK
     assert all((p.ip_id, p.window) == (13330, 32120) for p in to_client)

@@ -14,10 +14,10 @@ from pathlib import Path
 import dns.message
 import pytest
 
-from chokepoint.democapture import tls_client_hello
 from chokepoint.dissect.dns import parse_message
 from chokepoint.dissect.errors import DissectError
 from chokepoint.dissect.tls import ClientHello, parse_client_hello_records
+from chokepoint.packet.samples import tls_client_hello
 from chokepoint.policy.input import MatchInput
 from chokepoint.policy.profile import load_profile
 from chokepoint.policy.verdict import Action
@@ -26,24 +26,57 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 
 def tls_flow(hello: ClientHello, **extra) -> MatchInput:
-    return MatchInput(transport="tcp", client_ip="192.0.2.10", server_ip="203.0.113.10", client_port=50123,
-                      server_port=extra.pop("server_port", 443), direction="c2s", packet_index_in_flow=4,
-                      app_proto="tls", tls_sni=hello.sni, ja3=hello.ja3_hash, ja4=hello.ja4,
-                      tls_alpn=tuple(hello.alpn), tls_ech=hello.has_ech, tls_esni=hello.has_esni,
-                      tls_record_fragmented=hello.record_count > 1, **extra)
+    return MatchInput(
+        transport="tcp",
+        client_ip="192.0.2.10",
+        server_ip="203.0.113.10",
+        client_port=50123,
+        server_port=extra.pop("server_port", 443),
+        direction="c2s",
+        packet_index_in_flow=4,
+        app_proto="tls",
+        tls_sni=hello.sni,
+        ja3=hello.ja3_hash,
+        ja4=hello.ja4,
+        tls_alpn=tuple(hello.alpn),
+        tls_ech=hello.has_ech,
+        tls_esni=hello.has_esni,
+        tls_record_fragmented=hello.record_count > 1,
+        **extra,
+    )
 
 
 def dns_flow(name: str) -> MatchInput:
     msg = parse_message(dns.message.make_query(name, "A", id=4242).to_wire())
-    return MatchInput(transport="udp", client_ip="192.0.2.10", server_ip="192.0.2.53", client_port=53000,
-                      server_port=53, direction="c2s", packet_index_in_flow=1, app_proto="dns",
-                      dns_qname=msg.qname, dns_qtype=msg.qtype)
+    return MatchInput(
+        transport="udp",
+        client_ip="192.0.2.10",
+        server_ip="192.0.2.53",
+        client_port=53000,
+        server_port=53,
+        direction="c2s",
+        packet_index_in_flow=1,
+        app_proto="dns",
+        dns_qname=msg.qname,
+        dns_qtype=msg.qtype,
+    )
 
 
 def http_flow(host: str, path: str, query: str | None = None) -> MatchInput:
-    return MatchInput(transport="tcp", client_ip="192.0.2.10", server_ip="203.0.113.20", client_port=50200,
-                      server_port=80, direction="c2s", packet_index_in_flow=4, app_proto="http",
-                      http_host=host, http_method="GET", http_path=path, http_query=query)
+    return MatchInput(
+        transport="tcp",
+        client_ip="192.0.2.10",
+        server_ip="203.0.113.20",
+        client_port=50200,
+        server_port=80,
+        direction="c2s",
+        packet_index_in_flow=4,
+        app_proto="http",
+        http_host=host,
+        http_method="GET",
+        http_path=path,
+        http_query=query,
+    )
 
 
 def verdicts(profile_name: str, inp: MatchInput) -> list[tuple[str, str]]:
@@ -70,12 +103,18 @@ def test_profile_loads_and_cites_everything(name: str) -> None:
 
 def test_gfw_resets_blocked_sni_with_the_type_ii_injector() -> None:
     hello = parse_client_hello_records(tls_client_hello("www.google.com"))
-    (verdict,) = load_profile("gfw").policy.evaluate(tls_flow(hello, server_port=8443))   # any TCP port
+    (verdict,) = load_profile("gfw").policy.evaluate(tls_flow(hello, server_port=8443))  # any TCP port
     assert (verdict.action, verdict.rule_id) == (Action.RESET, "gfw-sni-reset")
-    assert dict(verdict.params) == {"count": 3, "flags": "RA", "targets": "both", "residual_s": 180,
-                                    "residual_scope": "3-tuple"}
-    assert ("tls.sni", "www.google.com", "gfw_domains: google.com") in \
-        [(e.field, e.value, e.matched) for e in verdict.evidence]
+    assert dict(verdict.params) == {
+        "count": 3,
+        "flags": "RA",
+        "targets": "both",
+        "residual_s": 180,
+        "residual_scope": "3-tuple",
+    }
+    assert ("tls.sni", "www.google.com", "gfw_domains: google.com") in [
+        (e.field, e.value, e.matched) for e in verdict.evidence
+    ]
     assert "IEEE S&P 2025" in verdict.cite
 
 
@@ -98,15 +137,24 @@ def test_gfw_http_host_and_keyword_resets() -> None:
     assert verdicts("gfw", http_flow("news.example", "/", "q=falun")) == [("reset", "gfw-http-keyword-reset")]
     # "search"-conditional keywords need the word search too (the entries are examples)
     assert verdicts("gfw", http_flow("news.example", "/", "q=tiananmen")) == []
-    assert verdicts("gfw", http_flow("news.example", "/search", "q=tiananmen")) == \
-        [("reset", "gfw-http-search-keyword-reset")]
+    assert verdicts("gfw", http_flow("news.example", "/search", "q=tiananmen")) == [
+        ("reset", "gfw-http-search-keyword-reset")
+    ]
     (verdict,) = load_profile("gfw").policy.evaluate(http_flow("a.example", "/x", "q=falun"))
     assert verdict.param("probability") == 0.75 and verdict.param("residual_s") == 90
 
 
 def test_gfw_drops_fully_encrypted_first_packets_probabilistically() -> None:
-    inp = MatchInput(transport="tcp", client_ip="192.0.2.10", server_ip="203.0.113.30", client_port=50300,
-                     server_port=8388, direction="c2s", packet_index_in_flow=4, fully_encrypted=True)
+    inp = MatchInput(
+        transport="tcp",
+        client_ip="192.0.2.10",
+        server_ip="203.0.113.30",
+        client_port=50300,
+        server_port=8388,
+        direction="c2s",
+        packet_index_in_flow=4,
+        fully_encrypted=True,
+    )
     (verdict,) = load_profile("gfw").policy.evaluate(inp)
     assert (verdict.action, verdict.rule_id) == (Action.DROP, "gfw-fet-drop")
     assert verdict.param("probability") == 0.26 and verdict.param("residual_s") == 180
@@ -123,7 +171,7 @@ def _tcp_payloads(path: Path) -> Iterator[bytes]:
     pos = 24
     while pos + 16 <= len(data):
         incl = struct.unpack_from("<I", data, pos + 8)[0]
-        frame = data[pos + 16:pos + 16 + incl]
+        frame = data[pos + 16 : pos + 16 + incl]
         pos += 16 + incl
         ethertype, off = struct.unpack_from("!H", frame, 12)[0], 14
         if ethertype == 0x0800 and frame[off + 9] == 6:
@@ -132,7 +180,7 @@ def _tcp_payloads(path: Path) -> Iterator[bytes]:
             ip_end = off + 40
         else:
             continue
-        yield frame[ip_end + (frame[ip_end + 12] >> 4) * 4:]
+        yield frame[ip_end + (frame[ip_end + 12] >> 4) * 4 :]
 
 
 def test_gfw_drops_a_real_esni_client_hello() -> None:
@@ -161,17 +209,33 @@ def test_demo_blocks_the_demo_name_everywhere_and_logs_tunnels() -> None:
     assert verdicts("demo", tls_flow(hello)) == [("reset", "demo-sni-reset")]
     assert verdicts("demo", dns_flow("example-blocked.test")) == [("dns-forge", "demo-dns-forge")]
     assert verdicts("demo", http_flow("example-blocked.test", "/")) == [("blockpage", "demo-http-host-blockpage")]
-    assert verdicts("demo", http_flow("www.example.org", "/search", "q=forbidden-keyword")) == \
-        [("reset", "demo-http-keyword-reset")]
+    assert verdicts("demo", http_flow("www.example.org", "/search", "q=forbidden-keyword")) == [
+        ("reset", "demo-http-keyword-reset")
+    ]
     assert verdicts("demo", http_flow("www.example.org", "/index.html")) == []
-    quic = MatchInput(transport="udp", client_ip="192.0.2.10", server_ip="203.0.113.10", client_port=50400,
-                      server_port=443, direction="c2s", app_proto="quic", quic_sni="example-blocked.test",
-                      quic_version=1)
+    quic = MatchInput(
+        transport="udp",
+        client_ip="192.0.2.10",
+        server_ip="203.0.113.10",
+        client_port=50400,
+        server_port=443,
+        direction="c2s",
+        app_proto="quic",
+        quic_sni="example-blocked.test",
+        quic_version=1,
+    )
     assert verdicts("demo", quic) == [("drop", "demo-quic-drop")]
     other = parse_client_hello_records(tls_client_hello("cdn.example.net"))
     blocked_net = tls_flow(other)
     blocked_net.server_ip = "198.51.100.7"
     assert verdicts("demo", blocked_net) == [("drop", "demo-net-drop")]
-    ssh = MatchInput(transport="tcp", client_ip="192.0.2.10", server_ip="203.0.113.22", client_port=50500,
-                     server_port=22, direction="c2s", app_proto="ssh")
+    ssh = MatchInput(
+        transport="tcp",
+        client_ip="192.0.2.10",
+        server_ip="203.0.113.22",
+        client_port=50500,
+        server_port=22,
+        direction="c2s",
+        app_proto="ssh",
+    )
     assert verdicts("demo", ssh) == [("log", "demo-log-tunnel")]

@@ -10,13 +10,25 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from chokepoint import profiles_doc
-from chokepoint.cli import app
+from chokepoint.cli import app, profiles_doc
 from chokepoint.policy.describe import describe
 from chokepoint.policy.profile import BUNDLED_DIR, list_profiles, load_profile
 
-REQUIRED = ("gfw-2023", "gfw-2025", "henan", "iran", "russia-tspu", "turkmenistan", "kazakhstan-2019", "myanmar",
-            "tsg", "pakistan", "belarus-2020", "gfw", "demo")
+REQUIRED = (
+    "gfw-2023",
+    "gfw-2025",
+    "henan",
+    "iran",
+    "russia-tspu",
+    "turkmenistan",
+    "kazakhstan-2019",
+    "myanmar",
+    "tsg",
+    "pakistan",
+    "belarus-2020",
+    "gfw",
+    "demo",
+)
 runner = CliRunner()
 
 
@@ -41,7 +53,7 @@ def test_country_profiles_have_a_personality_a_clock_and_state_their_doubts(name
     assert profile.meta.timezone or profile.meta.country == "XX"
     d = describe(profile)
     assert d["uncertainties"], "every country profile says what is not verified"
-    if name != "kazakhstan-2019":   # interception has no injected packets: no personality to cite
+    if name != "kazakhstan-2019":  # interception has no injected packets: no personality to cite
         assert profile.knobs
 
 
@@ -93,9 +105,10 @@ def test_profiles_show_unknown_name_fails_cleanly() -> None:
 
 def test_docs_profiles_md_is_current() -> None:
     doc = profiles_doc.DOC
-    assert doc.is_file(), "generate it: python -m chokepoint.profiles_doc --write"
-    assert doc.read_text(encoding="utf-8") == profiles_doc.render(), \
-        "docs/profiles.md is stale: python -m chokepoint.profiles_doc --write"
+    assert doc.is_file(), "generate it: python -m chokepoint.cli.profiles_doc --write"
+    assert doc.read_text(encoding="utf-8") == profiles_doc.render(), (
+        "docs/profiles.md is stale: python -m chokepoint.cli.profiles_doc --write"
+    )
     assert profiles_doc.main(["--check"]) == 0
     text = doc.read_text(encoding="utf-8")
     for name in list_profiles():

@@ -11,7 +11,6 @@ import pytest
 
 from chokepoint.policy.profile import list_profiles, load_profile
 from chokepoint.policy.provenance import Example
-
 from tests.profiles._scenarios import analyze, example_packets, outcome
 
 CASES = [(name, ex.id) for name in list_profiles() for ex in load_profile(name).examples]
@@ -33,11 +32,17 @@ def test_every_blocking_rule_has_a_blocked_example() -> None:
     """Each documented behaviour is reproduced by at least one example (a rule without one would be untested
     here; those are covered by the per-profile conformance tests instead and listed below)."""
     covered_elsewhere = {
-        ("gfw", "gfw-esni-drop"), ("gfw", "gfw-http-host-reset"), ("gfw", "gfw-http-keyword-reset"),
-        ("gfw", "gfw-http-search-keyword-reset"), ("gfw", "gfw-fet-drop"),
-        ("gfw-2023", "gfw-esni-drop"), ("gfw-2023", "gfw-http-search-keyword-reset"),
-        ("gfw-2025", "gfw-http-host-reset"), ("gfw-2025", "gfw-http-search-keyword-reset"),
-        ("russia-tspu", "tspu-ech-drop"), ("russia-tspu", "tspu-ip-drop"),
+        ("gfw", "gfw-esni-drop"),
+        ("gfw", "gfw-http-host-reset"),
+        ("gfw", "gfw-http-keyword-reset"),
+        ("gfw", "gfw-http-search-keyword-reset"),
+        ("gfw", "gfw-fet-drop"),
+        ("gfw-2023", "gfw-esni-drop"),
+        ("gfw-2023", "gfw-http-search-keyword-reset"),
+        ("gfw-2025", "gfw-http-host-reset"),
+        ("gfw-2025", "gfw-http-search-keyword-reset"),
+        ("russia-tspu", "tspu-ech-drop"),
+        ("russia-tspu", "tspu-ip-drop"),
         ("myanmar", "mm-vpn-tcp-reset"),
     }
     for name in list_profiles():
@@ -51,7 +56,7 @@ def test_every_blocking_rule_has_a_blocked_example() -> None:
 @pytest.mark.parametrize(("name", "ident"), CASES)
 def test_example_reproduces_offline(name: str, ident: str, tmp_path: Path) -> None:
     ex = _example(name, ident)
-    profile = load_profile(name, params=dict(ex.params))   # an example's overrides (e.g. a shorter delay)
+    profile = load_profile(name, params=dict(ex.params))  # an example's overrides (e.g. a shorter delay)
     rule = profile.policy.rule(ex.rule) if ex.rule else None
     probability = rule.params and dict(rule.params).get("probability", 1.0) if rule else 1.0
     if ex.outcome == "blocked" and probability and probability < 1.0:
@@ -63,7 +68,7 @@ def test_example_reproduces_offline(name: str, ident: str, tmp_path: Path) -> No
         assert (verdict, rule_id) == (ex.action, ex.rule), record["chokepoint"]
     else:
         assert (verdict, rule_id) == ("allow", None), record["chokepoint"]
-        if ex.rule:   # a log rule marks the flow
+        if ex.rule:  # a log rule marks the flow
             assert ex.rule in logs, record["chokepoint"]
 
 

@@ -16,12 +16,11 @@ from collections.abc import Iterator
 
 from chokepoint.dissect.fet import classify_first_packet
 from chokepoint.policy.profile import load_profile
-
 from tests.profiles import fet_oracle
-from tests.profiles._scenarios import AlwaysRng, CLIENT, SERVER, tcp_flow
+from tests.profiles._scenarios import CLIENT, SERVER, AlwaysRng, tcp_flow
 
 RANDOM_PAYLOADS = 50_000
-CRAFTED_PER_KIND = 6_250          # 8 kinds: 50,000 crafted payloads
+CRAFTED_PER_KIND = 6_250  # 8 kinds: 50,000 crafted payloads
 NON_PRINTABLE = [b for b in range(256) if not 0x20 <= b <= 0x7E]
 PRINTABLE = list(range(0x20, 0x7F))
 BY_POPCOUNT = {k: [b for b in NON_PRINTABLE if bin(b).count("1") == k] for k in range(9)}
@@ -31,7 +30,7 @@ def _with_popcount(rng: random.Random, n: int, ones: int) -> bytes:
     """``n`` non-printable bytes with exactly ``ones`` set bits in total (0 <= ones <= 8n): per-byte bit
     counts drawn binomially around the target average, then nudged one bit at a time to the exact total."""
     p = ones / (8 * n)
-    weights = [math.comb(8, k) * p ** k * (1 - p) ** (8 - k) for k in range(9)]
+    weights = [math.comb(8, k) * p**k * (1 - p) ** (8 - k) for k in range(9)]
     counts = rng.choices(range(9), weights=weights, k=n)
     missing = ones - sum(counts)
     while missing:
@@ -55,7 +54,7 @@ def _printable(rng: random.Random, n: int) -> bytes:
 
 
 def popcount_boundaries(rng: random.Random) -> bytes:
-    n = 5 * rng.randint(1, 300)                          # 3.4 n and 4.6 n are whole numbers of bits
+    n = 5 * rng.randint(1, 300)  # 3.4 n and 4.6 n are whole numbers of bits
     bound = rng.choice((17, 23)) * n // 5
     return _with_popcount(rng, n, bound + rng.randint(-2, 2))
 
@@ -74,7 +73,7 @@ def printable_half(rng: random.Random) -> bytes:
     n = 2 * rng.randint(5, 700)
     wanted = n // 2 + rng.choice((-1, 0, 1))
     data = _non_printable(rng, n)
-    slots = [i for i in range(1, n) if i % 20]           # never 20 printable in a row, never at byte 0
+    slots = [i for i in range(1, n) if i % 20]  # never 20 printable in a row, never at byte 0
     chosen = rng.sample(slots, min(wanted, len(slots)))
     for i, value in zip(chosen, _printable(rng, len(chosen))):
         data[i] = value
@@ -86,13 +85,32 @@ def printable_run(rng: random.Random) -> bytes:
     data = _non_printable(rng, n)
     length = rng.choice((19, 20, 21, 22))
     start = rng.randint(1, n - length)
-    data[start:start + length] = _printable(rng, length)
+    data[start : start + length] = _printable(rng, length)
     return bytes(data)
 
 
-PREFIXES = [bytes([0x16, 0x03, v]) for v in range(0x10)] + [bytes([0x17, 0x03, v]) for v in range(0x10)] + [
-    b"\x15\x03\x01", b"\x16\x03\x10", b"\x17\x03\x11", b"\x16\x02\x01", b"\x14\x03\x03", b"\x16\x03",
-    b"GET ", b"PUT ", b"POST ", b"HEAD ", b"GET", b"POST", b"DELETE ", b"get ", b"CONNECT ", b"OPTIONS "]
+PREFIXES = (
+    [bytes([0x16, 0x03, v]) for v in range(0x10)]
+    + [bytes([0x17, 0x03, v]) for v in range(0x10)]
+    + [
+        b"\x15\x03\x01",
+        b"\x16\x03\x10",
+        b"\x17\x03\x11",
+        b"\x16\x02\x01",
+        b"\x14\x03\x03",
+        b"\x16\x03",
+        b"GET ",
+        b"PUT ",
+        b"POST ",
+        b"HEAD ",
+        b"GET",
+        b"POST",
+        b"DELETE ",
+        b"get ",
+        b"CONNECT ",
+        b"OPTIONS ",
+    ]
+)
 
 
 def protocol_start(rng: random.Random) -> bytes:
@@ -112,8 +130,16 @@ def short(rng: random.Random) -> bytes:
     return rng.randbytes(rng.randint(1, 10))
 
 
-CRAFTED = (popcount_boundaries, popcount_middle, printable_prefix, printable_half, printable_run,
-           protocol_start, mixed, short)
+CRAFTED = (
+    popcount_boundaries,
+    popcount_middle,
+    printable_prefix,
+    printable_half,
+    printable_run,
+    protocol_start,
+    mixed,
+    short,
+)
 
 
 def corpus(seed: int = 2023) -> Iterator[tuple[str, bytes]]:
@@ -148,11 +174,11 @@ def test_engine_fet_test_agrees_with_the_oracle_on_100k_payloads() -> None:
 
 def test_the_oracle_reads_the_paper_boundaries() -> None:
     """Hand-made cases of the paper's thresholds (the oracle itself can be wrong too)."""
-    seventeen_bits = bytes([0x07, 0x07, 0x07, 0x0F, 0x0F])       # 3+3+3+4+4 = 17 bits in 5 bytes: exactly 3.4
+    seventeen_bits = bytes([0x07, 0x07, 0x07, 0x0F, 0x0F])  # 3+3+3+4+4 = 17 bits in 5 bytes: exactly 3.4
     assert fet_oracle.exemptions(seventeen_bits) == ("ex1",)
-    eighteen_bits = bytes([0x07, 0x07, 0x0F, 0x0F, 0x0F])        # 3.6: none of the printable rules apply
+    eighteen_bits = bytes([0x07, 0x07, 0x0F, 0x0F, 0x0F])  # 3.6: none of the printable rules apply
     assert fet_oracle.exemptions(eighteen_bits) == ()
-    assert fet_oracle.exemptions(bytes([0x1F, 0x1F, 0x1F, 0x1F, 0xFF])) == ("ex1",)   # 5+5+5+5+8 = 28 bits: 5.6
+    assert fet_oracle.exemptions(bytes([0x1F, 0x1F, 0x1F, 0x1F, 0xFF])) == ("ex1",)  # 5+5+5+5+8 = 28 bits: 5.6
     assert "ex2" in fet_oracle.exemptions(b"abcdef" + bytes([0x8F] * 40))
     assert "ex2" not in fet_oracle.exemptions(b"abcde" + bytes([0x8F] * 40))
     assert "ex4" in fet_oracle.exemptions(bytes([0x8F] * 30) + b"a" * 21 + bytes([0x8F] * 30))

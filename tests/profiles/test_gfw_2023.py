@@ -11,14 +11,24 @@ import dns.flags
 import dns.message
 import pytest
 
-from chokepoint.democapture import tls_client_hello
 from chokepoint.packet.record import ACK, RST
+from chokepoint.packet.samples import tls_client_hello
 from chokepoint.policy.profile import load_profile
 from chokepoint.policy.verdict import Action
-
 from tests.profiles._scenarios import (
-    CLIENT, SERVER, AlwaysRng, analyze, client_hellos, decide, dns_query, http_request, outcome, read, tcp_flow,
-    tsg_generated, udp_flow,
+    CLIENT,
+    SERVER,
+    AlwaysRng,
+    analyze,
+    client_hellos,
+    decide,
+    dns_query,
+    http_request,
+    outcome,
+    read,
+    tcp_flow,
+    tsg_generated,
+    udp_flow,
 )
 
 PROFILE = load_profile("gfw-2023")
@@ -52,10 +62,13 @@ def test_sni_reset_injects_three_identical_type_ii_rst_acks_to_each_end() -> Non
     assert not plan.drop_trigger, "an on-path injector: the ClientHello still reaches the server"
 
 
-@pytest.mark.parametrize(("name", "count", "flags", "df", "ip_id", "ttl"), [
-    ("gfw-type-i", 1, RST, False, (0, 0), (55, 118)),
-    ("gfw-type-iii", 1, RST | ACK, True, None, (255, 255)),
-])
+@pytest.mark.parametrize(
+    ("name", "count", "flags", "df", "ip_id", "ttl"),
+    [
+        ("gfw-type-i", 1, RST, False, (0, 0), (55, 118)),
+        ("gfw-type-iii", 1, RST | ACK, True, None, (255, 255)),
+    ],
+)
 def test_the_other_observed_injectors(name, count, flags, df, ip_id, ttl) -> None:
     """Types I and III reset the same connections beside type II (the personality's ``parallel`` injectors)
     and produce their table rows: after type II's three copies, each sends its own RSTs to each end."""
@@ -65,7 +78,7 @@ def test_the_other_observed_injectors(name, count, flags, df, ip_id, ttl) -> Non
     plan = decision.plan(PROFILE.personality, seed=5)
     after_type_ii = list(plan.injections[6:])
     first = next(k for k, p in enumerate(PROFILE.personality.parallel) if p.name == name)
-    mine = after_type_ii[2 * count * first: 2 * count * (first + 1)]
+    mine = after_type_ii[2 * count * first : 2 * count * (first + 1)]
     to_client = [read(i.packet) for i in mine if i.to == "client"]
     assert len(to_client) == count and len(mine) == 2 * count
     for pkt in to_client:
@@ -92,7 +105,7 @@ def test_dns_injection_answers_from_the_forged_pool_with_injector_2_flags() -> N
     decision = decide(PROFILE, udp_flow(CLIENT, "198.51.100.53", 53000, 53, [query], 1000.0))
     assert decision.verdict.action is Action.DNS_FORGE
     plan = decision.plan(PROFILE.personality)
-    injection, *others = plan.injections    # Injectors 1 and 3 answer after it (the personality's parallel list)
+    injection, *others = plan.injections  # Injectors 1 and 3 answer after it (the personality's parallel list)
     assert [o.injector for o in others] == ["gfw-dns-1", "gfw-dns-3"]
     assert [int.from_bytes(read(o.packet).payload[2:4], "big") for o in others] == [0x8580, 0x8400]
     assert injection.to == "client" and not plan.drop_trigger and not injection.injector
@@ -100,7 +113,7 @@ def test_dns_injection_answers_from_the_forged_pool_with_injector_2_flags() -> N
     assert (pkt.sport, pkt.dport) == (53, 53000)
     payload = pkt.payload
     assert int.from_bytes(payload[2:4], "big") == 0x8180
-    assert payload[len(query):len(query) + 2] == b"\xc0\x0c", "the answer name points at the question"
+    assert payload[len(query) : len(query) + 2] == b"\xc0\x0c", "the answer name points at the question"
     answer = dns.message.from_wire(payload)
     assert answer.id == 0x4242 and answer.flags & dns.flags.QR
     (rrset,) = answer.answer

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chokepoint.democapture import tls_client_hello
 from chokepoint.packet import build
 from chokepoint.packet.record import ACK, PSH, RST
+from chokepoint.packet.samples import tls_client_hello
 from chokepoint.policy.profile import load_profile
-
 from tests.profiles._scenarios import CLIENT, SERVER, TIMESTAMPS, analyze, cut, decide, outcome, read, tcp_flow
 
 PROFILE = load_profile("henan")

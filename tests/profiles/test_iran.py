@@ -8,11 +8,19 @@ from pathlib import Path
 
 import dns.message
 
-from chokepoint.democapture import tls_client_hello
+from chokepoint.packet.samples import tls_client_hello
 from chokepoint.policy.profile import load_profile
-
 from tests.profiles._scenarios import (
-    CLIENT, SERVER, analyze, decide, dns_query, fingerprint_patterns, http_request, outcome, read, tcp_flow,
+    CLIENT,
+    SERVER,
+    analyze,
+    decide,
+    dns_query,
+    fingerprint_patterns,
+    http_request,
+    outcome,
+    read,
+    tcp_flow,
     udp_flow,
 )
 
@@ -35,18 +43,26 @@ def test_protocol_filter_ports_protocols_and_direction(tmp_path: Path) -> None:
     rng = random.Random(2)
     noise = [rng.randbytes(150), rng.randbytes(150)]
     flows = {
-        41001: tcp_flow(CLIENT, SERVER, 41001, 80, noise, 1.0),                      # watched port
-        41002: tcp_flow(CLIENT, SERVER, 41002, 53, noise, 2.0),                      # watched port
-        41003: tcp_flow(CLIENT, SERVER, 41003, 8443, noise, 3.0),                    # not watched
+        41001: tcp_flow(CLIENT, SERVER, 41001, 80, noise, 1.0),  # watched port
+        41002: tcp_flow(CLIENT, SERVER, 41002, 53, noise, 2.0),  # watched port
+        41003: tcp_flow(CLIENT, SERVER, 41003, 8443, noise, 3.0),  # not watched
         41004: tcp_flow(CLIENT, SERVER, 41004, 443, [tls_client_hello("www.example.org")], 4.0),
         41005: tcp_flow(CLIENT, SERVER, 41005, 443, [http_request("www.example.org")], 5.0),  # HTTP on 443
         41006: tcp_flow(CLIENT, SERVER, 41006, 80, [b"GET / HT", b"TP/1.1\r\nHost: a.example\r\n\r\n"], 6.0),
-        41007: tcp_flow(CLIENT, SERVER, 41007, 53, [len(q := dns_query("www.example.org")).to_bytes(2, "big") + q,
-                                                   rng.randbytes(30)], 7.0),
-        41008: tcp_flow("203.0.113.77", "192.0.2.80", 41008, 443, noise, 8.0),       # entering Iran
-        41009: tcp_flow(CLIENT, SERVER, 41009, 443, [b"GET"], 9.0),                  # one packet only
+        41007: tcp_flow(
+            CLIENT,
+            SERVER,
+            41007,
+            53,
+            [len(q := dns_query("www.example.org")).to_bytes(2, "big") + q, rng.randbytes(30)],
+            7.0,
+        ),
+        41008: tcp_flow("203.0.113.77", "192.0.2.80", 41008, 443, noise, 8.0),  # entering Iran
+        41009: tcp_flow(CLIENT, SERVER, 41009, 443, [b"GET"], 9.0),  # one packet only
     }
-    results = {r["src_port"]: outcome(r)[:2] for r in analyze(PROFILE, [p for f in flows.values() for p in f], tmp_path)}
+    results = {
+        r["src_port"]: outcome(r)[:2] for r in analyze(PROFILE, [p for f in flows.values() for p in f], tmp_path)
+    }
     dropped = ("drop", "iran-protocol-filter")
     assert results[41001] == results[41002] == dropped
     assert all(results[port] == ("allow", None) for port in (41003, 41004, 41005, 41006, 41007, 41008, 41009))
@@ -64,15 +80,16 @@ def test_http_fingerprint_needs_eight_bytes_and_a_method(tmp_path: Path) -> None
 def test_dns_poisoning_matches_ooni_fingerprints() -> None:
     """Forged A answers are 10.10.34.34-36 and AAAA answers d0::11 (OONI ooni.ir_4, ir_5, ir_10dot10_ipv4_1,
     ir_ipv6_1), flags 0x81a0 and no compression pointer (geedge.report)."""
-    known = {fingerprint_patterns("dns", n) for n in ("ooni.ir_4", "ooni.ir_5", "ooni.ir_10dot10_ipv4_1",
-                                                        "ooni.ir_ipv6_1")}
+    known = {
+        fingerprint_patterns("dns", n) for n in ("ooni.ir_4", "ooni.ir_5", "ooni.ir_10dot10_ipv4_1", "ooni.ir_ipv6_1")
+    }
     for qtype, qid in (("A", 7), ("AAAA", 8)):
         query = dns.message.make_query("instagram.com", qtype, id=qid).to_wire()
         decision = decide(PROFILE, udp_flow(CLIENT, "198.51.100.53", 53000 + qid, 53, [query], 1.0))
         (injection,) = decision.plan(PROFILE.personality).injections
         payload = read(injection.packet).payload
         assert int.from_bytes(payload[2:4], "big") == 0x81A0
-        assert b"\xc0\x0c" not in payload[len(query):], "the answer repeats the name in full"
+        assert b"\xc0\x0c" not in payload[len(query) :], "the answer repeats the name in full"
         (rrset,) = dns.message.from_wire(payload).answer
         assert rrset[0].address in known
 
@@ -82,7 +99,7 @@ def test_blockpage_is_the_iframe_page_ooni_fingerprints() -> None:
     plan = decision.plan(PROFILE.personality)
     response = b"".join(read(i.packet).payload for i in plan.injections if i.to == "client")
     assert response.startswith(b"HTTP/1.1 403 ")
-    assert fingerprint_patterns("http", "ooni.ir_0").encode() in response       # 'iframe src="http://10.10'
+    assert fingerprint_patterns("http", "ooni.ir_0").encode() in response  # 'iframe src="http://10.10'
     assert fingerprint_patterns("http", "cl.nat_ir_iframe_forward_ipv4").encode() in response
 
 

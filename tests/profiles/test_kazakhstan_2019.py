@@ -6,19 +6,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chokepoint.democapture import tls_client_hello
+from chokepoint.packet.samples import tls_client_hello
 from chokepoint.policy.profile import load_profile
-
 from tests.profiles._scenarios import CLIENT, SERVER, analyze, decide, outcome, tcp_flow
 
 PROFILE = load_profile("kazakhstan-2019")
 
 
 def test_listed_snis_are_marked_for_interception_exactly(tmp_path: Path) -> None:
-    names = {41000: "www.facebook.com", 41001: "google.com", 41002: "mail.google.com", 41003: "www.google.com",
-             41004: "accounts.google.com", 41005: "facebook.com.example.org", 41006: "www.example.org"}
-    packets = [p for port, name in names.items()
-               for p in tcp_flow(CLIENT, SERVER, port, 443, [tls_client_hello(name)], float(port))]
+    names = {
+        41000: "www.facebook.com",
+        41001: "google.com",
+        41002: "mail.google.com",
+        41003: "www.google.com",
+        41004: "accounts.google.com",
+        41005: "facebook.com.example.org",
+        41006: "www.example.org",
+    }
+    packets = [
+        p
+        for port, name in names.items()
+        for p in tcp_flow(CLIENT, SERVER, port, 443, [tls_client_hello(name)], float(port))
+    ]
     results = {r["src_port"]: outcome(r) for r in analyze(PROFILE, packets, tmp_path)}
     for port in (41000, 41001, 41002, 41003):
         assert results[port] == ("tls-intercept", "kz-tls-intercept", []), names[port]

@@ -9,9 +9,8 @@ import string
 import time
 from pathlib import Path
 
-from chokepoint.democapture import tls_client_hello
+from chokepoint.packet.samples import tls_client_hello
 from chokepoint.policy.profile import BUNDLED_DIR, load_profile
-
 from tests.profiles._scenarios import CLIENT, SERVER, analyze, outcome, tcp_flow
 
 N = 100_000
@@ -35,7 +34,9 @@ def test_gfw_2025_with_a_100k_domain_list(tmp_path: Path) -> None:
     started = time.perf_counter()
     profile = load_profile(str(tmp_path / "gfw-2025.yaml"))
     seconds = time.perf_counter() - started
-    print(f"\nloaded gfw-2025 with {len(profile.policy.lists['gfw_domains'].entries):,} domain entries in {seconds:.2f} s")
+    print(
+        f"\nloaded gfw-2025 with {len(profile.policy.lists['gfw_domains'].entries):,} domain entries in {seconds:.2f} s"
+    )
     assert len(profile.policy.lists["gfw_domains"].entries) >= N
     target = names[N // 2]
     packets = tcp_flow(CLIENT, SERVER, 41000, 443, [tls_client_hello("www." + target)], 1.0)

@@ -8,13 +8,20 @@ from pathlib import Path
 import dns.edns
 import dns.message
 
-from chokepoint.democapture import tls_client_hello
 from chokepoint.packet import build
 from chokepoint.packet.record import ACK, RST
+from chokepoint.packet.samples import tls_client_hello
 from chokepoint.policy.profile import load_profile
-
 from tests.profiles._scenarios import (
-    CLIENT, DAY, SERVER, analyze, decide, outcome, read, start_time, tcp_flow,
+    CLIENT,
+    DAY,
+    SERVER,
+    analyze,
+    decide,
+    outcome,
+    read,
+    start_time,
+    tcp_flow,
 )
 
 PROFILE = load_profile("myanmar")
@@ -23,13 +30,16 @@ HELLO = tls_client_hello("www.example.org")
 
 def test_clock_is_myanmar_time() -> None:
     assert PROFILE.meta.timezone == "UTC+06:30" and PROFILE.meta.utc_offset_s == 6 * 3600 + 1800
-    assert start_time("01:00", PROFILE.meta.utc_offset_s) == DAY + 18 * 3600 + 1800   # 18:30 UTC
+    assert start_time("01:00", PROFILE.meta.utc_offset_s) == DAY + 18 * 3600 + 1800  # 18:30 UTC
 
 
 def test_nightly_shutdown_from_01_00_to_09_00_local(tmp_path: Path) -> None:
     times = {41000: "00:59", 41001: "01:00", 41002: "04:30", 41003: "08:59", 41004: "09:00", 41005: "13:00"}
-    packets = [p for port, hhmm in times.items()
-               for p in tcp_flow(CLIENT, SERVER, port, 443, [HELLO], start_time(hhmm, PROFILE.meta.utc_offset_s))]
+    packets = [
+        p
+        for port, hhmm in times.items()
+        for p in tcp_flow(CLIENT, SERVER, port, 443, [HELLO], start_time(hhmm, PROFILE.meta.utc_offset_s))
+    ]
     results = {r["src_port"]: outcome(r)[:2] for r in analyze(PROFILE, packets, tmp_path)}
     shut = ("drop", "mm-nightly-shutdown")
     assert results[41001] == results[41002] == results[41003] == shut
@@ -43,8 +53,9 @@ def test_openvpn_over_tcp_gets_one_rst_ack_with_df() -> None:
     answer = bytes([0x40]) + server_sid + b"\x01" + b"\x00" * 4 + client_sid + b"\x00" * 4
     framed = [len(hard_reset).to_bytes(2, "big") + hard_reset]
     noon = start_time("12:00", PROFILE.meta.utc_offset_s)
-    decision = decide(PROFILE, tcp_flow(CLIENT, SERVER, 41010, 1194, framed, noon,
-                                        s2c=[len(answer).to_bytes(2, "big") + answer]))
+    decision = decide(
+        PROFILE, tcp_flow(CLIENT, SERVER, 41010, 1194, framed, noon, s2c=[len(answer).to_bytes(2, "big") + answer])
+    )
     assert decision.verdict.rule_id == "mm-vpn-tcp-reset" and decision.flow.facts.app_proto == "openvpn"
     plan = decision.plan(PROFILE.personality)
     rsts = [read(i.packet) for i in plan.injections]
@@ -63,8 +74,9 @@ def test_ip_blocking_of_the_collateral_google_address(tmp_path: Path) -> None:
 def test_fragments_up_to_500_are_reassembled() -> None:
     """geedge.report: Myanmar reassembles 500 or more IPv4 fragments (a DNS query in ~120 fragments here)."""
     noon = start_time("12:00", PROFILE.meta.utc_offset_s)
-    query = dns.message.make_query("www.facebook.com", "A", use_edns=0,
-                                   options=[dns.edns.GenericOption(12, b"\x00" * 900)]).to_wire()
+    query = dns.message.make_query(
+        "www.facebook.com", "A", use_edns=0, options=[dns.edns.GenericOption(12, b"\x00" * 900)]
+    ).to_wire()
     fragments = build.fragment_ipv4(build.ipv4_udp(CLIENT, "198.51.100.53", 53001, 53, query, ip_id=77), 28)
     assert 100 < len(fragments) <= 500
     decision = decide(PROFILE, [(noon + i * 1e-4, f) for i, f in enumerate(fragments)])

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from chokepoint.democapture import tls_client_hello
 from chokepoint.enforce import preset
 from chokepoint.packet.record import AE, RST
+from chokepoint.packet.samples import tls_client_hello
 from chokepoint.policy.profile import load_profile
-
 from tests.profiles._scenarios import CLIENT, SERVER, decide, fingerprint_patterns, http_request, read, tcp_flow
 
 PROFILE = load_profile("pakistan")

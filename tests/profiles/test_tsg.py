@@ -8,14 +8,24 @@ from pathlib import Path
 import dns.edns
 import dns.message
 
-from chokepoint.democapture import tls_client_hello
 from chokepoint.packet import build
 from chokepoint.packet.record import ACK, RST
+from chokepoint.packet.samples import tls_client_hello
 from chokepoint.policy.profile import load_profile
-
 from tests.profiles._scenarios import (
-    CLIENT, SERVER, analyze, decide, dns_query, outcome, protect_initials, quic_client_hello, quic_initials, read,
-    tcp_flow, tsg_generated, udp_flow,
+    CLIENT,
+    SERVER,
+    analyze,
+    decide,
+    dns_query,
+    outcome,
+    protect_initials,
+    quic_client_hello,
+    quic_initials,
+    read,
+    tcp_flow,
+    tsg_generated,
+    udp_flow,
 )
 
 PROFILE = load_profile("tsg")
@@ -27,7 +37,7 @@ def test_dns_forgery_flags_and_compression() -> None:
     (injection,) = decision.plan(PROFILE.personality).injections
     payload = read(injection.packet).payload
     assert int.from_bytes(payload[2:4], "big") == 0x8180
-    assert payload[len(query):len(query) + 2] == b"\xc0\x0c", "the answer's name is a pointer to the question"
+    assert payload[len(query) : len(query) + 2] == b"\xc0\x0c", "the answer's name is a pointer to the question"
 
 
 def test_one_rst_ack_with_df_and_the_k13_generator() -> None:
@@ -44,8 +54,9 @@ def _padded_query(udp_length: int) -> bytes:
     """A DNS query for blocked.com padded (EDNS padding, RFC 7830) to a UDP datagram of ``udp_length``."""
     bare = dns.message.make_query("blocked.com", "A", use_edns=0, options=[dns.edns.GenericOption(12, b"")]).to_wire()
     pad = udp_length - 8 - len(bare)
-    return dns.message.make_query("blocked.com", "A", use_edns=0,
-                                  options=[dns.edns.GenericOption(12, b"\x00" * pad)]).to_wire()
+    return dns.message.make_query(
+        "blocked.com", "A", use_edns=0, options=[dns.edns.GenericOption(12, b"\x00" * pad)]
+    ).to_wire()
 
 
 def test_101_fragments_are_reassembled_102_are_not() -> None:
@@ -53,8 +64,9 @@ def test_101_fragments_are_reassembled_102_are_not() -> None:
     results = {}
     for count in (101, 102):
         query = _padded_query(8 * count)
-        fragments = build.fragment_ipv4(build.ipv4_udp(CLIENT, "198.51.100.53", 53000 + count, 53, query,
-                                                       ip_id=count), 28)
+        fragments = build.fragment_ipv4(
+            build.ipv4_udp(CLIENT, "198.51.100.53", 53000 + count, 53, query, ip_id=count), 28
+        )
         assert len(fragments) == count
         decision = decide(PROFILE, [(1.0 + i * 1e-4, f) for i, f in enumerate(fragments)])
         results[count] = decision.verdict.rule_id if decision else None
@@ -75,8 +87,12 @@ def test_quic_parsed_only_from_1200_bytes(tmp_path: Path) -> None:
 def test_hideme_signature_is_length_and_prefix(tmp_path: Path) -> None:
     prefix = bytes.fromhex("000000016628")
     packets = []
-    for port, payload in ((41001, prefix + bytes(48)), (41002, prefix + bytes(47)), (41003, prefix + bytes(49)),
-                          (41004, bytes(6) + bytes(48))):
+    for port, payload in (
+        (41001, prefix + bytes(48)),
+        (41002, prefix + bytes(47)),
+        (41003, prefix + bytes(49)),
+        (41004, bytes(6) + bytes(48)),
+    ):
         packets += udp_flow(CLIENT, SERVER, port, 1194, [payload], float(port))
     results = {r["src_port"]: outcome(r)[:2] for r in analyze(PROFILE, packets, tmp_path)}
     assert results[41001] == ("drop", "tsg-hideme-openvpn-udp")

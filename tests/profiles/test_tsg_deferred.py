@@ -28,9 +28,11 @@ def _flow(path: Path, *, gap: float, size: int, count: int, snaplen: int) -> lis
     capture keeps ``snaplen`` bytes of each frame. Returns (ts, IP length) per packet."""
     aead = ChaCha20Poly1305(bytes(32))
     chunk = aead.encrypt(bytes(12), bytes(size - 16), None)
-    packets = [(T0, build.ipv4_tcp(C, S, CPORT, SPORT, 1000, 0, SYN)),
-               (T0 + 0.01, build.ipv4_tcp(S, C, SPORT, CPORT, 5000, 1001, SYN | ACK)),
-               (T0 + 0.02, build.ipv4_tcp(C, S, CPORT, SPORT, 1001, 5001, ACK))]
+    packets = [
+        (T0, build.ipv4_tcp(C, S, CPORT, SPORT, 1000, 0, SYN)),
+        (T0 + 0.01, build.ipv4_tcp(S, C, SPORT, CPORT, 5000, 1001, SYN | ACK)),
+        (T0 + 0.02, build.ipv4_tcp(C, S, CPORT, SPORT, 1001, 5001, ACK)),
+    ]
     seq = 1001
     for k in range(count):
         packets.append((T0 + 1 + k * gap, build.ipv4_tcp(C, S, CPORT, SPORT, seq, 5001, PSH | ACK, chunk)))
@@ -72,7 +74,7 @@ def test_bundled_tsg_drops_a_day_old_50mb_flow_at_the_right_packet(tmp_path: Pat
     assert (cp["verdict"], cp["rule"], cp["packet"]) == ("drop", RULE, want)
     evidence = {e["field"]: e for e in cp["evidence"]}
     assert float(evidence["flow.age_s"]["value"]) >= 86_400 and int(evidence["flow.bytes"]["value"]) >= 50_000_000
-    assert record["flow"]["age"] >= 86_400            # the flow record still covers the whole capture
+    assert record["flow"]["age"] >= 86_400  # the flow record still covers the whole capture
 
 
 def test_the_same_flow_one_packet_short_of_a_day_is_only_flagged(tmp_path: Path) -> None:
@@ -87,15 +89,23 @@ def test_param_overrides_shorten_the_delay(tmp_path: Path) -> None:
     want = _expected(packets, 3, 100_000)
     cp = _analyze(tmp_path / "fast.pcap", f"{RULE}.after_s=3", f"{RULE}.min_bytes=1e5")["chokepoint"]
     assert (cp["verdict"], cp["rule"], cp["packet"]) == ("drop", RULE, want)
-    assert sum(n for _, n in packets[:want - 1]) < 100_000 <= sum(n for _, n in packets[:want])   # volume decided
+    assert sum(n for _, n in packets[: want - 1]) < 100_000 <= sum(n for _, n in packets[:want])  # volume decided
 
 
 def test_a_bad_param_is_rejected_naming_it(tmp_path: Path) -> None:
     _flow(tmp_path / "x.pcap", gap=1, size=100, count=1, snaplen=65535)
-    proc = subprocess.run([*CLI, "analyze", str(tmp_path / "x.pcap"), "--profile", "tsg",
-                           "--param", f"{RULE}.after_s=-1"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*CLI, "analyze", str(tmp_path / "x.pcap"), "--profile", "tsg", "--param", f"{RULE}.after_s=-1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1
     assert f"--param {RULE}.after_s=-1: -1 is less than the minimum of 0" in proc.stderr
-    proc = subprocess.run([*CLI, "analyze", str(tmp_path / "x.pcap"), "--profile", "tsg", "--param", "oops"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*CLI, "analyze", str(tmp_path / "x.pcap"), "--profile", "tsg", "--param", "oops"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and "expected RULE_ID.PARAM=VALUE" in proc.stderr

@@ -7,12 +7,20 @@ from pathlib import Path
 
 import dns.message
 
-from chokepoint.democapture import tls_client_hello
 from chokepoint.packet.record import RST
+from chokepoint.packet.samples import tls_client_hello
 from chokepoint.policy.profile import load_profile
-
 from tests.profiles._scenarios import (
-    CLIENT, SERVER, analyze, decide, dns_query, http_request, outcome, read, tcp_flow, udp_flow,
+    CLIENT,
+    SERVER,
+    analyze,
+    decide,
+    dns_query,
+    http_request,
+    outcome,
+    read,
+    tcp_flow,
+    udp_flow,
 )
 
 PROFILE = load_profile("turkmenistan")
@@ -44,7 +52,7 @@ def test_dns_answer_is_the_published_bytes() -> None:
 
 
 def test_bidirectional_and_any_port(tmp_path: Path) -> None:
-    flows = tcp_flow("203.0.113.9", "192.0.2.20", 41001, 5656, [http_request("twitter.com")], 1.0)   # into TM
+    flows = tcp_flow("203.0.113.9", "192.0.2.20", 41001, 5656, [http_request("twitter.com")], 1.0)  # into TM
     flows += tcp_flow(CLIENT, SERVER, 41002, 9377, [tls_client_hello("twitter.com")], 2.0)
     flows += tcp_flow(CLIENT, SERVER, 41003, 443, [tls_client_hello("www.example.org")], 3.0)
     results = {r["src_port"]: outcome(r)[:2] for r in analyze(PROFILE, flows, tmp_path)}

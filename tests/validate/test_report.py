@@ -12,13 +12,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from chokepoint.validate.report import (ConfusionMatrix, build_report, load_report, render_html, render_terminal,
-                                        write_html, write_json)
+from chokepoint.validate.report import (
+    ConfusionMatrix,
+    build_report,
+    load_report,
+    render_html,
+    render_terminal,
+    write_html,
+    write_json,
+)
 from chokepoint.validate.runner import ScenarioResult, score
 from chokepoint.validate.scenarios import TECHNIQUES, parse_catalogue
 
-PAIRS = [("tls-reset", "tls-reset"), ("tls-reset", "tls-reset"), ("tls-reset", "http-failure"),
-         ("dns-forged", "dns-forged"), ("none", "none"), ("none", "http-blockpage")]
+PAIRS = [
+    ("tls-reset", "tls-reset"),
+    ("tls-reset", "tls-reset"),
+    ("tls-reset", "http-failure"),
+    ("dns-forged", "dns-forged"),
+    ("none", "none"),
+    ("none", "http-blockpage"),
+]
 
 
 def test_matrix_counts_accuracy_precision_recall():
@@ -28,7 +41,7 @@ def test_matrix_counts_accuracy_precision_recall():
     assert m.count("tls-reset", "tls-reset") == 2 and m.count("tls-reset", "http-failure") == 1
     assert m.recall("tls-reset") == pytest.approx(2 / 3) and m.precision("tls-reset") == 1.0
     assert m.recall("none") == 0.5 and m.precision("http-blockpage") == 0.0
-    assert m.recall("http-failure") is None            # never the truth
+    assert m.recall("http-failure") is None  # never the truth
     assert m.max_cell == 2 and m.row_total("none") == 2 and m.column_total("none") == 1
     assert ConfusionMatrix.from_pairs([]).accuracy is None
 
@@ -45,7 +58,8 @@ def test_matrix_invariants_and_json_round_trip(pairs):
 
 def _results():
     """Scored results of two scenarios: one right, one with a technique and an OONI miss."""
-    a, b = parse_catalogue("""
+    a, b = parse_catalogue(
+        """
 scenarios:
   - name: right
     profile: gfw
@@ -55,16 +69,28 @@ scenarios:
     profile: iran
     target: http://queerquotes.blogspot.com/
     expected: {technique: http-blockpage, blocking: http-diff, accessible: false}
-""", "c.yaml")
+""",
+        "c.yaml",
+    )
     from chokepoint.validate.runner import TruthAction
 
-    right = ScenarioResult(a, truth=[TruthAction("tls-reset", "reset", "gfw-sni-reset", "tls", "TCP",
-                                                 "198.19.0.11:443", 6)],
-                           truth_class="tls-reset", classified_class="tls-reset", blocking="http-failure",
-                           accessible=False, techniques=[{"technique": "tls-reset", "target": "x", "evidence": "e"}])
-    wrong = ScenarioResult(b, truth=[TruthAction("http-blockpage", "blockpage", "iran-http-blockpage", "http", "TCP",
-                                                 "198.19.0.12:80", 2)],
-                           truth_class="http-blockpage", classified_class="none", blocking=False, accessible=True)
+    right = ScenarioResult(
+        a,
+        truth=[TruthAction("tls-reset", "reset", "gfw-sni-reset", "tls", "TCP", "198.19.0.11:443", 6)],
+        truth_class="tls-reset",
+        classified_class="tls-reset",
+        blocking="http-failure",
+        accessible=False,
+        techniques=[{"technique": "tls-reset", "target": "x", "evidence": "e"}],
+    )
+    wrong = ScenarioResult(
+        b,
+        truth=[TruthAction("http-blockpage", "blockpage", "iran-http-blockpage", "http", "TCP", "198.19.0.12:80", 2)],
+        truth_class="http-blockpage",
+        classified_class="none",
+        blocking=False,
+        accessible=True,
+    )
     for r in (right, wrong):
         score(r)
     return right, wrong
@@ -72,11 +98,12 @@ scenarios:
 
 def test_score_and_report_accuracies():
     right, wrong = _results()
-    assert right.passed and right.checks == {"technique": True, "expectation": True, "ooni": True,
-                                             "attribution": None}
+    assert right.passed and right.checks == {"technique": True, "expectation": True, "ooni": True, "attribution": None}
     assert not wrong.passed and wrong.checks["technique"] is False and wrong.checks["ooni"] is False
-    assert any(m.startswith("technique: classified none, ground truth http-blockpage") and "iran-http-blockpage" in m
-               for m in wrong.misses)
+    assert any(
+        m.startswith("technique: classified none, ground truth http-blockpage") and "iran-http-blockpage" in m
+        for m in wrong.misses
+    )
     report = build_report([right, wrong], {"seed": 1})
     acc = report.accuracies()
     assert acc["technique"] == {"ok": 1, "total": 2, "accuracy": 0.5}
@@ -98,8 +125,9 @@ def test_json_round_trips(tmp_path):
     assert back.matrix == report.matrix and back.results == report.results and back.meta == report.meta
     assert back.to_json() == report.to_json()
     data = json.loads(path.read_text())
-    assert data["confusion_matrix"]["rows"] == [[report.matrix.count(t, c) for c in report.matrix.labels]
-                                                for t in report.matrix.labels]
+    assert data["confusion_matrix"]["rows"] == [
+        [report.matrix.count(t, c) for c in report.matrix.labels] for t in report.matrix.labels
+    ]
     (tmp_path / "other.json").write_text(json.dumps({"version": 99}))
     with pytest.raises(ValueError, match="not a validation report"):
         load_report(tmp_path / "other.json")
@@ -127,7 +155,7 @@ def test_html_contains_the_matrix_and_every_miss(tmp_path):
     labels, rows = _matrix_from_html(text)
     assert labels == list(report.matrix.labels)
     assert rows == [[report.matrix.count(t, c) for c in labels] for t in labels]
-    assert 'class="diag"' in text and "rgba(200,30,30" in text      # the heatmap colours a miss red
+    assert 'class="diag"' in text and "rgba(200,30,30" in text  # the heatmap colours a miss red
     for _, cause in report.misses:
         assert html.escape(cause, quote=True) in text
     assert "50.0%" in text
@@ -145,5 +173,5 @@ def test_terminal_table():
     render_terminal(build_report(list(_results())), Console(file=buffer, width=250, color_system=None))
     out = buffer.getvalue()
     assert "confusion matrix" in out and "http-blockpage" in out and "misses (2)" in out
-    assert "[censor: blockpage by rule iran-http-blockpage" in out     # causes are not taken for markup
+    assert "[censor: blockpage by rule iran-http-blockpage" in out  # causes are not taken for markup
     assert "technique accuracy 50.0% over 2 scenario(s)" in out and "not met" in out

@@ -9,8 +9,15 @@ import pytest
 from chokepoint.enforce.personality import PRESETS
 from chokepoint.policy import list_profiles, load_profile
 from chokepoint.probe.runner import TESTS
-from chokepoint.validate.scenarios import (BUNDLED_CATALOGUE, NOT_CENSORSHIP, TECHNIQUES, CatalogueError,
-                                           load_catalogue, parse_catalogue, select)
+from chokepoint.validate.scenarios import (
+    BUNDLED_CATALOGUE,
+    NOT_CENSORSHIP,
+    TECHNIQUES,
+    CatalogueError,
+    load_catalogue,
+    parse_catalogue,
+    select,
+)
 
 GOOD = """\
 defaults:
@@ -48,45 +55,98 @@ def _error(text: str) -> CatalogueError:
     return info.value
 
 
-@pytest.mark.parametrize("text, where, words", [
-    ("scenarios: [\n", (2, 1), "YAML syntax"),
-    ("scenarios: []\n", "[]", "non-empty list"),
-    ("bogus: 1\nscenarios: []\n", "bogus", "unknown key 'bogus'"),
-    ("scenarios:\n  - name: a\n    profile: nope\n    target: https://a.example/\n"
-     "    expected: {technique: none, blocking: false, accessible: true}\n", "nope", "no bundled profile 'nope'"),
-    ("scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n"
-     "    expected: {technique: tcp-magic, blocking: false, accessible: true}\n", "tcp-magic", "unknown technique"),
-    ("scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n"
-     "    expected: {technique: none, blocking: yes, accessible: true}\n", "yes", "blocking must be"),
-    ("scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n    tests: [tcp, warp]\n"
-     "    expected: {technique: none, blocking: false, accessible: true}\n", "warp", "unknown test 'warp'"),
-    ("scenarios:\n  - name: a\n    profile: gfw\n    target: ftp://a.example/\n"
-     "    expected: {technique: none, blocking: false, accessible: true}\n", "ftp:", "bad target"),
-    ("scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n"
-     "    expected: {technique: none, blocking: false, accessible: true, attribution: nobody}\n", "nobody",
-     "no personality preset"),
-    ("scenarios:\n  - name: a\n    profile: null\n    target: https://a.example/\n"
-     "    expected: {technique: tls-reset, blocking: false, accessible: true}\n", "tls-reset", "without a censor"),
-    ("scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n"
-     "    expected: {technique: none, blocking: false, accessible: true}\n"
-     "  - name: a\n    profile: gfw\n    target: https://b.example/\n"
-     "    expected: {technique: none, blocking: false, accessible: true}\n",
-     "a\n    profile: gfw\n    target: https://b", "duplicate scenario name"),
-    ("scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n    colour: red\n"
-     "    expected: {technique: none, blocking: false, accessible: true}\n", "colour", "unknown key 'colour'"),
-    ("scenarios:\n  - name: a\n    target: https://a.example/\n"
-     "    expected: {technique: none, blocking: false, accessible: true}\n", "name: a", "needs 'profile'"),
-    ("defaults: {timeout: -1}\nscenarios: []\n", "-1", "timeout"),
-    ("scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n    seed: -3\n"
-     "    expected: {technique: none, blocking: false, accessible: true}\n", "-3", "seed must be"),
-    ("scenarios:\n  - name: a\n    profile: myanmar\n    target: https://a.example/\n    local_time: '25:00'\n"
-     "    expected: {technique: none, blocking: false, accessible: true}\n", "'25:00'", "HH:MM"),
-    ("scenarios:\n  - name: a\n    profile: null\n    target: https://a.example/\n    local_time: '02:30'\n"
-     "    expected: {technique: none, blocking: false, accessible: true}\n", "'02:30'", "needs a censor"),
-])
+@pytest.mark.parametrize(
+    "text, where, words",
+    [
+        ("scenarios: [\n", (2, 1), "YAML syntax"),
+        ("scenarios: []\n", "[]", "non-empty list"),
+        ("bogus: 1\nscenarios: []\n", "bogus", "unknown key 'bogus'"),
+        (
+            "scenarios:\n  - name: a\n    profile: nope\n    target: https://a.example/\n"
+            "    expected: {technique: none, blocking: false, accessible: true}\n",
+            "nope",
+            "no bundled profile 'nope'",
+        ),
+        (
+            "scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n"
+            "    expected: {technique: tcp-magic, blocking: false, accessible: true}\n",
+            "tcp-magic",
+            "unknown technique",
+        ),
+        (
+            "scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n"
+            "    expected: {technique: none, blocking: yes, accessible: true}\n",
+            "yes",
+            "blocking must be",
+        ),
+        (
+            "scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n    tests: [tcp, warp]\n"
+            "    expected: {technique: none, blocking: false, accessible: true}\n",
+            "warp",
+            "unknown test 'warp'",
+        ),
+        (
+            "scenarios:\n  - name: a\n    profile: gfw\n    target: ftp://a.example/\n"
+            "    expected: {technique: none, blocking: false, accessible: true}\n",
+            "ftp:",
+            "bad target",
+        ),
+        (
+            "scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n"
+            "    expected: {technique: none, blocking: false, accessible: true, attribution: nobody}\n",
+            "nobody",
+            "no personality preset",
+        ),
+        (
+            "scenarios:\n  - name: a\n    profile: null\n    target: https://a.example/\n"
+            "    expected: {technique: tls-reset, blocking: false, accessible: true}\n",
+            "tls-reset",
+            "without a censor",
+        ),
+        (
+            "scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n"
+            "    expected: {technique: none, blocking: false, accessible: true}\n"
+            "  - name: a\n    profile: gfw\n    target: https://b.example/\n"
+            "    expected: {technique: none, blocking: false, accessible: true}\n",
+            "a\n    profile: gfw\n    target: https://b",
+            "duplicate scenario name",
+        ),
+        (
+            "scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n    colour: red\n"
+            "    expected: {technique: none, blocking: false, accessible: true}\n",
+            "colour",
+            "unknown key 'colour'",
+        ),
+        (
+            "scenarios:\n  - name: a\n    target: https://a.example/\n"
+            "    expected: {technique: none, blocking: false, accessible: true}\n",
+            "name: a",
+            "needs 'profile'",
+        ),
+        ("defaults: {timeout: -1}\nscenarios: []\n", "-1", "timeout"),
+        (
+            "scenarios:\n  - name: a\n    profile: gfw\n    target: https://a.example/\n    seed: -3\n"
+            "    expected: {technique: none, blocking: false, accessible: true}\n",
+            "-3",
+            "seed must be",
+        ),
+        (
+            "scenarios:\n  - name: a\n    profile: myanmar\n    target: https://a.example/\n    local_time: '25:00'\n"
+            "    expected: {technique: none, blocking: false, accessible: true}\n",
+            "'25:00'",
+            "HH:MM",
+        ),
+        (
+            "scenarios:\n  - name: a\n    profile: null\n    target: https://a.example/\n    local_time: '02:30'\n"
+            "    expected: {technique: none, blocking: false, accessible: true}\n",
+            "'02:30'",
+            "needs a censor",
+        ),
+    ],
+)
 def test_errors_name_file_line_column(text, where, words):
     if isinstance(where, str):  # the position of the offending token
-        before = text[:text.index(where)]
+        before = text[: text.index(where)]
         where = (before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1)
     err = _error(text)
     assert (err.line, err.column) == where, str(err)
@@ -110,15 +170,24 @@ def test_the_bundled_catalogue_covers_every_profile_and_is_consistent():
         assert set(s.tests) <= set(TESTS)
         assert s.expected.technique in TECHNIQUES
         assert s.expected.attribution is None or s.expected.attribution in PRESETS
-        if s.rule is not None:      # the rule a scenario names exists in its profile
+        if s.rule is not None:  # the rule a scenario names exists in its profile
             assert s.rule in {r.id for r in load_profile(s.profile).policy.rules}, s.name
     # the false-positive traps: a CAPTCHA page, a site that does not exist, a refused port, a slow server
     fp_targets = " ".join(s.target for s in scenarios if s.profile is None)
     for trap in ("captcha.test", "nxdomain.test", ":8081", "/slow"):
         assert trap in fp_targets
     # the censored techniques exercised
-    assert {"dns-forged", "tls-reset", "tls-dropped", "http-reset", "http-blockpage", "quic-dropped", "throttled",
-            "fet-blocked", NOT_CENSORSHIP} <= {s.expected.technique for s in scenarios}
+    assert {
+        "dns-forged",
+        "tls-reset",
+        "tls-dropped",
+        "http-reset",
+        "http-blockpage",
+        "quic-dropped",
+        "throttled",
+        "fet-blocked",
+        NOT_CENSORSHIP,
+    } <= {s.expected.technique for s in scenarios}
     quick = select(scenarios, quick=True)
     assert 4 <= len(quick) <= 12 and {s.profile for s in quick} >= {None, "gfw"}
 
@@ -151,5 +220,8 @@ def test_a_scheduled_profile_runs_on_a_pinned_clock():
     day, night, gfw = (pin_clock(s) for s in parse_catalogue(text, "c.yaml"))
     assert (day.local_time, night.local_time, gfw.local_time) == (DEFAULT_LOCAL_TIME, "02:30", None)
     groups = [key for key, _members, _hosts in plan_groups([day, night, gfw])]
-    assert groups == [("myanmar", "inline", None, "12:00"), ("myanmar", "inline", None, "02:30"),
-                      ("gfw", "inline", None, None)]
+    assert groups == [
+        ("myanmar", "inline", None, "12:00"),
+        ("myanmar", "inline", None, "02:30"),
+        ("gfw", "inline", None, None),
+    ]

@@ -1,5 +1,5 @@
 """Ground truth from the censor's event log: real events written by the censor daemon's core
-(``chokepoint.backends.censord.Censor``) for real client bytes (a ClientHello from Python's ssl, a DNS query
+(``chokepoint.backends.censor.Censor``) for real client bytes (a ClientHello from Python's ssl, a DNS query
 from dnspython, an HTTP request), reduced to technique classes; and the classifier side's mapping."""
 
 from __future__ import annotations
@@ -10,11 +10,17 @@ import ssl
 import dns.message
 import pytest
 
-from chokepoint.backends.censord import Censor, packet_fields
+from chokepoint.backends.censor import Censor, packet_fields
 from chokepoint.packet import build
 from chokepoint.policy import load_profile
-from chokepoint.validate.runner import (classified_class, lost_race, plan_groups, primary, truth_action,
-                                        truth_from_events)
+from chokepoint.validate.runner import (
+    classified_class,
+    lost_race,
+    plan_groups,
+    primary,
+    truth_action,
+    truth_from_events,
+)
 from chokepoint.validate.scenarios import parse_catalogue
 
 CLIENT, SERVER = "198.18.0.2", "198.19.0.11"
@@ -40,7 +46,7 @@ def events_for(profile: str, packets: list[bytes], tmp_path, mode: str = "inline
         decision = censor.observe(packet)
         if decision is not None and decision.plan is not None:
             injected = []
-            for injection in decision.plan.injections:   # the fields, as Censor.inject records them (unsent)
+            for injection in decision.plan.injections:  # the fields, as Censor.inject records them (unsent)
                 fields = packet_fields(injection.packet)
                 fields.update(to=injection.to, what=injection.what)
                 injected.append(fields)
@@ -58,7 +64,7 @@ def test_sni_reset_is_tls_reset(tmp_path):
     (truth,) = truth_from_events(lines)
     assert (truth.label, truth.action, truth.rule, truth.app_proto) == ("tls-reset", "reset", "gfw-sni-reset", "tls")
     assert truth.injected >= 2 and truth.server == f"{SERVER}:443"
-    assert "flow" in {json.loads(x)["event_type"] for x in lines}      # flow records are skipped
+    assert "flow" in {json.loads(x)["event_type"] for x in lines}  # flow records are skipped
 
 
 def test_sni_drop_is_tls_dropped_inline_and_nothing_in_mirror(tmp_path):
@@ -71,11 +77,13 @@ def test_sni_drop_is_tls_dropped_inline_and_nothing_in_mirror(tmp_path):
 
 
 def test_http_blockpage_and_host_reset(tmp_path):
-    (page,) = truth_from_events(events_for("iran", conversation(http_request("queerquotes.blogspot.com"), 80),
-                                           tmp_path / "a"))
+    (page,) = truth_from_events(
+        events_for("iran", conversation(http_request("queerquotes.blogspot.com"), 80), tmp_path / "a")
+    )
     assert (page.label, page.app_proto) == ("http-blockpage", "http") and page.injected >= 1
-    (reset,) = truth_from_events(events_for("turkmenistan", conversation(http_request("twitter.com"), 80),
-                                            tmp_path / "b"))
+    (reset,) = truth_from_events(
+        events_for("turkmenistan", conversation(http_request("twitter.com"), 80), tmp_path / "b")
+    )
     assert reset.label == "http-reset"
 
 
@@ -92,16 +100,26 @@ def test_interception_that_did_not_happen_and_other_sources_are_not_interference
     (truth,) = truth_from_events(lines)
     assert (truth.action, truth.label) == ("tls-intercept", None) and "untouched" in truth.notes[0]
     event = json.loads(next(x for x in lines if '"event_type":"chokepoint"' in x))
-    event["chokepoint"]["notes"] = []                   # as the inline backend records a redirected flow
+    event["chokepoint"]["notes"] = []  # as the inline backend records a redirected flow
     assert truth_action(event).label == "tls-mitm"
     event = {"event_type": "chokepoint", "src_ip": "203.0.113.9", "chokepoint": {"action": "reset"}}
     assert truth_from_events([json.dumps(event), "not json", ""]) == []
 
 
 def test_fully_encrypted_drop_is_fet_blocked():
-    event = {"event_type": "chokepoint", "src_ip": CLIENT, "proto": "TCP", "app_proto": None,
-             "chokepoint": {"action": "drop", "mode": "inline", "rule": "gfw-fet-drop", "injected": [],
-                            "evidence": [{"field": "fully_encrypted", "value": True}]}}
+    event = {
+        "event_type": "chokepoint",
+        "src_ip": CLIENT,
+        "proto": "TCP",
+        "app_proto": None,
+        "chokepoint": {
+            "action": "drop",
+            "mode": "inline",
+            "rule": "gfw-fet-drop",
+            "injected": [],
+            "evidence": [{"field": "fully_encrypted", "value": True}],
+        },
+    }
     assert truth_action(event).label == "fet-blocked"
     event["chokepoint"]["evidence"] = []
     assert truth_action(event).label == "tcp-dropped"
@@ -115,27 +133,40 @@ def test_primary_is_the_first_layer_met():
 
 
 def test_classified_classes_merge_equivalent_kinds():
-    techniques = [{"technique": "dns-bogon"}, {"technique": "residual"}, {"technique": "http-diff"},
-                  {"technique": "dns-forged"}, {"technique": "quic-dropped"}]
+    techniques = [
+        {"technique": "dns-bogon"},
+        {"technique": "residual"},
+        {"technique": "http-diff"},
+        {"technique": "dns-forged"},
+        {"technique": "quic-dropped"},
+    ]
     assert classified_class(techniques) == ["dns-forged", "http-blockpage", "quic-dropped"]
 
 
 def test_groups_give_every_host_its_own_address():
-    entries = "\n".join(f"""
+    entries = "\n".join(
+        f"""
   - name: s{i}
-    profile: {'gfw' if i % 2 else 'iran'}
+    profile: {"gfw" if i % 2 else "iran"}
     target: https://h{i % 25}.example/
-    expected: {{technique: none, blocking: false, accessible: true}}""" for i in range(50))
-    scenarios = parse_catalogue("scenarios:" + entries + """
+    expected: {{technique: none, blocking: false, accessible: true}}"""
+        for i in range(50)
+    )
+    scenarios = parse_catalogue(
+        "scenarios:"
+        + entries
+        + """
   - name: gone
     profile: gfw
     target: https://x.nxdomain.test/
     expected: {technique: none, blocking: false, accessible: true}
-""", "c.yaml")
+""",
+        "c.yaml",
+    )
     groups = plan_groups(scenarios)
     # 25 distinct hosts per profile: split into labs of at most 19 site addresses, in first-appearance order
     assert [g[0] for g in groups] == [("iran", "inline", None, None)] * 2 + [("gfw", "inline", None, None)] * 2
-    for _, members, hosts in groups:
+    for _, _members, hosts in groups:
         assert len(set(hosts.values())) == len(hosts) <= 19
         assert all(h.endswith(".example") for h in hosts)
         assert all(ip.startswith("198.19.0.") and 11 <= int(ip.rsplit(".", 1)[1]) <= 29 for ip in hosts.values())
@@ -153,7 +184,7 @@ def _mirror_reset_event_and_capture(tmp_path, injected_first: bool):
     censor = Censor(load_profile("turkmenistan"), mode="mirror", seed=1, state_dir=tmp_path)
     record = None
     to_client = []
-    for index, packet in enumerate(packets[:4]):          # up to the request: the censor decides there
+    for packet in packets[:4]:  # up to the request: the censor decides there
         decision = censor.observe(packet)
         if decision is not None and decision.plan is not None:
             injected = []
@@ -199,8 +230,13 @@ def test_a_dropped_dns_query_is_a_dns_failure(tmp_path):
     query = dns.message.make_query("www.example.org", "A").to_wire()
     packet = build.ipv4_udp(CLIENT, "198.19.0.53", 53111, 53, query)
     night = dt.datetime(2026, 11, 27, 2, 30, tzinfo=dt.timezone(dt.timedelta(hours=6, minutes=30))).timestamp()
-    censor = Censor(load_profile("myanmar"), mode="inline", seed=1, state_dir=tmp_path,
-                    clock_offset_s=night - __import__("time").time())
+    censor = Censor(
+        load_profile("myanmar"),
+        mode="inline",
+        seed=1,
+        state_dir=tmp_path,
+        clock_offset_s=night - __import__("time").time(),
+    )
     decision = censor.observe(packet)
     assert decision is not None and decision.step.flow.verdict.rule_id == "mm-nightly-shutdown"
     censor.record_action(decision, [], trigger_dropped=True)

@@ -49,10 +49,11 @@ def quick_report(tmp_path_factory):
     scenarios = select(load_catalogue(), quick=True)
     with st.session_lock(timeout=1800):
         foreign = [ns for ns in topo.lab_namespaces() if ns not in LAB]
-        lab.down(keep=foreign)        # a lab left by a crashed session (the lock is ours now)
+        lab.down(keep=foreign)  # a lab left by a crashed session (the lock is ours now)
         try:
-            results = run_scenarios(scenarios, RunOptions(fingerprints=FINGERPRINTS, workdir=workdir / "artifacts",
-                                                          lock=False))
+            results = run_scenarios(
+                scenarios, RunOptions(fingerprints=FINGERPRINTS, workdir=workdir / "artifacts", lock=False)
+            )
         except ValidationError as exc:
             pytest.fail(f"the validation could not run: {exc}")
         finally:
@@ -80,10 +81,10 @@ def test_quick_accuracy_meets_the_target(quick_report):
 def test_quick_ground_truth_and_attribution(quick_report):
     _, report, _ = quick_report
     censored = [r for r in report.results if r["truth_class"] != "none"]
-    assert censored and all(r["truth"] for r in censored)            # the censor's log explains each one
+    assert censored and all(r["truth"] for r in censored)  # the censor's log explains each one
     for r in report.results:
         if r["scenario"]["profile"] is None:
-            assert r["truth"] == [] and r["truth_class"] == "none"     # no censor, no event
+            assert r["truth"] == [] and r["truth_class"] == "none"  # no censor, no event
     attributed = [r for r in report.results if r["checks"].get("attribution") is not None]
     assert attributed, "no scenario checked attribution"
     ok = sum(1 for r in attributed if r["checks"]["attribution"])
@@ -97,7 +98,7 @@ def test_quick_report_files(quick_report):
     html = (workdir / "report.html").read_text()
     assert 'id="confusion-matrix"' in html and all(r["scenario"]["name"] in html for r in report.results)
     for r in report.results:
-        assert Path(r["capture"]).stat().st_size > 24      # tcpdump captured the scenario's packets
+        assert Path(r["capture"]).stat().st_size > 24  # tcpdump captured the scenario's packets
 
 
 def test_cli_refuses_while_the_session_lock_is_held():
@@ -105,7 +106,21 @@ def test_cli_refuses_while_the_session_lock_is_held():
     if reason:
         pytest.skip(reason)
     with st.session_lock(timeout=1800):
-        proc = subprocess.run([sys.executable, "-m", "chokepoint.cli", "validate", "--quick", "--scenarios",
-                               "none-https-ok", "--wait", "1"], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "chokepoint.cli",
+                "validate",
+                "--quick",
+                "--scenarios",
+                "none-https-ok",
+                "--wait",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert proc.returncode == 4, proc.stderr
     assert "session lock" in proc.stderr

@@ -88,7 +88,7 @@ class Injector:
         except OSError:
             return None
         for line in lines:
-            fields = line.split()   # IP address, HW type, Flags, HW address, Mask, Device
+            fields = line.split()  # IP address, HW type, Flags, HW address, Mask, Device
             if len(fields) >= 6 and fields[0] == dst and int(fields[2], 16) & 0x2:
                 try:
                     return fields[5], bytes.fromhex(fields[3].replace(":", ""))
@@ -115,7 +115,7 @@ class Injector:
             self._link.close()
             self._link = None
 
-    def __enter__(self) -> "Injector":
+    def __enter__(self) -> Injector:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

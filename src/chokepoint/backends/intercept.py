@@ -99,13 +99,13 @@ CA_COUNTRY = "KZ"
 CA_DAYS = 1.0
 BACKDATE = datetime.timedelta(hours=1)
 
-PEEK_TIMEOUT = 10.0           # seconds to wait for a complete ClientHello
-PEEK_MAX = 16384              # client bytes read before deciding anyway (a ClientHello is far smaller)
-UPSTREAM_TIMEOUT = 5.0        # connect to the original destination
-HANDSHAKE_TIMEOUT = 10.0      # each TLS handshake (server side and client side)
-HOLD_SECONDS = 120.0          # how long a dropped connection is held open without an answer
+PEEK_TIMEOUT = 10.0  # seconds to wait for a complete ClientHello
+PEEK_MAX = 16384  # client bytes read before deciding anyway (a ClientHello is far smaller)
+UPSTREAM_TIMEOUT = 5.0  # connect to the original destination
+HANDSHAKE_TIMEOUT = 10.0  # each TLS handshake (server side and client side)
+HOLD_SECONDS = 120.0  # how long a dropped connection is held open without an answer
 CHUNK = 65536
-MSS = 1448                    # synthetic segments fed to the engine (Ethernet MSS with timestamps)
+MSS = 1448  # synthetic segments fed to the engine (Ethernet MSS with timestamps)
 STATS_INTERVAL = 1.0
 _CACHE_SIZE = 1024
 
@@ -132,7 +132,7 @@ class Forged:
     certificate: x509.Certificate
     cert_pem: bytes
     key_pem: bytes
-    fingerprint: str           # SHA-256 of the DER, hex
+    fingerprint: str  # SHA-256 of the DER, hex
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
@@ -148,7 +148,7 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 class CensorCA:
@@ -156,8 +156,14 @@ class CensorCA:
 
     Separate from the lab CA (:mod:`chokepoint.lab.ca`): the lab's client trusts the lab CA, not this one."""
 
-    def __init__(self, certificate: x509.Certificate, private_key: ec.EllipticCurvePrivateKey, *,
-                 leaf_days: float = CA_DAYS, cache_size: int = _CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        certificate: x509.Certificate,
+        private_key: ec.EllipticCurvePrivateKey,
+        *,
+        leaf_days: float = CA_DAYS,
+        cache_size: int = _CACHE_SIZE,
+    ) -> None:
         if certificate.public_key().public_numbers() != private_key.public_key().public_numbers():
             raise InterceptError("the censor CA certificate does not match its private key")
         self.certificate = certificate
@@ -171,18 +177,36 @@ class CensorCA:
     def create(cls, *, common_name: str = CA_COMMON_NAME, days: float = CA_DAYS, **options: Any) -> CensorCA:
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
-        name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, CA_COUNTRY),
-                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, CA_ORGANIZATION),
-                          x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        name = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COUNTRY_NAME, CA_COUNTRY),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, CA_ORGANIZATION),
+                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            ]
+        )
         certificate = (
-            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - BACKDATE).not_valid_after(now + datetime.timedelta(days=days))
+            .not_valid_before(now - BACKDATE)
+            .not_valid_after(now + datetime.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False, decipher_only=False),
-                           critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256())
         )
@@ -215,8 +239,9 @@ class CensorCA:
 
     @property
     def key_pem(self) -> bytes:
-        return self.private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                              serialization.NoEncryption())
+        return self.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
     def forge(self, real: x509.Certificate) -> Forged:
         """A leaf with ``real``'s subject and subjectAltName (copied as they are, criticality included),
@@ -233,15 +258,28 @@ class CensorCA:
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
         builder = (
-            x509.CertificateBuilder().subject_name(real.subject).issuer_name(self.certificate.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            x509.CertificateBuilder()
+            .subject_name(real.subject)
+            .issuer_name(self.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
             .not_valid_before(now - BACKDATE)
             .not_valid_after(min(now + datetime.timedelta(days=self.leaf_days), self.certificate.not_valid_after_utc))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False,
-                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False, decipher_only=False),
-                           critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski), critical=False)
@@ -250,10 +288,14 @@ class CensorCA:
             builder = builder.add_extension(san.value, critical=san.critical)
         certificate = builder.sign(self.private_key, hashes.SHA256())
         der = certificate.public_bytes(serialization.Encoding.DER)
-        forged = Forged(certificate, certificate.public_bytes(serialization.Encoding.PEM),
-                        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()),
-                        hashlib.sha256(der).hexdigest())
+        forged = Forged(
+            certificate,
+            certificate.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+            hashlib.sha256(der).hexdigest(),
+        )
         self._cache[cache_key] = forged
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -267,8 +309,11 @@ def cert_names(certificate: x509.Certificate) -> dict[str, Any]:
         names = [str(n.value) for n in san]
     except x509.ExtensionNotFound:
         names = []
-    return {"subject": certificate.subject.rfc4514_string(), "issuer": certificate.issuer.rfc4514_string(),
-            "san": names}
+    return {
+        "subject": certificate.subject.rfc4514_string(),
+        "issuer": certificate.issuer.rfc4514_string(),
+        "san": names,
+    }
 
 
 # ----------------------------------------------------------------------------------- which flows to redirect
@@ -333,8 +378,16 @@ class FlowDecider:
     """One proxied connection as the packet path would have seen it, fed to a private engine of the profile:
     a synthetic three-way handshake, then each chunk of bytes as MSS-sized segments in order."""
 
-    def __init__(self, profile: Any, client: Address, server: Address, *, rng: random.Random,
-                 clock: Callable[[], float] = time.time, header_len: int = 20) -> None:
+    def __init__(
+        self,
+        profile: Any,
+        client: Address,
+        server: Address,
+        *,
+        rng: random.Random,
+        clock: Callable[[], float] = time.time,
+        header_len: int = 20,
+    ) -> None:
         self.engine = Engine(profile, rng=rng)
         self.client, self.server = client, server
         self.packed = (ipaddress.ip_address(client[0]).packed, ipaddress.ip_address(server[0]).packed)
@@ -372,18 +425,31 @@ class FlowDecider:
         for start in range(0, len(data), MSS):
             if not self.flow.inspecting:
                 return
-            self._segment(direction, PSH | ACK, data[start:start + MSS])
+            self._segment(direction, PSH | ACK, data[start : start + MSS])
 
     def _segment(self, direction: int, flags: int, payload: bytes = b"") -> None:
-        src, dst = (self.packed if direction == 0 else self.packed[::-1])
+        src, dst = self.packed if direction == 0 else self.packed[::-1]
         ends = (self.client, self.server) if direction == 0 else (self.server, self.client)
-        tcp_len = (40 if flags & SYN else self.header_len)
+        tcp_len = 40 if flags & SYN else self.header_len
         self.index += 1
-        pkt = Packet(ts=self.clock(), ip_version=self.version, src=src, dst=dst, proto=TCP,
-                     sport=ends[0][1], dport=ends[1][1], payload=payload, ttl=64,
-                     ip_len=(20 if self.version == 4 else 40) + tcp_len + len(payload), tcp_flags=flags,
-                     seq=self.seq[direction], ack=self.seq[1 - direction] if flags & ACK else 0, window=65535,
-                     tcp_header_len=tcp_len, index=self.index)
+        pkt = Packet(
+            ts=self.clock(),
+            ip_version=self.version,
+            src=src,
+            dst=dst,
+            proto=TCP,
+            sport=ends[0][1],
+            dport=ends[1][1],
+            payload=payload,
+            ttl=64,
+            ip_len=(20 if self.version == 4 else 40) + tcp_len + len(payload),
+            tcp_flags=flags,
+            seq=self.seq[direction],
+            ack=self.seq[1 - direction] if flags & ACK else 0,
+            window=65535,
+            tcp_header_len=tcp_len,
+            index=self.index,
+        )
         self.seq[direction] = (self.seq[direction] + len(payload) + (1 if flags & SYN else 0)) % (1 << 32)
         step = self.engine.step(pkt)
         self.flow = step.flow
@@ -409,8 +475,9 @@ class _TlsServerSide:
     """The client's TLS session, terminated with a forged certificate over an ``ssl.SSLObject`` (memory BIOs),
     so the ClientHello bytes already read while peeking are replayed into it."""
 
-    def __init__(self, context: ssl.SSLContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 received: bytes) -> None:
+    def __init__(
+        self, context: ssl.SSLContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, received: bytes
+    ) -> None:
         self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self._in.write(received)
         self.tls = context.wrap_bio(self._in, self._out, server_side=True)
@@ -514,11 +581,21 @@ class InterceptProxy:
     accepted socket to where the client meant to go (``SO_ORIGINAL_DST`` in the lab; tests on loopback pass
     their own)."""
 
-    def __init__(self, profile: Any, ca: CensorCA, *, emit: Callable[[dict[str, Any]], None] | None = None,
-                 original_dst: Callable[[Any], Address] = so_original_dst, seed: int | None = None,
-                 clock: Callable[[], float] = time.time, peek_timeout: float = PEEK_TIMEOUT,
-                 upstream_timeout: float = UPSTREAM_TIMEOUT, handshake_timeout: float = HANDSHAKE_TIMEOUT,
-                 hold_seconds: float = HOLD_SECONDS, state_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        profile: Any,
+        ca: CensorCA,
+        *,
+        emit: Callable[[dict[str, Any]], None] | None = None,
+        original_dst: Callable[[Any], Address] = so_original_dst,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.time,
+        peek_timeout: float = PEEK_TIMEOUT,
+        upstream_timeout: float = UPSTREAM_TIMEOUT,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        hold_seconds: float = HOLD_SECONDS,
+        state_dir: Path | None = None,
+    ) -> None:
         self.profile = profile
         self.ca = ca
         self.emit = emit
@@ -562,11 +639,19 @@ class InterceptProxy:
             self._tmp = None
 
     def stats(self, *, running: bool = True) -> dict[str, Any]:
-        return {"running": running, "pid": os.getpid(), "profile": self.profile.name, "started": self.started,
-                "updated": self.clock(), "listening": [list(a) for a in self.listening],
-                "ca": {"subject": self.ca.certificate.subject.rfc4514_string(),
-                       "file": str(self.state_dir / CA_CERT_FILE) if self.state_dir else None},
-                "counters": dict(self.counters)}
+        return {
+            "running": running,
+            "pid": os.getpid(),
+            "profile": self.profile.name,
+            "started": self.started,
+            "updated": self.clock(),
+            "listening": [list(a) for a in self.listening],
+            "ca": {
+                "subject": self.ca.certificate.subject.rfc4514_string(),
+                "file": str(self.state_dir / CA_CERT_FILE) if self.state_dir else None,
+            },
+            "counters": dict(self.counters),
+        }
 
     def write_stats(self, *, running: bool = True) -> None:
         if self.state_dir is None:
@@ -602,18 +687,25 @@ class InterceptProxy:
             _reset(writer)
             return
         try:
-            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(server[0], server[1]),
-                                                          self.upstream_timeout)
-        except (OSError, asyncio.TimeoutError):
+            up_reader, up_writer = await asyncio.wait_for(
+                asyncio.open_connection(server[0], server[1]), self.upstream_timeout
+            )
+        except (TimeoutError, OSError):
             self.counters["upstream_connect_errors"] += 1
-            _reset(writer)           # the server refused or did not answer: the client's connection ends too
+            _reset(writer)  # the server refused or did not answer: the client's connection ends too
             return
-        decider = FlowDecider(self.profile, client, server, rng=random.Random(self.rng.getrandbits(64)),
-                              clock=self.clock, header_len=_tcp_header_len(sock))
+        decider = FlowDecider(
+            self.profile,
+            client,
+            server,
+            rng=random.Random(self.rng.getrandbits(64)),
+            clock=self.clock,
+            header_len=_tcp_header_len(sock),
+        )
         conn = _Conn(client, server, decider)
         try:
             await self._serve(conn, reader, writer, up_reader, up_writer)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):   # a reset or timeout on either side
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):  # a reset or timeout on either side
             self.counters["relay_errors"] += 1
             _reset(writer)
             _reset(up_writer)
@@ -621,8 +713,9 @@ class InterceptProxy:
             if not up_writer.is_closing():
                 up_writer.close()
 
-    async def _peek(self, reader: asyncio.StreamReader, up_reader: asyncio.StreamReader,
-                    decider: FlowDecider) -> tuple[bytes, bytes, str]:
+    async def _peek(
+        self, reader: asyncio.StreamReader, up_reader: asyncio.StreamReader, decider: FlowDecider
+    ) -> tuple[bytes, bytes, str]:
         """Client bytes until the decision can be made (a whole ClientHello, or bytes that are not one, or the
         server spoke, or an end, the byte limit or the timeout), then fed to the decider: (client bytes,
         server bytes, why the peek stopped)."""
@@ -661,15 +754,21 @@ class InterceptProxy:
                 await _take(c_task)
             if not up_task.done():
                 late = await _take(up_task)
-                if late:       # the server spoke just as the peek ended: it must reach the client
+                if late:  # the server spoke just as the peek ended: it must reach the client
                     from_server = late
         # The engine gets the bytes as a client's MSS-sized segments: a socket does not show the real ones.
         decider.client_data(bytes(received))
         decider.server_data(from_server)
         return bytes(received), from_server, why
 
-    async def _serve(self, conn: _Conn, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self,
+        conn: _Conn,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+    ) -> None:
         received, from_server, why = await self._peek(reader, up_reader, conn.decider)
         verdict = conn.decider.verdict
         action = verdict.action if verdict is not None else Action.ALLOW
@@ -682,15 +781,22 @@ class InterceptProxy:
             _reset(writer)
             _reset(up_writer)
         elif action in (Action.DROP, Action.BLOCKPAGE, Action.DNS_FORGE, Action.ICMP_UNREACHABLE):
-            self._record(conn, verdict, "drop", notes=[f"{action.value} enforced by the intercept proxy as a "
-                                                       f"silent hold of {self.hold_seconds:g} s"])
+            self._record(
+                conn,
+                verdict,
+                "drop",
+                notes=[f"{action.value} enforced by the intercept proxy as a silent hold of {self.hold_seconds:g} s"],
+            )
             self.counters["held"] += 1
             _reset(up_writer)
             await self._hold(reader)
         else:
             if verdict is not None and action is not Action.ALLOW:
-                note = ("no ClientHello to intercept" if action is Action.TLS_INTERCEPT
-                        else f"{action.value} is not enforced by the intercept proxy")
+                note = (
+                    "no ClientHello to intercept"
+                    if action is Action.TLS_INTERCEPT
+                    else f"{action.value} is not enforced by the intercept proxy"
+                )
                 self._record(conn, verdict, "allow", notes=[f"{note}: spliced untouched"])
             self.counters["spliced"] += 1
             await self._splice(received, from_server, reader, writer, up_reader, up_writer)
@@ -703,9 +809,15 @@ class InterceptProxy:
                 if not await asyncio.wait_for(reader.read(CHUNK), left):
                     return
 
-    async def _splice(self, received: bytes, from_server: bytes, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter, up_reader: asyncio.StreamReader,
-                      up_writer: asyncio.StreamWriter) -> None:
+    async def _splice(
+        self,
+        received: bytes,
+        from_server: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+    ) -> None:
         """Both directions byte for byte, half-closes passed on; a reset on one side resets the other."""
         if received:
             up_writer.write(received)
@@ -734,9 +846,16 @@ class InterceptProxy:
             return
         self.counters["spliced_bytes"] += len(received) + len(from_server) + up.result() + down.result()
 
-    async def _intercept(self, conn: _Conn, verdict: Verdict, received: bytes, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter, up_reader: asyncio.StreamReader,
-                         up_writer: asyncio.StreamWriter) -> None:
+    async def _intercept(
+        self,
+        conn: _Conn,
+        verdict: Verdict,
+        received: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+    ) -> None:
         hello = conn.decider.hello
         details: dict[str, Any] = {"sni": hello.sni, "alpn_offered": list(getattr(hello, "alpn", ()))}
         # 1. the real server first: its certificate is what gets copied
@@ -747,11 +866,12 @@ class InterceptProxy:
         if offer:
             upstream_ctx.set_alpn_protocols(offer)
         try:
-            await up_writer.start_tls(upstream_ctx, server_hostname=hello.sni or None,
-                                      ssl_handshake_timeout=self.handshake_timeout)
+            await up_writer.start_tls(
+                upstream_ctx, server_hostname=hello.sni or None, ssl_handshake_timeout=self.handshake_timeout
+            )
             tls_up = up_writer.get_extra_info("ssl_object")
             real = x509.load_der_x509_certificate(tls_up.getpeercert(binary_form=True))
-        except (OSError, asyncio.TimeoutError, ValueError, TypeError) as exc:
+        except (TimeoutError, OSError, ValueError, TypeError) as exc:
             self.counters["upstream_tls_errors"] += 1
             details.update(outcome="upstream-failed", error=f"{type(exc).__name__}: {exc}")
             self._record(conn, verdict, "intercept", intercept=details)
@@ -759,13 +879,17 @@ class InterceptProxy:
             return
         selected = tls_up.selected_alpn_protocol()
         forged = self.ca.forge(real)
-        details.update(upstream=cert_names(real), forged=cert_names(forged.certificate) | {
-            "sha256": forged.fingerprint, "serial": f"{forged.certificate.serial_number:x}"}, alpn=selected)
+        details.update(
+            upstream=cert_names(real),
+            forged=cert_names(forged.certificate)
+            | {"sha256": forged.fingerprint, "serial": f"{forged.certificate.serial_number:x}"},
+            alpn=selected,
+        )
         # 2. the client's handshake, with the forgery
         down = _TlsServerSide(self._server_context(forged, selected), reader, writer, received)
         try:
             await asyncio.wait_for(down.handshake(), self.handshake_timeout)
-        except (ssl.SSLError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, ssl.SSLError, OSError) as exc:
             self.counters["client_rejected"] += 1
             reason = getattr(exc, "reason", None) or type(exc).__name__
             details.update(outcome="client-rejected", error=str(reason))
@@ -828,22 +952,43 @@ class InterceptProxy:
         return context
 
     # -- events -----------------------------------------------------------------------------------------
-    def _record(self, conn: _Conn, verdict: Verdict, flow_action: str, *, notes: Sequence[str] = (),
-                intercept: dict[str, Any] | None = None) -> None:
+    def _record(
+        self,
+        conn: _Conn,
+        verdict: Verdict,
+        flow_action: str,
+        *,
+        notes: Sequence[str] = (),
+        intercept: dict[str, Any] | None = None,
+    ) -> None:
         flow = conn.decider.flow
         trigger = conn.decider.trigger
         record: dict[str, Any] = {
-            "timestamp": eve_timestamp(self.clock()), "flow_id": flow_id(flow), "event_type": "chokepoint",
-            "src_ip": conn.client[0], "src_port": conn.client[1],
-            "dest_ip": conn.server[0], "dest_port": conn.server[1], "proto": "TCP",
+            "timestamp": eve_timestamp(self.clock()),
+            "flow_id": flow_id(flow),
+            "event_type": "chokepoint",
+            "src_ip": conn.client[0],
+            "src_port": conn.client[1],
+            "dest_ip": conn.server[0],
+            "dest_port": conn.server[1],
+            "proto": "TCP",
             "app_proto": flow.facts.app_proto,
             "chokepoint": {
-                "profile": self.profile.name, "mode": "inline", "enforced_by": "intercept-proxy",
-                "action": verdict.action.value, "rule": verdict.rule_id, "reason": verdict.reason,
+                "profile": self.profile.name,
+                "mode": "inline",
+                "enforced_by": "intercept-proxy",
+                "action": verdict.action.value,
+                "rule": verdict.rule_id,
+                "reason": verdict.reason,
                 "evidence": [e.to_json() for e in verdict.evidence],
-                "trigger": {"direction": verdict.direction or "c2s",
-                            "packet": trigger.index if trigger is not None else None, "dropped": False},
-                "flow_action": flow_action, "notes": list(notes), "injected": [],
+                "trigger": {
+                    "direction": verdict.direction or "c2s",
+                    "packet": trigger.index if trigger is not None else None,
+                    "dropped": False,
+                },
+                "flow_action": flow_action,
+                "notes": list(notes),
+                "injected": [],
             },
         }
         if intercept is not None:
@@ -898,8 +1043,10 @@ class ProxyThread:
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` in the proxy's loop thread (to read its counters consistently)."""
+
         async def run() -> Any:
             return fn()
+
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
 
 
@@ -907,8 +1054,12 @@ async def serve(proxy: InterceptProxy, listen: Sequence[Address], stop: asyncio.
     """Listen, write the stats file every second until ``stop`` is set, then close (stats say not running)."""
     await proxy.start(listen)
     proxy.write_stats()
-    print(f"intercept: listening on {', '.join(f'[{h}]:{p}' for h, p in proxy.listening)}, "
-          f"CA {proxy.ca.certificate.subject.rfc4514_string()}", file=sys.stderr, flush=True)
+    print(
+        f"intercept: listening on {', '.join(f'[{h}]:{p}' for h, p in proxy.listening)}, "
+        f"CA {proxy.ca.certificate.subject.rfc4514_string()}",
+        file=sys.stderr,
+        flush=True,
+    )
     while not stop.is_set():
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), STATS_INTERVAL)
@@ -921,10 +1072,12 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m chokepoint.backends.intercept (--profile NAME | --rules FILE) --state-dir DIR [--port N]
     [--listen ADDR ...] [--seed N] [--clock-offset S] [--param RULE.PARAM=VALUE ...]``: the proxy process (the
     censor daemon starts it with its own clock offset and overrides; see the docstring)."""
-    from chokepoint.backends.censord import clock_offset, load_policy, param_override
+    from chokepoint.backends.options import clock_offset, load_policy, param_override
 
-    parser = argparse.ArgumentParser(prog="python -m chokepoint.backends.intercept",
-                                     description="Chokepoint TLS-intercepting proxy (tls-intercept rules)")
+    parser = argparse.ArgumentParser(
+        prog="python -m chokepoint.backends.intercept",
+        description="Chokepoint TLS-intercepting proxy (tls-intercept rules)",
+    )
     parser.add_argument("--profile")
     parser.add_argument("--rules")
     parser.add_argument("--state-dir", required=True, type=Path)
@@ -945,8 +1098,14 @@ def main(argv: list[str] | None = None) -> int:
     ca = CensorCA.load_or_create(args.state_dir)
     events = EventLog(args.state_dir / EVENTS_FILE)
     offset = args.clock_offset
-    proxy = InterceptProxy(profile, ca, emit=events, seed=args.seed, state_dir=args.state_dir,
-                           clock=(lambda: time.time() + offset) if offset else time.time)
+    proxy = InterceptProxy(
+        profile,
+        ca,
+        emit=events,
+        seed=args.seed,
+        state_dir=args.state_dir,
+        clock=(lambda: time.time() + offset) if offset else time.time,
+    )
     listen = [(host, args.port) for host in (args.listen or ["0.0.0.0", "::"])]
 
     async def run() -> None:
@@ -984,15 +1143,31 @@ class InterceptProcess:
         self.port = port
 
     @classmethod
-    def start(cls, state_dir: Path, *, profile: str | None = None, rules: str | None = None,
-              port: int = DEFAULT_PORT, seed: int | None = None, timeout: float = 10.0,
-              clock_offset_s: float = 0.0, params: dict[str, str] | None = None) -> InterceptProcess:
+    def start(
+        cls,
+        state_dir: Path,
+        *,
+        profile: str | None = None,
+        rules: str | None = None,
+        port: int = DEFAULT_PORT,
+        seed: int | None = None,
+        timeout: float = 10.0,
+        clock_offset_s: float = 0.0,
+        params: dict[str, str] | None = None,
+    ) -> InterceptProcess:
         """Start it and wait until it listens (its stats file says running); ``InterceptError`` otherwise."""
         state_dir = Path(state_dir)
         stats = state_dir / STATS_FILE
         stats.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "chokepoint.backends.intercept", "--state-dir", str(state_dir),
-                "--port", str(port)]
+        argv = [
+            sys.executable,
+            "-m",
+            "chokepoint.backends.intercept",
+            "--state-dir",
+            str(state_dir),
+            "--port",
+            str(port),
+        ]
         argv += ["--rules", rules] if rules else ["--profile", profile or "demo"]
         if seed is not None:
             argv += ["--seed", str(seed)]
@@ -1033,9 +1208,28 @@ class InterceptProcess:
         return self.proc.returncode
 
 
-__all__ = ["CA_CERT_FILE", "CA_COMMON_NAME", "CA_KEY_FILE", "CensorCA", "DEFAULT_PORT", "EventLog", "FlowDecider",
-           "Forged", "InterceptError", "InterceptProcess", "InterceptProxy", "ProxyThread", "STATS_FILE",
-           "cert_names", "hello_state", "intercept_rules", "main", "redirect_for", "serve", "so_original_dst"]
+__all__ = [
+    "CA_CERT_FILE",
+    "CA_COMMON_NAME",
+    "CA_KEY_FILE",
+    "CensorCA",
+    "DEFAULT_PORT",
+    "EventLog",
+    "FlowDecider",
+    "Forged",
+    "InterceptError",
+    "InterceptProcess",
+    "InterceptProxy",
+    "ProxyThread",
+    "STATS_FILE",
+    "cert_names",
+    "hello_state",
+    "intercept_rules",
+    "main",
+    "redirect_for",
+    "serve",
+    "so_original_dst",
+]
 
 
 if __name__ == "__main__":

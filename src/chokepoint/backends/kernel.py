@@ -85,8 +85,8 @@ MARK_OFFLOAD = 0x1
 MARK_BLOCK = 0x2
 MARK_SHAPED = 0x3
 PASS_ONCE = 0x4
-BLOCK_C2S_ONLY = 0x10        # with MARK_BLOCK: drop only the conntrack ORIGINAL direction (client -> server)
-BLOCK_S2C_ONLY = 0x20        # ... only the REPLY direction
+BLOCK_C2S_ONLY = 0x10  # with MARK_BLOCK: drop only the conntrack ORIGINAL direction (client -> server)
+BLOCK_S2C_ONLY = 0x20  # ... only the REPLY direction
 DIRECTION_MASK = 0x30
 CLASS_SHIFT = 8
 CLASS_MASK = 0xFF00
@@ -99,25 +99,27 @@ MAX_CLASSES = 255
 #: (``u32 match mark`` needs CONFIG_CLS_U32_MARK; without it the key is silently dropped and the filter
 #: matches every packet, as on the lab kernel; ``fw`` is absent there.)
 _LD_MARK = "32 0 0 4294963220"
-CLASSIFIER_BYTECODE = ",".join([
-    "9",
-    _LD_MARK,             # 0: A = skb->mark
-    "84 0 0 3",           # 1: A &= 0x3
-    "21 0 5 3",           # 2: if A == 3 goto 3 else goto 8
-    _LD_MARK,             # 3: A = skb->mark
-    "116 0 0 8",          # 4: A >>= 8
-    "84 0 0 255",         # 5: A &= 0xff
-    "68 0 0 65536",       # 6: A |= 0x10000 (major 1)
-    "22 0 0 0",           # 7: return A (the class id)
-    "6 0 0 0",            # 8: return 0 (no match)
-])
+CLASSIFIER_BYTECODE = ",".join(
+    [
+        "9",
+        _LD_MARK,  # 0: A = skb->mark
+        "84 0 0 3",  # 1: A &= 0x3
+        "21 0 5 3",  # 2: if A == 3 goto 3 else goto 8
+        _LD_MARK,  # 3: A = skb->mark
+        "116 0 0 8",  # 4: A >>= 8
+        "84 0 0 255",  # 5: A &= 0xff
+        "68 0 0 65536",  # 6: A |= 0x10000 (major 1)
+        "22 0 0 0",  # 7: return A (the class id)
+        "6 0 0 0",  # 8: return 0 (no match)
+    ]
+)
 
 CHAIN = "CHOKEPOINT"
 #: The offload rule, first in ``mangle FORWARD``: what every packet of an offloaded flow costs.
 FAST_PATH = ["-m", "connmark", "--mark", f"{MARK_OFFLOAD:#x}/{STATE_MASK:#x}", "-j", "ACCEPT"]
 TABLE = "chokepoint"
 RESIDUAL_CHAIN = "residual"
-RESIDUAL_PRIORITY = -160         # before iptables' mangle (-150): offloaded flows are caught too
+RESIDUAL_PRIORITY = -160  # before iptables' mangle (-150): offloaded flows are caught too
 
 NAT_CHAIN = "CHOKEPOINT_TLS"
 
@@ -137,8 +139,7 @@ def mark(state: int, class_index: int = 0, *, pass_once: bool = False, direction
         raise ValueError(f"class {class_index} does not fit state {state}")
     if direction not in _BLOCK_DIRECTIONS or (direction != "both" and state != MARK_BLOCK):
         raise ValueError(f"direction {direction!r} does not fit state {state}")
-    return (state | (class_index << CLASS_SHIFT) | (PASS_ONCE if pass_once else 0)
-            | _BLOCK_DIRECTIONS[direction])
+    return state | (class_index << CLASS_SHIFT) | (PASS_ONCE if pass_once else 0) | _BLOCK_DIRECTIONS[direction]
 
 
 def iptables_rules(queue_num: int = 0, *, fail_closed: bool = False) -> list[list[str]]:
@@ -150,16 +151,59 @@ def iptables_rules(queue_num: int = 0, *, fail_closed: bool = False) -> list[lis
     return [
         FAST_PATH,
         ["-m", "connmark", "--mark", f"{MARK_BLOCK:#x}/{state_dir:#x}", "-j", "DROP"],
-        ["-m", "connmark", "--mark", f"{MARK_BLOCK | BLOCK_C2S_ONLY:#x}/{state_dir:#x}",
-         "-m", "conntrack", "--ctdir", "ORIGINAL", "-j", "DROP"],
-        ["-m", "connmark", "--mark", f"{MARK_BLOCK | BLOCK_S2C_ONLY:#x}/{state_dir:#x}",
-         "-m", "conntrack", "--ctdir", "REPLY", "-j", "DROP"],
+        [
+            "-m",
+            "connmark",
+            "--mark",
+            f"{MARK_BLOCK | BLOCK_C2S_ONLY:#x}/{state_dir:#x}",
+            "-m",
+            "conntrack",
+            "--ctdir",
+            "ORIGINAL",
+            "-j",
+            "DROP",
+        ],
+        [
+            "-m",
+            "connmark",
+            "--mark",
+            f"{MARK_BLOCK | BLOCK_S2C_ONLY:#x}/{state_dir:#x}",
+            "-m",
+            "conntrack",
+            "--ctdir",
+            "REPLY",
+            "-j",
+            "DROP",
+        ],
         ["-m", "connmark", "--mark", f"{MARK_BLOCK:#x}/{STATE_MASK:#x}", "-j", "ACCEPT"],
-        ["-m", "connmark", "--mark", f"{MARK_SHAPED:#x}/{STATE_MASK:#x}",
-         "-j", "CONNMARK", "--restore-mark", "--nfmask", saved, "--ctmask", saved],
+        [
+            "-m",
+            "connmark",
+            "--mark",
+            f"{MARK_SHAPED:#x}/{STATE_MASK:#x}",
+            "-j",
+            "CONNMARK",
+            "--restore-mark",
+            "--nfmask",
+            saved,
+            "--ctmask",
+            saved,
+        ],
         ["-m", "connmark", "--mark", f"{MARK_SHAPED:#x}/{STATE_MASK:#x}", "-j", "ACCEPT"],
-        ["-m", "mark", "!", "--mark", f"0x0/{STATE_MASK:#x}",
-         "-j", "CONNMARK", "--save-mark", "--nfmask", saved, "--ctmask", saved],
+        [
+            "-m",
+            "mark",
+            "!",
+            "--mark",
+            f"0x0/{STATE_MASK:#x}",
+            "-j",
+            "CONNMARK",
+            "--save-mark",
+            "--nfmask",
+            saved,
+            "--ctmask",
+            saved,
+        ],
         ["-m", "mark", "--mark", f"{MARK_BLOCK:#x}/{STATE_MASK | PASS_ONCE:#x}", "-j", "DROP"],
         ["-m", "mark", "!", "--mark", f"0x0/{STATE_MASK:#x}", "-j", "ACCEPT"],
         queue,
@@ -182,9 +226,21 @@ def redirect_rules(redirect: Redirect, *, v6: bool = False) -> list[list[str]]:
         dests: list[str | None] = [d for d in redirect.destinations if (":" in d) == v6]
     else:
         dests = [None]
-    return [["-p", "tcp", *(["-d", dest] if dest else []), "--dport", str(lo) if lo == hi else f"{lo}:{hi}",
-             "-j", "REDIRECT", "--to-ports", str(redirect.listen_port)]
-            for dest in dests for lo, hi in redirect.ports]
+    return [
+        [
+            "-p",
+            "tcp",
+            *(["-d", dest] if dest else []),
+            "--dport",
+            str(lo) if lo == hi else f"{lo}:{hi}",
+            "-j",
+            "REDIRECT",
+            "--to-ports",
+            str(redirect.listen_port),
+        ]
+        for dest in dests
+        for lo, hi in redirect.ports
+    ]
 
 
 # -- residual sets ----------------------------------------------------------------------------------------
@@ -203,10 +259,12 @@ def set_name(action: str, scope: str, version: int, rearm_seconds: int = 0) -> s
 
 def _set_type(scope: str, version: int) -> list[str]:
     addr = "ipv4_addr" if version == 4 else "ipv6_addr"
-    return {"3-tuple": ["inet_proto", addr, addr, "inet_service"],
-            "4-tuple": ["inet_proto", addr, "inet_service", addr, "inet_service"],
-            "server": ["inet_proto", addr, "inet_service"],
-            "client-server": [addr, addr]}[scope]
+    return {
+        "3-tuple": ["inet_proto", addr, addr, "inet_service"],
+        "4-tuple": ["inet_proto", addr, "inet_service", addr, "inet_service"],
+        "server": ["inet_proto", addr, "inet_service"],
+        "client-server": [addr, addr],
+    }[scope]
 
 
 def _key_exprs(scope: str, version: int, client_is_src: bool) -> list[dict[str, Any]]:
@@ -221,10 +279,12 @@ def _key_exprs(scope: str, version: int, client_is_src: bool) -> list[dict[str, 
         return {"payload": {"protocol": "th", "field": field_}}
 
     l4 = {"meta": {"key": "l4proto"}}
-    return {"3-tuple": [l4, addr(c_addr), addr(s_addr), port(s_port)],
-            "4-tuple": [l4, addr(c_addr), port(c_port), addr(s_addr), port(s_port)],
-            "server": [l4, addr(s_addr), port(s_port)],
-            "client-server": [addr(c_addr), addr(s_addr)]}[scope]
+    return {
+        "3-tuple": [l4, addr(c_addr), addr(s_addr), port(s_port)],
+        "4-tuple": [l4, addr(c_addr), port(c_port), addr(s_addr), port(s_port)],
+        "server": [l4, addr(s_addr), port(s_port)],
+        "client-server": [addr(c_addr), addr(s_addr)],
+    }[scope]
 
 
 def residual_rules(action: str, scope: str, version: int, rearm_seconds: int = 0) -> list[list[dict[str, Any]]]:
@@ -238,8 +298,15 @@ def residual_rules(action: str, scope: str, version: int, rearm_seconds: int = 0
         key = _key_exprs(scope, version, client_is_src)
         lookup = [{"match": {"op": "==", "left": {"concat": key}, "right": f"@{name}"}}]
         if rearm_seconds:
-            lookup.append({"set": {"op": "update", "set": f"@{name}",
-                                   "elem": {"elem": {"val": {"concat": key}, "timeout": rearm_seconds}}}})
+            lookup.append(
+                {
+                    "set": {
+                        "op": "update",
+                        "set": f"@{name}",
+                        "elem": {"elem": {"val": {"concat": key}, "timeout": rearm_seconds}},
+                    }
+                }
+            )
         if action == "reset" and client_is_src:
             rules.append([tcp, *lookup, {"reject": {"type": "tcp reset"}}])
         rules.append(([l4] if ported else []) + [*lookup, {"drop": None}])
@@ -263,10 +330,12 @@ class ResidualKey:
 
     def value(self) -> list[str | int]:
         proto = _PROTO_NAMES.get(self.proto, self.proto)
-        return {"3-tuple": [proto, self.client_ip, self.server_ip, self.server_port],
-                "4-tuple": [proto, self.client_ip, self.client_port, self.server_ip, self.server_port],
-                "server": [proto, self.server_ip, self.server_port],
-                "client-server": [self.client_ip, self.server_ip]}[self.scope]
+        return {
+            "3-tuple": [proto, self.client_ip, self.server_ip, self.server_port],
+            "4-tuple": [proto, self.client_ip, self.client_port, self.server_ip, self.server_port],
+            "server": [proto, self.server_ip, self.server_port],
+            "client-server": [self.client_ip, self.server_ip],
+        }[self.scope]
 
 
 # -- the program ------------------------------------------------------------------------------------------
@@ -279,13 +348,21 @@ class _Shaping:
 class KernelProgram:
     """The kernel side of one censor: install/remove the fast path, add residual entries, shape flows."""
 
-    def __init__(self, netns: str | None = None, *, queue_num: int = 0, fail_closed: bool = False,
-                 client_iface: str = "ce0", server_iface: str = "ce1", redirect: Redirect | None = None) -> None:
+    def __init__(
+        self,
+        netns: str | None = None,
+        *,
+        queue_num: int = 0,
+        fail_closed: bool = False,
+        client_iface: str = "ce0",
+        server_iface: str = "ce1",
+        redirect: Redirect | None = None,
+    ) -> None:
         self.netns = netns
         self.queue_num = queue_num
         self.fail_closed = fail_closed
         self.ifaces = (client_iface, server_iface)
-        self.redirect = redirect           # set before install(): connections for the intercept proxy
+        self.redirect = redirect  # set before install(): connections for the intercept proxy
         self._residual_sets: set[str] = set()
         self._shaping = _Shaping()
 
@@ -308,8 +385,12 @@ class KernelProgram:
             system.iptables(["-t", "mangle", "-F", CHAIN], self.netns, v6, check=False)
             system.iptables(["-t", "mangle", "-X", CHAIN], self.netns, v6, check=False)
             if system.iptables(["-t", "nat", "-S", NAT_CHAIN], self.netns, v6, check=False).returncode == 0:
-                system.iptables(["-t", "nat", "-D", "PREROUTING", "-i", self.ifaces[0], "-j", NAT_CHAIN],
-                                self.netns, v6, check=False)
+                system.iptables(
+                    ["-t", "nat", "-D", "PREROUTING", "-i", self.ifaces[0], "-j", NAT_CHAIN],
+                    self.netns,
+                    v6,
+                    check=False,
+                )
                 system.iptables(["-t", "nat", "-F", NAT_CHAIN], self.netns, v6, check=False)
                 system.iptables(["-t", "nat", "-X", NAT_CHAIN], self.netns, v6, check=False)
         table = {"family": "inet", "name": TABLE}
@@ -345,26 +426,58 @@ class KernelProgram:
 
     @staticmethod
     def _chain_command() -> dict[str, Any]:
-        return {"add": {"chain": {"family": "inet", "table": TABLE, "name": RESIDUAL_CHAIN, "type": "filter",
-                                  "hook": "forward", "prio": RESIDUAL_PRIORITY, "policy": "accept"}}}
+        return {
+            "add": {
+                "chain": {
+                    "family": "inet",
+                    "table": TABLE,
+                    "name": RESIDUAL_CHAIN,
+                    "type": "filter",
+                    "hook": "forward",
+                    "prio": RESIDUAL_PRIORITY,
+                    "policy": "accept",
+                }
+            }
+        }
 
     # residual blocks
     def add_residual(self, key: ResidualKey, seconds: float, action: str = "drop", *, rearm: bool = False) -> str:
         """Add (or re-arm) a residual block for ``seconds``; returns the set's name. ``rearm``: every packet
         the block catches restarts its timer (kernel-side)."""
-        timeout = max(1, math.ceil(seconds))   # nft's JSON timeouts are whole seconds
+        timeout = max(1, math.ceil(seconds))  # nft's JSON timeouts are whole seconds
         name = set_name(action, key.scope, key.version, timeout if rearm else 0)
         commands: list[dict[str, Any]] = [] if self._residual_sets else [self._chain_command()]
         if name not in self._residual_sets:
             # (nft 1.0.6's JSON parser knows no "dynamic" flag; nft sets it itself for an ``update`` rule)
-            commands.append({"add": {"set": {"family": "inet", "table": TABLE, "name": name,
-                                             "type": _set_type(key.scope, key.version), "flags": ["timeout"]}}})
+            commands.append(
+                {
+                    "add": {
+                        "set": {
+                            "family": "inet",
+                            "table": TABLE,
+                            "name": name,
+                            "type": _set_type(key.scope, key.version),
+                            "flags": ["timeout"],
+                        }
+                    }
+                }
+            )
             for expr in residual_rules(action, key.scope, key.version, timeout if rearm else 0):
-                commands.append({"add": {"rule": {"family": "inet", "table": TABLE, "chain": RESIDUAL_CHAIN,
-                                                  "expr": expr}}})
-        commands.append({"add": {"element": {
-            "family": "inet", "table": TABLE, "name": name,
-            "elem": [{"elem": {"val": {"concat": key.value()}, "timeout": timeout, "expires": timeout}}]}}})
+                commands.append(
+                    {"add": {"rule": {"family": "inet", "table": TABLE, "chain": RESIDUAL_CHAIN, "expr": expr}}}
+                )
+        commands.append(
+            {
+                "add": {
+                    "element": {
+                        "family": "inet",
+                        "table": TABLE,
+                        "name": name,
+                        "elem": [{"elem": {"val": {"concat": key.value()}, "timeout": timeout, "expires": timeout}}],
+                    }
+                }
+            }
+        )
         system.nft({"nftables": commands}, self.netns)
         self._residual_sets.add(name)
         return name
@@ -381,8 +494,9 @@ class KernelProgram:
                 body = elem.get("elem", elem) if isinstance(elem, dict) else {"val": elem}
                 val = body.get("val")
                 key = val["concat"] if isinstance(val, dict) and "concat" in val else [val]
-                out.append({"set": entry["name"], "key": key, "timeout": body.get("timeout"),
-                            "expires": body.get("expires")})
+                out.append(
+                    {"set": entry["name"], "key": key, "timeout": body.get("timeout"), "expires": body.get("expires")}
+                )
         return out
 
     # shaping
@@ -401,11 +515,44 @@ class KernelProgram:
             if not self._shaping.root_installed:
                 system.tc(["qdisc", "del", "dev", iface, "root"], self.netns, check=False)  # a half-made root
                 batch.append(["qdisc", "add", "dev", iface, "root", "handle", "1:", "htb", "default", "0"])
-                batch.append(["filter", "add", "dev", iface, "parent", "1:", "protocol", "all", "prio", "1",
-                              "bpf", "bytecode", CLASSIFIER_BYTECODE])
+                batch.append(
+                    [
+                        "filter",
+                        "add",
+                        "dev",
+                        iface,
+                        "parent",
+                        "1:",
+                        "protocol",
+                        "all",
+                        "prio",
+                        "1",
+                        "bpf",
+                        "bytecode",
+                        CLASSIFIER_BYTECODE,
+                    ]
+                )
             burst = ["burst", f"{int(burst_bytes)}b", "cburst", f"{int(burst_bytes)}b"] if burst_bytes else []
-            batch.append(["class", "replace", "dev", iface, "parent", "1:", "classid", f"1:{index:x}", "htb",
-                          "rate", rate, "ceil", rate, *burst, "quantum", "1514"])
+            batch.append(
+                [
+                    "class",
+                    "replace",
+                    "dev",
+                    iface,
+                    "parent",
+                    "1:",
+                    "classid",
+                    f"1:{index:x}",
+                    "htb",
+                    "rate",
+                    rate,
+                    "ceil",
+                    rate,
+                    *burst,
+                    "quantum",
+                    "1514",
+                ]
+            )
         try:
             self._tc_batch(batch)
         except system.CommandError:
@@ -432,15 +579,37 @@ class KernelProgram:
         return proc.stdout.decode() if proc.returncode == 0 else ""
 
     def nft_table_exists(self) -> bool:
-        return system.run(["nft", "list", "table", "inet", TABLE], netns=self.netns,
-                          check=False).returncode == 0
+        return system.run(["nft", "list", "table", "inet", TABLE], netns=self.netns, check=False).returncode == 0
 
     def tc_listing(self) -> str:
-        return "".join(system.tc(["qdisc", "show", "dev", iface], self.netns, check=False).stdout.decode()
-                       for iface in self.ifaces)
+        return "".join(
+            system.tc(["qdisc", "show", "dev", iface], self.netns, check=False).stdout.decode() for iface in self.ifaces
+        )
 
 
-__all__ = ["ACTIONS", "BLOCK_C2S_ONLY", "BLOCK_S2C_ONLY", "CHAIN", "CLASS_MASK", "FAST_PATH", "CLASS_SHIFT", "KernelProgram",
-           "MARK_BLOCK", "MARK_OFFLOAD", "MARK_SHAPED", "NAT_CHAIN", "PASS_ONCE", "Redirect", "ResidualKey",
-           "SAVED_MASK", "SCOPES", "STATE_MASK", "TABLE", "iptables_rules", "mark", "redirect_rules",
-           "residual_rules", "set_name"]
+__all__ = [
+    "ACTIONS",
+    "BLOCK_C2S_ONLY",
+    "BLOCK_S2C_ONLY",
+    "CHAIN",
+    "CLASS_MASK",
+    "FAST_PATH",
+    "CLASS_SHIFT",
+    "KernelProgram",
+    "MARK_BLOCK",
+    "MARK_OFFLOAD",
+    "MARK_SHAPED",
+    "NAT_CHAIN",
+    "PASS_ONCE",
+    "Redirect",
+    "ResidualKey",
+    "SAVED_MASK",
+    "SCOPES",
+    "STATE_MASK",
+    "TABLE",
+    "iptables_rules",
+    "mark",
+    "redirect_rules",
+    "residual_rules",
+    "set_name",
+]

@@ -24,15 +24,15 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from chokepoint.backends.censord import LINKTYPE_ETHERNET, Censor, ip_packet, residual_key
+from chokepoint.backends.censor import LINKTYPE_ETHERNET, Censor, ip_packet, residual_key
 from chokepoint.backends.kernel import KernelProgram
 from chokepoint.packet.record import RST, TCP
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
-SOL_PACKET = 263                      # linux/socket.h (not exported by Python's socket module)
-PACKET_IGNORE_OUTGOING = 23           # linux/if_packet.h
-RECV_BUFFER = 1 << 16 | 256           # GSO frames from a veth can be up to 64 KiB
+SOL_PACKET = 263  # linux/socket.h (not exported by Python's socket module)
+PACKET_IGNORE_OUTGOING = 23  # linux/if_packet.h
+RECV_BUFFER = 1 << 16 | 256  # GSO frames from a veth can be up to 64 KiB
 SOCKET_RCVBUF = 8 << 20
 TICK = 0.2
 #: Resets injected per connection caught by a residual block (SYN, SYN+ACK, first client segment).
@@ -45,8 +45,14 @@ LATENCY_SAMPLES = 4096
 class MirrorBackend:
     """Reads a copy of the traffic on ``ifaces`` and injects what the plans say."""
 
-    def __init__(self, censor: Censor, kernel: KernelProgram | None, ifaces: Sequence[str], *,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        censor: Censor,
+        kernel: KernelProgram | None,
+        ifaces: Sequence[str],
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         """``clock`` must be the one ``Censor.last_sent`` is read with (``time.perf_counter``)."""
         self.censor = censor
         self.kernel = kernel
@@ -59,7 +65,7 @@ class MirrorBackend:
 
     def start(self) -> None:
         if self.kernel is not None:
-            self.kernel.remove()          # an inline run's leftovers: the mirror never drops
+            self.kernel.remove()  # an inline run's leftovers: the mirror never drops
         for iface in self.ifaces:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
             try:
@@ -91,18 +97,20 @@ class MirrorBackend:
 
     def counters(self) -> dict[str, Any]:
         c = self.counters_
-        out: dict[str, Any] = {"packets": {"captured": c["captured"], "skipped_outgoing": c["skipped_outgoing"]},
-                               "errors": {k: v for k, v in c.items() if "error" in k},
-                               "unenforceable": {k[len("unenforceable:"):]: v for k, v in c.items()
-                                                 if k.startswith("unenforceable:")},
-                               "residual_hits": c["residual_hits"],
-                               "ignore_outgoing": self._ignore_outgoing}
+        out: dict[str, Any] = {
+            "packets": {"captured": c["captured"], "skipped_outgoing": c["skipped_outgoing"]},
+            "errors": {k: v for k, v in c.items() if "error" in k},
+            "unenforceable": {k[len("unenforceable:") :]: v for k, v in c.items() if k.startswith("unenforceable:")},
+            "residual_hits": c["residual_hits"],
+            "ignore_outgoing": self._ignore_outgoing,
+        }
         if self.latencies:
             ordered = sorted(self.latencies)
-            out["inject_latency_ms"] = {"p50": round(ordered[len(ordered) // 2] * 1000, 3),
-                                        "p99": round(ordered[min(len(ordered) - 1,
-                                                                 int(len(ordered) * 0.99))] * 1000, 3),
-                                        "samples": len(ordered)}
+            out["inject_latency_ms"] = {
+                "p50": round(ordered[len(ordered) // 2] * 1000, 3),
+                "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 3),
+                "samples": len(ordered),
+            }
         return out
 
     # -- the packet path --------------------------------------------------------------------------------
@@ -137,8 +145,7 @@ class MirrorBackend:
         if injected:
             self._latency(seen)
         if plan.residual is not None:
-            censor.note_residual(residual_key(plan.residual), plan.residual.action, plan.residual.seconds,
-                                 plan.rule_id)
+            censor.note_residual(residual_key(plan.residual), plan.residual.action, plan.residual.seconds, plan.rule_id)
         if plan.flow_action in ("drop", "throttle", "delay", "intercept"):
             self.counters_[f"unenforceable:{plan.flow_action}"] += 1
         if plan.drop_trigger:
@@ -171,11 +178,15 @@ class MirrorBackend:
         if injected:
             self._latency(seen)
         if plan.residual is not None and plan.residual.rearm:
-            self.censor.note_residual(residual_key(plan.residual), plan.residual.action, plan.residual.seconds,
-                                      rule_id)
+            self.censor.note_residual(residual_key(plan.residual), plan.residual.action, plan.residual.seconds, rule_id)
         decision.plan = plan
-        self.censor.record_action(decision, injected, trigger_dropped=False, verdict=verdict,
-                                  kernel={"mirror": True, "residual_hit": key.value()})
+        self.censor.record_action(
+            decision,
+            injected,
+            trigger_dropped=False,
+            verdict=verdict,
+            kernel={"mirror": True, "residual_hit": key.value()},
+        )
 
     def _latency(self, seen: float) -> None:
         """Capture to the last injected packet handed to the kernel (``Censor.last_sent``)."""

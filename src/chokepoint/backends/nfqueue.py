@@ -8,7 +8,7 @@ Design (the kernel rules are in :mod:`chokepoint.backends.kernel`):
    fail-closed, the queue is configured with ``NFQA_CFG_F_FAIL_OPEN`` (the kernel accepts packets while
    ``max_len`` packets already wait for a verdict) - python-netfilterqueue has no call for it, so the
    config message is sent on its netlink socket (:func:`fail_open_message`).
-2. Each queued packet goes through the engine (:class:`chokepoint.backends.censord.Censor`). While the
+2. Each queued packet goes through the engine (:class:`chokepoint.backends.censor.Censor`). While the
    flow is being inspected the packet is accepted as is (``NF_ACCEPT``, no mark).
 3. When inspection ends without a block (verdict ``allow``, or the inspection budget spent) the packet
    gets mark 1 and ``NF_REPEAT``: the kernel copies it into the ctmark and the rest of the flow never
@@ -47,7 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chokepoint.backends.censord import LINKTYPE_RAW, Censor, Decision, residual_key
+from chokepoint.backends.censor import LINKTYPE_RAW, Censor, Decision, residual_key
 from chokepoint.backends.kernel import MARK_BLOCK, MARK_OFFLOAD, KernelProgram, mark
 from chokepoint.lab.system import CommandError
 
@@ -73,11 +73,15 @@ def fail_open_message(queue_num: int) -> bytes:
     """An NFQNL_MSG_CONFIG request setting NFQA_CFG_F_FAIL_OPEN on ``queue_num`` (nfnetlink_queue.h): when
     the queue is full the kernel then accepts packets instead of dropping them."""
     # attribute headers in host order, the two flag words big-endian (the kernel reads them with ntohl)
-    attrs = b"".join(struct.pack("=HH", 8, attr) + struct.pack("!I", _NFQA_CFG_F_FAIL_OPEN)
-                     for attr in (_NFQA_CFG_MASK, _NFQA_CFG_FLAGS))
+    attrs = b"".join(
+        struct.pack("=HH", 8, attr) + struct.pack("!I", _NFQA_CFG_F_FAIL_OPEN)
+        for attr in (_NFQA_CFG_MASK, _NFQA_CFG_FLAGS)
+    )
     body = struct.pack("=BBH", socket.AF_UNSPEC, 0, socket.htons(queue_num)) + attrs
-    return struct.pack("=IHHII", 16 + len(body), (_NFNL_SUBSYS_QUEUE << 8) | _NFQNL_MSG_CONFIG, _NLM_F_REQUEST,
-                       0, 0) + body
+    return (
+        struct.pack("=IHHII", 16 + len(body), (_NFNL_SUBSYS_QUEUE << 8) | _NFQNL_MSG_CONFIG, _NLM_F_REQUEST, 0, 0)
+        + body
+    )
 
 
 def queue_counters(queue_num: int, path: str = QUEUE_PROC) -> dict[str, int]:
@@ -89,8 +93,7 @@ def queue_counters(queue_num: int, path: str = QUEUE_PROC) -> dict[str, int]:
             for line in table:
                 fields = line.split()
                 if len(fields) >= 7 and int(fields[0]) == queue_num:
-                    return {"waiting": int(fields[2]), "queue_dropped": int(fields[5]),
-                            "user_dropped": int(fields[6])}
+                    return {"waiting": int(fields[2]), "queue_dropped": int(fields[5]), "user_dropped": int(fields[6])}
     except (OSError, ValueError):
         pass
     return {}
@@ -106,16 +109,23 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 class FlowKernelState:
     """What the kernel (or the delay heap) does with the rest of one enforced flow."""
 
-    mark: int = 0             # packet mark for its packets (0: none)
-    delay_ms: int = 0         # >0: each packet is held this long in user space ...
-    jitter_ms: int = 0        # ... plus a uniform 0..jitter_ms
+    mark: int = 0  # packet mark for its packets (0: none)
+    delay_ms: int = 0  # >0: each packet is held this long in user space ...
+    jitter_ms: int = 0  # ... plus a uniform 0..jitter_ms
 
 
 class InlineBackend:
     """Binds NFQUEUE ``queue_num`` and gives every queued packet its verdict."""
 
-    def __init__(self, censor: Censor, kernel: KernelProgram, *, queue_num: int = 0,
-                 max_len: int = DEFAULT_MAX_LEN, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        censor: Censor,
+        kernel: KernelProgram,
+        *,
+        queue_num: int = 0,
+        max_len: int = DEFAULT_MAX_LEN,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.censor = censor
         self.kernel = kernel
         self.queue_num = queue_num
@@ -123,9 +133,9 @@ class InlineBackend:
         self.clock = clock
         self.counters_: Counter[str] = Counter()
         self._nfq = None
-        self._held: list[tuple[float, int, Any, int]] = []   # (due, seq, nfqueue packet, mark)
+        self._held: list[tuple[float, int, Any, int]] = []  # (due, seq, nfqueue packet, mark)
         self._seq = itertools.count()
-        self.latency_first: list[float] = []   # callback time of each flow's first packet
+        self.latency_first: list[float] = []  # callback time of each flow's first packet
         self.latency_all: list[float] = []
         censor.flow_end_hooks.append(self._flow_ended)
 
@@ -183,14 +193,23 @@ class InlineBackend:
             latency["first_packet"] = _percentiles(self.latency_first)
         if self.latency_all:
             latency["any_packet"] = _percentiles(self.latency_all)
-        return {"packets": {"queued": c["queued"], "accepted": c["accepted"], "dropped": c["dropped"],
-                            "offloaded": c["offloaded"], "blocked": c["blocked"], "throttled": c["throttled"],
-                            "held": c["held"], "held_now": len(self._held)},
-                "errors": {k: v for k, v in c.items() if "error" in k},
-                "flows_offloaded": c["flows_offloaded"],
-                "verdict_latency": latency,                      # user-space time per queued packet
-                "kernel_queue": queue_counters(self.queue_num),
-                "queue_num": self.queue_num}
+        return {
+            "packets": {
+                "queued": c["queued"],
+                "accepted": c["accepted"],
+                "dropped": c["dropped"],
+                "offloaded": c["offloaded"],
+                "blocked": c["blocked"],
+                "throttled": c["throttled"],
+                "held": c["held"],
+                "held_now": len(self._held),
+            },
+            "errors": {k: v for k, v in c.items() if "error" in k},
+            "flows_offloaded": c["flows_offloaded"],
+            "verdict_latency": latency,  # user-space time per queued packet
+            "kernel_queue": queue_counters(self.queue_num),
+            "queue_num": self.queue_num,
+        }
 
     # -- the packet path --------------------------------------------------------------------------------
     def _on_packet(self, nfpkt) -> None:
@@ -239,8 +258,9 @@ class InlineBackend:
             # Before the injections: a client that retries as soon as it is reset must meet the block.
             key = residual_key(residual)
             try:
-                kernel["residual_set"] = self.kernel.add_residual(key, residual.seconds, residual.action,
-                                                                  rearm=residual.rearm)
+                kernel["residual_set"] = self.kernel.add_residual(
+                    key, residual.seconds, residual.action, rearm=residual.rearm
+                )
                 censor.note_residual(key, residual.action, residual.seconds, plan.rule_id)
             except (CommandError, ValueError) as exc:
                 self._error("residual_errors", exc)
@@ -273,7 +293,7 @@ class InlineBackend:
         blocked = state.mark & 0x3 == MARK_BLOCK
         if plan.drop_trigger:
             if blocked:
-                self._repeat(nfpkt, state.mark)      # dropped by the kernel, which remembers the block
+                self._repeat(nfpkt, state.mark)  # dropped by the kernel, which remembers the block
             else:
                 self._drop(nfpkt)
         elif state.delay_ms:
@@ -298,8 +318,7 @@ class InlineBackend:
         nfpkt.set_mark(packet_mark)
         nfpkt.repeat()
         state = packet_mark & 0x3
-        self.counters_["offloaded" if state == MARK_OFFLOAD else "blocked" if state == MARK_BLOCK
-                       else "throttled"] += 1
+        self.counters_["offloaded" if state == MARK_OFFLOAD else "blocked" if state == MARK_BLOCK else "throttled"] += 1
 
     def _hold(self, nfpkt, state: FlowKernelState) -> None:
         delay = state.delay_ms + (self.censor.rng.uniform(0, state.jitter_ms) if state.jitter_ms else 0.0)
@@ -314,7 +333,7 @@ class InlineBackend:
 
     def _give(self, nfpkt, packet_mark: int) -> None:
         if packet_mark:
-            nfpkt.set_mark(packet_mark)      # accepted with the throttle mark: tc still classifies it
+            nfpkt.set_mark(packet_mark)  # accepted with the throttle mark: tc still classifies it
         self._accept(nfpkt)
 
     def _flow_ended(self, flow) -> None:

@@ -33,12 +33,12 @@ class CaptureResult:
     records: list[dict[str, Any]] = field(default_factory=list)
     frames: int = 0
     packets: int = 0
-    skipped: Counter = field(default_factory=Counter)      # frames skipped by the decoder, by reason
-    engine: Counter = field(default_factory=Counter)       # flow-table and verdict counters
+    skipped: Counter = field(default_factory=Counter)  # frames skipped by the decoder, by reason
+    engine: Counter = field(default_factory=Counter)  # flow-table and verdict counters
     truncated: bool = False
-    error: str | None = None                               # why reading stopped early (truncation)
+    error: str | None = None  # why reading stopped early (truncation)
 
-    def merge(self, other: "CaptureResult") -> None:
+    def merge(self, other: CaptureResult) -> None:
         self.records.extend(other.records)
         self.frames = max(self.frames, other.frames)
         self.packets = max(self.packets, other.packets)
@@ -48,8 +48,9 @@ class CaptureResult:
         self.error = self.error or other.error
 
 
-def analyze_capture(path: str, profile, *, shard: int = 0, shards: int = 1,
-                    progress: ProgressFn | None = None) -> CaptureResult:
+def analyze_capture(
+    path: str, profile, *, shard: int = 0, shards: int = 1, progress: ProgressFn | None = None
+) -> CaptureResult:
     """Run one capture through the engine. Raises ``CaptureFormatError`` for a file that is no capture."""
     settings = profile.engine
     decoder = Decoder(settings.ip_fragment_reassembly, settings.ip_fragment_limit)
@@ -95,8 +96,9 @@ def _run_shard(path: str, shard: int, shards: int) -> CaptureResult:
     return analyze_capture(path, _worker_profile, shard=shard, shards=shards)
 
 
-def analyze(paths: list[str], profile, *, workers: int = 1,
-            progress: Callable[[str, int], None] | None = None) -> list[CaptureResult]:
+def analyze(
+    paths: list[str], profile, *, workers: int = 1, progress: Callable[[str, int], None] | None = None
+) -> list[CaptureResult]:
     """Analyse every capture; results in the order of ``paths``, records sorted by flow start."""
     results: list[CaptureResult] = []
     if workers <= 1:
@@ -107,10 +109,8 @@ def analyze(paths: list[str], profile, *, workers: int = 1,
         for path in paths:  # fail fast, before forking, on a file that is no capture
             open_capture(path).close()
         ctx = multiprocessing.get_context("fork")  # the compiled policy is inherited, not pickled
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(profile,)) as pool:
-            futures = {path: [pool.submit(_run_shard, path, s, workers) for s in range(workers)]
-                       for path in paths}
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(profile,)) as pool:
+            futures = {path: [pool.submit(_run_shard, path, s, workers) for s in range(workers)] for path in paths}
             for path in paths:
                 merged = CaptureResult(path=str(path))
                 for future in futures[path]:

@@ -30,16 +30,16 @@ class AnalyzeFailed(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class CorpusEntry:
     capture: Path
-    labels: Path      # nDPI's .out for the capture
+    labels: Path  # nDPI's .out for the capture
 
 
 @dataclass(frozen=True, slots=True)
 class CaptureAgreement:
     name: str
     report: AgreementReport
-    error: str | None = None     # why our side is missing or partial
+    error: str | None = None  # why our side is missing or partial
     exit_code: int | None = None
-    failed: bool = False         # our side is missing (analyze failed or wrote unusable EVE), not partial
+    failed: bool = False  # our side is missing (analyze failed or wrote unusable EVE), not partial
 
 
 def ndpi_corpus(data_dir: Path) -> tuple[list[CorpusEntry], list[str]]:
@@ -62,8 +62,14 @@ def chokepoint_command() -> list[str]:
     return [found]
 
 
-def analyze_to_eve(capture: Path, out: Path, *, profile: str | None = None,
-                   command: Sequence[str] | None = None, timeout: float = 900.0) -> int:
+def analyze_to_eve(
+    capture: Path,
+    out: Path,
+    *,
+    profile: str | None = None,
+    command: Sequence[str] | None = None,
+    timeout: float = 900.0,
+) -> int:
     """Run ``chokepoint analyze CAPTURE --format eve -o OUT``; return its exit code (0 or 3).
 
     Raises ``AnalyzeFailed`` for any other exit code, a timeout or a missing output file.
@@ -83,8 +89,9 @@ def analyze_to_eve(capture: Path, out: Path, *, profile: str | None = None,
     return proc.returncode
 
 
-def agreement_for(entry: CorpusEntry, workdir: Path, *, profile: str | None = None,
-                  command: Sequence[str] | None = None) -> CaptureAgreement:
+def agreement_for(
+    entry: CorpusEntry, workdir: Path, *, profile: str | None = None, command: Sequence[str] | None = None
+) -> CaptureAgreement:
     """Analyze one capture and compare it with nDPI's labels.
 
     When ``analyze`` fails, the comparison runs against no flows at all (every scored flow then reads
@@ -101,15 +108,21 @@ def agreement_for(entry: CorpusEntry, workdir: Path, *, profile: str | None = No
     try:
         report = compare(records, flows, capture=name)
     except Malformed as exc:
-        return CaptureAgreement(name, compare([], flows, capture=name), error=f"bad EVE record: {exc}",
-                                exit_code=code, failed=True)
-    return CaptureAgreement(name, report, error=None if code == 0 else f"analyze exited {code} (truncated)",
-                            exit_code=code)
+        return CaptureAgreement(
+            name, compare([], flows, capture=name), error=f"bad EVE record: {exc}", exit_code=code, failed=True
+        )
+    return CaptureAgreement(
+        name, report, error=None if code == 0 else f"analyze exited {code} (truncated)", exit_code=code
+    )
 
 
-def agreement_over_corpus(entries: Sequence[CorpusEntry], workdir: Path, *, profile: str | None = None,
-                          on_capture: Callable[[CaptureAgreement], None] | None = None,
-                          ) -> tuple[list[CaptureAgreement], AgreementReport]:
+def agreement_over_corpus(
+    entries: Sequence[CorpusEntry],
+    workdir: Path,
+    *,
+    profile: str | None = None,
+    on_capture: Callable[[CaptureAgreement], None] | None = None,
+) -> tuple[list[CaptureAgreement], AgreementReport]:
     """``agreement_for`` every entry, in order; returns the per-capture results and their total."""
     command = chokepoint_command()
     results = []

@@ -24,16 +24,16 @@ class EveFlow:
 
     key: FlowKey
     app_proto: str | None
-    names: tuple[str, ...]          # tls.sni, quic.sni, http.hostname, CONNECT authority, dns names
-    ssh_client: str | None          # "SSH-2.0-OpenSSH_8.2p1" (comments dropped)
+    names: tuple[str, ...]  # tls.sni, quic.sni, http.hostname, CONNECT authority, dns names
+    ssh_client: str | None  # "SSH-2.0-OpenSSH_8.2p1" (comments dropped)
     ssh_server: str | None
     quic_version: int | None
     quic_version_text: str | None
-    ech: bool | None                # None: our record says nothing about ECH
-    ja3: str | None                 # lower-case MD5 hex
+    ech: bool | None  # None: our record says nothing about ECH
+    ja3: str | None  # lower-case MD5 hex
     ja4: str | None
-    alpn: tuple[str, ...] | None    # the client's advertised ALPN list, in order
-    start: datetime | None = None   # EVE "timestamp": when the flow began
+    alpn: tuple[str, ...] | None  # the client's advertised ALPN list, in order
+    start: datetime | None = None  # EVE "timestamp": when the flow began
 
 
 def read_eve(path: str | Path) -> list[dict[str, Any]]:
@@ -61,8 +61,9 @@ def flow_records(records: Iterable[Mapping[str, Any]]) -> list[EveFlow]:
 def eve_flow(record: Mapping[str, Any]) -> EveFlow:
     """One EVE flow record in normal form. Raises ``Malformed`` when its 5-tuple is unusable."""
     try:
-        key = flow_key(record["proto"], record["src_ip"], record.get("src_port"),
-                       record["dest_ip"], record.get("dest_port"))
+        key = flow_key(
+            record["proto"], record["src_ip"], record.get("src_port"), record["dest_ip"], record.get("dest_port")
+        )
     except KeyError as exc:
         raise Malformed(f"EVE flow record without {exc}") from exc
     except (TypeError, ValueError) as exc:
@@ -103,7 +104,7 @@ def _names(record: Mapping[str, Any]) -> tuple[str, ...]:
     raw.append(http.get("hostname"))
     url = http.get("url")
     if isinstance(url, str) and str(http.get("http_method", "")).upper() == "CONNECT":
-        raw.append(url)                                   # authority-form target (RFC 9110 9.3.6)
+        raw.append(url)  # authority-form target (RFC 9110 9.3.6)
     dns = _object(record, "dns")
     raw.append(dns.get("rrname"))
     for key in ("queries", "responses"):  # a capture can hold a response whose query it missed

@@ -23,8 +23,16 @@ from typing import Any
 
 from chokepoint.appproto import AppProto
 from chokepoint.compare.eve import EveFlow, eve_flow
-from chokepoint.compare.normalize import (FlowKey, flow_key, format_key, host_name, ip_text, l4_name,
-                                          quic_version_number, ssh_banner)
+from chokepoint.compare.normalize import (
+    FlowKey,
+    flow_key,
+    format_key,
+    host_name,
+    ip_text,
+    l4_name,
+    quic_version_number,
+    ssh_banner,
+)
 from chokepoint.dissect.errors import Malformed
 
 #: The confidence nDPI gives a label found by inspecting payload; the only one we score.
@@ -34,49 +42,61 @@ TARGET_PERCENT = 95.0
 
 #: nDPI master protocol name -> our ``app_proto``; ``None``: a protocol we do not dissect (excluded from
 #: the score and counted separately). Names missing here are treated as ``None`` too.
-NDPI_MASTER_TO_APP_PROTO: Mapping[str, AppProto | None] = MappingProxyType({
-    "DNS": AppProto.DNS,
-    "HTTP": AppProto.HTTP,
-    "HTTP_Proxy": AppProto.HTTP,            # plain HTTP/1.x requests sent to a proxy port
-    "HTTP_Connect": AppProto.HTTP_CONNECT,
-    "TLS": AppProto.TLS,                    # TLS.<App> (TLS.Signal, TLS.DoH_DoT, ...) is still TLS
-    "QUIC": AppProto.QUIC,                  # IETF and Google QUIC alike
-    "SSH": AppProto.SSH,
-    "SOCKS": AppProto.SOCKS,
-    "OpenVPN": AppProto.OPENVPN,
-    "WireGuard": AppProto.WIREGUARD,
-    "IPSec": AppProto.IPSEC,                # IKE or ESP/AH: refined by transport, see ndpi_app_protos()
-    "PPTP": AppProto.PPTP,
-    "GRE": AppProto.GRE,
-    "Tor": AppProto.TOR,
-    "ICMP": AppProto.ICMP,
-    "ICMPV6": AppProto.ICMP,
-    # Listed to record the decision; we have no dissector for these:
-    "WebSocket": None,   # nDPI matches RFC 6455 frames, not the HTTP upgrade request
-    "DTLS": None,
-    "MDNS": None,        # DNS wire format, but nDPI gives it its own label (RFC 6762)
-    "LLMNR": None,
-    "Unknown": None,
-})
+NDPI_MASTER_TO_APP_PROTO: Mapping[str, AppProto | None] = MappingProxyType(
+    {
+        "DNS": AppProto.DNS,
+        "HTTP": AppProto.HTTP,
+        "HTTP_Proxy": AppProto.HTTP,  # plain HTTP/1.x requests sent to a proxy port
+        "HTTP_Connect": AppProto.HTTP_CONNECT,
+        "TLS": AppProto.TLS,  # TLS.<App> (TLS.Signal, TLS.DoH_DoT, ...) is still TLS
+        "QUIC": AppProto.QUIC,  # IETF and Google QUIC alike
+        "SSH": AppProto.SSH,
+        "SOCKS": AppProto.SOCKS,
+        "OpenVPN": AppProto.OPENVPN,
+        "WireGuard": AppProto.WIREGUARD,
+        "IPSec": AppProto.IPSEC,  # IKE or ESP/AH: refined by transport, see ndpi_app_protos()
+        "PPTP": AppProto.PPTP,
+        "GRE": AppProto.GRE,
+        "Tor": AppProto.TOR,
+        "ICMP": AppProto.ICMP,
+        "ICMPV6": AppProto.ICMP,
+        # Listed to record the decision; we have no dissector for these:
+        "WebSocket": None,  # nDPI matches RFC 6455 frames, not the HTTP upgrade request
+        "DTLS": None,
+        "MDNS": None,  # DNS wire format, but nDPI gives it its own label (RFC 6762)
+        "LLMNR": None,
+        "Unknown": None,
+    }
+)
 
 #: Labels whose application part changes our name: nDPI reports Tor as TLS with application Tor.
 _LABEL_OVERRIDES: Mapping[tuple[str, str], AppProto] = MappingProxyType({("TLS", "Tor"): AppProto.TOR})
 
 #: What nDPI's ``Hostname/SNI`` means for each of our protocols (for the reason text).
-_NAME_KIND: Mapping[str, str] = MappingProxyType({
-    AppProto.DNS: "DNS query name", AppProto.HTTP: "Host", AppProto.HTTP_CONNECT: "CONNECT host",
-    AppProto.TLS: "SNI", AppProto.TOR: "SNI", AppProto.QUIC: "SNI",
-})
+_NAME_KIND: Mapping[str, str] = MappingProxyType(
+    {
+        AppProto.DNS: "DNS query name",
+        AppProto.HTTP: "Host",
+        AppProto.HTTP_CONNECT: "CONNECT host",
+        AppProto.TLS: "SNI",
+        AppProto.TOR: "SNI",
+        AppProto.QUIC: "SNI",
+    }
+)
 _HANDSHAKE_PROTOS = frozenset({AppProto.TLS, AppProto.TOR, AppProto.QUIC})
 _TLS_PROTOS = frozenset({AppProto.TLS, AppProto.TOR})
 #: Checks that decide whether a flow agrees. Others (QUIC version, ECH, JA3, JA4, ALPN) are reported only.
 SCORED_CHECKS = ("flow", "app_proto", "name")
 
-_FLOW_LINE = re.compile(r"^\t(?P<index>\d+)\t(?P<l4>[A-Za-z0-9_-]+) (?P<a>\S+) (?P<dir><->|->) (?P<b>\S+) "
-                        r"(?P<groups>\[.*\])\s*$")
+_FLOW_LINE = re.compile(
+    r"^\t(?P<index>\d+)\t(?P<l4>[A-Za-z0-9_-]+) (?P<a>\S+) (?P<dir><->|->) (?P<b>\S+) "
+    r"(?P<groups>\[.*\])\s*$"
+)
 _ENDPOINT = re.compile(r"^(?:\[(?P<ip6>[^\[\]]+)\]|(?P<ip4>[^:\[\]]+))(?::(?P<port>[0-9]{1,5}))?$")
-_PROTO = re.compile(r"^(?:(?P<tunnel>[A-Za-z0-9_]+):)?(?P<master_id>[0-9]+)(?:\.(?P<app_id>[0-9]+))?/"
-                    r"(?P<names>.+)$")
+_PROTO = re.compile(
+    r"^(?:(?P<tunnel>[A-Za-z0-9_]+):)?(?P<master_id>[0-9]+)(?:\.(?P<app_id>[0-9]+))?/"
+    r"(?P<names>.+)$"
+)
 _FIELD = re.compile(r"^(?P<key>[A-Za-z(][^:\[\]]*?): (?P<value>.*)$", re.DOTALL)
 _UNDETECTED = "Undetected flows:"
 
@@ -86,28 +106,28 @@ class NdpiFlow:
     """One flow line of an nDPI ``.out`` file. Text fields are as nDPI printed them."""
 
     index: int
-    l4: str                          # "TCP", "UDP", "ICMP", ... (numbers become names)
-    ip_a: str                        # canonical address text (no brackets)
+    l4: str  # "TCP", "UDP", "ICMP", ... (numbers become names)
+    ip_a: str  # canonical address text (no brackets)
     port_a: int
     ip_b: str
     port_b: int
-    bidirectional: bool              # False for "->": traffic seen one way only
-    master: str                      # "TLS" of "TLS.Tor"
-    app: str | None                  # "Tor" of "TLS.Tor"; None when nDPI printed one name
-    confidence: str                  # "DPI", "Match by port", "Unknown", ...
-    hostname: str | None = None      # [Hostname/SNI: ...]: SNI, Host, DNS query name or SSH banner
+    bidirectional: bool  # False for "->": traffic seen one way only
+    master: str  # "TLS" of "TLS.Tor"
+    app: str | None  # "Tor" of "TLS.Tor"; None when nDPI printed one name
+    confidence: str  # "DPI", "Match by port", "Unknown", ...
+    hostname: str | None = None  # [Hostname/SNI: ...]: SNI, Host, DNS query name or SSH banner
     quic_version: str | None = None  # [QUIC ver: V-1]
-    ech: str | None = None           # [ECH: version 0xfe0d]
-    esni: bool = False               # [ESNI: ...] present
-    alpn: tuple[str, ...] = ()       # [(Advertised) ALPNs: h2;http/1.1]
+    ech: str | None = None  # [ECH: version 0xfe0d]
+    esni: bool = False  # [ESNI: ...] present
+    alpn: tuple[str, ...] = ()  # [(Advertised) ALPNs: h2;http/1.1]
     ja3c: str | None = None
     ja4: str | None = None
-    risks: tuple[str, ...] = ()      # [Risk: ** A **** B **]
-    tunnel: str | None = None        # "GTP" of [proto: GTP:91/TLS]
+    risks: tuple[str, ...] = ()  # [Risk: ** A **** B **]
+    tunnel: str | None = None  # "GTP" of [proto: GTP:91/TLS]
     vlan: int | None = None
     master_id: int = 0
     app_id: int | None = None
-    detected: bool = True            # False below "Undetected flows:"
+    detected: bool = True  # False below "Undetected flows:"
     line_no: int = 0
 
     @property
@@ -163,9 +183,16 @@ def parse_flow_line(line: str, *, line_no: int = 0, detected: bool = True) -> Nd
         raise Malformed("no [Confidence: ...] group")
     master, app = _names(proto["names"], two_ids=proto["app_id"] is not None)
     return NdpiFlow(
-        index=int(match["index"]), l4=l4_name(match["l4"]),
-        ip_a=ip_a, port_a=port_a, ip_b=ip_b, port_b=port_b, bidirectional=match["dir"] == "<->",
-        master=master, app=app, confidence=confidence,
+        index=int(match["index"]),
+        l4=l4_name(match["l4"]),
+        ip_a=ip_a,
+        port_a=port_a,
+        ip_b=ip_b,
+        port_b=port_b,
+        bidirectional=match["dir"] == "<->",
+        master=master,
+        app=app,
+        confidence=confidence,
         hostname=fields.get("Hostname/SNI") or None,
         quic_version=fields.get("QUIC ver") or None,
         ech=fields.get("ECH") or None,
@@ -174,10 +201,12 @@ def parse_flow_line(line: str, *, line_no: int = 0, detected: bool = True) -> Nd
         ja3c=fields.get("JA3C") or None,
         ja4=fields.get("JA4") or None,
         risks=tuple(r.strip() for r in (fields.get("Risk") or "").split("**") if r.strip()),
-        tunnel=proto["tunnel"], vlan=_vlan(fields.get("VLAN")),
+        tunnel=proto["tunnel"],
+        vlan=_vlan(fields.get("VLAN")),
         master_id=int(proto["master_id"]),
         app_id=None if proto["app_id"] is None else int(proto["app_id"]),
-        detected=detected, line_no=line_no,
+        detected=detected,
+        line_no=line_no,
     )
 
 
@@ -224,8 +253,10 @@ def _vlan(value: str | None) -> int | None:
 
 # --- mapping ---------------------------------------------------------------------------------------
 
-def ndpi_app_protos(master: str, app: str | None = None, l4: str = "",
-                    ports: tuple[int, int] = (0, 0)) -> frozenset[AppProto]:
+
+def ndpi_app_protos(
+    master: str, app: str | None = None, l4: str = "", ports: tuple[int, int] = (0, 0)
+) -> frozenset[AppProto]:
     """Our ``app_proto`` names that agree with an nDPI label; empty when we do not dissect it.
 
     nDPI labels both IKE and ESP "IPSec". UDP 500 carries IKE only (RFC 7296 section 2); UDP 4500
@@ -252,18 +283,19 @@ def expected_app_protos(flow: NdpiFlow) -> frozenset[AppProto]:
 
 # --- comparison ------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class Disagreement:
     """One point on which we and nDPI differ, with a one-line reason."""
 
     capture: str
-    flow: str                # "TCP 10.0.0.1:5 <-> 10.0.0.2:443"
-    ndpi_label: str          # "TLS.Tor"
-    check: str               # "flow" | "app_proto" | "name" | "quic_version" | "ech" | "ja3" | "ja4" | "alpn"
+    flow: str  # "TCP 10.0.0.1:5 <-> 10.0.0.2:443"
+    ndpi_label: str  # "TLS.Tor"
+    check: str  # "flow" | "app_proto" | "name" | "quic_version" | "ech" | "ja3" | "ja4" | "alpn"
     ours: str | None
     ndpi: str | None
     reason: str
-    scored: bool             # counts against the agreement score (SCORED_CHECKS)
+    scored: bool  # counts against the agreement score (SCORED_CHECKS)
 
     def __str__(self) -> str:
         where = f"{self.capture}: " if self.capture else ""
@@ -277,11 +309,11 @@ class FlowOutcome:
     flow: str
     ndpi_label: str
     confidence: str
-    expected: str | None     # "tls", "ike/ipsec"; None when excluded
-    ours: str | None         # our app_proto; None when we have no such flow
+    expected: str | None  # "tls", "ike/ipsec"; None when excluded
+    ours: str | None  # our app_proto; None when we have no such flow
     ndpi_name: str | None
     our_names: tuple[str, ...]
-    status: str              # "agree" | "disagree" | "not DPI" | "not dissected"
+    status: str  # "agree" | "disagree" | "not DPI" | "not dissected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,14 +321,14 @@ class AgreementReport:
     """Agreement with nDPI over one capture (or several: ``combine``)."""
 
     capture: str
-    scored: int                                  # DPI flows whose label we dissect
+    scored: int  # DPI flows whose label we dissect
     agreed: int
     per_protocol: Mapping[str, tuple[int, int]]  # expected app_proto -> (agreed, scored)
-    checks: Mapping[str, tuple[int, int]]        # check -> (agreed, compared)
+    checks: Mapping[str, tuple[int, int]]  # check -> (agreed, compared)
     disagreements: tuple[Disagreement, ...]
-    excluded_labels: Mapping[str, int]           # DPI labels we do not dissect -> flows
-    excluded_confidence: Mapping[str, int]       # confidences other than DPI -> flows
-    unmatched_ours: tuple[str, ...]              # our flows nDPI does not list ("key app_proto")
+    excluded_labels: Mapping[str, int]  # DPI labels we do not dissect -> flows
+    excluded_confidence: Mapping[str, int]  # confidences other than DPI -> flows
+    unmatched_ours: tuple[str, ...]  # our flows nDPI does not list ("key app_proto")
     flows: tuple[FlowOutcome, ...] = ()
 
     @property
@@ -324,36 +356,60 @@ class AgreementReport:
             confidence.update(report.excluded_confidence)
         return cls(
             capture=capture,
-            scored=sum(r.scored for r in reports), agreed=sum(r.agreed for r in reports),
-            per_protocol=_frozen_pairs(per_protocol), checks=_frozen_pairs(checks),
+            scored=sum(r.scored for r in reports),
+            agreed=sum(r.agreed for r in reports),
+            per_protocol=_frozen_pairs(per_protocol),
+            checks=_frozen_pairs(checks),
             disagreements=tuple(d for r in reports for d in r.disagreements),
             excluded_labels=MappingProxyType(dict(labels)),
             excluded_confidence=MappingProxyType(dict(confidence)),
-            unmatched_ours=tuple(f"{r.capture}: {u}" if r.capture else u
-                                 for r in reports for u in r.unmatched_ours),
+            unmatched_ours=tuple(f"{r.capture}: {u}" if r.capture else u for r in reports for u in r.unmatched_ours),
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "capture": self.capture, "scored": self.scored, "agreed": self.agreed,
+            "capture": self.capture,
+            "scored": self.scored,
+            "agreed": self.agreed,
             "percent": None if self.percent is None else round(self.percent, 2),
             "target_percent": TARGET_PERCENT,
             "per_protocol": {k: {"agreed": a, "scored": s} for k, (a, s) in sorted(self.per_protocol.items())},
             "checks": {k: {"agreed": a, "compared": c} for k, (a, c) in sorted(self.checks.items())},
-            "disagreements": [{"capture": d.capture, "flow": d.flow, "ndpi_label": d.ndpi_label,
-                               "check": d.check, "ours": d.ours, "ndpi": d.ndpi, "reason": d.reason,
-                               "scored": d.scored} for d in self.disagreements],
+            "disagreements": [
+                {
+                    "capture": d.capture,
+                    "flow": d.flow,
+                    "ndpi_label": d.ndpi_label,
+                    "check": d.check,
+                    "ours": d.ours,
+                    "ndpi": d.ndpi,
+                    "reason": d.reason,
+                    "scored": d.scored,
+                }
+                for d in self.disagreements
+            ],
             "excluded_labels": dict(sorted(self.excluded_labels.items())),
             "excluded_confidence": dict(sorted(self.excluded_confidence.items())),
             "unmatched_ours": list(self.unmatched_ours),
-            "flows": [{"flow": f.flow, "ndpi_label": f.ndpi_label, "confidence": f.confidence,
-                       "expected": f.expected, "ours": f.ours, "ndpi_name": f.ndpi_name,
-                       "our_names": list(f.our_names), "status": f.status} for f in self.flows],
+            "flows": [
+                {
+                    "flow": f.flow,
+                    "ndpi_label": f.ndpi_label,
+                    "confidence": f.confidence,
+                    "expected": f.expected,
+                    "ours": f.ours,
+                    "ndpi_name": f.ndpi_name,
+                    "our_names": list(f.our_names),
+                    "status": f.status,
+                }
+                for f in self.flows
+            ],
         }
 
 
-def compare(eve_records: Iterable[Mapping[str, Any] | EveFlow], ndpi_flows: Iterable[NdpiFlow], *,
-            capture: str = "") -> AgreementReport:
+def compare(
+    eve_records: Iterable[Mapping[str, Any] | EveFlow], ndpi_flows: Iterable[NdpiFlow], *, capture: str = ""
+) -> AgreementReport:
     """Match our flows to nDPI's per 5-tuple (either direction) and score the DPI-confidence ones.
 
     A scored flow agrees when we have it, our ``app_proto`` is one nDPI's label maps to, and, where
@@ -413,32 +469,47 @@ class _Tally:
             self.per_protocol[bucket][0] += agreed
             self.per_protocol[bucket][1] += 1
             status = "agree" if agreed else "disagree"
-        self.flows.append(FlowOutcome(
-            flow=format_key(nflow.key), ndpi_label=nflow.label, confidence=nflow.confidence,
-            expected=bucket if status in ("agree", "disagree") else None,
-            ours=None if mine is None else mine.app_proto, ndpi_name=nflow.hostname,
-            our_names=() if mine is None else mine.names, status=status))
+        self.flows.append(
+            FlowOutcome(
+                flow=format_key(nflow.key),
+                ndpi_label=nflow.label,
+                confidence=nflow.confidence,
+                expected=bucket if status in ("agree", "disagree") else None,
+                ours=None if mine is None else mine.app_proto,
+                ndpi_name=nflow.hostname,
+                our_names=() if mine is None else mine.names,
+                status=status,
+            )
+        )
 
     def report(self, unmatched: tuple[str, ...]) -> AgreementReport:
         return AgreementReport(
-            capture=self.capture, scored=self.scored, agreed=self.agreed,
-            per_protocol=_frozen_pairs(self.per_protocol), checks=_frozen_pairs(self.checks),
+            capture=self.capture,
+            scored=self.scored,
+            agreed=self.agreed,
+            per_protocol=_frozen_pairs(self.per_protocol),
+            checks=_frozen_pairs(self.checks),
             disagreements=tuple(self.disagreements),
             excluded_labels=MappingProxyType(dict(self.excluded_labels)),
             excluded_confidence=MappingProxyType(dict(self.excluded_confidence)),
-            unmatched_ours=unmatched, flows=tuple(self.flows))
+            unmatched_ours=unmatched,
+            flows=tuple(self.flows),
+        )
 
 
 def _frozen_pairs(table: Mapping[str, list[int]]) -> Mapping[str, tuple[int, int]]:
     return MappingProxyType({name: (pair[0], pair[1]) for name, pair in table.items()})
 
 
-def _check(nflow: NdpiFlow, mine: EveFlow | None, expected: frozenset[AppProto], capture: str,
-           checks: dict[str, list[int]]) -> list[Disagreement]:
+def _check(
+    nflow: NdpiFlow, mine: EveFlow | None, expected: frozenset[AppProto], capture: str, checks: dict[str, list[int]]
+) -> list[Disagreement]:
     """Every disagreement on one scored flow; counts each comparison made in ``checks``."""
+
     def issue(check: str, ours: str | None, ndpi: str | None, reason: str) -> Disagreement:
-        return Disagreement(capture, format_key(nflow.key), nflow.label, check, ours, ndpi, reason,
-                            check in SCORED_CHECKS)
+        return Disagreement(
+            capture, format_key(nflow.key), nflow.label, check, ours, ndpi, reason, check in SCORED_CHECKS
+        )
 
     def count(check: str, ok: bool) -> bool:
         checks[check][0] += ok
@@ -451,8 +522,15 @@ def _check(nflow: NdpiFlow, mine: EveFlow | None, expected: frozenset[AppProto],
         return [issue("flow", None, said, "no flow in our output")]
     count("flow", True)
     if not count("app_proto", mine.app_proto in expected):
-        return [issue("app_proto", mine.app_proto, said, f"we said {mine.app_proto}, nDPI said {said}"
-                      + ("" if said.lower() == nflow.label.lower() else f" ({nflow.label})"))]
+        return [
+            issue(
+                "app_proto",
+                mine.app_proto,
+                said,
+                f"we said {mine.app_proto}, nDPI said {said}"
+                + ("" if said.lower() == nflow.label.lower() else f" ({nflow.label})"),
+            )
+        ]
     issues: list[Disagreement] = []
     name_issue = _name_issue(nflow, mine)
     if name_issue is not None:
@@ -492,23 +570,47 @@ def _field_checks(nflow: NdpiFlow, mine: EveFlow, expected: frozenset[AppProto])
     """Unscored comparisons, made only where nDPI reports the field (ECH: where either side does)."""
     if AppProto.QUIC in expected and nflow.quic_version:
         ndpi_version = quic_version_number(nflow.quic_version)
-        yield ("quic_version", ndpi_version is not None and ndpi_version == mine.quic_version,
-               mine.quic_version_text, nflow.quic_version,
-               f"QUIC version differs: ours {_quoted(mine.quic_version_text)} vs nDPI {nflow.quic_version}")
+        yield (
+            "quic_version",
+            ndpi_version is not None and ndpi_version == mine.quic_version,
+            mine.quic_version_text,
+            nflow.quic_version,
+            f"QUIC version differs: ours {_quoted(mine.quic_version_text)} vs nDPI {nflow.quic_version}",
+        )
     if expected & _HANDSHAKE_PROTOS and (nflow.ech is not None or mine.ech is not None):
         ndpi_ech, our_ech = nflow.ech is not None, bool(mine.ech)
-        yield ("ech", ndpi_ech == our_ech, _yes_no(mine.ech), nflow.ech or "no",
-               f"ECH differs: ours {_yes_no(mine.ech)} vs nDPI {nflow.ech or 'no'}")
+        yield (
+            "ech",
+            ndpi_ech == our_ech,
+            _yes_no(mine.ech),
+            nflow.ech or "no",
+            f"ECH differs: ours {_yes_no(mine.ech)} vs nDPI {nflow.ech or 'no'}",
+        )
     if expected & _TLS_PROTOS and nflow.ja3c:
-        yield ("ja3", nflow.ja3c.lower() == mine.ja3, mine.ja3, nflow.ja3c,
-               f"JA3 differs: ours {_quoted(mine.ja3)} vs nDPI {nflow.ja3c}")
+        yield (
+            "ja3",
+            nflow.ja3c.lower() == mine.ja3,
+            mine.ja3,
+            nflow.ja3c,
+            f"JA3 differs: ours {_quoted(mine.ja3)} vs nDPI {nflow.ja3c}",
+        )
     if expected & _HANDSHAKE_PROTOS and nflow.ja4:
-        yield ("ja4", nflow.ja4.lower() == mine.ja4, mine.ja4, nflow.ja4,
-               f"JA4 differs: ours {_quoted(mine.ja4)} vs nDPI {nflow.ja4}")
+        yield (
+            "ja4",
+            nflow.ja4.lower() == mine.ja4,
+            mine.ja4,
+            nflow.ja4,
+            f"JA4 differs: ours {_quoted(mine.ja4)} vs nDPI {nflow.ja4}",
+        )
     if expected & _HANDSHAKE_PROTOS and nflow.alpn:
         ours_text = None if mine.alpn is None else ";".join(mine.alpn)
-        yield ("alpn", mine.alpn == nflow.alpn, ours_text, ";".join(nflow.alpn),
-               f"ALPN differs: ours {_quoted(ours_text)} vs nDPI {';'.join(nflow.alpn)}")
+        yield (
+            "alpn",
+            mine.alpn == nflow.alpn,
+            ours_text,
+            ";".join(nflow.alpn),
+            f"ALPN differs: ours {_quoted(ours_text)} vs nDPI {';'.join(nflow.alpn)}",
+        )
 
 
 def _start_order(flow: EveFlow) -> tuple[bool, float]:

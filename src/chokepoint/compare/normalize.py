@@ -16,8 +16,15 @@ _IP_PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 47: "GRE", 50: "ESP", 51: "AH
 _L4_ALIASES = {"IPV6-ICMP": "ICMPV6", "ICMP6": "ICMPV6"}
 
 #: QUIC versions with a name instead of a number (RFC 9000, RFC 9369, mvfst, Google QUIC).
-_QUIC_NAMED = {"V-1": 0x00000001, "V1": 0x00000001, "V-2": 0x6B3343CF, "V2": 0x6B3343CF,
-               "MVFST-22": 0xFACEB001, "MVFST-27": 0xFACEB002, "MVFST-EXP": 0xFACEB00E}
+_QUIC_NAMED = {
+    "V-1": 0x00000001,
+    "V1": 0x00000001,
+    "V-2": 0x6B3343CF,
+    "V2": 0x6B3343CF,
+    "MVFST-22": 0xFACEB001,
+    "MVFST-27": 0xFACEB002,
+    "MVFST-EXP": 0xFACEB00E,
+}
 
 
 def l4_name(value: str | int) -> str:
@@ -59,7 +66,7 @@ def host_name(value: object) -> str | None:
     if not isinstance(value, str):
         return None
     text = value.strip().lower()
-    if text.startswith("["):                      # "[2001:db8::1]:443" (RFC 3986 IP-literal)
+    if text.startswith("["):  # "[2001:db8::1]:443" (RFC 3986 IP-literal)
         end = text.find("]")
         text = text[1:end] if end > 0 else text
     elif text.count(":") == 1:

@@ -35,25 +35,25 @@ class FlowFacts:
     app_proto: str = AppProto.UNKNOWN.value
     decided: bool = False
     tcp_candidates: set[str] = field(default_factory=lambda: set(TCP_CLIENT_FIRST))
-    dns: list = field(default_factory=list)           # dns.DnsMessage, both directions
-    http: Any = None                                  # http.HttpRequest (first request)
-    http_response: Any = None                         # http.HttpResponse (first response)
-    tls: Any = None                                   # tls.ClientHello
-    tls_server: Any = None                            # tls.ServerHello
-    tls_midstream: bool = False                       # TLS records without a handshake (capture began late)
-    quic: Any = None                                  # quic.QuicInfo
+    dns: list = field(default_factory=list)  # dns.DnsMessage, both directions
+    http: Any = None  # http.HttpRequest (first request)
+    http_response: Any = None  # http.HttpResponse (first response)
+    tls: Any = None  # tls.ClientHello
+    tls_server: Any = None  # tls.ServerHello
+    tls_midstream: bool = False  # TLS records without a handshake (capture began late)
+    quic: Any = None  # quic.QuicInfo
     quic_assembler: Any = None
     ssh_client: Any = None
     ssh_server: Any = None
     socks: Any = None
-    openvpn: str | None = None                        # detection reason
-    openvpn_pkts: tuple[list, list] = field(default_factory=lambda: ([], []))   # raw payloads
+    openvpn: str | None = None  # detection reason
+    openvpn_pkts: tuple[list, list] = field(default_factory=lambda: ([], []))  # raw payloads
     wireguard: tuple[list, list] = field(default_factory=lambda: ([], []))
     ike: Any = None
     esp: Any = None
     pptp: Any = None
-    tor: str | None = None                            # evidence that the TLS hello is Tor's
-    fet: Any = None                                   # fet.FetResult on the first client data packet
+    tor: str | None = None  # evidence that the TLS hello is Tor's
+    fet: Any = None  # fet.FetResult on the first client data packet
     udp_probes: list[int] = field(default_factory=lambda: [0, 0])
     malformed: Counter = field(default_factory=Counter)
 
@@ -189,9 +189,9 @@ def _http_request(facts: FlowFacts, data: bytes) -> None:
 
 
 def _openvpn_tcp(facts: FlowFacts, direction: int, data: bytes) -> None:
-    facts.openvpn_pkts[direction][:] = [data]     # the stream so far; detect() splits on the length prefix
+    facts.openvpn_pkts[direction][:] = [data]  # the stream so far; detect() splits on the length prefix
     if direction == C2S:
-        openvpn.parse_tcp(data)                   # NotThisProtocol / NeedMoreData / Malformed
+        openvpn.parse_tcp(data)  # NotThisProtocol / NeedMoreData / Malformed
     reason = openvpn.detect(*facts.openvpn_pkts, transport="tcp")
     if not reason:
         raise NeedMoreData("OpenVPN needs more packets or the peer's answer")
@@ -222,7 +222,8 @@ def on_udp_datagram(facts: FlowFacts, direction: int, data: bytes, client_port: 
     facts.udp_probes[direction] += 1
     ports = (client_port, server_port)
     if (facts.app_proto == AppProto.DNS or not facts.decided) and (
-            client_port in DNS_PORTS or server_port in DNS_PORTS):
+        client_port in DNS_PORTS or server_port in DNS_PORTS
+    ):
         msg = _try(facts, "dns", dns.parse_message, data)
         if msg is not None:
             if len(facts.dns) < MAX_KEPT:
@@ -260,8 +261,7 @@ def on_udp_datagram(facts: FlowFacts, direction: int, data: bytes, client_port: 
         if wireguard.confirm_flow(*facts.wireguard):
             facts.decide(AppProto.WIREGUARD)
             return
-    if _try(facts, "openvpn", openvpn.parse_udp, data) is not None \
-            and len(facts.openvpn_pkts[direction]) < MAX_KEPT:
+    if _try(facts, "openvpn", openvpn.parse_udp, data) is not None and len(facts.openvpn_pkts[direction]) < MAX_KEPT:
         facts.openvpn_pkts[direction].append(data)
         reason = openvpn.detect(*facts.openvpn_pkts, transport="udp")
         if reason:

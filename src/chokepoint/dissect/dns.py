@@ -29,8 +29,16 @@ from enum import IntEnum
 from chokepoint.dissect.errors import Malformed, NeedMoreData, NotThisProtocol
 
 __all__ = [
-    "RType", "DnsQuestion", "DnsRecord", "DnsEdns", "DnsMessage",
-    "parse_message", "parse_tcp_stream", "build_query", "build_response", "encode_message",
+    "RType",
+    "DnsQuestion",
+    "DnsRecord",
+    "DnsEdns",
+    "DnsMessage",
+    "parse_message",
+    "parse_tcp_stream",
+    "build_query",
+    "build_response",
+    "encode_message",
 ]
 
 
@@ -53,7 +61,7 @@ class RType(IntEnum):
 
 
 HEADER = struct.Struct("!HHHHHH")
-_RR_FIXED = struct.Struct("!HHIH")   # type, class, ttl, rdlength
+_RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
 _QR = 0x8000
 _RD = 0x0100
 _RA = 0x0080
@@ -77,7 +85,7 @@ _TXT_ESCAPED = tuple(
 
 @dataclass(frozen=True, slots=True)
 class DnsQuestion:
-    name: str    # as seen (0x20 case kept), no trailing dot
+    name: str  # as seen (0x20 case kept), no trailing dot
     qtype: int
     qclass: int
 
@@ -104,10 +112,10 @@ class DnsEdns:
     """The EDNS(0) OPT pseudo-record (RFC 6891 §6.1.3), decoded."""
 
     udp_size: int
-    ext_rcode: int      # upper 8 bits of the 12-bit RCODE
+    ext_rcode: int  # upper 8 bits of the 12-bit RCODE
     version: int
     dnssec_ok: bool
-    options: tuple[tuple[int, bytes], ...]   # (option code, option data), e.g. 3 = NSID (RFC 5001)
+    options: tuple[tuple[int, bytes], ...]  # (option code, option data), e.g. 3 = NSID (RFC 5001)
 
     def option(self, code: int) -> bytes | None:
         """Data of the first option with this code, or None."""
@@ -125,8 +133,8 @@ class DnsMessage:
     answers: tuple[DnsRecord, ...] = ()
     authority: tuple[DnsRecord, ...] = ()
     additional: tuple[DnsRecord, ...] = ()
-    edns: DnsEdns | None = None   # decoded from the first OPT record in ``additional``
-    trailing: int = 0             # bytes after the last record
+    edns: DnsEdns | None = None  # decoded from the first OPT record in ``additional``
+    trailing: int = 0  # bytes after the last record
 
     @property
     def is_response(self) -> bool:
@@ -195,7 +203,7 @@ def _read_name(buf: bytes, offset: int) -> tuple[str, int]:
         wire_len += length + 1
         if wire_len > 255:
             raise Malformed(f"name at offset {offset} is longer than 255 octets")
-        label = buf[pos + 1: pos + 1 + length]
+        label = buf[pos + 1 : pos + 1 + length]
         if len(label) != length:
             raise Malformed(f"label at offset {pos} runs past the end of the message")
         labels.append(_label_text(label))
@@ -209,7 +217,7 @@ def _txt_text(rdata: bytes) -> str:
     parts, pos = [], 0
     while pos < len(rdata):
         length = rdata[pos]
-        chunk = rdata[pos + 1: pos + 1 + length]
+        chunk = rdata[pos + 1 : pos + 1 + length]
         if len(chunk) != length:
             raise Malformed("TXT character-string runs past its RDATA")
         parts.append('"' + "".join(_TXT_ESCAPED[c] for c in chunk) + '"')
@@ -274,7 +282,7 @@ def _edns(record: DnsRecord) -> DnsEdns:
         if pos + 4 > len(rdata):
             raise Malformed("truncated EDNS option header")
         code, length = struct.unpack_from("!HH", rdata, pos)
-        data = rdata[pos + 4: pos + 4 + length]
+        data = rdata[pos + 4 : pos + 4 + length]
         if len(data) != length:
             raise Malformed(f"EDNS option {code} runs past the OPT RDATA")
         options.append((code, data))
@@ -316,8 +324,16 @@ def parse_message(data: bytes) -> DnsMessage:
     authority, pos = _read_records(buf, pos, nscount)
     additional, pos = _read_records(buf, pos, arcount)
     opt = next((r for r in additional if r.rtype == RType.OPT), None)
-    return DnsMessage(msg_id, flags, tuple(questions), answers, authority, additional,
-                      _edns(opt) if opt is not None else None, len(buf) - pos)
+    return DnsMessage(
+        msg_id,
+        flags,
+        tuple(questions),
+        answers,
+        authority,
+        additional,
+        _edns(opt) if opt is not None else None,
+        len(buf) - pos,
+    )
 
 
 def parse_tcp_stream(data: bytes) -> tuple[DnsMessage, ...]:
@@ -336,7 +352,7 @@ def parse_tcp_stream(data: bytes) -> tuple[DnsMessage, ...]:
             raise NotThisProtocol(f"DNS-over-TCP length prefix {length} is shorter than a header")
         if len(buf) - pos - 2 < length:
             break
-        messages.append(parse_message(buf[pos + 2: pos + 2 + length]))
+        messages.append(parse_message(buf[pos + 2 : pos + 2 + length]))
         pos += 2 + length
     if messages:
         return tuple(messages)
@@ -359,7 +375,7 @@ def _name_labels(text: str) -> list[bytes]:
     while i < n:
         c = text[i]
         if c == "\\":
-            digits = text[i + 1: i + 4]
+            digits = text[i + 1 : i + 4]
             if len(digits) == 3 and digits.isdigit():
                 if int(digits) > 255:
                     raise ValueError(f"bad escape \\{digits} in {text!r}")
@@ -472,7 +488,7 @@ def _txt_strings(text: str) -> list[bytes]:
         while i < n and (text[i] != '"' if quoted else text[i] != " "):
             c = text[i]
             if c == "\\":
-                digits = text[i + 1: i + 4]
+                digits = text[i + 1 : i + 4]
                 if len(digits) == 3 and digits.isdigit():
                     cur.append(int(digits))
                     i += 4
@@ -496,8 +512,14 @@ def _txt_strings(text: str) -> list[bytes]:
 def encode_message(message: DnsMessage, compress: bool = True) -> bytes:
     """Wire form of ``message`` (its ``edns`` and ``trailing`` fields are ignored; OPT lives in ``additional``)."""
     writer = _Writer(compress)
-    writer.buf += HEADER.pack(message.id, message.flags, len(message.questions), len(message.answers),
-                              len(message.authority), len(message.additional))
+    writer.buf += HEADER.pack(
+        message.id,
+        message.flags,
+        len(message.questions),
+        len(message.answers),
+        len(message.authority),
+        len(message.additional),
+    )
     for question in message.questions:
         writer.name(question.name)
         writer.buf += struct.pack("!HH", question.qtype, question.qclass)
@@ -509,19 +531,34 @@ def encode_message(message: DnsMessage, compress: bool = True) -> bytes:
     return bytes(writer.buf)
 
 
-def build_query(name: str, qtype: int = RType.A, id: int = 0, *, qclass: int = 1, flags: int = _RD,
-                edns_udp_size: int | None = None, compress: bool = True) -> bytes:
+def build_query(
+    name: str,
+    qtype: int = RType.A,
+    id: int = 0,
+    *,
+    qclass: int = 1,
+    flags: int = _RD,
+    edns_udp_size: int | None = None,
+    compress: bool = True,
+) -> bytes:
     """A query for ``name`` (case kept as given), with an EDNS(0) OPT record when ``edns_udp_size`` is set."""
     additional = ()
     if edns_udp_size is not None:
         additional = (DnsRecord(".", RType.OPT, edns_udp_size, 0, ""),)
-    return encode_message(DnsMessage(id, flags, (DnsQuestion(name, qtype, qclass),), additional=additional),
-                          compress)
+    return encode_message(DnsMessage(id, flags, (DnsQuestion(name, qtype, qclass),), additional=additional), compress)
 
 
-def build_response(query: DnsMessage | bytes, answers: Iterable[str | DnsRecord] = (), ttl: int = 60,
-                   flags: int | None = None, *, rcode: int = 0, compress: bool = True,
-                   authority: Sequence[DnsRecord] = (), additional: Sequence[DnsRecord] = ()) -> bytes:
+def build_response(
+    query: DnsMessage | bytes,
+    answers: Iterable[str | DnsRecord] = (),
+    ttl: int = 60,
+    flags: int | None = None,
+    *,
+    rcode: int = 0,
+    compress: bool = True,
+    authority: Sequence[DnsRecord] = (),
+    additional: Sequence[DnsRecord] = (),
+) -> bytes:
     """A response to ``query`` that echoes its id and questions (0x20 case kept), e.g. a censor's forged answer.
 
     ``answers``: a text value (record of the first question's name, type and class with ``ttl``) or a full
@@ -534,9 +571,11 @@ def build_response(query: DnsMessage | bytes, answers: Iterable[str | DnsRecord]
     if not query.questions:
         raise ValueError("cannot answer a query without a question")
     first = query.questions[0]
-    records = tuple(a if isinstance(a, DnsRecord) else DnsRecord(first.name, first.qtype, first.qclass, ttl, a)
-                    for a in answers)
+    records = tuple(
+        a if isinstance(a, DnsRecord) else DnsRecord(first.name, first.qtype, first.qclass, ttl, a) for a in answers
+    )
     if flags is None:
         flags = _QR | (query.flags & (0x7800 | _RD)) | _RA | (rcode & 0xF)
-    return encode_message(DnsMessage(query.id, flags, query.questions, records, tuple(authority),
-                                     tuple(additional)), compress)
+    return encode_message(
+        DnsMessage(query.id, flags, query.questions, records, tuple(authority), tuple(additional)), compress
+    )

@@ -58,13 +58,15 @@ def _dash(values) -> str:
 
 def ja3_for(ch: ClientHello) -> str:
     """The JA3 string of a ClientHello (GREASE removed from ciphers, extensions and curves)."""
-    return ",".join((
-        str(ch.legacy_version),
-        _dash(_no_grease(ch.cipher_suites)),
-        _dash(_no_grease(t for t, _ in ch.extensions)),
-        _dash(_no_grease(ch.supported_groups)),
-        _dash(ch.ec_point_formats),
-    ))
+    return ",".join(
+        (
+            str(ch.legacy_version),
+            _dash(_no_grease(ch.cipher_suites)),
+            _dash(_no_grease(t for t, _ in ch.extensions)),
+            _dash(_no_grease(ch.supported_groups)),
+            _dash(ch.ec_point_formats),
+        )
+    )
 
 
 def ja3_hash_for(ch: ClientHello) -> str:
@@ -74,11 +76,13 @@ def ja3_hash_for(ch: ClientHello) -> str:
 
 def ja3s_for(sh: ServerHello) -> str:
     """The JA3S string of a ServerHello: ``SSLVersion,Cipher,Extensions`` (GREASE removed)."""
-    return ",".join((
-        str(sh.legacy_version),
-        str(sh.cipher_suite),
-        _dash(_no_grease(t for t, _ in sh.extensions)),
-    ))
+    return ",".join(
+        (
+            str(sh.legacy_version),
+            str(sh.cipher_suite),
+            _dash(_no_grease(t for t, _ in sh.extensions)),
+        )
+    )
 
 
 def ja3s_hash_for(sh: ServerHello) -> str:

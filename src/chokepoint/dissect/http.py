@@ -27,12 +27,29 @@ from chokepoint.dissect.errors import Malformed, NeedMoreData, NotThisProtocol
 
 __all__ = ["METHODS", "HttpRequest", "HttpResponse", "parse_request", "parse_response", "looks_like_request"]
 
-METHODS = frozenset({
-    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE",   # RFC 9110 §9
-    "PATCH",                                                                   # RFC 5789
-    "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK",       # RFC 4918 (WebDAV)
-    "REPORT", "SEARCH", "MKCALENDAR",                                          # RFC 3253, 5323, 4791
-})
+METHODS = frozenset(
+    {
+        "GET",
+        "HEAD",
+        "POST",
+        "PUT",
+        "DELETE",
+        "CONNECT",
+        "OPTIONS",
+        "TRACE",  # RFC 9110 §9
+        "PATCH",  # RFC 5789
+        "PROPFIND",
+        "PROPPATCH",
+        "MKCOL",
+        "COPY",
+        "MOVE",
+        "LOCK",
+        "UNLOCK",  # RFC 4918 (WebDAV)
+        "REPORT",
+        "SEARCH",
+        "MKCALENDAR",  # RFC 3253, 5323, 4791
+    }
+)
 _METHOD_BYTES = frozenset(m.encode() for m in METHODS)
 _METHOD_STARTS = tuple(m.encode() + b" " for m in METHODS)
 _LONGEST_METHOD = max(len(m) for m in METHODS)
@@ -47,19 +64,19 @@ _TARGET_START = frozenset(b"/*[") | frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEF
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
     method: str
-    target: str                      # request-target as sent
-    path: str                        # raw path ("" for CONNECT)
-    query: str | None                # raw query without "?", None when absent
+    target: str  # request-target as sent
+    path: str  # raw path ("" for CONNECT)
+    query: str | None  # raw query without "?", None when absent
     path_decoded: str
     query_decoded: str | None
-    version: str                     # "HTTP/1.1"; "" when the request line is still incomplete (partial)
-    host: str | None                 # lowercase, port stripped: from the target's authority, else the Host field
-    port: int | None                 # port written in that authority / Host field, None when not written
+    version: str  # "HTTP/1.1"; "" when the request line is still incomplete (partial)
+    host: str | None  # lowercase, port stripped: from the target's authority, else the Host field
+    port: int | None  # port written in that authority / Host field, None when not written
     user_agent: str | None
     headers: tuple[tuple[str, str], ...]
-    complete: bool                   # the header section ended (empty line seen)
+    complete: bool  # the header section ended (empty line seen)
     is_connect: bool
-    header_length: int = 0           # bytes up to and including the empty line (0 while incomplete)
+    header_length: int = 0  # bytes up to and including the empty line (0 while incomplete)
 
     def header(self, name: str) -> str | None:
         """Value of the first field called ``name`` (case-insensitive), or None."""
@@ -72,7 +89,7 @@ class HttpResponse:
     status: int
     reason: str
     headers: tuple[tuple[str, str], ...]
-    body_prefix: bytes               # whatever body bytes followed the head in ``data``
+    body_prefix: bytes  # whatever body bytes followed the head in ``data``
 
     def header(self, name: str) -> str | None:
         return _field(self.headers, name)
@@ -125,7 +142,7 @@ def _split_authority(raw: bytes) -> tuple[str | None, int | None]:
     port: int | None = None
     if raw.startswith(b"["):
         end = raw.find(b"]")
-        host, rest = (raw[1:end], raw[end + 1:]) if end > 0 else (raw[1:], b"")
+        host, rest = (raw[1:end], raw[end + 1 :]) if end > 0 else (raw[1:], b"")
         digits = rest[1:] if rest.startswith(b":") else b""
     else:
         host, sep, digits = raw.rpartition(b":")
@@ -198,8 +215,8 @@ def parse_request(data: bytes, partial: bool = False) -> HttpRequest:
         target, version = _request_line(lines[0], whole=True)
         return _request(method, target, version, _fields(lines[1:], None), True, end, True)
     lines = _lines(data)
-    tail = lines.pop()                       # the last, not yet LF-terminated line
-    if not lines:                            # the request line itself is incomplete
+    tail = lines.pop()  # the last, not yet LF-terminated line
+    if not lines:  # the request line itself is incomplete
         target, _ = _request_line(tail, whole=False)
         if not partial:
             raise NeedMoreData("HTTP request line incomplete")
@@ -212,13 +229,12 @@ def parse_request(data: bytes, partial: bool = False) -> HttpRequest:
 
 
 def _version_prefix(version: bytes) -> bool:
-    return len(version) <= 8 and all(c == t or (t == 0x23 and 0x30 <= c <= 0x39)
-                                     for c, t in zip(version, b"HTTP/#.#"))
+    return len(version) <= 8 and all(c == t or (t == 0x23 and 0x30 <= c <= 0x39) for c, t in zip(version, b"HTTP/#.#"))
 
 
 def _request_line(line: bytes, whole: bool) -> tuple[bytes, bytes]:
     """(target, version) of a request line; ``whole=False`` while the line may still be cut short."""
-    rest = line[line.index(b" "):].lstrip(b" ")
+    rest = line[line.index(b" ") :].lstrip(b" ")
     target, _, version = rest.partition(b" ")
     version = version.strip(b" ")
     if whole:
@@ -235,8 +251,15 @@ def _request_line(line: bytes, whole: bool) -> tuple[bytes, bytes]:
     return target, version
 
 
-def _request(method: str, target: bytes, version: bytes, headers: tuple[tuple[str, str], ...], complete: bool,
-             header_length: int, whole_line: bool) -> HttpRequest:
+def _request(
+    method: str,
+    target: bytes,
+    version: bytes,
+    headers: tuple[tuple[str, str], ...],
+    complete: bool,
+    header_length: int,
+    whole_line: bool,
+) -> HttpRequest:
     is_connect = method == "CONNECT"
     host: str | None = None
     port: int | None = None

@@ -191,8 +191,9 @@ def parse_isakmp(data: bytes, *, strict: bool = True) -> IsakmpHeader:
         if strict:
             raise Malformed("isakmp: " + problem)
         anomalies.append(problem)
-    return IsakmpHeader(ispi, rspi, next_payload, major, version & 0x0F, exchange, flags, message_id, length,
-                        payloads, tuple(anomalies))
+    return IsakmpHeader(
+        ispi, rspi, next_payload, major, version & 0x0F, exchange, flags, message_id, length, payloads, tuple(anomalies)
+    )
 
 
 def parse_esp(data: bytes) -> EspHeader:

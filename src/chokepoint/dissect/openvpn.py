@@ -77,8 +77,11 @@ class Wrapping(StrEnum):
 
 
 CLIENT_RESETS = frozenset(
-    {Opcode.P_CONTROL_HARD_RESET_CLIENT_V1, Opcode.P_CONTROL_HARD_RESET_CLIENT_V2,
-     Opcode.P_CONTROL_HARD_RESET_CLIENT_V3}
+    {
+        Opcode.P_CONTROL_HARD_RESET_CLIENT_V1,
+        Opcode.P_CONTROL_HARD_RESET_CLIENT_V2,
+        Opcode.P_CONTROL_HARD_RESET_CLIENT_V3,
+    }
 )
 SERVER_RESETS = frozenset({Opcode.P_CONTROL_HARD_RESET_SERVER_V1, Opcode.P_CONTROL_HARD_RESET_SERVER_V2})
 HARD_RESETS = CLIENT_RESETS | SERVER_RESETS
@@ -141,9 +144,7 @@ class OpenVpnPacket:
         return self.opcode in SERVER_RESETS
 
 
-def _ack_part(
-    body: bytes, off: int, opcode: Opcode
-) -> tuple[tuple[int, ...], bytes | None, int | None, int] | None:
+def _ack_part(body: bytes, off: int, opcode: Opcode) -> tuple[tuple[int, ...], bytes | None, int | None, int] | None:
     """Parse ack count, acks, remote session id and message id at ``off``; None if inconsistent."""
     n = len(body)
     if off >= n:
@@ -194,8 +195,21 @@ def _tls_auth(body: bytes, opcode: Opcode, key_id: int, hmac_len: int) -> OpenVp
     if parsed is None:
         return None
     acks, remote, message_id, payload_offset = parsed
-    return OpenVpnPacket(opcode, key_id, body[1:9], hmac_len, Wrapping.TLS_AUTH, packet_id, net_time, acks,
-                         remote, message_id, None, payload_offset, len(body))
+    return OpenVpnPacket(
+        opcode,
+        key_id,
+        body[1:9],
+        hmac_len,
+        Wrapping.TLS_AUTH,
+        packet_id,
+        net_time,
+        acks,
+        remote,
+        message_id,
+        None,
+        payload_offset,
+        len(body),
+    )
 
 
 def _tls_crypt(body: bytes, opcode: Opcode, key_id: int) -> OpenVpnPacket | None:
@@ -217,8 +231,9 @@ def _tls_crypt(body: bytes, opcode: Opcode, key_id: int) -> OpenVpnPacket | None
     packet_id, net_time = _U32X2.unpack_from(body, _HEADER)
     if not _replay_fields_ok(packet_id, net_time):
         return None
-    return OpenVpnPacket(opcode, key_id, body[1:9], TLS_CRYPT_TAG, wrapping, packet_id, net_time, None, None,
-                         None, None, ciphertext, n)
+    return OpenVpnPacket(
+        opcode, key_id, body[1:9], TLS_CRYPT_TAG, wrapping, packet_id, net_time, None, None, None, None, ciphertext, n
+    )
 
 
 def _unwrapped(body: bytes, opcode: Opcode, key_id: int) -> OpenVpnPacket | None:
@@ -226,8 +241,21 @@ def _unwrapped(body: bytes, opcode: Opcode, key_id: int) -> OpenVpnPacket | None
     if parsed is None:
         return None
     acks, remote, message_id, payload_offset = parsed
-    return OpenVpnPacket(opcode, key_id, body[1:9], 0, Wrapping.NONE, None, None, acks, remote, message_id,
-                         None, payload_offset, len(body))
+    return OpenVpnPacket(
+        opcode,
+        key_id,
+        body[1:9],
+        0,
+        Wrapping.NONE,
+        None,
+        None,
+        acks,
+        remote,
+        message_id,
+        None,
+        payload_offset,
+        len(body),
+    )
 
 
 def _opcode(first_byte: int) -> tuple[Opcode, int]:
@@ -250,8 +278,7 @@ def _parse_packet(body: bytes) -> OpenVpnPacket:
             raise NotThisProtocol(f"openvpn: {opcode.name} of {n} bytes is too short")
         if opcode is Opcode.P_DATA_V2:
             peer_id = int.from_bytes(body[1:4], "big")
-            return OpenVpnPacket(opcode, key_id, None, None, Wrapping.DATA, None, None, None, None, None, peer_id,
-                                 4, n)
+            return OpenVpnPacket(opcode, key_id, None, None, Wrapping.DATA, None, None, None, None, None, peer_id, 4, n)
         return OpenVpnPacket(opcode, key_id, None, None, Wrapping.DATA, None, None, None, None, None, None, 1, n)
     if n < _HEADER + 5:
         raise NotThisProtocol(f"openvpn: control packet of {n} bytes is too short")
@@ -344,8 +371,10 @@ def _server_ack_reason(clients: list[OpenVpnPacket], servers: list[OpenVpnPacket
     client_sessions = {p.session_id for p in clients if p.is_client_reset}
     for p in servers:
         if p.is_server_reset and p.remote_session_id in client_sessions:
-            return (f"{p.opcode.name} acknowledges client session {p.remote_session_id.hex()}"  # type: ignore[union-attr]
-                    f" ({p.wrapping}, hmac {p.hmac_len_guess})")
+            return (
+                f"{p.opcode.name} acknowledges client session {p.remote_session_id.hex()}"  # type: ignore[union-attr]
+                f" ({p.wrapping}, hmac {p.hmac_len_guess})"
+            )
     return None
 
 
@@ -366,8 +395,10 @@ def _consistent_session_reason(packets: list[OpenVpnPacket], min_followers: int)
     first = packets[0]
     followers = sum(1 for p in packets[1:] if p.is_control and p.session_id == first.session_id)
     if followers >= min_followers:
-        return (f"{first.opcode.name} and {followers} later control packets share session "
-                f"{first.session_id.hex()} ({first.wrapping})")  # type: ignore[union-attr]
+        return (
+            f"{first.opcode.name} and {followers} later control packets share session "
+            f"{first.session_id.hex()} ({first.wrapping})"
+        )  # type: ignore[union-attr]
     return None
 
 

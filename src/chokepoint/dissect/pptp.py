@@ -139,9 +139,7 @@ def parse_control(stream: bytes) -> PptpControl:
     # Judge the bytes present before asking for more: magic cookie (4..8), message type (2..4), length.
     if head[4:8] != _MAGIC[: max(0, min(n, 8) - 4)]:
         raise NotThisProtocol("pptp: no magic cookie 0x1A2B3C4D")
-    if (n >= 4 and _U16.unpack_from(head, 2)[0] not in (CONTROL_MESSAGE, MANAGEMENT_MESSAGE)) or (
-        n == 3 and head[2]
-    ):
+    if (n >= 4 and _U16.unpack_from(head, 2)[0] not in (CONTROL_MESSAGE, MANAGEMENT_MESSAGE)) or (n == 3 and head[2]):
         raise NotThisProtocol("pptp: PPTP message type is neither 1 (control) nor 2 (management)")
     if 2 <= n < 8 and _U16.unpack_from(head, 0)[0] not in _VALID_LENGTHS:
         raise NotThisProtocol("pptp: length field is no control message length")

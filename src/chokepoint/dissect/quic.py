@@ -51,11 +51,30 @@ if TYPE_CHECKING:
     from chokepoint.dissect.tls import ClientHello
 
 __all__ = [
-    "AckFrame", "ConnectionCloseFrame", "CryptoFrame", "GquicAckFrame", "GquicHandshakeMessage",
-    "GquicStreamFrame", "HeaderFormat", "InitialAssembler", "PacketType", "PaddingFrame", "PingFrame",
-    "QuicInfo", "QuicInitialPacket", "QuicLongHeader", "UnsupportedVersion", "decrypt_initial",
-    "is_gquic_version", "is_known_version", "is_quic_initial_prefix", "parse_frames",
-    "parse_gquic_handshake_message", "parse_long_header", "parse_transport_parameters", "version_name",
+    "AckFrame",
+    "ConnectionCloseFrame",
+    "CryptoFrame",
+    "GquicAckFrame",
+    "GquicHandshakeMessage",
+    "GquicStreamFrame",
+    "HeaderFormat",
+    "InitialAssembler",
+    "PacketType",
+    "PaddingFrame",
+    "PingFrame",
+    "QuicInfo",
+    "QuicInitialPacket",
+    "QuicLongHeader",
+    "UnsupportedVersion",
+    "decrypt_initial",
+    "is_gquic_version",
+    "is_known_version",
+    "is_quic_initial_prefix",
+    "parse_frames",
+    "parse_gquic_handshake_message",
+    "parse_long_header",
+    "parse_transport_parameters",
+    "version_name",
 ]
 
 Q046 = 0x51303436
@@ -83,8 +102,8 @@ class PacketType(StrEnum):
 
 
 class HeaderFormat(StrEnum):
-    IETF = "ietf"                  # RFC 8999 long header: v1, v2, drafts >= 22, mvfst, Q050, T050, T051
-    GQUIC_Q046 = "gquic-q046"      # Q046: one byte of 4-bit CID lengths, no token and no Length field
+    IETF = "ietf"  # RFC 8999 long header: v1, v2, drafts >= 22, mvfst, Q050, T050, T051
+    GQUIC_Q046 = "gquic-q046"  # Q046: one byte of 4-bit CID lengths, no token and no Length field
     GQUIC_PUBLIC = "gquic-public"  # Q039..Q043 public header with the version flag set
 
 
@@ -92,8 +111,13 @@ _V1_TYPES = (PacketType.INITIAL, PacketType.ZERO_RTT, PacketType.HANDSHAKE, Pack
 _V2_TYPES = (PacketType.RETRY, PacketType.INITIAL, PacketType.ZERO_RTT, PacketType.HANDSHAKE)
 
 _NAMED_VERSIONS = {
-    VERSION_1: "V-1", VERSION_2: "V-2", T050: "T050", T051: "T051",
-    MVFST_22: "MVFST-22", MVFST_27: "MVFST-27", MVFST_EXP: "MVFST-EXP",
+    VERSION_1: "V-1",
+    VERSION_2: "V-2",
+    T050: "T050",
+    T051: "T051",
+    MVFST_22: "MVFST-22",
+    MVFST_27: "MVFST-27",
+    MVFST_EXP: "MVFST-EXP",
 }
 
 
@@ -161,7 +185,7 @@ def _varint(buf: bytes | memoryview, pos: int, end: int, what: str) -> tuple[int
 def _take(buf: bytes | memoryview, pos: int, length: int, end: int, what: str) -> tuple[bytes, int]:
     if length < 0 or pos + length > end:
         raise Malformed(f"QUIC: {what}: {length} bytes at {pos} exceed {end}")
-    return bytes(buf[pos:pos + length]), pos + length
+    return bytes(buf[pos : pos + length]), pos + length
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,7 +237,7 @@ def parse_long_header(datagram: bytes | memoryview, offset: int = 0) -> QuicLong
         return _parse_gquic_public_header(buf, offset)
     if end - offset < 7:
         raise NotThisProtocol("QUIC: too short for a long header")
-    version = int.from_bytes(buf[offset + 1:offset + 5], "big")
+    version = int.from_bytes(buf[offset + 1 : offset + 5], "big")
     if version == 0:
         return _parse_version_negotiation(buf, offset, first)
     if not is_known_version(version):
@@ -244,11 +268,19 @@ def _parse_version_negotiation(buf, start: int, first: int) -> QuicLongHeader:
     rest = end - pos
     if rest == 0 or rest % 4:
         raise Malformed(f"QUIC: Version Negotiation version list of {rest} bytes (RFC 9000 §17.2.1)")
-    versions = tuple(int.from_bytes(buf[i:i + 4], "big") for i in range(pos, end, 4))
+    versions = tuple(int.from_bytes(buf[i : i + 4], "big") for i in range(pos, end, 4))
     return QuicLongHeader(
-        version=0, packet_type=PacketType.VERSION_NEGOTIATION, dcid=dcid, scid=scid, token=b"",
-        length=None, pn_offset=end - start, packet_size=end - start, first_byte=first,
-        header_format=HeaderFormat.IETF, supported_versions=versions,
+        version=0,
+        packet_type=PacketType.VERSION_NEGOTIATION,
+        dcid=dcid,
+        scid=scid,
+        token=b"",
+        length=None,
+        pn_offset=end - start,
+        packet_size=end - start,
+        first_byte=first,
+        header_format=HeaderFormat.IETF,
+        supported_versions=versions,
     )
 
 
@@ -271,10 +303,18 @@ def _parse_ietf_header(buf, start: int, first: int, version: int) -> QuicLongHea
     if packet_type is PacketType.RETRY:
         if end - pos < AEAD_TAG_LEN:
             raise Malformed("QUIC: Retry shorter than its integrity tag")
-        token = bytes(buf[pos:end - AEAD_TAG_LEN])
+        token = bytes(buf[pos : end - AEAD_TAG_LEN])
         return QuicLongHeader(
-            version=version, packet_type=packet_type, dcid=dcid, scid=scid, token=token, length=None,
-            pn_offset=end - start, packet_size=end - start, first_byte=first, header_format=HeaderFormat.IETF,
+            version=version,
+            packet_type=packet_type,
+            dcid=dcid,
+            scid=scid,
+            token=token,
+            length=None,
+            pn_offset=end - start,
+            packet_size=end - start,
+            first_byte=first,
+            header_format=HeaderFormat.IETF,
         )
     if packet_type is PacketType.INITIAL:
         token_len, pos = _varint(buf, pos, end, "token length")
@@ -285,8 +325,15 @@ def _parse_ietf_header(buf, start: int, first: int, version: int) -> QuicLongHea
     if length < PN_MAX_LEN + SAMPLE_LEN:  # RFC 9001 §5.4.2: room for the header-protection sample
         raise Malformed(f"QUIC: Length {length} too short for a protected packet")
     return QuicLongHeader(
-        version=version, packet_type=packet_type, dcid=dcid, scid=scid, token=token, length=length,
-        pn_offset=pos - start, packet_size=pos - start + length, first_byte=first,
+        version=version,
+        packet_type=packet_type,
+        dcid=dcid,
+        scid=scid,
+        token=token,
+        length=length,
+        pn_offset=pos - start,
+        packet_size=pos - start + length,
+        first_byte=first,
         header_format=HeaderFormat.IETF,
     )
 
@@ -304,8 +351,16 @@ def _parse_q046_header(buf, start: int, first: int, version: int) -> QuicLongHea
     if pos + pn_len + GQUIC_HASH_LEN > end:
         raise Malformed("QUIC: Q046 packet too short")
     return QuicLongHeader(
-        version=version, packet_type=packet_type, dcid=dcid, scid=scid, token=b"", length=None,
-        pn_offset=pos - start, packet_size=end - start, first_byte=first, header_format=HeaderFormat.GQUIC_Q046,
+        version=version,
+        packet_type=packet_type,
+        dcid=dcid,
+        scid=scid,
+        token=b"",
+        length=None,
+        pn_offset=pos - start,
+        packet_size=end - start,
+        first_byte=first,
+        header_format=HeaderFormat.GQUIC_Q046,
     )
 
 
@@ -317,7 +372,7 @@ def _parse_gquic_public_header(buf, start: int) -> QuicLongHeader:
         raise NotThisProtocol("QUIC: short header (no version)")
     if end - start < 1 + 8 + 4:
         raise NotThisProtocol("QUIC: too short for a gQUIC public header")
-    version = int.from_bytes(buf[start + 9:start + 13], "big")
+    version = int.from_bytes(buf[start + 9 : start + 13], "big")
     if not is_gquic_version(version) or version & 0xFF000000 != 0x51000000:
         raise NotThisProtocol(f"QUIC: short header (0x{version:08x} is not a gQUIC version)")
     number = _gquic_number(version)
@@ -332,8 +387,15 @@ def _parse_gquic_public_header(buf, start: int) -> QuicLongHeader:
     if pos + pn_len + GQUIC_HASH_LEN > end:
         raise Malformed("QUIC: gQUIC packet too short")
     return QuicLongHeader(
-        version=version, packet_type=PacketType.INITIAL, dcid=bytes(buf[start + 1:start + 9]), scid=b"",
-        token=b"", length=None, pn_offset=pos - start, packet_size=end - start, first_byte=flags,
+        version=version,
+        packet_type=PacketType.INITIAL,
+        dcid=bytes(buf[start + 1 : start + 9]),
+        scid=b"",
+        token=b"",
+        length=None,
+        pn_offset=pos - start,
+        packet_size=end - start,
+        first_byte=flags,
         header_format=HeaderFormat.GQUIC_PUBLIC,
     )
 
@@ -490,8 +552,11 @@ def parse_gquic_frames(payload: bytes | memoryview, pn_len: int) -> tuple[Frame,
             else:
                 data_len = end - pos
             data, pos = _take(buf, pos, data_len, end, "gQUIC stream data")
-            frames.append(GquicStreamFrame(int.from_bytes(raw_id, "big"), int.from_bytes(raw_offset, "big"),
-                                           data, bool(frame_type & 0x40)))
+            frames.append(
+                GquicStreamFrame(
+                    int.from_bytes(raw_id, "big"), int.from_bytes(raw_offset, "big"), data, bool(frame_type & 0x40)
+                )
+            )
         elif frame_type & 0x40:  # ACK
             largest_len = _GQUIC_LEN_CODE[(frame_type >> 2) & 0x03]
             block_len = _GQUIC_LEN_CODE[frame_type & 0x03]
@@ -566,25 +631,27 @@ def _open_gquic_null(packet: bytes | memoryview, header: QuicLongHeader, *, is_c
     end = header.packet_size
     if body + GQUIC_HASH_LEN > end:
         raise Malformed("gQUIC: packet too short for its hash")
-    sent = int.from_bytes(packet[body:body + 8], "little") | (
-        int.from_bytes(packet[body + 8:body + 12], "little") << 64)
-    plaintext = bytes(packet[body + GQUIC_HASH_LEN:end])
+    sent = int.from_bytes(packet[body : body + 8], "little") | (
+        int.from_bytes(packet[body + 8 : body + 12], "little") << 64
+    )
+    plaintext = bytes(packet[body + GQUIC_HASH_LEN : end])
     expected = _fnv1a_128(packet[:body], plaintext, b"Client" if is_client else b"Server") & ((1 << 96) - 1)
     if sent != expected:
         raise Malformed("gQUIC: null-encryption hash mismatch")
-    packet_number = int.from_bytes(packet[header.pn_offset:body], "big")
+    packet_number = int.from_bytes(packet[header.pn_offset : body], "big")
     return QuicInitialPacket(header, packet_number, plaintext, parse_gquic_frames(plaintext, pn_len))
 
 
-def _open_protected(packet: bytes | memoryview, header: QuicLongHeader, protection: InitialProtection,
-                    largest_pn: int) -> QuicInitialPacket:
+def _open_protected(
+    packet: bytes | memoryview, header: QuicLongHeader, protection: InitialProtection, largest_pn: int
+) -> QuicInitialPacket:
     first_byte, pn_len, truncated = unprotect_header(packet, header.pn_offset, protection)
     payload_start = header.pn_offset + pn_len
     if header.packet_size - payload_start < AEAD_TAG_LEN:
         raise Malformed("QUIC: Initial payload shorter than the AEAD tag")
     packet_number = decode_packet_number(truncated, pn_len, largest_pn)
-    aad = bytes((first_byte,)) + bytes(packet[1:header.pn_offset]) + truncated.to_bytes(pn_len, "big")
-    plaintext = protection.open(packet_number, aad, bytes(packet[payload_start:header.packet_size]))
+    aad = bytes((first_byte,)) + bytes(packet[1 : header.pn_offset]) + truncated.to_bytes(pn_len, "big")
+    plaintext = protection.open(packet_number, aad, bytes(packet[payload_start : header.packet_size]))
     if header.is_gquic:
         frames = parse_gquic_frames(plaintext, pn_len)
     else:
@@ -616,8 +683,9 @@ def _iter_long_headers(datagram: bytes | memoryview):
         offset += header.packet_size
 
 
-def decrypt_initial(datagram: bytes, *, is_client: bool = True,
-                    initial_dcid: bytes | None = None) -> list[QuicInitialPacket]:
+def decrypt_initial(
+    datagram: bytes, *, is_client: bool = True, initial_dcid: bytes | None = None
+) -> list[QuicInitialPacket]:
     """Remove protection from every Initial packet of a datagram and decode its frames.
 
     Keys come from ``initial_dcid`` (the client's first DCID) or, by default, from the packet's own
@@ -632,7 +700,7 @@ def decrypt_initial(datagram: bytes, *, is_client: bool = True,
     for offset, header in _iter_long_headers(datagram):
         if header.packet_type is not PacketType.INITIAL:
             continue
-        packet = memoryview(datagram)[offset:offset + header.packet_size]
+        packet = memoryview(datagram)[offset : offset + header.packet_size]
         if header.header_format is not HeaderFormat.IETF:
             packets.append(_open_gquic_null(packet, header, is_client=is_client))
             continue
@@ -678,7 +746,7 @@ class GquicHandshakeMessage:
     @property
     def versions(self) -> tuple[str, ...]:
         value = self.get(b"VER\x00") or b""
-        return tuple(value[i:i + 4].decode("ascii", "replace") for i in range(0, len(value) - 3, 4))
+        return tuple(value[i : i + 4].decode("ascii", "replace") for i in range(0, len(value) - 3, 4))
 
 
 #: Refuse handshake messages with more entries than this (real CHLOs have ~20-30).
@@ -695,7 +763,7 @@ def gquic_message_length(prefix: bytes | memoryview) -> int:
     index_end = 8 + 8 * count
     if len(prefix) < index_end:
         raise NeedMoreData("gQUIC CHLO: tag index incomplete")
-    last_end = int.from_bytes(prefix[index_end - 4:index_end], "little") if count else 0
+    last_end = int.from_bytes(prefix[index_end - 4 : index_end], "little") if count else 0
     return index_end + last_end
 
 
@@ -713,11 +781,11 @@ def parse_gquic_handshake_message(data: bytes | memoryview) -> GquicHandshakeMes
     previous_end = 0
     for i in range(count):
         index = 8 + 8 * i
-        tag = bytes(data[index:index + 4])
-        value_end = int.from_bytes(data[index + 4:index + 8], "little")
+        tag = bytes(data[index : index + 4])
+        value_end = int.from_bytes(data[index + 4 : index + 8], "little")
         if value_end < previous_end:
             raise Malformed(f"gQUIC CHLO: tag {tag!r} ends at {value_end} before {previous_end}")
-        entries.append((tag, bytes(data[values_start + previous_end:values_start + value_end])))
+        entries.append((tag, bytes(data[values_start + previous_end : values_start + value_end])))
         previous_end = value_end
     return GquicHandshakeMessage(bytes(data[:4]), tuple(entries))
 
@@ -770,8 +838,9 @@ def is_quic_initial_prefix(datagram: bytes | memoryview) -> bool:
         if (first & 0x8B) != 0x09 or len(datagram) < 13:  # version + 8-byte CID, no reset, bit 7 clear
             return False
         version = int.from_bytes(datagram[9:13], "big")
-        return (version >> 24 == 0x51 and is_gquic_version(version)
-                and OLDEST_GQUIC_PUBLIC <= _gquic_number(version) <= 43)
+        return (
+            version >> 24 == 0x51 and is_gquic_version(version) and OLDEST_GQUIC_PUBLIC <= _gquic_number(version) <= 43
+        )
     version = int.from_bytes(datagram[1:5], "big")
     if version == Q046:
         return first & 0x30 == 0
@@ -895,7 +964,7 @@ class InitialAssembler:
         for offset, header in _iter_long_headers(datagram):
             if header.packet_type is not PacketType.INITIAL:
                 continue
-            packet = memoryview(datagram)[offset:offset + header.packet_size]
+            packet = memoryview(datagram)[offset : offset + header.packet_size]
             if header.header_format is not HeaderFormat.IETF:
                 opened.append(_open_gquic_null(packet, header, is_client=True))
                 continue
@@ -907,8 +976,9 @@ class InitialAssembler:
                 candidates.append(header.dcid)
             for index, cid in enumerate(candidates):
                 try:
-                    packet_opened = _open_protected(packet, header, self._protection(header.version, cid),
-                                                    self._largest_pn)
+                    packet_opened = _open_protected(
+                        packet, header, self._protection(header.version, cid), self._largest_pn
+                    )
                 except Malformed:
                     if index == len(candidates) - 1:
                         raise
@@ -947,7 +1017,7 @@ class InitialAssembler:
             else:  # same offset again: first copy wins, a longer copy only extends it
                 self._count_conflicts(held, data)
                 if len(data) > len(held):
-                    self._pending[offset] = held + data[len(held):]
+                    self._pending[offset] = held + data[len(held) :]
             return
         if self.buffered_bytes + max(0, end - len(self._contiguous)) > self.max_crypto_bytes:
             raise Malformed(f"QUIC: more than {self.max_crypto_bytes} crypto bytes buffered")
@@ -968,7 +1038,7 @@ class InitialAssembler:
         have = len(self._contiguous)
         overlap = min(have - offset, len(data))
         if overlap > 0:
-            self._count_conflicts(self._contiguous[offset:offset + overlap], data[:overlap])
+            self._count_conflicts(self._contiguous[offset : offset + overlap], data[:overlap])
         if len(data) > overlap:
             self._contiguous += data[overlap:]
 
@@ -1018,9 +1088,19 @@ class InitialAssembler:
             except NeedMoreData as exc:
                 raise Malformed(f"gQUIC CHLO inconsistent: {exc}") from None
             return QuicInfo(
-                version=version, version_name=version_name(version), dcid=dcid, scid=scid,
-                sni=chlo.sni, alpn=(), ja4=None, user_agent=chlo.user_agent, client_hello=chlo,
-                initial_size=initial_size, is_gquic=True, datagrams=self.datagrams, packets=self.packets,
+                version=version,
+                version_name=version_name(version),
+                dcid=dcid,
+                scid=scid,
+                sni=chlo.sni,
+                alpn=(),
+                ja4=None,
+                user_agent=chlo.user_agent,
+                client_hello=chlo,
+                initial_size=initial_size,
+                is_gquic=True,
+                datagrams=self.datagrams,
+                packets=self.packets,
             )
         from chokepoint.dissect.fingerprint import ja4_for  # imported lazily: TLS lives in its own module
         from chokepoint.dissect.tls import parse_client_hello_message
@@ -1035,8 +1115,7 @@ class InitialAssembler:
         for ext_type, ext_data in hello.extensions:
             if ext_type in TRANSPORT_PARAMETER_EXTENSIONS:
                 try:
-                    params = parse_transport_parameters(
-                        ext_data, varint_ids=_uses_varint_transport_parameters(version))
+                    params = parse_transport_parameters(ext_data, varint_ids=_uses_varint_transport_parameters(version))
                 except Malformed as exc:  # kept apart: a quirky extension must not hide the SNI
                     params_error = str(exc)
                 break
@@ -1044,9 +1123,19 @@ class InitialAssembler:
             if param_id == GOOGLE_USER_AGENT_PARAMETER:
                 user_agent = value.decode("utf-8", "replace")
         return QuicInfo(
-            version=version, version_name=version_name(version), dcid=dcid, scid=scid,
-            sni=hello.sni, alpn=hello.alpn, ja4=ja4_for(hello, transport="q"), user_agent=user_agent,
-            client_hello=hello, initial_size=initial_size, is_gquic=is_gquic_version(version),
-            datagrams=self.datagrams, packets=self.packets, transport_parameters=params,
+            version=version,
+            version_name=version_name(version),
+            dcid=dcid,
+            scid=scid,
+            sni=hello.sni,
+            alpn=hello.alpn,
+            ja4=ja4_for(hello, transport="q"),
+            user_agent=user_agent,
+            client_hello=hello,
+            initial_size=initial_size,
+            is_gquic=is_gquic_version(version),
+            datagrams=self.datagrams,
+            packets=self.packets,
+            transport_parameters=params,
             transport_parameters_error=params_error,
         )

@@ -110,7 +110,7 @@ def initial_salt(version: int) -> bytes:
 
 
 def label_prefix(version: int) -> bytes:
-    """"quicv2 " for v2 (RFC 9369 §3.3.2), "quic " for v1, the drafts and Google's T05x/Q050."""
+    """ "quicv2 " for v2 (RFC 9369 §3.3.2), "quic " for v1, the drafts and Google's T05x/Q050."""
     return b"quicv2 " if version == VERSION_2 else b"quic "
 
 
@@ -183,8 +183,9 @@ class InitialProtection:
         return self._aead.encrypt(self.nonce(packet_number), payload, header)
 
 
-def unprotect_header(packet: bytes | memoryview, pn_offset: int, protection: InitialProtection,
-                     *, long_header: bool = True) -> tuple[int, int, int]:
+def unprotect_header(
+    packet: bytes | memoryview, pn_offset: int, protection: InitialProtection, *, long_header: bool = True
+) -> tuple[int, int, int]:
     """Remove header protection; return (first_byte, packet_number_length, truncated_packet_number).
 
     ``packet`` spans exactly one QUIC packet.  The sample starts 4 bytes after ``pn_offset``
@@ -193,7 +194,7 @@ def unprotect_header(packet: bytes | memoryview, pn_offset: int, protection: Ini
     sample_start = pn_offset + PN_MAX_LEN
     if sample_start + SAMPLE_LEN > len(packet):
         raise Malformed(f"QUIC: packet of {len(packet)} bytes too short for a header-protection sample")
-    mask = protection.header_mask(bytes(packet[sample_start:sample_start + SAMPLE_LEN]))
+    mask = protection.header_mask(bytes(packet[sample_start : sample_start + SAMPLE_LEN]))
     first_byte = packet[0] ^ (mask[0] & (0x0F if long_header else 0x1F))
     pn_len = (first_byte & 0x03) + 1
     truncated = 0

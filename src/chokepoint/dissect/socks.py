@@ -36,14 +36,14 @@ _HOST_CHARS = bytes(range(0x21, 0x7F))
 
 @dataclass(frozen=True, slots=True)
 class SocksRequest:
-    version: int                     # 4 (also for 4a) or 5
-    command: int | None              # 1 CONNECT, 2 BIND, 3 UDP ASSOCIATE; None until the SOCKS5 request arrives
-    methods: tuple[int, ...]         # SOCKS5 authentication methods offered (empty for SOCKS4)
-    dst_host: str | None             # IPv4/IPv6 text or the host name as sent; None until the request arrives
+    version: int  # 4 (also for 4a) or 5
+    command: int | None  # 1 CONNECT, 2 BIND, 3 UDP ASSOCIATE; None until the SOCKS5 request arrives
+    methods: tuple[int, ...]  # SOCKS5 authentication methods offered (empty for SOCKS4)
+    dst_host: str | None  # IPv4/IPv6 text or the host name as sent; None until the request arrives
     dst_port: int | None
-    user_id: str | None              # SOCKS4 USERID, or the RFC 1929 user name
+    user_id: str | None  # SOCKS4 USERID, or the RFC 1929 user name
     socks4a: bool = False
-    header_length: int = 0           # handshake bytes parsed; with a request, where the tunnelled data starts
+    header_length: int = 0  # handshake bytes parsed; with a request, where the tunnelled data starts
 
 
 def _printable(raw: bytes, allowed: bytes) -> bool:
@@ -53,7 +53,7 @@ def _printable(raw: bytes, allowed: bytes) -> bool:
 def _cstring(data: bytes, start: int, allowed: bytes, what: str) -> tuple[bytes, int]:
     """NUL-terminated field at ``start``: (value, offset after the NUL)."""
     nul = data.find(b"\0", start, start + _MAX_FIELD + 1)
-    value = data[start: nul if nul >= 0 else start + _MAX_FIELD + 1]
+    value = data[start : nul if nul >= 0 else start + _MAX_FIELD + 1]
     if not _printable(value, allowed):
         raise NotThisProtocol(f"SOCKS4 {what} is not printable")
     if nul < 0:
@@ -90,7 +90,7 @@ def _greeting(data: bytes) -> tuple[tuple[int, ...], int]:
     count = data[1]
     if count == 0:
         raise NotThisProtocol("SOCKS5 greeting offering no method")
-    methods = tuple(data[2: 2 + count])
+    methods = tuple(data[2 : 2 + count])
     for method in methods:
         if not (method <= 0x09 or 0x80 <= method <= 0xFE):
             raise NotThisProtocol(f"SOCKS5 method 0x{method:02x} is not assigned")
@@ -114,12 +114,12 @@ def _userpass(data: bytes, pos: int) -> tuple[str, int] | None:
     end = pos + 3 + ulen + plen
     if end > len(data):
         return None
-    return data[pos + 2: pos + 2 + ulen].decode("latin-1"), end
+    return data[pos + 2 : pos + 2 + ulen].decode("latin-1"), end
 
 
 def _request5(data: bytes, pos: int) -> tuple[int, str, int, int] | None:
     """SOCKS5 request at ``pos``: (command, host, port, end), None while cut off; checks every byte present."""
-    head = data[pos: pos + 5]
+    head = data[pos : pos + 5]
     if head[:1] not in (b"", b"\x05"):
         raise NotThisProtocol("SOCKS5 request does not start with version 5")
     if len(head) > 1 and head[1] not in (CONNECT, BIND, UDP_ASSOCIATE):
@@ -139,12 +139,12 @@ def _request5(data: bytes, pos: int) -> tuple[int, str, int, int] | None:
         start, size = pos + 5, head[4]
         if size == 0:
             raise NotThisProtocol("SOCKS5 request with an empty domain name")
-        if not _printable(data[start: start + size], _HOST_CHARS):
+        if not _printable(data[start : start + size], _HOST_CHARS):
             raise NotThisProtocol("SOCKS5 domain name is not printable")
     end = start + size + 2
     if end > len(data):
         return None
-    raw = data[start: start + size]
+    raw = data[start : start + size]
     if atyp == 1:
         host = socket.inet_ntop(socket.AF_INET, raw)
     elif atyp == 4:
@@ -157,7 +157,7 @@ def _request5(data: bytes, pos: int) -> tuple[int, str, int, int] | None:
 def _socks5(data: bytes) -> SocksRequest:
     methods, pos = _greeting(data)
     user = None
-    if data[pos: pos + 2] == b"\x01\x01" and 0x01 in methods and 0x02 not in methods:
+    if data[pos : pos + 2] == b"\x01\x01" and 0x01 in methods and 0x02 not in methods:
         # GSS-API negotiation (RFC 1961: version 1, message type 1): its tokens are not parsed
         return SocksRequest(5, None, methods, None, None, None, header_length=pos)
     if pos < len(data) and data[pos] == 0x01 and 0x02 in methods:

@@ -19,7 +19,7 @@ from chokepoint.dissect.errors import Malformed, NeedMoreData, NotThisProtocol
 
 __all__ = ["SshBanner", "parse_banner"]
 
-MAX_BANNER = 255            # RFC 4253 §4.2, including CR LF
+MAX_BANNER = 255  # RFC 4253 §4.2, including CR LF
 MAX_PRE_BANNER_LINES = 1024  # OpenSSH kex_exchange_identification()
 MAX_PRE_BANNER_LINE = 8192
 _PROTO = re.compile(rb"\d+\.\d+\Z")
@@ -30,11 +30,11 @@ _BAD_TEXT_BYTE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 @dataclass(frozen=True, slots=True)
 class SshBanner:
-    proto_version: str          # "2.0", "1.99", "1.5"
-    software_version: str       # "OpenSSH_9.6p1"
-    comments: str | None        # text after the first space, e.g. "Ubuntu-3ubuntu13"
-    raw: str                    # the whole identification line without CR LF
-    end: int = 0                # offset in ``data`` just after the line's LF (where binary packets start)
+    proto_version: str  # "2.0", "1.99", "1.5"
+    software_version: str  # "OpenSSH_9.6p1"
+    comments: str | None  # text after the first space, e.g. "Ubuntu-3ubuntu13"
+    raw: str  # the whole identification line without CR LF
+    end: int = 0  # offset in ``data`` just after the line's LF (where binary packets start)
 
     @property
     def supports_v2(self) -> bool:
@@ -46,7 +46,7 @@ def parse_banner(data: bytes, *, server: bool = False) -> SshBanner:
     data = bytes(data)
     pos, lines = 0, 0
     while True:
-        head = data[pos: pos + 4]
+        head = data[pos : pos + 4]
         if head == b"SSH-":
             return _banner(data, pos)
         if len(head) < 4 and b"SSH-".startswith(head):
@@ -54,13 +54,13 @@ def parse_banner(data: bytes, *, server: bool = False) -> SshBanner:
         if not server:
             raise NotThisProtocol("client stream does not start with SSH-")
         lf = data.find(b"\n", pos)
-        line = data[pos: lf if lf >= 0 else len(data)]
+        line = data[pos : lf if lf >= 0 else len(data)]
         if _BAD_TEXT_BYTE.search(line) or len(line) > MAX_PRE_BANNER_LINE:
             raise NotThisProtocol("pre-banner line is not a text line")
         try:
             line.decode("utf-8")
         except UnicodeDecodeError:
-            if lf >= 0 or len(data) - pos > 3:   # a cut-off multi-byte character is allowed at the very end
+            if lf >= 0 or len(data) - pos > 3:  # a cut-off multi-byte character is allowed at the very end
                 raise NotThisProtocol("pre-banner line is not UTF-8") from None
         if lf < 0:
             raise NeedMoreData("pre-banner line incomplete")
@@ -72,7 +72,7 @@ def parse_banner(data: bytes, *, server: bool = False) -> SshBanner:
 
 def _banner(data: bytes, pos: int) -> SshBanner:
     lf = data.find(b"\n", pos, pos + MAX_BANNER)
-    line = data[pos: lf if lf >= 0 else pos + MAX_BANNER]
+    line = data[pos : lf if lf >= 0 else pos + MAX_BANNER]
     if lf >= 0 and line.endswith(b"\r"):
         line = line[:-1]
     bad = _BAD_BANNER_BYTE.search(line)

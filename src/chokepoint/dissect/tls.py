@@ -14,13 +14,25 @@ from dataclasses import dataclass, field
 
 from chokepoint.dissect.errors import Malformed, NeedMoreData, NotThisProtocol
 from chokepoint.dissect.fingerprint import (
-    is_grease, ja3_for, ja3_hash_for, ja3s_for, ja3s_hash_for, ja4_for,
+    is_grease,
+    ja3_for,
+    ja3_hash_for,
+    ja3s_for,
+    ja3s_hash_for,
+    ja4_for,
 )
 
 __all__ = [
-    "ClientHello", "ServerHello", "RecordStats", "is_grease", "looks_like_tls_record",
-    "parse_client_hello_message", "parse_client_hello_records", "parse_server_hello_message",
-    "parse_server_hello_records", "tls_record_stats",
+    "ClientHello",
+    "ServerHello",
+    "RecordStats",
+    "is_grease",
+    "looks_like_tls_record",
+    "parse_client_hello_message",
+    "parse_client_hello_records",
+    "parse_server_hello_message",
+    "parse_server_hello_records",
+    "tls_record_stats",
 ]
 
 # Record content types (RFC 8446 §5.1).
@@ -148,9 +160,7 @@ class ServerHello:
 
 
 # RFC 8446 §4.1.3: a HelloRetryRequest is a ServerHello with this fixed random.
-HELLO_RETRY_REQUEST_RANDOM = bytes.fromhex(
-    "CF21AD74E59A6111BE1D8C021E65B891C2A211167ABB8C5E079E09E2C8A8339C"
-)
+HELLO_RETRY_REQUEST_RANDOM = bytes.fromhex("CF21AD74E59A6111BE1D8C021E65B891C2A211167ABB8C5E079E09E2C8A8339C")
 
 
 class _Reader:
@@ -184,7 +194,7 @@ class _Reader:
     def take(self, n: int) -> memoryview:
         if self.pos + n > self.end:
             raise Malformed(f"{self.what}: field of {n} bytes overruns its container at offset {self.pos}")
-        chunk = self.buf[self.pos:self.pos + n]
+        chunk = self.buf[self.pos : self.pos + n]
         self.pos += n
         return chunk
 
@@ -442,9 +452,7 @@ def _parse_sslv2_client_hello(stream: bytes | memoryview) -> ClientHello:
     session_id = bytes(reader.take(sid_len))
     challenge = bytes(reader.take(challenge_len))
     reader.expect_end()
-    cipher_suites = tuple(
-        (specs[i] << 16) | (specs[i + 1] << 8) | specs[i + 2] for i in range(0, spec_len, 3)
-    )
+    cipher_suites = tuple((specs[i] << 16) | (specs[i + 1] << 8) | specs[i + 2] for i in range(0, spec_len, 3))
     return ClientHello(
         legacy_version=version,
         random=challenge.rjust(32, b"\x00"),
@@ -469,9 +477,15 @@ def _parse_sslv2_client_hello(stream: bytes | memoryview) -> ClientHello:
 
 # --- record layer (RFC 8446 §5.1, RFC 5246 §6.2.1) ------------------------------------------------------
 
-_KNOWN_CONTENT_TYPES = frozenset((
-    CONTENT_CHANGE_CIPHER_SPEC, CONTENT_ALERT, CONTENT_HANDSHAKE, CONTENT_APPLICATION_DATA, CONTENT_HEARTBEAT,
-))
+_KNOWN_CONTENT_TYPES = frozenset(
+    (
+        CONTENT_CHANGE_CIPHER_SPEC,
+        CONTENT_ALERT,
+        CONTENT_HANDSHAKE,
+        CONTENT_APPLICATION_DATA,
+        CONTENT_HEARTBEAT,
+    )
+)
 
 
 def _plausible_header(prefix: bytes | memoryview, content_types: frozenset[int] | tuple[int, ...]) -> bool:
@@ -500,9 +514,7 @@ def looks_like_tls_record(prefix: bytes) -> bool:
     return _plausible_header(prefix[:5], _KNOWN_CONTENT_TYPES)
 
 
-def _handshake_from_records(
-    stream: bytes | memoryview, what: str
-) -> tuple[bytearray, int, int]:
+def _handshake_from_records(stream: bytes | memoryview, what: str) -> tuple[bytearray, int, int]:
     """Concatenate handshake records from the start of ``stream`` until one full handshake message is in.
 
     Returns ``(handshake_bytes, message_length, record_count)``.  NotThisProtocol if the stream does not
@@ -535,7 +547,7 @@ def _handshake_from_records(
         # A message may complete before its record does (e.g. a ServerHello sharing a record with the
         # certificate chain): like a DPI box, parse it as soon as its own bytes are in.
         complete_record = end - pos - 5 >= length
-        buf += stream[pos + 5:pos + 5 + length]
+        buf += stream[pos + 5 : pos + 5 + length]
         pos += 5 + length
         records += 1
         if len(buf) >= 4:
@@ -648,7 +660,7 @@ def tls_record_stats(stream: bytes, max_records: int = 64) -> RecordStats:
     records: list[tuple[int, int]] = []
     pos, end = 0, len(stream)
     while pos < end and len(records) < max_records:
-        head = stream[pos:pos + 5]
+        head = stream[pos : pos + 5]
         if not _plausible_header(head, _KNOWN_CONTENT_TYPES):
             return RecordStats(tuple(records), 0, pos)
         if len(head) < 5:

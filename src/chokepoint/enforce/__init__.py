@@ -8,5 +8,17 @@ from chokepoint.enforce.craft import Stamp, Stamper
 from chokepoint.enforce.personality import DEFAULT, PRESETS, Personality, effective, parse_personality, preset
 from chokepoint.enforce.plan import Injection, Plan, Residual, plan
 
-__all__ = ["DEFAULT", "PRESETS", "Injection", "Personality", "Plan", "Residual", "Stamp", "Stamper", "effective",
-           "parse_personality", "plan", "preset"]
+__all__ = [
+    "DEFAULT",
+    "PRESETS",
+    "Injection",
+    "Personality",
+    "Plan",
+    "Residual",
+    "Stamp",
+    "Stamper",
+    "effective",
+    "parse_personality",
+    "plan",
+    "preset",
+]

@@ -23,8 +23,19 @@ from chokepoint.packet import build
 from chokepoint.packet.record import ACK, FIN, ICMP, ICMPV6, PSH, RST, TCP, UDP
 
 __all__ = [
-    "Stamp", "Stamper", "Endpoints", "ip_packet", "tcp_segment", "tcp_reset", "udp_datagram",
-    "pick_answers", "dns_payload", "dns_answer", "http_response", "http_blockpage", "icmp_error_allowed",
+    "Stamp",
+    "Stamper",
+    "Endpoints",
+    "ip_packet",
+    "tcp_segment",
+    "tcp_reset",
+    "udp_datagram",
+    "pick_answers",
+    "dns_payload",
+    "dns_answer",
+    "http_response",
+    "http_blockpage",
+    "icmp_error_allowed",
     "icmp_unreachable",
 ]
 
@@ -114,16 +125,36 @@ def _same_family(src: str | bytes, dst: str | bytes) -> None:
         raise ValueError("source and destination are of different IP versions")
 
 
-def tcp_segment(src: str | bytes, dst: str | bytes, sport: int, dport: int, seq: int, ack: int, flags: int,
-                stamp: Stamp, payload: bytes = b"") -> bytes:
+def tcp_segment(
+    src: str | bytes,
+    dst: str | bytes,
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    stamp: Stamp,
+    payload: bytes = b"",
+) -> bytes:
     """One TCP segment in an IP packet; ``seq``/``ack`` are taken modulo 2**32."""
     _same_family(src, dst)
     segment = build.tcp(src, dst, sport, dport, seq, ack, flags, payload, window=stamp.window)
     return ip_packet(src, dst, TCP, segment, stamp)
 
 
-def tcp_reset(src: str | bytes, dst: str | bytes, sport: int, dport: int, seq: int, ack: int, *,
-              with_ack: bool, stamp: Stamp, payload: bytes = b"", extra_flags: int = 0) -> bytes:
+def tcp_reset(
+    src: str | bytes,
+    dst: str | bytes,
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    *,
+    with_ack: bool,
+    stamp: Stamp,
+    payload: bytes = b"",
+    extra_flags: int = 0,
+) -> bytes:
     """An RST (``with_ack`` False: the ACK field is sent as 0) or RST+ACK segment. A payload is allowed
     (RFC 9293 §3.5.3 lets an RST carry diagnostic data; the Henan firewall sends 10 bytes). ``extra_flags``:
     AE/reserved bits (0x100-0x800) set as well (Pakistan's RST+AE+RE, geedge.report)."""
@@ -133,8 +164,7 @@ def tcp_reset(src: str | bytes, dst: str | bytes, sport: int, dport: int, seq: i
     return tcp_segment(src, dst, sport, dport, seq, ack if with_ack else 0, flags, stamp, payload)
 
 
-def udp_datagram(src: str | bytes, dst: str | bytes, sport: int, dport: int, payload: bytes,
-                 stamp: Stamp) -> bytes:
+def udp_datagram(src: str | bytes, dst: str | bytes, sport: int, dport: int, payload: bytes, stamp: Stamp) -> bytes:
     _same_family(src, dst)
     return ip_packet(src, dst, UDP, build.udp(src, dst, sport, dport, payload), stamp)
 
@@ -163,16 +193,17 @@ def dns_payload(message: DnsMessage, style: DnsStyle, answers: Sequence[str]) ->
     additional = ()
     if style.copy_query_edns:
         additional = tuple(r for r in message.additional if r.rtype == RType.OPT)[:1]
-    return build_response(message, answers, ttl=style.answer_ttl, flags=style.flags,
-                          compress=style.compression, additional=additional)
+    return build_response(
+        message, answers, ttl=style.answer_ttl, flags=style.flags, compress=style.compression, additional=additional
+    )
 
 
-def dns_answer(query: Endpoints, message: DnsMessage, style: DnsStyle, *, answers: Sequence[str],
-               stamp: Stamp) -> bytes:
+def dns_answer(
+    query: Endpoints, message: DnsMessage, style: DnsStyle, *, answers: Sequence[str], stamp: Stamp
+) -> bytes:
     """A UDP datagram from the query's destination (the resolver's address and port) back to its source,
     carrying :func:`dns_payload`."""
-    return udp_datagram(query.dst, query.src, query.dport, query.sport, dns_payload(message, style, answers),
-                        stamp)
+    return udp_datagram(query.dst, query.src, query.dport, query.sport, dns_payload(message, style, answers), stamp)
 
 
 # --------------------------------------------------------------------------------------------------- HTTP
@@ -194,21 +225,28 @@ def http_response(style: BlockpageStyle) -> bytes:
     return head + style.body
 
 
-def http_blockpage(src: str | bytes, dst: str | bytes, sport: int, dport: int, seq: int, ack: int,
-                   style: BlockpageStyle, stamp: StampSource) -> tuple[bytes, ...]:
+def http_blockpage(
+    src: str | bytes,
+    dst: str | bytes,
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    style: BlockpageStyle,
+    stamp: StampSource,
+) -> tuple[bytes, ...]:
     """The blockpage as server-to-client segments starting at ``seq`` (the client's RCV.NXT) and acknowledging
     ``ack``: ACK on every segment, PSH on the last, FIN on it too when ``style.close`` is ``fin``, else a
     separate RST+ACK after the data. ``stamp`` may be a callable giving fresh header values per segment."""
     response = http_response(style)
-    chunks = [response[i:i + style.mss] for i in range(0, len(response), style.mss)]
+    chunks = [response[i : i + style.mss] for i in range(0, len(response), style.mss)]
     out = []
     for i, chunk in enumerate(chunks):
         last = i == len(chunks) - 1
         flags = ACK | (PSH if last else 0) | (FIN if last and style.close == "fin" else 0)
         out.append(tcp_segment(src, dst, sport, dport, seq + i * style.mss, ack, flags, _next(stamp), chunk))
     if style.close == "rst":
-        out.append(tcp_reset(src, dst, sport, dport, seq + len(response), ack, with_ack=True,
-                             stamp=_next(stamp)))
+        out.append(tcp_reset(src, dst, sport, dport, seq + len(response), ack, with_ack=True, stamp=_next(stamp)))
     return tuple(out)
 
 
@@ -239,8 +277,9 @@ def icmp_error_allowed(trigger: bytes) -> bool:
     return False
 
 
-def icmp_unreachable(trigger: bytes, *, code: int, stamp: Stamp, code6: int = 1,
-                     source: str | bytes | None = None) -> bytes:
+def icmp_unreachable(
+    trigger: bytes, *, code: int, stamp: Stamp, code6: int = 1, source: str | bytes | None = None
+) -> bytes:
     """Destination unreachable about ``trigger`` (a whole IP packet), sent back to its source from ``source``
     (default: the trigger's destination). IPv4: type 3 ``code``, quoting the IP header and the first 8 data bytes
     (RFC 792). IPv6: type 1 ``code6``, quoting as much of the trigger as fits in 1280 bytes (RFC 4443 §2.4 (c),
@@ -253,7 +292,7 @@ def icmp_unreachable(trigger: bytes, *, code: int, stamp: Stamp, code6: int = 1,
         src = build.address(source) if source is not None else trigger[16:20]
         if len(src) != 4:
             raise ValueError("an ICMP error about an IPv4 packet needs an IPv4 source")
-        message = build.icmp(3, code, b"\0\0\0\0", trigger[:ihl + 8])
+        message = build.icmp(3, code, b"\0\0\0\0", trigger[: ihl + 8])
         return ip_packet(src, trigger[12:16], ICMP, message, stamp)
     if version == 6:
         if len(trigger) < 40:
@@ -262,7 +301,7 @@ def icmp_unreachable(trigger: bytes, *, code: int, stamp: Stamp, code6: int = 1,
         if len(src) != 16:
             raise ValueError("an ICMPv6 error about an IPv6 packet needs an IPv6 source")
         dst = trigger[8:24]
-        quote = trigger[:IPV6_MIN_MTU - 40 - 8]
+        quote = trigger[: IPV6_MIN_MTU - 40 - 8]
         message = build.icmp(1, code6, b"\0\0\0\0", quote, src=src, dst=dst)
         return ip_packet(src, dst, ICMPV6, message, stamp)
     raise ValueError(f"the trigger is not an IP packet (version {version})")

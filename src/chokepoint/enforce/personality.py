@@ -36,9 +36,28 @@ from chokepoint.packet.record import ACK, AE, RST, tcp_flags_text
 from chokepoint.policy.errors import PolicyError, SourcePos
 
 __all__ = [
-    "Field16", "Ttl", "TsgSeed", "IpStyle", "ResetStyle", "DnsStyle", "BlockpageStyle", "ThrottleStyle",
-    "DelayStyle", "IcmpStyle", "ResidualStyle", "ParallelInjector", "Personality", "DEFAULT", "PRESETS", "PRESET_CITES",
-    "RESIDUAL_SCOPES", "RE_BIT", "fits_fragments", "parse_personality", "preset", "effective",
+    "Field16",
+    "Ttl",
+    "TsgSeed",
+    "IpStyle",
+    "ResetStyle",
+    "DnsStyle",
+    "BlockpageStyle",
+    "ThrottleStyle",
+    "DelayStyle",
+    "IcmpStyle",
+    "ResidualStyle",
+    "ParallelInjector",
+    "Personality",
+    "DEFAULT",
+    "PRESETS",
+    "PRESET_CITES",
+    "RESIDUAL_SCOPES",
+    "RE_BIT",
+    "fits_fragments",
+    "parse_personality",
+    "preset",
+    "effective",
 ]
 
 Path = tuple[str | int, ...]
@@ -162,8 +181,10 @@ class DnsStyle:
     ip: IpStyle = IpStyle()
 
 
-_DEFAULT_BODY = (b"<!DOCTYPE html>\n<html><head><title>Blocked</title></head>\n"
-                 b"<body><h1>Access denied</h1><p>This site is blocked (chokepoint lab).</p></body></html>\n")
+_DEFAULT_BODY = (
+    b"<!DOCTYPE html>\n<html><head><title>Blocked</title></head>\n"
+    b"<body><h1>Access denied</h1><p>This site is blocked (chokepoint lab).</p></body></html>\n"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +195,11 @@ class BlockpageStyle:
     server's side. The response is cut into segments of at most ``mss`` bytes. Content-Length is computed."""
 
     status: int = 403
-    headers: tuple[tuple[str, str], ...] = (("Content-Type", "text/html; charset=utf-8"),
-                                            ("Cache-Control", "no-store"), ("Connection", "close"))
+    headers: tuple[tuple[str, str], ...] = (
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Cache-Control", "no-store"),
+        ("Connection", "close"),
+    )
     body: bytes = _DEFAULT_BODY
     location: str = ""
     close: Literal["fin", "rst"] = "fin"
@@ -290,29 +314,58 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
     },
     "gfw-type-ii": {
         "max_fragments": 102,
-        "reset": {"flags": "RA", "count": 3, "targets": "both", "df": True, "ip_id": "tsg", "window": "tsg",
-                  "ttl": 255, "identical": True},
+        "reset": {
+            "flags": "RA",
+            "count": 3,
+            "targets": "both",
+            "df": True,
+            "ip_id": "tsg",
+            "window": "tsg",
+            "ttl": 255,
+            "identical": True,
+        },
         "dns": {"flags": 0x8180, "compression": True, "mode": "race"},
         "residual": {"scope": "3-tuple", "seconds": 180},
         "drop_trigger": False,
     },
     "gfw-type-iii": {
         "max_fragments": 0,
-        "reset": {"flags": "RA", "count": 1, "targets": "both", "df": True, "ip_id": "tsg", "window": "tsg",
-                  "ttl": 255},
+        "reset": {
+            "flags": "RA",
+            "count": 1,
+            "targets": "both",
+            "df": True,
+            "ip_id": "tsg",
+            "window": "tsg",
+            "ttl": 255,
+        },
         "residual": {"scope": "3-tuple", "seconds": 180},
         "drop_trigger": False,
     },
     "henan": {
         "max_fragments": 0,
-        "reset": {"flags": "RA", "count": 1, "targets": "client", "df": False, "ip_id": 1, "ttl": 58,
-                  "payload": "01 02 03 04 05 06 07 08 09 00"},
+        "reset": {
+            "flags": "RA",
+            "count": 1,
+            "targets": "client",
+            "df": False,
+            "ip_id": 1,
+            "ttl": 58,
+            "payload": "01 02 03 04 05 06 07 08 09 00",
+        },
         "drop_trigger": False,
     },
     "tsg": {
         "max_fragments": 101,
-        "reset": {"flags": "RA", "count": 1, "targets": "both", "df": True, "ip_id": "tsg", "window": "tsg",
-                  "ttl": [48, 247]},
+        "reset": {
+            "flags": "RA",
+            "count": 1,
+            "targets": "both",
+            "df": True,
+            "ip_id": "tsg",
+            "window": "tsg",
+            "ttl": [48, 247],
+        },
         "dns": {"flags": 0x8180, "compression": True, "mode": "race"},
     },
     "packetlogic": {
@@ -321,14 +374,25 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
         "blockpage": {"window": 32120, "status": 307, "close": "fin", "location": "http://blocked.invalid/"},
     },
     "iran": {
-        "dns": {"flags": 0x81A0, "compression": False, "answers": ["10.10.34.34", "10.10.34.35", "10.10.34.36",
-                                                                   "d0::11"]},
+        "dns": {
+            "flags": 0x81A0,
+            "compression": False,
+            "answers": ["10.10.34.34", "10.10.34.35", "10.10.34.36", "d0::11"],
+        },
         "residual": {"scope": "3-tuple", "seconds": 60, "rearm": True, "action": "drop"},
     },
     "turkmenistan": {
         "dns": {"answers": ["127.0.0.1"], "answer_ttl": 300, "ip_id": 30000, "ttl": 128, "df": False},
-        "reset": {"flags": "R", "count": 1, "df": False, "ip_id": 30000, "ttl": 128, "window": 0,
-                  "seq": "ack-based", "targets": "both"},
+        "reset": {
+            "flags": "R",
+            "count": 1,
+            "df": False,
+            "ip_id": 30000,
+            "ttl": 128,
+            "window": 0,
+            "seq": "ack-based",
+            "targets": "both",
+        },
         "residual": {"scope": "4-tuple", "seconds": 30, "action": "reset"},
     },
     "tspu": {"throttle": {"rate_kbps": 140}},
@@ -341,29 +405,29 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
 PRESET_CITES: Mapping[str, str] = {
     "linux": "neutral defaults (this module)",
     "gfw-type-i": "Wu et al., A Wall Behind A Wall, IEEE S&P 2025, table fingerprint: RST x1, DF 0, IP ID 0, "
-                  "TTL 55-118 at the client, both ends, residual 180 s; geedge.report fingerprints: reassembles "
-                  ">= 500 IPv4 fragments (no limit of its own here)",
+    "TTL 55-118 at the client, both ends, residual 180 s; geedge.report fingerprints: reassembles "
+    ">= 500 IPv4 fragments (no limit of its own here)",
     "gfw-type-ii": "IEEE S&P 2025 (RST+ACK x3 identical, residual 180 s); geedge.report fingerprints: DF, k = 13, "
-                   "TTL fixed 255 since 2024; DNS Injector 2 = TSG (0x8180, compression); reassembles up to 102 "
-                   "IPv4 fragments",
+    "TTL fixed 255 since 2024; DNS Injector 2 = TSG (0x8180, compression); reassembles up to 102 "
+    "IPv4 fragments",
     "gfw-type-iii": "IEEE S&P 2025 (RST+ACK x1, residual 180 s; its table says DF 0); geedge.report: DF set, "
-                    "k = 13, TTL 255 (the newer measurement is used here); reassembles no IPv4 fragments",
+    "k = 13, TTL 255 (the newer measurement is used here); reassembles no IPv4 fragments",
     "henan": "IEEE S&P 2025: RST+ACK x1, DF 0, IP ID 0x0001, TTL 58 at the client, 10-byte payload 01..09 00, "
-             "client only, no residual; geedge.report: reassembles no IPv4 fragments",
+    "client only, no residual; geedge.report: reassembles no IPv4 fragments",
     "tsg": "geedge.report fingerprints (USENIX Security 2026): default one RST+ACK, DF, seeded IPID/window k = 13, "
-           "TTL 48-247; DNS 0x8180 with compression; up to 101 IPv4 fragments per datagram",
+    "TTL 48-247; DNS 0x8180 with compression; up to 101 IPv4 fragments per datagram",
     "packetlogic": "Citizen Lab Bad Traffic pcaps: IP ID 13330, window 32120, 307 with FIN+ACK "
-                   "(measurement-anchors.md); TTL not modelled; redirect target is a placeholder",
+    "(measurement-anchors.md); TTL not modelled; redirect target is a placeholder",
     "iran": "geedge.report: Iran's DNS injector flags 0x81a0, no compression; OONI fingerprints_dns.csv "
-            "10.10.34.34-36, d0::11; residual 60 s with timer reset (Bock et al., FOCI 2020)",
+    "10.10.34.34-36, d0::11; residual 60 s with timer reset (Bock et al., FOCI 2020)",
     "turkmenistan": "Nourin et al., WWW 2023: RSTs, residual 30 s on the 4-tuple; DNS A 127.0.0.1 TTL 300 "
-                    "(net4people/bbs#80); RST and DNS injector fields (flags R, IP ID 30000, initial TTL 128, "
-                    "no DF, window 0) from the paper's artifact README (breakerspace/turkmenistan-censorship)",
+    "(net4people/bbs#80); RST and DNS injector fields (flags R, IP ID 30000, initial TTL 128, "
+    "no DF, window 0) from the paper's artifact README (breakerspace/turkmenistan-censorship)",
     "tspu": "Xue et al., Throttling Twitter, IMC 2021: 130-150 kbit/s",
     "gfw-dns-1": "Triplet Censors, FOCI 2020 (three GFW DNS injectors); geedge.report fingerprints: CN Injector 1, "
-                 "flags 0x8580, no name compression; IP ID/TTL/answer TTL not retrieved (neutral defaults)",
+    "flags 0x8580, no name compression; IP ID/TTL/answer TTL not retrieved (neutral defaults)",
     "gfw-dns-3": "Triplet Censors, FOCI 2020; geedge.report fingerprints: CN Injector 3, flags 0x8400, no name "
-                 "compression (in their measurements; FOCI 2020 saw compression); IP fields not retrieved",
+    "compression (in their measurements; FOCI 2020 saw compression); IP fields not retrieved",
 }
 
 
@@ -466,8 +530,7 @@ def _field16(w: _Where, path: Path, value: Any) -> Field16:
         start = _int(w, path + ("increment",), m["increment"], 0, 0xFFFF)
         step = _int(w, path + ("step",), m.get("step", 1), 1, 0xFFFF)
         return Field16("increment", start, 0, step)
-    raise w.error(path, f"expected an integer, [low, high], random, tsg or {{increment: N, step: S}}, "
-                        f"got {value!r}")
+    raise w.error(path, f"expected an integer, [low, high], random, tsg or {{increment: N, step: S}}, got {value!r}")
 
 
 def _ttl(w: _Where, path: Path, value: Any) -> Ttl:
@@ -600,17 +663,48 @@ def _check_blockpage(w: _Where, path: Path, page: BlockpageStyle) -> BlockpageSt
 
 
 _RESET_KEYS = ("flags", "count", "targets", "seq", "payload", "identical", *_IP_KEYS)
-_DNS_KEYS = ("flags", "answer_ttl", "answers", "answers_per_response", "compression", "copy_query_edns",
-             "mode", "ttl", "ip_id", "df", "tsg")
+_DNS_KEYS = (
+    "flags",
+    "answer_ttl",
+    "answers",
+    "answers_per_response",
+    "compression",
+    "copy_query_edns",
+    "mode",
+    "ttl",
+    "ip_id",
+    "df",
+    "tsg",
+)
 _PAGE_KEYS = ("status", "headers", "body", "location", "close", "reset_server", "mss", *_IP_KEYS)
 _ICMP_KEYS = ("code", "code6", "source", "ttl", "ip_id", "df", "tsg")
-_TOP_KEYS = ("name", "based_on", "description", "cite", "ip", "reset", "dns", "blockpage", "throttle", "delay",
-             "icmp", "residual", "drop_trigger", "parallel", "max_fragments")
+_TOP_KEYS = (
+    "name",
+    "based_on",
+    "description",
+    "cite",
+    "ip",
+    "reset",
+    "dns",
+    "blockpage",
+    "throttle",
+    "delay",
+    "icmp",
+    "residual",
+    "drop_trigger",
+    "parallel",
+    "max_fragments",
+)
 
 
-def parse_personality(raw: Mapping[str, Any] | None, *, defaults: Personality = DEFAULT,
-                      file: str = "<personality>", marks: Any = None,
-                      base: Path = ("personality",)) -> Personality:
+def parse_personality(
+    raw: Mapping[str, Any] | None,
+    *,
+    defaults: Personality = DEFAULT,
+    file: str = "<personality>",
+    marks: Any = None,
+    base: Path = ("personality",),
+) -> Personality:
     """A profile's ``personality:`` section over ``defaults`` (or over the preset named by ``based_on``).
 
     Keys: ``name``, ``based_on`` (a :data:`PRESETS` name), ``description``/``cite`` (free text), ``ip`` (header
@@ -641,8 +735,7 @@ def parse_personality(raw: Mapping[str, Any] | None, *, defaults: Personality = 
 
     r = _mapping(w, ("reset",), m.get("reset", {}), _RESET_KEYS)
     d = defaults.reset
-    flags, extra_flags = (_reset_flags(w, ("reset", "flags"), r["flags"]) if "flags" in r
-                          else (d.flags, d.extra_flags))
+    flags, extra_flags = _reset_flags(w, ("reset", "flags"), r["flags"]) if "flags" in r else (d.flags, d.extra_flags)
     reset = ResetStyle(
         flags=flags,
         extra_flags=extra_flags,
@@ -660,8 +753,9 @@ def parse_personality(raw: Mapping[str, Any] | None, *, defaults: Personality = 
         flags=_dns_flags(w, ("dns", "flags"), s["flags"]) if "flags" in s else dd.flags,
         answer_ttl=_int(w, ("dns", "answer_ttl"), s.get("answer_ttl", dd.answer_ttl), 0, 0x7FFFFFFF),
         answers=_addresses(w, ("dns", "answers"), s["answers"]) if "answers" in s else dd.answers,
-        answers_per_response=_int(w, ("dns", "answers_per_response"),
-                                  s.get("answers_per_response", dd.answers_per_response), 1, 32),
+        answers_per_response=_int(
+            w, ("dns", "answers_per_response"), s.get("answers_per_response", dd.answers_per_response), 1, 32
+        ),
         compression=_bool(w, ("dns", "compression"), s.get("compression", dd.compression)),
         copy_query_edns=_bool(w, ("dns", "copy_query_edns"), s.get("copy_query_edns", dd.copy_query_edns)),
         mode=_choice(w, ("dns", "mode"), s.get("mode", dd.mode), ("race", "replace")),
@@ -684,15 +778,17 @@ def parse_personality(raw: Mapping[str, Any] | None, *, defaults: Personality = 
 
     t = _mapping(w, ("throttle",), m.get("throttle", {}), ("rate_kbps", "burst_bytes"))
     throttle = ThrottleStyle(
-        rate_kbps=_num(w, ("throttle", "rate_kbps"), t.get("rate_kbps", defaults.throttle.rate_kbps), 0,
-                       positive=True),
-        burst_bytes=_int(w, ("throttle", "burst_bytes"), t.get("burst_bytes", defaults.throttle.burst_bytes),
-                         1, 1 << 30),
+        rate_kbps=_num(w, ("throttle", "rate_kbps"), t.get("rate_kbps", defaults.throttle.rate_kbps), 0, positive=True),
+        burst_bytes=_int(
+            w, ("throttle", "burst_bytes"), t.get("burst_bytes", defaults.throttle.burst_bytes), 1, 1 << 30
+        ),
     )
 
     y = _mapping(w, ("delay",), m.get("delay", {}), ("ms", "jitter_ms"))
-    delay = DelayStyle(ms=_num(w, ("delay", "ms"), y.get("ms", defaults.delay.ms), 0),
-                       jitter_ms=_num(w, ("delay", "jitter_ms"), y.get("jitter_ms", defaults.delay.jitter_ms), 0))
+    delay = DelayStyle(
+        ms=_num(w, ("delay", "ms"), y.get("ms", defaults.delay.ms), 0),
+        jitter_ms=_num(w, ("delay", "jitter_ms"), y.get("jitter_ms", defaults.delay.jitter_ms), 0),
+    )
 
     c = _mapping(w, ("icmp",), m.get("icmp", {}), _ICMP_KEYS)
     di = defaults.icmp
@@ -702,9 +798,12 @@ def parse_personality(raw: Mapping[str, Any] | None, *, defaults: Personality = 
             source = ipaddress.ip_address(source).compressed
         except ValueError:
             raise w.error(("icmp", "source"), f"expected destination or an IP address, got {source!r}") from None
-    icmp = IcmpStyle(code=_int(w, ("icmp", "code"), c.get("code", di.code), 0, 15),
-                     code6=_int(w, ("icmp", "code6"), c.get("code6", di.code6), 0, 255),
-                     source=source, ip=ip_of("icmp", di.ip, c, ("ttl", "ip_id", "df", "tsg")))
+    icmp = IcmpStyle(
+        code=_int(w, ("icmp", "code"), c.get("code", di.code), 0, 15),
+        code6=_int(w, ("icmp", "code6"), c.get("code6", di.code6), 0, 255),
+        source=source,
+        ip=ip_of("icmp", di.ip, c, ("ttl", "ip_id", "df", "tsg")),
+    )
 
     e = _mapping(w, ("residual",), m.get("residual", {}), ("scope", "seconds", "rearm", "action"))
     de = defaults.residual
@@ -718,10 +817,10 @@ def parse_personality(raw: Mapping[str, Any] | None, *, defaults: Personality = 
     parallel = _parallel(w, ("parallel",), m["parallel"]) if "parallel" in m else defaults.parallel
     max_fragments = defaults.max_fragments
     if "max_fragments" in m:
-        max_fragments = None if m["max_fragments"] is None else _int(w, ("max_fragments",), m["max_fragments"], 0,
-                                                                     65535)
-    return Personality(name, reset, dns, page, throttle, delay, icmp, residual, drop_trigger, parallel,
-                       max_fragments)
+        max_fragments = (
+            None if m["max_fragments"] is None else _int(w, ("max_fragments",), m["max_fragments"], 0, 65535)
+        )
+    return Personality(name, reset, dns, page, throttle, delay, icmp, residual, drop_trigger, parallel, max_fragments)
 
 
 def _parallel(w: _Where, path: Path, value: Any) -> tuple[ParallelInjector, ...]:
@@ -737,8 +836,15 @@ def _parallel(w: _Where, path: Path, value: Any) -> tuple[ParallelInjector, ...]
         if probability > 1:
             raise w.error(path + (i, "probability"), f"{probability} is above 1")
         chosen, sections = preset(name), PRESETS[name]
-        out.append(ParallelInjector(name, chosen.reset if "reset" in sections else None, probability,
-                                    chosen.dns if "dns" in sections else None, chosen.max_fragments))
+        out.append(
+            ParallelInjector(
+                name,
+                chosen.reset if "reset" in sections else None,
+                probability,
+                chosen.dns if "dns" in sections else None,
+                chosen.max_fragments,
+            )
+        )
     return tuple(out)
 
 
@@ -750,8 +856,13 @@ _CODE6 = {0: 0, 1: 3, 3: 4, 9: 1, 10: 1, 13: 1}
 _PASS_THROUGH = frozenset({"probability", "direction", "injector"})
 
 
-def effective(personality: Personality, params: Mapping[str, Any] | Sequence[tuple[str, Any]], *,
-              marks: Any = None, path: Path = ("params",)) -> Personality:
+def effective(
+    personality: Personality,
+    params: Mapping[str, Any] | Sequence[tuple[str, Any]],
+    *,
+    marks: Any = None,
+    path: Path = ("params",),
+) -> Personality:
     """``personality`` with a verdict's rule params applied (``Verdict.params`` or a mapping).
 
     ``injector`` (a :data:`PRESETS` name) first replaces the whole personality with that preset, so one profile
@@ -769,8 +880,15 @@ def effective(personality: Personality, params: Mapping[str, Any] | Sequence[tup
     p = personality
     if "injector" in items:
         p = preset(_choice(w, ("injector",), items["injector"], tuple(PRESETS)))
-    reset, dns, page, throttle, delay, icmp, residual = (p.reset, p.dns, p.blockpage, p.throttle, p.delay,
-                                                          p.icmp, p.residual)
+    reset, dns, page, throttle, delay, icmp, residual = (
+        p.reset,
+        p.dns,
+        p.blockpage,
+        p.throttle,
+        p.delay,
+        p.icmp,
+        p.residual,
+    )
     for key, value in items.items():
         path = (key,)
         if key == "count":
@@ -806,5 +924,6 @@ def effective(personality: Personality, params: Mapping[str, Any] | Sequence[tup
         elif key not in _PASS_THROUGH:
             raise w.error(path, "unknown rule parameter for enforcement")
     _check_blockpage(w, (), page)
-    return replace(p, reset=reset, dns=dns, blockpage=page, throttle=throttle, delay=delay, icmp=icmp,
-                   residual=residual)
+    return replace(
+        p, reset=reset, dns=dns, blockpage=page, throttle=throttle, delay=delay, icmp=icmp, residual=residual
+    )

@@ -24,11 +24,24 @@ from typing import Any, Literal
 from chokepoint.dissect.dns import DnsMessage, parse_message, parse_tcp_stream
 from chokepoint.dissect.errors import DissectError
 from chokepoint.enforce.craft import (
-    Stamp, Stamper, dns_payload, http_blockpage, icmp_error_allowed, icmp_unreachable, pick_answers, tcp_reset,
-    tcp_segment, udp_datagram,
+    Stamp,
+    Stamper,
+    dns_payload,
+    http_blockpage,
+    icmp_error_allowed,
+    icmp_unreachable,
+    pick_answers,
+    tcp_reset,
+    tcp_segment,
+    udp_datagram,
 )
 from chokepoint.enforce.personality import (
-    IpStyle, ParallelInjector, Personality, ResetStyle, effective, fits_fragments,
+    IpStyle,
+    ParallelInjector,
+    Personality,
+    ResetStyle,
+    effective,
+    fits_fragments,
 )
 from chokepoint.flow.key import ip_text
 from chokepoint.packet.record import ACK, FIN, PSH, SYN, TCP, UDP, Packet
@@ -107,8 +120,9 @@ def _later(a: int, b: int | None) -> int:
     return b if 0 < (b - a) % _MOD < _MOD // 2 else a
 
 
-def reply_numbers(pkt: Packet, *, to_sender: bool, delivered: bool,
-                  forwarded: tuple[int | None, int | None] = (None, None)) -> tuple[int, int]:
+def reply_numbers(
+    pkt: Packet, *, to_sender: bool, delivered: bool, forwarded: tuple[int | None, int | None] = (None, None)
+) -> tuple[int, int]:
     """(seq, ack) of a segment forged toward the trigger's sender (appearing to come from its receiver) or
     toward its receiver (appearing to come from its sender), each at the recipient's RCV.NXT.
 
@@ -123,9 +137,19 @@ def reply_numbers(pkt: Packet, *, to_sender: bool, delivered: bool,
     return _later((pkt.seq + (seg_len(pkt) if delivered else 0)) % _MOD, own), pkt.ack
 
 
-def plan(verdict: Verdict, flow: Any, pkt: Packet, raw: bytes, direction: int, personality: Personality,
-         gen: Stamper, now: float, *, mode: Mode = "inline",
-         forwarded: tuple[int | None, int | None] = (None, None)) -> Plan:
+def plan(
+    verdict: Verdict,
+    flow: Any,
+    pkt: Packet,
+    raw: bytes,
+    direction: int,
+    personality: Personality,
+    gen: Stamper,
+    now: float,
+    *,
+    mode: Mode = "inline",
+    forwarded: tuple[int | None, int | None] = (None, None),
+) -> Plan:
     """The plan for ``verdict``, decided on ``pkt`` (whose whole IP packet is ``raw``) travelling in
     ``direction`` (0 = client to server) in ``flow`` (a ``chokepoint.flow.flow.Flow``). The personality is
     overridden by the verdict's params (:func:`~chokepoint.enforce.personality.effective`); ``gen`` is the
@@ -142,15 +166,21 @@ def plan(verdict: Verdict, flow: Any, pkt: Packet, raw: bytes, direction: int, p
     if action is Action.LOG:
         return base
     if action is Action.TLS_INTERCEPT:
-        note = ("not redirected to the intercept proxy: passes untouched" if inline
-                else "mirror mode cannot intercept: passes untouched")
+        note = (
+            "not redirected to the intercept proxy: passes untouched"
+            if inline
+            else "mirror mode cannot intercept: passes untouched"
+        )
         return replace(base, flow_action="intercept", notes=(note,))
     if action is Action.THROTTLE:
-        return replace(base, flow_action="throttle", throttle_kbps=max(1, round(p.throttle.rate_kbps)),
-                     throttle_burst_bytes=p.throttle.burst_bytes)
+        return replace(
+            base,
+            flow_action="throttle",
+            throttle_kbps=max(1, round(p.throttle.rate_kbps)),
+            throttle_burst_bytes=p.throttle.burst_bytes,
+        )
     if action is Action.DELAY:
-        return replace(base, flow_action="delay", delay_ms=round(p.delay.ms),
-                       delay_jitter_ms=round(p.delay.jitter_ms))
+        return replace(base, flow_action="delay", delay_ms=round(p.delay.ms), delay_jitter_ms=round(p.delay.jitter_ms))
 
     residual = _residual(verdict, flow, pkt, p, now, inline)
     notes: list[str] = []
@@ -162,8 +192,14 @@ def plan(verdict: Verdict, flow: Any, pkt: Packet, raw: bytes, direction: int, p
         trigger_dir = "c2s" if direction == 0 else "s2c"
         if not inline:
             notes.append("mirror mode cannot drop")
-        return replace(base, drop_trigger=inline and drop_dir in ("both", trigger_dir), flow_action="drop",
-                     drop_direction=drop_dir, residual=residual, notes=tuple(notes))
+        return replace(
+            base,
+            drop_trigger=inline and drop_dir in ("both", trigger_dir),
+            flow_action="drop",
+            drop_direction=drop_dir,
+            residual=residual,
+            notes=tuple(notes),
+        )
 
     if action is Action.RESET:
         if pkt.proto != TCP:
@@ -173,16 +209,33 @@ def plan(verdict: Verdict, flow: Any, pkt: Packet, raw: bytes, direction: int, p
         fragments = pkt.reassembled_from
         injections = []
         if p.acts_on(fragments):
-            injections = _resets(pkt, flow, sender, p.reset, gen, delivered=not drop_trigger,
-                                 targets=p.reset.targets, seqs=seqs)
+            injections = _resets(
+                pkt, flow, sender, p.reset, gen, delivered=not drop_trigger, targets=p.reset.targets, seqs=seqs
+            )
         else:
             notes.append(f"{p.name} reassembles at most {p.max_fragments} fragments; the trigger had {fragments}")
         for other in _parallel_acting(p, "reset", pkt, gen, notes):
-            injections += [replace(i, injector=other.name)
-                           for i in _resets(pkt, flow, sender, other.reset, gen, delivered=not drop_trigger,
-                                            targets=other.reset.targets, seqs=seqs)]
-        return replace(base, drop_trigger=drop_trigger, flow_action="drop" if drop_trigger else "allow",
-                     injections=injections, residual=residual, notes=tuple(notes))
+            injections += [
+                replace(i, injector=other.name)
+                for i in _resets(
+                    pkt,
+                    flow,
+                    sender,
+                    other.reset,
+                    gen,
+                    delivered=not drop_trigger,
+                    targets=other.reset.targets,
+                    seqs=seqs,
+                )
+            ]
+        return replace(
+            base,
+            drop_trigger=drop_trigger,
+            flow_action="drop" if drop_trigger else "allow",
+            injections=injections,
+            residual=residual,
+            notes=tuple(notes),
+        )
 
     if action is Action.DNS_FORGE:
         return _dns(base, flow, pkt, sender, p, gen, inline, residual, notes, seqs)
@@ -199,10 +252,24 @@ def plan(verdict: Verdict, flow: Any, pkt: Packet, raw: bytes, direction: int, p
         packets = http_blockpage(server[0], client[0], server[1], client[1], seq, ack, style, stamps)
         injections = [Injection("client", b, "blockpage") for b in packets]
         if style.reset_server:
-            injections += _resets(pkt, flow, sender, ResetStyle(flags="RA", count=1, ip=style.ip), gen,
-                                  delivered=delivered, targets="server", seqs=seqs)
-        return replace(base, drop_trigger=inline, flow_action="drop", injections=tuple(injections),
-                     residual=residual, notes=tuple(notes))
+            injections += _resets(
+                pkt,
+                flow,
+                sender,
+                ResetStyle(flags="RA", count=1, ip=style.ip),
+                gen,
+                delivered=delivered,
+                targets="server",
+                seqs=seqs,
+            )
+        return replace(
+            base,
+            drop_trigger=inline,
+            flow_action="drop",
+            injections=tuple(injections),
+            residual=residual,
+            notes=tuple(notes),
+        )
 
     if action is Action.ICMP_UNREACHABLE:
         injections: tuple[Injection, ...] = ()
@@ -212,12 +279,18 @@ def plan(verdict: Verdict, flow: Any, pkt: Packet, raw: bytes, direction: int, p
                 notes.append(f"icmp source {source} is of the other IP version; the destination is used")
                 source = None
             stamp = gen.stamp(p.icmp.ip, trigger_ttl=pkt.ttl, sip=flow.client_ip, dip=flow.server_ip)
-            injections = (Injection(sender, icmp_unreachable(raw, code=p.icmp.code, code6=p.icmp.code6,
-                                                             stamp=stamp, source=source), "icmp"),)
+            injections = (
+                Injection(
+                    sender,
+                    icmp_unreachable(raw, code=p.icmp.code, code6=p.icmp.code6, stamp=stamp, source=source),
+                    "icmp",
+                ),
+            )
         else:
             notes.append("no ICMP error about an ICMP error or a non-initial fragment (RFC 1812 §4.3.2.7)")
-        return replace(base, drop_trigger=inline, flow_action="drop", injections=injections, residual=residual,
-                     notes=tuple(notes))
+        return replace(
+            base, drop_trigger=inline, flow_action="drop", injections=injections, residual=residual, notes=tuple(notes)
+        )
     raise ValueError(f"no enforcement for action {action!r}")
 
 
@@ -227,8 +300,9 @@ def plan(verdict: Verdict, flow: Any, pkt: Packet, raw: bytes, direction: int, p
 def _drop(base: Plan, inline: bool, residual: Residual | None, notes: list[str]) -> Plan:
     if not inline:
         notes.append("mirror mode cannot drop")
-    return replace(base, drop_trigger=inline, flow_action="drop", drop_direction="both", residual=residual,
-                 notes=tuple(notes))
+    return replace(
+        base, drop_trigger=inline, flow_action="drop", drop_direction="both", residual=residual, notes=tuple(notes)
+    )
 
 
 def _ends(pkt: Packet, sender: Role) -> tuple[tuple[bytes, int], tuple[bytes, int]]:
@@ -243,8 +317,17 @@ def _stamps(gen: Stamper, style: IpStyle, pkt: Packet, flow: Any) -> Callable[[]
     return lambda: gen.stamp(style, trigger_ttl=pkt.ttl, sip=flow.client_ip, dip=flow.server_ip)
 
 
-def _resets(pkt: Packet, flow: Any, sender: Role, style: ResetStyle, gen: Stamper, *, delivered: bool,
-            targets: str, seqs: tuple[int | None, int | None]) -> list[Injection]:
+def _resets(
+    pkt: Packet,
+    flow: Any,
+    sender: Role,
+    style: ResetStyle,
+    gen: Stamper,
+    *,
+    delivered: bool,
+    targets: str,
+    seqs: tuple[int | None, int | None],
+) -> list[Injection]:
     """``style.count`` RSTs to each target, client first, at the numbers of :func:`reply_numbers`."""
     has_ack = bool(pkt.tcp_flags & ACK)
     syn = bool(pkt.tcp_flags & SYN)
@@ -263,7 +346,7 @@ def _resets(pkt: Packet, flow: Any, sender: Role, style: ResetStyle, gen: Stampe
                 with_ack = style.flags == "RA"
         else:
             src, dst, sport, dport = pkt.src, pkt.dst, pkt.sport, pkt.dport
-            if style.seq == "ack-based":   # from the trigger alone, as if it had been delivered
+            if style.seq == "ack-based":  # from the trigger alone, as if it had been delivered
                 seq, ack = reply_numbers(pkt, to_sender=False, delivered=True)
             else:
                 seq, ack = reply_numbers(pkt, to_sender=False, delivered=delivered, forwarded=seqs)
@@ -276,8 +359,20 @@ def _resets(pkt: Packet, flow: Any, sender: Role, style: ResetStyle, gen: Stampe
             if i and style.identical:
                 copies.append(copies[0])
                 continue
-            copies.append(tcp_reset(src, dst, sport, dport, seq, ack, with_ack=with_ack, stamp=stamps(),
-                                    payload=style.payload, extra_flags=style.extra_flags))
+            copies.append(
+                tcp_reset(
+                    src,
+                    dst,
+                    sport,
+                    dport,
+                    seq,
+                    ack,
+                    with_ack=with_ack,
+                    stamp=stamps(),
+                    payload=style.payload,
+                    extra_flags=style.extra_flags,
+                )
+            )
         out += [Injection(target, packet, "rst") for packet in copies]
     return out
 
@@ -298,8 +393,18 @@ def _query(pkt: Packet, flow: Any) -> DnsMessage | None:
     return seen[-1] if seen else None
 
 
-def _dns(base: Plan, flow: Any, pkt: Packet, sender: Role, p: Personality, gen: Stamper, inline: bool,
-         residual: Residual | None, notes: list[str], seqs: tuple[int | None, int | None]) -> Plan:
+def _dns(
+    base: Plan,
+    flow: Any,
+    pkt: Packet,
+    sender: Role,
+    p: Personality,
+    gen: Stamper,
+    inline: bool,
+    residual: Residual | None,
+    notes: list[str],
+    seqs: tuple[int | None, int | None],
+) -> Plan:
     message = _query(pkt, flow)
     if message is None or not message.questions or pkt.proto not in (TCP, UDP):
         notes.append("dns-forge without a DNS question to answer; enforced as a drop")
@@ -317,8 +422,17 @@ def _dns(base: Plan, flow: Any, pkt: Packet, sender: Role, p: Personality, gen: 
             notes.append("dns-forge over TCP needs an established segment; enforced as a drop")
             return _drop(base, inline, residual, notes)
         seq, ack = reply_numbers(pkt, to_sender=sender == "client", delivered=not replace_query, forwarded=seqs)
-        packet = tcp_segment(server[0], client[0], server[1], client[1], seq, ack, PSH | ACK, stamp,
-                             len(payload).to_bytes(2, "big") + payload)
+        packet = tcp_segment(
+            server[0],
+            client[0],
+            server[1],
+            client[1],
+            seq,
+            ack,
+            PSH | ACK,
+            stamp,
+            len(payload).to_bytes(2, "big") + payload,
+        )
     injections = [Injection("client", packet, "dns")]
     # Over UDP every query is answered on its own (glibc sends A and AAAA back to back from one socket, and
     # the GFW forges an answer to each): the flow stays in user space ("inspect") instead of getting kernel state.
@@ -329,12 +443,19 @@ def _dns(base: Plan, flow: Any, pkt: Packet, sender: Role, p: Personality, gen: 
         flow_action = "drop" if replace_query else "allow"
         if any(other.dns is not None for other in p.parallel):
             notes.append("parallel DNS injectors answer UDP queries only")
-    return replace(base, drop_trigger=replace_query, flow_action=flow_action,
-                 injections=tuple(injections), residual=residual, notes=tuple(notes))
+    return replace(
+        base,
+        drop_trigger=replace_query,
+        flow_action=flow_action,
+        injections=tuple(injections),
+        residual=residual,
+        notes=tuple(notes),
+    )
 
 
-def _parallel_acting(p: Personality, section: str, pkt: Packet, gen: Stamper,
-                     notes: list[str]) -> list[ParallelInjector]:
+def _parallel_acting(
+    p: Personality, section: str, pkt: Packet, gen: Stamper, notes: list[str]
+) -> list[ParallelInjector]:
     """The personality's parallel injectors with a ``section`` ("reset" or "dns") that act on this trigger:
     those whose fragment limit covers it and whose probability draw (only below 1) succeeds; the others are
     noted. Each injector acts on its own, after the personality's own injection."""
@@ -343,8 +464,10 @@ def _parallel_acting(p: Personality, section: str, pkt: Packet, gen: Stamper,
         if getattr(other, section) is None:
             continue
         if not fits_fragments(other.max_fragments, pkt.reassembled_from):
-            notes.append(f"parallel injector {other.name} reassembles at most {other.max_fragments} fragments; "
-                         f"the trigger had {pkt.reassembled_from}")
+            notes.append(
+                f"parallel injector {other.name} reassembles at most {other.max_fragments} fragments; "
+                f"the trigger had {pkt.reassembled_from}"
+            )
         elif other.probability < 1.0 and gen.rng.random() >= other.probability:
             notes.append(f"parallel injector {other.name} did not act (probability {other.probability:g})")
         else:
@@ -352,8 +475,16 @@ def _parallel_acting(p: Personality, section: str, pkt: Packet, gen: Stamper,
     return acting
 
 
-def _parallel_dns(message: DnsMessage, server: tuple[bytes, int], client: tuple[bytes, int], pkt: Packet,
-                  flow: Any, p: Personality, gen: Stamper, notes: list[str]) -> list[Injection]:
+def _parallel_dns(
+    message: DnsMessage,
+    server: tuple[bytes, int],
+    client: tuple[bytes, int],
+    pkt: Packet,
+    flow: Any,
+    p: Personality,
+    gen: Stamper,
+    notes: list[str],
+) -> list[Injection]:
     """Each parallel DNS injector's own forged answer (its flags and compression; the personality's pool when
     its own is empty), racing after the personality's ("Triplet Censors", FOCI 2020: three GFW injectors)."""
     out = []
@@ -361,8 +492,7 @@ def _parallel_dns(message: DnsMessage, server: tuple[bytes, int], client: tuple[
         style = other.dns if other.dns.answers else replace(other.dns, answers=p.dns.answers)
         answers = pick_answers(style.answers, message.qtype, gen.rng, style.answers_per_response)
         stamp = gen.stamp(style.ip, trigger_ttl=pkt.ttl, sip=flow.client_ip, dip=flow.server_ip)
-        packet = udp_datagram(server[0], client[0], server[1], client[1], dns_payload(message, style, answers),
-                              stamp)
+        packet = udp_datagram(server[0], client[0], server[1], client[1], dns_payload(message, style, answers), stamp)
         out.append(Injection("client", packet, "dns", injector=other.name))
     return out
 
@@ -372,8 +502,7 @@ def _wants_residual(verdict: Verdict, p: Personality) -> bool:
     return p.residual.seconds > 0 and (explicit or verdict.action is not Action.DNS_FORGE)
 
 
-def _residual(verdict: Verdict, flow: Any, pkt: Packet, p: Personality, now: float,
-              inline: bool) -> Residual | None:
+def _residual(verdict: Verdict, flow: Any, pkt: Packet, p: Personality, now: float, inline: bool) -> Residual | None:
     """The residual block the personality (or the rule) asks for; in mirror mode a drop becomes a reset
     (TCP) or nothing (the caller notes it)."""
     if not _wants_residual(verdict, p) or pkt.proto not in (TCP, UDP):

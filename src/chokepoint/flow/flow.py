@@ -21,13 +21,13 @@ DIRECTION_NAMES = ("c2s", "s2c")
 
 
 class TcpState(StrEnum):
-    NONE = "none"              # not TCP
-    NEW = "new"                # first packet was not a SYN (picked up mid-stream)
+    NONE = "none"  # not TCP
+    NEW = "new"  # first packet was not a SYN (picked up mid-stream)
     SYN_SENT = "syn_sent"
     SYN_RECEIVED = "syn_received"
     ESTABLISHED = "established"
-    CLOSING = "closing"        # a FIN seen in one direction
-    CLOSED = "closed"          # FINs both ways, or a RST
+    CLOSING = "closing"  # a FIN seen in one direction
+    CLOSED = "closed"  # FINs both ways, or a RST
 
 
 @dataclass(slots=True, eq=False)
@@ -43,7 +43,7 @@ class Flow:
     first_ts: float
     last_ts: float
     pkts: list[int] = field(default_factory=lambda: [0, 0])
-    bytes: list[int] = field(default_factory=lambda: [0, 0])          # IP bytes
+    bytes: list[int] = field(default_factory=lambda: [0, 0])  # IP bytes
     payload_bytes: list[int] = field(default_factory=lambda: [0, 0])
     inspected_pkts: list[int] = field(default_factory=lambda: [0, 0])
     inspected_bytes: list[int] = field(default_factory=lambda: [0, 0])
@@ -52,25 +52,25 @@ class Flow:
     synack_seen: bool = False
     fin_seen: list[bool] = field(default_factory=lambda: [False, False])
     rst_seen: bool = False
-    tcp_flags: list[int] = field(default_factory=lambda: [0, 0])      # OR of flags seen per direction
+    tcp_flags: list[int] = field(default_factory=lambda: [0, 0])  # OR of flags seen per direction
     seq_end: list[int | None] = field(default_factory=lambda: [None, None])  # highest seq + len seen, per direction
     streams: list[StreamReassembler | None] = field(default_factory=lambda: [None, None])
     first_payload: list[bytes | None] = field(default_factory=lambda: [None, None])
     inspecting: bool = True
-    facts: Any = None            # chokepoint.dissect.dispatch.FlowFacts, attached by the engine
-    verdict: Any = None          # terminal Verdict once decided
-    logs: list = field(default_factory=list)   # `log` and flagged verdicts (one per rule)
+    facts: Any = None  # chokepoint.dissect.dispatch.FlowFacts, attached by the engine
+    verdict: Any = None  # terminal Verdict once decided
+    logs: list = field(default_factory=list)  # `log` and flagged verdicts (one per rule)
     #: deferred verdicts this flow was flagged for, waiting for its age and volume: [(Verdict, Deferral)], in
     #: rule order; None when not flagged (the engine then skips the check). Cleared once a verdict is reached.
     watch: list | None = None
     state: dict = field(default_factory=dict)  # per-flow rule state, keyed by rule id
     end_reason: str = ""
     timeout_class: str = ""
-    client_text: str = ""        # addresses as text, converted once per flow (policy and output use them)
+    client_text: str = ""  # addresses as text, converted once per flow (policy and output use them)
     server_text: str = ""
 
     @classmethod
-    def from_first_packet(cls, flow_id: int, key: FlowKey, pkt: Packet) -> "Flow":
+    def from_first_packet(cls, flow_id: int, key: FlowKey, pkt: Packet) -> Flow:
         if pkt.proto == TCP and pkt.tcp_flags & SYN:
             client_is_src = not pkt.tcp_flags & ACK  # a SYN+ACK seen first: its receiver is the client
         else:
@@ -81,8 +81,20 @@ class Flow:
             c_ip, c_port, s_ip, s_port = pkt.src, pkt.sport, pkt.dst, pkt.dport
         else:
             c_ip, c_port, s_ip, s_port = pkt.dst, pkt.dport, pkt.src, pkt.sport
-        flow = cls(flow_id, key, pkt.proto, pkt.ip_version, c_ip, c_port, s_ip, s_port, pkt.ts, pkt.ts,
-                   client_text=ip_text(c_ip), server_text=ip_text(s_ip))
+        flow = cls(
+            flow_id,
+            key,
+            pkt.proto,
+            pkt.ip_version,
+            c_ip,
+            c_port,
+            s_ip,
+            s_port,
+            pkt.ts,
+            pkt.ts,
+            client_text=ip_text(c_ip),
+            server_text=ip_text(s_ip),
+        )
         if pkt.proto == TCP:
             flow.tcp_state = TcpState.NEW
         return flow

@@ -16,12 +16,12 @@ class StreamReassembler:
     def __init__(self, max_bytes: int, max_segments: int) -> None:
         self.max_bytes = max_bytes
         self.max_segments = max_segments
-        self.base: int | None = None      # sequence number of stream byte 0
-        self.data = bytearray()           # contiguous bytes from base
+        self.base: int | None = None  # sequence number of stream byte 0
+        self.data = bytearray()  # contiguous bytes from base
         self.pending: dict[int, bytes] = {}  # stream offset -> out-of-order payload
-        self.gaps_dropped = 0             # out-of-order segments dropped because the buffer was full
-        self.overlaps = 0                 # segments that overlapped data already held
-        self.full = False                 # max_bytes reached: later data is ignored
+        self.gaps_dropped = 0  # out-of-order segments dropped because the buffer was full
+        self.overlaps = 0  # segments that overlapped data already held
+        self.full = False  # max_bytes reached: later data is ignored
 
     def set_isn(self, syn_seq: int) -> None:
         """Anchor the stream at the SYN (data starts at ISN + 1). Ignored once anchored."""
@@ -64,7 +64,7 @@ class StreamReassembler:
         end = len(self.data)
         if offset < end:
             self.overlaps += 1
-            payload = payload[end - offset:]
+            payload = payload[end - offset :]
         room = self.max_bytes - end
         if len(payload) >= room:
             payload = payload[:room]

@@ -52,11 +52,21 @@ def _optional(module: str) -> Any | None:
         raise
 
 
-def up(profile: str = "demo", mode: str = "inline", topology_file: str | Path | None = None, *,
-       fail_closed: bool = False, seed: int | None = None, state_dir: Path | None = None,
-       services: bool = True, censor: bool = True, say: Callable[[str], None] = lambda _: None,
-       dns_map: str | Path | None = None, clock_offset_s: float | None = None,
-       params: Mapping[str, str] | None = None) -> LabState:
+def up(
+    profile: str = "demo",
+    mode: str = "inline",
+    topology_file: str | Path | None = None,
+    *,
+    fail_closed: bool = False,
+    seed: int | None = None,
+    state_dir: Path | None = None,
+    services: bool = True,
+    censor: bool = True,
+    say: Callable[[str], None] = lambda _: None,
+    dns_map: str | Path | None = None,
+    clock_offset_s: float | None = None,
+    params: Mapping[str, str] | None = None,
+) -> LabState:
     """Bring the lab up and return its state (also written to ``state.json``).
 
     Order: the profile is loaded and the topology file validated first (``PolicyError`` /
@@ -67,7 +77,7 @@ def up(profile: str = "demo", mode: str = "inline", topology_file: str | Path | 
     ``services=False`` / ``censor=False`` leave those out (a bare topology, e.g. for a no-censor baseline).
     ``dns_map``: per-name answers for the lab and control resolvers (``services.resolver.AnswerTable``).
     ``clock_offset_s``: seconds added to the censor's clock (``censord --clock-offset``; e.g. from
-    ``censord.fake_time_offset("2026-11-27T02:30:00+06:30")``), so a profile's schedule can be exercised at
+    ``chokepoint.backends.options.fake_time_offset("2026-11-27T02:30:00+06:30")``), so a profile's schedule can be exercised at
     any hour. ``params``: rule-param overrides ``{"RULE.PARAM": "YAML value"}`` (``censord --param``); a bad
     one is a ``PolicyError`` before anything is created. Both are recorded in ``state.json``."""
     from chokepoint.lab import state as st
@@ -87,11 +97,20 @@ def up(profile: str = "demo", mode: str = "inline", topology_file: str | Path | 
         _refuse_if_up(topology, state_dir)
         features = topo.check_kernel()
         if features.missing:
-            raise KernelFeatureMissing("the lab cannot run here; missing: " + "; ".join(features.missing)
-                                       + ". Nothing was created.")
-        state = st.LabState(topology=topology, state_dir=state_dir, profile=profile, mode=mode,
-                            fail_closed=fail_closed, seed=seed, clock_offset_s=clock_offset_s, params=params,
-                            warnings=[f"degraded: {what}" for what in features.degraded])
+            raise KernelFeatureMissing(
+                "the lab cannot run here; missing: " + "; ".join(features.missing) + ". Nothing was created."
+            )
+        state = st.LabState(
+            topology=topology,
+            state_dir=state_dir,
+            profile=profile,
+            mode=mode,
+            fail_closed=fail_closed,
+            seed=seed,
+            clock_offset_s=clock_offset_s,
+            params=params,
+            warnings=[f"degraded: {what}" for what in features.degraded],
+        )
         started = time.monotonic()
         try:
             _build(state, say, services=services, censor=censor, dns_map=dns_map)
@@ -113,12 +132,12 @@ def _refuse_if_up(topology: Topology, state_dir: Path) -> None:
     existing = [ns for ns in topo.lab_namespaces() if ns in topology.namespaces()]
     if existing or (state_dir / st.STATE_FILE).exists():
         what = f"namespaces {', '.join(existing)}" if existing else f"{state_dir / st.STATE_FILE}"
-        raise LabAlreadyUp(f"a lab is already up ({what}); nothing was changed. "
-                           "Run `chokepoint lab down` first.")
+        raise LabAlreadyUp(f"a lab is already up ({what}); nothing was changed. Run `chokepoint lab down` first.")
 
 
-def _build(state: LabState, say: Callable[[str], None], *, services: bool, censor: bool,
-           dns_map: str | Path | None = None) -> None:
+def _build(
+    state: LabState, say: Callable[[str], None], *, services: bool, censor: bool, dns_map: str | Path | None = None
+) -> None:
     from chokepoint.lab import topology as topo
 
     state.state_dir.mkdir(parents=True, exist_ok=True)
@@ -139,11 +158,19 @@ def _build(state: LabState, say: Callable[[str], None], *, services: bool, censo
         services_module.launch(state, **({"dns_map": dns_map} if dns_map is not None else {}))
     censord = _optional("chokepoint.backends.censord") if censor else None
     if censor and (censord is None or not hasattr(censord, "launch")):
-        state.warnings.append("chokepoint.backends.censord.launch is not available: no censor started "
-                              "(traffic passes untouched)")
+        state.warnings.append(
+            "chokepoint.backends.censord.launch is not available: no censor started (traffic passes untouched)"
+        )
     elif censord is not None:
-        censord.launch(state, state.mode, state.profile, state.fail_closed, state.seed,
-                       clock_offset_s=state.clock_offset_s, params=state.params)
+        censord.launch(
+            state,
+            state.mode,
+            state.profile,
+            state.fail_closed,
+            state.seed,
+            clock_offset_s=state.clock_offset_s,
+            params=state.params,
+        )
     for warning in state.warnings:
         say(f"warning: {warning}")
     state.save()
@@ -202,18 +229,30 @@ class LabStatus:
 
     def to_dict(self) -> dict[str, Any]:
         state = self.state
-        return {"up": self.up, "profile": state.profile if state else None, "mode": state.mode if state else None,
-                "fail_closed": state.fail_closed if state else None, "seed": state.seed if state else None,
-                "clock_offset_s": state.clock_offset_s if state else None,
-                "params": dict(state.params) if state else {},
-                "hosts": [{"name": h.name, "namespace": h.namespace, "present": h.present, "addresses": h.addresses}
-                          for h in self.hosts],
-                "processes": {name: {"alive": alive, "pid": state.processes[name].pid if state else None}
-                              for name, alive in self.processes.items()},
-                "censor_alive": self.censor_alive, "failure": self.failure_line,
-                "stats": self.stats, "stats_age_s": self.stats_age,
-                "stray_namespaces": self.stray_namespaces, "problems": self.problems,
-                "warnings": list(state.warnings) if state else []}
+        return {
+            "up": self.up,
+            "profile": state.profile if state else None,
+            "mode": state.mode if state else None,
+            "fail_closed": state.fail_closed if state else None,
+            "seed": state.seed if state else None,
+            "clock_offset_s": state.clock_offset_s if state else None,
+            "params": dict(state.params) if state else {},
+            "hosts": [
+                {"name": h.name, "namespace": h.namespace, "present": h.present, "addresses": h.addresses}
+                for h in self.hosts
+            ],
+            "processes": {
+                name: {"alive": alive, "pid": state.processes[name].pid if state else None}
+                for name, alive in self.processes.items()
+            },
+            "censor_alive": self.censor_alive,
+            "failure": self.failure_line,
+            "stats": self.stats,
+            "stats_age_s": self.stats_age,
+            "stray_namespaces": self.stray_namespaces,
+            "problems": self.problems,
+            "warnings": list(state.warnings) if state else [],
+        }
 
 
 def status(state_dir: Path | None = None) -> LabStatus:
@@ -232,8 +271,10 @@ def status(state_dir: Path | None = None) -> LabStatus:
         report = LabStatus(up=False, stray_namespaces=sorted(present))
         lab = [ns for ns in present if ns in topo.default_topology().namespaces()]
         if lab:
-            report.problems.append(f"namespaces {', '.join(lab)} exist but there is no state.json "
-                                   "(a crashed `lab up`?): run `chokepoint lab down`")
+            report.problems.append(
+                f"namespaces {', '.join(lab)} exist but there is no state.json "
+                "(a crashed `lab up`?): run `chokepoint lab down`"
+            )
         return report
     report = LabStatus(up=True, state=state)
     for host in state.topology.hosts:
@@ -242,9 +283,11 @@ def status(state_dir: Path | None = None) -> LabStatus:
             try:
                 for link in system.ip_json(["addr", "show"], host.namespace):
                     if link.get("ifname") != "lo":
-                        entry.addresses[link["ifname"]] = [f"{a['local']}/{a['prefixlen']}"
-                                                           for a in link.get("addr_info", [])
-                                                           if a.get("scope") != "link"]
+                        entry.addresses[link["ifname"]] = [
+                            f"{a['local']}/{a['prefixlen']}"
+                            for a in link.get("addr_info", [])
+                            if a.get("scope") != "link"
+                        ]
             except system.CommandError as exc:
                 report.problems.append(f"{host.namespace}: {exc}")
         else:
@@ -285,5 +328,16 @@ def is_root() -> bool:
     return os.geteuid() == 0
 
 
-__all__ = ["HostStatus", "KernelFeatureMissing", "LabAlreadyUp", "LabError", "LabNotUp", "LabStatus", "down",
-           "exec_in", "is_root", "status", "up"]
+__all__ = [
+    "HostStatus",
+    "KernelFeatureMissing",
+    "LabAlreadyUp",
+    "LabError",
+    "LabNotUp",
+    "LabStatus",
+    "down",
+    "exec_in",
+    "is_root",
+    "status",
+    "up",
+]

@@ -55,6 +55,7 @@ class CAFileError(OSError):
 @dataclass(frozen=True, slots=True)
 class IssuedCert:
     """A leaf certificate and its private key, both as objects and as PEM."""
+
     name: str
     certificate: x509.Certificate
     private_key: ec.EllipticCurvePrivateKey
@@ -92,19 +93,26 @@ def normalize_name(name: str) -> str | ipaddress.IPv4Address | ipaddress.IPv6Add
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 class LabCA:
     """A root certificate and key that issue (and cache) leaf certificates per name."""
 
-    def __init__(self, certificate: x509.Certificate, private_key: ec.EllipticCurvePrivateKey, *,
-                 leaf_days: float = DEFAULT_DAYS, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        certificate: x509.Certificate,
+        private_key: ec.EllipticCurvePrivateKey,
+        *,
+        leaf_days: float = DEFAULT_DAYS,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
         if certificate.public_key().public_numbers() != private_key.public_key().public_numbers():
             raise CAFileError("the CA certificate does not match the CA private key")
         self.certificate = certificate
@@ -117,15 +125,18 @@ class LabCA:
     # ------------------------------------------------------------------ creating and persisting
 
     @classmethod
-    def create(cls, *, days: float = DEFAULT_DAYS, common_name: str = "Chokepoint Lab CA",
-               **options) -> "LabCA":
+    def create(cls, *, days: float = DEFAULT_DAYS, common_name: str = "Chokepoint Lab CA", **options) -> LabCA:
         """A fresh root valid for ``days`` (fractions allowed) from one hour ago."""
         if days <= 0:
             raise ValueError(f"CA validity must be positive, got {days} days")
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Chokepoint lab")])
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Chokepoint lab"),
+            ]
+        )
         certificate = (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -135,17 +146,27 @@ class LabCA:
             .not_valid_before(now - BACKDATE)
             .not_valid_after(now + datetime.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256())
         )
         return cls(certificate, key, **options)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, **options) -> "LabCA":
+    def load(cls, directory: str | os.PathLike, **options) -> LabCA:
         """Load ``ca.pem`` and ``ca.key`` from ``directory``. Raises ``CAFileError``."""
         directory = Path(directory)
         try:
@@ -163,8 +184,7 @@ class LabCA:
         return cls(certificate, key, **options)
 
     @classmethod
-    def load_or_create(cls, directory: str | os.PathLike, *, days: float = DEFAULT_DAYS,
-                       **options) -> "LabCA":
+    def load_or_create(cls, directory: str | os.PathLike, *, days: float = DEFAULT_DAYS, **options) -> LabCA:
         """The CA in ``directory``, created (and saved) first if absent or expired.
 
         Safe against concurrent callers (an advisory lock serialises them): all get the same CA.
@@ -218,8 +238,7 @@ class LabCA:
     def _issue(self, name: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> IssuedCert:
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
-        not_after = min(now + datetime.timedelta(days=self.leaf_days),
-                        self.certificate.not_valid_after_utc)
+        not_after = min(now + datetime.timedelta(days=self.leaf_days), self.certificate.not_valid_after_utc)
         if isinstance(name, str):
             text, san = name, x509.DNSName(name)
         else:
@@ -235,19 +254,27 @@ class LabCA:
             .not_valid_before(now - BACKDATE)
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.SubjectAlternativeName([san]), critical=not fits)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski),
-                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski), critical=False)
             .sign(self.private_key, hashes.SHA256())
         )
-        return IssuedCert(text, certificate, key,
-                          certificate.public_bytes(serialization.Encoding.PEM), _pem_key(key))
+        return IssuedCert(text, certificate, key, certificate.public_bytes(serialization.Encoding.PEM), _pem_key(key))
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:

@@ -25,8 +25,9 @@ def parse_local_time(text: str) -> tuple[int, int]:
 
 def local_now(utc_offset_s: int, now: float | None = None) -> dt.datetime:
     """The wall clock (``now``, default ``time.time()``) in a fixed UTC offset."""
-    return dt.datetime.fromtimestamp(time.time() if now is None else now,
-                                     dt.timezone(dt.timedelta(seconds=utc_offset_s)))
+    return dt.datetime.fromtimestamp(
+        time.time() if now is None else now, dt.timezone(dt.timedelta(seconds=utc_offset_s))
+    )
 
 
 def clock_offset_for(utc_offset_s: int, local_time: str, now: float | None = None) -> float:

@@ -76,13 +76,22 @@ class ProcessInfo:
         return proc_start_time(self.pid) == self.start_time
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "host": self.host, "netns": self.netns, "pid": self.pid,
-                "start_time": self.start_time, "argv": self.argv, "log": self.log, "pidfile": self.pidfile}
+        return {
+            "name": self.name,
+            "host": self.host,
+            "netns": self.netns,
+            "pid": self.pid,
+            "start_time": self.start_time,
+            "argv": self.argv,
+            "log": self.log,
+            "pidfile": self.pidfile,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProcessInfo:
-        return cls(**{key: data[key] for key in
-                      ("name", "host", "netns", "pid", "start_time", "argv", "log", "pidfile")})
+        return cls(
+            **{key: data[key] for key in ("name", "host", "netns", "pid", "start_time", "argv", "log", "pidfile")}
+        )
 
     def log_tail(self, lines: int = 10) -> str:
         try:
@@ -122,8 +131,9 @@ class LabState:
         """``[this python, -m, module, *args]``: the interpreter (venv) the lab itself runs under."""
         return [sys.executable, "-m", module, *args]
 
-    def start(self, name: str, host: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-              grace: float = 0.0) -> ProcessInfo:
+    def start(
+        self, name: str, host: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None, grace: float = 0.0
+    ) -> ProcessInfo:
         """Start ``argv`` detached in ``cpk-<host>``; log to ``<name>.log``, pid to ``<name>.pid``.
 
         With ``grace`` > 0, wait that long and raise ``StateError`` (with the log's tail) if it has
@@ -139,8 +149,9 @@ class LabState:
         pidfile.write_text(f"{pid} {info.start_time}\n")
         self.processes[name] = info
         if start_time is None or (grace > 0 and not _still_running(info, grace)):
-            raise StateError(f"{name} exited right after it was started in {netns}; "
-                             f"its log ({log}):\n{info.log_tail()}")
+            raise StateError(
+                f"{name} exited right after it was started in {netns}; its log ({log}):\n{info.log_tail()}"
+            )
         return info
 
     def stop(self, name: str, timeout: float = 2.0) -> bool:
@@ -158,11 +169,20 @@ class LabState:
         return True
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": 1, "profile": self.profile, "mode": self.mode, "fail_closed": self.fail_closed,
-                "seed": self.seed, "clock_offset_s": self.clock_offset_s, "params": dict(self.params),
-                "created_at": self.created_at, "state_dir": str(self.state_dir),
-                "warnings": list(self.warnings), "topology": self.topology.to_dict(),
-                "processes": {name: info.to_dict() for name, info in self.processes.items()}}
+        return {
+            "version": 1,
+            "profile": self.profile,
+            "mode": self.mode,
+            "fail_closed": self.fail_closed,
+            "seed": self.seed,
+            "clock_offset_s": self.clock_offset_s,
+            "params": dict(self.params),
+            "created_at": self.created_at,
+            "state_dir": str(self.state_dir),
+            "warnings": list(self.warnings),
+            "topology": self.topology.to_dict(),
+            "processes": {name: info.to_dict() for name, info in self.processes.items()},
+        }
 
     def save(self) -> Path:
         """Write state.json atomically (temp file + rename)."""
@@ -184,12 +204,19 @@ class LabState:
         except (OSError, ValueError) as exc:
             raise StateError(f"{path}: unreadable ({exc})") from None
         try:
-            return cls(topology=Topology.from_dict(data["topology"]), state_dir=Path(data["state_dir"]),
-                       profile=data["profile"], mode=data["mode"], fail_closed=data["fail_closed"],
-                       seed=data["seed"], created_at=data["created_at"], warnings=list(data["warnings"]),
-                       clock_offset_s=_optional_float(data.get("clock_offset_s")),
-                       params={str(k): str(v) for k, v in dict(data.get("params") or {}).items()},
-                       processes={n: ProcessInfo.from_dict(p) for n, p in data["processes"].items()})
+            return cls(
+                topology=Topology.from_dict(data["topology"]),
+                state_dir=Path(data["state_dir"]),
+                profile=data["profile"],
+                mode=data["mode"],
+                fail_closed=data["fail_closed"],
+                seed=data["seed"],
+                created_at=data["created_at"],
+                warnings=list(data["warnings"]),
+                clock_offset_s=_optional_float(data.get("clock_offset_s")),
+                params={str(k): str(v) for k, v in dict(data.get("params") or {}).items()},
+                processes={n: ProcessInfo.from_dict(p) for n, p in data["processes"].items()},
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"{path}: damaged ({type(exc).__name__}: {exc})") from None
 
@@ -289,5 +316,18 @@ def session_lock(timeout: float = 600.0) -> Iterator[None]:
             _session_depth = 0
 
 
-__all__ = ["LabBusy", "LabState", "MODES", "ProcessInfo", "STATE_DIR", "STATE_FILE", "STATS_FILE", "StateError",
-           "lab_lock", "proc_start_time", "recorded_pids", "remove_state_dir", "session_lock"]
+__all__ = [
+    "LabBusy",
+    "LabState",
+    "MODES",
+    "ProcessInfo",
+    "STATE_DIR",
+    "STATE_FILE",
+    "STATS_FILE",
+    "StateError",
+    "lab_lock",
+    "proc_start_time",
+    "recorded_pids",
+    "remove_state_dir",
+    "session_lock",
+]

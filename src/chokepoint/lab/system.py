@@ -18,8 +18,15 @@ from pathlib import Path
 from typing import Any
 
 #: Debian package that provides each tool the lab needs (for "missing tool" messages).
-TOOL_PACKAGES = {"ip": "iproute2", "tc": "iproute2", "nft": "nftables", "iptables": "iptables",
-                 "ip6tables": "iptables", "sysctl": "procps", "ethtool": "ethtool"}
+TOOL_PACKAGES = {
+    "ip": "iproute2",
+    "tc": "iproute2",
+    "nft": "nftables",
+    "iptables": "iptables",
+    "ip6tables": "iptables",
+    "sysctl": "procps",
+    "ethtool": "ethtool",
+}
 #: Seconds a system command may take before it is killed (none of ours should take more than a fraction).
 DEFAULT_TIMEOUT = 30.0
 
@@ -64,8 +71,14 @@ def in_netns(argv: Sequence[str], netns: str | None) -> list[str]:
     return ["ip", "netns", "exec", netns, *argv] if netns else argv
 
 
-def run(argv: Sequence[str], *, netns: str | None = None, check: bool = True, input: bytes | None = None,
-        timeout: float = DEFAULT_TIMEOUT) -> subprocess.CompletedProcess[bytes]:
+def run(
+    argv: Sequence[str],
+    *,
+    netns: str | None = None,
+    check: bool = True,
+    input: bytes | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> subprocess.CompletedProcess[bytes]:
     """Run ``argv`` (in ``netns`` if given) to completion with output captured.
 
     Raises ``CommandError`` on a non-zero exit when ``check`` (always on timeout), ``MissingTool`` when the
@@ -73,8 +86,13 @@ def run(argv: Sequence[str], *, netns: str | None = None, check: bool = True, in
     """
     full = in_netns(argv, netns)
     try:
-        proc = subprocess.run(full, input=input, capture_output=True, timeout=timeout,
-                              stdin=None if input is not None else subprocess.DEVNULL)
+        proc = subprocess.run(
+            full,
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
     except FileNotFoundError:
         raise MissingTool(full, 127, "") from None
     except subprocess.TimeoutExpired as exc:
@@ -98,16 +116,22 @@ def run_foreground(argv: Sequence[str], *, netns: str | None = None) -> int:
     return 128 - code if code < 0 else code
 
 
-def spawn(argv: Sequence[str], *, netns: str | None, log_path: Path,
-          env: Mapping[str, str] | None = None) -> int:
+def spawn(argv: Sequence[str], *, netns: str | None, log_path: Path, env: Mapping[str, str] | None = None) -> int:
     """Start ``argv`` detached (own session, stdin from /dev/null, stdout+stderr appended to ``log_path``)
     inside ``netns``; return its pid. ``ip netns exec`` execs the command, so the pid is the command's own."""
     full = in_netns(argv, netns)
     with open(log_path, "ab") as log:
         try:
-            proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, close_fds=True, cwd="/",
-                                    env=None if env is None else {**os.environ, **env})
+            proc = subprocess.Popen(
+                full,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                cwd="/",
+                env=None if env is None else {**os.environ, **env},
+            )
         except FileNotFoundError:
             raise MissingTool(full, 127, "") from None
     return proc.pid
@@ -166,20 +190,21 @@ def sysctl(settings: Mapping[str, str | int], netns: str | None = None) -> None:
         run(["sysctl", "-q", "-w", *(f"{key}={value}" for key, value in settings.items())], netns=netns)
 
 
-def nft(json_obj: Mapping[str, Any], netns: str | None = None, *,
-        check: bool = True) -> subprocess.CompletedProcess[bytes]:
+def nft(
+    json_obj: Mapping[str, Any], netns: str | None = None, *, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
     """Apply a libnftables JSON document (``{"nftables": [...]}``) atomically: ``nft -j -f -``."""
     return run(["nft", "-j", "-f", "-"], netns=netns, input=json.dumps(json_obj).encode(), check=check)
 
 
-def iptables(args: Sequence[str], netns: str | None = None, v6: bool = False, *,
-             check: bool = True) -> subprocess.CompletedProcess[bytes]:
+def iptables(
+    args: Sequence[str], netns: str | None = None, v6: bool = False, *, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
     """``iptables -w args...`` (``ip6tables`` when ``v6``), waiting for the xtables lock."""
     return run(["ip6tables" if v6 else "iptables", "-w", *_checked_argv(args)], netns=netns, check=check)
 
 
-def tc(args: Sequence[str], netns: str | None = None, *,
-       check: bool = True) -> subprocess.CompletedProcess[bytes]:
+def tc(args: Sequence[str], netns: str | None = None, *, check: bool = True) -> subprocess.CompletedProcess[bytes]:
     """``tc args...``."""
     return run(["tc", *_checked_argv(args)], netns=netns, check=check)
 
@@ -189,5 +214,22 @@ def which(tool: str) -> str | None:
     return shutil.which(tool)
 
 
-__all__ = ["CommandError", "MissingTool", "TOOL_PACKAGES", "in_netns", "ip", "ip_batch", "ip_json", "iptables",
-           "netns_list", "netns_pids", "nft", "run", "run_foreground", "spawn", "sysctl", "tc", "which"]
+__all__ = [
+    "CommandError",
+    "MissingTool",
+    "TOOL_PACKAGES",
+    "in_netns",
+    "ip",
+    "ip_batch",
+    "ip_json",
+    "iptables",
+    "netns_list",
+    "netns_pids",
+    "nft",
+    "run",
+    "run_foreground",
+    "spawn",
+    "sysctl",
+    "tc",
+    "which",
+]

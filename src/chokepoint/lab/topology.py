@@ -23,8 +23,17 @@ import signal
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from ipaddress import (IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network,
-                       ip_address, ip_interface, ip_network)
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+    ip_address,
+    ip_interface,
+    ip_network,
+)
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +109,9 @@ class Host:
     name: str
     interfaces: tuple[Interface, ...] = ()
     routes: tuple[Route, ...] = ()
-    forwarding: bool = False           # IPv4 and IPv6 forwarding (the censor)
+    forwarding: bool = False  # IPv4 and IPv6 forwarding (the censor)
     nameserver: IPAddress | None = None  # written to /etc/netns/cpk-<name>/resolv.conf
-    trust_lab_ca: bool = False         # /etc/netns/cpk-<name>/ssl = /etc/ssl + the lab CA
+    trust_lab_ca: bool = False  # /etc/netns/cpk-<name>/ssl = /etc/ssl + the lab CA
     description: str = ""
 
     @property
@@ -147,30 +156,46 @@ class Topology:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (state.json); ``from_dict`` reads it back."""
-        return {"source": self.source,
-                "hosts": [{"name": h.name, "namespace": h.namespace, "description": h.description,
-                           "forwarding": h.forwarding, "trust_lab_ca": h.trust_lab_ca,
-                           "nameserver": str(h.nameserver) if h.nameserver else None,
-                           "interfaces": [{"name": i.name, "addresses": [str(a) for a in i.addresses]}
-                                          for i in h.interfaces],
-                           "routes": [{"to": str(r.to), "via": str(r.via)} for r in h.routes]}
-                          for h in self.hosts],
-                "links": [[list(link.a), list(link.b)] for link in self.links]}
+        return {
+            "source": self.source,
+            "hosts": [
+                {
+                    "name": h.name,
+                    "namespace": h.namespace,
+                    "description": h.description,
+                    "forwarding": h.forwarding,
+                    "trust_lab_ca": h.trust_lab_ca,
+                    "nameserver": str(h.nameserver) if h.nameserver else None,
+                    "interfaces": [{"name": i.name, "addresses": [str(a) for a in i.addresses]} for i in h.interfaces],
+                    "routes": [{"to": str(r.to), "via": str(r.via)} for r in h.routes],
+                }
+                for h in self.hosts
+            ],
+            "links": [[list(link.a), list(link.b)] for link in self.links],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Topology:
-        hosts = tuple(Host(name=h["name"], description=h.get("description", ""), forwarding=h["forwarding"],
-                           trust_lab_ca=h["trust_lab_ca"],
-                           nameserver=ip_address(h["nameserver"]) if h.get("nameserver") else None,
-                           interfaces=tuple(Interface(i["name"], tuple(ip_interface(a) for a in i["addresses"]))
-                                            for i in h["interfaces"]),
-                           routes=tuple(Route(ip_network(r["to"]), ip_address(r["via"])) for r in h["routes"]))
-                      for h in data["hosts"])
+        hosts = tuple(
+            Host(
+                name=h["name"],
+                description=h.get("description", ""),
+                forwarding=h["forwarding"],
+                trust_lab_ca=h["trust_lab_ca"],
+                nameserver=ip_address(h["nameserver"]) if h.get("nameserver") else None,
+                interfaces=tuple(
+                    Interface(i["name"], tuple(ip_interface(a) for a in i["addresses"])) for i in h["interfaces"]
+                ),
+                routes=tuple(Route(ip_network(r["to"]), ip_address(r["via"])) for r in h["routes"]),
+            )
+            for h in data["hosts"]
+        )
         links = tuple(Link(tuple(a), tuple(b)) for a, b in data["links"])  # type: ignore[arg-type]
         return cls(hosts, links, data.get("source", "state.json"))
 
 
 # ---------------------------------------------------------------------------------------------- the default
+
 
 def _ifaces(*specs: str) -> tuple[IPInterface, ...]:
     return tuple(ip_interface(spec) for spec in specs)
@@ -188,31 +213,61 @@ CONTROL_DNS_V4 = ip_address("198.18.9.1")
 
 def default_topology() -> Topology:
     """client ── censor ── server, and control ── client (docs/lab.md)."""
-    client = Host("client", description="runs the probes; default route through the censor",
-                  interfaces=(Interface("cl0", _ifaces("198.18.0.2/24", "2001:db8:0:1::2/64")),
-                              Interface("ck0", _ifaces("198.18.9.2/24", "2001:db8:0:9::2/64"))),
-                  routes=(Route(ip_network("0.0.0.0/0"), ip_address("198.18.0.1")),
-                          Route(ip_network("::/0"), ip_address("2001:db8:0:1::1"))),
-                  nameserver=DNS_V4, trust_lab_ca=True)
-    censor = Host("censor", description="forwards client<->server; runs the censor daemon",
-                  interfaces=(Interface("ce0", _ifaces("198.18.0.1/24", "2001:db8:0:1::1/64")),
-                              Interface("ce1", _ifaces("198.19.0.1/24", "2001:db8:0:2::1/64"))),
-                  forwarding=True)
-    server_addrs = (ip_interface("198.19.0.2/24"), ip_interface("2001:db8:0:2::2/64"),
-                    *(ip_interface(f"{a}/32") for a in SITE_V4), ip_interface(f"{DNS_V4}/32"),
-                    *(ip_interface(f"{a}/128") for a in SITE_V6), ip_interface(f"{DNS_V6}/128"))
-    server = Host("server", description="lab services: HTTP(S), DNS, QUIC, echo",
-                  interfaces=(Interface("sv0", server_addrs),),
-                  routes=(Route(ip_network("0.0.0.0/0"), ip_address("198.19.0.1")),
-                          Route(ip_network("::/0"), ip_address("2001:db8:0:2::1"))))
-    control = Host("control", description="control resolver, linked directly to the client",
-                   interfaces=(Interface("ck1", _ifaces("198.18.9.1/24", "2001:db8:0:9::1/64")),))
-    links = (Link(("client", "cl0"), ("censor", "ce0")), Link(("censor", "ce1"), ("server", "sv0")),
-             Link(("client", "ck0"), ("control", "ck1")))
+    client = Host(
+        "client",
+        description="runs the probes; default route through the censor",
+        interfaces=(
+            Interface("cl0", _ifaces("198.18.0.2/24", "2001:db8:0:1::2/64")),
+            Interface("ck0", _ifaces("198.18.9.2/24", "2001:db8:0:9::2/64")),
+        ),
+        routes=(
+            Route(ip_network("0.0.0.0/0"), ip_address("198.18.0.1")),
+            Route(ip_network("::/0"), ip_address("2001:db8:0:1::1")),
+        ),
+        nameserver=DNS_V4,
+        trust_lab_ca=True,
+    )
+    censor = Host(
+        "censor",
+        description="forwards client<->server; runs the censor daemon",
+        interfaces=(
+            Interface("ce0", _ifaces("198.18.0.1/24", "2001:db8:0:1::1/64")),
+            Interface("ce1", _ifaces("198.19.0.1/24", "2001:db8:0:2::1/64")),
+        ),
+        forwarding=True,
+    )
+    server_addrs = (
+        ip_interface("198.19.0.2/24"),
+        ip_interface("2001:db8:0:2::2/64"),
+        *(ip_interface(f"{a}/32") for a in SITE_V4),
+        ip_interface(f"{DNS_V4}/32"),
+        *(ip_interface(f"{a}/128") for a in SITE_V6),
+        ip_interface(f"{DNS_V6}/128"),
+    )
+    server = Host(
+        "server",
+        description="lab services: HTTP(S), DNS, QUIC, echo",
+        interfaces=(Interface("sv0", server_addrs),),
+        routes=(
+            Route(ip_network("0.0.0.0/0"), ip_address("198.19.0.1")),
+            Route(ip_network("::/0"), ip_address("2001:db8:0:2::1")),
+        ),
+    )
+    control = Host(
+        "control",
+        description="control resolver, linked directly to the client",
+        interfaces=(Interface("ck1", _ifaces("198.18.9.1/24", "2001:db8:0:9::1/64")),),
+    )
+    links = (
+        Link(("client", "cl0"), ("censor", "ce0")),
+        Link(("censor", "ce1"), ("server", "sv0")),
+        Link(("client", "ck0"), ("control", "ck1")),
+    )
     return check(Topology((client, censor, server, control), links))
 
 
 # ------------------------------------------------------------------------------------------- validation
+
 
 def _in_lab_range(addr: IPAddress | IPNetwork) -> bool:
     if isinstance(addr, (IPv4Network, IPv6Network)):
@@ -244,19 +299,23 @@ def check(topology: Topology, where: Where | None = None, file: str = "<topology
         ifnames: set[str] = set()
         for iface in host.interfaces:
             if not re.match(IFNAME_PATTERN, iface.name):
-                raise fail(("iface", host.name, iface.name),
-                           f"bad interface name {iface.name!r}: expected {IFNAME_PATTERN}")
+                raise fail(
+                    ("iface", host.name, iface.name), f"bad interface name {iface.name!r}: expected {IFNAME_PATTERN}"
+                )
             if iface.name in ifnames:
-                raise fail(("iface", host.name, iface.name),
-                           f"host {host.name!r} already has an interface {iface.name!r}")
+                raise fail(
+                    ("iface", host.name, iface.name), f"host {host.name!r} already has an interface {iface.name!r}"
+                )
             ifnames.add(iface.name)
             for addr in iface.addresses:
                 key = ("addr", host.name, iface.name, str(addr))
                 if not _in_lab_range(addr.ip):
-                    raise fail(key, f"address {addr} is outside the lab ranges "
-                                    f"({', '.join(map(str, LAB_RANGES))})")
-                if addr.version == 4 and addr.network.prefixlen < 31 and addr.ip in (
-                        addr.network.network_address, addr.network.broadcast_address):
+                    raise fail(key, f"address {addr} is outside the lab ranges ({', '.join(map(str, LAB_RANGES))})")
+                if (
+                    addr.version == 4
+                    and addr.network.prefixlen < 31
+                    and addr.ip in (addr.network.network_address, addr.network.broadcast_address)
+                ):
                     raise fail(key, f"address {addr} is the network or broadcast address of its subnet")
                 if addr.ip in owner:
                     other_key = owner[addr.ip]
@@ -269,8 +328,7 @@ def check(topology: Topology, where: Where | None = None, file: str = "<topology
         for end in (link.a, link.b):
             host_name, ifname = end
             if host_name not in names:
-                raise fail(("link", index), f"link to unknown host {host_name!r} "
-                                            f"(hosts: {', '.join(sorted(names))})")
+                raise fail(("link", index), f"link to unknown host {host_name!r} (hosts: {', '.join(sorted(names))})")
             if ifname not in [i.name for i in topology.host(host_name).interfaces]:
                 raise fail(("link", index), f"host {host_name!r} has no interface {ifname!r}")
             if end in used_ends:
@@ -281,8 +339,9 @@ def check(topology: Topology, where: Where | None = None, file: str = "<topology
     for host in topology.hosts:
         for iface in host.interfaces:
             if (host.name, iface.name) not in used_ends:
-                raise fail(("iface", host.name, iface.name),
-                           f"interface {iface.name!r} of {host.name!r} is not on any link")
+                raise fail(
+                    ("iface", host.name, iface.name), f"interface {iface.name!r} of {host.name!r} is not on any link"
+                )
         connected = host.addresses()
         for index, route in enumerate(host.routes):
             key = ("route", host.name, index)
@@ -290,8 +349,9 @@ def check(topology: Topology, where: Where | None = None, file: str = "<topology
                 raise fail(key, f"route {route}: destination and gateway are of different IP versions")
             if route.to.prefixlen and not _in_lab_range(route.to):
                 raise fail(key, f"route {route}: destination is outside the lab ranges")
-            if not any(route.via in a.network and route.via != a.ip for a in connected if a.network.prefixlen
-                       < a.max_prefixlen):
+            if not any(
+                route.via in a.network and route.via != a.ip for a in connected if a.network.prefixlen < a.max_prefixlen
+            ):
                 raise fail(key, f"route {route}: gateway {route.via} is not on a subnet of {host.name!r}")
         if host.nameserver is not None and not _in_lab_range(host.nameserver):
             raise fail(("host", host.name), f"nameserver {host.nameserver} is outside the lab ranges")
@@ -300,35 +360,72 @@ def check(topology: Topology, where: Where | None = None, file: str = "<topology
 
 # ---------------------------------------------------------------------------------------- topology files
 
+
 def _topology_schema() -> dict[str, Any]:
     string = {"type": "string", "minLength": 1}
     address_list = {"type": "array", "items": string, "minItems": 1}
     host_name = {"type": "string", "pattern": HOST_NAME_PATTERN}
     ifname = {"type": "string", "pattern": IFNAME_PATTERN}
-    end = {"title": "link end key", "type": "object", "required": ["host", "ifname"],
-           "additionalProperties": False,
-           "properties": {"host": host_name, "ifname": ifname, "addresses": address_list}}
+    end = {
+        "title": "link end key",
+        "type": "object",
+        "required": ["host", "ifname"],
+        "additionalProperties": False,
+        "properties": {"host": host_name, "ifname": ifname, "addresses": address_list},
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "top-level key", "type": "object", "additionalProperties": False, "minProperties": 1,
+        "title": "top-level key",
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
         "properties": {
-            "hosts": {"title": "host name", "type": "object",
-                      "propertyNames": {"title": "host name", "pattern": HOST_NAME_PATTERN},
-                      "additionalProperties": {
-                          "title": "host key", "type": ["object", "null"], "additionalProperties": False,
-                          "properties": {"description": string, "forwarding": {"type": "boolean"},
-                                         "nameserver": string, "trust_lab_ca": {"type": "boolean"}}}},
-            "links": {"type": "array", "items": {
-                "title": "link key", "type": "object", "required": ["ends"], "additionalProperties": False,
-                "properties": {"ends": {"type": "array", "items": end, "minItems": 2, "maxItems": 2}}}},
-            "addresses": {"type": "array", "items": {
-                "title": "addresses key", "type": "object", "required": ["host", "ifname", "addresses"],
-                "additionalProperties": False,
-                "properties": {"host": host_name, "ifname": ifname, "addresses": address_list}}},
-            "routes": {"type": "array", "items": {
-                "title": "route key", "type": "object", "required": ["host", "to", "via"],
-                "additionalProperties": False,
-                "properties": {"host": host_name, "to": string, "via": string}}},
+            "hosts": {
+                "title": "host name",
+                "type": "object",
+                "propertyNames": {"title": "host name", "pattern": HOST_NAME_PATTERN},
+                "additionalProperties": {
+                    "title": "host key",
+                    "type": ["object", "null"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "description": string,
+                        "forwarding": {"type": "boolean"},
+                        "nameserver": string,
+                        "trust_lab_ca": {"type": "boolean"},
+                    },
+                },
+            },
+            "links": {
+                "type": "array",
+                "items": {
+                    "title": "link key",
+                    "type": "object",
+                    "required": ["ends"],
+                    "additionalProperties": False,
+                    "properties": {"ends": {"type": "array", "items": end, "minItems": 2, "maxItems": 2}},
+                },
+            },
+            "addresses": {
+                "type": "array",
+                "items": {
+                    "title": "addresses key",
+                    "type": "object",
+                    "required": ["host", "ifname", "addresses"],
+                    "additionalProperties": False,
+                    "properties": {"host": host_name, "ifname": ifname, "addresses": address_list},
+                },
+            },
+            "routes": {
+                "type": "array",
+                "items": {
+                    "title": "route key",
+                    "type": "object",
+                    "required": ["host", "to", "via"],
+                    "additionalProperties": False,
+                    "properties": {"host": host_name, "to": string, "via": string},
+                },
+            },
         },
     }
 
@@ -382,10 +479,13 @@ def load_topology_text(text: str, file: str = "<topology>", base: Topology | Non
         if name in hosts:
             raise TopologyError.at(marks.key(("hosts", name)), f"host {name!r} already exists")
         nameserver = spec.get("nameserver")
-        hosts[name] = Host(name, description=spec.get("description", ""), forwarding=spec.get("forwarding", False),
-                           trust_lab_ca=spec.get("trust_lab_ca", False),
-                           nameserver=parse("address", nameserver, ("hosts", name, "nameserver"))
-                           if nameserver else None)
+        hosts[name] = Host(
+            name,
+            description=spec.get("description", ""),
+            forwarding=spec.get("forwarding", False),
+            trust_lab_ca=spec.get("trust_lab_ca", False),
+            nameserver=parse("address", nameserver, ("hosts", name, "nameserver")) if nameserver else None,
+        )
         extra_ifaces[name] = []
     links = list(base.links)
     for index, raw in enumerate(data.get("links") or []):
@@ -394,10 +494,12 @@ def load_topology_text(text: str, file: str = "<topology>", base: Topology | Non
             path = ("links", index, "ends", side)
             host_name, ifname = end["host"], end["ifname"]
             if host_name not in hosts:
-                raise TopologyError.at(marks.value(path + ("host",)), f"unknown host {host_name!r} "
-                                       f"(hosts: {', '.join(hosts)})")
-            addrs = tuple(parse("interface", a, path + ("addresses", i))
-                          for i, a in enumerate(end.get("addresses") or []))
+                raise TopologyError.at(
+                    marks.value(path + ("host",)), f"unknown host {host_name!r} (hosts: {', '.join(hosts)})"
+                )
+            addrs = tuple(
+                parse("interface", a, path + ("addresses", i)) for i, a in enumerate(end.get("addresses") or [])
+            )
             for i, addr in enumerate(addrs):
                 where[("addr", host_name, ifname, str(addr))] = marks.value(path + ("addresses", i))
             where[("iface", host_name, ifname)] = marks.value(path + ("ifname",))
@@ -413,8 +515,10 @@ def load_topology_text(text: str, file: str = "<topology>", base: Topology | Non
             raise TopologyError.at(marks.value(path + ("host",)), f"unknown host {host_name!r}")
         known = [i.name for i in hosts[host_name].interfaces] + [i.name for i in extra_ifaces[host_name]]
         if ifname not in known:
-            raise TopologyError.at(marks.value(path + ("ifname",)),
-                                   f"host {host_name!r} has no interface {ifname!r} (has: {', '.join(known)})")
+            raise TopologyError.at(
+                marks.value(path + ("ifname",)),
+                f"host {host_name!r} has no interface {ifname!r} (has: {', '.join(known)})",
+            )
         for i, text_ in enumerate(raw["addresses"]):
             addr = parse("interface", text_, path + ("addresses", i))
             where[("addr", host_name, ifname, str(addr))] = marks.value(path + ("addresses", i))
@@ -434,14 +538,26 @@ def load_topology_text(text: str, file: str = "<topology>", base: Topology | Non
         more_routes.setdefault(host_name, []).append(Route(to, via))
     built = []
     for name, host in hosts.items():
-        ifaces = [Interface(i.name, i.addresses + tuple(more_addrs.get((name, i.name), ())))
-                  for i in (*host.interfaces, *extra_ifaces[name])]
-        built.append(Host(host.name, tuple(ifaces), host.routes + tuple(more_routes.get(name, ())),
-                          host.forwarding, host.nameserver, host.trust_lab_ca, host.description))
+        ifaces = [
+            Interface(i.name, i.addresses + tuple(more_addrs.get((name, i.name), ())))
+            for i in (*host.interfaces, *extra_ifaces[name])
+        ]
+        built.append(
+            Host(
+                host.name,
+                tuple(ifaces),
+                host.routes + tuple(more_routes.get(name, ())),
+                host.forwarding,
+                host.nameserver,
+                host.trust_lab_ca,
+                host.description,
+            )
+        )
     return check(Topology(tuple(built), tuple(links), source=file), where, file)
 
 
 # ------------------------------------------------------------------------------------------------ create
+
 
 def create(topology: Topology) -> None:
     """Build ``topology``: namespaces, veth pairs (created directly inside their namespaces, so no lab
@@ -456,10 +572,29 @@ def create(topology: Topology) -> None:
     # Distinct ifindexes for the two ends: the kernel only handles a veth's carrier change at once
     # ("urgent" in net/core/link_watch.c) when ifindex != iflink, i.e. the peer's ifindex; equal ones
     # (likely, each namespace counts from 2) delay it by up to a second, and IPv6 ignores the link till then.
-    system.ip_batch([["link", "add", link.a[1], "index", str(FIRST_IFINDEX + 2 * i), "netns", ns[link.a[0]],
-                      "type", "veth", "peer", "name", link.b[1], "index", str(FIRST_IFINDEX + 2 * i + 1),
-                      "netns", ns[link.b[0]]]
-                     for i, link in enumerate(topology.links)])
+    system.ip_batch(
+        [
+            [
+                "link",
+                "add",
+                link.a[1],
+                "index",
+                str(FIRST_IFINDEX + 2 * i),
+                "netns",
+                ns[link.a[0]],
+                "type",
+                "veth",
+                "peer",
+                "name",
+                link.b[1],
+                "index",
+                str(FIRST_IFINDEX + 2 * i + 1),
+                "netns",
+                ns[link.b[0]],
+            ]
+            for i, link in enumerate(topology.links)
+        ]
+    )
     if system.which("ethtool") is not None:
         disable_offloads(topology)
     for host in topology.hosts:
@@ -471,8 +606,10 @@ def create(topology: Topology) -> None:
             commands.append(["link", "set", iface.name, "up", "alias", LINK_ALIAS])
         system.ip_batch(commands, host.namespace)
     for host in topology.hosts:
-        system.ip_batch([["route", "add", "default" if r.to.prefixlen == 0 else str(r.to), "via", str(r.via)]
-                         for r in host.routes], host.namespace)
+        system.ip_batch(
+            [["route", "add", "default" if r.to.prefixlen == 0 else str(r.to), "via", str(r.via)] for r in host.routes],
+            host.namespace,
+        )
     wait_links_up(topology)
     for host in topology.hosts:
         if host.nameserver is not None:
@@ -491,8 +628,12 @@ def disable_offloads(topology: Topology) -> None:
 
 def offloads(netns: str, iface: str) -> dict[str, bool]:
     """The :data:`OFFLOADS_OFF` features of one interface as ``ethtool -k`` reports them (True: on)."""
-    names = {"tso": "tcp-segmentation-offload", "gso": "generic-segmentation-offload",
-             "gro": "generic-receive-offload", "tx-udp-segmentation": "tx-udp-segmentation"}
+    names = {
+        "tso": "tcp-segmentation-offload",
+        "gso": "generic-segmentation-offload",
+        "gro": "generic-receive-offload",
+        "tx-udp-segmentation": "tx-udp-segmentation",
+    }
     text = system.run(["ethtool", "-k", iface], netns=netns).stdout.decode()
     shown = dict(line.strip().split(": ", 1) for line in text.splitlines() if ": " in line)
     return {short: shown.get(long, "").split(" ")[0] == "on" for short, long in names.items()}
@@ -503,9 +644,12 @@ def wait_links_up(topology: Topology, timeout: float = 3.0) -> None:
     ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
-        down = [f"{host.namespace}/{link['ifname']}" for host in topology.hosts
-                for link in system.ip_json(["link", "show"], host.namespace)
-                if link["ifname"] in {i.name for i in host.interfaces} and link.get("operstate") != "UP"]
+        down = [
+            f"{host.namespace}/{link['ifname']}"
+            for host in topology.hosts
+            for link in system.ip_json(["link", "show"], host.namespace)
+            if link["ifname"] in {i.name for i in host.interfaces} and link.get("operstate") != "UP"
+        ]
         if not down:
             return
         if time.monotonic() >= deadline:
@@ -564,20 +708,59 @@ class KernelCheck:
 def _probe_nft_ruleset() -> dict[str, Any]:
     """A table like the censor's: a residual set with per-element timeouts and a rule that resets on it."""
     table = {"family": "inet", "table": "cpkprobe"}
-    concat = [{"payload": {"protocol": "ip", "field": "saddr"}}, {"payload": {"protocol": "ip", "field": "daddr"}},
-              {"payload": {"protocol": "tcp", "field": "dport"}}]
-    return {"nftables": [
-        {"add": {"table": {"family": "inet", "name": "cpkprobe"}}},
-        {"add": {"set": {**table, "name": "r4", "type": ["ipv4_addr", "ipv4_addr", "inet_service"],
-                         "flags": ["timeout"]}}},
-        {"add": {"element": {**table, "name": "r4",
-                             "elem": [{"elem": {"val": {"concat": ["198.18.0.2", "198.19.0.2", 443]},
-                                                "timeout": 2}}]}}},
-        {"add": {"chain": {**table, "name": "fwd", "type": "filter", "hook": "forward", "prio": 0,
-                           "policy": "accept"}}},
-        {"add": {"rule": {**table, "chain": "fwd", "expr": [
-            {"match": {"op": "==", "left": {"concat": concat}, "right": "@r4"}}, {"reject": {"type": "tcp reset"}}]}}},
-    ]}
+    concat = [
+        {"payload": {"protocol": "ip", "field": "saddr"}},
+        {"payload": {"protocol": "ip", "field": "daddr"}},
+        {"payload": {"protocol": "tcp", "field": "dport"}},
+    ]
+    return {
+        "nftables": [
+            {"add": {"table": {"family": "inet", "name": "cpkprobe"}}},
+            {
+                "add": {
+                    "set": {
+                        **table,
+                        "name": "r4",
+                        "type": ["ipv4_addr", "ipv4_addr", "inet_service"],
+                        "flags": ["timeout"],
+                    }
+                }
+            },
+            {
+                "add": {
+                    "element": {
+                        **table,
+                        "name": "r4",
+                        "elem": [{"elem": {"val": {"concat": ["198.18.0.2", "198.19.0.2", 443]}, "timeout": 2}}],
+                    }
+                }
+            },
+            {
+                "add": {
+                    "chain": {
+                        **table,
+                        "name": "fwd",
+                        "type": "filter",
+                        "hook": "forward",
+                        "prio": 0,
+                        "policy": "accept",
+                    }
+                }
+            },
+            {
+                "add": {
+                    "rule": {
+                        **table,
+                        "chain": "fwd",
+                        "expr": [
+                            {"match": {"op": "==", "left": {"concat": concat}, "right": "@r4"}},
+                            {"reject": {"type": "tcp reset"}},
+                        ],
+                    }
+                }
+            },
+        ]
+    }
 
 
 def check_kernel() -> KernelCheck:
@@ -587,8 +770,11 @@ def check_kernel() -> KernelCheck:
     optionally tc ``tbf`` (throttle) and ``netem`` (delay). No modprobe: the kernel loads what it can."""
     if os.geteuid() != 0:
         return KernelCheck(missing=("root (the lab creates network namespaces; run it as root)",))
-    missing = [f"the `{tool}` command (Debian package {system.TOOL_PACKAGES.get(tool, tool)})"
-               for tool in REQUIRED_TOOLS if system.which(tool) is None]
+    missing = [
+        f"the `{tool}` command (Debian package {system.TOOL_PACKAGES.get(tool, tool)})"
+        for tool in REQUIRED_TOOLS
+        if system.which(tool) is None
+    ]
     if "ip" in " ".join(missing):
         return KernelCheck(missing=tuple(missing))
     probe = f"{PREFIX}probe-{os.getpid()}"
@@ -606,39 +792,108 @@ def check_kernel() -> KernelCheck:
     if not attempt("network namespaces", missing, system.ip, ["netns", "add", probe]):
         return KernelCheck(missing=tuple(missing))
     try:
-        if attempt("veth pairs (CONFIG_VETH)", missing, system.ip,
-                   ["link", "add", "cpkp0", "type", "veth", "peer", "name", "cpkp1"], probe):
-            attempt("bringing links up", missing, system.ip_batch,
-                    [["link", "set", "cpkp0", "up"], ["link", "set", "cpkp1", "up"]], probe)
-            attempt("tc tbf qdisc (needed by throttle)", degraded, system.tc,
-                    ["qdisc", "add", "dev", "cpkp0", "root", "tbf", "rate", "150kbit", "burst", "1600",
-                     "latency", "50ms"], probe)
-            attempt("tc netem qdisc (CONFIG_NET_SCH_NETEM; kernel-side delay)", degraded, system.tc,
-                    ["qdisc", "add", "dev", "cpkp1", "root", "netem", "delay", "1ms"], probe)
+        if attempt(
+            "veth pairs (CONFIG_VETH)",
+            missing,
+            system.ip,
+            ["link", "add", "cpkp0", "type", "veth", "peer", "name", "cpkp1"],
+            probe,
+        ):
+            attempt(
+                "bringing links up",
+                missing,
+                system.ip_batch,
+                [["link", "set", "cpkp0", "up"], ["link", "set", "cpkp1", "up"]],
+                probe,
+            )
+            attempt(
+                "tc tbf qdisc (needed by throttle)",
+                degraded,
+                system.tc,
+                ["qdisc", "add", "dev", "cpkp0", "root", "tbf", "rate", "150kbit", "burst", "1600", "latency", "50ms"],
+                probe,
+            )
+            attempt(
+                "tc netem qdisc (CONFIG_NET_SCH_NETEM; kernel-side delay)",
+                degraded,
+                system.tc,
+                ["qdisc", "add", "dev", "cpkp1", "root", "netem", "delay", "1ms"],
+                probe,
+            )
             if system.which("ethtool") is None:
-                degraded.append("the `ethtool` command (Debian package ethtool): segmentation offloads stay on, "
-                                "so a throttled flow gets up to ~64 kB more burst than its burst_bytes")
+                degraded.append(
+                    "the `ethtool` command (Debian package ethtool): segmentation offloads stay on, "
+                    "so a throttled flow gets up to ~64 kB more burst than its burst_bytes"
+                )
             else:
-                attempt("turning veth offloads off (ethtool -K; throttle burst accuracy)", degraded, system.run,
-                        ["ethtool", "-K", "cpkp0", *[w for f in OFFLOADS_OFF for w in (f, "off")]], netns=probe)
-        attempt("IPv4/IPv6 forwarding sysctls", missing, system.sysctl,
-                FORWARDING, probe)
-        attempt("nf_tables sets with timeouts and reject (CONFIG_NF_TABLES, NFT_SET_HASH, NFT_REJECT)", missing,
-                system.nft, _probe_nft_ruleset(), probe)
+                attempt(
+                    "turning veth offloads off (ethtool -K; throttle burst accuracy)",
+                    degraded,
+                    system.run,
+                    ["ethtool", "-K", "cpkp0", *[w for f in OFFLOADS_OFF for w in (f, "off")]],
+                    netns=probe,
+                )
+        attempt("IPv4/IPv6 forwarding sysctls", missing, system.sysctl, FORWARDING, probe)
+        attempt(
+            "nf_tables sets with timeouts and reject (CONFIG_NF_TABLES, NFT_SET_HASH, NFT_REJECT)",
+            missing,
+            system.nft,
+            _probe_nft_ruleset(),
+            probe,
+        )
         for v6 in (False, True):
             name = "ip6tables" if v6 else "iptables"
-            attempt(f"{name} NFQUEUE target with --queue-bypass and connmark (xt_NFQUEUE, xt_connmark)", missing,
-                    system.iptables, ["-t", "mangle", "-A", "FORWARD", "-m", "connmark", "--mark", "0x1/0x3",
-                                      "-j", "NFQUEUE", "--queue-num", "0", "--queue-bypass"], probe, v6)
-            attempt(f"{name} CONNMARK target", missing, system.iptables,
-                    ["-t", "filter", "-A", "FORWARD", "-m", "mark", "--mark", "0x1/0x3", "-j", "CONNMARK",
-                     "--save-mark", "--mask", "0x3"], probe, v6)
+            attempt(
+                f"{name} NFQUEUE target with --queue-bypass and connmark (xt_NFQUEUE, xt_connmark)",
+                missing,
+                system.iptables,
+                [
+                    "-t",
+                    "mangle",
+                    "-A",
+                    "FORWARD",
+                    "-m",
+                    "connmark",
+                    "--mark",
+                    "0x1/0x3",
+                    "-j",
+                    "NFQUEUE",
+                    "--queue-num",
+                    "0",
+                    "--queue-bypass",
+                ],
+                probe,
+                v6,
+            )
+            attempt(
+                f"{name} CONNMARK target",
+                missing,
+                system.iptables,
+                [
+                    "-t",
+                    "filter",
+                    "-A",
+                    "FORWARD",
+                    "-m",
+                    "mark",
+                    "--mark",
+                    "0x1/0x3",
+                    "-j",
+                    "CONNMARK",
+                    "--save-mark",
+                    "--mask",
+                    "0x3",
+                ],
+                probe,
+                v6,
+            )
     finally:
         system.run(["ip", "netns", "delete", probe], check=False)
     return KernelCheck(missing=tuple(missing), degraded=tuple(degraded))
 
 
 # ----------------------------------------------------------------------------------------------- destroy
+
 
 @dataclass(slots=True)
 class Teardown:
@@ -690,8 +945,9 @@ def _wait_gone(pids: list[int], seconds: float) -> list[int]:
     return pids
 
 
-def destroy(namespaces: Iterable[str] | None = None, *, extra_pids: Iterable[int] = (),
-            keep: Iterable[str] = ()) -> Teardown:
+def destroy(
+    namespaces: Iterable[str] | None = None, *, extra_pids: Iterable[int] = (), keep: Iterable[str] = ()
+) -> Teardown:
     """Remove the lab, whatever is left of it; never raises for parts already gone.
 
     ``namespaces``: the ones to remove (default: every ``cpk-*``). Processes inside them (``ip netns pids``)
@@ -736,9 +992,13 @@ def destroy(namespaces: Iterable[str] | None = None, *, extra_pids: Iterable[int
                     report.errors.append(f"veth {link['ifname']}: {gone.stderr.decode(errors='replace').strip()}")
     except system.CommandError as exc:
         report.errors.append(f"cannot list host veths: {exc}")
-    etc_dirs = ([ETC_NETNS / name for name in selected] if namespaces is not None
-                else sorted(p for p in ETC_NETNS.glob(PREFIX + "*") if p.name not in spared)
-                if ETC_NETNS.is_dir() else [])
+    etc_dirs = (
+        [ETC_NETNS / name for name in selected]
+        if namespaces is not None
+        else sorted(p for p in ETC_NETNS.glob(PREFIX + "*") if p.name not in spared)
+        if ETC_NETNS.is_dir()
+        else []
+    )
     for path in etc_dirs:
         if path.exists() or path.is_symlink():
             try:
@@ -754,8 +1014,36 @@ def destroy(namespaces: Iterable[str] | None = None, *, extra_pids: Iterable[int
     return report
 
 
-__all__ = ["CONTROL_DNS_V4", "DNS_V4", "DNS_V6", "ETC_NETNS", "Host", "Interface", "KernelCheck", "LAB_RANGES",
-           "LINK_ALIAS", "Link", "LinkNotUp", "OFFLOADS_OFF", "PREFIX", "Route", "SITE_V4", "SITE_V6", "Teardown",
-           "Topology", "TopologyError", "check", "check_kernel", "create", "default_topology", "destroy",
-           "disable_offloads", "install_ca", "lab_namespaces", "load_topology_file", "load_topology_text",
-           "offloads", "wait_links_up"]
+__all__ = [
+    "CONTROL_DNS_V4",
+    "DNS_V4",
+    "DNS_V6",
+    "ETC_NETNS",
+    "Host",
+    "Interface",
+    "KernelCheck",
+    "LAB_RANGES",
+    "LINK_ALIAS",
+    "Link",
+    "LinkNotUp",
+    "OFFLOADS_OFF",
+    "PREFIX",
+    "Route",
+    "SITE_V4",
+    "SITE_V6",
+    "Teardown",
+    "Topology",
+    "TopologyError",
+    "check",
+    "check_kernel",
+    "create",
+    "default_topology",
+    "destroy",
+    "disable_offloads",
+    "install_ca",
+    "lab_namespaces",
+    "load_topology_file",
+    "load_topology_text",
+    "offloads",
+    "wait_links_up",
+]

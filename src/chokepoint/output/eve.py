@@ -9,7 +9,7 @@ the flow; Chokepoint's own decision is under ``chokepoint``.
 from __future__ import annotations
 
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from chokepoint.flow.flow import C2S, S2C, Flow
@@ -19,7 +19,7 @@ PROTO_NAMES = {6: "TCP", 17: "UDP", 1: "ICMP", 58: "IPv6-ICMP", 47: "GRE", 50: "
 
 def eve_timestamp(ts: float) -> str:
     """Suricata's form: 2009-11-24T21:27:09.534255+0000."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+0000")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+0000")
 
 
 def flow_id(flow: Flow) -> int:
@@ -88,8 +88,11 @@ def chokepoint_object(flow: Flow, profile: str) -> dict[str, Any]:
         out["openvpn_evidence"] = facts.openvpn
     if facts.malformed:
         out["malformed"] = dict(facts.malformed)
-    out["inspected"] = {"pkts": list(flow.inspected_pkts), "bytes": list(flow.inspected_bytes),
-                        "budget_spent": not flow.inspecting and flow.verdict is None}
+    out["inspected"] = {
+        "pkts": list(flow.inspected_pkts),
+        "bytes": list(flow.inspected_bytes),
+        "budget_spent": not flow.inspecting and flow.verdict is None,
+    }
     return out
 
 
@@ -104,14 +107,19 @@ def _dns(facts) -> dict | None:
         out["rrname"] = first.qname
         out["rrtype"] = _rrtype(first.qtype)
     out["queries"] = [{"id": m.id, "rrname": m.qname, "rrtype": _rrtype(m.qtype)} for m in queries if m.questions]
-    out["responses"] = [{"id": m.id, "rrname": m.qname, "rrtype": _rrtype(m.qtype), "rcode": _rcode(m.rcode)}
-                        for m in answers if m.questions]
+    out["responses"] = [
+        {"id": m.id, "rrname": m.qname, "rrtype": _rrtype(m.qtype), "rcode": _rcode(m.rcode)}
+        for m in answers
+        if m.questions
+    ]
     if answers:
         a = answers[0]
         out["rcode"] = _rcode(a.rcode)
         out["flags"] = f"{a.flags:04x}"
-        out["answers"] = [{"rrname": r.name.rstrip(".").lower(), "rrtype": _rrtype(r.rtype), "ttl": r.ttl,
-                           "rdata": r.value} for r in a.answers]
+        out["answers"] = [
+            {"rrname": r.name.rstrip(".").lower(), "rrtype": _rrtype(r.rtype), "ttl": r.ttl, "rdata": r.value}
+            for r in a.answers
+        ]
     return out
 
 
@@ -119,8 +127,7 @@ def _http(facts) -> dict | None:
     req = facts.http
     if req is None:
         return None
-    out: dict[str, Any] = {"hostname": req.host, "url": req.target, "http_method": req.method,
-                           "protocol": req.version}
+    out: dict[str, Any] = {"hostname": req.host, "url": req.target, "http_method": req.method, "protocol": req.version}
     if req.user_agent:
         out["http_user_agent"] = req.user_agent
     if req.port:
@@ -185,11 +192,23 @@ def _socks(facts) -> dict | None:
     return {"version": s.version, "command": s.command, "dest_host": s.dst_host, "dest_port": s.dst_port}
 
 
-_PROTOCOL_OBJECTS = (("dns", _dns), ("http", _http), ("tls", _tls), ("quic", _quic), ("ssh", _ssh),
-                     ("socks", _socks))
+_PROTOCOL_OBJECTS = (("dns", _dns), ("http", _http), ("tls", _tls), ("quic", _quic), ("ssh", _ssh), ("socks", _socks))
 
-_RRTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV",
-            41: "OPT", 64: "SVCB", 65: "HTTPS", 255: "ANY"}
+_RRTYPES = {
+    1: "A",
+    2: "NS",
+    5: "CNAME",
+    6: "SOA",
+    12: "PTR",
+    15: "MX",
+    16: "TXT",
+    28: "AAAA",
+    33: "SRV",
+    41: "OPT",
+    64: "SVCB",
+    65: "HTTPS",
+    255: "ANY",
+}
 _RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
 
@@ -202,5 +221,6 @@ def _rcode(value: int) -> str:
 
 
 def _tls_version(v: int) -> str:
-    return {0x0300: "SSLv3", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2",
-            0x0304: "TLS 1.3"}.get(v, f"0x{v:04x}")
+    return {0x0300: "SSLv3", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}.get(
+        v, f"0x{v:04x}"
+    )

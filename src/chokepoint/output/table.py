@@ -34,6 +34,7 @@ def endpoint(ip: str, port: int | None) -> str:
 
 def flows_table(records: list[dict[str, Any]], *, limit: int | None, show_allowed: bool) -> tuple[Table, int]:
     """Blocked/logged flows first, then allowed ones if asked; returns the table and rows left out."""
+
     def interesting(r):
         cp = r["chokepoint"]
         return cp["verdict"] != "allow" or cp.get("logs")
@@ -61,14 +62,17 @@ def flows_table(records: list[dict[str, Any]], *, limit: int | None, show_allowe
         evidence = cp.get("evidence") or []
         if verdict == "allow" and cp.get("logs"):
             log = cp["logs"][0]
-            verdict, rule, reason, evidence = (log.get("verdict", "log"), log["rule"], log["reason"],
-                                               log.get("evidence") or [])
+            verdict, rule, reason, evidence = (
+                log.get("verdict", "log"),
+                log["rule"],
+                log["reason"],
+                log.get("evidence") or [],
+            )
         if evidence:
             evidence = sorted(evidence, key=lambda e: e["field"] in _CONTEXT_FIELDS)  # the telling fact first
             reason = "; ".join(f"{e['field']}={_short(e['value'])} ~ {_short(e['matched'])}" for e in evidence[:2])
         style = _STYLE.get(verdict, "bold red")
-        flow = (f"{r['proto']} {endpoint(r['src_ip'], r.get('src_port'))} → "
-                f"{endpoint(r['dest_ip'], r.get('dest_port'))}")
+        flow = f"{r['proto']} {endpoint(r['src_ip'], r.get('src_port'))} → {endpoint(r['dest_ip'], r.get('dest_port'))}"
         table.add_row(str(i), flow, r["app_proto"], flow_name(r), f"[{style}]{verdict}[/]", rule, reason)
     return table, hidden
 
@@ -85,10 +89,13 @@ def summary_table(results, records: list[dict[str, Any]]) -> Table:
     table.add_row("flows", str(len(records)))
     by_app = Counter(r["app_proto"] for r in records)
     table.add_row("flows by app_proto", ", ".join(f"{k} {v}" for k, v in by_app.most_common()))
-    by_rule = Counter(f"{r['chokepoint']['verdict']} by {r['chokepoint']['rule']}" for r in records
-                      if r["chokepoint"]["verdict"] != "allow")
+    by_rule = Counter(
+        f"{r['chokepoint']['verdict']} by {r['chokepoint']['rule']}"
+        for r in records
+        if r["chokepoint"]["verdict"] != "allow"
+    )
     table.add_row("verdicts by rule", ", ".join(f"{k}: {v}" for k, v in by_rule.most_common()) or "none")
-    logs = Counter(l["rule"] for r in records for l in r["chokepoint"].get("logs", []))
+    logs = Counter(log["rule"] for r in records for log in r["chokepoint"].get("logs", []))
     if logs:
         table.add_row("logged by rule", ", ".join(f"{k}: {v}" for k, v in logs.most_common()))
     malformed = Counter()

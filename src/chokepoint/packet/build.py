@@ -45,8 +45,17 @@ def pseudo_header(src: bytes, dst: bytes, proto: int, length: int) -> bytes:
 
 
 def tcp(
-    src: str | bytes, dst: str | bytes, sport: int, dport: int, seq: int, ack: int, flags: int,
-    payload: bytes = b"", window: int = 65535, options: bytes = b"", urgent: int = 0,
+    src: str | bytes,
+    dst: str | bytes,
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    payload: bytes = b"",
+    window: int = 65535,
+    options: bytes = b"",
+    urgent: int = 0,
 ) -> bytes:
     """A TCP segment with its checksum over the IPv4/IPv6 pseudo-header; options are padded with EOL.
     ``flags`` may use bits 8-11 (AE and the reserved bits, ``record.AE``/``record.RESERVED``): they go to the
@@ -58,10 +67,21 @@ def tcp(
         raise ValueError("TCP options longer than 40 bytes")
     if not 0 <= flags <= 0xFFF:
         raise ValueError(f"TCP flags 0x{flags:x} do not fit in 12 bits")
-    header = struct.pack(
-        "!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, (header_len // 4) << 4 | flags >> 8,
-        flags & 0xFF, window, 0, urgent,
-    ) + options
+    header = (
+        struct.pack(
+            "!HHIIBBHHH",
+            sport,
+            dport,
+            seq & 0xFFFFFFFF,
+            ack & 0xFFFFFFFF,
+            (header_len // 4) << 4 | flags >> 8,
+            flags & 0xFF,
+            window,
+            0,
+            urgent,
+        )
+        + options
+    )
     segment = header + payload
     csum = checksum(pseudo_header(src_b, dst_b, TCP, len(segment)) + segment)
     return segment[:16] + struct.pack("!H", csum) + segment[18:]
@@ -75,8 +95,14 @@ def udp(src: str | bytes, dst: str | bytes, sport: int, dport: int, payload: byt
     return datagram[:6] + struct.pack("!H", csum) + datagram[8:]
 
 
-def icmp(type_: int, code: int, rest: bytes = b"\0\0\0\0", body: bytes = b"",
-         src: str | bytes | None = None, dst: str | bytes | None = None) -> bytes:
+def icmp(
+    type_: int,
+    code: int,
+    rest: bytes = b"\0\0\0\0",
+    body: bytes = b"",
+    src: str | bytes | None = None,
+    dst: str | bytes | None = None,
+) -> bytes:
     """An ICMP message (ICMPv6 when ``src``/``dst`` are given and IPv6: its checksum covers a pseudo-header)."""
     message = struct.pack("!BBH", type_, code, 0) + rest + body
     prefix = b""
@@ -87,8 +113,17 @@ def icmp(type_: int, code: int, rest: bytes = b"\0\0\0\0", body: bytes = b"",
 
 
 def ipv4(
-    src: str | bytes, dst: str | bytes, proto: int, payload: bytes, ttl: int = 64, ip_id: int = 0,
-    df: bool = False, options: bytes = b"", tos: int = 0, more_fragments: bool = False, frag_offset: int = 0,
+    src: str | bytes,
+    dst: str | bytes,
+    proto: int,
+    payload: bytes,
+    ttl: int = 64,
+    ip_id: int = 0,
+    df: bool = False,
+    options: bytes = b"",
+    tos: int = 0,
+    more_fragments: bool = False,
+    frag_offset: int = 0,
 ) -> bytes:
     """An IPv4 packet with a valid header checksum; ``options`` are padded with EOL; offset in bytes."""
     if frag_offset % 8:
@@ -98,23 +133,52 @@ def ipv4(
     if header_len > 60:
         raise ValueError("IPv4 options longer than 40 bytes")
     flags = (0x4000 if df else 0) | (0x2000 if more_fragments else 0) | (frag_offset // 8)
-    header = struct.pack(
-        "!BBHHHBBH4s4s", 0x40 | header_len // 4, tos, header_len + len(payload), ip_id, flags, ttl, proto,
-        0, address(src), address(dst),
-    ) + options
+    header = (
+        struct.pack(
+            "!BBHHHBBH4s4s",
+            0x40 | header_len // 4,
+            tos,
+            header_len + len(payload),
+            ip_id,
+            flags,
+            ttl,
+            proto,
+            0,
+            address(src),
+            address(dst),
+        )
+        + options
+    )
     return header[:10] + struct.pack("!H", checksum(header)) + header[12:] + payload
 
 
-def ipv6(src: str | bytes, dst: str | bytes, next_header: int, payload: bytes, hop_limit: int = 64,
-         traffic_class: int = 0, flow_label: int = 0) -> bytes:
+def ipv6(
+    src: str | bytes,
+    dst: str | bytes,
+    next_header: int,
+    payload: bytes,
+    hop_limit: int = 64,
+    traffic_class: int = 0,
+    flow_label: int = 0,
+) -> bytes:
     """An IPv6 packet; ``payload`` starts with the header ``next_header`` names (extension or upper layer)."""
     first = (6 << 28) | (traffic_class << 20) | flow_label
     return struct.pack("!IHBB", first, len(payload), next_header, hop_limit) + address(src) + address(dst) + payload
 
 
 def ipv4_tcp(
-    src: str | bytes, dst: str | bytes, sport: int, dport: int, seq: int, ack: int, flags: int,
-    payload: bytes = b"", ttl: int = 64, ip_id: int = 0, df: bool = True, window: int = 65535,
+    src: str | bytes,
+    dst: str | bytes,
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    payload: bytes = b"",
+    ttl: int = 64,
+    ip_id: int = 0,
+    df: bool = True,
+    window: int = 65535,
     options: bytes = b"",
 ) -> bytes:
     """An IPv4 packet carrying one TCP segment (``options`` are TCP options)."""
@@ -123,23 +187,43 @@ def ipv4_tcp(
 
 
 def ipv4_udp(
-    src: str | bytes, dst: str | bytes, sport: int, dport: int, payload: bytes = b"", ttl: int = 64,
-    ip_id: int = 0, df: bool = False,
+    src: str | bytes,
+    dst: str | bytes,
+    sport: int,
+    dport: int,
+    payload: bytes = b"",
+    ttl: int = 64,
+    ip_id: int = 0,
+    df: bool = False,
 ) -> bytes:
     """An IPv4 packet carrying one UDP datagram."""
     return ipv4(src, dst, UDP, udp(src, dst, sport, dport, payload), ttl=ttl, ip_id=ip_id, df=df)
 
 
 def ipv6_tcp(
-    src: str | bytes, dst: str | bytes, sport: int, dport: int, seq: int, ack: int, flags: int,
-    payload: bytes = b"", hop_limit: int = 64, window: int = 65535, options: bytes = b"",
+    src: str | bytes,
+    dst: str | bytes,
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    payload: bytes = b"",
+    hop_limit: int = 64,
+    window: int = 65535,
+    options: bytes = b"",
 ) -> bytes:
     """An IPv6 packet carrying one TCP segment."""
     return ipv6(src, dst, TCP, tcp(src, dst, sport, dport, seq, ack, flags, payload, window, options), hop_limit)
 
 
 def ipv6_udp(
-    src: str | bytes, dst: str | bytes, sport: int, dport: int, payload: bytes = b"", hop_limit: int = 64,
+    src: str | bytes,
+    dst: str | bytes,
+    sport: int,
+    dport: int,
+    payload: bytes = b"",
+    hop_limit: int = 64,
 ) -> bytes:
     """An IPv6 packet carrying one UDP datagram."""
     return ipv6(src, dst, UDP, udp(src, dst, sport, dport, payload), hop_limit)
@@ -156,7 +240,10 @@ def ip_ethertype(ip_packet: bytes) -> int:
 
 
 def ethernet(
-    payload: bytes, ethertype: int | None = None, src: bytes = CLIENT_MAC, dst: bytes = SERVER_MAC,
+    payload: bytes,
+    ethertype: int | None = None,
+    src: bytes = CLIENT_MAC,
+    dst: bytes = SERVER_MAC,
     vlans: Sequence[tuple[int, int]] = (),
 ) -> bytes:
     """An Ethernet II frame; ``ethertype`` defaults from the IP version; ``vlans`` is (TPID, VLAN id) outer
@@ -177,7 +264,10 @@ def pppoe_session(ip_packet: bytes, session_id: int = 1) -> bytes:
 
 
 def linux_sll(
-    payload: bytes, protocol: int | None = None, packet_type: int = 0, arphrd: int = 1,
+    payload: bytes,
+    protocol: int | None = None,
+    packet_type: int = 0,
+    arphrd: int = 1,
     link_address: bytes = CLIENT_MAC,
 ) -> bytes:
     """A Linux cooked-mode (SLL, link type 113) header before ``payload`` (``arphrd`` 1 is Ethernet,
@@ -225,10 +315,20 @@ def fragment_ipv4(ip_packet: bytes, mtu: int) -> list[bytes]:
             raise ValueError(f"MTU {mtu} leaves no room for fragment data")
         chunk = data[pos : pos + room]
         last = pos + len(chunk) >= len(data)
-        fragments.append(ipv4(
-            src, dst, proto, chunk, ttl=ttl, ip_id=ip_id, options=opts, tos=tos,
-            more_fragments=more_after or not last, frag_offset=base_offset + pos,
-        ))
+        fragments.append(
+            ipv4(
+                src,
+                dst,
+                proto,
+                chunk,
+                ttl=ttl,
+                ip_id=ip_id,
+                options=opts,
+                tos=tos,
+                more_fragments=more_after or not last,
+                frag_offset=base_offset + pos,
+            )
+        )
         pos += len(chunk)
     return fragments
 
@@ -282,9 +382,18 @@ def fragment_ipv6(ip_packet: bytes, mtu: int, ident: int) -> list[bytes]:
 
 
 def tcp_conversation(
-    client: str, server: str, cport: int, sport: int, c2s_payloads: Sequence[bytes],
-    s2c_payloads: Sequence[bytes], start_ts: float, *, step: float = 0.001, client_isn: int = 1000,
-    server_isn: int = 5000, link: bool = False,
+    client: str,
+    server: str,
+    cport: int,
+    sport: int,
+    c2s_payloads: Sequence[bytes],
+    s2c_payloads: Sequence[bytes],
+    start_ts: float,
+    *,
+    step: float = 0.001,
+    client_isn: int = 1000,
+    server_isn: int = 5000,
+    link: bool = False,
 ) -> list[tuple[float, bytes]]:
     """A whole TCP connection: handshake, request/response turns with correct seq/ack (each data segment
     acknowledged by the peer), and a client-initiated FIN close. Turn i sends ``c2s_payloads[i]`` then
@@ -330,4 +439,3 @@ def tcp_conversation(
     s_seq += 1
     send(True, c_seq, s_seq, ACK)
     return out
-

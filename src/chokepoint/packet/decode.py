@@ -230,8 +230,20 @@ class Decoder:
                 ttl, df, header_len = done.head
                 payload = done.payload
                 return self._transport(
-                    frame, 4, src, dst, proto, ttl, ip_id, df, header_len + len(payload),
-                    payload, 0, len(payload), done.fragments, done.frame_len,
+                    frame,
+                    4,
+                    src,
+                    dst,
+                    proto,
+                    ttl,
+                    ip_id,
+                    df,
+                    header_len + len(payload),
+                    payload,
+                    0,
+                    len(payload),
+                    done.fragments,
+                    done.frame_len,
                 )
             if frag_offset:
                 self.counters["ip-fragment-non-first"] += 1
@@ -317,8 +329,15 @@ class Decoder:
         )
 
     def _ipv6_reassembled(
-        self, frame: Frame, src: bytes, dst: bytes, hop_limit: int, ident: int, nh: int,
-        unfragmentable: int, done: Reassembled,
+        self,
+        frame: Frame,
+        src: bytes,
+        dst: bytes,
+        hop_limit: int,
+        ident: int,
+        nh: int,
+        unfragmentable: int,
+        done: Reassembled,
     ) -> Packet | None:
         """Walk the extension headers inside a reassembled IPv6 fragmentable part, then the transport."""
         payload = done.payload
@@ -338,15 +357,40 @@ class Decoder:
             self.counters["ipv6-nested-fragment-header"] += 1
             return None
         return self._transport(
-            frame, 6, src, dst, nh, hop_limit, ident, False, unfragmentable + end,
-            payload, pos, end, done.fragments, done.frame_len,
+            frame,
+            6,
+            src,
+            dst,
+            nh,
+            hop_limit,
+            ident,
+            False,
+            unfragmentable + end,
+            payload,
+            pos,
+            end,
+            done.fragments,
+            done.frame_len,
         )
 
     # -- transport layer --------------------------------------------------------------------------------
 
     def _transport(
-        self, frame: Frame, version: int, src: bytes, dst: bytes, proto: int, ttl: int, ip_id: int,
-        df: bool, ip_len: int, data: bytes, pos: int, end: int, fragments: int, frame_len: int,
+        self,
+        frame: Frame,
+        version: int,
+        src: bytes,
+        dst: bytes,
+        proto: int,
+        ttl: int,
+        ip_id: int,
+        df: bool,
+        ip_len: int,
+        data: bytes,
+        pos: int,
+        end: int,
+        fragments: int,
+        frame_len: int,
     ) -> Packet | None:
         """Decode the transport header in ``data[pos:end]`` and build the Packet."""
         available = end - pos
@@ -362,10 +406,30 @@ class Decoder:
             if header_len > available:
                 self.counters["truncated-tcp-header"] += 1
                 return None
-            flags |= (data_offset & 0x0F) << 8   # AE and the reserved bits (record.AE, record.RESERVED)
+            flags |= (data_offset & 0x0F) << 8  # AE and the reserved bits (record.AE, record.RESERVED)
             return Packet(
-                frame.ts, version, src, dst, TCP, sport, dport, data[pos + header_len : end], ttl, ip_id,
-                df, ip_len, flags, seq, ack, window, header_len, -1, -1, frame_len, fragments, frame.index,
+                frame.ts,
+                version,
+                src,
+                dst,
+                TCP,
+                sport,
+                dport,
+                data[pos + header_len : end],
+                ttl,
+                ip_id,
+                df,
+                ip_len,
+                flags,
+                seq,
+                ack,
+                window,
+                header_len,
+                -1,
+                -1,
+                frame_len,
+                fragments,
+                frame.index,
             )
         if proto == UDP:
             if available < 8:
@@ -380,18 +444,78 @@ class Decoder:
             else:
                 stop = pos + length
             return Packet(
-                frame.ts, version, src, dst, UDP, sport, dport, data[pos + 8 : stop], ttl, ip_id, df,
-                ip_len, 0, 0, 0, 0, 0, -1, -1, frame_len, fragments, frame.index,
+                frame.ts,
+                version,
+                src,
+                dst,
+                UDP,
+                sport,
+                dport,
+                data[pos + 8 : stop],
+                ttl,
+                ip_id,
+                df,
+                ip_len,
+                0,
+                0,
+                0,
+                0,
+                0,
+                -1,
+                -1,
+                frame_len,
+                fragments,
+                frame.index,
             )
         if proto == ICMP or proto == ICMPV6:
             if available < 8:
                 self.counters["truncated-icmp-header"] += 1
                 return None
             return Packet(
-                frame.ts, version, src, dst, proto, 0, 0, data[pos + 8 : end], ttl, ip_id, df, ip_len,
-                0, 0, 0, 0, 0, data[pos], data[pos + 1], frame_len, fragments, frame.index,
+                frame.ts,
+                version,
+                src,
+                dst,
+                proto,
+                0,
+                0,
+                data[pos + 8 : end],
+                ttl,
+                ip_id,
+                df,
+                ip_len,
+                0,
+                0,
+                0,
+                0,
+                0,
+                data[pos],
+                data[pos + 1],
+                frame_len,
+                fragments,
+                frame.index,
             )
         return Packet(
-            frame.ts, version, src, dst, proto, 0, 0, data[pos:end], ttl, ip_id, df, ip_len,
-            0, 0, 0, 0, 0, -1, -1, frame_len, fragments, frame.index,
+            frame.ts,
+            version,
+            src,
+            dst,
+            proto,
+            0,
+            0,
+            data[pos:end],
+            ttl,
+            ip_id,
+            df,
+            ip_len,
+            0,
+            0,
+            0,
+            0,
+            0,
+            -1,
+            -1,
+            frame_len,
+            fragments,
+            frame.index,
         )

@@ -216,8 +216,13 @@ class PcapngReader(CaptureReader):
                         linktype, _snaplen, units, tsoffset = self.interfaces[iface]
                         index += 1
                         self.frames_read = index
-                        yield Frame(((ts_high << 32) | ts_low) / units + tsoffset, linktype,
-                                    body[20 : 20 + caplen], orig_len, index)
+                        yield Frame(
+                            ((ts_high << 32) | ts_low) / units + tsoffset,
+                            linktype,
+                            body[20 : 20 + caplen],
+                            orig_len,
+                            index,
+                        )
                         offset += total
                         continue
                 if btype == _EPB or btype == _PB or btype == _SPB:

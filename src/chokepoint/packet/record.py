@@ -63,4 +63,4 @@ class Packet:
     icmp_code: int = -1
     frame_len: int = 0
     reassembled_from: int = 1  # >1 when built from IPv4/IPv6 fragments
-    index: int = 0             # 1-based position in the capture
+    index: int = 0  # 1-based position in the capture

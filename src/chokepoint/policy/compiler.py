@@ -26,7 +26,7 @@ import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any
 
 from chokepoint.policy import values
 from chokepoint.policy.conditions import AllOf, Atom, Condition, Not, atoms
@@ -34,8 +34,20 @@ from chokepoint.policy.errors import PolicyError, SourcePos
 from chokepoint.policy.fields import ANCHOR_RANK, FIELDS, LIST_KINDS, FieldSpec, Kind, format_value, read_values
 from chokepoint.policy.input import MatchInput
 from chokepoint.policy.lists import ListDef
-from chokepoint.policy.matchers import (CASELESS, DOTALL, LITERAL, REGEX, BytesIndex, DomainIndex, IntIndex,
-                                        IpIndex, PatternSet, PortIndex, TextIndex, ValueIndex)
+from chokepoint.policy.matchers import (
+    CASELESS,
+    DOTALL,
+    LITERAL,
+    REGEX,
+    BytesIndex,
+    DomainIndex,
+    IntIndex,
+    IpIndex,
+    PatternSet,
+    PortIndex,
+    TextIndex,
+    ValueIndex,
+)
 from chokepoint.policy.verdict import Action, Evidence, Verdict
 
 
@@ -77,11 +89,18 @@ class Rule:
 # Compiled condition nodes: plain tuples, walked by ``_eval``.
 _ATOM, _ALL, _ANY, _NOT = 0, 1, 2, 3
 Node = tuple  # (_ATOM, field, source) | (_ALL, nodes) | (_ANY, nodes) | (_NOT, node, reader)
-Index = Union[DomainIndex, TextIndex, ValueIndex, IntIndex, PortIndex, IpIndex, BytesIndex]
+Index = DomainIndex | TextIndex | ValueIndex | IntIndex | PortIndex | IpIndex | BytesIndex
 
 _INDEX_FOR: dict[Kind, Callable[[], Index]] = {
-    Kind.DOMAIN: DomainIndex, Kind.TEXT: TextIndex, Kind.ENUM: ValueIndex, Kind.STRING: ValueIndex,
-    Kind.BOOL: ValueIndex, Kind.INT: IntIndex, Kind.PORT: PortIndex, Kind.IP: IpIndex, Kind.BYTES: BytesIndex,
+    Kind.DOMAIN: DomainIndex,
+    Kind.TEXT: TextIndex,
+    Kind.ENUM: ValueIndex,
+    Kind.STRING: ValueIndex,
+    Kind.BOOL: ValueIndex,
+    Kind.INT: IntIndex,
+    Kind.PORT: PortIndex,
+    Kind.IP: IpIndex,
+    Kind.BYTES: BytesIndex,
 }
 
 
@@ -98,9 +117,15 @@ class CompiledPolicy:
     #: it must re-evaluate on each data packet
     fields_used: frozenset[str]
 
-    def __init__(self, rules: tuple[Rule, ...], lists: Mapping[str, ListDef], indexes: dict[str, Index],
-                 nodes: tuple[Node, ...], anchors: tuple[tuple[str, dict[int, tuple[int, ...]]], ...],
-                 always: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        rules: tuple[Rule, ...],
+        lists: Mapping[str, ListDef],
+        indexes: dict[str, Index],
+        nodes: tuple[Node, ...],
+        anchors: tuple[tuple[str, dict[int, tuple[int, ...]]], ...],
+        always: tuple[int, ...],
+    ) -> None:
         init = object.__setattr__
         init(self, "rules", rules)
         init(self, "lists", lists)
@@ -113,8 +138,14 @@ class CompiledPolicy:
         # whether a match of each rule ends evaluation: terminal and not deferred
         init(self, "_stops", tuple(r.action.terminal and r.defer is None for r in rules))
         # per field: (members of a virtual field, reader, multi-valued, index or None, shares the name memo)
-        init(self, "_plan", {name: (spec.alias_of, spec.read, spec.multi, indexes.get(spec.group),
-                                    spec.kind is Kind.DOMAIN) for name, spec in FIELDS.items()})
+        init(
+            self,
+            "_plan",
+            {
+                name: (spec.alias_of, spec.read, spec.multi, indexes.get(spec.group), spec.kind is Kind.DOMAIN)
+                for name, spec in FIELDS.items()
+            },
+        )
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"CompiledPolicy is immutable (cannot set {name!r})")
@@ -136,8 +167,17 @@ class CompiledPolicy:
             if evidence is None:
                 continue
             rule = self.rules[index]
-            out.append(Verdict(rule.action, rule.id, rule.reason, tuple(dict.fromkeys(evidence)), rule.params,
-                               rule.cite, direction=inp.direction))
+            out.append(
+                Verdict(
+                    rule.action,
+                    rule.id,
+                    rule.reason,
+                    tuple(dict.fromkeys(evidence)),
+                    rule.params,
+                    rule.cite,
+                    direction=inp.direction,
+                )
+            )
             if stops[index]:
                 break
         return tuple(out)
@@ -182,7 +222,7 @@ class CompiledPolicy:
             elif index is not None:
                 value = read(inp)
                 if value is not None:
-                    for item in (value if multi else (value,)):
+                    for item in value if multi else (value,):
                         if is_name:
                             matched = names_memo.get(item)
                             if matched is None:
@@ -196,6 +236,7 @@ class CompiledPolicy:
                                     found[source] = Evidence(name, shown, pattern)
             memo[name] = found
             return found
+
         return hits
 
 
@@ -236,6 +277,7 @@ def not_evidence(child: Condition) -> Callable[[MatchInput], Evidence]:
     def evidence(inp: MatchInput) -> Evidence:
         seen = [format_value(v) for m in members for v in read_values(m, inp)]
         return Evidence(child.field, ",".join(seen), shown)
+
     return evidence
 
 
@@ -284,13 +326,19 @@ class _Builder:
         listdef = self.lists.get(atom.value)
         if listdef is None:
             close = difflib.get_close_matches(atom.value, list(self.lists), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else \
-                (f"; declared: {', '.join(self.lists)}" if self.lists else "; no lists are declared")
+            hint = (
+                f"; did you mean {close[0]!r}?"
+                if close
+                else (f"; declared: {', '.join(self.lists)}" if self.lists else "; no lists are declared")
+            )
             raise PolicyError.at(pos, f"unknown list {atom.value!r}{hint}")
         allowed = LIST_KINDS.get(spec.kind, ())
         if listdef.kind not in allowed:
-            raise PolicyError.at(pos, f"list {listdef.name!r} is a {listdef.kind} list; {atom.field} takes "
-                                      f"{' or '.join(allowed) or 'no'} lists")
+            raise PolicyError.at(
+                pos,
+                f"list {listdef.name!r} is a {listdef.kind} list; {atom.field} takes "
+                f"{' or '.join(allowed) or 'no'} lists",
+            )
         return listdef
 
 
@@ -314,8 +362,9 @@ def _add_atom(index: Index, kind: Kind, source: int, atom: Atom) -> None:
             elif op == "suffix":
                 index.add_suffix(source, item, label)
             elif op == "keyword":
-                index.patterns.add(source, values.escape_literal(values.literal_bytes(item)), LITERAL,
-                                   label + item, pos)
+                index.patterns.add(
+                    source, values.escape_literal(values.literal_bytes(item)), LITERAL, label + item, pos
+                )
             else:
                 index.patterns.add(source, values.literal_bytes(item), REGEX, label + item, pos)
         elif kind is Kind.TEXT:
@@ -323,8 +372,9 @@ def _add_atom(index: Index, kind: Kind, source: int, atom: Atom) -> None:
             if op == "exact":
                 index.add_exact(source, item, label)
             elif op == "keyword":
-                index.patterns.add(source, values.escape_literal(values.literal_bytes(item)), LITERAL,
-                                   label + item, pos)
+                index.patterns.add(
+                    source, values.escape_literal(values.literal_bytes(item)), LITERAL, label + item, pos
+                )
             else:
                 index.patterns.add(source, values.literal_bytes(item), REGEX, label + item, pos)
         elif kind is Kind.BYTES:
@@ -358,7 +408,7 @@ def _add_list(index: Index, kind: Kind, source: int, listdef: ListDef) -> None:
     if listdef.kind == "string":
         if isinstance(index, DomainIndex):
             for entry in entries:
-                index.add_exact(source, entry.lower(), label)   # names are compared lowercase
+                index.add_exact(source, entry.lower(), label)  # names are compared lowercase
         elif isinstance(index, TextIndex):
             for entry in entries:
                 index.add_exact(source, entry, label)
@@ -376,12 +426,18 @@ def _add_list(index: Index, kind: Kind, source: int, listdef: ListDef) -> None:
         caseless = CASELESS if listdef.nocase else 0
         for i, entry in enumerate(entries):
             if entry.startswith("~"):
-                patterns.add(source, values.literal_bytes(entry[1:]), REGEX | caseless, label + entry,
-                             listdef.regex_pos.get(i))
+                patterns.add(
+                    source, values.literal_bytes(entry[1:]), REGEX | caseless, label + entry, listdef.regex_pos.get(i)
+                )
             else:
                 literal = entry.lower() if on_names else entry
-                patterns.add(source, values.escape_literal(values.literal_bytes(literal)), LITERAL | caseless,
-                             label + entry, None)
+                patterns.add(
+                    source,
+                    values.escape_literal(values.literal_bytes(literal)),
+                    LITERAL | caseless,
+                    label + entry,
+                    None,
+                )
         return
     assert isinstance(index, DomainIndex) and listdef.kind == "domain"
     exact, suffix, sub = index.exact, index.suffix, index.sub
@@ -397,9 +453,10 @@ def _add_list(index: Index, kind: Kind, source: int, listdef: ListDef) -> None:
             patterns.add(source, values.literal_bytes(entry[1:]), REGEX, label + entry, listdef.regex_pos.get(i))
             continue
         elif first == "*":
-            if entry.endswith("*"):   # "*substr*" (a "*.name" entry never ends with "*")
-                patterns.add(source, values.escape_literal(values.literal_bytes(entry[1:-1])), LITERAL,
-                             label + entry, None)
+            if entry.endswith("*"):  # "*substr*" (a "*.name" entry never ends with "*")
+                patterns.add(
+                    source, values.escape_literal(values.literal_bytes(entry[1:-1])), LITERAL, label + entry, None
+                )
                 continue
             table, key = sub, entry[2:]
         else:
@@ -449,7 +506,7 @@ def compile_policy(rules: Sequence[Rule], lists: Mapping[str, ListDef]) -> Compi
         patterns = getattr(index, "patterns", None)
         if patterns is not None:
             patterns.compile(builder.first_pos[group])
-    frozen_anchors = tuple((name, {s: tuple(r) for s, r in by_source.items()})
-                           for name, by_source in anchors.items())
-    return CompiledPolicy(tuple(rules), MappingProxyType(dict(lists)), builder.indexes, nodes, frozen_anchors,
-                          tuple(always))
+    frozen_anchors = tuple((name, {s: tuple(r) for s, r in by_source.items()}) for name, by_source in anchors.items())
+    return CompiledPolicy(
+        tuple(rules), MappingProxyType(dict(lists)), builder.indexes, nodes, frozen_anchors, tuple(always)
+    )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from typing import Any, Union
+from typing import Any
 
 import yaml
 
@@ -108,7 +108,7 @@ class Not:
         return _block(self.to_data())
 
 
-Condition = Union[Atom, AllOf, AnyOf, Not]
+Condition = Atom | AllOf | AnyOf | Not
 
 
 def atoms(cond: Condition) -> list[Atom]:
@@ -125,8 +125,7 @@ def _unwrap(items: list[Any]) -> Any:
 
 
 def _flow(data: Any) -> str:
-    return yaml.safe_dump(data, default_flow_style=True, sort_keys=False, allow_unicode=True,
-                          width=1 << 30).strip()
+    return yaml.safe_dump(data, default_flow_style=True, sort_keys=False, allow_unicode=True, width=1 << 30).strip()
 
 
 def _block(data: Any) -> str:
@@ -135,11 +134,12 @@ def _block(data: Any) -> str:
 
 # -- parsing ------------------------------------------------------------------------------------------
 
+
 def parse_condition_data(data: Any, marks: Marks, path: Path) -> Condition:
     """Build a condition from schema-checked data at ``path`` (positions come from ``marks``)."""
     if not isinstance(data, dict) or len(data) != 1:
         raise PolicyError.at(marks.value(path), "a condition has exactly one key: a field, or all/any/not")
-    (key, operand), = data.items()
+    ((key, operand),) = data.items()
     here = path + (key,)
     if key in ("all", "any"):
         if not isinstance(operand, list):
@@ -155,7 +155,7 @@ def parse_condition_data(data: Any, marks: Marks, path: Path) -> Condition:
     if isinstance(operand, dict):
         if len(operand) != 1:
             raise PolicyError.at(marks.value(here), f"give exactly one operator for {key}")
-        (op, raw), = operand.items()
+        ((op, raw),) = operand.items()
         vpath = here + (op,)
     elif short is not None:
         op, raw, vpath = short, operand, here
@@ -178,11 +178,11 @@ class _BadItem(Exception):
         self.pos, self.message = pos, message
 
 
-def _operand(kind: Kind, field: str, op: str, raw: Any, marks: Marks, vpath: Path
-             ) -> tuple[Any, tuple[SourcePos, ...]]:
+def _operand(kind: Kind, field: str, op: str, raw: Any, marks: Marks, vpath: Path) -> tuple[Any, tuple[SourcePos, ...]]:
     if op not in OPERATORS[kind]:
-        raise _BadItem(marks.key(vpath), f"unknown operator {op!r} for {field}; "
-                                         f"expected one of: {', '.join(OPERATORS[kind])}")
+        raise _BadItem(
+            marks.key(vpath), f"unknown operator {op!r} for {field}; expected one of: {', '.join(OPERATORS[kind])}"
+        )
     if op == "in_list":
         if not isinstance(raw, str):
             raise _BadItem(marks.value(vpath), "in_list takes a list name")
@@ -226,7 +226,7 @@ def _item_checker(kind: Kind, field: str, op: str):
         if op in ("exact", "suffix"):
             return lambda item: values.domain(_want_str(item))
         if op == "keyword":
-            return lambda item: _want_str(item).lower()   # names are lowercase: so are their keywords
+            return lambda item: _want_str(item).lower()  # names are lowercase: so are their keywords
         return lambda item: values.text_regex(_want_str(item))
     if kind is Kind.TEXT:
         if op == "regex":
@@ -245,6 +245,7 @@ def _item_checker(kind: Kind, field: str, op: str):
             if item not in vocab:
                 raise ValueError(f"{item!r} is not one of: {', '.join(vocab)}")
             return item
+
         return enum_item
     if kind is Kind.STRING:
         return _want_str

@@ -1,7 +1,7 @@
 """A profile as plain data for people: behaviours, dates, citations, uncertainties and examples.
 
 ``describe(profile)`` is what ``chokepoint profiles show NAME --json`` prints and what ``docs/profiles.md`` is
-generated from (``chokepoint.profiles_doc``); ``techniques(profile)`` names what each rule does in a few words
+generated from (``chokepoint.cli.profiles_doc``); ``techniques(profile)`` names what each rule does in a few words
 ("TLS SNI reset", "QUIC SNI drop") for ``profiles list``.
 """
 
@@ -26,8 +26,10 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("fully encrypted", ("fully_encrypted", "fet_exemption")),
     ("schedule", ("local_hour",)),
     ("protocol", ("app_proto", "ja3", "ja4", "tls.alpn")),
-    ("payload signature", ("payload", "payload_len", "first_payload_c2s", "first_payload_c2s_len",
-                           "first_payload_s2c", "stream_c2s")),
+    (
+        "payload signature",
+        ("payload", "payload_len", "first_payload_c2s", "first_payload_c2s_len", "first_payload_s2c", "stream_c2s"),
+    ),
     ("IP", ("server_ip", "client_ip")),
     ("port", ("server_port", "client_port")),
 )
@@ -95,9 +97,11 @@ def _knob_value(path: str, value: Any) -> Any:
     """A knob as written; DNS flags in hex, as the papers print them."""
     if path.endswith("dns.flags") and isinstance(value, int):
         return f"0x{value:04x}"
-    if path == "parallel" and isinstance(value, tuple):   # "gfw-type-i (p 1)": preset and probability
-        return [f"{dict(item).get('preset')} (p {dict(item).get('probability', 1)})" if isinstance(item, tuple)
-                else item for item in value]
+    if path == "parallel" and isinstance(value, tuple):  # "gfw-type-i (p 1)": preset and probability
+        return [
+            f"{dict(item).get('preset')} (p {dict(item).get('probability', 1)})" if isinstance(item, tuple) else item
+            for item in value
+        ]
     return _jsonable(value)
 
 
@@ -124,14 +128,20 @@ def _ip(style: Any) -> dict[str, Any]:
 
 def _parallel(other: Any) -> dict[str, Any]:
     """A parallel injector: its RSTs and/or its forged DNS answers."""
-    out: dict[str, Any] = {"preset": other.name, "probability": other.probability,
-                           "max_fragments": other.max_fragments}
+    out: dict[str, Any] = {"preset": other.name, "probability": other.probability, "max_fragments": other.max_fragments}
     if other.reset is not None:
-        out["reset"] = {"flags": other.reset.flags_text, "count": other.reset.count, "targets": other.reset.targets,
-                        **_ip(other.reset.ip)}
+        out["reset"] = {
+            "flags": other.reset.flags_text,
+            "count": other.reset.count,
+            "targets": other.reset.targets,
+            **_ip(other.reset.ip),
+        }
     if other.dns is not None:
-        out["dns"] = {"flags": f"0x{other.dns.flags:04x}" if other.dns.flags is not None else "resolver-like",
-                      "answer_ttl": other.dns.answer_ttl, "compression": other.dns.compression}
+        out["dns"] = {
+            "flags": f"0x{other.dns.flags:04x}" if other.dns.flags is not None else "resolver-like",
+            "answer_ttl": other.dns.answer_ttl,
+            "compression": other.dns.compression,
+        }
     return out
 
 
@@ -140,15 +150,31 @@ def personality_summary(p: Any) -> dict[str, Any]:
     reset, dns, page, residual = p.reset, p.dns, p.blockpage, p.residual
     return {
         "name": p.name,
-        "reset": {"flags": reset.flags_text, "count": reset.count, "targets": reset.targets, "identical": reset.identical,
-                  "seq": reset.seq, "payload": reset.payload.hex(), **_ip(reset.ip)},
-        "dns": {"flags": f"0x{dns.flags:04x}" if dns.flags is not None else "resolver-like",
-                "answer_ttl": dns.answer_ttl, "answers": list(dns.answers), "compression": dns.compression,
-                "mode": dns.mode, **_ip(dns.ip)},
+        "reset": {
+            "flags": reset.flags_text,
+            "count": reset.count,
+            "targets": reset.targets,
+            "identical": reset.identical,
+            "seq": reset.seq,
+            "payload": reset.payload.hex(),
+            **_ip(reset.ip),
+        },
+        "dns": {
+            "flags": f"0x{dns.flags:04x}" if dns.flags is not None else "resolver-like",
+            "answer_ttl": dns.answer_ttl,
+            "answers": list(dns.answers),
+            "compression": dns.compression,
+            "mode": dns.mode,
+            **_ip(dns.ip),
+        },
         "blockpage": {"status": page.status, "location": page.location, "close": page.close, **_ip(page.ip)},
         "throttle": {"rate_kbps": p.throttle.rate_kbps, "burst_bytes": p.throttle.burst_bytes},
-        "residual": {"scope": residual.scope, "seconds": residual.seconds, "rearm": residual.rearm,
-                     "action": residual.action},
+        "residual": {
+            "scope": residual.scope,
+            "seconds": residual.seconds,
+            "rearm": residual.rearm,
+            "action": residual.action,
+        },
         "drop_trigger": p.drop_trigger,
         "parallel": [_parallel(other) for other in p.parallel],
         "max_fragments": p.max_fragments,
@@ -157,14 +183,28 @@ def personality_summary(p: Any) -> dict[str, Any]:
 
 def _engine(settings: EngineSettings) -> dict[str, Any]:
     default = EngineSettings()
-    return {f.name: getattr(settings, f.name) for f in fields(EngineSettings)
-            if getattr(settings, f.name) != getattr(default, f.name)}
+    return {
+        f.name: getattr(settings, f.name)
+        for f in fields(EngineSettings)
+        if getattr(settings, f.name) != getattr(default, f.name)
+    }
 
 
 def _example(ex: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"id": ex.id, "protocol": ex.protocol, "symptom": ex.symptom}
-    for key in ("target", "port", "client_port", "server_ip", "client_ip", "local_time", "prelude", "rule",
-                "action", "note", "cite"):
+    for key in (
+        "target",
+        "port",
+        "client_port",
+        "server_ip",
+        "client_ip",
+        "local_time",
+        "prelude",
+        "rule",
+        "action",
+        "note",
+        "cite",
+    ):
         value = getattr(ex, key)
         if value not in ("", None):
             out[key] = value
@@ -172,8 +212,14 @@ def _example(ex: Any) -> dict[str, Any]:
         out["path"] = ex.path
     if ex.payloads:
         out["payload"] = [p.hex() for p in ex.payloads]
-    for key, default in (("payload_random", 0), ("packets", 1), ("quic_version", 1), ("tcp_options", None),
-                         ("tls_record_split", False), ("ech", False)):
+    for key, default in (
+        ("payload_random", 0),
+        ("packets", 1),
+        ("quic_version", 1),
+        ("tcp_options", None),
+        ("tls_record_split", False),
+        ("ech", False),
+    ):
         if getattr(ex, key) != default:
             out[key] = getattr(ex, key)
     for key in ("duration_s", "send_kbps"):
@@ -192,8 +238,14 @@ def describe(profile: Any) -> dict[str, Any]:
     overrides = dict(getattr(profile, "overrides", ()))
     rules = []
     for rule in profile.policy.rules:
-        item: dict[str, Any] = {"id": rule.id, "action": rule.action.value, "technique": rule_technique(rule),
-                                "when": str(rule.when), "reason": rule.reason, "cite": rule.cite}
+        item: dict[str, Any] = {
+            "id": rule.id,
+            "action": rule.action.value,
+            "technique": rule_technique(rule),
+            "when": str(rule.when),
+            "reason": rule.reason,
+            "cite": rule.cite,
+        }
         params = {k: _jsonable(v) for k, v in rule.params}
         if rule.defer is not None:
             after = rule.defer.after_s
@@ -213,19 +265,32 @@ def describe(profile: Any) -> dict[str, Any]:
         rules.append(item)
     lists = []
     for listdef in profile.policy.lists.values():
-        item = {"name": listdef.name, "kind": listdef.kind, "entries": len(listdef.entries),
-                "description": listdef.description, "cite": listdef.cite}
+        item = {
+            "name": listdef.name,
+            "kind": listdef.kind,
+            "entries": len(listdef.entries),
+            "description": listdef.description,
+            "cite": listdef.cite,
+        }
         if listdef.file:
             item["file"] = f"lists/{Path(listdef.file).name}"
         if listdef.uncertain:
             item["uncertain"] = listdef.uncertain
         lists.append(item)
-    knobs = [{"knob": k.path, "value": _knob_value(k.path, k.value), "cite": k.cite,
-              **({"uncertain": k.uncertain} if k.uncertain else {})} for k in profile.knobs]
-    uncertainties = ([f"profile: {meta.uncertain}"] if meta.uncertain else [])
+    knobs = [
+        {
+            "knob": k.path,
+            "value": _knob_value(k.path, k.value),
+            "cite": k.cite,
+            **({"uncertain": k.uncertain} if k.uncertain else {}),
+        }
+        for k in profile.knobs
+    ]
+    uncertainties = [f"profile: {meta.uncertain}"] if meta.uncertain else []
     uncertainties += [f"list {d.name}: {d.uncertain}" for d in profile.policy.lists.values() if d.uncertain]
-    uncertainties += [f"rule {r.id}{'.' + knob if knob else ''}: {why}" for r in profile.policy.rules
-                      for knob, why in r.uncertain]
+    uncertainties += [
+        f"rule {r.id}{'.' + knob if knob else ''}: {why}" for r in profile.policy.rules for knob, why in r.uncertain
+    ]
     uncertainties += [f"{k.path}: {k.uncertain}" for k in profile.knobs if k.uncertain]
     return {
         "name": profile.name,
@@ -240,11 +305,18 @@ def describe(profile: Any) -> dict[str, Any]:
         "engine": _engine(profile.engine),
         "rules": rules,
         "lists": lists,
-        "personality": {"summary": personality_summary(profile.personality), "knobs": knobs,
-                        "also_observed": [{"preset": a.preset, "cite": a.cite, **({"note": a.note} if a.note else {})}
-                                          for a in profile.also_observed]},
-        "examples": {outcome: [_example(e) for e in profile.examples if e.outcome == outcome]
-                     for outcome in ("blocked", "allowed")},
+        "personality": {
+            "summary": personality_summary(profile.personality),
+            "knobs": knobs,
+            "also_observed": [
+                {"preset": a.preset, "cite": a.cite, **({"note": a.note} if a.note else {})}
+                for a in profile.also_observed
+            ],
+        },
+        "examples": {
+            outcome: [_example(e) for e in profile.examples if e.outcome == outcome]
+            for outcome in ("blocked", "allowed")
+        },
         "uncertainties": [" ".join(u.split()) for u in uncertainties],
         **({"overrides": [f"{k}={_jsonable(v)}" for k, v in overrides.items()]} if overrides else {}),
         "provenance_gaps": profile.provenance_gaps(),

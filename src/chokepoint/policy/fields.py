@@ -19,15 +19,15 @@ from chokepoint.policy.input import MatchInput
 class Kind(StrEnum):
     """How a field is matched; decides its operators, list kinds and index."""
 
-    DOMAIN = "domain"    # a DNS name: exact, label-boundary suffix, keyword, regex, domain lists
-    TEXT = "text"        # free text: exact, keyword (substring), regex, keyword/string lists
-    ENUM = "enum"        # one of a fixed vocabulary
-    STRING = "string"    # an opaque token (JA3 hash, method, ALPN id): exact, string lists
-    IP = "ip"            # an address: CIDRs, cidr lists (IPv4 and IPv6)
-    PORT = "port"        # a port: ports and "lo-hi" ranges
-    INT = "int"          # an integer: in, lt, le, gt, ge
-    BOOL = "bool"        # a flag: is
-    BYTES = "bytes"      # a payload: hex prefix, hex at an offset, byte regex
+    DOMAIN = "domain"  # a DNS name: exact, label-boundary suffix, keyword, regex, domain lists
+    TEXT = "text"  # free text: exact, keyword (substring), regex, keyword/string lists
+    ENUM = "enum"  # one of a fixed vocabulary
+    STRING = "string"  # an opaque token (JA3 hash, method, ALPN id): exact, string lists
+    IP = "ip"  # an address: CIDRs, cidr lists (IPv4 and IPv6)
+    PORT = "port"  # a port: ports and "lo-hi" ranges
+    INT = "int"  # an integer: in, lt, le, gt, ge
+    BOOL = "bool"  # a flag: is
+    BYTES = "bytes"  # a payload: hex prefix, hex at an offset, byte regex
 
 
 #: Operators each kind accepts (the first is the default a bare value means, where a kind has one).
@@ -45,8 +45,15 @@ OPERATORS: dict[Kind, tuple[str, ...]] = {
 
 #: Operator a bare value stands for (``transport: tcp`` is ``transport: {in: [tcp]}``); None: no shorthand.
 SHORTHAND: dict[Kind, str | None] = {
-    Kind.DOMAIN: None, Kind.TEXT: None, Kind.BYTES: None,
-    Kind.ENUM: "in", Kind.STRING: "in", Kind.IP: "in", Kind.PORT: "in", Kind.INT: "in", Kind.BOOL: "is",
+    Kind.DOMAIN: None,
+    Kind.TEXT: None,
+    Kind.BYTES: None,
+    Kind.ENUM: "in",
+    Kind.STRING: "in",
+    Kind.IP: "in",
+    Kind.PORT: "in",
+    Kind.INT: "in",
+    Kind.BOOL: "is",
 }
 
 #: List kinds ``in_list`` accepts, by field kind (a keyword list on a domain field matches substrings).
@@ -59,8 +66,15 @@ LIST_KINDS: dict[Kind, tuple[str, ...]] = {
 
 #: Prefilter preference: an ``all`` is indexed by its most selective child (lower rank first).
 ANCHOR_RANK: dict[Kind, int] = {
-    Kind.DOMAIN: 0, Kind.TEXT: 0, Kind.BYTES: 0, Kind.IP: 0, Kind.STRING: 0,
-    Kind.PORT: 1, Kind.INT: 1, Kind.ENUM: 2, Kind.BOOL: 2,
+    Kind.DOMAIN: 0,
+    Kind.TEXT: 0,
+    Kind.BYTES: 0,
+    Kind.IP: 0,
+    Kind.STRING: 0,
+    Kind.PORT: 1,
+    Kind.INT: 1,
+    Kind.ENUM: 2,
+    Kind.BOOL: 2,
 }
 
 
@@ -68,11 +82,11 @@ ANCHOR_RANK: dict[Kind, int] = {
 class FieldSpec:
     name: str
     kind: Kind
-    read: Callable[[MatchInput], Any]   # the fact, or None when the flow has not produced it
+    read: Callable[[MatchInput], Any]  # the fact, or None when the flow has not produced it
     doc: str
-    values: tuple[str, ...] = ()        # vocabulary of an ENUM field
-    multi: bool = False                 # the fact is a tuple of values; any of them may match
-    alias_of: tuple[str, ...] = ()      # a virtual field: any of these fields
+    values: tuple[str, ...] = ()  # vocabulary of an ENUM field
+    multi: bool = False  # the fact is a tuple of values; any of them may match
+    alias_of: tuple[str, ...] = ()  # a virtual field: any of these fields
 
     @property
     def group(self) -> str:
@@ -86,6 +100,7 @@ def _nonempty(name: str) -> Callable[[MatchInput], Any]:
 
     def read(inp: MatchInput) -> Any:
         return get(inp) or None
+
     return read
 
 
@@ -113,66 +128,132 @@ def _first_payload_c2s_len(inp: MatchInput) -> int | None:
 
 _DOMAIN_FIELDS = ("dns.qname", "tls.sni", "http.host", "quic.sni")
 
-FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in (
-    FieldSpec("transport", Kind.ENUM, attrgetter("transport"), "transport protocol of the flow",
-              values=("tcp", "udp", "icmp", "esp", "ah", "gre", "ip")),
-    FieldSpec("direction", Kind.ENUM, attrgetter("direction"),
-              "direction of the packet being inspected: c2s (client to server) or s2c",
-              values=("c2s", "s2c")),
-    FieldSpec("app_proto", Kind.ENUM, attrgetter("app_proto"), "application protocol (chokepoint.appproto)",
-              values=tuple(p.value for p in AppProto)),
-    FieldSpec("client_ip", Kind.IP, attrgetter("client_ip"), "address of the flow's initiator"),
-    FieldSpec("server_ip", Kind.IP, attrgetter("server_ip"), "address of the flow's responder"),
-    FieldSpec("client_port", Kind.PORT, attrgetter("client_port"), "port of the flow's initiator"),
-    FieldSpec("server_port", Kind.PORT, attrgetter("server_port"), "port of the flow's responder"),
-    FieldSpec("packet_index_in_flow", Kind.INT, attrgetter("packet_index_in_flow"),
-              "1-based count of packets in the flow so far"),
-    FieldSpec("tcp_header_len", Kind.INT, attrgetter("tcp_header_len"),
-              "TCP header length of the packet being inspected (Henan firewall: exactly 20)"),
-    FieldSpec("client_port_gt_server_port", Kind.BOOL, _client_port_gt_server_port,
-              "the client's port is above the server's (GFW QUIC blocking, Zohaib et al., USENIX Security 2025)"),
-    FieldSpec("payload", Kind.BYTES, _nonempty("payload"),
-              "payload of the packet being inspected (one TCP segment or UDP datagram, never reassembled)"),
-    FieldSpec("payload_len", Kind.INT, _payload_len,
-              "payload bytes of the packet being inspected (Russia's QUIC rule: UDP payload >= 1001)"),
-    FieldSpec("first_payload_c2s_len", Kind.INT, _first_payload_c2s_len,
-              "length of the client's first data packet (absent until there is one)"),
-    FieldSpec("data_packet_index_c2s", Kind.INT, attrgetter("data_packet_index_c2s"),
-              "client packets carrying data so far, this one included (1 = the first); the policy is "
-              "re-evaluated on each of the first few when a rule uses this field (Iran: the first two)"),
-    FieldSpec("local_hour", Kind.INT, attrgetter("local_hour"),
-              "hour 0-23 of the packet's timestamp in the profile's timezone (Myanmar's nightly shutdown)"),
-    FieldSpec("dns.qname", Kind.DOMAIN, _nonempty("dns_qname"), "DNS question name (lowercase, no final dot)"),
-    FieldSpec("dns.qtype", Kind.INT, attrgetter("dns_qtype"), "DNS question type (RFC 1035 3.2.2)"),
-    FieldSpec("tls.sni", Kind.DOMAIN, _nonempty("tls_sni"), "TLS ClientHello server_name (RFC 6066 3)"),
-    FieldSpec("http.host", Kind.DOMAIN, _nonempty("http_host"), "HTTP Host header (lowercase, no port)"),
-    FieldSpec("quic.sni", Kind.DOMAIN, _nonempty("quic_sni"), "SNI of the QUIC Initial's ClientHello"),
-    FieldSpec("domain", Kind.DOMAIN, _alias, "any of dns.qname, tls.sni, http.host, quic.sni",
-              alias_of=_DOMAIN_FIELDS),
-    FieldSpec("http.method", Kind.STRING, attrgetter("http_method"), "HTTP request method"),
-    FieldSpec("http.path", Kind.TEXT, attrgetter("http_path"), "HTTP request path, percent-decoded, no query"),
-    FieldSpec("http.query", Kind.TEXT, attrgetter("http_query"), "HTTP query string, percent-decoded, no '?'"),
-    FieldSpec("http.url", Kind.TEXT, _http_url, "HTTP path and query joined by '?' (the request target)"),
-    FieldSpec("http.user_agent", Kind.TEXT, attrgetter("http_user_agent"), "HTTP User-Agent header"),
-    FieldSpec("quic.version", Kind.INT, attrgetter("quic_version"), "QUIC version of the Initial (RFC 9000 17.2)"),
-    FieldSpec("ja3", Kind.STRING, attrgetter("ja3"), "JA3 hash of the ClientHello (md5 hex)"),
-    FieldSpec("ja4", Kind.STRING, attrgetter("ja4"), "JA4 fingerprint of the ClientHello"),
-    FieldSpec("tls.alpn", Kind.STRING, attrgetter("tls_alpn"), "ALPN protocol ids offered (RFC 7301); any",
-              multi=True),
-    FieldSpec("tls.ech", Kind.BOOL, attrgetter("tls_ech"), "encrypted_client_hello (0xfe0d) present"),
-    FieldSpec("tls.esni", Kind.BOOL, attrgetter("tls_esni"), "encrypted_server_name (0xffce) present"),
-    FieldSpec("tls.record_fragmented", Kind.BOOL, attrgetter("tls_record_fragmented"),
-              "the ClientHello spans more than one TLS record"),
-    FieldSpec("first_payload_c2s", Kind.BYTES, _nonempty("first_payload_c2s"),
-              "the client's first data packet, as seen"),
-    FieldSpec("first_payload_s2c", Kind.BYTES, _nonempty("first_payload_s2c"),
-              "the server's first data packet, as seen"),
-    FieldSpec("stream_c2s", Kind.BYTES, _nonempty("stream_c2s"), "reassembled client bytes so far"),
-    FieldSpec("fully_encrypted", Kind.BOOL, attrgetter("fully_encrypted"),
-              "first client data packet looks fully encrypted (Wu et al., USENIX Security 2023)"),
-    FieldSpec("fet_exemption", Kind.ENUM, attrgetter("fet_exemption"),
-              "which exemption (Ex1..Ex5, Wu et al. 2023) spared the flow", values=("ex1", "ex2", "ex3", "ex4", "ex5")),
-)}
+FIELDS: dict[str, FieldSpec] = {
+    spec.name: spec
+    for spec in (
+        FieldSpec(
+            "transport",
+            Kind.ENUM,
+            attrgetter("transport"),
+            "transport protocol of the flow",
+            values=("tcp", "udp", "icmp", "esp", "ah", "gre", "ip"),
+        ),
+        FieldSpec(
+            "direction",
+            Kind.ENUM,
+            attrgetter("direction"),
+            "direction of the packet being inspected: c2s (client to server) or s2c",
+            values=("c2s", "s2c"),
+        ),
+        FieldSpec(
+            "app_proto",
+            Kind.ENUM,
+            attrgetter("app_proto"),
+            "application protocol (chokepoint.appproto)",
+            values=tuple(p.value for p in AppProto),
+        ),
+        FieldSpec("client_ip", Kind.IP, attrgetter("client_ip"), "address of the flow's initiator"),
+        FieldSpec("server_ip", Kind.IP, attrgetter("server_ip"), "address of the flow's responder"),
+        FieldSpec("client_port", Kind.PORT, attrgetter("client_port"), "port of the flow's initiator"),
+        FieldSpec("server_port", Kind.PORT, attrgetter("server_port"), "port of the flow's responder"),
+        FieldSpec(
+            "packet_index_in_flow",
+            Kind.INT,
+            attrgetter("packet_index_in_flow"),
+            "1-based count of packets in the flow so far",
+        ),
+        FieldSpec(
+            "tcp_header_len",
+            Kind.INT,
+            attrgetter("tcp_header_len"),
+            "TCP header length of the packet being inspected (Henan firewall: exactly 20)",
+        ),
+        FieldSpec(
+            "client_port_gt_server_port",
+            Kind.BOOL,
+            _client_port_gt_server_port,
+            "the client's port is above the server's (GFW QUIC blocking, Zohaib et al., USENIX Security 2025)",
+        ),
+        FieldSpec(
+            "payload",
+            Kind.BYTES,
+            _nonempty("payload"),
+            "payload of the packet being inspected (one TCP segment or UDP datagram, never reassembled)",
+        ),
+        FieldSpec(
+            "payload_len",
+            Kind.INT,
+            _payload_len,
+            "payload bytes of the packet being inspected (Russia's QUIC rule: UDP payload >= 1001)",
+        ),
+        FieldSpec(
+            "first_payload_c2s_len",
+            Kind.INT,
+            _first_payload_c2s_len,
+            "length of the client's first data packet (absent until there is one)",
+        ),
+        FieldSpec(
+            "data_packet_index_c2s",
+            Kind.INT,
+            attrgetter("data_packet_index_c2s"),
+            "client packets carrying data so far, this one included (1 = the first); the policy is "
+            "re-evaluated on each of the first few when a rule uses this field (Iran: the first two)",
+        ),
+        FieldSpec(
+            "local_hour",
+            Kind.INT,
+            attrgetter("local_hour"),
+            "hour 0-23 of the packet's timestamp in the profile's timezone (Myanmar's nightly shutdown)",
+        ),
+        FieldSpec("dns.qname", Kind.DOMAIN, _nonempty("dns_qname"), "DNS question name (lowercase, no final dot)"),
+        FieldSpec("dns.qtype", Kind.INT, attrgetter("dns_qtype"), "DNS question type (RFC 1035 3.2.2)"),
+        FieldSpec("tls.sni", Kind.DOMAIN, _nonempty("tls_sni"), "TLS ClientHello server_name (RFC 6066 3)"),
+        FieldSpec("http.host", Kind.DOMAIN, _nonempty("http_host"), "HTTP Host header (lowercase, no port)"),
+        FieldSpec("quic.sni", Kind.DOMAIN, _nonempty("quic_sni"), "SNI of the QUIC Initial's ClientHello"),
+        FieldSpec(
+            "domain", Kind.DOMAIN, _alias, "any of dns.qname, tls.sni, http.host, quic.sni", alias_of=_DOMAIN_FIELDS
+        ),
+        FieldSpec("http.method", Kind.STRING, attrgetter("http_method"), "HTTP request method"),
+        FieldSpec("http.path", Kind.TEXT, attrgetter("http_path"), "HTTP request path, percent-decoded, no query"),
+        FieldSpec("http.query", Kind.TEXT, attrgetter("http_query"), "HTTP query string, percent-decoded, no '?'"),
+        FieldSpec("http.url", Kind.TEXT, _http_url, "HTTP path and query joined by '?' (the request target)"),
+        FieldSpec("http.user_agent", Kind.TEXT, attrgetter("http_user_agent"), "HTTP User-Agent header"),
+        FieldSpec("quic.version", Kind.INT, attrgetter("quic_version"), "QUIC version of the Initial (RFC 9000 17.2)"),
+        FieldSpec("ja3", Kind.STRING, attrgetter("ja3"), "JA3 hash of the ClientHello (md5 hex)"),
+        FieldSpec("ja4", Kind.STRING, attrgetter("ja4"), "JA4 fingerprint of the ClientHello"),
+        FieldSpec(
+            "tls.alpn", Kind.STRING, attrgetter("tls_alpn"), "ALPN protocol ids offered (RFC 7301); any", multi=True
+        ),
+        FieldSpec("tls.ech", Kind.BOOL, attrgetter("tls_ech"), "encrypted_client_hello (0xfe0d) present"),
+        FieldSpec("tls.esni", Kind.BOOL, attrgetter("tls_esni"), "encrypted_server_name (0xffce) present"),
+        FieldSpec(
+            "tls.record_fragmented",
+            Kind.BOOL,
+            attrgetter("tls_record_fragmented"),
+            "the ClientHello spans more than one TLS record",
+        ),
+        FieldSpec(
+            "first_payload_c2s", Kind.BYTES, _nonempty("first_payload_c2s"), "the client's first data packet, as seen"
+        ),
+        FieldSpec(
+            "first_payload_s2c", Kind.BYTES, _nonempty("first_payload_s2c"), "the server's first data packet, as seen"
+        ),
+        FieldSpec("stream_c2s", Kind.BYTES, _nonempty("stream_c2s"), "reassembled client bytes so far"),
+        FieldSpec(
+            "fully_encrypted",
+            Kind.BOOL,
+            attrgetter("fully_encrypted"),
+            "first client data packet looks fully encrypted (Wu et al., USENIX Security 2023)",
+        ),
+        FieldSpec(
+            "fet_exemption",
+            Kind.ENUM,
+            attrgetter("fet_exemption"),
+            "which exemption (Ex1..Ex5, Wu et al. 2023) spared the flow",
+            values=("ex1", "ex2", "ex3", "ex4", "ex5"),
+        ),
+    )
+}
 
 
 def read_values(spec: FieldSpec, inp: MatchInput) -> tuple[Any, ...]:

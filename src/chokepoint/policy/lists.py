@@ -35,16 +35,15 @@ _LABELS_FULLMATCH = values._LABELS.fullmatch
 class ListDef:
     name: str
     kind: str
-    entries: tuple[str, ...]           # canonical entries, in list syntax, in file order
+    entries: tuple[str, ...]  # canonical entries, in list syntax, in file order
     cite: str = ""
     description: str = ""
-    nocase: bool = False               # keyword lists: match regardless of ASCII case
-    file: str = ""                     # the list file, when the entries came from one
-    uncertain: str = ""                # what is not verified about the entries (shown by ``profiles show``)
+    nocase: bool = False  # keyword lists: match regardless of ASCII case
+    file: str = ""  # the list file, when the entries came from one
+    uncertain: str = ""  # what is not verified about the entries (shown by ``profiles show``)
     pos: SourcePos | None = field(default=None, compare=False)
     #: positions of ``~regex`` entries by index (for errors the regex engine reports at compile time)
-    regex_pos: Mapping[int, SourcePos] = field(default_factory=lambda: MappingProxyType({}),
-                                                compare=False, hash=False)
+    regex_pos: Mapping[int, SourcePos] = field(default_factory=lambda: MappingProxyType({}), compare=False, hash=False)
 
 
 def domain_entry(text: str) -> str:
@@ -79,12 +78,16 @@ def string_entry(text: str) -> str:
 
 
 _ENTRY: dict[str, Callable[[str], str]] = {
-    "domain": domain_entry, "keyword": keyword_entry, "cidr": values.cidr, "string": string_entry,
+    "domain": domain_entry,
+    "keyword": keyword_entry,
+    "cidr": values.cidr,
+    "string": string_entry,
 }
 
 
-def parse_entries(kind: str, items: Iterable[tuple[str, SourcePos | Callable[[], SourcePos]]]
-                  ) -> tuple[tuple[str, ...], dict[int, SourcePos]]:
+def parse_entries(
+    kind: str, items: Iterable[tuple[str, SourcePos | Callable[[], SourcePos]]]
+) -> tuple[tuple[str, ...], dict[int, SourcePos]]:
     """Check and canonicalise ``(text, position)`` pairs; raise PolicyError at the first bad entry."""
     parse = _ENTRY[kind]
     out: list[str] = []
@@ -107,7 +110,7 @@ def _file_items(path: Path, shown: str) -> Iterable[tuple[str, Callable[[], Sour
             if not text or text[0] == "#":
                 continue
             hash_at = text.find("#")
-            while hash_at > 0:   # a comment after an entry: "#" preceded by whitespace
+            while hash_at > 0:  # a comment after an entry: "#" preceded by whitespace
                 if text[hash_at - 1] in " \t":
                     text = text[:hash_at].rstrip()
                     break
@@ -116,8 +119,7 @@ def _file_items(path: Path, shown: str) -> Iterable[tuple[str, Callable[[], Sour
             yield text, (lambda lineno=lineno, column=column: SourcePos(shown, lineno, column))
 
 
-def load_list(name: str, spec: Mapping[str, Any], marks: Marks, path: tuple[str | int, ...],
-              base_dir: Path) -> ListDef:
+def load_list(name: str, spec: Mapping[str, Any], marks: Marks, path: tuple[str | int, ...], base_dir: Path) -> ListDef:
     """Build one list from its (schema-checked) definition at ``path`` in the profile."""
     kind = spec["kind"]
     cite = spec.get("cite", "")
@@ -131,16 +133,28 @@ def load_list(name: str, spec: Mapping[str, Any], marks: Marks, path: tuple[str 
         try:
             entries, regex_pos = parse_entries(kind, _file_items(file_path, shown))
         except OSError as exc:
-            raise PolicyError.at(marks.value(path + ("file",)),
-                                 f"cannot read list file {shown!r}: {exc.strerror or exc}") from None
+            raise PolicyError.at(
+                marks.value(path + ("file",)), f"cannot read list file {shown!r}: {exc.strerror or exc}"
+            ) from None
         except UnicodeDecodeError as exc:
-            raise PolicyError.at(marks.value(path + ("file",)),
-                                 f"list file {shown!r} is not UTF-8: {exc.reason}") from None
+            raise PolicyError.at(
+                marks.value(path + ("file",)), f"list file {shown!r} is not UTF-8: {exc.reason}"
+            ) from None
     else:
         shown = ""
         items = spec["items"]
-        entries, regex_pos = parse_entries(kind, ((text, marks.value(path + ("items", i)))
-                                                  for i, text in enumerate(items)))
-    return ListDef(name=name, kind=kind, entries=entries, cite=cite, description=spec.get("description", ""),
-                   nocase=nocase, file=shown, uncertain=spec.get("uncertain", ""), pos=marks.key(path),
-                   regex_pos=MappingProxyType(regex_pos))
+        entries, regex_pos = parse_entries(
+            kind, ((text, marks.value(path + ("items", i))) for i, text in enumerate(items))
+        )
+    return ListDef(
+        name=name,
+        kind=kind,
+        entries=entries,
+        cite=cite,
+        description=spec.get("description", ""),
+        nocase=nocase,
+        file=shown,
+        uncertain=spec.get("uncertain", ""),
+        pos=marks.key(path),
+        regex_pos=MappingProxyType(regex_pos),
+    )

@@ -97,17 +97,19 @@ class PatternSet:
     def _first_bad(self) -> int | None:
         """Index of the pattern that breaks compilation: the shortest failing prefix ends with it
         (bisection: about log2(n) compiles, only on the error path)."""
+
         def compiles(n: int) -> bool:
             try:
                 self._build(self._exprs[:n], self._flags[:n])
             except hyperscan.error:
                 return False
             return True
+
         if not compiles(1):
             return 0
         good, bad = 1, len(self._exprs)
         if compiles(bad):
-            return None   # only the combination fails (e.g. size limits): no single culprit
+            return None  # only the combination fails (e.g. size limits): no single culprit
         while bad - good > 1:
             mid = (good + bad) // 2
             if compiles(mid):
@@ -129,17 +131,21 @@ class DomainIndex:
     __slots__ = ("exact", "suffix", "sub", "patterns", "exact_label", "suffix_label", "sub_label")
 
     def __init__(self) -> None:
-        self.exact: dict[str, int] = {}      # name -> sources matching exactly that name
-        self.suffix: dict[str, int] = {}     # trie node (a suffix) -> sources matching it and below
-        self.sub: dict[str, int] = {}        # trie node -> sources matching strictly below it
+        self.exact: dict[str, int] = {}  # name -> sources matching exactly that name
+        self.suffix: dict[str, int] = {}  # trie node (a suffix) -> sources matching it and below
+        self.sub: dict[str, int] = {}  # trie node -> sources matching strictly below it
         self.patterns = PatternSet()
         self.exact_label: dict[int, str] = {}
         self.suffix_label: dict[int, str] = {}
         self.sub_label: dict[int, str] = {}
 
     def sizes(self) -> dict[str, int]:
-        return {"exact": len(self.exact), "suffix": len(self.suffix), "sub": len(self.sub),
-                "patterns": len(self.patterns)}
+        return {
+            "exact": len(self.exact),
+            "suffix": len(self.suffix),
+            "sub": len(self.sub),
+            "patterns": len(self.patterns),
+        }
 
     def add_exact(self, source: int, name: str, label: str) -> None:
         self.exact_label[source] = label
@@ -172,7 +178,7 @@ class DomainIndex:
                 dot = key.find(".")
                 if dot < 0:
                     break
-                key, proper = key[dot + 1:], True
+                key, proper = key[dot + 1 :], True
         if self.patterns:
             out.extend(self.patterns.scan(name.encode("utf-8", "surrogatepass")))
         return out
@@ -243,8 +249,15 @@ class IntIndex(ValueIndex):
     def lookup(self, value: Any) -> Hits:
         out = super().lookup(value)
         for op, bound, source in self.compare:
-            if (value < bound if op == "lt" else value <= bound if op == "le"
-                    else value > bound if op == "gt" else value >= bound):
+            if (
+                value < bound
+                if op == "lt"
+                else value <= bound
+                if op == "le"
+                else value > bound
+                if op == "gt"
+                else value >= bound
+            ):
                 out.append((source, f"{op} {bound}"))
         return out
 
@@ -284,7 +297,7 @@ class IpIndex:
     __slots__ = ("nets", "lengths", "label")
 
     def __init__(self) -> None:
-        self.nets: dict[tuple[int, int], dict[int, int]] = {}    # (version, prefix length) -> {net: mask}
+        self.nets: dict[tuple[int, int], dict[int, int]] = {}  # (version, prefix length) -> {net: mask}
         self.lengths: dict[int, list[int]] = {4: [], 6: []}
         self.label: dict[int, str] = {}
 
@@ -324,14 +337,17 @@ class BytesIndex:
     __slots__ = ("prefix", "at", "patterns", "label")
 
     def __init__(self) -> None:
-        self.prefix: dict[int, dict[bytes, int]] = {}              # length -> {prefix bytes: mask}
-        self.at: dict[tuple[int, int], dict[bytes, int]] = {}      # (offset, length) -> {bytes: mask}
+        self.prefix: dict[int, dict[bytes, int]] = {}  # length -> {prefix bytes: mask}
+        self.at: dict[tuple[int, int], dict[bytes, int]] = {}  # (offset, length) -> {bytes: mask}
         self.patterns = PatternSet()
         self.label: dict[int, str] = {}
 
     def sizes(self) -> dict[str, int]:
-        return {"prefixes": sum(len(t) for t in self.prefix.values()),
-                "at": sum(len(t) for t in self.at.values()), "patterns": len(self.patterns)}
+        return {
+            "prefixes": sum(len(t) for t in self.prefix.values()),
+            "at": sum(len(t) for t in self.at.values()),
+            "patterns": len(self.patterns),
+        }
 
     def add_prefix(self, source: int, data: bytes, label: str) -> None:
         self.label[source] = label
@@ -349,9 +365,9 @@ class BytesIndex:
                 out.extend((s, f"{self.label[s]}{data[:length].hex()}") for s in bits(mask))
         for (offset, length), table in self.at.items():
             if len(data) >= offset + length:
-                mask = table.get(data[offset:offset + length])
+                mask = table.get(data[offset : offset + length])
                 if mask:
-                    chunk = data[offset:offset + length].hex()
+                    chunk = data[offset : offset + length].hex()
                     out.extend((s, f"{self.label[s]}{offset}:{chunk}") for s in bits(mask))
         if self.patterns:
             out.extend(self.patterns.scan(bytes(data)))

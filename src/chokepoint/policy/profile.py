@@ -28,8 +28,16 @@ from chokepoint.policy.compiler import DEFERRAL_PARAMS, CompiledPolicy, Deferral
 from chokepoint.policy.conditions import parse_condition_data
 from chokepoint.policy.errors import PolicyError, SourcePos
 from chokepoint.policy.lists import load_list
-from chokepoint.policy.provenance import AlsoObserved, Example, Knob, cite_text, freeze, parse_examples, \
-    split_personality, utc_offset
+from chokepoint.policy.provenance import (
+    AlsoObserved,
+    Example,
+    Knob,
+    cite_text,
+    freeze,
+    parse_examples,
+    split_personality,
+    utc_offset,
+)
 from chokepoint.policy.schema import build_schema, validate
 from chokepoint.policy.verdict import Action
 from chokepoint.policy.yamlsrc import Marks, load_yaml
@@ -46,8 +54,8 @@ class ProfileMeta:
     observed: str = ""
     description: str = ""
     cite: tuple[str, ...] = ()
-    timezone: str = ""          # "UTC+06:30"; empty: UTC
-    utc_offset_s: int = 0       # the same in seconds east of UTC (the engine's local_hour)
+    timezone: str = ""  # "UTC+06:30"; empty: UTC
+    utc_offset_s: int = 0  # the same in seconds east of UTC (the engine's local_hour)
     uncertain: str = ""
 
 
@@ -101,8 +109,7 @@ def load_profile(name_or_path: str, *, params: Params = None) -> Profile:
     else:
         names = list_profiles()
         if name_or_path not in names:
-            raise PolicyError(name_or_path, 1, 1, f"no bundled profile {name_or_path!r}; "
-                                                  f"bundled: {', '.join(names)}")
+            raise PolicyError(name_or_path, 1, 1, f"no bundled profile {name_or_path!r}; bundled: {', '.join(names)}")
         path = BUNDLED_DIR / f"{name_or_path}.yaml"
     return _load_file(path, require_profile=True, params=params)
 
@@ -112,8 +119,14 @@ def load_rules_file(path: str | Path, *, params: Params = None) -> Profile:
     return _load_file(Path(path), require_profile=False, params=params)
 
 
-def load_rules_text(text: str, source: str = "<rules>", base_dir: str | Path = ".", *,
-                    require_profile: bool = False, params: Params = None) -> Profile:
+def load_rules_text(
+    text: str,
+    source: str = "<rules>",
+    base_dir: str | Path = ".",
+    *,
+    require_profile: bool = False,
+    params: Params = None,
+) -> Profile:
     """The same from a string; list files resolve against ``base_dir``."""
     return _load(text, source, Path(base_dir), Path(source), require_profile, params)
 
@@ -129,8 +142,7 @@ def _load_file(path: Path, *, require_profile: bool, params: Params) -> Profile:
     return _load(text, shown, path.parent, path, require_profile, params)
 
 
-def _load(text: str, shown: str, base_dir: Path, source: Path, require_profile: bool,
-          params: Params = None) -> Profile:
+def _load(text: str, shown: str, base_dir: Path, source: Path, require_profile: bool, params: Params = None) -> Profile:
     data, marks = load_yaml(text, shown)
     overrides: tuple[tuple[str, Any], ...] = ()
     if params:
@@ -139,8 +151,10 @@ def _load(text: str, shown: str, base_dir: Path, source: Path, require_profile: 
     validate(data, marks, schema)
     meta, name = _meta(data.get("profile"), source)
     engine = _engine(data.get("engine") or {})
-    lists = {name_: load_list(name_, spec, marks, ("lists", name_), base_dir)
-             for name_, spec in (data.get("lists") or {}).items()}
+    lists = {
+        name_: load_list(name_, spec, marks, ("lists", name_), base_dir)
+        for name_, spec in (data.get("lists") or {}).items()
+    }
     rules = [_rule(raw, marks, ("rules", i)) for i, raw in enumerate(data["rules"])]
     policy = compile_policy(rules, lists)
     personality, knobs, also = _personality(data.get("personality"), marks, shown)
@@ -153,8 +167,18 @@ def _load(text: str, shown: str, base_dir: Path, source: Path, require_profile: 
     if meta.timezone:
         meta = replace(meta, utc_offset_s=utc_offset(meta.timezone, marks.value(("profile", "timezone"))))
     knobs = _engine_knobs(data.get("engine") or {}, marks) + knobs
-    return Profile(name=name, meta=meta, engine=engine, policy=policy, source=source, personality=personality,
-                   knobs=knobs, also_observed=also, examples=examples, overrides=overrides)
+    return Profile(
+        name=name,
+        meta=meta,
+        engine=engine,
+        policy=policy,
+        source=source,
+        personality=personality,
+        knobs=knobs,
+        also_observed=also,
+        examples=examples,
+        overrides=overrides,
+    )
 
 
 def override_label(key: str, text: str) -> str:
@@ -177,8 +201,9 @@ def _override_value(text: str, label: str) -> Any:
     return value
 
 
-def apply_overrides(data: Any, marks: Marks, params: Mapping[str, str], shown: str
-                    ) -> tuple[Any, Marks, tuple[tuple[str, Any], ...]]:
+def apply_overrides(
+    data: Any, marks: Marks, params: Mapping[str, str], shown: str
+) -> tuple[Any, Marks, tuple[tuple[str, Any], ...]]:
     """``data`` with each ``"RULE_ID.PARAM": "VALUE"`` set into that rule's ``params`` (a copy: ``data`` is
     not changed), and marks that place each value at its override (line 0: no file position), so the schema
     and the enforcer's check report a bad value as ``--param RULE.PARAM=VALUE: why``. Raises ``PolicyError``
@@ -186,7 +211,7 @@ def apply_overrides(data: Any, marks: Marks, params: Mapping[str, str], shown: s
     param is what follows the last one."""
     rules = data.get("rules") if isinstance(data, dict) else None
     if not isinstance(rules, list):
-        return data, marks, ()     # the schema check reports the missing/odd rules: section
+        return data, marks, ()  # the schema check reports the missing/odd rules: section
     by_id = {r.get("id"): i for i, r in enumerate(rules) if isinstance(r, dict)}
     rules = list(rules)
     values, keys = dict(marks.values), dict(marks.keys)
@@ -208,8 +233,8 @@ def apply_overrides(data: Any, marks: Marks, params: Mapping[str, str], shown: s
         rules[index] = rule
         here = SourcePos(label, 0, 0)
         path = ("rules", index, "params", param)
-        for known in [p for p in values if p[:len(path)] == path]:
-            del values[known]            # the file's value (and its items) is gone
+        for known in [p for p in values if p[: len(path)] == path]:
+            del values[known]  # the file's value (and its items) is gone
         values[path] = keys[path] = here
         values.setdefault(path[:-1], here)
         applied.append((key, value))
@@ -244,17 +269,23 @@ def _check_params(rule: Rule, personality: Any, marks: Marks, path: tuple[str | 
         return
     try:
         effective(personality, rule.params, marks=marks, path=path + ("params",))
-    except PolicyError as exc:   # at the offending value (e.g. an unknown injector preset)
+    except PolicyError as exc:  # at the offending value (e.g. an unknown injector preset)
         raise PolicyError(exc.file, exc.line, exc.column, f"rule {rule.id!r}: {exc.message}") from None
 
 
 def _meta(raw: dict[str, Any] | None, source: Path) -> tuple[ProfileMeta, str]:
     if raw is None:
         return ProfileMeta(title=source.stem), source.stem
-    return ProfileMeta(title=raw["title"], country=raw["country"], operator=raw.get("operator", ""),
-                       observed=raw["observed"], description=raw["description"],
-                       cite=tuple(raw["cite"]), timezone=raw.get("timezone", ""),
-                       uncertain=raw.get("uncertain", "")), raw["name"]
+    return ProfileMeta(
+        title=raw["title"],
+        country=raw["country"],
+        operator=raw.get("operator", ""),
+        observed=raw["observed"],
+        description=raw["description"],
+        cite=tuple(raw["cite"]),
+        timezone=raw.get("timezone", ""),
+        uncertain=raw.get("uncertain", ""),
+    ), raw["name"]
 
 
 def _engine(raw: dict[str, Any]) -> EngineSettings:
@@ -267,9 +298,13 @@ def _engine_knobs(raw: dict[str, Any], marks: Marks) -> tuple[Knob, ...]:
     cite = cite_text(raw.get("cite"))
     why = raw.get("uncertain")
     whys = why if isinstance(why, dict) else {}
-    return tuple(Knob(f"engine.{key}", value, cite, whys.get(key, why if isinstance(why, str) else ""),
-                      marks.key(("engine", key)))
-                 for key, value in raw.items() if key in EngineSettings.field_types())
+    return tuple(
+        Knob(
+            f"engine.{key}", value, cite, whys.get(key, why if isinstance(why, str) else ""), marks.key(("engine", key))
+        )
+        for key, value in raw.items()
+        if key in EngineSettings.field_types()
+    )
 
 
 def _uncertain(raw: str | dict[str, str] | None) -> tuple[tuple[str, str], ...]:
@@ -285,10 +320,12 @@ def _rule(raw: dict[str, Any], marks: Marks, path: tuple[str | int, ...]) -> Rul
     params = raw.get("params") or {}
     for knob, _why in uncertain:
         if knob and knob not in params and knob not in ("when", "action"):
-            raise PolicyError.at(marks.key(path + ("uncertain", knob)),
-                                 f"uncertain names {knob!r}: not a param of this rule, nor when/action")
+            raise PolicyError.at(
+                marks.key(path + ("uncertain", knob)),
+                f"uncertain names {knob!r}: not a param of this rule, nor when/action",
+            )
     defer = None
-    if any(k in params for k in DEFERRAL_PARAMS):   # the schema allows them on terminal actions only
+    if any(k in params for k in DEFERRAL_PARAMS):  # the schema allows them on terminal actions only
         defer = Deferral(after_s=float(params.get("after_s", 0)), min_bytes=int(params.get("min_bytes", 0)))
     return Rule(
         id=raw["id"],
@@ -305,5 +342,12 @@ def _rule(raw: dict[str, Any], marks: Marks, path: tuple[str | int, ...]) -> Rul
     )
 
 
-__all__ = ["Profile", "ProfileMeta", "apply_overrides", "list_profiles", "load_profile", "load_rules_file",
-           "load_rules_text"]
+__all__ = [
+    "Profile",
+    "ProfileMeta",
+    "apply_overrides",
+    "list_profiles",
+    "load_profile",
+    "load_rules_file",
+    "load_rules_text",
+]

@@ -43,8 +43,15 @@ EXAMPLE_PROTOCOLS = ("dns", "tls", "http", "quic", "tcp", "udp")
 #: What a client sees, in OONI's vocabulary where it has a word for it (``connection_reset``,
 #: ``generic_timeout_error``, ``ssl_unknown_authority``: OONI failure strings; the others are the Web
 #: Connectivity blocking kinds ``dns``/``http-diff`` named by their cause).
-SYMPTOMS = ("ok", "connection_reset", "generic_timeout_error", "dns_forged", "http_blockpage", "throttled",
-            "ssl_unknown_authority")
+SYMPTOMS = (
+    "ok",
+    "connection_reset",
+    "generic_timeout_error",
+    "dns_forged",
+    "http_blockpage",
+    "throttled",
+    "ssl_unknown_authority",
+)
 _NAMED = frozenset(("dns", "tls", "http", "quic"))
 _TIMEZONE = re.compile(r"^UTC([+-])(0\d|1[0-4]):([0-5]\d)$")
 
@@ -189,8 +196,9 @@ def _unwrap(marks: Marks, path: Path, value: Any) -> tuple[Any, str, str]:
     return value, "", ""
 
 
-def split_personality(raw: Any, marks: Marks, base: Path = ("personality",)
-                      ) -> tuple[dict[str, Any] | None, tuple[Knob, ...], tuple[AlsoObserved, ...]]:
+def split_personality(
+    raw: Any, marks: Marks, base: Path = ("personality",)
+) -> tuple[dict[str, Any] | None, tuple[Knob, ...], tuple[AlsoObserved, ...]]:
     """Separate provenance from settings: (the section as ``parse_personality`` takes it, the knobs with
     their citations, the injectors also observed). Knob citations inherit from their section, never from
     the top level (a knob without any cite keeps ``cite`` empty: ``provenance_gaps`` reports it)."""
@@ -216,25 +224,41 @@ def split_personality(raw: Any, marks: Marks, base: Path = ("personality",)
                 plain, cite, why = _unwrap(marks, spath + (name,), item)
                 section[name] = plain
                 dotted = f"{key}.{name}"
-                knobs.append(Knob(dotted, freeze(plain), cite or sec_cite,
-                                  why or sec_whys.get(name, "") or top_whys.get(dotted, "") or sec_why or top_why,
-                                  marks.key(spath + (name,))))
+                knobs.append(
+                    Knob(
+                        dotted,
+                        freeze(plain),
+                        cite or sec_cite,
+                        why or sec_whys.get(name, "") or top_whys.get(dotted, "") or sec_why or top_why,
+                        marks.key(spath + (name,)),
+                    )
+                )
             for name in list(sec_whys):
                 if name not in section:
-                    raise PolicyError.at(marks.key(spath + ("uncertain", name)),
-                                         f"uncertain names {name!r}, which this section does not set")
+                    raise PolicyError.at(
+                        marks.key(spath + ("uncertain", name)),
+                        f"uncertain names {name!r}, which this section does not set",
+                    )
             clean[key] = section
             continue
         plain, cite, why = _unwrap(marks, base + (key,), value)
         clean[key] = plain
         if key not in _DESCRIPTIVE:
-            knobs.append(Knob(key, freeze(plain), cite or top_cite, why or top_whys.get(key, "") or top_why,
-                              marks.key(base + (key,))))
+            knobs.append(
+                Knob(
+                    key,
+                    freeze(plain),
+                    cite or top_cite,
+                    why or top_whys.get(key, "") or top_why,
+                    marks.key(base + (key,)),
+                )
+            )
     known = {k.path for k in knobs}
     for name in top_whys:
         if name not in known:
-            raise PolicyError.at(marks.key(base + ("uncertain", name)),
-                                 f"uncertain names {name!r}, which the personality does not set")
+            raise PolicyError.at(
+                marks.key(base + ("uncertain", name)), f"uncertain names {name!r}, which the personality does not set"
+            )
     also = _also_observed(marks, base + ("also_observed",), raw.get("also_observed"))
     return clean, tuple(knobs), also
 
@@ -249,22 +273,32 @@ def _also_observed(marks: Marks, path: Path, raw: Any) -> tuple[AlsoObserved, ..
     out = []
     for i, item in enumerate(raw):
         here = path + (i,)
-        if not isinstance(item, dict) or "preset" not in item or "cite" not in item or \
-                not set(item) <= {"preset", "cite", "note"}:
+        if (
+            not isinstance(item, dict)
+            or "preset" not in item
+            or "cite" not in item
+            or not set(item) <= {"preset", "cite", "note"}
+        ):
             raise PolicyError.at(marks.value(here), "also_observed: each entry is {preset, cite, note}")
         if item["preset"] not in PRESETS:
-            raise PolicyError.at(marks.value(here + ("preset",)),
-                                 f"no personality preset {item['preset']!r}; known: {', '.join(PRESETS)}")
-        out.append(AlsoObserved(item["preset"], _check_text(marks, here + ("cite",), item["cite"], "cite"),
-                                str(item.get("note", ""))))
+            raise PolicyError.at(
+                marks.value(here + ("preset",)),
+                f"no personality preset {item['preset']!r}; known: {', '.join(PRESETS)}",
+            )
+        out.append(
+            AlsoObserved(
+                item["preset"], _check_text(marks, here + ("cite",), item["cite"], "cite"), str(item.get("note", ""))
+            )
+        )
     return tuple(out)
 
 
 # ------------------------------------------------------------------------------------------------- examples
 
 
-def parse_examples(raw: Mapping[str, Any] | None, marks: Marks, rules: Mapping[str, Any],
-                   base: Path = ("examples",)) -> tuple[Example, ...]:
+def parse_examples(
+    raw: Mapping[str, Any] | None, marks: Marks, rules: Mapping[str, Any], base: Path = ("examples",)
+) -> tuple[Example, ...]:
     """Schema-checked ``examples:`` into :class:`Example` values; a blocked example must name the rule that
     blocks it (and that rule must exist, with the action given, if any)."""
     if not raw:
@@ -277,8 +311,9 @@ def parse_examples(raw: Mapping[str, Any] | None, marks: Marks, rules: Mapping[s
             pos = marks.value(here)
             ident = item["id"]
             if ident in seen:
-                raise PolicyError.at(marks.value(here + ("id",)),
-                                     f"duplicate example id {ident!r} (first at line {seen[ident].line})")
+                raise PolicyError.at(
+                    marks.value(here + ("id",)), f"duplicate example id {ident!r} (first at line {seen[ident].line})"
+                )
             seen[ident] = pos
             protocol = item["protocol"]
             if protocol in _NAMED and not item.get("target"):
@@ -296,44 +331,85 @@ def parse_examples(raw: Mapping[str, Any] | None, marks: Marks, rules: Mapping[s
                     raise PolicyError.at(marks.value(here + ("rule",)), f"no rule {rule_id!r} in this profile")
                 deferred = getattr(rule, "defer", None) is not None
                 if outcome == "allowed" and rule.action.value != "log" and not deferred:
-                    raise PolicyError.at(marks.value(here + ("rule",)),
-                                         f"an allowed example names only a log rule or a deferred one (that marks "
-                                         f"it), not a {rule.action.value} rule")
+                    raise PolicyError.at(
+                        marks.value(here + ("rule",)),
+                        f"an allowed example names only a log rule or a deferred one (that marks "
+                        f"it), not a {rule.action.value} rule",
+                    )
                 action = item.get("action", "")
                 if action and action != rule.action.value:
-                    raise PolicyError.at(marks.value(here + ("action",)),
-                                         f"rule {rule_id!r} is a {rule.action.value} rule, not {action}")
+                    raise PolicyError.at(
+                        marks.value(here + ("action",)), f"rule {rule_id!r} is a {rule.action.value} rule, not {action}"
+                    )
             raw_payload = item.get("payload", ())
-            payloads = tuple(bytes.fromhex("".join(h.split()))
-                             for h in ([raw_payload] if isinstance(raw_payload, str) else raw_payload))
+            payloads = tuple(
+                bytes.fromhex("".join(h.split()))
+                for h in ([raw_payload] if isinstance(raw_payload, str) else raw_payload)
+            )
             if len(payloads) > 1 and item.get("packets", 1) != 1:
-                raise PolicyError.at(marks.value(here + ("packets",)),
-                                     "give either several payloads or packets (which cuts one payload)")
+                raise PolicyError.at(
+                    marks.value(here + ("packets",)), "give either several payloads or packets (which cuts one payload)"
+                )
             if "duration_s" in item and protocol not in ("tcp", "udp"):
                 raise PolicyError.at(marks.key(here + ("duration_s",)), "duration_s is for tcp/udp examples")
             if ("duration_s" in item) != ("send_kbps" in item):
                 raise PolicyError.at(pos, "give duration_s and send_kbps together")
-            params = tuple((key, value if isinstance(value, str) else json.dumps(value))
-                           for key, value in (item.get("params") or {}).items())
+            params = tuple(
+                (key, value if isinstance(value, str) else json.dumps(value))
+                for key, value in (item.get("params") or {}).items()
+            )
             for key, _ in params:
                 if key.rpartition(".")[0] not in rules:
-                    raise PolicyError.at(marks.key(here + ("params", key)),
-                                         f"params: {key!r} names no rule of this profile (RULE_ID.PARAM)")
-            out.append(Example(
-                id=ident, outcome=outcome, protocol=protocol, symptom=item["symptom"],
-                target=item.get("target", ""), port=item.get("port"), client_port=item.get("client_port"),
-                server_ip=item.get("server_ip", ""), client_ip=item.get("client_ip", ""),
-                path=item.get("path", "/"), payloads=payloads, payload_random=item.get("payload_random", 0),
-                packets=item.get("packets", 1), quic_version=item.get("quic_version", 1),
-                local_time=item.get("local_time", ""), tcp_options=item.get("tcp_options"),
-                tls_record_split=item.get("tls_record_split", False), prelude=item.get("prelude", ""),
-                ech=item.get("ech", False), rule=rule_id,
-                action=item.get("action", "") or (rules[rule_id].action.value if rule_id else ""),
-                expect=freeze(item.get("expect") or {}), note=item.get("note", ""),
-                cite=cite_text(item.get("cite")), duration_s=float(item.get("duration_s", 0)),
-                send_kbps=float(item.get("send_kbps", 0)), params=params, pos=pos))
+                    raise PolicyError.at(
+                        marks.key(here + ("params", key)),
+                        f"params: {key!r} names no rule of this profile (RULE_ID.PARAM)",
+                    )
+            out.append(
+                Example(
+                    id=ident,
+                    outcome=outcome,
+                    protocol=protocol,
+                    symptom=item["symptom"],
+                    target=item.get("target", ""),
+                    port=item.get("port"),
+                    client_port=item.get("client_port"),
+                    server_ip=item.get("server_ip", ""),
+                    client_ip=item.get("client_ip", ""),
+                    path=item.get("path", "/"),
+                    payloads=payloads,
+                    payload_random=item.get("payload_random", 0),
+                    packets=item.get("packets", 1),
+                    quic_version=item.get("quic_version", 1),
+                    local_time=item.get("local_time", ""),
+                    tcp_options=item.get("tcp_options"),
+                    tls_record_split=item.get("tls_record_split", False),
+                    prelude=item.get("prelude", ""),
+                    ech=item.get("ech", False),
+                    rule=rule_id,
+                    action=item.get("action", "") or (rules[rule_id].action.value if rule_id else ""),
+                    expect=freeze(item.get("expect") or {}),
+                    note=item.get("note", ""),
+                    cite=cite_text(item.get("cite")),
+                    duration_s=float(item.get("duration_s", 0)),
+                    send_kbps=float(item.get("send_kbps", 0)),
+                    params=params,
+                    pos=pos,
+                )
+            )
     return tuple(out)
 
 
-__all__ = ["AlsoObserved", "EXAMPLE_PROTOCOLS", "Example", "Knob", "PROVENANCE_KEYS", "SECTIONS", "SYMPTOMS",
-           "cite_text", "freeze", "parse_examples", "split_personality", "utc_offset"]
+__all__ = [
+    "AlsoObserved",
+    "EXAMPLE_PROTOCOLS",
+    "Example",
+    "Knob",
+    "PROVENANCE_KEYS",
+    "SECTIONS",
+    "SYMPTOMS",
+    "cite_text",
+    "freeze",
+    "parse_examples",
+    "split_personality",
+    "utc_offset",
+]

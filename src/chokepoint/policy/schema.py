@@ -37,51 +37,79 @@ RESIDUAL_SCOPES = ("3-tuple", "4-tuple", "server", "client-server")
 TIMEZONE_PATTERN = r"^UTC[+-](0[0-9]|1[0-4]):[0-5][0-9]$"
 
 _STR: dict[str, Any] = {"type": "string", "minLength": 1}
-_CITE: dict[str, Any] = {"description": "a citation, or several",
-                         "anyOf": [_STR, {"type": "array", "items": _STR, "minItems": 1}]}
+_CITE: dict[str, Any] = {
+    "description": "a citation, or several",
+    "anyOf": [_STR, {"type": "array", "items": _STR, "minItems": 1}],
+}
 _UNCERTAIN: dict[str, Any] = {
     "description": "what is not verified, and why: text (the whole rule) or a mapping of knob (a param name, "
-                   "'when' or 'action') to why",
-    "anyOf": [_STR, {"type": "object", "minProperties": 1, "additionalProperties": _STR}]}
+    "'when' or 'action') to why",
+    "anyOf": [_STR, {"type": "object", "minProperties": 1, "additionalProperties": _STR}],
+}
 
 
 def _one_or_many(item: dict[str, Any], what: str) -> dict[str, Any]:
-    return {"description": f"{what}, or a list of them",
-            "anyOf": [item, {"type": "array", "items": item, "minItems": 1}]}
+    return {
+        "description": f"{what}, or a list of them",
+        "anyOf": [item, {"type": "array", "items": item, "minItems": 1}],
+    }
 
 
 def _ops_object(spec: FieldSpec, ops: dict[str, Any]) -> dict[str, Any]:
-    return {"title": f"operator for {spec.name}", "type": "object", "minProperties": 1, "maxProperties": 1,
-            "properties": ops, "additionalProperties": False}
+    return {
+        "title": f"operator for {spec.name}",
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": 1,
+        "properties": ops,
+        "additionalProperties": False,
+    }
 
 
 def _operand(spec: FieldSpec) -> dict[str, Any]:
     """Schema of the value under a field key in a condition."""
     kind = spec.kind
-    list_name = {"type": "string", "pattern": NAME_PATTERN,
-                 "description": "name of a list declared under lists: (kinds: "
-                                + ", ".join(FIELD_LIST_KINDS.get(kind, ())) + ")"}
+    list_name = {
+        "type": "string",
+        "pattern": NAME_PATTERN,
+        "description": "name of a list declared under lists: (kinds: "
+        + ", ".join(FIELD_LIST_KINDS.get(kind, ()))
+        + ")",
+    }
     if kind in (Kind.DOMAIN, Kind.TEXT):
         word = "a domain name" if kind is Kind.DOMAIN else "a string"
-        ops = {"exact": _one_or_many(_STR, word),
-               "keyword": _one_or_many(_STR, "a literal substring"),
-               "regex": _one_or_many(_STR, "a regex (searched; anchor with ^ $)"),
-               "in_list": list_name}
+        ops = {
+            "exact": _one_or_many(_STR, word),
+            "keyword": _one_or_many(_STR, "a literal substring"),
+            "regex": _one_or_many(_STR, "a regex (searched; anchor with ^ $)"),
+            "in_list": list_name,
+        }
         if kind is Kind.DOMAIN:
             ops["suffix"] = _one_or_many(_STR, "a domain name (matches it and its subdomains)")
         ops = {op: ops[op] for op in OPERATORS[kind]}
         return _ops_object(spec, ops)
     if kind is Kind.BYTES:
         hexs = {"type": "string", "pattern": HEX_PATTERN}
-        at = {"type": "object", "required": ["offset", "hex"], "additionalProperties": False,
-              "properties": {"offset": {"type": "integer", "minimum": 0}, "hex": hexs}}
-        return _ops_object(spec, {"prefix": _one_or_many(hexs, "hex bytes"),
-                                  "at": _one_or_many(at, "{offset, hex}"),
-                                  "regex": _one_or_many(_STR, "a byte regex (\\xHH for bytes)")})
+        at = {
+            "type": "object",
+            "required": ["offset", "hex"],
+            "additionalProperties": False,
+            "properties": {"offset": {"type": "integer", "minimum": 0}, "hex": hexs},
+        }
+        return _ops_object(
+            spec,
+            {
+                "prefix": _one_or_many(hexs, "hex bytes"),
+                "at": _one_or_many(at, "{offset, hex}"),
+                "regex": _one_or_many(_STR, "a byte regex (\\xHH for bytes)"),
+            },
+        )
     if kind is Kind.BOOL:
         value: dict[str, Any] = {"type": "boolean"}
-        return {"description": f"{spec.name}: true/false or {{is: true/false}}",
-                "anyOf": [value, _ops_object(spec, {"is": value})]}
+        return {
+            "description": f"{spec.name}: true/false or {{is: true/false}}",
+            "anyOf": [value, _ops_object(spec, {"is": value})],
+        }
     if kind is Kind.ENUM:
         value = {"enum": list(spec.values)}
         what = "one of " + ", ".join(spec.values)
@@ -90,9 +118,13 @@ def _operand(spec: FieldSpec) -> dict[str, Any]:
     elif kind is Kind.IP:
         value, what = _STR, "an IPv4/IPv6 address or CIDR"
     elif kind is Kind.PORT:
-        value = {"description": "a port or a range 'lo-hi'",
-                 "anyOf": [{"type": "integer", "minimum": 0, "maximum": 65535},
-                           {"type": "string", "pattern": r"^[0-9]+-[0-9]+$"}]}
+        value = {
+            "description": "a port or a range 'lo-hi'",
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": 65535},
+                {"type": "string", "pattern": r"^[0-9]+-[0-9]+$"},
+            ],
+        }
         what = "a port or a range 'lo-hi'"
     else:  # Kind.INT
         value, what = {"type": "integer"}, "an integer"
@@ -101,16 +133,24 @@ def _operand(spec: FieldSpec) -> dict[str, Any]:
         ops.update({op: {"type": "integer"} for op in ("lt", "le", "gt", "ge")})
     if "in_list" in OPERATORS[kind]:
         ops["in_list"] = list_name
-    return {"description": f"{spec.name}: {what}, a list of them, or an operator ({', '.join(ops)})",
-            "anyOf": [value, {"type": "array", "items": value, "minItems": 1}, _ops_object(spec, ops)]}
+    return {
+        "description": f"{spec.name}: {what}, a list of them, or an operator ({', '.join(ops)})",
+        "anyOf": [value, {"type": "array", "items": value, "minItems": 1}, _ops_object(spec, ops)],
+    }
 
 
 def condition_defs() -> dict[str, Any]:
     props: dict[str, Any] = {
-        "all": {"type": "array", "items": {"$ref": "#/$defs/condition"},
-                "description": "true when every condition is (an empty all is true)"},
-        "any": {"type": "array", "items": {"$ref": "#/$defs/condition"},
-                "description": "true when at least one condition is"},
+        "all": {
+            "type": "array",
+            "items": {"$ref": "#/$defs/condition"},
+            "description": "true when every condition is (an empty all is true)",
+        },
+        "any": {
+            "type": "array",
+            "items": {"$ref": "#/$defs/condition"},
+            "description": "true when at least one condition is",
+        },
         "not": {"$ref": "#/$defs/condition"},
     }
     for spec in FIELDS.values():
@@ -118,12 +158,17 @@ def condition_defs() -> dict[str, Any]:
         operand.setdefault("description", "")
         operand["$comment"] = f"{spec.kind.value} field: {spec.doc}"
         props[spec.name] = operand
-    return {"condition": {
-        "title": "condition",
-        "description": "exactly one key: a field (see the field table), all, any or not",
-        "type": "object", "minProperties": 1, "maxProperties": 1,
-        "properties": props, "additionalProperties": False,
-    }}
+    return {
+        "condition": {
+            "title": "condition",
+            "description": "exactly one key: a field (see the field table), all, any or not",
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": 1,
+            "properties": props,
+            "additionalProperties": False,
+        }
+    }
 
 
 def engine_schema() -> dict[str, Any]:
@@ -141,34 +186,65 @@ def engine_schema() -> dict[str, Any]:
             raise TypeError(f"EngineSettings.{name}: no JSON type for {typ.__name__}")
         props[name]["default"] = getattr(defaults, name)
     props["cite"] = _CITE
-    props["uncertain"] = {"description": "what is not verified: text, or a mapping of knob to why",
-                          "anyOf": [_STR, {"type": "object", "minProperties": 1, "additionalProperties": _STR,
-                                           "propertyNames": {"enum": list(EngineSettings.field_names())}}]}
-    return {"title": "key in engine", "type": "object", "properties": props, "additionalProperties": False,
-            "description": "engine knobs (chokepoint.settings.EngineSettings), with their cite and uncertainty"}
+    props["uncertain"] = {
+        "description": "what is not verified: text, or a mapping of knob to why",
+        "anyOf": [
+            _STR,
+            {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": _STR,
+                "propertyNames": {"enum": list(EngineSettings.field_names())},
+            },
+        ],
+    }
+    return {
+        "title": "key in engine",
+        "type": "object",
+        "properties": props,
+        "additionalProperties": False,
+        "description": "engine knobs (chokepoint.settings.EngineSettings), with their cite and uncertainty",
+    }
 
 
 def _params_defs() -> dict[str, Any]:
     common = {
-        "probability": {"type": "number", "minimum": 0, "maximum": 1,
-                        "description": "chance that a match is enforced (per flow)"},
-        "residual_s": {"type": "number", "minimum": 0,
-                       "description": "seconds the censor keeps blocking the same endpoints afterwards"},
-        "residual_scope": {"enum": list(RESIDUAL_SCOPES),
-                           "description": "3-tuple: (client IP, server IP, server port); 4-tuple: + client port; "
-                                          "server: server IP and port; client-server: the two IPs"},
-        "injector": {"type": "string", "pattern": NAME_PATTERN,
-                     "description": "a personality preset (chokepoint.enforce.personality.PRESETS) acting for "
-                                    "this rule instead of the profile's personality; checked at load time"},
+        "probability": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "description": "chance that a match is enforced (per flow)",
+        },
+        "residual_s": {
+            "type": "number",
+            "minimum": 0,
+            "description": "seconds the censor keeps blocking the same endpoints afterwards",
+        },
+        "residual_scope": {
+            "enum": list(RESIDUAL_SCOPES),
+            "description": "3-tuple: (client IP, server IP, server port); 4-tuple: + client port; "
+            "server: server IP and port; client-server: the two IPs",
+        },
+        "injector": {
+            "type": "string",
+            "pattern": NAME_PATTERN,
+            "description": "a personality preset (chokepoint.enforce.personality.PRESETS) acting for "
+            "this rule instead of the profile's personality; checked at load time",
+        },
     }
     deferral = {
-        "after_s": {"type": "number", "minimum": 0,
-                    "description": "deferred: a match only flags the flow; the action is taken at the first "
-                                   "packet at which the flow is this many seconds old (packet clock) and has "
-                                   "carried min_bytes"},
-        "min_bytes": {"type": "integer", "minimum": 0,
-                      "description": "deferred: IP bytes of the flow (both directions) before the action is "
-                                     "taken (with after_s)"},
+        "after_s": {
+            "type": "number",
+            "minimum": 0,
+            "description": "deferred: a match only flags the flow; the action is taken at the first "
+            "packet at which the flow is this many seconds old (packet clock) and has "
+            "carried min_bytes",
+        },
+        "min_bytes": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "deferred: IP bytes of the flow (both directions) before the action is taken (with after_s)",
+        },
     }
     #: actions that can wait: taken on any later packet of the flow (not a DNS answer, a handshake or a page)
     deferrable = (Action.DROP, Action.RESET, Action.THROTTLE, Action.DELAY, Action.ICMP_UNREACHABLE)
@@ -177,17 +253,26 @@ def _params_defs() -> dict[str, Any]:
         Action.ALLOW: {},
         Action.LOG: {},
         Action.DROP: {"direction": {"enum": ["c2s", "s2c", "both"]}},
-        Action.RESET: {"count": {"type": "integer", "minimum": 1, "maximum": 16},
-                       "flags": {"type": "string", "pattern": "^RA?(\\+AE)?(\\+RE)?$",
-                                 "description": "RST or RST+ACK, optionally +AE and/or +RE (TCP flag bits 8-11)"},
-                       "targets": {"enum": ["client", "server", "both"]}},
-        Action.DNS_FORGE: {"answers": {"type": "array", "items": ip, "minItems": 1},
-                           "ttl": {"type": "integer", "minimum": 0, "maximum": 2147483647}},
-        Action.BLOCKPAGE: {"status": {"type": "integer", "minimum": 100, "maximum": 599},
-                           "location": _STR, "body": {"type": "string"}},
+        Action.RESET: {
+            "count": {"type": "integer", "minimum": 1, "maximum": 16},
+            "flags": {
+                "type": "string",
+                "pattern": "^RA?(\\+AE)?(\\+RE)?$",
+                "description": "RST or RST+ACK, optionally +AE and/or +RE (TCP flag bits 8-11)",
+            },
+            "targets": {"enum": ["client", "server", "both"]},
+        },
+        Action.DNS_FORGE: {
+            "answers": {"type": "array", "items": ip, "minItems": 1},
+            "ttl": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+        },
+        Action.BLOCKPAGE: {
+            "status": {"type": "integer", "minimum": 100, "maximum": 599},
+            "location": _STR,
+            "body": {"type": "string"},
+        },
         Action.THROTTLE: {"rate_kbps": {"type": "number", "exclusiveMinimum": 0}},
-        Action.DELAY: {"delay_ms": {"type": "number", "minimum": 0},
-                       "jitter_ms": {"type": "number", "minimum": 0}},
+        Action.DELAY: {"delay_ms": {"type": "number", "minimum": 0}, "jitter_ms": {"type": "number", "minimum": 0}},
         Action.ICMP_UNREACHABLE: {"code": {"type": "integer", "minimum": 0, "maximum": 15}},
         Action.TLS_INTERCEPT: {},
     }
@@ -195,15 +280,18 @@ def _params_defs() -> dict[str, Any]:
     defs = {}
     for action in Action:
         props = dict(own[action])
-        if action is Action.TLS_INTERCEPT:      # nothing is injected and no residual block is kept
+        if action is Action.TLS_INTERCEPT:  # nothing is injected and no residual block is kept
             props["probability"] = common["probability"]
         elif action not in (Action.ALLOW, Action.LOG):
             props.update(common)
         if action in deferrable:
             props.update(deferral)
         defs[f"params.{action.value}"] = {
-            "title": f"parameter of {action.value}", "type": "object", "properties": props,
-            "additionalProperties": False, "required": required.get(action, []),
+            "title": f"parameter of {action.value}",
+            "type": "object",
+            "properties": props,
+            "additionalProperties": False,
+            "required": required.get(action, []),
         }
     return defs
 
@@ -212,33 +300,51 @@ def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
     """The whole format. With ``require_profile=False``: a rule file, whose ``profile:`` is optional."""
     defs: dict[str, Any] = {
         "meta": {
-            "title": "key in profile", "type": "object", "additionalProperties": False,
+            "title": "key in profile",
+            "type": "object",
+            "additionalProperties": False,
             "required": ["name", "title", "country", "observed", "description", "cite"],
             "properties": {
                 "name": {"type": "string", "pattern": NAME_PATTERN},
                 "title": _STR,
-                "country": {"type": "string", "pattern": "^[A-Z]{2}$",
-                            "description": "ISO 3166-1 alpha-2 (XX for none)"},
+                "country": {
+                    "type": "string",
+                    "pattern": "^[A-Z]{2}$",
+                    "description": "ISO 3166-1 alpha-2 (XX for none)",
+                },
                 "operator": _STR,
-                "observed": {"type": "string", "pattern": OBSERVED_PATTERN,
-                             "description": "date or range the behaviour was observed, e.g. 2021-11/2023-03"},
+                "observed": {
+                    "type": "string",
+                    "pattern": OBSERVED_PATTERN,
+                    "description": "date or range the behaviour was observed, e.g. 2021-11/2023-03",
+                },
                 "description": _STR,
                 "cite": {"type": "array", "items": _STR, "minItems": 1},
-                "timezone": {"type": "string", "pattern": TIMEZONE_PATTERN,
-                             "description": "fixed offset of the censor's local clock (local_hour), e.g. UTC+06:30"},
+                "timezone": {
+                    "type": "string",
+                    "pattern": TIMEZONE_PATTERN,
+                    "description": "fixed offset of the censor's local clock (local_hour), e.g. UTC+06:30",
+                },
                 "uncertain": {**_STR, "description": "what is not verified about the profile as a whole"},
             },
         },
         "example": _example_schema(),
         "examples": {
-            "title": "key in examples", "type": "object", "additionalProperties": False,
+            "title": "key in examples",
+            "type": "object",
+            "additionalProperties": False,
             "description": "worked example targets: blocked ones name their rule; each says what a client sees",
-            "properties": {"blocked": {"type": "array", "items": {"$ref": "#/$defs/example"}},
-                           "allowed": {"type": "array", "items": {"$ref": "#/$defs/example"}}},
+            "properties": {
+                "blocked": {"type": "array", "items": {"$ref": "#/$defs/example"}},
+                "allowed": {"type": "array", "items": {"$ref": "#/$defs/example"}},
+            },
         },
         "engine": engine_schema(),
         "list": {
-            "title": "key in list", "type": "object", "required": ["kind"], "additionalProperties": False,
+            "title": "key in list",
+            "type": "object",
+            "required": ["kind"],
+            "additionalProperties": False,
             "description": "a list needs a kind and exactly one of items or file",
             "properties": {
                 "kind": {"enum": list(LIST_KINDS)},
@@ -252,7 +358,9 @@ def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
             "oneOf": [{"required": ["items"]}, {"required": ["file"]}],
         },
         "rule": {
-            "title": "key in rule", "type": "object", "required": ["id", "action", "when"],
+            "title": "key in rule",
+            "type": "object",
+            "required": ["id", "action", "when"],
             "additionalProperties": False,
             "properties": {
                 "id": {"type": "string", "pattern": NAME_PATTERN},
@@ -262,14 +370,20 @@ def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
                 "cite": _CITE,
                 "observed": {"type": "string", "pattern": OBSERVED_PATTERN},
                 "uncertain": _UNCERTAIN,
-                "mechanism": {"type": "string", "pattern": NAME_PATTERN,
-                              "description": "what the censor does that no action expresses yet (documented, "
-                                             "not enforced)"},
+                "mechanism": {
+                    "type": "string",
+                    "pattern": NAME_PATTERN,
+                    "description": "what the censor does that no action expresses yet (documented, not enforced)",
+                },
                 "when": {"$ref": "#/$defs/condition"},
             },
-            "allOf": [{"if": {"properties": {"action": {"const": a.value}}, "required": ["action"]},
-                       "then": {"properties": {"params": {"$ref": f"#/$defs/params.{a.value}"}}}}
-                      for a in Action],
+            "allOf": [
+                {
+                    "if": {"properties": {"action": {"const": a.value}}, "required": ["action"]},
+                    "then": {"properties": {"params": {"$ref": f"#/$defs/params.{a.value}"}}},
+                }
+                for a in Action
+            ],
         },
         **_params_defs(),
         **condition_defs(),
@@ -277,20 +391,27 @@ def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "top-level key",
-        "description": "Chokepoint censor profile" if require_profile else "Chokepoint rule file "
-                       "(a profile whose profile: block is optional)",
+        "description": "Chokepoint censor profile"
+        if require_profile
+        else "Chokepoint rule file (a profile whose profile: block is optional)",
         "type": "object",
         "required": ["profile", "rules"] if require_profile else ["rules"],
         "additionalProperties": False,
         "properties": {
             "profile": {"$ref": "#/$defs/meta"},
             "engine": {"$ref": "#/$defs/engine"},
-            "personality": {"type": "object",
-                            "description": "how the censor acts (chokepoint.enforce.personality.parse_personality), "
-                                           "with cite/uncertain on its knobs (chokepoint.policy.provenance)"},
+            "personality": {
+                "type": "object",
+                "description": "how the censor acts (chokepoint.enforce.personality.parse_personality), "
+                "with cite/uncertain on its knobs (chokepoint.policy.provenance)",
+            },
             "examples": {"$ref": "#/$defs/examples"},
-            "lists": {"title": "list name", "type": "object", "propertyNames": {"title": "list name", "pattern": NAME_PATTERN},
-                      "additionalProperties": {"$ref": "#/$defs/list"}},
+            "lists": {
+                "title": "list name",
+                "type": "object",
+                "propertyNames": {"title": "list name", "pattern": NAME_PATTERN},
+                "additionalProperties": {"$ref": "#/$defs/list"},
+            },
             "rules": {"type": "array", "items": {"$ref": "#/$defs/rule"}},
         },
         "$defs": defs,
@@ -300,7 +421,9 @@ def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
 def _example_schema() -> dict[str, Any]:
     port = {"type": "integer", "minimum": 1, "maximum": 65535}
     return {
-        "title": "key in example", "type": "object", "additionalProperties": False,
+        "title": "key in example",
+        "type": "object",
+        "additionalProperties": False,
         "required": ["id", "protocol", "symptom"],
         "properties": {
             "id": {"type": "string", "pattern": NAME_PATTERN},
@@ -311,17 +434,36 @@ def _example_schema() -> dict[str, Any]:
             "server_ip": {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
             "client_ip": {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
             "path": {**_STR, "description": "http: the request target (default /)"},
-            "payload": {"description": "tcp/udp: the client's data, hex: one packet, or a list of packets in order",
-                        "anyOf": [{"type": "string", "pattern": HEX_PATTERN},
-                                  {"type": "array", "minItems": 1, "maxItems": 16,
-                                   "items": {"type": "string", "pattern": HEX_PATTERN}}]},
-            "payload_random": {"type": "integer", "minimum": 1, "maximum": 65000,
-                               "description": "tcp/udp: that many random bytes (seeded) as the first packet"},
-            "packets": {"type": "integer", "minimum": 1, "maximum": 16,
-                        "description": "client data packets to send (the payload cut into this many)"},
+            "payload": {
+                "description": "tcp/udp: the client's data, hex: one packet, or a list of packets in order",
+                "anyOf": [
+                    {"type": "string", "pattern": HEX_PATTERN},
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 16,
+                        "items": {"type": "string", "pattern": HEX_PATTERN},
+                    },
+                ],
+            },
+            "payload_random": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 65000,
+                "description": "tcp/udp: that many random bytes (seeded) as the first packet",
+            },
+            "packets": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 16,
+                "description": "client data packets to send (the payload cut into this many)",
+            },
             "quic_version": {"enum": [1, 0x6B3343CF], "description": "quic: version 1 or 2 (RFC 9369)"},
-            "local_time": {"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
-                           "description": "the client's wall clock in the profile's timezone"},
+            "local_time": {
+                "type": "string",
+                "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+                "description": "the client's wall clock in the profile's timezone",
+            },
             "tcp_options": {"type": "boolean", "description": "data segments carry TCP options (header > 20)"},
             "tls_record_split": {"type": "boolean", "description": "the ClientHello cut into two TLS records"},
             "prelude": {"enum": ["dummy-udp"], "description": "sent first on the same flow"},
@@ -330,15 +472,26 @@ def _example_schema() -> dict[str, Any]:
             "action": {"enum": [a.value for a in Action]},
             "symptom": {"enum": list(SYMPTOMS), "description": "what the client sees"},
             "expect": {"type": "object", "description": "facts the lab should confirm on the wire"},
-            "duration_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600,
-                           "description": "tcp/udp: the client keeps sending payload_random-byte chunks this long"},
-            "send_kbps": {"type": "number", "exclusiveMinimum": 0, "maximum": 100000,
-                          "description": "tcp/udp with duration_s: the client's sending rate (kbit/s)"},
-            "params": {"type": "object", "minProperties": 1,
-                       "propertyNames": {"pattern": r"^[a-z0-9][a-z0-9_.-]*\.[a-z_][a-z0-9_]*$"},
-                       "additionalProperties": {"type": ["number", "integer", "string", "boolean", "array"]},
-                       "description": "rule-param overrides (RULE_ID.PARAM: value) the profile is loaded with to "
-                                      "reproduce this example (as chokepoint analyze --param / lab up params)"},
+            "duration_s": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 600,
+                "description": "tcp/udp: the client keeps sending payload_random-byte chunks this long",
+            },
+            "send_kbps": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 100000,
+                "description": "tcp/udp with duration_s: the client's sending rate (kbit/s)",
+            },
+            "params": {
+                "type": "object",
+                "minProperties": 1,
+                "propertyNames": {"pattern": r"^[a-z0-9][a-z0-9_.-]*\.[a-z_][a-z0-9_]*$"},
+                "additionalProperties": {"type": ["number", "integer", "string", "boolean", "array"]},
+                "description": "rule-param overrides (RULE_ID.PARAM: value) the profile is loaded with to "
+                "reproduce this example (as chokepoint analyze --param / lab up params)",
+            },
             "note": {"type": "string"},
             "cite": _CITE,
         },
@@ -370,8 +523,9 @@ def _leaf(error: ValidationError) -> ValidationError:
     description says what was expected."""
     while error.validator == "anyOf" and error.context:
         kind = "object" if isinstance(error.instance, dict) else "array" if isinstance(error.instance, list) else ""
-        branches = [e for e in error.context
-                    if kind and error.validator_value[e.relative_schema_path[0]].get("type") == kind]
+        branches = [
+            e for e in error.context if kind and error.validator_value[e.relative_schema_path[0]].get("type") == kind
+        ]
         if not branches:
             break
         error = max(branches, key=relevance)
@@ -385,8 +539,9 @@ def _is_choice_of_keys(error: ValidationError) -> bool:
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
-            dict: "object"}.get(type(value), type(value).__name__)
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def _locate(error: ValidationError, marks: Marks, data: Any) -> tuple[Any, str]:
@@ -414,8 +569,9 @@ def _locate(error: ValidationError, marks: Marks, data: Any) -> tuple[Any, str]:
         missing = [k for k in error.validator_value if k not in inst]
         return marks.value(path), f"missing required key {missing[0]!r}" if missing else error.message
     if error.validator in ("minProperties", "maxProperties") and what == "condition":
-        return marks.value(path), ("a condition has exactly one key: a field, or all/any/not "
-                                   "(combine several with all: [...])")
+        return marks.value(path), (
+            "a condition has exactly one key: a field, or all/any/not (combine several with all: [...])"
+        )
     if error.validator in ("minProperties", "maxProperties") and what.startswith("operator for"):
         return marks.value(path), f"give exactly one {what}"
     if error.validator == "pattern" and isinstance(inst, str) and _is_key_at(data, path, inst):
@@ -429,8 +585,11 @@ def _locate(error: ValidationError, marks: Marks, data: Any) -> tuple[Any, str]:
         return marks.value(path), f"{inst!r} is not one of: {', '.join(map(str, error.validator_value))}"
     if error.validator == "type" and what.startswith("operator for "):
         ops = ", ".join(schema.get("properties", {}))
-        return marks.value(path), f"{what.removeprefix('operator for ')} needs an operator ({ops}), " \
-                                  f"e.g. {{{next(iter(schema.get('properties', {'in': 0})))}: ...}}"
+        return (
+            marks.value(path),
+            f"{what.removeprefix('operator for ')} needs an operator ({ops}), "
+            f"e.g. {{{next(iter(schema.get('properties', {'in': 0})))}: ...}}",
+        )
     if error.validator == "type":
         want = error.validator_value
         want = " or ".join(want) if isinstance(want, list) else want

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -48,10 +48,10 @@ class Verdict:
     rule_id: str
     reason: str = ""
     evidence: tuple[Evidence, ...] = ()
-    params: tuple[tuple[str, Any], ...] = ()   # action parameters from the rule, e.g. (("rate_kbps", 140),)
+    params: tuple[tuple[str, Any], ...] = ()  # action parameters from the rule, e.g. (("rate_kbps", 140),)
     cite: str = ""
-    packet_index: int = 0                      # capture position of the packet that triggered it
-    direction: str = ""                        # "c2s" or "s2c": direction of that packet
+    packet_index: int = 0  # capture position of the packet that triggered it
+    direction: str = ""  # "c2s" or "s2c": direction of that packet
     #: a deferred rule matched: the flow is flagged and ``action`` comes later (``Rule.defer``); recorded with
     #: the flow's logs and shown as verdict "flagged"
     flagged: bool = False

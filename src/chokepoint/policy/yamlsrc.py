@@ -123,8 +123,7 @@ def _check_depth(text: str, file: str) -> None:
             depth -= 1
 
 
-def _convert(node: yaml.Node, path: Path, file: str, values: dict[Path, SourcePos],
-             keys: dict[Path, SourcePos]) -> Any:
+def _convert(node: yaml.Node, path: Path, file: str, values: dict[Path, SourcePos], keys: dict[Path, SourcePos]) -> Any:
     values[path] = _pos(file, node)
     if isinstance(node, yaml.ScalarNode):
         return _scalar(node, file)

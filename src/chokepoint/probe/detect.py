@@ -60,8 +60,19 @@ from chokepoint.probe.fingerprints import FingerprintDB
 from chokepoint.settings import EngineSettings
 
 __all__ = [
-    "KINDS", "Check", "Candidate", "InjectedPacket", "Finding", "CaptureSummary", "DetectReport", "Detector",
-    "detect_captures", "initial_ttl", "tsg_relation", "recover_seed_keys", "flag_text",
+    "KINDS",
+    "Check",
+    "Candidate",
+    "InjectedPacket",
+    "Finding",
+    "CaptureSummary",
+    "DetectReport",
+    "Detector",
+    "detect_captures",
+    "initial_ttl",
+    "tsg_relation",
+    "recover_seed_keys",
+    "flag_text",
 ]
 
 KINDS = ("rst", "dns", "blockpage", "icmp")
@@ -100,8 +111,13 @@ class Check:
 
     def to_json(self) -> dict[str, Any]:
         result = "n/a" if self.ok is None else "match" if self.ok else "mismatch"
-        return {"field": self.field, "expected": self.expected, "observed": self.observed, "result": result,
-                "weight": self.weight}
+        return {
+            "field": self.field,
+            "expected": self.expected,
+            "observed": self.observed,
+            "result": result,
+            "weight": self.weight,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +145,16 @@ class Candidate:
         return [f"{c.field} {c.observed} (expected {c.expected})" for c in self.checks if c.ok is False]
 
     def to_json(self) -> dict[str, Any]:
-        return {"personalities": list(self.personalities), "score": self.score, "mismatches": self.mismatches,
-                "consistent": self.consistent, "cite": [PRESET_CITES.get(n, "") for n in self.personalities],
-                "matched": self.matched(), "mismatched": self.mismatched(),
-                "checks": [c.to_json() for c in self.checks]}
+        return {
+            "personalities": list(self.personalities),
+            "score": self.score,
+            "mismatches": self.mismatches,
+            "consistent": self.consistent,
+            "cite": [PRESET_CITES.get(n, "") for n in self.personalities],
+            "matched": self.matched(),
+            "mismatched": self.mismatched(),
+            "checks": [c.to_json() for c in self.checks],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,11 +192,26 @@ class InjectedPacket:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "index": self.index, "ts": self.ts, "src": self.src, "sport": self.sport, "dst": self.dst,
-            "dport": self.dport, "claimed": self.claimed, "flags": self.flags, "ttl": self.ttl,
-            "initial_ttl": self.initial_ttl, "hops": self.hops, "ip_id": self.ip_id, "df": self.df,
-            "window": self.window, "seq": self.seq, "ack": self.ack, "payload_len": len(self.payload),
-            "payload_hex": self.payload[:64].hex(), "signals": list(self.signals)}
+            "index": self.index,
+            "ts": self.ts,
+            "src": self.src,
+            "sport": self.sport,
+            "dst": self.dst,
+            "dport": self.dport,
+            "claimed": self.claimed,
+            "flags": self.flags,
+            "ttl": self.ttl,
+            "initial_ttl": self.initial_ttl,
+            "hops": self.hops,
+            "ip_id": self.ip_id,
+            "df": self.df,
+            "window": self.window,
+            "seq": self.seq,
+            "ack": self.ack,
+            "payload_len": len(self.payload),
+            "payload_hex": self.payload[:64].hex(),
+            "signals": list(self.signals),
+        }
         out.update(self.details)
         return out
 
@@ -200,12 +237,21 @@ class Finding:
         return self.candidates[0] if self.candidates else None
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind,
-                "flow": {"proto": self.proto, "client": self.client, "client_port": self.client_port,
-                         "server": self.server, "server_port": self.server_port},
-                "summary": self.summary, "evidence": list(self.evidence), "fingerprint": dict(self.fingerprint),
-                "packets": [p.to_json() for p in self.packets],
-                "candidates": [c.to_json() for c in self.candidates]}
+        return {
+            "kind": self.kind,
+            "flow": {
+                "proto": self.proto,
+                "client": self.client,
+                "client_port": self.client_port,
+                "server": self.server,
+                "server_port": self.server_port,
+            },
+            "summary": self.summary,
+            "evidence": list(self.evidence),
+            "fingerprint": dict(self.fingerprint),
+            "packets": [p.to_json() for p in self.packets],
+            "candidates": [c.to_json() for c in self.candidates],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,8 +263,13 @@ class CaptureSummary:
     error: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "frames": self.frames, "packets": self.packets, "truncated": self.truncated,
-                "error": self.error}
+        return {
+            "path": self.path,
+            "frames": self.frames,
+            "packets": self.packets,
+            "truncated": self.truncated,
+            "error": self.error,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,21 +285,28 @@ class DetectReport:
     def message(self) -> str:
         """One line: what was found, or that nothing was and what was examined."""
         seen = dict(self.counters)
-        examined = (f"{seen.get('tcp_connections', 0)} TCP connections, {seen.get('rst_examined', 0)} RSTs, "
-                    f"{seen.get('dns_responses', 0)} DNS responses, {seen.get('http_responses', 0)} HTTP "
-                    f"responses, {seen.get('icmp_unreachables', 0)} ICMP unreachables examined")
+        examined = (
+            f"{seen.get('tcp_connections', 0)} TCP connections, {seen.get('rst_examined', 0)} RSTs, "
+            f"{seen.get('dns_responses', 0)} DNS responses, {seen.get('http_responses', 0)} HTTP "
+            f"responses, {seen.get('icmp_unreachables', 0)} ICMP unreachables examined"
+        )
         frames = sum(c.frames for c in self.captures)
         where = f"{len(self.captures)} capture{'s' if len(self.captures) != 1 else ''}, {frames} frames"
         if not self.findings:
             return f"nothing found: no injected packets in {where} ({examined})"
         kinds = Counter(f.kind for f in self.findings)
         listed = ", ".join(f"{n} {k}" for k, n in kinds.items())
-        return f"{len(self.findings)} finding{'s' if len(self.findings) != 1 else ''} ({listed}) in {where} " \
-               f"({examined})"
+        return (
+            f"{len(self.findings)} finding{'s' if len(self.findings) != 1 else ''} ({listed}) in {where} ({examined})"
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"message": self.message(), "captures": [c.to_json() for c in self.captures],
-                "counters": dict(self.counters), "findings": [f.to_json() for f in self.findings]}
+        return {
+            "message": self.message(),
+            "captures": [c.to_json() for c in self.captures],
+            "counters": dict(self.counters),
+            "findings": [f.to_json() for f in self.findings],
+        }
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -267,8 +325,15 @@ def flag_text(flags: int) -> str:
     return tcp_flags_text(flags)
 
 
-def tsg_relation(ip_id: int, window: int, sip: bytes, dip: bytes, seed_key: int = 13,
-                 seed_max: int = 65535, val_range: tuple[int, int] | None = None) -> bool:
+def tsg_relation(
+    ip_id: int,
+    window: int,
+    sip: bytes,
+    dip: bytes,
+    seed_key: int = 13,
+    seed_max: int = 65535,
+    val_range: tuple[int, int] | None = None,
+) -> bool:
     """Whether (IP ID, window) came from the TSG signature-mode generator with key ``seed_key``:
     ``val = window - (dip mod k)`` must lie in ``val_range`` (default [1, M // k]) and
     ``ip_id == (M - val*k + (sip mod window)) mod 2**16`` (geedge.report fingerprints; the generator in
@@ -282,8 +347,9 @@ def tsg_relation(ip_id: int, window: int, sip: bytes, dip: bytes, seed_key: int 
     return ip_id == (seed_max - val * seed_key + int.from_bytes(sip, "big") % window) & 0xFFFF
 
 
-def recover_seed_keys(samples: Iterable[tuple[int, int, bytes, bytes]], seed_max: int = 65535,
-                      keys: Iterable[int] = range(1, 4097)) -> list[int]:
+def recover_seed_keys(
+    samples: Iterable[tuple[int, int, bytes, bytes]], seed_max: int = 65535, keys: Iterable[int] = range(1, 4097)
+) -> list[int]:
     """Every key k in ``keys`` for which all (ip_id, window, sip, dip) ``samples`` satisfy :func:`tsg_relation`.
     Two independent samples leave a wrong k about a 2**-32 chance per key."""
     unique = list(dict.fromkeys(samples))
@@ -336,8 +402,7 @@ def _after(a: int, b: int) -> bool:
 
 #: Top-level labels of names that only exist on a local network (RFC 6762 .local, RFC 6761 .localhost,
 #: RFC 8375 home.arpa, and the de-facto .lan/.home/.internal/.localdomain/.corp).
-_LOCAL_TLDS = frozenset({"local", "localhost", "arpa", "lan", "home", "internal", "intranet", "localdomain",
-                         "corp"})
+_LOCAL_TLDS = frozenset({"local", "localhost", "arpa", "lan", "home", "internal", "intranet", "localdomain", "corp"})
 
 
 def _local_name(name: str) -> bool:
@@ -359,22 +424,34 @@ def _is_bogus_address(value: str) -> bool:
 class _Side:
     """What one endpoint of a TCP connection sent (RSTs excluded)."""
 
-    __slots__ = ("hs", "ttls", "dfs", "ids", "sent", "last_nonrst", "seq_end", "max_ack", "last_data",
-                 "segments", "http", "waiting")
+    __slots__ = (
+        "hs",
+        "ttls",
+        "dfs",
+        "ids",
+        "sent",
+        "last_nonrst",
+        "seq_end",
+        "max_ack",
+        "last_data",
+        "segments",
+        "http",
+        "waiting",
+    )
 
     def __init__(self) -> None:
-        self.hs: Packet | None = None          # its SYN or SYN-ACK
+        self.hs: Packet | None = None  # its SYN or SYN-ACK
         self.ttls: Counter[int] = Counter()
         self.dfs: Counter[bool] = Counter()
-        self.ids: list[int] = []               # first IP IDs, in order
-        self.sent = 0                          # non-RST packets
-        self.last_nonrst = 0                   # capture index of the latest one
-        self.seq_end: int | None = None        # just after the highest byte sent
-        self.max_ack: int | None = None        # highest acknowledgment sent
+        self.ids: list[int] = []  # first IP IDs, in order
+        self.sent = 0  # non-RST packets
+        self.last_nonrst = 0  # capture index of the latest one
+        self.seq_end: int | None = None  # just after the highest byte sent
+        self.max_ack: int | None = None  # highest acknowledgment sent
         self.last_data: Packet | None = None
-        self.segments: dict[int, _Seg] = {}     # seq -> the first data segment seen there
+        self.segments: dict[int, _Seg] = {}  # seq -> the first data segment seen there
         self.http: list[_Http] = []
-        self.waiting: list[_Rst] = []          # RSTs "from" this side waiting for its next packet
+        self.waiting: list[_Rst] = []  # RSTs "from" this side waiting for its next packet
 
 
 class _Seg(NamedTuple):
@@ -388,8 +465,16 @@ class _Seg(NamedTuple):
 class _Rst:
     """An RST with the connection's context when it arrived."""
 
-    __slots__ = ("pkt", "side", "peer_last_nonrst", "in_flight", "own_last_data", "latest_data", "trigger",
-                 "next_packet")
+    __slots__ = (
+        "pkt",
+        "side",
+        "peer_last_nonrst",
+        "in_flight",
+        "own_last_data",
+        "latest_data",
+        "trigger",
+        "next_packet",
+    )
 
     def __init__(self, pkt: Packet, side: int, conn: _Conn) -> None:
         self.pkt = pkt
@@ -402,7 +487,7 @@ class _Rst:
         self.own_last_data = own.last_data
         self.latest_data = conn.latest_data
         self.trigger = _describe_payload(conn.latest_data.payload) if conn.latest_data is not None else None
-        self.next_packet: Packet | None = None   # the next non-RST packet from the same side
+        self.next_packet: Packet | None = None  # the next non-RST packet from the same side
 
 
 class _Http:
@@ -428,7 +513,7 @@ class _Conn:
         self.sides = (_Side(), _Side())
         self.rsts: list[_Rst] = []
         self.latest_data: Packet | None = None
-        self.conflicts: list[tuple[int, _Seg, _Seg]] = []   # (side, first segment, conflicting one)
+        self.conflicts: list[tuple[int, _Seg, _Seg]] = []  # (side, first segment, conflicting one)
         self.client_isn: int | None = None
 
 
@@ -468,25 +553,48 @@ class _Obs:
 
     __slots__ = ("pkt", "claimed", "allowance", "signals", "details", "client_ip", "server_ip", "trigger_ttl")
 
-    def __init__(self, pkt: Packet, claimed: str, allowance: int, flow: Flow, signals: Sequence[str] = (),
-                 details: Sequence[tuple[str, Any]] = (), trigger_ttl: int | None = None) -> None:
+    def __init__(
+        self,
+        pkt: Packet,
+        claimed: str,
+        allowance: int,
+        flow: Flow,
+        signals: Sequence[str] = (),
+        details: Sequence[tuple[str, Any]] = (),
+        trigger_ttl: int | None = None,
+    ) -> None:
         self.pkt = pkt
         self.claimed = claimed
-        self.allowance = allowance          # hops the TTL may sit below a preset's value
+        self.allowance = allowance  # hops the TTL may sit below a preset's value
         self.signals = list(signals)
         self.details = tuple(details)
         self.client_ip, self.server_ip = flow.client_ip, flow.server_ip
-        self.trigger_ttl = trigger_ttl      # TTL of the packet that provoked it (for a "mirror" TTL)
+        self.trigger_ttl = trigger_ttl  # TTL of the packet that provoked it (for a "mirror" TTL)
 
     def public(self) -> InjectedPacket:
         p = self.pkt
         v4 = p.ip_version == 4
         tcp = p.proto == TCP
-        return InjectedPacket(p.index, p.ts, p.ip_version, ip_text(p.src), p.sport, ip_text(p.dst), p.dport,
-                              self.claimed, flag_text(p.tcp_flags) if tcp else "", p.ttl,
-                              p.ip_id if v4 else None, p.df if v4 else None, p.window if tcp else None,
-                              p.seq if tcp else None, p.ack if tcp else None, bytes(p.payload),
-                              tuple(dict.fromkeys(self.signals)), self.details)
+        return InjectedPacket(
+            p.index,
+            p.ts,
+            p.ip_version,
+            ip_text(p.src),
+            p.sport,
+            ip_text(p.dst),
+            p.dport,
+            self.claimed,
+            flag_text(p.tcp_flags) if tcp else "",
+            p.ttl,
+            p.ip_id if v4 else None,
+            p.df if v4 else None,
+            p.window if tcp else None,
+            p.seq if tcp else None,
+            p.ack if tcp else None,
+            bytes(p.payload),
+            tuple(dict.fromkeys(self.signals)),
+            self.details,
+        )
 
 
 # ----------------------------------------------------------------------------------------- the detector
@@ -499,25 +607,37 @@ class Detector:
     ``personalities``: preset names to attribute to (default: every preset in :data:`PRESETS`).
     """
 
-    def __init__(self, *, fingerprints: FingerprintDB | None = None,
-                 personalities: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, *, fingerprints: FingerprintDB | None = None, personalities: Sequence[str] | None = None
+    ) -> None:
         names = list(personalities) if personalities is not None else list(PRESETS)
         self.presets: dict[str, Personality] = {name: preset(name) for name in names}
         self.fingerprints = fingerprints
         self.table = FlowTable(SETTINGS)
         self.findings: list[Finding] = []
         self.counters: Counter[str] = Counter()
-        ip_ids = {s.ip_id.lo for p in self.presets.values() for s in (p.reset.ip, p.blockpage.ip, p.icmp.ip,
-                                                                        p.dns.ip) if s.ip_id.kind == "fixed"}
-        windows = {s.window.lo for p in self.presets.values() for s in (p.reset.ip, p.blockpage.ip)
-                   if s.window.kind == "fixed"}
+        ip_ids = {
+            s.ip_id.lo
+            for p in self.presets.values()
+            for s in (p.reset.ip, p.blockpage.ip, p.icmp.ip, p.dns.ip)
+            if s.ip_id.kind == "fixed"
+        }
+        windows = {
+            s.window.lo for p in self.presets.values() for s in (p.reset.ip, p.blockpage.ip) if s.window.kind == "fixed"
+        }
         common = {DEFAULT.reset.ip.window.lo, DEFAULT.blockpage.ip.window.lo}
         #: Header values only an injector in the presets uses (0 and 1 are too common to count alone).
         self.rare_ip_ids = frozenset(v for v in ip_ids if v > 1)
         self.rare_windows = frozenset(v for v in windows if v not in common and v > 1)
         self.rare_payloads = frozenset(p.reset.payload for p in self.presets.values() if p.reset.payload)
-        self.tsg_seeds = tuple(dict.fromkeys(s.tsg for p in self.presets.values() for s in (p.reset.ip, p.blockpage.ip)
-                                             if "tsg" in (s.ip_id.kind, s.window.kind)))
+        self.tsg_seeds = tuple(
+            dict.fromkeys(
+                s.tsg
+                for p in self.presets.values()
+                for s in (p.reset.ip, p.blockpage.ip)
+                if "tsg" in (s.ip_id.kind, s.window.kind)
+            )
+        )
         self.dns_pools = frozenset(a for p in self.presets.values() for a in p.dns.answers)
         self.preset_bodies = {p.blockpage.body for p in self.presets.values() if p.blockpage.body}
 
@@ -565,7 +685,7 @@ class Detector:
             conn = flow.state["detect"] = _Conn()
             self.counters["tcp_connections"] += 1
         elif flags & SYN and not flags & ACK and conn.client_isn is not None and pkt.seq != conn.client_isn:
-            self._finish_conn(flow, conn)           # a new connection on the same 5-tuple
+            self._finish_conn(flow, conn)  # a new connection on the same 5-tuple
             conn = flow.state["detect"] = _Conn()
             self.counters["tcp_connections"] += 1
         flow.update_tcp(pkt, direction)
@@ -628,7 +748,7 @@ class Detector:
             elif response.open and response.next_seq == pkt.seq:
                 response.packets.append(pkt)
                 room = _HEAD_MAX - len(response.head)
-                response.head += pkt.payload[:max(room, 0)]
+                response.head += pkt.payload[: max(room, 0)]
                 response.next_seq = (pkt.seq + len(pkt.payload)) % _MOD
                 if pkt.tcp_flags & FIN or len(response.head) >= _HEAD_MAX:
                     response.fin = bool(pkt.tcp_flags & FIN)
@@ -640,7 +760,7 @@ class Detector:
 
     def _finish_conn(self, flow: Flow, conn: _Conn) -> None:
         base = (_baseline(conn.sides[0], "client"), _baseline(conn.sides[1], "server"))
-        claimed: set[int] = set()      # RSTs that belong to a blockpage finding
+        claimed: set[int] = set()  # RSTs that belong to a blockpage finding
         for response in conn.sides[S2C].http:
             finding = self._blockpage_finding(flow, conn, response, base)
             if finding is not None:
@@ -669,21 +789,24 @@ class Detector:
         notes: list[str] = []
         if base.ttl is not None and abs(pkt.ttl - base.ttl) >= TTL_JUMP:
             tags.append("ttl")
-            notes.append(f"TTL {_ttl_text(pkt.ttl)} where the {who}'s {base.source} had "
-                         f"{_ttl_text(base.ttl)}")
+            notes.append(f"TTL {_ttl_text(pkt.ttl)} where the {who}'s {base.source} had {_ttl_text(base.ttl)}")
         nxt = record.next_packet
         if nxt is not None and not nxt.tcp_flags & SYN and nxt.ts >= pkt.ts:
             tags.append("continued")
-            notes.append(f"the {who} kept sending after \"its\" RST (#{nxt.index}, "
-                         f"{flag_text(nxt.tcp_flags)}, TTL {nxt.ttl})")
+            notes.append(
+                f'the {who} kept sending after "its" RST (#{nxt.index}, {flag_text(nxt.tcp_flags)}, TTL {nxt.ttl})'
+            )
         if pkt.ip_version == 4 and pkt.window:
             for seed in self.tsg_seeds:
-                order = _tsg_order(pkt.ip_id, pkt.window, flow.client_ip, flow.server_ip, seed.seed_key,
-                                   seed.seed_max, seed.val_range)
+                order = _tsg_order(
+                    pkt.ip_id, pkt.window, flow.client_ip, flow.server_ip, seed.seed_key, seed.seed_max, seed.val_range
+                )
                 if order:
                     tags.append("tsg")
-                    notes.append(f"IP ID {pkt.ip_id} and window {pkt.window} satisfy the TSG "
-                                 f"generator relation with k = {seed.seed_key} ({order})")
+                    notes.append(
+                        f"IP ID {pkt.ip_id} and window {pkt.window} satisfy the TSG "
+                        f"generator relation with k = {seed.seed_key} ({order})"
+                    )
                     break
         for note in self._constants(pkt):
             tags.append("constant")
@@ -703,8 +826,9 @@ class Detector:
             tags.append("window?")
         return tags, notes
 
-    def _rst_findings(self, flow: Flow, conn: _Conn, records: Sequence[_Rst],
-                      base: tuple[_Baseline, _Baseline]) -> list[Finding]:
+    def _rst_findings(
+        self, flow: Flow, conn: _Conn, records: Sequence[_Rst], base: tuple[_Baseline, _Baseline]
+    ) -> list[Finding]:
         """One finding per injector that reset the connection (see :func:`_injector_clusters`)."""
         judged: dict[int, tuple[list[str], list[str]]] = {}
         injected: list[_Rst] = []
@@ -719,70 +843,116 @@ class Detector:
         for record in records:
             if id(record) in chosen:
                 continue
-            partner = next((r for r in injected if r.side != record.side
-                            and abs(r.pkt.ts - record.pkt.ts) <= PAIR_WINDOW
-                            and (record.pkt.index < r.pkt.index or record.peer_last_nonrst < r.pkt.index)), None)
+            partner = next(
+                (
+                    r
+                    for r in injected
+                    if r.side != record.side
+                    and abs(r.pkt.ts - record.pkt.ts) <= PAIR_WINDOW
+                    and (record.pkt.index < r.pkt.index or record.peer_last_nonrst < r.pkt.index)
+                ),
+                None,
+            )
             if partner is not None:
                 judged[id(record)][0].insert(0, "paired")
-                judged[id(record)][1].insert(0, f"toward the other end {abs(record.pkt.ts - partner.pkt.ts) * 1000:.1f}"
-                                                f" ms from injected #{partner.pkt.index}, answering nothing (an RST "
-                                                f"is never answered with an RST, RFC 9293 §3.10.7)")
+                judged[id(record)][1].insert(
+                    0,
+                    f"toward the other end {abs(record.pkt.ts - partner.pkt.ts) * 1000:.1f}"
+                    f" ms from injected #{partner.pkt.index}, answering nothing (an RST "
+                    f"is never answered with an RST, RFC 9293 §3.10.7)",
+                )
                 injected.append(record)
                 chosen.add(id(record))
         injected.sort(key=lambda r: r.pkt.index)
         clusters = _injector_clusters(injected)
         return [self._rst_finding(flow, cluster, judged, base, len(clusters)) for cluster in clusters]
 
-    def _rst_finding(self, flow: Flow, injected: list[_Rst], judged: dict[int, tuple[list[str], list[str]]],
-                     base: tuple[_Baseline, _Baseline], injectors: int) -> Finding:
+    def _rst_finding(
+        self,
+        flow: Flow,
+        injected: list[_Rst],
+        judged: dict[int, tuple[list[str], list[str]]],
+        base: tuple[_Baseline, _Baseline],
+        injectors: int,
+    ) -> Finding:
         """The finding for one injector's RSTs (``injectors``: how many answered the same trigger)."""
-        copies: dict[tuple, list[_Rst]] = {}     # identical copies share their evidence
+        copies: dict[tuple, list[_Rst]] = {}  # identical copies share their evidence
         for record in injected:
             copies.setdefault((record.side, _wire(record.pkt)), []).append(record)
-        evidence = [f"{', '.join(f'#{r.pkt.index}' for r in same)}: {note}"
-                    for same in copies.values() for note in judged[id(same[0])][1]]
+        evidence = [
+            f"{', '.join(f'#{r.pkt.index}' for r in same)}: {note}"
+            for same in copies.values()
+            for note in judged[id(same[0])][1]
+        ]
         roles = ("client", "server")
-        obs = [_Obs(r.pkt, roles[r.side], base[r.side].hops, flow, judged[id(r)][0],
-                    (("to", roles[1 - r.side]), ("in_flight", r.in_flight), ("trigger", r.trigger)),
-                    r.latest_data.ttl if r.latest_data is not None else None)
-               for r in injected]
+        obs = [
+            _Obs(
+                r.pkt,
+                roles[r.side],
+                base[r.side].hops,
+                flow,
+                judged[id(r)][0],
+                (("to", roles[1 - r.side]), ("in_flight", r.in_flight), ("trigger", r.trigger)),
+                r.latest_data.ttl if r.latest_data is not None else None,
+            )
+            for r in injected
+        ]
         groups = _groups(injected)
         first = injected[0]
         if first.trigger:
-            evidence.append(f"trigger: {first.trigger} (#{first.latest_data.index})"
-                            + (f", {first.in_flight} bytes of it not yet acknowledged when the RST arrived"
-                               if first.in_flight else ""))
+            evidence.append(
+                f"trigger: {first.trigger} (#{first.latest_data.index})"
+                + (
+                    f", {first.in_flight} bytes of it not yet acknowledged when the RST arrived"
+                    if first.in_flight
+                    else ""
+                )
+            )
         for target, members in groups.items():
             if len(members) > 1:
                 span = (members[-1].pkt.ts - members[0].pkt.ts) * 1000
                 same = "identical " if _identical(members) else ""
                 evidence.append(f"burst of {len(members)} {same}RSTs toward the {target} within {span:.1f} ms")
         if injectors > 1:
-            evidence.append(f"one of {injectors} injectors resetting this connection, told apart by flags, DF "
-                            "and copies (the GFW runs several side by side: IEEE S&P 2025, table fingerprint)")
+            evidence.append(
+                f"one of {injectors} injectors resetting this connection, told apart by flags, DF "
+                "and copies (the GFW runs several side by side: IEEE S&P 2025, table fingerprint)"
+            )
         fingerprint = _fingerprint(obs, flow, tcp=True)
-        fingerprint.insert(0, ("count", ", ".join(f"{len(m)} to the {t}" + (" (identical)" if len(m) > 1
-                                                                            and _identical(m) else "")
-                                                  for t, m in groups.items())))
+        fingerprint.insert(
+            0,
+            (
+                "count",
+                ", ".join(
+                    f"{len(m)} to the {t}" + (" (identical)" if len(m) > 1 and _identical(m) else "")
+                    for t, m in groups.items()
+                ),
+            ),
+        )
         trigger_state = _trigger_state(injected)
-        candidates = _rank({name: self._reset_checks(p, obs, groups, trigger_state)
-                            for name, p in self.presets.items()})
-        summary = ", ".join(f"{len(m)} {'identical ' if len(m) > 1 and _identical(m) else ''}"
-                            f"{'/'.join(sorted({flag_text(r.pkt.tcp_flags) for r in m}))} to the {t}"
-                            for t, m in groups.items())
+        candidates = _rank(
+            {name: self._reset_checks(p, obs, groups, trigger_state) for name, p in self.presets.items()}
+        )
+        summary = ", ".join(
+            f"{len(m)} {'identical ' if len(m) > 1 and _identical(m) else ''}"
+            f"{'/'.join(sorted({flag_text(r.pkt.tcp_flags) for r in m}))} to the {t}"
+            for t, m in groups.items()
+        )
         summary += f"; TTL {', '.join(str(t) for t in dict.fromkeys(o.pkt.ttl for o in obs))}"
         if base[S2C].ttl is not None:
             summary += f" (server's {base[S2C].source} {base[S2C].ttl})"
         return _finding("rst", flow, summary, obs, evidence, fingerprint, candidates)
 
-    def _reset_checks(self, personality: Personality, obs: Sequence[_Obs], groups: Mapping[str, list[_Rst]],
-                      trigger_state: str | None) -> list[Check]:
+    def _reset_checks(
+        self, personality: Personality, obs: Sequence[_Obs], groups: Mapping[str, list[_Rst]], trigger_state: str | None
+    ) -> list[Check]:
         style = personality.reset
         checks = []
         flags = sorted({flag_text(o.pkt.tcp_flags) for o in obs})
         checks.append(Check("flags", style.flags_text, "/".join(flags), flags == [style.flags_text], 1))
-        observed = ", ".join(f"{len(m)} to the {t}" + (" identical" if len(m) > 1 and _identical(m) else "")
-                             for t, m in groups.items())
+        observed = ", ".join(
+            f"{len(m)} to the {t}" + (" identical" if len(m) > 1 and _identical(m) else "") for t, m in groups.items()
+        )
         counts_ok = all(len(m) == style.count for m in groups.values())
         if counts_ok and style.count > 1:
             counts_ok = all(_identical(m) == style.identical for m in groups.values())
@@ -793,14 +963,28 @@ class Detector:
         if targets == wanted:
             checks.append(Check("targets", style.targets, "+".join(sorted(targets)), True, 1))
         elif targets < wanted:
-            checks.append(Check("targets", style.targets, "+".join(sorted(targets)) + " (the other end may be "
-                                "outside the capture)", True, 0))
+            checks.append(
+                Check(
+                    "targets",
+                    style.targets,
+                    "+".join(sorted(targets)) + " (the other end may be outside the capture)",
+                    True,
+                    0,
+                )
+            )
         else:
             checks.append(Check("targets", style.targets, "+".join(sorted(targets)), False, 1))
         payloads = {bytes(o.pkt.payload) for o in obs}
         shown = ", ".join(p.hex(" ") or "none" for p in payloads)
-        checks.append(Check("payload", style.payload.hex(" ") or "none", shown, payloads == {style.payload},
-                            3 if style.payload else 0))
+        checks.append(
+            Check(
+                "payload",
+                style.payload.hex(" ") or "none",
+                shown,
+                payloads == {style.payload},
+                3 if style.payload else 0,
+            )
+        )
         checks += _ip_checks(style.ip, obs, tcp=True)
         if trigger_state is not None:
             if personality.drop_trigger:
@@ -814,8 +998,9 @@ class Detector:
 
     # -- blockpages ------------------------------------------------------------------------------------
 
-    def _blockpage_finding(self, flow: Flow, conn: _Conn, response: _Http,
-                           base: tuple[_Baseline, _Baseline]) -> Finding | None:
+    def _blockpage_finding(
+        self, flow: Flow, conn: _Conn, response: _Http, base: tuple[_Baseline, _Baseline]
+    ) -> Finding | None:
         head = bytes(response.head)
         try:
             parsed = parse_response(head)
@@ -830,8 +1015,10 @@ class Detector:
         for pkt in packets:
             if server.ttl is not None and abs(pkt.ttl - server.ttl) >= TTL_JUMP:
                 tags.append("ttl")
-                evidence.append(f"#{pkt.index}: TTL {_ttl_text(pkt.ttl)} where the server's {server.source} had "
-                                f"{_ttl_text(server.ttl)}")
+                evidence.append(
+                    f"#{pkt.index}: TTL {_ttl_text(pkt.ttl)} where the server's {server.source} had "
+                    f"{_ttl_text(server.ttl)}"
+                )
                 break
         for note in self._constants(first):
             tags.append("constant")
@@ -845,8 +1032,10 @@ class Detector:
             forged = b if off_b and not off_a else a
             if forged.index in indexes:
                 tags.append("race")
-                evidence.append(f"#{a.index} and #{b.index}: different bytes at the same sequence number (two "
-                                f"responses raced; #{forged.index} is the injected one)")
+                evidence.append(
+                    f"#{a.index} and #{b.index}: different bytes at the same sequence number (two "
+                    f"responses raced; #{forged.index} is the injected one)"
+                )
                 break
         body = parsed.body_prefix
         match = None
@@ -854,8 +1043,10 @@ class Detector:
             match = self.fingerprints.match_http(body, parsed.headers)
             if match is not None and not match.is_false_positive:
                 tags.append("fingerprint")
-                evidence.append(f"blockpage fingerprint {match.name} ({match.scope}, "
-                                f"{','.join(match.countries) or 'any country'}) in {match.location}")
+                evidence.append(
+                    f"blockpage fingerprint {match.name} ({match.scope}, "
+                    f"{','.join(match.countries) or 'any country'}) in {match.location}"
+                )
         if body and any(page.startswith(body) or body.startswith(page) for page in self.preset_bodies):
             tags.append("preset-page")
             evidence.append("the body is a chokepoint preset's blockpage")
@@ -868,30 +1059,54 @@ class Detector:
             closing.append(f"RST #{response.rst.index}")
             packets.append(response.rst)
         last = packets[-1].index
-        for record in conn.rsts:   # the server's side reset in the client's name (``reset_server``)
-            if (record.side == C2S and record.pkt.index > first.index and record.peer_last_nonrst <= last
-                    and record.pkt.ts - first.ts <= PAIR_WINDOW):
+        for record in conn.rsts:  # the server's side reset in the client's name (``reset_server``)
+            if (
+                record.side == C2S
+                and record.pkt.index > first.index
+                and record.peer_last_nonrst <= last
+                and record.pkt.ts - first.ts <= PAIR_WINDOW
+            ):
                 closing.append(f"RST #{record.pkt.index} toward the server in the client's name")
                 packets.append(record.pkt)
         if closing:
             evidence.append("closed by " + " and ".join(closing))
-        evidence.insert(0, f"HTTP {parsed.status} {parsed.reason}".rstrip()
-                        + (f" -> {parsed.header('location')}" if parsed.header("location") else ""))
-        details = (("status", parsed.status), ("location", parsed.header("location")),
-                   ("fingerprint", match.name if match is not None and not match.is_false_positive else None))
+        evidence.insert(
+            0,
+            f"HTTP {parsed.status} {parsed.reason}".rstrip()
+            + (f" -> {parsed.header('location')}" if parsed.header("location") else ""),
+        )
+        details = (
+            ("status", parsed.status),
+            ("location", parsed.header("location")),
+            ("fingerprint", match.name if match is not None and not match.is_false_positive else None),
+        )
         client = base[C2S]
-        obs = [_Obs(p, "server", server.hops, flow, tags, details if p is first else ())
-               if flow.direction_of(p) == S2C else _Obs(p, "client", client.hops, flow, ["paired"])
-               for p in packets]
+        obs = [
+            _Obs(p, "server", server.hops, flow, tags, details if p is first else ())
+            if flow.direction_of(p) == S2C
+            else _Obs(p, "client", client.hops, flow, ["paired"])
+            for p in packets
+        ]
         fingerprint = _fingerprint(obs, flow, tcp=True)
-        fingerprint.insert(0, ("response", f"HTTP {parsed.status}, {len(response.packets)} segment(s), "
-                                           f"close: {' + '.join(closing) or 'none seen'}"))
-        candidates = _rank({name: _blockpage_checks(p, obs, parsed.status, parsed.header("location") or "",
-                                                    body, response)
-                            for name, p in self.presets.items()})
-        summary = (f"HTTP {parsed.status} from the server's address, TTL {first.ttl}"
-                   + (f" (server's {server.source} {server.ttl})" if server.ttl is not None else "")
-                   + (f", {' + '.join(closing)}" if closing else ""))
+        fingerprint.insert(
+            0,
+            (
+                "response",
+                f"HTTP {parsed.status}, {len(response.packets)} segment(s), "
+                f"close: {' + '.join(closing) or 'none seen'}",
+            ),
+        )
+        candidates = _rank(
+            {
+                name: _blockpage_checks(p, obs, parsed.status, parsed.header("location") or "", body, response)
+                for name, p in self.presets.items()
+            }
+        )
+        summary = (
+            f"HTTP {parsed.status} from the server's address, TTL {first.ttl}"
+            + (f" (server's {server.source} {server.ttl})" if server.ttl is not None else "")
+            + (f", {' + '.join(closing)}" if closing else "")
+        )
         return _finding("blockpage", flow, summary, obs, evidence, fingerprint, candidates)
 
     # -- DNS -------------------------------------------------------------------------------------------
@@ -934,19 +1149,21 @@ class Detector:
         local = _local_name(message.qname or "")
         for value in _addresses(message):
             if local and _is_bogus_address(value):
-                continue   # a home-network name may well resolve to a private or loopback address
+                continue  # a home-network name may well resolve to a private or loopback address
             if self.fingerprints is not None:
                 match = self.fingerprints.match_dns(value)
                 if match is not None and not match.is_false_positive:
-                    reasons.append(f"{value} is a known forged answer ({match.name}, "
-                                   f"{','.join(match.countries) or 'any country'})")
+                    reasons.append(
+                        f"{value} is a known forged answer ({match.name}, {','.join(match.countries) or 'any country'})"
+                    )
                     continue
             if value in self.dns_pools:
                 reasons.append(f"{value} is in a censor preset's forged-answer pool")
         return reasons
 
-    def _dns_findings(self, flow: Flow, query: tuple[Packet, DnsMessage] | None,
-                      responses: list[tuple[Packet, DnsMessage]]) -> list[Finding]:
+    def _dns_findings(
+        self, flow: Flow, query: tuple[Packet, DnsMessage] | None, responses: list[tuple[Packet, DnsMessage]]
+    ) -> list[Finding]:
         """The forged answers to one query, one finding per injector: answers with different flags or name
         compression come from different injectors (the GFW's three, "Triplet Censors", FOCI 2020)."""
         contents = {(_answer_set(m), m.flags) for _p, m in responses}
@@ -959,13 +1176,17 @@ class Detector:
         forged = [(p, m) for p, m in responses if bogus[p.index]]
         if race:
             self.counters["dns_races"] += 1
-            evidence.append(f"{len(responses)} different answers to one query from the resolver's address "
-                            f"(an on-path injector races the resolver)")
-            if not forged:   # the on-path injectors win the race; the resolver's answer comes last
+            evidence.append(
+                f"{len(responses)} different answers to one query from the resolver's address "
+                f"(an on-path injector races the resolver)"
+            )
+            if not forged:  # the on-path injectors win the race; the resolver's answer comes last
                 last = (_answer_set(responses[-1][1]), responses[-1][1].flags)
                 forged = [(p, m) for p, m in responses if (_answer_set(m), m.flags) != last]
-                evidence.append(f"#{responses[-1][0].index} arrived last: taken as the resolver's answer, "
-                                f"{', '.join(f'#{p.index}' for p, _m in forged)} before it as forged")
+                evidence.append(
+                    f"#{responses[-1][0].index} arrived last: taken as the resolver's answer, "
+                    f"{', '.join(f'#{p.index}' for p, _m in forged)} before it as forged"
+                )
         genuine = [(p, m) for p, m in responses if all(p is not f for f, _ in forged)]
         groups: dict[tuple, list[tuple[Packet, DnsMessage]]] = {}
         for pkt, message in forged:
@@ -974,9 +1195,16 @@ class Detector:
             evidence.append(f"{len(groups)} injectors answered (different DNS flags or name compression)")
         return [self._dns_finding(flow, query, race, group, genuine, bogus, evidence) for group in groups.values()]
 
-    def _dns_finding(self, flow: Flow, query: tuple[Packet, DnsMessage] | None, race: bool,
-                     forged: list[tuple[Packet, DnsMessage]], genuine: list[tuple[Packet, DnsMessage]],
-                     bogus: dict[int, list[str]], shared: list[str]) -> Finding:
+    def _dns_finding(
+        self,
+        flow: Flow,
+        query: tuple[Packet, DnsMessage] | None,
+        race: bool,
+        forged: list[tuple[Packet, DnsMessage]],
+        genuine: list[tuple[Packet, DnsMessage]],
+        bogus: dict[int, list[str]],
+        shared: list[str],
+    ) -> Finding:
         """One injector's forged answers (``shared``: evidence about the whole query)."""
         evidence = list(shared)
         for pkt, _m in forged:
@@ -986,30 +1214,55 @@ class Detector:
         if real_ttl is not None:
             for pkt, _m in forged:
                 if abs(pkt.ttl - real_ttl) >= TTL_JUMP:
-                    evidence.append(f"#{pkt.index}: TTL {_ttl_text(pkt.ttl)} where the resolver's other answer had "
-                                    f"{_ttl_text(real_ttl)}")
+                    evidence.append(
+                        f"#{pkt.index}: TTL {_ttl_text(pkt.ttl)} where the resolver's other answer had "
+                        f"{_ttl_text(real_ttl)}"
+                    )
         obs = []
         for pkt, message in forged:
             tags = ["race"] if race else []
             tags += ["bogus-answer"] if bogus[pkt.index] else []
-            obs.append(_Obs(pkt, "server", hops, flow, tags, (
-                ("qname", message.qname), ("qtype", message.qtype), ("dns_flags", f"0x{message.flags:04x}"),
-                ("answers", list(_addresses(message))), ("answer_ttls", [r.ttl for r in message.answers]),
-                ("compressed", _compressed(pkt.payload))), query[0].ttl if query is not None else None))
+            obs.append(
+                _Obs(
+                    pkt,
+                    "server",
+                    hops,
+                    flow,
+                    tags,
+                    (
+                        ("qname", message.qname),
+                        ("qtype", message.qtype),
+                        ("dns_flags", f"0x{message.flags:04x}"),
+                        ("answers", list(_addresses(message))),
+                        ("answer_ttls", [r.ttl for r in message.answers]),
+                        ("compressed", _compressed(pkt.payload)),
+                    ),
+                    query[0].ttl if query is not None else None,
+                )
+            )
         fingerprint = _fingerprint(obs, flow, tcp=False)
         first = forged[0][1]
-        fingerprint.insert(0, ("dns", f"flags 0x{first.flags:04x}, answers {', '.join(_addresses(first)) or 'none'}"
-                                      f", answer TTL {', '.join(str(r.ttl) for r in first.answers) or 'n/a'}, "
-                                      f"name compression {_yes_no(_compressed(forged[0][0].payload))}"))
+        fingerprint.insert(
+            0,
+            (
+                "dns",
+                f"flags 0x{first.flags:04x}, answers {', '.join(_addresses(first)) or 'none'}"
+                f", answer TTL {', '.join(str(r.ttl) for r in first.answers) or 'n/a'}, "
+                f"name compression {_yes_no(_compressed(forged[0][0].payload))}",
+            ),
+        )
         if genuine:
             real = genuine[-1]
-            fingerprint.append(("real answer", f"#{real[0].index}: {', '.join(_addresses(real[1])) or 'none'}"
-                                               f" (TTL {real[0].ttl})"))
+            fingerprint.append(
+                ("real answer", f"#{real[0].index}: {', '.join(_addresses(real[1])) or 'none'} (TTL {real[0].ttl})")
+            )
         query_message = query[1] if query is not None else None
         candidates = _rank({name: _dns_checks(p, obs, forged, query_message) for name, p in self.presets.items()})
-        summary = (f"{'race: ' if race else ''}forged answer for {first.qname} "
-                   f"({', '.join(_addresses(first)) or 'no address'}), flags 0x{first.flags:04x}, "
-                   f"TTL {forged[0][0].ttl}" + (f" (resolver {real_ttl})" if real_ttl is not None else ""))
+        summary = (
+            f"{'race: ' if race else ''}forged answer for {first.qname} "
+            f"({', '.join(_addresses(first)) or 'no address'}), flags 0x{first.flags:04x}, "
+            f"TTL {forged[0][0].ttl}" + (f" (resolver {real_ttl})" if real_ttl is not None else "")
+        )
         return _finding("dns", flow, summary, obs, evidence, fingerprint, candidates)
 
     # -- ICMP ------------------------------------------------------------------------------------------
@@ -1048,11 +1301,16 @@ class Detector:
             evidence.append(f"#{pkt.index}: sent by {ip_text(pkt.src)}, a hop before {ip_text(qdst)}")
         elif base.ttl is not None and abs(pkt.ttl - base.ttl) >= TTL_JUMP:
             tags.append("ttl")
-            evidence.append(f"#{pkt.index}: TTL {_ttl_text(pkt.ttl)} where {ip_text(qdst)}'s {base.source} had "
-                            f"{_ttl_text(base.ttl)}")
+            evidence.append(
+                f"#{pkt.index}: TTL {_ttl_text(pkt.ttl)} where {ip_text(qdst)}'s {base.source} had "
+                f"{_ttl_text(base.ttl)}"
+            )
         claimed = "middle hop" if middle else ("client", "server")[dst_side]
-        details = (("icmp_type", pkt.icmp_type), ("icmp_code", pkt.icmp_code),
-                   ("quoted", f"{ip_text(qsrc)}:{qsport} -> {ip_text(qdst)}:{qdport} proto {qproto}"))
+        details = (
+            ("icmp_type", pkt.icmp_type),
+            ("icmp_code", pkt.icmp_code),
+            ("quoted", f"{ip_text(qsrc)}:{qsport} -> {ip_text(qdst)}:{qdport} proto {qproto}"),
+        )
         obs = [_Obs(pkt, claimed, base.hops if not middle else MAX_HOPS, flow, tags, details)]
         fingerprint = _fingerprint(obs, flow, tcp=False)
         fingerprint.insert(0, ("icmp", f"{code_text} from {'a middle hop' if middle else 'the destination'}"))
@@ -1067,12 +1325,29 @@ _STRONG = frozenset({"ttl", "continued", "tsg", "constant", "payload", "race", "
 # ------------------------------------------------------------------------------------ finding helpers
 
 
-def _finding(kind: str, flow: Flow, summary: str, obs: Sequence[_Obs], evidence: Sequence[str],
-             fingerprint: Sequence[tuple[str, str]], candidates: tuple[Candidate, ...]) -> Finding:
+def _finding(
+    kind: str,
+    flow: Flow,
+    summary: str,
+    obs: Sequence[_Obs],
+    evidence: Sequence[str],
+    fingerprint: Sequence[tuple[str, str]],
+    candidates: tuple[Candidate, ...],
+) -> Finding:
     proto = {TCP: "tcp", UDP: "udp"}.get(flow.proto, str(flow.proto))
-    return Finding(kind, proto, flow.client_text or ip_text(flow.client_ip), flow.client_port,
-                   flow.server_text or ip_text(flow.server_ip), flow.server_port, summary,
-                   tuple(o.public() for o in obs), tuple(dict.fromkeys(evidence)), tuple(fingerprint), candidates)
+    return Finding(
+        kind,
+        proto,
+        flow.client_text or ip_text(flow.client_ip),
+        flow.client_port,
+        flow.server_text or ip_text(flow.server_ip),
+        flow.server_port,
+        summary,
+        tuple(o.public() for o in obs),
+        tuple(dict.fromkeys(evidence)),
+        tuple(fingerprint),
+        candidates,
+    )
 
 
 def _groups(records: Sequence[_Rst]) -> dict[str, list[_Rst]]:
@@ -1140,8 +1415,9 @@ def _off_counter(ids: Sequence[int], ip_id: int) -> bool:
     return all(min((ip_id - i) & 0xFFFF, (i - ip_id) & 0xFFFF) > 1024 for i in ids)
 
 
-def _tsg_order(ip_id: int, window: int, client: bytes, server: bytes, key: int, top: int,
-               val_range: tuple[int, int]) -> str:
+def _tsg_order(
+    ip_id: int, window: int, client: bytes, server: bytes, key: int, top: int, val_range: tuple[int, int]
+) -> str:
     """Which address order satisfies the TSG relation ("" if none)."""
     if tsg_relation(ip_id, window, client, server, key, top, val_range):
         return "sip = client, dip = server"
@@ -1168,8 +1444,13 @@ def _fingerprint(obs: Sequence[_Obs], flow: Flow, *, tcp: bool) -> list[tuple[st
             if not keys:
                 keys = recover_seed_keys([(i, w, d, s) for i, w, s, d in samples])
             if keys:
-                out.append(("tsg_keys", f"k = {', '.join(map(str, keys[:8]))} fits {len(set(samples))} "
-                                        f"distinct sample(s) (k <= 4096 searched)"))
+                out.append(
+                    (
+                        "tsg_keys",
+                        f"k = {', '.join(map(str, keys[:8]))} fits {len(set(samples))} "
+                        f"distinct sample(s) (k <= 4096 searched)",
+                    )
+                )
         payloads = list(dict.fromkeys(bytes(p.payload) for p in pkts if p.tcp_flags & RST))
         if payloads and any(payloads):
             out.append(("rst_payload", ", ".join(p.hex(" ") or "none" for p in payloads)))
@@ -1248,18 +1529,26 @@ def _ip_checks(style: IpStyle, obs: Sequence[_Obs], *, tcp: bool, window_common:
     v4 = [o for o in obs if o.pkt.ip_version == 4]
     if v4:
         dfs = {o.pkt.df for o in v4}
-        checks.append(Check("df", "DF" if style.df else "no DF", "/".join("DF" if d else "no DF" for d in dfs),
-                            dfs == {style.df}, 1))
+        checks.append(
+            Check(
+                "df", "DF" if style.df else "no DF", "/".join("DF" if d else "no DF" for d in dfs), dfs == {style.df}, 1
+            )
+        )
     uses_tsg = style.ip_id.kind == "tsg" or (tcp and style.window.kind == "tsg")
     if uses_tsg:
         samples = [o for o in v4 if tcp]
         if samples:
             seed = style.tsg
-            fits = all(_tsg_order(o.pkt.ip_id, o.pkt.window, o.client_ip, o.server_ip, seed.seed_key,
-                                  seed.seed_max, seed.val_range) for o in samples)
+            fits = all(
+                _tsg_order(
+                    o.pkt.ip_id, o.pkt.window, o.client_ip, o.server_ip, seed.seed_key, seed.seed_max, seed.val_range
+                )
+                for o in samples
+            )
             shown = ", ".join(dict.fromkeys(f"id {o.pkt.ip_id}/win {o.pkt.window}" for o in samples))
-            checks.append(Check("ip_id+window", f"tsg generator k = {seed.seed_key}, M = {seed.seed_max}", shown,
-                                fits, 3))
+            checks.append(
+                Check("ip_id+window", f"tsg generator k = {seed.seed_key}, M = {seed.seed_max}", shown, fits, 3)
+            )
         elif v4:
             checks.append(Check("ip_id", "tsg generator", _describe16([o.pkt.ip_id for o in v4]), None, 0))
     if v4 and style.ip_id.kind != "tsg":
@@ -1269,14 +1558,15 @@ def _ip_checks(style: IpStyle, obs: Sequence[_Obs], *, tcp: bool, window_common:
     return checks
 
 
-def _blockpage_checks(personality: Personality, obs: Sequence[_Obs], status: int, location: str, body: bytes,
-                      response: _Http) -> list[Check]:
+def _blockpage_checks(
+    personality: Personality, obs: Sequence[_Obs], status: int, location: str, body: bytes, response: _Http
+) -> list[Check]:
     style = personality.blockpage
-    checks = [Check("status", str(style.status), str(status), status == style.status,
-                    1 if style.status in (403, 200) else 2)]
+    checks = [
+        Check("status", str(style.status), str(status), status == style.status, 1 if style.status in (403, 200) else 2)
+    ]
     if style.location or location:
-        checks.append(Check("location", style.location or "none", location or "none", location == style.location,
-                            3))
+        checks.append(Check("location", style.location or "none", location or "none", location == style.location, 3))
     if body:
         ok = style.body.startswith(body) or body.startswith(style.body)
         checks.append(Check("body", f"{len(style.body)} bytes", f"{len(body)} bytes", ok, 3))
@@ -1288,8 +1578,9 @@ def _blockpage_checks(personality: Personality, obs: Sequence[_Obs], status: int
     return checks
 
 
-def _dns_checks(personality: Personality, obs: Sequence[_Obs], forged: Sequence[tuple[Packet, DnsMessage]],
-                query: DnsMessage | None) -> list[Check]:
+def _dns_checks(
+    personality: Personality, obs: Sequence[_Obs], forged: Sequence[tuple[Packet, DnsMessage]], query: DnsMessage | None
+) -> list[Check]:
     style = personality.dns
     checks = []
     flags = {m.flags for _p, m in forged}
@@ -1300,26 +1591,53 @@ def _dns_checks(personality: Personality, obs: Sequence[_Obs], forged: Sequence[
         weight = 1
     else:
         expected_flags, label, weight = style.flags, f"0x{style.flags:04x}", 1 if style.flags == 0x8180 else 2
-    checks.append(Check("dns_flags", label, ", ".join(f"0x{f:04x}" for f in flags), flags == {expected_flags},
-                        weight))
+    checks.append(Check("dns_flags", label, ", ".join(f"0x{f:04x}" for f in flags), flags == {expected_flags}, weight))
     compressed = {_compressed(p.payload) for p, _m in forged} - {None}
     if compressed:
-        checks.append(Check("compression", _yes_no(style.compression), "/".join(map(_yes_no, compressed)),
-                            compressed == {style.compression}, 1))
+        checks.append(
+            Check(
+                "compression",
+                _yes_no(style.compression),
+                "/".join(map(_yes_no, compressed)),
+                compressed == {style.compression},
+                1,
+            )
+        )
     answer_ttls = {r.ttl for _p, m in forged for r in m.answers if r.rtype in (RType.A, RType.AAAA)}
     if answer_ttls:
-        checks.append(Check("answer_ttl", str(style.answer_ttl), ", ".join(map(str, sorted(answer_ttls))),
-                            answer_ttls == {style.answer_ttl}, 2))
+        checks.append(
+            Check(
+                "answer_ttl",
+                str(style.answer_ttl),
+                ", ".join(map(str, sorted(answer_ttls))),
+                answer_ttls == {style.answer_ttl},
+                2,
+            )
+        )
     for _p, message in forged[:1]:
         addresses = list(_addresses(message))
         pool = _family_pool(style.answers, message.qtype)
         if pool:
             ok = bool(addresses) and set(addresses) <= pool and len(addresses) <= style.answers_per_response
-            checks.append(Check("answers", f"up to {style.answers_per_response} of {', '.join(sorted(pool))}",
-                                ", ".join(addresses) or "none", ok, 3))
+            checks.append(
+                Check(
+                    "answers",
+                    f"up to {style.answers_per_response} of {', '.join(sorted(pool))}",
+                    ", ".join(addresses) or "none",
+                    ok,
+                    3,
+                )
+            )
         else:
-            checks.append(Check("answers", "none (empty NOERROR)", ", ".join(addresses) or "none",
-                                not addresses and message.rcode == 0, 1))
+            checks.append(
+                Check(
+                    "answers",
+                    "none (empty NOERROR)",
+                    ", ".join(addresses) or "none",
+                    not addresses and message.rcode == 0,
+                    1,
+                )
+            )
         if query is not None:
             has_opt = any(r.rtype == RType.OPT for r in message.additional)
             wanted = style.copy_query_edns and query.edns is not None
@@ -1412,15 +1730,19 @@ def _quoted(payload: bytes, v6: bool) -> tuple[bytes, bytes, int, int, int] | No
         proto, src, dst, pos = data[9], data[12:16], data[16:20], ihl
     sport = dport = 0
     if proto in (TCP, UDP) and len(data) >= pos + 4:
-        sport, dport = int.from_bytes(data[pos:pos + 2], "big"), int.from_bytes(data[pos + 2:pos + 4], "big")
+        sport, dport = int.from_bytes(data[pos : pos + 2], "big"), int.from_bytes(data[pos + 2 : pos + 4], "big")
     return src, dst, proto, sport, dport
 
 
 # ----------------------------------------------------------------------------------------------- captures
 
 
-def detect_captures(paths: Iterable[str | Path], *, fingerprints: FingerprintDB | None = None,
-                    personalities: Sequence[str] | None = None) -> DetectReport:
+def detect_captures(
+    paths: Iterable[str | Path],
+    *,
+    fingerprints: FingerprintDB | None = None,
+    personalities: Sequence[str] | None = None,
+) -> DetectReport:
     """Run the detector over captures (each on its own: flows do not span files). A damaged capture is read up
     to the damage (``CaptureSummary.truncated``/``error``); a file that is no capture raises
     ``chokepoint.packet.pcap.CaptureFormatError``."""

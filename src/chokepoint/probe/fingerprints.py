@@ -69,8 +69,7 @@ class FingerprintMatch:
         return self.scope == FALSE_POSITIVE_SCOPE
 
     def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "scope": self.scope, "countries": list(self.countries),
-                "location": self.location}
+        return {"name": self.name, "scope": self.scope, "countries": list(self.countries), "location": self.location}
 
 
 class _Compiled:
@@ -81,7 +80,7 @@ class _Compiled:
     def __init__(self, fingerprint: Fingerprint, where: str) -> None:
         self.fingerprint = fingerprint
         self.kind = fingerprint.pattern_type
-        self.header = fingerprint.location[len("header."):] if fingerprint.location.startswith("header.") else None
+        self.header = fingerprint.location[len("header.") :] if fingerprint.location.startswith("header.") else None
         self.regex: re.Pattern[bytes] | re.Pattern[str] | None = None
         pattern = fingerprint.pattern
         self.needle: bytes | str = pattern.encode("utf-8") if fingerprint.location == "body" else pattern
@@ -119,8 +118,11 @@ def _read_csv(path: Path) -> list[Fingerprint]:
             if any(row.get(c) is None for c in _COLUMNS):
                 raise MalformedFingerprint(f"{where}: short row")
             location = row["location_found"].strip()
-            if location != "dns" and location != "body" and not (
-                    location.startswith("header.") and len(location) > len("header.")):
+            if (
+                location != "dns"
+                and location != "body"
+                and not (location.startswith("header.") and len(location) > len("header."))
+            ):
                 raise MalformedFingerprint(f"{where}: unknown location_found {location!r}")
             pattern_type = row["pattern_type"].strip()
             if pattern_type not in PATTERN_TYPES:
@@ -132,12 +134,20 @@ def _read_csv(path: Path) -> list[Fingerprint]:
                 confidence_value = int(confidence) if confidence else None
             except ValueError:
                 raise MalformedFingerprint(f"{where}: confidence_no_fp {confidence!r} is not an integer") from None
-            rows.append(Fingerprint(
-                name=row["name"].strip(), scope=row["scope"].strip(), location=location.lower(),
-                pattern_type=pattern_type, pattern=row["pattern"],
-                countries=_split_list(row.get("expected_countries") or ""), confidence_no_fp=confidence_value,
-                other_names=_split_list(row.get("other_names") or ""), source=(row.get("source") or "").strip(),
-                notes=row.get("notes") or ""))
+            rows.append(
+                Fingerprint(
+                    name=row["name"].strip(),
+                    scope=row["scope"].strip(),
+                    location=location.lower(),
+                    pattern_type=pattern_type,
+                    pattern=row["pattern"],
+                    countries=_split_list(row.get("expected_countries") or ""),
+                    confidence_no_fp=confidence_value,
+                    other_names=_split_list(row.get("other_names") or ""),
+                    source=(row.get("source") or "").strip(),
+                    notes=row.get("notes") or "",
+                )
+            )
     return rows
 
 
@@ -195,9 +205,9 @@ class FingerprintDB:
                     return FingerprintMatch(fp.name, fp.scope, fp.countries, "dns", answer, fp)
         return None
 
-    def match_http(self, body: bytes | str | None,
-                   headers: Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]] = ()) -> \
-            FingerprintMatch | None:
+    def match_http(
+        self, body: bytes | str | None, headers: Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]] = ()
+    ) -> FingerprintMatch | None:
         """Match an HTTP response body and headers; a false-positive signature wins over any blockpage."""
         body_bytes = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else (body or b"")
         pairs = headers.items() if isinstance(headers, Mapping) else headers

@@ -20,7 +20,7 @@ import socket
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -430,12 +430,27 @@ class DNSAnswer:
         answer_type = r.text("answer_type")
         if answer_type is None:
             raise MalformedMeasurement(f"{path}.answer_type", "missing")
-        return cls(answer_type, r.text("ipv4"), r.text("ipv6"), r.text("hostname"), r.integer("asn"),
-                   r.text("as_org_name"), r.integer("ttl"), r.extra())
+        return cls(
+            answer_type,
+            r.text("ipv4"),
+            r.text("ipv6"),
+            r.text("hostname"),
+            r.integer("asn"),
+            r.text("as_org_name"),
+            r.integer("ttl"),
+            r.extra(),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        known = {"asn": self.asn, "as_org_name": self.as_org_name, "answer_type": self.answer_type,
-                 "hostname": self.hostname, "ipv4": self.ipv4, "ipv6": self.ipv6, "ttl": self.ttl}
+        known = {
+            "asn": self.asn,
+            "as_org_name": self.as_org_name,
+            "answer_type": self.answer_type,
+            "hostname": self.hostname,
+            "ipv4": self.ipv4,
+            "ipv6": self.ipv6,
+            "ttl": self.ttl,
+        }
         return _emit(known, ("asn", "as_org_name", "hostname", "ipv4", "ipv6"), self.extra)
 
 
@@ -472,17 +487,37 @@ class DNSQuery:
         port = r.raw("resolver_port")
         if isinstance(port, bool) or not (port is None or isinstance(port, (str, int))):
             raise MalformedMeasurement(f"{path}.resolver_port", "expected a string or an integer")
-        return cls(hostname, query_type, r.text("engine") or "", r.text("failure"),
-                   r.objects("answers", DNSAnswer.from_json), r.text("resolver_address") or "",
-                   r.text("resolver_hostname"), port, r.integer("rcode"), r.number("t"), r.strings("tags"),
-                   r.integer("transaction_id"), r.extra())
+        return cls(
+            hostname,
+            query_type,
+            r.text("engine") or "",
+            r.text("failure"),
+            r.objects("answers", DNSAnswer.from_json),
+            r.text("resolver_address") or "",
+            r.text("resolver_hostname"),
+            port,
+            r.integer("rcode"),
+            r.number("t"),
+            r.strings("tags"),
+            r.integer("transaction_id"),
+            r.extra(),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        known = {"answers": _tuple_out(self.answers), "engine": self.engine, "failure": self.failure,
-                 "hostname": self.hostname, "query_type": self.query_type,
-                 "resolver_hostname": self.resolver_hostname, "resolver_port": self.resolver_port,
-                 "resolver_address": self.resolver_address, "rcode": self.rcode, "t": self.t,
-                 "tags": _tags_out(self.tags), "transaction_id": self.transaction_id}
+        known = {
+            "answers": _tuple_out(self.answers),
+            "engine": self.engine,
+            "failure": self.failure,
+            "hostname": self.hostname,
+            "query_type": self.query_type,
+            "resolver_hostname": self.resolver_hostname,
+            "resolver_port": self.resolver_port,
+            "resolver_address": self.resolver_address,
+            "rcode": self.rcode,
+            "t": self.t,
+            "tags": _tags_out(self.tags),
+            "transaction_id": self.transaction_id,
+        }
         return _emit(known, ("rcode", "t", "tags", "transaction_id"), self.extra)
 
 
@@ -502,7 +537,7 @@ class TCPConnect:
 
     @property
     def endpoint(self) -> str:
-        """"ip:port", with IPv6 in brackets (Go's net.JoinHostPort, as the test helper keys it)."""
+        """ "ip:port", with IPv6 in brackets (Go's net.JoinHostPort, as the test helper keys it)."""
         return join_host_port(self.ip, self.port)
 
     @classmethod
@@ -513,13 +548,28 @@ class TCPConnect:
             raise MalformedMeasurement(path, "missing ip or port")
         status = _Reader(r.dictionary("status") or {}, f"{path}.status")
         failure, success = status.text("failure"), status.flag("success")
-        return cls(ip, port, failure, success, r.number("t"), r.strings("tags"), r.integer("transaction_id"),
-                   status.extra(), r.extra())
+        return cls(
+            ip,
+            port,
+            failure,
+            success,
+            r.number("t"),
+            r.strings("tags"),
+            r.integer("transaction_id"),
+            status.extra(),
+            r.extra(),
+        )
 
     def to_json(self) -> dict[str, Any]:
         status = _emit({"failure": self.failure, "success": self.success}, (), self.status_extra)
-        known = {"ip": self.ip, "port": self.port, "status": status, "t": self.t,
-                 "tags": _tags_out(self.tags), "transaction_id": self.transaction_id}
+        known = {
+            "ip": self.ip,
+            "port": self.port,
+            "status": status,
+            "t": self.t,
+            "tags": _tags_out(self.tags),
+            "transaction_id": self.transaction_id,
+        }
         return _emit(known, ("t", "tags", "transaction_id"), self.extra)
 
 
@@ -548,21 +598,51 @@ class TLSHandshake:
         if address is None:
             raise MalformedMeasurement(f"{path}.address", "missing")
         certs = r.array("peer_certificates")
-        peer = None if certs is None else tuple(
-            _as_bytes(_maybe_binary_in(cert, f"{path}.peer_certificates[{i}]")) for i, cert in enumerate(certs))
-        return cls(address, r.text("server_name") or "", r.text("failure"), r.text("network") or "",
-                   r.text("cipher_suite") or "", r.text("negotiated_protocol") or "",
-                   bool(r.flag("no_tls_verify")), peer, r.text("tls_version") or "", r.number("t"),
-                   r.strings("tags"), r.integer("transaction_id"), r.extra())
+        peer = (
+            None
+            if certs is None
+            else tuple(
+                _as_bytes(_maybe_binary_in(cert, f"{path}.peer_certificates[{i}]")) for i, cert in enumerate(certs)
+            )
+        )
+        return cls(
+            address,
+            r.text("server_name") or "",
+            r.text("failure"),
+            r.text("network") or "",
+            r.text("cipher_suite") or "",
+            r.text("negotiated_protocol") or "",
+            bool(r.flag("no_tls_verify")),
+            peer,
+            r.text("tls_version") or "",
+            r.number("t"),
+            r.strings("tags"),
+            r.integer("transaction_id"),
+            r.extra(),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        certs = None if self.peer_certificates is None else [
-            {"format": "base64", "data": base64.b64encode(cert).decode("ascii")} for cert in self.peer_certificates]
-        known = {"network": self.network, "address": self.address, "cipher_suite": self.cipher_suite,
-                 "failure": self.failure, "negotiated_protocol": self.negotiated_protocol,
-                 "no_tls_verify": self.no_tls_verify, "peer_certificates": certs,
-                 "server_name": self.server_name, "t": self.t, "tags": _tags_out(self.tags),
-                 "tls_version": self.tls_version, "transaction_id": self.transaction_id}
+        certs = (
+            None
+            if self.peer_certificates is None
+            else [
+                {"format": "base64", "data": base64.b64encode(cert).decode("ascii")} for cert in self.peer_certificates
+            ]
+        )
+        known = {
+            "network": self.network,
+            "address": self.address,
+            "cipher_suite": self.cipher_suite,
+            "failure": self.failure,
+            "negotiated_protocol": self.negotiated_protocol,
+            "no_tls_verify": self.no_tls_verify,
+            "peer_certificates": certs,
+            "server_name": self.server_name,
+            "t": self.t,
+            "tags": _tags_out(self.tags),
+            "tls_version": self.tls_version,
+            "transaction_id": self.transaction_id,
+        }
         return _emit(known, ("t", "tags", "transaction_id"), self.extra)
 
 
@@ -594,16 +674,25 @@ class HTTPRequestRecord:
             raise MalformedMeasurement(f"{path}.url", "missing")
         pairs = r.raw("headers_list")
         headers = r.raw("headers")
-        return cls(url, r.text("method") or "",
-                   () if pairs is None else _header_pairs(pairs, f"{path}.headers_list"),
-                   {} if headers is None else _header_map(headers, f"{path}.headers"),
-                   r.maybe_binary("body") or "", bool(r.flag("body_is_truncated")), r.extra())
+        return cls(
+            url,
+            r.text("method") or "",
+            () if pairs is None else _header_pairs(pairs, f"{path}.headers_list"),
+            {} if headers is None else _header_map(headers, f"{path}.headers"),
+            r.maybe_binary("body") or "",
+            bool(r.flag("body_is_truncated")),
+            r.extra(),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        known = {"body": _maybe_binary_out(self.body), "body_is_truncated": self.body_is_truncated,
-                 "headers_list": [[k, _maybe_binary_out(v)] for k, v in self.headers_list],
-                 "headers": {k: _maybe_binary_out(v) for k, v in self.headers.items()},
-                 "method": self.method, "url": self.url}
+        known = {
+            "body": _maybe_binary_out(self.body),
+            "body_is_truncated": self.body_is_truncated,
+            "headers_list": [[k, _maybe_binary_out(v)] for k, v in self.headers_list],
+            "headers": {k: _maybe_binary_out(v) for k, v in self.headers.items()},
+            "method": self.method,
+            "url": self.url,
+        }
         return _emit(known, (), self.extra)
 
 
@@ -634,14 +723,23 @@ class HTTPResponseRecord:
         r = _Reader(obj, path)
         pairs = r.raw("headers_list")
         headers = r.raw("headers")
-        return cls(r.integer("code") or 0, () if pairs is None else _header_pairs(pairs, f"{path}.headers_list"),
-                   {} if headers is None else _header_map(headers, f"{path}.headers"),
-                   r.maybe_binary("body") or "", bool(r.flag("body_is_truncated")), r.extra())
+        return cls(
+            r.integer("code") or 0,
+            () if pairs is None else _header_pairs(pairs, f"{path}.headers_list"),
+            {} if headers is None else _header_map(headers, f"{path}.headers"),
+            r.maybe_binary("body") or "",
+            bool(r.flag("body_is_truncated")),
+            r.extra(),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        known = {"body": _maybe_binary_out(self.body), "body_is_truncated": self.body_is_truncated,
-                 "code": self.code, "headers_list": [[k, _maybe_binary_out(v)] for k, v in self.headers_list],
-                 "headers": {k: _maybe_binary_out(v) for k, v in self.headers.items()}}
+        known = {
+            "body": _maybe_binary_out(self.body),
+            "body_is_truncated": self.body_is_truncated,
+            "code": self.code,
+            "headers_list": [[k, _maybe_binary_out(v)] for k, v in self.headers_list],
+            "headers": {k: _maybe_binary_out(v) for k, v in self.headers.items()},
+        }
         return _emit(known, (), self.extra)
 
 
@@ -667,17 +765,31 @@ class HTTPTransaction:
         if request is None:
             raise MalformedMeasurement(f"{path}.request", "missing")
         response = r.dictionary("response")
-        return cls(HTTPRequestRecord.from_json(request, f"{path}.request"),
-                   None if response is None else HTTPResponseRecord.from_json(response, f"{path}.response"),
-                   r.text("failure"), r.text("network") or "", r.text("address") or "", r.text("alpn") or "",
-                   r.number("t"), r.strings("tags"), r.integer("transaction_id"), r.extra())
+        return cls(
+            HTTPRequestRecord.from_json(request, f"{path}.request"),
+            None if response is None else HTTPResponseRecord.from_json(response, f"{path}.response"),
+            r.text("failure"),
+            r.text("network") or "",
+            r.text("address") or "",
+            r.text("alpn") or "",
+            r.number("t"),
+            r.strings("tags"),
+            r.integer("transaction_id"),
+            r.extra(),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        known = {"network": self.network, "address": self.address, "alpn": self.alpn or None,
-                 "failure": self.failure,
-                 "request": self.request.to_json(),
-                 "response": None if self.response is None else self.response.to_json(),
-                 "t": self.t, "tags": _tags_out(self.tags), "transaction_id": self.transaction_id}
+        known = {
+            "network": self.network,
+            "address": self.address,
+            "alpn": self.alpn or None,
+            "failure": self.failure,
+            "request": self.request.to_json(),
+            "response": None if self.response is None else self.response.to_json(),
+            "t": self.t,
+            "tags": _tags_out(self.tags),
+            "transaction_id": self.transaction_id,
+        }
         return _emit(known, ("alpn", "t", "tags", "transaction_id"), self.extra)
 
 
@@ -714,8 +826,7 @@ class ControlTLSHandshake:
         return cls(r.text("server_name") or "", bool(r.flag("status")), r.text("failure"), r.extra())
 
     def to_json(self) -> dict[str, Any]:
-        return _emit({"server_name": self.server_name, "status": self.status, "failure": self.failure},
-                     (), self.extra)
+        return _emit({"server_name": self.server_name, "status": self.status, "failure": self.failure}, (), self.extra)
 
 
 @dataclass(frozen=True, slots=True)
@@ -737,12 +848,23 @@ class ControlHTTPRequest:
             if not isinstance(value, str):
                 raise MalformedMeasurement(f"{path}.headers.{name}", "expected a string")
         status, length = r.integer("status_code"), r.integer("body_length")
-        return cls(-1 if status is None else status, -1 if length is None else length, r.text("title") or "",
-                   headers, r.text("failure"), r.extra())
+        return cls(
+            -1 if status is None else status,
+            -1 if length is None else length,
+            r.text("title") or "",
+            headers,
+            r.text("failure"),
+            r.extra(),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        known = {"body_length": self.body_length, "failure": self.failure, "title": self.title,
-                 "headers": dict(self.headers), "status_code": self.status_code}
+        known = {
+            "body_length": self.body_length,
+            "failure": self.failure,
+            "title": self.title,
+            "headers": dict(self.headers),
+            "status_code": self.status_code,
+        }
         return _emit(known, (), self.extra)
 
 
@@ -794,18 +916,25 @@ class ControlResponse:
         r = _Reader(obj, path)
         http = r.dictionary("http_request")
         dns_obj = r.dictionary("dns")
-        return cls(r.mapping("tcp_connect", ControlTCPConnect.from_json) or {},
-                   r.mapping("tls_handshake", ControlTLSHandshake.from_json),
-                   ControlHTTPRequest() if http is None else ControlHTTPRequest.from_json(http, f"{path}.http_request"),
-                   ControlDNS() if dns_obj is None else ControlDNS.from_json(dns_obj, f"{path}.dns"),
-                   r.mapping("ip_info", ControlIPInfo.from_json), r.extra())
+        return cls(
+            r.mapping("tcp_connect", ControlTCPConnect.from_json) or {},
+            r.mapping("tls_handshake", ControlTLSHandshake.from_json),
+            ControlHTTPRequest() if http is None else ControlHTTPRequest.from_json(http, f"{path}.http_request"),
+            ControlDNS() if dns_obj is None else ControlDNS.from_json(dns_obj, f"{path}.dns"),
+            r.mapping("ip_info", ControlIPInfo.from_json),
+            r.extra(),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        known = {"tcp_connect": {k: v.to_json() for k, v in self.tcp_connect.items()},
-                 "tls_handshake": None if self.tls_handshake is None else {
-                     k: v.to_json() for k, v in self.tls_handshake.items()},
-                 "http_request": self.http_request.to_json(), "dns": self.dns.to_json(),
-                 "ip_info": None if self.ip_info is None else {k: v.to_json() for k, v in self.ip_info.items()}}
+        known = {
+            "tcp_connect": {k: v.to_json() for k, v in self.tcp_connect.items()},
+            "tls_handshake": None
+            if self.tls_handshake is None
+            else {k: v.to_json() for k, v in self.tls_handshake.items()},
+            "http_request": self.http_request.to_json(),
+            "dns": self.dns.to_json(),
+            "ip_info": None if self.ip_info is None else {k: v.to_json() for k, v in self.ip_info.items()},
+        }
         return _emit(known, ("tls_handshake", "ip_info"), self.extra)
 
 
@@ -832,9 +961,11 @@ class ControlRequest:
         return cls(url, r.strings("tcp_connect"), headers, r.extra())
 
     def to_json(self) -> dict[str, Any]:
-        known = {"http_request": self.http_request,
-                 "http_request_headers": {k: list(v) for k, v in self.http_request_headers.items()},
-                 "tcp_connect": None if self.tcp_connect is None else list(self.tcp_connect)}
+        known = {
+            "http_request": self.http_request,
+            "http_request_headers": {k: list(v) for k, v in self.http_request_headers.items()},
+            "tcp_connect": None if self.tcp_connect is None else list(self.tcp_connect),
+        }
         return _emit(known, (), self.extra)
 
 
@@ -874,8 +1005,13 @@ class ThroughputObservation:
         return cls(target, nbytes, float(seconds), cbytes, float(cseconds), r.extra())
 
     def to_json(self) -> dict[str, Any]:
-        known = {"target": self.target, "bytes": self.bytes, "seconds": self.seconds,
-                 "control_bytes": self.control_bytes, "control_seconds": self.control_seconds}
+        known = {
+            "target": self.target,
+            "bytes": self.bytes,
+            "seconds": self.seconds,
+            "control_bytes": self.control_bytes,
+            "control_seconds": self.control_seconds,
+        }
         return _emit(known, (), self.extra)
 
 
@@ -900,8 +1036,7 @@ class ResidualObservation:
         return cls(target, trigger, float(duration), r.text("failure"), r.extra())
 
     def to_json(self) -> dict[str, Any]:
-        known = {"target": self.target, "trigger": self.trigger, "duration_s": self.duration_s,
-                 "failure": self.failure}
+        known = {"target": self.target, "trigger": self.trigger, "duration_s": self.duration_s, "failure": self.failure}
         return _emit(known, ("failure",), self.extra)
 
 
@@ -920,14 +1055,19 @@ class ChokepointObservations:
         techniques = r.array("techniques")
         if techniques is not None and not all(isinstance(t, dict) for t in techniques):
             raise MalformedMeasurement(f"{path}.techniques", "expected a list of objects")
-        return cls(r.objects("throughput", ThroughputObservation.from_json) or (),
-                   r.objects("residual", ResidualObservation.from_json) or (),
-                   None if techniques is None else tuple(techniques), r.extra())
+        return cls(
+            r.objects("throughput", ThroughputObservation.from_json) or (),
+            r.objects("residual", ResidualObservation.from_json) or (),
+            None if techniques is None else tuple(techniques),
+            r.extra(),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        known = {"throughput": [o.to_json() for o in self.throughput] or None,
-                 "residual": [o.to_json() for o in self.residual] or None,
-                 "techniques": None if self.techniques is None else [dict(t) for t in self.techniques]}
+        known = {
+            "throughput": [o.to_json() for o in self.throughput] or None,
+            "residual": [o.to_json() for o in self.residual] or None,
+            "techniques": None if self.techniques is None else [dict(t) for t in self.techniques],
+        }
         return _emit(known, ("throughput", "residual", "techniques"), self.extra)
 
 
@@ -935,11 +1075,23 @@ class ChokepointObservations:
 # Web Connectivity test keys and the measurement
 # --------------------------------------------------------------------------------------------------
 
-CLASSIFICATION_KEYS = frozenset({
-    "accessible", "blocking", "body_length_match", "body_proportion", "dns_consistency",
-    "dns_experiment_failure", "headers_match", "http_experiment_failure", "status_code_match",
-    "title_match", "x_blocking_flags", "x_dns_flags", "x_null_null_flags",
-})
+CLASSIFICATION_KEYS = frozenset(
+    {
+        "accessible",
+        "blocking",
+        "body_length_match",
+        "body_proportion",
+        "dns_consistency",
+        "dns_experiment_failure",
+        "headers_match",
+        "http_experiment_failure",
+        "status_code_match",
+        "title_match",
+        "x_blocking_flags",
+        "x_dns_flags",
+        "x_null_null_flags",
+    }
+)
 """Test keys that are OONI's *analysis* of the observations, not observations (ts-017 "Test keys")."""
 
 
@@ -986,44 +1138,64 @@ class WebConnectivityTestKeys:
             tls_handshakes=r.objects("tls_handshakes", TLSHandshake.from_json),
             requests=r.objects("requests", HTTPTransaction.from_json),
             control=None if control is None else ControlResponse.from_json(control, f"{path}.control"),
-            control_request=None if control_request is None else ControlRequest.from_json(
-                control_request, f"{path}.x_control_request"),
+            control_request=None
+            if control_request is None
+            else ControlRequest.from_json(control_request, f"{path}.x_control_request"),
             control_failure=r.text("control_failure"),
-            x_chokepoint=None if chokepoint is None else ChokepointObservations.from_json(
-                chokepoint, f"{path}.x_chokepoint"),
-            blocking=blocking, accessible=r.flag("accessible"), dns_consistency=r.text("dns_consistency"),
+            x_chokepoint=None
+            if chokepoint is None
+            else ChokepointObservations.from_json(chokepoint, f"{path}.x_chokepoint"),
+            blocking=blocking,
+            accessible=r.flag("accessible"),
+            dns_consistency=r.text("dns_consistency"),
             dns_experiment_failure=r.text("dns_experiment_failure"),
             http_experiment_failure=r.text("http_experiment_failure"),
-            body_proportion=r.number("body_proportion"), body_length_match=r.flag("body_length_match"),
-            headers_match=r.flag("headers_match"), status_code_match=r.flag("status_code_match"),
-            title_match=r.flag("title_match"), x_blocking_flags=r.integer("x_blocking_flags"),
-            x_dns_flags=r.integer("x_dns_flags"), x_null_null_flags=r.integer("x_null_null_flags"),
+            body_proportion=r.number("body_proportion"),
+            body_length_match=r.flag("body_length_match"),
+            headers_match=r.flag("headers_match"),
+            status_code_match=r.flag("status_code_match"),
+            title_match=r.flag("title_match"),
+            x_blocking_flags=r.integer("x_blocking_flags"),
+            x_dns_flags=r.integer("x_dns_flags"),
+            x_null_null_flags=r.integer("x_null_null_flags"),
             extra=r.extra(),
         )
 
     def to_json(self) -> dict[str, Any]:
         known = {
-            "queries": _tuple_out(self.queries), "requests": _tuple_out(self.requests),
-            "tcp_connect": _tuple_out(self.tcp_connect), "tls_handshakes": _tuple_out(self.tls_handshakes),
+            "queries": _tuple_out(self.queries),
+            "requests": _tuple_out(self.requests),
+            "tcp_connect": _tuple_out(self.tcp_connect),
+            "tls_handshakes": _tuple_out(self.tls_handshakes),
             "x_control_request": None if self.control_request is None else self.control_request.to_json(),
             "control": None if self.control is None else self.control.to_json(),
             "control_failure": self.control_failure,
             "x_chokepoint": None if self.x_chokepoint is None else self.x_chokepoint.to_json(),
-            "x_dns_flags": self.x_dns_flags, "dns_experiment_failure": self.dns_experiment_failure,
-            "dns_consistency": self.dns_consistency, "http_experiment_failure": self.http_experiment_failure,
-            "x_blocking_flags": self.x_blocking_flags, "x_null_null_flags": self.x_null_null_flags,
-            "body_proportion": self.body_proportion, "body_length_match": self.body_length_match,
-            "headers_match": self.headers_match, "status_code_match": self.status_code_match,
-            "title_match": self.title_match, "blocking": self.blocking, "accessible": self.accessible,
+            "x_dns_flags": self.x_dns_flags,
+            "dns_experiment_failure": self.dns_experiment_failure,
+            "dns_consistency": self.dns_consistency,
+            "http_experiment_failure": self.http_experiment_failure,
+            "x_blocking_flags": self.x_blocking_flags,
+            "x_null_null_flags": self.x_null_null_flags,
+            "body_proportion": self.body_proportion,
+            "body_length_match": self.body_length_match,
+            "headers_match": self.headers_match,
+            "status_code_match": self.status_code_match,
+            "title_match": self.title_match,
+            "blocking": self.blocking,
+            "accessible": self.accessible,
         }
-        return _emit(known, ("x_control_request", "x_chokepoint", "x_dns_flags", "x_blocking_flags",
-                             "x_null_null_flags"), self.extra)
+        return _emit(
+            known,
+            ("x_control_request", "x_chokepoint", "x_dns_flags", "x_blocking_flags", "x_null_null_flags"),
+            self.extra,
+        )
 
 
 def format_ooni_time(moment: datetime) -> str:
     """df-000 timestamp: "YYYY-MM-DD hh:mm:ss" in UTC."""
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc)
+        moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -1076,33 +1248,54 @@ class Measurement:
         if annotations is not None and not all(isinstance(v, str) for v in annotations.values()):
             raise MalformedMeasurement("annotations", "expected string values")
         return cls(
-            input=r.text("input"), test_keys=test_keys,
+            input=r.text("input"),
+            test_keys=test_keys,
             measurement_start_time=r.text("measurement_start_time") or "",
-            test_start_time=r.text("test_start_time") or "", test_name=test_name,
-            test_version=r.text("test_version") or "", test_runtime=r.number("test_runtime") or 0,
-            probe_cc=r.text("probe_cc") or "", probe_asn=r.text("probe_asn") or "",
-            probe_ip=r.text("probe_ip") or "", probe_network_name=r.text("probe_network_name") or "",
-            resolver_asn=r.text("resolver_asn") or "", resolver_ip=r.text("resolver_ip") or "",
-            resolver_network_name=r.text("resolver_network_name") or "", report_id=r.text("report_id") or "",
-            software_name=r.text("software_name") or "", software_version=r.text("software_version") or "",
-            data_format_version=r.text("data_format_version") or "", annotations=annotations,
-            extensions=r.dictionary("extensions"), test_helpers=r.dictionary("test_helpers"), extra=r.extra(),
+            test_start_time=r.text("test_start_time") or "",
+            test_name=test_name,
+            test_version=r.text("test_version") or "",
+            test_runtime=r.number("test_runtime") or 0,
+            probe_cc=r.text("probe_cc") or "",
+            probe_asn=r.text("probe_asn") or "",
+            probe_ip=r.text("probe_ip") or "",
+            probe_network_name=r.text("probe_network_name") or "",
+            resolver_asn=r.text("resolver_asn") or "",
+            resolver_ip=r.text("resolver_ip") or "",
+            resolver_network_name=r.text("resolver_network_name") or "",
+            report_id=r.text("report_id") or "",
+            software_name=r.text("software_name") or "",
+            software_version=r.text("software_version") or "",
+            data_format_version=r.text("data_format_version") or "",
+            annotations=annotations,
+            extensions=r.dictionary("extensions"),
+            test_helpers=r.dictionary("test_helpers"),
+            extra=r.extra(),
         )
 
     def to_json(self) -> dict[str, Any]:
-        keys = self.test_keys.to_json() if isinstance(self.test_keys, WebConnectivityTestKeys) else dict(
-            self.test_keys)
+        keys = self.test_keys.to_json() if isinstance(self.test_keys, WebConnectivityTestKeys) else dict(self.test_keys)
         known = {
             "annotations": None if self.annotations is None else dict(self.annotations),
-            "data_format_version": self.data_format_version, "extensions": self.extensions,
-            "input": self.input, "measurement_start_time": self.measurement_start_time,
-            "probe_asn": self.probe_asn, "probe_cc": self.probe_cc, "probe_ip": self.probe_ip,
-            "probe_network_name": self.probe_network_name, "report_id": self.report_id,
-            "resolver_asn": self.resolver_asn, "resolver_ip": self.resolver_ip,
-            "resolver_network_name": self.resolver_network_name, "software_name": self.software_name,
-            "software_version": self.software_version, "test_helpers": self.test_helpers, "test_keys": keys,
-            "test_name": self.test_name, "test_runtime": self.test_runtime,
-            "test_start_time": self.test_start_time, "test_version": self.test_version,
+            "data_format_version": self.data_format_version,
+            "extensions": self.extensions,
+            "input": self.input,
+            "measurement_start_time": self.measurement_start_time,
+            "probe_asn": self.probe_asn,
+            "probe_cc": self.probe_cc,
+            "probe_ip": self.probe_ip,
+            "probe_network_name": self.probe_network_name,
+            "report_id": self.report_id,
+            "resolver_asn": self.resolver_asn,
+            "resolver_ip": self.resolver_ip,
+            "resolver_network_name": self.resolver_network_name,
+            "software_name": self.software_name,
+            "software_version": self.software_version,
+            "test_helpers": self.test_helpers,
+            "test_keys": keys,
+            "test_name": self.test_name,
+            "test_runtime": self.test_runtime,
+            "test_start_time": self.test_start_time,
+            "test_version": self.test_version,
         }
         return _emit(known, ("annotations", "extensions", "test_helpers"), self.extra)
 
@@ -1122,8 +1315,7 @@ def parse_measurement(data: bytes | str | Mapping[str, Any]) -> Measurement:
         try:
             data = json.loads(data)
         except json.JSONDecodeError as exc:
-            raise MalformedMeasurement("", f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") \
-                from None
+            raise MalformedMeasurement("", f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
         except RecursionError:
             raise MalformedMeasurement("", "JSON nested too deeply") from None
     return Measurement.from_json(data)

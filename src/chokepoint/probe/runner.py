@@ -35,23 +35,56 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from chokepoint.probe.fingerprints import FingerprintDB
-from chokepoint.probe.measurement import (ChokepointObservations, ControlDNS, ControlHTTPRequest, ControlIPInfo,
-                                          ControlRequest, ControlResponse, ControlTCPConnect, ControlTLSHandshake,
-                                          DNSQuery, Failure, HTTPTransaction, Measurement, ResidualObservation,
-                                          TCPConnect, ThroughputObservation, TLSHandshake, WebConnectivityTestKeys,
-                                          format_ooni_time)
+from chokepoint.probe.measurement import (
+    ChokepointObservations,
+    ControlDNS,
+    ControlHTTPRequest,
+    ControlIPInfo,
+    ControlRequest,
+    ControlResponse,
+    ControlTCPConnect,
+    ControlTLSHandshake,
+    DNSQuery,
+    Failure,
+    HTTPTransaction,
+    Measurement,
+    ResidualObservation,
+    TCPConnect,
+    ThroughputObservation,
+    TLSHandshake,
+    WebConnectivityTestKeys,
+    format_ooni_time,
+)
 from chokepoint.probe.probes import dns, fet, http, quic, residual, throughput
-from chokepoint.probe.probes.common import (ProbeContext, ProbeError, Target, ascii_hostname, endpoint_tags,
-                                            ip_literal, join_host_port, parse_target)
+from chokepoint.probe.probes.common import (
+    ProbeContext,
+    ProbeError,
+    Target,
+    ascii_hostname,
+    endpoint_tags,
+    ip_literal,
+    join_host_port,
+    parse_target,
+)
 from chokepoint.probe.webconnectivity import annotate, is_bogon
 
-__all__ = ["CONTROL_DEFINITION", "DEFAULT_TESTS", "LAB_CONTROL_RESOLVER", "LAB_RESOLVER", "TESTS", "ProbeConfig",
-           "lab_config", "parse_tests", "run", "run_many"]
+__all__ = [
+    "CONTROL_DEFINITION",
+    "DEFAULT_TESTS",
+    "LAB_CONTROL_RESOLVER",
+    "LAB_RESOLVER",
+    "TESTS",
+    "ProbeConfig",
+    "lab_config",
+    "parse_tests",
+    "run",
+    "run_many",
+]
 
 TESTS = ("dns", "tcp", "tls", "http", "quic", "fet", "throughput", "residual")
 DEFAULT_TESTS = frozenset(TESTS) - {"residual"}
@@ -64,14 +97,15 @@ TEST_VERSION = "0.5.0"
 CONTROL_DEFINITION = (
     "DNS: the control resolver; TCP: the same endpoints through the same path; TLS: the same endpoints with "
     "the control SNI; HTTP: the same URL with the control Host/SNI through the same path, before the probe's "
-    "own requests. Only name-keyed censorship (DNS, SNI, Host) differs from the control.")
+    "own requests. Only name-keyed censorship (DNS, SNI, Host) differs from the control."
+)
 #: The control's page fetch when no tcp/tls/http test ran (OONI has no such case: its helper always fetches).
 NOT_MEASURED = "unknown_failure: not measured (no tcp, tls or http test selected)"
 _ENDPOINT_TESTS = frozenset({"tcp", "tls", "http", "quic", "fet", "throughput", "residual"})
 
 
 def parse_tests(text: str | Iterable[str]) -> frozenset[str]:
-    """"all", "default" or a comma-separated subset of TESTS; raises ProbeError for unknown names."""
+    """ "all", "default" or a comma-separated subset of TESTS; raises ProbeError for unknown names."""
     items = [p.strip().lower() for p in (text.split(",") if isinstance(text, str) else text) if p.strip()]
     out: set[str] = set()
     for item in items:
@@ -95,14 +129,14 @@ class ProbeConfig:
     tests: frozenset[str] = DEFAULT_TESTS
     timeout: float = 10.0
     cafile: str | None = None
-    system_resolver: tuple[str, int] | None = None   # None: getaddrinfo; else a stub to this server
+    system_resolver: tuple[str, int] | None = None  # None: getaddrinfo; else a stub to this server
     control_resolver: tuple[str, int] | None = LAB_CONTROL_RESOLVER
     udp_resolver: tuple[str, int] | None = None
     tcp_resolver: tuple[str, int] | None = None
     doh_url: str | None = None
     control_host: str = DEFAULT_CONTROL_HOST
     echo_port: int = DEFAULT_ECHO_PORT
-    quic_port: int | None = None          # default: the URL's port for https, else 443
+    quic_port: int | None = None  # default: the URL's port for https, else 443
     throughput_bytes: int = throughput.DEFAULT_SIZE
     throughput_seconds: float = throughput.DEFAULT_MAX_SECONDS
     residual_interval: float = residual.DEFAULT_INTERVAL
@@ -130,9 +164,13 @@ class ProbeConfig:
 def lab_config(**overrides: Any) -> ProbeConfig:
     """Defaults for a probe inside `cpk-client`: the lab resolver for the extra UDP/TCP lookups (the system
     resolver already is it, via /etc/netns/cpk-client/resolv.conf), the control resolver and the lab CA."""
-    settings: dict[str, Any] = {"control_resolver": LAB_CONTROL_RESOLVER, "udp_resolver": LAB_RESOLVER,
-                                "tcp_resolver": LAB_RESOLVER, "lab": True,
-                                "cafile": LAB_CA_FILE if Path(LAB_CA_FILE).is_file() else None}
+    settings: dict[str, Any] = {
+        "control_resolver": LAB_CONTROL_RESOLVER,
+        "udp_resolver": LAB_RESOLVER,
+        "tcp_resolver": LAB_RESOLVER,
+        "lab": True,
+        "cafile": LAB_CA_FILE if Path(LAB_CA_FILE).is_file() else None,
+    }
     settings.update(overrides)
     return ProbeConfig(**settings)
 
@@ -246,8 +284,9 @@ def _web_steps(config: ProbeConfig) -> tuple[bool, bool]:
     return bool(config.tests & {"tls", "http"}), "http" in config.tests
 
 
-def _control_web(ctx: ProbeContext, target: Target, probe_addrs: list[str], config: ProbeConfig,
-                 control: _Control) -> None:
+def _control_web(
+    ctx: ProbeContext, target: Target, probe_addrs: list[str], config: ProbeConfig, control: _Control
+) -> None:
     """Connect (and handshake) to every endpoint with the control name; fetch the page from the control
     resolver's addresses. The fetch runs whatever tests were chosen: it is the classifier's expectation."""
     do_tls, _ = _web_steps(config)
@@ -257,8 +296,9 @@ def _control_web(ctx: ProbeContext, target: Target, probe_addrs: list[str], conf
     failure: str | None = None
     for ip in endpoints:
         want_get = fetched is None and ip in control.addrs
-        result = http.fetch(ctx, target, ip, host=host, tags=("control", "depth=0"), tls_handshake=do_tls or want_get,
-                            request=want_get)
+        result = http.fetch(
+            ctx, target, ip, host=host, tags=("control", "depth=0"), tls_handshake=do_tls or want_get, request=want_get
+        )
         _control_record(control, result, host, target.port)
         if want_get:
             failure = result.failure
@@ -270,8 +310,9 @@ def _control_web(ctx: ProbeContext, target: Target, probe_addrs: list[str], conf
             result = http.fetch(ctx, tls_target, ip, host=host, tags=("control", "depth=0"), request=False)
             _control_record(control, result, host, 443)
     if fetched is None:
-        control.http = ControlHTTPRequest(failure=failure or (control.dns.failure if control.dns else None)
-                                          or Failure.DNS_NO_ANSWER.value)
+        control.http = ControlHTTPRequest(
+            failure=failure or (control.dns.failure if control.dns else None) or Failure.DNS_NO_ANSWER.value
+        )
         return
     fetched = _control_follow(ctx, target, fetched, config, control)
     if fetched.failure is not None:
@@ -285,13 +326,18 @@ def _control_record(control: _Control, result: http.FetchResult, host: str, port
     control.tcp[endpoint] = ControlTCPConnect(result.connect.failure is None, result.connect.failure)
     if result.handshake is not None:
         control.tls[endpoint] = ControlTLSHandshake(host, result.handshake.failure is None, result.handshake.failure)
-    control.records.append({"tcp_connect": result.connect.to_json(),
-                            "tls_handshake": None if result.handshake is None else result.handshake.to_json(),
-                            "request": None if result.fetched is None else result.fetched.transaction.to_json()})
+    control.records.append(
+        {
+            "tcp_connect": result.connect.to_json(),
+            "tls_handshake": None if result.handshake is None else result.handshake.to_json(),
+            "request": None if result.fetched is None else result.fetched.transaction.to_json(),
+        }
+    )
 
 
-def _control_follow(ctx: ProbeContext, target: Target, fetched: http.Fetched, config: ProbeConfig,
-                    control: _Control) -> http.Fetched:
+def _control_follow(
+    ctx: ProbeContext, target: Target, fetched: http.Fetched, config: ProbeConfig, control: _Control
+) -> http.Fetched:
     """Follow redirects like the test helper: each hop resolved by the control resolver, fetched with the
     control Host."""
     current = target
@@ -308,8 +354,12 @@ def _control_follow(ctx: ProbeContext, target: Target, fetched: http.Fetched, co
         if not hop.addrs:
             break
         result = http.fetch(ctx, current, hop.addrs[0], host=config.control_host, tags=("control", "redirect"))
-        control.records.append({"tcp_connect": result.connect.to_json(),
-                                "request": None if result.fetched is None else result.fetched.transaction.to_json()})
+        control.records.append(
+            {
+                "tcp_connect": result.connect.to_json(),
+                "request": None if result.fetched is None else result.fetched.transaction.to_json(),
+            }
+        )
         if result.fetched is None:
             return fetched if result.failure is None else _with_failure(fetched, result.failure)
         fetched = result.fetched
@@ -321,8 +371,9 @@ def _with_failure(fetched: http.Fetched, failure: str) -> http.Fetched:
     return http.Fetched(replace(fetched.transaction, failure=failure), fetched.body, fetched.title, None)
 
 
-def _probe_web(ctx: ProbeContext, obs: _Observations, target: Target, classic: list[str], control: _Control,
-               config: ProbeConfig) -> None:
+def _probe_web(
+    ctx: ProbeContext, obs: _Observations, target: Target, classic: list[str], control: _Control, config: ProbeConfig
+) -> None:
     """Endpoints per depth, following redirects (one body per depth, on the first endpoint that connects)."""
     do_tls, do_http = _web_steps(config)
     current, depth = target, 0
@@ -331,16 +382,25 @@ def _probe_web(ctx: ProbeContext, obs: _Observations, target: Target, classic: l
         fetched: http.Fetched | None = None
         for ip in [*classic, *extra]:
             want_get = do_http and fetched is None
-            result = http.fetch(ctx, current, ip, tags=endpoint_tags(depth, classic=ip in classic, fetch_body=True),
-                                tls_handshake=do_tls, request=want_get)
+            result = http.fetch(
+                ctx,
+                current,
+                ip,
+                tags=endpoint_tags(depth, classic=ip in classic, fetch_body=True),
+                tls_handshake=do_tls,
+                request=want_get,
+            )
             obs.add(result)
             if want_get and result.fetched is not None:
                 fetched = result.fetched
         if depth == 0 and current.scheme == "http" and "tls" in config.tests:  # E001
             tls_target = Target(current.url, "https", current.host, 443, current.path)
             for ip in classic:
-                obs.add(http.fetch(ctx, tls_target, ip, tags=endpoint_tags(0, classic=True, fetch_body=False),
-                                   request=False))
+                obs.add(
+                    http.fetch(
+                        ctx, tls_target, ip, tags=endpoint_tags(0, classic=True, fetch_body=False), request=False
+                    )
+                )
         if fetched is None or fetched.location is None or depth >= config.max_redirects:
             return
         try:
@@ -364,38 +424,72 @@ def _technique(kind: str, layer: str, target: str, evidence: str, failure: str |
     return out
 
 
-def _run_quic(ctx: ProbeContext, target: Target, ip: str, config: ProbeConfig,
-              extras: dict[str, Any], techniques: list[dict[str, Any]]) -> tuple[list[dict], dict[str, Any]]:
+def _run_quic(
+    ctx: ProbeContext,
+    target: Target,
+    ip: str,
+    config: ProbeConfig,
+    extras: dict[str, Any],
+    techniques: list[dict[str, Any]],
+) -> tuple[list[dict], dict[str, Any]]:
     port = config.quic_port or (target.port if target.scheme == "https" else 443)
 
     def authority(name: str) -> str:
         return name if port == 443 else f"{name}:{port}"
 
-    control = quic.get_h3(ctx, ip, port, config.control_host, authority=authority(config.control_host),
-                          path=target.path, tags=("control", "depth=0"))
-    real = quic.get_h3(ctx, ip, port, target.host, authority=authority(target.host), path=target.path,
-                       tags=("depth=0",))
+    control = quic.get_h3(
+        ctx,
+        ip,
+        port,
+        config.control_host,
+        authority=authority(config.control_host),
+        path=target.path,
+        tags=("control", "depth=0"),
+    )
+    real = quic.get_h3(
+        ctx, ip, port, target.host, authority=authority(target.host), path=target.path, tags=("depth=0",)
+    )
     endpoint = join_host_port(ip, port)
-    extras["quic"] = {"requests": [real.request.to_json()] if real.request else [],
-                      "control_requests": [control.request.to_json()] if control.request else []}
+    extras["quic"] = {
+        "requests": [real.request.to_json()] if real.request else [],
+        "control_requests": [control.request.to_json()] if control.request else [],
+    }
     if control.failure is None and real.failure is not None:
         kind = "quic-dropped" if real.failure == Failure.GENERIC_TIMEOUT_ERROR else "quic-failure"
-        techniques.append(_technique(kind, "quic", f"{endpoint} sni={target.host}",
-                                     "QUIC/HTTP3 failed where the control SNI succeeded", real.failure))
-    control_map = {endpoint: {"server_name": config.control_host, "status": control.handshake.failure is None,
-                              "failure": control.handshake.failure}}
+        techniques.append(
+            _technique(
+                kind,
+                "quic",
+                f"{endpoint} sni={target.host}",
+                "QUIC/HTTP3 failed where the control SNI succeeded",
+                real.failure,
+            )
+        )
+    control_map = {
+        endpoint: {
+            "server_name": config.control_host,
+            "status": control.handshake.failure is None,
+            "failure": control.handshake.failure,
+        }
+    }
     return [real.handshake.to_json()], control_map
 
 
-def _run_fet(ctx: ProbeContext, ip: str, config: ProbeConfig, extras: dict[str, Any],
-             techniques: list[dict[str, Any]]) -> None:
+def _run_fet(
+    ctx: ProbeContext, ip: str, config: ProbeConfig, extras: dict[str, Any], techniques: list[dict[str, Any]]
+) -> None:
     result = fet.probe_fet(ctx, ip, config.echo_port, attempts=config.fet_attempts, seed=config.fet_seed)
     extras["fet"] = result.to_json()
     if result.blocked:
-        techniques.append(_technique(
-            "fet-blocked", "transport", result.target,
-            "a fully-encrypted first packet got no echo where an exempt one did (Wu et al., USENIX Security 2023)",
-            result.failure))
+        techniques.append(
+            _technique(
+                "fet-blocked",
+                "transport",
+                result.target,
+                "a fully-encrypted first packet got no echo where an exempt one did (Wu et al., USENIX Security 2023)",
+                result.failure,
+            )
+        )
 
 
 def _system_nameserver() -> str:
@@ -422,14 +516,18 @@ def run(target_text: str, config: ProbeConfig | None = None) -> Measurement:
     including an unreachable target, is in the measurement."""
     config = config or ProbeConfig()
     target = parse_target(target_text)
-    started_wall = datetime.now(timezone.utc)
+    started_wall = datetime.now(UTC)
     started = time.monotonic()
     ctx = ProbeContext(config.timeout, config.cafile)
     obs = _Observations()
     control = _Control()
-    extras: dict[str, Any] = {"control_definition": CONTROL_DEFINITION, "control_host": config.control_host,
-                              "control_resolver": None if config.control_resolver is None else join_host_port(
-                                  *config.control_resolver), "lab": config.lab, "tests": sorted(config.tests)}
+    extras: dict[str, Any] = {
+        "control_definition": CONTROL_DEFINITION,
+        "control_host": config.control_host,
+        "control_resolver": None if config.control_resolver is None else join_host_port(*config.control_resolver),
+        "lab": config.lab,
+        "tests": sorted(config.tests),
+    }
     techniques: list[dict[str, Any]] = []
     test_keys_extra: dict[str, Any] = {"agent": "redirect", "retries": None, "socksproxy": None}
 
@@ -447,25 +545,40 @@ def run(target_text: str, config: ProbeConfig | None = None) -> Measurement:
     residual_obs: list[ResidualObservation] = []
     quic_control: dict[str, Any] = {}
     if primary is None and endpoints - {"tcp", "tls", "http"}:
-        extras["skipped"] = {"tests": sorted(endpoints - {"tcp", "tls", "http"}),
-                             "reason": "no address: neither the system nor the control resolver gave one"}
+        extras["skipped"] = {
+            "tests": sorted(endpoints - {"tcp", "tls", "http"}),
+            "reason": "no address: neither the system nor the control resolver gave one",
+        }
     elif primary is not None:
         extras["address"] = primary
         if "quic" in config.tests:
-            test_keys_extra["quic_handshakes"], quic_control = _run_quic(ctx, target, primary, config, extras,
-                                                                          techniques)
+            test_keys_extra["quic_handshakes"], quic_control = _run_quic(
+                ctx, target, primary, config, extras, techniques
+            )
         if "fet" in config.tests:
             _run_fet(ctx, primary, config, extras, techniques)
         if "throughput" in config.tests:
-            result = throughput.measure(ctx, target, primary, config.control_host, size=config.throughput_bytes,
-                                        max_seconds=config.throughput_seconds)
+            result = throughput.measure(
+                ctx,
+                target,
+                primary,
+                config.control_host,
+                size=config.throughput_bytes,
+                max_seconds=config.throughput_seconds,
+            )
             if result.observation is not None:
                 throughput_obs.append(result.observation)
             else:
                 extras["throughput_failed"] = result.to_json()
         if "residual" in config.tests:
-            outcome = residual.measure(ctx, target, primary, config.control_host,
-                                       interval=config.residual_interval, max_seconds=config.residual_seconds)
+            outcome = residual.measure(
+                ctx,
+                target,
+                primary,
+                config.control_host,
+                interval=config.residual_interval,
+                max_seconds=config.residual_seconds,
+            )
             if outcome.observation is not None:
                 residual_obs.append(outcome.observation)
             else:
@@ -474,36 +587,53 @@ def run(target_text: str, config: ProbeConfig | None = None) -> Measurement:
     extras["control_records"] = control.records
 
     probe_endpoints = [join_host_port(t.ip, t.port) for t in obs.tcp_connect]
-    control_request = ControlRequest(target.url, tuple(dict.fromkeys(probe_endpoints)),
-                                     {name: (value,) for name, value in http.REQUEST_HEADERS})
+    control_request = ControlRequest(
+        target.url, tuple(dict.fromkeys(probe_endpoints)), {name: (value,) for name, value in http.REQUEST_HEADERS}
+    )
     response = None
     if control.failure is None:
         probe_addrs = {a for q in obs.queries for a in q.addresses}
         ip_info = {}
         for address in dict.fromkeys([*probe_addrs, *control.addrs]):
-            flags = (1 if address in probe_addrs else 0) | (2 if address in control.addrs else 0) | (
-                4 if is_bogon(address) else 0)
+            flags = (
+                (1 if address in probe_addrs else 0)
+                | (2 if address in control.addrs else 0)
+                | (4 if is_bogon(address) else 0)
+            )
             ip_info[address] = ControlIPInfo(0, flags)
-        response = ControlResponse(dict(control.tcp), dict(control.tls), control.http,
-                                   control.dns or ControlDNS(None, ()), ip_info,
-                                   {"quic_handshake": quic_control})
-    test_keys_extra["client_resolver"] = (config.system_resolver[0] if config.system_resolver
-                                          else _system_nameserver())
+        response = ControlResponse(
+            dict(control.tcp),
+            dict(control.tls),
+            control.http,
+            control.dns or ControlDNS(None, ()),
+            ip_info,
+            {"quic_handshake": quic_control},
+        )
+    test_keys_extra["client_resolver"] = config.system_resolver[0] if config.system_resolver else _system_nameserver()
     keys = WebConnectivityTestKeys(
-        queries=tuple(obs.queries), tcp_connect=tuple(obs.tcp_connect), tls_handshakes=tuple(obs.tls_handshakes),
-        requests=tuple(reversed(obs.requests)), control=response, control_request=control_request,
+        queries=tuple(obs.queries),
+        tcp_connect=tuple(obs.tcp_connect),
+        tls_handshakes=tuple(obs.tls_handshakes),
+        requests=tuple(reversed(obs.requests)),
+        control=response,
+        control_request=control_request,
         control_failure=control.failure,
         x_chokepoint=ChokepointObservations(tuple(throughput_obs), tuple(residual_obs), None, extras),
-        extra=test_keys_extra)
+        extra=test_keys_extra,
+    )
     start_text = format_ooni_time(started_wall)
     measurement = Measurement(
-        input=target_text.strip() if "://" in target_text else target.url, test_keys=keys,
-        measurement_start_time=start_text, test_start_time=start_text,
-        test_version=TEST_VERSION, test_runtime=round(time.monotonic() - started, 6),
+        input=target_text.strip() if "://" in target_text else target.url,
+        test_keys=keys,
+        measurement_start_time=start_text,
+        test_start_time=start_text,
+        test_version=TEST_VERSION,
+        test_runtime=round(time.monotonic() - started, 6),
         resolver_ip=test_keys_extra["client_resolver"],
         annotations={"platform": "linux", "chokepoint_lab": "true" if config.lab else "false"},
         extensions={"dnst": 0, "httpt": 0, "netevents": 0, "tcpconnect": 0, "tlshandshake": 0, "tunnel": 0},
-        test_helpers={"backend": {"address": extras["control_resolver"] or "", "type": "chokepoint-control"}})
+        test_helpers={"backend": {"address": extras["control_resolver"] or "", "type": "chokepoint-control"}},
+    )
     annotated = annotate(measurement, fingerprints=config.fingerprints)
     if techniques:
         tk = annotated.web_connectivity

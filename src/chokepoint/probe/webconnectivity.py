@@ -58,9 +58,19 @@ from chokepoint.probe.measurement import (
 )
 
 __all__ = [
-    "BLOCKING_DNS", "BLOCKING_HTTP_DIFF", "BLOCKING_HTTP_FAILURE", "BLOCKING_TCP_IP",
-    "BlockingFlag", "DNSFlag", "NullNullFlag", "Technique", "TechniqueKind", "WebConnectivityResult",
-    "annotate", "classify", "is_bogon",
+    "BLOCKING_DNS",
+    "BLOCKING_HTTP_DIFF",
+    "BLOCKING_HTTP_FAILURE",
+    "BLOCKING_TCP_IP",
+    "BlockingFlag",
+    "DNSFlag",
+    "NullNullFlag",
+    "Technique",
+    "TechniqueKind",
+    "WebConnectivityResult",
+    "annotate",
+    "classify",
+    "is_bogon",
 ]
 
 BLOCKING_DNS = "dns"
@@ -146,8 +156,12 @@ class Technique:
         return self.kind.layer
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"technique": self.kind.value, "layer": self.layer, "target": self.target,
-                               "evidence": self.evidence}
+        out: dict[str, Any] = {
+            "technique": self.kind.value,
+            "layer": self.layer,
+            "target": self.target,
+            "evidence": self.evidence,
+        }
         if self.failure is not None:
             out["failure"] = self.failure
         if self.fingerprint is not None:
@@ -190,18 +204,70 @@ class WebConnectivityResult:
 # --------------------------------------------------------------------------------------------------
 
 # ipinfo.io/bogon, as ooni/probe-cli netxlite/bogon.go lists them.
-_BOGONS4 = tuple(ipaddress.ip_network(n) for n in (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-    "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
-    "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32"))
-_BOGONS6 = tuple(ipaddress.ip_network(n) for n in (
-    "::/128", "::1/128", "::ffff:0:0/96", "::/96", "100::/64", "2001:10::/28", "2001:db8::/32", "fc00::/7",
-    "fe80::/10", "fec0::/10", "ff00::/8", "2002::/24", "2002:a00::/24", "2002:7f00::/24", "2002:a9fe::/32",
-    "2002:ac10::/28", "2002:c000::/40", "2002:c000:200::/40", "2002:c0a8::/32", "2002:c612::/31",
-    "2002:c633:6400::/40", "2002:cb00:7100::/40", "2002:e000::/20", "2002:f000::/20", "2002:ffff:ffff::/48",
-    "2001::/40", "2001:0:a00::/40", "2001:0:7f00::/40", "2001:0:a9fe::/48", "2001:0:ac10::/44",
-    "2001:0:c000::/56", "2001:0:c000:200::/56", "2001:0:c0a8::/48", "2001:0:c612::/47", "2001:0:c633:6400::/56",
-    "2001:0:cb00:7100::/56", "2001:0:e000::/36", "2001:0:f000::/36", "2001:0:ffff:ffff::/64"))
+_BOGONS4 = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "255.255.255.255/32",
+    )
+)
+_BOGONS6 = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "::/128",
+        "::1/128",
+        "::ffff:0:0/96",
+        "::/96",
+        "100::/64",
+        "2001:10::/28",
+        "2001:db8::/32",
+        "fc00::/7",
+        "fe80::/10",
+        "fec0::/10",
+        "ff00::/8",
+        "2002::/24",
+        "2002:a00::/24",
+        "2002:7f00::/24",
+        "2002:a9fe::/32",
+        "2002:ac10::/28",
+        "2002:c000::/40",
+        "2002:c000:200::/40",
+        "2002:c0a8::/32",
+        "2002:c612::/31",
+        "2002:c633:6400::/40",
+        "2002:cb00:7100::/40",
+        "2002:e000::/20",
+        "2002:f000::/20",
+        "2002:ffff:ffff::/48",
+        "2001::/40",
+        "2001:0:a00::/40",
+        "2001:0:7f00::/40",
+        "2001:0:a9fe::/48",
+        "2001:0:ac10::/44",
+        "2001:0:c000::/56",
+        "2001:0:c000:200::/56",
+        "2001:0:c0a8::/48",
+        "2001:0:c612::/47",
+        "2001:0:c633:6400::/56",
+        "2001:0:cb00:7100::/56",
+        "2001:0:e000::/36",
+        "2001:0:f000::/36",
+        "2001:0:ffff:ffff::/64",
+    )
+)
 
 
 def _parse_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -221,8 +287,9 @@ def is_bogon(address: str) -> bool:
     return any(ip in net for net in (_BOGONS6 if ip.version == 6 else _BOGONS4))
 
 
-def _bogon_network(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> \
-        ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+def _bogon_network(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     return next((net for net in (_BOGONS6 if ip.version == 6 else _BOGONS4) if ip in net), None)
 
 
@@ -318,7 +385,7 @@ def _tag_depth(tags: Iterable[str] | None) -> int | None:
     for tag in tags or ():
         if tag.startswith("depth="):
             try:
-                result = int(tag[len("depth="):])
+                result = int(tag[len("depth=") :])
             except ValueError:
                 continue
     return result
@@ -328,7 +395,7 @@ def _tag_fetch_body(tags: Iterable[str] | None) -> bool | None:
     result = None
     for tag in tags or ():
         if tag.startswith("fetch_body="):
-            result = tag[len("fetch_body="):] == "true"
+            result = tag[len("fetch_body=") :] == "true"
     return result
 
 
@@ -371,30 +438,58 @@ def _ingest(tk: WebConnectivityTestKeys) -> _Container:
     c = _Container()
     for q in tk.queries or ():
         if q.failure is not None:
-            c.dns_failures.append(_Obs(
-                _DNS, q.failure, q.transaction_id or 0, tag_depth=_tag_depth(q.tags),
-                dns_transaction_id=q.transaction_id or 0, dns_domain=q.hostname, dns_failure=q.failure,
-                dns_query_type=q.query_type, dns_engine=q.engine))
+            c.dns_failures.append(
+                _Obs(
+                    _DNS,
+                    q.failure,
+                    q.transaction_id or 0,
+                    tag_depth=_tag_depth(q.tags),
+                    dns_transaction_id=q.transaction_id or 0,
+                    dns_domain=q.hostname,
+                    dns_failure=q.failure,
+                    dns_query_type=q.query_type,
+                    dns_engine=q.engine,
+                )
+            )
     for q in tk.queries or ():
         if q.failure is not None:
             continue
         addrs = frozenset(q.addresses)
         for address in sorted(addrs):
-            obs = _Obs(_DNS, "", q.transaction_id or 0, tag_depth=_tag_depth(q.tags),
-                       dns_transaction_id=q.transaction_id or 0, dns_domain=q.hostname, dns_failure="",
-                       dns_query_type=q.query_type, dns_engine=q.engine, dns_addrs=addrs, ip=address,
-                       ip_bogon=is_bogon(address))
+            obs = _Obs(
+                _DNS,
+                "",
+                q.transaction_id or 0,
+                tag_depth=_tag_depth(q.tags),
+                dns_transaction_id=q.transaction_id or 0,
+                dns_domain=q.hostname,
+                dns_failure="",
+                dns_query_type=q.query_type,
+                dns_engine=q.engine,
+                dns_addrs=addrs,
+                ip=address,
+                ip_bogon=is_bogon(address),
+            )
             c.dns_successes.append(obs)
             c.known_ips.setdefault(address, obs)
     for t in tk.tcp_connect or ():
         base = c.known_ips.get(t.ip)
         txid = t.transaction_id or 0
         c.endpoints[txid] = _Obs(
-            _TCP, t.failure or "", txid, tag_depth=_tag_depth(t.tags), tag_fetch_body=_tag_fetch_body(t.tags),
+            _TCP,
+            t.failure or "",
+            txid,
+            tag_depth=_tag_depth(t.tags),
+            tag_fetch_body=_tag_fetch_body(t.tags),
             dns_transaction_id=base.dns_transaction_id if base else None,
-            dns_domain=base.dns_domain if base else None, dns_failure=base.dns_failure if base else None,
-            dns_addrs=base.dns_addrs if base else None, ip=t.ip, ip_bogon=is_bogon(t.ip),
-            endpoint_address=t.endpoint, tcp_failure=t.failure or "")
+            dns_domain=base.dns_domain if base else None,
+            dns_failure=base.dns_failure if base else None,
+            dns_addrs=base.dns_addrs if base else None,
+            ip=t.ip,
+            ip_bogon=is_bogon(t.ip),
+            endpoint_address=t.endpoint,
+            tcp_failure=t.failure or "",
+        )
     for h in tk.tls_handshakes or ():
         obs = c.endpoints.get(h.transaction_id or 0)
         if obs is None:
@@ -482,12 +577,35 @@ def _classic_filter(c: _Container) -> _Container:
 # Analysis (minipipeline analysis.go)
 # --------------------------------------------------------------------------------------------------
 
-_COMMON_HEADERS = frozenset({
-    "date", "content-type", "server", "cache-control", "vary", "set-cookie", "location", "expires",
-    "x-powered-by", "content-encoding", "last-modified", "accept-ranges", "pragma", "x-frame-options", "etag",
-    "x-content-type-options", "age", "via", "p3p", "x-xss-protection", "content-language", "cf-ray",
-    "strict-transport-security", "link", "x-varnish",
-})
+_COMMON_HEADERS = frozenset(
+    {
+        "date",
+        "content-type",
+        "server",
+        "cache-control",
+        "vary",
+        "set-cookie",
+        "location",
+        "expires",
+        "x-powered-by",
+        "content-encoding",
+        "last-modified",
+        "accept-ranges",
+        "pragma",
+        "x-frame-options",
+        "etag",
+        "x-content-type-options",
+        "age",
+        "via",
+        "p3p",
+        "x-xss-protection",
+        "content-language",
+        "cf-ray",
+        "strict-transport-security",
+        "link",
+        "x-varnish",
+    }
+)
 BODY_PROPORTION_FACTOR = 0.7
 _TITLE_MIN_WORD_BYTES = 5
 
@@ -501,6 +619,7 @@ def _uncommon_header_intersection(probe: Iterable[str], control: Iterable[str]) 
 def _title_different_long_words(probe: str, control: str) -> frozenset[str]:
     def words(title: str) -> set[str]:
         return {w.lower() for w in title.split(" ") if len(w.encode("utf-8", "surrogatepass")) >= _TITLE_MIN_WORD_BYTES}
+
     return frozenset(words(probe) ^ words(control))
 
 
@@ -595,8 +714,7 @@ class _Analysis:
             elif obs.ctl_dns_failure:
                 continue
             elif obs.dns_failure:
-                if obs.dns_failure == Failure.DNS_NO_ANSWER and obs.ctl_dns_addrs is not None \
-                        and not obs.ctl_dns_addrs:
+                if obs.dns_failure == Failure.DNS_NO_ANSWER and obs.ctl_dns_addrs is not None and not obs.ctl_dns_addrs:
                     self.dns_expected_failure.add(txid)
                 else:
                     self.dns_unexpected_failure.add(txid)
@@ -605,13 +723,27 @@ class _Analysis:
         for obs in c.endpoints.values():
             txid = obs.transaction_id
             if obs.tcp_failure is not None:
-                _classify_failure(obs.tag_depth, obs.tcp_failure, obs.ctl_tcp_failure, txid,
-                                  self.tcp_expected_failure, self.tcp_unexpected_failure,
-                                  self.tcp_unexplained_failure, ignore_unexpected=_misconfigured_ipv6(obs))
+                _classify_failure(
+                    obs.tag_depth,
+                    obs.tcp_failure,
+                    obs.ctl_tcp_failure,
+                    txid,
+                    self.tcp_expected_failure,
+                    self.tcp_unexpected_failure,
+                    self.tcp_unexplained_failure,
+                    ignore_unexpected=_misconfigured_ipv6(obs),
+                )
             if obs.tls_failure is not None:
-                _classify_failure(obs.tag_depth, obs.tls_failure, obs.ctl_tls_failure, txid,
-                                  self.tls_expected_failure, self.tls_unexpected_failure,
-                                  self.tls_unexplained_failure, ignore_unexpected=False)
+                _classify_failure(
+                    obs.tag_depth,
+                    obs.tls_failure,
+                    obs.ctl_tls_failure,
+                    txid,
+                    self.tls_expected_failure,
+                    self.tls_unexpected_failure,
+                    self.tls_unexplained_failure,
+                    ignore_unexpected=False,
+                )
             if obs.http_failure is not None:
                 if obs.ctl_http_failure is None:
                     if obs.http_failure:
@@ -648,7 +780,8 @@ class _Analysis:
             self.status_code_match = _status_code_match(status, control_status)
         if control_status > 0:
             self.uncommon_headers = _uncommon_header_intersection(
-                obs.http_header_keys or (), obs.ctl_http_header_keys or ())
+                obs.http_header_keys or (), obs.ctl_http_header_keys or ()
+            )
             self.title_different_words = _title_different_long_words(obs.http_title or "", obs.ctl_http_title or "")
 
     # the ts-017 HTTP-diff values
@@ -671,9 +804,17 @@ class _Analysis:
         return True
 
 
-def _classify_failure(depth: int | None, failure: str, control: str | None, txid: int,
-                      expected: set[int], unexpected: set[int], unexplained: set[int], *,
-                      ignore_unexpected: bool) -> None:
+def _classify_failure(
+    depth: int | None,
+    failure: str,
+    control: str | None,
+    txid: int,
+    expected: set[int],
+    unexpected: set[int],
+    unexplained: set[int],
+    *,
+    ignore_unexpected: bool,
+) -> None:
     """Expected (probe and control failed), unexpected (only the probe), unexplained (no control).
 
     `ignore_unexpected` drops probe-only failures that a broken local IPv6 explains (ooni/probe#2284).
@@ -714,9 +855,15 @@ def _analyze(c: _Container, asn: Mapping[str, int]) -> _Analysis:
 
 def _linear(c: _Container) -> list[_Obs]:
     """NewLinearWebAnalysis: latest redirect first; HTTP, TLS, TCP, DNS; successes before failures."""
-    return sorted(c.all(), key=lambda o: (-(o.tag_depth if o.tag_depth is not None else -1), -o.type,
-                                          o.failure if o.failure is not None else "unknown_failure",
-                                          -o.transaction_id))
+    return sorted(
+        c.all(),
+        key=lambda o: (
+            -(o.tag_depth if o.tag_depth is not None else -1),
+            -o.type,
+            o.failure if o.failure is not None else "unknown_failure",
+            -o.transaction_id,
+        ),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -725,11 +872,17 @@ def _linear(c: _Container) -> list[_Obs]:
 
 
 def _dns_consistency(wa: _Analysis) -> str | None:
-    if not wa.dns_unexpected_failure and not wa.dns_invalid_classic and (
-            wa.dns_valid_classic or wa.dns_expected_failure):
+    if (
+        not wa.dns_unexpected_failure
+        and not wa.dns_invalid_classic
+        and (wa.dns_valid_classic or wa.dns_expected_failure)
+    ):
         return "consistent"
-    if wa.dns_invalid_classic or wa.dns_unexpected_failure or (
-            wa.dns_success and wa.expectations is not None and not wa.expectations.dns_addrs):
+    if (
+        wa.dns_invalid_classic
+        or wa.dns_unexpected_failure
+        or (wa.dns_success and wa.expectations is not None and not wa.expectations.dns_addrs)
+    ):
         return "inconsistent"
     return None
 
@@ -772,8 +925,14 @@ def _classic_verdict(wa: _Analysis, linear: list[_Obs], verdict: _Verdict) -> No
                 return verdict.undecided()
             return verdict.blocked(BLOCKING_HTTP_DIFF) if wa.http_diff() else verdict.reachable()
         if not e.failure:
-            if e.type == _DNS and e.failure == "" and e.ctl_dns_failure == "" and e.dns_addrs is not None \
-                    and e.ctl_dns_addrs is not None and _only_loopback(e.dns_addrs):
+            if (
+                e.type == _DNS
+                and e.failure == ""
+                and e.ctl_dns_failure == ""
+                and e.dns_addrs is not None
+                and e.ctl_dns_addrs is not None
+                and _only_loopback(e.dns_addrs)
+            ):
                 # the classic probe does not connect to loopback; compare with what the control resolved
                 if not _only_loopback(e.ctl_dns_addrs):
                     return verdict.blocked(BLOCKING_DNS)
@@ -831,8 +990,15 @@ def _flags(wa: _Analysis) -> tuple[int, int, int]:
         blocking |= BlockingFlag.TLS
     if wa.http_unexpected_failure:
         blocking |= BlockingFlag.HTTP
-    has_final = any(v is not None for v in (wa.final_tcp_without_control, wa.final_tls_without_control,
-                                             wa.final_tls_with_control, wa.final_tcp_with_control))
+    has_final = any(
+        v is not None
+        for v in (
+            wa.final_tcp_without_control,
+            wa.final_tls_without_control,
+            wa.final_tls_with_control,
+            wa.final_tcp_with_control,
+        )
+    )
     if not has_final and wa.expectations is not None and wa.expectations.final_response_failure == "":
         if wa.dns_unexplained_failure:
             blocking |= BlockingFlag.DNS
@@ -867,8 +1033,9 @@ def _flags(wa: _Analysis) -> tuple[int, int, int]:
 # --------------------------------------------------------------------------------------------------
 
 _TIMEOUTS = frozenset({Failure.GENERIC_TIMEOUT_ERROR.value, "timed_out"})
-_CERTIFICATE_ERRORS = frozenset({Failure.SSL_INVALID_HOSTNAME.value, Failure.SSL_UNKNOWN_AUTHORITY.value,
-                                 Failure.SSL_INVALID_CERTIFICATE.value})
+_CERTIFICATE_ERRORS = frozenset(
+    {Failure.SSL_INVALID_HOSTNAME.value, Failure.SSL_UNKNOWN_AUTHORITY.value, Failure.SSL_INVALID_CERTIFICATE.value}
+)
 _TH_NXDOMAIN = frozenset({"dns_name_error", Failure.DNS_NXDOMAIN_ERROR.value})
 _BLOCKPAGE_SCOPES = frozenset({"nat", "isp", "prod", "inst"})
 
@@ -878,7 +1045,8 @@ def _failure_kind(layer: str, failure: str) -> TechniqueKind:
         return {"tcp": TechniqueKind.TCP_RESET, "tls": TechniqueKind.TLS_RESET}.get(layer, TechniqueKind.HTTP_RESET)
     if failure in _TIMEOUTS:
         return {"tcp": TechniqueKind.TCP_DROPPED, "tls": TechniqueKind.TLS_DROPPED}.get(
-            layer, TechniqueKind.HTTP_DROPPED)
+            layer, TechniqueKind.HTTP_DROPPED
+        )
     if layer == "tcp":
         if failure == Failure.CONNECTION_REFUSED:
             return TechniqueKind.TCP_REFUSED
@@ -900,9 +1068,12 @@ class _Techniques:
         self.items.setdefault((technique.kind, technique.target), technique)
 
 
-def _more_specific_blockpage(fingerprints: FingerprintDB, body: bytes,
-                             headers: Iterable[tuple[str, str]] | Mapping[str, str],
-                             benign: FingerprintMatch) -> FingerprintMatch | None:
+def _more_specific_blockpage(
+    fingerprints: FingerprintDB,
+    body: bytes,
+    headers: Iterable[tuple[str, str]] | Mapping[str, str],
+    benign: FingerprintMatch,
+) -> FingerprintMatch | None:
     """A blockpage signature matching the page too, with a longer pattern than the false-positive one that
     matched first: the more specific signature wins (ooni/blocking-fingerprints has bare-word fp patterns
     such as "redirect" that would otherwise excuse any page naming a redirect.html, e.g. ooni.pk_1)."""
@@ -919,9 +1090,14 @@ def _more_specific_blockpage(fingerprints: FingerprintDB, body: bytes,
 THROTTLE_MIN_EXTRA_S = 0.1
 
 
-def _techniques(tk: WebConnectivityTestKeys, c: _Container, wa: _Analysis, asn: Mapping[str, int],
-                fingerprints: FingerprintDB | None, throttle_ratio: float) -> tuple[
-                    tuple[Technique, ...], tuple[FingerprintMatch, ...]]:
+def _techniques(
+    tk: WebConnectivityTestKeys,
+    c: _Container,
+    wa: _Analysis,
+    asn: Mapping[str, int],
+    fingerprints: FingerprintDB | None,
+    throttle_ratio: float,
+) -> tuple[tuple[Technique, ...], tuple[FingerprintMatch, ...]]:
     out = _Techniques()
     matches: list[FingerprintMatch] = []
     control = tk.control if tk.control_request is not None else None
@@ -944,13 +1120,16 @@ def _techniques(tk: WebConnectivityTestKeys, c: _Container, wa: _Analysis, asn: 
         if q.failure is not None:
             if q.query_type == "AAAA" and q.failure == Failure.DNS_NO_ANSWER:
                 continue
-            expected_ok = (control is not None and control.dns.failure is None and bool(control.dns.addrs)) \
-                if with_control else (depth not in (None, 0) and control_page_ok)
+            expected_ok = (
+                (control is not None and control.dns.failure is None and bool(control.dns.addrs))
+                if with_control
+                else (depth not in (None, 0) and control_page_ok)
+            )
             if expected_ok:
-                kind = TechniqueKind.DNS_NXDOMAIN if q.failure == Failure.DNS_NXDOMAIN_ERROR \
-                    else TechniqueKind.DNS_FAILURE
-                out.add(Technique(kind, target, "lookup failed where the control resolved the name",
-                                  failure=q.failure))
+                kind = (
+                    TechniqueKind.DNS_NXDOMAIN if q.failure == Failure.DNS_NXDOMAIN_ERROR else TechniqueKind.DNS_FAILURE
+                )
+                out.add(Technique(kind, target, "lookup failed where the control resolved the name", failure=q.failure))
             continue
         addresses = q.addresses
         known_answer: FingerprintMatch | None = None
@@ -964,16 +1143,26 @@ def _techniques(tk: WebConnectivityTestKeys, c: _Container, wa: _Analysis, asn: 
         bogons = [a for a in addresses if _telling_bogon(a, control_addrs or frozenset())]
         if bogons and (with_control or control_page_ok):
             suspect.update(bogons)
-            out.add(Technique(TechniqueKind.DNS_BOGON, target, f"bogon answer {', '.join(bogons)}",
-                              fingerprint=known_answer if known_answer and known_answer.matched in bogons else None))
+            out.add(
+                Technique(
+                    TechniqueKind.DNS_BOGON,
+                    target,
+                    f"bogon answer {', '.join(bogons)}",
+                    fingerprint=known_answer if known_answer and known_answer.matched in bogons else None,
+                )
+            )
         public = [a for a in addresses if not is_bogon(a)]
         forged = None
         if known_answer is not None and known_answer.matched in public:
             forged = f"answer {known_answer.matched} is a known censor address"
         elif with_control and addresses and control is not None and control.dns.failure in _TH_NXDOMAIN:
             forged = f"answered {', '.join(addresses)} for a name the control finds nonexistent"
-        elif with_control and public and control_addrs is not None and not any(
-                a in legit or asn.get(a, 0) in asn_legit for a in public):
+        elif (
+            with_control
+            and public
+            and control_addrs is not None
+            and not any(a in legit or asn.get(a, 0) in asn_legit for a in public)
+        ):
             forged = f"answers {', '.join(public)} share no address or ASN with the control"
         if forged is not None:
             suspect.update(public)
@@ -991,13 +1180,25 @@ def _techniques(tk: WebConnectivityTestKeys, c: _Container, wa: _Analysis, asn: 
         if obs.tcp_failure and not _misconfigured_ipv6(obs):
             expected_ok = (obs.ctl_tcp_failure == "") if obs.ctl_tcp_failure is not None else reachable(obs)
             if expected_ok:
-                out.add(Technique(_failure_kind("tcp", obs.tcp_failure), address,
-                                  "connect failed where the control's succeeded", failure=obs.tcp_failure))
+                out.add(
+                    Technique(
+                        _failure_kind("tcp", obs.tcp_failure),
+                        address,
+                        "connect failed where the control's succeeded",
+                        failure=obs.tcp_failure,
+                    )
+                )
         if obs.tls_failure:
             expected_ok = (obs.ctl_tls_failure == "") if obs.ctl_tls_failure is not None else reachable(obs)
             if expected_ok:
-                out.add(Technique(_failure_kind("tls", obs.tls_failure), f"{address} sni={obs.tls_server_name}",
-                                  "TLS handshake failed where the control's succeeded", failure=obs.tls_failure))
+                out.add(
+                    Technique(
+                        _failure_kind("tls", obs.tls_failure),
+                        f"{address} sni={obs.tls_server_name}",
+                        "TLS handshake failed where the control's succeeded",
+                        failure=obs.tls_failure,
+                    )
+                )
 
     diff_on_final = wa.final_tcp_with_control is not None and wa.http_diff()
     final_txid = wa.final_tcp_with_control
@@ -1025,9 +1226,14 @@ def _techniques(tk: WebConnectivityTestKeys, c: _Container, wa: _Analysis, asn: 
         matches.append(match)
         differs = (r.transaction_id == final_txid and diff_on_final) or not control_page_ok
         if not match.is_false_positive and (match.scope in _BLOCKPAGE_SCOPES or differs):
-            out.add(Technique(TechniqueKind.HTTP_BLOCKPAGE, r.request.url,
-                              f"response matches blocking fingerprint {match.name} ({match.scope})",
-                              fingerprint=match))
+            out.add(
+                Technique(
+                    TechniqueKind.HTTP_BLOCKPAGE,
+                    r.request.url,
+                    f"response matches blocking fingerprint {match.name} ({match.scope})",
+                    fingerprint=match,
+                )
+            )
 
     if diff_on_final and final_txid is not None:
         final = next((r for r in tk.requests or () if r.transaction_id == final_txid), None)
@@ -1046,14 +1252,25 @@ def _techniques(tk: WebConnectivityTestKeys, c: _Container, wa: _Analysis, asn: 
             # make one several times the other: a throttled download must also have taken measurably longer.
             slower_by = obs_t.seconds - obs_t.control_seconds * obs_t.bytes / max(obs_t.control_bytes, 1)
             if ratio < throttle_ratio and slower_by >= THROTTLE_MIN_EXTRA_S:
-                out.add(Technique(TechniqueKind.THROTTLED, obs_t.target,
-                                  f"{rate / 1000:.1f} kbit/s vs {control_rate / 1000:.1f} kbit/s on the control path",
-                                  throughput_ratio=ratio))
+                out.add(
+                    Technique(
+                        TechniqueKind.THROTTLED,
+                        obs_t.target,
+                        f"{rate / 1000:.1f} kbit/s vs {control_rate / 1000:.1f} kbit/s on the control path",
+                        throughput_ratio=ratio,
+                    )
+                )
     for obs_r in extras.residual if extras is not None else ():
         if obs_r.duration_s > 0:
-            out.add(Technique(TechniqueKind.RESIDUAL, obs_r.target,
-                              f"blocked for {obs_r.duration_s:g} s after {obs_r.trigger}",
-                              failure=obs_r.failure, duration_s=obs_r.duration_s))
+            out.add(
+                Technique(
+                    TechniqueKind.RESIDUAL,
+                    obs_r.target,
+                    f"blocked for {obs_r.duration_s:g} s after {obs_r.trigger}",
+                    failure=obs_r.failure,
+                    duration_s=obs_r.duration_s,
+                )
+            )
     return tuple(out.items.values()), tuple(matches)
 
 
@@ -1062,8 +1279,9 @@ def _techniques(tk: WebConnectivityTestKeys, c: _Container, wa: _Analysis, asn: 
 # --------------------------------------------------------------------------------------------------
 
 
-def classify(test_keys: WebConnectivityTestKeys, *, fingerprints: FingerprintDB | None = None,
-             throttle_ratio: float = 0.3) -> WebConnectivityResult:
+def classify(
+    test_keys: WebConnectivityTestKeys, *, fingerprints: FingerprintDB | None = None, throttle_ratio: float = 0.3
+) -> WebConnectivityResult:
     """Classify Web Connectivity observations; reads only raw observations and the control, never the
     classification keys already present in `test_keys`."""
     asn = _asn_table(test_keys)
@@ -1076,27 +1294,47 @@ def classify(test_keys: WebConnectivityTestKeys, *, fingerprints: FingerprintDB 
     blocking_flags, dns_flags, null_null_flags = _flags(ext)
     techniques, matches = _techniques(test_keys, full, ext, asn, fingerprints, throttle_ratio)
     return WebConnectivityResult(
-        blocking=verdict.blocking, accessible=verdict.accessible, dns_consistency=verdict.consistency,
+        blocking=verdict.blocking,
+        accessible=verdict.accessible,
+        dns_consistency=verdict.consistency,
         dns_experiment_failure=wa.dns_experiment_failure or None,
         http_experiment_failure=verdict.http_experiment_failure,
-        body_proportion=wa.body_proportion or 0.0, body_length_match=wa.body_length_match,
-        headers_match=wa.headers_match, status_code_match=wa.status_code_match, title_match=wa.title_match,
-        x_blocking_flags=blocking_flags, x_dns_flags=dns_flags, x_null_null_flags=null_null_flags,
-        techniques=techniques, fingerprint_matches=matches)
+        body_proportion=wa.body_proportion or 0.0,
+        body_length_match=wa.body_length_match,
+        headers_match=wa.headers_match,
+        status_code_match=wa.status_code_match,
+        title_match=wa.title_match,
+        x_blocking_flags=blocking_flags,
+        x_dns_flags=dns_flags,
+        x_null_null_flags=null_null_flags,
+        techniques=techniques,
+        fingerprint_matches=matches,
+    )
 
 
-def annotate(measurement: Measurement, *, fingerprints: FingerprintDB | None = None,
-             throttle_ratio: float = 0.3) -> Measurement:
+def annotate(
+    measurement: Measurement, *, fingerprints: FingerprintDB | None = None, throttle_ratio: float = 0.3
+) -> Measurement:
     """The measurement with its classification keys (and `x_chokepoint.techniques`) filled in."""
     tk = measurement.web_connectivity
     result = classify(tk, fingerprints=fingerprints, throttle_ratio=throttle_ratio)
     extras = tk.x_chokepoint or ChokepointObservations()
     extras = replace(extras, techniques=tuple(t.to_json() for t in result.techniques))
     keys = replace(
-        tk, blocking=result.blocking, accessible=result.accessible, dns_consistency=result.dns_consistency,
-        dns_experiment_failure=result.dns_experiment_failure, http_experiment_failure=result.http_experiment_failure,
-        body_proportion=result.body_proportion, body_length_match=result.body_length_match,
-        headers_match=result.headers_match, status_code_match=result.status_code_match,
-        title_match=result.title_match, x_blocking_flags=result.x_blocking_flags, x_dns_flags=result.x_dns_flags,
-        x_null_null_flags=result.x_null_null_flags, x_chokepoint=extras)
+        tk,
+        blocking=result.blocking,
+        accessible=result.accessible,
+        dns_consistency=result.dns_consistency,
+        dns_experiment_failure=result.dns_experiment_failure,
+        http_experiment_failure=result.http_experiment_failure,
+        body_proportion=result.body_proportion,
+        body_length_match=result.body_length_match,
+        headers_match=result.headers_match,
+        status_code_match=result.status_code_match,
+        title_match=result.title_match,
+        x_blocking_flags=result.x_blocking_flags,
+        x_dns_flags=result.x_dns_flags,
+        x_null_null_flags=result.x_null_null_flags,
+        x_chokepoint=extras,
+    )
     return replace(measurement, test_keys=keys)

@@ -19,8 +19,16 @@ from typing import Any
 
 from chokepoint.validate.scenarios import TECHNIQUES
 
-__all__ = ["ConfusionMatrix", "Report", "REPORT_VERSION", "build_report", "load_report", "render_terminal",
-           "write_html", "write_json"]
+__all__ = [
+    "ConfusionMatrix",
+    "Report",
+    "REPORT_VERSION",
+    "build_report",
+    "load_report",
+    "render_terminal",
+    "write_html",
+    "write_json",
+]
 
 REPORT_VERSION = 1
 TARGET_ACCURACY = 0.95
@@ -78,9 +86,13 @@ class ConfusionMatrix:
         return max(self.counts.values(), default=0)
 
     def to_json(self) -> dict[str, Any]:
-        return {"labels": list(self.labels),
-                "rows": [[self.count(t, c) for c in self.labels] for t in self.labels],
-                "total": self.total, "correct": self.correct, "accuracy": self.accuracy}
+        return {
+            "labels": list(self.labels),
+            "rows": [[self.count(t, c) for c in self.labels] for t in self.labels],
+            "total": self.total,
+            "correct": self.correct,
+            "accuracy": self.accuracy,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ConfusionMatrix:
@@ -125,10 +137,16 @@ class Report:
         return [(r["scenario"]["name"], m) for r in self.results for m in r["misses"]]
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": REPORT_VERSION, "meta": self.meta, "accuracy": self.accuracy,
-                "target_accuracy": TARGET_ACCURACY, "accuracies": self.accuracies(),
-                "confusion_matrix": self.matrix.to_json(),
-                "misses": [{"scenario": n, "cause": c} for n, c in self.misses], "results": self.results}
+        return {
+            "version": REPORT_VERSION,
+            "meta": self.meta,
+            "accuracy": self.accuracy,
+            "target_accuracy": TARGET_ACCURACY,
+            "accuracies": self.accuracies(),
+            "confusion_matrix": self.matrix.to_json(),
+            "misses": [{"scenario": n, "cause": c} for n, c in self.misses],
+            "results": self.results,
+        }
 
 
 def build_report(results: Sequence[Any], meta: Mapping[str, Any] | None = None) -> Report:
@@ -196,8 +214,10 @@ def render_terminal(report: Report, console: Any) -> None:
             t.add_row(escape(name), escape(cause))
         console.print(t)
     verdict = report.accuracy is not None and report.accuracy >= TARGET_ACCURACY
-    console.print(f"technique accuracy {_pct(report.accuracy)} over {m.total} scenario(s) "
-                  f"(target {_pct(TARGET_ACCURACY)}): " + ("[green]met[/]" if verdict else "[red]not met[/]"))
+    console.print(
+        f"technique accuracy {_pct(report.accuracy)} over {m.total} scenario(s) "
+        f"(target {_pct(TARGET_ACCURACY)}): " + ("[green]met[/]" if verdict else "[red]not met[/]")
+    )
 
 
 # ------------------------------------------------------------------------------------------------ HTML
@@ -241,16 +261,24 @@ def _mark(value: bool | None) -> str:
 def render_html(report: Report) -> str:
     m = report.matrix
     peak = m.max_cell
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           "<title>Chokepoint validation report</title>", f"<style>{_CSS}</style></head><body>",
-           "<h1>Chokepoint validation report</h1>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        "<title>Chokepoint validation report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>Chokepoint validation report</h1>",
+    ]
     meta = report.meta
     if meta:
         out.append("<p>" + " · ".join(f"{_e(k)}: <b>{_e(v)}</b>" for k, v in meta.items()) + "</p>")
-    out.append(f"<p>Technique accuracy <b>{_pct(report.accuracy)}</b> ({m.correct}/{m.total}); "
-               f"target {_pct(TARGET_ACCURACY)}.</p>")
-    out.append("<h2>Confusion matrix</h2><p>Rows: the technique the censor applied (its event log, the ground "
-               "truth); columns: the technique the probe classified. Green: agreement; red: a miss.</p>")
+    out.append(
+        f"<p>Technique accuracy <b>{_pct(report.accuracy)}</b> ({m.correct}/{m.total}); "
+        f"target {_pct(TARGET_ACCURACY)}.</p>"
+    )
+    out.append(
+        "<h2>Confusion matrix</h2><p>Rows: the technique the censor applied (its event log, the ground "
+        "truth); columns: the technique the probe classified. Green: agreement; red: a miss.</p>"
+    )
     out.append('<table class="matrix" id="confusion-matrix"><thead><tr><th>truth \\ classified</th>')
     out += [f'<th class="col">{_e(c)}</th>' for c in m.labels]
     out.append('<th class="col">total</th><th class="col">recall</th></tr></thead><tbody>')
@@ -262,16 +290,22 @@ def render_html(report: Report) -> str:
             if n == 0:
                 cls.append("zero")
             attr = f' class="{" ".join(cls)}"' if cls else ""
-            out.append(f'<td{attr}{_cell_style(n, peak, truth == classified)} '
-                       f'title="truth {_e(truth)}, classified {_e(classified)}: {n}">{n}</td>')
+            out.append(
+                f"<td{attr}{_cell_style(n, peak, truth == classified)} "
+                f'title="truth {_e(truth)}, classified {_e(classified)}: {n}">{n}</td>'
+            )
         out.append(f"<td>{m.row_total(truth)}</td><td>{_pct(m.recall(truth))}</td></tr>")
-    out.append('<tr><th class="row">precision</th>'
-               + "".join(f"<td>{_pct(m.precision(c))}</td>" for c in m.labels) + "<td></td><td></td></tr>")
+    out.append(
+        '<tr><th class="row">precision</th>'
+        + "".join(f"<td>{_pct(m.precision(c))}</td>" for c in m.labels)
+        + "<td></td><td></td></tr>"
+    )
     out.append("</tbody></table>")
     out.append("<h2>Accuracy</h2><table><tr><th>check</th><th>correct</th><th>accuracy</th></tr>")
     for name, value in report.accuracies().items():
-        out.append(f"<tr><td>{_e(name)}</td><td>{value['ok']}/{value['total']}</td>"
-                   f"<td>{_pct(value['accuracy'])}</td></tr>")
+        out.append(
+            f"<tr><td>{_e(name)}</td><td>{value['ok']}/{value['total']}</td><td>{_pct(value['accuracy'])}</td></tr>"
+        )
     out.append("</table>")
     misses = report.misses
     out.append(f"<h2>Misses ({len(misses)})</h2>")
@@ -281,9 +315,11 @@ def render_html(report: Report) -> str:
         out.append("</table>")
     else:
         out.append("<p>None.</p>")
-    out.append("<h2>Scenarios</h2><table id=\"scenarios\"><tr><th>scenario</th><th>profile</th><th>mode</th>"
-               "<th>target</th><th>truth</th><th>classified</th><th>OONI blocking / accessible</th>"
-               "<th>attribution</th><th>technique</th><th>OONI</th><th>attr.</th><th>time</th></tr>")
+    out.append(
+        '<h2>Scenarios</h2><table id="scenarios"><tr><th>scenario</th><th>profile</th><th>mode</th>'
+        "<th>target</th><th>truth</th><th>classified</th><th>OONI blocking / accessible</th>"
+        "<th>attribution</th><th>technique</th><th>OONI</th><th>attr.</th><th>time</th></tr>"
+    )
     for r in sorted(report.results, key=lambda r: r["passed"]):
         s = r["scenario"]
         attribution = ", ".join(f"{f['kind']}: {f['best']}" for f in r.get("attribution") or ()) or "-"
@@ -294,7 +330,8 @@ def render_html(report: Report) -> str:
             f"<td>{_e('error' if r.get('error') else r['classified_class'])}</td>"
             f"<td>{_e(json.dumps(r['blocking']))} / {_e(json.dumps(r['accessible']))}</td><td>{_e(attribution)}</td>"
             f"<td>{_mark(r['checks'].get('technique'))}</td><td>{_mark(r['checks'].get('ooni'))}</td>"
-            f"<td>{_mark(r['checks'].get('attribution'))}</td><td>{r['duration_s']:.1f} s</td></tr>")
+            f"<td>{_mark(r['checks'].get('attribution'))}</td><td>{r['duration_s']:.1f} s</td></tr>"
+        )
     out.append("</table></body></html>")
     return "\n".join(out) + "\n"
 

@@ -38,12 +38,25 @@ from typing import Any
 
 from chokepoint.validate.scenarios import NOT_CENSORSHIP, Scenario
 
-__all__ = ["CLIENT_ADDRESSES", "LAYER_ORDER", "RunOptions", "ScenarioResult", "TruthAction", "ValidationError",
-           "classified_class", "pin_clock", "plan_groups", "primary", "run_scenarios", "score", "truth_from_events"]
+__all__ = [
+    "CLIENT_ADDRESSES",
+    "LAYER_ORDER",
+    "RunOptions",
+    "ScenarioResult",
+    "TruthAction",
+    "ValidationError",
+    "classified_class",
+    "pin_clock",
+    "plan_groups",
+    "primary",
+    "run_scenarios",
+    "score",
+    "truth_from_events",
+]
 
 CLIENT_ADDRESSES = frozenset({"198.18.0.2", "2001:db8:0:1::2"})
 CONTROL_RESOLVER = "198.18.9.1"
-SITE_FIRST, SITE_LAST = 11, 29      # 198.19.0.10 stays the default answer (and the control host's)
+SITE_FIRST, SITE_LAST = 11, 29  # 198.19.0.10 stays the default answer (and the control host's)
 CAPTURE_IFACE = "cl0"
 DEFAULT_SEED = 1
 #: The order in which a measurement meets the layers: the first interference is the primary technique.
@@ -59,13 +72,13 @@ class ValidationError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:
-    fingerprints: Path | None = None      # ooni/blocking-fingerprints folder for the probe and detect
+    fingerprints: Path | None = None  # ooni/blocking-fingerprints folder for the probe and detect
     seed: int = DEFAULT_SEED
     throughput_bytes: int = 256 * 1024
     throughput_seconds: float = 4.0
-    workdir: Path | None = None           # captures, measurements, DNS maps (default: a temporary folder)
-    lock: bool = True                     # hold the lab session lock (tests that hold it pass False)
-    lock_timeout: float = 900.0           # seconds to wait for it
+    workdir: Path | None = None  # captures, measurements, DNS maps (default: a temporary folder)
+    lock: bool = True  # hold the lab session lock (tests that hold it pass False)
+    lock_timeout: float = 900.0  # seconds to wait for it
     state_dir: Path | None = None
 
 
@@ -73,7 +86,7 @@ class RunOptions:
 class TruthAction:
     """One enforced verdict from the censor's event log, reduced to what the scoring needs."""
 
-    label: str | None          # technique class; None: not interference (log) or not enforceable (mirror drop)
+    label: str | None  # technique class; None: not interference (log) or not enforceable (mirror drop)
     action: str
     rule: str
     app_proto: str
@@ -88,8 +101,16 @@ class TruthAction:
         return f"{self.action} by rule {self.rule} on {self.proto}/{self.app_proto or '?'} {self.server}{extra}{notes}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"label": self.label, "action": self.action, "rule": self.rule, "app_proto": self.app_proto,
-                "proto": self.proto, "server": self.server, "injected": self.injected, "notes": list(self.notes)}
+        return {
+            "label": self.label,
+            "action": self.action,
+            "rule": self.rule,
+            "app_proto": self.app_proto,
+            "proto": self.proto,
+            "server": self.server,
+            "injected": self.injected,
+            "notes": list(self.notes),
+        }
 
 
 @dataclass(slots=True)
@@ -108,7 +129,7 @@ class ScenarioResult:
     misses: list[str] = field(default_factory=list)
     error: str | None = None
     duration_s: float = 0.0
-    measurement: str | None = None        # file with the measurement JSON
+    measurement: str | None = None  # file with the measurement JSON
     capture: str | None = None
 
     @property
@@ -116,12 +137,23 @@ class ScenarioResult:
         return self.error is None and all(v is not False for v in self.checks.values())
 
     def to_json(self) -> dict[str, Any]:
-        return {"scenario": self.scenario.to_json(), "truth": [t.to_json() for t in self.truth],
-                "truth_class": self.truth_class, "classified_class": self.classified_class,
-                "techniques": self.techniques, "blocking": self.blocking, "accessible": self.accessible,
-                "attribution": self.attribution, "checks": self.checks, "misses": self.misses,
-                "error": self.error, "passed": self.passed, "duration_s": round(self.duration_s, 3),
-                "measurement": self.measurement, "capture": self.capture}
+        return {
+            "scenario": self.scenario.to_json(),
+            "truth": [t.to_json() for t in self.truth],
+            "truth_class": self.truth_class,
+            "classified_class": self.classified_class,
+            "techniques": self.techniques,
+            "blocking": self.blocking,
+            "accessible": self.accessible,
+            "attribution": self.attribution,
+            "checks": self.checks,
+            "misses": self.misses,
+            "error": self.error,
+            "passed": self.passed,
+            "duration_s": round(self.duration_s, 3),
+            "measurement": self.measurement,
+            "capture": self.capture,
+        }
 
 
 # ------------------------------------------------------------------------------------------------ truth
@@ -172,7 +204,7 @@ def truth_action(event: dict[str, Any]) -> TruthAction:
             label = "quic-dropped"
         elif layer == "tcp" and _fully_encrypted(cp.get("evidence") or ()):
             label = "fet-blocked"
-        elif layer == "dns":   # a query that is never answered: what the probe calls a DNS failure
+        elif layer == "dns":  # a query that is never answered: what the probe calls a DNS failure
             label = "dns-failure"
         else:
             label = f"{layer}-dropped"
@@ -200,11 +232,22 @@ def truth_from_events(lines: Iterable[str], capture: Path | None = None) -> list
         if event.get("src_ip") not in CLIENT_ADDRESSES:
             continue
         action = truth_action(event)
-        if capture is not None and action.label in ("http-reset", "http-blockpage") \
-                and event["chokepoint"].get("mode") == "mirror" and lost_race(capture, event):
-            action = TruthAction(None, action.action, action.rule, action.app_proto, action.proto, action.server,
-                                 action.injected, (*action.notes, "lost the race: the server's answer reached "
-                                                   "the client before the injected packets"))
+        if (
+            capture is not None
+            and action.label in ("http-reset", "http-blockpage")
+            and event["chokepoint"].get("mode") == "mirror"
+            and lost_race(capture, event)
+        ):
+            action = TruthAction(
+                None,
+                action.action,
+                action.rule,
+                action.app_proto,
+                action.proto,
+                action.server,
+                action.injected,
+                (*action.notes, "lost the race: the server's answer reached the client before the injected packets"),
+            )
         out.append(action)
     return out
 
@@ -213,15 +256,17 @@ def lost_race(capture: Path, event: dict[str, Any]) -> bool:
     """Did the server's own payload reach the client before the first packet the censor injected toward
     it (``event``: a ``chokepoint`` event)? Packets are matched in the client's capture by direction and
     ports; injected ones by their TCP sequence number, flags and TTL as the event records them."""
-    from chokepoint.backends.censord import tcp_flags_text
     from chokepoint.packet.decode import Decoder
     from chokepoint.packet.pcap import CaptureFormatError, open_capture
-    from chokepoint.packet.record import TCP
+    from chokepoint.packet.record import TCP, tcp_flags_text
 
     client, server = str(event.get("src_ip")), str(event.get("dest_ip"))
     client_port, server_port = event.get("src_port"), event.get("dest_port")
-    injected = {(p.get("seq"), p.get("tcp_flags"), p.get("ttl")) for p in event["chokepoint"].get("injected") or ()
-                if p.get("to") == "client" and p.get("proto") == "TCP"}
+    injected = {
+        (p.get("seq"), p.get("tcp_flags"), p.get("ttl"))
+        for p in event["chokepoint"].get("injected") or ()
+        if p.get("to") == "client" and p.get("proto") == "TCP"
+    }
     if not injected:
         return False
     decoder = Decoder()
@@ -271,24 +316,32 @@ def score(result: ScenarioResult) -> None:
     """Fill ``checks`` and ``misses`` from the truth, the measurement and detect's findings."""
     exp = result.scenario.expected
     truth_text = "; ".join(t.describe() for t in result.truth) or "no enforced verdict in the event log"
-    found = ", ".join(f"{t.get('technique')} ({t.get('target')}: {t.get('evidence')})" for t in result.techniques
-                      ) or "no technique"
+    found = (
+        ", ".join(f"{t.get('technique')} ({t.get('target')}: {t.get('evidence')})" for t in result.techniques)
+        or "no technique"
+    )
     ok = result.classified_class == result.truth_class
     result.checks["technique"] = ok
     if not ok:
-        result.misses.append(f"technique: classified {result.classified_class}, ground truth {result.truth_class} "
-                             f"[censor: {truth_text}] [probe: {found}]")
+        result.misses.append(
+            f"technique: classified {result.classified_class}, ground truth {result.truth_class} "
+            f"[censor: {truth_text}] [probe: {found}]"
+        )
     as_expected = result.truth_class == exp.technique
     result.checks["expectation"] = as_expected
     if not as_expected:
-        result.misses.append(f"expectation: the censor's action was {result.truth_class}, the catalogue expects "
-                             f"{exp.technique} [censor: {truth_text}]")
+        result.misses.append(
+            f"expectation: the censor's action was {result.truth_class}, the catalogue expects "
+            f"{exp.technique} [censor: {truth_text}]"
+        )
     if as_expected:
         ooni_ok = result.blocking == exp.blocking and result.accessible == exp.accessible
         result.checks["ooni"] = ooni_ok
         if not ooni_ok:
-            result.misses.append(f"ooni: blocking={_j(result.blocking)} accessible={_j(result.accessible)}, expected "
-                                 f"blocking={_j(exp.blocking)} accessible={_j(exp.accessible)} [probe: {found}]")
+            result.misses.append(
+                f"ooni: blocking={_j(result.blocking)} accessible={_j(result.accessible)}, expected "
+                f"blocking={_j(exp.blocking)} accessible={_j(exp.accessible)} [probe: {found}]"
+            )
     else:
         result.checks["ooni"] = None
     injected = sum(t.injected for t in result.truth)
@@ -300,11 +353,16 @@ def score(result: ScenarioResult) -> None:
             if not result.attribution:
                 why = f"detect found no injected packet ({injected} injected by the censor)"
             else:
-                why = "; ".join(f"{f['kind']} finding ({f['summary']}): best {f['best']}"
-                                + (f", mismatched {', '.join(f['mismatched'])}" if f.get("mismatched") else "")
-                                + (f"; {exp.attribution}: {', '.join(f['expected_mismatched'])}"
-                                   if f.get("expected_mismatched") else "")
-                                for f in result.attribution)
+                why = "; ".join(
+                    f"{f['kind']} finding ({f['summary']}): best {f['best']}"
+                    + (f", mismatched {', '.join(f['mismatched'])}" if f.get("mismatched") else "")
+                    + (
+                        f"; {exp.attribution}: {', '.join(f['expected_mismatched'])}"
+                        if f.get("expected_mismatched")
+                        else ""
+                    )
+                    for f in result.attribution
+                )
             result.misses.append(f"attribution: expected {exp.attribution}: {why}")
     else:
         result.checks["attribution"] = None
@@ -333,8 +391,9 @@ def pin_clock(scenario: Scenario) -> Scenario:
     return replace(scenario, local_time=DEFAULT_LOCAL_TIME) if "local_hour" in used else scenario
 
 
-def plan_groups(scenarios: Sequence[Scenario]) -> list[tuple[tuple[str, str, int | None, str | None],
-                                                              list[Scenario], dict[str, str]]]:
+def plan_groups(
+    scenarios: Sequence[Scenario],
+) -> list[tuple[tuple[str, str, int | None, str | None], list[Scenario], dict[str, str]]]:
     """Scenarios grouped by (profile, mode, seed, local time) in first-appearance order, split so that every distinct target
     host gets its own site address; each group with its DNS map (host -> IPv4 site address)."""
     order: dict[tuple[str, str, int | None, str | None], list[Scenario]] = {}
@@ -369,8 +428,9 @@ def _mappable(host: str) -> bool:
 
 
 @contextmanager
-def _lab(profile: str, mode: str, dns_map: Path, seed: int, state_dir: Path | None,
-         local_time: str | None = None) -> Iterator[Any]:
+def _lab(
+    profile: str, mode: str, dns_map: Path, seed: int, state_dir: Path | None, local_time: str | None = None
+) -> Iterator[Any]:
     """A lab with the services answering from ``dns_map`` and the censor (none when ``profile`` is ""), whose
     clock reads ``local_time`` in the profile's timezone when it comes up (None: the wall clock)."""
     from chokepoint import lab
@@ -389,8 +449,11 @@ def _lab(profile: str, mode: str, dns_map: Path, seed: int, state_dir: Path | No
         try:
             services.launch(state, dns_map=dns_map)
             if profile:
-                offset = None if local_time is None else \
-                    clock_offset_for(load_profile(profile).meta.utc_offset_s, local_time)
+                offset = (
+                    None
+                    if local_time is None
+                    else clock_offset_for(load_profile(profile).meta.utc_offset_s, local_time)
+                )
                 censord.launch(state, mode, profile, False, seed, clock_offset_s=offset)
         except (services.ServicesLaunchError, StateError, OSError) as exc:
             raise ValidationError(f"the lab services or censor did not start: {exc}") from exc
@@ -437,7 +500,7 @@ def _capture(path: Path, netns: str) -> Iterator[None]:
     try:
         yield
     finally:
-        time.sleep(0.2)   # the last packets of the probe (FIN/RST) reach the capture
+        time.sleep(0.2)  # the last packets of the probe (FIN/RST) reach the capture
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -459,10 +522,26 @@ def _reaped(pid: int) -> bool:
 
 
 def _probe_argv(s: Scenario, out: Path, options: RunOptions) -> list[str]:
-    argv = [sys.executable, "-m", "chokepoint.cli", "probe", s.target, "--in-lab", "--tests", ",".join(s.tests),
-            "--timeout", f"{s.timeout:g}", "-o", str(out), "--seed", str(options.seed),
-            "--throughput-bytes", str(options.throughput_bytes),
-            "--throughput-seconds", f"{options.throughput_seconds:g}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "chokepoint.cli",
+        "probe",
+        s.target,
+        "--in-lab",
+        "--tests",
+        ",".join(s.tests),
+        "--timeout",
+        f"{s.timeout:g}",
+        "-o",
+        str(out),
+        "--seed",
+        str(options.seed),
+        "--throughput-bytes",
+        str(options.throughput_bytes),
+        "--throughput-seconds",
+        f"{options.throughput_seconds:g}",
+    ]
     if s.resolver == "control":
         argv += ["--resolver", CONTROL_RESOLVER]
     if options.fingerprints is not None:
@@ -484,25 +563,45 @@ def _attribution(capture: Path, fingerprints: Any, expected: str | None) -> list
     try:
         report = detect_captures([capture], fingerprints=fingerprints)
     except (CaptureFormatError, OSError) as exc:
-        return [{"kind": "error", "summary": f"detect could not read the capture: {exc}", "best": None,
-                 "top": [], "candidates": []}]
+        return [
+            {
+                "kind": "error",
+                "summary": f"detect could not read the capture: {exc}",
+                "best": None,
+                "top": [],
+                "candidates": [],
+            }
+        ]
     out = []
     for finding in report.findings:
         best = finding.best
         rank = None if best is None else (best.mismatches, -best.score)
         top = [name for c in finding.candidates if (c.mismatches, -c.score) == rank for name in c.personalities]
         mine = next((c for c in finding.candidates if expected in c.personalities), None)
-        out.append({"kind": finding.kind, "summary": finding.summary,
-                    "best": None if best is None else "/".join(best.personalities), "top": top,
-                    "mismatched": [] if best is None else best.mismatched(),
-                    "expected_mismatched": [] if mine is None or mine is best else mine.mismatched(),
-                    "candidates": [{"personalities": list(c.personalities), "consistent": c.consistent,
-                                    "score": c.score, "mismatches": c.mismatches} for c in finding.candidates]})
+        out.append(
+            {
+                "kind": finding.kind,
+                "summary": finding.summary,
+                "best": None if best is None else "/".join(best.personalities),
+                "top": top,
+                "mismatched": [] if best is None else best.mismatched(),
+                "expected_mismatched": [] if mine is None or mine is best else mine.mismatched(),
+                "candidates": [
+                    {
+                        "personalities": list(c.personalities),
+                        "consistent": c.consistent,
+                        "score": c.score,
+                        "mismatches": c.mismatches,
+                    }
+                    for c in finding.candidates
+                ],
+            }
+        )
     return out
 
 
 def _run_one(s: Scenario, state: Any, workdir: Path, options: RunOptions, fingerprints: Any) -> ScenarioResult:
-    from chokepoint.backends.censord import EVENTS_FILE
+    from chokepoint.backends.censor import EVENTS_FILE
     from chokepoint.lab import system
 
     result = ScenarioResult(s)
@@ -515,12 +614,12 @@ def _run_one(s: Scenario, state: Any, workdir: Path, options: RunOptions, finger
     offset = _events_size(events)
     try:
         with _capture(capture, netns):
-            proc = system.run(_probe_argv(s, measurement, options), netns=netns, check=False,
-                              timeout=_probe_budget(s))
+            proc = system.run(_probe_argv(s, measurement, options), netns=netns, check=False, timeout=_probe_budget(s))
         time.sleep(0.1)
         if proc.returncode != 0:
-            raise ValidationError(f"the probe exited with {proc.returncode}: "
-                                  f"{proc.stderr.decode('utf-8', 'replace').strip()[-500:]}")
+            raise ValidationError(
+                f"the probe exited with {proc.returncode}: {proc.stderr.decode('utf-8', 'replace').strip()[-500:]}"
+            )
         record = json.loads(measurement.read_text(encoding="utf-8").splitlines()[0])
     except (system.CommandError, ValidationError, OSError, ValueError, IndexError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
@@ -540,9 +639,13 @@ def _run_one(s: Scenario, state: Any, workdir: Path, options: RunOptions, finger
     return result
 
 
-def run_scenarios(scenarios: Sequence[Scenario], options: RunOptions = RunOptions(), *,
-                  progress: Callable[[str], None] = lambda _: None,
-                  on_result: Callable[[ScenarioResult], None] = lambda _: None) -> list[ScenarioResult]:
+def run_scenarios(
+    scenarios: Sequence[Scenario],
+    options: RunOptions = RunOptions(),
+    *,
+    progress: Callable[[str], None] = lambda _: None,
+    on_result: Callable[[ScenarioResult], None] = lambda _: None,
+) -> list[ScenarioResult]:
     """Run every scenario (grouped into labs, see the module docstring) and return the scored results in
     catalogue order. Raises ``ValidationError`` when the lab cannot be used at all."""
     if os.geteuid() != 0:
@@ -565,9 +668,10 @@ def run_scenarios(scenarios: Sequence[Scenario], options: RunOptions = RunOption
     workdir.mkdir(parents=True, exist_ok=True)
     results: dict[str, ScenarioResult] = {}
     try:
-        with (st.session_lock(timeout=options.lock_timeout) if options.lock else _nothing()):
+        with st.session_lock(timeout=options.lock_timeout) if options.lock else _nothing():
             for (profile, mode, group_seed, local_time), members, hosts in plan_groups(
-                    [pin_clock(s) for s in scenarios]):
+                [pin_clock(s) for s in scenarios]
+            ):
                 seed = options.seed if group_seed is None else group_seed
                 dns_map = workdir / f"dns-map-{profile or 'none'}-{mode}-{len(results)}.json"
                 dns_map.write_text(json.dumps({"names": {h: [ip] for h, ip in hosts.items()}}), encoding="utf-8")

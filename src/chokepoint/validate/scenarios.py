@@ -46,8 +46,20 @@ from chokepoint.lab.clock import parse_local_time
 from chokepoint.policy.errors import PolicyError, SourcePos
 from chokepoint.policy.yamlsrc import Marks, load_yaml
 
-__all__ = ["BUNDLED_CATALOGUE", "CatalogueError", "Expected", "MODES", "NOT_CENSORSHIP", "OONI_BLOCKING",
-           "RESOLVERS", "Scenario", "TECHNIQUES", "load_catalogue", "parse_catalogue", "select"]
+__all__ = [
+    "BUNDLED_CATALOGUE",
+    "CatalogueError",
+    "Expected",
+    "MODES",
+    "NOT_CENSORSHIP",
+    "OONI_BLOCKING",
+    "RESOLVERS",
+    "Scenario",
+    "TECHNIQUES",
+    "load_catalogue",
+    "parse_catalogue",
+    "select",
+]
 
 BUNDLED_CATALOGUE = Path(__file__).with_name("scenarios.yaml")
 MODES = ("inline", "mirror")
@@ -57,17 +69,49 @@ NOT_CENSORSHIP = "none"
 #: classifier (chokepoint.probe.webconnectivity and the runner's extra probes) and the censor's event log
 #: both express it. "none": no interference.
 TECHNIQUES = (
-    NOT_CENSORSHIP, "dns-forged", "dns-nxdomain", "dns-failure",
-    "tcp-dropped", "tcp-reset", "tcp-refused", "tcp-unreachable", "tcp-failure",
-    "tls-reset", "tls-dropped", "tls-eof", "tls-mitm", "tls-failure",
-    "http-reset", "http-dropped", "http-eof", "http-failure", "http-blockpage",
-    "quic-dropped", "quic-failure", "fet-blocked", "throttled", "delayed",
+    NOT_CENSORSHIP,
+    "dns-forged",
+    "dns-nxdomain",
+    "dns-failure",
+    "tcp-dropped",
+    "tcp-reset",
+    "tcp-refused",
+    "tcp-unreachable",
+    "tcp-failure",
+    "tls-reset",
+    "tls-dropped",
+    "tls-eof",
+    "tls-mitm",
+    "tls-failure",
+    "http-reset",
+    "http-dropped",
+    "http-eof",
+    "http-failure",
+    "http-blockpage",
+    "quic-dropped",
+    "quic-failure",
+    "fet-blocked",
+    "throttled",
+    "delayed",
 )
 #: OONI Web Connectivity `blocking` values (ts-017); None is JSON null.
 OONI_BLOCKING: tuple[str | bool | None, ...] = (False, None, "dns", "tcp_ip", "http-failure", "http-diff")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
-_SCENARIO_KEYS = ("name", "profile", "mode", "target", "tests", "resolver", "timeout", "seed", "quick", "rule",
-                  "note", "expected", "local_time")
+_SCENARIO_KEYS = (
+    "name",
+    "profile",
+    "mode",
+    "target",
+    "tests",
+    "resolver",
+    "timeout",
+    "seed",
+    "quick",
+    "rule",
+    "note",
+    "expected",
+    "local_time",
+)
 _DEFAULT_KEYS = ("mode", "tests", "resolver", "timeout", "quick")
 _EXPECTED_KEYS = ("technique", "blocking", "accessible", "attribution")
 _DEFAULT_TESTS = ("dns", "tcp", "tls", "http")
@@ -99,8 +143,12 @@ class Expected:
     attribution: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"technique": self.technique, "blocking": self.blocking, "accessible": self.accessible,
-                "attribution": self.attribution}
+        return {
+            "technique": self.technique,
+            "blocking": self.blocking,
+            "accessible": self.accessible,
+            "attribution": self.attribution,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +166,9 @@ class Scenario:
     quick: bool = False
     rule: str | None = None
     note: str = ""
-    seed: int | None = None   # the censor's seed; None: the run's
-    source: str = ""          # file:line:column of the scenario (error messages, reports)
-    local_time: str | None = None   # "HH:MM" on the censor's clock in the profile's timezone; None: see above
+    seed: int | None = None  # the censor's seed; None: the run's
+    source: str = ""  # file:line:column of the scenario (error messages, reports)
+    local_time: str | None = None  # "HH:MM" on the censor's clock in the profile's timezone; None: see above
 
     @property
     def group(self) -> tuple[str, str, int | None, str | None]:
@@ -134,10 +182,22 @@ class Scenario:
         return parse_target(self.target).host
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "profile": self.profile, "mode": self.mode, "target": self.target,
-                "tests": list(self.tests), "resolver": self.resolver, "timeout": self.timeout, "quick": self.quick,
-                "rule": self.rule, "note": self.note, "seed": self.seed, "local_time": self.local_time,
-                "expected": self.expected.to_json(), "source": self.source}
+        return {
+            "name": self.name,
+            "profile": self.profile,
+            "mode": self.mode,
+            "target": self.target,
+            "tests": list(self.tests),
+            "resolver": self.resolver,
+            "timeout": self.timeout,
+            "quick": self.quick,
+            "rule": self.rule,
+            "note": self.note,
+            "seed": self.seed,
+            "local_time": self.local_time,
+            "expected": self.expected.to_json(),
+            "source": self.source,
+        }
 
 
 @dataclass(slots=True)
@@ -208,8 +268,11 @@ class _Checker:
             raise self.fail((*path, "technique"), f"unknown technique {technique!r}; known: {', '.join(TECHNIQUES)}")
         blocking = raw["blocking"]
         if blocking is True or blocking not in OONI_BLOCKING:
-            raise self.fail((*path, "blocking"), "blocking must be one of false, null, "
-                            + ", ".join(str(b) for b in OONI_BLOCKING if isinstance(b, str)))
+            raise self.fail(
+                (*path, "blocking"),
+                "blocking must be one of false, null, "
+                + ", ".join(str(b) for b in OONI_BLOCKING if isinstance(b, str)),
+            )
         accessible = raw["accessible"]
         if accessible not in (True, False, None):
             raise self.fail((*path, "accessible"), "accessible must be true, false or null")
@@ -217,11 +280,14 @@ class _Checker:
         if attribution is not None:
             attribution = self.string((*path, "attribution"), attribution, "attribution")
             if self.presets is not None and attribution not in self.presets:
-                raise self.fail((*path, "attribution"), f"no personality preset {attribution!r}; known: "
-                                + ", ".join(sorted(self.presets)))
+                raise self.fail(
+                    (*path, "attribution"),
+                    f"no personality preset {attribution!r}; known: " + ", ".join(sorted(self.presets)),
+                )
         if profile is None and technique != NOT_CENSORSHIP:
-            raise self.fail((*path, "technique"), "a scenario without a censor (profile: null) cannot expect "
-                            f"{technique!r}")
+            raise self.fail(
+                (*path, "technique"), f"a scenario without a censor (profile: null) cannot expect {technique!r}"
+            )
         return Expected(technique, blocking, accessible, attribution)
 
     def scenario(self, index: int, raw: Any, defaults: Mapping[str, Any]) -> Scenario:
@@ -244,8 +310,9 @@ class _Checker:
         if profile is not None:
             profile = self.string((*path, "profile"), profile, "profile")
             if self.profiles is not None and profile not in self.profiles:
-                raise self.fail((*path, "profile"), f"no bundled profile {profile!r}; known: "
-                                + ", ".join(sorted(self.profiles)))
+                raise self.fail(
+                    (*path, "profile"), f"no bundled profile {profile!r}; known: " + ", ".join(sorted(self.profiles))
+                )
         target = self.string((*path, "target"), raw["target"], "target")
         try:
             parse_target(target)
@@ -270,10 +337,22 @@ class _Checker:
             if profile is None:
                 raise self.fail((*path, "local_time"), "local_time needs a censor (a profile)")
         expected = self.expected((*path, "expected"), raw["expected"], profile)
-        return Scenario(name=name, profile=profile, mode=settings["mode"], target=target, tests=settings["tests"],
-                        expected=expected, resolver=settings["resolver"], timeout=settings["timeout"],
-                        quick=settings["quick"], rule=rule, note=note.strip(), seed=seed,
-                        source=str(self.marks.value(path)), local_time=local_time)
+        return Scenario(
+            name=name,
+            profile=profile,
+            mode=settings["mode"],
+            target=target,
+            tests=settings["tests"],
+            expected=expected,
+            resolver=settings["resolver"],
+            timeout=settings["timeout"],
+            quick=settings["quick"],
+            rule=rule,
+            note=note.strip(),
+            seed=seed,
+            source=str(self.marks.value(path)),
+            local_time=local_time,
+        )
 
 
 def _known_profiles() -> frozenset[str]:
@@ -299,11 +378,15 @@ def parse_catalogue(text: str, file: str = "<catalogue>", *, check_names: bool =
         data, marks = load_yaml(text, file)
     except PolicyError as exc:
         raise CatalogueError(exc.file, exc.line, exc.column, exc.message) from None
-    checker = _Checker(marks, _known_profiles() if check_names else None,
-                       _known_presets() if check_names else None)
+    checker = _Checker(marks, _known_profiles() if check_names else None, _known_presets() if check_names else None)
     data = checker.mapping((), data, ("defaults", "scenarios"), "a catalogue")
-    base: dict[str, Any] = {"mode": "inline", "tests": _DEFAULT_TESTS, "resolver": "system",
-                            "timeout": _DEFAULT_TIMEOUT, "quick": False}
+    base: dict[str, Any] = {
+        "mode": "inline",
+        "tests": _DEFAULT_TESTS,
+        "resolver": "system",
+        "timeout": _DEFAULT_TIMEOUT,
+        "quick": False,
+    }
     if data.get("defaults") is not None:
         raw = checker.mapping(("defaults",), data["defaults"], _DEFAULT_KEYS, "defaults")
         base = checker.settings(("defaults",), raw, base)
@@ -323,8 +406,9 @@ def load_catalogue(path: str | Path | None = None, *, check_names: bool = True) 
     return parse_catalogue(text, str(path), check_names=check_names)
 
 
-def select(scenarios: Sequence[Scenario], *, profiles: Sequence[str] = (), names: Sequence[str] = (),
-           quick: bool = False) -> tuple[Scenario, ...]:
+def select(
+    scenarios: Sequence[Scenario], *, profiles: Sequence[str] = (), names: Sequence[str] = (), quick: bool = False
+) -> tuple[Scenario, ...]:
     """The scenarios to run, in catalogue order. ``profiles``: profile names ("none" = no censor);
     ``names``: scenario names or shell-style patterns; ``quick``: only the reduced CI set.
     Raises ``ValueError`` for a profile or name that selects nothing."""

@@ -65,18 +65,36 @@ class Running:
         return self.state_dir / "ca.pem"
 
     def endpoints(self, service: str, transport: str) -> list[tuple[str, int]]:
-        return [(e["address"], e["port"]) for e in self.ready["endpoints"]
-                if e["service"] == service and e["transport"] == transport]
+        return [
+            (e["address"], e["port"])
+            for e in self.ready["endpoints"]
+            if e["service"] == service and e["transport"] == transport
+        ]
 
     def log_text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
 
 
-def services_argv(state_dir: Path, *, role: str = "server", bind: tuple[str, ...] = ("127.0.0.1",),
-                  dns_bind: tuple[str, ...] = ("127.0.0.1",), ports: dict[str, int] | None = None,
-                  extra: tuple[str, ...] = ()) -> list[str]:
-    argv = [sys.executable, "-m", "chokepoint.lab.services", "--role", role, "--state-dir", str(state_dir),
-            "--dns-bind", ",".join(dns_bind)]
+def services_argv(
+    state_dir: Path,
+    *,
+    role: str = "server",
+    bind: tuple[str, ...] = ("127.0.0.1",),
+    dns_bind: tuple[str, ...] = ("127.0.0.1",),
+    ports: dict[str, int] | None = None,
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "chokepoint.lab.services",
+        "--role",
+        role,
+        "--state-dir",
+        str(state_dir),
+        "--dns-bind",
+        ",".join(dns_bind),
+    ]
     if role == "server":
         argv += ["--bind", ",".join(bind)]
     for name, port in (ports or {}).items():
@@ -95,8 +113,12 @@ def pick_ports(hosts: tuple[str, ...] = ("127.0.0.1",)) -> dict[str, int]:
             if all(_free_on(host, port) for host in hosts[1:]):
                 break
         ports[name] = port
-    return {"http": ports["http"], "https": ports["https"], "dns": ports["dns"],
-            "echo": f"{ports['echo_a']},{ports['echo_b']}"}  # type: ignore[dict-item]
+    return {
+        "http": ports["http"],
+        "https": ports["https"],
+        "dns": ports["dns"],
+        "echo": f"{ports['echo_a']},{ports['echo_b']}",
+    }  # type: ignore[dict-item]
 
 
 def _free_on(host: str, port: int) -> bool:
@@ -110,26 +132,35 @@ def _free_on(host: str, port: int) -> bool:
         return False
 
 
-def start(state_dir: Path, *, role: str = "server", bind: tuple[str, ...] = ("127.0.0.1",),
-          dns_bind: tuple[str, ...] = ("127.0.0.1",), ports: dict | None = None,
-          extra: tuple[str, ...] = (), wait: bool = True) -> Running:
+def start(
+    state_dir: Path,
+    *,
+    role: str = "server",
+    bind: tuple[str, ...] = ("127.0.0.1",),
+    dns_bind: tuple[str, ...] = ("127.0.0.1",),
+    ports: dict | None = None,
+    extra: tuple[str, ...] = (),
+    wait: bool = True,
+) -> Running:
     """Start a services process; with ``wait``, return once its ready file lists its endpoints."""
     state_dir.mkdir(parents=True, exist_ok=True)
     log = state_dir / f"services-{role}.log"
     ready_file = state_dir / f"services-{role}.ready.json"
     ports = dict(ports or pick_ports((*bind, *dns_bind)))
     with open(log, "ab") as out:
-        process = subprocess.Popen(services_argv(state_dir, role=role, bind=bind, dns_bind=dns_bind,
-                                                 ports=ports, extra=extra),
-                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            services_argv(state_dir, role=role, bind=bind, dns_bind=dns_bind, ports=ports, extra=extra),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     running = Running(process, state_dir, log, ready_file, ports)
     if wait:
         deadline = time.monotonic() + READY_TIMEOUT
         while not ready_file.exists():
             if process.poll() is not None or time.monotonic() > deadline:
                 stop(running)
-                raise RuntimeError(f"services did not become ready (exit {process.returncode}):\n"
-                                   f"{running.log_text()}")
+                raise RuntimeError(f"services did not become ready (exit {process.returncode}):\n{running.log_text()}")
             time.sleep(0.05)
         running.ready = json.loads(ready_file.read_text())
     return running
@@ -147,8 +178,10 @@ def stop(running: Running, sig: int = signal.SIGTERM) -> int:
     return running.process.returncode
 
 
-def run_client(argv: list[str], *, input: bytes | None = None, timeout: float = CLIENT_TIMEOUT,
-               check: bool = False) -> subprocess.CompletedProcess:
+def run_client(
+    argv: list[str], *, input: bytes | None = None, timeout: float = CLIENT_TIMEOUT, check: bool = False
+) -> subprocess.CompletedProcess:
     """Run a real client (curl, openssl, dig) with a hard timeout."""
-    return subprocess.run(argv, input=input if input is not None else b"", capture_output=True,
-                          timeout=timeout, check=check)
+    return subprocess.run(
+        argv, input=input if input is not None else b"", capture_output=True, timeout=timeout, check=check
+    )

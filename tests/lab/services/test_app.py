@@ -21,6 +21,7 @@ def body(response: app.Response) -> bytes:
 
     async def collect():
         return b"".join([chunk async for chunk in response.stream()])
+
     return asyncio.run(collect())
 
 
@@ -55,12 +56,15 @@ def test_special_paths_only_match_exactly():
 
 
 @settings(max_examples=300, deadline=None)
-@given(target=st.one_of(st.text(max_size=60), st.from_regex(r"/(large|slow|redirect|status/)[?/=a-z0-9%.-]{0,20}",
-                                                             fullmatch=True)),
-       host=st.text(max_size=30))
+@given(
+    target=st.one_of(
+        st.text(max_size=60), st.from_regex(r"/(large|slow|redirect|status/)[?/=a-z0-9%.-]{0,20}", fullmatch=True)
+    ),
+    host=st.text(max_size=30),
+)
 def test_respond_never_raises_and_always_frames_correctly(target, host):
     if urlsplit(target).path == "/slow":
-        target = "/slow?delay=0"             # never actually sleep in a property test
+        target = "/slow?delay=0"  # never actually sleep in a property test
     response = respond(target, host=host)
     assert 200 <= response.status <= 599
     if response.stream is None and response.has_body:

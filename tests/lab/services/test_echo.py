@@ -22,14 +22,14 @@ def test_echo_listens_on_every_address_and_both_ports(services):
 
 @pytest.mark.parametrize("size", [1, 1500, 1_000_000])
 def test_tcp_echo_returns_every_byte(services, size):
-    payload = os.urandom(size)             # opaque bytes, like a fully encrypted protocol
+    payload = os.urandom(size)  # opaque bytes, like a fully encrypted protocol
     for address, port in _endpoints(services, "tcp"):
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.settimeout(CLIENT_TIMEOUT)
             sock.connect((address, port))
             sock.sendall(payload)
-            sock.shutdown(socket.SHUT_WR)          # half-close: the server echoes the rest, then closes
+            sock.shutdown(socket.SHUT_WR)  # half-close: the server echoes the rest, then closes
             received = bytearray()
             while chunk := sock.recv(1 << 16):
                 received += chunk

@@ -44,9 +44,16 @@ class _H3Client(QuicConnectionProtocol):
 
     async def request(self, method: str, authority: str, path: str) -> tuple[dict, bytes]:
         stream_id = self._quic.get_next_available_stream_id()
-        self._http.send_headers(stream_id, [(b":method", method.encode()), (b":scheme", b"https"),
-                                            (b":authority", authority.encode()), (b":path", path.encode())],
-                                end_stream=True)
+        self._http.send_headers(
+            stream_id,
+            [
+                (b":method", method.encode()),
+                (b":scheme", b"https"),
+                (b":authority", authority.encode()),
+                (b":path", path.encode()),
+            ],
+            end_stream=True,
+        )
         waiter = asyncio.get_running_loop().create_future()
         self._waiters[stream_id] = waiter
         self.transmit()
@@ -54,20 +61,29 @@ class _H3Client(QuicConnectionProtocol):
         return {k.decode(): v.decode() for k, v in headers}, body
 
 
-def h3_get(services, server_name: str, paths: list[str], *, host: str = "127.0.0.1", method: str = "GET",
-           cafile: str | None = None) -> list[tuple[dict, bytes]]:
+def h3_get(
+    services,
+    server_name: str,
+    paths: list[str],
+    *,
+    host: str = "127.0.0.1",
+    method: str = "GET",
+    cafile: str | None = None,
+) -> list[tuple[dict, bytes]]:
     async def go():
         configuration = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name=server_name)
         configuration.load_verify_locations(cafile or str(services.ca_file))
-        async with connect(host, services.ports["https"], configuration=configuration,
-                           create_protocol=_H3Client, wait_connected=True) as client:
+        async with connect(
+            host, services.ports["https"], configuration=configuration, create_protocol=_H3Client, wait_connected=True
+        ) as client:
             return [await client.request(method, server_name, path) for path in paths]
+
     return asyncio.run(asyncio.wait_for(go(), CLIENT_TIMEOUT))
 
 
 @pytest.mark.parametrize("name", ["quic.example", "www.blocked.example", "y" * 63 + ".lab.test"])
 def test_get_any_name_over_h3(services, name):
-    (headers, body), = h3_get(services, name, ["/h3/path?x=1"])    # aioquic verifies chain + name
+    ((headers, body),) = h3_get(services, name, ["/h3/path?x=1"])  # aioquic verifies chain + name
     assert headers[":status"] == "200" and headers["x-chokepoint-lab"] == "origin"
     assert body == app.page_body(name, "/h3/path?x=1")
     assert headers["content-length"] == str(len(body))
@@ -82,19 +98,19 @@ def test_several_requests_on_one_connection(services):
 
 
 def test_head_over_h3(services):
-    (headers, body), = h3_get(services, "head.example", ["/x"], method="HEAD")
+    ((headers, body),) = h3_get(services, "head.example", ["/x"], method="HEAD")
     assert headers[":status"] == "200" and headers["x-chokepoint-lab"] == "origin" and body == b""
-    assert "content-length" not in headers      # optional for HEAD; aioquic's client rejects it
+    assert "content-length" not in headers  # optional for HEAD; aioquic's client rejects it
 
 
 def test_large_beyond_the_h3_cap_is_refused(services):
-    (headers, body), = h3_get(services, "big.example", [f"/large?bytes={h3.H3_BODY_MAX + 1}"])
+    ((headers, body),) = h3_get(services, "big.example", [f"/large?bytes={h3.H3_BODY_MAX + 1}"])
     assert headers[":status"] == "400" and b"at most" in body
 
 
 def test_no_sni_gets_the_address_certificate(services):
     # aioquic sends no SNI for an IP literal and then checks the certificate's IP SAN
-    (headers, body), = h3_get(services, "127.0.0.1", ["/ip"])
+    ((headers, body),) = h3_get(services, "127.0.0.1", ["/ip"])
     assert headers[":status"] == "200"
 
 
@@ -106,16 +122,25 @@ def test_the_wrong_ca_fails_the_handshake(services, tmp_path):
 
 
 def test_garbage_datagrams_do_not_hurt_the_service(services):
-    client = QuicConnection(configuration=QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN,
-                                                            server_name="junk.example"))
+    client = QuicConnection(
+        configuration=QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name="junk.example")
+    )
     client.connect(("127.0.0.1", services.ports["https"]), now=0.0)
-    initial = client.datagrams_to_send(now=0.0)[0][0]             # a real, padded client Initial
-    junk = [b"", b"\x00", b"\xc0" + bytes(1300), initial[:100], initial[:7] + b"\xff" * 20 + initial[27:],
-            bytes(reversed(initial)), b"\x40" + bytes(50), initial]
+    initial = client.datagrams_to_send(now=0.0)[0][0]  # a real, padded client Initial
+    junk = [
+        b"",
+        b"\x00",
+        b"\xc0" + bytes(1300),
+        initial[:100],
+        initial[:7] + b"\xff" * 20 + initial[27:],
+        bytes(reversed(initial)),
+        b"\x40" + bytes(50),
+        initial,
+    ]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for payload in junk:
             sock.sendto(payload, ("127.0.0.1", services.ports["https"]))
-    (headers, _), = h3_get(services, "after.example", ["/"])
+    ((headers, _),) = h3_get(services, "after.example", ["/"])
     assert headers[":status"] == "200"
 
 
@@ -129,8 +154,9 @@ def ca() -> LabCA:
 
 def _server(ca: LabCA, hooked: bool) -> QuicConnection:
     default = ca.leaf("198.19.0.2")
-    configuration = QuicConfiguration(is_client=False, alpn_protocols=list(H3_ALPN),
-                                      certificate=default.certificate, private_key=default.private_key)
+    configuration = QuicConfiguration(
+        is_client=False, alpn_protocols=list(H3_ALPN), certificate=default.certificate, private_key=default.private_key
+    )
     server = QuicConnection(configuration=configuration, original_destination_connection_id=bytes(8))
     if hooked:
         h3.install_sni_certificates(server, h3.ca_chooser(ca))
@@ -140,8 +166,9 @@ def _server(ca: LabCA, hooked: bool) -> QuicConnection:
 def _handshake(ca: LabCA, name: str, hooked: bool, tmp_path) -> tuple[list, QuicConnection]:
     cafile = tmp_path / "ca.pem"
     cafile.write_bytes(ca.cert_pem)
-    client = QuicConnection(configuration=QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN,
-                                                            server_name=name, cafile=str(cafile)))
+    client = QuicConnection(
+        configuration=QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name=name, cafile=str(cafile))
+    )
     client_addr, server_addr = ("198.18.0.2", 40000), ("198.19.0.2", 443)
     client.connect(server_addr, now=0.0)
     first = client.datagrams_to_send(now=0.0)
@@ -160,7 +187,7 @@ def _handshake(ca: LabCA, name: str, hooked: bool, tmp_path) -> tuple[list, Quic
             out = conn.datagrams_to_send(now=now)
             if out:
                 pending.append((client if conn is server else server, out))
-    for _ in range(5):                      # let a closing client time out of its draining state
+    for _ in range(5):  # let a closing client time out of its draining state
         timer = client.get_timer()
         if timer is None:
             break
@@ -192,8 +219,7 @@ def test_aioquic_still_has_what_the_hook_wraps():
 
 def _client_hello(name: str) -> bytes:
     """A real aioquic ClientHello (with QUIC transport parameters) as the server's TLS engine receives it."""
-    client = QuicConnection(configuration=QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN,
-                                                            server_name=name))
+    client = QuicConnection(configuration=QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name=name))
     client.connect(("198.19.0.2", 443), now=0.0)
     context = tls.Context(is_client=True, alpn_protocols=list(H3_ALPN), server_name=name)
     context.handshake_extensions = client.tls.handshake_extensions
@@ -206,11 +232,11 @@ def _feed(ca: LabCA, hooked: bool, hello: bytes):
     server = _server(ca, hooked)
     # TLS only, no packets: the transport-parameter checks after the certificate choice then fail
     # (QuicConnectionError), identically with and without the hook.
-    server._version = QuicProtocolVersion.VERSION_1   # what receive_datagram() sets before _initialize()
+    server._version = QuicProtocolVersion.VERSION_1  # what receive_datagram() sets before _initialize()
     server._initialize(bytes(8))
     try:
         server.tls.handle_message(hello, {epoch: Buffer(capacity=65536) for epoch in tls.Epoch})
-    except Exception as exc:   # noqa: BLE001 - the property compares outcomes, whatever aioquic raises
+    except Exception as exc:  # noqa: BLE001 - the property compares outcomes, whatever aioquic raises
         return type(exc), server
     return None, server
 
@@ -231,6 +257,7 @@ def test_hook_is_transparent_on_damaged_client_hellos(ca):
     def check(hello):
         hooked, _ = _feed(ca, True, hello)
         plain, _ = _feed(ca, False, hello)
-        assert hooked == plain          # the hook never adds, removes or changes a failure
+        assert hooked == plain  # the hook never adds, removes or changes a failure
         assert hooked is None or issubclass(hooked, (tls.Alert, ValueError, QuicConnectionError))
+
     check()

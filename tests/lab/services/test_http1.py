@@ -68,7 +68,7 @@ def test_slow_answers_only_after_the_delay(services):
         sock.sendall(b"GET /slow?delay=2 HTTP/1.1\r\nHost: slow.test\r\nConnection: close\r\n\r\n")
         sock.settimeout(0.3)
         with pytest.raises(socket.timeout):
-            sock.recv(1)                       # the server sleeps 2 s before writing anything
+            sock.recv(1)  # the server sleeps 2 s before writing anything
         sock.settimeout(CLIENT_TIMEOUT)
         data = _read_all(sock)
     assert data.startswith(b"HTTP/1.1 200 OK")
@@ -82,10 +82,15 @@ def test_slow_rejects_bad_delays(services):
 
 
 def test_redirect(services):
-    out = curl("-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
-               _url(services, "/redirect?to=https://example.org/x%3Fy"))
+    out = curl(
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{redirect_url}",
+        _url(services, "/redirect?to=https://example.org/x%3Fy"),
+    )
     assert out.stdout == b"302 https://example.org/x?y"
-    follow = curl("-L", "-w", " %{http_code}", _url(services, f"/redirect?to=/landed"))
+    follow = curl("-L", "-w", " %{http_code}", _url(services, "/redirect?to=/landed"))
     assert follow.stdout.endswith(b" 200") and b'<p id="path">/landed</p>' in follow.stdout
     for bad in ("/redirect", "/redirect?to=", "/redirect?to=a%0D%0ASet-Cookie:x", "/redirect?to=a%20b"):
         assert curl("-o", "/dev/null", "-w", "%{http_code}", _url(services, bad)).stdout == b"400", bad
@@ -96,7 +101,7 @@ def test_status_codes(services, code):
     out = curl("-w", "\n%{http_code}", _url(services, f"/status/{code}"))
     body, _, status = out.stdout.rpartition(b"\n")
     assert status == str(code).encode()
-    assert body == app.page_body("127.0.0.1:%d" % services.ports["http"], f"/status/{code}", status=code)
+    assert body == app.page_body(f"127.0.0.1:{services.ports['http']}", f"/status/{code}", status=code)
 
 
 @pytest.mark.parametrize("code", [204, 304])
@@ -126,8 +131,15 @@ def test_request_bodies_are_read_and_discarded(services, tmp_path):
     upload = tmp_path / "upload"
     upload.write_bytes(b"x" * 300_000)
     plain = curl("--data-binary", f"@{upload}", "-H", "Host: post.test", _url(services, "/form"))
-    chunked = curl("--data-binary", f"@{upload}", "-H", "Transfer-Encoding: chunked", "-H", "Host: post.test",
-                   _url(services, "/form"))
+    chunked = curl(
+        "--data-binary",
+        f"@{upload}",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "-H",
+        "Host: post.test",
+        _url(services, "/form"),
+    )
     for out in (plain, chunked):
         assert out.returncode == 0, out.stderr
         assert out.stdout == app.page_body("post.test", "/form")
@@ -164,17 +176,20 @@ def test_ipv6(services, ipv6):
     assert out.stdout == app.page_body(f"[::1]:{services.ports['http']}", "/six")
 
 
-@pytest.mark.parametrize("garbage", [
-    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(40) + b"\r\n\r\n",   # a TLS record on port 80
-    b"GET / HTTP/2.0\r\n\r\n",
-    b"GET /\r\n\r\n",
-    b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
-    b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-    b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
-    b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-    b"GET /\xff HTTP/1.1\r\n\r\n",
-    b"GET / HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n",
-])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(40) + b"\r\n\r\n",  # a TLS record on port 80
+        b"GET / HTTP/2.0\r\n\r\n",
+        b"GET /\r\n\r\n",
+        b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET /\xff HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n",
+    ],
+)
 def test_garbage_gets_400_and_the_service_survives(services, garbage):
     with socket.create_connection(("127.0.0.1", services.ports["http"]), timeout=CLIENT_TIMEOUT) as sock:
         sock.sendall(garbage)
@@ -190,7 +205,8 @@ def test_abrupt_disconnects_do_not_hurt(services):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
         sock.close()
     assert curl(_url(services, "/still-alive")).stdout == app.page_body(
-        f"127.0.0.1:{services.ports['http']}", "/still-alive")
+        f"127.0.0.1:{services.ports['http']}", "/still-alive"
+    )
 
 
 def _read_all(sock: socket.socket) -> bytes:
@@ -206,18 +222,24 @@ def _read_all(sock: socket.socket) -> bytes:
 @pytest.fixture(scope="module")
 def real_requests() -> list[bytes]:
     """Requests exactly as curl writes them, captured by a one-shot listener (plain, POST, chunked, HTTP/1.0)."""
-    variants = [[], ["-X", "POST", "--data-binary", "hello=world"],
-                ["-H", "Transfer-Encoding: chunked", "--data-binary", "chunked body"],
-                ["--http1.0", "-H", "Connection: keep-alive"], ["-I", "-H", "Expect: 100-continue"]]
+    variants = [
+        [],
+        ["-X", "POST", "--data-binary", "hello=world"],
+        ["-H", "Transfer-Encoding: chunked", "--data-binary", "chunked body"],
+        ["--http1.0", "-H", "Connection: keep-alive"],
+        ["-I", "-H", "Expect: 100-continue"],
+    ]
     captured = []
     for extra in variants:
         with socket.socket() as listener:
             listener.bind(("127.0.0.1", 0))
             listener.listen(1)
             port = listener.getsockname()[1]
-            proc = subprocess.Popen(["curl", "-sS", "--max-time", "3", *extra,
-                                     f"http://127.0.0.1:{port}/p?q=1"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                ["curl", "-sS", "--max-time", "3", *extra, f"http://127.0.0.1:{port}/p?q=1"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             listener.settimeout(CLIENT_TIMEOUT)
             conn, _ = listener.accept()
             with conn:
@@ -226,7 +248,7 @@ def real_requests() -> list[bytes]:
                 try:
                     while chunk := conn.recv(65536):
                         data += chunk
-                except socket.timeout:
+                except TimeoutError:
                     pass
             proc.kill()
             proc.wait()
@@ -244,6 +266,7 @@ def _parse(data: bytes):
         if head is not None:
             await http1._discard_body(reader, head[1])
         return head
+
     return asyncio.run(go())
 
 
@@ -271,4 +294,5 @@ def test_parser_raises_only_typed_errors_on_damaged_curl_requests(real_requests)
             _parse(data)
         except (http1.BadRequest, asyncio.IncompleteReadError):
             pass
+
     check()

@@ -17,13 +17,28 @@ from chokepoint.lab.services.certs import TlsContexts
 from tests._corpus import mutations
 from tests.lab.services._harness import CLIENT_TIMEOUT, run_client
 
-NAMES = ["example.com", "www.blocked.example", "MiXeD.Example", "x" * 63 + ".lab.test",
-         ".".join(["abcdefghij" * 6] * 4)]   # 243 characters: too long for a commonName, SAN only
+NAMES = [
+    "example.com",
+    "www.blocked.example",
+    "MiXeD.Example",
+    "x" * 63 + ".lab.test",
+    ".".join(["abcdefghij" * 6] * 4),
+]  # 243 characters: too long for a commonName, SAN only
 
 
 def s_client(services, *args: str) -> str:
-    out = run_client(["openssl", "s_client", "-connect", f"127.0.0.1:{services.ports['https']}",
-                      "-CAfile", str(services.ca_file), "-showcerts", *args])
+    out = run_client(
+        [
+            "openssl",
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{services.ports['https']}",
+            "-CAfile",
+            str(services.ca_file),
+            "-showcerts",
+            *args,
+        ]
+    )
     return out.stdout.decode(errors="replace") + out.stderr.decode(errors="replace")
 
 
@@ -40,25 +55,49 @@ def _san(cert: x509.Certificate) -> list:
 @pytest.mark.parametrize("name", NAMES)
 def test_curl_verifies_any_name(services, name):
     port = services.ports["https"]
-    out = run_client(["curl", "-sS", "-v", "--max-time", str(CLIENT_TIMEOUT), "--cacert", str(services.ca_file),
-                      "--resolve", f"{name}:{port}:127.0.0.1", f"https://{name}:{port}/secure?x=1"])
-    assert out.returncode == 0, out.stderr          # curl exits 60 when the certificate does not verify
+    out = run_client(
+        [
+            "curl",
+            "-sS",
+            "-v",
+            "--max-time",
+            str(CLIENT_TIMEOUT),
+            "--cacert",
+            str(services.ca_file),
+            "--resolve",
+            f"{name}:{port}:127.0.0.1",
+            f"https://{name}:{port}/secure?x=1",
+        ]
+    )
+    assert out.returncode == 0, out.stderr  # curl exits 60 when the certificate does not verify
     assert out.stdout == app.page_body(f"{name}:{port}", "/secure?x=1")
     assert b"ALPN: server accepted http/1.1" in out.stderr or b"ALPN, server accepted to use http/1.1" in out.stderr
 
 
 def test_curl_rejects_the_certificate_without_the_lab_ca(services):
     port = services.ports["https"]
-    out = run_client(["curl", "-sS", "--max-time", str(CLIENT_TIMEOUT), "--cacert", "/dev/null",
-                      "--resolve", f"example.com:{port}:127.0.0.1", f"https://example.com:{port}/"])
+    out = run_client(
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            str(CLIENT_TIMEOUT),
+            "--cacert",
+            "/dev/null",
+            "--resolve",
+            f"example.com:{port}:127.0.0.1",
+            f"https://example.com:{port}/",
+        ]
+    )
     assert out.returncode != 0
 
 
 @pytest.mark.parametrize("name", ["example.com", "a.b.c.d.example", "x" * 63 + ".lab.test"])
 @pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
 def test_openssl_s_client_sees_a_leaf_for_the_sni(services, name, version):
-    text = s_client(services, "-servername", name, "-verify_hostname", name, "-verify_return_error",
-                    "-alpn", "http/1.1", version)
+    text = s_client(
+        services, "-servername", name, "-verify_hostname", name, "-verify_return_error", "-alpn", "http/1.1", version
+    )
     assert "Verify return code: 0 (ok)" in text, text
     assert "ALPN protocol: http/1.1" in text
     leaf = _leaf(text)
@@ -73,8 +112,17 @@ def test_no_sni_gets_the_address_certificate(services):
 
 
 def test_curl_to_an_ip_literal_verifies_the_ip_san(services):
-    out = run_client(["curl", "-sS", "--max-time", str(CLIENT_TIMEOUT), "--cacert", str(services.ca_file),
-                      f"https://127.0.0.1:{services.ports['https']}/ip"])
+    out = run_client(
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            str(CLIENT_TIMEOUT),
+            "--cacert",
+            str(services.ca_file),
+            f"https://127.0.0.1:{services.ports['https']}/ip",
+        ]
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout == app.page_body(f"127.0.0.1:{services.ports['https']}", "/ip")
 
@@ -82,8 +130,18 @@ def test_curl_to_an_ip_literal_verifies_the_ip_san(services):
 def test_ipv6_no_sni(services, ipv6):
     if not ipv6:
         pytest.skip("no IPv6 loopback here")
-    out = run_client(["curl", "-sS", "-g", "--max-time", str(CLIENT_TIMEOUT), "--cacert", str(services.ca_file),
-                      f"https://[::1]:{services.ports['https']}/v6"])
+    out = run_client(
+        [
+            "curl",
+            "-sS",
+            "-g",
+            "--max-time",
+            str(CLIENT_TIMEOUT),
+            "--cacert",
+            str(services.ca_file),
+            f"https://[::1]:{services.ports['https']}/v6",
+        ]
+    )
     assert out.returncode == 0, out.stderr
 
 
@@ -121,9 +179,15 @@ def _real_client_hello(name: str) -> bytes:
 
 def test_damaged_client_hellos_do_not_hurt_the_service(services):
     hello = _real_client_hello("damaged.example")
-    assert hello[0] == 0x16                  # a handshake record
-    damaged = [hello[:5], hello[:40], hello[:-10], hello[:9] + b"\xff" * 4 + hello[13:], b"\x16\x03\x01\x00\x05hello",
-               bytes(range(256))]
+    assert hello[0] == 0x16  # a handshake record
+    damaged = [
+        hello[:5],
+        hello[:40],
+        hello[:-10],
+        hello[:9] + b"\xff" * 4 + hello[13:],
+        b"\x16\x03\x01\x00\x05hello",
+        bytes(range(256)),
+    ]
     for payload in damaged:
         with socket.create_connection(("127.0.0.1", services.ports["https"]), timeout=CLIENT_TIMEOUT) as sock:
             sock.sendall(payload)
@@ -146,7 +210,7 @@ def test_contexts_are_cached_per_name_and_bounded(tmp_path):
     assert contexts.context_for("A.Example.") is first
     contexts.context_for("b.example")
     contexts.context_for("c.example")
-    assert contexts.context_for("a.example") is not first        # evicted, then rebuilt
+    assert contexts.context_for("a.example") is not first  # evicted, then rebuilt
     with pytest.raises(CertNameError):
         contexts.context_for("bad name")
 
@@ -157,8 +221,11 @@ def contexts() -> TlsContexts:
 
 
 @settings(max_examples=300, deadline=None)
-@given(name=st.one_of(st.text(max_size=80), mutations([b"example.com", b"127.0.0.1", b"::1"]).map(
-    lambda b: b.decode("latin-1"))))
+@given(
+    name=st.one_of(
+        st.text(max_size=80), mutations([b"example.com", b"127.0.0.1", b"::1"]).map(lambda b: b.decode("latin-1"))
+    )
+)
 def test_any_sni_string_either_gets_a_context_or_a_cert_name_error(contexts, name):
     try:
         context = contexts.context_for(name)

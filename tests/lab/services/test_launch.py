@@ -21,13 +21,18 @@ from tests.lab.services._harness import CLIENT_TIMEOUT, run_client
 class LoopbackState(LabState):
     """Every host runs in the current namespace (no root, no ``ip netns``)."""
 
-    def namespace(self, host: str) -> None:      # type: ignore[override]
+    def namespace(self, host: str) -> None:  # type: ignore[override]
         return None
 
 
 def _topology(server: str, control: str) -> Topology:
-    return Topology((Host("server", interfaces=(Interface("lo", (ip_interface(server),)),)),
-                     Host("control", interfaces=(Interface("lo", (ip_interface(control),)),))), ())
+    return Topology(
+        (
+            Host("server", interfaces=(Interface("lo", (ip_interface(server),)),)),
+            Host("control", interfaces=(Interface("lo", (ip_interface(control),)),)),
+        ),
+        (),
+    )
 
 
 def test_addresses_of_the_default_topology(tmp_path):
@@ -46,17 +51,35 @@ def test_addresses_of_the_default_topology(tmp_path):
 def test_launch_starts_both_roles_and_waits_until_ready(tmp_path):
     ports = _harness.pick_ports(("127.0.0.1", "127.0.0.3"))
     state = LoopbackState(topology=_topology("127.0.0.1/8", "127.0.0.3/8"), state_dir=tmp_path)
-    extra = ["--http-port", str(ports["http"]), "--https-port", str(ports["https"]),
-             "--dns-port", str(ports["dns"]), "--echo-ports", ports["echo"]]
+    extra = [
+        "--http-port",
+        str(ports["http"]),
+        "--https-port",
+        str(ports["https"]),
+        "--dns-port",
+        str(ports["dns"]),
+        "--echo-ports",
+        ports["echo"],
+    ]
     try:
         infos = services.launch(state, extra_args=extra)
         assert [info.name for info in infos] == [services.SERVER_PROCESS, services.CONTROL_PROCESS]
         assert all(info.alive() for info in infos)
-        out = run_client(["curl", "-sS", "--max-time", str(CLIENT_TIMEOUT), "-H", "Host: launched.example",
-                          f"http://127.0.0.1:{ports['http']}/"])
+        out = run_client(
+            [
+                "curl",
+                "-sS",
+                "--max-time",
+                str(CLIENT_TIMEOUT),
+                "-H",
+                "Host: launched.example",
+                f"http://127.0.0.1:{ports['http']}/",
+            ]
+        )
         assert out.stdout == app.page_body("launched.example", "/")
-        response = dns.query.udp(dns.message.make_query("c.example", dns.rdatatype.A), "127.0.0.3",
-                                 port=ports["dns"], timeout=CLIENT_TIMEOUT)
+        response = dns.query.udp(
+            dns.message.make_query("c.example", dns.rdatatype.A), "127.0.0.3", port=ports["dns"], timeout=CLIENT_TIMEOUT
+        )
         assert [rd.address for rd in response.answer[0]] == ["198.19.0.10"]
         assert (tmp_path / "ca.pem").exists() and (tmp_path / "services.log").exists()
     finally:

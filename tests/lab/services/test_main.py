@@ -18,8 +18,15 @@ def test_signal_stops_it_cleanly(tmp_path, sig):
     running = _harness.start(tmp_path)
     assert running.ready["pid"] == running.process.pid
     services = {(e["service"], e["transport"]) for e in running.ready["endpoints"]}
-    assert services == {("dns", "udp"), ("dns", "tcp"), ("http", "tcp"), ("https", "tcp"), ("h3", "udp"),
-                        ("echo", "tcp"), ("echo", "udp")}
+    assert services == {
+        ("dns", "udp"),
+        ("dns", "tcp"),
+        ("http", "tcp"),
+        ("https", "tcp"),
+        ("h3", "udp"),
+        ("echo", "tcp"),
+        ("echo", "udp"),
+    }
     assert _harness.stop(running, sig) == 0
     assert not running.ready_file.exists()
     assert "server services stopping" in running.log_text()
@@ -31,9 +38,19 @@ def test_an_existing_ca_is_reused(tmp_path):
     before = (tmp_path / "ca.pem").read_bytes()
     running = _harness.start(tmp_path)
     try:
-        out = run_client(["openssl", "s_client", "-connect", f"127.0.0.1:{running.ports['https']}",
-                          "-servername", "reuse.example", "-CAfile", str(tmp_path / "ca.pem"),
-                          "-verify_return_error"])
+        out = run_client(
+            [
+                "openssl",
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{running.ports['https']}",
+                "-servername",
+                "reuse.example",
+                "-CAfile",
+                str(tmp_path / "ca.pem"),
+                "-verify_return_error",
+            ]
+        )
         assert b"Verify return code: 0 (ok)" in out.stdout
     finally:
         _harness.stop(running)
@@ -76,6 +93,9 @@ def test_bad_dns_map_is_a_clear_error(tmp_path):
 
 
 def test_control_role_refuses_web_addresses(tmp_path):
-    out = subprocess.run(_harness.services_argv(tmp_path, role="control") + ["--bind", "127.0.0.1"],
-                         capture_output=True, timeout=CLIENT_TIMEOUT)
+    out = subprocess.run(
+        _harness.services_argv(tmp_path, role="control") + ["--bind", "127.0.0.1"],
+        capture_output=True,
+        timeout=CLIENT_TIMEOUT,
+    )
     assert out.returncode == 2 and b"--bind is for role server" in out.stderr

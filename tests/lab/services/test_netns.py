@@ -75,18 +75,26 @@ def test_services_in_the_lab_namespaces(lab_guard):  # noqa: F811
     assert {info.netns for info in infos} == {"cpk-server", "cpk-control"}
 
     # name resolution through /etc/netns/cpk-client/resolv.conf, certificate trust through its ssl copy
-    assert client("curl", "-sS", "--max-time", "5", "https://any.name.example/p") == \
-        app.page_body("any.name.example", "/p")
-    assert client("curl", "-sS", "--max-time", "5", "-H", "Host: by-ip.example", "http://198.19.0.15/") == \
-        app.page_body("by-ip.example", "/")
-    assert client("curl", "-sS", "-g", "--max-time", "5", "http://[2001:db8:0:2::29]/six") == \
-        app.page_body("[2001:db8:0:2::29]", "/six")
-    for resolver_ip, mode in (("198.19.0.53", "+notcp"), ("198.19.0.53", "+tcp"), ("198.18.9.1", "+notcp"),
-                              ("198.18.9.1", "+tcp")):
+    assert client("curl", "-sS", "--max-time", "5", "https://any.name.example/p") == app.page_body(
+        "any.name.example", "/p"
+    )
+    assert client(
+        "curl", "-sS", "--max-time", "5", "-H", "Host: by-ip.example", "http://198.19.0.15/"
+    ) == app.page_body("by-ip.example", "/")
+    assert client("curl", "-sS", "-g", "--max-time", "5", "http://[2001:db8:0:2::29]/six") == app.page_body(
+        "[2001:db8:0:2::29]", "/six"
+    )
+    for resolver_ip, mode in (
+        ("198.19.0.53", "+notcp"),
+        ("198.19.0.53", "+tcp"),
+        ("198.18.9.1", "+notcp"),
+        ("198.18.9.1", "+tcp"),
+    ):
         answer = client("dig", "+short", "+time=2", "+tries=1", mode, f"@{resolver_ip}", "lab.example", "A")
         assert answer.split() == [b"198.19.0.10"], resolver_ip
-    assert client("dig", "+short", "+time=2", "+tries=1", "@198.19.0.53", "lab.example", "AAAA").split() == \
-        [b"2001:db8:0:2::10"]
+    assert client("dig", "+short", "+time=2", "+tries=1", "@198.19.0.53", "lab.example", "AAAA").split() == [
+        b"2001:db8:0:2::10"
+    ]
     body = client(sys.executable, "-c", H3_GET, "198.19.0.10", "quic.example", str(state.path("ca.pem")))
     assert body == app.page_body("quic.example", "/h3")
     assert client(sys.executable, "-c", ECHO, "198.19.0.20") == b"tcp-echo udp-echo"

@@ -53,7 +53,7 @@ def test_a_and_aaaa_defaults_with_correct_flags(rd):
         assert response.rcode() == dns.rcode.NOERROR
         assert addresses(response, rdtype) == expected
         assert response.answer[0].ttl == resolver.TTL == 60
-        assert response.question[0].name.to_text() == "www.Example.COM."     # 0x20 case preserved
+        assert response.question[0].name.to_text() == "www.Example.COM."  # 0x20 case preserved
         assert query.is_response(response)
 
 
@@ -84,8 +84,14 @@ def test_nxdomain_below_nxdomain_test_only():
 
 def test_edns_is_echoed_with_our_payload_and_the_do_bit():
     responder = DnsResponder()
-    query = dns.message.make_query("edns.test", dns.rdatatype.A, use_edns=0, payload=4096, want_dnssec=True,
-                                   options=[dns.edns.GenericOption(dns.edns.OptionType.COOKIE, b"12345678")])
+    query = dns.message.make_query(
+        "edns.test",
+        dns.rdatatype.A,
+        use_edns=0,
+        payload=4096,
+        want_dnssec=True,
+        options=[dns.edns.GenericOption(dns.edns.OptionType.COOKIE, b"12345678")],
+    )
     response = ask(responder, query)
     assert response.edns == 0 and response.payload == resolver.EDNS_PAYLOAD
     assert response.ednsflags & dns.flags.DO
@@ -124,7 +130,7 @@ def test_udp_truncates_and_tcp_does_not():
     udp = ask(responder, dns.message.make_query("many.test", dns.rdatatype.A, use_edns=False))
     assert udp.flags & dns.flags.TC and not udp.answer
     edns = ask(responder, dns.message.make_query("many.test", dns.rdatatype.A, use_edns=0, payload=4096))
-    assert edns.flags & dns.flags.TC                       # 100 A records exceed our 1232-byte limit
+    assert edns.flags & dns.flags.TC  # 100 A records exceed our 1232-byte limit
     tcp = ask(responder, dns.message.make_query("many.test", dns.rdatatype.A), tcp=True)
     assert not tcp.flags & dns.flags.TC and sorted(addresses(tcp, dns.rdatatype.A)) == sorted(many)
 
@@ -133,15 +139,22 @@ def test_udp_truncates_and_tcp_does_not():
 
 
 def test_map_precedence_exact_then_longest_wildcard_then_default():
-    table = AnswerTable.from_mapping({
-        "default": {"A": ["198.19.0.20"], "AAAA": "2001:db8:0:2::20"},
-        "names": {"exact.example": "198.19.0.11", "*.example": ["198.19.0.12", "2001:db8:0:2::12"],
-                  "*.deep.example": {"A": ["198.19.0.13"]}, "gone.example": None}})
-    look = lambda name: table.lookup(dns.name.from_text(name))          # noqa: E731
+    table = AnswerTable.from_mapping(
+        {
+            "default": {"A": ["198.19.0.20"], "AAAA": "2001:db8:0:2::20"},
+            "names": {
+                "exact.example": "198.19.0.11",
+                "*.example": ["198.19.0.12", "2001:db8:0:2::12"],
+                "*.deep.example": {"A": ["198.19.0.13"]},
+                "gone.example": None,
+            },
+        }
+    )
+    look = lambda name: table.lookup(dns.name.from_text(name))  # noqa: E731
     assert look("EXACT.example") == Records(("198.19.0.11",), ())
     assert look("x.example") == Records(("198.19.0.12",), ("2001:db8:0:2::12",))
     assert look("a.b.deep.example") == Records(("198.19.0.13",), ())
-    assert look("example") == Records(("198.19.0.20",), ("2001:db8:0:2::20",))      # wildcards skip the apex
+    assert look("example") == Records(("198.19.0.20",), ("2001:db8:0:2::20",))  # wildcards skip the apex
     assert look("gone.example") is None
     response = ask(DnsResponder(table), dns.message.make_query("gone.example", dns.rdatatype.A))
     assert response.rcode() == dns.rcode.NXDOMAIN
@@ -158,11 +171,20 @@ def test_map_files(tmp_path, suffix):
     assert table.lookup(dns.name.from_text("site.example")) == Records(("198.19.0.15",), ())
 
 
-@pytest.mark.parametrize("mapping", [
-    [1, 2], {"nams": {}}, {"names": {"a.test": "not-an-ip"}}, {"names": {"a.test": {"MX": ["x"]}}},
-    {"names": {"a.test": {"A": ["2001:db8::1"]}}}, {"names": {"a.test": 5}}, {"names": ["a.test"]},
-    {"names": {"a..test": "198.19.0.1"}}, {"default": {"AAAA": ["198.19.0.1"]}},
-])
+@pytest.mark.parametrize(
+    "mapping",
+    [
+        [1, 2],
+        {"nams": {}},
+        {"names": {"a.test": "not-an-ip"}},
+        {"names": {"a.test": {"MX": ["x"]}}},
+        {"names": {"a.test": {"A": ["2001:db8::1"]}}},
+        {"names": {"a.test": 5}},
+        {"names": ["a.test"]},
+        {"names": {"a..test": "198.19.0.1"}},
+        {"default": {"AAAA": ["198.19.0.1"]}},
+    ],
+)
 def test_map_errors(mapping):
     with pytest.raises(DnsMapError):
         AnswerTable.from_mapping(mapping)
@@ -183,11 +205,16 @@ def test_map_file_errors(tmp_path):
 def test_dnspython_udp_and_tcp(services):
     port = services.ports["dns"]
     for transport in (dns.query.udp, dns.query.tcp):
-        response = transport(dns.message.make_query("live.example", dns.rdatatype.A), "127.0.0.1", port=port,
-                             timeout=CLIENT_TIMEOUT)
+        response = transport(
+            dns.message.make_query("live.example", dns.rdatatype.A), "127.0.0.1", port=port, timeout=CLIENT_TIMEOUT
+        )
         assert addresses(response, dns.rdatatype.A) == ["198.19.0.10"]
-        response = transport(dns.message.make_query("gone.nxdomain.test", dns.rdatatype.AAAA), "127.0.0.1",
-                             port=port, timeout=CLIENT_TIMEOUT)
+        response = transport(
+            dns.message.make_query("gone.nxdomain.test", dns.rdatatype.AAAA),
+            "127.0.0.1",
+            port=port,
+            timeout=CLIENT_TIMEOUT,
+        )
         assert response.rcode() == dns.rcode.NXDOMAIN
 
 
@@ -209,7 +236,7 @@ def test_tcp_pipelining_and_garbage_framing(services):
             (length,) = struct.unpack("!H", _recv_exactly(sock, 2))
             assert query.is_response(dns.message.from_wire(_recv_exactly(sock, length)))
     with socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT) as sock:
-        sock.sendall(b"\xff\xff" + b"junk")          # a length it never completes, then EOF
+        sock.sendall(b"\xff\xff" + b"junk")  # a length it never completes, then EOF
         sock.shutdown(socket.SHUT_WR)
         assert sock.recv(10) == b""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -221,8 +248,12 @@ def test_tcp_pipelining_and_garbage_framing(services):
 def test_ipv6(services, ipv6):
     if not ipv6:
         pytest.skip("no IPv6 loopback here")
-    response = dns.query.udp(dns.message.make_query("six.example", dns.rdatatype.AAAA), "::1",
-                             port=services.ports["dns"], timeout=CLIENT_TIMEOUT)
+    response = dns.query.udp(
+        dns.message.make_query("six.example", dns.rdatatype.AAAA),
+        "::1",
+        port=services.ports["dns"],
+        timeout=CLIENT_TIMEOUT,
+    )
     assert addresses(response, dns.rdatatype.AAAA) == ["2001:db8:0:2::10"]
 
 
@@ -234,13 +265,18 @@ def test_control_role_answers_the_same_from_a_map(tmp_path):
         assert {e["service"] for e in running.ready["endpoints"]} == {"dns"}
         port = running.ports["dns"]
         for transport in (dns.query.udp, dns.query.tcp):
-            mapped = transport(dns.message.make_query("mapped.example", dns.rdatatype.AAAA), "127.0.0.1",
-                               port=port, timeout=CLIENT_TIMEOUT)
+            mapped = transport(
+                dns.message.make_query("mapped.example", dns.rdatatype.AAAA),
+                "127.0.0.1",
+                port=port,
+                timeout=CLIENT_TIMEOUT,
+            )
             assert addresses(mapped, dns.rdatatype.AAAA) == ["2001:db8:0:2::21"]
-            other = transport(dns.message.make_query("other.example", dns.rdatatype.A), "127.0.0.1",
-                              port=port, timeout=CLIENT_TIMEOUT)
+            other = transport(
+                dns.message.make_query("other.example", dns.rdatatype.A), "127.0.0.1", port=port, timeout=CLIENT_TIMEOUT
+            )
             assert addresses(other, dns.rdatatype.A) == ["198.19.0.10"]
-        assert not (tmp_path / "control" / "ca.pem").exists()       # DNS only: no CA needed
+        assert not (tmp_path / "control" / "ca.pem").exists()  # DNS only: no CA needed
     finally:
         assert _harness.stop(running) == 0
 
@@ -258,16 +294,23 @@ def _recv_exactly(sock: socket.socket, count: int) -> bytes:
 
 
 def _seed_queries() -> list[bytes]:
-    return [dns.message.make_query("seed.example", dns.rdatatype.A).to_wire(),
-            dns.message.make_query("Seed.Example", dns.rdatatype.AAAA, use_edns=0, want_dnssec=True,
-                                   options=[dns.edns.ECSOption("198.51.100.0", 24)]).to_wire(),
-            dns.message.make_query("x.nxdomain.test", dns.rdatatype.ANY, use_edns=0, pad=64).to_wire(),
-            dns.message.make_query("mx.example", dns.rdatatype.MX, use_edns=1).to_wire()]
+    return [
+        dns.message.make_query("seed.example", dns.rdatatype.A).to_wire(),
+        dns.message.make_query(
+            "Seed.Example",
+            dns.rdatatype.AAAA,
+            use_edns=0,
+            want_dnssec=True,
+            options=[dns.edns.ECSOption("198.51.100.0", 24)],
+        ).to_wire(),
+        dns.message.make_query("x.nxdomain.test", dns.rdatatype.ANY, use_edns=0, pad=64).to_wire(),
+        dns.message.make_query("mx.example", dns.rdatatype.MX, use_edns=1).to_wire(),
+    ]
 
 
 def _check_reply(wire: bytes, reply: bytes | None, *, tcp: bool = False) -> None:
     if reply is None:
-        assert len(wire) < 12 or wire[2] & 0x80          # silent only for runts and responses
+        assert len(wire) < 12 or wire[2] & 0x80  # silent only for runts and responses
         return
     parsed = dns.message.from_wire(reply)
     assert parsed.flags & dns.flags.QR and parsed.id == struct.unpack_from("!H", wire)[0]
@@ -287,8 +330,9 @@ def test_every_real_query_in_the_ndpi_captures_gets_a_valid_reply(shared_data):
     from tests._corpus import NDPI_PCAPS, udp_datagrams
 
     captures = ["dns.pcap", "dns-google-nsid.pcapng", "malformed_dns.pcap", "dns_fragmented.pcap"]
-    queries = [p.payload for name in captures if (NDPI_PCAPS / name).exists()
-               for p in udp_datagrams(name, 53) if p.dport == 53]
+    queries = [
+        p.payload for name in captures if (NDPI_PCAPS / name).exists() for p in udp_datagrams(name, 53) if p.dport == 53
+    ]
     if not queries:
         pytest.skip(f"no DNS captures under {NDPI_PCAPS}")
     responder = DnsResponder()

@@ -52,6 +52,7 @@ def reset_close(sock: socket.socket) -> None:
 # The lab services (the real origin) on loopback
 # --------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Lab:
     """`python -m chokepoint.lab.services` on 127.0.0.1 with every name resolving to 127.0.0.1
@@ -99,6 +100,7 @@ def start_lab(state_dir: Path) -> Lab:
 # A TCP server base with per-connection threads
 # --------------------------------------------------------------------------------------------------
 
+
 class _TcpServer:
     def __init__(self) -> None:
         self.listener = socket.socket()
@@ -144,8 +146,14 @@ class _TcpServer:
         self._thread.join(5)
 
 
-def pump(client: socket.socket, upstream: socket.socket, stop: threading.Event, *,
-         chunk: int | None = None, delay: float = 0.0) -> None:
+def pump(
+    client: socket.socket,
+    upstream: socket.socket,
+    stop: threading.Event,
+    *,
+    chunk: int | None = None,
+    delay: float = 0.0,
+) -> None:
     """Relay both ways until either side closes; server-to-client data in `chunk`-byte pieces with
     `delay` s between them when throttling."""
     sockets = [client, upstream]
@@ -199,8 +207,16 @@ class CensorProxy(_TcpServer):
     Other names pass through untouched. `triggers` counts the censored connections per name.
     """
 
-    def __init__(self, upstream_port: int, rules: dict[str, str], *, blockpage: bytes = b"",
-                 throttle_chunk: int = 1024, throttle_delay: float = 0.05, residual_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        upstream_port: int,
+        rules: dict[str, str],
+        *,
+        blockpage: bytes = b"",
+        throttle_chunk: int = 1024,
+        throttle_delay: float = 0.05,
+        residual_seconds: float = 0.0,
+    ) -> None:
         self.upstream_port = upstream_port
         self.rules = rules
         self.blockpage = blockpage
@@ -242,8 +258,10 @@ class CensorProxy(_TcpServer):
             client.shutdown(socket.SHUT_RDWR)
             return client.close()
         if action == "blockpage":
-            head = (f"HTTP/1.1 {BLOCKPAGE_STATUS}\r\nContent-Type: text/html\r\nContent-Length: "
-                    f"{len(self.blockpage)}\r\nConnection: close\r\n\r\n").encode()
+            head = (
+                f"HTTP/1.1 {BLOCKPAGE_STATUS}\r\nContent-Type: text/html\r\nContent-Length: "
+                f"{len(self.blockpage)}\r\nConnection: close\r\n\r\n"
+            ).encode()
             client.sendall(head + self.blockpage)
             return client.close()
         try:
@@ -325,6 +343,7 @@ class StaticServer(_TcpServer):
 # QUIC: drop the Initials whose SNI is blocked, relay the rest
 # --------------------------------------------------------------------------------------------------
 
+
 class QuicCensor:
     """A UDP relay in front of the lab's HTTP/3 port that reads each client's Initial SNI (with the
     project's QUIC dissector) and blackholes the clients whose SNI is in `blocked`."""
@@ -402,6 +421,7 @@ class QuicCensor:
 # DNS that lies (UDP and TCP), DoH
 # --------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class DnsBehaviour:
     """What the lying resolver answers for one name: an rcode, addresses, or a misbehaviour."""
@@ -419,11 +439,17 @@ def dns_reply(query: dns.message.Message, behaviour: DnsBehaviour) -> dns.messag
     response.set_rcode(behaviour.rcode)
     if behaviour.rcode == dns.rcode.NOERROR:
         question = query.question[0]
-        addresses = behaviour.a if question.rdtype == dns.rdatatype.A else (
-            behaviour.aaaa if question.rdtype == dns.rdatatype.AAAA else ())
+        addresses = (
+            behaviour.a
+            if question.rdtype == dns.rdatatype.A
+            else (behaviour.aaaa if question.rdtype == dns.rdatatype.AAAA else ())
+        )
         if addresses:
-            response.answer.append(dns.rrset.from_text_list(
-                question.name, 30, "IN", dns.rdatatype.to_text(question.rdtype), list(addresses)))
+            response.answer.append(
+                dns.rrset.from_text_list(
+                    question.name, 30, "IN", dns.rdatatype.to_text(question.rdtype), list(addresses)
+                )
+            )
     return response
 
 
@@ -443,8 +469,10 @@ class LyingDns:
         self.tcp.listen(16)
         self.closed = threading.Event()
         self.queries = 0
-        self._threads = [threading.Thread(target=self._udp_loop, daemon=True),
-                         threading.Thread(target=self._tcp_loop, daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._udp_loop, daemon=True),
+            threading.Thread(target=self._tcp_loop, daemon=True),
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -599,5 +627,7 @@ def blockpage(fingerprint_name: str = "ooni.ir_1") -> tuple[bytes, object]:
 
     db = fingerprint_db()
     row = next(fp for fp in db.http if fp.name == fingerprint_name)
-    return (f"<html><head><meta http-equiv=\"Content-Type\" content=\"text/html; charset=windows-1256\">"
-            f"<title>M1-6{row.pattern}").encode(), row
+    return (
+        f'<html><head><meta http-equiv="Content-Type" content="text/html; charset=windows-1256">'
+        f"<title>M1-6{row.pattern}"
+    ).encode(), row

@@ -6,29 +6,49 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chokepoint.probe.probes.common import (ProbeContext, ProbeError, endpoint_tags, parse_host_port, parse_target,
-                                            tls_client_context)
+from chokepoint.probe.probes.common import (
+    ProbeContext,
+    ProbeError,
+    endpoint_tags,
+    parse_host_port,
+    parse_target,
+    tls_client_context,
+)
 
 
-@pytest.mark.parametrize("text, url, scheme, host, port, path", [
-    ("https://Example.COM/a?b=1", "https://example.com/a?b=1", "https", "example.com", 443, "/a?b=1"),
-    ("http://example.com", "http://example.com/", "http", "example.com", 80, "/"),
-    ("example.com", "https://example.com/", "https", "example.com", 443, "/"),
-    ("example.com/x", "https://example.com/x", "https", "example.com", 443, "/x"),
-    ("http://site.test:8080/p", "http://site.test:8080/p", "http", "site.test", 8080, "/p"),
-    ("https://[2001:db8::1]:8443/", "https://[2001:db8::1]:8443/", "https", "2001:db8::1", 8443, "/"),
-    ("http://198.19.0.10/", "http://198.19.0.10/", "http", "198.19.0.10", 80, "/"),
-    ("https://example.com:443/", "https://example.com/", "https", "example.com", 443, "/"),
-    ("http://яндекс.рф/", "http://xn--d1acpjx3f.xn--p1ai/", "http", "xn--d1acpjx3f.xn--p1ai", 80, "/"),
-    ("Яндекс.РФ", "https://xn--d1acpjx3f.xn--p1ai/", "https", "xn--d1acpjx3f.xn--p1ai", 443, "/"),
-])
+@pytest.mark.parametrize(
+    "text, url, scheme, host, port, path",
+    [
+        ("https://Example.COM/a?b=1", "https://example.com/a?b=1", "https", "example.com", 443, "/a?b=1"),
+        ("http://example.com", "http://example.com/", "http", "example.com", 80, "/"),
+        ("example.com", "https://example.com/", "https", "example.com", 443, "/"),
+        ("example.com/x", "https://example.com/x", "https", "example.com", 443, "/x"),
+        ("http://site.test:8080/p", "http://site.test:8080/p", "http", "site.test", 8080, "/p"),
+        ("https://[2001:db8::1]:8443/", "https://[2001:db8::1]:8443/", "https", "2001:db8::1", 8443, "/"),
+        ("http://198.19.0.10/", "http://198.19.0.10/", "http", "198.19.0.10", 80, "/"),
+        ("https://example.com:443/", "https://example.com/", "https", "example.com", 443, "/"),
+        ("http://яндекс.рф/", "http://xn--d1acpjx3f.xn--p1ai/", "http", "xn--d1acpjx3f.xn--p1ai", 80, "/"),
+        ("Яндекс.РФ", "https://xn--d1acpjx3f.xn--p1ai/", "https", "xn--d1acpjx3f.xn--p1ai", 443, "/"),
+    ],
+)
 def test_parse_target(text, url, scheme, host, port, path):
     target = parse_target(text)
     assert (target.url, target.scheme, target.host, target.port, target.path) == (url, scheme, host, port, path)
 
 
-@pytest.mark.parametrize("text", ["", "ftp://example.com/", "http://", "http://exa mple.com/", "http://a..b/",
-                                  "http://example.com:0/", "http://example.com:99999/", "mailto:x@example.com"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "ftp://example.com/",
+        "http://",
+        "http://exa mple.com/",
+        "http://a..b/",
+        "http://example.com:0/",
+        "http://example.com:99999/",
+        "mailto:x@example.com",
+    ],
+)
 def test_bad_targets_are_probe_errors(text):
     with pytest.raises(ProbeError):
         parse_target(text)
@@ -54,8 +74,12 @@ def test_host_port():
 
 
 def test_tags_follow_ooni():
-    assert endpoint_tags(0, classic=True, fetch_body=True) == ("classic", "tcptls_experiment", "depth=0",
-                                                               "fetch_body=true")
+    assert endpoint_tags(0, classic=True, fetch_body=True) == (
+        "classic",
+        "tcptls_experiment",
+        "depth=0",
+        "fetch_body=true",
+    )
     assert endpoint_tags(2, classic=False, fetch_body=False) == ("depth=2", "fetch_body=false")
 
 
@@ -71,11 +95,12 @@ def test_context_ids_and_validation(tmp_path):
         tls_client_context(str(bad))
 
 
-_URLISH = st.builds(lambda scheme, host, tail: scheme + host + tail,
-                    st.sampled_from(["", "http://", "https://", "HTTP://", "ftp://", "//"]),
-                    st.one_of(st.text(max_size=30), st.from_regex(r"[a-z0-9.\-]{1,20}", fullmatch=True)),
-                    st.one_of(st.just(""), st.text(max_size=20), st.from_regex(r":[0-9]{0,6}/[ -~]{0,10}",
-                                                                              fullmatch=True)))
+_URLISH = st.builds(
+    lambda scheme, host, tail: scheme + host + tail,
+    st.sampled_from(["", "http://", "https://", "HTTP://", "ftp://", "//"]),
+    st.one_of(st.text(max_size=30), st.from_regex(r"[a-z0-9.\-]{1,20}", fullmatch=True)),
+    st.one_of(st.just(""), st.text(max_size=20), st.from_regex(r":[0-9]{0,6}/[ -~]{0,10}", fullmatch=True)),
+)
 
 
 @settings(max_examples=400, deadline=None)

@@ -58,14 +58,17 @@ def test_getaddrinfo_from_hosts_file(ctx):
     assert record.failure is None and set(record.addresses) <= {"127.0.0.1", "::1"} and record.addresses
 
 
-@pytest.mark.parametrize("behaviour, failure", [
-    (DnsBehaviour(a=("10.10.34.35",)), None),
-    (DnsBehaviour(rcode=dns.rcode.NXDOMAIN), Failure.DNS_NXDOMAIN_ERROR),
-    (DnsBehaviour(rcode=dns.rcode.REFUSED), Failure.DNS_REFUSED_ERROR),
-    (DnsBehaviour(rcode=dns.rcode.SERVFAIL), Failure.DNS_SERVFAIL_ERROR),
-    (DnsBehaviour(rcode=dns.rcode.NOTIMP), Failure.DNS_SERVER_MISBEHAVING),
-    (DnsBehaviour(a=()), Failure.DNS_NO_ANSWER),
-])
+@pytest.mark.parametrize(
+    "behaviour, failure",
+    [
+        (DnsBehaviour(a=("10.10.34.35",)), None),
+        (DnsBehaviour(rcode=dns.rcode.NXDOMAIN), Failure.DNS_NXDOMAIN_ERROR),
+        (DnsBehaviour(rcode=dns.rcode.REFUSED), Failure.DNS_REFUSED_ERROR),
+        (DnsBehaviour(rcode=dns.rcode.SERVFAIL), Failure.DNS_SERVFAIL_ERROR),
+        (DnsBehaviour(rcode=dns.rcode.NOTIMP), Failure.DNS_SERVER_MISBEHAVING),
+        (DnsBehaviour(a=()), Failure.DNS_NO_ANSWER),
+    ],
+)
 @pytest.mark.parametrize("lookup", [dns_probe.lookup_udp, dns_probe.lookup_tcp])
 def test_lying_resolver_outcomes(ctx, servers, behaviour, failure, lookup):
     liar = servers(LyingDns({"blocked.test": behaviour}))
@@ -75,12 +78,15 @@ def test_lying_resolver_outcomes(ctx, servers, behaviour, failure, lookup):
         assert a.addresses == ("10.10.34.35",)  # the forged answer is recorded as received
 
 
-@pytest.mark.parametrize("mode, failure", [
-    ("drop", Failure.GENERIC_TIMEOUT_ERROR),
-    ("garbage", Failure.DNS_SERVER_MISBEHAVING),
-    ("wrong-id", Failure.DNS_REPLY_WITH_WRONG_QUERY_ID),
-    ("garbage-then-answer", None),  # a bad datagram does not hide the real reply
-])
+@pytest.mark.parametrize(
+    "mode, failure",
+    [
+        ("drop", Failure.GENERIC_TIMEOUT_ERROR),
+        ("garbage", Failure.DNS_SERVER_MISBEHAVING),
+        ("wrong-id", Failure.DNS_REPLY_WITH_WRONG_QUERY_ID),
+        ("garbage-then-answer", None),  # a bad datagram does not hide the real reply
+    ],
+)
 def test_udp_misbehaviour(short_ctx, servers, mode, failure):
     liar = servers(LyingDns({"blocked.test": DnsBehaviour(mode=mode)}))
     a, _ = dns_probe.lookup_udp(short_ctx, "blocked.test", liar.address, query_types=("A",)) + (None,)
@@ -89,8 +95,9 @@ def test_udp_misbehaviour(short_ctx, servers, mode, failure):
         assert a.t - a.extra["t0"] >= short_ctx.timeout
 
 
-@pytest.mark.parametrize("mode, failure", [("drop", Failure.GENERIC_TIMEOUT_ERROR),
-                                           ("garbage", Failure.DNS_SERVER_MISBEHAVING)])
+@pytest.mark.parametrize(
+    "mode, failure", [("drop", Failure.GENERIC_TIMEOUT_ERROR), ("garbage", Failure.DNS_SERVER_MISBEHAVING)]
+)
 def test_tcp_misbehaviour(short_ctx, servers, mode, failure):
     liar = servers(LyingDns({"blocked.test": DnsBehaviour(mode=mode)}))
     (a,) = dns_probe.lookup_tcp(short_ctx, "blocked.test", liar.address, query_types=("A",))
@@ -120,8 +127,10 @@ def doh_ca(tmp_path_factory):
     return ca, directory
 
 
-@pytest.mark.parametrize("mode, failure", [("ok", None), ("status", Failure.DNS_SERVER_MISBEHAVING),
-                                           ("content-type", Failure.DNS_SERVER_MISBEHAVING)])
+@pytest.mark.parametrize(
+    "mode, failure",
+    [("ok", None), ("status", Failure.DNS_SERVER_MISBEHAVING), ("content-type", Failure.DNS_SERVER_MISBEHAVING)],
+)
 def test_doh(lab, servers, doh_ca, mode, failure):
     ca, directory = doh_ca
     doh = servers(DohServer(lab.dns, ca, directory, mode))
@@ -153,6 +162,7 @@ def test_bad_query_type_cannot_run(ctx, lab):
 
 
 # -- property: whatever bytes come back, decoding yields a reply or a failure string, never an exception --
+
 
 def _real_exchanges(lab) -> list[tuple[dns.message.Message, bytes]]:
     """(query, real wire reply) pairs from the lab resolver (A, AAAA, NXDOMAIN, NODATA), captured now."""

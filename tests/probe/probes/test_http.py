@@ -46,8 +46,9 @@ def test_control_host_over_the_same_path(ctx, lab):
 def test_redirect_location_and_body_limit(ctx, lab):
     redirect = http.fetch(ctx, parse_target(f"http://site.test:{lab.http_port}/redirect?to=/next"), LOOPBACK)
     assert redirect.fetched.status == 302 and redirect.fetched.location == "/next"
-    large = http.fetch(ctx, parse_target(f"http://site.test:{lab.http_port}/large?bytes=100000"), LOOPBACK,
-                       body_limit=1000)
+    large = http.fetch(
+        ctx, parse_target(f"http://site.test:{lab.http_port}/large?bytes=100000"), LOOPBACK, body_limit=1000
+    )
     response = large.fetched.transaction.response
     assert large.failure is None and response.body_is_truncated and large.fetched.body == app.large_body(1000)
 
@@ -62,8 +63,10 @@ def test_blockpage_from_real_fingerprint(ctx, lab, servers):
     assert allowed.fetched.status == 200 and app.MARKER.encode() in allowed.fetched.body
 
 
-@pytest.mark.parametrize("action, failure", [("reset", Failure.CONNECTION_RESET), ("close", Failure.EOF_ERROR),
-                                             ("drop", Failure.GENERIC_TIMEOUT_ERROR)])
+@pytest.mark.parametrize(
+    "action, failure",
+    [("reset", Failure.CONNECTION_RESET), ("close", Failure.EOF_ERROR), ("drop", Failure.GENERIC_TIMEOUT_ERROR)],
+)
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_censor_outcomes(short_ctx, lab, servers, action, failure, scheme):
     upstream = lab.http_port if scheme == "http" else lab.https_port
@@ -81,8 +84,9 @@ def test_censor_outcomes(short_ctx, lab, servers, action, failure, scheme):
 def test_stalled_body_keeps_the_response(short_ctx, lab, servers):
     """A throttled body that does not finish in time: the status line and part of the body are kept."""
     censor = servers(CensorProxy(lab.http_port, {"slow.test": "throttle"}, throttle_chunk=512, throttle_delay=0.05))
-    result = http.fetch(short_ctx, parse_target(f"http://slow.test:{censor.port}/large?bytes=1000000"), LOOPBACK,
-                        total_timeout=0.5)
+    result = http.fetch(
+        short_ctx, parse_target(f"http://slow.test:{censor.port}/large?bytes=1000000"), LOOPBACK, total_timeout=0.5
+    )
     transaction = result.fetched.transaction
     assert transaction.failure == Failure.GENERIC_TIMEOUT_ERROR
     assert transaction.response.code == 200 and 0 < len(result.fetched.body) < 1_000_000
@@ -103,6 +107,7 @@ def test_garbage_is_a_failure_not_an_exception(short_ctx, servers):
 
 
 # -- property: any bytes a server sends back give a record, never an exception --
+
 
 def _raw_responses(lab) -> list[bytes]:
     """Real responses of the lab origin (200 page, 302, 404, a chunk of /large), read off the socket now."""

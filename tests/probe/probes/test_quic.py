@@ -28,7 +28,8 @@ def test_h3_get(ctx, lab):
     assert handshake.cipher_suite.startswith("TLS_") and handshake.address == f"127.0.0.1:{lab.https_port}"
     (der,) = handshake.peer_certificates
     assert x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
-        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == ["h3.site.test"]
+        x509.SubjectAlternativeName
+    ).value.get_values_for_type(x509.DNSName) == ["h3.site.test"]
     assert (request.network, request.alpn, request.response.code) == ("udp", "h3", 200)
     assert result.body == app.page_body("h3.site.test", "/q?1") and result.title == "chokepoint lab origin"
     assert request.transaction_id == handshake.transaction_id
@@ -73,9 +74,14 @@ def test_version_negotiation_without_common_version(short_ctx):
                     continue
                 data, peer = sock.recvfrom(65535)
                 header = pull_quic_header(Buffer(data=data), host_cid_length=8)
-                sock.sendto(encode_quic_version_negotiation(source_cid=header.destination_cid,
-                                                            destination_cid=header.source_cid,
-                                                            supported_versions=[0x1A2A3A4A]), peer)
+                sock.sendto(
+                    encode_quic_version_negotiation(
+                        source_cid=header.destination_cid,
+                        destination_cid=header.source_cid,
+                        supported_versions=[0x1A2A3A4A],
+                    ),
+                    peer,
+                )
 
         thread = threading.Thread(target=serve, daemon=True)
         thread.start()
@@ -87,14 +93,17 @@ def test_version_negotiation_without_common_version(short_ctx):
     assert result.handshake.failure == Failure.QUIC_INCOMPATIBLE_VERSION
 
 
-@pytest.mark.parametrize("code, reason, failure", [
-    (QuicErrorCode.CRYPTO_ERROR + 42, "hostname 'a.test' doesn't match 'b.test'", Failure.SSL_INVALID_HOSTNAME),
-    (QuicErrorCode.CRYPTO_ERROR + 42, "unable to get local issuer certificate", Failure.SSL_UNKNOWN_AUTHORITY),
-    (QuicErrorCode.CRYPTO_ERROR + 45, "Certificate is no longer valid", Failure.SSL_INVALID_CERTIFICATE),
-    (QuicErrorCode.CRYPTO_ERROR + 40, "No supported cipher suite", Failure.SSL_FAILED_HANDSHAKE),
-    (QuicErrorCode.INTERNAL_ERROR, "Idle timeout", Failure.GENERIC_TIMEOUT_ERROR),
-    (QuicErrorCode.NO_ERROR, "", Failure.EOF_ERROR),
-])
+@pytest.mark.parametrize(
+    "code, reason, failure",
+    [
+        (QuicErrorCode.CRYPTO_ERROR + 42, "hostname 'a.test' doesn't match 'b.test'", Failure.SSL_INVALID_HOSTNAME),
+        (QuicErrorCode.CRYPTO_ERROR + 42, "unable to get local issuer certificate", Failure.SSL_UNKNOWN_AUTHORITY),
+        (QuicErrorCode.CRYPTO_ERROR + 45, "Certificate is no longer valid", Failure.SSL_INVALID_CERTIFICATE),
+        (QuicErrorCode.CRYPTO_ERROR + 40, "No supported cipher suite", Failure.SSL_FAILED_HANDSHAKE),
+        (QuicErrorCode.INTERNAL_ERROR, "Idle timeout", Failure.GENERIC_TIMEOUT_ERROR),
+        (QuicErrorCode.NO_ERROR, "", Failure.EOF_ERROR),
+    ],
+)
 def test_termination_mapping(code, reason, failure):
     assert quic.failure_from_termination(ConnectionTerminated(int(code), None, reason)) == failure
 

@@ -15,8 +15,14 @@ def test_residual_block_is_timed(lab, servers, scheme):
     ctx = ProbeContext(timeout=5, cafile=lab.ca_file)
     upstream = lab.http_port if scheme == "http" else lab.https_port
     censor = servers(CensorProxy(upstream, {"blocked.test": "residual"}, residual_seconds=1.0))
-    result = residual.measure(ctx, parse_target(f"{scheme}://blocked.test:{censor.port}/"), LOOPBACK, "control.test",
-                              interval=0.2, max_seconds=20)
+    result = residual.measure(
+        ctx,
+        parse_target(f"{scheme}://blocked.test:{censor.port}/"),
+        LOOPBACK,
+        "control.test",
+        interval=0.2,
+        max_seconds=20,
+    )
     trigger = result.trigger_attempt
     assert trigger.failure == Failure.CONNECTION_RESET and result.ended
     clean = result.clean
@@ -36,8 +42,9 @@ def test_residual_block_is_timed(lab, servers, scheme):
 
 def test_no_residual_after_a_plain_reset(ctx, lab, servers):
     censor = servers(CensorProxy(lab.http_port, {"blocked.test": "reset"}))
-    result = residual.measure(ctx, parse_target(f"http://blocked.test:{censor.port}/"), LOOPBACK, "control.test",
-                              interval=0.2, max_seconds=10)
+    result = residual.measure(
+        ctx, parse_target(f"http://blocked.test:{censor.port}/"), LOOPBACK, "control.test", interval=0.2, max_seconds=10
+    )
     assert result.trigger_attempt.failure == Failure.CONNECTION_RESET
     assert result.duration_s == 0.0 and result.ended and len(result.clean) == 1
     assert result.observation.duration_s == 0.0
@@ -46,11 +53,23 @@ def test_no_residual_after_a_plain_reset(ctx, lab, servers):
 def test_block_that_never_ends(lab, servers):
     ctx = ProbeContext(timeout=5, cafile=lab.ca_file)
     censor = servers(CensorProxy(lab.http_port, {"blocked.test": "residual"}, residual_seconds=600))
-    result = residual.measure(ctx, parse_target(f"http://blocked.test:{censor.port}/"), LOOPBACK, "control.test",
-                              interval=0.2, max_seconds=1.0)
+    result = residual.measure(
+        ctx,
+        parse_target(f"http://blocked.test:{censor.port}/"),
+        LOOPBACK,
+        "control.test",
+        interval=0.2,
+        max_seconds=1.0,
+    )
     assert not result.ended and result.duration_s > 0 and result.observation.extra["ended"] is False
-    again = residual.measure(ctx, parse_target(f"http://blocked.test:{censor.port}/"), LOOPBACK, "control.test",
-                             interval=0.2, max_seconds=1.0)
+    again = residual.measure(
+        ctx,
+        parse_target(f"http://blocked.test:{censor.port}/"),
+        LOOPBACK,
+        "control.test",
+        interval=0.2,
+        max_seconds=1.0,
+    )
     assert not again.measured and again.observation is None  # still blocked: no clean baseline
     assert all(a.role == "baseline" for a in again.attempts)
 

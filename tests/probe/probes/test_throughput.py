@@ -11,7 +11,7 @@ from chokepoint.probe.probes.common import ProbeError, parse_target
 from tests.probe.probes._servers import LOOPBACK, CensorProxy
 
 SIZE = 32 * 1024
-CHUNK, DELAY = 512, 0.05   # at most 512 B per 50 ms: <= 82 kbit/s, by construction
+CHUNK, DELAY = 512, 0.05  # at most 512 B per 50 ms: <= 82 kbit/s, by construction
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
@@ -44,8 +44,9 @@ def test_time_budget_cuts_the_download(ctx, lab, servers):
 
 def test_blocked_download_has_no_rate(short_ctx, lab, servers):
     censor = servers(CensorProxy(lab.http_port, {"blocked.test": "reset"}))
-    result = throughput.measure(short_ctx, parse_target(f"http://blocked.test:{censor.port}/"), LOOPBACK,
-                                "control.test", size=SIZE)
+    result = throughput.measure(
+        short_ctx, parse_target(f"http://blocked.test:{censor.port}/"), LOOPBACK, "control.test", size=SIZE
+    )
     assert result.observation is None
     assert result.download.result.failure == Failure.CONNECTION_RESET and result.control.complete
     assert result.to_json()["download"]["failure"] == Failure.CONNECTION_RESET
@@ -60,7 +61,8 @@ def test_bad_arguments_cannot_run(ctx, lab, kwargs):
 def test_a_blockpage_is_not_a_slow_download(ctx, lab, servers):
     """A short block page arrives fast but is not the body asked for: no rate, no throttling verdict."""
     censor = servers(CensorProxy(lab.http_port, {"blocked.test": "blockpage"}, blockpage=b"Blocked."))
-    result = throughput.measure(ctx, parse_target(f"http://blocked.test:{censor.port}/"), LOOPBACK, "control.test",
-                                size=SIZE)
+    result = throughput.measure(
+        ctx, parse_target(f"http://blocked.test:{censor.port}/"), LOOPBACK, "control.test", size=SIZE
+    )
     assert result.download.total_bytes == len(b"Blocked.") and not result.download.usable
     assert result.control.usable and result.observation is None

@@ -19,8 +19,9 @@ from tests.probe.probes._servers import LOOPBACK, CensorProxy
 def _handshake(ctx, port: int, server_name: str) -> tls.Secured:
     connection = tcp.connect(ctx, LOOPBACK, port)
     assert connection.sock is not None, connection.record
-    return tls.handshake(ctx, connection.sock, server_name, tags=("depth=0",), transaction_id=connection.record.
-                         transaction_id)
+    return tls.handshake(
+        ctx, connection.sock, server_name, tags=("depth=0",), transaction_id=connection.record.transaction_id
+    )
 
 
 def test_handshake_with_the_lab_certificate(ctx, lab):
@@ -32,8 +33,11 @@ def test_handshake_with_the_lab_certificate(ctx, lab):
     assert record.tls_version == "TLSv1.3" and record.cipher_suite.startswith("TLS_")
     assert record.negotiated_protocol == "http/1.1"
     (der,) = record.peer_certificates
-    names = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
-        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    names = (
+        x509.load_der_x509_certificate(der)
+        .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        .value.get_values_for_type(x509.DNSName)
+    )
     assert names == ["www.site.test"]  # the lab CA issued it for the SNI we sent
     assert record.to_json()["peer_certificates"][0]["format"] == "base64"
 
@@ -72,8 +76,10 @@ def test_wrong_name_is_invalid_hostname(tmp_path):
     assert secured.record.failure == Failure.SSL_INVALID_HOSTNAME
 
 
-@pytest.mark.parametrize("action, failure", [("reset", Failure.CONNECTION_RESET), ("close", Failure.EOF_ERROR),
-                                             ("drop", Failure.GENERIC_TIMEOUT_ERROR)])
+@pytest.mark.parametrize(
+    "action, failure",
+    [("reset", Failure.CONNECTION_RESET), ("close", Failure.EOF_ERROR), ("drop", Failure.GENERIC_TIMEOUT_ERROR)],
+)
 def test_sni_censor_outcomes(short_ctx, lab, servers, action, failure):
     censor = servers(CensorProxy(lab.https_port, {"blocked.test": action}))
     secured = _handshake(short_ctx, censor.port, "blocked.test")

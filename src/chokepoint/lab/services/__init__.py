@@ -20,8 +20,12 @@ if TYPE_CHECKING:
     from chokepoint.lab.state import LabState, ProcessInfo
 
 #: Defaults of ``python -m chokepoint.lab.services`` (the default topology's addresses).
-SERVER_WEB_ADDRESSES = ("198.19.0.2", *(f"198.19.0.{n}" for n in range(10, 30)),
-                        "2001:db8:0:2::2", *(f"2001:db8:0:2::{n}" for n in range(10, 30)))
+SERVER_WEB_ADDRESSES = (
+    "198.19.0.2",
+    *(f"198.19.0.{n}" for n in range(10, 30)),
+    "2001:db8:0:2::2",
+    *(f"2001:db8:0:2::{n}" for n in range(10, 30)),
+)
 SERVER_DNS_ADDRESSES = ("198.19.0.53", "2001:db8:0:2::53")
 CONTROL_DNS_ADDRESSES = ("198.18.9.1",)
 #: Process names in state.json.
@@ -39,11 +43,24 @@ def ready_file_path(state_dir: str | Path, role: str) -> Path:
     return Path(state_dir) / f"services-{role}.ready.json"
 
 
-def service_argv(state: LabState, role: str, *, web: tuple[str, ...] = (), dns: tuple[str, ...] = (),
-                 dns_map: str | Path | None = None, extra_args: Sequence[str] = ()) -> list[str]:
+def service_argv(
+    state: LabState,
+    role: str,
+    *,
+    web: tuple[str, ...] = (),
+    dns: tuple[str, ...] = (),
+    dns_map: str | Path | None = None,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
     """The command line of one services process (``state.python_argv`` = the lab's own interpreter)."""
-    args = ["--role", role, "--state-dir", str(state.state_dir),
-            "--ready-file", str(ready_file_path(state.state_dir, role))]
+    args = [
+        "--role",
+        role,
+        "--state-dir",
+        str(state.state_dir),
+        "--ready-file",
+        str(ready_file_path(state.state_dir, role)),
+    ]
     if role == "server":
         args += ["--bind", ",".join(web)]
     args += ["--dns-bind", ",".join(dns)]
@@ -68,8 +85,13 @@ def lab_addresses(state: LabState) -> dict[str, tuple[tuple[str, ...], tuple[str
     return out
 
 
-def launch(state: LabState, *, dns_map: str | Path | None = None, extra_args: Sequence[str] = (),
-           timeout: float = READY_TIMEOUT) -> list[ProcessInfo]:
+def launch(
+    state: LabState,
+    *,
+    dns_map: str | Path | None = None,
+    extra_args: Sequence[str] = (),
+    timeout: float = READY_TIMEOUT,
+) -> list[ProcessInfo]:
     """Start the server services in ``cpk-server`` and the control resolver in ``cpk-control``
     (detached, via ``state.start``), and wait until each has bound all its sockets. ``dns_map`` is
     given to both (same answers); ``extra_args`` are appended to both command lines (e.g. ports).
@@ -82,8 +104,9 @@ def launch(state: LabState, *, dns_map: str | Path | None = None, extra_args: Se
         ready = ready_file_path(state.state_dir, role)
         ready.unlink(missing_ok=True)
         name = SERVER_PROCESS if role == "server" else CONTROL_PROCESS
-        info = state.start(name, host, service_argv(state, role, web=web, dns=dns, dns_map=dns_map,
-                                                          extra_args=extra_args))
+        info = state.start(
+            name, host, service_argv(state, role, web=web, dns=dns, dns_map=dns_map, extra_args=extra_args)
+        )
         started.append((info, ready))
     for info, ready in started:
         wait_ready(info, ready, timeout)
@@ -102,8 +125,10 @@ def wait_ready(info: ProcessInfo, ready: Path, timeout: float) -> dict:
             if isinstance(data, dict) and data.get("pid") == info.pid:
                 return data
         if not info.alive():
-            raise ServicesLaunchError(f"{info.name} exited in {info.netns} before it was ready; "
-                                      f"its log ({info.log}):\n{info.log_tail()}")
+            raise ServicesLaunchError(
+                f"{info.name} exited in {info.netns} before it was ready; its log ({info.log}):\n{info.log_tail()}"
+            )
         time.sleep(0.05)
-    raise ServicesLaunchError(f"{info.name} in {info.netns} was not ready after {timeout:g} s; "
-                              f"its log ({info.log}):\n{info.log_tail()}")
+    raise ServicesLaunchError(
+        f"{info.name} in {info.netns} was not ready after {timeout:g} s; its log ({info.log}):\n{info.log_tail()}"
+    )

@@ -40,17 +40,17 @@ BodyStream = Callable[[], AsyncIterator[bytes]]
 @dataclass(frozen=True, slots=True)
 class Request:
     method: str
-    target: str          # as sent: origin-form ("/a?b"), absolute-form or "*"
-    host: str            # Host header (HTTP/1.1) or :authority (HTTP/3), "" when absent
-    protocol: str        # "HTTP/1.0", "HTTP/1.1" or "HTTP/3"
+    target: str  # as sent: origin-form ("/a?b"), absolute-form or "*"
+    host: str  # Host header (HTTP/1.1) or :authority (HTTP/3), "" when absent
+    protocol: str  # "HTTP/1.0", "HTTP/1.1" or "HTTP/3"
 
 
 @dataclass(frozen=True, slots=True)
 class Response:
     status: int
-    headers: tuple[tuple[str, str], ...]   # without framing headers (Content-Length etc.)
+    headers: tuple[tuple[str, str], ...]  # without framing headers (Content-Length etc.)
     body: bytes = b""
-    stream: BodyStream | None = None       # when set, produces exactly ``length`` bytes
+    stream: BodyStream | None = None  # when set, produces exactly ``length`` bytes
     length: int = 0
 
     @property
@@ -69,14 +69,14 @@ def page_body(host: str, path: str, *, status: int = 200) -> bytes:
     """The deterministic origin page for ``host`` and ``path`` (tests compare against it)."""
     status_line = "" if status == 200 else f'<p id="status">{status}</p>\n'
     return (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>chokepoint lab origin</title></head>\n"
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>chokepoint lab origin</title></head>\n'
         "<body><h1>chokepoint lab origin server</h1>\n"
         f'<p id="host">{html.escape(host)}</p>\n'
         f'<p id="path">{html.escape(path)}</p>\n'
         f"{status_line}"
         f'<p id="marker">{MARKER}</p>\n'
         "</body></html>\n"
-    ).encode("utf-8")
+    ).encode()
 
 
 def large_body(length: int) -> bytes:
@@ -113,7 +113,7 @@ async def respond(request: Request) -> Response:
     if route == "/redirect":
         return _redirect(query)
     if route.startswith("/status/"):
-        code = route[len("/status/"):]
+        code = route[len("/status/") :]
         if not (code.isascii() and code.isdigit() and len(code) == 3 and 200 <= int(code) <= 599):
             return error_response(400, "status must be a three-digit code between 200 and 599")
         return _page(request, path, status=int(code))
@@ -128,19 +128,30 @@ def _in_zone(host: str, zone: str) -> bool:
 
 def _captcha() -> Response:
     """A CDN browser-check interstitial (modelled on Cloudflare's: 503, "Just a moment...", a Ray ID)."""
-    body = ("<!DOCTYPE html>\n<html><head><title>Just a moment...</title></head>\n<body>\n"
-            "<h1>Checking your browser before accessing the website.</h1>\n"
-            "<p>This process is automatic. Your browser will redirect to your requested content shortly.</p>\n"
-            "<p>Ray ID: 7f00000000000000 &middot; Performance &amp; security by a CDN</p>\n"
-            "</body></html>\n").encode()
-    headers = (("Content-Type", "text/html; charset=UTF-8"), ("Server", "cloudflare"),
-               ("CF-RAY", "7f00000000000000-LAB"), ("Cache-Control", "private, max-age=0, no-store"))
+    body = (
+        b"<!DOCTYPE html>\n<html><head><title>Just a moment...</title></head>\n<body>\n"
+        b"<h1>Checking your browser before accessing the website.</h1>\n"
+        b"<p>This process is automatic. Your browser will redirect to your requested content shortly.</p>\n"
+        b"<p>Ray ID: 7f00000000000000 &middot; Performance &amp; security by a CDN</p>\n"
+        b"</body></html>\n"
+    )
+    headers = (
+        ("Content-Type", "text/html; charset=UTF-8"),
+        ("Server", "cloudflare"),
+        ("CF-RAY", "7f00000000000000-LAB"),
+        ("Cache-Control", "private, max-age=0, no-store"),
+    )
     return Response(503, headers, body=body, length=len(body))
 
 
 def _headers(content_type: str, *extra: tuple[str, str]) -> tuple[tuple[str, str], ...]:
-    return (("Content-Type", content_type), ("Server", SERVER_NAME), ("X-Chokepoint-Lab", "origin"),
-            ("Cache-Control", "no-store"), *extra)
+    return (
+        ("Content-Type", content_type),
+        ("Server", SERVER_NAME),
+        ("X-Chokepoint-Lab", "origin"),
+        ("Cache-Control", "no-store"),
+        *extra,
+    )
 
 
 def _page(request: Request, path: str, *, status: int = 200) -> Response:
@@ -191,5 +202,4 @@ def _redirect(query: dict[str, list[str]]) -> Response:
     if not target or not all(0x21 <= ord(ch) <= 0x7E for ch in target):
         return error_response(400, "to must be a non-empty URL of printable ASCII without spaces")
     body = f'<a href="{html.escape(target)}">moved</a>\n'.encode()
-    return Response(302, (*_headers("text/html; charset=utf-8"), ("Location", target)),
-                    body=body, length=len(body))
+    return Response(302, (*_headers("text/html; charset=utf-8"), ("Location", target)), body=body, length=len(body))

@@ -26,8 +26,9 @@ CONTEXT_CACHE_SIZE = 1024
 class TlsContexts:
     """Per-name ``ssl.SSLContext`` objects backed by a ``LabCA``."""
 
-    def __init__(self, ca: LabCA, *, alpn: tuple[str, ...] = DEFAULT_ALPN,
-                 cache_size: int = CONTEXT_CACHE_SIZE) -> None:
+    def __init__(
+        self, ca: LabCA, *, alpn: tuple[str, ...] = DEFAULT_ALPN, cache_size: int = CONTEXT_CACHE_SIZE
+    ) -> None:
         self.ca = ca
         self.alpn = alpn
         self._cache_size = cache_size
@@ -67,12 +68,10 @@ class TlsContexts:
         context.sni_callback = self._switch
         return context
 
-    def _switch(self, connection: ssl.SSLObject, server_name: str | None,
-                listener: ssl.SSLContext) -> None:
+    def _switch(self, connection: ssl.SSLObject, server_name: str | None, listener: ssl.SSLContext) -> None:
         if server_name is None:
             return
         try:
             connection.context = self.context_for(server_name)
         except CertNameError as exc:
-            log.info("tls: no certificate for SNI %r (%s); presenting the address certificate",
-                     server_name, exc)
+            log.info("tls: no certificate for SNI %r (%s); presenting the address certificate", server_name, exc)

@@ -18,7 +18,7 @@ async def handle_echo_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWr
         while data := await asyncio.wait_for(reader.read(READ_SIZE), IDLE_TIMEOUT):
             writer.write(data)
             await writer.drain()
-    except OSError as exc:      # resets and idle timeouts end only this connection
+    except OSError as exc:  # resets and idle timeouts end only this connection
         log.debug("echo/tcp %s: %r", writer.get_extra_info("peername"), exc)
     finally:
         writer.close()

@@ -26,8 +26,7 @@ from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from aioquic.quic.events import (ConnectionTerminated, ProtocolNegotiated, QuicEvent, StopSendingReceived,
-                                 StreamReset)
+from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEvent, StopSendingReceived, StreamReset
 
 from chokepoint.lab.ca import CertNameError, IssuedCert, LabCA
 from chokepoint.lab.services import app
@@ -48,8 +47,10 @@ def check_aioquic_hooks() -> None:
     """Raise ``AioquicHookError`` unless the private methods we wrap exist."""
     for owner, name in ((QuicConnection, "_initialize"), (tls.Context, "_server_handle_hello")):
         if not callable(getattr(owner, name, None)):
-            raise AioquicHookError(f"aioquic {owner.__name__}.{name} is gone; the per-SNI QUIC "
-                                   "certificate hook needs updating for this aioquic version")
+            raise AioquicHookError(
+                f"aioquic {owner.__name__}.{name} is gone; the per-SNI QUIC "
+                "certificate hook needs updating for this aioquic version"
+            )
 
 
 def install_sni_certificates(quic: QuicConnection, choose: CertificateChooser) -> None:
@@ -65,7 +66,7 @@ def install_sni_certificates(quic: QuicConnection, choose: CertificateChooser) -
             start = input_buf.tell()
             try:
                 server_name = tls.pull_client_hello(input_buf).server_name
-            except (ValueError, tls.Alert):     # aioquic itself raises the right alert just below
+            except (ValueError, tls.Alert):  # aioquic itself raises the right alert just below
                 server_name = None
             finally:
                 input_buf.seek(start)
@@ -83,6 +84,7 @@ def install_sni_certificates(quic: QuicConnection, choose: CertificateChooser) -
 
 def ca_chooser(ca: LabCA) -> CertificateChooser:
     """A chooser issuing lab-CA leaves per SNI; ``None`` (keep the default) for no or bad SNI."""
+
     def choose(server_name: str | None) -> IssuedCert | None:
         if server_name is None:
             return None
@@ -91,14 +93,14 @@ def ca_chooser(ca: LabCA) -> CertificateChooser:
         except CertNameError as exc:
             log.info("quic: no certificate for SNI %r (%s)", server_name, exc)
             return None
+
     return choose
 
 
 class H3OriginProtocol(QuicConnectionProtocol):
     """One QUIC connection speaking HTTP/3 to the origin app."""
 
-    def __init__(self, quic: QuicConnection, stream_handler=None, *,
-                 choose: CertificateChooser | None = None) -> None:
+    def __init__(self, quic: QuicConnection, stream_handler=None, *, choose: CertificateChooser | None = None) -> None:
         super().__init__(quic, stream_handler)
         if choose is not None:
             install_sni_certificates(quic, choose)
@@ -128,7 +130,7 @@ class H3OriginProtocol(QuicConnectionProtocol):
             method = fields.get(b":method", b"").decode("latin-1")
             path = fields.get(b":path", b"").decode("latin-1")
             if not method or (not path and method != "CONNECT"):
-                self._requests[event.stream_id] = None    # answered with 400 once the stream ends
+                self._requests[event.stream_id] = None  # answered with 400 once the stream ends
             else:
                 authority = fields.get(b":authority", fields.get(b"host", b"")).decode("latin-1")
                 self._requests[event.stream_id] = app.Request(method, path, authority, "HTTP/3")
@@ -156,8 +158,7 @@ class H3OriginProtocol(QuicConnectionProtocol):
             response = app.error_response(400, "missing :method or :path")
         else:
             response = await app.respond(request)
-            log.info("h3 %s %s host=%r -> %d", request.method, request.target, request.host,
-                     response.status)
+            log.info("h3 %s %s host=%r -> %d", request.method, request.target, request.host, response.status)
         body = response.body
         if response.stream is not None:
             if response.length > H3_BODY_MAX:
@@ -183,8 +184,9 @@ class H3OriginProtocol(QuicConnectionProtocol):
 async def serve_h3(sock: socket.socket, ca: LabCA, default: IssuedCert) -> QuicServer:
     """Serve HTTP/3 on a bound UDP socket; ``default`` is presented when the client sends no SNI."""
     check_aioquic_hooks()
-    configuration = QuicConfiguration(is_client=False, alpn_protocols=list(H3_ALPN),
-                                      certificate=default.certificate, private_key=default.private_key)
+    configuration = QuicConfiguration(
+        is_client=False, alpn_protocols=list(H3_ALPN), certificate=default.certificate, private_key=default.private_key
+    )
     choose = ca_chooser(ca)
 
     def create_protocol(quic: QuicConnection, stream_handler=None) -> H3OriginProtocol:
@@ -192,5 +194,6 @@ async def serve_h3(sock: socket.socket, ca: LabCA, default: IssuedCert) -> QuicS
 
     loop = asyncio.get_running_loop()
     _, server = await loop.create_datagram_endpoint(
-        lambda: QuicServer(configuration=configuration, create_protocol=create_protocol), sock=sock)
+        lambda: QuicServer(configuration=configuration, create_protocol=create_protocol), sock=sock
+    )
     return server

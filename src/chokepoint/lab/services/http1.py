@@ -30,8 +30,9 @@ class BadRequest(Exception):
     """The client broke the HTTP/1.1 grammar; answered with 400 and a closed connection."""
 
 
-async def handle_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                            scheme: str = "http") -> None:
+async def handle_connection(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, scheme: str = "http"
+) -> None:
     """Serve requests on one connection until close, error or idleness."""
     peer = writer.get_extra_info("peername")
     try:
@@ -50,13 +51,19 @@ async def handle_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
                 return
             keep_alive = _keep_alive(request.protocol, headers)
             response = await app.respond(request)
-            log.info("%s %s %s %s host=%r -> %d", scheme, peer, request.method, request.target,
-                     request.host, response.status)
-            await _send(writer, response, head_only=request.method == "HEAD", keep_alive=keep_alive,
-                        http10=request.protocol == "HTTP/1.0")
+            log.info(
+                "%s %s %s %s host=%r -> %d", scheme, peer, request.method, request.target, request.host, response.status
+            )
+            await _send(
+                writer,
+                response,
+                head_only=request.method == "HEAD",
+                keep_alive=keep_alive,
+                http10=request.protocol == "HTTP/1.0",
+            )
             if not keep_alive:
                 return
-    except (asyncio.IncompleteReadError, OSError) as exc:   # OSError: resets, timeouts, TLS alerts
+    except (asyncio.IncompleteReadError, OSError) as exc:  # OSError: resets, timeouts, TLS alerts
         log.debug("%s %s: connection ended: %r", scheme, peer, exc)
     finally:
         writer.close()
@@ -104,13 +111,16 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[app.Request, dict[st
         name, sep, value = raw.partition(b":")
         if not sep or not name or not set(name) <= _TOKEN:
             raise BadRequest("malformed header field")
-        headers.setdefault(name.decode("ascii").lower(), []).append(
-            value.strip(b" \t").decode("latin-1"))
+        headers.setdefault(name.decode("ascii").lower(), []).append(value.strip(b" \t").decode("latin-1"))
     hosts = headers.get("host", [])
     if len(hosts) > 1:
         raise BadRequest("more than one Host header")
-    request = app.Request(method=method.decode("ascii"), target=target.decode("ascii"),
-                          host=hosts[0] if hosts else "", protocol=version.decode("ascii"))
+    request = app.Request(
+        method=method.decode("ascii"),
+        target=target.decode("ascii"),
+        host=hosts[0] if hosts else "",
+        protocol=version.decode("ascii"),
+    )
     return request, headers
 
 
@@ -148,7 +158,7 @@ async def _discard_chunked(reader: asyncio.StreamReader) -> None:
             raise BadRequest("malformed chunk size")
         size = int(size_text, 16)
         if size == 0:
-            while (await _readline(reader)).strip():   # trailer fields
+            while (await _readline(reader)).strip():  # trailer fields
                 pass
             return
         await _skip(reader, size)
@@ -163,10 +173,10 @@ def _keep_alive(protocol: str, headers: dict[str, list[str]]) -> bool:
     return "close" not in tokens
 
 
-async def _send(writer: asyncio.StreamWriter, response: app.Response, *, head_only: bool,
-                keep_alive: bool, http10: bool = False) -> None:
-    lines = [f"HTTP/1.1 {response.status} {response.reason}",
-             f"Date: {email.utils.formatdate(usegmt=True)}"]
+async def _send(
+    writer: asyncio.StreamWriter, response: app.Response, *, head_only: bool, keep_alive: bool, http10: bool = False
+) -> None:
+    lines = [f"HTTP/1.1 {response.status} {response.reason}", f"Date: {email.utils.formatdate(usegmt=True)}"]
     lines += [f"{name}: {value}" for name, value in response.headers]
     if response.has_body:
         lines.append(f"Content-Length: {response.length}")

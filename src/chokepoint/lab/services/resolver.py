@@ -53,6 +53,7 @@ class DnsMapError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Records:
     """The addresses one name resolves to; an empty family answers NODATA."""
+
     a: tuple[str, ...] = ()
     aaaa: tuple[str, ...] = ()
 
@@ -72,8 +73,9 @@ class AnswerTable:
     Records listed for a name replace the default entirely.
     """
 
-    def __init__(self, default: Records = Records(DEFAULT_A, DEFAULT_AAAA),
-                 names: Mapping[str, Records | None] | None = None) -> None:
+    def __init__(
+        self, default: Records = Records(DEFAULT_A, DEFAULT_AAAA), names: Mapping[str, Records | None] | None = None
+    ) -> None:
         self.default = default
         self._exact: dict[dns.name.Name, Records | None] = {}
         self._wildcards: dict[dns.name.Name, Records | None] = {}
@@ -88,7 +90,7 @@ class AnswerTable:
                 self._exact[name] = records
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping | None) -> "AnswerTable":
+    def from_mapping(cls, mapping: Mapping | None) -> AnswerTable:
         """Build from the parsed map format above. Raises ``DnsMapError``."""
         if mapping is None:
             return cls()
@@ -103,11 +105,12 @@ class AnswerTable:
         names = mapping.get("names") or {}
         if not isinstance(names, Mapping):
             raise DnsMapError("'names' in a DNS map must be a mapping of name -> addresses")
-        return cls(default, {str(name): None if value is None else _records(str(name), value)
-                             for name, value in names.items()})
+        return cls(
+            default, {str(name): None if value is None else _records(str(name), value) for name, value in names.items()}
+        )
 
     @classmethod
-    def load(cls, path: str | Path) -> "AnswerTable":
+    def load(cls, path: str | Path) -> AnswerTable:
         """Read a map file (``.json``, otherwise YAML). Raises ``DnsMapError``."""
         path = Path(path)
         try:
@@ -136,8 +139,7 @@ def _records(where: str, value) -> Records:
     if isinstance(value, (str, list, tuple)):
         addresses = [value] if isinstance(value, str) else list(value)
         parsed = [_address(where, item) for item in addresses]
-        return Records(tuple(str(a) for a in parsed if a.version == 4),
-                       tuple(str(a) for a in parsed if a.version == 6))
+        return Records(tuple(str(a) for a in parsed if a.version == 4), tuple(str(a) for a in parsed if a.version == 6))
     if isinstance(value, Mapping):
         unknown = set(value) - {"A", "AAAA"}
         if unknown:
@@ -221,14 +223,16 @@ class DnsResponder:
         if records is None:
             self._negative(response, qname.parent() if len(qname) > 1 else qname, dns.rcode.NXDOMAIN)
             return
-        wanted = {dns.rdatatype.A: ((dns.rdatatype.A, records.a),),
-                  dns.rdatatype.AAAA: ((dns.rdatatype.AAAA, records.aaaa),),
-                  dns.rdatatype.ANY: ((dns.rdatatype.A, records.a), (dns.rdatatype.AAAA, records.aaaa)),
-                  }.get(rdtype, ())
+        wanted = {
+            dns.rdatatype.A: ((dns.rdatatype.A, records.a),),
+            dns.rdatatype.AAAA: ((dns.rdatatype.AAAA, records.aaaa),),
+            dns.rdatatype.ANY: ((dns.rdatatype.A, records.a), (dns.rdatatype.AAAA, records.aaaa)),
+        }.get(rdtype, ())
         for answer_type, addresses in wanted:
             if addresses:
-                response.answer.append(dns.rrset.from_text_list(qname, self.ttl, dns.rdataclass.IN,
-                                                                answer_type, list(addresses)))
+                response.answer.append(
+                    dns.rrset.from_text_list(qname, self.ttl, dns.rdataclass.IN, answer_type, list(addresses))
+                )
         if rdtype == dns.rdatatype.SOA:
             response.answer.append(self._soa_rrset(qname))
         if not response.answer:
@@ -268,8 +272,7 @@ class DnsUdpProtocol(asyncio.DatagramProtocol):
         log.debug("dns/udp: %s", exc)
 
 
-async def handle_dns_tcp(responder: DnsResponder, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
+async def handle_dns_tcp(responder: DnsResponder, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Serve length-prefixed queries on one TCP connection until EOF, garbage framing or idleness."""
     try:
         while True:

@@ -58,8 +58,8 @@ class ServicesConfig:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    service: str       # http, https, h3, dns, echo
-    transport: str     # tcp or udp
+    service: str  # http, https, h3, dns, echo
+    transport: str  # tcp or udp
     address: str
     port: int
 
@@ -83,25 +83,24 @@ class Services:
                 raise ServicesError(f"bind address {address!r} is not an IP address") from None
         _raise_fd_limit()
         try:
-            table = (resolver.AnswerTable.load(config.dns_map) if config.dns_map
-                     else resolver.AnswerTable())
+            table = resolver.AnswerTable.load(config.dns_map) if config.dns_map else resolver.AnswerTable()
         except resolver.DnsMapError as exc:
             raise ServicesError(str(exc)) from exc
         responder = resolver.DnsResponder(table)
         try:
             for address in config.dns_addresses:
-                await self._udp("dns", address, config.dns_port,
-                                functools.partial(resolver.DnsUdpProtocol, responder))
-                await self._tcp("dns", address, config.dns_port,
-                                functools.partial(resolver.handle_dns_tcp, responder))
+                await self._udp("dns", address, config.dns_port, functools.partial(resolver.DnsUdpProtocol, responder))
+                await self._tcp("dns", address, config.dns_port, functools.partial(resolver.handle_dns_tcp, responder))
             if config.web_addresses:
                 await self._start_web()
         except BaseException:
             await self.close()
             raise
         if config.ready_file is not None:
-            _write_json(config.ready_file, {"role": config.role, "pid": os.getpid(),
-                                            "endpoints": [asdict(e) for e in self.endpoints]})
+            _write_json(
+                config.ready_file,
+                {"role": config.role, "pid": os.getpid(), "endpoints": [asdict(e) for e in self.endpoints]},
+            )
         return self.endpoints
 
     async def _start_web(self) -> None:
@@ -113,11 +112,16 @@ class Services:
         contexts = TlsContexts(ca)
         h3.check_aioquic_hooks()
         for address in config.web_addresses:
-            await self._tcp("http", address, config.http_port,
-                            functools.partial(http1.handle_connection, scheme="http"))
-            await self._tcp("https", address, config.https_port,
-                            functools.partial(http1.handle_connection, scheme="https"),
-                            ssl_context=contexts.listener_context(address))
+            await self._tcp(
+                "http", address, config.http_port, functools.partial(http1.handle_connection, scheme="http")
+            )
+            await self._tcp(
+                "https",
+                address,
+                config.https_port,
+                functools.partial(http1.handle_connection, scheme="https"),
+                ssl_context=contexts.listener_context(address),
+            )
             sock = await _bind(address, config.quic_port, socket.SOCK_DGRAM)
             server = await h3.serve_h3(sock, ca, ca.leaf(address))
             self._closers.append(server.close)
@@ -129,8 +133,9 @@ class Services:
     async def _tcp(self, service: str, address: str, port: int, handler, *, ssl_context=None) -> None:
         sock = await _bind(address, port, socket.SOCK_STREAM)
         options = {"ssl": ssl_context, "ssl_handshake_timeout": SSL_HANDSHAKE_TIMEOUT} if ssl_context else {}
-        server = await asyncio.start_server(handler, sock=sock, limit=http1.STREAM_LIMIT,
-                                            backlog=LISTEN_BACKLOG, **options)
+        server = await asyncio.start_server(
+            handler, sock=sock, limit=http1.STREAM_LIMIT, backlog=LISTEN_BACKLOG, **options
+        )
         self._closers.append(server.close)
         self.endpoints.append(Endpoint(service, "tcp", address, sock.getsockname()[1]))
 
@@ -199,8 +204,12 @@ async def run(config: ServicesConfig, stop: asyncio.Event | None = None) -> None
             loop.add_signal_handler(signum, stop.set)
     services = Services(config)
     endpoints = await services.start()
-    log.info("%s services ready: %d endpoints on %s", config.role, len(endpoints),
-             ", ".join(sorted({e.address for e in endpoints})))
+    log.info(
+        "%s services ready: %d endpoints on %s",
+        config.role,
+        len(endpoints),
+        ", ".join(sorted({e.address for e in endpoints})),
+    )
     try:
         await stop.wait()
     finally:

@@ -17,9 +17,20 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 __all__ = [
-    "DEFAULT_TIMEOUT", "Clock", "ProbeContext", "ProbeError", "Target", "ascii_hostname", "endpoint_tags",
-    "family_of", "ip_literal",
-    "join_host_port", "parse_host_port", "parse_target", "peer_endpoint", "tls_client_context",
+    "DEFAULT_TIMEOUT",
+    "Clock",
+    "ProbeContext",
+    "ProbeError",
+    "Target",
+    "ascii_hostname",
+    "endpoint_tags",
+    "family_of",
+    "ip_literal",
+    "join_host_port",
+    "parse_host_port",
+    "parse_target",
+    "peer_endpoint",
+    "tls_client_context",
 ]
 
 DEFAULT_TIMEOUT = 10.0
@@ -170,7 +181,7 @@ def join_host_port(host: str, port: int) -> str:
 
 
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
-    """"IP", "IP:PORT" or "[IPv6]:PORT" -> (ip, port); raises ProbeError for anything else."""
+    """ "IP", "IP:PORT" or "[IPv6]:PORT" -> (ip, port); raises ProbeError for anything else."""
     host, port = text.strip(), default_port
     if host.startswith("["):
         inside, _, rest = host[1:].partition("]")
@@ -217,7 +228,7 @@ def tls_client_context(cafile: str | None, alpn: tuple[str, ...] = ()) -> ssl.SS
 
 
 def peer_endpoint(sock: socket.socket) -> str:
-    """"ip:port" of a connected TCP/UDP socket's peer, "" for anything else (unix sockets, unconnected)."""
+    """ "ip:port" of a connected TCP/UDP socket's peer, "" for anything else (unix sockets, unconnected)."""
     try:
         peer = sock.getpeername()
     except OSError:

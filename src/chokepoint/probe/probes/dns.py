@@ -38,16 +38,28 @@ import dns.rdtypes.ANY.CNAME
 import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
 
-from chokepoint.probe.measurement import (DNSAnswer, DNSQuery, Failure, failure_from_exception,
-                                          failure_from_rcode)
-from chokepoint.probe.probes.common import (ProbeContext, ProbeError, family_of, join_host_port,
-                                            tls_client_context)
+from chokepoint.probe.measurement import DNSAnswer, DNSQuery, Failure, failure_from_exception, failure_from_rcode
+from chokepoint.probe.probes.common import ProbeContext, ProbeError, family_of, join_host_port, tls_client_context
 
 __all__ = [
-    "DOH_CONTENT_TYPE", "ENGINE_DOH", "ENGINE_GETADDRINFO", "ENGINE_STUB", "ENGINE_TCP", "ENGINE_UDP",
-    "DnsReply", "decode_reply", "exchange_doh", "exchange_tcp", "exchange_udp", "lookup_doh", "lookup_getaddrinfo",
-    "lookup_stub", "lookup_tcp", "lookup_udp",
-    "make_query", "reply_outcome",
+    "DOH_CONTENT_TYPE",
+    "ENGINE_DOH",
+    "ENGINE_GETADDRINFO",
+    "ENGINE_STUB",
+    "ENGINE_TCP",
+    "ENGINE_UDP",
+    "DnsReply",
+    "decode_reply",
+    "exchange_doh",
+    "exchange_tcp",
+    "exchange_udp",
+    "lookup_doh",
+    "lookup_getaddrinfo",
+    "lookup_stub",
+    "lookup_tcp",
+    "lookup_udp",
+    "make_query",
+    "reply_outcome",
 ]
 
 ENGINE_GETADDRINFO = "getaddrinfo"
@@ -117,8 +129,9 @@ def _answers(message: dns.message.Message, query_type: str | None) -> tuple[DNSA
     return tuple(out)
 
 
-def reply_outcome(message: dns.message.Message,
-                  query_type: str | None) -> tuple[str | None, tuple[DNSAnswer, ...] | None]:
+def reply_outcome(
+    message: dns.message.Message, query_type: str | None
+) -> tuple[str | None, tuple[DNSAnswer, ...] | None]:
     """(failure, answers) of a decoded reply: the rcode's failure, or dns_no_answer without any address
     (`query_type` None: addresses of both families)."""
     failure = failure_from_rcode(message.rcode())
@@ -194,12 +207,17 @@ def exchange_doh(query: dns.message.Message, url: str, timeout: float, cafile: s
     deadline = _Deadline(timeout)
     context = tls_client_context(cafile)
     try:
-        connection = http.client.HTTPSConnection(parts.hostname or "", parts.port or 443,
-                                                 timeout=deadline.remaining(), context=context)
+        connection = http.client.HTTPSConnection(
+            parts.hostname or "", parts.port or 443, timeout=deadline.remaining(), context=context
+        )
         try:
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            connection.request("POST", path, body=query.to_wire(), headers={
-                "Content-Type": DOH_CONTENT_TYPE, "Accept": DOH_CONTENT_TYPE})
+            connection.request(
+                "POST",
+                path,
+                body=query.to_wire(),
+                headers={"Content-Type": DOH_CONTENT_TYPE, "Accept": DOH_CONTENT_TYPE},
+            )
             response = connection.getresponse()
             body = response.read(MAX_DOH_BODY + 1)
             content_type = (response.getheader("Content-Type") or "").split(";", 1)[0].strip().lower()
@@ -222,16 +240,47 @@ def _check_doh_url(url: str) -> None:
         raise ProbeError(f"bad DoH URL {url!r}: RFC 8484 needs an https:// URL with a host")
 
 
-def _record(ctx: ProbeContext, hostname: str, query_type: str, engine: str, address: str, t0: float,
-            reply: DnsReply, tags: Iterable[str], transaction_id: int) -> DNSQuery:
+def _record(
+    ctx: ProbeContext,
+    hostname: str,
+    query_type: str,
+    engine: str,
+    address: str,
+    t0: float,
+    reply: DnsReply,
+    tags: Iterable[str],
+    transaction_id: int,
+) -> DNSQuery:
     failure, answers = (reply.failure, None) if reply.message is None else reply_outcome(reply.message, query_type)
     rcode = int(reply.message.rcode()) if reply.message is not None else None
-    return DNSQuery(hostname, query_type, engine, failure, answers, address, None, None, rcode, ctx.clock.now(),
-                    tuple(tags), transaction_id, {"t0": t0})
+    return DNSQuery(
+        hostname,
+        query_type,
+        engine,
+        failure,
+        answers,
+        address,
+        None,
+        None,
+        rcode,
+        ctx.clock.now(),
+        tuple(tags),
+        transaction_id,
+        {"t0": t0},
+    )
 
 
-def _lookup(ctx: ProbeContext, hostname: str, query_types: Iterable[str], engine: str, address: str,
-            exchange, tags: Iterable[str], transaction_id: int | None, zero_id: bool = False) -> tuple[DNSQuery, ...]:
+def _lookup(
+    ctx: ProbeContext,
+    hostname: str,
+    query_types: Iterable[str],
+    engine: str,
+    address: str,
+    exchange,
+    tags: Iterable[str],
+    transaction_id: int | None,
+    zero_id: bool = False,
+) -> tuple[DNSQuery, ...]:
     txid = ctx.transaction_id() if transaction_id is None else transaction_id
     records = []
     for query_type in query_types:
@@ -243,30 +292,85 @@ def _lookup(ctx: ProbeContext, hostname: str, query_types: Iterable[str], engine
     return tuple(records)
 
 
-def lookup_udp(ctx: ProbeContext, hostname: str, server: tuple[str, int], *, query_types: Iterable[str] = QUERY_TYPES,
-               tags: Iterable[str] = ("depth=0",), transaction_id: int | None = None) -> tuple[DNSQuery, ...]:
+def lookup_udp(
+    ctx: ProbeContext,
+    hostname: str,
+    server: tuple[str, int],
+    *,
+    query_types: Iterable[str] = QUERY_TYPES,
+    tags: Iterable[str] = ("depth=0",),
+    transaction_id: int | None = None,
+) -> tuple[DNSQuery, ...]:
     """DNS over UDP to `server` (ip, port): one record per query type."""
-    return _lookup(ctx, hostname, query_types, ENGINE_UDP, join_host_port(*server),
-                   lambda q: exchange_udp(q, server, ctx.timeout), tags, transaction_id)
+    return _lookup(
+        ctx,
+        hostname,
+        query_types,
+        ENGINE_UDP,
+        join_host_port(*server),
+        lambda q: exchange_udp(q, server, ctx.timeout),
+        tags,
+        transaction_id,
+    )
 
 
-def lookup_tcp(ctx: ProbeContext, hostname: str, server: tuple[str, int], *, query_types: Iterable[str] = QUERY_TYPES,
-               tags: Iterable[str] = ("depth=0",), transaction_id: int | None = None) -> tuple[DNSQuery, ...]:
+def lookup_tcp(
+    ctx: ProbeContext,
+    hostname: str,
+    server: tuple[str, int],
+    *,
+    query_types: Iterable[str] = QUERY_TYPES,
+    tags: Iterable[str] = ("depth=0",),
+    transaction_id: int | None = None,
+) -> tuple[DNSQuery, ...]:
     """DNS over TCP to `server` (ip, port): one record per query type."""
-    return _lookup(ctx, hostname, query_types, ENGINE_TCP, join_host_port(*server),
-                   lambda q: exchange_tcp(q, server, ctx.timeout), tags, transaction_id)
+    return _lookup(
+        ctx,
+        hostname,
+        query_types,
+        ENGINE_TCP,
+        join_host_port(*server),
+        lambda q: exchange_tcp(q, server, ctx.timeout),
+        tags,
+        transaction_id,
+    )
 
 
-def lookup_doh(ctx: ProbeContext, hostname: str, url: str, *, query_types: Iterable[str] = QUERY_TYPES,
-               tags: Iterable[str] = ("depth=0",), transaction_id: int | None = None) -> tuple[DNSQuery, ...]:
+def lookup_doh(
+    ctx: ProbeContext,
+    hostname: str,
+    url: str,
+    *,
+    query_types: Iterable[str] = QUERY_TYPES,
+    tags: Iterable[str] = ("depth=0",),
+    transaction_id: int | None = None,
+) -> tuple[DNSQuery, ...]:
     """DNS over HTTPS (RFC 8484 POST) to `url`: one record per query type."""
     _check_doh_url(url)
-    return _lookup(ctx, hostname, query_types, ENGINE_DOH, url,
-                   lambda q: exchange_doh(q, url, ctx.timeout, ctx.cafile), tags, transaction_id, zero_id=True)
+    return _lookup(
+        ctx,
+        hostname,
+        query_types,
+        ENGINE_DOH,
+        url,
+        lambda q: exchange_doh(q, url, ctx.timeout, ctx.cafile),
+        tags,
+        transaction_id,
+        zero_id=True,
+    )
 
 
-def _merge_any(hostname: str, engine: str, address: str, parts: list[DNSQuery], t0: float, t: float,
-               tags: tuple[str, ...], txid: int, extra: dict) -> DNSQuery:
+def _merge_any(
+    hostname: str,
+    engine: str,
+    address: str,
+    parts: list[DNSQuery],
+    t0: float,
+    t: float,
+    tags: tuple[str, ...],
+    txid: int,
+    extra: dict,
+) -> DNSQuery:
     """One ANY entry from the A and AAAA lookups, as getaddrinfo would report them: the addresses of both;
     a failure only when neither produced an address (an rcode failure before dns_no_answer)."""
     answers = tuple(a for p in parts for a in p.answers or () if a.address)
@@ -274,13 +378,21 @@ def _merge_any(hostname: str, engine: str, address: str, parts: list[DNSQuery], 
     if not answers:
         failures = [p.failure for p in parts if p.failure]
         failure = next((f for f in failures if f != Failure.DNS_NO_ANSWER), None) or (
-            failures[0] if failures else Failure.DNS_NO_ANSWER.value)
-    return DNSQuery(hostname, "ANY", engine, failure, answers or None, address, None, None, None, t, tags, txid,
-                    {"t0": t0, **extra})
+            failures[0] if failures else Failure.DNS_NO_ANSWER.value
+        )
+    return DNSQuery(
+        hostname, "ANY", engine, failure, answers or None, address, None, None, None, t, tags, txid, {"t0": t0, **extra}
+    )
 
 
-def lookup_stub(ctx: ProbeContext, hostname: str, server: tuple[str, int], *,
-                tags: Iterable[str] = ("classic", "depth=0"), transaction_id: int | None = None) -> DNSQuery:
+def lookup_stub(
+    ctx: ProbeContext,
+    hostname: str,
+    server: tuple[str, int],
+    *,
+    tags: Iterable[str] = ("classic", "depth=0"),
+    transaction_id: int | None = None,
+) -> DNSQuery:
     """The system resolver as a stub to `server`: A and AAAA over UDP (over TCP when truncated),
     recorded as one `golang_net_resolver` ANY entry."""
     txid = ctx.transaction_id() if transaction_id is None else transaction_id
@@ -292,8 +404,17 @@ def lookup_stub(ctx: ProbeContext, hostname: str, server: tuple[str, int], *,
         if reply.message is not None and reply.message.flags & dns.flags.TC:
             reply = exchange_tcp(query, server, ctx.timeout)
         parts.append(_record(ctx, hostname, query_type, ENGINE_STUB, "", t0, reply, (), txid))
-    return _merge_any(hostname, ENGINE_STUB, join_host_port(*server), parts, t0, ctx.clock.now(), tuple(tags), txid,
-                      {"x_implementation": "chokepoint-stub"})
+    return _merge_any(
+        hostname,
+        ENGINE_STUB,
+        join_host_port(*server),
+        parts,
+        t0,
+        ctx.clock.now(),
+        tuple(tags),
+        txid,
+        {"x_implementation": "chokepoint-stub"},
+    )
 
 
 def _getaddrinfo(hostname: str, timeout: float) -> list[str]:
@@ -324,17 +445,44 @@ def _getaddrinfo(hostname: str, timeout: float) -> list[str]:
     return addresses
 
 
-def lookup_getaddrinfo(ctx: ProbeContext, hostname: str, *, tags: Iterable[str] = ("classic", "depth=0"),
-                       transaction_id: int | None = None) -> DNSQuery:
+def lookup_getaddrinfo(
+    ctx: ProbeContext, hostname: str, *, tags: Iterable[str] = ("classic", "depth=0"), transaction_id: int | None = None
+) -> DNSQuery:
     """The C library's resolver: one ANY entry (no TTLs: getaddrinfo does not expose them)."""
     txid = ctx.transaction_id() if transaction_id is None else transaction_id
     t0 = ctx.clock.now()
     try:
         addresses = _getaddrinfo(hostname, ctx.timeout)
     except OSError as exc:
-        return DNSQuery(hostname, "ANY", ENGINE_GETADDRINFO, failure_from_exception(exc), None, "", None, None, None,
-                        ctx.clock.now(), tuple(tags), txid, {"t0": t0})
+        return DNSQuery(
+            hostname,
+            "ANY",
+            ENGINE_GETADDRINFO,
+            failure_from_exception(exc),
+            None,
+            "",
+            None,
+            None,
+            None,
+            ctx.clock.now(),
+            tuple(tags),
+            txid,
+            {"t0": t0},
+        )
     answers = tuple(DNSAnswer("AAAA", ipv6=a) if ":" in a else DNSAnswer("A", ipv4=a) for a in addresses)
     failure = None if answers else Failure.DNS_NO_ANSWER.value
-    return DNSQuery(hostname, "ANY", ENGINE_GETADDRINFO, failure, answers or None, "", None, None, None,
-                    ctx.clock.now(), tuple(tags), txid, {"t0": t0})
+    return DNSQuery(
+        hostname,
+        "ANY",
+        ENGINE_GETADDRINFO,
+        failure,
+        answers or None,
+        "",
+        None,
+        None,
+        None,
+        ctx.clock.now(),
+        tuple(tags),
+        txid,
+        {"t0": t0},
+    )

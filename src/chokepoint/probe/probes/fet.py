@@ -68,9 +68,18 @@ class FetAttempt:
         return self.failure is None and self.echoed == self.sent
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "tcp_connect": self.connect.to_json(), "sent": self.sent, "echoed": self.echoed,
-                "echo_ok": self.echo_ok, "failure": self.failure, "exemptions": list(self.exemptions),
-                "popcount_per_byte": round(self.popcount_per_byte, 4), "t0": self.t0, "t": self.t}
+        return {
+            "kind": self.kind,
+            "tcp_connect": self.connect.to_json(),
+            "sent": self.sent,
+            "echoed": self.echoed,
+            "echo_ok": self.echo_ok,
+            "failure": self.failure,
+            "exemptions": list(self.exemptions),
+            "popcount_per_byte": round(self.popcount_per_byte, 4),
+            "t0": self.t0,
+            "t": self.t,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +102,14 @@ class FetObservation:
         return next((a.failure or "echo_mismatch" for a in self.attempts if not a.echo_ok), None)
 
     def to_json(self) -> dict[str, Any]:
-        return {"target": self.target, "variant": self.variant, "blocked": self.blocked, "failure": self.failure,
-                "control": self.control.to_json(), "attempts": [a.to_json() for a in self.attempts]}
+        return {
+            "target": self.target,
+            "variant": self.variant,
+            "blocked": self.blocked,
+            "failure": self.failure,
+            "control": self.control.to_json(),
+            "attempts": [a.to_json() for a in self.attempts],
+        }
 
 
 def _echo(ctx: ProbeContext, ip: str, port: int, payload: bytes, kind: str, variant: FetVariant) -> FetAttempt:
@@ -115,7 +130,7 @@ def _echo(ctx: ProbeContext, ip: str, port: int, payload: bytes, kind: str, vari
                 chunk = sock.recv(len(payload) - echoed)
                 if not chunk:
                     raise EOFError("the connection closed before the echo came back")
-                if chunk != payload[echoed:echoed + len(chunk)]:
+                if chunk != payload[echoed : echoed + len(chunk)]:
                     failure = "unknown_failure: the echo differs from what was sent"
                     break
                 echoed += len(chunk)
@@ -123,12 +138,29 @@ def _echo(ctx: ProbeContext, ip: str, port: int, payload: bytes, kind: str, vari
             failure = failure_from_exception(exc)
         finally:
             sock.close()
-    return FetAttempt(kind, connection.record, len(payload), echoed, failure, verdict.exemptions,
-                      verdict.popcount_per_byte, t0, ctx.clock.now())
+    return FetAttempt(
+        kind,
+        connection.record,
+        len(payload),
+        echoed,
+        failure,
+        verdict.exemptions,
+        verdict.popcount_per_byte,
+        t0,
+        ctx.clock.now(),
+    )
 
 
-def probe_fet(ctx: ProbeContext, ip: str, port: int, *, size: int = DEFAULT_SIZE, attempts: int = DEFAULT_ATTEMPTS,
-              seed: int | None = None, variant: FetVariant = PAPER) -> FetObservation:
+def probe_fet(
+    ctx: ProbeContext,
+    ip: str,
+    port: int,
+    *,
+    size: int = DEFAULT_SIZE,
+    attempts: int = DEFAULT_ATTEMPTS,
+    seed: int | None = None,
+    variant: FetVariant = PAPER,
+) -> FetObservation:
     """Control (exempt) packet first, then fully-encrypted packets until one fails or `attempts` are done."""
     if attempts < 1:
         raise ProbeError("the FET probe needs at least one attempt")
@@ -143,4 +175,3 @@ def probe_fet(ctx: ProbeContext, ip: str, port: int, *, size: int = DEFAULT_SIZE
         if not attempt.echo_ok:
             break
     return FetObservation(join_host_port(ip, port), variant.name, control, tuple(done))
-

@@ -20,8 +20,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from chokepoint.probe.measurement import (HTTPRequestRecord, HTTPResponseRecord, HTTPTransaction, TCPConnect,
-                                          TLSHandshake, failure_from_exception)
+from chokepoint.probe.measurement import (
+    HTTPRequestRecord,
+    HTTPResponseRecord,
+    HTTPTransaction,
+    TCPConnect,
+    TLSHandshake,
+    failure_from_exception,
+)
 from chokepoint.probe.probes import tcp, tls
 from chokepoint.probe.probes.common import ProbeContext, Target, peer_endpoint
 
@@ -33,8 +39,11 @@ READ_SIZE = 64 * 1024
 REQUEST_HEADERS: tuple[tuple[str, str], ...] = (
     ("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
     ("Accept-Language", "en-US,en;q=0.9"),
-    ("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                   "Chrome/122.0.0.0 Safari/537.3"),
+    (
+        "User-Agent",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/122.0.0.0 Safari/537.3",
+    ),
 )
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _TITLE = re.compile(rb"<title>([^<]{1,512})</title>", re.IGNORECASE)
@@ -80,10 +89,21 @@ def _request_record(url: str, host_header: str, extra_headers: Sequence[tuple[st
     return HTTPRequestRecord(url, "GET", tuple(pairs), {k: v for k, v in pairs}, "", False, {"x_transport": "tcp"})
 
 
-def get(ctx: ProbeContext, sock: socket.socket, url: str, path: str, host_header: str, *, network: str = "tcp",
-        tags: Iterable[str] = ("depth=0",), transaction_id: int | None = None, body_limit: int = BODY_LIMIT,
-        total_timeout: float | None = None, headers: Sequence[tuple[str, str]] = REQUEST_HEADERS,
-        on_chunk=None) -> Fetched:
+def get(
+    ctx: ProbeContext,
+    sock: socket.socket,
+    url: str,
+    path: str,
+    host_header: str,
+    *,
+    network: str = "tcp",
+    tags: Iterable[str] = ("depth=0",),
+    transaction_id: int | None = None,
+    body_limit: int = BODY_LIMIT,
+    total_timeout: float | None = None,
+    headers: Sequence[tuple[str, str]] = REQUEST_HEADERS,
+    on_chunk=None,
+) -> Fetched:
     """GET `path` with `Host: host_header` over the connected (possibly TLS) `sock`, then close it.
 
     `on_chunk(size)` is called with 0 once the request is sent, then for every body chunk read (throughput
@@ -130,10 +150,12 @@ def get(ctx: ProbeContext, sock: socket.socket, url: str, path: str, host_header
         connection.close()
         sock.close()
     body_bytes = bytes(body)
-    response_record = HTTPResponseRecord(status, reason_headers, {k: v for k, v in reversed(reason_headers)},
-                                         body_bytes, truncated)
-    transaction = HTTPTransaction(request, response_record, failure, network, address, alpn, ctx.clock.now(),
-                                  tuple(tags), txid, {"t0": t0})
+    response_record = HTTPResponseRecord(
+        status, reason_headers, {k: v for k, v in reversed(reason_headers)}, body_bytes, truncated
+    )
+    transaction = HTTPTransaction(
+        request, response_record, failure, network, address, alpn, ctx.clock.now(), tuple(tags), txid, {"t0": t0}
+    )
     return Fetched(transaction, body_bytes, title_of(body_bytes), location)
 
 
@@ -155,9 +177,19 @@ class FetchResult:
         return None
 
 
-def fetch(ctx: ProbeContext, target: Target, ip: str, *, host: str | None = None, tags: Iterable[str] = ("depth=0",),
-          body_limit: int = BODY_LIMIT, total_timeout: float | None = None, on_chunk=None, tls_handshake: bool = True,
-          request: bool = True) -> FetchResult:
+def fetch(
+    ctx: ProbeContext,
+    target: Target,
+    ip: str,
+    *,
+    host: str | None = None,
+    tags: Iterable[str] = ("depth=0",),
+    body_limit: int = BODY_LIMIT,
+    total_timeout: float | None = None,
+    on_chunk=None,
+    tls_handshake: bool = True,
+    request: bool = True,
+) -> FetchResult:
     """Connect to `ip` on the target's port, handshake (https: SNI `host`) and GET the target's path with
     `Host: host` (default: the target's own host). Without `request` (or `tls_handshake`) it stops after
     the handshake (or the connect) and closes the connection."""
@@ -179,6 +211,16 @@ def fetch(ctx: ProbeContext, target: Target, ip: str, *, host: str | None = None
         sock.close()
         return FetchResult(connection.record, handshake, None)
     url = f"{target.scheme}://{target.authority_for(name)}{target.path}"
-    fetched = get(ctx, sock, url, target.path, target.authority_for(name), tags=tags, transaction_id=txid,
-                  body_limit=body_limit, total_timeout=total_timeout, on_chunk=on_chunk)
+    fetched = get(
+        ctx,
+        sock,
+        url,
+        target.path,
+        target.authority_for(name),
+        tags=tags,
+        transaction_id=txid,
+        body_limit=body_limit,
+        total_timeout=total_timeout,
+        on_chunk=on_chunk,
+    )
     return FetchResult(connection.record, handshake, fetched)

@@ -30,21 +30,38 @@ from aioquic.quic.packet import QuicErrorCode
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
-from chokepoint.probe.measurement import (Failure, HTTPRequestRecord, HTTPResponseRecord, HTTPTransaction,
-                                          TLSHandshake, failure_from_exception, unknown_failure)
+from chokepoint.probe.measurement import (
+    Failure,
+    HTTPRequestRecord,
+    HTTPResponseRecord,
+    HTTPTransaction,
+    TLSHandshake,
+    failure_from_exception,
+    unknown_failure,
+)
 from chokepoint.probe.probes.common import ProbeContext, ProbeError, family_of, ip_literal, join_host_port
 from chokepoint.probe.probes.http import BODY_LIMIT, REQUEST_HEADERS, title_of
 
 __all__ = ["QuicResult", "failure_from_termination", "get_h3"]
 
 _CRYPTO_ERROR = int(QuicErrorCode.CRYPTO_ERROR)
-_CERTIFICATE_ALERTS = frozenset({aioquic_tls.AlertDescription.bad_certificate,
-                                 aioquic_tls.AlertDescription.certificate_expired,
-                                 aioquic_tls.AlertDescription.unknown_ca,
-                                 aioquic_tls.AlertDescription.unsupported_certificate})
+_CERTIFICATE_ALERTS = frozenset(
+    {
+        aioquic_tls.AlertDescription.bad_certificate,
+        aioquic_tls.AlertDescription.certificate_expired,
+        aioquic_tls.AlertDescription.unknown_ca,
+        aioquic_tls.AlertDescription.unsupported_certificate,
+    }
+)
 # OpenSSL's X509 verification messages (pyOpenSSL X509StoreContextError) that mean "no trusted issuer".
-_UNKNOWN_AUTHORITY = ("unable to get local issuer", "self-signed", "self signed", "unable to get issuer",
-                      "unknown ca", "untrusted")
+_UNKNOWN_AUTHORITY = (
+    "unable to get local issuer",
+    "self-signed",
+    "self signed",
+    "unable to get issuer",
+    "unknown ca",
+    "untrusted",
+)
 
 
 def failure_from_termination(event: ConnectionTerminated) -> str:
@@ -125,8 +142,12 @@ class _Client(QuicConnectionProtocol):
 
     def send_get(self, authority: str, path: str) -> None:
         self.stream_id = self._quic.get_next_available_stream_id()
-        headers = [(b":method", b"GET"), (b":scheme", b"https"),
-                   (b":authority", authority.encode("ascii", "replace")), (b":path", path.encode("ascii", "replace"))]
+        headers = [
+            (b":method", b"GET"),
+            (b":scheme", b"https"),
+            (b":authority", authority.encode("ascii", "replace")),
+            (b":path", path.encode("ascii", "replace")),
+        ]
         headers += [(name.lower().encode(), value.encode()) for name, value in REQUEST_HEADERS]
         self.h3.send_headers(self.stream_id, headers, end_stream=True)
         self.transmit()
@@ -164,9 +185,19 @@ class QuicResult:
         return self.request.failure if self.request is not None else None
 
 
-def get_h3(ctx: ProbeContext, ip: str, port: int, server_name: str, *, authority: str | None = None,
-           path: str = "/", tags: Iterable[str] = ("depth=0",), transaction_id: int | None = None,
-           body_limit: int = BODY_LIMIT, fetch: bool = True) -> QuicResult:
+def get_h3(
+    ctx: ProbeContext,
+    ip: str,
+    port: int,
+    server_name: str,
+    *,
+    authority: str | None = None,
+    path: str = "/",
+    tags: Iterable[str] = ("depth=0",),
+    transaction_id: int | None = None,
+    body_limit: int = BODY_LIMIT,
+    fetch: bool = True,
+) -> QuicResult:
     """QUIC handshake to `ip`:`port` with SNI `server_name`, then (with `fetch`) GET `path`."""
     address = ip_literal(ip)
     if address is None or not 0 < port < 65536:
@@ -174,12 +205,24 @@ def get_h3(ctx: ProbeContext, ip: str, port: int, server_name: str, *, authority
     txid = ctx.transaction_id() if transaction_id is None else transaction_id
     tags = tuple(tags)
     authority = authority or server_name
-    configuration = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name=server_name,
-                                      idle_timeout=2 * max(ctx.timeout, 1.0), cadata=_trust_bundle(ctx.cafile))
+    configuration = QuicConfiguration(
+        is_client=True,
+        alpn_protocols=H3_ALPN,
+        server_name=server_name,
+        idle_timeout=2 * max(ctx.timeout, 1.0),
+        cadata=_trust_bundle(ctx.cafile),
+    )
     endpoint = join_host_port(address, port)
     url = f"https://{authority}{path}"
-    request_record = HTTPRequestRecord(url, "GET", (("Host", authority), *REQUEST_HEADERS),
-                                       {"Host": authority, **dict(REQUEST_HEADERS)}, "", False, {"x_transport": "quic"})
+    request_record = HTTPRequestRecord(
+        url,
+        "GET",
+        (("Host", authority), *REQUEST_HEADERS),
+        {"Host": authority, **dict(REQUEST_HEADERS)},
+        "",
+        False,
+        {"x_transport": "quic"},
+    )
     t0 = ctx.clock.now()
     state: dict = {}
 
@@ -226,32 +269,61 @@ def get_h3(ctx: ProbeContext, ip: str, port: int, server_name: str, *, authority
     handshake_t = state.get("handshake_t")
     if handshake_t is None:
         failure = _failure(error, client)
-        record = TLSHandshake(endpoint, server_name, failure, "udp", t=ctx.clock.now(), tags=tags,
-                              transaction_id=txid, extra={"t0": t0})
+        record = TLSHandshake(
+            endpoint, server_name, failure, "udp", t=ctx.clock.now(), tags=tags, transaction_id=txid, extra={"t0": t0}
+        )
         return QuicResult(record, None)
     assert client is not None
     tls_engine = client._quic.tls
     cipher = f"TLS_{tls_engine.key_schedule.cipher_suite.name}" if tls_engine.key_schedule is not None else ""
     peer = tls_engine._peer_certificate
     leaf = peer.public_bytes(Encoding.DER) if peer is not None else None
-    record = TLSHandshake(endpoint, server_name, None, "udp", cipher, tls_engine.alpn_negotiated or "", False,
-                          (leaf,) if leaf else None, "TLSv1.3", handshake_t, tags, txid, {"t0": t0})
+    record = TLSHandshake(
+        endpoint,
+        server_name,
+        None,
+        "udp",
+        cipher,
+        tls_engine.alpn_negotiated or "",
+        False,
+        (leaf,) if leaf else None,
+        "TLSv1.3",
+        handshake_t,
+        tags,
+        txid,
+        {"t0": t0},
+    )
     if not fetch:
         return QuicResult(record, None)
     failure = _failure(error, client) if error is not None else None
     body = bytes(client.body)
-    response = HTTPResponseRecord(client.status, tuple(client.headers),
-                                  {k: v for k, v in reversed(client.headers)}, body, client.truncated)
-    request = HTTPTransaction(request_record, response, failure, "udp", endpoint, "h3", ctx.clock.now(), tags,
-                              txid, {"t0": state.get("request_t0", handshake_t)})
+    response = HTTPResponseRecord(
+        client.status, tuple(client.headers), {k: v for k, v in reversed(client.headers)}, body, client.truncated
+    )
+    request = HTTPTransaction(
+        request_record,
+        response,
+        failure,
+        "udp",
+        endpoint,
+        "h3",
+        ctx.clock.now(),
+        tags,
+        txid,
+        {"t0": state.get("request_t0", handshake_t)},
+    )
     return QuicResult(record, request, body, title_of(body))
 
 
 def _failure(error: BaseException | None, client: _Client | None) -> str:
     if client is not None and client.terminated is not None and not isinstance(error, TimeoutError):
         return failure_from_termination(client.terminated)
-    if isinstance(error, ConnectionError) and error.args and isinstance(error.args[0], str) and \
-            not isinstance(error, ConnectionResetError):
+    if (
+        isinstance(error, ConnectionError)
+        and error.args
+        and isinstance(error.args[0], str)
+        and not isinstance(error, ConnectionResetError)
+    ):
         return error.args[0]
     if error is None:
         return unknown_failure("the connection ended without an outcome")

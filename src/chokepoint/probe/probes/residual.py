@@ -100,14 +100,26 @@ class ResidualResult:
         if not self.measured or self.trigger_attempt is None:
             return None
         trigger = self.trigger_attempt
-        extra = {"lower_bound_s": self.lower_bound_s, "interval_s": self.interval, "ended": self.ended,
-                 "trigger_failure": trigger.failure, "attempts": [a.to_json() for a in self.attempts]}
+        extra = {
+            "lower_bound_s": self.lower_bound_s,
+            "interval_s": self.interval,
+            "ended": self.ended,
+            "trigger_failure": trigger.failure,
+            "attempts": [a.to_json() for a in self.attempts],
+        }
         return ResidualObservation(self.target, self.trigger, self.duration_s, self.failure, extra)
 
     def to_json(self) -> dict[str, Any]:
-        return {"target": self.target, "trigger": self.trigger, "measured": self.measured,
-                "duration_s": self.duration_s, "lower_bound_s": self.lower_bound_s, "ended": self.ended,
-                "failure": self.failure, "attempts": [a.to_json() for a in self.attempts]}
+        return {
+            "target": self.target,
+            "trigger": self.trigger,
+            "measured": self.measured,
+            "duration_s": self.duration_s,
+            "lower_bound_s": self.lower_bound_s,
+            "ended": self.ended,
+            "failure": self.failure,
+            "attempts": [a.to_json() for a in self.attempts],
+        }
 
 
 def _attempt(ctx: ProbeContext, target: Target, ip: str, host: str, role: str) -> Attempt:
@@ -122,8 +134,16 @@ def _sleep_until(moment: float) -> None:
         time.sleep(delay)
 
 
-def measure(ctx: ProbeContext, target: Target, ip: str, control_host: str, *, interval: float = DEFAULT_INTERVAL,
-            max_seconds: float = DEFAULT_MAX_SECONDS, trigger_host: str | None = None) -> ResidualResult:
+def measure(
+    ctx: ProbeContext,
+    target: Target,
+    ip: str,
+    control_host: str,
+    *,
+    interval: float = DEFAULT_INTERVAL,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    trigger_host: str | None = None,
+) -> ResidualResult:
     """Baseline (clean until it works), trigger with `trigger_host` (default: the target's host), then
     clean retries every `interval` s for at most `max_seconds`."""
     if not interval > 0 or not max_seconds > 0:

@@ -29,8 +29,9 @@ class Connection:
             self.sock.close()
 
 
-def connect(ctx: ProbeContext, ip: str, port: int, *, tags: Iterable[str] = ("depth=0",),
-            transaction_id: int | None = None) -> Connection:
+def connect(
+    ctx: ProbeContext, ip: str, port: int, *, tags: Iterable[str] = ("depth=0",), transaction_id: int | None = None
+) -> Connection:
     """Connect to `ip`:`port` within the context's timeout."""
     address = ip_literal(ip)
     if address is None or not 0 < port < 65536:
@@ -43,8 +44,9 @@ def connect(ctx: ProbeContext, ip: str, port: int, *, tags: Iterable[str] = ("de
         sock.connect((address, port))
     except OSError as exc:
         sock.close()
-        record = TCPConnect(address, port, failure_from_exception(exc), False, ctx.clock.now(), tuple(tags), txid,
-                            extra={"t0": t0})
+        record = TCPConnect(
+            address, port, failure_from_exception(exc), False, ctx.clock.now(), tuple(tags), txid, extra={"t0": t0}
+        )
         return Connection(record, None)
     record = TCPConnect(address, port, None, True, ctx.clock.now(), tuple(tags), txid, extra={"t0": t0})
     return Connection(record, sock)

@@ -54,17 +54,38 @@ class Download:
         return round(self.total_bytes * 8 / self.seconds / 1000, 3) if self.seconds > 0 else None
 
     def to_json(self) -> dict[str, Any]:
-        return {"host": self.host, "bytes": self.total_bytes, "seconds": self.seconds,
-                "kbit_s": self.kbit_s, "complete": self.complete, "failure": self.result.failure}
+        return {
+            "host": self.host,
+            "bytes": self.total_bytes,
+            "seconds": self.seconds,
+            "kbit_s": self.kbit_s,
+            "complete": self.complete,
+            "failure": self.result.failure,
+        }
 
 
-def download(ctx: ProbeContext, target: Target, ip: str, host: str, *, size: int = DEFAULT_SIZE,
-             max_seconds: float = DEFAULT_MAX_SECONDS) -> Download:
+def download(
+    ctx: ProbeContext,
+    target: Target,
+    ip: str,
+    host: str,
+    *,
+    size: int = DEFAULT_SIZE,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+) -> Download:
     """GET `/large?bytes=size` with Host/SNI `host` from `ip`, timing the body."""
     large = Target(target.url, target.scheme, target.host, target.port, f"/large?bytes={size}")
     arrivals: list[tuple[float, int]] = []
-    result = http.fetch(ctx, large, ip, host=host, tags=("throughput",), body_limit=size,
-                        total_timeout=max_seconds, on_chunk=lambda n: arrivals.append((time.monotonic(), n)))
+    result = http.fetch(
+        ctx,
+        large,
+        ip,
+        host=host,
+        tags=("throughput",),
+        body_limit=size,
+        total_timeout=max_seconds,
+        on_chunk=lambda n: arrivals.append((time.monotonic(), n)),
+    )
     total = sum(n for _, n in arrivals)
     seconds = arrivals[-1][0] - arrivals[0][0] if total else 0.0
     fetched = result.fetched
@@ -84,19 +105,38 @@ class ThroughputResult:
     def observation(self) -> ThroughputObservation | None:
         if not (self.download.usable and self.control.usable):
             return None
-        extra = {"kbit_s": self.download.kbit_s, "control_kbit_s": self.control.kbit_s,
-                 "complete": self.download.complete, "control_complete": self.control.complete,
-                 "failure": self.download.result.failure, "control_failure": self.control.result.failure,
-                 "host": self.download.host, "control_host": self.control.host}
-        return ThroughputObservation(self.target, self.download.total_bytes, self.download.seconds,
-                                     self.control.total_bytes, self.control.seconds, extra)
+        extra = {
+            "kbit_s": self.download.kbit_s,
+            "control_kbit_s": self.control.kbit_s,
+            "complete": self.download.complete,
+            "control_complete": self.control.complete,
+            "failure": self.download.result.failure,
+            "control_failure": self.control.result.failure,
+            "host": self.download.host,
+            "control_host": self.control.host,
+        }
+        return ThroughputObservation(
+            self.target,
+            self.download.total_bytes,
+            self.download.seconds,
+            self.control.total_bytes,
+            self.control.seconds,
+            extra,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {"target": self.target, "download": self.download.to_json(), "control": self.control.to_json()}
 
 
-def measure(ctx: ProbeContext, target: Target, ip: str, control_host: str, *, size: int = DEFAULT_SIZE,
-            max_seconds: float = DEFAULT_MAX_SECONDS) -> ThroughputResult:
+def measure(
+    ctx: ProbeContext,
+    target: Target,
+    ip: str,
+    control_host: str,
+    *,
+    size: int = DEFAULT_SIZE,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+) -> ThroughputResult:
     """The control download, then the real one, from the same address and port."""
     if size < 1:
         raise ProbeError("the throughput download needs at least one byte")
@@ -105,4 +145,3 @@ def measure(ctx: ProbeContext, target: Target, ip: str, control_host: str, *, si
     control = download(ctx, target, ip, control_host, size=size, max_seconds=max_seconds)
     real = download(ctx, target, ip, target.host, size=size, max_seconds=max_seconds)
     return ThroughputResult(join_host_port(ip, target.port), real, control)
-

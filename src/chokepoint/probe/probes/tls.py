@@ -37,9 +37,16 @@ class Secured:
             self.sock.close()
 
 
-def handshake(ctx: ProbeContext, sock: socket.socket, server_name: str, *, alpn: tuple[str, ...] = DEFAULT_ALPN,
-              tags: Iterable[str] = ("depth=0",), transaction_id: int | None = None,
-              context: ssl.SSLContext | None = None) -> Secured:
+def handshake(
+    ctx: ProbeContext,
+    sock: socket.socket,
+    server_name: str,
+    *,
+    alpn: tuple[str, ...] = DEFAULT_ALPN,
+    tags: Iterable[str] = ("depth=0",),
+    transaction_id: int | None = None,
+    context: ssl.SSLContext | None = None,
+) -> Secured:
     """Handshake over the connected `sock` with SNI `server_name` (none for an IP literal, whose
     certificate is then checked against the address). On failure `sock` is closed."""
     txid = ctx.transaction_id() if transaction_id is None else transaction_id
@@ -51,19 +58,51 @@ def handshake(ctx: ProbeContext, sock: socket.socket, server_name: str, *, alpn:
         secured = context.wrap_socket(sock, server_hostname=server_name or None, do_handshake_on_connect=False)
     except (OSError, ValueError) as exc:  # ValueError: a server name OpenSSL refuses
         sock.close()
-        return Secured(TLSHandshake(address, server_name, failure_from_exception(exc), t=ctx.clock.now(),
-                                    tags=tuple(tags), transaction_id=txid, extra={"t0": t0}), None)
+        return Secured(
+            TLSHandshake(
+                address,
+                server_name,
+                failure_from_exception(exc),
+                t=ctx.clock.now(),
+                tags=tuple(tags),
+                transaction_id=txid,
+                extra={"t0": t0},
+            ),
+            None,
+        )
     try:
         secured.do_handshake()
     except OSError as exc:  # ssl.SSLError, resets and timeouts are all OSErrors
         secured.close()
-        return Secured(TLSHandshake(address, server_name, failure_from_exception(exc), t=ctx.clock.now(),
-                                    tags=tuple(tags), transaction_id=txid, extra={"t0": t0}), None)
+        return Secured(
+            TLSHandshake(
+                address,
+                server_name,
+                failure_from_exception(exc),
+                t=ctx.clock.now(),
+                tags=tuple(tags),
+                transaction_id=txid,
+                extra={"t0": t0},
+            ),
+            None,
+        )
     cipher = secured.cipher()
     leaf = secured.getpeercert(binary_form=True)
     record = TLSHandshake(
-        address, server_name, None, "tcp", cipher[0] if cipher else "", secured.selected_alpn_protocol() or "",
-        False, (leaf,) if leaf else None, secured.version() or "", ctx.clock.now(), tuple(tags), txid, {"t0": t0})
+        address,
+        server_name,
+        None,
+        "tcp",
+        cipher[0] if cipher else "",
+        secured.selected_alpn_protocol() or "",
+        False,
+        (leaf,) if leaf else None,
+        secured.version() or "",
+        ctx.clock.now(),
+        tuple(tags),
+        txid,
+        {"t0": t0},
+    )
     return Secured(record, secured)
 
 
@@ -80,13 +119,17 @@ class SniComparison:
     @property
     def sni_blocked(self) -> bool:
         """The control handshake succeeded where the real one failed: the SNI made the difference."""
-        return (self.control is not None and self.control.failure is None
-                and (self.target is None or self.target.failure is not None)
-                and self.target_connect.failure is None)
+        return (
+            self.control is not None
+            and self.control.failure is None
+            and (self.target is None or self.target.failure is not None)
+            and self.target_connect.failure is None
+        )
 
 
-def _one(ctx: ProbeContext, ip: str, port: int, server_name: str, tags: tuple[str, ...],
-         alpn: tuple[str, ...]) -> tuple[TCPConnect, TLSHandshake | None]:
+def _one(
+    ctx: ProbeContext, ip: str, port: int, server_name: str, tags: tuple[str, ...], alpn: tuple[str, ...]
+) -> tuple[TCPConnect, TLSHandshake | None]:
     txid = ctx.transaction_id()
     connection = tcp.connect(ctx, ip, port, tags=tags, transaction_id=txid)
     if connection.sock is None:
@@ -96,8 +139,17 @@ def _one(ctx: ProbeContext, ip: str, port: int, server_name: str, tags: tuple[st
     return connection.record, secured.record
 
 
-def compare_sni(ctx: ProbeContext, ip: str, port: int, server_name: str, control_name: str, *,
-                alpn: tuple[str, ...] = DEFAULT_ALPN, depth: int = 0, control_first: bool = True) -> SniComparison:
+def compare_sni(
+    ctx: ProbeContext,
+    ip: str,
+    port: int,
+    server_name: str,
+    control_name: str,
+    *,
+    alpn: tuple[str, ...] = DEFAULT_ALPN,
+    depth: int = 0,
+    control_first: bool = True,
+) -> SniComparison:
     """Handshake with the control SNI and with the real SNI, each on its own connection. The control
     goes first by default, so a residual block triggered by the real SNI cannot spoil it."""
     real_tags = (f"depth={depth}", "sni=target")

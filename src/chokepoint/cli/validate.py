@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import platform
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -22,7 +21,7 @@ EXIT_SYSTEM = 5
 EXIT_INTERRUPTED = 130
 #: Where the ooni/blocking-fingerprints CSVs are looked for when --fingerprints is not given: a `shared/data`
 #: folder beside the checkout (the project's layout), if present.
-_SHARED_FINGERPRINTS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "fingerprints"
+_SHARED_FINGERPRINTS = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "fingerprints"
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -37,22 +36,28 @@ def _split(values: list[str] | None) -> list[str]:
 
 
 def validate_cmd(
-    profiles: Optional[list[str]] = typer.Option(None, "--profiles", "-p",
-                                                 help="only these profiles (comma list; 'none' = no censor)"),
-    scenarios: Optional[list[str]] = typer.Option(None, "--scenarios", "-s",
-                                                  help="only these scenarios (comma list; shell patterns)"),
-    report_dir: Optional[Path] = typer.Option(None, "--report", "-r",
-                                              help="write report.json, report.html, the measurements and "
-                                                   "captures here"),
+    profiles: list[str] | None = typer.Option(
+        None, "--profiles", "-p", help="only these profiles (comma list; 'none' = no censor)"
+    ),
+    scenarios: list[str] | None = typer.Option(
+        None, "--scenarios", "-s", help="only these scenarios (comma list; shell patterns)"
+    ),
+    report_dir: Path | None = typer.Option(
+        None, "--report", "-r", help="write report.json, report.html, the measurements and captures here"
+    ),
     quick: bool = typer.Option(False, "--quick", help="the reduced CI set (a few minutes)"),
-    catalogue: Optional[Path] = typer.Option(None, "--catalogue", help="a scenario catalogue (default: bundled)"),
-    fingerprints: Optional[Path] = typer.Option(None, "--fingerprints",
-                                                help="folder with ooni/blocking-fingerprints CSVs (default: "
-                                                     "../shared/data/fingerprints beside the checkout, if any)"),
+    catalogue: Path | None = typer.Option(None, "--catalogue", help="a scenario catalogue (default: bundled)"),
+    fingerprints: Path | None = typer.Option(
+        None,
+        "--fingerprints",
+        help="folder with ooni/blocking-fingerprints CSVs (default: "
+        "../shared/data/fingerprints beside the checkout, if any)",
+    ),
     seed: int = typer.Option(1, "--seed", help="the censor's seed (probabilistic rules)"),
     list_only: bool = typer.Option(False, "--list", help="list the selected scenarios and exit"),
-    wait: float = typer.Option(900.0, "--wait", min=0.0,
-                               help="seconds to wait for the lab session lock (other lab users)"),
+    wait: float = typer.Option(
+        900.0, "--wait", min=0.0, help="seconds to wait for the lab session lock (other lab users)"
+    ),
 ) -> None:
     """Run scenarios in the lab, compare the probe's classification with the censor's ground truth."""
     from rich.table import Table
@@ -89,13 +94,15 @@ def validate_cmd(
         except OSError as exc:
             raise _fail(EXIT_USAGE, f"cannot create {workdir}: {exc.strerror or exc}")
     options = RunOptions(fingerprints=fingerprints, seed=seed, workdir=workdir, lock_timeout=wait)
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
 
     def show(result) -> None:
         mark = "[green]ok[/]" if result.passed else "[red]MISS[/]"
-        err.print(f"    {mark} truth {result.truth_class}, classified {result.classified_class}, "
-                  f"blocking={result.blocking} accessible={result.accessible} ({result.duration_s:.1f} s)",
-                  markup=True)
+        err.print(
+            f"    {mark} truth {result.truth_class}, classified {result.classified_class}, "
+            f"blocking={result.blocking} accessible={result.accessible} ({result.duration_s:.1f} s)",
+            markup=True,
+        )
 
     try:
         results = run_scenarios(chosen, options, progress=lambda m: err.print(m, markup=False), on_result=show)
@@ -104,9 +111,14 @@ def validate_cmd(
         raise _fail(EXIT_BUSY if busy else EXIT_SYSTEM, str(exc))
     except KeyboardInterrupt:
         raise _fail(EXIT_INTERRUPTED, "interrupted; the lab was taken down")
-    meta = {"started": started.strftime("%Y-%m-%d %H:%M:%S UTC"), "scenarios": len(results),
-            "quick": quick, "seed": seed, "fingerprints": str(fingerprints) if fingerprints else "none",
-            "host": platform.node()}
+    meta = {
+        "started": started.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "scenarios": len(results),
+        "quick": quick,
+        "seed": seed,
+        "fingerprints": str(fingerprints) if fingerprints else "none",
+        "host": platform.node(),
+    }
     report = build_report(results, meta)
     render_terminal(report, out)
     if report_dir is not None:

@@ -13,8 +13,11 @@ from rich.table import Table
 from chokepoint.policy import PolicyError, list_profiles, load_profile
 from chokepoint.policy.describe import describe
 
-profiles_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                           help="Country profiles: what each censor blocks, how it acts, where the facts come from.")
+profiles_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Country profiles: what each censor blocks, how it acts, where the facts come from.",
+)
 EXIT_POLICY = 1
 
 
@@ -57,45 +60,67 @@ def show_cmd(
 
 def render_text(d: dict[str, Any]) -> str:
     """The description as plain text for a terminal."""
-    lines = [f"{d['name']}: {d['title']}",
-             f"  country {d['country']}" + (f", operator {d['operator']}" if d["operator"] else ""),
-             f"  observed {d['observed']}, clock {d['timezone']}", "", _wrap(d["description"], 2), "",
-             "Techniques: " + ", ".join(d["techniques"]), "", "Rules:"]
+    lines = [
+        f"{d['name']}: {d['title']}",
+        f"  country {d['country']}" + (f", operator {d['operator']}" if d["operator"] else ""),
+        f"  observed {d['observed']}, clock {d['timezone']}",
+        "",
+        _wrap(d["description"], 2),
+        "",
+        "Techniques: " + ", ".join(d["techniques"]),
+        "",
+        "Rules:",
+    ]
     for rule in d["rules"]:
-        lines.append(f"  {rule['id']} [{rule['action']}] {rule['technique']}"
-                     + (f" (observed {rule['observed']})" if "observed" in rule else ""))
+        lines.append(
+            f"  {rule['id']} [{rule['action']}] {rule['technique']}"
+            + (f" (observed {rule['observed']})" if "observed" in rule else "")
+        )
         lines.append(f"    when: {rule['when']}")
         if "params" in rule:
-            lines.append(f"    params: {json.dumps(rule['params'], ensure_ascii=False)}"
-                         + (f" (overridden: {', '.join(rule['overridden'])})" if "overridden" in rule else ""))
+            lines.append(
+                f"    params: {json.dumps(rule['params'], ensure_ascii=False)}"
+                + (f" (overridden: {', '.join(rule['overridden'])})" if "overridden" in rule else "")
+            )
         if "deferred" in rule:
             lines.append(f"    deferred: {rule['deferred']}")
         if "mechanism" in rule:
             lines.append(f"    mechanism: {rule['mechanism']} (documented, not enforced)")
         lines.append(f"    cite: {rule['cite']}")
     summary = d["personality"]["summary"]
-    lines += ["", f"Personality: {summary['name']}",
-              f"  reset: {summary['reset']['count']}x {summary['reset']['flags']} to {summary['reset']['targets']}, "
-              f"TTL {summary['reset']['ttl']}, IP ID {summary['reset']['ip_id']}, DF {summary['reset']['df']}, "
-              f"window {summary['reset']['window']}" + (f", payload {summary['reset']['payload']}"
-                                                         if summary['reset']['payload'] else ""),
-              f"  dns: flags {summary['dns']['flags']}, TTL {summary['dns']['answer_ttl']}, "
-              f"compression {summary['dns']['compression']}, {summary['dns']['mode']}",
-              f"  residual: {summary['residual']['seconds']:g} s on {summary['residual']['scope']}"
-              + (" (re-armed)" if summary["residual"]["rearm"] else "")]
+    lines += [
+        "",
+        f"Personality: {summary['name']}",
+        f"  reset: {summary['reset']['count']}x {summary['reset']['flags']} to {summary['reset']['targets']}, "
+        f"TTL {summary['reset']['ttl']}, IP ID {summary['reset']['ip_id']}, DF {summary['reset']['df']}, "
+        f"window {summary['reset']['window']}"
+        + (f", payload {summary['reset']['payload']}" if summary["reset"]["payload"] else ""),
+        f"  dns: flags {summary['dns']['flags']}, TTL {summary['dns']['answer_ttl']}, "
+        f"compression {summary['dns']['compression']}, {summary['dns']['mode']}",
+        f"  residual: {summary['residual']['seconds']:g} s on {summary['residual']['scope']}"
+        + (" (re-armed)" if summary["residual"]["rearm"] else ""),
+    ]
     for other in summary["parallel"]:
         if "reset" in other:
             r = other["reset"]
-            lines.append(f"  parallel injector {other['preset']}: {r['count']}x {r['flags']} to {r['targets']}, "
-                         f"TTL {r['ttl']}, IP ID {r['ip_id']}, DF {r['df']}, window {r['window']}, "
-                         f"on {other['probability']:.0%} of resets"
-                         + ("" if other["max_fragments"] is None else ", not on IP-fragmented triggers"
-                            if other["max_fragments"] == 0
-                            else f", only on triggers of at most {other['max_fragments']} IP fragments"))
+            lines.append(
+                f"  parallel injector {other['preset']}: {r['count']}x {r['flags']} to {r['targets']}, "
+                f"TTL {r['ttl']}, IP ID {r['ip_id']}, DF {r['df']}, window {r['window']}, "
+                f"on {other['probability']:.0%} of resets"
+                + (
+                    ""
+                    if other["max_fragments"] is None
+                    else ", not on IP-fragmented triggers"
+                    if other["max_fragments"] == 0
+                    else f", only on triggers of at most {other['max_fragments']} IP fragments"
+                )
+            )
         if "dns" in other:
             ds = other["dns"]
-            lines.append(f"  parallel DNS injector {other['preset']}: flags {ds['flags']}, TTL {ds['answer_ttl']}, "
-                         f"compression {ds['compression']}, on {other['probability']:.0%} of UDP queries")
+            lines.append(
+                f"  parallel DNS injector {other['preset']}: flags {ds['flags']}, TTL {ds['answer_ttl']}, "
+                f"compression {ds['compression']}, on {other['probability']:.0%} of UDP queries"
+            )
     for knob in d["personality"]["knobs"]:
         lines.append(f"  {knob['knob']} = {knob['value']}: {knob['cite']}")
     for also in d["personality"]["also_observed"]:
@@ -107,8 +132,11 @@ def render_text(d: dict[str, Any]) -> str:
         for ex in d["examples"][outcome]:
             target = ex.get("target") or f"{ex['protocol']} payload"
             where = f":{ex['port']}" if "port" in ex else ""
-            lines.append(f"  {ex['id']}: {ex['protocol']} {target}{where} -> {ex['symptom']}"
-                         + (f" [{ex['rule']}]" if "rule" in ex else "") + (f"; {ex['note']}" if "note" in ex else ""))
+            lines.append(
+                f"  {ex['id']}: {ex['protocol']} {target}{where} -> {ex['symptom']}"
+                + (f" [{ex['rule']}]" if "rule" in ex else "")
+                + (f"; {ex['note']}" if "note" in ex else "")
+            )
     lines += ["", "Citations:"] + [f"  - {c}" for c in d["cite"]]
     lines += ["", "Uncertain (encoded as knobs, not as fact):"] + [f"  - {u}" for u in d["uncertainties"]]
     if d["provenance_gaps"]:

@@ -1,4 +1,4 @@
-"""The ``chokepoint`` command line. Thin: it parses arguments and calls the core.
+"""``chokepoint analyze`` and ``chokepoint demo``: what a censor would do with captures, and why.
 
 Exit codes: 0 success; 1 a profile or rule file was rejected; 2 bad usage or a file that is not a
 capture; 3 a capture was truncated or damaged (processed up to the damage, reported).
@@ -9,31 +9,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from chokepoint.backends.offline import CaptureFormatError, analyze
-from chokepoint.lab.cli import lab_app
 from chokepoint.output.table import print_report
 from chokepoint.policy import PolicyError, load_profile, load_rules_file
-from chokepoint.profiles_cli import profiles_app
-from chokepoint.probe.detect_cli import detect_cmd
-from chokepoint.probe_cli import probe_cmd
-from chokepoint.validate_cli import validate_cmd
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Chokepoint: emulate national censorship gateways — offline over captures, inline and on-path in a namespace lab — and probe, classify and attribute what they do.")
 err = Console(stderr=True, soft_wrap=True)
-app.add_typer(lab_app, name="lab")
-app.add_typer(profiles_app, name="profiles")
-app.command("detect")(detect_cmd)
-app.command("probe")(probe_cmd)
-app.command("validate")(validate_cmd)
 
 EXIT_POLICY = 1
 EXIT_USAGE = 2
@@ -42,7 +29,7 @@ EXIT_TRUNCATED = 3
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     table = "table"
     eve = "eve"
 
@@ -60,7 +47,7 @@ def parse_params(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _load_policy(profile: Optional[str], rules: Optional[Path], params: Optional[dict[str, str]] = None):
+def _load_policy(profile: str | None, rules: Path | None, params: dict[str, str] | None = None):
     if profile and rules:
         err.print("[red]error:[/] give either --profile or --rules, not both")
         raise typer.Exit(EXIT_USAGE)
@@ -72,18 +59,20 @@ def _load_policy(profile: Optional[str], rules: Optional[Path], params: Optional
         raise typer.Exit(EXIT_POLICY)
 
 
-@app.command("analyze")
 def analyze_cmd(
     captures: list[Path] = typer.Argument(..., help="pcap or pcapng files", exists=False),
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="bundled profile name or a profile file"),
-    rules: Optional[Path] = typer.Option(None, "--rules", "-r", help="a rule file (same format as a profile)"),
+    profile: str | None = typer.Option(None, "--profile", "-p", help="bundled profile name or a profile file"),
+    rules: Path | None = typer.Option(None, "--rules", "-r", help="a rule file (same format as a profile)"),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="table, or eve (JSON lines)"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the report here instead of stdout"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="write the report here instead of stdout"),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="processes; flows are sharded by hash"),
     limit: int = typer.Option(200, "--limit", help="table: at most this many flow rows"),
-    param: list[str] = typer.Option([], "--param", metavar="RULE.PARAM=VALUE",
-                                    help="override a rule parameter (repeatable), e.g. "
-                                         "tsg-unknown-high-volume.after_s=3; the value is YAML"),
+    param: list[str] = typer.Option(
+        [],
+        "--param",
+        metavar="RULE.PARAM=VALUE",
+        help="override a rule parameter (repeatable), e.g. tsg-unknown-high-volume.after_s=3; the value is YAML",
+    ),
 ) -> None:
     """What would this censor do with these captures, and why."""
     for path in captures:
@@ -116,16 +105,16 @@ def analyze_cmd(
             out_file.close()
     damaged = [r for r in results if r.truncated]
     for res in damaged:
-        err.print(f"[yellow]warning:[/] {res.error} — processed {res.frames} frames up to the damage",
-                  highlight=False)
+        err.print(f"[yellow]warning:[/] {res.error} — processed {res.frames} frames up to the damage", highlight=False)
     if damaged:
         raise typer.Exit(EXIT_TRUNCATED)
 
 
 def _with_progress(paths, loaded, workers, total):
     done: dict[str, int] = {}
-    with Progress(TextColumn("[bold]analyzing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                  console=err, transient=True) as bar:
+    with Progress(
+        TextColumn("[bold]analyzing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err, transient=True
+    ) as bar:
         task = bar.add_task("analyze", total=total)
 
         def progress(path: str, position: int) -> None:
@@ -135,24 +124,16 @@ def _with_progress(paths, loaded, workers, total):
         return analyze(paths, loaded, workers=workers, progress=progress)
 
 
-@app.command("demo")
 def demo_cmd(
     out_dir: Path = typer.Option(Path("out"), "--out", help="where the generated capture is written"),
     profile: str = typer.Option("demo", "--profile", "-p"),
 ) -> None:
     """Generate the bundled demo capture and analyze it with a profile."""
-    from chokepoint.democapture import write_demo_capture
+    from chokepoint.packet.samples import write_demo_capture
 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = write_demo_capture(out_dir / "demo.pcap")
     err.print(f"generated {path} (real TLS/QUIC/DNS/HTTP bytes from real client libraries)")
-    analyze_cmd([path], profile=profile, rules=None, fmt=OutputFormat.table, output=None, workers=1, limit=200,
-                param=[])
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()
+    analyze_cmd(
+        [path], profile=profile, rules=None, fmt=OutputFormat.table, output=None, workers=1, limit=200, param=[]
+    )

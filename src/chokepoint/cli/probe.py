@@ -17,7 +17,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -40,28 +39,33 @@ def _fail(code: int, message: str) -> typer.Exit:
 def probe_cmd(
     targets: list[str] = typer.Argument(..., help="http(s) URLs, or bare hosts (measured as https://HOST/)"),
     lab: bool = typer.Option(False, "--lab", help="run inside the lab's client namespace (root; re-executes there)"),
-    tests: str = typer.Option("default", "--tests", "-t",
-                              help="comma list of dns,tcp,tls,http,quic,fet,throughput,residual; 'all'; 'default' "
-                                   "(all but residual)"),
+    tests: str = typer.Option(
+        "default",
+        "--tests",
+        "-t",
+        help="comma list of dns,tcp,tls,http,quic,fet,throughput,residual; 'all'; 'default' (all but residual)",
+    ),
     timeout: float = typer.Option(10.0, "--timeout", help="seconds per network operation"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the JSON lines here, not to stdout"),
-    resolver: Optional[str] = typer.Option(None, "--resolver", help="system resolver IP[:PORT] (default: getaddrinfo)"),
-    control_resolver: Optional[str] = typer.Option(None, "--control-resolver",
-                                                   help="control resolver IP[:PORT] (default 198.18.9.1:53)"),
-    udp_resolver: Optional[str] = typer.Option(None, "--udp-resolver", help="extra DNS-over-UDP lookup IP[:PORT]"),
-    tcp_resolver: Optional[str] = typer.Option(None, "--tcp-resolver", help="extra DNS-over-TCP lookup IP[:PORT]"),
-    doh_url: Optional[str] = typer.Option(None, "--doh-url", help="extra DNS-over-HTTPS lookup (RFC 8484 URL)"),
-    control_host: Optional[str] = typer.Option(None, "--control-host", help="the control Host/SNI"),
-    cafile: Optional[Path] = typer.Option(None, "--cafile", help="a CA file trusted besides the system store"),
-    echo_port: Optional[int] = typer.Option(None, "--echo-port", help="TCP echo port for the fet test (9000)"),
-    quic_port: Optional[int] = typer.Option(None, "--quic-port", help="UDP port for the quic test"),
-    throughput_bytes: Optional[int] = typer.Option(None, "--throughput-bytes", help="download size (1 MiB)"),
-    throughput_seconds: Optional[float] = typer.Option(None, "--throughput-seconds", help="download time cap (10)"),
-    residual_interval: Optional[float] = typer.Option(None, "--residual-interval", help="retry interval (1 s)"),
-    residual_seconds: Optional[float] = typer.Option(None, "--residual-seconds", help="residual time cap (120 s)"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="seed for the fet test's random payloads"),
-    fingerprints: Optional[Path] = typer.Option(None, "--fingerprints",
-                                                help="folder with ooni/blocking-fingerprints CSVs"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="write the JSON lines here, not to stdout"),
+    resolver: str | None = typer.Option(None, "--resolver", help="system resolver IP[:PORT] (default: getaddrinfo)"),
+    control_resolver: str | None = typer.Option(
+        None, "--control-resolver", help="control resolver IP[:PORT] (default 198.18.9.1:53)"
+    ),
+    udp_resolver: str | None = typer.Option(None, "--udp-resolver", help="extra DNS-over-UDP lookup IP[:PORT]"),
+    tcp_resolver: str | None = typer.Option(None, "--tcp-resolver", help="extra DNS-over-TCP lookup IP[:PORT]"),
+    doh_url: str | None = typer.Option(None, "--doh-url", help="extra DNS-over-HTTPS lookup (RFC 8484 URL)"),
+    control_host: str | None = typer.Option(None, "--control-host", help="the control Host/SNI"),
+    cafile: Path | None = typer.Option(None, "--cafile", help="a CA file trusted besides the system store"),
+    echo_port: int | None = typer.Option(None, "--echo-port", help="TCP echo port for the fet test (9000)"),
+    quic_port: int | None = typer.Option(None, "--quic-port", help="UDP port for the quic test"),
+    throughput_bytes: int | None = typer.Option(None, "--throughput-bytes", help="download size (1 MiB)"),
+    throughput_seconds: float | None = typer.Option(None, "--throughput-seconds", help="download time cap (10)"),
+    residual_interval: float | None = typer.Option(None, "--residual-interval", help="retry interval (1 s)"),
+    residual_seconds: float | None = typer.Option(None, "--residual-seconds", help="residual time cap (120 s)"),
+    seed: int | None = typer.Option(None, "--seed", help="seed for the fet test's random payloads"),
+    fingerprints: Path | None = typer.Option(
+        None, "--fingerprints", help="folder with ooni/blocking-fingerprints CSVs"
+    ),
     lab_state_dir: Path = typer.Option(DEFAULT_STATE_DIR, "--lab-state-dir", hidden=True),
     in_lab: bool = typer.Option(False, "--in-lab", hidden=True),
 ) -> None:
@@ -74,14 +78,25 @@ def probe_cmd(
             parse_target(target)
         selected = parse_tests(tests)
         overrides: dict = {"tests": selected, "timeout": timeout}
-        for key, text, port in (("system_resolver", resolver, 53), ("control_resolver", control_resolver, 53),
-                                ("udp_resolver", udp_resolver, 53), ("tcp_resolver", tcp_resolver, 53)):
+        for key, text, port in (
+            ("system_resolver", resolver, 53),
+            ("control_resolver", control_resolver, 53),
+            ("udp_resolver", udp_resolver, 53),
+            ("tcp_resolver", tcp_resolver, 53),
+        ):
             if text is not None:
                 overrides[key] = parse_host_port(text, port)
-        for key, value in (("doh_url", doh_url), ("control_host", control_host), ("echo_port", echo_port),
-                           ("quic_port", quic_port), ("throughput_bytes", throughput_bytes),
-                           ("throughput_seconds", throughput_seconds), ("residual_interval", residual_interval),
-                           ("residual_seconds", residual_seconds), ("fet_seed", seed)):
+        for key, value in (
+            ("doh_url", doh_url),
+            ("control_host", control_host),
+            ("echo_port", echo_port),
+            ("quic_port", quic_port),
+            ("throughput_bytes", throughput_bytes),
+            ("throughput_seconds", throughput_seconds),
+            ("residual_interval", residual_interval),
+            ("residual_seconds", residual_seconds),
+            ("fet_seed", seed),
+        ):
             if value is not None:
                 overrides[key] = value
         if cafile is not None:
@@ -161,8 +176,10 @@ def _summary(measurement) -> str:
     found = [t["technique"] for t in (tk.x_chokepoint.techniques or ())] if tk.x_chokepoint else []
     blocking = tk.blocking if tk.blocking is not None else "null"
     accessible = tk.accessible if tk.accessible is not None else "null"
-    return (f"{measurement.input}: blocking={blocking} accessible={accessible} "
-            f"techniques={','.join(found) or '-'} ({measurement.test_runtime:.1f} s)")
+    return (
+        f"{measurement.input}: blocking={blocking} accessible={accessible} "
+        f"techniques={','.join(found) or '-'} ({measurement.test_runtime:.1f} s)"
+    )
 
 
 def _run(targets: list[str], config, output: Path | None) -> None:

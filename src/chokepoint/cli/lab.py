@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import json
 import time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
 
-lab_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                      help="The lab: client, censor and server in network namespaces (root).")
+lab_app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="The lab: client, censor and server in network namespaces (root)."
+)
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -29,7 +30,7 @@ EXIT_SYSTEM = 5
 EXIT_DEGRADED = 6
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     inline = "inline"
     mirror = "mirror"
 
@@ -38,22 +39,37 @@ class Mode(str, Enum):
 def up_cmd(
     profile: str = typer.Option("demo", "--profile", "-p", help="bundled profile name or a profile file"),
     mode: Mode = typer.Option(Mode.inline, "--mode", "-m", help="inline (NFQUEUE) or mirror (on-path copy)"),
-    topology: Optional[Path] = typer.Option(None, "--topology", "-t", help="YAML file adding hosts/addresses"),
+    topology: Path | None = typer.Option(None, "--topology", "-t", help="YAML file adding hosts/addresses"),
     fail_closed: bool = typer.Option(False, "--fail-closed", help="drop traffic when the censor is not running"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="seed for the censor's RNG (probabilistic rules)"),
+    seed: int | None = typer.Option(None, "--seed", help="seed for the censor's RNG (probabilistic rules)"),
     no_services: bool = typer.Option(False, "--no-services", help="do not start the lab services"),
     no_censor: bool = typer.Option(False, "--no-censor", help="do not start the censor (a plain router)"),
-    fake_time: Optional[str] = typer.Option(None, "--fake-time", metavar="ISO8601",
-                                            help="the censor's clock starts at this instant, e.g. "
-                                                 "2026-11-27T02:30:00+06:30 (a UTC offset is required)"),
-    clock_offset: Optional[str] = typer.Option(None, "--clock-offset", metavar="SECONDS",
-                                               help="the censor's clock is the wall clock plus this (may be negative)"),
-    param: list[str] = typer.Option([], "--param", metavar="RULE.PARAM=VALUE",
-                                    help="override a rule parameter, e.g. tsg-unknown-high-volume.after_s=5 "
-                                         "(repeatable)"),
-    dns_map: Optional[Path] = typer.Option(None, "--dns-map", exists=True, dir_okay=False, readable=True,
-                                           help="JSON/YAML file of per-name answers for the lab and control "
-                                                "resolvers"),
+    fake_time: str | None = typer.Option(
+        None,
+        "--fake-time",
+        metavar="ISO8601",
+        help="the censor's clock starts at this instant, e.g. 2026-11-27T02:30:00+06:30 (a UTC offset is required)",
+    ),
+    clock_offset: str | None = typer.Option(
+        None,
+        "--clock-offset",
+        metavar="SECONDS",
+        help="the censor's clock is the wall clock plus this (may be negative)",
+    ),
+    param: list[str] = typer.Option(
+        [],
+        "--param",
+        metavar="RULE.PARAM=VALUE",
+        help="override a rule parameter, e.g. tsg-unknown-high-volume.after_s=5 (repeatable)",
+    ),
+    dns_map: Path | None = typer.Option(
+        None,
+        "--dns-map",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+        help="JSON/YAML file of per-name answers for the lab and control resolvers",
+    ),
 ) -> None:
     """Create the namespaces, links, services and the censor."""
     from chokepoint import lab
@@ -62,9 +78,19 @@ def up_cmd(
 
     offset, params = _clock_and_params(fake_time, clock_offset, param)
     try:
-        state = lab.up(profile, mode.value, topology, fail_closed=fail_closed, seed=seed,
-                       services=not no_services, censor=not no_censor, say=lambda line: err.print(line, markup=False),
-                       dns_map=dns_map, clock_offset_s=offset, params=params)
+        state = lab.up(
+            profile,
+            mode.value,
+            topology,
+            fail_closed=fail_closed,
+            seed=seed,
+            services=not no_services,
+            censor=not no_censor,
+            say=lambda line: err.print(line, markup=False),
+            dns_map=dns_map,
+            clock_offset_s=offset,
+            params=params,
+        )
     except PolicyError as exc:  # includes TopologyError
         err.print(f"error: {exc}", markup=False)
         err.print("nothing was created")
@@ -76,18 +102,22 @@ def up_cmd(
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(exc.exit_code)
     hosts = ", ".join(state.topology.namespaces())
-    out.print(f"lab up: profile {state.profile}, mode {state.mode} "
-              f"(fails {'closed' if state.fail_closed else 'open'}); hosts {hosts}", markup=False)
+    out.print(
+        f"lab up: profile {state.profile}, mode {state.mode} "
+        f"(fails {'closed' if state.fail_closed else 'open'}); hosts {hosts}",
+        markup=False,
+    )
     for line in _clock_and_params_lines(state):
         out.print(line, markup=False)
 
 
-def _clock_and_params(fake_time: str | None, clock_offset: str | None,
-                      param: list[str]) -> tuple[float | None, dict[str, str]]:
+def _clock_and_params(
+    fake_time: str | None, clock_offset: str | None, param: list[str]
+) -> tuple[float | None, dict[str, str]]:
     """``--fake-time`` / ``--clock-offset`` as an offset in seconds, ``--param`` as a mapping; a usage error
     (exit 2) for anything malformed, before anything is created."""
-    from chokepoint.backends.censord import clock_offset as parse_offset
-    from chokepoint.backends.censord import fake_time_offset, param_override
+    from chokepoint.backends.options import clock_offset as parse_offset
+    from chokepoint.backends.options import fake_time_offset, param_override
 
     if fake_time is not None and clock_offset is not None:
         raise typer.BadParameter("give either --fake-time or --clock-offset, not both", param_hint="--fake-time")
@@ -98,8 +128,9 @@ def _clock_and_params(fake_time: str | None, clock_offset: str | None,
         elif clock_offset is not None:
             offset = parse_offset(clock_offset)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--fake-time" if fake_time is not None
-                                 else "--clock-offset") from None
+        raise typer.BadParameter(
+            str(exc), param_hint="--fake-time" if fake_time is not None else "--clock-offset"
+        ) from None
     params: dict[str, str] = {}
     for text in param:
         try:
@@ -116,7 +147,7 @@ def _clock_and_params_lines(state: Any) -> list[str]:
     if state.clock_offset_s is not None:
         import datetime as dt
 
-        now = dt.datetime.fromtimestamp(time.time() + state.clock_offset_s, dt.timezone.utc)
+        now = dt.datetime.fromtimestamp(time.time() + state.clock_offset_s, dt.UTC)
         lines.append(f"censor clock: wall clock {state.clock_offset_s:+.0f} s (now {now:%Y-%m-%dT%H:%M:%S}Z)")
     if state.params:
         lines.append("rule params: " + ", ".join(f"{k}={v}" for k, v in state.params.items()))
@@ -124,8 +155,11 @@ def _clock_and_params_lines(state: Any) -> list[str]:
 
 
 @lab_app.command("down")
-def down_cmd(keep: list[str] = typer.Option([], "--keep", help="a cpk-* namespace that is not the lab's: "
-                                                                 "leave it alone (repeatable)")) -> None:
+def down_cmd(
+    keep: list[str] = typer.Option(
+        [], "--keep", help="a cpk-* namespace that is not the lab's: leave it alone (repeatable)"
+    ),
+) -> None:
     """Remove everything the lab created (idempotent; works without state.json)."""
     from chokepoint import lab
     from chokepoint.lab.state import LabBusy
@@ -139,10 +173,12 @@ def down_cmd(keep: list[str] = typer.Option([], "--keep", help="a cpk-* namespac
         out.print("lab down: nothing to remove")
     else:
         killed = len(report.killed)
-        parts = [f"killed {killed} process{'' if killed == 1 else 'es'}" if killed else "",
-                 f"removed namespaces {', '.join(report.namespaces)}" if report.namespaces else "",
-                 f"removed host veths {', '.join(report.links)}" if report.links else "",
-                 f"removed files {', '.join(report.files)}" if report.files else ""]
+        parts = [
+            f"killed {killed} process{'' if killed == 1 else 'es'}" if killed else "",
+            f"removed namespaces {', '.join(report.namespaces)}" if report.namespaces else "",
+            f"removed host veths {', '.join(report.links)}" if report.links else "",
+            f"removed files {', '.join(report.files)}" if report.files else "",
+        ]
         out.print("lab down: " + "; ".join(p for p in parts if p), markup=False)
     for problem in report.errors:
         err.print(f"error: could not remove: {problem}", markup=False)
@@ -185,8 +221,11 @@ def _print_status(report: Any) -> None:
         return
     state = report.state
     age = time.time() - state.created_at
-    out.print(f"lab up for {age:.0f} s: profile {state.profile}, mode {state.mode}, "
-              f"fails {'closed' if state.fail_closed else 'open'}, seed {state.seed}", markup=False)
+    out.print(
+        f"lab up for {age:.0f} s: profile {state.profile}, mode {state.mode}, "
+        f"fails {'closed' if state.fail_closed else 'open'}, seed {state.seed}",
+        markup=False,
+    )
     for line in _clock_and_params_lines(state):
         out.print(line, markup=False)
     if report.failure_line:
@@ -220,8 +259,10 @@ def _print_status(report: Any) -> None:
 
 
 @lab_app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def exec_cmd(host: str = typer.Argument(..., help="client, censor, server, control, or a topology host"),
-             command: list[str] = typer.Argument(None, help="after --: the command and its arguments")) -> None:
+def exec_cmd(
+    host: str = typer.Argument(..., help="client, censor, server, control, or a topology host"),
+    command: list[str] = typer.Argument(None, help="after --: the command and its arguments"),
+) -> None:
     """Run a command inside cpk-HOST: `chokepoint lab exec client -- curl http://blocked.test/`."""
     from chokepoint import lab
     from chokepoint.lab.system import MissingTool

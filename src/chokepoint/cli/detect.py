@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -28,7 +27,7 @@ EXIT_USAGE = 2
 EXIT_TRUNCATED = 3
 
 
-class DetectFormat(str, Enum):
+class DetectFormat(StrEnum):
     table = "table"
     json = "json"
 
@@ -36,6 +35,7 @@ class DetectFormat(str, Enum):
 def _flow(f: Finding) -> str:
     def end(ip: str, port: int) -> str:
         return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
     return f"{f.proto} {end(f.client, f.client_port)} → {end(f.server, f.server_port)}"
 
 
@@ -47,8 +47,10 @@ def _candidates(f: Finding, shown: int) -> str:
             matched = [f"{k.field} {k.observed}" for k in c.checks if k.ok and k.weight]
             lines.append(f"{names}: score {c.score}, consistent ({'; '.join(matched)})")
         else:
-            lines.append(f"{names}: score {c.score}, {c.mismatches} mismatch{'es' if c.mismatches > 1 else ''} "
-                         f"({'; '.join(c.mismatched()[:2])})")
+            lines.append(
+                f"{names}: score {c.score}, {c.mismatches} mismatch{'es' if c.mismatches > 1 else ''} "
+                f"({'; '.join(c.mismatched()[:2])})"
+            )
     return "\n".join(lines)
 
 
@@ -74,10 +76,13 @@ def render_table(console: Console, report: DetectReport, *, candidates: int = 3,
 def detect_cmd(
     captures: list[Path] = typer.Argument(..., help="pcap or pcapng files", exists=False),
     fmt: DetectFormat = typer.Option(DetectFormat.table, "--format", "-f", help="table, or json"),
-    fingerprints: Optional[Path] = typer.Option(
-        None, "--fingerprints", help="a folder with ooni/blocking-fingerprints fingerprints_dns.csv and "
-                                     "fingerprints_http.csv (DNS answers and blockpages)"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the report here instead of stdout"),
+    fingerprints: Path | None = typer.Option(
+        None,
+        "--fingerprints",
+        help="a folder with ooni/blocking-fingerprints fingerprints_dns.csv and "
+        "fingerprints_http.csv (DNS answers and blockpages)",
+    ),
+    output: Path | None = typer.Option(None, "--output", "-o", help="write the report here instead of stdout"),
     candidates: int = typer.Option(3, "--candidates", min=1, help="table: candidates shown per finding"),
 ) -> None:
     """Find injected RSTs, DNS answers, blockpages and ICMP errors, and the presets each is consistent with."""
@@ -104,8 +109,7 @@ def detect_cmd(
             stream = out_file or sys.stdout
             stream.write(json.dumps(report.to_json(), indent=2) + "\n")
         else:
-            console = Console(file=out_file, width=200) if out_file else Console(width=None if err.is_terminal
-                                                                                  else 200)
+            console = Console(file=out_file, width=200) if out_file else Console(width=None if err.is_terminal else 200)
             render_table(console, report, candidates=candidates)
     finally:
         if out_file:
@@ -114,7 +118,8 @@ def detect_cmd(
         err.print(report.message(), highlight=False)
     damaged = [c for c in report.captures if c.truncated]
     for capture in damaged:
-        err.print(f"[yellow]warning:[/] {capture.error} — processed {capture.frames} frames up to the damage",
-                  highlight=False)
+        err.print(
+            f"[yellow]warning:[/] {capture.error} — processed {capture.frames} frames up to the damage", highlight=False
+        )
     if damaged:
         raise typer.Exit(EXIT_TRUNCATED)

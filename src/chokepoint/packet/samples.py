@@ -83,13 +83,27 @@ def demo_packets(seed: int = 7) -> list[tuple[float, bytes]]:
         udp(RESOLVER, 53, *map(lambda b: [b], dns_exchange(name, ip, qid)))
     conversation(WEB, 443, [tls_client_hello("example-blocked.test")], [])
     conversation(OTHER, 443, [tls_client_hello("www.example.org")], [])
-    conversation(WEB, 80, [b"GET / HTTP/1.1\r\nHost: example-blocked.test\r\nUser-Agent: curl/8.5.0\r\n"
-                           b"Accept: */*\r\n\r\n"], [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
-    conversation(OTHER, 80, [b"GET /search?q=forbidden-keyword HTTP/1.1\r\nHost: www.example.org\r\n"
-                             b"User-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n"],
-                 [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
-    conversation(OTHER, 80, [b"GET /index.html HTTP/1.1\r\nHost: www.example.org\r\nUser-Agent: curl/8.5.0\r\n"
-                             b"Accept: */*\r\n\r\n"], [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
+    conversation(
+        WEB,
+        80,
+        [b"GET / HTTP/1.1\r\nHost: example-blocked.test\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n"],
+        [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"],
+    )
+    conversation(
+        OTHER,
+        80,
+        [
+            b"GET /search?q=forbidden-keyword HTTP/1.1\r\nHost: www.example.org\r\n"
+            b"User-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n"
+        ],
+        [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"],
+    )
+    conversation(
+        OTHER,
+        80,
+        [b"GET /index.html HTTP/1.1\r\nHost: www.example.org\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n"],
+        [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"],
+    )
     udp(WEB, 443, quic_initial("example-blocked.test", WEB), [])
     conversation(SSH_SERVER, 22, [b"SSH-2.0-OpenSSH_9.6\r\n"], [b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"])
     conversation(PROXY, 8388, [rng.randbytes(400)], [rng.randbytes(120)])
