@@ -37,7 +37,7 @@ from ipaddress import (
 from pathlib import Path
 from typing import Any
 
-from chokepoint.lab import instance, system
+from chokepoint.lab import circumvention, instance, system
 from chokepoint.policy.errors import PolicyError, SourcePos
 
 IPAddress = IPv4Address | IPv6Address
@@ -264,7 +264,9 @@ def default_topology() -> Topology:
         Link(("censor", "ce1"), ("server", "sv0")),
         Link(("client", "ck0"), ("control", "ck1")),
     )
-    return check(Topology((client, censor, server, control), links))
+    # the VPS behind the server (transport servers, private Tor network) and the censor's prober
+    hosts, links = circumvention.extend((client, censor, server, control), links)
+    return check(Topology(hosts, links))
 
 
 # ------------------------------------------------------------------------------------------- validation
