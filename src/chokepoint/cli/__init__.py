@@ -1,7 +1,7 @@
 """The ``chokepoint`` command line: one module per command group, each a thin call into the core.
 
 ``analyze``/``demo`` (cli/analyze.py), ``lab`` (cli/lab.py), ``profiles`` (cli/profiles.py), ``probe``
-(cli/probe.py), ``detect`` (cli/detect.py), ``validate`` (cli/validate.py). ``main`` is the console entry point.
+(cli/probe.py), ``detect`` (cli/detect.py), ``validate`` (cli/validate.py), ``matrix`` (cli/matrix.py). ``main`` is the console entry point.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import typer
 from chokepoint.cli.analyze import analyze_cmd, demo_cmd
 from chokepoint.cli.detect import detect_cmd
 from chokepoint.cli.lab import lab_app
+from chokepoint.cli.matrix import matrix_cmd
 from chokepoint.cli.probe import probe_cmd
 from chokepoint.cli.profiles import profiles_app
 from chokepoint.cli.validate import validate_cmd
@@ -28,6 +29,7 @@ app.add_typer(profiles_app, name="profiles")
 app.command("detect")(detect_cmd)
 app.command("probe")(probe_cmd)
 app.command("validate")(validate_cmd)
+app.command("matrix")(matrix_cmd)
 
 
 def main() -> None:

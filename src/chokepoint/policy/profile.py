@@ -28,6 +28,8 @@ from chokepoint.policy.compiler import DEFERRAL_PARAMS, CompiledPolicy, Deferral
 from chokepoint.policy.conditions import parse_condition_data
 from chokepoint.policy.errors import PolicyError, SourcePos
 from chokepoint.policy.lists import load_list
+from chokepoint.policy.outcomes import parse_outcomes
+from chokepoint.policy.probing import parse_active_probing
 from chokepoint.policy.provenance import (
     AlsoObserved,
     Example,
@@ -74,6 +76,10 @@ class Profile:
     examples: tuple[Example, ...] = ()
     #: rule params set at load time instead of the file's: (("RULE_ID.PARAM", value), ...) in the order given
     overrides: tuple[tuple[str, Any], ...] = ()
+    #: published outcomes of named transports under this censor (``policy/outcomes.py``)
+    outcomes: tuple[Any, ...] = ()
+    #: the censor's active prober, when it has one (``policy/probing.py``)
+    active_probing: Any = None
 
     def overridden(self, rule_id: str, param: str) -> bool:
         """Whether ``rule_id``'s ``param`` comes from an override rather than the file."""
@@ -167,6 +173,8 @@ def _load(text: str, shown: str, base_dir: Path, source: Path, require_profile: 
     if meta.timezone:
         meta = replace(meta, utc_offset_s=utc_offset(meta.timezone, marks.value(("profile", "timezone"))))
     knobs = _engine_knobs(data.get("engine") or {}, marks) + knobs
+    outcomes = parse_outcomes(data.get("outcomes"), marks, _transport_names())
+    active_probing = parse_active_probing(data.get("active_probing"), marks, {r.id for r in policy.rules})
     return Profile(
         name=name,
         meta=meta,
@@ -178,7 +186,16 @@ def _load(text: str, shown: str, base_dir: Path, source: Path, require_profile: 
         also_observed=also,
         examples=examples,
         overrides=overrides,
+        outcomes=outcomes,
+        active_probing=active_probing,
     )
+
+
+def _transport_names() -> tuple[str, ...]:
+    """The bundled transports' names (``outcomes:`` patterns must name at least one)."""
+    from chokepoint.transports import BUNDLED
+
+    return BUNDLED
 
 
 def override_label(key: str, text: str) -> str:
