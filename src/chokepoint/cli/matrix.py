@@ -46,6 +46,9 @@ def matrix_cmd(
     probe_time_scale: float = typer.Option(
         0.01, "--probe-time-scale", min=0.0001, help="factor on the active prober's documented delays"
     ),
+    probe_max_delay: float = typer.Option(
+        15.0, "--probe-max-delay", min=0.1, help="the prober sends no probe due later than this after its trigger (s)"
+    ),
     json_out: bool = typer.Option(False, "--json", help="print matrix.json to stdout at the end"),
 ) -> None:
     """Run real circumvention transports against the censors: works / blocked / degraded / error per cell,
@@ -79,6 +82,8 @@ def matrix_cmd(
         port=port,
         as_of=as_of,
         probe_time_scale=probe_time_scale,
+        probe_max_delay_s=probe_max_delay,
+        probe_wait_s=probe_max_delay + 15.0,
         out_dir=out_dir,
     )
     session = LabSession(seed=seed, say=lambda line: err.print(line, markup=False))

@@ -29,7 +29,8 @@ class MatrixConfig:
     port: int | None = None
     as_of: str | None = None  # a date for dated profiles (issue 13); passed to the censor
     probe_time_scale: float = 0.01  # factor on the active prober's documented delays in the lab
-    probe_wait_s: float = 25.0  # how long a run waits for scheduled probes before its last download
+    probe_max_delay_s: float = 15.0  # probes due later than this after their trigger are not sent (lab horizon)
+    probe_wait_s: float = 30.0  # at most this long a run waits for its scheduled probes (twice: see run.py)
     out_dir: Path = Path("matrix-out")
 
     def to_json(self) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 Order: the baseline column first (every transport with no censor: does it run here, how fast), then for each
 mode and each profile (in the order given) every transport (in the order given). A run starts the transport,
 makes ``attempts`` downloads (stopping after two failures in a row once one failed), and, when the profile
-has an active prober, waits for the probes it scheduled and downloads once more; then it reads the censor's
-events of that run. A censor that acted is restarted before the next run, so every run starts from a clean
+has an active prober, waits for the probes it scheduled (the censor sends none due later than
+``probe_max_delay_s``), downloads once more and waits again before stopping the transport (a probe must never
+meet a server that is shutting down); then it reads the censor's events of that run. A censor that acted is restarted before the next run, so every run starts from a clean
 censor (its seed is derived from the matrix seed and the run's position, so a matrix can be repeated).
 ``KeyboardInterrupt`` stops the running transport and re-raises after the cells measured so far are saved;
 the caller tears the lab down.
@@ -81,6 +82,7 @@ class Matrix:
                     self._use(profile_name, mode, 0)
                     for name in c.transports:
                         cell = self._cell(profile_name, name, mode, expected_for(outcomes, name, mode))
+                        cell.profile = profiles[profile_name].name
                         done += 1
                         progress(cell, done, self.total)
         except KeyboardInterrupt:
@@ -99,6 +101,7 @@ class Matrix:
             seed=run_seed(c.seed, profile, mode, index),
             as_of=c.as_of,
             probe_time_scale=c.probe_time_scale,
+            probe_max_delay_s=c.probe_max_delay_s,
         )
         self._dirty = False
 
@@ -128,7 +131,8 @@ class Matrix:
 
     def _run(self, profile: str, spec: TransportSpec, mode: str, index: int) -> RunResult:
         c = self.config
-        directory = c.out_dir / "runs" / mode / profile / spec.name / f"r{index}"
+        label = getattr(self.profiles.get(profile), "name", profile)
+        directory = c.out_dir / "runs" / mode / label / spec.name / f"r{index}"
         result = RunResult(index=index, started_at=time.time(), log_dir=str(directory))
         offset = self.session.events_offset()
         run = TransportRun(spec, self.session.placement(spec), directory, port=c.port)
@@ -146,6 +150,7 @@ class Matrix:
             if self._probing(profile) and result.transfers:
                 self._await_probes(t0)
                 self._download(run, result, t0, label="after probes")
+                self._await_probes(t0)  # the last download is flagged too: let its probes finish first
         except TransportError as exc:
             result.start_error = {"kind": exc.kind, "message": exc.message, "log": exc.log[-6000:]}
         finally:

@@ -76,7 +76,14 @@ class LabSession:
             self.owns_lab = False
 
     def use_censor(
-        self, profile: str | None, mode: str, *, seed: int, as_of: str | None = None, probe_time_scale: float = 1.0
+        self,
+        profile: str | None,
+        mode: str,
+        *,
+        seed: int,
+        as_of: str | None = None,
+        probe_time_scale: float = 1.0,
+        probe_max_delay_s: float | None = None,
     ) -> None:
         """Run ``profile``'s censor in ``mode`` (None: no censor, the baseline)."""
         from chokepoint.backends import censord
@@ -96,6 +103,7 @@ class LabSession:
             options["as_of"] = as_of
         if "probe_time_scale" in accepted:
             options["probe_time_scale"] = probe_time_scale
+            options["probe_max_delay_s"] = probe_max_delay_s
         try:
             censord.launch(self.state, mode, profile, seed=seed, **options)
         except StateError as exc:
