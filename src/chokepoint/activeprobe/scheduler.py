@@ -203,9 +203,11 @@ class ActiveProber:
                     continue
                 self.counters["flows_flagged"] += 1
                 where = f"{flow.client_text}:{flow.client_port} -> {flow.server_text}:{flow.server_port}"
-                for probe in self.planners[name].for_flow(
-                    first, server, time.monotonic(), trigger=verdict.rule_id, flow=where
-                ):
+                start = time.monotonic()
+                for probe in self.planners[name].for_flow(first, server, start, trigger=verdict.rule_id, flow=where):
+                    if self.max_delay_s is not None and probe.due - start > self.max_delay_s:
+                        self.counters["beyond_max_delay"] += 1
+                        continue
                     if probe.after_data and not state.answered_data:
                         state.held.append(probe)
                     else:
