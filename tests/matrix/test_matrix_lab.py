@@ -46,7 +46,9 @@ def _start_tcpdump(pcap: Path, proc: subprocess.Popen[str]) -> subprocess.Popen[
     while time.monotonic() < deadline and proc.poll() is None:
         if vps in system.netns_list() and b"vp0" in system.run(["ip", "link"], netns=vps, check=False).stdout:
             dump = subprocess.Popen(
-                system.in_netns(["tcpdump", "-i", "vp0", "-U", "-s", "400", "-w", str(pcap), "tcp port 443"], vps),
+                system.in_netns(
+                    ["tcpdump", "-Z", "root", "-i", "vp0", "-U", "-s", "400", "-w", str(pcap), "tcp port 443"], vps
+                ),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

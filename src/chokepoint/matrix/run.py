@@ -181,13 +181,13 @@ class Matrix:
     def _await_probes(self, t0: float) -> None:
         """Wait until the censor's prober has nothing scheduled (its stats), at most ``probe_wait_s``."""
         deadline = time.monotonic() + self.config.probe_wait_s
-        time.sleep(0.5)
+        since = time.time() + 1.1  # stats written before this may predate the last flow's flag (1 s interval)
         while time.monotonic() < deadline:
-            stats, _ = self.session.state.read_stats()
+            stats, age = self.session.state.read_stats()
             pending = ((stats or {}).get("active_probing") or {}).get("pending")
-            if pending == 0:
+            if pending == 0 and age is not None and time.time() - age >= since:
                 return
-            time.sleep(0.5)
+            time.sleep(0.25)
 
     # -- output -------------------------------------------------------------------------------------------
     def document(self) -> dict[str, Any]:
