@@ -72,8 +72,18 @@ def _ask(proc, job: dict) -> dict:
 def test_each_reaction(prober, behaviour):
     port = _server(behaviour)
     payload = os.urandom(221)
-    result = _ask(prober, {"id": 1, "kind": "random", "dst": "127.0.0.1", "port": port, "payload": payload.hex(),
-                           "ttl": 48, "timeout": 1.5})
+    result = _ask(
+        prober,
+        {
+            "id": 1,
+            "kind": "random",
+            "dst": "127.0.0.1",
+            "port": port,
+            "payload": payload.hex(),
+            "ttl": 48,
+            "timeout": 1.5,
+        },
+    )
     assert result["reaction"] == behaviour, result
     assert result["src"].startswith("127.0.") and result["sport"] > 0
     if behaviour == "data":
@@ -81,9 +91,32 @@ def test_each_reaction(prober, behaviour):
 
 
 def test_refused_and_the_tor_probe_against_a_non_tor_tls_server(prober):
-    assert _ask(prober, {"id": 2, "kind": "random", "dst": "127.0.0.1", "port": _free_port(), "payload": "00",
-                         "ttl": 48, "timeout": 1})["reaction"] == "refused"
+    assert (
+        _ask(
+            prober,
+            {
+                "id": 2,
+                "kind": "random",
+                "dst": "127.0.0.1",
+                "port": _free_port(),
+                "payload": "00",
+                "ttl": 48,
+                "timeout": 1,
+            },
+        )["reaction"]
+        == "refused"
+    )
     port = _server("data")  # not TLS at all: the handshake fails
-    result = _ask(prober, {"id": 3, "kind": "tor", "dst": "127.0.0.1", "port": port,
-                           "payload": TOR_VERSIONS_CELL.hex(), "ttl": 48, "timeout": 1})
+    result = _ask(
+        prober,
+        {
+            "id": 3,
+            "kind": "tor",
+            "dst": "127.0.0.1",
+            "port": port,
+            "payload": TOR_VERSIONS_CELL.hex(),
+            "ttl": 48,
+            "timeout": 1,
+        },
+    )
     assert result["reaction"] in ("error", "rst", "fin") and result["reaction"] != "tor"

@@ -3,7 +3,7 @@
 All three are drawn from ``matrix.json`` alone (``render(doc, out_dir)``), so a saved matrix can be redrawn.
 The grid has one row per transport and one column per profile and mode (the baseline first); a cell is
 coloured by its outcome, marked ``≠`` where it disagrees with the profile's published outcome and ``?`` where
-the profile records none. In the HTML each cell opens its evidence: how, expected with its citation, the
+the profile records none. In the HTML each cell opens its evidence (also from the address: ``#cell=TRANSPORT|PROFILE|MODE``): how, expected with its citation, the
 censor's events naming the rules, the client's symptom, time to first failure, block duration, active probes,
 each run's downloads, and the log of an error.
 """
@@ -87,7 +87,10 @@ function show(key){
   h += '<form method="dialog"><button>Close</button></form>';
   dlg.innerHTML = h; dlg.showModal();
 }
-document.querySelectorAll('td.c').forEach(td => td.addEventListener('click', () => show(td.dataset.key)));
+document.querySelectorAll('td.c').forEach(td => td.addEventListener('click', () => {
+  history.replaceState(null, '', '#cell=' + encodeURIComponent(td.dataset.key)); show(td.dataset.key);
+}));
+if (location.hash.startsWith('#cell=')) show(decodeURIComponent(location.hash.slice(6)));
 """
 
 
