@@ -107,7 +107,7 @@ class ActiveProber:
         config: ActiveProbing,
         censor: Any,
         *,
-        netns: str,
+        netns: str | None,
         pool: str,
         time_scale: float | None = None,
         seed: int | None = None,
@@ -155,6 +155,7 @@ class ActiveProber:
                 first.tcp_timestamps,
                 "--seed",
                 str(self.rng.getrandbits(31)),
+                *([] if self.netns else ["--no-setup"]),  # without a namespace of its own, touch no routes
             ],
             self.netns,
         )
