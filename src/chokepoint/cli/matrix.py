@@ -130,6 +130,7 @@ def _table(doc) -> None:
     cols = report.columns(doc)
     index = {(c["transport"], c["profile"], c["mode"]): c for c in doc["cells"]}
     table = Table(title="circumvention matrix", show_lines=False)
+    console = out if out.is_terminal else Console(width=max(120, 14 * (len(cols) + 2)))
     table.add_column("transport")
     modes = len(doc["config"]["modes"])
     for profile, mode in cols:
@@ -144,4 +145,4 @@ def _table(doc) -> None:
             mark = " ≠" if cell.get("agrees") is False else ""
             row.append(f"[{_STYLE[cell['outcome']]}]{cell['outcome']}{mark}[/]")
         table.add_row(*row)
-    out.print(table)
+    console.print(table)
