@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench matrix matrix-docs clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,15 @@ test: setup lint
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+
+## The full circumvention matrix: every bundled profile x every bundled transport, in the lab (root; long).
+MATRIX_OUT ?= out/matrix
+matrix: setup
+	$(VENV)/bin/chokepoint matrix -o $(MATRIX_OUT)
+
+## Regenerate the matrix section of docs/matrix.md from $(MATRIX_OUT)/matrix.json (after make matrix).
+matrix-docs: setup
+	$(PY) -m chokepoint.matrix.docs $(MATRIX_OUT)/matrix.json docs/matrix.md
 
 bench: setup
 	$(PY) -m pip install --quiet -e '.[bench]'
