@@ -183,3 +183,23 @@ def test_dns_forge_answers_every_query_on_one_socket():
         decided.append(step.decided_now)
     assert decided == [True, False, True]
     assert step.flow.inspecting
+
+
+def test_a_flow_without_data_holds_no_dissection_state():
+    """Facts and reassembly buffers are allocated when the first data arrives, not on the handshake."""
+    prof = profile(HOST_RULES)
+    flows, _ = run(prof, handshake())
+    (flow,) = flows
+    assert flow.facts is None and flow.streams == [None, None]
+    assert flow.app_proto == "unknown" and flow.syn_seq == [1000, 5000]
+    req = b"GET / HTTP/1.1\r\nHost: ok.test\r\n\r\n"
+    flows, _ = run(prof, handshake() + [(0.1, build.ipv4_tcp(C, S, 40000, 80, 1001, 5001, PSH | ACK, req))])
+    (flow,) = flows
+    assert flow.facts.http.host == "ok.test" and flow.streams[0].bytes == req and flow.streams[1] is None
+
+
+def test_no_facts_seen_is_what_empty_facts_show():
+    from chokepoint.dissect.dispatch import new_facts
+    from chokepoint.engine import _NO_FACTS_SEEN, _facts_seen
+
+    assert _facts_seen(new_facts()) == _NO_FACTS_SEEN

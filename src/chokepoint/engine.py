@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
+from chokepoint.appproto import AppProto
 from chokepoint.dissect import dispatch
 from chokepoint.flow.flow import C2S, DIRECTION_NAMES, S2C, Flow
 from chokepoint.flow.reassembly import StreamReassembler
@@ -73,7 +74,11 @@ def _facts_seen(facts) -> tuple:
 
 def facts_is_query(facts) -> bool:
     """The newest DNS message of the flow is a query (not a response)."""
-    return bool(facts.dns) and not facts.dns[-1].is_response
+    return facts is not None and bool(facts.dns) and not facts.dns[-1].is_response
+
+
+#: What the policy can see of a flow without data (no facts allocated yet): the facts of an empty FlowFacts.
+_NO_FACTS_SEEN = (AppProto.UNKNOWN.value, None, None, None, 0, None, None, None)
 
 
 class Engine:
@@ -108,10 +113,8 @@ class Engine:
             if ended and self._deferrals:
                 self.counters["flows_expired_flagged"] += sum(1 for f in ended if f.watch and f.verdict is None)
         flow, created = self.table.lookup(pkt)
-        if created:
-            flow.facts = dispatch.new_facts()
-            if self.table.evicted:
-                ended.extend(self.table.pop_evicted())
+        if created and self.table.evicted:
+            ended.extend(self.table.pop_evicted())
         self.counters["packets"] += 1
         direction = flow.direction_of(pkt)
         flow.pkts[direction] += 1
@@ -146,7 +149,8 @@ class Engine:
 
     # -- inspection ------------------------------------------------------------------------------
     def _inspect(self, flow: Flow, pkt: Packet, direction: int) -> bool:
-        """Dissect and decide; True when a terminal verdict was reached on this packet."""
+        """Count the packet against the flow's budget, then examine it; True when a terminal verdict was
+        reached on this packet."""
         s = self.settings
         if (
             flow.inspected_pkts[direction] >= s.inspect_max_packets
@@ -162,14 +166,30 @@ class Engine:
             return False
         flow.inspected_pkts[direction] += 1
         flow.inspected_bytes[direction] += len(pkt.payload)
-        facts = flow.facts
+        if pkt.proto == TCP and pkt.tcp_flags & SYN and s.reassembly and flow.syn_seq[direction] is None:
+            flow.syn_seq[direction] = pkt.seq  # anchors the reassembler, allocated when data arrives
+        return self.examine(flow, pkt, direction)
+
+    def examine(self, flow: Flow, pkt: Packet, direction: int) -> bool:
+        """Dissect an inspected packet (already counted against the budget) and decide; True when a terminal
+        verdict was reached on it.
+
+        Only a packet that carries a payload, is the first inspected one of its direction, or is neither TCP
+        nor UDP can change anything here (a payload-less packet leaves the facts as they were at the last
+        decision); the compiled fast path (``chokepoint.fast``) calls this for those packets only. Dissection
+        state (``flow.facts``) and reassembly buffers are allocated when the first data arrives.
+        """
         payload = pkt.payload
+        facts = flow.facts
+        if facts is None and (payload or (pkt.proto != TCP and pkt.proto != UDP)):
+            facts = flow.facts = dispatch.new_facts()
         recheck = bool(payload) and self._recheck_payload
         if payload and direction == C2S:  # count the client's data packets (see _DATA_C2S)
             count = flow.state[_DATA_C2S] = flow.state.get(_DATA_C2S, 0) + 1
             recheck = recheck or (self._recheck_data and count <= RECHECK_DATA_PACKETS)
         if pkt.proto == TCP:
-            self._tcp_bytes(flow, pkt, direction)
+            if payload:
+                self._tcp_bytes(flow, pkt, direction)
         elif pkt.proto == UDP:
             if payload:
                 if flow.first_payload[direction] is None:
@@ -183,28 +203,27 @@ class Engine:
         # The policy sees the first packet of each direction and every packet after which the dissected
         # facts changed; any other packet differs only in per-packet fields (direction, index, TCP header
         # length), which a packet that brings nothing new cannot make a rule about.
-        seen = _facts_seen(facts)
+        seen = _facts_seen(facts) if facts is not None else _NO_FACTS_SEEN
         if seen != flow.state.get(_SEEN) or flow.inspected_pkts[direction] == 1 or recheck:
             flow.state[_SEEN] = seen
             return self._decide(flow, pkt, direction)
         return False
 
     def _tcp_bytes(self, flow: Flow, pkt: Packet, direction: int) -> None:
+        """One TCP segment with a payload: the first payload of its direction, reassembly, dissection."""
         s = self.settings
-        if s.reassembly:
-            stream = flow.streams[direction]
-            if stream is None:
-                stream = flow.streams[direction] = StreamReassembler(s.reassembly_max_bytes, s.reassembly_max_segments)
-            if pkt.tcp_flags & SYN:
-                stream.set_isn(pkt.seq)
         payload = pkt.payload
-        if not payload:
-            return
         if flow.first_payload[direction] is None:
             flow.first_payload[direction] = payload
             if direction == C2S:
                 dispatch.on_first_client_payload(flow.facts, payload)
         if s.reassembly:
+            stream = flow.streams[direction]
+            if stream is None:
+                stream = flow.streams[direction] = StreamReassembler(s.reassembly_max_bytes, s.reassembly_max_segments)
+                isn = flow.syn_seq[direction]
+                if isn is not None:
+                    stream.set_isn(isn)
             if stream.add(pkt.seq, payload) == 0:
                 return  # retransmission, or out of order: nothing new to dissect yet
             data = stream.bytes
@@ -296,7 +315,7 @@ class Engine:
             direction=DIRECTION_NAMES[direction],
             packet_index_in_flow=flow.pkts[C2S] + flow.pkts[S2C],
             tcp_header_len=pkt.tcp_header_len,
-            app_proto=facts.app_proto,
+            app_proto=flow.app_proto,
             first_payload_c2s=flow.first_payload[C2S] or b"",
             first_payload_s2c=flow.first_payload[S2C] or b"",
             # profile facts (see _DATA_C2S)
@@ -307,6 +326,8 @@ class Engine:
         stream = flow.streams[C2S]
         if with_stream and stream is not None:
             inp.stream_c2s = stream.bytes
+        if facts is None:
+            return inp
         if facts.dns:
             queries = [m for m in facts.dns if not m.is_response and m.questions] or [
                 m for m in facts.dns if m.questions

@@ -413,7 +413,7 @@ class FlowDecider:
     @property
     def hello(self) -> Any:
         """The dissected ClientHello (``chokepoint.dissect.tls.ClientHello``), once complete."""
-        return self.flow.facts.tls
+        return self.flow.facts.tls if self.flow.facts is not None else None
 
     def client_data(self, data: bytes) -> None:
         self._data(0, data)
@@ -972,7 +972,7 @@ class InterceptProxy:
             "dest_ip": conn.server[0],
             "dest_port": conn.server[1],
             "proto": "TCP",
-            "app_proto": flow.facts.app_proto,
+            "app_proto": flow.app_proto,
             "chokepoint": {
                 "profile": self.profile.name,
                 "mode": "inline",

@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from chokepoint.appproto import AppProto
 from chokepoint.flow.key import FlowKey, ip_text
 from chokepoint.flow.reassembly import StreamReassembler
 from chokepoint.packet.record import ACK, FIN, RST, SYN, TCP, Packet
 
 C2S = 0
 S2C = 1
+UNKNOWN = AppProto.UNKNOWN.value
 DIRECTION_NAMES = ("c2s", "s2c")
 
 
@@ -54,10 +56,13 @@ class Flow:
     rst_seen: bool = False
     tcp_flags: list[int] = field(default_factory=lambda: [0, 0])  # OR of flags seen per direction
     seq_end: list[int | None] = field(default_factory=lambda: [None, None])  # highest seq + len seen, per direction
-    streams: list[StreamReassembler | None] = field(default_factory=lambda: [None, None])
+    streams: list[StreamReassembler | None] = field(default_factory=lambda: [None, None])  # from the first data
+    #: sequence number of the first SYN seen per direction while inspecting: anchors the reassembler that is
+    #: only allocated when data arrives (a flow without payload carries no dissection or reassembly state)
+    syn_seq: list[int | None] = field(default_factory=lambda: [None, None])
     first_payload: list[bytes | None] = field(default_factory=lambda: [None, None])
     inspecting: bool = True
-    facts: Any = None  # chokepoint.dissect.dispatch.FlowFacts, attached by the engine
+    facts: Any = None  # chokepoint.dissect.dispatch.FlowFacts, attached by the engine when data arrives
     verdict: Any = None  # terminal Verdict once decided
     logs: list = field(default_factory=list)  # `log` and flagged verdicts (one per rule)
     #: deferred verdicts this flow was flagged for, waiting for its age and volume: [(Verdict, Deferral)], in
@@ -136,3 +141,8 @@ class Flow:
     @property
     def closed(self) -> bool:
         return self.tcp_state is TcpState.CLOSED
+
+    @property
+    def app_proto(self) -> str:
+        """What the dissectors found the flow to be (``unknown`` before any data was dissected)."""
+        return self.facts.app_proto if self.facts is not None else UNKNOWN

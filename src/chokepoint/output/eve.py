@@ -12,6 +12,7 @@ import zlib
 from datetime import UTC, datetime
 from typing import Any
 
+from chokepoint.dissect.dispatch import FlowFacts
 from chokepoint.flow.flow import C2S, S2C, Flow
 
 PROTO_NAMES = {6: "TCP", 17: "UDP", 1: "ICMP", 58: "IPv6-ICMP", 47: "GRE", 50: "ESP", 51: "AH"}
@@ -32,7 +33,7 @@ def flow_id(flow: Flow) -> int:
 
 
 def flow_to_eve(flow: Flow, profile: str) -> dict[str, Any]:
-    facts = flow.facts
+    facts = flow.facts if flow.facts is not None else FlowFacts()  # a flow that carried no data
     record: dict[str, Any] = {
         "timestamp": eve_timestamp(flow.first_ts),
         "flow_id": flow_id(flow),
@@ -66,7 +67,7 @@ def flow_to_eve(flow: Flow, profile: str) -> dict[str, Any]:
 
 
 def chokepoint_object(flow: Flow, profile: str) -> dict[str, Any]:
-    facts = flow.facts
+    facts = flow.facts if flow.facts is not None else FlowFacts()
     out: dict[str, Any] = {"profile": profile}
     if flow.verdict is not None:
         out.update(flow.verdict.to_json())
