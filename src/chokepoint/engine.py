@@ -102,6 +102,11 @@ class Engine:
             r.id: r.defer for r in getattr(self.policy, "rules", ()) if getattr(r, "defer", None) is not None
         }
 
+    @property
+    def has_deferrals(self) -> bool:
+        """Whether the profile has deferred rules (otherwise no flow is ever watched)."""
+        return bool(self._deferrals)
+
     # -- the packet path -------------------------------------------------------------------------
     def step(self, pkt: Packet) -> Step:
         """Process one packet and say what happened to its flow (the inline and mirror backends act on
@@ -131,7 +136,7 @@ class Engine:
                 self.table.reclassify(flow)
         decided_now = self._inspect(flow, pkt, direction) if flow.inspecting else False
         if flow.watch is not None and not decided_now and flow.verdict is None:
-            decided_now = self._deferred_due(flow, pkt, direction)
+            decided_now = self.deferred_due(flow, pkt, direction)
         return Step(flow, direction, decided_now, ended, forwarded)
 
     def process(self, pkt: Packet) -> list[Flow]:
@@ -278,7 +283,7 @@ class Engine:
         flow.logs.append(replace(verdict, flagged=True))
         self.counters["flows_flagged"] += 1
 
-    def _deferred_due(self, flow: Flow, pkt: Packet, direction: int) -> bool:
+    def deferred_due(self, flow: Flow, pkt: Packet, direction: int) -> bool:
         """The first watched rule whose age and volume thresholds ``flow`` now meets decides it."""
         age = pkt.ts - flow.first_ts
         volume = flow.bytes[C2S] + flow.bytes[S2C]

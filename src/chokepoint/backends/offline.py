@@ -16,7 +16,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from chokepoint import fast
 from chokepoint.engine import Engine
+from chokepoint.fast.feed import feed
 from chokepoint.flow.key import flow_key, shard_of
 from chokepoint.output.eve import flow_to_eve
 from chokepoint.packet.decode import Decoder
@@ -49,9 +51,55 @@ class CaptureResult:
 
 
 def analyze_capture(
-    path: str, profile, *, shard: int = 0, shards: int = 1, progress: ProgressFn | None = None
+    path: str,
+    profile,
+    *,
+    shard: int = 0,
+    shards: int = 1,
+    progress: ProgressFn | None = None,
+    engine: str = "fast",
 ) -> CaptureResult:
-    """Run one capture through the engine. Raises ``CaptureFormatError`` for a file that is no capture."""
+    """Run one capture through the engine. Raises ``CaptureFormatError`` for a file that is no capture.
+
+    ``engine``: "fast" (the block reader and per-packet core of :mod:`chokepoint.fast`, compiled when built),
+    "pure" (the same core, its pure-Python source) or "reference" (frame by frame through
+    :class:`~chokepoint.packet.decode.Decoder` and :meth:`Engine.step`, as the inline censor runs). All three
+    give the same records and counters."""
+    if engine == "reference":
+        return _analyze_reference(path, profile, shard, shards, progress)
+    if engine not in ("fast", "pure"):
+        raise ValueError(f"unknown engine {engine!r} (fast, pure or reference)")
+    core_module = fast.load(compiled=None if engine == "fast" else False)
+    settings = profile.engine
+    decoder = Decoder(settings.ip_fragment_reassembly, settings.ip_fragment_limit)
+    eng = Engine(profile)
+    core = core_module.Core(eng, decoder, shard, shards)
+    result = CaptureResult(path=str(path))
+    name = profile.name
+    records = result.records
+    ended = core.ended
+
+    def flush() -> None:
+        for flow in ended:
+            records.append(flow_to_eve(flow, name))
+        ended.clear()
+
+    with open_capture(path) as reader:
+        feed(reader, core, flush, progress)
+        core.finish()
+        flush()
+        result.truncated = reader.truncated
+        result.error = reader.error
+    result.frames = core.frames
+    result.packets = core.decoded
+    if shard == 0:
+        result.skipped.update(decoder.counters)
+    result.engine.update(eng.counters)
+    result.engine.update({k: v for k, v in core.counters().items() if v})
+    return result
+
+
+def _analyze_reference(path: str, profile, shard: int, shards: int, progress: ProgressFn | None) -> CaptureResult:
     settings = profile.engine
     decoder = Decoder(settings.ip_fragment_reassembly, settings.ip_fragment_limit)
     engine = Engine(profile)
