@@ -203,3 +203,42 @@ def test_no_facts_seen_is_what_empty_facts_show():
     from chokepoint.engine import _NO_FACTS_SEEN, _facts_seen
 
     assert _facts_seen(new_facts()) == _NO_FACTS_SEEN
+
+
+def test_match_input_is_built_in_field_order():
+    """Engine.match_input passes the network and per-packet facts positionally."""
+    from dataclasses import fields
+
+    from chokepoint.policy.input import MatchInput
+
+    assert [f.name for f in fields(MatchInput)][:11] == [
+        "transport",
+        "client_ip",
+        "server_ip",
+        "client_port",
+        "server_port",
+        "direction",
+        "packet_index_in_flow",
+        "tcp_header_len",
+        "payload",
+        "data_packet_index_c2s",
+        "local_hour",
+    ]
+
+
+def test_flow_init_sets_every_field_to_its_declared_default():
+    """Flow's hand-written __init__ agrees with its dataclass field declarations."""
+    from dataclasses import MISSING, fields
+
+    from chokepoint.flow.flow import Flow
+
+    flow = Flow(7, (6, b"a", 1, b"b", 2), 6, 4, b"a", 1, b"b", 2, 1.0, 2.0, client_text="x", server_text="y")
+    positional = ("id", "key", "proto", "ip_version", "client_ip", "client_port", "server_ip", "server_port")
+    for f in fields(Flow):
+        value = getattr(flow, f.name)
+        if f.name in positional or f.name in ("first_ts", "last_ts", "client_text", "server_text"):
+            continue
+        expected = f.default_factory() if f.default_factory is not MISSING else f.default
+        assert value == expected, f.name
+    assert (flow.first_ts, flow.last_ts, flow.client_text, flow.server_text) == (1.0, 2.0, "x", "y")
+    assert Flow(1, None, 6, 4, b"", 0, b"", 0, 0.0, 0.0).pkts is not flow.pkts

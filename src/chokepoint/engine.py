@@ -28,6 +28,7 @@ from chokepoint.flow.flow import C2S, DIRECTION_NAMES, S2C, Flow
 from chokepoint.flow.reassembly import StreamReassembler
 from chokepoint.flow.table import FlowTable
 from chokepoint.packet.record import SYN, TCP, UDP, Packet
+from chokepoint.policy.fields import FIELDS, Kind
 from chokepoint.policy.input import MatchInput
 from chokepoint.policy.verdict import Action, Evidence, Verdict
 
@@ -44,6 +45,10 @@ _SEEN = "engine.facts_seen"
 # own payload (Russia's QUIC rule looks at every datagram), every inspected data packet is asked about.
 _DATA_C2S = "engine.data_packets_c2s"
 RECHECK_DATA_PACKETS = 4
+#: Policy decisions remembered per engine, keyed by the values of every field the profile's rules read (most
+#: evaluations repeat: every TCP flow's first packet looks the same to a rule about names; names recur). Not
+#: used when a rule reads payload bytes (then values rarely repeat). Cleared whole when full.
+DECISIONS_KEPT = 65536
 
 
 @dataclass(slots=True)
@@ -97,6 +102,11 @@ class Engine:
         self._with_stream = "stream_c2s" in used  # copying the reassembled stream is only worth it then
         meta = getattr(profile, "meta", None)
         self._utc_offset_s = getattr(meta, "utc_offset_s", 0)
+        self._decisions: dict[tuple, tuple[Verdict, ...]] | None = None
+        self._key_readers: tuple = ()
+        if used and not any(FIELDS[name].kind is Kind.BYTES for name in used if name in FIELDS):
+            self._decisions = {}
+            self._key_readers = tuple(FIELDS[n].read for n in sorted(used) if n in FIELDS and not FIELDS[n].alias_of)
         # deferred rules by id (empty for most profiles: then no flow is ever watched)
         self._deferrals = {
             r.id: r.defer for r in getattr(self.policy, "rules", ()) if getattr(r, "defer", None) is not None
@@ -236,9 +246,24 @@ class Engine:
             data = payload  # this censor looks at one segment at a time
         dispatch.on_tcp_data(flow.facts, direction, data, flow.server_port)
 
+    def _evaluate(self, inp: MatchInput) -> tuple[Verdict, ...]:
+        """The policy's verdicts for ``inp``, remembered by the values of the fields its rules read (see
+        ``DECISIONS_KEPT``): evaluation is a pure function of those values (and of the packet's direction,
+        which the verdicts carry)."""
+        decisions = self._decisions
+        if decisions is None:
+            return self.policy.evaluate(inp)
+        key = (inp.direction, *[read(inp) for read in self._key_readers])
+        found = decisions.get(key)
+        if found is None:
+            if len(decisions) >= DECISIONS_KEPT:
+                decisions.clear()
+            found = decisions[key] = self.policy.evaluate(inp)
+        return found
+
     def _decide(self, flow: Flow, pkt: Packet, direction: int) -> bool:
         inp = self.match_input(flow, pkt, direction, utc_offset_s=self._utc_offset_s, with_stream=self._with_stream)
-        for verdict in self.policy.evaluate(inp):
+        for verdict in self._evaluate(inp):
             verdict = replace(verdict, packet_index=pkt.index, direction=DIRECTION_NAMES[direction])
             if verdict.action is Action.LOG:
                 if all(v.rule_id != verdict.rule_id for v in flow.logs):
@@ -311,28 +336,32 @@ class Engine:
         (``local_hour`` = the packet's timestamp in that timezone); ``with_stream`` copies the reassembled
         client stream into ``stream_c2s`` (the engine asks for it only when a rule reads that field)."""
         facts = flow.facts
+        pkts = flow.pkts
+        first_payload = flow.first_payload
+        # the network and per-packet facts, in MatchInput's field order (tests/test_engine.py checks it)
         inp = MatchInput(
-            transport=_TRANSPORT.get(flow.proto, "ip"),
-            client_ip=flow.client_text,
-            server_ip=flow.server_text,
-            client_port=flow.client_port,
-            server_port=flow.server_port,
-            direction=DIRECTION_NAMES[direction],
-            packet_index_in_flow=flow.pkts[C2S] + flow.pkts[S2C],
-            tcp_header_len=pkt.tcp_header_len,
-            app_proto=flow.app_proto,
-            first_payload_c2s=flow.first_payload[C2S] or b"",
-            first_payload_s2c=flow.first_payload[S2C] or b"",
-            # profile facts (see _DATA_C2S)
-            payload=pkt.payload,
-            data_packet_index_c2s=flow.state.get(_DATA_C2S, 0),
-            local_hour=int((pkt.ts + utc_offset_s) // 3600 % 24),
+            _TRANSPORT.get(flow.proto, "ip"),
+            flow.client_text,
+            flow.server_text,
+            flow.client_port,
+            flow.server_port,
+            DIRECTION_NAMES[direction],
+            pkts[C2S] + pkts[S2C],
+            pkt.tcp_header_len,
+            pkt.payload,
+            flow.state.get(_DATA_C2S, 0),  # profile facts (see _DATA_C2S)
+            int((pkt.ts + utc_offset_s) // 3600 % 24),
         )
+        if first_payload[C2S]:
+            inp.first_payload_c2s = first_payload[C2S]
+        if first_payload[S2C]:
+            inp.first_payload_s2c = first_payload[S2C]
         stream = flow.streams[C2S]
         if with_stream and stream is not None:
             inp.stream_c2s = stream.bytes
         if facts is None:
             return inp
+        inp.app_proto = facts.app_proto
         if facts.dns:
             queries = [m for m in facts.dns if not m.is_response and m.questions] or [
                 m for m in facts.dns if m.questions

@@ -39,6 +39,9 @@ from chokepoint.packet.pcap import CaptureFormatError, open_capture
 ProgressFn = Callable[[int], None]
 #: Frames between two progress callbacks.
 PROGRESS_EVERY = 4096
+#: Blocks read (``chokepoint.fast.feed.BLOCK_SIZE`` each) between two collections of the young generations on
+#: the fast path: flows that end meanwhile are freed by reference counting and never scanned.
+YOUNG_COLLECTION_BLOCKS = 4
 
 
 EveLine = tuple[str, int, str]
@@ -107,11 +110,16 @@ def analyze_capture(
     eve = result.eve
     ended = core.ended
 
+    blocks = 0
+
     def flush() -> None:
+        nonlocal blocks
         for flow in ended:
             eve.append(_eve_line(flow, name))
         ended.clear()
-        gc.collect(1)
+        blocks += 1
+        if blocks % YOUNG_COLLECTION_BLOCKS == 0:
+            gc.collect(1)
 
     with open_capture(path) as reader, _young_collections_only():
         feed(reader, core, flush, progress)

@@ -12,7 +12,7 @@ from chokepoint.fast.core import STOP_BLOCK, STOP_ERROR
 from chokepoint.packet.pcap import MAX_BLOCK, MAX_FRAME, CaptureReader, Frame, PcapngReader, PcapReader
 
 #: Bytes read from the file at a time.
-BLOCK_SIZE = 1 << 20
+BLOCK_SIZE = 4 << 20
 
 _SHB = b"\x0a\x0d\x0d\x0a"
 _BOM = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}

@@ -32,8 +32,11 @@ class TcpState(StrEnum):
     CLOSED = "closed"  # FINs both ways, or a RST
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, init=False)
 class Flow:
+    """One flow. ``__init__`` is written out (the generated one calls a factory per list field): every flow
+    of a capture is built once, so this is on the hot path."""
+
     id: int
     key: FlowKey
     proto: int
@@ -73,6 +76,58 @@ class Flow:
     timeout_class: str = ""
     client_text: str = ""  # addresses as text, converted once per flow (policy and output use them)
     server_text: str = ""
+
+    def __init__(
+        self,
+        id: int,
+        key: FlowKey,
+        proto: int,
+        ip_version: int,
+        client_ip: bytes,
+        client_port: int,
+        server_ip: bytes,
+        server_port: int,
+        first_ts: float,
+        last_ts: float,
+        *,
+        client_text: str = "",
+        server_text: str = "",
+    ) -> None:
+        self.id = id
+        self.key = key
+        self.proto = proto
+        self.ip_version = ip_version
+        self.client_ip = client_ip
+        self.client_port = client_port
+        self.server_ip = server_ip
+        self.server_port = server_port
+        self.first_ts = first_ts
+        self.last_ts = last_ts
+        self.pkts = [0, 0]
+        self.bytes = [0, 0]
+        self.payload_bytes = [0, 0]
+        self.inspected_pkts = [0, 0]
+        self.inspected_bytes = [0, 0]
+        self.tcp_state = TcpState.NONE
+        self.syn_seen = False
+        self.synack_seen = False
+        self.fin_seen = [False, False]
+        self.rst_seen = False
+        self.tcp_flags = [0, 0]
+        self.seq_end = [None, None]
+        self.streams = [None, None]
+        self.syn_seq = [None, None]
+        self.first_payload = [None, None]
+        self.inspecting = True
+        self.facts = None
+        self.verdict = None
+        self.logs = []
+        self.watch = None
+        self.state = {}
+        self.end_reason = ""
+        self.timeout_class = ""
+        self.client_text = client_text
+        self.server_text = server_text
 
     @classmethod
     def from_first_packet(cls, flow_id: int, key: FlowKey, pkt: Packet) -> Flow:

@@ -94,11 +94,26 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode
 _text = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 
+def _scalar(value: Any) -> str:
+    """One JSON scalar as ``json.dumps`` writes it."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return _text(value)
+    if type(value) is int:
+        return int.__repr__(value)
+    return _encode(value)
+
+
 def flow_to_eve_json(flow: Flow, profile: str) -> str:
     """``flow_to_eve`` as one JSON line (compact separators, ASCII), byte for byte what
     ``json.dumps(flow_to_eve(flow, profile), separators=(",", ":"))`` gives, written without building the
-    record's outer dictionaries (the offline path writes millions of these)."""
-    facts = flow.facts if flow.facts is not None else FlowFacts()
+    record's dictionaries (the offline path writes millions of these; tests/output/test_eve.py compares)."""
+    facts = flow.facts
     start = eve_timestamp(flow.first_ts)
     pkts, octets = flow.pkts, flow.bytes
     if flow.proto == 6:
@@ -115,17 +130,45 @@ def flow_to_eve_json(flow: Flow, profile: str) -> str:
         )
     parts = [
         f'{{"timestamp":"{start}","flow_id":{flow_id(flow)},"event_type":"flow",{endpoints},'
-        f'"proto":{_text(proto)},"app_proto":{_text(facts.app_proto)},'
+        f'"proto":{_text(proto)},"app_proto":{_text(flow.app_proto)},'
         f'"flow":{{"pkts_toserver":{pkts[C2S]},"pkts_toclient":{pkts[S2C]},'
         f'"bytes_toserver":{octets[C2S]},"bytes_toclient":{octets[S2C]},"start":"{start}",'
         f'"end":"{eve_timestamp(flow.last_ts)}","age":{int(flow.last_ts - flow.first_ts)},'
         f'"state":{_text(state)},"reason":{_text(flow.end_reason)}}}'
     ]
-    for name, build in _PROTOCOL_OBJECTS:
-        obj = build(facts)
-        if obj:
-            parts.append(f',"{name}":{_encode(obj)}')
-    parts.append(f',"chokepoint":{_encode(chokepoint_object(flow, profile))}}}')
+    if facts is not None:
+        for name, build in _PROTOCOL_OBJECTS:
+            obj = build(facts)
+            if obj:
+                parts.append(f',"{name}":{_encode(obj)}')
+    parts.append(',"chokepoint":{"profile":')
+    parts.append(_text(profile))
+    verdict = flow.verdict
+    if verdict is not None:
+        parts.append(f",{_encode(verdict.to_json())[1:-1]},")
+        parts.append(f'"packet":{_scalar(verdict.packet_index)},"direction":{_scalar(verdict.direction)}')
+    else:
+        parts.append(',"verdict":"allow","rule":null,"reason":"no rule matched","evidence":[]')
+    if flow.logs:
+        parts.append(f',"logs":{_encode([v.to_json() for v in flow.logs])}')
+    if facts is not None:
+        fet = facts.fet
+        if fet is not None:
+            parts.append(
+                f',"fully_encrypted":{{"verdict":{_scalar(fet.fully_encrypted)},"exemption":{_scalar(fet.exemption)},'
+                f'"popcount_per_byte":{_scalar(round(fet.popcount_per_byte, 3))}}}'
+            )
+        if facts.tor:
+            parts.append(f',"tor_evidence":{_encode(facts.tor)}')
+        if facts.openvpn:
+            parts.append(f',"openvpn_evidence":{_encode(facts.openvpn)}')
+        if facts.malformed:
+            parts.append(f',"malformed":{_encode(dict(facts.malformed))}')
+    ipkts, ibytes = flow.inspected_pkts, flow.inspected_bytes
+    spent = "true" if not flow.inspecting and verdict is None else "false"
+    parts.append(
+        f',"inspected":{{"pkts":[{ipkts[0]},{ipkts[1]}],"bytes":[{ibytes[0]},{ibytes[1]}],"budget_spent":{spent}}}}}}}'
+    )
     return "".join(parts)
 
 
