@@ -37,7 +37,7 @@ cdef class Core:
     cdef unsigned int crc[256]
     cdef dict index
     cdef list heads, tails
-    cdef public long long nflows, next_id, frames, decoded, packets
+    cdef public long long nflows, next_id, frames, decoded, slow, packets
     cdef public long long flows_created, flows_expired, flows_evicted, budget_spent
     cdef public double now, next_sweep
     cdef public list ended
@@ -130,7 +130,7 @@ cdef class Core:
     cdef _write_back(self, FlowRec rec)
 
     @cython.locals(c=cython.uint)
-    cdef int _shard_of(self, int version, int proto, unsigned long long a_hi, unsigned long long a_lo, unsigned int pa,
+    cpdef int shard_of(self, int version, int proto, unsigned long long a_hi, unsigned long long a_lo, unsigned int pa,
                        unsigned long long b_hi, unsigned long long b_lo, unsigned int pb)
     cdef unsigned int _crc8(self, unsigned int c, unsigned int byte)
     cdef unsigned int _crc32(self, unsigned int c, unsigned long long word)

@@ -161,6 +161,7 @@ class Core:
         self.ended = []
         self.frames = 0
         self.decoded = 0
+        self.slow = 0
         self.packets = 0
         self.flows_created = 0
         self.flows_expired = 0
@@ -474,6 +475,7 @@ class Core:
 
     def _slow(self, block, off, caplen, orig, linktype, ts):
         """A frame the native decoder does not take: the reference decoder decodes or counts it."""
+        self.slow += 1
         data = block[off : off + caplen]
         pkt = self.decoder.decode(Frame(ts, linktype, data, orig, self.frames))
         if pkt is None:
@@ -564,7 +566,7 @@ class Core:
         h = _mix(version, proto, a_hi, a_lo, pa, b_hi, b_lo, pb)
         rec = self._find(h, version, proto, a_hi, a_lo, pa, b_hi, b_lo, pb)
         if rec is None and self.shards > 1:
-            if self._shard_of(version, proto, a_hi, a_lo, pa, b_hi, b_lo, pb) != self.shard:
+            if self.shard_of(version, proto, a_hi, a_lo, pa, b_hi, b_lo, pb) != self.shard:
                 return
         # the reference engine sweeps before looking the flow up
         if ts >= self.next_sweep:
@@ -910,7 +912,7 @@ class Core:
         flow = rec.flow
         self._sync(rec, flow)
         decided = self.engine.examine(flow, pkt, d)
-        rec.inspecting = flow.inspecting
+        rec.inspecting = flow.inspecting  # Python only ever ends inspection (a terminal verdict)
         rec.watched = flow.watch is not None
         rec.decided = flow.verdict is not None
         return decided
@@ -919,7 +921,7 @@ class Core:
         flow = rec.flow
         self._sync(rec, flow)
         self.engine.deferred_due(flow, pkt, d)
-        rec.inspecting = flow.inspecting
+        rec.inspecting = flow.inspecting  # Python only ever ends inspection (a terminal verdict)
         rec.watched = flow.watch is not None
         rec.decided = flow.verdict is not None
 
@@ -936,6 +938,7 @@ class Core:
         flow.syn_seq[0] = rec.syn_seq[0] if rec.syn_seq[0] >= 0 else None
         flow.syn_seq[1] = rec.syn_seq[1] if rec.syn_seq[1] >= 0 else None
         flow.last_ts = rec.last_ts
+        flow.inspecting = rec.inspecting
 
     def _write_back(self, rec):
         """Everything kept here, onto the Python Flow (when it ends)."""
@@ -958,7 +961,7 @@ class Core:
 
     # -- keys -----------------------------------------------------------------------------------------
 
-    def _shard_of(self, version, proto, a_hi, a_lo, pa, b_hi, b_lo, pb):
+    def shard_of(self, version, proto, a_hi, a_lo, pa, b_hi, b_lo, pb):
         """``chokepoint.flow.key.shard_of``: CRC-32 of the key's bytes (addresses, ports, protocol) mod shards."""
         c = MASK32
         if version == 6:
