@@ -2,15 +2,19 @@
 the pure-Python fallback) that reads captures in large blocks and hands only the packets that can change a
 flow's verdict to the engine's Python inspection (``chokepoint.engine.Engine.examine``).
 
-``load()`` gives the compiled core when it was built (``make setup`` does) and the pure-Python one otherwise;
-``load(compiled=False)`` always gives the pure-Python one (tests and benchmarks compare the two).
+``load()`` gives the compiled core when it was built (``make setup`` does) from the source as it is now, and the
+pure-Python one otherwise (with a warning when a build exists but is stale: an edited ``core.py`` runs as
+written until ``make setup`` rebuilds it); ``load(compiled=False)`` always gives the pure-Python one (tests
+and benchmarks compare the two).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
 
@@ -22,18 +26,51 @@ def is_compiled(module: ModuleType) -> bool:
     return not str(getattr(module, "__file__", "")).endswith(".py")
 
 
+#: Written by setup.py when it compiles the core: the digest of the source it compiled.
+BUILD_RECORD = "core.build"
+SOURCES = ("core.py", "core.pxd")
+
+
+def source_digest(folder: Path) -> str:
+    """SHA-256 of the core's source files (setup.py records the same digest for what it built)."""
+    digest = hashlib.sha256()
+    for name in SOURCES:
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()
+
+
+def stale(module: ModuleType) -> bool:
+    """Whether a compiled core was built from another source than ``core.py``/``core.pxd`` as they are now."""
+    if not is_compiled(module):
+        return False
+    folder = Path(__file__).parent
+    try:
+        built = (folder / BUILD_RECORD).read_text().strip()
+    except OSError:
+        return True
+    return built != source_digest(folder)
+
+
 def load(compiled: bool | None = None) -> ModuleType:
-    """The core module: the compiled one if present (``compiled=None``), the pure-Python one
-    (``compiled=False``), or the compiled one or ``ImportError`` (``compiled=True``)."""
+    """The core module: the compiled one if built and current, else the pure-Python one (``compiled=None``);
+    the pure-Python one (``compiled=False``); the compiled one or ``ImportError`` (``compiled=True``)."""
     module = importlib.import_module("chokepoint.fast.core")
-    if compiled is None:
-        return module
     if compiled:
         if not is_compiled(module):
-            raise ImportError("the compiled core (chokepoint.fast.core extension) was not built")
+            raise ImportError("the compiled core (chokepoint.fast.core extension) was not built: run make setup")
+        if stale(module):
+            raise ImportError("the compiled core was built from another core.py/core.pxd: run make setup")
         return module
     if not is_compiled(module):
         return module
+    if compiled is None:
+        if not stale(module):
+            return module
+        warnings.warn(
+            "chokepoint.fast: the compiled core was built from another core.py/core.pxd, running the pure-Python "
+            "core (make setup rebuilds it)",
+            stacklevel=2,
+        )
     pure = sys.modules.get(_PURE_NAME)
     if pure is None:
         path = Path(__file__).with_name("core.py")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import zlib
 from datetime import UTC, datetime
 from typing import Any
@@ -43,8 +44,20 @@ def eve_timestamp(ts: float) -> str:
     if text is None:
         if len(_SECONDS) >= _SECONDS_KEPT:
             _SECONDS.clear()
-        text = _SECONDS[second] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        text = _SECONDS[second] = _date_time(second)
     return f"{text}.{micro:06d}+0000"
+
+
+def _date_time(second: int) -> str:
+    """Date and time of day of ``second``; a damaged capture's timestamp past ``datetime``'s years (1-9999) is
+    written by ``time.gmtime`` instead, or as a number of seconds past its range too, never raised."""
+    try:
+        return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    except (OverflowError, ValueError, OSError):
+        try:
+            return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        except (OverflowError, ValueError, OSError):
+            return f"{second}s"
 
 
 def flow_id(flow: Flow) -> int:
