@@ -95,7 +95,7 @@ async def serve(proxy: InterceptProxy, listen: Sequence[Address], stop: asyncio.
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m chokepoint.backends.intercept (--profile NAME | --rules FILE) --state-dir DIR [--port N]
-    [--listen ADDR ...] [--seed N] [--clock-offset S] [--param RULE.PARAM=VALUE ...]``: the proxy process (the
+    [--listen ADDR ...] [--seed N] [--clock-offset S] [--param RULE.PARAM=VALUE ...] [--as-of YYYY-MM-DD]``: the proxy process (the
     censor daemon starts it with its own clock offset and overrides; see the docstring)."""
     from chokepoint.backends.options import clock_offset, load_policy, param_override
 
@@ -111,11 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--clock-offset", type=clock_offset, default=0.0)
     parser.add_argument("--param", type=param_override, action="append", default=[])
+    parser.add_argument("--as-of", default=None)
     args = parser.parse_args(argv)
     from chokepoint.policy import PolicyError
 
     try:
-        profile = load_policy(args.profile, args.rules, dict(args.param))
+        profile = load_policy(args.profile, args.rules, dict(args.param), args.as_of)
     except PolicyError as exc:
         print(f"intercept: profile rejected: {exc}", file=sys.stderr)
         return 1
@@ -179,6 +180,7 @@ class InterceptProcess:
         timeout: float = 10.0,
         clock_offset_s: float = 0.0,
         params: dict[str, str] | None = None,
+        as_of: str | None = None,
     ) -> InterceptProcess:
         """Start it and wait until it listens (its stats file says running); ``InterceptError`` otherwise."""
         state_dir = Path(state_dir)
@@ -200,6 +202,8 @@ class InterceptProcess:
             argv += ["--clock-offset", repr(float(clock_offset_s))]
         for key, value in (params or {}).items():
             argv += ["--param", f"{key}={value}"]
+        if as_of:
+            argv += ["--as-of", str(as_of)]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         handle = cls(proc, state_dir, port)
         deadline = time.monotonic() + timeout
