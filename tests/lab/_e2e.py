@@ -36,11 +36,12 @@ from chokepoint import lab
 from chokepoint.lab import state as st
 from chokepoint.lab import system
 from chokepoint.lab import topology as topo
+from chokepoint.lab.instance import PREFIX
 from tests._lab_clients import DNS_ALL_ANSWERS, H3_GET, TCP_CONNECTS, h3_get_args
 
 from ._lab import OURS, CurlResult, foreign, leftovers, run_curl, tools_reason
 
-CLIENT_NS, CENSOR_NS, SERVER_NS = "cpk-client", "cpk-censor", "cpk-server"
+CLIENT_NS, CENSOR_NS, SERVER_NS = f"{PREFIX}client", f"{PREFIX}censor", f"{PREFIX}server"
 CLIENT_IP = "198.18.0.2"
 LAB_DNS = "198.19.0.53"
 CONTROL_DNS = "198.18.9.1"
@@ -372,8 +373,11 @@ def lab_processes() -> list[str]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        text = " ".join(a.decode("utf-8", "replace") for a in argv if a)
-        if str(st.STATE_DIR) in text and ("chokepoint.lab.services" in text or "chokepoint.backends.censord" in text):
+        args = [a.decode("utf-8", "replace") for a in argv if a]
+        text = " ".join(args)
+        # this lab's own: its state directory exactly (another lab's, /run/chokepoint-lab-NAME, starts the same)
+        ours = any(a == "--state-dir" and b == str(st.STATE_DIR) for a, b in zip(args, args[1:]))
+        if ours and ("chokepoint.lab.services" in text or "chokepoint.backends.censord" in text):
             found.append(f"{entry.name}: {text}")
     return found
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -18,6 +19,7 @@ from chokepoint import lab
 from chokepoint.lab import state as st
 from chokepoint.lab import system
 from chokepoint.lab import topology as topo
+from chokepoint.lab.instance import PREFIX
 
 from ._lab import CLI, clean, foreign, lab_guard, leftovers, reap, run_cli  # noqa: F401 (fixture)
 
@@ -36,7 +38,9 @@ def snapshot() -> dict[str, object]:
         "state": state_file.read_bytes() if state_file.exists() else None,
         "state_dir": sorted(p.name for p in st.STATE_DIR.iterdir()) if st.STATE_DIR.exists() else None,
         "etc": sorted(str(p) for p in topo.ETC_NETNS.rglob("*")) if topo.ETC_NETNS.exists() else None,
-        "client": system.ip_json(["addr", "show"], "cpk-client") if "cpk-client" in topo.lab_namespaces() else None,
+        "client": system.ip_json(["addr", "show"], f"{PREFIX}client")
+        if f"{PREFIX}client" in topo.lab_namespaces()
+        else None,
     }
 
 
@@ -52,23 +56,23 @@ def test_the_lab_lock_admits_one_holder_at_a_time():
 def test_up_status_exec_down_with_the_real_cli(lab_guard):
     up = run_cli("lab", "up", *BARE)
     assert up.returncode == 0, up.stderr
-    assert up.stdout.startswith("lab up: profile demo, mode inline (fails open); hosts cpk-client, cpk-censor")
+    assert re.match(
+        rf"lab up: profile demo( as of \d{{4}}-\d\d-\d\d)?, mode inline \(fails open\); hosts {PREFIX}client, {PREFIX}censor",
+        up.stdout,
+    ), up.stdout
     saved = json.loads((st.STATE_DIR / "state.json").read_text())
     assert (saved["profile"], saved["mode"], saved["fail_closed"]) == ("demo", "inline", False)
     assert [h["namespace"] for h in saved["topology"]["hosts"]] == topo.default_topology().namespaces()
 
     status = run_cli("lab", "status")
     assert status.returncode == 0, status.stdout + status.stderr
-    assert "profile demo, mode inline, fails open" in status.stdout
+    assert re.search(r"profile demo( as of [-\d]+)?, mode inline, fails open", status.stdout), status.stdout
     assert "cl0    198.18.0.2/24, 2001:db8:0:1::2/64" in status.stdout
     assert "censor not running: traffic fails open" in status.stdout  # started without a censor
     as_json = json.loads(run_cli("lab", "status", "--json").stdout)
     assert as_json["up"] and as_json["failure"] == "censor not running: traffic fails open"
     assert {h["name"]: h["present"] for h in as_json["hosts"]} == {
-        "client": True,
-        "censor": True,
-        "server": True,
-        "control": True,
+        name: True for name in topo.default_topology().host_names()
     }
     assert "198.19.0.53/32" in as_json["hosts"][2]["addresses"]["sv0"]
 
@@ -78,13 +82,16 @@ def test_up_status_exec_down_with_the_real_cli(lab_guard):
     resolv = run_cli("lab", "exec", "client", "--", "cat", "/etc/resolv.conf")
     assert resolv.stdout.endswith("nameserver 198.19.0.53\n")
     unknown = run_cli("lab", "exec", "nohost", "--", "true")
-    assert unknown.returncode == 2 and "no host 'nohost' (hosts: client, censor, server, control)" in unknown.stderr
+    assert (
+        unknown.returncode == 2
+        and f"no host 'nohost' (hosts: {', '.join(topo.default_topology().host_names())})" in unknown.stderr
+    )
     missing = run_cli("lab", "exec", "client", "--", "no-such-command-xyz")
     assert missing.returncode == 127 and "no-such-command-xyz: command not found" in missing.stderr
 
     down = run_cli("lab", "down", *keep_args())
     assert down.returncode == 0, down.stderr
-    assert "removed namespaces cpk-censor, cpk-client, cpk-control, cpk-server" in down.stdout
+    assert f"removed namespaces {', '.join(sorted(topo.default_topology().namespaces()))}" in down.stdout
     assert clean(), leftovers()
     again = run_cli("lab", "down", *keep_args())
     assert (again.returncode, again.stdout) == (0, "lab down: nothing to remove\n")
@@ -99,10 +106,12 @@ def test_starting_twice_fails_cleanly_and_changes_nothing(lab_guard):
     before = snapshot()
     second = run_cli("lab", "up", "--profile", "gfw", "--mode", "mirror", *BARE)
     assert second.returncode == 4
-    assert "a lab is already up (namespaces cpk-censor, cpk-client, cpk-control, cpk-server)" in second.stderr
+    assert (
+        f"a lab is already up (namespaces {', '.join(sorted(topo.default_topology().namespaces()))})" in second.stderr
+    )
     assert "nothing was changed" in second.stderr
     assert snapshot() == before
-    assert system.run(["ping", "-c", "1", "-W", "2", "198.19.0.2"], netns="cpk-client").returncode == 0
+    assert system.run(["ping", "-c", "1", "-W", "2", "198.19.0.2"], netns=f"{PREFIX}client").returncode == 0
 
 
 def test_a_leftover_state_file_alone_also_counts_as_up(lab_guard):
@@ -149,7 +158,7 @@ def test_a_missing_tool_is_reported_before_anything_is_created(lab_guard, tmp_pa
 
 
 def test_a_component_dying_at_start_rolls_everything_back(lab_guard, monkeypatch):
-    def launch(state, mode, profile, fail_closed, seed, *, clock_offset_s=None, params=None):
+    def launch(state, mode, profile, fail_closed, seed, *, clock_offset_s=None, params=None, as_of=None):
         state.start("censor", "censor", ["sh", "-c", "echo cannot open queue 0 >&2; exit 3"], grace=2.0)
 
     real_optional = lab._optional
@@ -201,11 +210,11 @@ def test_lab_down_after_kill_9_of_the_lab_processes_leaves_nothing(lab_guard):
 def test_lab_down_after_kill_9_of_lab_up_itself_leaves_nothing(lab_guard):
     up = subprocess.Popen([*CLI, "lab", "up", *BARE], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
-    while "cpk-client" not in topo.lab_namespaces() and up.poll() is None and time.monotonic() < deadline:
+    while f"{PREFIX}client" not in topo.lab_namespaces() and up.poll() is None and time.monotonic() < deadline:
         time.sleep(0.002)
     up.send_signal(signal.SIGKILL)
     up.wait()
-    if not (st.STATE_DIR / "state.json").exists() and "cpk-client" in topo.lab_namespaces():
+    if not (st.STATE_DIR / "state.json").exists() and f"{PREFIX}client" in topo.lab_namespaces():
         status = run_cli("lab", "status")
         assert "exist but there is no state.json" in status.stdout
     down = run_cli("lab", "down", *keep_args())  # the lab lock died with `lab up`: down does not wait
@@ -251,10 +260,10 @@ def test_lab_down_kills_a_recorded_process_whose_namespace_was_deleted_by_hand(l
     lab.up("demo", services=False, censor=False)
     state = st.LabState.load()
     orphan = _start(state, "orphan", "server", ["sleep", "300"])
-    system.run(["ip", "netns", "delete", "cpk-server"])  # the process keeps the namespace alive, unnamed
-    assert orphan.alive() and "cpk-server" not in topo.lab_namespaces()
+    system.run(["ip", "netns", "delete", f"{PREFIX}server"])  # the process keeps the namespace alive, unnamed
+    assert orphan.alive() and f"{PREFIX}server" not in topo.lab_namespaces()
     status = run_cli("lab", "status")
-    assert status.returncode == 6 and "namespace cpk-server is missing" in status.stdout
+    assert status.returncode == 6 and f"namespace {PREFIX}server is missing" in status.stdout
     report = lab.down(keep=foreign())  # found through its pidfile (pid + start time), not `ip netns pids`
     assert orphan.pid in report.killed and not orphan.alive()
     reap(orphan.pid)

@@ -17,6 +17,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from chokepoint.lab.instance import NAME, PREFIX
+
 lab_app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="The lab: client, censor and server in network namespaces (root)."
 )
@@ -44,6 +46,7 @@ def up_cmd(
     seed: int | None = typer.Option(None, "--seed", help="seed for the censor's RNG (probabilistic rules)"),
     no_services: bool = typer.Option(False, "--no-services", help="do not start the lab services"),
     no_censor: bool = typer.Option(False, "--no-censor", help="do not start the censor (a plain router)"),
+    tor: bool = typer.Option(False, "--tor", help="start the private Tor network on the VPS (lab/tornet.py)"),
     fake_time: str | None = typer.Option(
         None,
         "--fake-time",
@@ -61,6 +64,12 @@ def up_cmd(
         "--param",
         metavar="RULE.PARAM=VALUE",
         help="override a rule parameter, e.g. tsg-unknown-high-volume.after_s=5 (repeatable)",
+    ),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        help="what the profile had in force that day (default: the last day it covers)",
     ),
     dns_map: Path | None = typer.Option(
         None,
@@ -86,10 +95,12 @@ def up_cmd(
             seed=seed,
             services=not no_services,
             censor=not no_censor,
+            tor=tor,
             say=lambda line: err.print(line, markup=False),
             dns_map=dns_map,
             clock_offset_s=offset,
             params=params,
+            as_of=as_of,
         )
     except PolicyError as exc:  # includes TopologyError
         err.print(f"error: {exc}", markup=False)
@@ -103,7 +114,7 @@ def up_cmd(
         raise typer.Exit(exc.exit_code)
     hosts = ", ".join(state.topology.namespaces())
     out.print(
-        f"lab up: profile {state.profile}, mode {state.mode} "
+        f"lab up: profile {state.profile}" + (f" as of {state.as_of}" if state.as_of else "") + f", mode {state.mode} "
         f"(fails {'closed' if state.fail_closed else 'open'}); hosts {hosts}",
         markup=False,
     )
@@ -157,7 +168,7 @@ def _clock_and_params_lines(state: Any) -> list[str]:
 @lab_app.command("down")
 def down_cmd(
     keep: list[str] = typer.Option(
-        [], "--keep", help="a cpk-* namespace that is not the lab's: leave it alone (repeatable)"
+        [], "--keep", help="a namespace with the lab's prefix that is not the lab's: leave it alone (repeatable)"
     ),
 ) -> None:
     """Remove everything the lab created (idempotent; works without state.json)."""
@@ -217,12 +228,14 @@ def _print_status(report: Any) -> None:
         for problem in report.problems:
             out.print(f"problem: {problem}", markup=False)
         if report.stray_namespaces:
-            out.print(f"other cpk-* namespaces: {', '.join(report.stray_namespaces)}", markup=False)
+            out.print(f"other {PREFIX}* namespaces: {', '.join(report.stray_namespaces)}", markup=False)
         return
     state = report.state
     age = time.time() - state.created_at
     out.print(
-        f"lab up for {age:.0f} s: profile {state.profile}, mode {state.mode}, "
+        f"lab {NAME} up for {age:.0f} s: profile {state.profile}"
+        + (f" as of {state.as_of}" if state.as_of else "")
+        + f", mode {state.mode}, "
         f"fails {'closed' if state.fail_closed else 'open'}, seed {state.seed}",
         markup=False,
     )
@@ -255,7 +268,7 @@ def _print_status(report: Any) -> None:
     for problem in report.problems:
         out.print(f"[bold red]problem:[/] {problem}")
     if report.stray_namespaces:
-        out.print(f"other cpk-* namespaces (not this lab's): {', '.join(report.stray_namespaces)}", markup=False)
+        out.print(f"other {PREFIX}* namespaces (not this lab's): {', '.join(report.stray_namespaces)}", markup=False)
 
 
 @lab_app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -263,7 +276,7 @@ def exec_cmd(
     host: str = typer.Argument(..., help="client, censor, server, control, or a topology host"),
     command: list[str] = typer.Argument(None, help="after --: the command and its arguments"),
 ) -> None:
-    """Run a command inside cpk-HOST: `chokepoint lab exec client -- curl http://blocked.test/`."""
+    """Run a command inside the lab's HOST namespace (cpk-HOST; CHOKEPOINT_LAB names the lab): `chokepoint lab exec client -- curl http://blocked.test/`."""
     from chokepoint import lab
     from chokepoint.lab.system import MissingTool
 

@@ -1,4 +1,4 @@
-"""The lab's state on disk (``/run/chokepoint-lab/``) and the detached processes it runs in namespaces.
+"""The lab's state on disk (``/run/chokepoint-lab/``, or per lab name: lab/instance.py) and the detached processes it runs in namespaces.
 
 ``state.json`` records what ``lab up`` built: profile, mode, fail-open/closed, seed, the censor's clock offset
 and rule-param overrides, the topology and every process (pid + kernel start time, so a recycled pid is never
@@ -26,15 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chokepoint.lab import system
+from chokepoint.lab import instance, system
 from chokepoint.lab.topology import Topology
 
-STATE_DIR = Path("/run/chokepoint-lab")
+STATE_DIR = instance.STATE_DIR
 STATE_FILE = "state.json"
 STATS_FILE = "censor-stats.json"
 MODES = ("inline", "mirror")
-LOCK_NAME = "chokepoint-lab"
-SESSION_LOCK_NAME = "chokepoint-lab-session"
+LOCK_NAME = instance.LOCK_NAME
+SESSION_LOCK_NAME = instance.SESSION_LOCK_NAME
 
 
 class StateError(Exception):
@@ -115,6 +115,8 @@ class LabState:
     clock_offset_s: float | None = None
     #: rule-param overrides ``{"RULE.PARAM": "YAML value"}`` (``censord --param``)
     params: dict[str, str] = field(default_factory=dict)
+    #: the day the censor's profile is loaded for (``censord --as-of``); None: the profile's default
+    as_of: str | None = None
     processes: dict[str, ProcessInfo] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
     warnings: list[str] = field(default_factory=list)
@@ -177,6 +179,7 @@ class LabState:
             "seed": self.seed,
             "clock_offset_s": self.clock_offset_s,
             "params": dict(self.params),
+            "as_of": self.as_of,
             "created_at": self.created_at,
             "state_dir": str(self.state_dir),
             "warnings": list(self.warnings),
@@ -215,6 +218,7 @@ class LabState:
                 warnings=list(data["warnings"]),
                 clock_offset_s=_optional_float(data.get("clock_offset_s")),
                 params={str(k): str(v) for k, v in dict(data.get("params") or {}).items()},
+                as_of=data.get("as_of"),
                 processes={n: ProcessInfo.from_dict(p) for n, p in data["processes"].items()},
             )
         except (KeyError, TypeError, ValueError) as exc:

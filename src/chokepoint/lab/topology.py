@@ -5,6 +5,10 @@ directly off the client, outside the censor's path::
 
     cpk-control ck1 ── ck0 cpk-client cl0 ── ce0 cpk-censor ce1 ── sv0 cpk-server
     198.18.9.1       198.18.9.2   198.18.0.2   198.18.0.1   198.19.0.1   198.19.0.2 (+ .10-.29, .53)
+                                                                         (+ "elsewhere" 198.19.128.10-19)
+    cpk-censor cepr0 ── pr0 cpk-prober (the active prober)       cpk-server svp0 ── vp0 cpk-vps (198.19.64/24)
+
+(lab/circumvention.py: the VPS and the prober; lab/ranges.py: the "vps" and "elsewhere" ranges.)
 
 Addresses come only from the RFC 2544 benchmarking range 198.18.0.0/15 and the RFC 3849 documentation prefix
 2001:db8::/32, so lab traffic can never be mistaken for (or routed to) real hosts. ``--topology FILE`` adds
@@ -37,19 +41,20 @@ from ipaddress import (
 from pathlib import Path
 from typing import Any
 
-from chokepoint.lab import system
+from chokepoint.lab import circumvention, instance, ranges, system
 from chokepoint.policy.errors import PolicyError, SourcePos
 
 IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
 IPNetwork = IPv4Network | IPv6Network
 
-#: Every lab namespace is named with this prefix; ``destroy()`` removes all of them.
-PREFIX = "cpk-"
+#: Every namespace of this lab is named with this prefix (``CHOKEPOINT_LAB``, lab/instance.py);
+#: ``destroy()`` removes all of them and nothing else.
+PREFIX = instance.PREFIX
 #: The only address ranges a lab may use: RFC 2544 (benchmarking) and RFC 3849 (IPv6 documentation).
 LAB_RANGES: tuple[IPNetwork, ...] = (ip_network("198.18.0.0/15"), ip_network("2001:db8::/32"))
 #: ifalias set on every lab veth, so a stray one in the host namespace can be recognised and removed.
-LINK_ALIAS = "chokepoint-lab"
+LINK_ALIAS = instance.LINK_ALIAS
 #: ``ip netns exec NS`` bind-mounts ``/etc/netns/NS/<file>`` over ``/etc/<file>`` (ip-netns(8)).
 ETC_NETNS = Path("/etc/netns")
 #: Host names become ``cpk-<name>``; interface names obey IFNAMSIZ (15 characters).
@@ -209,6 +214,9 @@ SITE_V6 = tuple(ip_address(f"2001:db8:0:2::{n}") for n in range(10, 30))
 DNS_V4 = ip_address("198.19.0.53")
 DNS_V6 = ip_address("2001:db8:0:2::53")
 CONTROL_DNS_V4 = ip_address("198.18.9.1")
+#: The server's own address on the censor's subnet (the censor's next hop to the server's ranges).
+SERVER_V4 = ip_address("198.19.0.2")
+SERVER_V6 = ip_address("2001:db8:0:2::2")
 
 
 def default_topology() -> Topology:
@@ -234,6 +242,7 @@ def default_topology() -> Topology:
             Interface("ce0", _ifaces("198.18.0.1/24", "2001:db8:0:1::1/64")),
             Interface("ce1", _ifaces("198.19.0.1/24", "2001:db8:0:2::1/64")),
         ),
+        routes=tuple(Route(net, via) for net, via in ranges.censor_routes(SERVER_V4, SERVER_V6)),
         forwarding=True,
     )
     server_addrs = (
@@ -243,6 +252,7 @@ def default_topology() -> Topology:
         ip_interface(f"{DNS_V4}/32"),
         *(ip_interface(f"{a}/128") for a in SITE_V6),
         ip_interface(f"{DNS_V6}/128"),
+        *ranges.host_addresses("server"),  # the "elsewhere" range (chokepoint.lab.ranges)
     )
     server = Host(
         "server",
@@ -263,7 +273,9 @@ def default_topology() -> Topology:
         Link(("censor", "ce1"), ("server", "sv0")),
         Link(("client", "ck0"), ("control", "ck1")),
     )
-    return check(Topology((client, censor, server, control), links))
+    # the VPS behind the server (transport servers, private Tor network) and the censor's prober
+    hosts, links = circumvention.extend((client, censor, server, control), links)
+    return check(Topology(hosts, links))
 
 
 # ------------------------------------------------------------------------------------------- validation
