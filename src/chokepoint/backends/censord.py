@@ -2,7 +2,7 @@
 
 ``python -m chokepoint.backends.censord --mode inline|mirror (--profile NAME | --rules FILE) [--fail-closed]
 [--seed N] [--queue-num N] [--queue-maxlen N] [--client-iface ce0] [--server-iface ce1] [--intercept-port N]
-[--clock-offset SECONDS | --fake-time ISO8601] [--param RULE.PARAM=VALUE ...] --state-dir DIR``
+[--clock-offset SECONDS | --fake-time ISO8601] [--param RULE.PARAM=VALUE ...] [--control-dir DIR] --state-dir DIR``
 runs in the censor's network namespace (``lab up`` starts it through
 :func:`launch`). It installs the kernel program (:mod:`chokepoint.backends.kernel`; inline only — mirror
 mode removes any left over and never drops), then feeds every packet it sees to the engine. When a flow's
@@ -29,6 +29,11 @@ shutdown) can be exercised at any hour. The kernel's timers (residual sets, tc) 
 ``--param RULE.PARAM=VALUE`` (repeatable) overrides a rule parameter at load time
 (``load_profile(..., params=...)``; an unknown rule or parameter is refused at start). The stats show both
 (``"clock"``, ``"params"``).
+
+``--control-dir DIR`` is the node's policy-reload hook (:mod:`chokepoint.backends.control`): a request file
+there is applied between two packets (a whole rule file, or only the entries of some lists), the outcome is
+written next to it, and the daemon restarts on the policy last applied. The stats then have a ``policy``
+section. This is all the daemon knows of a central manager.
 
 SIGTERM/SIGINT stop it cleanly (remaining flows are written, kernel state removed). After ``kill -9`` or a
 crash the kernel state stays: with ``--queue-bypass`` (default) the kernel then accepts what it would have
@@ -125,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="RULE.PARAM=VALUE",
         help="override a rule parameter (repeatable)",
     )
+    parser.add_argument(
+        "--control-dir",
+        type=Path,
+        default=None,
+        help="apply policy reload requests from DIR/request.json (chokepoint.backends.control)",
+    )
     args = parser.parse_args(argv)
     if args.profile and args.rules:
         parser.error("give either --profile or --rules, not both")
@@ -134,8 +145,17 @@ def main(argv: list[str] | None = None) -> int:
     from chokepoint.lab.system import CommandError
     from chokepoint.policy import PolicyError
 
+    control = None
+    if args.control_dir is not None:
+        from chokepoint.backends.control import PolicyControl
+
+        control = PolicyControl(args.control_dir, say=lambda m: print(f"censord: {m}", file=sys.stderr, flush=True))
     try:
-        profile = load_policy(args.profile, args.rules, params)
+        if control is not None:
+            described = {"profile": args.profile, "rules": args.rules, "params": params}
+            profile = control.startup_profile(lambda: load_policy(args.profile, args.rules, params), described)
+        else:
+            profile = load_policy(args.profile, args.rules, params)
     except PolicyError as exc:
         print(f"censord: profile rejected: {exc}", file=sys.stderr)
         return 1
@@ -161,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     except PolicyError as exc:
         print(f"censord: profile rejected: {exc}", file=sys.stderr)
         return 1
+    if control is not None:
+        control.swap = censor.swap_profile
+        censor.extra_stats["policy"] = control.stats
     try:
         intercept = _start_intercept(args, profile, kernel, censor)
     except OSError as exc:
@@ -195,8 +218,14 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
+
+    def should_stop() -> bool:
+        if control is not None:
+            control.poll()  # a policy reload, between two packets
+        return stop.requested
+
     try:
-        backend.run(lambda: stop.requested)
+        backend.run(should_stop)
     except BaseException:
         # A crash behaves like kill -9: the kernel program stays, so traffic fails open (--queue-bypass)
         # or closed, as configured; the traceback goes to the log.

@@ -12,6 +12,11 @@ Rule-param overrides (``params={"RULE_ID.PARAM": "VALUE"}``, the CLI's ``--param
 scalar or flow collection as text (``"5"``, ``"1e6"``, ``"[1, 2]"``), set into the rule's ``params:`` before
 the schema check, so it is validated exactly like the file; a mistake is a ``PolicyError`` naming the override
 (``--param RULE.PARAM=VALUE: message``). ``Profile.overrides`` records what was applied.
+
+List files supplied from outside (``list_files={"LIST": path}``; the central manager's lists,
+``chokepoint.manager``): the entries of the profile's list ``LIST`` are read from ``path`` instead of its
+``items``/``file`` (kind, cite and the rest of the declaration stay), checked entry by entry like any list file,
+with errors at ``path:line:column``. A name the profile does not declare is a ``PolicyError``.
 """
 
 from __future__ import annotations
@@ -96,9 +101,10 @@ def list_profiles() -> list[str]:
 
 
 Params = Mapping[str, str] | None
+ListFiles = Mapping[str, str | Path] | None
 
 
-def load_profile(name_or_path: str, *, params: Params = None) -> Profile:
+def load_profile(name_or_path: str, *, params: Params = None, list_files: ListFiles = None) -> Profile:
     """A bundled profile by name (``"gfw"``), or a profile file by path (anything with a ``/`` or a
     ``.yaml``/``.yml`` suffix). The file must have a ``profile:`` block. An unknown name or an
     unreadable file is a ``PolicyError`` too (at line 1, column 1). ``params``: rule-param overrides,
@@ -111,12 +117,12 @@ def load_profile(name_or_path: str, *, params: Params = None) -> Profile:
         if name_or_path not in names:
             raise PolicyError(name_or_path, 1, 1, f"no bundled profile {name_or_path!r}; bundled: {', '.join(names)}")
         path = BUNDLED_DIR / f"{name_or_path}.yaml"
-    return _load_file(path, require_profile=True, params=params)
+    return _load_file(path, require_profile=True, params=params, list_files=list_files)
 
 
-def load_rules_file(path: str | Path, *, params: Params = None) -> Profile:
+def load_rules_file(path: str | Path, *, params: Params = None, list_files: ListFiles = None) -> Profile:
     """A rule file: the profile format with ``profile:`` optional (the name is then the file's stem)."""
-    return _load_file(Path(path), require_profile=False, params=params)
+    return _load_file(Path(path), require_profile=False, params=params, list_files=list_files)
 
 
 def load_rules_text(
@@ -131,7 +137,7 @@ def load_rules_text(
     return _load(text, source, Path(base_dir), Path(source), require_profile, params)
 
 
-def _load_file(path: Path, *, require_profile: bool, params: Params) -> Profile:
+def _load_file(path: Path, *, require_profile: bool, params: Params, list_files: ListFiles = None) -> Profile:
     shown = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -139,10 +145,18 @@ def _load_file(path: Path, *, require_profile: bool, params: Params) -> Profile:
         raise PolicyError(shown, 1, 1, f"not UTF-8: {exc.reason}") from None
     except OSError as exc:
         raise PolicyError(shown, 1, 1, f"cannot read: {exc.strerror or exc}") from None
-    return _load(text, shown, path.parent, path, require_profile, params)
+    return _load(text, shown, path.parent, path, require_profile, params, list_files)
 
 
-def _load(text: str, shown: str, base_dir: Path, source: Path, require_profile: bool, params: Params = None) -> Profile:
+def _load(
+    text: str,
+    shown: str,
+    base_dir: Path,
+    source: Path,
+    require_profile: bool,
+    params: Params = None,
+    list_files: ListFiles = None,
+) -> Profile:
     data, marks = load_yaml(text, shown)
     overrides: tuple[tuple[str, Any], ...] = ()
     if params:
@@ -151,9 +165,16 @@ def _load(text: str, shown: str, base_dir: Path, source: Path, require_profile: 
     validate(data, marks, schema)
     meta, name = _meta(data.get("profile"), source)
     engine = _engine(data.get("engine") or {})
+    declared = data.get("lists") or {}
+    for name_ in list_files or {}:
+        if name_ not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise PolicyError(
+                shown, 1, 1, f"no list {name_!r} is declared here to take entries from outside (lists: {known})"
+            )
     lists = {
-        name_: load_list(name_, spec, marks, ("lists", name_), base_dir)
-        for name_, spec in (data.get("lists") or {}).items()
+        name_: load_list(name_, _external(spec, (list_files or {}).get(name_)), marks, ("lists", name_), base_dir)
+        for name_, spec in declared.items()
     }
     rules = [_rule(raw, marks, ("rules", i)) for i, raw in enumerate(data["rules"])]
     policy = compile_policy(rules, lists)
@@ -179,6 +200,13 @@ def _load(text: str, shown: str, base_dir: Path, source: Path, require_profile: 
         examples=examples,
         overrides=overrides,
     )
+
+
+def _external(spec: Mapping[str, Any], path: str | Path | None) -> Mapping[str, Any]:
+    """A list declaration whose entries come from ``path`` (an outside list file) when one is given."""
+    if path is None:
+        return spec
+    return {**{k: v for k, v in spec.items() if k != "items"}, "file": str(path)}
 
 
 def override_label(key: str, text: str) -> str:
