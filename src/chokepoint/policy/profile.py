@@ -132,9 +132,10 @@ def load_rules_text(
     *,
     require_profile: bool = False,
     params: Params = None,
+    list_files: ListFiles = None,
 ) -> Profile:
     """The same from a string; list files resolve against ``base_dir``."""
-    return _load(text, source, Path(base_dir), Path(source), require_profile, params)
+    return _load(text, source, Path(base_dir), Path(source), require_profile, params, list_files)
 
 
 def _load_file(path: Path, *, require_profile: bool, params: Params, list_files: ListFiles = None) -> Profile:
