@@ -43,8 +43,9 @@ from chokepoint.backends.kernel import CHAIN, FAST_PATH
 from chokepoint.lab import state as st
 from chokepoint.lab import system
 from chokepoint.lab import topology as topo
+from chokepoint.lab.instance import PREFIX
 
-CLIENT, CENSOR, SERVER = "cpk-client", "cpk-censor", "cpk-server"
+CLIENT, CENSOR, SERVER = f"{PREFIX}client", f"{PREFIX}censor", f"{PREFIX}server"
 SERVER_IP = "198.19.0.2"
 IPERF_PORT = 5201
 ACCEPT_PORT = 5300

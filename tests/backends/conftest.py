@@ -26,13 +26,14 @@ from pathlib import Path
 import pytest
 
 from chokepoint.backends.kernel import KernelProgram
+from chokepoint.lab.instance import PREFIX
 from chokepoint.packet.decode import Decoder
 from chokepoint.packet.pcap import Frame
 from chokepoint.packet.record import Packet
 from tests._lab_clients import TCP_CONNECTS
 
 HERE = Path(__file__).resolve().parent
-PREFIX = "cpk-t-bk-"
+PREFIX = f"{PREFIX}t-bk-"
 CLIENT, CENSOR, SERVER = PREFIX + "cl", PREFIX + "ce", PREFIX + "sv"
 NAMESPACES = (CLIENT, CENSOR, SERVER)
 SERVER_IP = "198.19.0.2"

@@ -47,6 +47,7 @@ from chokepoint.backends.intercept import (
 from chokepoint.backends.kernel import KernelProgram, Redirect, redirect_rules
 from chokepoint.enforce import DEFAULT, Stamper, plan
 from chokepoint.lab.ca import LabCA
+from chokepoint.lab.instance import PREFIX
 from chokepoint.lab.services import echo, http1
 from chokepoint.lab.services.app import MARKER
 from chokepoint.lab.services.certs import TlsContexts
@@ -595,7 +596,7 @@ def test_proxy_process_starts_listens_and_stops_cleanly(tmp_path):
 def namespace() -> Iterator[str]:
     if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("iptables") is None:
         pytest.skip("needs root, ip and iptables (a throwaway network namespace)")
-    name = f"cpk-t-icpt-{os.getpid()}"
+    name = f"{PREFIX}t-icpt-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
     try:
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, capture_output=True)

@@ -60,6 +60,7 @@ from chokepoint.lab import system
 from chokepoint.lab import topology as topo
 from chokepoint.lab.clock import clock_offset_for as lab_clock_offset_for
 from chokepoint.lab.clock import local_now
+from chokepoint.lab.instance import PREFIX
 from chokepoint.packet.pcap import open_capture
 from chokepoint.policy.conditions import atoms
 from chokepoint.policy.profile import Profile, list_profiles, load_profile
@@ -68,7 +69,7 @@ from tests._lab_clients import DNS_ALL_ANSWERS, H3_GET, h3_get_args
 
 from ._lab import OURS, CurlResult, foreign, run_curl, tools_reason
 
-CLIENT_NS, CENSOR_NS, SERVER_NS = "cpk-client", "cpk-censor", "cpk-server"
+CLIENT_NS, CENSOR_NS, SERVER_NS = f"{PREFIX}client", f"{PREFIX}censor", f"{PREFIX}server"
 CLIENT_IP = "198.18.0.2"
 SERVER_LINK_IP = "198.19.0.2"
 LAB_DNS = "198.19.0.53"
@@ -192,7 +193,7 @@ class Capture:
 def capture(bpf: str, *, netns: str = CLIENT_NS, iface: str = "cl0") -> Iterator[Capture]:
     """tcpdump on ``iface`` in ``netns`` for the duration of the block (then 0.3 s for late injections)."""
     result = Capture(netns, iface)
-    fd, path = tempfile.mkstemp(prefix="cpk-conf-", suffix=".pcap")
+    fd, path = tempfile.mkstemp(prefix=f"{PREFIX}conf-", suffix=".pcap")
     os.close(fd)
     argv = system.in_netns(
         ["tcpdump", "-i", iface, "-nn", "-U", "--immediate-mode", "-s", "0", "-w", path, *bpf.split()], netns

@@ -36,11 +36,12 @@ from chokepoint import lab
 from chokepoint.lab import state as st
 from chokepoint.lab import system
 from chokepoint.lab import topology as topo
+from chokepoint.lab.instance import PREFIX
 from tests._lab_clients import DNS_ALL_ANSWERS, H3_GET, TCP_CONNECTS, h3_get_args
 
 from ._lab import OURS, CurlResult, foreign, leftovers, run_curl, tools_reason
 
-CLIENT_NS, CENSOR_NS, SERVER_NS = "cpk-client", "cpk-censor", "cpk-server"
+CLIENT_NS, CENSOR_NS, SERVER_NS = f"{PREFIX}client", f"{PREFIX}censor", f"{PREFIX}server"
 CLIENT_IP = "198.18.0.2"
 LAB_DNS = "198.19.0.53"
 CONTROL_DNS = "198.18.9.1"

@@ -25,10 +25,11 @@ from chokepoint import lab
 from chokepoint.lab import state as st
 from chokepoint.lab import system
 from chokepoint.lab import topology as topo
+from chokepoint.lab.instance import PREFIX
 
 CLI = [sys.executable, "-m", "chokepoint.cli"]
 #: Namespaces the lab tests create (the default lab, the extra host of the test topology, a stray one).
-OURS = frozenset(topo.default_topology().namespaces()) | {"cpk-extra", "cpk-zzstray"}
+OURS = frozenset(topo.default_topology().namespaces()) | {f"{PREFIX}extra", f"{PREFIX}zzstray"}
 
 
 @functools.cache
@@ -38,7 +39,7 @@ def root_reason() -> str | None:
         return "lab tests need root (network namespaces)"
     if shutil.which("ip") is None:
         return "`ip` (iproute2) is not installed"
-    probe = f"cpk-zzcheck-{os.getpid()}"
+    probe = f"{PREFIX}zzcheck-{os.getpid()}"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True)
     if made.returncode != 0:
         return f"`ip netns add` does not work here: {made.stderr.decode().strip()}"
@@ -108,7 +109,7 @@ def foreign() -> list[str]:
 
 def leftovers() -> dict[str, list[str]]:
     """Everything of ours that ``lab down`` must have removed; all lists empty when clean."""
-    etc = sorted(p.name for p in topo.ETC_NETNS.glob("cpk-*")) if topo.ETC_NETNS.is_dir() else []
+    etc = sorted(p.name for p in topo.ETC_NETNS.glob(f"{PREFIX}*")) if topo.ETC_NETNS.is_dir() else []
     host_veths = [
         link["ifname"]
         for link in system.ip_json(["link", "show", "type", "veth"])

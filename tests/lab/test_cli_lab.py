@@ -18,6 +18,7 @@ from chokepoint import lab
 from chokepoint.lab import state as st
 from chokepoint.lab import system
 from chokepoint.lab import topology as topo
+from chokepoint.lab.instance import PREFIX
 
 from ._lab import CLI, clean, foreign, lab_guard, leftovers, reap, run_cli  # noqa: F401 (fixture)
 
@@ -36,7 +37,9 @@ def snapshot() -> dict[str, object]:
         "state": state_file.read_bytes() if state_file.exists() else None,
         "state_dir": sorted(p.name for p in st.STATE_DIR.iterdir()) if st.STATE_DIR.exists() else None,
         "etc": sorted(str(p) for p in topo.ETC_NETNS.rglob("*")) if topo.ETC_NETNS.exists() else None,
-        "client": system.ip_json(["addr", "show"], "cpk-client") if "cpk-client" in topo.lab_namespaces() else None,
+        "client": system.ip_json(["addr", "show"], f"{PREFIX}client")
+        if f"{PREFIX}client" in topo.lab_namespaces()
+        else None,
     }
 
 
@@ -52,7 +55,7 @@ def test_the_lab_lock_admits_one_holder_at_a_time():
 def test_up_status_exec_down_with_the_real_cli(lab_guard):
     up = run_cli("lab", "up", *BARE)
     assert up.returncode == 0, up.stderr
-    assert up.stdout.startswith("lab up: profile demo, mode inline (fails open); hosts cpk-client, cpk-censor")
+    assert up.stdout.startswith(f"lab up: profile demo, mode inline (fails open); hosts {PREFIX}client, {PREFIX}censor")
     saved = json.loads((st.STATE_DIR / "state.json").read_text())
     assert (saved["profile"], saved["mode"], saved["fail_closed"]) == ("demo", "inline", False)
     assert [h["namespace"] for h in saved["topology"]["hosts"]] == topo.default_topology().namespaces()
@@ -84,7 +87,7 @@ def test_up_status_exec_down_with_the_real_cli(lab_guard):
 
     down = run_cli("lab", "down", *keep_args())
     assert down.returncode == 0, down.stderr
-    assert "removed namespaces cpk-censor, cpk-client, cpk-control, cpk-server" in down.stdout
+    assert f"removed namespaces {PREFIX}censor, {PREFIX}client, {PREFIX}control, {PREFIX}server" in down.stdout
     assert clean(), leftovers()
     again = run_cli("lab", "down", *keep_args())
     assert (again.returncode, again.stdout) == (0, "lab down: nothing to remove\n")
@@ -99,10 +102,13 @@ def test_starting_twice_fails_cleanly_and_changes_nothing(lab_guard):
     before = snapshot()
     second = run_cli("lab", "up", "--profile", "gfw", "--mode", "mirror", *BARE)
     assert second.returncode == 4
-    assert "a lab is already up (namespaces cpk-censor, cpk-client, cpk-control, cpk-server)" in second.stderr
+    assert (
+        f"a lab is already up (namespaces {PREFIX}censor, {PREFIX}client, {PREFIX}control, {PREFIX}server)"
+        in second.stderr
+    )
     assert "nothing was changed" in second.stderr
     assert snapshot() == before
-    assert system.run(["ping", "-c", "1", "-W", "2", "198.19.0.2"], netns="cpk-client").returncode == 0
+    assert system.run(["ping", "-c", "1", "-W", "2", "198.19.0.2"], netns=f"{PREFIX}client").returncode == 0
 
 
 def test_a_leftover_state_file_alone_also_counts_as_up(lab_guard):
@@ -201,11 +207,11 @@ def test_lab_down_after_kill_9_of_the_lab_processes_leaves_nothing(lab_guard):
 def test_lab_down_after_kill_9_of_lab_up_itself_leaves_nothing(lab_guard):
     up = subprocess.Popen([*CLI, "lab", "up", *BARE], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
-    while "cpk-client" not in topo.lab_namespaces() and up.poll() is None and time.monotonic() < deadline:
+    while f"{PREFIX}client" not in topo.lab_namespaces() and up.poll() is None and time.monotonic() < deadline:
         time.sleep(0.002)
     up.send_signal(signal.SIGKILL)
     up.wait()
-    if not (st.STATE_DIR / "state.json").exists() and "cpk-client" in topo.lab_namespaces():
+    if not (st.STATE_DIR / "state.json").exists() and f"{PREFIX}client" in topo.lab_namespaces():
         status = run_cli("lab", "status")
         assert "exist but there is no state.json" in status.stdout
     down = run_cli("lab", "down", *keep_args())  # the lab lock died with `lab up`: down does not wait
@@ -251,10 +257,10 @@ def test_lab_down_kills_a_recorded_process_whose_namespace_was_deleted_by_hand(l
     lab.up("demo", services=False, censor=False)
     state = st.LabState.load()
     orphan = _start(state, "orphan", "server", ["sleep", "300"])
-    system.run(["ip", "netns", "delete", "cpk-server"])  # the process keeps the namespace alive, unnamed
-    assert orphan.alive() and "cpk-server" not in topo.lab_namespaces()
+    system.run(["ip", "netns", "delete", f"{PREFIX}server"])  # the process keeps the namespace alive, unnamed
+    assert orphan.alive() and f"{PREFIX}server" not in topo.lab_namespaces()
     status = run_cli("lab", "status")
-    assert status.returncode == 6 and "namespace cpk-server is missing" in status.stdout
+    assert status.returncode == 6 and f"namespace {PREFIX}server is missing" in status.stdout
     report = lab.down(keep=foreign())  # found through its pidfile (pid + start time), not `ip netns pids`
     assert orphan.pid in report.killed and not orphan.alive()
     reap(orphan.pid)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+from chokepoint.lab.instance import PREFIX
 from chokepoint.lab.state import LabState
 
 from ._e2e import (
@@ -89,7 +90,7 @@ class TestInline:
         lab = inline_lab
         with (
             lab.capture(f"{RST_FILTER} and host 198.19.0.12") as at_client,
-            lab.capture(f"{RST_FILTER} and host 198.19.0.12", netns="cpk-server", iface="sv0") as at_server,
+            lab.capture(f"{RST_FILTER} and host 198.19.0.12", netns=f"{PREFIX}server", iface="sv0") as at_server,
         ):
             blocked = lab.curl("http://198.19.0.12/", "-H", "Host: blocked.test")
         assert blocked.code == CURL_RECV and "Connection reset by peer" in blocked.stderr, blocked

@@ -16,6 +16,7 @@ import re
 import time
 
 from chokepoint.lab import topology as topo
+from chokepoint.lab.instance import PREFIX
 
 from ._e2e import (
     BLOCKPAGE_BODY,
@@ -63,7 +64,7 @@ RESET_CODES = {35, 55, 56}
 #: Throwaway namespaces other code creates for a moment without the session lock (root checks, kernel probe).
 # Namespaces that are not the lab's: short-lived kernel-feature probes, and the backends suite's own test path
 # (cpk-t-*), which its session fixture keeps for the whole worker and removes itself (tests/backends/conftest.py).
-TRANSIENT_PROBES = ("cpk-zzcheck-", "cpk-t-", "cpk-probe-")
+TRANSIENT_PROBES = (f"{PREFIX}zzcheck-", f"{PREFIX}t-", f"{PREFIX}probe-")
 
 
 mirror_lab = class_lab("e2e-mirror", RULES, PERSONALITY, mode="mirror", seed=SEED)
@@ -85,7 +86,7 @@ class TestMirror:
         lab = mirror_lab
         with (
             lab.capture(f"{RST_FILTER} and host 198.19.0.12") as at_client,
-            lab.capture(f"{RST_FILTER} and host 198.19.0.12", netns="cpk-server", iface="sv0") as at_server,
+            lab.capture(f"{RST_FILTER} and host 198.19.0.12", netns=f"{PREFIX}server", iface="sv0") as at_server,
         ):
             blocked = lab.curl(f"http://198.19.0.12{SLOW}", "-H", "Host: blocked.test")
         assert blocked.code == CURL_RECV and "Connection reset by peer" in blocked.stderr, blocked

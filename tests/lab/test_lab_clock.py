@@ -15,6 +15,7 @@ import time
 from chokepoint.lab import state as st
 from chokepoint.lab import system
 from chokepoint.lab import topology as topo
+from chokepoint.lab.instance import PREFIX
 
 from ._lab import down_keeping_foreign, lab_guard, run_cli  # noqa: F401 (fixture)
 
@@ -49,7 +50,7 @@ def test_fake_night_blocks_what_the_day_allows_and_status_shows_clock_and_params
     assert stats["clock"]["offset_s"] == saved["clock_offset_s"]
     assert stats["params"] == {"mm-nightly-shutdown.direction": "c2s"}
 
-    blocked = system.run(CURL, netns="cpk-client", check=False, timeout=15)
+    blocked = system.run(CURL, netns=f"{PREFIX}client", check=False, timeout=15)
     assert blocked.returncode == 28, (blocked.returncode, blocked.stdout, blocked.stderr)  # curl: timed out
     actions = [e["chokepoint"] for e in events() if e.get("event_type") == "chokepoint"]
     assert actions and all(a["rule"] == "mm-nightly-shutdown" for a in actions), actions
@@ -71,7 +72,7 @@ def test_fake_night_blocks_what_the_day_allows_and_status_shows_clock_and_params
     noon = dt.datetime.fromisoformat(myanmar_today("12:00")).timestamp()
     day = run_cli("lab", "up", "--profile", "myanmar", "--clock-offset", f"{noon - time.time():.0f}")
     assert day.returncode == 0, day.stderr
-    allowed = system.run(CURL, netns="cpk-client", check=False, timeout=15)
+    allowed = system.run(CURL, netns=f"{PREFIX}client", check=False, timeout=15)
     assert (allowed.returncode, allowed.stdout) == (0, b"200"), allowed.stderr
     assert not [e for e in events() if e.get("event_type") == "chokepoint"]
     stats = json.loads((st.STATE_DIR / st.STATS_FILE).read_text())
@@ -85,7 +86,7 @@ def test_dns_map_from_the_cli_reaches_the_lab_resolver(lab_guard, tmp_path):
     assert up.returncode == 0, up.stderr
     answer = system.run(
         ["dig", "@198.19.0.53", "mapped.test", "+short", "+time=2", "+tries=1"],
-        netns="cpk-client",
+        netns=f"{PREFIX}client",
         check=False,
         timeout=15,
     )

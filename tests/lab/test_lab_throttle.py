@@ -17,6 +17,7 @@ from chokepoint import lab
 from chokepoint.enforce import Personality, parse_personality
 from chokepoint.lab import system
 from chokepoint.lab import topology as topo
+from chokepoint.lab.instance import PREFIX
 from chokepoint.policy.profile import load_profile
 
 from ._conformance import capture
@@ -102,7 +103,7 @@ def test_throttled_download_bursts_within_twice_burst_bytes(lab_guard) -> None:
                 f"twitter.com:443:{SITE}",
                 f"https://twitter.com/large?bytes={BYTES}",
             ],
-            netns="cpk-client",
+            netns=f"{PREFIX}client",
             check=False,
             timeout=60,
         )

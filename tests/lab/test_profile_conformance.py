@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from chokepoint.lab.instance import PREFIX
 from chokepoint.policy.profile import Profile, load_profile
 from chokepoint.policy.provenance import Example
 
@@ -157,7 +158,7 @@ class Check:
         address = self.target.address
         with (
             capture(f"host {address}") as client_wire,
-            capture(f"host {address}", netns="cpk-server", iface="sv0") as server_wire,
+            capture(f"host {address}", netns=f"{PREFIX}server", iface="sv0") as server_wire,
         ):
             symptom, detail = getattr(self, f"client_{ex.protocol}")()
         if symptom == "transferred":
@@ -571,7 +572,7 @@ class Check:
             issuer = re.search(r"(?m)^\s*i:.*?CN\s*=\s*([^,\n]+)", seen)
             assert issuer and issuer[1].strip() == want["issuer_cn"], seen
         if want.get("subject_copied_from_server"):
-            real = self.run.showcerts(self.target.site, 443, self.ex.target, netns="cpk-server")
+            real = self.run.showcerts(self.target.site, 443, self.ex.target, netns=f"{PREFIX}server")
             subject = re.search(r"(?m)^\s*0 s:(.*)$", seen)
             real_subject = re.search(r"(?m)^\s*0 s:(.*)$", real)
             assert subject and real_subject and subject[1] == real_subject[1], (seen, real)
@@ -770,7 +771,7 @@ def test_injected_packets_are_found_on_the_wire_once() -> None:
         "payload_len": 0,
     }
     wire = Capture(
-        "cpk-client",
+        f"{PREFIX}client",
         "cl0",
         [dict(rst, ttl=255, time=1.0), dict(rst, seq=8, ttl=64, time=1.1), dict(rst, ttl=255, time=1.2)],
     )

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from chokepoint.lab import system
+from chokepoint.lab.instance import PREFIX
 from chokepoint.lab.state import proc_start_time
 
 from ._lab import reap, root_reason
@@ -55,14 +56,21 @@ def test_a_hanging_command_is_killed_at_the_timeout():
 
 
 def test_commands_in_a_namespace_go_through_ip_netns_exec():
-    assert system.in_netns(["tc", "qdisc"], "cpk-censor") == ["ip", "netns", "exec", "cpk-censor", "tc", "qdisc"]
+    assert system.in_netns(["tc", "qdisc"], f"{PREFIX}censor") == [
+        "ip",
+        "netns",
+        "exec",
+        f"{PREFIX}censor",
+        "tc",
+        "qdisc",
+    ]
     assert system.in_netns(["tc", "qdisc"], None) == ["tc", "qdisc"]
 
 
 def test_ip_batch_refuses_tokens_that_would_need_quoting():
     for bad in ("two words", "", "x#comment", 'q"uote', "new\nline"):
         with pytest.raises(ValueError):
-            system.ip_batch([["link", "set", bad, "up"]], "cpk-nowhere")
+            system.ip_batch([["link", "set", bad, "up"]], f"{PREFIX}nowhere")
 
 
 def test_foreground_status_passes_through_like_a_shell():
@@ -94,7 +102,7 @@ def netns():
     reason = root_reason()
     if reason:
         pytest.skip(reason)
-    name = f"cpk-zzsys-{os.getpid()}"
+    name = f"{PREFIX}zzsys-{os.getpid()}"
     system.ip(["netns", "add", name])
     try:
         yield name
@@ -195,4 +203,4 @@ def test_a_spawned_process_lives_in_the_namespace_and_is_listed_by_netns_pids(ne
         assert os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
     finally:
         reap(pid)
-    assert system.netns_pids("cpk-zz-no-such-namespace") == []
+    assert system.netns_pids(f"{PREFIX}zz-no-such-namespace") == []

@@ -16,6 +16,7 @@ from hypothesis import strategies as strat
 
 from chokepoint.lab import system
 from chokepoint.lab import topology as topo
+from chokepoint.lab.instance import PREFIX
 
 from ._lab import clean, foreign, forwarded, lab_guard, leftovers, ping, reap  # noqa: F401 (fixture)
 
@@ -44,7 +45,7 @@ routes:
 
 def test_default_topology_has_the_documented_names_and_addresses():
     lab = topo.default_topology()
-    assert lab.namespaces() == ["cpk-client", "cpk-censor", "cpk-server", "cpk-control"]
+    assert lab.namespaces() == [f"{PREFIX}client", f"{PREFIX}censor", f"{PREFIX}server", f"{PREFIX}control"]
     client, censor, server, control = (lab.host(n) for n in ("client", "censor", "server", "control"))
     assert client.interface("cl0").addresses == (ip_interface("198.18.0.2/24"), ip_interface("2001:db8:0:1::2/64"))
     assert ip_interface("198.18.9.2/24") in client.interface("ck0").addresses
@@ -80,7 +81,13 @@ def test_topology_round_trips_through_state_json_data():
 def test_a_topology_file_extends_the_default():
     lab = topo.load_topology_text(EXAMPLE, "example.yaml")
     assert lab.source == "example.yaml"
-    assert lab.namespaces() == ["cpk-client", "cpk-censor", "cpk-server", "cpk-control", "cpk-extra"]
+    assert lab.namespaces() == [
+        f"{PREFIX}client",
+        f"{PREFIX}censor",
+        f"{PREFIX}server",
+        f"{PREFIX}control",
+        f"{PREFIX}extra",
+    ]
     extra = lab.host("extra")
     assert extra.interface("ex0").addresses == (ip_interface("198.18.5.2/24"), ip_interface("2001:db8:0:5::2/64"))
     assert [str(r) for r in extra.routes] == ["default via 198.18.5.1", "default via 2001:db8:0:5::1"]
@@ -253,9 +260,9 @@ def test_a_mangled_topology_file_gives_a_topology_or_a_topology_error(cut, lengt
 
 
 def _counters_forwarded_by_censor_during(action) -> tuple[int, int]:
-    v4_before, v6_before = forwarded("cpk-censor")
+    v4_before, v6_before = forwarded(f"{PREFIX}censor")
     action()
-    v4_after, v6_after = forwarded("cpk-censor")
+    v4_after, v6_after = forwarded(f"{PREFIX}censor")
     return v4_after - v4_before, v6_after - v6_before
 
 
@@ -264,14 +271,14 @@ def test_client_reaches_the_server_only_through_the_censor(lab_guard):
     results = {}
 
     def pings():
-        results["v4"] = ping("cpk-client", "198.19.0.2", count=3)
-        results["v6"] = ping("cpk-client", "2001:db8:0:2::2", count=3)
+        results["v4"] = ping(f"{PREFIX}client", "198.19.0.2", count=3)
+        results["v6"] = ping(f"{PREFIX}client", "2001:db8:0:2::2", count=3)
 
     v4, v6 = _counters_forwarded_by_censor_during(pings)
     assert results["v4"] == (True, [63, 63, 63])  # the server sends 64; the censor, one hop, decrements
     assert results["v6"] == (True, [63, 63, 63])  # the very first IPv6 packet already gets through
     assert v4 >= 6 and v6 >= 6  # 3 requests + 3 replies routed by the censor, per family
-    routes = system.ip_json(["route", "get", "198.19.0.2"], "cpk-client")
+    routes = system.ip_json(["route", "get", "198.19.0.2"], f"{PREFIX}client")
     assert routes[0]["gateway"] == "198.18.0.1" and routes[0]["dev"] == "cl0"
 
 
@@ -285,8 +292,8 @@ def test_every_server_address_answers(lab_guard):
         "2001:db8:0:2::29",
         "2001:db8:0:2::53",
     ):
-        assert ping("cpk-client", address) == (True, [63]), address
-    assert ping("cpk-server", "198.18.0.2") == (True, [63])
+        assert ping(f"{PREFIX}client", address) == (True, [63]), address
+    assert ping(f"{PREFIX}server", "198.18.0.2") == (True, [63])
 
 
 def test_the_control_link_bypasses_the_censor(lab_guard):
@@ -294,21 +301,21 @@ def test_the_control_link_bypasses_the_censor(lab_guard):
     results = {}
 
     def pings():
-        results["v4"] = ping("cpk-client", "198.18.9.1", count=3)
-        results["v6"] = ping("cpk-client", "2001:db8:0:9::1", count=3)
+        results["v4"] = ping(f"{PREFIX}client", "198.18.9.1", count=3)
+        results["v6"] = ping(f"{PREFIX}client", "2001:db8:0:9::1", count=3)
 
     v4, v6 = _counters_forwarded_by_censor_during(pings)
     assert results["v4"] == (True, [64, 64, 64]) and results["v6"] == (True, [64, 64, 64])  # no hop between
     assert (v4, v6) == (0, 0)
-    assert ping("cpk-control", "198.19.0.2")[0] is False  # the control host cannot reach behind the censor
+    assert ping(f"{PREFIX}control", "198.19.0.2")[0] is False  # the control host cannot reach behind the censor
 
 
 def test_namespace_files_give_the_client_the_lab_resolver(lab_guard):
     host_resolv = open("/etc/resolv.conf", "rb").read()
     topo.create(topo.default_topology())
-    inside = system.run(["cat", "/etc/resolv.conf"], netns="cpk-client").stdout
+    inside = system.run(["cat", "/etc/resolv.conf"], netns=f"{PREFIX}client").stdout
     assert inside == b"# chokepoint lab\nnameserver 198.19.0.53\n"
-    assert system.run(["cat", "/etc/resolv.conf"], netns="cpk-server").stdout == host_resolv
+    assert system.run(["cat", "/etc/resolv.conf"], netns=f"{PREFIX}server").stdout == host_resolv
     assert open("/etc/resolv.conf", "rb").read() == host_resolv
 
 
@@ -327,7 +334,7 @@ def test_the_client_trusts_the_lab_ca_without_flags(lab_guard, tmp_path):
     topo.create(lab)
     ca = ca_module.LabCA.load_or_create(tmp_path / "ca")
     written = topo.install_ca(lab, ca.cert_pem)
-    assert written == [topo.ETC_NETNS / "cpk-client" / "ssl"]
+    assert written == [topo.ETC_NETNS / f"{PREFIX}client" / "ssl"]
     cert, key = ca.issue("blocked.test")
     (tmp_path / "leaf.pem").write_bytes(cert)
     (tmp_path / "leaf.key").write_bytes(key)
@@ -344,14 +351,14 @@ def test_the_client_trusts_the_lab_ca_without_flags(lab_guard, tmp_path):
             "-key",
             str(tmp_path / "leaf.key"),
         ],
-        netns="cpk-server",
+        netns=f"{PREFIX}server",
         log_path=tmp_path / "s_server.log",
     )
     try:
-        _wait_port("cpk-client", "198.19.0.10", 443)
+        _wait_port(f"{PREFIX}client", "198.19.0.10", 443)
         curl = system.run(
             ["curl", "-sS", "--max-time", "5", "--resolve", "blocked.test:443:198.19.0.10", "https://blocked.test/"],
-            netns="cpk-client",
+            netns=f"{PREFIX}client",
             check=False,
         )
         assert curl.returncode == 0, curl.stderr
@@ -361,16 +368,16 @@ def test_the_client_trusts_the_lab_ca_without_flags(lab_guard, tmp_path):
             "s = ctx.wrap_socket(socket.create_connection(('198.19.0.10', 443), timeout=5), "
             "server_hostname='blocked.test'); print(s.version()); s.close()"
         )
-        py = system.run([sys.executable, "-c", verify], netns="cpk-client", check=False)
+        py = system.run([sys.executable, "-c", verify], netns=f"{PREFIX}client", check=False)
         assert py.returncode == 0, py.stderr
         assert py.stdout.strip().startswith(b"TLSv1")
-        assert system.run(["openssl", "verify", str(tmp_path / "leaf.pem")], netns="cpk-client").stdout.endswith(
+        assert system.run(["openssl", "verify", str(tmp_path / "leaf.pem")], netns=f"{PREFIX}client").stdout.endswith(
             b": OK\n"
         )
         # Outside the namespace the lab CA is not trusted: the bind mount is per namespace.
         assert system.run(["openssl", "verify", str(tmp_path / "leaf.pem")], check=False).returncode != 0
         wrong_name = system.run(
-            ["curl", "-sS", "--max-time", "5", "https://198.19.0.10/"], netns="cpk-client", check=False
+            ["curl", "-sS", "--max-time", "5", "https://198.19.0.10/"], netns=f"{PREFIX}client", check=False
         )
         assert wrong_name.returncode == 60  # certificate for blocked.test, not for the IP: verification is real
     finally:
@@ -382,11 +389,11 @@ def test_a_topology_file_host_is_built_and_routed_through_the_censor(lab_guard, 
     path.write_text(EXAMPLE)
     lab = topo.load_topology_file(path)
     topo.create(lab)
-    assert ping("cpk-extra", "198.19.0.2") == (True, [63])
-    assert ping("cpk-extra", "2001:db8:0:2::2") == (True, [63])
-    assert ping("cpk-client", "198.19.0.30") == (True, [63])
-    assert ping("cpk-extra", "198.18.0.2") == (True, [63])  # the two clients meet at the censor
-    assert system.run(["cat", "/etc/resolv.conf"], netns="cpk-extra").stdout.endswith(b"nameserver 198.19.0.53\n")
+    assert ping(f"{PREFIX}extra", "198.19.0.2") == (True, [63])
+    assert ping(f"{PREFIX}extra", "2001:db8:0:2::2") == (True, [63])
+    assert ping(f"{PREFIX}client", "198.19.0.30") == (True, [63])
+    assert ping(f"{PREFIX}extra", "198.18.0.2") == (True, [63])  # the two clients meet at the censor
+    assert system.run(["cat", "/etc/resolv.conf"], netns=f"{PREFIX}extra").stdout.endswith(b"nameserver 198.19.0.53\n")
     report = topo.destroy(lab.namespaces())
     assert sorted(report.namespaces) == sorted(lab.namespaces())
     assert clean(), leftovers()
@@ -395,27 +402,27 @@ def test_a_topology_file_host_is_built_and_routed_through_the_censor(lab_guard, 
 def test_kernel_check_passes_here_and_leaves_no_probe_namespace(lab_guard):
     result = topo.check_kernel()
     assert result.missing == ()
-    assert f"cpk-probe-{os.getpid()}" not in topo.lab_namespaces()
+    assert f"{PREFIX}probe-{os.getpid()}" not in topo.lab_namespaces()
 
 
 def test_destroy_takes_nftables_iptables_and_tc_state_with_the_namespace(lab_guard):
     lab = topo.default_topology()
     topo.create(lab)
-    system.nft({"nftables": [{"add": {"table": {"family": "inet", "name": "chokepoint"}}}]}, "cpk-censor")
+    system.nft({"nftables": [{"add": {"table": {"family": "inet", "name": "chokepoint"}}}]}, f"{PREFIX}censor")
     system.iptables(
-        ["-t", "mangle", "-A", "FORWARD", "-j", "NFQUEUE", "--queue-num", "0", "--queue-bypass"], "cpk-censor"
+        ["-t", "mangle", "-A", "FORWARD", "-j", "NFQUEUE", "--queue-num", "0", "--queue-bypass"], f"{PREFIX}censor"
     )
     system.tc(
         ["qdisc", "add", "dev", "ce0", "root", "tbf", "rate", "150kbit", "burst", "1600", "latency", "50ms"],
-        "cpk-censor",
+        f"{PREFIX}censor",
     )
     report = topo.destroy(lab.namespaces())
     assert not report.errors and sorted(report.namespaces) == sorted(lab.namespaces())
     assert clean(), leftovers()
     topo.create(lab)  # same names again: nothing of the old kernel state survived
-    ruleset = json.loads(system.run(["nft", "-j", "list", "ruleset"], netns="cpk-censor").stdout)["nftables"]
+    ruleset = json.loads(system.run(["nft", "-j", "list", "ruleset"], netns=f"{PREFIX}censor").stdout)["nftables"]
     assert [entry for entry in ruleset if "metainfo" not in entry] == []
-    qdiscs = json.loads(system.tc(["-j", "qdisc", "show", "dev", "ce0"], "cpk-censor").stdout)
+    qdiscs = json.loads(system.tc(["-j", "qdisc", "show", "dev", "ce0"], f"{PREFIX}censor").stdout)
     assert "tbf" not in [q["kind"] for q in qdiscs]
     host = json.loads(system.run(["nft", "-j", "list", "tables"]).stdout)["nftables"]
     assert "chokepoint" not in [t["table"]["name"] for t in host if "table" in t]
@@ -423,13 +430,13 @@ def test_destroy_takes_nftables_iptables_and_tc_state_with_the_namespace(lab_gua
 
 def test_destroy_removes_every_cpk_namespace_is_idempotent_and_spares_kept_ones(lab_guard):
     topo.create(topo.default_topology())
-    system.ip(["netns", "add", "cpk-zzstray"])
-    pid = system.spawn(["sleep", "60"], netns="cpk-zzstray", log_path=Path("/dev/null"))
-    report = topo.destroy(keep=[*foreign(), "cpk-zzstray"])
-    assert "cpk-zzstray" in topo.lab_namespaces() and "cpk-zzstray" not in report.namespaces
+    system.ip(["netns", "add", f"{PREFIX}zzstray"])
+    pid = system.spawn(["sleep", "60"], netns=f"{PREFIX}zzstray", log_path=Path("/dev/null"))
+    report = topo.destroy(keep=[*foreign(), f"{PREFIX}zzstray"])
+    assert f"{PREFIX}zzstray" in topo.lab_namespaces() and f"{PREFIX}zzstray" not in report.namespaces
     assert not any(ns in topo.lab_namespaces() for ns in topo.default_topology().namespaces())
     report = topo.destroy(keep=foreign())
-    assert report.namespaces == ["cpk-zzstray"] and report.killed == [pid]
+    assert report.namespaces == [f"{PREFIX}zzstray"] and report.killed == [pid]
     reap(pid)
     assert clean(), leftovers()
     again = topo.destroy(keep=foreign())
@@ -458,14 +465,14 @@ def test_a_started_lab_process_is_reachable_over_tcp(lab_guard, tmp_path):
         "import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
         "s.bind(('198.19.0.20', 9000)); s.listen(); c, a = s.accept(); c.sendall(a[0].encode()); c.close()"
     )
-    pid = system.spawn([sys.executable, "-c", server], netns="cpk-server", log_path=tmp_path / "srv.log")
+    pid = system.spawn([sys.executable, "-c", server], netns=f"{PREFIX}server", log_path=tmp_path / "srv.log")
     try:
         client = (
             "import socket, time\nfor _ in range(200):\n    try:\n"
             "        c = socket.create_connection(('198.19.0.20', 9000), timeout=2); break\n"
             "    except OSError: time.sleep(0.02)\nprint(c.recv(100).decode())"
         )
-        out = system.run([sys.executable, "-c", client], netns="cpk-client").stdout
+        out = system.run([sys.executable, "-c", client], netns=f"{PREFIX}client").stdout
         assert out == b"198.18.0.2\n"  # the server saw the client's own address: routed, not NATed
     finally:
         reap(pid)

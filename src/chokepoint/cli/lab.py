@@ -17,6 +17,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from chokepoint.lab.instance import NAME, PREFIX
+
 lab_app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="The lab: client, censor and server in network namespaces (root)."
 )
@@ -157,7 +159,7 @@ def _clock_and_params_lines(state: Any) -> list[str]:
 @lab_app.command("down")
 def down_cmd(
     keep: list[str] = typer.Option(
-        [], "--keep", help="a cpk-* namespace that is not the lab's: leave it alone (repeatable)"
+        [], "--keep", help="a namespace with the lab's prefix that is not the lab's: leave it alone (repeatable)"
     ),
 ) -> None:
     """Remove everything the lab created (idempotent; works without state.json)."""
@@ -217,12 +219,12 @@ def _print_status(report: Any) -> None:
         for problem in report.problems:
             out.print(f"problem: {problem}", markup=False)
         if report.stray_namespaces:
-            out.print(f"other cpk-* namespaces: {', '.join(report.stray_namespaces)}", markup=False)
+            out.print(f"other {PREFIX}* namespaces: {', '.join(report.stray_namespaces)}", markup=False)
         return
     state = report.state
     age = time.time() - state.created_at
     out.print(
-        f"lab up for {age:.0f} s: profile {state.profile}, mode {state.mode}, "
+        f"lab {NAME} up for {age:.0f} s: profile {state.profile}, mode {state.mode}, "
         f"fails {'closed' if state.fail_closed else 'open'}, seed {state.seed}",
         markup=False,
     )
@@ -255,7 +257,7 @@ def _print_status(report: Any) -> None:
     for problem in report.problems:
         out.print(f"[bold red]problem:[/] {problem}")
     if report.stray_namespaces:
-        out.print(f"other cpk-* namespaces (not this lab's): {', '.join(report.stray_namespaces)}", markup=False)
+        out.print(f"other {PREFIX}* namespaces (not this lab's): {', '.join(report.stray_namespaces)}", markup=False)
 
 
 @lab_app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -263,7 +265,7 @@ def exec_cmd(
     host: str = typer.Argument(..., help="client, censor, server, control, or a topology host"),
     command: list[str] = typer.Argument(None, help="after --: the command and its arguments"),
 ) -> None:
-    """Run a command inside cpk-HOST: `chokepoint lab exec client -- curl http://blocked.test/`."""
+    """Run a command inside the lab's HOST namespace (cpk-HOST; CHOKEPOINT_LAB names the lab): `chokepoint lab exec client -- curl http://blocked.test/`."""
     from chokepoint import lab
     from chokepoint.lab.system import MissingTool
 

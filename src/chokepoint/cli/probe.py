@@ -21,12 +21,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from chokepoint.lab import instance
+
 EXIT_USAGE = 2
 EXIT_NO_LAB = 4
 EXIT_SYSTEM = 5
 EXIT_INTERRUPTED = 130
-CLIENT_NAMESPACE = "cpk-client"
-DEFAULT_STATE_DIR = Path("/run/chokepoint-lab")
+CLIENT_NAMESPACE = instance.namespace("client")
+DEFAULT_STATE_DIR = instance.STATE_DIR
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -153,7 +155,7 @@ def _reexec_in_lab(state_dir: Path, output: Path | None) -> int:
     from chokepoint.lab.state import LabState, StateError
 
     if os.geteuid() != 0:
-        raise _fail(EXIT_SYSTEM, "--lab runs the probe inside the cpk-client namespace, which needs root")
+        raise _fail(EXIT_SYSTEM, f"--lab runs the probe inside the {CLIENT_NAMESPACE} namespace, which needs root")
     try:
         state = LabState.load(state_dir)
     except StateError as exc:

@@ -1,4 +1,4 @@
-"""The lab's state on disk (``/run/chokepoint-lab/``) and the detached processes it runs in namespaces.
+"""The lab's state on disk (``/run/chokepoint-lab/``, or per lab name: lab/instance.py) and the detached processes it runs in namespaces.
 
 ``state.json`` records what ``lab up`` built: profile, mode, fail-open/closed, seed, the censor's clock offset
 and rule-param overrides, the topology and every process (pid + kernel start time, so a recycled pid is never
@@ -26,15 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chokepoint.lab import system
+from chokepoint.lab import instance, system
 from chokepoint.lab.topology import Topology
 
-STATE_DIR = Path("/run/chokepoint-lab")
+STATE_DIR = instance.STATE_DIR
 STATE_FILE = "state.json"
 STATS_FILE = "censor-stats.json"
 MODES = ("inline", "mirror")
-LOCK_NAME = "chokepoint-lab"
-SESSION_LOCK_NAME = "chokepoint-lab-session"
+LOCK_NAME = instance.LOCK_NAME
+SESSION_LOCK_NAME = instance.SESSION_LOCK_NAME
 
 
 class StateError(Exception):

@@ -37,19 +37,20 @@ from ipaddress import (
 from pathlib import Path
 from typing import Any
 
-from chokepoint.lab import system
+from chokepoint.lab import instance, system
 from chokepoint.policy.errors import PolicyError, SourcePos
 
 IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
 IPNetwork = IPv4Network | IPv6Network
 
-#: Every lab namespace is named with this prefix; ``destroy()`` removes all of them.
-PREFIX = "cpk-"
+#: Every namespace of this lab is named with this prefix (``CHOKEPOINT_LAB``, lab/instance.py);
+#: ``destroy()`` removes all of them and nothing else.
+PREFIX = instance.PREFIX
 #: The only address ranges a lab may use: RFC 2544 (benchmarking) and RFC 3849 (IPv6 documentation).
 LAB_RANGES: tuple[IPNetwork, ...] = (ip_network("198.18.0.0/15"), ip_network("2001:db8::/32"))
 #: ifalias set on every lab veth, so a stray one in the host namespace can be recognised and removed.
-LINK_ALIAS = "chokepoint-lab"
+LINK_ALIAS = instance.LINK_ALIAS
 #: ``ip netns exec NS`` bind-mounts ``/etc/netns/NS/<file>`` over ``/etc/<file>`` (ip-netns(8)).
 ETC_NETNS = Path("/etc/netns")
 #: Host names become ``cpk-<name>``; interface names obey IFNAMSIZ (15 characters).

@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from chokepoint.lab import instance
 from chokepoint.probe.fingerprints import FingerprintDB
 from chokepoint.probe.measurement import (
     ChokepointObservations,
@@ -90,7 +91,7 @@ TESTS = ("dns", "tcp", "tls", "http", "quic", "fet", "throughput", "residual")
 DEFAULT_TESTS = frozenset(TESTS) - {"residual"}
 LAB_RESOLVER = ("198.19.0.53", 53)
 LAB_CONTROL_RESOLVER = ("198.18.9.1", 53)
-LAB_CA_FILE = "/run/chokepoint-lab/ca.pem"
+LAB_CA_FILE = str(instance.STATE_DIR / "ca.pem")
 DEFAULT_CONTROL_HOST = "control.chokepoint.test"
 DEFAULT_ECHO_PORT = 9000
 TEST_VERSION = "0.5.0"

@@ -11,10 +11,11 @@ from chokepoint.lab import services, system
 from chokepoint.lab import state as st
 from chokepoint.lab import topology as topo
 from chokepoint.lab.ca import LabCA
+from chokepoint.lab.instance import PREFIX
 from chokepoint.lab.services import app
 from tests.lab._lab import lab_guard  # noqa: F401  (fixture: root, session lock, lab down in finally)
 
-CLIENT = "cpk-client"
+CLIENT = f"{PREFIX}client"
 
 H3_GET = textwrap.dedent("""
     import asyncio, sys
@@ -72,7 +73,7 @@ def test_services_in_the_lab_namespaces(lab_guard):  # noqa: F811
     topo.install_ca(state.topology, ca.cert_pem)
     infos = services.launch(state)
     state.save()
-    assert {info.netns for info in infos} == {"cpk-server", "cpk-control"}
+    assert {info.netns for info in infos} == {f"{PREFIX}server", f"{PREFIX}control"}
 
     # name resolution through /etc/netns/cpk-client/resolv.conf, certificate trust through its ssl copy
     assert client("curl", "-sS", "--max-time", "5", "https://any.name.example/p") == app.page_body(
