@@ -48,7 +48,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,24 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="apply policy reload requests from DIR/request.json (chokepoint.backends.control)",
     )
+    parser.add_argument(
+        "--workers",
+        default=None,
+        metavar="INDEX/COUNT",
+        help="one of COUNT workers of a node behind NFQUEUE --queue-balance over queues 0..COUNT-1 (this one binds "
+        "queue INDEX; worker 0 installs and removes the kernel program)",
+    )
     args = parser.parse_args(argv)
+    worker = (0, 1)
+    if args.workers:
+        try:
+            index, count = (int(x) for x in args.workers.split("/"))
+            if not 0 <= index < count:
+                raise ValueError
+        except ValueError:
+            parser.error(f"--workers {args.workers!r}: expected INDEX/COUNT with 0 <= INDEX < COUNT")
+        worker = (index, count)
+        args.queue_num = index
     if args.profile and args.rules:
         parser.error("give either --profile or --rules, not both")
     offset = args.clock_offset if args.clock_offset is not None else (args.fake_time_offset or 0.0)
@@ -167,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         fail_closed=args.fail_closed,
         client_iface=args.client_iface,
         server_iface=args.server_iface,
+        queue_balance=(0, worker[1] - 1) if worker[1] > 1 else None,
+        worker=worker,
     )
     try:
         censor = Censor(
@@ -294,15 +313,22 @@ def launch(
     timeout: float = 10.0,
     clock_offset_s: float | None = None,
     params: Mapping[str, str] | None = None,
+    name: str = "censor",
+    host: str = "censor",
+    state_dir: Path | None = None,
+    extra: Sequence[str] = (),
 ):
     """Start the daemon detached in the censor namespace (for ``lab up``) and wait until it runs.
 
     ``state`` is a :class:`chokepoint.lab.state.LabState`. ``clock_offset_s``: ``--clock-offset``;
-    ``params``: ``--param`` overrides. Returns its ``ProcessInfo``; raises
-    ``chokepoint.lab.state.StateError`` with the daemon's log when it does not come up."""
+    ``params``: ``--param`` overrides. ``name``/``host``/``state_dir``/``extra``: another censor of the lab
+    (a node of a fleet, a worker of a node: :mod:`chokepoint.lab.fleet`) with more arguments. Returns its
+    ``ProcessInfo``; raises ``chokepoint.lab.state.StateError`` with the daemon's log when it does not come up."""
     from chokepoint.lab.state import StateError
 
-    argv = ["--mode", mode, "--state-dir", str(state.state_dir)]
+    state_dir = Path(state_dir or state.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    argv = ["--mode", mode, "--state-dir", str(state_dir), *extra]
     argv += ["--rules", rules] if rules else ["--profile", profile]
     if fail_closed:
         argv.append("--fail-closed")
@@ -312,9 +338,9 @@ def launch(
         argv.append(f"--clock-offset={float(clock_offset_s)!r}")
     for key, value in (params or {}).items():
         argv += ["--param", f"{key}={value}"]
-    stats = Path(state.state_dir) / STATS_FILE
+    stats = state_dir / STATS_FILE
     stats.unlink(missing_ok=True)
-    info = state.start("censor", "censor", state.python_argv("chokepoint.backends.censord", *argv))
+    info = state.start(name, host, state.python_argv("chokepoint.backends.censord", *argv))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not info.alive():

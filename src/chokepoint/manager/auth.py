@@ -10,7 +10,7 @@ Roles (``ROLES``):
 - ``operator``: scoped to one deployment: push, canary, roll back and read there; nothing elsewhere.
 - ``viewer``: read only, every deployment (status, versions, diffs, events, audit log).
 - ``node``: scoped to one deployment: what an agent needs (register, heartbeat, fetch the desired policy,
-  send events); it cannot push or read other nodes' events.
+  send events) and reading that deployment; it cannot push.
 
 Unauthenticated requests may read only ``/``, ``/healthz``, ``/metrics`` and the OpenAPI documents.
 """

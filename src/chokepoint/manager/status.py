@@ -35,8 +35,8 @@ def node_health(node: Mapping[str, Any], desired_hash: str | None, now: float, s
     health = node.get("health") or {}
     if (health.get("fail_open") or {}).get("state") == "failing-open":
         return "failing-open"
-    if node.get("state_hash") == desired_hash and desired_hash is not None:
-        return "in-sync"
+    if node.get("state_hash") == desired_hash:
+        return "in-sync"  # (both None: nothing pushed yet, the node enforces its command line's policy)
     if node.get("last_error"):
         return "error"
     return "updating"
