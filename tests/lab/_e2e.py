@@ -374,7 +374,9 @@ def lab_processes() -> list[str]:
         except OSError:
             continue
         text = " ".join(a.decode("utf-8", "replace") for a in argv if a)
-        if str(st.STATE_DIR) in text and any(m in text for m in ("chokepoint.lab.services", "chokepoint.backends.censord", "chokepoint.manager")):
+        if str(st.STATE_DIR) in text and any(
+            m in text for m in ("chokepoint.lab.services", "chokepoint.backends.censord", "chokepoint.manager")
+        ):
             found.append(f"{entry.name}: {text}")
     return found
 

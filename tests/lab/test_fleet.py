@@ -33,7 +33,10 @@ def test_the_fleet_topology_gives_each_node_its_own_path():
     server = topology.host("server")
     assert [i.name for i in server.interfaces] == ["sv0", "sn2", "sn3"]
     assert "198.18.19.0/24 via 198.18.51.1" in [str(r) for r in server.routes]
-    assert [str(r) for r in topology.host("censor3").routes] == ["default via 198.18.51.2", "default via 2001:db8:2:3::2"]
+    assert [str(r) for r in topology.host("censor3").routes] == [
+        "default via 198.18.51.2",
+        "default via 2001:db8:2:3::2",
+    ]
     assert fm.topology(topo.default_topology(), 1) == topo.default_topology()
     with pytest.raises(fm.FleetError):
         fm.topology(topo.default_topology(), 99)

@@ -69,11 +69,16 @@ def test_the_same_store_code_on_both_databases(engine):
     desired = store.desired(store.deployment("a"))
     assert desired["policy"]["hash"] == v1["hash"] and desired["lists"]["blocked"]["number"] == 1
     node = store.register_node(dep["id"], "n1", {"mode": "inline"})
-    store.heartbeat(node["id"], {"in_force": {"policy": 1, "state_hash": desired["state_hash"], "lists": {"blocked": 1}}})
+    store.heartbeat(
+        node["id"], {"in_force": {"policy": 1, "state_hash": desired["state_hash"], "lists": {"blocked": 1}}}
+    )
     assert store.node(node["id"])["state_hash"] == desired["state_hash"]
     events = EventStore(engine, store.bump, max_events=10)
     now = time.time()
-    assert events.ingest(dep["id"], node["id"], [{**_event(f"n{i}.test"), "timestamp": now + i} for i in range(15)]).stored == 15
+    assert (
+        events.ingest(dep["id"], node["id"], [{**_event(f"n{i}.test"), "timestamp": now + i} for i in range(15)]).stored
+        == 15
+    )
     events.enforce_bound()
     assert events.count() == 10 and store.counters()["events_evicted_size"] == 5
     rows = events.query([dep["id"]], server_name="n14.test")

@@ -55,13 +55,21 @@ def test_query_by_time_node_rule_action_app_proto_and_name(api):
     base = time.time() - 3600
     batch1 = [{**_event(f"x{i}.test"), "timestamp": base + i} for i in range(5)]
     batch2 = [
-        {**_event("dns.test"), "timestamp": base + 10, "app_proto": "dns", "chokepoint": {"action": "dns-forge", "rule": "r-dns"}}
+        {
+            **_event("dns.test"),
+            "timestamp": base + 10,
+            "app_proto": "dns",
+            "chokepoint": {"action": "dns-forge", "rule": "r-dns"},
+        }
     ]
     assert api.call("POST", f"/nodes/{n1}/events", t1, json={"events": batch1}).json()["stored"] == 5
     assert api.call("POST", f"/nodes/{n2}/events", t2, json={"events": batch2}).json()["stored"] == 1
 
     def q(**params):
-        return [e.get("timestamp") for e in api.call("GET", "/events", params={"deployment": "a", **params}).json()["events"]]
+        return [
+            e.get("timestamp")
+            for e in api.call("GET", "/events", params={"deployment": "a", **params}).json()["events"]
+        ]
 
     assert len(q()) == 6
     assert len(q(since=base + 1, until=base + 3)) == 2

@@ -187,7 +187,7 @@ function renderHistory() {
   const desired = state.status ? (state.status.desired.policy || {}).number : null;
   for (const v of state.versions) {
     const diff = el("button", "diff"); diff.addEventListener("click", () => showDiff(v.number));
-    const back = el("button", "roll back to this"); back.className = "rollback"; back.dataset.version = v.number;
+    const back = el("button", "roll back"); back.className = "rollback"; back.dataset.version = v.number;
     back.addEventListener("click", () => rollback(v.number));
     const cell = el("span"); cell.append(diff, " ", back);
     const label = "v" + v.number + (v.number === desired ? " (desired)" : "") + (v.rollback_of ? ` = v${v.rollback_of}` : "");
