@@ -139,7 +139,9 @@ def propagation(nodes: int, updates: int, tmp: Path, say) -> dict[str, Any]:
             seq += 1
             t0 = time.time()
             for w in workers:
-                write_json_atomic(w / "control" / "request.json", {"seq": seq, "version": name, "lists": {"blocked": str(listing)}})
+                write_json_atomic(
+                    w / "control" / "request.json", {"seq": seq, "version": name, "lists": {"blocked": str(listing)}}
+                )
             direct.append(max(p.blocked_at() for p in probers) - t0)
         swap_ms = [read_json(w / "control" / APPLIED_FILE)["took_ms"] for w in workers]
         result = {
@@ -180,7 +182,9 @@ def ingest(rates: list[float], seconds: float, tmp: Path, say) -> list[dict[str,
         fleet = fm.Fleet.load(state.state_dir)
         worker = fleet.worker_dir(state.state_dir, 1, 0)
         server = subprocess.Popen(
-            system.in_netns([sys.executable, "-c", ACCEPT_SERVER, "198.19.0.2", str(ACCEPT_PORT)], state.namespace("server")),
+            system.in_netns(
+                [sys.executable, "-c", ACCEPT_SERVER, "198.19.0.2", str(ACCEPT_PORT)], state.namespace("server")
+            ),
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -199,8 +203,19 @@ def ingest(rates: list[float], seconds: float, tmp: Path, say) -> list[dict[str,
         for rate in rates:
             before_written, before_stored = written(), stored()
             start = time.time() + 0.5
-            argv = [sys.executable, "-c", OPEN_LOOP, "198.19.0.2", str(ACCEPT_PORT), str(rate), str(seconds), str(start)]
-            load = subprocess.run(system.in_netns(argv, state.namespace("client")), capture_output=True, text=True, timeout=seconds + 60)
+            argv = [
+                sys.executable,
+                "-c",
+                OPEN_LOOP,
+                "198.19.0.2",
+                str(ACCEPT_PORT),
+                str(rate),
+                str(seconds),
+                str(start),
+            ]
+            load = subprocess.run(
+                system.in_netns(argv, state.namespace("client")), capture_output=True, text=True, timeout=seconds + 60
+            )
             outcome = json.loads(load.stdout.strip().splitlines()[-1])
             # keep packets flowing so the censor's flow table expires the closed flows (packet-time clock)
             trickle = [sys.executable, "-c", OPEN_LOOP, "198.19.0.2", str(ACCEPT_PORT), "20", "3", str(time.time())]

@@ -51,6 +51,9 @@ class Store:
     def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
         self.clock = clock
+        # versions never change: what desired() needs of them is kept (hash, declared lists; list hash, count)
+        self._policy_facts: dict[tuple[int, int], tuple[str, dict[str, str]]] = {}
+        self._list_facts: dict[tuple[int, str, int], tuple[str, int]] = {}
 
     # -- tokens ---------------------------------------------------------------------------------------------
     def create_token(self, name: str, role: str, deployment: str | None = None) -> tuple[str, dict[str, Any]]:
@@ -349,20 +352,27 @@ class Store:
         number = override or dep["desired_policy"]
         if number is None:
             return {"policy": None, "lists": {}, "state_hash": None}
-        version = self.policy_version(dep["id"], number)
-        declared = bundle.declared_lists(version["files"])
+        facts = self._policy_facts.get((dep["id"], number))
+        if facts is None:
+            version = self.policy_version(dep["id"], number)
+            facts = self._policy_facts[(dep["id"], number)] = (version["hash"], bundle.declared_lists(version["files"]))
+        policy_hash, declared = facts
         lists: dict[str, dict[str, Any]] = {}
         wanted = dep["desired_lists"]
         if isinstance(wanted, str):
             wanted = _loads(wanted)
         for name, list_number in sorted(wanted.items()):
             if name in declared:
-                lv = self.list_version(dep["id"], name, list_number)
-                lists[name] = {"number": list_number, "hash": lv["hash"], "count": lv["count"]}
+                key = (dep["id"], name, list_number)
+                if key not in self._list_facts:
+                    lv = self.list_version(dep["id"], name, list_number)
+                    self._list_facts[key] = (lv["hash"], lv["count"])
+                digest, count = self._list_facts[key]
+                lists[name] = {"number": list_number, "hash": digest, "count": count}
         return {
-            "policy": {"number": number, "hash": version["hash"]},
+            "policy": {"number": number, "hash": policy_hash},
             "lists": lists,
-            "state_hash": bundle.state_hash(version["hash"], {n: v["hash"] for n, v in lists.items()}),
+            "state_hash": bundle.state_hash(policy_hash, {n: v["hash"] for n, v in lists.items()}),
         }
 
     # -- nodes ----------------------------------------------------------------------------------------------
