@@ -33,10 +33,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.manager.conftest import POLICY, start_manager  # noqa: E402
+
 from chokepoint.manager import db  # noqa: E402
 from chokepoint.manager.events import EventStore  # noqa: E402
 from chokepoint.manager.store import Store  # noqa: E402
-from tests.manager.conftest import POLICY, start_manager  # noqa: E402
 
 RULES = [f"rule-{i}" for i in range(20)]
 PROTOS = ["tls", "http", "dns", "quic", "ssh", "unknown"]

@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,13 +36,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.manager.conftest import start_manager  # noqa: E402
+
 from chokepoint import lab  # noqa: E402
 from chokepoint.backends.control import APPLIED_FILE, read_json, write_json_atomic  # noqa: E402
 from chokepoint.lab import fleet as fm  # noqa: E402
 from chokepoint.lab import state as st  # noqa: E402
 from chokepoint.lab import system  # noqa: E402
 from chokepoint.manager.client import ManagerClient  # noqa: E402
-from tests.manager.conftest import start_manager  # noqa: E402
 
 PROFILE = """\
 profile: {name: bench-fleet, title: fleet benchmark, country: XX, observed: "2026-12", description: bench, cite: [bench]}
