@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -82,5 +83,5 @@ def test_the_same_store_code_on_both_databases(engine):
     events.enforce_bound()
     assert events.count() == 10 and store.counters()["events_evicted_size"] == 5
     rows = events.query([dep["id"]], server_name="n14.test")
-    assert len(rows) == 1 and rows[0]["record"]["chokepoint"]["rule"] == "block-sni"
+    assert len(rows) == 1 and json.loads(rows[0]["record"])["chokepoint"]["rule"] == "block-sni"
     assert events.top(dep["id"], "rule", since=0)[0] == {"value": "block-sni", "count": 10}

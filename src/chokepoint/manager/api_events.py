@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from chokepoint.manager.api_admin import deployment_for
 from chokepoint.manager.app import Caller, ctx
@@ -35,8 +35,8 @@ def query_events(
     before_id: int | None = Query(None, description="page: only events with a smaller id"),
     limit: int = Query(100, ge=1, le=1000),
     who: Principal = Caller,
-) -> dict[str, Any]:
-    """Newest first; ``next_before_id`` pages on."""
+) -> Response:
+    """Newest first (``{"events": [...], "next_before_id": N}``); ``next_before_id`` pages on."""
     c = ctx(request)
     dep = deployment_for(request, deployment, who)
     node_id = None
@@ -59,8 +59,17 @@ def query_events(
         event_type=event_type,
     )
     names = {n["id"]: n["name"] for n in c.store.nodes(dep["id"])}
-    events = [{"id": r["id"], "node": names.get(r["node_id"]), **r["record"]} for r in rows]
-    return {"events": events, "next_before_id": rows[-1]["id"] if len(rows) == limit else None}
+    # each stored record is JSON text already: spliced, not decoded and encoded again
+    events = ",".join(
+        f'{{"id":{r["id"]},"node":{json.dumps(names.get(r["node_id"]))},{r["record"][1:]}'
+        if len(r["record"]) > 2
+        else f'{{"id":{r["id"]},"node":{json.dumps(names.get(r["node_id"]))}}}'
+        for r in rows
+    )
+    next_before = rows[-1]["id"] if len(rows) == limit else None
+    return Response(
+        f'{{"events":[{events}],"next_before_id":{json.dumps(next_before)}}}', media_type="application/json"
+    )
 
 
 def _stream_principal(request: Request, token: str | None) -> Principal:

@@ -216,7 +216,8 @@ class EventStore:
         limit: int = 100,
         **filters: Any,
     ) -> list[dict[str, Any]]:
-        """Newest first. ``filters``: exact values for the columns in ``FILTERS``."""
+        """Newest first, each record as the JSON text stored. ``filters``: exact values for the columns in
+        ``FILTERS``."""
         where = (
             [events.c.deployment_id.in_(list(dep_ids))] if len(dep_ids) != 1 else [events.c.deployment_id == dep_ids[0]]
         )
@@ -239,10 +240,7 @@ class EventStore:
         )
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return [
-            {"id": r.id, "deployment_id": r.deployment_id, "node_id": r.node_id, "record": json.loads(r.record)}
-            for r in rows
-        ]
+        return [{"id": r.id, "deployment_id": r.deployment_id, "node_id": r.node_id, "record": r.record} for r in rows]
 
     def top(self, dep_id: int, column: str, *, since: float, limit: int = 10, **filters: Any) -> list[dict[str, Any]]:
         """The most frequent values of ``column`` since ``since`` (e.g. rules, app_protos, blocked names)."""

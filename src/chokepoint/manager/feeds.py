@@ -143,7 +143,8 @@ def read_plain(text: str, kind: str = "domain") -> Feed:
         entry = re.split(r"\s#", entry, maxsplit=1)[0].strip()  # a comment after the entry
         feed.rows += 1
         if kind in ("domain", "cidr"):
-            value, why = _host_entry(entry, kind) if not entry.startswith(("*", "=", "~")) else (entry, "")
+            syntax = kind == "domain" and entry.startswith(("*", "=", "~"))  # domain-list syntax, checked later
+            value, why = (entry, "") if syntax else _host_entry(entry, kind)
             if value is None:
                 feed.skip(why, f"line {lineno}: {raw}")
                 continue
