@@ -144,7 +144,8 @@ def _install_errors(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """ASGI middleware: 413 for a body over ``limit`` bytes (declared, or counted while it streams in)."""
+    """ASGI middleware: 413 for a body over ``limit`` bytes, declared (``Content-Length``) or counted while it
+    streams in (a body without a length is read up to the limit before the app sees it)."""
 
     def __init__(self, app, limit: int) -> None:
         self.app = app
@@ -153,38 +154,38 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        declared = None
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared < 0 or declared > self.limit:
-                    return await self._refuse(send)
-        seen = 0
-
-        async def counted():
-            nonlocal seen
+        if declared is not None:
+            if declared < 0 or declared > self.limit:
+                return await self._refuse(send)
+            return await self.app(scope, receive, send)
+        buffered, size = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooBig
-            return message
+            buffered.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                return await self._refuse(send)
+            if not message.get("more_body"):
+                break
 
-        try:
-            return await self.app(scope, counted, send)
-        except _TooBig:
-            return await self._refuse(send)
+        async def replay():
+            return buffered.pop(0) if buffered else await receive()
+
+        return await self.app(scope, replay, send)
 
     async def _refuse(self, send) -> None:
         body = f'{{"detail": "request body over {self.limit} bytes"}}'.encode()
         await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooBig(Exception):
-    pass
 
 
 def create_app(settings: Settings | None = None, *, clock: Callable[[], float] = time.time) -> FastAPI:
