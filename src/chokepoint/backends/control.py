@@ -67,8 +67,9 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def load_policy_request(policy: Mapping[str, Any]):
-    """The profile a ``policy`` request names (``PolicyError`` when it does not load)."""
+def load_policy_request(policy: Mapping[str, Any], as_of: str | None = None):
+    """The profile a ``policy`` request names (``PolicyError`` when it does not load), as of the daemon's
+    ``--as-of`` day when it has one."""
     from chokepoint.policy import load_rules_file
 
     file = policy.get("file")
@@ -76,7 +77,7 @@ def load_policy_request(policy: Mapping[str, Any]):
         raise PolicyError(REQUEST_FILE, 0, 0, "policy.file must name a rule file")
     params = {str(k): str(v) for k, v in (policy.get("params") or {}).items()}
     lists = {str(k): str(v) for k, v in (policy.get("lists") or {}).items()}
-    return load_rules_file(file, params=params or None, list_files=lists or None)
+    return load_rules_file(file, params=params or None, list_files=lists or None, as_of=as_of)
 
 
 def replace_lists(profile, lists: Mapping[str, str]):
@@ -111,8 +112,10 @@ class PolicyControl:
         *,
         clock: Callable[[], float] = time.time,
         say: Callable[[str], None] = lambda _: None,
+        as_of: str | None = None,
     ) -> None:
         self.dir = Path(directory)
+        self.as_of = as_of
         self.dir.mkdir(parents=True, exist_ok=True)
         self.clock = clock
         self.say = say
@@ -132,7 +135,7 @@ class PolicyControl:
         policy = self.in_force.get("policy")
         if policy:
             try:
-                profile = load_policy_request(policy)
+                profile = load_policy_request(policy, self.as_of)
                 if self.in_force.get("lists_only"):
                     profile = replace_lists(profile, self.in_force["lists_only"])
                 self.say(f"starting on the policy last applied: {self.in_force.get('version')}")
@@ -185,7 +188,7 @@ class PolicyControl:
         error = None
         try:
             if request.get("policy"):
-                profile = load_policy_request(request["policy"])
+                profile = load_policy_request(request["policy"], self.as_of)
                 in_force = {"policy": dict(request["policy"]), "lists_only": {}}
             elif request.get("lists"):
                 if self.profile is None:

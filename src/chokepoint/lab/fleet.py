@@ -169,6 +169,7 @@ def launch_censors(state, fleet: Fleet, launch: Callable[..., Any]) -> None:
                 state.seed,
                 clock_offset_s=state.clock_offset_s,
                 params=state.params,
+                as_of=state.as_of,
                 name=fleet.process_name(i, j),
                 host=censor_host,
                 state_dir=directory,
