@@ -44,6 +44,8 @@ bench: setup
 	$(PY) bench/policy_compile.py
 	$(PY) bench/ndpi_agreement.py
 	$(PY) bench/lab_throughput.py
+	$(PY) bench/manager_fleet.py
+	$(PY) bench/manager_api.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

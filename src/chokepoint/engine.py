@@ -95,6 +95,13 @@ class Engine:
         self.table = FlowTable(self.settings)
         self.counters: Counter[str] = Counter()
         self._next_sweep = 0.0
+        self._use(profile)
+
+    def _use(self, profile) -> None:
+        """Take ``profile``'s policy and settings (at start, and on a swap)."""
+        self.profile = profile
+        self.settings = profile.engine
+        self.policy = profile.policy
         # profile facts (see _DATA_C2S): whether to re-ask per data packet; the profile's clock offset
         used = getattr(self.policy, "fields_used", frozenset())
         self._recheck_data = "data_packet_index_c2s" in used
@@ -116,6 +123,26 @@ class Engine:
     def has_deferrals(self) -> bool:
         """Whether the profile has deferred rules (otherwise no flow is ever watched)."""
         return bool(self._deferrals)
+
+    def swap_profile(self, profile) -> None:
+        """Enforce ``profile`` from the next packet on (a node's policy reload between two packets; nothing
+        runs concurrently with ``step``). Flows that already have a verdict keep it. Flows still under
+        inspection keep what was dissected and are judged by the new policy at their next inspected packet;
+        flows flagged by a deferred rule keep their flag. Budgets and reassembly limits of the new ``engine:``
+        settings apply from the next packet, the flow table's timeouts from the next expiry sweep (its
+        ``max_flows`` too); the flow table itself is kept."""
+        self._use(profile)
+        self.table.settings = profile.engine
+        self.table.timeouts.update(
+            tcp=profile.engine.tcp_timeout,
+            tcp_closed=profile.engine.tcp_closed_timeout,
+            udp=profile.engine.udp_timeout,
+            other=profile.engine.other_timeout,
+        )
+        for flow in self.table.index.values():
+            if flow.inspecting:
+                flow.state.pop(_SEEN, None)  # asked again at its next inspected packet
+        self.counters["policy_swaps"] += 1
 
     # -- the packet path -------------------------------------------------------------------------
     def step(self, pkt: Packet) -> Step:

@@ -377,7 +377,9 @@ def lab_processes() -> list[str]:
         text = " ".join(args)
         # this lab's own: its state directory exactly (another lab's, /run/chokepoint-lab-NAME, starts the same)
         ours = any(a == "--state-dir" and b == str(st.STATE_DIR) for a, b in zip(args, args[1:]))
-        if ours and ("chokepoint.lab.services" in text or "chokepoint.backends.censord" in text):
+        if ours and any(
+            m in text for m in ("chokepoint.lab.services", "chokepoint.backends.censord", "chokepoint.manager")
+        ):
             found.append(f"{entry.name}: {text}")
     return found
 

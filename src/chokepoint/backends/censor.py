@@ -176,6 +176,23 @@ class Censor:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             self._events = open(self.state_dir / EVENTS_FILE, "a", encoding="utf-8", buffering=1)
 
+    def swap_profile(self, profile) -> None:
+        """Enforce ``profile`` from the next packet on (the node's policy reload: ``backends/control.py``);
+        ``PolicyError`` when the enforcer cannot apply its rules' params, and then nothing changed. What flows
+        see is :meth:`chokepoint.engine.Engine.swap_profile`'s; residual blocks and kernel state stay."""
+        personality = getattr(profile, "personality", None)
+        if not isinstance(personality, self.enforce.Personality):
+            personality = self.enforce.parse_personality(personality)
+        check_params(profile, personality)
+        old_engine = self.profile.engine
+        self.engine.swap_profile(profile)
+        self.profile = profile
+        self.personality = personality
+        fragments = ("ip_fragment_reassembly", "ip_fragment_limit")
+        if any(getattr(old_engine, k) != getattr(profile.engine, k) for k in fragments):
+            self.decoder = Decoder.from_settings(profile.engine)  # pending fragments are dropped (counted anew)
+        self.counters["policy_swaps"] += 1
+
     # -- packets ----------------------------------------------------------------------------------------
     def observe(self, data: bytes, linktype: int = LINKTYPE_RAW, orig_len: int | None = None) -> Decision | None:
         """Decode one packet and run it through the engine; None when it does not decode (counted)."""

@@ -79,8 +79,17 @@ def up_cmd(
         readable=True,
         help="JSON/YAML file of per-name answers for the lab and control resolvers",
     ),
+    nodes: int = typer.Option(1, "--nodes", help="censor nodes, each between its own client subnet and the server"),
+    workers: int = typer.Option(1, "--workers", help="censor workers per node behind NFQUEUE --queue-balance"),
+    manager: str | None = typer.Option(
+        None, "--manager", help="join the nodes to a manager: 'start' (one for this lab) or its URL"
+    ),
+    manager_token: str | None = typer.Option(
+        None, "--manager-token", envvar="CHOKEPOINT_TOKEN", help="with --manager URL: an admin or node token"
+    ),
+    deployment: str | None = typer.Option(None, "--deployment", help="the manager's deployment (default lab-<lab>)"),
 ) -> None:
-    """Create the namespaces, links, services and the censor."""
+    """Create the namespaces, links, services and the censor (or a fleet of censor nodes: --nodes, --manager)."""
     from chokepoint import lab
     from chokepoint.lab.state import LabBusy
     from chokepoint.policy import PolicyError
@@ -101,6 +110,11 @@ def up_cmd(
             clock_offset_s=offset,
             params=params,
             as_of=as_of,
+            nodes=nodes,
+            workers=workers,
+            manager=manager,
+            manager_token=manager_token,
+            deployment=deployment,
         )
     except PolicyError as exc:  # includes TopologyError
         err.print(f"error: {exc}", markup=False)
@@ -120,6 +134,11 @@ def up_cmd(
     )
     for line in _clock_and_params_lines(state):
         out.print(line, markup=False)
+    from chokepoint.lab.fleet import Fleet
+
+    fleet = Fleet.load(state.state_dir)
+    if fleet is not None and fleet.manager:
+        out.print(f"manager {fleet.manager}, deployment {fleet.deployment}, {fleet.nodes} node(s)", markup=False)
 
 
 def _clock_and_params(
@@ -256,7 +275,7 @@ def _print_status(report: Any) -> None:
     for name, alive in report.processes.items():
         info = state.processes[name]
         word = "[green]alive[/]" if alive else "[bold red]DEAD[/]"
-        out.print(f"  {name:<17} pid {info.pid:<8} {info.netns:<12} {word}  log {info.log}")
+        out.print(f"  {name:<17} pid {info.pid:<8} {info.netns or 'host ns':<12} {word}  log {info.log}")
     if report.stats is not None:
         out.print(f"censor counters ({report.stats_age:.1f} s old):", markup=False)
         for key, value in _flatten(report.stats):

@@ -68,6 +68,11 @@ def up(
     clock_offset_s: float | None = None,
     params: Mapping[str, str] | None = None,
     as_of: str | None = None,
+    nodes: int = 1,
+    workers: int = 1,
+    manager: str | None = None,
+    manager_token: str | None = None,
+    deployment: str | None = None,
 ) -> LabState:
     """Bring the lab up and return its state (also written to ``state.json``).
 
@@ -84,7 +89,9 @@ def up(
     any hour. ``as_of``: the day whose behaviour the profile is loaded with (``YYYY-MM-DD``; default its last
     day; recorded in the state and passed on as ``censord --as-of``). ``params``: rule-param overrides
     ``{"RULE.PARAM": "YAML value"}`` (``censord --param``); a bad
-    one is a ``PolicyError`` before anything is created. Both are recorded in ``state.json``."""
+    one is a ``PolicyError`` before anything is created. Both are recorded in ``state.json``.
+    ``nodes``/``workers``/``manager`` (``"start"`` or a URL)/``manager_token``/``deployment``: a fleet of censor
+    nodes joined to a central manager (:mod:`chokepoint.lab.fleet`; ``fleet.json`` in the state directory)."""
     from chokepoint.lab import state as st
     from chokepoint.lab import topology as topo
     from chokepoint.policy import load_profile
@@ -98,6 +105,11 @@ def up(
     # A bad profile, override or day fails here, before anything exists; the censor loads its own copy.
     loaded = load_profile(profile, params=params or None, as_of=as_of)
     topology = topo.load_topology_file(topology_file) if topology_file else topo.default_topology()
+    fleet = _fleet(nodes, workers, manager, deployment, mode, censor)
+    if nodes > 1:
+        from chokepoint.lab import fleet as fleet_module
+
+        topology = fleet_module.topology(topology, nodes)
     with st.lab_lock():
         _refuse_if_up(topology, state_dir)
         features = topo.check_kernel()
@@ -119,7 +131,7 @@ def up(
         )
         started = time.monotonic()
         try:
-            _build(state, say, services=services, censor=censor, dns_map=dns_map, tor=tor)
+            _build(state, say, services=services, censor=censor, dns_map=dns_map, tor=tor, fleet=fleet, token=manager_token)
         except BaseException as exc:
             report = topo.destroy(topology.namespaces(), extra_pids=st.recorded_pids(state_dir))
             st.remove_state_dir(state_dir)
@@ -141,6 +153,25 @@ def _refuse_if_up(topology: Topology, state_dir: Path) -> None:
         raise LabAlreadyUp(f"a lab is already up ({what}); nothing was changed. Run `chokepoint lab down` first.")
 
 
+def _fleet(nodes: int, workers: int, manager: str | None, deployment: str | None, mode: str, censor: bool):
+    """The fleet options checked before anything is created (``LabError``)."""
+    from chokepoint.lab import fleet as fleet_module
+
+    if not 1 <= nodes <= fleet_module.MAX_NODES:
+        raise LabError(f"--nodes {nodes}: 1 to {fleet_module.MAX_NODES}")
+    if not 1 <= workers <= fleet_module.MAX_WORKERS:
+        raise LabError(f"--workers {workers}: 1 to {fleet_module.MAX_WORKERS}")
+    if workers > 1 and mode != "inline":
+        raise LabError("--workers needs --mode inline (NFQUEUE --queue-balance spreads the flows)")
+    if manager is not None and not censor:
+        raise LabError("--manager needs the censor (not --no-censor)")
+    if manager is not None and manager != "start" and not manager.startswith(("http://", "https://")):
+        raise LabError(f"--manager {manager!r}: 'start' or the manager's URL")
+    return fleet_module.Fleet(
+        nodes=nodes, workers=workers, manager=None if manager in (None, "start") else manager, deployment=deployment
+    ), manager == "start"
+
+
 def _build(
     state: LabState,
     say: Callable[[str], None],
@@ -149,6 +180,8 @@ def _build(
     censor: bool,
     dns_map: str | Path | None = None,
     tor: bool = False,
+    fleet=None,
+    token: str | None = None,
 ) -> None:
     from chokepoint.lab import topology as topo
 
@@ -173,6 +206,8 @@ def _build(
         state.warnings.append(
             "chokepoint.backends.censord.launch is not available: no censor started (traffic passes untouched)"
         )
+    elif censord is not None and fleet is not None and not (fleet[0].plain and not fleet[1]):
+        _build_fleet(state, say, censord, *fleet, token=token)
     elif censord is not None:
         censord.launch(
             state,
@@ -191,6 +226,25 @@ def _build(
     for warning in state.warnings:
         say(f"warning: {warning}")
     state.save()
+
+
+def _build_fleet(state: LabState, say: Callable[[str], None], censord, fleet, start_manager: bool, token=None) -> None:
+    from chokepoint.lab import fleet as fm
+
+    fm.launch_censors(state, fleet, censord.launch)
+    say(f"censors: {fleet.nodes} node(s) x {fleet.workers} worker(s)")
+    try:
+        if start_manager:
+            fm.start_manager(state, fleet, say)
+        if fleet.manager is not None:
+            fm.join_manager(state, fleet, token, say)
+            fm.start_agents(state, fleet)
+            fm.wait_in_sync(fleet)
+            say(f"agents: {fleet.nodes} node(s) in sync with {fleet.manager}, deployment {fleet.deployment}")
+    except fm.FleetError as exc:
+        raise LabError(str(exc)) from None
+    finally:
+        fleet.save(state.state_dir)
 
 
 def down(state_dir: Path | None = None, *, keep: Iterable[str] = ()) -> Teardown:

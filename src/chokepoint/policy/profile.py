@@ -12,6 +12,11 @@ Rule-param overrides (``params={"RULE_ID.PARAM": "VALUE"}``, the CLI's ``--param
 scalar or flow collection as text (``"5"``, ``"1e6"``, ``"[1, 2]"``), set into the rule's ``params:`` before
 the schema check, so it is validated exactly like the file; a mistake is a ``PolicyError`` naming the override
 (``--param RULE.PARAM=VALUE: message``). ``Profile.overrides`` records what was applied.
+
+List files supplied from outside (``list_files={"LIST": path}``; the central manager's lists,
+``chokepoint.manager``): the entries of the profile's list ``LIST`` are read from ``path`` instead of its
+``items``/``file`` (kind, cite and the rest of the declaration stay), checked entry by entry like any list file,
+with errors at ``path:line:column``. A name the profile does not declare is a ``PolicyError``.
 """
 
 from __future__ import annotations
@@ -134,9 +139,12 @@ def named_dates() -> dict[str, str]:
 
 Params = Mapping[str, str] | None
 AsOf = str | dt.date | None
+ListFiles = Mapping[str, str | Path] | None
 
 
-def load_profile(name_or_path: str, *, params: Params = None, as_of: AsOf = None) -> Profile:
+def load_profile(
+    name_or_path: str, *, params: Params = None, as_of: AsOf = None, list_files: ListFiles = None
+) -> Profile:
     """A bundled profile by name (``"gfw"``) or named date (``"gfw-2023"``: ``gfw`` as of its day), or a
     profile file by path (anything with a ``/`` or a ``.yaml``/``.yml`` suffix). The file must have a
     ``profile:`` block. An unknown name or an unreadable file is a ``PolicyError`` too (at line 1, column 1).
@@ -157,12 +165,14 @@ def load_profile(name_or_path: str, *, params: Params = None, as_of: AsOf = None
         else:
             known = ", ".join(names + sorted(_bundled.NAMED_DATES))
             raise PolicyError(name_or_path, 1, 1, f"no bundled profile {name_or_path!r}; bundled: {known}")
-    return _load_file(path, require_profile=True, params=params, as_of=as_of, alias=alias)
+    return _load_file(path, require_profile=True, params=params, as_of=as_of, alias=alias, list_files=list_files)
 
 
-def load_rules_file(path: str | Path, *, params: Params = None, as_of: AsOf = None) -> Profile:
+def load_rules_file(
+    path: str | Path, *, params: Params = None, as_of: AsOf = None, list_files: ListFiles = None
+) -> Profile:
     """A rule file: the profile format with ``profile:`` optional (the name is then the file's stem)."""
-    return _load_file(Path(path), require_profile=False, params=params, as_of=as_of)
+    return _load_file(Path(path), require_profile=False, params=params, as_of=as_of, list_files=list_files)
 
 
 def load_rules_text(
@@ -173,12 +183,21 @@ def load_rules_text(
     require_profile: bool = False,
     params: Params = None,
     as_of: AsOf = None,
+    list_files: ListFiles = None,
 ) -> Profile:
     """The same from a string; list files resolve against ``base_dir``."""
-    return _load(text, source, Path(base_dir), Path(source), require_profile, params, as_of)
+    return _load(text, source, Path(base_dir), Path(source), require_profile, params, as_of, list_files=list_files)
 
 
-def _load_file(path: Path, *, require_profile: bool, params: Params, as_of: AsOf = None, alias: str = "") -> Profile:
+def _load_file(
+    path: Path,
+    *,
+    require_profile: bool,
+    params: Params,
+    as_of: AsOf = None,
+    alias: str = "",
+    list_files: ListFiles = None,
+) -> Profile:
     shown = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -186,7 +205,7 @@ def _load_file(path: Path, *, require_profile: bool, params: Params, as_of: AsOf
         raise PolicyError(shown, 1, 1, f"not UTF-8: {exc.reason}") from None
     except OSError as exc:
         raise PolicyError(shown, 1, 1, f"cannot read: {exc.strerror or exc}") from None
-    return _load(text, shown, path.parent, path, require_profile, params, as_of, alias)
+    return _load(text, shown, path.parent, path, require_profile, params, as_of, alias, list_files)
 
 
 def _load(
@@ -198,6 +217,7 @@ def _load(
     params: Params = None,
     as_of: AsOf = None,
     alias: str = "",
+    list_files: ListFiles = None,
 ) -> Profile:
     data, marks = load_yaml(text, shown)
     overrides: tuple[tuple[str, Any], ...] = ()
@@ -209,9 +229,16 @@ def _load(
     span = _coverage(meta, marks)
     day = _as_of(as_of, alias, meta, span, name)
     engine = _engine(data.get("engine") or {})
+    declared = data.get("lists") or {}
+    for name_ in list_files or {}:
+        if name_ not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise PolicyError(
+                shown, 1, 1, f"no list {name_!r} is declared here to take entries from outside (lists: {known})"
+            )
     all_lists = {
-        name_: load_list(name_, spec, marks, ("lists", name_), base_dir)
-        for name_, spec in (data.get("lists") or {}).items()
+        name_: load_list(name_, _external(spec, (list_files or {}).get(name_)), marks, ("lists", name_), base_dir)
+        for name_, spec in declared.items()
     }
     all_rules = [_rule(raw, marks, ("rules", i)) for i, raw in enumerate(data["rules"])]
     _check_dates(all_rules, all_lists, span, marks)
@@ -376,6 +403,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
     return value
+
+
+def _external(spec: Mapping[str, Any], path: str | Path | None) -> Mapping[str, Any]:
+    """A list declaration whose entries come from ``path`` (an outside list file) when one is given."""
+    if path is None:
+        return spec
+    return {**{k: v for k, v in spec.items() if k != "items"}, "file": str(path)}
 
 
 def override_label(key: str, text: str) -> str:
