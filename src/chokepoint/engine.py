@@ -206,6 +206,8 @@ class Engine:
                 dispatch.on_first_client_payload(flow.facts, payload)
         if s.reassembly:
             if stream.add(pkt.seq, payload) == 0:
+                if stream.full:  # past the reassembled bytes: only a pending mid-stream TLS check looks at it
+                    dispatch.on_tcp_beyond_stream(flow.facts, direction, (pkt.seq - stream.base) & 0xFFFFFFFF, payload)
                 return  # retransmission, or out of order: nothing new to dissect yet
             data = stream.bytes
         else:
