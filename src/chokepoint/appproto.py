@@ -32,7 +32,8 @@ DESCRIPTIONS: dict[AppProto, str] = {
     AppProto.HTTP: "HTTP/1.x request from the client (partial: a response seen without it)",
     AppProto.HTTP_CONNECT: "HTTP/1.x CONNECT (a proxy tunnel request)",
     AppProto.TLS: "TLS over TCP, identified by its ClientHello (partial: a ServerHello, or records mid-connection)",
-    AppProto.QUIC: "QUIC (IETF v1, v2, drafts) or Google QUIC, identified by its Initial/CHLO",
+    AppProto.QUIC: "QUIC or Google QUIC, identified by its Initial/CHLO (partial: other long headers, Version "
+    "Negotiation, or short headers on UDP/443)",
     AppProto.SSH: "SSH, identified by its identification banner (RFC 4253 section 4.2)",
     AppProto.SOCKS: "SOCKS4, SOCKS4a or SOCKS5 client handshake",
     AppProto.OPENVPN: "OpenVPN control channel over UDP or TCP",

@@ -338,6 +338,8 @@ class Engine:
             inp.quic_version = q.version
             if q.ja4:
                 inp.ja4 = q.ja4
+        elif facts.quic_seen is not None and facts.quic_seen.version is not None:
+            inp.quic_version = facts.quic_seen.version  # a long header seen mid-connection: no SNI
         if facts.fet is not None:
             inp.fully_encrypted = facts.fet.fully_encrypted
             inp.fet_exemption = facts.fet.exemption

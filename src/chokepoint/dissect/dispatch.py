@@ -14,7 +14,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chokepoint.appproto import AppProto
-from chokepoint.dissect import dns, fet, http, ipsec, midstream, openvpn, pptp, quic, socks, ssh, tls, tor, wireguard
+from chokepoint.dissect import (
+    dns,
+    fet,
+    http,
+    ipsec,
+    midstream,
+    openvpn,
+    pptp,
+    quic,
+    quic_midstream,
+    socks,
+    ssh,
+    tls,
+    tor,
+    wireguard,
+)
 from chokepoint.dissect.errors import Malformed, NeedMoreData, NotThisProtocol
 from chokepoint.packet.record import AH, ESP, GRE, ICMP, ICMPV6
 
@@ -44,6 +59,8 @@ class FlowFacts:
     tls_next_header: list[int | None] = field(default_factory=lambda: [None, None])  # see on_tcp_beyond_stream
     quic: Any = None  # quic.QuicInfo
     quic_assembler: Any = None
+    quic_seen: Any = None  # quic_midstream.QuicSighting: QUIC without a decrypted client Initial
+    udp_heads: Any = None  # ([heads], [lengths]) per direction, for the short-header test (UDP/443 only)
     ssh_client: Any = None
     ssh_server: Any = None
     socks: Any = None
@@ -130,7 +147,8 @@ def partial_reason(facts: FlowFacts) -> str | None:
     if proto in (AppProto.HTTP, AppProto.HTTP_CONNECT) and facts.http is None:
         return "http: a response without its request"
     if proto == AppProto.QUIC and facts.quic is None:
-        return "quic: no client Initial decrypted (packets from mid-connection)"
+        evidence = facts.quic_seen.evidence if facts.quic_seen is not None else "client Initial incomplete"
+        return f"quic: no client Initial decrypted ({evidence})"
     if proto == AppProto.SSH and facts.ssh_client is None:
         return "ssh: the server's banner only"
     return None
@@ -297,7 +315,7 @@ def on_udp_datagram(facts: FlowFacts, direction: int, data: bytes, client_port: 
                 facts.dns.append(msg)
             facts.decide(AppProto.DNS)
             return
-    if facts.decided and facts.app_proto != AppProto.QUIC:
+    if facts.decided and facts.app_proto != AppProto.QUIC and not facts.undetermined:
         return
     if direction == C2S and (facts.quic is None) and quic.is_quic_initial_prefix(data):
         if facts.quic_assembler is None:
@@ -307,6 +325,15 @@ def on_udp_datagram(facts: FlowFacts, direction: int, data: bytes, client_port: 
             facts.quic = info
             facts.decide(AppProto.QUIC)
             return
+    if facts.quic is None and (not facts.decided or facts.undetermined or facts.quic_seen is None):
+        sighting = quic_midstream.long_header_sighting(data)
+        if sighting is not None:
+            _quic_seen(facts, sighting)
+            return
+    if facts.decided and not facts.undetermined:
+        return
+    if server_port in quic_midstream.SHORT_HEADER_PORTS and _short_headers(facts, direction, data):
+        return
     if facts.decided:
         return
     if IKE_PORTS & set(ports):
@@ -337,6 +364,29 @@ def on_udp_datagram(facts: FlowFacts, direction: int, data: bytes, client_port: 
             return
     if min(facts.udp_probes) >= MAX_UDP_PROBES or sum(facts.udp_probes) >= 2 * MAX_UDP_PROBES:
         facts.decide(AppProto.UNKNOWN)
+
+
+def _quic_seen(facts: FlowFacts, sighting: quic_midstream.QuicSighting) -> None:
+    if facts.quic_seen is None or facts.quic_seen.version is None:
+        facts.quic_seen = sighting
+    facts.decide(AppProto.QUIC)
+
+
+def _short_headers(facts: FlowFacts, direction: int, data: bytes) -> bool:
+    """Keep the heads of a UDP/443 flow's first datagrams; decide QUIC when one direction's short headers pass
+    ``quic_midstream.short_header_sighting``."""
+    if facts.udp_heads is None:
+        facts.udp_heads = (([], []), ([], []))
+    heads, lengths = facts.udp_heads[direction]
+    if len(heads) >= MAX_UDP_PROBES or not data:
+        return False
+    heads.append(data[: quic_midstream.SHORT_HEADER_BYTES])
+    lengths.append(len(data))
+    sighting = quic_midstream.short_header_sighting(heads, lengths)
+    if sighting is None:
+        return False
+    _quic_seen(facts, sighting)
+    return True
 
 
 def _try(facts: FlowFacts, name: str, parse, data: bytes):

@@ -172,7 +172,11 @@ def _tls(facts) -> dict | None:
 def _quic(facts) -> dict | None:
     q = facts.quic
     if q is None:
-        return None
+        seen = facts.quic_seen  # mid-connection: the version when a long header gave it, never an SNI
+        if seen is None or facts.app_proto != "quic":
+            return None
+        out = {"version": seen.version_name} if seen.version is not None else {}
+        return out | {"evidence": seen.evidence}
     out: dict[str, Any] = {"version": q.version_name}
     if q.sni:
         out["sni"] = q.sni
