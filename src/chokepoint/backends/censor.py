@@ -312,6 +312,7 @@ class Censor:
             "app_proto": flow.facts.app_proto,
             "chokepoint": {
                 "profile": self.profile.name,
+                "as_of": _day(self.profile),
                 "mode": self.mode,
                 "action": verdict.action.value,
                 "rule": verdict.rule_id,
@@ -356,6 +357,7 @@ class Censor:
             "pid": os.getpid(),
             "mode": self.mode,
             "profile": self.profile.name,
+            "as_of": _day(self.profile),
             "fail_closed": self.fail_closed,
             "seed": self.seed,
             "started": self.started,
@@ -429,3 +431,9 @@ def ip_packet(frame: bytes) -> bytes:
     else:
         return packet
     return packet[:length] if 0 < length < len(packet) else packet
+
+
+def _day(profile: Any) -> str | None:
+    """The day the censor's profile was loaded for (events, stats), as ``YYYY-MM-DD``."""
+    day = getattr(profile, "as_of", None)
+    return day.isoformat() if day is not None else None

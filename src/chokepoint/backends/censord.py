@@ -2,7 +2,7 @@
 
 ``python -m chokepoint.backends.censord --mode inline|mirror (--profile NAME | --rules FILE) [--fail-closed]
 [--seed N] [--queue-num N] [--queue-maxlen N] [--client-iface ce0] [--server-iface ce1] [--intercept-port N]
-[--clock-offset SECONDS | --fake-time ISO8601] [--param RULE.PARAM=VALUE ...] --state-dir DIR``
+[--clock-offset SECONDS | --fake-time ISO8601] [--as-of YYYY-MM-DD] [--param RULE.PARAM=VALUE ...] --state-dir DIR``
 runs in the censor's network namespace (``lab up`` starts it through
 :func:`launch`). It installs the kernel program (:mod:`chokepoint.backends.kernel`; inline only — mirror
 mode removes any left over and never drops), then feeds every packet it sees to the engine. When a flow's
@@ -118,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
         help="start the daemon's clock at this instant, e.g. 2026-11-27T02:30:00+06:30",
     )
     parser.add_argument(
+        "--as-of",
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="load what the profile had in force that day (default: the last day it covers)",
+    )
+    parser.add_argument(
         "--param",
         type=_argtype(param_override, "RULE.PARAM=VALUE"),
         action="append",
@@ -135,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     from chokepoint.policy import PolicyError
 
     try:
-        profile = load_policy(args.profile, args.rules, params)
+        profile = load_policy(args.profile, args.rules, params, args.as_of)
     except PolicyError as exc:
         print(f"censord: profile rejected: {exc}", file=sys.stderr)
         return 1
@@ -190,8 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     censor.maybe_write_stats(backend.counters(), force=True)
     clock_note = f", clock {censor.clock_stats()['local']} ({offset:+.0f} s)" if offset else ""
     params_note = f", params {' '.join(f'{k}={v}' for k, v in params.items())}" if params else ""
+    as_of_note = f" as of {profile.as_of}" if profile.as_of else ""
     print(
-        f"censord: {args.mode} censor running, profile {profile.name}, pid {os.getpid()}{clock_note}{params_note}",
+        f"censord: {args.mode} censor running, profile {profile.name}{as_of_note}, pid {os.getpid()}"
+        f"{clock_note}{params_note}",
         file=sys.stderr,
         flush=True,
     )
@@ -236,6 +244,7 @@ def _start_intercept(args: argparse.Namespace, profile, kernel, censor: Censor):
             seed=args.seed,
             clock_offset_s=censor.clock_offset_s,
             params=dict(args.param) or None,
+            as_of=args.as_of,
         )
     except intercept.InterceptError as exc:
         raise OSError(str(exc)) from None
@@ -265,11 +274,12 @@ def launch(
     timeout: float = 10.0,
     clock_offset_s: float | None = None,
     params: Mapping[str, str] | None = None,
+    as_of: str | None = None,
 ):
     """Start the daemon detached in the censor namespace (for ``lab up``) and wait until it runs.
 
     ``state`` is a :class:`chokepoint.lab.state.LabState`. ``clock_offset_s``: ``--clock-offset``;
-    ``params``: ``--param`` overrides. Returns its ``ProcessInfo``; raises
+    ``params``: ``--param`` overrides; ``as_of``: ``--as-of`` (the profile's day). Returns its ``ProcessInfo``; raises
     ``chokepoint.lab.state.StateError`` with the daemon's log when it does not come up."""
     from chokepoint.lab.state import StateError
 
@@ -283,6 +293,8 @@ def launch(
         argv.append(f"--clock-offset={float(clock_offset_s)!r}")
     for key, value in (params or {}).items():
         argv += ["--param", f"{key}={value}"]
+    if as_of:
+        argv += ["--as-of", str(as_of)]
     stats = Path(state.state_dir) / STATS_FILE
     stats.unlink(missing_ok=True)
     info = state.start("censor", "censor", state.python_argv("chokepoint.backends.censord", *argv))

@@ -47,12 +47,16 @@ def parse_params(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _load_policy(profile: str | None, rules: Path | None, params: dict[str, str] | None = None):
+def _load_policy(
+    profile: str | None, rules: Path | None, params: dict[str, str] | None = None, as_of: str | None = None
+):
     if profile and rules:
         err.print("[red]error:[/] give either --profile or --rules, not both")
         raise typer.Exit(EXIT_USAGE)
     try:
-        return load_rules_file(rules, params=params) if rules else load_profile(profile or "demo", params=params)
+        if rules:
+            return load_rules_file(rules, params=params, as_of=as_of)
+        return load_profile(profile or "demo", params=params, as_of=as_of)
     except PolicyError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         err.print("nothing was analysed: the profile was rejected as a whole")
@@ -73,13 +77,19 @@ def analyze_cmd(
         metavar="RULE.PARAM=VALUE",
         help="override a rule parameter (repeatable), e.g. tsg-unknown-high-volume.after_s=3; the value is YAML",
     ),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        help="what the profile had in force that day (default: the last day it covers)",
+    ),
 ) -> None:
     """What would this censor do with these captures, and why."""
     for path in captures:
         if not path.is_file():
             err.print(f"[red]error:[/] {path}: no such file")
             raise typer.Exit(EXIT_USAGE)
-    loaded = _load_policy(profile, rules, parse_params(param))
+    loaded = _load_policy(profile, rules, parse_params(param), as_of)
     paths = [str(p) for p in captures]
     total = sum(os.path.getsize(p) for p in paths)
     try:
@@ -135,5 +145,13 @@ def demo_cmd(
     path = write_demo_capture(out_dir / "demo.pcap")
     err.print(f"generated {path} (real TLS/QUIC/DNS/HTTP bytes from real client libraries)")
     analyze_cmd(
-        [path], profile=profile, rules=None, fmt=OutputFormat.table, output=None, workers=1, limit=200, param=[]
+        [path],
+        profile=profile,
+        rules=None,
+        fmt=OutputFormat.table,
+        output=None,
+        workers=1,
+        limit=200,
+        param=[],
+        as_of=None,
     )

@@ -64,6 +64,12 @@ def up_cmd(
         metavar="RULE.PARAM=VALUE",
         help="override a rule parameter, e.g. tsg-unknown-high-volume.after_s=5 (repeatable)",
     ),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        help="what the profile had in force that day (default: the last day it covers)",
+    ),
     dns_map: Path | None = typer.Option(
         None,
         "--dns-map",
@@ -92,6 +98,7 @@ def up_cmd(
             dns_map=dns_map,
             clock_offset_s=offset,
             params=params,
+            as_of=as_of,
         )
     except PolicyError as exc:  # includes TopologyError
         err.print(f"error: {exc}", markup=False)
@@ -105,7 +112,7 @@ def up_cmd(
         raise typer.Exit(exc.exit_code)
     hosts = ", ".join(state.topology.namespaces())
     out.print(
-        f"lab up: profile {state.profile}, mode {state.mode} "
+        f"lab up: profile {state.profile}" + (f" as of {state.as_of}" if state.as_of else "") + f", mode {state.mode} "
         f"(fails {'closed' if state.fail_closed else 'open'}); hosts {hosts}",
         markup=False,
     )
@@ -224,7 +231,9 @@ def _print_status(report: Any) -> None:
     state = report.state
     age = time.time() - state.created_at
     out.print(
-        f"lab {NAME} up for {age:.0f} s: profile {state.profile}, mode {state.mode}, "
+        f"lab {NAME} up for {age:.0f} s: profile {state.profile}"
+        + (f" as of {state.as_of}" if state.as_of else "")
+        + f", mode {state.mode}, "
         f"fails {'closed' if state.fail_closed else 'open'}, seed {state.seed}",
         markup=False,
     )

@@ -25,9 +25,9 @@ def _out() -> Console:
     return Console(soft_wrap=True, highlight=False)
 
 
-def _load(name: str):
+def _load(name: str, as_of: str | None = None):
     try:
-        return load_profile(name)
+        return load_profile(name, as_of=as_of)
     except PolicyError as exc:
         Console(stderr=True, soft_wrap=True).print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(EXIT_POLICY) from None
@@ -47,15 +47,59 @@ def list_cmd() -> None:
 
 @profiles_app.command("show")
 def show_cmd(
-    name: str = typer.Argument(..., help="a bundled profile name, or a profile file"),
+    name: str = typer.Argument(..., help="a bundled profile name (or named date, e.g. gfw-2023), or a profile file"),
     as_json: bool = typer.Option(False, "--json", help="print the description as JSON"),
+    as_of: str | None = typer.Option(
+        None, "--as-of", metavar="YYYY-MM-DD", help="what was in force that day (default: the last day covered)"
+    ),
+    timeline: bool = typer.Option(False, "--timeline", help="the dated behaviours as a table, by start date"),
 ) -> None:
     """Behaviours, dates, citations, uncertainties and example targets of one profile."""
-    d = describe(_load(name))
+    d = describe(_load(name, as_of))
+    if timeline:
+        if as_json:
+            keys = ("name", "coverage", "as_of", "named_dates", "timeline")
+            typer.echo(json.dumps({k: d[k] for k in keys}, indent=2, ensure_ascii=False))
+        else:
+            _out().print(render_timeline(d), markup=False)
+        return
     if as_json:
         typer.echo(json.dumps(d, indent=2, ensure_ascii=False))
         return
     _out().print(render_text(d), markup=False)
+
+
+def render_timeline(d: dict[str, Any]) -> str:
+    """The dated behaviours of a profile as a plain-text table (``profiles show NAME --timeline``): from, until
+    (both inclusive; blank: the edge of the coverage), what, whether in force on the day loaded, source."""
+    span = d["coverage"] or ["", ""]
+    lines = [f"{d['name']}: {d['title']}", f"  covers {span[0]} to {span[1]} (inclusive); loaded as of {d['as_of']}"]
+    if d["named_dates"]:
+        lines.append("  named dates: " + ", ".join(f"{n} = {day}" for n, day in d["named_dates"].items()))
+    lines.append("")
+    if not d["timeline"]:
+        lines.append("  nothing is dated: every behaviour holds throughout the coverage")
+        return "\n".join(lines)
+    rows = [("from", "until", "on", "kind", "name", "what")]
+    for item in d["timeline"]:
+        on = _in_force(item, d["as_of"])
+        rows.append(
+            (item.get("from", ""), item.get("until", ""), "*" if on else "", item["kind"], item["name"], item["what"])
+        )
+    widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
+    for row in rows:
+        lines.append("  " + "  ".join(str(c).ljust(w) for c, w in zip(row[:5], widths, strict=True)) + "  " + row[5])
+    lines += ["", "  * in force on " + str(d["as_of"]), "", "Sources of the dates:"]
+    for item in d["timeline"]:
+        note = f" (uncertain: {item['uncertain']})" if item.get("uncertain") else ""
+        lines.append(f"  {item['kind']} {item['name']}: {item['cite']}{note}")
+    return "\n".join(lines)
+
+
+def _in_force(item: dict[str, Any], day: str | None) -> bool:
+    if day is None:
+        return True
+    return item.get("from", "0000") <= day <= item.get("until", "9999")
 
 
 def render_text(d: dict[str, Any]) -> str:
@@ -64,6 +108,9 @@ def render_text(d: dict[str, Any]) -> str:
         f"{d['name']}: {d['title']}",
         f"  country {d['country']}" + (f", operator {d['operator']}" if d["operator"] else ""),
         f"  observed {d['observed']}, clock {d['timezone']}",
+        f"  as of {d['as_of']}"
+        + (f" (covers {d['coverage'][0]} to {d['coverage'][1]})" if d.get("coverage") else "")
+        + (f"; {len(d['timeline'])} dated behaviours (--timeline)" if d.get("timeline") else ""),
         "",
         _wrap(d["description"], 2),
         "",
@@ -75,6 +122,7 @@ def render_text(d: dict[str, Any]) -> str:
         lines.append(
             f"  {rule['id']} [{rule['action']}] {rule['technique']}"
             + (f" (observed {rule['observed']})" if "observed" in rule else "")
+            + (f" (active {_span(rule['active'])})" if "active" in rule else "")
         )
         lines.append(f"    when: {rule['when']}")
         if "params" in rule:
@@ -144,10 +192,14 @@ def render_text(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _span(active: dict[str, Any]) -> str:
+    return f"{active.get('from', '...')}..{active.get('until', '...')}"
+
+
 def _wrap(text: str, indent: int, width: int = 100) -> str:
     import textwrap
 
     return textwrap.fill(text, width=width, initial_indent=" " * indent, subsequent_indent=" " * indent)
 
 
-__all__ = ["profiles_app", "render_text"]
+__all__ = ["profiles_app", "render_text", "render_timeline"]

@@ -66,6 +66,7 @@ def up(
     dns_map: str | Path | None = None,
     clock_offset_s: float | None = None,
     params: Mapping[str, str] | None = None,
+    as_of: str | None = None,
 ) -> LabState:
     """Bring the lab up and return its state (also written to ``state.json``).
 
@@ -78,7 +79,9 @@ def up(
     ``dns_map``: per-name answers for the lab and control resolvers (``services.resolver.AnswerTable``).
     ``clock_offset_s``: seconds added to the censor's clock (``censord --clock-offset``; e.g. from
     ``chokepoint.backends.options.fake_time_offset("2026-11-27T02:30:00+06:30")``), so a profile's schedule can be exercised at
-    any hour. ``params``: rule-param overrides ``{"RULE.PARAM": "YAML value"}`` (``censord --param``); a bad
+    any hour. ``as_of``: the day whose behaviour the profile is loaded with (``YYYY-MM-DD``; default its last
+    day; recorded in the state and passed on as ``censord --as-of``). ``params``: rule-param overrides
+    ``{"RULE.PARAM": "YAML value"}`` (``censord --param``); a bad
     one is a ``PolicyError`` before anything is created. Both are recorded in ``state.json``."""
     from chokepoint.lab import state as st
     from chokepoint.lab import topology as topo
@@ -90,8 +93,8 @@ def up(
         raise LabError(f"clock offset {clock_offset_s!r} is not a finite number of seconds")
     params = {str(k): str(v) for k, v in (params or {}).items()}
     state_dir = state_dir or st.STATE_DIR
-    # A bad profile or override fails here, before anything exists; the censor loads its own copy.
-    load_profile(profile, params=params or None)
+    # A bad profile, override or day fails here, before anything exists; the censor loads its own copy.
+    loaded = load_profile(profile, params=params or None, as_of=as_of)
     topology = topo.load_topology_file(topology_file) if topology_file else topo.default_topology()
     with st.lab_lock():
         _refuse_if_up(topology, state_dir)
@@ -109,6 +112,7 @@ def up(
             seed=seed,
             clock_offset_s=clock_offset_s,
             params=params,
+            as_of=loaded.as_of.isoformat() if loaded.as_of else None,
             warnings=[f"degraded: {what}" for what in features.degraded],
         )
         started = time.monotonic()
@@ -170,6 +174,7 @@ def _build(
             state.seed,
             clock_offset_s=state.clock_offset_s,
             params=state.params,
+            as_of=state.as_of,
         )
     for warning in state.warnings:
         say(f"warning: {warning}")
@@ -237,6 +242,7 @@ class LabStatus:
             "seed": state.seed if state else None,
             "clock_offset_s": state.clock_offset_s if state else None,
             "params": dict(state.params) if state else {},
+            "as_of": state.as_of if state else None,
             "hosts": [
                 {"name": h.name, "namespace": h.namespace, "present": h.present, "addresses": h.addresses}
                 for h in self.hosts

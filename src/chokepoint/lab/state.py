@@ -115,6 +115,8 @@ class LabState:
     clock_offset_s: float | None = None
     #: rule-param overrides ``{"RULE.PARAM": "YAML value"}`` (``censord --param``)
     params: dict[str, str] = field(default_factory=dict)
+    #: the day the censor's profile is loaded for (``censord --as-of``); None: the profile's default
+    as_of: str | None = None
     processes: dict[str, ProcessInfo] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
     warnings: list[str] = field(default_factory=list)
@@ -177,6 +179,7 @@ class LabState:
             "seed": self.seed,
             "clock_offset_s": self.clock_offset_s,
             "params": dict(self.params),
+            "as_of": self.as_of,
             "created_at": self.created_at,
             "state_dir": str(self.state_dir),
             "warnings": list(self.warnings),
@@ -215,6 +218,7 @@ class LabState:
                 warnings=list(data["warnings"]),
                 clock_offset_s=_optional_float(data.get("clock_offset_s")),
                 params={str(k): str(v) for k, v in dict(data.get("params") or {}).items()},
+                as_of=data.get("as_of"),
                 processes={n: ProcessInfo.from_dict(p) for n, p in data["processes"].items()},
             )
         except (KeyError, TypeError, ValueError) as exc:

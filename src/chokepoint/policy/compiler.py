@@ -84,6 +84,8 @@ class Rule:
     mechanism: str = ""
     #: a deferred rule: matching flags the flow; the action follows once the flow is old and large enough
     defer: Deferral | None = None
+    #: when the rule was in force (``chokepoint.policy.dates.Active``); None: throughout the profile's dates
+    active: Any = None
 
 
 # Compiled condition nodes: plain tuples, walked by ``_eval``.
