@@ -267,6 +267,8 @@ class Engine:
                 if isn is not None:
                     stream.set_isn(isn)
             if stream.add(pkt.seq, payload) == 0:
+                if stream.full:  # past the reassembled bytes: only a pending mid-stream TLS check looks at it
+                    dispatch.on_tcp_beyond_stream(flow.facts, direction, (pkt.seq - stream.base) & 0xFFFFFFFF, payload)
                 return  # retransmission, or out of order: nothing new to dissect yet
             data = stream.bytes
         else:
@@ -418,6 +420,8 @@ class Engine:
             inp.quic_version = q.version
             if q.ja4:
                 inp.ja4 = q.ja4
+        elif facts.quic_seen is not None and facts.quic_seen.version is not None:
+            inp.quic_version = facts.quic_seen.version  # a long header seen mid-connection: no SNI
         if facts.fet is not None:
             inp.fully_encrypted = facts.fet.fully_encrypted
             inp.fet_exemption = facts.fet.exemption

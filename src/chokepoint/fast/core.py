@@ -28,7 +28,7 @@ Each flow also has its Python ``Flow`` (created with the flow; the policy sees e
 its counters are written back before each call into Python and when the flow ends.
 """
 
-from chokepoint.flow.flow import Flow, TcpState
+from chokepoint.flow.flow import Flow, TcpState, port_rank
 from chokepoint.flow.key import ip_text
 from chokepoint.packet.pcap import Frame
 from chokepoint.packet.record import Packet
@@ -660,7 +660,7 @@ class Core:
         if proto == _TCP and flags & _SYN:
             client_is_src = not flags & _ACK  # a SYN+ACK seen first: its receiver is the client
         else:
-            client_is_src = not (sport < 1024 <= dport)
+            client_is_src = port_rank(sport, proto == _TCP) >= port_rank(dport, proto == _TCP)
         rec = FlowRec()
         rec.h = h
         rec.version = version

@@ -1,8 +1,11 @@
 """A bidirectional flow: endpoints with client/server roles, TCP state, bounded reassembly, per-flow state.
 
 Index 0 of every per-direction pair is client-to-server ("c2s"), index 1 server-to-client ("s2c").
-The client is whoever sent the SYN (or received the SYN+ACK); without a handshake, the side on an
-ephemeral port when the other is on a well-known port (< 1024), else whoever sent the first packet.
+The client is whoever sent the SYN (or received the SYN+ACK); without a handshake (a capture that began
+mid-connection, UDP, one side only), the side whose port looks less like a service's: ports rank well-known
+(< 1024), then (TCP only) registered (< 32768, below Linux's ephemeral range), then ephemeral; on a tie,
+whoever sent the first packet. UDP keeps to well-known ports: peer-to-peer UDP (calls, games) picks
+registered-range ports at random on both sides.
 """
 
 from __future__ import annotations
@@ -30,6 +33,19 @@ class TcpState(StrEnum):
     ESTABLISHED = "established"
     CLOSING = "closing"  # a FIN seen in one direction
     CLOSED = "closed"  # FINs both ways, or a RST
+
+
+#: Below this a port is "registered" rather than ephemeral: the start of Linux's default ephemeral range
+#: (net.ipv4.ip_local_port_range 32768-60999); Windows and the IANA dynamic range start higher, at 49152.
+EPHEMERAL_START = 32768
+
+
+def port_rank(port: int, tcp: bool) -> int:
+    """0 for a well-known port (< 1024, RFC 6335 system ports); for TCP 1 for a registered one and 2 for an
+    ephemeral one; for UDP 2 for any other port."""
+    if port < 1024:
+        return 0
+    return 1 if tcp and port < EPHEMERAL_START else 2
 
 
 @dataclass(slots=True, eq=False, init=False)
@@ -134,9 +150,10 @@ class Flow:
         if pkt.proto == TCP and pkt.tcp_flags & SYN:
             client_is_src = not pkt.tcp_flags & ACK  # a SYN+ACK seen first: its receiver is the client
         else:
-            # Picked up without a handshake: a packet from a well-known port to an ephemeral one is the
-            # server speaking (as Zeek and nDPI assume); otherwise the first sender is the client.
-            client_is_src = not (pkt.sport < 1024 <= pkt.dport)
+            # Picked up without a handshake: a packet from a service-like port to a less service-like one is the
+            # server speaking (as Zeek and nDPI assume for well-known ports); otherwise the first sender is the client.
+            tcp = pkt.proto == TCP
+            client_is_src = port_rank(pkt.sport, tcp) >= port_rank(pkt.dport, tcp)
         if client_is_src:
             c_ip, c_port, s_ip, s_port = pkt.src, pkt.sport, pkt.dst, pkt.dport
         else:

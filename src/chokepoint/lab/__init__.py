@@ -131,7 +131,9 @@ def up(
         )
         started = time.monotonic()
         try:
-            _build(state, say, services=services, censor=censor, dns_map=dns_map, tor=tor, fleet=fleet, token=manager_token)
+            _build(
+                state, say, services=services, censor=censor, dns_map=dns_map, tor=tor, fleet=fleet, token=manager_token
+            )
         except BaseException as exc:
             report = topo.destroy(topology.namespaces(), extra_pids=st.recorded_pids(state_dir))
             st.remove_state_dir(state_dir)

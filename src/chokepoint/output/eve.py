@@ -3,7 +3,9 @@
 Field names follow Suricata's EVE format where one exists (suricata docs, "Eve JSON Format"):
 ``timestamp flow_id event_type src_ip src_port dest_ip dest_port proto app_proto flow dns http tls quic
 ssh``. ``src`` is always the flow's client. Protocol objects summarise what the dissectors found in
-the flow; Chokepoint's own decision is under ``chokepoint``.
+the flow; Chokepoint's own decision is under ``chokepoint``. ``partial: true`` marks a flow whose ``app_proto``
+rests on less than the client's opening message (picked up mid-connection, or one side only); the reason is
+``chokepoint.partial`` (``dissect.dispatch.partial_reason``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import zlib
 from datetime import UTC, datetime
 from typing import Any
 
-from chokepoint.dissect.dispatch import FlowFacts
+from chokepoint.dissect.dispatch import FlowFacts, partial_reason
 from chokepoint.flow.flow import C2S, S2C, Flow
 
 PROTO_NAMES = {6: "TCP", 17: "UDP", 1: "ICMP", 58: "IPv6-ICMP", 47: "GRE", 50: "ESP", 51: "AH"}
@@ -81,17 +83,19 @@ def flow_to_eve(flow: Flow, profile: str) -> dict[str, Any]:
         "dest_port": flow.server_port,
         "proto": PROTO_NAMES.get(flow.proto, str(flow.proto)),
         "app_proto": facts.app_proto,
-        "flow": {
-            "pkts_toserver": flow.pkts[C2S],
-            "pkts_toclient": flow.pkts[S2C],
-            "bytes_toserver": flow.bytes[C2S],
-            "bytes_toclient": flow.bytes[S2C],
-            "start": eve_timestamp(flow.first_ts),
-            "end": eve_timestamp(flow.last_ts),
-            "age": int(flow.last_ts - flow.first_ts),
-            "state": flow.tcp_state.value if flow.proto == 6 else ("new" if not flow.pkts[S2C] else "established"),
-            "reason": flow.end_reason,
-        },
+    }
+    if partial_reason(facts) is not None:
+        record["partial"] = True
+    record["flow"] = {
+        "pkts_toserver": flow.pkts[C2S],
+        "pkts_toclient": flow.pkts[S2C],
+        "bytes_toserver": flow.bytes[C2S],
+        "bytes_toclient": flow.bytes[S2C],
+        "start": eve_timestamp(flow.first_ts),
+        "end": eve_timestamp(flow.last_ts),
+        "age": int(flow.last_ts - flow.first_ts),
+        "state": flow.tcp_state.value if flow.proto == 6 else ("new" if not flow.pkts[S2C] else "established"),
+        "reason": flow.end_reason,
     }
     if flow.proto in (1, 58):
         del record["src_port"], record["dest_port"]
@@ -196,6 +200,9 @@ def chokepoint_object(flow: Flow, profile: str) -> dict[str, Any]:
         out.update({"verdict": "allow", "rule": None, "reason": "no rule matched", "evidence": []})
     if flow.logs:
         out["logs"] = [v.to_json() for v in flow.logs]
+    partial = partial_reason(facts)
+    if partial is not None:
+        out["partial"] = partial
     if facts.fet is not None:
         out["fully_encrypted"] = {
             "verdict": facts.fet.fully_encrypted,
@@ -284,7 +291,11 @@ def _tls(facts) -> dict | None:
 def _quic(facts) -> dict | None:
     q = facts.quic
     if q is None:
-        return None
+        seen = facts.quic_seen  # mid-connection: the version when a long header gave it, never an SNI
+        if seen is None or facts.app_proto != "quic":
+            return None
+        out = {"version": seen.version_name} if seen.version is not None else {}
+        return out | {"evidence": seen.evidence}
     out: dict[str, Any] = {"version": q.version_name}
     if q.sni:
         out["sni"] = q.sni
