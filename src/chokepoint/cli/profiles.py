@@ -42,6 +42,8 @@ def list_cmd() -> None:
     for name in list_profiles():
         d = describe(_load(name))
         table.add_row(name, d["country"], d["observed"], str(len(d["rules"])), ", ".join(d["techniques"]))
+        for alias, day in d["named_dates"].items():
+            table.add_row(f"  {alias}", d["country"], f"{name} as of {day}", "", "(a named date)")
     _out().print(table)
 
 

@@ -118,6 +118,10 @@ def _client_port_gt_server_port(inp: MatchInput) -> bool:
     return inp.client_port > inp.server_port
 
 
+def _client_port_ge_server_port(inp: MatchInput) -> bool:
+    return inp.client_port >= inp.server_port
+
+
 def _payload_len(inp: MatchInput) -> int:
     return len(inp.payload)
 
@@ -173,6 +177,13 @@ FIELDS: dict[str, FieldSpec] = {
             Kind.BOOL,
             _client_port_gt_server_port,
             "the client's port is above the server's (GFW QUIC blocking, Zohaib et al., USENIX Security 2025)",
+        ),
+        FieldSpec(
+            "client_port_ge_server_port",
+            Kind.BOOL,
+            _client_port_ge_server_port,
+            "the client's port is at least the server's (the USENIX Security 2025 artifact's rule, section 3.3: "
+            "'Source Port >= Destination Port')",
         ),
         FieldSpec(
             "payload",
