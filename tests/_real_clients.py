@@ -97,13 +97,18 @@ def _through_socks(port: int) -> None:
             time.sleep(0.1)
 
 
-def _capture(argv_for, config_for) -> bytes:
+def _capture(argv_for, config_for, env: dict[str, str] | None = None) -> bytes:
     listener = _FirstFlight()
     socks = _free_port()
     with tempfile.TemporaryDirectory(prefix="cpl-client-") as tmp:
         config = Path(tmp) / "config.json"
         config.write_text(json.dumps(config_for(listener.port, socks)))
-        proc = subprocess.Popen(argv_for(str(config)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            argv_for(str(config)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+        )
         try:
             _through_socks(socks)
             data = listener.wait()
@@ -135,8 +140,10 @@ def trojan_hello(sni: str = "proxy.example.com") -> bytes:
     )
 
 
-def v2ray_hello(sni: str = "proxy.example.com") -> bytes:
-    """The ClientHello of Debian's ``v2ray`` (Go crypto/tls) dialling a VLESS-over-TLS server."""
+def v2ray_hello(sni: str = "proxy.example.com", *, aes: bool = True) -> bytes:
+    """The ClientHello of Debian's ``v2ray`` (Go crypto/tls) dialling a VLESS-over-TLS server. ``aes=False`` runs
+    it with ``GODEBUG=cpu.aes=off``: Go then orders its suites as on a platform without AES acceleration
+    (ChaCha20 first), as on most phones."""
     program = require("v2ray", "v2ray")
     return _capture(
         lambda config: [program, "-config", config],
@@ -158,6 +165,7 @@ def v2ray_hello(sni: str = "proxy.example.com") -> bytes:
                 }
             ],
         },
+        env=None if aes else {"GODEBUG": "cpu.aes=off"},
     )
 
 

@@ -54,7 +54,12 @@ def test_every_blocking_rule_has_a_blocked_example() -> None:
         ("gfw", "gfw-wireguard-port-block"),  # a week-long deferred rule: test_gfw_timeline.py
         ("russia-tspu", "tspu-ech-drop"),
         ("russia-tspu", "tspu-ip-drop"),
+        ("russia-tspu", "tspu-tor-protocol-drop"),  # a real Tor ClientHello: test_russia_tspu.py
+        ("russia-tspu", "tspu-snowflake-dtls-clienthello"),  # DTLS records: test_russia_tspu.py
+        ("russia-tspu", "tspu-snowflake-dtls-hvr"),
         ("myanmar", "mm-vpn-tcp-reset"),
+        ("myanmar", "mm-tor-reset"),  # a real Tor ClientHello (nDPI's tor.pcap): test_myanmar.py
+        ("iran", "iran-go-tls-fingerprint-drop"),  # Debian's v2ray (Go crypto/tls): test_iran.py
     }
     for name in list_profiles():
         for day in era_starts(load_profile(name)):

@@ -235,6 +235,13 @@ FIELDS: dict[str, FieldSpec] = {
         FieldSpec(
             "tls.alpn", Kind.STRING, attrgetter("tls_alpn"), "ALPN protocol ids offered (RFC 7301); any", multi=True
         ),
+        FieldSpec(
+            "tls.versions",
+            Kind.INT,
+            attrgetter("tls_versions"),
+            "protocol versions the ClientHello's supported_versions offers (RFC 8446 4.2.1; 0x0301 = TLS 1.0); any",
+            multi=True,
+        ),
         FieldSpec("tls.ech", Kind.BOOL, attrgetter("tls_ech"), "encrypted_client_hello (0xfe0d) present"),
         FieldSpec("tls.esni", Kind.BOOL, attrgetter("tls_esni"), "encrypted_server_name (0xffce) present"),
         FieldSpec(
