@@ -83,7 +83,7 @@ def test_profiles_list_prints_every_profile_with_its_techniques() -> None:
     assert result.exit_code == 0, result.output
     for name in list_profiles():
         assert name in result.output
-    assert "QUIC SNI drop" in result.output and "TLS SNI throttle" in result.output
+    assert "QUIC SNI" in result.output and "fully encrypted" in result.output
     assert "2020-08/2025-08" in result.output and "gfw as of 2022-06-01" in result.output  # gfw-2023
 
 
@@ -102,10 +102,11 @@ def test_profiles_show_text_states_uncertainties_and_examples() -> None:
 
 
 def test_profiles_show_json_is_describe() -> None:
-    result = runner.invoke(app, ["profiles", "show", "russia-tspu", "--json"])
+    result = runner.invoke(app, ["profiles", "show", "russia-tspu", "--json", "--as-of", "2021-04-01"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert data == json.loads(json.dumps(describe(load_profile("russia-tspu"))))
+    assert data == json.loads(json.dumps(describe(load_profile("russia-tspu", as_of="2021-04-01"))))
+    assert data["as_of"] == "2021-04-01" and data["coverage"] == ["2021-03-01", "2025-04-30"]
     assert data["examples"]["blocked"][0]["symptom"] == "throttled"
     rules = {r["id"]: r for r in data["rules"]}
     assert rules["tspu-twitter-throttle"]["params"] == {"rate_kbps": 140}
@@ -127,3 +128,31 @@ def test_docs_profiles_md_is_current() -> None:
     text = doc.read_text(encoding="utf-8")
     for name in list_profiles():
         assert f"## {name}: " in text
+
+
+def test_profiles_show_timeline_prints_the_dated_behaviours_by_start() -> None:
+    result = runner.invoke(
+        app, ["profiles", "show", "gfw", "--timeline", "--as-of", "2022-06-01"], env={"COLUMNS": "250"}
+    )
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "covers 2020-08-01 to 2025-08-31 (inclusive); loaded as of 2022-06-01" in out
+    assert "named dates: gfw-2023 = 2022-06-01, gfw-2025 = 2025-06-01" in out
+    fet = next(line for line in out.splitlines() if "rule" in line and "gfw-fet-drop" in line)
+    assert fet.split()[:3] == ["2021-11-01", "2023-03-07", "*"]  # in force on the day loaded
+    quic = next(line for line in out.splitlines() if "rule" in line and "gfw-quic-sni-drop" in line)
+    assert quic.split()[:2] == ["2024-04-07", "2025-03-12"] and "*" not in quic.split()[:3]
+    assert "rule gfw-fet-drop: Wu et al. 2023: onset early November 2021" in out
+    data = json.loads(runner.invoke(app, ["profiles", "show", "gfw", "--timeline", "--json"]).output)
+    assert data["coverage"] == ["2020-08-01", "2025-08-31"] and data["as_of"] == "2025-08-31"
+    assert any(
+        (d["kind"], d["name"], d["from"], d["until"]) == ("rule", "gfw-fet-drop", "2021-11-01", "2023-03-07")
+        for d in data["timeline"]
+    )
+
+
+def test_profiles_show_rejects_a_day_outside_the_coverage() -> None:
+    result = runner.invoke(app, ["profiles", "show", "iran", "--as-of", "2019-01-01"])
+    assert result.exit_code == 1 and "outside the dates profile 'iran' covers" in result.output
+    bad = runner.invoke(app, ["profiles", "show", "iran", "--as-of", "2021/01/01"])
+    assert bad.exit_code == 1 and "not a day" in bad.output

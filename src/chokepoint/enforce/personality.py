@@ -853,7 +853,9 @@ def _parallel(w: _Where, path: Path, value: Any) -> tuple[ParallelInjector, ...]
 #: ICMP code (v4) -> the ICMPv6 destination-unreachable code with the same meaning (RFC 4443 §3.1).
 _CODE6 = {0: 0, 1: 3, 3: 4, 9: 1, 10: 1, 13: 1}
 #: Rule params the engine or the planner read themselves.
-_PASS_THROUGH = frozenset({"probability", "direction", "injector"})
+#: read elsewhere: the engine (probability), the planner (direction, injector), the TLS-intercepting proxy's CA
+#: (issuer_cn, issuer_country: chokepoint.backends.intercept.ca.CensorCA.names_for)
+_PASS_THROUGH = frozenset({"probability", "direction", "injector", "issuer_cn", "issuer_country"})
 
 
 def effective(
