@@ -169,4 +169,72 @@ def v2ray_hello(sni: str = "proxy.example.com", *, aes: bool = True) -> bytes:
     )
 
 
-__all__ = ["require", "trojan_hello", "v2ray_hello"]
+class _ProxyServer:
+    """A one-connection SOCKS5 or HTTP CONNECT proxy on 127.0.0.1 that answers the handshake, then records what
+    the client sends into the tunnel (and never connects anywhere): the client's chunks, in order."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.sock.settimeout(WAIT)
+        self.port = self.sock.getsockname()[1]
+        self.chunks: list[bytes] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _recv(self, conn: socket.socket) -> bytes:
+        data = conn.recv(65536)
+        if data:
+            self.chunks.append(data)
+        return data
+
+    def _run(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(WAIT)
+            try:
+                if self.kind == "socks5":
+                    self._recv(conn)  # greeting
+                    conn.sendall(b"\x05\x00")
+                    self._recv(conn)  # request
+                    conn.sendall(b"\x05\x00\x00\x01" + bytes(6))
+                else:
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        chunk = self._recv(conn)
+                        if not chunk:
+                            return
+                        head += chunk
+                    conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                self._recv(conn)  # the first tunnelled flight (a ClientHello)
+            except OSError:
+                pass
+
+    def wait(self) -> list[bytes]:
+        self.thread.join(WAIT + 2)
+        self.sock.close()
+        return self.chunks
+
+
+def curl_through_proxy(kind: str, url: str, *, resolve: str | None = None) -> list[bytes]:
+    """What Debian's curl sends to a ``kind`` (``socks5`` or ``http-connect``) proxy when fetching ``url``: the
+    handshake chunks, then its first tunnelled flight (nothing leaves loopback: the proxy does not connect).
+    ``resolve`` (``host:port:address``, SOCKS only): curl resolves the name itself and asks the proxy for the
+    address, so only the tunnelled ClientHello names the host."""
+    program = require("curl", "curl")
+    server = _ProxyServer(kind)
+    scheme = "socks5" if resolve else "socks5h"
+    proxy = f"{scheme}://127.0.0.1:{server.port}" if kind == "socks5" else f"http://127.0.0.1:{server.port}"
+    extra = ["--resolve", resolve] if resolve else []
+    subprocess.run(
+        [program, "-sk", "-m", "4", "-p", "-x", proxy, *extra, url], capture_output=True, timeout=WAIT + 5, check=False
+    )
+    return server.wait()
+
+
+__all__ = ["curl_through_proxy", "require", "trojan_hello", "v2ray_hello"]

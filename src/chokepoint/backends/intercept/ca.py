@@ -135,7 +135,9 @@ class CensorCA:
             names = certificate.subject
             wanted = (options.get("common_name", CA_COMMON_NAME), options.get("country", CA_COUNTRY))
             have = tuple(
-                a.value for oid in (NameOID.COMMON_NAME, NameOID.COUNTRY_NAME) for a in names.get_attributes_for_oid(oid)
+                a.value
+                for oid in (NameOID.COMMON_NAME, NameOID.COUNTRY_NAME)
+                for a in names.get_attributes_for_oid(oid)
             )
             if certificate.not_valid_after_utc > _now() and have == wanted:
                 kept = {k: v for k, v in options.items() if k not in ("days", "common_name", "country")}
