@@ -25,6 +25,7 @@ from chokepoint import lab
 from chokepoint.lab import system
 from tests import _dtls
 from tests.lab._e2e import CURL_OK, SERVER_NS, LabRun, all_left_behind, foreign, origin, session
+from tests.lab._lab import run_cli
 
 #: The proxy's address on the server (a lab site address no other check here uses).
 PROXY = "198.19.0.20"
@@ -136,11 +137,32 @@ def test_fully_encrypted_block_hits_the_vps_range_only_and_only_in_its_era():
 
 
 @pytest.mark.parametrize(("day", "blocked"), [("2023-06-01", True), ("2024-07-01", False)])
-def test_turkmenistan_blocks_the_data_centre_range_until_july_2024(day, blocked):
+def test_turkmenistan_blocks_the_data_centre_range_until_july_2024(day, blocked, tmp_path):
+    """Also ``probe --lab --as-of``: the measurement carries the lab censor's profile and day, and a probe that
+    asks for another day than the lab's is refused before measuring."""
     with dated_lab("turkmenistan", day) as run:
         assert run.connects("198.19.128.12,443") == ["ok"]
         assert run.connects("198.19.64.12,443") == (["timeout"] if blocked else ["ok"])
         assert bool(run.actions("tm-ip-range-drop")) == blocked
+        out = tmp_path / "m.json"
+        probe = run_cli(
+            "probe",
+            "--lab",
+            "--as-of",
+            day,
+            "--tests",
+            "tcp",
+            "--timeout",
+            "2",
+            "-o",
+            str(out),
+            "https://198.19.128.12/",
+        )
+        assert probe.returncode == 0, probe.stderr
+        annotations = json.loads(out.read_text())["annotations"]
+        assert (annotations["chokepoint_profile"], annotations["chokepoint_as_of"]) == ("turkmenistan", day)
+        other = run_cli("probe", "--lab", "--as-of", "2022-01-01", "--tests", "tcp", "https://198.19.128.12/")
+        assert other.returncode == 2 and f"turkmenistan as of {day}, not 2022-01-01" in other.stderr
 
 
 def test_tspu_drops_pion_s_2021_dtls_server_hello_and_passes_the_fixed_one():
