@@ -327,7 +327,22 @@ def _socks(facts) -> dict | None:
     return {"version": s.version, "command": s.command, "dest_host": s.dst_host, "dest_port": s.dst_port}
 
 
-_PROTOCOL_OBJECTS = (("dns", _dns), ("http", _http), ("tls", _tls), ("quic", _quic), ("ssh", _ssh), ("socks", _socks))
+def _tunnel(facts) -> dict | None:
+    """A SOCKS / HTTP CONNECT tunnel: the proxy's target and what it carries (``tls``/``http`` then describe
+    the tunnelled ClientHello or request)."""
+    tunnel = getattr(facts, "tunnel", None)
+    return tunnel.to_json() if tunnel is not None else None
+
+
+_PROTOCOL_OBJECTS = (
+    ("dns", _dns),
+    ("http", _http),
+    ("tls", _tls),
+    ("quic", _quic),
+    ("ssh", _ssh),
+    ("socks", _socks),
+    ("tunnel", _tunnel),
+)
 
 _RRTYPES = {
     1: "A",

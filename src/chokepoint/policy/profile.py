@@ -285,6 +285,22 @@ def _load(
     )
 
 
+def era_starts(profile: Profile) -> list[dt.date]:
+    """The first day of each era of ``profile``: its coverage's first day and every day within the coverage
+    on which a dated element starts or stops being in force (what is loaded changes only on these days)."""
+    if profile.coverage is None:
+        return [profile.as_of] if profile.as_of else []
+    lo, hi = profile.coverage
+    days = {lo}
+    for item in profile.timeline:
+        start, end = item.active.start, item.active.end
+        if start is not None and lo < start <= hi:
+            days.add(start)
+        if end is not None and lo <= end < hi:
+            days.add(end + dt.timedelta(days=1))
+    return sorted(days)
+
+
 def _coverage(meta: ProfileMeta, marks: Marks) -> tuple[dt.date, dt.date]:
     if not meta.observed:
         return dt.date.min, dt.date.max
@@ -592,6 +608,7 @@ __all__ = [
     "Profile",
     "ProfileMeta",
     "apply_overrides",
+    "era_starts",
     "list_profiles",
     "load_profile",
     "named_dates",

@@ -275,7 +275,10 @@ def _params_defs() -> dict[str, Any]:
         Action.THROTTLE: {"rate_kbps": {"type": "number", "exclusiveMinimum": 0}},
         Action.DELAY: {"delay_ms": {"type": "number", "minimum": 0}, "jitter_ms": {"type": "number", "minimum": 0}},
         Action.ICMP_UNREACHABLE: {"code": {"type": "integer", "minimum": 0, "maximum": 15}},
-        Action.TLS_INTERCEPT: {},
+        Action.TLS_INTERCEPT: {
+            "issuer_cn": {**_STR, "description": "the common name of the censor's root that signs the forgeries"},
+            "issuer_country": {"type": "string", "pattern": "^[A-Z]{2}$", "description": "its country (C=)"},
+        },
     }
     required = {Action.THROTTLE: ["rate_kbps"], Action.DELAY: ["delay_ms"]}
     defs = {}
