@@ -24,6 +24,8 @@ from chokepoint.policy.errors import PolicyError
 from chokepoint.policy.fields import FIELDS, OPERATORS, FieldSpec, Kind
 from chokepoint.policy.fields import LIST_KINDS as FIELD_LIST_KINDS
 from chokepoint.policy.lists import LIST_KINDS
+from chokepoint.policy.outcomes import outcomes_schema
+from chokepoint.policy.probing import active_probing_schema
 from chokepoint.policy.provenance import EXAMPLE_PROTOCOLS, SYMPTOMS
 from chokepoint.policy.verdict import Action
 from chokepoint.policy.yamlsrc import Marks
@@ -422,6 +424,8 @@ def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
                 "with cite/uncertain on its knobs (chokepoint.policy.provenance)",
             },
             "examples": {"$ref": "#/$defs/examples"},
+            "outcomes": outcomes_schema(),
+            "active_probing": active_probing_schema(),
             "lists": {
                 "title": "list name",
                 "type": "object",
