@@ -30,6 +30,15 @@ def test_fast_path_comes_first_and_queue_last():
     assert not any("connbytes" in rule for rule in rules)  # no accounting on the fast path
 
 
+def test_workers_of_a_node_share_one_queue_balance_rule_and_split_the_shaping_classes():
+    rules = k.iptables_rules(queue_balance=(0, 2))
+    assert rules[-1] == ["-j", "NFQUEUE", "--queue-balance", "0:2", "--queue-bypass"]
+    second = KernelProgram("nowhere", queue_num=1, queue_balance=(0, 2), worker=(1, 3))
+    second.install()  # worker 1 installs nothing (no command is run: the namespace does not exist)
+    second.remove()
+    assert all(c % 3 == 1 for c in second._shaping.free) and second._shaping.root_installed
+
+
 def test_marks():
     assert k.mark(k.MARK_OFFLOAD) == 0x1
     assert k.mark(k.MARK_BLOCK) == 0x2

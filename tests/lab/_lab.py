@@ -29,7 +29,12 @@ from chokepoint.lab.instance import PREFIX
 
 CLI = [sys.executable, "-m", "chokepoint.cli"]
 #: Namespaces the lab tests create (the default lab, the extra host of the test topology, a stray one).
-OURS = frozenset(topo.default_topology().namespaces()) | {f"{PREFIX}extra", f"{PREFIX}zzstray"}
+OURS = (
+    frozenset(topo.default_topology().namespaces())
+    | {f"{PREFIX}extra", f"{PREFIX}zzstray"}
+    # the nodes a fleet adds (lab/fleet.py: client<i>, censor<i>)
+    | {f"{PREFIX}{host}{i}" for i in range(2, 17) for host in ("client", "censor")}
+)
 
 
 @functools.cache

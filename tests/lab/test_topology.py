@@ -63,6 +63,7 @@ def test_default_topology_has_the_documented_names_and_addresses():
         "default via 2001:db8:0:2::1",
         "198.19.64.0/24 via 198.19.63.2",  # the VPS (lab/circumvention.py)
         "198.19.65.0/24 via 198.19.63.2",
+        "2001:db8:0:64::/64 via 2001:db8:0:63::2",
     ]
     assert control.routes == ()  # only its link to the client: nothing behind the censor is reachable
     assert censor.forwarding and not client.forwarding and server.forwarding  # the server routes for the VPS

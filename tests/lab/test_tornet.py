@@ -47,6 +47,13 @@ def test_the_bundled_lists_are_the_networks_addresses_and_load_as_cidr_lists():
     assert len(entries) == 5 and entries[0].startswith("198.19.65.10")
 
 
+def test_the_shared_tor_relay_list_includes_the_lab_network():
+    shared = {
+        line.split()[0] for line in (LISTS / "tor-relays.txt").read_text().splitlines() if line and line[0] != "#"
+    }
+    assert {n.address for n in tornet.plan() if n.role != "bridge"} <= shared
+
+
 def test_client_context_gives_the_authorities_and_both_bridge_lines():
     nodes = tornet.plan()
     net = tornet.TorNetwork(

@@ -113,3 +113,21 @@ def test_mutated_profiles_raise_only_policy_errors(data: st.DataObject) -> None:
         load_rules_text(text, "mutated.yaml", BUNDLED_DIR)
     except PolicyError as exc:
         assert exc.line >= 1 and exc.column >= 1 and exc.message
+
+
+def test_list_entries_can_come_from_an_outside_file(tmp_path):
+    """``list_files``: the central manager's lists replace a declared list's entries (inline or file)."""
+    text = (
+        "lists:\n  blocked: {kind: domain, items: [inline.test], cite: x}\n"
+        "rules:\n  - id: r\n    action: drop\n    when: {tls.sni: {in_list: blocked}}\n"
+    )
+    feed = tmp_path / "feed.txt"
+    feed.write_text("one.test\n# comment\ntwo.test\n")
+    profile = load_rules_text(text, list_files={"blocked": feed})
+    assert profile.policy.lists["blocked"].entries == ("one.test", "two.test")
+    assert profile.policy.lists["blocked"].cite == "x"
+    feed.write_text("ok.test\nbad name\n")
+    with pytest.raises(PolicyError, match=rf"^{feed}:2:1: "):
+        load_rules_text(text, list_files={"blocked": feed})
+    with pytest.raises(PolicyError, match="no list 'other' is declared"):
+        load_rules_text(text, list_files={"other": feed})

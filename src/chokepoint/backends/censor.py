@@ -182,6 +182,23 @@ class Censor:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             self._events = open(self.state_dir / EVENTS_FILE, "a", encoding="utf-8", buffering=1)
 
+    def swap_profile(self, profile) -> None:
+        """Enforce ``profile`` from the next packet on (the node's policy reload: ``backends/control.py``);
+        ``PolicyError`` when the enforcer cannot apply its rules' params, and then nothing changed. What flows
+        see is :meth:`chokepoint.engine.Engine.swap_profile`'s; residual blocks and kernel state stay."""
+        personality = getattr(profile, "personality", None)
+        if not isinstance(personality, self.enforce.Personality):
+            personality = self.enforce.parse_personality(personality)
+        check_params(profile, personality)
+        old_engine = self.profile.engine
+        self.engine.swap_profile(profile)
+        self.profile = profile
+        self.personality = personality
+        fragments = ("ip_fragment_reassembly", "ip_fragment_limit")
+        if any(getattr(old_engine, k) != getattr(profile.engine, k) for k in fragments):
+            self.decoder = Decoder.from_settings(profile.engine)  # pending fragments are dropped (counted anew)
+        self.counters["policy_swaps"] += 1
+
     # -- packets ----------------------------------------------------------------------------------------
     def observe(self, data: bytes, linktype: int = LINKTYPE_RAW, orig_len: int | None = None) -> Decision | None:
         """Decode one packet and run it through the engine; None when it does not decode (counted)."""
@@ -320,9 +337,10 @@ class Censor:
             "dest_ip": flow.server_text,
             "dest_port": flow.server_port,
             "proto": PROTO_NAMES.get(flow.proto, str(flow.proto)),
-            "app_proto": flow.facts.app_proto,
+            "app_proto": flow.app_proto,
             "chokepoint": {
                 "profile": self.profile.name,
+                "as_of": _day(self.profile),
                 "mode": self.mode,
                 "action": verdict.action.value,
                 "rule": verdict.rule_id,
@@ -374,6 +392,7 @@ class Censor:
             "pid": os.getpid(),
             "mode": self.mode,
             "profile": self.profile.name,
+            "as_of": _day(self.profile),
             "fail_closed": self.fail_closed,
             "seed": self.seed,
             "started": self.started,
@@ -447,3 +466,9 @@ def ip_packet(frame: bytes) -> bytes:
     else:
         return packet
     return packet[:length] if 0 < length < len(packet) else packet
+
+
+def _day(profile: Any) -> str | None:
+    """The day the censor's profile was loaded for (events, stats), as ``YYYY-MM-DD``."""
+    day = getattr(profile, "as_of", None)
+    return day.isoformat() if day is not None else None

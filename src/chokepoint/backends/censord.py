@@ -2,7 +2,8 @@
 
 ``python -m chokepoint.backends.censord --mode inline|mirror (--profile NAME | --rules FILE) [--fail-closed]
 [--seed N] [--queue-num N] [--queue-maxlen N] [--client-iface ce0] [--server-iface ce1] [--intercept-port N]
-[--clock-offset SECONDS | --fake-time ISO8601] [--param RULE.PARAM=VALUE ...] --state-dir DIR``
+[--clock-offset SECONDS | --fake-time ISO8601] [--as-of YYYY-MM-DD] [--param RULE.PARAM=VALUE ...] [--control-dir DIR]
+[--workers INDEX/COUNT] --state-dir DIR``
 runs in the censor's network namespace (``lab up`` starts it through
 :func:`launch`). It installs the kernel program (:mod:`chokepoint.backends.kernel`; inline only — mirror
 mode removes any left over and never drops), then feeds every packet it sees to the engine. When a flow's
@@ -30,6 +31,11 @@ shutdown) can be exercised at any hour. The kernel's timers (residual sets, tc) 
 (``load_profile(..., params=...)``; an unknown rule or parameter is refused at start). The stats show both
 (``"clock"``, ``"params"``).
 
+``--control-dir DIR`` is the node's policy-reload hook (:mod:`chokepoint.backends.control`): a request file
+there is applied between two packets (a whole rule file, or only the entries of some lists), the outcome is
+written next to it, and the daemon restarts on the policy last applied. The stats then have a ``policy``
+section. This is all the daemon knows of a central manager.
+
 SIGTERM/SIGINT stop it cleanly (remaining flows are written, kernel state removed). After ``kill -9`` or a
 crash the kernel state stays: with ``--queue-bypass`` (default) the kernel then accepts what it would have
 queued (fail-open; flows already blocked stay blocked); with ``--fail-closed`` those packets are dropped.
@@ -43,7 +49,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         help="start the daemon's clock at this instant, e.g. 2026-11-27T02:30:00+06:30",
     )
     parser.add_argument(
+        "--as-of",
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="load what the profile had in force that day (default: the last day it covers)",
+    )
+    parser.add_argument(
         "--probe-time-scale",
         type=float,
         default=None,
@@ -139,7 +151,30 @@ def main(argv: list[str] | None = None) -> int:
         metavar="RULE.PARAM=VALUE",
         help="override a rule parameter (repeatable)",
     )
+    parser.add_argument(
+        "--control-dir",
+        type=Path,
+        default=None,
+        help="apply policy reload requests from DIR/request.json (chokepoint.backends.control)",
+    )
+    parser.add_argument(
+        "--workers",
+        default=None,
+        metavar="INDEX/COUNT",
+        help="one of COUNT workers of a node behind NFQUEUE --queue-balance over queues 0..COUNT-1 (this one binds "
+        "queue INDEX; worker 0 installs and removes the kernel program)",
+    )
     args = parser.parse_args(argv)
+    worker = (0, 1)
+    if args.workers:
+        try:
+            index, count = (int(x) for x in args.workers.split("/"))
+            if not 0 <= index < count:
+                raise ValueError
+        except ValueError:
+            parser.error(f"--workers {args.workers!r}: expected INDEX/COUNT with 0 <= INDEX < COUNT")
+        worker = (index, count)
+        args.queue_num = index
     if args.profile and args.rules:
         parser.error("give either --profile or --rules, not both")
     offset = args.clock_offset if args.clock_offset is not None else (args.fake_time_offset or 0.0)
@@ -148,8 +183,21 @@ def main(argv: list[str] | None = None) -> int:
     from chokepoint.lab.system import CommandError
     from chokepoint.policy import PolicyError
 
+    control = None
+    if args.control_dir is not None:
+        from chokepoint.backends.control import PolicyControl
+
+        control = PolicyControl(
+            args.control_dir, say=lambda m: print(f"censord: {m}", file=sys.stderr, flush=True), as_of=args.as_of
+        )
     try:
-        profile = load_policy(args.profile, args.rules, params)
+        if control is not None:
+            described = {"profile": args.profile, "rules": args.rules, "params": params, "as_of": args.as_of}
+            profile = control.startup_profile(
+                lambda: load_policy(args.profile, args.rules, params, args.as_of), described
+            )
+        else:
+            profile = load_policy(args.profile, args.rules, params, args.as_of)
     except PolicyError as exc:
         print(f"censord: profile rejected: {exc}", file=sys.stderr)
         return 1
@@ -161,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         fail_closed=args.fail_closed,
         client_iface=args.client_iface,
         server_iface=args.server_iface,
+        queue_balance=(0, worker[1] - 1) if worker[1] > 1 else None,
+        worker=worker,
     )
     try:
         censor = Censor(
@@ -175,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     except PolicyError as exc:
         print(f"censord: profile rejected: {exc}", file=sys.stderr)
         return 1
+    if control is not None:
+        control.swap = censor.swap_profile
+        censor.extra_stats["policy"] = control.stats
     try:
         prober = _start_prober(args, profile, censor)
     except (OSError, RuntimeError, CommandError) as exc:
@@ -212,13 +265,21 @@ def main(argv: list[str] | None = None) -> int:
     censor.maybe_write_stats(backend.counters(), force=True)
     clock_note = f", clock {censor.clock_stats()['local']} ({offset:+.0f} s)" if offset else ""
     params_note = f", params {' '.join(f'{k}={v}' for k, v in params.items())}" if params else ""
+    as_of_note = f" as of {profile.as_of}" if profile.as_of else ""
     print(
-        f"censord: {args.mode} censor running, profile {profile.name}, pid {os.getpid()}{clock_note}{params_note}",
+        f"censord: {args.mode} censor running, profile {profile.name}{as_of_note}, pid {os.getpid()}"
+        f"{clock_note}{params_note}",
         file=sys.stderr,
         flush=True,
     )
+
+    def should_stop() -> bool:
+        if control is not None:
+            control.poll()  # a policy reload, between two packets
+        return stop.requested
+
     try:
-        backend.run(lambda: stop.requested)
+        backend.run(should_stop)
     except BaseException:
         # A crash behaves like kill -9: the kernel program stays, so traffic fails open (--queue-bypass)
         # or closed, as configured; the traceback goes to the log.
@@ -294,6 +355,7 @@ def _start_intercept(args: argparse.Namespace, profile, kernel, censor: Censor):
             seed=args.seed,
             clock_offset_s=censor.clock_offset_s,
             params=dict(args.param) or None,
+            as_of=args.as_of,
         )
     except intercept.InterceptError as exc:
         raise OSError(str(exc)) from None
@@ -323,17 +385,27 @@ def launch(
     timeout: float = 10.0,
     clock_offset_s: float | None = None,
     params: Mapping[str, str] | None = None,
+    as_of: str | None = None,
+    name: str = "censor",
+    host: str = "censor",
+    state_dir: Path | None = None,
+    extra: Sequence[str] = (),
     probe_time_scale: float | None = None,
     probe_max_delay_s: float | None = None,
 ):
     """Start the daemon detached in the censor namespace (for ``lab up``) and wait until it runs.
 
     ``state`` is a :class:`chokepoint.lab.state.LabState`. ``clock_offset_s``: ``--clock-offset``;
-    ``params``: ``--param`` overrides; ``probe_time_scale``, ``probe_max_delay_s``: ``--probe-time-scale``, ``--probe-max-delay`` (the active prober). Returns its ``ProcessInfo``; raises
-    ``chokepoint.lab.state.StateError`` with the daemon's log when it does not come up."""
+    ``params``: ``--param`` overrides; ``as_of``: ``--as-of`` (the profile's day). ``name``/``host``/``state_dir``/
+    ``extra``: another censor of the lab (a node of a fleet, a worker of a node: :mod:`chokepoint.lab.fleet`) with
+    more arguments; ``probe_time_scale``, ``probe_max_delay_s``: ``--probe-time-scale``,
+    ``--probe-max-delay`` (the active prober). Returns its ``ProcessInfo``; raises ``chokepoint.lab.state.StateError`` with the daemon's log
+    when it does not come up."""
     from chokepoint.lab.state import StateError
 
-    argv = ["--mode", mode, "--state-dir", str(state.state_dir)]
+    state_dir = Path(state_dir or state.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    argv = ["--mode", mode, "--state-dir", str(state_dir), *extra]
     argv += ["--rules", rules] if rules else ["--profile", profile]
     if fail_closed:
         argv.append("--fail-closed")
@@ -343,13 +415,15 @@ def launch(
         argv.append(f"--clock-offset={float(clock_offset_s)!r}")
     for key, value in (params or {}).items():
         argv += ["--param", f"{key}={value}"]
+    if as_of:
+        argv += ["--as-of", str(as_of)]
     if probe_time_scale is not None:
         argv.append(f"--probe-time-scale={float(probe_time_scale)!r}")
     if probe_max_delay_s is not None:
         argv.append(f"--probe-max-delay={float(probe_max_delay_s)!r}")
-    stats = Path(state.state_dir) / STATS_FILE
+    stats = state_dir / STATS_FILE
     stats.unlink(missing_ok=True)
-    info = state.start("censor", "censor", state.python_argv("chokepoint.backends.censord", *argv))
+    info = state.start(name, host, state.python_argv("chokepoint.backends.censord", *argv))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not info.alive():

@@ -142,11 +142,20 @@ def mark(state: int, class_index: int = 0, *, pass_once: bool = False, direction
     return state | (class_index << CLASS_SHIFT) | (PASS_ONCE if pass_once else 0) | _BLOCK_DIRECTIONS[direction]
 
 
-def iptables_rules(queue_num: int = 0, *, fail_closed: bool = False) -> list[list[str]]:
+def iptables_rules(
+    queue_num: int = 0, *, fail_closed: bool = False, queue_balance: tuple[int, int] | None = None
+) -> list[list[str]]:
     """The fast-path rules in evaluation order (match and target arguments): the first is :data:`FAST_PATH`
-    (placed in ``FORWARD`` itself), the others make up the ``CHOKEPOINT`` chain."""
+    (placed in ``FORWARD`` itself), the others make up the ``CHOKEPOINT`` chain. ``queue_balance``
+    ``(first, last)``: spread flows over those queues (one censor worker each) instead of ``queue_num``; the
+    kernel hashes each connection's addresses and ports, so a flow stays with one worker."""
     saved = f"0x{SAVED_MASK:x}"
-    queue = ["-j", "NFQUEUE", "--queue-num", str(queue_num)] + ([] if fail_closed else ["--queue-bypass"])
+    target = (
+        ["--queue-balance", f"{queue_balance[0]}:{queue_balance[1]}"]
+        if queue_balance
+        else ["--queue-num", str(queue_num)]
+    )
+    queue = ["-j", "NFQUEUE", *target] + ([] if fail_closed else ["--queue-bypass"])
     state_dir = STATE_MASK | DIRECTION_MASK
     return [
         FAST_PATH,
@@ -357,18 +366,28 @@ class KernelProgram:
         client_iface: str = "ce0",
         server_iface: str = "ce1",
         redirect: Redirect | None = None,
+        queue_balance: tuple[int, int] | None = None,
+        worker: tuple[int, int] = (0, 1),
     ) -> None:
+        """``queue_balance``: several workers share the node (NFQUEUE ``--queue-balance``); ``worker`` is this
+        one's (index, count): it takes the shaping classes ``c % count == index``, and the workers share one
+        HTB root on each interface, which worker 0 installs with the rest of the program."""
         self.netns = netns
         self.queue_num = queue_num
+        self.queue_balance = queue_balance
+        self.worker = worker
         self.fail_closed = fail_closed
         self.ifaces = (client_iface, server_iface)
         self.redirect = redirect  # set before install(): connections for the intercept proxy
         self._residual_sets: set[str] = set()
-        self._shaping = _Shaping()
+        self._shaping = self._new_shaping()
 
     # install / remove
     def install(self, *, inline: bool = True) -> None:
-        """(Re)create the fast path (when ``inline``) and the residual table; idempotent."""
+        """(Re)create the fast path (when ``inline``) and the residual table; idempotent. A worker other than
+        0 of a node installs nothing (worker 0 does it for all)."""
+        if self.worker[0] != 0:
+            return
         self.remove()
         if inline:
             for v6 in (False, True):
@@ -376,9 +395,14 @@ class KernelProgram:
                 if self.redirect is not None:
                     self._nat_restore(v6)
         system.nft({"nftables": self._table_commands()}, self.netns)
+        if self.worker[1] > 1:
+            self.install_shared_shaping()
 
     def remove(self) -> None:
-        """Remove every piece of kernel state this program may have created; never fails on missing parts."""
+        """Remove every piece of kernel state this program may have created; never fails on missing parts.
+        A worker other than 0 of a node leaves the shared program alone."""
+        if self.worker[0] != 0:
+            return
         for v6 in (False, True):
             system.iptables(["-t", "mangle", "-D", "FORWARD", *FAST_PATH], self.netns, v6, check=False)
             system.iptables(["-t", "mangle", "-D", "FORWARD", "-j", CHAIN], self.netns, v6, check=False)
@@ -399,10 +423,41 @@ class KernelProgram:
         for iface in self.ifaces:
             system.tc(["qdisc", "del", "dev", iface, "root"], self.netns, check=False)
         self._residual_sets.clear()
-        self._shaping = _Shaping()
+        self._shaping = self._new_shaping()
+
+    def _new_shaping(self) -> _Shaping:
+        index, count = self.worker
+        shaping = _Shaping(free=[c for c in range(MAX_CLASSES, 0, -1) if c % count == index])
+        shaping.root_installed = count > 1  # shared: installed once, by worker 0's install()
+        return shaping
+
+    def install_shared_shaping(self) -> None:
+        """The HTB roots the workers of a node share (worker 0, at install)."""
+        batch = []
+        for iface in self.ifaces:
+            system.tc(["qdisc", "del", "dev", iface, "root"], self.netns, check=False)
+            batch.append(["qdisc", "add", "dev", iface, "root", "handle", "1:", "htb", "default", "0"])
+            batch.append(
+                [
+                    "filter",
+                    "add",
+                    "dev",
+                    iface,
+                    "parent",
+                    "1:",
+                    "protocol",
+                    "all",
+                    "prio",
+                    "1",
+                    "bpf",
+                    "bytecode",
+                    CLASSIFIER_BYTECODE,
+                ]
+            )
+        self._tc_batch(batch)
 
     def _iptables_restore(self, v6: bool) -> None:
-        fast, *rest = iptables_rules(self.queue_num, fail_closed=self.fail_closed)
+        fast, *rest = iptables_rules(self.queue_num, fail_closed=self.fail_closed, queue_balance=self.queue_balance)
         lines = ["*mangle", f":{CHAIN} - [0:0]", " ".join(["-I", "FORWARD", "1", *fast]), f"-I FORWARD 2 -j {CHAIN}"]
         lines += [" ".join(["-A", CHAIN, *rule]) for rule in rest]
         lines.append("COMMIT")

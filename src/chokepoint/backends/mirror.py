@@ -34,7 +34,7 @@ SOL_PACKET = 263  # linux/socket.h (not exported by Python's socket module)
 PACKET_IGNORE_OUTGOING = 23  # linux/if_packet.h
 RECV_BUFFER = 1 << 16 | 256  # GSO frames from a veth can be up to 64 KiB
 SOCKET_RCVBUF = 8 << 20
-TICK = 0.2
+TICK = 0.05
 #: Resets injected per connection caught by a residual block (SYN, SYN+ACK, first client segment).
 RESIDUAL_RESETS = 3
 _RESIDUAL_RESETS = "mirror.residual_resets"

@@ -54,7 +54,7 @@ from chokepoint.lab.system import CommandError
 #: Packets the kernel may hold for this queue (queued and not yet given a verdict, incl. delayed ones).
 DEFAULT_MAX_LEN = 4096
 #: Longest sleep of the run loop (stop requests and counters are checked at least this often).
-TICK = 0.2
+TICK = 0.05
 _STATE = "inline.kernel"
 #: Latency samples (seconds in the callback, per queued packet) kept for the percentiles in the counters.
 LATENCY_SAMPLES = 8192

@@ -45,11 +45,13 @@ def param_override(text: str) -> tuple[str, str]:
     return f"{rule}.{param}", value.strip()
 
 
-def load_policy(profile: str | None, rules: str | None, params: Mapping[str, str] | None = None):
-    """The daemon's profile: ``--rules FILE`` or ``--profile NAME`` (default demo), with ``--param`` overrides
-    (also the intercept proxy's, which the daemon starts with the same arguments)."""
+def load_policy(
+    profile: str | None, rules: str | None, params: Mapping[str, str] | None = None, as_of: str | None = None
+):
+    """The daemon's profile: ``--rules FILE`` or ``--profile NAME`` (default demo), with ``--param`` overrides,
+    as of ``--as-of DAY`` (also the intercept proxy's, which the daemon starts with the same arguments)."""
     from chokepoint.policy import load_profile, load_rules_file
 
     if rules:
-        return load_rules_file(rules, params=params or None)
-    return load_profile(profile or "demo", params=params or None)
+        return load_rules_file(rules, params=params or None, as_of=as_of)
+    return load_profile(profile or "demo", params=params or None, as_of=as_of)

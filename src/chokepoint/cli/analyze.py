@@ -6,7 +6,6 @@ capture; 3 a capture was truncated or damaged (processed up to the damage, repor
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from enum import StrEnum
@@ -47,12 +46,16 @@ def parse_params(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _load_policy(profile: str | None, rules: Path | None, params: dict[str, str] | None = None):
+def _load_policy(
+    profile: str | None, rules: Path | None, params: dict[str, str] | None = None, as_of: str | None = None
+):
     if profile and rules:
         err.print("[red]error:[/] give either --profile or --rules, not both")
         raise typer.Exit(EXIT_USAGE)
     try:
-        return load_rules_file(rules, params=params) if rules else load_profile(profile or "demo", params=params)
+        if rules:
+            return load_rules_file(rules, params=params, as_of=as_of)
+        return load_profile(profile or "demo", params=params, as_of=as_of)
     except PolicyError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         err.print("nothing was analysed: the profile was rejected as a whole")
@@ -73,13 +76,19 @@ def analyze_cmd(
         metavar="RULE.PARAM=VALUE",
         help="override a rule parameter (repeatable), e.g. tsg-unknown-high-volume.after_s=3; the value is YAML",
     ),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        help="what the profile had in force that day (default: the last day it covers)",
+    ),
 ) -> None:
     """What would this censor do with these captures, and why."""
     for path in captures:
         if not path.is_file():
             err.print(f"[red]error:[/] {path}: no such file")
             raise typer.Exit(EXIT_USAGE)
-    loaded = _load_policy(profile, rules, parse_params(param))
+    loaded = _load_policy(profile, rules, parse_params(param), as_of)
     paths = [str(p) for p in captures]
     total = sum(os.path.getsize(p) for p in paths)
     try:
@@ -90,14 +99,15 @@ def analyze_cmd(
     except CaptureFormatError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(EXIT_USAGE)
-    records = [r for res in results for r in res.records]
     out_file = open(output, "w", encoding="utf-8") if output else None
     try:
         if fmt is OutputFormat.eve:
             stream = out_file or sys.stdout
-            for record in records:
-                stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+            for res in results:
+                for line in res.lines():
+                    stream.write(line + "\n")
         else:
+            records = [r for res in results for r in res.records]
             console = Console(file=out_file, width=180) if out_file else Console(width=None if err.is_terminal else 180)
             print_report(console, results, records, limit=limit)
     finally:
@@ -135,5 +145,13 @@ def demo_cmd(
     path = write_demo_capture(out_dir / "demo.pcap")
     err.print(f"generated {path} (real TLS/QUIC/DNS/HTTP bytes from real client libraries)")
     analyze_cmd(
-        [path], profile=profile, rules=None, fmt=OutputFormat.table, output=None, workers=1, limit=200, param=[]
+        [path],
+        profile=profile,
+        rules=None,
+        fmt=OutputFormat.table,
+        output=None,
+        workers=1,
+        limit=200,
+        param=[],
+        as_of=None,
     )

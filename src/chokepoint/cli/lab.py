@@ -65,6 +65,12 @@ def up_cmd(
         metavar="RULE.PARAM=VALUE",
         help="override a rule parameter, e.g. tsg-unknown-high-volume.after_s=5 (repeatable)",
     ),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        help="what the profile had in force that day (default: the last day it covers)",
+    ),
     dns_map: Path | None = typer.Option(
         None,
         "--dns-map",
@@ -73,8 +79,17 @@ def up_cmd(
         readable=True,
         help="JSON/YAML file of per-name answers for the lab and control resolvers",
     ),
+    nodes: int = typer.Option(1, "--nodes", help="censor nodes, each between its own client subnet and the server"),
+    workers: int = typer.Option(1, "--workers", help="censor workers per node behind NFQUEUE --queue-balance"),
+    manager: str | None = typer.Option(
+        None, "--manager", help="join the nodes to a manager: 'start' (one for this lab) or its URL"
+    ),
+    manager_token: str | None = typer.Option(
+        None, "--manager-token", envvar="CHOKEPOINT_TOKEN", help="with --manager URL: an admin or node token"
+    ),
+    deployment: str | None = typer.Option(None, "--deployment", help="the manager's deployment (default lab-<lab>)"),
 ) -> None:
-    """Create the namespaces, links, services and the censor."""
+    """Create the namespaces, links, services and the censor (or a fleet of censor nodes: --nodes, --manager)."""
     from chokepoint import lab
     from chokepoint.lab.state import LabBusy
     from chokepoint.policy import PolicyError
@@ -94,6 +109,12 @@ def up_cmd(
             dns_map=dns_map,
             clock_offset_s=offset,
             params=params,
+            as_of=as_of,
+            nodes=nodes,
+            workers=workers,
+            manager=manager,
+            manager_token=manager_token,
+            deployment=deployment,
         )
     except PolicyError as exc:  # includes TopologyError
         err.print(f"error: {exc}", markup=False)
@@ -107,12 +128,17 @@ def up_cmd(
         raise typer.Exit(exc.exit_code)
     hosts = ", ".join(state.topology.namespaces())
     out.print(
-        f"lab up: profile {state.profile}, mode {state.mode} "
+        f"lab up: profile {state.profile}" + (f" as of {state.as_of}" if state.as_of else "") + f", mode {state.mode} "
         f"(fails {'closed' if state.fail_closed else 'open'}); hosts {hosts}",
         markup=False,
     )
     for line in _clock_and_params_lines(state):
         out.print(line, markup=False)
+    from chokepoint.lab.fleet import Fleet
+
+    fleet = Fleet.load(state.state_dir)
+    if fleet is not None and fleet.manager:
+        out.print(f"manager {fleet.manager}, deployment {fleet.deployment}, {fleet.nodes} node(s)", markup=False)
 
 
 def _clock_and_params(
@@ -226,7 +252,9 @@ def _print_status(report: Any) -> None:
     state = report.state
     age = time.time() - state.created_at
     out.print(
-        f"lab {NAME} up for {age:.0f} s: profile {state.profile}, mode {state.mode}, "
+        f"lab {NAME} up for {age:.0f} s: profile {state.profile}"
+        + (f" as of {state.as_of}" if state.as_of else "")
+        + f", mode {state.mode}, "
         f"fails {'closed' if state.fail_closed else 'open'}, seed {state.seed}",
         markup=False,
     )
@@ -247,7 +275,7 @@ def _print_status(report: Any) -> None:
     for name, alive in report.processes.items():
         info = state.processes[name]
         word = "[green]alive[/]" if alive else "[bold red]DEAD[/]"
-        out.print(f"  {name:<17} pid {info.pid:<8} {info.netns:<12} {word}  log {info.log}")
+        out.print(f"  {name:<17} pid {info.pid:<8} {info.netns or 'host ns':<12} {word}  log {info.log}")
     if report.stats is not None:
         out.print(f"censor counters ({report.stats_age:.1f} s old):", markup=False)
         for key, value in _flatten(report.stats):

@@ -67,6 +67,12 @@ def up(
     dns_map: str | Path | None = None,
     clock_offset_s: float | None = None,
     params: Mapping[str, str] | None = None,
+    as_of: str | None = None,
+    nodes: int = 1,
+    workers: int = 1,
+    manager: str | None = None,
+    manager_token: str | None = None,
+    deployment: str | None = None,
 ) -> LabState:
     """Bring the lab up and return its state (also written to ``state.json``).
 
@@ -80,8 +86,12 @@ def up(
     ``dns_map``: per-name answers for the lab and control resolvers (``services.resolver.AnswerTable``).
     ``clock_offset_s``: seconds added to the censor's clock (``censord --clock-offset``; e.g. from
     ``chokepoint.backends.options.fake_time_offset("2026-11-27T02:30:00+06:30")``), so a profile's schedule can be exercised at
-    any hour. ``params``: rule-param overrides ``{"RULE.PARAM": "YAML value"}`` (``censord --param``); a bad
-    one is a ``PolicyError`` before anything is created. Both are recorded in ``state.json``."""
+    any hour. ``as_of``: the day whose behaviour the profile is loaded with (``YYYY-MM-DD``; default its last
+    day; recorded in the state and passed on as ``censord --as-of``). ``params``: rule-param overrides
+    ``{"RULE.PARAM": "YAML value"}`` (``censord --param``); a bad
+    one is a ``PolicyError`` before anything is created. Both are recorded in ``state.json``.
+    ``nodes``/``workers``/``manager`` (``"start"`` or a URL)/``manager_token``/``deployment``: a fleet of censor
+    nodes joined to a central manager (:mod:`chokepoint.lab.fleet`; ``fleet.json`` in the state directory)."""
     from chokepoint.lab import state as st
     from chokepoint.lab import topology as topo
     from chokepoint.policy import load_profile
@@ -92,9 +102,14 @@ def up(
         raise LabError(f"clock offset {clock_offset_s!r} is not a finite number of seconds")
     params = {str(k): str(v) for k, v in (params or {}).items()}
     state_dir = state_dir or st.STATE_DIR
-    # A bad profile or override fails here, before anything exists; the censor loads its own copy.
-    load_profile(profile, params=params or None)
+    # A bad profile, override or day fails here, before anything exists; the censor loads its own copy.
+    loaded = load_profile(profile, params=params or None, as_of=as_of)
     topology = topo.load_topology_file(topology_file) if topology_file else topo.default_topology()
+    fleet = _fleet(nodes, workers, manager, deployment, mode, censor)
+    if nodes > 1:
+        from chokepoint.lab import fleet as fleet_module
+
+        topology = fleet_module.topology(topology, nodes)
     with st.lab_lock():
         _refuse_if_up(topology, state_dir)
         features = topo.check_kernel()
@@ -111,11 +126,14 @@ def up(
             seed=seed,
             clock_offset_s=clock_offset_s,
             params=params,
+            as_of=loaded.as_of.isoformat() if loaded.as_of else None,
             warnings=[f"degraded: {what}" for what in features.degraded],
         )
         started = time.monotonic()
         try:
-            _build(state, say, services=services, censor=censor, dns_map=dns_map, tor=tor)
+            _build(
+                state, say, services=services, censor=censor, dns_map=dns_map, tor=tor, fleet=fleet, token=manager_token
+            )
         except BaseException as exc:
             report = topo.destroy(topology.namespaces(), extra_pids=st.recorded_pids(state_dir))
             st.remove_state_dir(state_dir)
@@ -137,6 +155,25 @@ def _refuse_if_up(topology: Topology, state_dir: Path) -> None:
         raise LabAlreadyUp(f"a lab is already up ({what}); nothing was changed. Run `chokepoint lab down` first.")
 
 
+def _fleet(nodes: int, workers: int, manager: str | None, deployment: str | None, mode: str, censor: bool):
+    """The fleet options checked before anything is created (``LabError``)."""
+    from chokepoint.lab import fleet as fleet_module
+
+    if not 1 <= nodes <= fleet_module.MAX_NODES:
+        raise LabError(f"--nodes {nodes}: 1 to {fleet_module.MAX_NODES}")
+    if not 1 <= workers <= fleet_module.MAX_WORKERS:
+        raise LabError(f"--workers {workers}: 1 to {fleet_module.MAX_WORKERS}")
+    if workers > 1 and mode != "inline":
+        raise LabError("--workers needs --mode inline (NFQUEUE --queue-balance spreads the flows)")
+    if manager is not None and not censor:
+        raise LabError("--manager needs the censor (not --no-censor)")
+    if manager is not None and manager != "start" and not manager.startswith(("http://", "https://")):
+        raise LabError(f"--manager {manager!r}: 'start' or the manager's URL")
+    return fleet_module.Fleet(
+        nodes=nodes, workers=workers, manager=None if manager in (None, "start") else manager, deployment=deployment
+    ), manager == "start"
+
+
 def _build(
     state: LabState,
     say: Callable[[str], None],
@@ -145,6 +182,8 @@ def _build(
     censor: bool,
     dns_map: str | Path | None = None,
     tor: bool = False,
+    fleet=None,
+    token: str | None = None,
 ) -> None:
     from chokepoint.lab import topology as topo
 
@@ -169,6 +208,8 @@ def _build(
         state.warnings.append(
             "chokepoint.backends.censord.launch is not available: no censor started (traffic passes untouched)"
         )
+    elif censord is not None and fleet is not None and not (fleet[0].plain and not fleet[1]):
+        _build_fleet(state, say, censord, *fleet, token=token)
     elif censord is not None:
         censord.launch(
             state,
@@ -178,6 +219,7 @@ def _build(
             state.seed,
             clock_offset_s=state.clock_offset_s,
             params=state.params,
+            as_of=state.as_of,
         )
     if tor:
         from chokepoint.lab import tornet
@@ -186,6 +228,25 @@ def _build(
     for warning in state.warnings:
         say(f"warning: {warning}")
     state.save()
+
+
+def _build_fleet(state: LabState, say: Callable[[str], None], censord, fleet, start_manager: bool, token=None) -> None:
+    from chokepoint.lab import fleet as fm
+
+    fm.launch_censors(state, fleet, censord.launch)
+    say(f"censors: {fleet.nodes} node(s) x {fleet.workers} worker(s)")
+    try:
+        if start_manager:
+            fm.start_manager(state, fleet, say)
+        if fleet.manager is not None:
+            fm.join_manager(state, fleet, token, say)
+            fm.start_agents(state, fleet)
+            fm.wait_in_sync(fleet)
+            say(f"agents: {fleet.nodes} node(s) in sync with {fleet.manager}, deployment {fleet.deployment}")
+    except fm.FleetError as exc:
+        raise LabError(str(exc)) from None
+    finally:
+        fleet.save(state.state_dir)
 
 
 def down(state_dir: Path | None = None, *, keep: Iterable[str] = ()) -> Teardown:
@@ -249,6 +310,7 @@ class LabStatus:
             "seed": state.seed if state else None,
             "clock_offset_s": state.clock_offset_s if state else None,
             "params": dict(state.params) if state else {},
+            "as_of": state.as_of if state else None,
             "hosts": [
                 {"name": h.name, "namespace": h.namespace, "present": h.present, "addresses": h.addresses}
                 for h in self.hosts

@@ -26,12 +26,17 @@ from __future__ import annotations
 from dataclasses import replace
 from ipaddress import IPv4Address, ip_address, ip_interface, ip_network
 
-#: The VPS's addresses: transport servers (one each, in the matrix's column order) and the Tor network.
-VPS_NET = ip_network("198.19.64.0/24")
+from chokepoint.lab import ranges
+
+#: The VPS's addresses: the "vps" range of lab/ranges.py (transport servers, one each, in the matrix's column
+#: order, at .10-.99; the range's own hosts at .100-.109) and the Tor network.
+VPS_NET = ranges.SERVER_RANGES["vps"].v4
+VPS_NET6 = ranges.SERVER_RANGES["vps"].v6
 TRANSPORT_FIRST = 10  # 198.19.64.10 .. .99: one per transport
 TOR_NET = ip_network("198.19.65.0/24")
-#: server <-> vps point-to-point link
+#: server <-> vps point-to-point link (IPv4 and IPv6)
 SERVER_VPS_LINK = ("198.19.63.1/30", "198.19.63.2/30")
+SERVER_VPS_LINK6 = ("2001:db8:0:63::1/64", "2001:db8:0:63::2/64")
 #: censor <-> prober link, and the prober's pool of source addresses
 CENSOR_PROBER_LINK = ("198.18.63.1/30", "198.18.63.2/30")
 PROBER_POOL = ip_network("198.18.64.0/20")
@@ -63,24 +68,41 @@ def extend(hosts: tuple, links: tuple) -> tuple[tuple, tuple]:
     server, censor = by_name["server"], by_name["censor"]
     server_gw = ip_interface(SERVER_VPS_LINK[1]).ip
     censor_to_server = next(a.ip for i in server.interfaces for a in i.addresses if a.version == 4)
+    server_gw6 = ip_interface(SERVER_VPS_LINK6[1]).ip
     new_server = replace(
         server,
         forwarding=True,
-        interfaces=server.interfaces + (Interface("svp0", (ip_interface(SERVER_VPS_LINK[0]),)),),
-        routes=server.routes + tuple(Route(net, server_gw) for net in (VPS_NET, TOR_NET)),
+        interfaces=server.interfaces
+        + (Interface("svp0", (ip_interface(SERVER_VPS_LINK[0]), ip_interface(SERVER_VPS_LINK6[0]))),),
+        routes=server.routes
+        + tuple(Route(net, server_gw) for net in (VPS_NET, TOR_NET))
+        + (Route(VPS_NET6, server_gw6),),
     )
     new_censor = replace(
         censor,
         interfaces=censor.interfaces + (Interface("cepr0", (ip_interface(CENSOR_PROBER_LINK[0]),)),),
         routes=censor.routes
-        + tuple(Route(net, censor_to_server) for net in (VPS_NET, TOR_NET))
+        + (Route(TOR_NET, censor_to_server),)  # the "vps" range: ranges.censor_routes in the default topology
         + (Route(PROBER_POOL, ip_interface(CENSOR_PROBER_LINK[1]).ip),),
     )
     vps = Host(
         "vps",
         description="a VPS abroad: transport servers and the private Tor network (behind the server)",
-        interfaces=(Interface("vp0", (ip_interface(SERVER_VPS_LINK[1]), *map(ip_interface, vps_addresses()))),),
-        routes=(Route(ip_network("0.0.0.0/0"), ip_interface(SERVER_VPS_LINK[0]).ip),),
+        interfaces=(
+            Interface(
+                "vp0",
+                (
+                    ip_interface(SERVER_VPS_LINK[1]),
+                    ip_interface(SERVER_VPS_LINK6[1]),
+                    *map(ip_interface, vps_addresses()),
+                    *ranges.host_addresses("vps"),
+                ),
+            ),
+        ),
+        routes=(
+            Route(ip_network("0.0.0.0/0"), ip_interface(SERVER_VPS_LINK[0]).ip),
+            Route(ip_network("::/0"), ip_interface(SERVER_VPS_LINK6[0]).ip),
+        ),
     )
     prober = Host(
         "prober",
@@ -105,6 +127,7 @@ __all__ = [
     "SERVER_VPS_LINK",
     "TOR_NET",
     "VPS_NET",
+    "VPS_NET6",
     "extend",
     "in_pool",
     "tor_address",

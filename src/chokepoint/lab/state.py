@@ -64,8 +64,8 @@ class ProcessInfo:
     """A detached process started by the lab."""
 
     name: str
-    host: str
-    netns: str
+    host: str | None  # None: the host namespace
+    netns: str | None
     pid: int
     start_time: int
     argv: list[str]
@@ -115,6 +115,8 @@ class LabState:
     clock_offset_s: float | None = None
     #: rule-param overrides ``{"RULE.PARAM": "YAML value"}`` (``censord --param``)
     params: dict[str, str] = field(default_factory=dict)
+    #: the day the censor's profile is loaded for (``censord --as-of``); None: the profile's default
+    as_of: str | None = None
     processes: dict[str, ProcessInfo] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
     warnings: list[str] = field(default_factory=list)
@@ -132,15 +134,22 @@ class LabState:
         return [sys.executable, "-m", module, *args]
 
     def start(
-        self, name: str, host: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None, grace: float = 0.0
+        self,
+        name: str,
+        host: str | None,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        grace: float = 0.0,
     ) -> ProcessInfo:
-        """Start ``argv`` detached in ``cpk-<host>``; log to ``<name>.log``, pid to ``<name>.pid``.
+        """Start ``argv`` detached in ``cpk-<host>`` (``host`` None: in the host's own namespace, e.g. a node
+        agent that talks to a manager on loopback); log to ``<name>.log``, pid to ``<name>.pid``.
 
         With ``grace`` > 0, wait that long and raise ``StateError`` (with the log's tail) if it has
         already exited. The caller should ``save()`` afterwards."""
         if name in self.processes and self.processes[name].alive():
             raise StateError(f"process {name!r} is already running (pid {self.processes[name].pid})")
-        netns = self.namespace(host)
+        netns = self.namespace(host) if host is not None else None
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log, pidfile = self.path(f"{name}.log"), self.path(f"{name}.pid")
         pid = system.spawn(argv, netns=netns, log_path=log, env=env)
@@ -177,6 +186,7 @@ class LabState:
             "seed": self.seed,
             "clock_offset_s": self.clock_offset_s,
             "params": dict(self.params),
+            "as_of": self.as_of,
             "created_at": self.created_at,
             "state_dir": str(self.state_dir),
             "warnings": list(self.warnings),
@@ -215,6 +225,7 @@ class LabState:
                 warnings=list(data["warnings"]),
                 clock_offset_s=_optional_float(data.get("clock_offset_s")),
                 params={str(k): str(v) for k, v in dict(data.get("params") or {}).items()},
+                as_of=data.get("as_of"),
                 processes={n: ProcessInfo.from_dict(p) for n, p in data["processes"].items()},
             )
         except (KeyError, TypeError, ValueError) as exc:

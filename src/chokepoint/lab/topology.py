@@ -5,6 +5,10 @@ directly off the client, outside the censor's path::
 
     cpk-control ck1 ── ck0 cpk-client cl0 ── ce0 cpk-censor ce1 ── sv0 cpk-server
     198.18.9.1       198.18.9.2   198.18.0.2   198.18.0.1   198.19.0.1   198.19.0.2 (+ .10-.29, .53)
+                                                                         (+ "elsewhere" 198.19.128.10-19)
+    cpk-censor cepr0 ── pr0 cpk-prober (the active prober)       cpk-server svp0 ── vp0 cpk-vps (198.19.64/24)
+
+(lab/circumvention.py: the VPS and the prober; lab/ranges.py: the "vps" and "elsewhere" ranges.)
 
 Addresses come only from the RFC 2544 benchmarking range 198.18.0.0/15 and the RFC 3849 documentation prefix
 2001:db8::/32, so lab traffic can never be mistaken for (or routed to) real hosts. ``--topology FILE`` adds
@@ -37,7 +41,7 @@ from ipaddress import (
 from pathlib import Path
 from typing import Any
 
-from chokepoint.lab import circumvention, instance, system
+from chokepoint.lab import circumvention, instance, ranges, system
 from chokepoint.policy.errors import PolicyError, SourcePos
 
 IPAddress = IPv4Address | IPv6Address
@@ -210,6 +214,9 @@ SITE_V6 = tuple(ip_address(f"2001:db8:0:2::{n}") for n in range(10, 30))
 DNS_V4 = ip_address("198.19.0.53")
 DNS_V6 = ip_address("2001:db8:0:2::53")
 CONTROL_DNS_V4 = ip_address("198.18.9.1")
+#: The server's own address on the censor's subnet (the censor's next hop to the server's ranges).
+SERVER_V4 = ip_address("198.19.0.2")
+SERVER_V6 = ip_address("2001:db8:0:2::2")
 
 
 def default_topology() -> Topology:
@@ -235,6 +242,7 @@ def default_topology() -> Topology:
             Interface("ce0", _ifaces("198.18.0.1/24", "2001:db8:0:1::1/64")),
             Interface("ce1", _ifaces("198.19.0.1/24", "2001:db8:0:2::1/64")),
         ),
+        routes=tuple(Route(net, via) for net, via in ranges.censor_routes(SERVER_V4, SERVER_V6)),
         forwarding=True,
     )
     server_addrs = (
@@ -244,6 +252,7 @@ def default_topology() -> Topology:
         ip_interface(f"{DNS_V4}/32"),
         *(ip_interface(f"{a}/128") for a in SITE_V6),
         ip_interface(f"{DNS_V6}/128"),
+        *ranges.host_addresses("server"),  # the "elsewhere" range (chokepoint.lab.ranges)
     )
     server = Host(
         "server",

@@ -7,6 +7,7 @@ generated from (``chokepoint.cli.profiles_doc``); ``techniques(profile)`` names 
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,10 @@ def rule_technique(rule: Any) -> str:
     if getattr(rule, "defer", None) is not None:
         verb = f"deferred {verb}"
     return f"{family} {verb}"
+
+
+def _in_force(dated: Any, profile: Any) -> bool:
+    return profile.as_of is None or dated.active.contains(profile.as_of)
 
 
 def techniques(profile: Any) -> list[str]:
@@ -262,6 +267,8 @@ def describe(profile: Any) -> dict[str, Any]:
                 item[key] = getattr(rule, key)
         if rule.uncertain:
             item["uncertain"] = {knob or "rule": why for knob, why in rule.uncertain}
+        if getattr(rule, "active", None) is not None:
+            item["active"] = rule.active.to_json()
         rules.append(item)
     lists = []
     for listdef in profile.policy.lists.values():
@@ -276,6 +283,8 @@ def describe(profile: Any) -> dict[str, Any]:
             item["file"] = f"lists/{Path(listdef.file).name}"
         if listdef.uncertain:
             item["uncertain"] = listdef.uncertain
+        if getattr(listdef, "active", None) is not None:
+            item["active"] = listdef.active.to_json()
         lists.append(item)
     knobs = [
         {
@@ -283,6 +292,7 @@ def describe(profile: Any) -> dict[str, Any]:
             "value": _knob_value(k.path, k.value),
             "cite": k.cite,
             **({"uncertain": k.uncertain} if k.uncertain else {}),
+            **({"active": k.active.to_json()} if getattr(k, "active", None) is not None else {}),
         }
         for k in profile.knobs
     ]
@@ -292,12 +302,22 @@ def describe(profile: Any) -> dict[str, Any]:
         f"rule {r.id}{'.' + knob if knob else ''}: {why}" for r in profile.policy.rules for knob, why in r.uncertain
     ]
     uncertainties += [f"{k.path}: {k.uncertain}" for k in profile.knobs if k.uncertain]
+    uncertainties += [
+        f"dates of {d.kind} {d.name} ({d.active.text()}): {d.active.uncertain}"
+        for d in getattr(profile, "timeline", ())
+        if d.active.uncertain and _in_force(d, profile)
+    ]
+    as_of, span = getattr(profile, "as_of", None), getattr(profile, "coverage", None)
     return {
         "name": profile.name,
         "title": meta.title,
         "country": meta.country,
         "operator": meta.operator,
         "observed": meta.observed,
+        "as_of": as_of.isoformat() if as_of else None,
+        "coverage": [d.isoformat() for d in span] if span and span[1] != dt.date.max else None,
+        "named_dates": {n: d.isoformat() for n, d in getattr(meta, "named_dates", ())},
+        "timeline": [d.to_json() for d in getattr(profile, "timeline", ())],
         "timezone": meta.timezone or "UTC",
         "description": " ".join(meta.description.split()),
         "cite": list(meta.cite),

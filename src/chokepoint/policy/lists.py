@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from chokepoint.policy import values
+from chokepoint.policy.dates import parse_active
 from chokepoint.policy.errors import PolicyError, SourcePos
 from chokepoint.policy.yamlsrc import Marks
 
@@ -41,6 +42,7 @@ class ListDef:
     nocase: bool = False  # keyword lists: match regardless of ASCII case
     file: str = ""  # the list file, when the entries came from one
     uncertain: str = ""  # what is not verified about the entries (shown by ``profiles show``)
+    active: Any = None  # when the list was in force (``chokepoint.policy.dates.Active``); None: always
     pos: SourcePos | None = field(default=None, compare=False)
     #: positions of ``~regex`` entries by index (for errors the regex engine reports at compile time)
     regex_pos: Mapping[int, SourcePos] = field(default_factory=lambda: MappingProxyType({}), compare=False, hash=False)
@@ -155,6 +157,7 @@ def load_list(name: str, spec: Mapping[str, Any], marks: Marks, path: tuple[str 
         nocase=nocase,
         file=shown,
         uncertain=spec.get("uncertain", ""),
+        active=parse_active(spec.get("active"), marks, path + ("active",)),
         pos=marks.key(path),
         regex_pos=MappingProxyType(regex_pos),
     )

@@ -12,11 +12,18 @@ Rule-param overrides (``params={"RULE_ID.PARAM": "VALUE"}``, the CLI's ``--param
 scalar or flow collection as text (``"5"``, ``"1e6"``, ``"[1, 2]"``), set into the rule's ``params:`` before
 the schema check, so it is validated exactly like the file; a mistake is a ``PolicyError`` naming the override
 (``--param RULE.PARAM=VALUE: message``). ``Profile.overrides`` records what was applied.
+
+List files supplied from outside (``list_files={"LIST": path}``; the central manager's lists,
+``chokepoint.manager``): the entries of the profile's list ``LIST`` are read from ``path`` instead of its
+``items``/``file`` (kind, cite and the rest of the declaration stay), checked entry by entry like any list file,
+with errors at ``path:line:column``. A name the profile does not declare is a ``PolicyError``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -25,7 +32,8 @@ from typing import Any
 
 from chokepoint import profiles as _bundled
 from chokepoint.policy.compiler import DEFERRAL_PARAMS, CompiledPolicy, Deferral, Rule, compile_policy
-from chokepoint.policy.conditions import parse_condition_data
+from chokepoint.policy.conditions import atoms, parse_condition_data
+from chokepoint.policy.dates import Active, coverage, is_active, parse_active, parse_as_of
 from chokepoint.policy.errors import PolicyError, SourcePos
 from chokepoint.policy.lists import load_list
 from chokepoint.policy.outcomes import parse_outcomes
@@ -59,6 +67,26 @@ class ProfileMeta:
     timezone: str = ""  # "UTC+06:30"; empty: UTC
     utc_offset_s: int = 0  # the same in seconds east of UTC (the engine's local_hour)
     uncertain: str = ""
+    #: names that load this profile as of a day (``gfw-2023`` -> 2022-06-01)
+    named_dates: tuple[tuple[str, dt.date], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Dated:
+    """One dated element of a profile, in force on some days and not others (``profiles show --timeline``,
+    docs/profiles.md, the matrix's chart marks): ``kind`` rule, list, knob, example or also_observed."""
+
+    kind: str
+    name: str
+    what: str
+    active: Active
+    uncertain: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"kind": self.kind, "name": self.name, "what": self.what, **self.active.to_json()}
+        if self.uncertain and "uncertain" not in out:
+            out["uncertain"] = self.uncertain
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +104,14 @@ class Profile:
     examples: tuple[Example, ...] = ()
     #: rule params set at load time instead of the file's: (("RULE_ID.PARAM", value), ...) in the order given
     overrides: tuple[tuple[str, Any], ...] = ()
+    #: the day the profile was loaded for (what was in force that day is what the policy holds)
+    as_of: dt.date | None = None
+    #: the days the profile covers (``profile.observed``), inclusive
+    coverage: tuple[dt.date, dt.date] | None = None
+    #: every dated element, in force on ``as_of`` or not, by start date
+    timeline: tuple[Dated, ...] = ()
+    #: the file's own name when ``name`` is a named date of it (``gfw`` for ``gfw-2023``), else ``name``
+    base: str = ""
     #: published outcomes of named transports under this censor (``policy/outcomes.py``)
     outcomes: tuple[Any, ...] = ()
     #: the censor's active prober, when it has one (``policy/probing.py``)
@@ -97,32 +133,52 @@ class Profile:
 
 
 def list_profiles() -> list[str]:
-    """Names of the bundled profiles (``src/chokepoint/profiles/<name>.yaml``)."""
+    """Names of the bundled profiles (``src/chokepoint/profiles/<name>.yaml``), not their named dates."""
     return sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml"))
 
 
+def named_dates() -> dict[str, str]:
+    """Names that load a bundled profile as of a day (``gfw-2023`` -> ``gfw``): ``chokepoint.profiles``'s
+    registry; the day itself is in the profile's ``named_dates``."""
+    return dict(_bundled.NAMED_DATES)
+
+
 Params = Mapping[str, str] | None
+AsOf = str | dt.date | None
+ListFiles = Mapping[str, str | Path] | None
 
 
-def load_profile(name_or_path: str, *, params: Params = None) -> Profile:
-    """A bundled profile by name (``"gfw"``), or a profile file by path (anything with a ``/`` or a
-    ``.yaml``/``.yml`` suffix). The file must have a ``profile:`` block. An unknown name or an
-    unreadable file is a ``PolicyError`` too (at line 1, column 1). ``params``: rule-param overrides,
-    ``{"RULE_ID.PARAM": "YAML value"}`` (see the module docstring)."""
+def load_profile(
+    name_or_path: str, *, params: Params = None, as_of: AsOf = None, list_files: ListFiles = None
+) -> Profile:
+    """A bundled profile by name (``"gfw"``) or named date (``"gfw-2023"``: ``gfw`` as of its day), or a
+    profile file by path (anything with a ``/`` or a ``.yaml``/``.yml`` suffix). The file must have a
+    ``profile:`` block. An unknown name or an unreadable file is a ``PolicyError`` too (at line 1, column 1).
+    ``params``: rule-param overrides, ``{"RULE_ID.PARAM": "YAML value"}`` (see the module docstring).
+    ``as_of``: the day (``YYYY-MM-DD`` or a date) whose behaviour is loaded; default the last day the profile
+    covers (``chokepoint.policy.dates``); a day outside its coverage is a ``PolicyError``."""
     looks_like_path = "/" in name_or_path or name_or_path.endswith((".yaml", ".yml"))
+    alias = ""
     if looks_like_path:
         path = Path(name_or_path)
     else:
         names = list_profiles()
-        if name_or_path not in names:
-            raise PolicyError(name_or_path, 1, 1, f"no bundled profile {name_or_path!r}; bundled: {', '.join(names)}")
-        path = BUNDLED_DIR / f"{name_or_path}.yaml"
-    return _load_file(path, require_profile=True, params=params)
+        if name_or_path in names:
+            path = BUNDLED_DIR / f"{name_or_path}.yaml"
+        elif name_or_path in _bundled.NAMED_DATES:
+            alias = name_or_path
+            path = BUNDLED_DIR / f"{_bundled.NAMED_DATES[alias]}.yaml"
+        else:
+            known = ", ".join(names + sorted(_bundled.NAMED_DATES))
+            raise PolicyError(name_or_path, 1, 1, f"no bundled profile {name_or_path!r}; bundled: {known}")
+    return _load_file(path, require_profile=True, params=params, as_of=as_of, alias=alias, list_files=list_files)
 
 
-def load_rules_file(path: str | Path, *, params: Params = None) -> Profile:
+def load_rules_file(
+    path: str | Path, *, params: Params = None, as_of: AsOf = None, list_files: ListFiles = None
+) -> Profile:
     """A rule file: the profile format with ``profile:`` optional (the name is then the file's stem)."""
-    return _load_file(Path(path), require_profile=False, params=params)
+    return _load_file(Path(path), require_profile=False, params=params, as_of=as_of, list_files=list_files)
 
 
 def load_rules_text(
@@ -132,12 +188,22 @@ def load_rules_text(
     *,
     require_profile: bool = False,
     params: Params = None,
+    as_of: AsOf = None,
+    list_files: ListFiles = None,
 ) -> Profile:
     """The same from a string; list files resolve against ``base_dir``."""
-    return _load(text, source, Path(base_dir), Path(source), require_profile, params)
+    return _load(text, source, Path(base_dir), Path(source), require_profile, params, as_of, list_files=list_files)
 
 
-def _load_file(path: Path, *, require_profile: bool, params: Params) -> Profile:
+def _load_file(
+    path: Path,
+    *,
+    require_profile: bool,
+    params: Params,
+    as_of: AsOf = None,
+    alias: str = "",
+    list_files: ListFiles = None,
+) -> Profile:
     shown = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -145,50 +211,231 @@ def _load_file(path: Path, *, require_profile: bool, params: Params) -> Profile:
         raise PolicyError(shown, 1, 1, f"not UTF-8: {exc.reason}") from None
     except OSError as exc:
         raise PolicyError(shown, 1, 1, f"cannot read: {exc.strerror or exc}") from None
-    return _load(text, shown, path.parent, path, require_profile, params)
+    return _load(text, shown, path.parent, path, require_profile, params, as_of, alias, list_files)
 
 
-def _load(text: str, shown: str, base_dir: Path, source: Path, require_profile: bool, params: Params = None) -> Profile:
+def _load(
+    text: str,
+    shown: str,
+    base_dir: Path,
+    source: Path,
+    require_profile: bool,
+    params: Params = None,
+    as_of: AsOf = None,
+    alias: str = "",
+    list_files: ListFiles = None,
+) -> Profile:
     data, marks = load_yaml(text, shown)
     overrides: tuple[tuple[str, Any], ...] = ()
     if params:
         data, marks, overrides = apply_overrides(data, marks, params, shown)
     schema = build_schema(require_profile=require_profile)
     validate(data, marks, schema)
-    meta, name = _meta(data.get("profile"), source)
+    meta, name = _meta(data.get("profile"), source, marks)
+    span = _coverage(meta, marks)
+    day = _as_of(as_of, alias, meta, span, name)
     engine = _engine(data.get("engine") or {})
-    lists = {
-        name_: load_list(name_, spec, marks, ("lists", name_), base_dir)
-        for name_, spec in (data.get("lists") or {}).items()
+    declared = data.get("lists") or {}
+    for name_ in list_files or {}:
+        if name_ not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise PolicyError(
+                shown, 1, 1, f"no list {name_!r} is declared here to take entries from outside (lists: {known})"
+            )
+    all_lists = {
+        name_: load_list(name_, _external(spec, (list_files or {}).get(name_)), marks, ("lists", name_), base_dir)
+        for name_, spec in declared.items()
     }
-    rules = [_rule(raw, marks, ("rules", i)) for i, raw in enumerate(data["rules"])]
+    all_rules = [_rule(raw, marks, ("rules", i)) for i, raw in enumerate(data["rules"])]
+    _check_dates(all_rules, all_lists, span, marks)
+    lists = {n: d for n, d in all_lists.items() if is_active(d.active, day)}
+    rules = [r for r in all_rules if is_active(r.active, day)]
+    _check_lists_in_force(rules, all_lists, lists, day)
     policy = compile_policy(rules, lists)
-    personality, knobs, also = _personality(data.get("personality"), marks, shown)
-    for i, rule in enumerate(policy.rules):
-        _check_params(rule, personality, marks, ("rules", i))
-    examples = parse_examples(data.get("examples"), marks, {r.id: r for r in policy.rules})
+    personality, all_knobs, all_also = _personality(data.get("personality"), marks, shown, day)
+    for index, rule in ((i, r) for i, r in enumerate(all_rules) if is_active(r.active, day)):
+        _check_params(rule, personality, marks, ("rules", index))
+    by_id = {r.id: r for r in all_rules}
+    by_id.update({r.id: r for r in rules})  # of rules sharing an id (different dates), the one in force
+    all_examples = parse_examples(data.get("examples"), marks, by_id)
+    examples = tuple(e for e in all_examples if is_active(e.active, day))
+    in_force = {r.id for r in rules}
     for example in examples:
+        if example.rule and example.rule not in in_force:
+            raise PolicyError.at(
+                example.pos or SourcePos(shown, 1, 1),
+                f"example {example.id!r} names rule {example.rule!r}, which is not in force on {day.isoformat()}",
+            )
         if example.params:
             _check_example_params(example, data, marks, shown, schema)
     if meta.timezone:
         meta = replace(meta, utc_offset_s=utc_offset(meta.timezone, marks.value(("profile", "timezone"))))
-    knobs = _engine_knobs(data.get("engine") or {}, marks) + knobs
+    all_knobs = _engine_knobs(data.get("engine") or {}, marks) + all_knobs
+    for dated in (*all_knobs, *all_also, *all_examples):
+        _check_span(dated.active, span, marks)
     outcomes = parse_outcomes(data.get("outcomes"), marks, _transport_names())
     active_probing = parse_active_probing(data.get("active_probing"), marks, {r.id for r in policy.rules})
     return Profile(
-        name=name,
+        name=alias or name,
         meta=meta,
         engine=engine,
         policy=policy,
         source=source,
         personality=personality,
-        knobs=knobs,
-        also_observed=also,
+        knobs=tuple(k for k in all_knobs if is_active(k.active, day)),
+        also_observed=tuple(a for a in all_also if is_active(a.active, day)),
         examples=examples,
         overrides=overrides,
+        as_of=day,
+        coverage=span,
+        timeline=_timeline(all_rules, all_lists, all_knobs, all_also, all_examples),
+        base=name,
         outcomes=outcomes,
         active_probing=active_probing,
     )
+
+
+def era_starts(profile: Profile) -> list[dt.date]:
+    """The first day of each era of ``profile``: its coverage's first day and every day within the coverage
+    on which a dated element starts or stops being in force (what is loaded changes only on these days)."""
+    if profile.coverage is None:
+        return [profile.as_of] if profile.as_of else []
+    lo, hi = profile.coverage
+    days = {lo}
+    for item in profile.timeline:
+        start, end = item.active.start, item.active.end
+        if start is not None and lo < start <= hi:
+            days.add(start)
+        if end is not None and lo <= end < hi:
+            days.add(end + dt.timedelta(days=1))
+    return sorted(days)
+
+
+def _coverage(meta: ProfileMeta, marks: Marks) -> tuple[dt.date, dt.date]:
+    if not meta.observed:
+        return dt.date.min, dt.date.max
+    try:
+        return coverage(meta.observed)
+    except ValueError as exc:
+        raise PolicyError.at(marks.value(("profile", "observed")), f"observed: {exc}") from None
+
+
+def _as_of(as_of: AsOf, alias: str, meta: ProfileMeta, span: tuple[dt.date, dt.date], name: str) -> dt.date:
+    """The day to load: ``as_of``, a named date's day, or the last day covered; a ``PolicyError`` naming the
+    ``--as-of`` value (no file position) when it is malformed or outside the coverage."""
+    named = dict(meta.named_dates)
+    if alias:
+        if alias not in named:
+            raise PolicyError(alias, 1, 1, f"profile {name!r} declares no named date {alias!r}")
+        if as_of is not None and parse_as_of(as_of) != named[alias]:
+            raise PolicyError(
+                f"--as-of {as_of}",
+                0,
+                0,
+                f"{alias} is {name} as of {named[alias].isoformat()}; for another day load {name} with --as-of",
+            )
+        return named[alias]
+    if as_of is None:
+        return span[1] if span[1] != dt.date.max else dt.date.today()
+    try:
+        day = parse_as_of(as_of)
+    except ValueError as exc:
+        raise PolicyError(f"--as-of {as_of}", 0, 0, str(exc)) from None
+    if not span[0] <= day <= span[1]:
+        raise PolicyError(
+            f"--as-of {as_of}",
+            0,
+            0,
+            f"outside the dates profile {name!r} covers ({span[0].isoformat()} to {span[1].isoformat()}, "
+            "its profile.observed): nothing is documented for that day",
+        )
+    return day
+
+
+def _check_span(active: Active | None, span: tuple[dt.date, dt.date], marks: Marks) -> None:
+    """A dated element must be in force on at least one day the profile covers (else it is a typo)."""
+    if active is None:
+        return
+    lo, hi = active.within(*span)
+    if lo > hi:
+        raise PolicyError.at(
+            active.pos or SourcePos(marks.file, 1, 1),
+            f"active {active.text()} lies outside the dates the profile covers "
+            f"({span[0].isoformat()} to {span[1].isoformat()}, profile.observed)",
+        )
+
+
+def _check_dates(rules: list[Rule], lists: Mapping[str, Any], span: tuple[dt.date, dt.date], marks: Marks) -> None:
+    """Rules sharing an id must be in force on different days; every dated rule and list within coverage."""
+    for item in (*rules, *lists.values()):
+        _check_span(item.active, span, marks)
+    seen: dict[str, list[Rule]] = {}
+    for rule in rules:
+        for other in seen.get(rule.id, ()):
+            if other.active is None or rule.active is None or other.active.overlaps(rule.active):
+                first = other.pos.line if other.pos else 0
+                raise PolicyError.at(
+                    rule.pos or SourcePos(marks.file, 1, 1),
+                    f"duplicate rule id {rule.id!r} (first at line {first}): rules sharing an id need active "
+                    "ranges that do not overlap",
+                )
+        seen.setdefault(rule.id, []).append(rule)
+
+
+def _check_lists_in_force(
+    rules: list[Rule], all_lists: Mapping[str, Any], lists: Mapping[str, Any], day: dt.date
+) -> None:
+    """A rule in force on ``day`` may only read lists in force that day (an error at the ``in_list`` value)."""
+    for rule in rules:
+        for atom in atoms(rule.when):
+            if atom.op == "in_list" and atom.value in all_lists and atom.value not in lists:
+                pos = atom.value_pos[0] if atom.value_pos else atom.pos or rule.pos
+                active = all_lists[atom.value].active
+                raise PolicyError.at(
+                    pos or SourcePos("<policy>", 1, 1),
+                    f"rule {rule.id!r} reads list {atom.value!r}, which is not in force on {day.isoformat()} "
+                    f"(active {active.text()})",
+                )
+
+
+def _timeline(
+    rules: list[Rule], lists: Mapping[str, Any], knobs: tuple[Knob, ...], also: tuple[Any, ...], examples: Any
+) -> tuple[Dated, ...]:
+    from chokepoint.policy.describe import rule_technique
+
+    out = [Dated("rule", r.id, rule_technique(r), r.active, r.active.uncertain) for r in rules if r.active]
+    out += [
+        Dated("list", d.name, d.description or d.kind, d.active, d.active.uncertain) for d in lists.values() if d.active
+    ]
+    out += [
+        Dated("knob", k.path, json.dumps(_plain(k.value)), k.active, k.active.uncertain or k.uncertain)
+        for k in knobs
+        if k.active
+    ]
+    out += [
+        Dated("also_observed", a.preset, a.note or a.preset, a.active, a.active.uncertain) for a in also if a.active
+    ]
+    out += [
+        Dated("example", e.id, f"{e.outcome}: {e.protocol} {e.target or e.port or ''} -> {e.symptom}".strip(), e.active)
+        for e in examples
+        if e.active
+    ]
+    return tuple(
+        sorted(out, key=lambda d: (d.active.start or dt.date.min, d.active.end or dt.date.max, d.kind, d.name))
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _external(spec: Mapping[str, Any], path: str | Path | None) -> Mapping[str, Any]:
+    """A list declaration whose entries come from ``path`` (an outside list file) when one is given."""
+    if path is None:
+        return spec
+    return {**{k: v for k, v in spec.items() if k != "items"}, "file": str(path)}
 
 
 def _transport_names() -> tuple[str, ...]:
@@ -229,7 +476,10 @@ def apply_overrides(
     rules = data.get("rules") if isinstance(data, dict) else None
     if not isinstance(rules, list):
         return data, marks, ()  # the schema check reports the missing/odd rules: section
-    by_id = {r.get("id"): i for i, r in enumerate(rules) if isinstance(r, dict)}
+    by_id: dict[Any, list[int]] = {}
+    for i, r in enumerate(rules):
+        if isinstance(r, dict):
+            by_id.setdefault(r.get("id"), []).append(i)
     rules = list(rules)
     values, keys = dict(marks.values), dict(marks.keys)
     applied: list[tuple[str, Any]] = []
@@ -239,21 +489,22 @@ def apply_overrides(
         rule_id, dot, param = key.rpartition(".")
         if not dot or not rule_id or not param:
             raise PolicyError(label, 0, 0, "expected RULE_ID.PARAM=VALUE")
-        index = by_id.get(rule_id)
-        if index is None:
+        indexes = by_id.get(rule_id)
+        if indexes is None:
             close = difflib.get_close_matches(rule_id, [str(k) for k in by_id], n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise PolicyError(label, 0, 0, f"no rule {rule_id!r} in {shown}{hint}")
         value = _override_value(text, label)
-        rule = dict(rules[index])
-        rule["params"] = {**(rule.get("params") or {}), param: value}
-        rules[index] = rule
         here = SourcePos(label, 0, 0)
-        path = ("rules", index, "params", param)
-        for known in [p for p in values if p[: len(path)] == path]:
-            del values[known]  # the file's value (and its items) is gone
-        values[path] = keys[path] = here
-        values.setdefault(path[:-1], here)
+        for index in indexes:  # rules sharing an id are one rule on different dates
+            rule = dict(rules[index])
+            rule["params"] = {**(rule.get("params") or {}), param: value}
+            rules[index] = rule
+            path = ("rules", index, "params", param)
+            for known in [p for p in values if p[: len(path)] == path]:
+                del values[known]  # the file's value (and its items) is gone
+            values[path] = keys[path] = here
+            values.setdefault(path[:-1], here)
         applied.append((key, value))
     return {**data, "rules": rules}, Marks(marks.file, values, keys), tuple(applied)
 
@@ -269,10 +520,12 @@ def _check_example_params(example: Example, data: Any, marks: Marks, shown: str,
         raise PolicyError.at(where, f"example {example.id!r}: {exc}") from None
 
 
-def _personality(raw: Any, marks: Marks, shown: str) -> tuple[Any, tuple[Knob, ...], tuple[AlsoObserved, ...]]:
+def _personality(
+    raw: Any, marks: Marks, shown: str, day: dt.date
+) -> tuple[Any, tuple[Knob, ...], tuple[AlsoObserved, ...]]:
     from chokepoint.enforce.personality import DEFAULT, parse_personality
 
-    clean, knobs, also = split_personality(raw, marks)
+    clean, knobs, also = split_personality(raw, marks, as_of=day)
     if clean is None:
         return DEFAULT, (), ()
     return parse_personality(clean, file=shown, marks=marks), knobs, also
@@ -290,9 +543,15 @@ def _check_params(rule: Rule, personality: Any, marks: Marks, path: tuple[str | 
         raise PolicyError(exc.file, exc.line, exc.column, f"rule {rule.id!r}: {exc.message}") from None
 
 
-def _meta(raw: dict[str, Any] | None, source: Path) -> tuple[ProfileMeta, str]:
-    if raw is None:
+def _meta(raw: dict[str, Any] | None, source: Path, marks: Marks) -> tuple[ProfileMeta, str]:
+    if raw is None:  # a rule file without a profile block covers every day
         return ProfileMeta(title=source.stem), source.stem
+    named = []
+    for key, text in (raw.get("named_dates") or {}).items():
+        try:
+            named.append((key, parse_as_of(text)))
+        except ValueError as exc:
+            raise PolicyError.at(marks.value(("profile", "named_dates", key)), f"named_dates.{key}: {exc}") from None
     return ProfileMeta(
         title=raw["title"],
         country=raw["country"],
@@ -302,6 +561,7 @@ def _meta(raw: dict[str, Any] | None, source: Path) -> tuple[ProfileMeta, str]:
         cite=tuple(raw["cite"]),
         timezone=raw.get("timezone", ""),
         uncertain=raw.get("uncertain", ""),
+        named_dates=tuple(named),
     ), raw["name"]
 
 
@@ -356,15 +616,19 @@ def _rule(raw: dict[str, Any], marks: Marks, path: tuple[str | int, ...]) -> Rul
         pos=marks.value(path + ("id",)),
         uncertain=uncertain,
         mechanism=raw.get("mechanism", ""),
+        active=parse_active(raw.get("active"), marks, path + ("active",)),
     )
 
 
 __all__ = [
+    "Dated",
     "Profile",
     "ProfileMeta",
     "apply_overrides",
+    "era_starts",
     "list_profiles",
     "load_profile",
+    "named_dates",
     "load_rules_file",
     "load_rules_text",
 ]

@@ -21,12 +21,14 @@ A knob written as ``{value: X, cite: ..., uncertain: ...}`` is the plain value `
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from chokepoint.policy.dates import Active, is_active, parse_active
 from chokepoint.policy.errors import PolicyError, SourcePos
 from chokepoint.policy.yamlsrc import Marks
 
@@ -66,6 +68,8 @@ class Knob:
     cite: str
     uncertain: str = ""
     pos: SourcePos | None = field(default=None, compare=False)
+    #: when this value was in force (``chokepoint.policy.dates.Active``); None: throughout
+    active: Active | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,7 @@ class AlsoObserved:
     preset: str
     cite: str
     note: str = ""
+    active: Active | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +127,8 @@ class Example:
     send_kbps: float = 0.0
     params: tuple[tuple[str, str], ...] = ()
     pos: SourcePos | None = field(default=None, compare=False)
+    #: when this outcome was what a client saw (``chokepoint.policy.dates.Active``); None: throughout
+    active: Active | None = None
 
     def expected(self, key: str, default: Any = None) -> Any:
         for name, value in self.expect:
@@ -183,25 +190,107 @@ def _uncertain(marks: Marks, path: Path, raw: Any) -> tuple[str, dict[str, str]]
     raise PolicyError.at(marks.value(path), "uncertain: expected text or a mapping of knob to why")
 
 
-def _unwrap(marks: Marks, path: Path, value: Any) -> tuple[Any, str, str]:
-    """(plain value, own cite, own uncertainty) of a knob written plain or as ``{value, cite, uncertain}``."""
-    if isinstance(value, dict) and "value" in value and set(value) <= {"value", "cite", "uncertain"}:
-        cite = _check_text(marks, path + ("cite",), value["cite"], "cite") if "cite" in value else ""
-        why = ""
-        if "uncertain" in value:
-            why = value["uncertain"]
-            if not isinstance(why, str) or not why.strip():
-                raise PolicyError.at(marks.value(path + ("uncertain",)), "uncertain: say why, as text")
-        return value["value"], cite, why
-    return value, "", ""
+@dataclass(frozen=True, slots=True)
+class _Variant:
+    """One way a knob is written: its plain value, own cite and uncertainty, when it is in force."""
+
+    plain: Any
+    cite: str = ""
+    why: str = ""
+    active: Active | None = None
+
+
+_KNOB_KEYS = frozenset({"value", "cite", "uncertain", "active"})
+
+
+def _variant(marks: Marks, path: Path, value: dict[str, Any]) -> _Variant:
+    cite = _check_text(marks, path + ("cite",), value["cite"], "cite") if "cite" in value else ""
+    why = ""
+    if "uncertain" in value:
+        why = value["uncertain"]
+        if not isinstance(why, str) or not why.strip():
+            raise PolicyError.at(marks.value(path + ("uncertain",)), "uncertain: say why, as text")
+    active = _active(marks, path + ("active",), value.get("active"))
+    return _Variant(value["value"], cite, why, active)
+
+
+def _active(marks: Marks, path: Path, raw: Any) -> Active | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or "cite" not in raw or not ({"from", "until"} & set(raw)):
+        raise PolicyError.at(marks.value(path), "active: needs from and/or until, and cite")
+    unknown = sorted(set(raw) - {"from", "until", "cite", "uncertain"})
+    if unknown:
+        raise PolicyError.at(marks.key(path + (unknown[0],)), f"active: unknown key {unknown[0]!r}")
+    _check_text(marks, path + ("cite",), raw["cite"], "active.cite")
+    return parse_active(raw, marks, path)
+
+
+def _variants(marks: Marks, path: Path, value: Any) -> list[_Variant]:
+    """A knob written plain, as ``{value, cite, uncertain, active}``, or as ``{dated: [{value, cite,
+    uncertain, active}, ...]}`` (alternatives in force on different dates: each needs ``active``, and no two may
+    overlap)."""
+    if isinstance(value, dict) and set(value) == {"dated"}:
+        items = value["dated"]
+        if not isinstance(items, list) or not items:
+            raise PolicyError.at(marks.value(path + ("dated",)), "dated: expected a list of {value, cite, active}")
+        out: list[_Variant] = []
+        for i, item in enumerate(items):
+            here = path + ("dated", i)
+            if not isinstance(item, dict) or "value" not in item or "active" not in item or not set(item) <= _KNOB_KEYS:
+                raise PolicyError.at(marks.value(here), "dated: each entry is {value, cite, uncertain, active}")
+            variant = _variant(marks, here, item)
+            for other in out:
+                if variant.active.overlaps(other.active):
+                    raise PolicyError.at(
+                        marks.value(here + ("active",)),
+                        f"dated: {variant.active.text()} overlaps {other.active.text()} (one value per day)",
+                    )
+            out.append(variant)
+        return out
+    if isinstance(value, dict) and "value" in value and set(value) <= _KNOB_KEYS:
+        return [_variant(marks, path, value)]
+    return [_Variant(value)]
+
+
+def _chosen(variants: list[_Variant], day: dt.date | None) -> _Variant | None:
+    """The variant in force on ``day`` (None: the undated one, else the latest to start)."""
+    if day is None:
+        return max(variants, key=lambda v: (v.active.start or dt.date.min) if v.active else dt.date.max)
+    return next((v for v in variants if is_active(v.active, day)), None)
+
+
+def _dated_items(marks: Marks, path: Path, plain: Any, day: dt.date | None, knobs: list[Knob], cite: str) -> Any:
+    """A list knob (``parallel``) whose items may carry ``active``: the items in force on ``day`` (``active``
+    stripped), and a knob ``parallel.PRESET`` per dated item for the timeline."""
+    if not isinstance(plain, list):
+        return plain
+    kept = []
+    for i, item in enumerate(plain):
+        if isinstance(item, dict) and "active" in item:
+            active = _active(marks, path + (i, "active"), item["active"])
+            name = f"{path[-1] if path[-1] != 'value' else path[-2]}.{item.get('preset', i)}"
+            knobs.append(
+                Knob(name, item.get("probability", 1.0), active.cite or cite, "", marks.value(path + (i,)), active)
+            )
+            if day is None or active.contains(day):
+                kept.append({k: v for k, v in item.items() if k != "active"})
+        else:
+            kept.append(item)
+    return kept
 
 
 def split_personality(
-    raw: Any, marks: Marks, base: Path = ("personality",)
+    raw: Any, marks: Marks, base: Path = ("personality",), *, as_of: dt.date | None = None
 ) -> tuple[dict[str, Any] | None, tuple[Knob, ...], tuple[AlsoObserved, ...]]:
-    """Separate provenance from settings: (the section as ``parse_personality`` takes it, the knobs with
-    their citations, the injectors also observed). Knob citations inherit from their section, never from
-    the top level (a knob without any cite keeps ``cite`` empty: ``provenance_gaps`` reports it)."""
+    """Separate provenance from settings: (the section as ``parse_personality`` takes it for the day ``as_of``,
+    the knobs with their citations, the injectors also observed). Knob citations inherit from their section,
+    never from the top level (a knob without any cite keeps ``cite`` empty: ``provenance_gaps`` reports it).
+
+    Dated knobs (``active:`` on a knob, a section or an item of ``parallel``; ``dated:`` alternatives) are in
+    the settings only on the days they are in force; every variant is among the knobs, with its ``active``
+    (the caller keeps those in force for ``Profile.knobs`` and all of them for the timeline). ``as_of`` None:
+    every dated element counts, and of ``dated:`` alternatives the latest."""
     if raw is None:
         return None, (), ()
     if not isinstance(raw, dict):
@@ -217,42 +306,58 @@ def split_personality(
             spath = base + (key,)
             sec_cite = _check_text(marks, spath + ("cite",), value["cite"], "cite") if "cite" in value else ""
             sec_why, sec_whys = _uncertain(marks, spath + ("uncertain",), value.get("uncertain"))
+            sec_active = _active(marks, spath + ("active",), value.get("active"))
             section: dict[str, Any] = {}
             for name, item in value.items():
-                if name in ("cite", "uncertain"):
+                if name in ("cite", "uncertain", "active"):
                     continue
-                plain, cite, why = _unwrap(marks, spath + (name,), item)
-                section[name] = plain
+                variants = _variants(marks, spath + (name,), item)
                 dotted = f"{key}.{name}"
-                knobs.append(
-                    Knob(
-                        dotted,
-                        freeze(plain),
-                        cite or sec_cite,
-                        why or sec_whys.get(name, "") or top_whys.get(dotted, "") or sec_why or top_why,
-                        marks.key(spath + (name,)),
+                for variant in variants:
+                    knobs.append(
+                        Knob(
+                            dotted,
+                            freeze(variant.plain),
+                            variant.cite or sec_cite,
+                            variant.why or sec_whys.get(name, "") or top_whys.get(dotted, "") or sec_why or top_why,
+                            marks.key(spath + (name,)),
+                            variant.active or sec_active,
+                        )
                     )
-                )
+                chosen = _chosen(variants, as_of)
+                if chosen is not None:
+                    section[name] = chosen.plain
             for name in list(sec_whys):
-                if name not in section:
+                if name not in value:
                     raise PolicyError.at(
                         marks.key(spath + ("uncertain", name)),
                         f"uncertain names {name!r}, which this section does not set",
                     )
-            clean[key] = section
+            if as_of is None or is_active(sec_active, as_of):
+                clean[key] = section
             continue
-        plain, cite, why = _unwrap(marks, base + (key,), value)
-        clean[key] = plain
-        if key not in _DESCRIPTIVE:
-            knobs.append(
-                Knob(
-                    key,
-                    freeze(plain),
-                    cite or top_cite,
-                    why or top_whys.get(key, "") or top_why,
-                    marks.key(base + (key,)),
+        variants = _variants(marks, base + (key,), value)
+        dated: list[Knob] = []
+        for variant in variants:
+            if key not in _DESCRIPTIVE:
+                knobs.append(
+                    Knob(
+                        key,
+                        freeze(variant.plain),
+                        variant.cite or top_cite,
+                        variant.why or top_whys.get(key, "") or top_why,
+                        marks.key(base + (key,)),
+                        variant.active,
+                    )
                 )
-            )
+        chosen = _chosen(variants, as_of)
+        if chosen is not None:
+            where = base + (key, "value") if isinstance(value, dict) and "value" in value else base + (key,)
+            clean[key] = _dated_items(marks, where, chosen.plain, as_of, dated, chosen.cite or top_cite)
+            if dated and key not in _DESCRIPTIVE:  # the knob's value is what is in force; each dated item is
+                # its own timeline entry
+                knobs[-1] = replace(knobs[-1], value=freeze(clean[key]))
+                knobs.extend(dated)
     known = {k.path for k in knobs}
     for name in top_whys:
         if name not in known:
@@ -277,9 +382,9 @@ def _also_observed(marks: Marks, path: Path, raw: Any) -> tuple[AlsoObserved, ..
             not isinstance(item, dict)
             or "preset" not in item
             or "cite" not in item
-            or not set(item) <= {"preset", "cite", "note"}
+            or not set(item) <= {"preset", "cite", "note", "active"}
         ):
-            raise PolicyError.at(marks.value(here), "also_observed: each entry is {preset, cite, note}")
+            raise PolicyError.at(marks.value(here), "also_observed: each entry is {preset, cite, note, active}")
         if item["preset"] not in PRESETS:
             raise PolicyError.at(
                 marks.value(here + ("preset",)),
@@ -287,7 +392,10 @@ def _also_observed(marks: Marks, path: Path, raw: Any) -> tuple[AlsoObserved, ..
             )
         out.append(
             AlsoObserved(
-                item["preset"], _check_text(marks, here + ("cite",), item["cite"], "cite"), str(item.get("note", ""))
+                item["preset"],
+                _check_text(marks, here + ("cite",), item["cite"], "cite"),
+                str(item.get("note", "")),
+                _active(marks, here + ("active",), item.get("active")),
             )
         )
     return tuple(out)
@@ -394,6 +502,7 @@ def parse_examples(
                     send_kbps=float(item.get("send_kbps", 0)),
                     params=params,
                     pos=pos,
+                    active=parse_active(item.get("active"), marks, here + ("active",)),
                 )
             )
     return tuple(out)

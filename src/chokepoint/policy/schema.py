@@ -19,6 +19,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, relevance
 
+from chokepoint.policy.dates import ACTIVE_SCHEMA
 from chokepoint.policy.errors import PolicyError
 from chokepoint.policy.fields import FIELDS, OPERATORS, FieldSpec, Kind
 from chokepoint.policy.fields import LIST_KINDS as FIELD_LIST_KINDS
@@ -276,7 +277,10 @@ def _params_defs() -> dict[str, Any]:
         Action.THROTTLE: {"rate_kbps": {"type": "number", "exclusiveMinimum": 0}},
         Action.DELAY: {"delay_ms": {"type": "number", "minimum": 0}, "jitter_ms": {"type": "number", "minimum": 0}},
         Action.ICMP_UNREACHABLE: {"code": {"type": "integer", "minimum": 0, "maximum": 15}},
-        Action.TLS_INTERCEPT: {},
+        Action.TLS_INTERCEPT: {
+            "issuer_cn": {**_STR, "description": "the common name of the censor's root that signs the forgeries"},
+            "issuer_country": {"type": "string", "pattern": "^[A-Z]{2}$", "description": "its country (C=)"},
+        },
     }
     required = {Action.THROTTLE: ["rate_kbps"], Action.DELAY: ["delay_ms"]}
     defs = {}
@@ -318,7 +322,9 @@ def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
                 "observed": {
                     "type": "string",
                     "pattern": OBSERVED_PATTERN,
-                    "description": "date or range the behaviour was observed, e.g. 2021-11/2023-03",
+                    "description": "the dates the profile covers, inclusive, e.g. 2021-11/2023-03 (2021-11-01 to "
+                    "2023-03-31); an open end (2021-11/) runs to today. A profile is loaded as of one of them "
+                    "(default: the last)",
                 },
                 "description": _STR,
                 "cite": {"type": "array", "items": _STR, "minItems": 1},
@@ -328,8 +334,16 @@ def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
                     "description": "fixed offset of the censor's local clock (local_hour), e.g. UTC+06:30",
                 },
                 "uncertain": {**_STR, "description": "what is not verified about the profile as a whole"},
+                "named_dates": {
+                    "type": "object",
+                    "description": "names that load this profile as of a day (e.g. gfw-2023: 2022-06-01), each "
+                    "also registered in chokepoint.profiles.NAMED_DATES",
+                    "propertyNames": {"pattern": NAME_PATTERN},
+                    "additionalProperties": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+                },
             },
         },
+        "active": ACTIVE_SCHEMA,
         "example": _example_schema(),
         "examples": {
             "title": "key in examples",
@@ -356,6 +370,7 @@ def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
                 "description": {"type": "string"},
                 "uncertain": {**_STR, "description": "what is not verified about the entries"},
                 "nocase": {"type": "boolean", "description": "keyword lists: ignore ASCII case"},
+                "active": {"$ref": "#/$defs/active"},
             },
             "oneOf": [{"required": ["items"]}, {"required": ["file"]}],
         },
@@ -377,6 +392,7 @@ def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
                     "pattern": NAME_PATTERN,
                     "description": "what the censor does that no action expresses yet (documented, not enforced)",
                 },
+                "active": {"$ref": "#/$defs/active"},
                 "when": {"$ref": "#/$defs/condition"},
             },
             "allOf": [
@@ -498,6 +514,7 @@ def _example_schema() -> dict[str, Any]:
             },
             "note": {"type": "string"},
             "cite": _CITE,
+            "active": {"$ref": "#/$defs/active"},
         },
     }
 
