@@ -65,7 +65,7 @@ def matrix_cmd(
     chosen = _split(transports_) or list(transports.BUNDLED)
     try:
         for name in names:
-            load_profile(name)
+            load_profile(name, as_of=as_of)
         specs = [transports.get(t) for t in chosen]
     except (PolicyError, KeyError) as exc:
         err.print(f"error: {exc}", markup=False)

@@ -67,7 +67,7 @@ class Matrix:
         from chokepoint.policy import load_profile
 
         c = self.config
-        profiles = self.profiles = {name: load_profile(name) for name in c.profiles}
+        profiles = self.profiles = {name: load_profile(name, as_of=c.as_of) for name in c.profiles}
         done = 0
         try:
             self.session.use_censor(None, "inline", seed=c.seed)
