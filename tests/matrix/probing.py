@@ -1,4 +1,5 @@
-"""A test profile made of the bundled gfw profile's active prober alone (its trigger rules and probe sets), with
+"""A test profile made of the bundled gfw profile's active prober alone (its trigger rules and probe sets) and
+the outcomes Alice et al. report for shadowsocks-libev 3.3.x (plus one deliberately contrary entry), with
 more random probes per flagged connection and a shorter prober timeout, so a short lab run sees enough
 reactions; written next to the test so the scenario stays tied to the bundled data it comes from."""
 
@@ -31,6 +32,26 @@ def write_probing_profile(directory: Path, *, nr2: int = 40, timeout_s: float = 
         },
         "rules": [r for r in gfw["rules"] if r["id"] in ("gfw-ap-suspect", "gfw-ap-tor")],
         "active_probing": probing,
+        "outcomes": [
+            {
+                "transports": ["shadowsocks-stream"],
+                "outcome": "blocked",
+                "how": "identified by its reactions to probes, then blocked",
+                "cite": "Alice et al., IMC 2020, Table 3 (v3.3.1/3.3.3, stream: T/F) and section 6",
+                "modes": ["inline"],
+            },
+            {
+                "transports": ["shadowsocks-aead"],
+                "outcome": "works",
+                "how": "every probe times out",
+                "cite": "Alice et al., IMC 2020, section 5.2.1 (v3.3.1-3.3.3, AEAD: always TIMEOUT)",
+            },
+            {  # not a published outcome: a deliberately contrary entry, to see the matrix flag it
+                "transports": ["trojan"],
+                "outcome": "blocked",
+                "cite": "test: a deliberately contrary expectation",
+            },
+        ],
     }
     path = directory / "gfw-prober-test.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -2,9 +2,9 @@
 
 Run 1 (both modes): the GFW's active prober alone against shadowsocks-libev with a stream cipher (identifiable:
 blocked after probing), with an AEAD cipher (hardened since 3.3.1/3.3.3: never confirmed) and Trojan (TLS: not
-flagged), with tcpdump on the VPS checking the probes on the wire against the censor's events. Run 2 (inline):
-the bundled gfw profile, whose published outcomes are asserted (and its documented gap, TLS proxies after
-October 2022, flagged as a disagreement).
+flagged; a deliberately contrary expectation is flagged), with tcpdump on the VPS checking the probes on the wire
+against the censor's events. Run 2 (inline): the bundled gfw profile as of 2022-11-01, whose published outcomes
+for that day (Wu et al. 2023; net4people/bbs#129) are asserted.
 """
 
 from __future__ import annotations
@@ -44,15 +44,17 @@ def _start_tcpdump(pcap: Path, proc: subprocess.Popen[str]) -> subprocess.Popen[
     vps = namespace("vps")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
-        if vps in system.netns_list() and b"vp0" in system.run(["ip", "link"], netns=vps, check=False).stdout:
+        link = system.run(["ip", "link", "show", "vp0"], netns=vps, check=False) if vps in system.netns_list() else None
+        if link is not None and b"state UP" in link.stdout:
             dump = subprocess.Popen(
                 system.in_netns(
                     ["tcpdump", "-Z", "root", "-i", "vp0", "-U", "-s", "400", "-w", str(pcap), "tcp port 443"], vps
                 ),
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stderr=open(pcap.with_suffix(".log"), "wb"),  # noqa: SIM115 - tcpdump's, closed with it
             )
             time.sleep(1.0)
+            assert dump.poll() is None, pcap.with_suffix(".log").read_text()
             return dump
         time.sleep(0.1)
     return None
@@ -118,8 +120,10 @@ def test_reduced_matrix_prober_contrast_on_the_wire(lab_guard, tmp_path):  # noq
     assert aead["evidence"]["active_probes"]["count"] >= 4
     assert set(aead["evidence"]["active_probes"]["reactions"]) == {"timeout"}
     assert aead["evidence"]["rules"] == []
-    # TLS first packet: not flagged, not probed
+    assert stream["agrees"] is True and aead["agrees"] is True  # Alice et al.'s contrast, reproduced
+    # TLS first packet: not flagged, not probed; the contrary expectation is flagged
     assert trojan["outcome"] == "works" and trojan["evidence"]["active_probes"]["count"] == 0
+    assert trojan["agrees"] is False and "≠" in (out / "matrix.md").read_text()
     # mirror mode: the same confirmation, but a copy of the traffic cannot drop: recorded, not enforced
     mirror_stream = _cells(doc, profile="gfw-prober-test", transport="shadowsocks-stream", mode="mirror")[0]
     if mirror_stream["evidence"]["rules"]:
@@ -151,6 +155,8 @@ def test_reduced_matrix_gfw_published_outcomes(lab_guard, tmp_path):  # noqa: F8
         [
             "-p",
             "gfw",
+            "--as-of",
+            "2022-11-01",
             "-t",
             "shadowsocks-aead,trojan",
             "--attempts",
@@ -175,7 +181,8 @@ def test_reduced_matrix_gfw_published_outcomes(lab_guard, tmp_path):  # noqa: F8
     assert aead["outcome"] == "blocked" and aead["agrees"] is True, aead["how"]
     assert "gfw-fet-drop" in aead["evidence"]["rules"]
     assert any(e.get("residual_s") == 180 for e in aead["evidence"]["censor_events"])
-    # the TLS-proxy blocking of October 2022 is not in the gfw profile: the matrix flags the disagreement
-    assert trojan["expected"]["outcome"] == "blocked" and trojan["outcome"] == "works"
-    assert trojan["agrees"] is False and trojan["evidence"]["rules"] == []
-    assert "≠" in (out / "matrix.md").read_text()
+    # net4people/bbs#129: TLS-based proxies blocked by port from October 2022
+    assert trojan["expected"]["outcome"] == "blocked" and "net4people/bbs#129" in trojan["expected"]["cite"]
+    assert trojan["outcome"] == "blocked" and trojan["agrees"] is True, trojan["how"]
+    assert "gfw-tls-proxy-port-block" in trojan["evidence"]["rules"]
+    assert doc["config"]["as_of"] == "2022-11-01"

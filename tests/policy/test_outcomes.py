@@ -54,3 +54,23 @@ def test_bundled_profiles_record_published_outcomes_with_citations():
     tspu = load_profile("russia-tspu")
     assert expected_for(tspu.outcomes, "tor", "inline")[0].outcome == "blocked"
     assert expected_for(tspu.outcomes, "wireguard", "inline")[0].uncertain
+
+
+def test_outcomes_hold_in_their_observed_period():
+    import datetime as dt
+
+    from chokepoint.policy.outcomes import in_period
+
+    assert in_period("2021-11/2023-03", dt.date(2021, 11, 1)) and in_period("2021-11/2023-03", dt.date(2023, 3, 31))
+    assert not in_period("2021-11/2023-03", dt.date(2023, 4, 1)) and not in_period(
+        "2021-11/2023-03", dt.date(2021, 10, 31)
+    )
+    assert (
+        in_period("2022-10", dt.date(2030, 1, 1))
+        and in_period("2012/", dt.date(2025, 1, 1))
+        and in_period("", dt.date(1999, 1, 1))
+    )
+    gfw = load_profile("gfw")
+    assert expected_for(gfw.outcomes, "shadowsocks-aead", "inline", dt.date(2022, 6, 1))
+    assert not expected_for(gfw.outcomes, "shadowsocks-aead", "inline", dt.date(2024, 6, 1))
+    assert not expected_for(gfw.outcomes, "trojan", "inline", dt.date(2022, 6, 1))

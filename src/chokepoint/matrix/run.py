@@ -78,10 +78,10 @@ class Matrix:
                 progress(cell, done, self.total)
             for mode in c.modes:
                 for profile_name in c.profiles:
-                    outcomes = profiles[profile_name].outcomes
+                    outcomes, day = profiles[profile_name].outcomes, getattr(profiles[profile_name], "as_of", None)
                     self._use(profile_name, mode, 0)
                     for name in c.transports:
-                        cell = self._cell(profile_name, name, mode, expected_for(outcomes, name, mode))
+                        cell = self._cell(profile_name, name, mode, expected_for(outcomes, name, mode, day))
                         cell.profile = profiles[profile_name].name
                         done += 1
                         progress(cell, done, self.total)

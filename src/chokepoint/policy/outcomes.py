@@ -12,7 +12,8 @@ drives the censor: a disagreement means the rules (or the lab) miss something, n
         outcome: blocked                       # works | blocked | degraded
         how: "first data packet looks fully encrypted: dropped, 180 s residual"
         cite: "Wu et al., USENIX Security 2023, abstract and section 4"
-        observed: "2021-11/2023-03"            # when it was reported (optional)
+        observed: "2021-11/2023-03"            # when it held: A/B, or A (from A on); the matrix compares
+                                               # only on days in it (a profile's --as-of day)
         modes: [inline]                        # only in these lab modes (optional)
         uncertain: "..."                       # what the source does not settle (optional)
 
@@ -22,6 +23,8 @@ known transport when a catalogue is given).
 
 from __future__ import annotations
 
+import calendar
+import datetime as dt
 import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -77,8 +80,11 @@ class ExpectedOutcome:
     note: str = ""
     pos: Any = None
 
-    def applies(self, transport: str, mode: str) -> bool:
-        return mode in self.modes and any(fnmatch.fnmatchcase(transport, pat) for pat in self.transports)
+    def applies(self, transport: str, mode: str, day: dt.date | None = None) -> bool:
+        """Whether this entry speaks about ``transport`` in ``mode`` on ``day`` (None: any day)."""
+        if mode not in self.modes or not any(fnmatch.fnmatchcase(transport, pat) for pat in self.transports):
+            return False
+        return day is None or in_period(self.observed, day)
 
     def to_json(self) -> dict[str, Any]:
         out = {"outcome": self.outcome, "cite": self.cite}
@@ -120,9 +126,30 @@ def parse_outcomes(
     return tuple(out)
 
 
-def expected_for(outcomes: Iterable[ExpectedOutcome], transport: str, mode: str) -> list[ExpectedOutcome]:
-    """The entries that speak about ``transport`` in ``mode``, in file order."""
-    return [o for o in outcomes if o.applies(transport, mode)]
+def _bound(text: str, *, end: bool) -> dt.date:
+    parts = [int(p) for p in text.split("-")]
+    year, month = parts[0], parts[1] if len(parts) > 1 else (12 if end else 1)
+    day = parts[2] if len(parts) > 2 else (calendar.monthrange(year, month)[1] if end else 1)
+    return dt.date(year, month, day)
 
 
-__all__ = ["ExpectedOutcome", "OUTCOMES", "expected_for", "outcomes_schema", "parse_outcomes"]
+def in_period(observed: str, day: dt.date) -> bool:
+    """Whether ``day`` falls in an ``observed`` period: ``A/B`` from the start of A to the end of B (both
+    inclusive), ``A/`` or ``A`` from A on (a reported outcome holds until a later report says otherwise), empty:
+    always."""
+    if not observed:
+        return True
+    start, _, end = observed.partition("/")
+    if day < _bound(start, end=False):
+        return False
+    return not end or day <= _bound(end, end=True)
+
+
+def expected_for(
+    outcomes: Iterable[ExpectedOutcome], transport: str, mode: str, day: dt.date | None = None
+) -> list[ExpectedOutcome]:
+    """The entries that speak about ``transport`` in ``mode`` on ``day``, in file order."""
+    return [o for o in outcomes if o.applies(transport, mode, day)]
+
+
+__all__ = ["ExpectedOutcome", "OUTCOMES", "expected_for", "in_period", "outcomes_schema", "parse_outcomes"]
