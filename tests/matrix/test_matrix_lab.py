@@ -186,3 +186,41 @@ def test_reduced_matrix_gfw_published_outcomes(lab_guard, tmp_path):  # noqa: F8
     assert trojan["outcome"] == "blocked" and trojan["agrees"] is True, trojan["how"]
     assert "gfw-tls-proxy-port-block" in trojan["evidence"]["rules"]
     assert doc["config"]["as_of"] == "2022-11-01"
+
+
+CRASHING = """\
+name: crashing
+title: a transport whose server exits at once
+programs: [sh]
+proto: tcp
+server:
+  run:
+    - {name: server, argv: [sh, -c, "echo 'fatal: cannot bind' >&2; exit 3"], grace: 0.5}
+fetch: {via: socks5h, proxy: "$server_ip:$port"}
+"""
+
+
+def test_crash_is_an_error_cell_with_its_log_and_ctrl_c_keeps_the_measured_cells(lab_guard, tmp_path):  # noqa: F811
+    spec = tmp_path / "crashing.yaml"
+    spec.write_text(CRASHING)
+    out = tmp_path / "m3"
+    proc = _matrix(["-p", "demo,iran", "-t", f"{spec},socks5,http-connect", "-o", str(out)])
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # interrupt once the first profile's cells are in
+        try:
+            if len(json.loads((out / "matrix.json").read_text())["cells"]) >= 4:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr
+    doc = json.loads((out / "matrix.json").read_text())
+    assert doc["interrupted"] is True and 4 <= len(doc["cells"]) < 9
+    crash = _cells(doc, profile="baseline", transport="crashing")[0]
+    assert crash["outcome"] == "error" and "exited" in crash["how"]
+    assert "fatal: cannot bind" in crash["evidence"]["log"]
+    assert (out / "matrix.html").stat().st_size > 0 and (out / "matrix.png").stat().st_size > 0
+    assert not [ns for ns in system.netns_list() if ns.startswith(namespace(""))]  # the lab is down
