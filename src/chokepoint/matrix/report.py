@@ -66,6 +66,7 @@ function esc(s){return String(s).replace(/[&<>"]/g, c => ({'&':'&amp;','<':'&lt;
 function show(key){
   const c = cells[key]; if(!c) return;
   const e = c.evidence || {};
+  const tp = (e.throughput_kbps || []).filter(x => x != null);
   let h = '<h3>' + esc(c.transport) + ' &mdash; ' + esc(c.profile) + ' (' + esc(c.mode) + ')</h3>';
   h += '<p><b>Observed:</b> ' + esc(c.outcome) + ' &mdash; ' + esc(c.how) + '</p>';
   if (c.expected) {
@@ -76,9 +77,9 @@ function show(key){
   } else { h += '<p><b>Expected:</b> no published outcome recorded in the profile.</p>'; }
   h += '<p><b>Rules that acted:</b> ' + esc((e.rules || []).join(', ') || 'none') +
        '<br><b>Client symptom:</b> ' + esc(e.client_symptom || '-') +
-       '<br><b>Time to first failure:</b> ' + esc(e.time_to_first_failure_s ?? '-') + ' s' +
-       '<br><b>Block lasts:</b> ' + esc(e.block_lasts_s ?? '-') + ' s' +
-       '<br><b>Throughput:</b> ' + esc((e.throughput_kbps || []).join(', ')) + ' kbit/s' +
+       '<br><b>Time to first failure:</b> ' + (e.time_to_first_failure_s == null ? 'none' : esc(e.time_to_first_failure_s) + ' s') +
+       '<br><b>Block lasts:</b> ' + (e.block_lasts_s == null ? 'not recorded by the censor' : esc(e.block_lasts_s) + ' s') +
+       '<br><b>Throughput:</b> ' + (tp.length ? esc(tp.join(', ')) + ' kbit/s' : 'no download arrived') +
        '<br><b>Active probes:</b> ' + esc(JSON.stringify(e.active_probes || {})) + '</p>';
   h += '<details><summary>Censor events (' + (e.censor_events || []).length + ')</summary><pre>' +
        esc(JSON.stringify(e.censor_events || [], null, 1)) + '</pre></details>';
