@@ -66,13 +66,14 @@ def matrix_cmd(
     try:
         for name in names:
             load_profile(name, as_of=as_of)
-        specs = [transports.get(t) for t in chosen]
+        for t in chosen:
+            transports.get(t)  # a bad name or description file is refused before any lab exists
     except (PolicyError, KeyError) as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_BAD_USAGE)
     config = MatrixConfig(
         profiles=tuple(names),
-        transports=tuple(s.name if "/" not in t else t for s, t in zip(specs, chosen)),
+        transports=tuple(chosen),
         modes=tuple(dict.fromkeys(m.value for m in mode)),
         repeat=repeat,
         attempts=attempts,

@@ -28,7 +28,9 @@ def columns(doc: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def rows(doc: dict[str, Any]) -> list[str]:
-    return list(dict.fromkeys([*doc["config"]["transports"], *(c["transport"] for c in doc["cells"])]))
+    """Transport names, in the order given (a description file stands for the transport it names)."""
+    named = [t for t in doc["config"]["transports"] if "/" not in t and not t.endswith((".yaml", ".yml"))]
+    return list(dict.fromkeys([*named, *(c["transport"] for c in doc["cells"])]))
 
 
 def _index(doc: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:

@@ -81,7 +81,8 @@ class Matrix:
                     outcomes, day = profiles[profile_name].outcomes, getattr(profiles[profile_name], "as_of", None)
                     self._use(profile_name, mode, 0)
                     for name in c.transports:
-                        cell = self._cell(profile_name, name, mode, expected_for(outcomes, name, mode, day))
+                        expected = expected_for(outcomes, self.specs[name].name, mode, day)
+                        cell = self._cell(profile_name, name, mode, expected)
                         cell.profile = profiles[profile_name].name
                         done += 1
                         progress(cell, done, self.total)
@@ -108,9 +109,9 @@ class Matrix:
     # -- one cell -----------------------------------------------------------------------------------------
     def _cell(self, profile: str, name: str, mode: str, expectations: list[Any]) -> Cell:
         c = self.config
-        cell = Cell(profile, name, mode)
+        spec = self.specs[name]  # ``name``: as given (a bundled name or a description file)
+        cell = Cell(profile, spec.name, mode)
         began = time.monotonic()
-        spec = self.specs[name]
         runs = 1 if profile == BASELINE else c.repeat
         for index in range(runs):
             if profile != BASELINE and self._dirty:
@@ -200,7 +201,7 @@ class Matrix:
             "config": self.config.to_json(),
             "lab": os.environ.get("CHOKEPOINT_LAB", "cpk"),
             "transports": {
-                name: {
+                spec.name: {
                     "title": spec.title,
                     "packages": list(spec.packages),
                     "version": self.versions[name],
