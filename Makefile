@@ -3,17 +3,27 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
+CORE    = $(VENV)/.core-built
+CORE_SRC = src/chokepoint/fast/core.py src/chokepoint/fast/core.pxd setup.py
 
 .PHONY: setup demo test lint bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(CORE)
 
 $(STAMP): pyproject.toml scripts/install-system-deps.sh
 	bash scripts/install-system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -c "from chokepoint import fast; fast.load(compiled=True)"
 	touch $(STAMP)
+	touch $(CORE)
+
+## The compiled fast-path core (Cython, setup.py): rebuilt when its source changes; setup fails if it did not build.
+$(CORE): $(STAMP) $(CORE_SRC)
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -c "from chokepoint import fast; fast.load(compiled=True)"
+	touch $(CORE)
 
 ## Generate the bundled demo capture and print what the demo profile would block, and why.
 demo: setup

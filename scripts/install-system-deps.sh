@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Chokepoint needs, only those missing (apt-get update first, as Debian asks).
 set -euo pipefail
-packages=(python3-venv openvpn iputils-ping iproute2 iptables nftables libnetfilter-queue-dev iperf3 dnsutils tshark tcpdump curl openssl ethtool
-  postgresql chromium)  # postgresql: the manager's store is tested against a real server; chromium: its dashboard
+# build-essential and python3-dev: the C compiler and headers that build the compiled core (setup.py, Cython);
+# postgresql: the manager's store is tested against a real server; chromium: its dashboard
+packages=(python3-venv build-essential python3-dev openvpn iputils-ping iproute2 iptables nftables libnetfilter-queue-dev
+  iperf3 dnsutils tshark tcpdump curl openssl ethtool postgresql chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -183,3 +183,62 @@ def test_dns_forge_answers_every_query_on_one_socket():
         decided.append(step.decided_now)
     assert decided == [True, False, True]
     assert step.flow.inspecting
+
+
+def test_a_flow_without_data_holds_no_dissection_state():
+    """Facts and reassembly buffers are allocated when the first data arrives, not on the handshake."""
+    prof = profile(HOST_RULES)
+    flows, _ = run(prof, handshake())
+    (flow,) = flows
+    assert flow.facts is None and flow.streams == [None, None]
+    assert flow.app_proto == "unknown" and flow.syn_seq == [1000, 5000]
+    req = b"GET / HTTP/1.1\r\nHost: ok.test\r\n\r\n"
+    flows, _ = run(prof, handshake() + [(0.1, build.ipv4_tcp(C, S, 40000, 80, 1001, 5001, PSH | ACK, req))])
+    (flow,) = flows
+    assert flow.facts.http.host == "ok.test" and flow.streams[0].bytes == req and flow.streams[1] is None
+
+
+def test_no_facts_seen_is_what_empty_facts_show():
+    from chokepoint.dissect.dispatch import new_facts
+    from chokepoint.engine import _NO_FACTS_SEEN, _facts_seen
+
+    assert _facts_seen(new_facts()) == _NO_FACTS_SEEN
+
+
+def test_match_input_is_built_in_field_order():
+    """Engine.match_input passes the network and per-packet facts positionally."""
+    from dataclasses import fields
+
+    from chokepoint.policy.input import MatchInput
+
+    assert [f.name for f in fields(MatchInput)][:11] == [
+        "transport",
+        "client_ip",
+        "server_ip",
+        "client_port",
+        "server_port",
+        "direction",
+        "packet_index_in_flow",
+        "tcp_header_len",
+        "payload",
+        "data_packet_index_c2s",
+        "local_hour",
+    ]
+
+
+def test_flow_init_sets_every_field_to_its_declared_default():
+    """Flow's hand-written __init__ agrees with its dataclass field declarations."""
+    from dataclasses import MISSING, fields
+
+    from chokepoint.flow.flow import Flow
+
+    flow = Flow(7, (6, b"a", 1, b"b", 2), 6, 4, b"a", 1, b"b", 2, 1.0, 2.0, client_text="x", server_text="y")
+    positional = ("id", "key", "proto", "ip_version", "client_ip", "client_port", "server_ip", "server_port")
+    for f in fields(Flow):
+        value = getattr(flow, f.name)
+        if f.name in positional or f.name in ("first_ts", "last_ts", "client_text", "server_text"):
+            continue
+        expected = f.default_factory() if f.default_factory is not MISSING else f.default
+        assert value == expected, f.name
+    assert (flow.first_ts, flow.last_ts, flow.client_text, flow.server_text) == (1.0, 2.0, "x", "y")
+    assert Flow(1, None, 6, 4, b"", 0, b"", 0, 0.0, 0.0).pkts is not flow.pkts

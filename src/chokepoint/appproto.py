@@ -29,10 +29,11 @@ class AppProto(StrEnum):
 #: One-line meaning of each name, rendered into docs/architecture.md.
 DESCRIPTIONS: dict[AppProto, str] = {
     AppProto.DNS: "DNS over UDP or TCP (RFC 1035, RFC 7766)",
-    AppProto.HTTP: "HTTP/1.x request from the client",
+    AppProto.HTTP: "HTTP/1.x request from the client (partial: a response seen without it)",
     AppProto.HTTP_CONNECT: "HTTP/1.x CONNECT (a proxy tunnel request)",
-    AppProto.TLS: "TLS over TCP, identified by its ClientHello",
-    AppProto.QUIC: "QUIC (IETF v1, v2, drafts) or Google QUIC, identified by its Initial/CHLO",
+    AppProto.TLS: "TLS over TCP, identified by its ClientHello (partial: a ServerHello, or records mid-connection)",
+    AppProto.QUIC: "QUIC or Google QUIC, identified by its Initial/CHLO (partial: other long headers, Version "
+    "Negotiation, or short headers on UDP/443)",
     AppProto.SSH: "SSH, identified by its identification banner (RFC 4253 section 4.2)",
     AppProto.SOCKS: "SOCKS4, SOCKS4a or SOCKS5 client handshake",
     AppProto.OPENVPN: "OpenVPN control channel over UDP or TCP",
@@ -42,7 +43,7 @@ DESCRIPTIONS: dict[AppProto, str] = {
     AppProto.PPTP: "PPTP control connection (TCP 1723)",
     AppProto.GRE: "GRE (IP protocol 47), e.g. the PPTP data channel",
     AppProto.TOR: "Tor, identified by the fingerprint of its TLS ClientHello",
-    AppProto.FULLY_ENCRYPTED: "first client payload looks fully encrypted (Wu et al., USENIX Security 2023)",
+    AppProto.FULLY_ENCRYPTED: "no protocol recognised, and the first client payload looks fully encrypted (Wu et al.)",
     AppProto.ICMP: "ICMP / ICMPv6",
-    AppProto.UNKNOWN: "no dissector recognised the flow",
+    AppProto.UNKNOWN: "no protocol recognised, and no fully-encrypted verdict",
 }

@@ -22,11 +22,13 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
+from chokepoint.appproto import AppProto
 from chokepoint.dissect import dispatch
 from chokepoint.flow.flow import C2S, DIRECTION_NAMES, S2C, Flow
 from chokepoint.flow.reassembly import StreamReassembler
 from chokepoint.flow.table import FlowTable
 from chokepoint.packet.record import SYN, TCP, UDP, Packet
+from chokepoint.policy.fields import FIELDS, Kind
 from chokepoint.policy.input import MatchInput
 from chokepoint.policy.verdict import Action, Evidence, Verdict
 
@@ -43,6 +45,10 @@ _SEEN = "engine.facts_seen"
 # own payload (Russia's QUIC rule looks at every datagram), every inspected data packet is asked about.
 _DATA_C2S = "engine.data_packets_c2s"
 RECHECK_DATA_PACKETS = 4
+#: Policy decisions remembered per engine, keyed by the values of every field the profile's rules read (most
+#: evaluations repeat: every TCP flow's first packet looks the same to a rule about names; names recur). Not
+#: used when a rule reads payload bytes (then values rarely repeat). Cleared whole when full.
+DECISIONS_KEPT = 65536
 
 
 @dataclass(slots=True)
@@ -73,7 +79,11 @@ def _facts_seen(facts) -> tuple:
 
 def facts_is_query(facts) -> bool:
     """The newest DNS message of the flow is a query (not a response)."""
-    return bool(facts.dns) and not facts.dns[-1].is_response
+    return facts is not None and bool(facts.dns) and not facts.dns[-1].is_response
+
+
+#: What the policy can see of a flow without data (no facts allocated yet): the facts of an empty FlowFacts.
+_NO_FACTS_SEEN = (AppProto.UNKNOWN.value, None, None, None, 0, None, None, None)
 
 
 class Engine:
@@ -99,10 +109,20 @@ class Engine:
         self._with_stream = "stream_c2s" in used  # copying the reassembled stream is only worth it then
         meta = getattr(profile, "meta", None)
         self._utc_offset_s = getattr(meta, "utc_offset_s", 0)
+        self._decisions: dict[tuple, tuple[Verdict, ...]] | None = None
+        self._key_readers: tuple = ()
+        if used and not any(FIELDS[name].kind is Kind.BYTES for name in used if name in FIELDS):
+            self._decisions = {}
+            self._key_readers = tuple(FIELDS[n].read for n in sorted(used) if n in FIELDS and not FIELDS[n].alias_of)
         # deferred rules by id (empty for most profiles: then no flow is ever watched)
         self._deferrals = {
             r.id: r.defer for r in getattr(self.policy, "rules", ()) if getattr(r, "defer", None) is not None
         }
+
+    @property
+    def has_deferrals(self) -> bool:
+        """Whether the profile has deferred rules (otherwise no flow is ever watched)."""
+        return bool(self._deferrals)
 
     def swap_profile(self, profile) -> None:
         """Enforce ``profile`` from the next packet on (a node's policy reload between two packets; nothing
@@ -135,10 +155,8 @@ class Engine:
             if ended and self._deferrals:
                 self.counters["flows_expired_flagged"] += sum(1 for f in ended if f.watch and f.verdict is None)
         flow, created = self.table.lookup(pkt)
-        if created:
-            flow.facts = dispatch.new_facts()
-            if self.table.evicted:
-                ended.extend(self.table.pop_evicted())
+        if created and self.table.evicted:
+            ended.extend(self.table.pop_evicted())
         self.counters["packets"] += 1
         direction = flow.direction_of(pkt)
         flow.pkts[direction] += 1
@@ -155,7 +173,7 @@ class Engine:
                 self.table.reclassify(flow)
         decided_now = self._inspect(flow, pkt, direction) if flow.inspecting else False
         if flow.watch is not None and not decided_now and flow.verdict is None:
-            decided_now = self._deferred_due(flow, pkt, direction)
+            decided_now = self.deferred_due(flow, pkt, direction)
         return Step(flow, direction, decided_now, ended, forwarded)
 
     def process(self, pkt: Packet) -> list[Flow]:
@@ -173,7 +191,8 @@ class Engine:
 
     # -- inspection ------------------------------------------------------------------------------
     def _inspect(self, flow: Flow, pkt: Packet, direction: int) -> bool:
-        """Dissect and decide; True when a terminal verdict was reached on this packet."""
+        """Count the packet against the flow's budget, then examine it; True when a terminal verdict was
+        reached on this packet."""
         s = self.settings
         if (
             flow.inspected_pkts[direction] >= s.inspect_max_packets
@@ -189,14 +208,30 @@ class Engine:
             return False
         flow.inspected_pkts[direction] += 1
         flow.inspected_bytes[direction] += len(pkt.payload)
-        facts = flow.facts
+        if pkt.proto == TCP and pkt.tcp_flags & SYN and s.reassembly and flow.syn_seq[direction] is None:
+            flow.syn_seq[direction] = pkt.seq  # anchors the reassembler, allocated when data arrives
+        return self.examine(flow, pkt, direction)
+
+    def examine(self, flow: Flow, pkt: Packet, direction: int) -> bool:
+        """Dissect an inspected packet (already counted against the budget) and decide; True when a terminal
+        verdict was reached on it.
+
+        Only a packet that carries a payload, is the first inspected one of its direction, or is neither TCP
+        nor UDP can change anything here (a payload-less packet leaves the facts as they were at the last
+        decision); the compiled fast path (``chokepoint.fast``) calls this for those packets only. Dissection
+        state (``flow.facts``) and reassembly buffers are allocated when the first data arrives.
+        """
         payload = pkt.payload
+        facts = flow.facts
+        if facts is None and (payload or (pkt.proto != TCP and pkt.proto != UDP)):
+            facts = flow.facts = dispatch.new_facts()
         recheck = bool(payload) and self._recheck_payload
         if payload and direction == C2S:  # count the client's data packets (see _DATA_C2S)
             count = flow.state[_DATA_C2S] = flow.state.get(_DATA_C2S, 0) + 1
             recheck = recheck or (self._recheck_data and count <= RECHECK_DATA_PACKETS)
         if pkt.proto == TCP:
-            self._tcp_bytes(flow, pkt, direction)
+            if payload:
+                self._tcp_bytes(flow, pkt, direction)
         elif pkt.proto == UDP:
             if payload:
                 if flow.first_payload[direction] is None:
@@ -210,38 +245,54 @@ class Engine:
         # The policy sees the first packet of each direction and every packet after which the dissected
         # facts changed; any other packet differs only in per-packet fields (direction, index, TCP header
         # length), which a packet that brings nothing new cannot make a rule about.
-        seen = _facts_seen(facts)
+        seen = _facts_seen(facts) if facts is not None else _NO_FACTS_SEEN
         if seen != flow.state.get(_SEEN) or flow.inspected_pkts[direction] == 1 or recheck:
             flow.state[_SEEN] = seen
             return self._decide(flow, pkt, direction)
         return False
 
     def _tcp_bytes(self, flow: Flow, pkt: Packet, direction: int) -> None:
+        """One TCP segment with a payload: the first payload of its direction, reassembly, dissection."""
         s = self.settings
-        if s.reassembly:
-            stream = flow.streams[direction]
-            if stream is None:
-                stream = flow.streams[direction] = StreamReassembler(s.reassembly_max_bytes, s.reassembly_max_segments)
-            if pkt.tcp_flags & SYN:
-                stream.set_isn(pkt.seq)
         payload = pkt.payload
-        if not payload:
-            return
         if flow.first_payload[direction] is None:
             flow.first_payload[direction] = payload
             if direction == C2S:
                 dispatch.on_first_client_payload(flow.facts, payload)
         if s.reassembly:
+            stream = flow.streams[direction]
+            if stream is None:
+                stream = flow.streams[direction] = StreamReassembler(s.reassembly_max_bytes, s.reassembly_max_segments)
+                isn = flow.syn_seq[direction]
+                if isn is not None:
+                    stream.set_isn(isn)
             if stream.add(pkt.seq, payload) == 0:
+                if stream.full:  # past the reassembled bytes: only a pending mid-stream TLS check looks at it
+                    dispatch.on_tcp_beyond_stream(flow.facts, direction, (pkt.seq - stream.base) & 0xFFFFFFFF, payload)
                 return  # retransmission, or out of order: nothing new to dissect yet
             data = stream.bytes
         else:
             data = payload  # this censor looks at one segment at a time
         dispatch.on_tcp_data(flow.facts, direction, data, flow.server_port)
 
+    def _evaluate(self, inp: MatchInput) -> tuple[Verdict, ...]:
+        """The policy's verdicts for ``inp``, remembered by the values of the fields its rules read (see
+        ``DECISIONS_KEPT``): evaluation is a pure function of those values (and of the packet's direction,
+        which the verdicts carry)."""
+        decisions = self._decisions
+        if decisions is None:
+            return self.policy.evaluate(inp)
+        key = (inp.direction, *[read(inp) for read in self._key_readers])
+        found = decisions.get(key)
+        if found is None:
+            if len(decisions) >= DECISIONS_KEPT:
+                decisions.clear()
+            found = decisions[key] = self.policy.evaluate(inp)
+        return found
+
     def _decide(self, flow: Flow, pkt: Packet, direction: int) -> bool:
         inp = self.match_input(flow, pkt, direction, utc_offset_s=self._utc_offset_s, with_stream=self._with_stream)
-        for verdict in self.policy.evaluate(inp):
+        for verdict in self._evaluate(inp):
             verdict = replace(verdict, packet_index=pkt.index, direction=DIRECTION_NAMES[direction])
             if verdict.action is Action.LOG:
                 if all(v.rule_id != verdict.rule_id for v in flow.logs):
@@ -286,7 +337,7 @@ class Engine:
         flow.logs.append(replace(verdict, flagged=True))
         self.counters["flows_flagged"] += 1
 
-    def _deferred_due(self, flow: Flow, pkt: Packet, direction: int) -> bool:
+    def deferred_due(self, flow: Flow, pkt: Packet, direction: int) -> bool:
         """The first watched rule whose age and volume thresholds ``flow`` now meets decides it."""
         age = pkt.ts - flow.first_ts
         volume = flow.bytes[C2S] + flow.bytes[S2C]
@@ -314,26 +365,32 @@ class Engine:
         (``local_hour`` = the packet's timestamp in that timezone); ``with_stream`` copies the reassembled
         client stream into ``stream_c2s`` (the engine asks for it only when a rule reads that field)."""
         facts = flow.facts
+        pkts = flow.pkts
+        first_payload = flow.first_payload
+        # the network and per-packet facts, in MatchInput's field order (tests/test_engine.py checks it)
         inp = MatchInput(
-            transport=_TRANSPORT.get(flow.proto, "ip"),
-            client_ip=flow.client_text,
-            server_ip=flow.server_text,
-            client_port=flow.client_port,
-            server_port=flow.server_port,
-            direction=DIRECTION_NAMES[direction],
-            packet_index_in_flow=flow.pkts[C2S] + flow.pkts[S2C],
-            tcp_header_len=pkt.tcp_header_len,
-            app_proto=facts.app_proto,
-            first_payload_c2s=flow.first_payload[C2S] or b"",
-            first_payload_s2c=flow.first_payload[S2C] or b"",
-            # profile facts (see _DATA_C2S)
-            payload=pkt.payload,
-            data_packet_index_c2s=flow.state.get(_DATA_C2S, 0),
-            local_hour=int((pkt.ts + utc_offset_s) // 3600 % 24),
+            _TRANSPORT.get(flow.proto, "ip"),
+            flow.client_text,
+            flow.server_text,
+            flow.client_port,
+            flow.server_port,
+            DIRECTION_NAMES[direction],
+            pkts[C2S] + pkts[S2C],
+            pkt.tcp_header_len,
+            pkt.payload,
+            flow.state.get(_DATA_C2S, 0),  # profile facts (see _DATA_C2S)
+            int((pkt.ts + utc_offset_s) // 3600 % 24),
         )
+        if first_payload[C2S]:
+            inp.first_payload_c2s = first_payload[C2S]
+        if first_payload[S2C]:
+            inp.first_payload_s2c = first_payload[S2C]
         stream = flow.streams[C2S]
         if with_stream and stream is not None:
             inp.stream_c2s = stream.bytes
+        if facts is None:
+            return inp
+        inp.app_proto = facts.app_proto
         if facts.dns:
             queries = [m for m in facts.dns if not m.is_response and m.questions] or [
                 m for m in facts.dns if m.questions
@@ -363,6 +420,8 @@ class Engine:
             inp.quic_version = q.version
             if q.ja4:
                 inp.ja4 = q.ja4
+        elif facts.quic_seen is not None and facts.quic_seen.version is not None:
+            inp.quic_version = facts.quic_seen.version  # a long header seen mid-connection: no SNI
         if facts.fet is not None:
             inp.fully_encrypted = facts.fet.fully_encrypted
             inp.fet_exemption = facts.fet.exemption

@@ -188,3 +188,46 @@ def walk_client_hello(msg: bytes) -> dict:
             exts.append((etype, msg[off + 4 : off + 4 + elen]))
             off += 4 + elen
     return {"version": struct.unpack_from("!H", msg, 4)[0], "ciphers": ciphers, "extensions": exts}
+
+
+def python_session(tmp_dir: str, max_version: ssl.TLSVersion, request: bytes, response: bytes) -> list[list[bytes]]:
+    """A whole in-memory OpenSSL session as TCP turns ``[client bytes, server bytes]``: the handshake, then
+    ``request`` from the client (sent with its last handshake flight) and ``response`` from the server. Every
+    byte is a real TLS record; ``build.tcp_conversation(..., *zip(*turns))`` frames them."""
+    cert_path, key_path = _server_cert(tmp_dir)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert_path, key_path)
+    server_ctx.maximum_version = max_version
+    client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_ctx.check_hostname = False
+    client_ctx.verify_mode = ssl.CERT_NONE
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    client = client_ctx.wrap_bio(c_in, c_out, server_hostname="chokepoint.test")
+    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+    turns: list[list[bytes]] = []
+    client_done = server_done = False
+    while not server_done or not client_done:
+        if not client_done:
+            try:
+                client.do_handshake()
+                client_done = True
+                client.write(request)
+            except ssl.SSLWantReadError:
+                pass
+        sent = c_out.read()
+        if sent:
+            turns.append([sent, b""])
+            s_in.write(sent)
+        try:
+            server.do_handshake()
+            server_done = True
+        except ssl.SSLWantReadError:
+            pass
+        answer = s_out.read()
+        if answer:
+            turns[-1][1] += answer
+            c_in.write(answer)
+    assert server.read(len(request)) == request
+    server.write(response)
+    turns[-1][1] += s_out.read()
+    return turns

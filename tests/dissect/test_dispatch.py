@@ -97,3 +97,47 @@ def test_esp_and_gre_by_ip_protocol():
     gre = dispatch.new_facts()
     dispatch.on_ip_only(gre, 47, bytes(8))
     assert esp.app_proto == "ipsec" and gre.app_proto == "gre"
+
+
+def test_tls_records_from_the_server_side_only_are_tls_and_partial():
+    record = bytes([23, 3, 3, 0, 40]) + random.Random(3).randbytes(40)
+    facts = dispatch.new_facts()
+    dispatch.on_tcp_data(facts, S2C, record + record[:20], 443)
+    assert facts.app_proto == "tls" and facts.tls is None
+    assert dispatch.partial_reason(facts).startswith("tls")
+
+
+def test_an_http_response_without_its_request_is_http_and_partial():
+    facts = dispatch.new_facts()
+    dispatch.on_tcp_data(facts, S2C, b"HTTP/1.1 404 Not Found\r\nServer: x\r\n\r\nbody", 80)
+    assert facts.app_proto == "http" and facts.http is None and facts.http_response.status == 404
+    assert dispatch.partial_reason(facts) == "http: a response without its request"
+    whole = tcp([b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"], s2c=b"HTTP/1.1 200 OK\r\n\r\n", port=80)
+    assert whole.http_response.status == 200 and dispatch.partial_reason(whole) is None
+
+
+def test_a_fully_encrypted_first_packet_is_never_unknown():
+    """One rule (docs/architecture.md): a recognised protocol, else fully-encrypted when the FET test says so,
+    else unknown; the label holds from the first packet on, also while dissectors still wait for bytes."""
+    rng = random.Random(11)
+    for _ in range(200):
+        payload = rng.randbytes(rng.randint(16, 1400))
+        facts = dispatch.new_facts()
+        dispatch.on_first_client_payload(facts, payload)
+        dispatch.on_tcp_data(facts, C2S, payload, rng.choice([443, 8388, 1080, 10086]))
+        if facts.fet.fully_encrypted:
+            assert facts.app_proto == "fully-encrypted"
+        elif facts.app_proto == "fully-encrypted":
+            raise AssertionError("fully-encrypted without the FET verdict")
+
+
+def test_tls_records_seen_later_replace_fully_encrypted():
+    """A capture that began inside a TLS record: the first client bytes look random (FET), later ones chain."""
+    rng = random.Random(4)
+    tail, record = rng.randbytes(300), bytes([23, 3, 3, 1, 0]) + rng.randbytes(256)
+    facts = dispatch.new_facts()
+    dispatch.on_first_client_payload(facts, tail)
+    dispatch.on_tcp_data(facts, C2S, tail, 443)
+    assert facts.app_proto == "fully-encrypted"
+    dispatch.on_tcp_data(facts, C2S, tail + record + record[:5], 443)
+    assert facts.app_proto == "tls" and dispatch.partial_reason(facts) is not None

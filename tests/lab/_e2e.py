@@ -373,8 +373,11 @@ def lab_processes() -> list[str]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        text = " ".join(a.decode("utf-8", "replace") for a in argv if a)
-        if str(st.STATE_DIR) in text and any(
+        args = [a.decode("utf-8", "replace") for a in argv if a]
+        text = " ".join(args)
+        # this lab's own: its state directory exactly (another lab's, /run/chokepoint-lab-NAME, starts the same)
+        ours = any(a == "--state-dir" and b == str(st.STATE_DIR) for a, b in zip(args, args[1:]))
+        if ours and any(
             m in text for m in ("chokepoint.lab.services", "chokepoint.backends.censord", "chokepoint.manager")
         ):
             found.append(f"{entry.name}: {text}")

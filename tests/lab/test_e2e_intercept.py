@@ -68,7 +68,7 @@ def intercept_processes() -> list[str]:
                 argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
             except OSError:
                 continue
-            if "chokepoint.backends.intercept" in argv and str(st.STATE_DIR) in argv:
+            if "chokepoint.backends.intercept" in argv and f"--state-dir {st.STATE_DIR} " in f"{argv} ":
                 found.append(f"{entry.name}: {argv}")
     return found
 

@@ -42,8 +42,10 @@ def _names_in(lab: str) -> dict[str, object]:
 
 def test_every_name_that_could_collide_follows_the_lab_name():
     one, two = _names_in("cpk"), _names_in("cpzz")
-    assert one["ns"] == ["cpk-client", "cpk-censor", "cpk-server", "cpk-control"]
-    assert two["ns"] == ["cpzz-client", "cpzz-censor", "cpzz-server", "cpzz-control"]
+    hosts = [ns.removeprefix("cpk-") for ns in one["ns"]]
+    assert hosts[:4] == ["client", "censor", "server", "control"]
+    assert all(ns.startswith("cpk-") for ns in one["ns"])
+    assert two["ns"] == [f"cpzz-{host}" for host in hosts]
     for key in ("dir", "lock", "session", "alias"):
         assert one[key] != two[key], key
 

@@ -45,7 +45,7 @@ routes:
 
 def test_default_topology_has_the_documented_names_and_addresses():
     lab = topo.default_topology()
-    assert lab.namespaces() == [f"{PREFIX}client", f"{PREFIX}censor", f"{PREFIX}server", f"{PREFIX}control"]
+    assert lab.namespaces() == [f"{PREFIX}{h}" for h in ("client", "censor", "server", "control", "vps", "prober")]
     client, censor, server, control = (lab.host(n) for n in ("client", "censor", "server", "control"))
     assert client.interface("cl0").addresses == (ip_interface("198.18.0.2/24"), ip_interface("2001:db8:0:1::2/64"))
     assert ip_interface("198.18.9.2/24") in client.interface("ck0").addresses
@@ -58,14 +58,22 @@ def test_default_topology_has_the_documented_names_and_addresses():
     assert {ip_address(f"2001:db8:0:2::{n}") for n in range(10, 30)} <= server_ips
     assert ip_address("198.19.0.30") not in server_ips and ip_address("198.19.0.9") not in server_ips
     assert [str(r) for r in client.routes] == ["default via 198.18.0.1", "default via 2001:db8:0:1::1"]
-    assert [str(r) for r in server.routes] == ["default via 198.19.0.1", "default via 2001:db8:0:2::1"]
+    assert [str(r) for r in server.routes] == [
+        "default via 198.19.0.1",
+        "default via 2001:db8:0:2::1",
+        "198.19.64.0/24 via 198.19.63.2",  # the VPS (lab/circumvention.py)
+        "198.19.65.0/24 via 198.19.63.2",
+        "2001:db8:0:64::/64 via 2001:db8:0:63::2",
+    ]
     assert control.routes == ()  # only its link to the client: nothing behind the censor is reachable
-    assert censor.forwarding and not client.forwarding and not server.forwarding
+    assert censor.forwarding and not client.forwarding and server.forwarding  # the server routes for the VPS
     assert client.nameserver == ip_address("198.19.0.53") and client.trust_lab_ca
     assert {(link.a, link.b) for link in lab.links} == {
         (("client", "cl0"), ("censor", "ce0")),
         (("censor", "ce1"), ("server", "sv0")),
         (("client", "ck0"), ("control", "ck1")),
+        (("server", "svp0"), ("vps", "vp0")),
+        (("censor", "cepr0"), ("prober", "pr0")),
     }
     for host in lab.hosts:
         for addr in host.addresses():
@@ -86,6 +94,8 @@ def test_a_topology_file_extends_the_default():
         f"{PREFIX}censor",
         f"{PREFIX}server",
         f"{PREFIX}control",
+        f"{PREFIX}vps",
+        f"{PREFIX}prober",
         f"{PREFIX}extra",
     ]
     extra = lab.host("extra")
@@ -139,7 +149,7 @@ BROKEN = {
     "unknown interface": (
         "addresses:\n  - {host: server, ifname: sv9, addresses: [198.19.0.31/32]}\n",
         "2:28",
-        "host 'server' has no interface 'sv9' (has: sv0)",
+        "host 'server' has no interface 'sv9' (has: sv0, svp0)",
     ),
     "unknown host in address": (
         "addresses:\n  - {host: nobody, ifname: sv0, addresses: [198.19.0.31/32]}\n",

@@ -326,7 +326,7 @@ class Censor:
             "dest_ip": flow.server_text,
             "dest_port": flow.server_port,
             "proto": PROTO_NAMES.get(flow.proto, str(flow.proto)),
-            "app_proto": flow.facts.app_proto,
+            "app_proto": flow.app_proto,
             "chokepoint": {
                 "profile": self.profile.name,
                 "as_of": _day(self.profile),

@@ -6,7 +6,6 @@ capture; 3 a capture was truncated or damaged (processed up to the damage, repor
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from enum import StrEnum
@@ -100,14 +99,15 @@ def analyze_cmd(
     except CaptureFormatError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(EXIT_USAGE)
-    records = [r for res in results for r in res.records]
     out_file = open(output, "w", encoding="utf-8") if output else None
     try:
         if fmt is OutputFormat.eve:
             stream = out_file or sys.stdout
-            for record in records:
-                stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+            for res in results:
+                for line in res.lines():
+                    stream.write(line + "\n")
         else:
+            records = [r for res in results for r in res.records]
             console = Console(file=out_file, width=180) if out_file else Console(width=None if err.is_terminal else 180)
             print_report(console, results, records, limit=limit)
     finally:

@@ -46,6 +46,7 @@ def up_cmd(
     seed: int | None = typer.Option(None, "--seed", help="seed for the censor's RNG (probabilistic rules)"),
     no_services: bool = typer.Option(False, "--no-services", help="do not start the lab services"),
     no_censor: bool = typer.Option(False, "--no-censor", help="do not start the censor (a plain router)"),
+    tor: bool = typer.Option(False, "--tor", help="start the private Tor network on the VPS (lab/tornet.py)"),
     fake_time: str | None = typer.Option(
         None,
         "--fake-time",
@@ -103,6 +104,7 @@ def up_cmd(
             seed=seed,
             services=not no_services,
             censor=not no_censor,
+            tor=tor,
             say=lambda line: err.print(line, markup=False),
             dns_map=dns_map,
             clock_offset_s=offset,

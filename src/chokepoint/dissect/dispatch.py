@@ -14,7 +14,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chokepoint.appproto import AppProto
-from chokepoint.dissect import dns, fet, http, ipsec, openvpn, pptp, quic, socks, ssh, tls, tor, wireguard
+from chokepoint.dissect import (
+    dns,
+    fet,
+    http,
+    ipsec,
+    midstream,
+    openvpn,
+    pptp,
+    quic,
+    quic_midstream,
+    socks,
+    ssh,
+    tls,
+    tor,
+    wireguard,
+)
 from chokepoint.dissect.errors import Malformed, NeedMoreData, NotThisProtocol
 from chokepoint.packet.record import AH, ESP, GRE, ICMP, ICMPV6
 
@@ -40,9 +55,12 @@ class FlowFacts:
     http_response: Any = None  # http.HttpResponse (first response)
     tls: Any = None  # tls.ClientHello
     tls_server: Any = None  # tls.ServerHello
-    tls_midstream: bool = False  # TLS records without a handshake (capture began late)
+    tls_midstream: bool = False  # TLS records without a ClientHello (capture began late, or one side only)
+    tls_next_header: list[int | None] = field(default_factory=lambda: [None, None])  # see on_tcp_beyond_stream
     quic: Any = None  # quic.QuicInfo
     quic_assembler: Any = None
+    quic_seen: Any = None  # quic_midstream.QuicSighting: QUIC without a decrypted client Initial
+    udp_heads: Any = None  # ([heads], [lengths]) per direction, for the short-header test (UDP/443 only)
     ssh_client: Any = None
     ssh_server: Any = None
     socks: Any = None
@@ -60,6 +78,15 @@ class FlowFacts:
     def decide(self, proto: AppProto | str) -> None:
         self.app_proto = str(proto)
         self.decided = True
+
+    @property
+    def undetermined(self) -> bool:
+        """No dissector has recognised the flow (``unknown``, or ``fully-encrypted`` by the FET test alone)."""
+        return self.app_proto in _UNDETERMINED
+
+
+#: Labels that say only that no dissector recognised the flow; mid-connection evidence may still replace them.
+_UNDETERMINED = frozenset({AppProto.UNKNOWN.value, AppProto.FULLY_ENCRYPTED.value})
 
 
 #: Protocols whose result is refined as more client bytes arrive (headers, the SOCKS request).
@@ -91,8 +118,40 @@ def on_ip_only(facts: FlowFacts, proto: int, payload: bytes) -> None:
 
 def on_first_client_payload(facts: FlowFacts, payload: bytes) -> None:
     """The fully-encrypted test looks at the client's first data packet as sent, never reassembled
-    (Wu et al., USENIX Security 2023, section 4)."""
+    (Wu et al., USENIX Security 2023, section 4).
+
+    ``app_proto`` follows one rule (docs/architecture.md, "app_proto"): a protocol a dissector recognised, else
+    ``fully-encrypted`` when this test says so, else ``unknown``. So an undecided flow reads ``fully-encrypted``
+    from its first packet on, and a ``fully_encrypted.verdict`` of true never comes with ``unknown``."""
     facts.fet = fet.classify_first_packet(payload)
+    if facts.undetermined:
+        facts.app_proto = _undetermined_label(facts)
+
+
+def _undetermined_label(facts: FlowFacts) -> str:
+    return (
+        AppProto.FULLY_ENCRYPTED.value
+        if facts.fet is not None and facts.fet.fully_encrypted
+        else AppProto.UNKNOWN.value
+    )
+
+
+def partial_reason(facts: FlowFacts) -> str | None:
+    """Why the flow's label rests on less than the client's opening message, or None when it does not.
+
+    ``tls``/``tor`` without a ClientHello (records mid-connection, or the server's side only), ``http`` without
+    the request, ``quic`` without a decrypted client Initial, ``ssh`` from the server's banner alone."""
+    proto = facts.app_proto
+    if proto in (AppProto.TLS, AppProto.TOR) and facts.tls is None:
+        return "tls: no ClientHello seen (TLS records or ServerHello only)"
+    if proto in (AppProto.HTTP, AppProto.HTTP_CONNECT) and facts.http is None:
+        return "http: a response without its request"
+    if proto == AppProto.QUIC and facts.quic is None:
+        evidence = facts.quic_seen.evidence if facts.quic_seen is not None else "client Initial incomplete"
+        return f"quic: no client Initial decrypted ({evidence})"
+    if proto == AppProto.SSH and facts.ssh_client is None:
+        return "ssh: the server's banner only"
+    return None
 
 
 def on_tcp_data(facts: FlowFacts, direction: int, data: bytes, server_port: int) -> None:
@@ -108,6 +167,8 @@ def _tcp_client(facts: FlowFacts, data: bytes, server_port: int) -> None:
         facts.ssh_client = _try(facts, "ssh", ssh.parse_banner, data)
         return
     if facts.decided and facts.app_proto not in _REFINED:
+        if facts.undetermined:
+            _tls_midstream(facts, data, C2S)
         return
     for name in [c for c in TCP_CLIENT_FIRST if c in facts.tcp_candidates]:
         try:
@@ -115,10 +176,8 @@ def _tcp_client(facts: FlowFacts, data: bytes, server_port: int) -> None:
                 try:
                     ch = tls.parse_client_hello_records(data)
                 except NotThisProtocol:
-                    if not _tls_midstream(data):
+                    if not _tls_midstream(facts, data, C2S):
                         raise
-                    facts.tls_midstream = True
-                    facts.decide(AppProto.TLS)
                     facts.tcp_candidates = {name}
                     return
                 facts.tls = ch
@@ -159,20 +218,39 @@ def _tcp_client(facts: FlowFacts, data: bytes, server_port: int) -> None:
         if facts.decided:
             facts.tcp_candidates = {name}
             return
+    if not facts.decided and "tls" not in facts.tcp_candidates and _tls_midstream(facts, data, C2S):
+        return  # records that chain only once more bytes came (the capture began inside a record)
     if not facts.tcp_candidates and not facts.decided:
-        if facts.fet is not None and facts.fet.fully_encrypted:
-            facts.decide(AppProto.FULLY_ENCRYPTED)
-        else:
-            facts.decide(AppProto.UNKNOWN)
+        facts.decide(_undetermined_label(facts))
 
 
-def _tls_midstream(data: bytes) -> bool:
-    """A flow picked up after its handshake: the bytes are whole TLS 1.0-1.3 records, the first one
-    application data, alert or change-cipher-spec, ending exactly at a record boundary (nDPI does the same)."""
-    if len(data) < 6 or data[0] not in (20, 21, 23) or data[1] != 3 or not 1 <= data[2] <= 3:
+def _tls_midstream(facts: FlowFacts, data: bytes, direction: int = C2S) -> bool:
+    """TLS records without a ClientHello (a capture that began after the handshake, or one side of it): decide
+    ``tls`` (marked partial, see :func:`partial_reason`) when the records chain (dissect/midstream.py)."""
+    if midstream.find_record_chain(data) is None:
+        facts.tls_next_header[direction] = midstream.next_header_offset(data)
         return False
-    stats = tls.tls_record_stats(data)
-    return bool(stats.records) and stats.garbage_at is None and stats.pending == 0
+    facts.tls_midstream = True
+    facts.decide(AppProto.TLS)
+    return True
+
+
+def on_tcp_beyond_stream(facts: FlowFacts, direction: int, offset: int, segment: bytes) -> None:
+    """A segment past the reassembled bytes (``offset`` from the first byte of the direction): when a single
+    TLS record header was found whose record ran past them, check the next header where it must start."""
+    expected = facts.tls_next_header[direction]
+    if expected is None or not (facts.undetermined or not facts.decided):
+        return
+    if offset > expected:  # the segment that carried it was not seen
+        facts.tls_next_header[direction] = None
+        return
+    start = expected - offset
+    if start + 5 > len(segment):
+        return
+    facts.tls_next_header[direction] = None
+    if midstream.plausible_header(segment[start : start + 5]):
+        facts.tls_midstream = True
+        facts.decide(AppProto.TLS)
 
 
 def _http_request(facts: FlowFacts, data: bytes) -> None:
@@ -206,10 +284,17 @@ def _tcp_server(facts: FlowFacts, data: bytes) -> None:
             facts.decide(AppProto.SSH)
     if facts.tls_server is None and tls.looks_like_tls_record(data):
         facts.tls_server = _try(facts, "tls", tls.parse_server_hello_records, data)
-        if facts.tls_server is not None and (not facts.decided or facts.app_proto == AppProto.UNKNOWN):
+        if facts.tls_server is not None and (not facts.decided or facts.undetermined):
             facts.decide(AppProto.TLS)
-    if facts.http_response is None and data[:5] == b"HTTP/":
-        facts.http_response = _try(facts, "http", http.parse_response, data)
+    if facts.http_response is None and (facts.http is not None or not facts.decided or facts.undetermined):
+        if facts.http is not None:
+            facts.http_response = _try(facts, "http", http.parse_response, data) if data[:5] == b"HTTP/" else None
+        else:  # no request seen: a response from the server's side only, or from mid-connection
+            facts.http_response = midstream.find_http_response(data)
+            if facts.http_response is not None:
+                facts.decide(AppProto.HTTP)
+    if (not facts.decided or facts.undetermined) and facts.tls_server is None and not facts.tls_midstream:
+        _tls_midstream(facts, data, S2C)
     if "openvpn" in facts.tcp_candidates and not facts.decided:
         try:
             _openvpn_tcp(facts, S2C, data)
@@ -230,7 +315,7 @@ def on_udp_datagram(facts: FlowFacts, direction: int, data: bytes, client_port: 
                 facts.dns.append(msg)
             facts.decide(AppProto.DNS)
             return
-    if facts.decided and facts.app_proto != AppProto.QUIC:
+    if facts.decided and facts.app_proto != AppProto.QUIC and not facts.undetermined:
         return
     if direction == C2S and (facts.quic is None) and quic.is_quic_initial_prefix(data):
         if facts.quic_assembler is None:
@@ -240,6 +325,15 @@ def on_udp_datagram(facts: FlowFacts, direction: int, data: bytes, client_port: 
             facts.quic = info
             facts.decide(AppProto.QUIC)
             return
+    if facts.quic is None and (not facts.decided or facts.undetermined or facts.quic_seen is None):
+        sighting = quic_midstream.long_header_sighting(data)
+        if sighting is not None:
+            _quic_seen(facts, sighting)
+            return
+    if facts.decided and not facts.undetermined:
+        return
+    if server_port in quic_midstream.SHORT_HEADER_PORTS and _short_headers(facts, direction, data):
+        return
     if facts.decided:
         return
     if IKE_PORTS & set(ports):
@@ -270,6 +364,29 @@ def on_udp_datagram(facts: FlowFacts, direction: int, data: bytes, client_port: 
             return
     if min(facts.udp_probes) >= MAX_UDP_PROBES or sum(facts.udp_probes) >= 2 * MAX_UDP_PROBES:
         facts.decide(AppProto.UNKNOWN)
+
+
+def _quic_seen(facts: FlowFacts, sighting: quic_midstream.QuicSighting) -> None:
+    if facts.quic_seen is None or facts.quic_seen.version is None:
+        facts.quic_seen = sighting
+    facts.decide(AppProto.QUIC)
+
+
+def _short_headers(facts: FlowFacts, direction: int, data: bytes) -> bool:
+    """Keep the heads of a UDP/443 flow's first datagrams; decide QUIC when one direction's short headers pass
+    ``quic_midstream.short_header_sighting``."""
+    if facts.udp_heads is None:
+        facts.udp_heads = (([], []), ([], []))
+    heads, lengths = facts.udp_heads[direction]
+    if len(heads) >= MAX_UDP_PROBES or not data:
+        return False
+    heads.append(data[: quic_midstream.SHORT_HEADER_BYTES])
+    lengths.append(len(data))
+    sighting = quic_midstream.short_header_sighting(heads, lengths)
+    if sighting is None:
+        return False
+    _quic_seen(facts, sighting)
+    return True
 
 
 def _try(facts: FlowFacts, name: str, parse, data: bytes):

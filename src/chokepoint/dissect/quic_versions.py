@@ -23,6 +23,7 @@ from chokepoint.dissect.quic_crypto import (
 )
 
 __all__ = [
+    "REGISTERED_RANGES",
     "OLDEST_GQUIC_PUBLIC",
     "Q046",
     "carries_tls",
@@ -30,6 +31,7 @@ __all__ = [
     "is_forcing_negotiation",
     "is_gquic_version",
     "is_known_version",
+    "is_registered_version",
     "take",
     "uses_varint_transport_parameters",
     "varint",
@@ -75,6 +77,27 @@ def is_known_version(version: int) -> bool:
         or is_gquic_version(version)
         or is_forcing_negotiation(version)
     )
+
+
+#: Registered QUIC version ranges beyond the ones this package parses (IANA "QUIC Versions" registry, RFC 9000
+#: §22.2, and the quicwg base-drafts wiki "QUIC Versions" it was seeded from): (mask, value, owner).
+REGISTERED_RANGES = (
+    (0xFFFFFFFF, 0x709A50C4, "QUIC v2 draft codepoint (RFC 9369)"),
+    (0xFFFFFF00, 0x45474700, "quant (NetApp)"),
+    (0xFFFFFFFF, 0x50435130, "picoquic test version"),
+    (0xFFFFFF00, 0x51474F00, "quic-go (QGO)"),
+    (0xFFFFFF00, 0x91C17000, "quicly"),
+    (0xFFFFFFF0, 0xABCD0000, "WinQuic (Microsoft)"),
+    (0xFFFFFF00, 0xF1000000, "QUIC-LB"),
+    (0xFFFFFFF0, 0xF123F0C0, "MozQuic"),
+    (0xFFFFFF00, 0xFACEB000, "mvfst (Facebook)"),
+)
+
+
+def is_registered_version(version: int) -> bool:
+    """Any QUIC version a real deployment uses: the ones :func:`is_known_version` reads and the other registered
+    ranges (:data:`REGISTERED_RANGES`). Version 0 (Version Negotiation) is not a version."""
+    return is_known_version(version) or any(version & mask == value for mask, value, _ in REGISTERED_RANGES)
 
 
 def version_name(version: int) -> str:

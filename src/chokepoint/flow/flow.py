@@ -1,8 +1,11 @@
 """A bidirectional flow: endpoints with client/server roles, TCP state, bounded reassembly, per-flow state.
 
 Index 0 of every per-direction pair is client-to-server ("c2s"), index 1 server-to-client ("s2c").
-The client is whoever sent the SYN (or received the SYN+ACK); without a handshake, the side on an
-ephemeral port when the other is on a well-known port (< 1024), else whoever sent the first packet.
+The client is whoever sent the SYN (or received the SYN+ACK); without a handshake (a capture that began
+mid-connection, UDP, one side only), the side whose port looks less like a service's: ports rank well-known
+(< 1024), then (TCP only) registered (< 32768, below Linux's ephemeral range), then ephemeral; on a tie,
+whoever sent the first packet. UDP keeps to well-known ports: peer-to-peer UDP (calls, games) picks
+registered-range ports at random on both sides.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from chokepoint.appproto import AppProto
 from chokepoint.flow.key import FlowKey, ip_text
 from chokepoint.flow.reassembly import StreamReassembler
 from chokepoint.packet.record import ACK, FIN, RST, SYN, TCP, Packet
 
 C2S = 0
 S2C = 1
+UNKNOWN = AppProto.UNKNOWN.value
 DIRECTION_NAMES = ("c2s", "s2c")
 
 
@@ -30,8 +35,24 @@ class TcpState(StrEnum):
     CLOSED = "closed"  # FINs both ways, or a RST
 
 
-@dataclass(slots=True, eq=False)
+#: Below this a port is "registered" rather than ephemeral: the start of Linux's default ephemeral range
+#: (net.ipv4.ip_local_port_range 32768-60999); Windows and the IANA dynamic range start higher, at 49152.
+EPHEMERAL_START = 32768
+
+
+def port_rank(port: int, tcp: bool) -> int:
+    """0 for a well-known port (< 1024, RFC 6335 system ports); for TCP 1 for a registered one and 2 for an
+    ephemeral one; for UDP 2 for any other port."""
+    if port < 1024:
+        return 0
+    return 1 if tcp and port < EPHEMERAL_START else 2
+
+
+@dataclass(slots=True, eq=False, init=False)
 class Flow:
+    """One flow. ``__init__`` is written out (the generated one calls a factory per list field): every flow
+    of a capture is built once, so this is on the hot path."""
+
     id: int
     key: FlowKey
     proto: int
@@ -54,10 +75,13 @@ class Flow:
     rst_seen: bool = False
     tcp_flags: list[int] = field(default_factory=lambda: [0, 0])  # OR of flags seen per direction
     seq_end: list[int | None] = field(default_factory=lambda: [None, None])  # highest seq + len seen, per direction
-    streams: list[StreamReassembler | None] = field(default_factory=lambda: [None, None])
+    streams: list[StreamReassembler | None] = field(default_factory=lambda: [None, None])  # from the first data
+    #: sequence number of the first SYN seen per direction while inspecting: anchors the reassembler that is
+    #: only allocated when data arrives (a flow without payload carries no dissection or reassembly state)
+    syn_seq: list[int | None] = field(default_factory=lambda: [None, None])
     first_payload: list[bytes | None] = field(default_factory=lambda: [None, None])
     inspecting: bool = True
-    facts: Any = None  # chokepoint.dissect.dispatch.FlowFacts, attached by the engine
+    facts: Any = None  # chokepoint.dissect.dispatch.FlowFacts, attached by the engine when data arrives
     verdict: Any = None  # terminal Verdict once decided
     logs: list = field(default_factory=list)  # `log` and flagged verdicts (one per rule)
     #: deferred verdicts this flow was flagged for, waiting for its age and volume: [(Verdict, Deferral)], in
@@ -69,14 +93,67 @@ class Flow:
     client_text: str = ""  # addresses as text, converted once per flow (policy and output use them)
     server_text: str = ""
 
+    def __init__(
+        self,
+        id: int,
+        key: FlowKey,
+        proto: int,
+        ip_version: int,
+        client_ip: bytes,
+        client_port: int,
+        server_ip: bytes,
+        server_port: int,
+        first_ts: float,
+        last_ts: float,
+        *,
+        client_text: str = "",
+        server_text: str = "",
+    ) -> None:
+        self.id = id
+        self.key = key
+        self.proto = proto
+        self.ip_version = ip_version
+        self.client_ip = client_ip
+        self.client_port = client_port
+        self.server_ip = server_ip
+        self.server_port = server_port
+        self.first_ts = first_ts
+        self.last_ts = last_ts
+        self.pkts = [0, 0]
+        self.bytes = [0, 0]
+        self.payload_bytes = [0, 0]
+        self.inspected_pkts = [0, 0]
+        self.inspected_bytes = [0, 0]
+        self.tcp_state = TcpState.NONE
+        self.syn_seen = False
+        self.synack_seen = False
+        self.fin_seen = [False, False]
+        self.rst_seen = False
+        self.tcp_flags = [0, 0]
+        self.seq_end = [None, None]
+        self.streams = [None, None]
+        self.syn_seq = [None, None]
+        self.first_payload = [None, None]
+        self.inspecting = True
+        self.facts = None
+        self.verdict = None
+        self.logs = []
+        self.watch = None
+        self.state = {}
+        self.end_reason = ""
+        self.timeout_class = ""
+        self.client_text = client_text
+        self.server_text = server_text
+
     @classmethod
     def from_first_packet(cls, flow_id: int, key: FlowKey, pkt: Packet) -> Flow:
         if pkt.proto == TCP and pkt.tcp_flags & SYN:
             client_is_src = not pkt.tcp_flags & ACK  # a SYN+ACK seen first: its receiver is the client
         else:
-            # Picked up without a handshake: a packet from a well-known port to an ephemeral one is the
-            # server speaking (as Zeek and nDPI assume); otherwise the first sender is the client.
-            client_is_src = not (pkt.sport < 1024 <= pkt.dport)
+            # Picked up without a handshake: a packet from a service-like port to a less service-like one is the
+            # server speaking (as Zeek and nDPI assume for well-known ports); otherwise the first sender is the client.
+            tcp = pkt.proto == TCP
+            client_is_src = port_rank(pkt.sport, tcp) >= port_rank(pkt.dport, tcp)
         if client_is_src:
             c_ip, c_port, s_ip, s_port = pkt.src, pkt.sport, pkt.dst, pkt.dport
         else:
@@ -136,3 +213,8 @@ class Flow:
     @property
     def closed(self) -> bool:
         return self.tcp_state is TcpState.CLOSED
+
+    @property
+    def app_proto(self) -> str:
+        """What the dissectors found the flow to be (``unknown`` before any data was dissected)."""
+        return self.facts.app_proto if self.facts is not None else UNKNOWN

@@ -26,4 +26,8 @@ def shard_of(key: FlowKey, shards: int) -> int:
 
 
 def ip_text(addr: bytes) -> str:
+    """An address as text: dotted quad for IPv4 (what ``ipaddress`` writes, built directly: once per flow on
+    the fast path), RFC 5952 form for IPv6."""
+    if len(addr) == 4:
+        return f"{addr[0]}.{addr[1]}.{addr[2]}.{addr[3]}"
     return str(ipaddress.ip_address(addr))

@@ -62,6 +62,7 @@ def up(
     state_dir: Path | None = None,
     services: bool = True,
     censor: bool = True,
+    tor: bool = False,
     say: Callable[[str], None] = lambda _: None,
     dns_map: str | Path | None = None,
     clock_offset_s: float | None = None,
@@ -80,7 +81,8 @@ def up(
     (``LabAlreadyUp``) and the kernel features are checked (``KernelFeatureMissing``); then the topology,
     the lab CA (trusted by the client), the services, the control resolver and the censor. Any failure
     after the first namespace exists rolls everything back and raises ``LabError`` from the cause.
-    ``services=False`` / ``censor=False`` leave those out (a bare topology, e.g. for a no-censor baseline).
+    ``services=False`` / ``censor=False`` leave those out (a bare topology, e.g. for a no-censor baseline);
+    ``tor=True`` starts the private Tor network on the VPS (``lab/tornet.py``; about 10-40 s more).
     ``dns_map``: per-name answers for the lab and control resolvers (``services.resolver.AnswerTable``).
     ``clock_offset_s``: seconds added to the censor's clock (``censord --clock-offset``; e.g. from
     ``chokepoint.backends.options.fake_time_offset("2026-11-27T02:30:00+06:30")``), so a profile's schedule can be exercised at
@@ -129,7 +131,9 @@ def up(
         )
         started = time.monotonic()
         try:
-            _build(state, say, services=services, censor=censor, dns_map=dns_map, fleet=fleet, token=manager_token)
+            _build(
+                state, say, services=services, censor=censor, dns_map=dns_map, tor=tor, fleet=fleet, token=manager_token
+            )
         except BaseException as exc:
             report = topo.destroy(topology.namespaces(), extra_pids=st.recorded_pids(state_dir))
             st.remove_state_dir(state_dir)
@@ -177,6 +181,7 @@ def _build(
     services: bool,
     censor: bool,
     dns_map: str | Path | None = None,
+    tor: bool = False,
     fleet=None,
     token: str | None = None,
 ) -> None:
@@ -216,6 +221,10 @@ def _build(
             params=state.params,
             as_of=state.as_of,
         )
+    if tor:
+        from chokepoint.lab import tornet
+
+        tornet.start(state, say=say)
     for warning in state.warnings:
         say(f"warning: {warning}")
     state.save()

@@ -5,8 +5,10 @@ directly off the client, outside the censor's path::
 
     cpk-control ck1 ── ck0 cpk-client cl0 ── ce0 cpk-censor ce1 ── sv0 cpk-server
     198.18.9.1       198.18.9.2   198.18.0.2   198.18.0.1   198.19.0.1   198.19.0.2 (+ .10-.29, .53)
-                                                                         (+ "vps" 198.19.64.10-19, "elsewhere"
-                                                                            198.19.128.10-19: lab/ranges.py)
+                                                                         (+ "elsewhere" 198.19.128.10-19)
+    cpk-censor cepr0 ── pr0 cpk-prober (the active prober)       cpk-server svp0 ── vp0 cpk-vps (198.19.64/24)
+
+(lab/circumvention.py: the VPS and the prober; lab/ranges.py: the "vps" and "elsewhere" ranges.)
 
 Addresses come only from the RFC 2544 benchmarking range 198.18.0.0/15 and the RFC 3849 documentation prefix
 2001:db8::/32, so lab traffic can never be mistaken for (or routed to) real hosts. ``--topology FILE`` adds
@@ -39,7 +41,7 @@ from ipaddress import (
 from pathlib import Path
 from typing import Any
 
-from chokepoint.lab import instance, ranges, system
+from chokepoint.lab import circumvention, instance, ranges, system
 from chokepoint.policy.errors import PolicyError, SourcePos
 
 IPAddress = IPv4Address | IPv6Address
@@ -250,7 +252,7 @@ def default_topology() -> Topology:
         ip_interface(f"{DNS_V4}/32"),
         *(ip_interface(f"{a}/128") for a in SITE_V6),
         ip_interface(f"{DNS_V6}/128"),
-        *ranges.server_addresses(),  # the "vps" and "elsewhere" ranges (chokepoint.lab.ranges)
+        *ranges.host_addresses("server"),  # the "elsewhere" range (chokepoint.lab.ranges)
     )
     server = Host(
         "server",
@@ -271,7 +273,9 @@ def default_topology() -> Topology:
         Link(("censor", "ce1"), ("server", "sv0")),
         Link(("client", "ck0"), ("control", "ck1")),
     )
-    return check(Topology((client, censor, server, control), links))
+    # the VPS behind the server (transport servers, private Tor network) and the censor's prober
+    hosts, links = circumvention.extend((client, censor, server, control), links)
+    return check(Topology(hosts, links))
 
 
 # ------------------------------------------------------------------------------------------- validation

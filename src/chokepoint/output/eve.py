@@ -3,23 +3,63 @@
 Field names follow Suricata's EVE format where one exists (suricata docs, "Eve JSON Format"):
 ``timestamp flow_id event_type src_ip src_port dest_ip dest_port proto app_proto flow dns http tls quic
 ssh``. ``src`` is always the flow's client. Protocol objects summarise what the dissectors found in
-the flow; Chokepoint's own decision is under ``chokepoint``.
+the flow; Chokepoint's own decision is under ``chokepoint``. ``partial: true`` marks a flow whose ``app_proto``
+rests on less than the client's opening message (picked up mid-connection, or one side only); the reason is
+``chokepoint.partial`` (``dissect.dispatch.partial_reason``).
 """
 
 from __future__ import annotations
 
+import json
+import math
+import time
 import zlib
 from datetime import UTC, datetime
 from typing import Any
 
+from chokepoint.dissect.dispatch import FlowFacts, partial_reason
 from chokepoint.flow.flow import C2S, S2C, Flow
 
 PROTO_NAMES = {6: "TCP", 17: "UDP", 1: "ICMP", 58: "IPv6-ICMP", 47: "GRE", 50: "ESP", 51: "AH"}
 
 
+#: Seconds already formatted (date and time of day), for :func:`eve_timestamp`; bounded.
+_SECONDS: dict[int, str] = {}
+_SECONDS_KEPT = 4096
+
+
 def eve_timestamp(ts: float) -> str:
-    """Suricata's form: 2009-11-24T21:27:09.534255+0000."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+0000")
+    """Suricata's form: 2009-11-24T21:27:09.534255+0000, exactly as
+    ``datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+0000")`` writes it: the microseconds
+    are rounded half-even as ``datetime`` rounds them, and the date and time of each second are formatted
+    once (flows start within the same seconds), so a record costs no ``datetime`` object."""
+    frac, whole = math.modf(ts)
+    micro = round(frac * 1e6)
+    if micro >= 1_000_000:
+        micro -= 1_000_000
+        whole += 1.0
+    elif micro < 0:
+        micro += 1_000_000
+        whole -= 1.0
+    second = int(whole)
+    text = _SECONDS.get(second)
+    if text is None:
+        if len(_SECONDS) >= _SECONDS_KEPT:
+            _SECONDS.clear()
+        text = _SECONDS[second] = _date_time(second)
+    return f"{text}.{micro:06d}+0000"
+
+
+def _date_time(second: int) -> str:
+    """Date and time of day of ``second``; a damaged capture's timestamp past ``datetime``'s years (1-9999) is
+    written by ``time.gmtime`` instead, or as a number of seconds past its range too, never raised."""
+    try:
+        return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    except (OverflowError, ValueError, OSError):
+        try:
+            return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        except (OverflowError, ValueError, OSError):
+            return f"{second}s"
 
 
 def flow_id(flow: Flow) -> int:
@@ -32,7 +72,7 @@ def flow_id(flow: Flow) -> int:
 
 
 def flow_to_eve(flow: Flow, profile: str) -> dict[str, Any]:
-    facts = flow.facts
+    facts = flow.facts if flow.facts is not None else FlowFacts()  # a flow that carried no data
     record: dict[str, Any] = {
         "timestamp": eve_timestamp(flow.first_ts),
         "flow_id": flow_id(flow),
@@ -43,17 +83,19 @@ def flow_to_eve(flow: Flow, profile: str) -> dict[str, Any]:
         "dest_port": flow.server_port,
         "proto": PROTO_NAMES.get(flow.proto, str(flow.proto)),
         "app_proto": facts.app_proto,
-        "flow": {
-            "pkts_toserver": flow.pkts[C2S],
-            "pkts_toclient": flow.pkts[S2C],
-            "bytes_toserver": flow.bytes[C2S],
-            "bytes_toclient": flow.bytes[S2C],
-            "start": eve_timestamp(flow.first_ts),
-            "end": eve_timestamp(flow.last_ts),
-            "age": int(flow.last_ts - flow.first_ts),
-            "state": flow.tcp_state.value if flow.proto == 6 else ("new" if not flow.pkts[S2C] else "established"),
-            "reason": flow.end_reason,
-        },
+    }
+    if partial_reason(facts) is not None:
+        record["partial"] = True
+    record["flow"] = {
+        "pkts_toserver": flow.pkts[C2S],
+        "pkts_toclient": flow.pkts[S2C],
+        "bytes_toserver": flow.bytes[C2S],
+        "bytes_toclient": flow.bytes[S2C],
+        "start": eve_timestamp(flow.first_ts),
+        "end": eve_timestamp(flow.last_ts),
+        "age": int(flow.last_ts - flow.first_ts),
+        "state": flow.tcp_state.value if flow.proto == 6 else ("new" if not flow.pkts[S2C] else "established"),
+        "reason": flow.end_reason,
     }
     if flow.proto in (1, 58):
         del record["src_port"], record["dest_port"]
@@ -65,8 +107,90 @@ def flow_to_eve(flow: Flow, profile: str) -> dict[str, Any]:
     return record
 
 
-def chokepoint_object(flow: Flow, profile: str) -> dict[str, Any]:
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+_text = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+def _scalar(value: Any) -> str:
+    """One JSON scalar as ``json.dumps`` writes it."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return _text(value)
+    if type(value) is int:
+        return int.__repr__(value)
+    return _encode(value)
+
+
+def flow_to_eve_json(flow: Flow, profile: str) -> str:
+    """``flow_to_eve`` as one JSON line (compact separators, ASCII), byte for byte what
+    ``json.dumps(flow_to_eve(flow, profile), separators=(",", ":"))`` gives, written without building the
+    record's dictionaries (the offline path writes millions of these; tests/output/test_eve.py compares)."""
     facts = flow.facts
+    start = eve_timestamp(flow.first_ts)
+    pkts, octets = flow.pkts, flow.bytes
+    if flow.proto == 6:
+        state = flow.tcp_state.value
+    else:
+        state = "new" if not pkts[S2C] else "established"
+    proto = PROTO_NAMES.get(flow.proto, str(flow.proto))
+    if flow.proto in (1, 58):
+        endpoints = f'"src_ip":{_text(flow.client_text)},"dest_ip":{_text(flow.server_text)}'
+    else:
+        endpoints = (
+            f'"src_ip":{_text(flow.client_text)},"src_port":{flow.client_port},'
+            f'"dest_ip":{_text(flow.server_text)},"dest_port":{flow.server_port}'
+        )
+    parts = [
+        f'{{"timestamp":"{start}","flow_id":{flow_id(flow)},"event_type":"flow",{endpoints},'
+        f'"proto":{_text(proto)},"app_proto":{_text(flow.app_proto)},'
+        f'"flow":{{"pkts_toserver":{pkts[C2S]},"pkts_toclient":{pkts[S2C]},'
+        f'"bytes_toserver":{octets[C2S]},"bytes_toclient":{octets[S2C]},"start":"{start}",'
+        f'"end":"{eve_timestamp(flow.last_ts)}","age":{int(flow.last_ts - flow.first_ts)},'
+        f'"state":{_text(state)},"reason":{_text(flow.end_reason)}}}'
+    ]
+    if facts is not None:
+        for name, build in _PROTOCOL_OBJECTS:
+            obj = build(facts)
+            if obj:
+                parts.append(f',"{name}":{_encode(obj)}')
+    parts.append(',"chokepoint":{"profile":')
+    parts.append(_text(profile))
+    verdict = flow.verdict
+    if verdict is not None:
+        parts.append(f",{_encode(verdict.to_json())[1:-1]},")
+        parts.append(f'"packet":{_scalar(verdict.packet_index)},"direction":{_scalar(verdict.direction)}')
+    else:
+        parts.append(',"verdict":"allow","rule":null,"reason":"no rule matched","evidence":[]')
+    if flow.logs:
+        parts.append(f',"logs":{_encode([v.to_json() for v in flow.logs])}')
+    if facts is not None:
+        fet = facts.fet
+        if fet is not None:
+            parts.append(
+                f',"fully_encrypted":{{"verdict":{_scalar(fet.fully_encrypted)},"exemption":{_scalar(fet.exemption)},'
+                f'"popcount_per_byte":{_scalar(round(fet.popcount_per_byte, 3))}}}'
+            )
+        if facts.tor:
+            parts.append(f',"tor_evidence":{_encode(facts.tor)}')
+        if facts.openvpn:
+            parts.append(f',"openvpn_evidence":{_encode(facts.openvpn)}')
+        if facts.malformed:
+            parts.append(f',"malformed":{_encode(dict(facts.malformed))}')
+    ipkts, ibytes = flow.inspected_pkts, flow.inspected_bytes
+    spent = "true" if not flow.inspecting and verdict is None else "false"
+    parts.append(
+        f',"inspected":{{"pkts":[{ipkts[0]},{ipkts[1]}],"bytes":[{ibytes[0]},{ibytes[1]}],"budget_spent":{spent}}}}}}}'
+    )
+    return "".join(parts)
+
+
+def chokepoint_object(flow: Flow, profile: str) -> dict[str, Any]:
+    facts = flow.facts if flow.facts is not None else FlowFacts()
     out: dict[str, Any] = {"profile": profile}
     if flow.verdict is not None:
         out.update(flow.verdict.to_json())
@@ -76,6 +200,9 @@ def chokepoint_object(flow: Flow, profile: str) -> dict[str, Any]:
         out.update({"verdict": "allow", "rule": None, "reason": "no rule matched", "evidence": []})
     if flow.logs:
         out["logs"] = [v.to_json() for v in flow.logs]
+    partial = partial_reason(facts)
+    if partial is not None:
+        out["partial"] = partial
     if facts.fet is not None:
         out["fully_encrypted"] = {
             "verdict": facts.fet.fully_encrypted,
@@ -164,7 +291,11 @@ def _tls(facts) -> dict | None:
 def _quic(facts) -> dict | None:
     q = facts.quic
     if q is None:
-        return None
+        seen = facts.quic_seen  # mid-connection: the version when a long header gave it, never an SNI
+        if seen is None or facts.app_proto != "quic":
+            return None
+        out = {"version": seen.version_name} if seen.version is not None else {}
+        return out | {"evidence": seen.evidence}
     out: dict[str, Any] = {"version": q.version_name}
     if q.sni:
         out["sni"] = q.sni

@@ -71,6 +71,11 @@ class CaptureReader:
         raise NotImplementedError
 
     @property
+    def stream(self) -> BinaryIO:
+        """The open file, positioned after what the reader has consumed (the fast path reads it in blocks)."""
+        return self._stream
+
+    @property
     def position(self) -> int:
         """Bytes of the file consumed so far (for progress reports)."""
         if self._stream.closed:
@@ -88,7 +93,8 @@ class CaptureReader:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _stop(self, offset: int, what: str) -> None:
+    def stop_at(self, offset: int, what: str) -> None:
+        """Reading stops at byte ``offset``: the capture is damaged there (``what``)."""
         self.truncated = True
         self.error = f"{self.path}: {what} at byte offset {offset} (frame {self.frames_read + 1})"
 
@@ -105,7 +111,7 @@ class PcapReader(CaptureReader):
         self.snaplen = 0
         rest = stream.read(20)
         if len(rest) < 20:
-            self._stop(0, f"short file header ({4 + len(rest)} of 24 bytes)")
+            self.stop_at(0, f"short file header ({4 + len(rest)} of 24 bytes)")
             return
         _major, _minor, _zone, _sigfigs, self.snaplen, network = struct.unpack(self.byteorder + "HHiIII", rest)
         # The upper bits carry FCS information (LT_LINKTYPE in libpcap): the link type is the low 26 bits.
@@ -126,15 +132,15 @@ class PcapReader(CaptureReader):
                 header = read(16)
                 if len(header) < 16:
                     if header:
-                        self._stop(offset, f"short record header ({len(header)} of 16 bytes)")
+                        self.stop_at(offset, f"short record header ({len(header)} of 16 bytes)")
                     return
                 sec, frac, caplen, orig_len = record(header)
                 if caplen > limit:
-                    self._stop(offset, f"implausible captured length {caplen} (limit {limit})")
+                    self.stop_at(offset, f"implausible captured length {caplen} (limit {limit})")
                     return
                 data = read(caplen)
                 if len(data) < caplen:
-                    self._stop(offset, f"short record ({len(data)} of {caplen} captured bytes)")
+                    self.stop_at(offset, f"short record ({len(data)} of {caplen} captured bytes)")
                     return
                 offset += 16 + caplen
                 index += 1
@@ -166,49 +172,49 @@ class PcapngReader(CaptureReader):
                 head = read(8)
                 if len(head) < 8:
                     if head:
-                        self._stop(offset, f"short block header ({len(head)} of 8 bytes)")
+                        self.stop_at(offset, f"short block header ({len(head)} of 8 bytes)")
                     return
                 if head[:4] == _PCAPNG_SHB:
                     # A new section may switch byte order: read it from the byte-order magic.
                     bom = read(4)
                     if len(bom) < 4:
-                        self._stop(offset, "short section header block")
+                        self.stop_at(offset, "short section header block")
                         return
                     if bom == _BOM_LE:
                         bo = "<"
                     elif bom == _BOM_BE:
                         bo = ">"
                     else:
-                        self._stop(offset, "section header block with a bad byte-order magic")
+                        self.stop_at(offset, "section header block with a bad byte-order magic")
                         return
                     self.byteorder = bo
                     block_header, epb_header, u32 = _structs(bo)
                     self.interfaces = []
                     (total,) = struct.unpack(bo + "I", head[4:])
                     if total < 28 or total % 4 or total > MAX_BLOCK:
-                        self._stop(offset, f"section header block with implausible length {total}")
+                        self.stop_at(offset, f"section header block with implausible length {total}")
                         return
                     body = read(total - 12)
                     if len(body) < total - 12:
-                        self._stop(offset, f"block of {total} bytes runs past the end of the file")
+                        self.stop_at(offset, f"block of {total} bytes runs past the end of the file")
                         return
                     major = struct.unpack_from(bo + "H", body)[0]
                     if major != 1:
-                        self._stop(offset, f"unsupported pcapng major version {major}")
+                        self.stop_at(offset, f"unsupported pcapng major version {major}")
                         return
                     body = bom + body
                     btype = _SHB
                 else:
                     btype, total = block_header(head)
                     if total < 12 or total % 4 or total > MAX_BLOCK:
-                        self._stop(offset, f"block type {btype:#x} with implausible length {total}")
+                        self.stop_at(offset, f"block type {btype:#x} with implausible length {total}")
                         return
                     body = read(total - 8)
                     if len(body) < total - 8:
-                        self._stop(offset, f"block of {total} bytes runs past the end of the file")
+                        self.stop_at(offset, f"block of {total} bytes runs past the end of the file")
                         return
                 if u32(body, len(body) - 4)[0] != total:
-                    self._stop(offset, f"block type {btype:#x}: trailing length differs from {total}")
+                    self.stop_at(offset, f"block type {btype:#x}: trailing length differs from {total}")
                     return
                 if btype == _EPB and total >= 32:  # the common case, inline
                     iface, ts_high, ts_low, caplen, orig_len = epb_header(body)
@@ -226,24 +232,24 @@ class PcapngReader(CaptureReader):
                         offset += total
                         continue
                 if btype == _EPB or btype == _PB or btype == _SPB:
-                    frame_or_error = self._packet(btype, body, bo, index + 1)
+                    frame_or_error = self.read_packet_block(btype, body, bo, index + 1)
                     if isinstance(frame_or_error, str):
-                        self._stop(offset, frame_or_error)
+                        self.stop_at(offset, frame_or_error)
                         return
                     index += 1
                     self.frames_read = index
                     yield frame_or_error
                 elif btype == _IDB:
-                    error = self._interface(body, bo)
+                    error = self.read_interface(body, bo)
                     if error:
-                        self._stop(offset, error)
+                        self.stop_at(offset, error)
                         return
                 offset += total
         finally:
             self.frames_read = index
 
-    def _interface(self, body: bytes, bo: str) -> str | None:
-        """Record one Interface Description Block (body = everything after the block length)."""
+    def read_interface(self, body: bytes, bo: str) -> str | None:
+        """Record one Interface Description Block (body = everything after the block length); the error, if any."""
         if len(body) < 12:
             return "interface description block too short"
         linktype, _reserved, snaplen = struct.unpack_from(bo + "HHI", body)
@@ -265,7 +271,7 @@ class PcapngReader(CaptureReader):
         self.interfaces.append((linktype, snaplen, units, tsoffset))
         return None
 
-    def _packet(self, btype: int, body: bytes, bo: str, index: int) -> Frame | str:
+    def read_packet_block(self, btype: int, body: bytes, bo: str, index: int) -> Frame | str:
         """Decode an EPB, PB or SPB body into a Frame, or return what is wrong with it."""
         room = len(body) - 4  # minus the trailing block length
         if btype == _SPB:

@@ -207,39 +207,49 @@ class CompiledPolicy:
     def _hits(self, inp: MatchInput) -> Callable[[str], dict[int, Evidence]]:
         """``hits(field)``: {source: evidence} of every source matching the field's value(s) in ``inp``,
         looked up once per field (and once per distinct name across the domain fields)."""
-        memo: dict[str, dict[int, Evidence]] = {}
-        names_memo: dict[str, list[tuple[int, str]]] = {}
-        plan = self._plan
+        return _Hits(self._plan, inp)
 
-        def hits(name: str) -> dict[int, Evidence]:
-            found = memo.get(name)
-            if found is not None:
-                return found
-            found = {}
-            members, read, multi, index, is_name = plan[name]
-            if members:
-                for member in members:
-                    for source, evidence in hits(member).items():
-                        found.setdefault(source, evidence)
-            elif index is not None:
-                value = read(inp)
-                if value is not None:
-                    for item in value if multi else (value,):
-                        if is_name:
-                            matched = names_memo.get(item)
-                            if matched is None:
-                                matched = names_memo[item] = index.lookup(item)
-                        else:
-                            matched = index.lookup(item)
-                        if matched:
-                            shown = format_value(item)
-                            for source, pattern in matched:
-                                if source not in found:
-                                    found[source] = Evidence(name, shown, pattern)
-            memo[name] = found
+
+class _Hits:
+    """The memoised lookups of one evaluation (see ``CompiledPolicy._hits``). An object rather than a closure:
+    a closure that calls itself is a reference cycle, which only the garbage collector frees."""
+
+    __slots__ = ("plan", "inp", "memo", "names_memo")
+
+    def __init__(self, plan: dict, inp: MatchInput) -> None:
+        self.plan = plan
+        self.inp = inp
+        self.memo: dict[str, dict[int, Evidence]] = {}
+        self.names_memo: dict[str, list[tuple[int, str]]] = {}
+
+    def __call__(self, name: str) -> dict[int, Evidence]:
+        found = self.memo.get(name)
+        if found is not None:
             return found
-
-        return hits
+        found = {}
+        members, read, multi, index, is_name = self.plan[name]
+        if members:
+            for member in members:
+                for source, evidence in self(member).items():
+                    found.setdefault(source, evidence)
+        elif index is not None:
+            value = read(self.inp)
+            if value is not None:
+                names_memo = self.names_memo
+                for item in value if multi else (value,):
+                    if is_name:
+                        matched = names_memo.get(item)
+                        if matched is None:
+                            matched = names_memo[item] = index.lookup(item)
+                    else:
+                        matched = index.lookup(item)
+                    if matched:
+                        shown = format_value(item)
+                        for source, pattern in matched:
+                            if source not in found:
+                                found[source] = Evidence(name, shown, pattern)
+        self.memo[name] = found
+        return found
 
 
 def _eval(node: Node, hits: Callable[[str], dict[int, Evidence]], inp: MatchInput) -> list[Evidence] | None:

@@ -10,7 +10,7 @@ import dns.query
 import dns.rdatatype
 import pytest
 
-from chokepoint.lab import services
+from chokepoint.lab import ranges, services
 from chokepoint.lab.services import app
 from chokepoint.lab.state import LabState
 from chokepoint.lab.topology import Host, Interface, Topology, default_topology
@@ -39,7 +39,10 @@ def test_addresses_of_the_default_topology(tmp_path):
     state = LabState(topology=default_topology(), state_dir=tmp_path)
     addresses = services.lab_addresses(state)
     web, dns_addresses = addresses["server"]
-    assert set(web) == set(services.SERVER_WEB_ADDRESSES) and len(web) == 42
+    server_ips = {str(a.ip) for a in default_topology().host("server").addresses()}
+    assert set(web) == server_ips - set(dns_addresses) and len(web) == len(set(web))
+    assert set(services.SERVER_WEB_ADDRESSES) <= set(web)  # the site addresses, and the "elsewhere" range:
+    assert {str(a) for a in ranges.SERVER_RANGES["elsewhere"].addresses()} <= set(web)
     assert dns_addresses == services.SERVER_DNS_ADDRESSES
     assert addresses["control"] == ((), ("198.18.9.1", "2001:db8:0:9::1"))
     argv = services.service_argv(state, "server", web=web, dns=dns_addresses)

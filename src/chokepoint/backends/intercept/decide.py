@@ -118,7 +118,7 @@ class FlowDecider:
     @property
     def hello(self) -> Any:
         """The dissected ClientHello (``chokepoint.dissect.tls.ClientHello``), once complete."""
-        return self.flow.facts.tls
+        return self.flow.facts.tls if self.flow.facts is not None else None
 
     def client_data(self, data: bytes) -> None:
         self._data(0, data)

@@ -473,7 +473,7 @@ class InterceptProxy:
             "dest_ip": conn.server[0],
             "dest_port": conn.server[1],
             "proto": "TCP",
-            "app_proto": flow.facts.app_proto,
+            "app_proto": flow.app_proto,
             "chokepoint": {
                 "profile": self.profile.name,
                 "mode": "inline",
