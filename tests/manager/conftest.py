@@ -206,7 +206,7 @@ def start_manager(db_url: str, log: Path, *extra: str, port: int | None = None) 
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a loaded 2-core machine can take long to import and migrate
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the manager exited: {log.read_text()}")
