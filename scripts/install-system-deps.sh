@@ -5,6 +5,9 @@ set -euo pipefail
 # postgresql: the manager's store is tested against a real server; chromium: its dashboard
 packages=(python3-venv build-essential python3-dev openvpn iputils-ping iproute2 iptables nftables libnetfilter-queue-dev
   iperf3 dnsutils tshark tcpdump curl openssl ethtool postgresql chromium)
+# The circumvention matrix's real transports (chokepoint.transports) and the lab's private Tor network.
+packages+=(shadowsocks-libev obfs4proxy trojan v2ray wireguard-go wireguard-tools stunnel4 tor openssh-server openssh-client
+  strongswan-charon strongswan-swanctl libcharon-extra-plugins tinyproxy microsocks)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,6 +19,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # Several of these packages ship system services (tor, sshd, stunnel, strongswan, tinyproxy, shadowsocks-libev):
+  # the lab runs its own copies in namespaces, and a stock tor must never start and reach out. Without a
+  # policy-rc.d already in place, one that forbids starting services is installed for the install only.
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ "$own_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi

@@ -19,7 +19,7 @@ def shared_data() -> Path:
 
 #: Test folders whose tests build network namespaces or use the one lab (fixed `cpk-` names): they run on
 #: one xdist worker (`--dist loadgroup`), one after another, instead of waiting on each other's lab lock.
-NETNS_DIRS = ("lab", "backends", "validate")
+NETNS_DIRS = ("lab", "backends", "validate", "matrix")
 NETNS_FIXTURES = frozenset({"lab_guard", "netpath"})
 
 

@@ -411,6 +411,7 @@ class Engine:
             inp.ja3 = ch.ja3_hash
             inp.ja4 = ch.ja4
             inp.tls_alpn = tuple(ch.alpn)
+            inp.tls_versions = tuple(ch.supported_versions)
             inp.tls_ech = ch.has_ech
             inp.tls_esni = ch.has_esni
             inp.tls_record_fragmented = ch.record_count > 1

@@ -413,6 +413,23 @@ def test_listed_sni_is_intercepted_with_the_censor_issuer_and_copied_subject(ori
     assert proxy.counters["intercepted"] == 3 and proxy.counters["client_rejected"] == 2
 
 
+def test_the_root_is_named_as_the_profile_asks_belarus_a1(origin, tmp_path):
+    """belarus-2020-a1 (Qurium 2020): A1's proxy forged certificates under a root named after Atlant-Telecom;
+    the proxy's CA takes the name and country from the profile's tls-intercept rule (and is recreated when a
+    saved one is named otherwise), the subject still copied from the real certificate."""
+    a1 = load_profile("belarus-2020-a1")
+    assert CensorCA.names_for(a1.policy) == {"common_name": "Atlant-Telecom HTTPS Proxy", "country": "BY"}
+    assert CensorCA.names_for(KZ.policy) == {}
+    CensorCA.load_or_create(tmp_path)  # a Qaznet root left in the directory
+    ca = CensorCA.load_or_create(tmp_path, **CensorCA.names_for(a1.policy))
+    assert "CN=Atlant-Telecom HTTPS Proxy" in ca.certificate.subject.rfc4514_string()
+    with running(a1, ca, origin.https) as (port, events, _proxy):
+        names, body = python_tls(port, "intimby.net", tmp_path / intercept.CA_CERT_FILE)
+    assert names["issuer"] == "CN=Atlant-Telecom HTTPS Proxy,O=Chokepoint lab censor CA (imitation),C=BY"
+    assert MARKER.encode() in body
+    assert events[0]["chokepoint"]["rule"] == "a1-https-intercept"
+
+
 def test_unlisted_sni_is_spliced_byte_for_byte(origin, censor_ca):
     ca, _ = censor_ca
     with running(KZ, ca, origin.https) as (port, events, proxy):

@@ -141,3 +141,41 @@ def test_tls_records_seen_later_replace_fully_encrypted():
     assert facts.app_proto == "fully-encrypted"
     dispatch.on_tcp_data(facts, C2S, tail + record + record[:5], 443)
     assert facts.app_proto == "tls" and dispatch.partial_reason(facts) is not None
+
+
+def test_a_socks5_tunnel_shows_the_tunnelled_client_hello():
+    """curl's real SOCKS5 handshake (the address resolved by curl, so the proxy request names no host) and its
+    tunnelled ClientHello: the flow stays socks, its SNI is the inner name, ``tunnel`` keeps the target."""
+    from tests._real_clients import curl_through_proxy
+
+    chunks = curl_through_proxy("socks5", "https://www.google.com/", resolve="www.google.com:443:203.0.113.10")
+    facts = tcp(chunks, port=1080)
+    assert facts.app_proto == "socks" and facts.socks.dst_host == "203.0.113.10"
+    assert facts.tls.sni == "www.google.com"
+    assert (facts.tunnel.kind, facts.tunnel.host, facts.tunnel.port, facts.tunnel.inner) == (
+        "socks",
+        "203.0.113.10",
+        443,
+        "tls",
+    )
+    assert facts.tunnel.offset == len(chunks[0]) + len(chunks[1])
+
+
+def test_an_http_connect_tunnel_shows_the_tunnelled_client_hello():
+    from tests._real_clients import curl_through_proxy
+
+    chunks = curl_through_proxy("http-connect", "https://www.google.com/")
+    facts = tcp(chunks, port=3128)
+    assert facts.app_proto == "http-connect" and facts.http.is_connect and facts.http.host == "www.google.com"
+    assert facts.tls.sni == "www.google.com" and facts.tunnel.inner == "tls"
+
+
+def test_a_tunnelled_http_request_and_unrecognised_tunnelled_bytes():
+    connect = b"CONNECT 203.0.113.10:80 HTTP/1.1\r\nHost: 203.0.113.10:80\r\n\r\n"
+    facts = tcp([connect, b"GET /x HTTP/1.1\r\nHost: inner.example\r\n\r\n"], port=3128)
+    assert facts.app_proto == "http-connect" and facts.http.host == "inner.example" and facts.tunnel.inner == "http"
+    noise = random.Random(7).randbytes(300)
+    facts = tcp([connect, noise], port=3128)
+    assert facts.tunnel.inner == "other" and facts.tls is None and facts.http.is_connect
+    waiting = tcp([connect, tls_client_hello("inner.example")[:50]], port=3128)
+    assert waiting.tunnel.inner == "" and waiting.tls is None  # a ClientHello still arriving

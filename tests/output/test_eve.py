@@ -127,3 +127,33 @@ def test_a_tls_flow_seen_from_the_server_side_only(tls_session_packets, tmp_path
 def test_a_whole_tls_flow_is_not_partial(tls_session_packets, tmp_path):
     (record,) = analyze_capture(_write(tmp_path / "all.pcap", tls_session_packets), load_profile("demo")).records
     assert record["app_proto"] == "tls" and "partial" not in record and "partial" not in record["chokepoint"]
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("profile", ["gfw", "iran", "tsg"])
+def test_the_json_writer_writes_what_the_record_builder_builds(shared_data, tmp_path, monkeypatch, profile):
+    """``flow_to_eve_json`` (the offline path's writer, no dictionaries) and ``flow_to_eve`` (the censor's
+    events) are two encoders of one record: byte for byte the same for every flow of every corpus capture, the
+    demo capture and flows picked up mid-connection (``partial``)."""
+    from chokepoint.backends import offline
+    from chokepoint.output.eve import flow_to_eve
+    from tests._corpus import capture_paths
+    from tests.dissect.test_quic_midstream import late, session
+    from tests.dissect.test_quic_midstream_captures import write
+
+    written = offline._eve_line
+    checked = []
+
+    def compare(flow, name):
+        line = written(flow, name)
+        assert line[2] == json.dumps(flow_to_eve(flow, name), separators=(",", ":")), flow
+        checked.append(line)
+        return line
+
+    monkeypatch.setattr(offline, "_eve_line", compare)
+    loaded = load_profile(profile)
+    paths = [*map(str, capture_paths()), str(write_demo_capture(tmp_path / "demo.pcap"))]
+    paths.append(write(tmp_path / "late.pcap", late(session())))
+    for path in paths:
+        analyze_capture(path, loaded)
+    assert len(checked) > 200  # every flow of the 40 corpus captures and the two generated ones

@@ -105,13 +105,9 @@ def test_gfw_resets_blocked_sni_with_the_type_ii_injector() -> None:
     hello = parse_client_hello_records(tls_client_hello("www.google.com"))
     (verdict,) = load_profile("gfw").policy.evaluate(tls_flow(hello, server_port=8443))  # any TCP port
     assert (verdict.action, verdict.rule_id) == (Action.RESET, "gfw-sni-reset")
-    assert dict(verdict.params) == {
-        "count": 3,
-        "flags": "RA",
-        "targets": "both",
-        "residual_s": 180,
-        "residual_scope": "3-tuple",
-    }
+    assert dict(verdict.params) == {}  # the injector (count, flags, targets, residual) is the personality's
+    reset = load_profile("gfw").personality.reset
+    assert (reset.count, reset.flags_text, reset.targets) == (3, "RA", "both")
     assert ("tls.sni", "www.google.com", "gfw_domains: google.com") in [
         (e.field, e.value, e.matched) for e in verdict.evidence
     ]
@@ -145,23 +141,31 @@ def test_gfw_http_host_and_keyword_resets() -> None:
 
 
 def test_gfw_drops_fully_encrypted_first_packets_probabilistically() -> None:
+    """Wu et al. 2023, as of a day in the era (2021-11 to 2023-03): only to servers in data-centre ranges (the
+    lab's "vps" range stands for them), client to server, with a 180 s residual; not after March 2023."""
     inp = MatchInput(
         transport="tcp",
         client_ip="192.0.2.10",
-        server_ip="203.0.113.30",
+        server_ip="198.19.64.10",
         client_port=50300,
         server_port=8388,
         direction="c2s",
         packet_index_in_flow=4,
+        data_packet_index_c2s=1,
         fully_encrypted=True,
     )
-    (verdict,) = load_profile("gfw").policy.evaluate(inp)
+    era = load_profile("gfw", as_of="2022-06-01")
+    (verdict,) = era.policy.evaluate(inp)
     assert (verdict.action, verdict.rule_id) == (Action.DROP, "gfw-fet-drop")
     assert verdict.param("probability") == 0.26 and verdict.param("residual_s") == 180
-    assert load_profile("gfw").policy.rule("gfw-fet-drop").observed == "2021-11/2023-03"
-    inp.fully_encrypted = False
-    inp.fet_exemption = "ex2"
-    assert load_profile("gfw").policy.evaluate(inp) == ()
+    assert verdict.param("direction") == "c2s"
+    active = era.policy.rule("gfw-fet-drop").active
+    assert (str(active.start), str(active.end)) == ("2021-11-01", "2023-03-07")
+    assert load_profile("gfw", as_of="2023-03-15").policy.evaluate(inp) == ()
+    inp.server_ip = "198.19.128.10"  # the "elsewhere" range: not a data centre
+    assert era.policy.evaluate(inp) == ()
+    inp.server_ip, inp.fully_encrypted, inp.fet_exemption = "198.19.64.10", False, "ex2"
+    assert era.policy.evaluate(inp) == ()
 
 
 def _tcp_payloads(path: Path) -> Iterator[bytes]:

@@ -35,10 +35,13 @@ PROFILE = load_profile("gfw-2023")
 
 
 def test_profile_is_dated_to_the_fet_era() -> None:
-    assert PROFILE.meta.observed == "2021-11/2023-03" and PROFILE.meta.timezone == "UTC+08:00"
+    """gfw-2023 is the gfw timeline as of 2022-06-01, inside the fully-encrypted-traffic era."""
+    assert (PROFILE.name, PROFILE.base, str(PROFILE.as_of)) == ("gfw-2023", "gfw", "2022-06-01")
+    assert PROFILE.meta.observed == "2020-08/2025-08" and PROFILE.meta.timezone == "UTC+08:00"
     fet = PROFILE.policy.rule("gfw-fet-drop")
-    assert fet.observed == "2021-11/2023-03" and dict(fet.uncertain)["probability"]
+    assert (str(fet.active.start), str(fet.active.end)) == ("2021-11-01", "2023-03-07")
     assert "probability" in dict(fet.uncertain) and "when" in dict(fet.uncertain)
+    assert {r.id for r in PROFILE.policy.rules}.isdisjoint({"gfw-quic-sni-drop", "gfw-tls-proxy-port-block"})
 
 
 def test_sni_reset_injects_three_identical_type_ii_rst_acks_to_each_end() -> None:
@@ -141,18 +144,20 @@ def test_http_resets_leave_a_90_second_penalty_box() -> None:
 
 
 def test_fet_looks_at_the_first_client_data_packet_only() -> None:
-    """A printable first packet (Ex2/Ex3) then random bytes: spared; random bytes first: dropped on that
-    packet, with a 180 s residual block of the server port."""
+    """A printable first packet (Ex2/Ex3) then random bytes: spared; random bytes first to a server in a
+    data-centre range (the lab's "vps" range): dropped client to server on that packet, with a 180 s residual
+    block of the server port; the same bytes to a server elsewhere: spared."""
     rng = random.Random(1)
     noise = rng.randbytes(300)
-    spared = tcp_flow(CLIENT, SERVER, 41006, 8388, [b"hello, server\r\n", noise], 1000.0)
-    decision = decide(PROFILE, spared, rng=AlwaysRng())
-    assert decision is None
-    hit = tcp_flow(CLIENT, SERVER, 41007, 8388, [noise, b"hello, server\r\n"], 1000.0)
+    vps, elsewhere = "198.19.64.10", "198.19.128.10"
+    spared = tcp_flow(CLIENT, vps, 41006, 8388, [b"hello, server\r\n", noise], 1000.0)
+    assert decide(PROFILE, spared, rng=AlwaysRng()) is None
+    assert decide(PROFILE, tcp_flow(CLIENT, elsewhere, 41009, 8388, [noise], 1000.0), rng=AlwaysRng()) is None
+    hit = tcp_flow(CLIENT, vps, 41007, 8388, [noise, b"hello, server\r\n"], 1000.0)
     decision = decide(PROFILE, hit, rng=AlwaysRng())
     assert decision.verdict.rule_id == "gfw-fet-drop" and decision.pkt.payload == noise
     plan = decision.plan(PROFILE.personality)
-    assert plan.drop_trigger and plan.flow_action == "drop" and plan.drop_direction == "both"
+    assert plan.drop_trigger and plan.flow_action == "drop" and plan.drop_direction == "c2s"
     assert (plan.residual.scope, plan.residual.seconds, plan.residual.server_port) == ("3-tuple", 180, 8388)
 
 

@@ -57,7 +57,9 @@ def test_quic_block_rule_claims(tmp_path: Path) -> None:
         },
     )
     assert results["high-sport"] == ("drop", "gfw-quic-sni-drop")
-    assert results["low-sport"] == results["equal-ports"] == results["high-port-server"] == ("allow", None)
+    # the artifact's rule is "Source Port >= Destination Port" (README, section 3.3): equal ports are blocked
+    assert results["equal-ports"] == ("drop", "gfw-quic-sni-drop")
+    assert results["low-sport"] == results["high-port-server"] == ("allow", None)
     assert results["dummy-first"] == results["version-2"] == results["inbound"] == ("allow", None)
 
 

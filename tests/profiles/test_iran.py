@@ -1,5 +1,6 @@
 """iran: the protocol filter (Bock et al., FOCI 2020) and the standard DPI's DNS, blockpage, SNI and QUIC
-blocking, offline, with the injected packets checked against OONI's fingerprints of the real ones."""
+blocking, offline, with the injected packets checked against OONI's fingerprints of the real ones; the era after
+September 2022 (the blanket QUIC block, the Go TLS fingerprint block) on real bytes."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from tests.profiles._scenarios import (
     udp_flow,
 )
 
-PROFILE = load_profile("iran")
+PROFILE = load_profile("iran", as_of="2021-07-31")  # the protocol filter's measured era (FOCI 2020 to 2021)
 
 
 def test_protocol_filter_decides_on_the_second_data_packet(tmp_path: Path) -> None:
@@ -113,3 +114,76 @@ def test_sni_and_quic_endpoint_blocking(tmp_path: Path) -> None:
     assert results[41013] == ("drop", "iran-sni-drop")
     assert results[41014] == ("drop", "iran-quic-endpoint-drop")
     assert results[41015] == ("allow", None), "QUIC is blocked by endpoint, not by SNI"
+
+
+def test_protocol_filter_lets_dns_over_tcp_through_on_any_of_its_ports(tmp_path: Path) -> None:
+    """FOCI 2020: DNS, HTTP and TLS are each allowed on any of ports 53, 80 and 443 (dnspython's query)."""
+    query = dns.message.make_query("www.example.org", "A", id=0x1234).to_wire()
+    framed = len(query).to_bytes(2, "big") + query
+    halves = [framed[:10], framed[10:]]
+    for port in (53, 80, 443):
+        assert decide(PROFILE, tcp_flow(CLIENT, SERVER, 41500 + port, port, halves, 1.0)) is None, port
+
+
+def test_every_quic_initial_is_dropped_from_the_protests_to_august_2023(tmp_path: Path) -> None:
+    from tests.profiles._scenarios import quic_initials
+
+    initial = udp_flow(CLIENT, SERVER, 41600, 443, quic_initials("www.example.org", SERVER), 1.0)
+    for day, expected in (
+        ("2022-09-20", None),
+        ("2022-09-21", "iran-quic-block"),
+        ("2023-08-29", "iran-quic-block"),
+        ("2023-08-30", None),
+    ):
+        decision = decide(load_profile("iran", as_of=day), initial)
+        assert (decision.verdict.rule_id if decision else None) == expected, day
+
+
+def _offering_tls10(hello: bytes) -> bytes:
+    """``hello`` with supported_versions offering TLS 1.3 down to 1.0, as Go 1.17 sent it (Go 1.18 dropped 1.0
+    and 1.1): the extension rewritten, and the extensions, handshake and record lengths grown to match."""
+    old = bytes.fromhex("002b0005040304 0303".replace(" ", ""))
+    new = bytes.fromhex("002b000908030403030302 0301".replace(" ", ""))
+    at = hello.index(old)
+    grow = len(new) - len(old)
+    out = bytearray(hello[:at] + new + hello[at + len(old) :])
+    out[3:5] = (int.from_bytes(out[3:5], "big") + grow).to_bytes(2, "big")  # record
+    out[6:9] = (int.from_bytes(out[6:9], "big") + grow).to_bytes(3, "big")  # handshake
+    pos = 9 + 2 + 32  # client_version, random
+    pos += 1 + out[pos]  # session id
+    pos += 2 + int.from_bytes(out[pos : pos + 2], "big")  # cipher suites
+    pos += 1 + out[pos]  # compression methods
+    out[pos : pos + 2] = (int.from_bytes(out[pos : pos + 2], "big") + grow).to_bytes(2, "big")  # extensions
+    return bytes(out)
+
+
+def test_only_the_go_1_17_no_aes_fingerprint_is_blocked_from_october_2022() -> None:
+    """Bocovich et al., USENIX Security 2024: of Go's four crypto/tls fingerprints (Go 1.17 or 1.18+, with or
+    without AES acceleration) only Go 1.17 without AES acceleration was blocked. Debian's v2ray (Go crypto/tls)
+    gives the real ClientHellos with and without AES acceleration; Go 1.17's is the no-AES one offering TLS 1.0
+    and 1.1 too."""
+    from chokepoint.dissect.tls import parse_client_hello_records
+    from tests._real_clients import v2ray_hello
+
+    no_aes, aes = v2ray_hello(aes=False), v2ray_hello(aes=True)
+    go117_no_aes, go117_aes = _offering_tls10(no_aes), _offering_tls10(aes)
+    assert parse_client_hello_records(go117_no_aes).supported_versions == (0x0304, 0x0303, 0x0302, 0x0301)
+    assert parse_client_hello_records(go117_no_aes).ja3_hash == parse_client_hello_records(no_aes).ja3_hash
+    profile = load_profile("iran", as_of="2022-11-01")
+    blocked = {}
+    for name, hello in (
+        ("1.17-no-aes", go117_no_aes),
+        ("1.17-aes", go117_aes),
+        ("1.18-no-aes", no_aes),
+        ("1.18-aes", aes),
+    ):
+        decision = decide(profile, tcp_flow(CLIENT, SERVER, 41700, 443, [hello], 1.0))
+        blocked[name] = decision.verdict.rule_id if decision else None
+    assert blocked == {
+        "1.17-no-aes": "iran-go-tls-fingerprint-drop",
+        "1.17-aes": None,
+        "1.18-no-aes": None,
+        "1.18-aes": None,
+    }
+    before = load_profile("iran", as_of="2022-10-03")
+    assert decide(before, tcp_flow(CLIENT, SERVER, 41701, 443, [go117_no_aes], 1.0)) is None

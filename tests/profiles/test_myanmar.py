@@ -1,5 +1,6 @@
-"""myanmar: the nightly shutdown on the profile's clock, IP and DNS blocking of 2021, VPN/circumvention
-blocking of 2024 with the measured RST personality (geedge.report), offline."""
+"""myanmar as a timeline: the nightly shutdown on the profile's clock (2021-02-15 to late April 2021), IP and DNS
+blocking since the coup, Tor reset except from 2022-07 to 2023-06, VPN/circumvention blocking of 2024 with the
+measured RST personality (geedge.report), offline."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from tests.profiles._scenarios import (
 )
 
 PROFILE = load_profile("myanmar")
+SHUTDOWNS = load_profile("myanmar", as_of="2021-03-01")
 HELLO = tls_client_hello("www.example.org")
 
 
@@ -40,10 +42,32 @@ def test_nightly_shutdown_from_01_00_to_09_00_local(tmp_path: Path) -> None:
         for port, hhmm in times.items()
         for p in tcp_flow(CLIENT, SERVER, port, 443, [HELLO], start_time(hhmm, PROFILE.meta.utc_offset_s))
     ]
-    results = {r["src_port"]: outcome(r)[:2] for r in analyze(PROFILE, packets, tmp_path)}
+    results = {r["src_port"]: outcome(r)[:2] for r in analyze(SHUTDOWNS, packets, tmp_path)}
     shut = ("drop", "mm-nightly-shutdown")
     assert results[41001] == results[41002] == results[41003] == shut
     assert results[41000] == results[41004] == results[41005] == ("allow", None)
+    later = {r["src_port"]: outcome(r)[:2] for r in analyze(PROFILE, packets, tmp_path, "later")}
+    assert set(later.values()) == {("allow", None)}, "the nightly shutdowns ended in April 2021"
+
+
+def test_tor_is_reset_except_from_2022_07_to_2023_06(tmp_path: Path) -> None:
+    """A real Tor link-handshake ClientHello (nDPI's tor.pcap): reset after the coup, through June 2022 and
+    again from July 2023 (the eras of the project's issue 13; the source of those dates was not retrieved)."""
+    from tests.profiles._scenarios import client_hellos
+
+    (tor_hello, *_rest) = client_hellos("tor.pcap")
+    noon = start_time("12:00", PROFILE.meta.utc_offset_s)
+    packets = tcp_flow(CLIENT, SERVER, 41030, 9001, [tor_hello], noon)
+    for day, expected in (
+        ("2021-03-01", "mm-tor-reset"),
+        ("2022-06-30", "mm-tor-reset"),
+        ("2022-07-01", None),
+        ("2023-06-30", None),
+        ("2023-07-01", "mm-tor-reset"),
+        ("2024-11-30", "mm-tor-reset"),
+    ):
+        decision = decide(load_profile("myanmar", as_of=day), packets)
+        assert (decision.verdict.rule_id if decision else None) == expected, day
 
 
 def test_openvpn_over_tcp_gets_one_rst_ack_with_df() -> None:

@@ -65,3 +65,62 @@ def test_separate_lists_per_protocol() -> None:
     rules = {r.id: str(r.when) for r in PROFILE.policy.rules}
     assert "tm_dns" in rules["tm-dns-inject"] and "tm_http" in rules["tm-http-reset"]
     assert "tm_tls" in rules["tm-tls-reset"] and "tm_dns" not in rules["tm-tls-reset"]
+
+
+def test_whole_ranges_are_blocked_until_july_2024(tmp_path: Path) -> None:
+    """Bocovich et al. 2024: large swaths of the address space, data centres included, outright blocked;
+    net4people/bbs#378: lifted in early July 2024. The lab's "vps" range stands for a data centre."""
+    hello = tls_client_hello("www.example.org")
+    vps = tcp_flow(CLIENT, "198.19.64.12", 41100, 443, [hello], 1.0)
+    elsewhere = tcp_flow(CLIENT, "198.19.128.12", 41101, 443, [hello], 2.0)
+    during, after = load_profile("turkmenistan", as_of="2023-06-01"), load_profile("turkmenistan", as_of="2024-07-01")
+    decision = decide(during, vps)
+    assert decision.verdict.rule_id == "tm-ip-range-drop" and decision.pkt.tcp_flags & 0x02  # at the SYN
+    assert decide(during, elsewhere) is None
+    assert decide(after, vps) is None
+
+
+def test_snowflake_broker_front_and_stun_port(tmp_path: Path) -> None:
+    """Bocovich et al. 2024, Blocking in Turkmenistan: the front domain cdn.sstatic.net by DNS injection and RST
+    from 2021-10-24 (DNS injection gone by 2022-08-18), UDP port 3478 from about 2022-08-03. Real bytes:
+    dnspython's query, OpenSSL's ClientHello, an RFC 5389 Binding request."""
+    stun = bytes.fromhex("000100002112a442") + bytes(range(12))
+    flows = {
+        "dns": udp_flow(CLIENT, "198.19.0.53", 41110, 53, [dns_query("cdn.sstatic.net")], 1.0),
+        "tls": tcp_flow(CLIENT, SERVER, 41111, 443, [tls_client_hello("cdn.sstatic.net")], 2.0),
+        "stun": udp_flow(CLIENT, SERVER, 41112, 3478, [stun], 3.0),
+        "stun-3479": udp_flow(CLIENT, SERVER, 41113, 3479, [stun], 4.0),
+    }
+    expected = {
+        "2021-10-23": {"dns": None, "tls": None, "stun": None, "stun-3479": None},
+        "2021-10-24": {
+            "dns": "tm-snowflake-front-dns",
+            "tls": "tm-snowflake-front-reset",
+            "stun": None,
+            "stun-3479": None,
+        },
+        "2022-08-03": {
+            "dns": "tm-snowflake-front-dns",
+            "tls": "tm-snowflake-front-reset",
+            "stun": "tm-stun-port-drop",
+            "stun-3479": None,
+        },
+        "2022-08-18": {"dns": None, "tls": "tm-snowflake-front-reset", "stun": "tm-stun-port-drop", "stun-3479": None},
+    }
+    for day, rules in expected.items():
+        profile = load_profile("turkmenistan", as_of=day)
+        got = {}
+        for name, packets in flows.items():
+            decision = decide(profile, packets)
+            got[name] = decision.verdict.rule_id if decision else None
+        assert got == rules, day
+    decision = decide(load_profile("turkmenistan", as_of="2022-01-01"), flows["dns"])
+    plan = decision.plan(PROFILE.personality)
+    answer = dns.message.from_wire(read(plan.injections[0].packet).payload)
+    assert [str(rr) for rr in answer.answer[0]] == ["127.0.0.1"] and answer.answer[0].ttl == 300
+
+
+def test_tor_directory_authorities_from_2021_10_29() -> None:
+    packets = tcp_flow(CLIENT, "128.31.0.39", 41120, 9131, [b"GET /tor/ HTTP/1.0\r\n\r\n"], 1.0)
+    assert decide(load_profile("turkmenistan", as_of="2021-10-28"), packets) is None
+    assert decide(load_profile("turkmenistan", as_of="2021-10-29"), packets).verdict.rule_id == "tm-tor-ip-drop"

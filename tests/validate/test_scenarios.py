@@ -46,7 +46,7 @@ def test_a_small_catalogue_with_defaults():
     assert a.expected.attribution == "gfw-type-ii" and a.expected.blocking == "http-failure"
     assert a.source == "cat.yaml:5:5"
     assert (b.profile, b.mode, b.tests, b.resolver, b.quick) == (None, "mirror", ("dns", "http"), "control", False)
-    assert b.expected.blocking is False and b.group == ("", "mirror", 4, None) and b.host == "x.example"
+    assert b.expected.blocking is False and b.group == ("", "mirror", 4, None, None) and b.host == "x.example"
 
 
 def _error(text: str) -> CatalogueError:
@@ -171,7 +171,7 @@ def test_the_bundled_catalogue_covers_every_profile_and_is_consistent():
         assert s.expected.technique in TECHNIQUES
         assert s.expected.attribution is None or s.expected.attribution in PRESETS
         if s.rule is not None:  # the rule a scenario names exists in its profile
-            assert s.rule in {r.id for r in load_profile(s.profile).policy.rules}, s.name
+            assert s.rule in {r.id for r in load_profile(s.profile, as_of=s.as_of).policy.rules}, s.name
     # the false-positive traps: a CAPTCHA page, a site that does not exist, a refused port, a slow server
     fp_targets = " ".join(s.target for s in scenarios if s.profile is None)
     for trap in ("captcha.test", "nxdomain.test", ":8081", "/slow"):
@@ -210,9 +210,9 @@ def test_a_scheduled_profile_runs_on_a_pinned_clock():
 
     text = textwrap.dedent("""\
         scenarios:
-          - {name: day, profile: myanmar, target: https://a.example/,
+          - {name: day, profile: myanmar, as_of: "2021-03-01", target: https://a.example/,
              expected: {technique: none, blocking: false, accessible: true}}
-          - {name: night, profile: myanmar, target: https://b.example/, local_time: "02:30",
+          - {name: night, profile: myanmar, as_of: "2021-03-01", target: https://b.example/, local_time: "02:30",
              expected: {technique: dns-failure, blocking: dns, accessible: false}}
           - {name: gfw, profile: gfw, target: https://c.example/,
              expected: {technique: none, blocking: false, accessible: true}}
@@ -221,7 +221,36 @@ def test_a_scheduled_profile_runs_on_a_pinned_clock():
     assert (day.local_time, night.local_time, gfw.local_time) == (DEFAULT_LOCAL_TIME, "02:30", None)
     groups = [key for key, _members, _hosts in plan_groups([day, night, gfw])]
     assert groups == [
-        ("myanmar", "inline", None, "12:00"),
-        ("myanmar", "inline", None, "02:30"),
-        ("gfw", "inline", None, None),
+        ("myanmar", "inline", None, "12:00", "2021-03-01"),
+        ("myanmar", "inline", None, "02:30", "2021-03-01"),
+        ("gfw", "inline", None, None, None),
     ]
+
+
+def test_dated_scenarios_run_in_labs_of_their_day():
+    """A scenario's ``as_of`` is the day its profile is loaded for (checked against the profile's coverage at
+    file:line:column); scenarios of different days get different labs; the run's --as-of fills the others
+    (never a named date, which is a day itself)."""
+    from chokepoint.validate.runner import RunOptions, _run_day, plan_groups
+
+    text = textwrap.dedent("""        scenarios:
+          - {name: fet, profile: gfw, as_of: "2022-06-01", target: https://a.example/, tests: [fet],
+             expected: {technique: fet-blocked, blocking: null, accessible: null}}
+          - {name: now, profile: gfw, target: https://b.example/,
+             expected: {technique: none, blocking: false, accessible: true}}
+          - {name: named, profile: gfw-2023, target: https://c.example/,
+             expected: {technique: none, blocking: false, accessible: true}}
+        """)
+    fet, now, named = parse_catalogue(text, "c.yaml")
+    assert (fet.as_of, now.as_of, named.as_of) == ("2022-06-01", None, None)
+    assert [key[-1] for key, _m, _h in plan_groups([fet, now])] == ["2022-06-01", None]
+    options = RunOptions(as_of="2024-01-01")
+    assert (_run_day(now, options), _run_day(named, options)) == ("2024-01-01", None)
+    for bad, words in (
+        ('"2019-01-01"', "outside the dates profile 'gfw' covers"),
+        ('"2022-6-1"', "not a day"),
+    ):
+        broken = text.replace('"2022-06-01"', bad)
+        with pytest.raises(CatalogueError, match=words) as info:
+            parse_catalogue(broken, "c.yaml")
+        assert (info.value.line, info.value.column) == (2, 38)

@@ -14,6 +14,7 @@ import json
 import os
 import random
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -170,6 +171,11 @@ class Censor:
         self.extra_stats: dict[str, Any] = {}  # name -> callable returning a section of the stats (intercept)
         self.last_sent = 0.0  # time.perf_counter() after the last injection was handed over
         self._events = None
+        self._event_lock = threading.Lock()
+        #: the censor's active prober (``chokepoint.activeprobe.scheduler``), when the profile has one
+        self.active_prober: Any = None
+        #: networks whose traffic is the censor's own (its prober's pool): never inspected
+        self.ignore_networks: tuple[Any, ...] = ()
         self._next_stats = 0.0
         self._index = 0
         if self.state_dir is not None:
@@ -203,11 +209,16 @@ class Censor:
         if pkt is None:
             self.counters["undecodable"] += 1
             return None
+        if self.ignore_networks and self._own(pkt):
+            self.counters["own_traffic"] += 1
+            return None
         step = self.engine.step(pkt)
         if step.ended:
             self.flows_ended(step.ended)
         decision = Decision(step, pkt)
         flow = step.flow
+        if self.active_prober is not None and flow.logs:
+            self.active_prober.on_flow(flow, now)
         if step.decided_now:
             verdict = flow.verdict
             self.verdicts_by_action[verdict.action.value] += 1
@@ -363,8 +374,15 @@ class Censor:
             self._write_event(flow_to_eve(flow, self.profile.name))
 
     def _write_event(self, record: dict[str, Any]) -> None:
+        """Append one event line (the active prober writes from its own threads: one line at a time)."""
         if self._events is not None:
-            self._events.write(json.dumps(record, separators=(",", ":")) + "\n")
+            line = json.dumps(record, separators=(",", ":")) + "\n"
+            with self._event_lock:
+                self._events.write(line)
+
+    def _own(self, pkt: Packet) -> bool:
+        src, dst = ipaddress.ip_address(pkt.src), ipaddress.ip_address(pkt.dst)
+        return any(src in net or dst in net for net in self.ignore_networks)
 
     # -- stats ------------------------------------------------------------------------------------------
     def stats(self, *, running: bool = True, backend: dict[str, Any] | None = None) -> dict[str, Any]:

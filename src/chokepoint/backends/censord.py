@@ -130,6 +130,20 @@ def main(argv: list[str] | None = None) -> int:
         help="load what the profile had in force that day (default: the last day it covers)",
     )
     parser.add_argument(
+        "--probe-time-scale",
+        type=float,
+        default=None,
+        metavar="FACTOR",
+        help="factor on the active prober's documented delays (default: the profile's time_scale)",
+    )
+    parser.add_argument(
+        "--probe-max-delay",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the active prober sends no probe due later than this after its trigger (a lab run's horizon)",
+    )
+    parser.add_argument(
         "--param",
         type=_argtype(param_override, "RULE.PARAM=VALUE"),
         action="append",
@@ -215,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
         control.swap = censor.swap_profile
         censor.extra_stats["policy"] = control.stats
     try:
+        prober = _start_prober(args, profile, censor)
+    except (OSError, RuntimeError, CommandError) as exc:
+        print(f"censord: cannot start the active prober: {exc}", file=sys.stderr)
+        censor.close()
+        return 3
+    try:
         intercept = _start_intercept(args, profile, kernel, censor)
     except OSError as exc:
         print(f"censord: cannot start the TLS-intercepting proxy: {exc}", file=sys.stderr)
@@ -236,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, CommandError) as exc:
         # The backend undid its own half-start; another censor's kernel state is left alone.
         print(f"censord: cannot start the {args.mode} backend: {exc}", file=sys.stderr)
+        if prober is not None:
+            prober.close()
         if intercept is not None:
             intercept.stop()
         censor.close()
@@ -262,17 +284,53 @@ def main(argv: list[str] | None = None) -> int:
         # A crash behaves like kill -9: the kernel program stays, so traffic fails open (--queue-bypass)
         # or closed, as configured; the traceback goes to the log.
         backend.stop()
+        if prober is not None:
+            prober.close()
         if intercept is not None:
             intercept.stop()
         censor.close(backend.counters())
         raise
     backend.stop()
+    if prober is not None:
+        prober.close()
     if not args.keep_kernel_state:
         kernel.remove()
     if intercept is not None:
         intercept.stop()
     censor.close(backend.counters())
     return 0
+
+
+def _start_prober(args: argparse.Namespace, profile, censor: Censor):
+    """The profile's active prober, run from the lab's prober namespace (None without an active_probing
+    section; without that namespace the daemon says so in its stats and probes nothing)."""
+    config = getattr(profile, "active_probing", None)
+    if config is None:
+        return None
+    import ipaddress
+
+    from chokepoint.activeprobe.scheduler import ActiveProber
+    from chokepoint.lab import circumvention, instance
+    from chokepoint.lab.system import netns_list
+
+    netns = instance.namespace("prober")
+    if netns not in netns_list():
+        censor.extra_stats["active_probing"] = lambda: {"error": f"no prober namespace {netns}: no probes sent"}
+        return None
+    prober = ActiveProber(
+        config,
+        censor,
+        netns=netns,
+        pool=str(circumvention.PROBER_POOL),
+        time_scale=args.probe_time_scale,
+        seed=None if args.seed is None else args.seed + 1,
+        max_delay_s=args.probe_max_delay,
+    )
+    prober.start()
+    censor.active_prober = prober
+    censor.ignore_networks = (ipaddress.ip_network(circumvention.PROBER_POOL),)
+    censor.extra_stats["active_probing"] = prober.stats
+    return prober
 
 
 def _start_intercept(args: argparse.Namespace, profile, kernel, censor: Censor):
@@ -332,13 +390,16 @@ def launch(
     host: str = "censor",
     state_dir: Path | None = None,
     extra: Sequence[str] = (),
+    probe_time_scale: float | None = None,
+    probe_max_delay_s: float | None = None,
 ):
     """Start the daemon detached in the censor namespace (for ``lab up``) and wait until it runs.
 
     ``state`` is a :class:`chokepoint.lab.state.LabState`. ``clock_offset_s``: ``--clock-offset``;
     ``params``: ``--param`` overrides; ``as_of``: ``--as-of`` (the profile's day). ``name``/``host``/``state_dir``/
     ``extra``: another censor of the lab (a node of a fleet, a worker of a node: :mod:`chokepoint.lab.fleet`) with
-    more arguments. Returns its ``ProcessInfo``; raises ``chokepoint.lab.state.StateError`` with the daemon's log
+    more arguments; ``probe_time_scale``, ``probe_max_delay_s``: ``--probe-time-scale``,
+    ``--probe-max-delay`` (the active prober). Returns its ``ProcessInfo``; raises ``chokepoint.lab.state.StateError`` with the daemon's log
     when it does not come up."""
     from chokepoint.lab.state import StateError
 
@@ -356,6 +417,10 @@ def launch(
         argv += ["--param", f"{key}={value}"]
     if as_of:
         argv += ["--as-of", str(as_of)]
+    if probe_time_scale is not None:
+        argv.append(f"--probe-time-scale={float(probe_time_scale)!r}")
+    if probe_max_delay_s is not None:
+        argv.append(f"--probe-max-delay={float(probe_max_delay_s)!r}")
     stats = state_dir / STATS_FILE
     stats.unlink(missing_ok=True)
     info = state.start(name, host, state.python_argv("chokepoint.backends.censord", *argv))

@@ -3,7 +3,7 @@
 ``analyze``/``demo`` (cli/analyze.py), ``lab`` (cli/lab.py), ``profiles`` (cli/profiles.py), ``probe``
 (cli/probe.py), ``detect`` (cli/detect.py), ``validate`` (cli/validate.py); the central manager and what talks
 to it: ``manager`` (cli/manager.py), ``policy`` (cli/policy.py), ``nodes`` (cli/nodes.py), ``lists``
-(cli/lists.py), sharing cli/_api.py. ``main`` is the console entry point.
+(cli/lists.py), sharing cli/_api.py; ``matrix`` (cli/matrix.py). ``main`` is the console entry point.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from chokepoint.cli.detect import detect_cmd
 from chokepoint.cli.lab import lab_app
 from chokepoint.cli.lists import lists_app
 from chokepoint.cli.manager import manager_app
+from chokepoint.cli.matrix import matrix_cmd
 from chokepoint.cli.nodes import nodes_app
 from chokepoint.cli.policy import policy_app
 from chokepoint.cli.probe import probe_cmd
@@ -38,6 +39,7 @@ app.add_typer(manager_app, name="manager")
 app.add_typer(policy_app, name="policy")
 app.add_typer(nodes_app, name="nodes")
 app.add_typer(lists_app, name="lists")
+app.command("matrix")(matrix_cmd)
 
 
 def main() -> None:

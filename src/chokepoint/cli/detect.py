@@ -18,10 +18,11 @@ from rich.table import Table
 
 from chokepoint.dissect.errors import Malformed
 from chokepoint.packet.pcap import CaptureFormatError
+from chokepoint.probe.activeprobes import ProbeReport, find_active_probes
 from chokepoint.probe.detect import DetectReport, Finding, detect_captures
 from chokepoint.probe.fingerprints import FingerprintDB
 
-__all__ = ["DetectFormat", "detect_cmd", "render_table"]
+__all__ = ["DetectFormat", "detect_cmd", "render_probes", "render_table"]
 
 EXIT_USAGE = 2
 EXIT_TRUNCATED = 3
@@ -73,6 +74,32 @@ def render_table(console: Console, report: DetectReport, *, candidates: int = 3,
     console.print(report.message(), highlight=False)
 
 
+def render_probes(console: Console, probes: ProbeReport) -> None:
+    """Active probes (Alice et al., IMC 2020) seen in the captures, with their fingerprint."""
+    if not probes.probes:
+        return
+    summary = probes.summary()
+    table = Table(title="Active probes (replays and random probes to a server)", header_style="bold")
+    for column in ("type", "prober → server", "length", "TTL", "reaction", "replays"):
+        table.add_column(column)
+    for p in probes.probes:
+        table.add_row(
+            p.type,
+            f"{p.client}:{p.client_port} → {p.server}:{p.server_port}",
+            str(p.length),
+            str(p.ttl),
+            p.reaction + (f" ({p.bytes_back} B)" if p.bytes_back else ""),
+            p.origin,
+        )
+    console.print(table)
+    console.print(
+        f"{summary['probes']} active probes from {summary['sources']} addresses: {summary['by_type']}; TTL "
+        f"{summary['ttl_range'][0]}-{summary['ttl_range'][1]}; {summary['ports_in_32768_60999']:.0%} of source ports "
+        f"in 32768-60999; TCP timestamps: {summary['tsval_clock']}",
+        highlight=False,
+    )
+
+
 def detect_cmd(
     captures: list[Path] = typer.Argument(..., help="pcap or pcapng files", exists=False),
     fmt: DetectFormat = typer.Option(DetectFormat.table, "--format", "-f", help="table, or json"),
@@ -85,7 +112,8 @@ def detect_cmd(
     output: Path | None = typer.Option(None, "--output", "-o", help="write the report here instead of stdout"),
     candidates: int = typer.Option(3, "--candidates", min=1, help="table: candidates shown per finding"),
 ) -> None:
-    """Find injected RSTs, DNS answers, blockpages and ICMP errors, and the presets each is consistent with."""
+    """Find injected RSTs, DNS answers, blockpages and ICMP errors, and the presets each is consistent with; and
+    active probes (replays and random probes from a censor's prober, Alice et al. IMC 2020)."""
     err = Console(stderr=True, soft_wrap=True)
     for path in captures:
         if not path.is_file():
@@ -100,6 +128,7 @@ def detect_cmd(
             raise typer.Exit(EXIT_USAGE)
     try:
         report = detect_captures(captures, fingerprints=db)
+        probes = find_active_probes(captures)
     except CaptureFormatError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(EXIT_USAGE)
@@ -107,10 +136,11 @@ def detect_cmd(
     try:
         if fmt is DetectFormat.json:
             stream = out_file or sys.stdout
-            stream.write(json.dumps(report.to_json(), indent=2) + "\n")
+            stream.write(json.dumps(report.to_json() | {"active_probes": probes.to_json()}, indent=2) + "\n")
         else:
             console = Console(file=out_file, width=200) if out_file else Console(width=None if err.is_terminal else 200)
             render_table(console, report, candidates=candidates)
+            render_probes(console, probes)
     finally:
         if out_file:
             out_file.close()

@@ -68,6 +68,12 @@ def probe_cmd(
     fingerprints: Path | None = typer.Option(
         None, "--fingerprints", help="folder with ooni/blocking-fingerprints CSVs"
     ),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        help="with --lab: the day the lab's censor must be as of (lab up --as-of); refused if it is not",
+    ),
     lab_state_dir: Path = typer.Option(DEFAULT_STATE_DIR, "--lab-state-dir", hidden=True),
     in_lab: bool = typer.Option(False, "--in-lab", hidden=True),
 ) -> None:
@@ -107,12 +113,16 @@ def probe_cmd(
             overrides["cafile"] = str(cafile.resolve())
         if fingerprints is not None:
             overrides["fingerprints"] = _load_fingerprints(fingerprints)
+        if as_of is not None and not (lab or in_lab):
+            raise ProbeError("--as-of checks the lab censor's day: use it with --lab")
+        if in_lab:
+            overrides["annotations"] = _lab_annotations(lab_state_dir)
         config = lab_config(**overrides) if in_lab else ProbeConfig(**overrides)
     except ProbeError as exc:
         raise _fail(EXIT_USAGE, f"{exc}; nothing was measured")
 
     if lab and not in_lab:
-        raise typer.Exit(_reexec_in_lab(lab_state_dir, output))
+        raise typer.Exit(_reexec_in_lab(lab_state_dir, output, as_of))
     _run(targets, config, output)
 
 
@@ -150,7 +160,23 @@ def _child_argv(output: Path | None) -> list[str]:
     return [sys.executable, "-m", "chokepoint.cli", *out, "--in-lab"]
 
 
-def _reexec_in_lab(state_dir: Path, output: Path | None) -> int:
+def _lab_annotations(state_dir: Path) -> tuple[tuple[str, str], ...]:
+    """The lab censor's profile and day, for the measurement's annotations (empty when unreadable)."""
+    from chokepoint.lab.state import LabState, StateError
+
+    try:
+        state = LabState.load(state_dir)
+    except StateError:
+        return ()
+    if state is None:
+        return ()
+    out = [("chokepoint_profile", state.profile or "")]
+    if state.as_of:
+        out.append(("chokepoint_as_of", state.as_of))
+    return tuple(out)
+
+
+def _reexec_in_lab(state_dir: Path, output: Path | None, as_of: str | None = None) -> int:
     from chokepoint.lab import system
     from chokepoint.lab.state import LabState, StateError
 
@@ -162,6 +188,12 @@ def _reexec_in_lab(state_dir: Path, output: Path | None) -> int:
         raise _fail(EXIT_NO_LAB, f"the lab state is unreadable: {exc}")
     if state is None:
         raise _fail(EXIT_NO_LAB, f"no lab is up ({state_dir} has no state.json); run `chokepoint lab up` first")
+    if as_of is not None and state.as_of != as_of:
+        raise _fail(
+            EXIT_USAGE,
+            f"the lab's censor is {state.profile} as of {state.as_of or 'its default day'}, not {as_of}; "
+            f"bring it up with `chokepoint lab up --profile {state.profile} --as-of {as_of}`",
+        )
     try:
         namespace = state.namespace("client")
     except (KeyError, ValueError):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -19,6 +20,7 @@ profiles_app = typer.Typer(
     help="Country profiles: what each censor blocks, how it acts, where the facts come from.",
 )
 EXIT_POLICY = 1
+EXIT_USAGE = 2
 
 
 def _out() -> Console:
@@ -42,6 +44,8 @@ def list_cmd() -> None:
     for name in list_profiles():
         d = describe(_load(name))
         table.add_row(name, d["country"], d["observed"], str(len(d["rules"])), ", ".join(d["techniques"]))
+        for alias, day in d["named_dates"].items():
+            table.add_row(f"  {alias}", d["country"], f"{name} as of {day}", "", "(a named date)")
     _out().print(table)
 
 
@@ -67,6 +71,42 @@ def show_cmd(
         typer.echo(json.dumps(d, indent=2, ensure_ascii=False))
         return
     _out().print(render_text(d), markup=False)
+
+
+@profiles_app.command("chart")
+def chart_cmd(
+    name: str = typer.Argument(..., help="a bundled profile name or a profile file"),
+    matrices: list[Path] = typer.Argument(
+        None, help="matrix.json files (or directories holding them) measured at several days; none: the timeline only"
+    ),
+    out_dir: Path = typer.Option(Path("."), "-o", "--output", help="directory for timeline-NAME.html and .png"),
+    mode: str = typer.Option("inline", "--mode", help="which lab mode's cells to draw"),
+) -> None:
+    """The transport x time chart of a profile (HTML and PNG): the matrix's cells at each day measured
+    (``chokepoint matrix --as-of D1,D2`` / ``--timeline``), the profile's dated behaviour and its cited events."""
+    from chokepoint.output import timechart
+
+    profile = _load(name)
+    docs = []
+    for path in matrices or ():
+        files = sorted(path.rglob("matrix.json")) if path.is_dir() else [path]
+        if not files:
+            _fail(f"{path}: no matrix.json in it")
+        for f in files:
+            try:
+                docs.append(json.loads(f.read_text(encoding="utf-8")))
+            except (OSError, ValueError) as exc:
+                _fail(f"{f}: {exc}")
+    try:
+        paths = timechart.render(profile, docs, out_dir, mode=mode)
+    except ValueError as exc:
+        _fail(str(exc))
+    _out().print(f"wrote {paths['html']} and {paths['png']}", markup=False)
+
+
+def _fail(message: str) -> None:
+    Console(stderr=True, soft_wrap=True).print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(EXIT_USAGE)
 
 
 def render_timeline(d: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from chokepoint.policy import list_profiles, load_profile
 from chokepoint.policy.describe import describe
+from chokepoint.policy.profile import era_starts
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "profiles.md"
 
@@ -23,7 +24,52 @@ def _cell(text: Any) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def _profile(d: dict[str, Any]) -> list[str]:
+def _when(item: dict[str, Any]) -> str:
+    """When a rule, list or example is in force: "always" or its dates (inclusive)."""
+    active = item.get("active")
+    if not active:
+        return "always"
+    return f"{active.get('from', '...')} to {active.get('until', '...')}"
+
+
+def _union(eras: list[dict[str, Any]], pick: Any, key: Any) -> list[dict[str, Any]]:
+    """Items of every era's description, each once (by ``key``), in order of first appearance."""
+    seen: dict[Any, dict[str, Any]] = {}
+    for d in eras:
+        for item in pick(d):
+            seen.setdefault(key(item), item)
+    return list(seen.values())
+
+
+def _timeline(d: dict[str, Any]) -> list[str]:
+    span = d["coverage"]
+    out = [
+        "",
+        "### Timeline",
+        "",
+        f"Covers {span[0]} to {span[1]} (inclusive); loaded as of {span[1]} unless a day is given "
+        "(`--as-of`). "
+        + (
+            "Named dates: " + ", ".join(f"`{n}` = {day}" for n, day in d["named_dates"].items()) + ". "
+            if d["named_dates"]
+            else ""
+        )
+        + "Dates are inclusive; `...` is the edge of the coverage.",
+        "",
+    ]
+    if not d["timeline"]:
+        return out + ["Nothing is dated: every behaviour holds throughout."]
+    out += ["| from | until | kind | name | what | source of the dates |", "|---|---|---|---|---|---|"]
+    for item in d["timeline"]:
+        cite = item["cite"] + (f" (uncertain: {item['uncertain']})" if item.get("uncertain") else "")
+        out.append(
+            f"| {item.get('from', '...')} | {item.get('until', '...')} | {item['kind']} | `{item['name']}` "
+            f"| {_cell(item['what'])} | {_cell(cite)} |"
+        )
+    return out
+
+
+def _profile(d: dict[str, Any], eras: list[dict[str, Any]]) -> list[str]:
     out = [
         f"## {d['name']}: {d['title']}",
         "",
@@ -39,14 +85,15 @@ def _profile(d: dict[str, Any]) -> list[str]:
     out += [f"- {c}" for c in d["cite"]]
     if d["engine"]:
         out += ["", "**Engine:** " + ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in d["engine"].items())]
+    out += _timeline(d)
     out += [
         "",
         "### Rules",
         "",
-        "| rule | action | technique | trigger | params | source |",
-        "|---|---|---|---|---|---|",
+        "| rule | in force | action | technique | trigger | params | source |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for rule in d["rules"]:
+    for rule in _union(eras, lambda e: e["rules"], lambda r: (r["id"], _when(r))):
         action = (
             rule["action"]
             + (f" ({rule['mechanism']}, not enforced)" if "mechanism" in rule else "")
@@ -54,7 +101,10 @@ def _profile(d: dict[str, Any]) -> list[str]:
         )
         when = f"`{_cell(rule['when'])}`" + (f" (observed {rule['observed']})" if "observed" in rule else "")
         params = f"`{_cell(rule['params'])}`" if "params" in rule else ""
-        out.append(f"| `{rule['id']}` | {action} | {rule['technique']} | {when} | {params} | {_cell(rule['cite'])} |")
+        out.append(
+            f"| `{rule['id']}` | {_when(rule)} | {action} | {rule['technique']} | {when} | {params} "
+            f"| {_cell(rule['cite'])} |"
+        )
     summary = d["personality"]["summary"]
     reset, dns, residual = summary["reset"], summary["dns"], summary["residual"]
     out += [
@@ -97,16 +147,22 @@ def _profile(d: dict[str, Any]) -> list[str]:
             f"Also observed: `{a['preset']}` ({_cell(a['cite'])})" + (f"; {a['note']}" if "note" in a else "")
             for a in d["personality"]["also_observed"]
         ]
-    out += ["", "### Lists", "", "| list | kind | entries | source |", "|---|---|---|---|"]
+    out += ["", "### Lists", "", "| list | in force | kind | entries | source |", "|---|---|---|---|---|"]
     out += [
-        f"| `{item['name']}` | {item['kind']} | {item['entries']}"
+        f"| `{item['name']}` | {_when(item)} | {item['kind']} | {item['entries']}"
         + (f" (`{item['file']}`)" if "file" in item else "")
         + f" | {_cell(item['cite'])} |"
-        for item in d["lists"]
+        for item in _union(eras, lambda e: e["lists"], lambda i: i["name"])
     ]
-    out += ["", "### Examples", "", "| example | outcome | what | symptom | rule | note |", "|---|---|---|---|---|---|"]
+    out += [
+        "",
+        "### Examples",
+        "",
+        "| example | in force | outcome | what | symptom | rule | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for outcome in ("blocked", "allowed"):
-        for ex in d["examples"][outcome]:
+        for ex in _union(eras, lambda e, o=outcome: e["examples"][o], lambda x: x["id"]):
             what = (
                 ex["protocol"]
                 + (f" `{ex['target']}`" if "target" in ex else "")
@@ -130,16 +186,22 @@ def _profile(d: dict[str, Any]) -> list[str]:
             what += (" (" + ", ".join(extras) + ")") if extras else ""
             rule = f"`{ex['rule']}`" if "rule" in ex else ""
             out.append(
-                f"| `{ex['id']}` | {outcome} | {what} | {ex['symptom']} | {rule} | {_cell(ex.get('note', ''))} |"
+                f"| `{ex['id']}` | {_when(ex)} | {outcome} | {what} | {ex['symptom']} | {rule} "
+                f"| {_cell(ex.get('note', ''))} |"
             )
     out += ["", "### Uncertain (encoded as knobs, not as fact)", ""]
-    out += [f"- {_cell(u)}" for u in d["uncertainties"]] or ["- nothing recorded"]
+    doubts = list(dict.fromkeys(u for e in eras for u in e["uncertainties"]))
+    out += [f"- {_cell(u)}" for u in doubts] or ["- nothing recorded"]
     return out
 
 
 def render() -> str:
     """The whole document."""
     described = [describe(load_profile(name)) for name in list_profiles()]
+    eras = {
+        d["name"]: [describe(load_profile(d["name"], as_of=day)) for day in era_starts(load_profile(d["name"]))]
+        for d in described
+    }
     out = [
         "<!-- GENERATED by `python -m chokepoint.cli.profiles_doc --write` from src/chokepoint/profiles/: "
         "do not edit; a test fails when this file is stale. -->",
@@ -152,19 +214,23 @@ def render() -> str:
         "`chokepoint profiles show NAME [--json]` print the same data. The `examples:` of each profile are "
         "reproduced offline by `tests/profiles/test_examples.py` and drive the lab probes.",
         "",
-        "`gfw` is the starter profile, kept as it was (2020-2024 mechanisms in one file); `gfw-2023` and "
-        "`gfw-2025` are the dated ones. `demo` is invented.",
+        "Profiles are timelines: a rule, list, personality knob or example may carry `active: {from, until, "
+        "cite}` (dates inclusive; `YYYY-MM` spans its month), and a profile is loaded as of one day (`--as-of`; "
+        "default: the last day it covers). Each profile's section lists its dated behaviours (as "
+        "`chokepoint profiles show NAME --timeline` does) and every rule, list and example with the days it is "
+        "in force; the personality and uncertainties shown are those of the last day. `gfw-2023` and `gfw-2025` "
+        "are named dates of `gfw`. `demo` is invented.",
         "",
-        "| profile | country | observed | rules | techniques |",
-        "|---|---|---|---|---|",
+        "| profile | country | observed | eras | rules (last day) | techniques (last day) |",
+        "|---|---|---|---|---|---|",
     ]
     out += [
         f"| [`{d['name']}`](#{d['name'].replace('.', '')}-{_anchor(d['title'])}) | {d['country']} | {d['observed']} "
-        f"| {len(d['rules'])} | {', '.join(d['techniques'])} |"
+        f"| {len(eras[d['name']])} | {len(d['rules'])} | {', '.join(d['techniques'])} |"
         for d in described
     ]
     for d in described:
-        out += [""] + _profile(d)
+        out += [""] + _profile(d, eras[d["name"]])
     return "\n".join(out) + "\n"
 
 

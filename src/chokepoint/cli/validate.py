@@ -58,6 +58,12 @@ def validate_cmd(
     wait: float = typer.Option(
         900.0, "--wait", min=0.0, help="seconds to wait for the lab session lock (other lab users)"
     ),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        help="load the profiles as of this day (scenarios with their own as_of keep it; named dates are days)",
+    ),
 ) -> None:
     """Run scenarios in the lab, compare the probe's classification with the censor's ground truth."""
     from rich.table import Table
@@ -74,12 +80,24 @@ def validate_cmd(
         raise _fail(EXIT_USAGE, str(exc))
     if not chosen:
         raise _fail(EXIT_USAGE, "no scenario selected")
+    if as_of is not None:
+        problem = _day_problem(as_of, chosen)
+        if problem:
+            raise _fail(EXIT_USAGE, problem)
     if list_only:
         table = Table(title=f"{len(chosen)} scenario(s)")
-        for column in ("name", "profile", "mode", "target", "tests", "expected"):
+        for column in ("name", "profile", "as of", "mode", "target", "tests", "expected"):
             table.add_column(column)
         for s in chosen:
-            table.add_row(s.name, s.profile or "-", s.mode, s.target, ",".join(s.tests), s.expected.technique)
+            table.add_row(
+                s.name,
+                s.profile or "-",
+                s.as_of or as_of or "-",
+                s.mode,
+                s.target,
+                ",".join(s.tests),
+                s.expected.technique,
+            )
         out.print(table)
         return
     if fingerprints is None and _SHARED_FINGERPRINTS.is_dir():
@@ -93,7 +111,7 @@ def validate_cmd(
             workdir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _fail(EXIT_USAGE, f"cannot create {workdir}: {exc.strerror or exc}")
-    options = RunOptions(fingerprints=fingerprints, seed=seed, workdir=workdir, lock_timeout=wait)
+    options = RunOptions(fingerprints=fingerprints, seed=seed, workdir=workdir, lock_timeout=wait, as_of=as_of)
     started = datetime.datetime.now(datetime.UTC)
 
     def show(result) -> None:
@@ -117,6 +135,7 @@ def validate_cmd(
         "quick": quick,
         "seed": seed,
         "fingerprints": str(fingerprints) if fingerprints else "none",
+        "as_of": as_of or "each profile's last day (scenarios' own as_of kept)",
         "host": platform.node(),
     }
     report = build_report(results, meta)
@@ -127,3 +146,17 @@ def validate_cmd(
         err.print(f"wrote {json_path} and {html_path}", markup=False)
     if report.accuracy is None or report.accuracy < TARGET_ACCURACY:
         raise typer.Exit(EXIT_BELOW_TARGET)
+
+
+def _day_problem(as_of: str, chosen) -> str | None:
+    """Why ``--as-of`` cannot apply to the chosen scenarios (malformed, or outside a profile's dates)."""
+    from chokepoint.policy import PolicyError, load_profile
+    from chokepoint.policy.profile import named_dates
+
+    for s in chosen:
+        if s.profile and not s.as_of and s.profile not in named_dates():
+            try:
+                load_profile(s.profile, as_of=as_of)
+            except PolicyError as exc:
+                return f"scenario {s.name}: {exc}"
+    return None

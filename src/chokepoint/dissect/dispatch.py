@@ -5,6 +5,11 @@ Per flow it keeps the set of protocols still possible for each direction, feeds 
 stream (or the single segment, when a profile switches reassembly off) and the first UDP datagrams,
 and records typed results in a ``FlowFacts``. Three outcomes stay distinct and are counted:
 a match, "not this protocol" (the candidate is dropped) and "malformed" (counted per dissector).
+
+Proxy tunnels: once a SOCKS CONNECT request or an HTTP CONNECT request is complete, the client's bytes after it
+are the tunnelled stream (``Tunnel``); a TLS ClientHello or an HTTP request found there is recorded as the flow's
+``tls`` / ``http`` (the rules' ``tls.sni`` / ``http.host`` see the inner name, as a censor reading the stream
+does), and ``tunnel`` keeps the proxy's target. The flow's ``app_proto`` stays the proxy protocol.
 """
 
 from __future__ import annotations
@@ -43,6 +48,22 @@ DNS_PORTS = frozenset({53, 5353, 5355})
 IKE_PORTS = frozenset({500, 4500})
 
 
+@dataclass(frozen=True, slots=True)
+class Tunnel:
+    """A proxy tunnel: the handshake (``kind`` socks or http-connect) asked for ``host``:``port``; the tunnelled
+    client bytes start at ``offset`` of the client's stream; ``inner`` is what they were found to be (tls,
+    http, other; empty until decided)."""
+
+    kind: str
+    host: str | None
+    port: int | None
+    offset: int
+    inner: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "target": f"{self.host}:{self.port}", "inner": self.inner or None}
+
+
 @dataclass(slots=True)
 class FlowFacts:
     """Everything the dissectors found in one flow (typed results of each dissector module)."""
@@ -64,6 +85,7 @@ class FlowFacts:
     ssh_client: Any = None
     ssh_server: Any = None
     socks: Any = None
+    tunnel: Tunnel | None = None  # a SOCKS / HTTP CONNECT tunnel and what it carries
     openvpn: str | None = None  # detection reason
     openvpn_pkts: tuple[list, list] = field(default_factory=lambda: ([], []))  # raw payloads
     wireguard: tuple[list, list] = field(default_factory=lambda: ([], []))
@@ -166,6 +188,9 @@ def _tcp_client(facts: FlowFacts, data: bytes, server_port: int) -> None:
     if facts.app_proto == AppProto.SSH and facts.ssh_client is None:  # the server spoke first
         facts.ssh_client = _try(facts, "ssh", ssh.parse_banner, data)
         return
+    if facts.tunnel is not None:
+        _tunnelled(facts, data)
+        return
     if facts.decided and facts.app_proto not in _REFINED:
         if facts.undetermined:
             _tls_midstream(facts, data, C2S)
@@ -193,6 +218,12 @@ def _tcp_client(facts: FlowFacts, data: bytes, server_port: int) -> None:
                 facts.decide(AppProto.SOCKS)
                 if facts.socks.command is None:  # greeting only: the request (destination) follows
                     raise NeedMoreData("SOCKS request not seen yet")
+                if facts.socks.command == 1:  # CONNECT: what follows is the tunnelled stream
+                    r = facts.socks
+                    facts.tunnel = Tunnel("socks", r.dst_host, r.dst_port, r.header_length)
+                    facts.tcp_candidates = {name}
+                    _tunnelled(facts, data)
+                    return
             elif name == "pptp":
                 facts.pptp = pptp.parse_control(data)
                 facts.decide(AppProto.PPTP)
@@ -264,6 +295,50 @@ def _http_request(facts: FlowFacts, data: bytes) -> None:
     facts.decide(AppProto.HTTP_CONNECT if req.is_connect else AppProto.HTTP)
     if not req.complete:
         raise NeedMoreData("HTTP headers incomplete")  # keep refining as more bytes arrive
+    if req.is_connect:
+        facts.tunnel = Tunnel("http-connect", req.host, req.port, req.header_length)
+        _tunnelled(facts, data)
+
+
+#: Tunnelled bytes looked at before giving up on recognising them.
+TUNNEL_PEEK = 4096
+
+
+def _tunnelled(facts: FlowFacts, data: bytes) -> None:
+    """The client bytes after a proxy handshake: a TLS ClientHello (its SNI is the flow's) or an HTTP request
+    (its Host is), recognised once; anything else leaves the tunnel ``other``."""
+    tunnel = facts.tunnel
+    inner = data[tunnel.offset :]
+    if tunnel.inner or not inner:
+        return
+    try:
+        ch = tls.parse_client_hello_records(inner)
+    except NeedMoreData:
+        if len(inner) < TUNNEL_PEEK:
+            return
+    except NotThisProtocol:
+        pass
+    except Malformed:
+        facts.malformed["tls"] += 1
+    else:
+        facts.tls = ch
+        facts.tor = tor.tor_evidence(ch)
+        facts.tunnel = Tunnel(tunnel.kind, tunnel.host, tunnel.port, tunnel.offset, "tls")
+        return
+    if http.looks_like_request(inner):
+        try:
+            req = http.parse_request(inner)
+        except NeedMoreData:
+            if len(inner) < TUNNEL_PEEK:
+                return
+            req = http.parse_request(inner, partial=True)
+        except (NotThisProtocol, Malformed):
+            req = None
+        if req is not None:
+            facts.http = req
+            facts.tunnel = Tunnel(tunnel.kind, tunnel.host, tunnel.port, tunnel.offset, "http")
+            return
+    facts.tunnel = Tunnel(tunnel.kind, tunnel.host, tunnel.port, tunnel.offset, "other")
 
 
 def _openvpn_tcp(facts: FlowFacts, direction: int, data: bytes) -> None:

@@ -373,6 +373,10 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
         "reset": {"flags": "RA", "window": 32120},
         "blockpage": {"window": 32120, "status": 307, "close": "fin", "location": "http://blocked.invalid/"},
     },
+    "belarus-2020": {
+        "reset": {"flags": "RA", "window": 502, "ip_id": 0},
+        "blockpage": {"window": 32678, "ip_id": 1, "status": 302, "close": "fin", "location": "http://82.209.230.23"},
+    },
     "iran": {
         "dns": {
             "flags": 0x81A0,
@@ -418,6 +422,9 @@ PRESET_CITES: Mapping[str, str] = {
     "TTL 48-247; DNS 0x8180 with compression; up to 101 IPv4 fragments per datagram",
     "packetlogic": "Citizen Lab Bad Traffic pcaps: IP ID 13330, window 32120, 307 with FIN+ACK "
     "(measurement-anchors.md); TTL not modelled; redirect target is a placeholder",
+    "belarus-2020": "Qurium and Human Constanta, Internet blocking in Belarus (2020-09; net4people/bbs#46): Business "
+    "Network's HTTPS RST/ACK with window 502, IP ID 0; Beltelecom's HTTP redirect to 82.209.230.23 with window 32678, "
+    "IP ID 1 (its status and close not reported: 302 and FIN+ACK assumed)",
     "iran": "geedge.report: Iran's DNS injector flags 0x81a0, no compression; OONI fingerprints_dns.csv "
     "10.10.34.34-36, d0::11; residual 60 s with timer reset (Bock et al., FOCI 2020)",
     "turkmenistan": "Nourin et al., WWW 2023: RSTs, residual 30 s on the 4-tuple; DNS A 127.0.0.1 TTL 300 "
@@ -853,7 +860,9 @@ def _parallel(w: _Where, path: Path, value: Any) -> tuple[ParallelInjector, ...]
 #: ICMP code (v4) -> the ICMPv6 destination-unreachable code with the same meaning (RFC 4443 §3.1).
 _CODE6 = {0: 0, 1: 3, 3: 4, 9: 1, 10: 1, 13: 1}
 #: Rule params the engine or the planner read themselves.
-_PASS_THROUGH = frozenset({"probability", "direction", "injector"})
+#: read elsewhere: the engine (probability), the planner (direction, injector), the TLS-intercepting proxy's CA
+#: (issuer_cn, issuer_country: chokepoint.backends.intercept.ca.CensorCA.names_for)
+_PASS_THROUGH = frozenset({"probability", "direction", "injector", "issuer_cn", "issuer_country"})
 
 
 def effective(

@@ -131,6 +131,7 @@ def flow_to_eve_json(flow: Flow, profile: str) -> str:
     ``json.dumps(flow_to_eve(flow, profile), separators=(",", ":"))`` gives, written without building the
     record's dictionaries (the offline path writes millions of these; tests/output/test_eve.py compares)."""
     facts = flow.facts
+    partial = partial_reason(facts) if facts is not None else None
     start = eve_timestamp(flow.first_ts)
     pkts, octets = flow.pkts, flow.bytes
     if flow.proto == 6:
@@ -148,7 +149,8 @@ def flow_to_eve_json(flow: Flow, profile: str) -> str:
     parts = [
         f'{{"timestamp":"{start}","flow_id":{flow_id(flow)},"event_type":"flow",{endpoints},'
         f'"proto":{_text(proto)},"app_proto":{_text(flow.app_proto)},'
-        f'"flow":{{"pkts_toserver":{pkts[C2S]},"pkts_toclient":{pkts[S2C]},'
+        + ('"partial":true,' if partial is not None else "")
+        + f'"flow":{{"pkts_toserver":{pkts[C2S]},"pkts_toclient":{pkts[S2C]},'
         f'"bytes_toserver":{octets[C2S]},"bytes_toclient":{octets[S2C]},"start":"{start}",'
         f'"end":"{eve_timestamp(flow.last_ts)}","age":{int(flow.last_ts - flow.first_ts)},'
         f'"state":{_text(state)},"reason":{_text(flow.end_reason)}}}'
@@ -168,6 +170,8 @@ def flow_to_eve_json(flow: Flow, profile: str) -> str:
         parts.append(',"verdict":"allow","rule":null,"reason":"no rule matched","evidence":[]')
     if flow.logs:
         parts.append(f',"logs":{_encode([v.to_json() for v in flow.logs])}')
+    if partial is not None:
+        parts.append(f',"partial":{_text(partial)}')
     if facts is not None:
         fet = facts.fet
         if fet is not None:
@@ -323,7 +327,22 @@ def _socks(facts) -> dict | None:
     return {"version": s.version, "command": s.command, "dest_host": s.dst_host, "dest_port": s.dst_port}
 
 
-_PROTOCOL_OBJECTS = (("dns", _dns), ("http", _http), ("tls", _tls), ("quic", _quic), ("ssh", _ssh), ("socks", _socks))
+def _tunnel(facts) -> dict | None:
+    """A SOCKS / HTTP CONNECT tunnel: the proxy's target and what it carries (``tls``/``http`` then describe
+    the tunnelled ClientHello or request)."""
+    tunnel = getattr(facts, "tunnel", None)
+    return tunnel.to_json() if tunnel is not None else None
+
+
+_PROTOCOL_OBJECTS = (
+    ("dns", _dns),
+    ("http", _http),
+    ("tls", _tls),
+    ("quic", _quic),
+    ("ssh", _ssh),
+    ("socks", _socks),
+    ("tunnel", _tunnel),
+)
 
 _RRTYPES = {
     1: "A",

@@ -118,6 +118,10 @@ def _client_port_gt_server_port(inp: MatchInput) -> bool:
     return inp.client_port > inp.server_port
 
 
+def _client_port_ge_server_port(inp: MatchInput) -> bool:
+    return inp.client_port >= inp.server_port
+
+
 def _payload_len(inp: MatchInput) -> int:
     return len(inp.payload)
 
@@ -175,6 +179,13 @@ FIELDS: dict[str, FieldSpec] = {
             "the client's port is above the server's (GFW QUIC blocking, Zohaib et al., USENIX Security 2025)",
         ),
         FieldSpec(
+            "client_port_ge_server_port",
+            Kind.BOOL,
+            _client_port_ge_server_port,
+            "the client's port is at least the server's (the USENIX Security 2025 artifact's rule, section 3.3: "
+            "'Source Port >= Destination Port')",
+        ),
+        FieldSpec(
             "payload",
             Kind.BYTES,
             _nonempty("payload"),
@@ -223,6 +234,13 @@ FIELDS: dict[str, FieldSpec] = {
         FieldSpec("ja4", Kind.STRING, attrgetter("ja4"), "JA4 fingerprint of the ClientHello"),
         FieldSpec(
             "tls.alpn", Kind.STRING, attrgetter("tls_alpn"), "ALPN protocol ids offered (RFC 7301); any", multi=True
+        ),
+        FieldSpec(
+            "tls.versions",
+            Kind.INT,
+            attrgetter("tls_versions"),
+            "protocol versions the ClientHello's supported_versions offers (RFC 8446 4.2.1; 0x0301 = TLS 1.0); any",
+            multi=True,
         ),
         FieldSpec("tls.ech", Kind.BOOL, attrgetter("tls_ech"), "encrypted_client_hello (0xfe0d) present"),
         FieldSpec("tls.esni", Kind.BOOL, attrgetter("tls_esni"), "encrypted_server_name (0xffce) present"),

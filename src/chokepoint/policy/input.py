@@ -39,6 +39,7 @@ class MatchInput:
     ja3: str | None = None  # md5 hex
     ja4: str | None = None
     tls_alpn: tuple[str, ...] = ()
+    tls_versions: tuple[int, ...] = ()  # supported_versions offered (RFC 8446 4.2.1); () without the extension
     tls_ech: bool = False  # encrypted_client_hello 0xfe0d present
     tls_esni: bool = False  # encrypted_server_name 0xffce present
     tls_record_fragmented: bool = False  # the ClientHello spans more than one TLS record

@@ -36,6 +36,8 @@ from chokepoint.policy.conditions import atoms, parse_condition_data
 from chokepoint.policy.dates import Active, coverage, is_active, parse_active, parse_as_of
 from chokepoint.policy.errors import PolicyError, SourcePos
 from chokepoint.policy.lists import load_list
+from chokepoint.policy.outcomes import parse_outcomes
+from chokepoint.policy.probing import parse_active_probing
 from chokepoint.policy.provenance import (
     AlsoObserved,
     Example,
@@ -110,6 +112,10 @@ class Profile:
     timeline: tuple[Dated, ...] = ()
     #: the file's own name when ``name`` is a named date of it (``gfw`` for ``gfw-2023``), else ``name``
     base: str = ""
+    #: published outcomes of named transports under this censor (``policy/outcomes.py``)
+    outcomes: tuple[Any, ...] = ()
+    #: the censor's active prober, when it has one (``policy/probing.py``)
+    active_probing: Any = None
 
     def overridden(self, rule_id: str, param: str) -> bool:
         """Whether ``rule_id``'s ``param`` comes from an override rather than the file."""
@@ -267,6 +273,8 @@ def _load(
     all_knobs = _engine_knobs(data.get("engine") or {}, marks) + all_knobs
     for dated in (*all_knobs, *all_also, *all_examples):
         _check_span(dated.active, span, marks)
+    outcomes = parse_outcomes(data.get("outcomes"), marks, _transport_names())
+    active_probing = parse_active_probing(data.get("active_probing"), marks, {r.id for r in policy.rules})
     return Profile(
         name=alias or name,
         meta=meta,
@@ -282,7 +290,25 @@ def _load(
         coverage=span,
         timeline=_timeline(all_rules, all_lists, all_knobs, all_also, all_examples),
         base=name,
+        outcomes=outcomes,
+        active_probing=active_probing,
     )
+
+
+def era_starts(profile: Profile) -> list[dt.date]:
+    """The first day of each era of ``profile``: its coverage's first day and every day within the coverage
+    on which a dated element starts or stops being in force (what is loaded changes only on these days)."""
+    if profile.coverage is None:
+        return [profile.as_of] if profile.as_of else []
+    lo, hi = profile.coverage
+    days = {lo}
+    for item in profile.timeline:
+        start, end = item.active.start, item.active.end
+        if start is not None and lo < start <= hi:
+            days.add(start)
+        if end is not None and lo <= end < hi:
+            days.add(end + dt.timedelta(days=1))
+    return sorted(days)
 
 
 def _coverage(meta: ProfileMeta, marks: Marks) -> tuple[dt.date, dt.date]:
@@ -410,6 +436,13 @@ def _external(spec: Mapping[str, Any], path: str | Path | None) -> Mapping[str, 
     if path is None:
         return spec
     return {**{k: v for k, v in spec.items() if k != "items"}, "file": str(path)}
+
+
+def _transport_names() -> tuple[str, ...]:
+    """The bundled transports' names (``outcomes:`` patterns must name at least one)."""
+    from chokepoint.transports import BUNDLED
+
+    return BUNDLED
 
 
 def override_label(key: str, text: str) -> str:
@@ -592,6 +625,7 @@ __all__ = [
     "Profile",
     "ProfileMeta",
     "apply_overrides",
+    "era_starts",
     "list_profiles",
     "load_profile",
     "named_dates",

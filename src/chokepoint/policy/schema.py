@@ -24,6 +24,8 @@ from chokepoint.policy.errors import PolicyError
 from chokepoint.policy.fields import FIELDS, OPERATORS, FieldSpec, Kind
 from chokepoint.policy.fields import LIST_KINDS as FIELD_LIST_KINDS
 from chokepoint.policy.lists import LIST_KINDS
+from chokepoint.policy.outcomes import outcomes_schema
+from chokepoint.policy.probing import active_probing_schema
 from chokepoint.policy.provenance import EXAMPLE_PROTOCOLS, SYMPTOMS
 from chokepoint.policy.verdict import Action
 from chokepoint.policy.yamlsrc import Marks
@@ -275,7 +277,10 @@ def _params_defs() -> dict[str, Any]:
         Action.THROTTLE: {"rate_kbps": {"type": "number", "exclusiveMinimum": 0}},
         Action.DELAY: {"delay_ms": {"type": "number", "minimum": 0}, "jitter_ms": {"type": "number", "minimum": 0}},
         Action.ICMP_UNREACHABLE: {"code": {"type": "integer", "minimum": 0, "maximum": 15}},
-        Action.TLS_INTERCEPT: {},
+        Action.TLS_INTERCEPT: {
+            "issuer_cn": {**_STR, "description": "the common name of the censor's root that signs the forgeries"},
+            "issuer_country": {"type": "string", "pattern": "^[A-Z]{2}$", "description": "its country (C=)"},
+        },
     }
     required = {Action.THROTTLE: ["rate_kbps"], Action.DELAY: ["delay_ms"]}
     defs = {}
@@ -419,6 +424,8 @@ def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
                 "with cite/uncertain on its knobs (chokepoint.policy.provenance)",
             },
             "examples": {"$ref": "#/$defs/examples"},
+            "outcomes": outcomes_schema(),
+            "active_probing": active_probing_schema(),
             "lists": {
                 "title": "list name",
                 "type": "object",

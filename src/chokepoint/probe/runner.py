@@ -147,6 +147,8 @@ class ProbeConfig:
     max_redirects: int = 10
     fingerprints: FingerprintDB | None = None
     lab: bool = False
+    #: extra measurement annotations (``probe --lab`` adds the lab censor's profile and day)
+    annotations: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.tests) - set(TESTS)
@@ -631,7 +633,11 @@ def run(target_text: str, config: ProbeConfig | None = None) -> Measurement:
         test_version=TEST_VERSION,
         test_runtime=round(time.monotonic() - started, 6),
         resolver_ip=test_keys_extra["client_resolver"],
-        annotations={"platform": "linux", "chokepoint_lab": "true" if config.lab else "false"},
+        annotations={
+            "platform": "linux",
+            "chokepoint_lab": "true" if config.lab else "false",
+            **dict(config.annotations),
+        },
         extensions={"dnst": 0, "httpt": 0, "netevents": 0, "tcpconnect": 0, "tlshandshake": 0, "tunnel": 0},
         test_helpers={"backend": {"address": extras["control_resolver"] or "", "type": "chokepoint-control"}},
     )

@@ -80,6 +80,7 @@ class RunOptions:
     lock: bool = True  # hold the lab session lock (tests that hold it pass False)
     lock_timeout: float = 900.0  # seconds to wait for it
     state_dir: Path | None = None
+    as_of: str | None = None  # the day profiles are loaded for, for scenarios without their own ``as_of``
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,16 +388,16 @@ def pin_clock(scenario: Scenario) -> Scenario:
         return scenario
     from chokepoint.policy import load_profile
 
-    used = getattr(load_profile(scenario.profile).policy, "fields_used", frozenset())
+    used = getattr(load_profile(scenario.profile, as_of=scenario.as_of).policy, "fields_used", frozenset())
     return replace(scenario, local_time=DEFAULT_LOCAL_TIME) if "local_hour" in used else scenario
 
 
 def plan_groups(
     scenarios: Sequence[Scenario],
-) -> list[tuple[tuple[str, str, int | None, str | None], list[Scenario], dict[str, str]]]:
-    """Scenarios grouped by (profile, mode, seed, local time) in first-appearance order, split so that every distinct target
-    host gets its own site address; each group with its DNS map (host -> IPv4 site address)."""
-    order: dict[tuple[str, str, int | None, str | None], list[Scenario]] = {}
+) -> list[tuple[tuple[str, str, int | None, str | None, str | None], list[Scenario], dict[str, str]]]:
+    """Scenarios grouped by (profile, mode, seed, local time, day) in first-appearance order, split so that every
+    distinct target host gets its own site address; each group with its DNS map (host -> IPv4 site address)."""
+    order: dict[tuple[str, str, int | None, str | None, str | None], list[Scenario]] = {}
     for s in scenarios:
         order.setdefault(s.group, []).append(s)
     out = []
@@ -429,10 +430,17 @@ def _mappable(host: str) -> bool:
 
 @contextmanager
 def _lab(
-    profile: str, mode: str, dns_map: Path, seed: int, state_dir: Path | None, local_time: str | None = None
+    profile: str,
+    mode: str,
+    dns_map: Path,
+    seed: int,
+    state_dir: Path | None,
+    local_time: str | None = None,
+    as_of: str | None = None,
 ) -> Iterator[Any]:
     """A lab with the services answering from ``dns_map`` and the censor (none when ``profile`` is ""), whose
-    clock reads ``local_time`` in the profile's timezone when it comes up (None: the wall clock)."""
+    clock reads ``local_time`` in the profile's timezone when it comes up (None: the wall clock), its profile
+    loaded as of ``as_of`` (None: its last day)."""
     from chokepoint import lab
     from chokepoint.backends import censord
     from chokepoint.lab import services
@@ -440,7 +448,15 @@ def _lab(
     from chokepoint.policy import load_profile
 
     try:
-        state = lab.up(profile or "demo", mode, seed=seed, services=False, censor=False, state_dir=state_dir)
+        state = lab.up(
+            profile or "demo",
+            mode,
+            seed=seed,
+            services=False,
+            censor=False,
+            state_dir=state_dir,
+            as_of=as_of if profile else None,
+        )
     except lab.LabError as exc:
         raise ValidationError(f"lab up ({profile or 'no censor'}, {mode}) failed: {exc}") from exc
     from chokepoint.lab.state import StateError
@@ -454,7 +470,7 @@ def _lab(
                     if local_time is None
                     else clock_offset_for(load_profile(profile).meta.utc_offset_s, local_time)
                 )
-                censord.launch(state, mode, profile, False, seed, clock_offset_s=offset)
+                censord.launch(state, mode, profile, False, seed, clock_offset_s=offset, as_of=as_of)
         except (services.ServicesLaunchError, StateError, OSError) as exc:
             raise ValidationError(f"the lab services or censor did not start: {exc}") from exc
         finally:
@@ -669,15 +685,18 @@ def run_scenarios(
     results: dict[str, ScenarioResult] = {}
     try:
         with st.session_lock(timeout=options.lock_timeout) if options.lock else _nothing():
-            for (profile, mode, group_seed, local_time), members, hosts in plan_groups(
-                [pin_clock(s) for s in scenarios]
+            for (profile, mode, group_seed, local_time, as_of), members, hosts in plan_groups(
+                [pin_clock(replace(s, as_of=s.as_of or _run_day(s, options))) for s in scenarios]
             ):
                 seed = options.seed if group_seed is None else group_seed
                 dns_map = workdir / f"dns-map-{profile or 'none'}-{mode}-{len(results)}.json"
                 dns_map.write_text(json.dumps({"names": {h: [ip] for h, ip in hosts.items()}}), encoding="utf-8")
                 clock = f", {local_time} local" if local_time else ""
-                progress(f"lab up: {profile or 'no censor'} ({mode}, seed {seed}{clock}), {len(members)} scenario(s)")
-                with _lab(profile, mode, dns_map, seed, options.state_dir, local_time) as state:
+                day = f", as of {as_of}" if as_of else ""
+                progress(
+                    f"lab up: {profile or 'no censor'} ({mode}, seed {seed}{clock}{day}), {len(members)} scenario(s)"
+                )
+                with _lab(profile, mode, dns_map, seed, options.state_dir, local_time, as_of) as state:
                     for s in members:
                         progress(f"  {s.name}: {s.target}")
                         result = _run_one(s, state, workdir, options, fingerprints)
@@ -689,6 +708,16 @@ def run_scenarios(
         if own_tmp is not None:
             own_tmp.cleanup()
     return [results[s.name] for s in scenarios if s.name in results]
+
+
+def _run_day(s: Scenario, options: RunOptions) -> str | None:
+    """The run's ``--as-of`` for a scenario without its own day (not for no censor, nor a named date, which
+    is a day itself)."""
+    from chokepoint.policy.profile import named_dates
+
+    if not s.profile or s.profile in named_dates():
+        return None
+    return options.as_of
 
 
 @contextmanager

@@ -17,6 +17,9 @@ A catalogue is a YAML file (the bundled one is ``scenarios.yaml`` beside this mo
         timeout: 3                # seconds per network operation of the probe
         seed: 4                   # the censor's seed for this scenario's lab (probabilistic rules); default:
                                   # the run's seed
+        as_of: "2022-06-01"       # the day the profile is loaded for (what was in force that day); default: the
+                                  # run's --as-of, else the profile's last day; a day outside its coverage is
+                                  # an error at this line
         local_time: "02:30"       # the censor's clock reads this local time (the profile's timezone) when the
                                   # lab comes up (scheduled rules: Myanmar's nightly shutdown); default: 12:00
                                   # for a profile with rules on local_hour, so results do not depend on the
@@ -111,6 +114,7 @@ _SCENARIO_KEYS = (
     "note",
     "expected",
     "local_time",
+    "as_of",
 )
 _DEFAULT_KEYS = ("mode", "tests", "resolver", "timeout", "quick")
 _EXPECTED_KEYS = ("technique", "blocking", "accessible", "attribution")
@@ -169,11 +173,12 @@ class Scenario:
     seed: int | None = None  # the censor's seed; None: the run's
     source: str = ""  # file:line:column of the scenario (error messages, reports)
     local_time: str | None = None  # "HH:MM" on the censor's clock in the profile's timezone; None: see above
+    as_of: str | None = None  # "YYYY-MM-DD": the day the profile is loaded for; None: the run's, else its last
 
     @property
-    def group(self) -> tuple[str, str, int | None, str | None]:
-        """Scenarios sharing a lab: same profile (or none), mode, censor seed and censor clock."""
-        return (self.profile or "", self.mode, self.seed, self.local_time)
+    def group(self) -> tuple[str, str, int | None, str | None, str | None]:
+        """Scenarios sharing a lab: same profile (or none), mode, censor seed, censor clock and day."""
+        return (self.profile or "", self.mode, self.seed, self.local_time, self.as_of)
 
     @property
     def host(self) -> str:
@@ -195,6 +200,7 @@ class Scenario:
             "note": self.note,
             "seed": self.seed,
             "local_time": self.local_time,
+            "as_of": self.as_of,
             "expected": self.expected.to_json(),
             "source": self.source,
         }
@@ -336,6 +342,9 @@ class _Checker:
                 raise self.fail((*path, "local_time"), str(exc)) from None
             if profile is None:
                 raise self.fail((*path, "local_time"), "local_time needs a censor (a profile)")
+        as_of = raw.get("as_of")
+        if as_of is not None:
+            as_of = self.day((*path, "as_of"), as_of, profile)
         expected = self.expected((*path, "expected"), raw["expected"], profile)
         return Scenario(
             name=name,
@@ -352,13 +361,34 @@ class _Checker:
             seed=seed,
             source=str(self.marks.value(path)),
             local_time=local_time,
+            as_of=as_of,
         )
+
+    def day(self, path: tuple, value: Any, profile: str | None) -> str:
+        """``as_of``: a day (``YYYY-MM-DD``) the scenario's profile covers."""
+        from chokepoint.policy import PolicyError as _PolicyError
+        from chokepoint.policy import load_profile
+        from chokepoint.policy.dates import parse_as_of
+
+        if profile is None:
+            raise self.fail(path, "as_of needs a censor (a profile)")
+        try:
+            day = parse_as_of(str(value))
+        except ValueError as exc:
+            raise self.fail(path, str(exc)) from None
+        if self.profiles is not None:
+            try:
+                load_profile(profile, as_of=day)
+            except _PolicyError as exc:
+                raise self.fail(path, exc.message) from None
+        return day.isoformat()
 
 
 def _known_profiles() -> frozenset[str]:
     from chokepoint.policy import list_profiles
+    from chokepoint.policy.profile import named_dates
 
-    names = set()
+    names = set(named_dates())
     for item in list_profiles():
         names.add(item if isinstance(item, str) else getattr(item, "name", str(item)))
     return frozenset(names)

@@ -62,13 +62,30 @@ class CensorCA:
         self._cache: OrderedDict[bytes, Forged] = OrderedDict()
         self._cache_size = cache_size
 
+    @staticmethod
+    def names_for(policy: Any) -> dict[str, str]:
+        """The root's names a profile asks for: ``issuer_cn`` / ``issuer_country`` of its first ``tls-intercept``
+        rule that sets them (the 2019 Kazakh root's otherwise)."""
+        for rule in policy.rules:
+            params = dict(rule.params)
+            if rule.action.value == "tls-intercept" and ("issuer_cn" in params or "issuer_country" in params):
+                out = {}
+                if "issuer_cn" in params:
+                    out["common_name"] = str(params["issuer_cn"])
+                if "issuer_country" in params:
+                    out["country"] = str(params["issuer_country"])
+                return out
+        return {}
+
     @classmethod
-    def create(cls, *, common_name: str = CA_COMMON_NAME, days: float = CA_DAYS, **options: Any) -> CensorCA:
+    def create(
+        cls, *, common_name: str = CA_COMMON_NAME, country: str = CA_COUNTRY, days: float = CA_DAYS, **options: Any
+    ) -> CensorCA:
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
         name = x509.Name(
             [
-                x509.NameAttribute(NameOID.COUNTRY_NAME, CA_COUNTRY),
+                x509.NameAttribute(NameOID.COUNTRY_NAME, country),
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, CA_ORGANIZATION),
                 x509.NameAttribute(NameOID.COMMON_NAME, common_name),
             ]
@@ -103,7 +120,8 @@ class CensorCA:
 
     @classmethod
     def load_or_create(cls, directory: str | os.PathLike, **options: Any) -> CensorCA:
-        """``censor-ca.pem`` / ``censor-ca.key`` in ``directory``, created (and saved) if absent or expired."""
+        """``censor-ca.pem`` / ``censor-ca.key`` in ``directory``, created (and saved) if absent, expired or named
+        otherwise than ``common_name``/``country`` ask."""
         directory = Path(directory)
         cert_path, key_path = directory / CA_CERT_FILE, directory / CA_KEY_FILE
         if cert_path.exists() and key_path.exists():
@@ -114,8 +132,16 @@ class CensorCA:
                 raise InterceptError(f"the censor CA in {directory} is unreadable: {exc}") from exc
             if not isinstance(key, ec.EllipticCurvePrivateKey):
                 raise InterceptError(f"the censor CA key in {directory} is not an EC key")
-            if certificate.not_valid_after_utc > _now():
-                return cls(certificate, key, **{k: v for k, v in options.items() if k != "days"})
+            names = certificate.subject
+            wanted = (options.get("common_name", CA_COMMON_NAME), options.get("country", CA_COUNTRY))
+            have = tuple(
+                a.value
+                for oid in (NameOID.COMMON_NAME, NameOID.COUNTRY_NAME)
+                for a in names.get_attributes_for_oid(oid)
+            )
+            if certificate.not_valid_after_utc > _now() and have == wanted:
+                kept = {k: v for k, v in options.items() if k not in ("days", "common_name", "country")}
+                return cls(certificate, key, **kept)
         ca = cls.create(**options)
         directory.mkdir(parents=True, exist_ok=True)
         write_atomic(key_path, ca.key_pem, 0o600)

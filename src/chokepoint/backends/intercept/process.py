@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"intercept: profile rejected: {exc}", file=sys.stderr)
         return 1
     args.state_dir.mkdir(parents=True, exist_ok=True)
-    ca = CensorCA.load_or_create(args.state_dir)
+    ca = CensorCA.load_or_create(args.state_dir, **CensorCA.names_for(profile.policy))
     events = EventLog(args.state_dir / EVENTS_FILE)
     offset = args.clock_offset
     proxy = InterceptProxy(
