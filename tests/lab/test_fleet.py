@@ -29,9 +29,9 @@ from tests.manager.conftest import POLICY, start_manager
 def test_the_fleet_topology_gives_each_node_its_own_path():
     topology = fm.topology(topo.default_topology(), 3)
     names = topology.host_names()
-    assert {"client", "censor", "client2", "censor2", "client3", "censor3", "server", "control"} == set(names)
+    assert set(names) == set(topo.default_topology().host_names()) | {"client2", "censor2", "client3", "censor3"}
     server = topology.host("server")
-    assert [i.name for i in server.interfaces] == ["sv0", "sn2", "sn3"]
+    assert [i.name for i in server.interfaces][-2:] == ["sn2", "sn3"]
     assert "198.18.19.0/24 via 198.18.51.1" in [str(r) for r in server.routes]
     assert [str(r) for r in topology.host("censor3").routes] == [
         "default via 198.18.51.2",

@@ -69,6 +69,22 @@ def _skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+REAPER = """
+import os, shutil, subprocess, sys, time
+pid, pg_ctl, data, base = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+while True:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(0.5)
+if os.path.isdir(data):
+    subprocess.run(["runuser", "-u", "postgres", "--", pg_ctl, "-D", data, "-m", "immediate", "-w", "stop"],
+                   capture_output=True, timeout=60, cwd="/")
+shutil.rmtree(base, ignore_errors=True)
+"""
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     bindir = _pg_bin()
@@ -91,6 +107,15 @@ def postgres_url() -> Iterator[str]:
         )
 
     started = False
+    # a reaper outlives this process: if it dies without its finally (a killed xdist worker), the cluster still
+    # goes away
+    subprocess.Popen(
+        [sys.executable, "-c", REAPER, str(os.getpid()), str(bindir / "pg_ctl"), str(data), str(base)],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         made = as_postgres(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
         if made.returncode != 0:
@@ -206,7 +231,7 @@ def start_manager(db_url: str, log: Path, *extra: str, port: int | None = None) 
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a loaded 2-core machine can take long to import and migrate
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the manager exited: {log.read_text()}")

@@ -15,6 +15,9 @@ from chokepoint import lab
 from chokepoint.lab import system
 from tests.manager.conftest import POLICY, start_manager
 
+#: It runs a lab: on the xdist worker of the other namespace tests (tests/conftest.py), one after another.
+pytestmark = pytest.mark.xdist_group("netns")
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--headless",
