@@ -2,10 +2,11 @@
 # Installs the Debian packages Chokepoint needs, only those missing (apt-get update first, as Debian asks).
 set -euo pipefail
 # build-essential and python3-dev: the C compiler and headers that build the compiled core (setup.py, Cython);
-# postgresql: the manager's store is tested against a real server; chromium: its dashboard
+# postgresql: the manager's store is tested against a real server; chromium: its dashboard and the traffic bench;
 packages=(python3-venv build-essential python3-dev openvpn iputils-ping iproute2 iptables nftables libnetfilter-queue-dev
   iperf3 dnsutils tshark tcpdump curl openssl ethtool postgresql chromium)
-# The circumvention matrix's real transports (chokepoint.transports) and the lab's private Tor network.
+# The circumvention matrix's real transports (chokepoint.transports), the lab's private Tor network and the
+# traffic bench (lab/trafficgen.py: trojan, v2ray, chromium for the TLS-in-TLS detector's rates).
 packages+=(shadowsocks-libev obfs4proxy trojan v2ray wireguard-go wireguard-tools stunnel4 tor openssh-server openssh-client
   strongswan-charon strongswan-swanctl libcharon-extra-plugins tinyproxy microsocks)
 missing=()

@@ -242,3 +242,21 @@ def test_flow_init_sets_every_field_to_its_declared_default():
         assert value == expected, f.name
     assert (flow.first_ts, flow.last_ts, flow.client_text, flow.server_text) == (1.0, 2.0, "x", "y")
     assert Flow(1, None, 6, 4, b"", 0, b"", 0, 0.0, 0.0).pkts is not flow.pkts
+
+
+def test_a_rule_on_the_encapsulation_picks_the_customer_s_vlan(tmp_path):
+    """``encap: vlan:100`` blocks the flows that arrive on VLAN 100 and nothing else; EVE shows the stack."""
+    from chokepoint.backends.offline import analyze_capture
+    from chokepoint.packet.pcap import CaptureWriter
+    from chokepoint.policy import load_rules_text
+
+    req = b"GET / HTTP/1.1\r\nHost: ok.test\r\n\r\n"
+    path = tmp_path / "vlans.pcap"
+    with CaptureWriter(path, linktype=1) as writer:
+        for vid, cport in ((100, 40001), (200, 40002)):
+            for ts, ip in build.tcp_conversation(C, S, cport, 80, [req], [b"HTTP/1.1 200 OK\r\n\r\n"], 1.0):
+                writer.write(ts, build.ethernet(build.pppoe_session(ip, 0x1A2B), 0x8864, vlans=[(0x8100, vid)]))
+    prof = load_rules_text("rules:\n  - {id: customer, action: drop, when: {encap: vlan:100}}\n")
+    records = {r["src_port"]: r for r in analyze_capture(str(path), prof).records}
+    assert records[40001]["chokepoint"]["rule"] == "customer" and records[40002]["chokepoint"]["rule"] is None
+    assert records[40001]["encap"] == ["vlan:100", "pppoe:0x1a2b"] and records[40002]["encap"][0] == "vlan:200"

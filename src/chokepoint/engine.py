@@ -74,6 +74,8 @@ def _facts_seen(facts) -> tuple:
         facts.fet,
         facts.socks,
         facts.tls_server,
+        facts.tls_in_tls,
+        facts.quic_seen,
     )
 
 
@@ -83,7 +85,7 @@ def facts_is_query(facts) -> bool:
 
 
 #: What the policy can see of a flow without data (no facts allocated yet): the facts of an empty FlowFacts.
-_NO_FACTS_SEEN = (AppProto.UNKNOWN.value, None, None, None, 0, None, None, None)
+_NO_FACTS_SEEN = (AppProto.UNKNOWN.value, None, None, None, 0, None, None, None, None, None)
 
 
 class Engine:
@@ -269,11 +271,17 @@ class Engine:
             if stream.add(pkt.seq, payload) == 0:
                 if stream.full:  # past the reassembled bytes: only a pending mid-stream TLS check looks at it
                     dispatch.on_tcp_beyond_stream(flow.facts, direction, (pkt.seq - stream.base) & 0xFFFFFFFF, payload)
+                if flow.facts.tls_shape is not None:
+                    dispatch.on_tls_segment(
+                        flow.facts, direction, pkt.ts, (pkt.seq - stream.base) & 0xFFFFFFFF, len(payload)
+                    )
                 return  # retransmission, or out of order: nothing new to dissect yet
             data = stream.bytes
         else:
             data = payload  # this censor looks at one segment at a time
         dispatch.on_tcp_data(flow.facts, direction, data, flow.server_port)
+        if s.reassembly and flow.facts.tls_shape is not None:  # TLS-in-TLS sizes and times (dissect/tlsintls.py)
+            dispatch.on_tls_segment(flow.facts, direction, pkt.ts, (pkt.seq - stream.base) & 0xFFFFFFFF, len(payload))
 
     def _evaluate(self, inp: MatchInput) -> tuple[Verdict, ...]:
         """The policy's verdicts for ``inp``, remembered by the values of the fields its rules read (see
@@ -381,6 +389,8 @@ class Engine:
             flow.state.get(_DATA_C2S, 0),  # profile facts (see _DATA_C2S)
             int((pkt.ts + utc_offset_s) // 3600 % 24),
         )
+        if flow.encap:
+            inp.encap = flow.encap
         if first_payload[C2S]:
             inp.first_payload_c2s = first_payload[C2S]
         if first_payload[S2C]:
@@ -426,4 +436,8 @@ class Engine:
         if facts.fet is not None:
             inp.fully_encrypted = facts.fet.fully_encrypted
             inp.fet_exemption = facts.fet.exemption
+        if facts.tls_in_tls is not None:
+            inp.tls_in_tls = True
+        elif facts.tls is not None and facts.tls_shape is None:
+            inp.tls_in_tls = False  # the detector looked and found none
         return inp

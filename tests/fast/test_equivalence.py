@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from chokepoint.backends.offline import CaptureResult, analyze_capture
-from chokepoint.packet.samples import write_demo_capture, write_mixed_capture
+from chokepoint.packet import build
+from chokepoint.packet.pcap import CaptureWriter
+from chokepoint.packet.samples import tls_client_hello, write_demo_capture, write_mixed_capture, write_wrapped_copy
 from chokepoint.policy import load_profile
 from chokepoint.policy.profile import list_profiles
 from tests._corpus import NDPI_PCAPS, capture_paths, not_found
@@ -87,12 +89,48 @@ def generated(tmp_path_factory) -> dict[str, Path]:
         for i, ex in enumerate(profile.examples):
             packets.extend(example_packets(ex, profile, client_port=20000 + i))
         out[f"examples-{name}"] = write_capture(folder / f"examples-{name}.pcap", packets)
+    write_wrapped_copy(out["mixed"], folder / "mixed-vlan-pppoe.pcap")  # decapsulated natively
+    out["mixed-vlan-pppoe"] = folder / "mixed-vlan-pppoe.pcap"
+    write_wrapped_copy(out["mixed"], folder / "mixed-qinq.pcap", vlans=((0x88A8, 30), (0x8100, 7)), pppoe_session=None)
+    out["mixed-qinq"] = folder / "mixed-qinq.pcap"
+    out.update(every_encapsulation(folder))  # by the reference decoder's _descend
     raw = out["mixed"].read_bytes()
     for cut in (len(raw) - 7, len(raw) // 2 + 3, 30):
         damaged = folder / f"mixed-cut-{cut}.pcap"
         damaged.write_bytes(raw[:cut])
         out[damaged.stem] = damaged
     return out
+
+
+def every_encapsulation(folder: Path) -> dict[str, Path]:
+    """One capture per link type of every wrapper of tests/packet/test_decap.py around a TLS and a UDP exchange."""
+    from tests.packet.test_decap import WRAPPERS
+
+    hello = tls_client_hello("wrapped.example")
+    by_linktype: dict[int, list[tuple[float, bytes]]] = {}
+    for n, (linktype, wrap, _labels) in enumerate(WRAPPERS.values()):
+        cport = 30000 + n
+        packets = build.tcp_conversation("10.9.8.7", "203.0.113.77", cport, 443, [hello], [bytes(900)], 1000.0 + n)
+        packets += [(1000.5 + n, build.ipv4_udp("10.9.8.7", "203.0.113.53", cport, 53, bytes(40)))]
+        by_linktype.setdefault(linktype, []).extend((ts, wrap(ip)) for ts, ip in packets)
+    out = {}
+    for linktype, frames in by_linktype.items():
+        path = folder / f"wrapped-linktype-{linktype}.pcap"
+        with CaptureWriter(path, linktype=linktype) as writer:
+            for ts, frame in sorted(frames):
+                writer.write(ts, frame)
+        out[path.stem] = path
+    return out
+
+
+def test_wrapped_copies_keep_their_labels(generated):
+    result = analyze_capture(str(generated["mixed-vlan-pppoe"]), load_profile("gfw"), engine="fast")
+    assert result.records and all(r["encap"] == ["vlan:100", "pppoe:0x1a2b"] for r in result.records)
+    for name in ("wrapped-linktype-1", "wrapped-linktype-101", "wrapped-linktype-9"):
+        records = analyze_capture(str(generated[name]), load_profile("gfw"), engine="fast").records
+        assert records and all(r.get("encap") for r in records), name
+    for name in ("mixed-vlan-pppoe", "mixed-qinq", "wrapped-linktype-1"):
+        check(generated[name], "gfw", engine="pure")  # the uncompiled core unwraps as the compiled one
 
 
 @pytest.mark.parametrize("profile_name", PROFILES)

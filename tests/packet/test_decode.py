@@ -37,7 +37,7 @@ def decode_all(frames, decoder: Decoder | None = None) -> tuple[Decoder, list[tu
 
 def neutral(packet: Packet) -> Packet:
     """A packet without the fields that depend on the frame rather than on the IP packet."""
-    return dataclasses.replace(packet, frame_len=0, index=0, ts=0.0)
+    return dataclasses.replace(packet, frame_len=0, index=0, ts=0.0, encap=())
 
 
 def test_packet_field_order_matches_the_positional_construction() -> None:
@@ -248,6 +248,17 @@ WRAPPERS = {
 }
 
 
+#: The encapsulation labels each wrapper leaves on its packets (packet/decap.py).
+WRAPPER_LABELS = {
+    "vlan": ("vlan:785",),
+    "qinq": ("qinq:100", "vlan:200"),
+    "vlan-9100": ("qinq:7",),
+    "pppoe": ("pppoe:0x0001",),
+    "vlan-pppoe": ("vlan:9", "pppoe:0x0001"),
+    "sll-vlan": ("vlan:5",),
+}
+
+
 @pytest.mark.parametrize("wrapper", sorted(WRAPPERS))
 def test_link_types_decode_like_ethernet(wrapper: str) -> None:
     ips = real_ip_packets()
@@ -262,6 +273,7 @@ def test_link_types_decode_like_ethernet(wrapper: str) -> None:
         got = other.decode(Frame(1.0, lt, data, len(data), i + 1))
         assert got is not None, (other.counters, data[:24].hex())
         assert neutral(got) == neutral(expected)
+        assert got.encap == WRAPPER_LABELS.get(wrapper, ())
     assert not other.counters
 
 
@@ -341,7 +353,8 @@ def test_ipv6_atomic_fragment_is_a_whole_datagram() -> None:
 
 @pytest.mark.parametrize("proto", [GRE, ESP, AH, 132])
 def test_other_ipv4_protocols_carry_the_ip_payload(proto: int) -> None:
-    body = b"\x00\x00\x08\x00" + build.ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"inner")
+    # for GRE: version 1 (PPTP's enhanced GRE) stays a GRE packet; version 0 is unwrapped (tests/packet/test_decap.py)
+    body = b"\x00\x01\x08\x00" + build.ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"inner")
     packet, decoder = decode_ip(build.ipv4("192.0.2.1", "192.0.2.2", proto, body))
     assert (packet.proto, packet.sport, packet.dport, packet.payload) == (proto, 0, 0, body)
     assert not decoder.counters
@@ -382,8 +395,8 @@ def _v6_ext_truncated() -> bytes:
 
 MALFORMED = {
     "truncated-ethernet-header": (1, lambda: build.ethernet(_v4())[:10]),
-    "truncated-vlan-tag": (1, lambda: build.ethernet(_v4(), vlans=[(0x8100, 1)])[:16]),
-    "truncated-pppoe-header": (1, lambda: build.ethernet(build.pppoe_session(_v4()), 0x8864)[:18]),
+    "encap-malformed:vlan-truncated": (1, lambda: build.ethernet(_v4(), vlans=[(0x8100, 1)])[:16]),
+    "encap-malformed:pppoe-truncated": (1, lambda: build.ethernet(build.pppoe_session(_v4()), 0x8864)[:18]),
     "unsupported-ppp-protocol:0xc021": (
         1,
         lambda: build.ethernet(_set(build.pppoe_session(_v4()), 6, b"\xc0\x21"), 0x8864),

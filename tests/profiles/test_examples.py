@@ -52,6 +52,7 @@ def test_every_blocking_rule_has_a_blocked_example() -> None:
         ("gfw", "gfw-esni-drop"),  # a real Firefox ESNI ClientHello: test_gfw_2023.py
         ("gfw", "gfw-http-search-keyword-reset"),  # test_gfw_2023.py
         ("gfw", "gfw-wireguard-port-block"),  # a week-long deferred rule: test_gfw_timeline.py
+        ("gfw", "gfw-tls-in-tls"),  # off (probability 0): tests/lab/test_trafficgen.py turns it on with trojan
         ("russia-tspu", "tspu-ech-drop"),
         ("russia-tspu", "tspu-ip-drop"),
         ("russia-tspu", "tspu-tor-protocol-drop"),  # a real Tor ClientHello: test_russia_tspu.py

@@ -337,6 +337,7 @@ class Censor:
             "dest_ip": flow.server_text,
             "dest_port": flow.server_port,
             "proto": PROTO_NAMES.get(flow.proto, str(flow.proto)),
+            **({"encap": list(flow.encap)} if flow.encap else {}),
             "app_proto": flow.app_proto,
             "chokepoint": {
                 "profile": self.profile.name,

@@ -6,6 +6,10 @@ packet appears twice — received on one interface, sent on the other — so out
 (``PACKET_IGNORE_OUTGOING``, Linux >= 4.20, with a ``PACKET_OUTGOING`` check as a fallback): each packet is
 counted once, and the censor's own injections (outgoing too) are never fed back to the engine.
 
+A frame's 802.1Q tag, which Linux hands packet sockets as metadata (``PACKET_AUXDATA``), is put back into the
+frame (:func:`chokepoint.packet.decap.reinsert_vlan`, as libpcap does), so a mirror of a VLAN trunk is decoded
+with its tags (``encap``).
+
 Like the GFW's and the TSG gateway's "mirror mode", the censor races the real server: its RSTs, forged
 DNS answers and block pages only win if they arrive before the genuine answer (on the lab's short links,
 that means a server slower than the censor; ``inject_latency`` in the counters says how slow the censor
@@ -26,12 +30,15 @@ from typing import Any
 
 from chokepoint.backends.censor import LINKTYPE_ETHERNET, Censor, ip_packet, residual_key
 from chokepoint.backends.kernel import KernelProgram
+from chokepoint.packet.decap import reinsert_vlan
 from chokepoint.packet.record import RST, TCP
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 SOL_PACKET = 263  # linux/socket.h (not exported by Python's socket module)
 PACKET_IGNORE_OUTGOING = 23  # linux/if_packet.h
+PACKET_AUXDATA = 8  # linux/if_packet.h: a struct tpacket_auxdata with each frame (its VLAN tag)
+AUXDATA_SPACE = socket.CMSG_SPACE(20)
 RECV_BUFFER = 1 << 16 | 256  # GSO frames from a veth can be up to 64 KiB
 SOCKET_RCVBUF = 8 << 20
 TICK = 0.05
@@ -75,6 +82,7 @@ class MirrorBackend:
                     self._ignore_outgoing = True
                 except OSError:
                     self._ignore_outgoing = False
+                sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
                 sock.bind((iface, ETH_P_ALL))
                 sock.setblocking(False)
             except OSError:
@@ -117,7 +125,7 @@ class MirrorBackend:
     def _drain(self, sock: socket.socket) -> None:
         while True:
             try:
-                data, addr = sock.recvfrom(RECV_BUFFER)
+                data, ancillary, _flags, addr = sock.recvmsg(RECV_BUFFER, AUXDATA_SPACE)
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -128,6 +136,9 @@ class MirrorBackend:
                 self.counters_["skipped_outgoing"] += 1
                 continue
             self.counters_["captured"] += 1
+            for level, kind, aux in ancillary:
+                if level == SOL_PACKET and kind == PACKET_AUXDATA:
+                    data = reinsert_vlan(data, aux)
             self.on_frame(data)
 
     def on_frame(self, frame: bytes) -> None:

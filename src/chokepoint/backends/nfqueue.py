@@ -31,6 +31,13 @@ Probabilistic rules are the engine's (its RNG is seeded from ``--seed``).
    intercept proxy (:mod:`chokepoint.backends.intercept`), so such connections never reach the queue. A flow
    that meets a ``tls-intercept`` verdict here was not redirected (another port): its plan says ``intercept``
    and it is offloaded untouched (mark 1), with the event noting it.
+
+7. A packet that arrived wrapped in an IP tunnel (GRE, IP-in-IP, VXLAN, GTP-U: ``Packet.encap``; the decoder
+   unwrapped it) shares one conntrack entry with every flow of its tunnel, so its flow's state cannot live in
+   the ctmark (an offload would exempt the whole tunnel, a block would cut it): such flows stay in user space,
+   each packet accepted, dropped (a drop verdict, in its direction) or held (delay) by its inner flow's state;
+   throttling and residual blocks (nft sets keyed by the outer addresses' conntrack) are not enforced for them
+   and are counted under ``wrapped_unenforceable``.
 """
 
 from __future__ import annotations
@@ -67,6 +74,16 @@ _NFQA_CFG_MASK = 4
 _NFQA_CFG_FLAGS = 5
 _NFQA_CFG_F_FAIL_OPEN = 1
 _NLM_F_REQUEST = 1
+
+
+_WRAPPED_DROP = "nfqueue.wrapped_drop"
+#: Labels of link-level wrappers, which the kernel removes before netfilter (NFQUEUE never sees them).
+_LINK_LEVEL = ("vlan:", "qinq:", "mpls:", "pppoe:", "ppp")
+
+
+def _tunnelled(encap: tuple[str, ...]) -> bool:
+    """Whether a packet's wrapping includes an IP tunnel (not only link-level wrappers)."""
+    return any(not label.startswith(_LINK_LEVEL) for label in encap)
 
 
 def fail_open_message(queue_num: int) -> bytes:
@@ -206,6 +223,7 @@ class InlineBackend:
             },
             "errors": {k: v for k, v in c.items() if "error" in k},
             "flows_offloaded": c["flows_offloaded"],
+            "wrapped_unenforceable": c["wrapped_unenforceable"],
             "verdict_latency": latency,  # user-space time per queued packet
             "kernel_queue": queue_counters(self.queue_num),
             "queue_num": self.queue_num,
@@ -232,6 +250,9 @@ class InlineBackend:
         samples.append(value)
 
     def _decide(self, nfpkt, decision: Decision) -> None:
+        if decision.pkt.encap and _tunnelled(decision.pkt.encap):
+            self._decide_wrapped(nfpkt, decision)
+            return
         if decision.plan is not None:
             self._enforce(nfpkt, decision)
             return
@@ -303,6 +324,36 @@ class InlineBackend:
         else:
             self._repeat(nfpkt, state.mark)
         censor.record_action(decision, injected, trigger_dropped=bool(plan.drop_trigger), kernel=kernel)
+
+    def _decide_wrapped(self, nfpkt, decision: Decision) -> None:
+        """A tunnelled packet (point 7 of the module docstring): its inner flow's state, per packet."""
+        censor, plan, flow = self.censor, decision.plan, decision.step.flow
+        if plan is not None:
+            injected = censor.inject(plan)
+            if plan.residual is not None or plan.throttle_kbps:
+                self.counters_["wrapped_unenforceable"] += 1
+            if plan.flow_action == "drop":
+                flow.state[_WRAPPED_DROP] = plan.drop_direction or "both"
+            if plan.delay_ms:
+                flow.state[_STATE] = FlowKernelState(0, int(plan.delay_ms), int(plan.delay_jitter_ms or 0))
+            dropped = bool(plan.drop_trigger)
+            if dropped:
+                self._drop(nfpkt)
+            elif plan.delay_ms:
+                self._hold(nfpkt, flow.state[_STATE])
+            else:
+                self._accept(nfpkt)
+            censor.record_action(decision, injected, trigger_dropped=dropped, kernel={"wrapped": True})
+            return
+        direction = flow.state.get(_WRAPPED_DROP)
+        if direction is not None and direction in ("both", ("c2s", "s2c")[decision.step.direction]):
+            self._drop(nfpkt)
+            return
+        state: FlowKernelState | None = flow.state.get(_STATE)
+        if state is not None and state.delay_ms:
+            self._hold(nfpkt, state)
+        else:
+            self._accept(nfpkt)
 
     # -- verdicts ---------------------------------------------------------------------------------------
     def _accept(self, nfpkt) -> None:

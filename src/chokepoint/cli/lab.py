@@ -88,6 +88,9 @@ def up_cmd(
         None, "--manager-token", envvar="CHOKEPOINT_TOKEN", help="with --manager URL: an admin or node token"
     ),
     deployment: str | None = typer.Option(None, "--deployment", help="the manager's deployment (default lab-<lab>)"),
+    wrap: str | None = typer.Option(
+        None, "--wrap", help="put the client side behind a VLAN ('vlan') or a GRE tunnel ('gre'); see docs/lab.md"
+    ),
 ) -> None:
     """Create the namespaces, links, services and the censor (or a fleet of censor nodes: --nodes, --manager)."""
     from chokepoint import lab
@@ -115,6 +118,7 @@ def up_cmd(
             manager=manager,
             manager_token=manager_token,
             deployment=deployment,
+            wrap=wrap,
         )
     except PolicyError as exc:  # includes TopologyError
         err.print(f"error: {exc}", markup=False)
@@ -129,7 +133,9 @@ def up_cmd(
     hosts = ", ".join(state.topology.namespaces())
     out.print(
         f"lab up: profile {state.profile}" + (f" as of {state.as_of}" if state.as_of else "") + f", mode {state.mode} "
-        f"(fails {'closed' if state.fail_closed else 'open'}); hosts {hosts}",
+        f"(fails {'closed' if state.fail_closed else 'open'})"
+        + (f", client side wrapped: {state.wrap}" if state.wrap else "")
+        + f"; hosts {hosts}",
         markup=False,
     )
     for line in _clock_and_params_lines(state):

@@ -32,6 +32,7 @@ from chokepoint.dissect import (
     socks,
     ssh,
     tls,
+    tlsintls,
     tor,
     wireguard,
 )
@@ -78,6 +79,8 @@ class FlowFacts:
     tls_server: Any = None  # tls.ServerHello
     tls_midstream: bool = False  # TLS records without a ClientHello (capture began late, or one side only)
     tls_next_header: list[int | None] = field(default_factory=lambda: [None, None])  # see on_tcp_beyond_stream
+    tls_shape: Any = None  # tlsintls.TlsShape while the TLS-in-TLS detector still looks (see on_tls_segment)
+    tls_in_tls: Any = None  # tlsintls.TlsInTls: an encapsulated TLS handshake was found
     quic: Any = None  # quic.QuicInfo
     quic_assembler: Any = None
     quic_seen: Any = None  # quic_midstream.QuicSighting: QUIC without a decrypted client Initial
@@ -194,6 +197,8 @@ def _tcp_client(facts: FlowFacts, data: bytes, server_port: int) -> None:
     if facts.decided and facts.app_proto not in _REFINED:
         if facts.undetermined:
             _tls_midstream(facts, data, C2S)
+        elif facts.tls_shape is not None and facts.tls_shape.client_start is None:
+            facts.tls_shape.client_start = tlsintls.client_app_start(tls.tls_record_stats(data).records)
         return
     for name in [c for c in TCP_CLIENT_FIRST if c in facts.tcp_candidates]:
         try:
@@ -208,6 +213,7 @@ def _tcp_client(facts: FlowFacts, data: bytes, server_port: int) -> None:
                 facts.tls = ch
                 facts.tor = tor.tor_evidence(ch)
                 facts.decide(AppProto.TOR if facts.tor else AppProto.TLS)
+                facts.tls_shape = tlsintls.TlsShape()
             elif name == "http":
                 _http_request(facts, data)
             elif name == "ssh":
@@ -264,6 +270,25 @@ def _tls_midstream(facts: FlowFacts, data: bytes, direction: int = C2S) -> bool:
     facts.tls_midstream = True
     facts.decide(AppProto.TLS)
     return True
+
+
+def on_tls_segment(facts: FlowFacts, direction: int, ts: float, offset: int, length: int) -> None:
+    """A data segment of a TLS flow for the TLS-in-TLS detector (dissect/tlsintls.py): its time, direction,
+    offset from the direction's first byte and length. The engine calls it while ``facts.tls_shape`` is set."""
+    shape = facts.tls_shape
+    shape.add(ts, direction, offset, length)
+    shape.evaluate()
+    if shape.done:
+        facts.tls_in_tls = shape.result
+        facts.tls_shape = None
+
+
+def tls_in_tls_result(facts: FlowFacts) -> tlsintls.TlsInTls | None:
+    """The detector's finding at the end of the flow (a window still open is compared with what came)."""
+    if facts.tls_shape is not None:
+        facts.tls_in_tls = facts.tls_shape.evaluate(final=True)
+        facts.tls_shape = None
+    return facts.tls_in_tls
 
 
 def on_tcp_beyond_stream(facts: FlowFacts, direction: int, offset: int, segment: bytes) -> None:

@@ -7,6 +7,7 @@ cdef unsigned long long MASK32, MASK64, _K1, _K2, _EXACT
 cdef int _TCP, _UDP, _FIN, _SYN, _RST, _ACK
 cdef int _NONE, _NEW, _SYN_SENT, _SYN_RECEIVED, _ESTABLISHED, _CLOSING, _CLOSED
 cdef int _EPB
+cdef int MAX_DEPTH
 
 
 cdef class FlowRec:
@@ -43,6 +44,8 @@ cdef class Core:
     cdef public list ended
     cdef public int stop
     cdef public str error_what
+    cdef public object encap_now
+    cdef dict encap_cache
 
     @cython.locals(p="const unsigned char *", n=Py_ssize_t, sec=cython.uint, frac=cython.uint, caplen=cython.uint,
                    orig=cython.uint)
@@ -57,12 +60,15 @@ cdef class Core:
 
     cpdef frame(self, frame)
 
-    @cython.locals(p="const unsigned char *", end=Py_ssize_t)
+    @cython.locals(p="const unsigned char *", end=Py_ssize_t, ethertype=cython.uint)
     cdef _frame(self, bytes block, Py_ssize_t off, Py_ssize_t caplen, unsigned int orig, int linktype, double ts)
 
-    @cython.locals(p="const unsigned char *")
+    @cython.locals(p="const unsigned char *", first=Py_ssize_t, labels=cython.int, key_end=Py_ssize_t,
+                   protocol=cython.uint)
     cdef _ethertype(self, bytes block, Py_ssize_t start, Py_ssize_t end, Py_ssize_t pos, unsigned int ethertype,
                     unsigned int orig, int linktype, double ts)
+
+    cdef object _labels(self, bytes block, Py_ssize_t start, Py_ssize_t end, Py_ssize_t first, Py_ssize_t key_end)
 
     @cython.locals(p="const unsigned char *", captured=Py_ssize_t, hl=Py_ssize_t, total=Py_ssize_t, frag=cython.uint,
                    proto=cython.int, nh=cython.int, plen=Py_ssize_t, s_hi=cython.ulonglong, s_lo=cython.ulonglong,
@@ -71,7 +77,7 @@ cdef class Core:
                   unsigned int orig, int linktype, double ts)
 
     @cython.locals(p="const unsigned char *", available=Py_ssize_t, offset_byte=cython.uint, hl=Py_ssize_t,
-                   flags=cython.uint, length=Py_ssize_t, last=Py_ssize_t)
+                   flags=cython.uint, length=Py_ssize_t, last=Py_ssize_t, dport=cython.uint)
     cdef _transport(self, bytes block, Py_ssize_t start, Py_ssize_t end, Py_ssize_t pos, Py_ssize_t stop, int version,
                     int proto, unsigned long long s_hi, unsigned long long s_lo, unsigned long long d_hi,
                     unsigned long long d_lo, int ttl, unsigned int ip_id, bint df, long long ip_len,

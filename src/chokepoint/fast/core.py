@@ -8,13 +8,13 @@ written so that the compiled code does not touch Python objects on the common pa
 
 What it does for each record of a block (classic pcap records, or pcapng Enhanced Packet Blocks):
 
-* **decode** the common case natively (Ethernet with 802.1Q/802.1ad tags, Linux SLL/SLL2, raw IP; IPv4 without
-  fragmentation; IPv6 without extension headers; TCP and UDP). Every other frame — other link types or
-  protocols, fragments, anything damaged or unusual — goes to the reference decoder
-  (:class:`chokepoint.packet.decode.Decoder`), which counts and reassembles exactly as it always does; only a
-  frame the native decoder accepts whole is decoded here, so the two never disagree about a packet. A later
-  decapsulation step (VLAN stacks, MPLS, PPPoE, GRE, VXLAN, GTP-U, IP-in-IP, with an ``encap`` record) belongs
-  in :meth:`Core._network` (the one place that turns a link payload into an IP header position);
+* **decode** the common case natively (Ethernet with 802.1Q/802.1ad tags and a PPPoE session header, Linux
+  SLL/SLL2, raw IP; IPv4 without fragmentation; IPv6 without extension headers; TCP and UDP). Every other frame
+  — other link types, MPLS, GRE, VXLAN, GTP-U, IP-in-IP, fragments, anything damaged or unusual — goes to the
+  reference decoder (:class:`chokepoint.packet.decode.Decoder`, whose ``_descend`` unwraps them), which counts and
+  reassembles exactly as it always does; only a frame the native decoder accepts whole is decoded here, so the
+  two never disagree about a packet. The ``encap`` labels of a natively unwrapped frame come from the reference
+  steps (:func:`chokepoint.packet.decap.link_labels`), cached by the wrapper headers' bytes;
 * **find the flow** by a 64-bit hash of its direction-free key in a dict, with a chain for colliding keys;
   the table keeps the reference's semantics (:mod:`chokepoint.flow.table`): per-timeout-class LRU lists
   (intrusive here), packet-time expiry every :data:`EXPIRY_INTERVAL`, LRU eviction at ``max_flows``;
@@ -30,6 +30,7 @@ its counters are written back before each call into Python and when the flow end
 
 from chokepoint.flow.flow import Flow, TcpState, port_rank
 from chokepoint.flow.key import ip_text
+from chokepoint.packet.decap import MAX_DEPTH, link_labels
 from chokepoint.packet.pcap import Frame
 from chokepoint.packet.record import Packet
 
@@ -67,6 +68,10 @@ _STATES = (
 )
 #: Timeout classes, in the order the reference table sweeps them.
 CLASS_NAMES = ("tcp", "tcp_closed", "udp", "other")
+
+#: Encapsulation label tuples kept by wrapper headers before the cache starts over.
+ENCAP_CACHE = 4096
+_NO_ENCAP = ()
 
 #: pcapng block types handled natively
 _EPB = 6
@@ -169,6 +174,8 @@ class Core:
         self.budget_spent = 0
         self.stop = STOP_NEED_MORE
         self.error_what = ""
+        self.encap_now = _NO_ENCAP  # the encapsulation labels of the frame being decoded
+        self.encap_cache = {}
 
     # -- record walks ---------------------------------------------------------------------------------
 
@@ -256,6 +263,7 @@ class Core:
         """Decode one frame at ``block[off:off + caplen]``, natively when it is the common case."""
         p = block
         end = off + caplen
+        self.encap_now = _NO_ENCAP
         if linktype == 1:
             if caplen < 14:
                 self._slow(block, off, caplen, orig, linktype, ts)
@@ -272,25 +280,72 @@ class Core:
             self._ethertype(block, off, end, off + 16, _be16(p, off + 14), orig, linktype, ts)
             return
         if linktype == 276 and caplen >= 20:
-            self._ethertype(block, off, end, off + 20, _be16(p, off), orig, linktype, ts)
+            ethertype = _be16(p, off)
+            if ethertype != 0x0800 and ethertype != 0x86DD:  # SLL2's EtherType is not next to its payload
+                self._slow(block, off, caplen, orig, linktype, ts)
+                return
+            self._ethertype(block, off, end, off + 20, ethertype, orig, linktype, ts)
             return
         self._slow(block, off, caplen, orig, linktype, ts)
 
     def _ethertype(self, block, start, end, pos, ethertype, orig, linktype, ts):
-        """Pop 802.1Q/802.1ad/QinQ tags, then hand IPv4/IPv6 to :meth:`_network`."""
+        """Pop 802.1Q/802.1ad/QinQ tags and a PPPoE session header (carrying IPv4/IPv6 with a two-byte PPP
+        protocol), then hand IPv4/IPv6 to :meth:`_network`; any other wrapper goes to the reference decoder."""
         p = block
+        first = pos - 2
+        labels = 0
         while ethertype == 0x8100 or ethertype == 0x88A8 or ethertype == 0x9100:
-            if pos + 4 > end:
+            if pos + 4 > end or labels == MAX_DEPTH:
                 self._slow(block, start, end - start, orig, linktype, ts)
                 return
             ethertype = _be16(p, pos + 2)
             pos += 4
+            labels += 1
+        key_end = pos
+        if ethertype == 0x8864:
+            if (
+                pos + 8 > end
+                or labels == MAX_DEPTH
+                or p[pos] != 0x11
+                or p[pos + 1] != 0
+                or _be16(p, pos + 4) < 2
+                or _be16(p, pos + 4) > end - pos - 6
+                or p[pos + 6] & 1
+            ):
+                self._slow(block, start, end - start, orig, linktype, ts)
+                return
+            protocol = _be16(p, pos + 6)
+            key_end = pos + 4  # version, type, code and session id: what the label depends on
+            pos += 8
+            labels += 1
+            if protocol == 0x0021:
+                ethertype = 0x0800
+            elif protocol == 0x0057:
+                ethertype = 0x86DD
+            else:
+                self._slow(block, start, end - start, orig, linktype, ts)
+                return
+        if ethertype != 0x0800 and ethertype != 0x86DD:
+            self._slow(block, start, end - start, orig, linktype, ts)
+            return
+        if labels:
+            self.encap_now = self._labels(block, start, end, first, key_end)
         if ethertype == 0x0800:
             self._network(block, start, end, pos, 4, orig, linktype, ts)
-        elif ethertype == 0x86DD:
-            self._network(block, start, end, pos, 6, orig, linktype, ts)
         else:
-            self._slow(block, start, end - start, orig, linktype, ts)
+            self._network(block, start, end, pos, 6, orig, linktype, ts)
+
+    def _labels(self, block, start, end, first, key_end):
+        """The encapsulation labels of the wrapper headers at ``block[first:key_end]`` (from the first EtherType),
+        as the reference decoder writes them; cached by those bytes."""
+        key = block[first:key_end]
+        labels = self.encap_cache.get(key)
+        if labels is None:
+            if len(self.encap_cache) >= ENCAP_CACHE:
+                self.encap_cache.clear()
+            labels = link_labels(block[start:end], first - start + 2, _be16(block, first))
+            self.encap_cache[key] = labels
+        return labels
 
     def _network(self, block, start, end, off, version, orig, linktype, ts):
         """The IP header at ``off`` (``version`` as the link layer announced it); TCP/UDP go on to
@@ -438,6 +493,10 @@ class Core:
         if available < 8:
             self._slow(block, start, end - start, orig, linktype, ts)
             return
+        dport = _be16(p, pos + 2)
+        if dport == 4789 or dport == 2152:  # VXLAN, GTP-U: the reference decoder unwraps them
+            self._slow(block, start, end - start, orig, linktype, ts)
+            return
         length = _be16(p, pos + 4)
         if length > available or length == 0:
             last = stop
@@ -460,7 +519,7 @@ class Core:
             _be16(p, pos),
             d_hi,
             d_lo,
-            _be16(p, pos + 2),
+            dport,
             ttl,
             ip_id,
             df,
@@ -481,6 +540,7 @@ class Core:
         if pkt is None:
             return
         self.decoded += 1
+        self.encap_now = pkt.encap
         src = pkt.src
         dst = pkt.dst
         if len(src) == 4:
@@ -713,6 +773,7 @@ class Core:
             ts,
             client_text=ip_text(c_ip),
             server_text=ip_text(s_ip),
+            encap=self.encap_now,
         )
         if proto == _TCP:
             flow.tcp_state = TcpState.NEW
@@ -906,6 +967,7 @@ class Core:
             frame_len,
             1,
             self.frames,
+            self.encap_now,
         )
 
     def _examine(self, rec, pkt, d):

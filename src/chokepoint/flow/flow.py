@@ -92,6 +92,7 @@ class Flow:
     timeout_class: str = ""
     client_text: str = ""  # addresses as text, converted once per flow (policy and output use them)
     server_text: str = ""
+    encap: tuple[str, ...] = ()  # the first packet's encapsulation labels (packet/decap.py), outermost first
 
     def __init__(
         self,
@@ -108,6 +109,7 @@ class Flow:
         *,
         client_text: str = "",
         server_text: str = "",
+        encap: tuple[str, ...] = (),
     ) -> None:
         self.id = id
         self.key = key
@@ -144,6 +146,7 @@ class Flow:
         self.timeout_class = ""
         self.client_text = client_text
         self.server_text = server_text
+        self.encap = encap
 
     @classmethod
     def from_first_packet(cls, flow_id: int, key: FlowKey, pkt: Packet) -> Flow:
@@ -171,6 +174,7 @@ class Flow:
             pkt.ts,
             client_text=ip_text(c_ip),
             server_text=ip_text(s_ip),
+            encap=pkt.encap,
         )
         if pkt.proto == TCP:
             flow.tcp_state = TcpState.NEW

@@ -73,6 +73,7 @@ def up(
     manager: str | None = None,
     manager_token: str | None = None,
     deployment: str | None = None,
+    wrap: str | None = None,
 ) -> LabState:
     """Bring the lab up and return its state (also written to ``state.json``).
 
@@ -91,13 +92,18 @@ def up(
     ``{"RULE.PARAM": "YAML value"}`` (``censord --param``); a bad
     one is a ``PolicyError`` before anything is created. Both are recorded in ``state.json``.
     ``nodes``/``workers``/``manager`` (``"start"`` or a URL)/``manager_token``/``deployment``: a fleet of censor
-    nodes joined to a central manager (:mod:`chokepoint.lab.fleet`; ``fleet.json`` in the state directory)."""
+    nodes joined to a central manager (:mod:`chokepoint.lab.fleet`; ``fleet.json`` in the state directory).
+    ``wrap``: ``"vlan"`` or ``"gre"``, the client side behind an operator's wrapping (:mod:`chokepoint.lab.wrap`)."""
     from chokepoint.lab import state as st
     from chokepoint.lab import topology as topo
     from chokepoint.policy import load_profile
 
     if mode not in st.MODES:
         raise LabError(f"unknown mode {mode!r}; expected one of: {', '.join(st.MODES)}")
+    from chokepoint.lab import wrap as wrap_module
+
+    if wrap is not None and (wrap not in wrap_module.MODES or nodes > 1):
+        raise LabError(f"--wrap {wrap!r}: expected one of {', '.join(wrap_module.MODES)}, with a single censor node")
     if clock_offset_s is not None and not math.isfinite(clock_offset_s):
         raise LabError(f"clock offset {clock_offset_s!r} is not a finite number of seconds")
     params = {str(k): str(v) for k, v in (params or {}).items()}
@@ -127,6 +133,7 @@ def up(
             clock_offset_s=clock_offset_s,
             params=params,
             as_of=loaded.as_of.isoformat() if loaded.as_of else None,
+            wrap=wrap,
             warnings=[f"degraded: {what}" for what in features.degraded],
         )
         started = time.monotonic()
@@ -190,6 +197,11 @@ def _build(
     state.state_dir.mkdir(parents=True, exist_ok=True)
     topo.create(state.topology)
     say(f"topology: {', '.join(state.topology.namespaces())}")
+    if state.wrap is not None:
+        from chokepoint.lab import wrap
+
+        wrap.apply(state)
+        say(f"client side wrapped: {state.wrap}")
     ca_module = _optional("chokepoint.lab.ca")
     if ca_module is None:
         state.warnings.append("chokepoint.lab.ca is not available: no lab CA, HTTPS is not trusted")

@@ -117,6 +117,8 @@ class LabState:
     params: dict[str, str] = field(default_factory=dict)
     #: the day the censor's profile is loaded for (``censord --as-of``); None: the profile's default
     as_of: str | None = None
+    #: ``lab up --wrap``: the client side behind a VLAN or a GRE tunnel (lab/wrap.py); None: unwrapped
+    wrap: str | None = None
     processes: dict[str, ProcessInfo] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
     warnings: list[str] = field(default_factory=list)
@@ -187,6 +189,7 @@ class LabState:
             "clock_offset_s": self.clock_offset_s,
             "params": dict(self.params),
             "as_of": self.as_of,
+            "wrap": self.wrap,
             "created_at": self.created_at,
             "state_dir": str(self.state_dir),
             "warnings": list(self.warnings),
@@ -226,6 +229,7 @@ class LabState:
                 clock_offset_s=_optional_float(data.get("clock_offset_s")),
                 params={str(k): str(v) for k, v in dict(data.get("params") or {}).items()},
                 as_of=data.get("as_of"),
+                wrap=data.get("wrap"),
                 processes={n: ProcessInfo.from_dict(p) for n, p in data["processes"].items()},
             )
         except (KeyError, TypeError, ValueError) as exc:

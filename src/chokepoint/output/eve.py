@@ -17,7 +17,7 @@ import zlib
 from datetime import UTC, datetime
 from typing import Any
 
-from chokepoint.dissect.dispatch import FlowFacts, partial_reason
+from chokepoint.dissect.dispatch import FlowFacts, partial_reason, tls_in_tls_result
 from chokepoint.flow.flow import C2S, S2C, Flow
 
 PROTO_NAMES = {6: "TCP", 17: "UDP", 1: "ICMP", 58: "IPv6-ICMP", 47: "GRE", 50: "ESP", 51: "AH"}
@@ -82,8 +82,10 @@ def flow_to_eve(flow: Flow, profile: str) -> dict[str, Any]:
         "dest_ip": flow.server_text,
         "dest_port": flow.server_port,
         "proto": PROTO_NAMES.get(flow.proto, str(flow.proto)),
-        "app_proto": facts.app_proto,
     }
+    if flow.encap:
+        record["encap"] = list(flow.encap)
+    record["app_proto"] = facts.app_proto
     if partial_reason(facts) is not None:
         record["partial"] = True
     record["flow"] = {
@@ -148,7 +150,9 @@ def flow_to_eve_json(flow: Flow, profile: str) -> str:
         )
     parts = [
         f'{{"timestamp":"{start}","flow_id":{flow_id(flow)},"event_type":"flow",{endpoints},'
-        f'"proto":{_text(proto)},"app_proto":{_text(flow.app_proto)},'
+        f'"proto":{_text(proto)},'
+        + (f'"encap":{_encode(list(flow.encap))},' if flow.encap else "")
+        + f'"app_proto":{_text(flow.app_proto)},'
         + ('"partial":true,' if partial is not None else "")
         + f'"flow":{{"pkts_toserver":{pkts[C2S]},"pkts_toclient":{pkts[S2C]},'
         f'"bytes_toserver":{octets[C2S]},"bytes_toclient":{octets[S2C]},"start":"{start}",'
@@ -179,6 +183,10 @@ def flow_to_eve_json(flow: Flow, profile: str) -> str:
                 f',"fully_encrypted":{{"verdict":{_scalar(fet.fully_encrypted)},"exemption":{_scalar(fet.exemption)},'
                 f'"popcount_per_byte":{_scalar(round(fet.popcount_per_byte, 3))}}}'
             )
+        if facts.tls is not None:
+            found = tls_in_tls_result(facts)
+            if found is not None:
+                parts.append(f',"tls_in_tls":{_encode(found.to_json())}')
         if facts.tor:
             parts.append(f',"tor_evidence":{_encode(facts.tor)}')
         if facts.openvpn:
@@ -213,6 +221,10 @@ def chokepoint_object(flow: Flow, profile: str) -> dict[str, Any]:
             "exemption": facts.fet.exemption,
             "popcount_per_byte": round(facts.fet.popcount_per_byte, 3),
         }
+    if facts.tls is not None:
+        found = tls_in_tls_result(facts)
+        if found is not None:
+            out["tls_in_tls"] = found.to_json()
     if facts.tor:
         out["tor_evidence"] = facts.tor
     if facts.openvpn:
@@ -257,7 +269,8 @@ def _dns(facts) -> dict | None:
 def _http(facts) -> dict | None:
     req = facts.http
     if req is None:
-        return None
+        response = facts.http_response  # a response without its request (a partial flow)
+        return None if response is None else {"status": response.status, "protocol": response.version}
     out: dict[str, Any] = {"hostname": req.host, "url": req.target, "http_method": req.method, "protocol": req.version}
     if req.user_agent:
         out["http_user_agent"] = req.user_agent

@@ -263,6 +263,85 @@ def pppoe_session(ip_packet: bytes, session_id: int = 1) -> bytes:
     return struct.pack("!BBHHH", 0x11, 0, session_id, len(ip_packet) + 2, ppp_protocol) + ip_packet
 
 
+def mpls(payload: bytes, labels: Sequence[int], *, pseudowire: bool = False, ttl: int = 64) -> bytes:
+    """An MPLS label stack (RFC 3032), outermost label first, bottom-of-stack set on the last; ``pseudowire``:
+    ``payload`` is an Ethernet frame behind a zero control word (RFC 4385, RFC 4448). EtherType 0x8847."""
+    if not labels:
+        raise ValueError("an MPLS stack has at least one label")
+    stack = b"".join(
+        struct.pack("!I", (label & 0xFFFFF) << 12 | (0x100 if i == len(labels) - 1 else 0) | ttl)
+        for i, label in enumerate(labels)
+    )
+    return stack + (b"\0\0\0\0" if pseudowire else b"") + payload
+
+
+def ppp(ip_packet: bytes, *, hdlc: bool = False, compressed: bool = False, direction: int | None = None) -> bytes:
+    """A PPP frame (RFC 1661) for link types 9/50 (``hdlc``: 0xff 0x03 first, RFC 1662; ``compressed``: a
+    one-byte protocol field) or, with ``direction`` (0 received, 1 sent), link type 204."""
+    protocol = 0x21 if ip_ethertype(ip_packet) == ETH_IPV4 else 0x57
+    field = bytes([protocol]) if compressed else struct.pack("!H", protocol)
+    framed = (b"\xff\x03" if hdlc or direction is not None else b"") + field + ip_packet
+    return framed if direction is None else bytes([direction]) + framed
+
+
+def gre(
+    payload: bytes,
+    protocol: int | None = None,
+    *,
+    key: int | None = None,
+    sequence: int | None = None,
+    checksum_present: bool = False,
+    version: int = 0,
+) -> bytes:
+    """A GRE header (RFC 2784; key and sequence number RFC 2890) and its payload; ``protocol`` defaults from
+    the IP version (0x6558 for an Ethernet frame: transparent Ethernet bridging). IP protocol 47."""
+    if protocol is None:
+        protocol = ip_ethertype(payload)
+    flags = (0x8000 if checksum_present else 0) | (0x2000 if key is not None else 0)
+    flags |= (0x1000 if sequence is not None else 0) | (version & 7)
+    header = struct.pack("!HH", flags, protocol)
+    if checksum_present:
+        header += struct.pack("!HH", checksum(header + payload), 0)
+    if key is not None:
+        header += struct.pack("!I", key)
+    if sequence is not None:
+        header += struct.pack("!I", sequence)
+    return header + payload
+
+
+def vxlan(frame: bytes, vni: int) -> bytes:
+    """A VXLAN header (RFC 7348: the I flag, a 24-bit VNI) and the Ethernet frame it carries: a UDP payload
+    for port 4789."""
+    return struct.pack("!B3xI", 0x08, (vni & 0xFFFFFF) << 8) + frame
+
+
+def gtpu(
+    ip_packet: bytes, teid: int, *, sequence: int | None = None, extensions: Sequence[tuple[int, bytes]] = ()
+) -> bytes:
+    """A GTP-U G-PDU (3GPP TS 29.281: version 1, protocol type GTP, message 0xff) carrying an IP packet: a UDP
+    payload for port 2152. ``extensions``: (type, content) pairs, each content padded to 4n - 2 bytes."""
+    optional = b""
+    flags = 0x30
+    if sequence is not None or extensions:
+        flags |= (0x02 if sequence is not None else 0) | (0x04 if extensions else 0)
+        optional = struct.pack("!HBB", sequence or 0, 0, extensions[0][0] if extensions else 0)
+        for i, (_, content) in enumerate(extensions):
+            content += b"\0" * (-(len(content) + 2) % 4)
+            following = extensions[i + 1][0] if i + 1 < len(extensions) else 0
+            optional += bytes([(len(content) + 2) // 4]) + content + bytes([following])
+    body = optional + ip_packet
+    return struct.pack("!BBHI", flags, 0xFF, len(body), teid & 0xFFFFFFFF) + body
+
+
+def ip_in_ip(inner: bytes, outer_src: str | bytes, outer_dst: str | bytes) -> bytes:
+    """``inner`` (IPv4 or IPv6) in an IPv4 or IPv6 packet (by the outer addresses): protocol 4 for IPv4
+    inside (RFC 2003, RFC 2473), 41 for IPv6 inside (RFC 4213, RFC 2473)."""
+    proto = 4 if ip_ethertype(inner) == ETH_IPV4 else 41
+    if len(address(outer_src)) == 4:
+        return ipv4(outer_src, outer_dst, proto, inner)
+    return ipv6(outer_src, outer_dst, proto, inner)
+
+
 def linux_sll(
     payload: bytes,
     protocol: int | None = None,

@@ -5,8 +5,13 @@ not decode returns ``None`` and is counted in ``Decoder.counters`` under a reaso
 frames that still decode ("ip-fragment", "ip-payload-truncated", "ipv4-total-length-zero").
 
 Link types (tcpdump.org LINKTYPE_* values): 0 NULL/loopback (host byte order of the capturing machine,
-either is accepted), 1 Ethernet (802.1Q/802.1ad/QinQ VLAN tags, PPPoE session stage, RFC 2516), 12/14/101
-raw IP, 108 OpenBSD loopback (network byte order), 113 Linux cooked SLL, 276 SLL2, 228/229 raw IPv4/IPv6.
+either is accepted), 1 Ethernet, 9 PPP and 50 PPP in HDLC-like framing (RFC 1661/1662), 204 PPP with a
+direction byte, 12/14/101 raw IP, 108 OpenBSD loopback (network byte order), 113 Linux cooked SLL, 276 SLL2,
+228/229 raw IPv4/IPv6.
+
+Encapsulations (VLAN/QinQ tags, MPLS, PPPoE, PPP, GRE, VXLAN, GTP-U, IP-in-IP) are unwrapped by
+:meth:`Decoder._descend`, the one loop over the steps of :mod:`chokepoint.packet.decap`, for link-level wrappers
+and IP tunnels alike; the Packet is the innermost one, with the labels of what was unwrapped in ``encap``.
 
 Layers: IPv4 (RFC 791; options skipped, Ethernet padding cut by Total Length), IPv6 (RFC 8200; hop-by-hop,
 routing, destination options, fragment, AH (RFC 4302) and the RFC 6564-shaped mobility/HIP/shim6 headers are
@@ -23,6 +28,8 @@ from __future__ import annotations
 import struct
 from collections import Counter
 
+from chokepoint.packet import decap
+from chokepoint.packet.decap import Layer
 from chokepoint.packet.fragments import FragmentReassembler, Reassembled
 from chokepoint.packet.pcap import Frame
 from chokepoint.packet.record import ICMP, ICMPV6, TCP, UDP, Packet
@@ -35,9 +42,9 @@ _PORTS = struct.Struct("!HHH").unpack_from  # sport dport length (UDP)
 _FRAG6 = struct.Struct("!BxHI").unpack_from  # nh offset/flags ident
 
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
-_ETH_VLAN = frozenset((0x8100, 0x88A8, 0x9100))
-_ETH_PPPOE_SESSION = 0x8864
-_PPP_IPV4, _PPP_IPV6 = 0x0021, 0x0057
+#: IP protocols that carry another packet: IPv4 (4), IPv6 (41), GRE (47).
+_IP_TUNNELS = frozenset((4, 41, 47))
+_TUNNEL_PORTS = frozenset((decap.VXLAN_PORT, decap.GTPU_PORT))
 
 _AF_INET = 2
 _AF_INET6 = frozenset((10, 24, 28, 30))  # Linux, NetBSD/OpenBSD, FreeBSD, macOS (libpcap BSD_AFNUM_INET6_*)
@@ -76,6 +83,9 @@ class Decoder:
             101: self._raw,
             228: self._raw,
             229: self._raw,
+            9: self._ppp_link,
+            50: self._ppp_link,
+            204: self._ppp_link,
         }
 
     @classmethod
@@ -103,33 +113,45 @@ class Decoder:
     # -- link layer -------------------------------------------------------------------------------------
 
     def _ethertype(self, frame: Frame, data: bytes, off: int, ethertype: int) -> Packet | None:
-        """Dispatch on an EtherType at ``off``, popping VLAN tags and a PPPoE session header on the way."""
-        while ethertype in _ETH_VLAN:
-            if len(data) < off + 4:
-                self.counters["truncated-vlan-tag"] += 1
-                return None
-            ethertype = (data[off + 2] << 8) | data[off + 3]
-            off += 4
+        """The payload of an EtherType at ``off``: IPv4/IPv6 at once, anything else through :meth:`_descend`."""
         if ethertype == ETH_IPV4:
             return self._ipv4(frame, data, off)
         if ethertype == ETH_IPV6:
             return self._ipv6(frame, data, off)
-        if ethertype == _ETH_PPPOE_SESSION:
-            if len(data) < off + 8:
-                self.counters["truncated-pppoe-header"] += 1
+        return self._descend(frame, data, off, len(data), Layer.ETHERTYPE, ethertype, ())
+
+    def _descend(
+        self, frame: Frame, data: bytes, off: int, end: int, layer: Layer, value: int, encap: tuple[str, ...]
+    ) -> Packet | None:
+        """Unwrap from ``layer`` at ``off`` down to an IP header (:mod:`chokepoint.packet.decap`), collecting the
+        labels; the one place that decapsulates. Malformed or too deep: counted and skipped."""
+        labels = list(encap)
+        while True:
+            try:
+                layer, value, off, label = decap.step(layer, value, data, off, end)
+            except decap.Unsupported as exc:
+                self.counters[exc.reason] += 1
                 return None
-            protocol = (data[off + 6] << 8) | data[off + 7]
-            if protocol == _PPP_IPV4:
-                return self._ipv4(frame, data, off + 8)
-            if protocol == _PPP_IPV6:
-                return self._ipv6(frame, data, off + 8)
-            self.counters[f"unsupported-ppp-protocol:0x{protocol:04x}"] += 1
+            except decap.Malformed as exc:
+                self.counters[f"encap-malformed:{exc.reason}"] += 1
+                return None
+            if label is not None:
+                labels.append(label)
+                if len(labels) > decap.MAX_DEPTH:
+                    self.counters["encap-too-deep"] += 1
+                    return None
+            if layer is Layer.IPV4:
+                return self._ipv4(frame, data, off, tuple(labels), end)
+            if layer is Layer.IPV6:
+                return self._ipv6(frame, data, off, tuple(labels), end)
+
+    def _ppp_link(self, frame: Frame, data: bytes) -> Packet | None:
+        """Link types 9/50 (PPP, optionally in HDLC-like framing) and 204 (a direction byte first)."""
+        off = 1 if frame.linktype == 204 else 0
+        if len(data) <= off:
+            self.counters["truncated-ppp-header"] += 1
             return None
-        if ethertype < 0x0600:  # 802.3 length field (or SLL 802.2 marker): LLC frames (STP, CDP, ...)
-            self.counters["llc-frame"] += 1
-        else:
-            self.counters[f"unsupported-ethertype:0x{ethertype:04x}"] += 1
-        return None
+        return self._descend(frame, data, off, len(data), Layer.PPP_HDLC, 0, ("ppp",))
 
     def _sll(self, frame: Frame, data: bytes) -> Packet | None:
         if len(data) < 16:
@@ -181,8 +203,8 @@ class Decoder:
 
     # -- network layer ----------------------------------------------------------------------------------
 
-    def _ipv4(self, frame: Frame, data: bytes, off: int) -> Packet | None:
-        captured = len(data) - off
+    def _ipv4(self, frame: Frame, data: bytes, off: int, encap: tuple[str, ...] = (), limit: int = -1) -> Packet | None:
+        captured = (len(data) if limit < 0 else limit) - off
         if captured < 20:
             self.counters["truncated-ipv4-header"] += 1
             return None
@@ -206,7 +228,7 @@ class Decoder:
             total = captured
         if total > captured:
             self.counters["ip-payload-truncated"] += 1
-            end = len(data)
+            end = off + captured
         else:
             end = off + total  # cuts Ethernet padding and trailers
         df = bool(frag & _DF)
@@ -244,17 +266,18 @@ class Decoder:
                     len(payload),
                     done.fragments,
                     done.frame_len,
+                    encap,
                 )
             if frag_offset:
                 self.counters["ip-fragment-non-first"] += 1
                 return None
             self.counters["ip-fragment"] += 1
         return self._transport(
-            frame, 4, src, dst, proto, ttl, ip_id, df, total, data, off + header_len, end, 1, frame.orig_len
+            frame, 4, src, dst, proto, ttl, ip_id, df, total, data, off + header_len, end, 1, frame.orig_len, encap
         )
 
-    def _ipv6(self, frame: Frame, data: bytes, off: int) -> Packet | None:
-        captured = len(data) - off
+    def _ipv6(self, frame: Frame, data: bytes, off: int, encap: tuple[str, ...] = (), limit: int = -1) -> Packet | None:
+        captured = (len(data) if limit < 0 else limit) - off
         if captured < 40:
             self.counters["truncated-ipv6-header"] += 1
             return None
@@ -266,7 +289,7 @@ class Decoder:
             payload_len = captured - 40  # a jumbogram (RFC 2675) or offload: trust the capture
         if payload_len > captured - 40:
             self.counters["ip-payload-truncated"] += 1
-            end = len(data)
+            end = off + captured
         else:
             end = off + 40 + payload_len
         ip_len = 40 + payload_len
@@ -318,14 +341,14 @@ class Decoder:
                     self.counters["ip-fragment-held"] += 1
                     return None
                 nh, hop_limit, unfragmentable = done.head
-                return self._ipv6_reassembled(frame, src, dst, hop_limit, ident, nh, unfragmentable, done)
+                return self._ipv6_reassembled(frame, src, dst, hop_limit, ident, nh, unfragmentable, done, encap)
             if frag_offset:
                 self.counters["ip-fragment-non-first"] += 1
                 return None
             self.counters["ip-fragment"] += 1
             nh, pos = next_nh, pos + 8
         return self._transport(
-            frame, 6, src, dst, nh, hop_limit, ident, False, ip_len, data, pos, end, 1, frame.orig_len
+            frame, 6, src, dst, nh, hop_limit, ident, False, ip_len, data, pos, end, 1, frame.orig_len, encap
         )
 
     def _ipv6_reassembled(
@@ -338,6 +361,7 @@ class Decoder:
         nh: int,
         unfragmentable: int,
         done: Reassembled,
+        encap: tuple[str, ...] = (),
     ) -> Packet | None:
         """Walk the extension headers inside a reassembled IPv6 fragmentable part, then the transport."""
         payload = done.payload
@@ -371,6 +395,7 @@ class Decoder:
             end,
             done.fragments,
             done.frame_len,
+            encap,
         )
 
     # -- transport layer --------------------------------------------------------------------------------
@@ -391,9 +416,17 @@ class Decoder:
         end: int,
         fragments: int,
         frame_len: int,
+        encap: tuple[str, ...] = (),
     ) -> Packet | None:
-        """Decode the transport header in ``data[pos:end]`` and build the Packet."""
+        """Decode the transport header in ``data[pos:end]`` and build the Packet; a tunnel (IP in IP, GRE, VXLAN,
+        GTP-U) goes on to :meth:`_descend` instead."""
         available = end - pos
+        if proto in _IP_TUNNELS or (
+            proto == UDP and available >= 8 and ((data[pos + 2] << 8) | data[pos + 3]) in _TUNNEL_PORTS
+        ):
+            inner = self._tunnel(frame, version, proto, data, pos, end, encap)
+            if inner is not _NOT_A_TUNNEL:
+                return inner
         if proto == TCP:
             if available < 20:
                 self.counters["truncated-tcp-header"] += 1
@@ -430,6 +463,7 @@ class Decoder:
                 frame_len,
                 fragments,
                 frame.index,
+                encap,
             )
         if proto == UDP:
             if available < 8:
@@ -466,6 +500,7 @@ class Decoder:
                 frame_len,
                 fragments,
                 frame.index,
+                encap,
             )
         if proto == ICMP or proto == ICMPV6:
             if available < 8:
@@ -494,6 +529,7 @@ class Decoder:
                 frame_len,
                 fragments,
                 frame.index,
+                encap,
             )
         return Packet(
             frame.ts,
@@ -518,4 +554,36 @@ class Decoder:
             frame_len,
             fragments,
             frame.index,
+            encap,
         )
+
+    def _tunnel(
+        self, frame: Frame, version: int, proto: int, data: bytes, pos: int, end: int, encap: tuple[str, ...]
+    ) -> Packet | None | object:
+        """The packet inside an IP tunnel whose payload is ``data[pos:end]``, or :data:`_NOT_A_TUNNEL` when the
+        outer packet is the packet (GRE of another kind, a UDP datagram on a tunnel port that is not one)."""
+        if proto == 4 or proto == 41:
+            inner = 4 if proto == 4 else 6
+            if pos >= end or data[pos] >> 4 != inner:
+                self.counters[f"encap-malformed:{inner}in{version}"] += 1
+                return None
+            if len(encap) >= decap.MAX_DEPTH:
+                self.counters["encap-too-deep"] += 1
+                return None
+            labels = (*encap, f"{inner}in{version}")
+            return (
+                self._ipv4(frame, data, pos, labels, end) if inner == 4 else self._ipv6(frame, data, pos, labels, end)
+            )
+        if proto == 47:
+            layer, start = Layer.GRE, pos
+        else:
+            layer = Layer.VXLAN if ((data[pos + 2] << 8) | data[pos + 3]) == decap.VXLAN_PORT else Layer.GTPU
+            start = pos + 8
+        try:
+            return self._descend(frame, data, start, end, layer, 0, encap)
+        except decap.NotWrapped:
+            return _NOT_A_TUNNEL
+
+
+#: :meth:`Decoder._tunnel`'s answer when the outer packet is not a tunnel after all.
+_NOT_A_TUNNEL = object()

@@ -64,3 +64,4 @@ class Packet:
     frame_len: int = 0
     reassembled_from: int = 1  # >1 when built from IPv4/IPv6 fragments
     index: int = 0  # 1-based position in the capture
+    encap: tuple[str, ...] = ()  # what the decoder unwrapped, outermost first (packet/decap.py): "vlan:100", ...

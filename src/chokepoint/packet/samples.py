@@ -190,3 +190,44 @@ def write_mixed_capture(path: Path, flows: int, seed: int = 1) -> int:
             count += len(pkts)
             t += 0.002
     return count
+
+
+def write_wrapped_copy(
+    source: Path,
+    path: Path,
+    *,
+    vlans: tuple[tuple[int, int], ...] = ((0x8100, 100),),
+    pppoe_session: int | None = 0x1A2B,
+) -> int:
+    """A copy of an Ethernet capture with every IP frame wrapped as an operator's access network carries it:
+    VLAN tags (TPID, VLAN id; outer first) and, when ``pppoe_session`` is set, a PPPoE session header (RFC 2516).
+    Frames that are not IPv4/IPv6 over Ethernet are copied as they are. Returns the number of frames."""
+    from chokepoint.packet.pcap import open_capture
+
+    count = 0
+    with open_capture(source) as reader, CaptureWriter(path, linktype=1) as writer:
+        for frame in reader:
+            data = frame.data
+            if frame.linktype == 1 and len(data) >= 14 and data[12:14] in (b"\x08\x00", b"\x86\xdd"):
+                ip = data[14:]
+                if pppoe_session is not None:
+                    ip_packet = ip[: _ip_length(ip)]
+                    data = build.ethernet(
+                        build.pppoe_session(ip_packet, pppoe_session),
+                        build.ETH_PPPOE_SESSION,
+                        data[6:12],
+                        data[:6],
+                        vlans,
+                    )
+                else:
+                    data = build.ethernet(ip, build.ip_ethertype(ip), data[6:12], data[:6], vlans)
+            writer.write(frame.ts, data, frame.orig_len + len(data) - len(frame.data))
+            count += 1
+    return count
+
+
+def _ip_length(ip: bytes) -> int:
+    """An IP packet's own length (Ethernet padding left out)."""
+    if ip[0] >> 4 == 4:
+        return int.from_bytes(ip[2:4], "big")
+    return 40 + int.from_bytes(ip[4:6], "big")

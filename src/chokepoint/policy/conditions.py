@@ -248,6 +248,9 @@ def _item_checker(kind: Kind, field: str, op: str):
 
         return enum_item
     if kind is Kind.STRING:
+        check = FIELDS[field].check
+        if check is not None:
+            return lambda item: check(_want_str(item))
         return _want_str
     if kind is Kind.IP:
         return lambda item: values.cidr(_want_str(item))

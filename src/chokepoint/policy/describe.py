@@ -25,6 +25,7 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("HTTP", ("http.host", "http.path", "http.query", "http.url", "http.method", "http.user_agent")),
     ("DNS", ("dns.qname", "dns.qtype")),
     ("fully encrypted", ("fully_encrypted", "fet_exemption")),
+    ("TLS-in-TLS", ("tls_in_tls",)),
     ("schedule", ("local_hour",)),
     ("protocol", ("app_proto", "ja3", "ja4", "tls.alpn")),
     (

@@ -14,6 +14,7 @@ from typing import Any
 
 from chokepoint.appproto import AppProto
 from chokepoint.policy.input import MatchInput
+from chokepoint.policy.values import encap_label
 
 
 class Kind(StrEnum):
@@ -87,6 +88,7 @@ class FieldSpec:
     values: tuple[str, ...] = ()  # vocabulary of an ENUM field
     multi: bool = False  # the fact is a tuple of values; any of them may match
     alias_of: tuple[str, ...] = ()  # a virtual field: any of these fields
+    check: Callable[[str], str] | None = None  # canonical form of a STRING item, ValueError when bad
 
     @property
     def group(self) -> str:
@@ -242,6 +244,15 @@ FIELDS: dict[str, FieldSpec] = {
             "protocol versions the ClientHello's supported_versions offers (RFC 8446 4.2.1; 0x0301 = TLS 1.0); any",
             multi=True,
         ),
+        FieldSpec(
+            "encap",
+            Kind.STRING,
+            _nonempty("encap"),
+            "encapsulation labels the packet arrived in, e.g. vlan:100, qinq:30, pppoe:0x1a2b, mpls:16, gre:7, "
+            "vxlan:5001, gtpu:0x1, 6in4, ppp (packet/decap.py); any",
+            multi=True,
+            check=encap_label,
+        ),
         FieldSpec("tls.ech", Kind.BOOL, attrgetter("tls_ech"), "encrypted_client_hello (0xfe0d) present"),
         FieldSpec("tls.esni", Kind.BOOL, attrgetter("tls_esni"), "encrypted_server_name (0xffce) present"),
         FieldSpec(
@@ -269,6 +280,12 @@ FIELDS: dict[str, FieldSpec] = {
             attrgetter("fet_exemption"),
             "which exemption (Ex1..Ex5, Wu et al. 2023) spared the flow",
             values=("ex1", "ex2", "ex3", "ex4", "ex5"),
+        ),
+        FieldSpec(
+            "tls_in_tls",
+            Kind.BOOL,
+            attrgetter("tls_in_tls"),
+            "an encapsulated TLS handshake inside this TLS flow (Xue et al., USENIX Security 2024; dissect/tlsintls.py)",
         ),
     )
 }

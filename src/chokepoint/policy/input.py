@@ -40,6 +40,7 @@ class MatchInput:
     ja4: str | None = None
     tls_alpn: tuple[str, ...] = ()
     tls_versions: tuple[int, ...] = ()  # supported_versions offered (RFC 8446 4.2.1); () without the extension
+    encap: tuple[str, ...] = ()  # encapsulation labels of the flow's first packet (packet/decap.py)
     tls_ech: bool = False  # encrypted_client_hello 0xfe0d present
     tls_esni: bool = False  # encrypted_server_name 0xffce present
     tls_record_fragmented: bool = False  # the ClientHello spans more than one TLS record
@@ -48,6 +49,7 @@ class MatchInput:
     stream_c2s: bytes = b""  # reassembled client bytes so far (bounded)
     fully_encrypted: bool | None = None  # Wu et al. 2023 verdict on the first client data packet
     fet_exemption: str | None = None  # "ex1".."ex5" when exempted
+    tls_in_tls: bool | None = None  # an encapsulated TLS handshake (dissect/tlsintls.py, Xue et al. 2024)
 
     def domains(self) -> list[tuple[str, str]]:
         """Every domain-name fact with the field it came from, for domain rules."""

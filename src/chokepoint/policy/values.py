@@ -55,6 +55,33 @@ def port_range(item: int | str) -> tuple[int, int]:
     return lo, hi
 
 
+_ENCAP = re.compile(
+    r"(?:vlan|qinq):(?P<vid>\d{1,4})|mpls:(?P<label>\d{1,7})|pppoe:0x[0-9a-f]{4}|gre(?::(?P<key>\d{1,10}))?"
+    r"|vxlan:(?P<vni>\d{1,8})|gtpu:0x[0-9a-f]{8}|[46]in[46]|ppp"
+)
+
+
+def encap_label(text: str) -> str:
+    """One encapsulation label as the decoder writes it (packet/decap.py): ``vlan:100``, ``qinq:30``,
+    ``mpls:16``, ``pppoe:0x1a2b``, ``gre``/``gre:7``, ``vxlan:5001``, ``gtpu:0xdeadbeef``, ``6in4``, ``ppp``;
+    hex in lowercase, numbers within their fields' ranges."""
+    label = text.strip().lower()
+    match = _ENCAP.fullmatch(label)
+    if match is None:
+        raise ValueError(
+            f"bad encapsulation {text!r}: expected vlan:ID, qinq:ID, mpls:LABEL, pppoe:0xSSSS, gre[:KEY], vxlan:VNI, "
+            "gtpu:0xTTTTTTTT, 4in4/6in4/4in6/6in6 or ppp"
+        )
+    limits = {"vid": 4095, "label": (1 << 20) - 1, "key": (1 << 32) - 1, "vni": (1 << 24) - 1}
+    for group, top in limits.items():
+        number = match.group(group)
+        if number is not None and int(number) > top:
+            raise ValueError(f"bad encapsulation {text!r}: {group} {int(number)} exceeds {top}")
+        if number is not None:
+            label = label.replace(number, str(int(number)), 1)  # no leading zeros: the decoder writes none
+    return label
+
+
 def hex_bytes(text: str) -> str:
     """Hex digits (whitespace between bytes allowed), canonical lowercase without spaces."""
     compact = _HEX_SPACE.sub("", text).lower()
