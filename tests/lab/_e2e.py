@@ -9,7 +9,7 @@ whose text output (``tcpdump -v``) is parsed into :class:`Seen` packets. The DNS
 programs are shared with the conformance and backend tests (``tests/_lab_clients.py``); the rules, fixture and
 checks the inline and mirror tests share are at the end of this module.
 
-Addresses (docs/lab.md): the client is 198.18.0.2, the server's site addresses 198.19.0.10-29 serve HTTP :80,
+Addresses (docs/lab.md): the client is 198.18.0.2, the server's site addresses 198.19.0.10-39 serve HTTP :80,
 HTTPS :443, HTTP/3 (UDP :443) and echo :7/:9000; the lab resolver is 198.19.0.53 (behind the censor), the
 control resolver 198.18.9.1 (directly on the client, outside the censor's path). Tests give each scenario its
 own site address, so residual blocks or kernel state of one check never touch another.

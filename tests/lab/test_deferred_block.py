@@ -15,7 +15,7 @@ from ._e2e import LabRun, all_left_behind, session
 from ._lab import foreign
 
 RULE = "tsg-unknown-high-volume"
-SITE = "198.19.0.17"  # a server address of its own (docs/lab.md: 198.19.0.10-29 serve echo :9000)
+SITE = "198.19.0.17"  # a server address of its own (docs/lab.md: 198.19.0.10-39 serve echo :9000)
 
 #: Sends seeded random 1000-byte chunks at ~800 kbit/s for ``seconds`` (non-blocking: a dropped flow fills the
 #: send buffer, it does not hang the client), reads the echo, and reports when echoed bytes last arrived.

@@ -3,7 +3,7 @@ services, the censor daemon on NFQUEUE in ``cpk-censor``, and the symptom of eve
 (and, for injected packets, as tcpdump sees them on the wire). Root only; skipped with the reason otherwise.
 
 One lab serves the class (``inline_lab``: up once, ``lab down`` in a ``finally``); each check uses its own
-site address (198.19.0.10-29) so residual blocks and kernel state never mix, and every check also shows an
+site address (198.19.0.10-39) so residual blocks and kernel state never mix, and every check also shows an
 allowed target working in the same lab.
 """
 

@@ -33,7 +33,7 @@ links:
       - {host: censor, ifname: ce2, addresses: [198.18.5.1/24, "2001:db8:0:5::1/64"]}
       - {host: extra, ifname: ex0, addresses: [198.18.5.2/24, "2001:db8:0:5::2/64"]}
 addresses:
-  - {host: server, ifname: sv0, addresses: [198.19.0.30/32]}
+  - {host: server, ifname: sv0, addresses: [198.19.0.40/32]}
 routes:
   - {host: extra, to: default, via: 198.18.5.1}
   - {host: extra, to: default, via: "2001:db8:0:5::1"}
@@ -54,9 +54,9 @@ def test_default_topology_has_the_documented_names_and_addresses():
     assert ip_interface("198.18.9.1/24") in control.interface("ck1").addresses
     server_ips = {a.ip for a in server.addresses()}
     assert {ip_address("198.19.0.2"), ip_address("2001:db8:0:2::2"), ip_address("198.19.0.53")} <= server_ips
-    assert {ip_address(f"198.19.0.{n}") for n in range(10, 30)} <= server_ips
-    assert {ip_address(f"2001:db8:0:2::{n}") for n in range(10, 30)} <= server_ips
-    assert ip_address("198.19.0.30") not in server_ips and ip_address("198.19.0.9") not in server_ips
+    assert {ip_address(f"198.19.0.{n}") for n in range(10, 40)} <= server_ips
+    assert {ip_address(f"2001:db8:0:2::{n}") for n in range(10, 40)} <= server_ips
+    assert ip_address("198.19.0.40") not in server_ips and ip_address("198.19.0.9") not in server_ips
     assert [str(r) for r in client.routes] == ["default via 198.18.0.1", "default via 2001:db8:0:1::1"]
     assert [str(r) for r in server.routes] == [
         "default via 198.19.0.1",
@@ -103,7 +103,7 @@ def test_a_topology_file_extends_the_default():
     assert [str(r) for r in extra.routes] == ["default via 198.18.5.1", "default via 2001:db8:0:5::1"]
     assert extra.nameserver == ip_address("198.19.0.53") and extra.trust_lab_ca and not extra.forwarding
     assert lab.host("censor").interface("ce2").addresses[0] == ip_interface("198.18.5.1/24")
-    assert ip_interface("198.19.0.30/32") in lab.host("server").interface("sv0").addresses
+    assert ip_interface("198.19.0.40/32") in lab.host("server").interface("sv0").addresses
     assert topo.Link(("censor", "ce2"), ("extra", "ex0")) in lab.links
     assert lab.host("client") == topo.default_topology().host("client")
 
@@ -122,17 +122,17 @@ BROKEN = {
         "outside the lab ranges",
     ),
     "address without prefix": (
-        "addresses:\n  - {host: server, ifname: sv0, addresses: [198.19.0.31]}\n",
+        "addresses:\n  - {host: server, ifname: sv0, addresses: [198.19.0.41]}\n",
         "2:45",
         "needs a prefix length",
     ),
     "not an address": (
-        "addresses:\n  - host: server\n    ifname: sv0\n    addresses:\n      - 198.19.0.300/32\n",
+        "addresses:\n  - host: server\n    ifname: sv0\n    addresses:\n      - 198.19.0.400/32\n",
         "5:9",
-        "bad interface '198.19.0.300/32'",
+        "bad interface '198.19.0.400/32'",
     ),
     "address taken": (
-        "addresses:\n  - {host: server, ifname: sv0, addresses: [198.19.0.31/32, 198.18.0.2/32]}\n",
+        "addresses:\n  - {host: server, ifname: sv0, addresses: [198.19.0.41/32, 198.18.0.2/32]}\n",
         "2:61",
         "198.18.0.2 is already used by host 'client'",
     ),
@@ -147,12 +147,12 @@ BROKEN = {
         "network or broadcast",
     ),
     "unknown interface": (
-        "addresses:\n  - {host: server, ifname: sv9, addresses: [198.19.0.31/32]}\n",
+        "addresses:\n  - {host: server, ifname: sv9, addresses: [198.19.0.41/32]}\n",
         "2:28",
         "host 'server' has no interface 'sv9' (has: sv0, svp0)",
     ),
     "unknown host in address": (
-        "addresses:\n  - {host: nobody, ifname: sv0, addresses: [198.19.0.31/32]}\n",
+        "addresses:\n  - {host: nobody, ifname: sv0, addresses: [198.19.0.41/32]}\n",
         "2:12",
         "unknown host 'nobody'",
     ),
@@ -202,7 +202,7 @@ BROKEN = {
     "missing key": ("routes:\n  - {host: client, to: default}\n", "2:5", "missing required key 'via'"),
     "nameserver outside": ("hosts:\n  extra:\n    nameserver: 8.8.8.8\n", "2:3", "nameserver 8.8.8.8 is outside"),
     "unlinked interface": (
-        "links: []\naddresses:\n  - {host: server, ifname: sv0, addresses: [198.19.0.31/32]}\nhosts:\n  lone: {}\n",
+        "links: []\naddresses:\n  - {host: server, ifname: sv0, addresses: [198.19.0.41/32]}\nhosts:\n  lone: {}\n",
         None,
         None,
     ),
@@ -401,7 +401,7 @@ def test_a_topology_file_host_is_built_and_routed_through_the_censor(lab_guard, 
     topo.create(lab)
     assert ping(f"{PREFIX}extra", "198.19.0.2") == (True, [63])
     assert ping(f"{PREFIX}extra", "2001:db8:0:2::2") == (True, [63])
-    assert ping(f"{PREFIX}client", "198.19.0.30") == (True, [63])
+    assert ping(f"{PREFIX}client", "198.19.0.40") == (True, [63])
     assert ping(f"{PREFIX}extra", "198.18.0.2") == (True, [63])  # the two clients meet at the censor
     assert system.run(["cat", "/etc/resolv.conf"], netns=f"{PREFIX}extra").stdout.endswith(b"nameserver 198.19.0.53\n")
     report = topo.destroy(lab.namespaces())

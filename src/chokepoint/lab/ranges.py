@@ -7,7 +7,7 @@ from 2021 to mid-2024 (Nourin et al., WWW 2023; Bocovich et al., USENIX Security
 net4people/bbs#378), and Russia's 2025 "16-20 KB freeze" is reported against foreign hosting ranges. A
 self-hosted transport on a VPS meets those blocks; the same transport elsewhere does not.
 
-So the lab's server side carries, besides the server's ordinary site addresses (198.19.0.10-29), two more
+So the lab's server side carries, besides the server's ordinary site addresses (198.19.0.10-39), two more
 ranges, routed through the censor like everything else:
 
 =========== ======================= ======================= =========== ================================================

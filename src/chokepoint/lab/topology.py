@@ -206,10 +206,10 @@ def _ifaces(*specs: str) -> tuple[IPInterface, ...]:
     return tuple(ip_interface(spec) for spec in specs)
 
 
-#: Server "site" addresses 198.19.0.10-29 and 2001:db8:0:2::10-29 (the v6 suffix is the v4 octet written
+#: Server "site" addresses 198.19.0.10-39 and 2001:db8:0:2::10-39 (the v6 suffix is the v4 octet written
 #: as-is, so 198.19.0.15 pairs with 2001:db8:0:2::15); scenarios can block by IP.
-SITE_V4 = tuple(ip_address(f"198.19.0.{n}") for n in range(10, 30))
-SITE_V6 = tuple(ip_address(f"2001:db8:0:2::{n}") for n in range(10, 30))
+SITE_V4 = tuple(ip_address(f"198.19.0.{n}") for n in range(10, 40))
+SITE_V6 = tuple(ip_address(f"2001:db8:0:2::{n}") for n in range(10, 40))
 #: The lab DNS server (on the server, behind the censor) and the control resolver (outside its path).
 DNS_V4 = ip_address("198.19.0.53")
 DNS_V6 = ip_address("2001:db8:0:2::53")

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 #: Defaults of ``python -m chokepoint.lab.services`` (the default topology's addresses).
 SERVER_WEB_ADDRESSES = (
     "198.19.0.2",
-    *(f"198.19.0.{n}" for n in range(10, 30)),
+    *(f"198.19.0.{n}" for n in range(10, 40)),
     "2001:db8:0:2::2",
-    *(f"2001:db8:0:2::{n}" for n in range(10, 30)),
+    *(f"2001:db8:0:2::{n}" for n in range(10, 40)),
 )
 SERVER_DNS_ADDRESSES = ("198.19.0.53", "2001:db8:0:2::53")
 CONTROL_DNS_ADDRESSES = ("198.18.9.1",)
