@@ -130,10 +130,11 @@ def test_fully_encrypted_block_hits_the_vps_range_only_and_only_in_its_era():
     address are dropped (no echo), to an "elsewhere" address echoed back."""
     noise = random.Random(3).randbytes(300)
     with dated_lab("gfw", "2022-06-01", **{"gfw-fet-drop.probability": "1"}) as run:
-        vps = run.first_packet("198.19.64.10", 9000, noise)
+        vps = run.first_packet("198.19.64.100", 9000, noise)
         elsewhere = run.first_packet("198.19.128.10", 9000, noise)
         assert elsewhere["echoed"] == noise.hex() and vps["echoed"] == "", (vps, elsewhere)
-        assert run.wait_actions("gfw-fet-drop")[0]["dest_ip"] == "198.19.64.10"
+        assert run.wait_actions("gfw-fet-drop"), [(e["chokepoint"]["rule"], e["dest_ip"]) for e in run.actions()]
+        assert run.wait_actions("gfw-fet-drop")[0]["dest_ip"] == "198.19.64.100"
 
 
 @pytest.mark.parametrize(("day", "blocked"), [("2023-06-01", True), ("2024-07-01", False)])
@@ -142,7 +143,7 @@ def test_turkmenistan_blocks_the_data_centre_range_until_july_2024(day, blocked,
     asks for another day than the lab's is refused before measuring."""
     with dated_lab("turkmenistan", day) as run:
         assert run.connects("198.19.128.12,443") == ["ok"]
-        assert run.connects("198.19.64.12,443") == (["timeout"] if blocked else ["ok"])
+        assert run.connects("198.19.64.102,443") == (["timeout"] if blocked else ["ok"])
         assert bool(run.actions("tm-ip-range-drop")) == blocked
         out = tmp_path / "m.json"
         probe = run_cli(

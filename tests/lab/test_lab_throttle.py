@@ -24,6 +24,7 @@ from ._conformance import capture
 from ._lab import lab_guard  # noqa: F401 (fixture)
 
 SITE = "198.19.0.10"
+THROTTLE_ERA = "2021-06-01"  # russia-tspu.yaml: Twitter throttled 2021-03-10 to 2022-03-03, then blocked
 BYTES = 100_000
 ETHERNET = 14  # HTB on a veth charges skb->len, which includes the Ethernet header
 
@@ -72,7 +73,7 @@ def test_burst_estimate_recovers_a_token_bucket() -> None:
 
 
 def test_throttled_download_bursts_within_twice_burst_bytes(lab_guard) -> None:
-    profile = load_profile("russia-tspu")
+    profile = load_profile("russia-tspu", as_of=THROTTLE_ERA)
     personality = profile.personality
     style = (personality if isinstance(personality, Personality) else parse_personality(personality)).throttle
     rate_kbps = float(dict(profile.policy.rule("tspu-twitter-throttle").params)["rate_kbps"])
@@ -84,7 +85,7 @@ def test_throttled_download_bursts_within_twice_burst_bytes(lab_guard) -> None:
             "`ethtool` is not installed (Debian package ethtool): the lab keeps the veth offloads on "
             "and warns that throttle bursts overshoot burst_bytes"
         )
-    state = lab.up("russia-tspu", seed=1)
+    state = lab.up("russia-tspu", seed=1, as_of=THROTTLE_ERA)
     for host in state.topology.hosts:
         for iface in host.interfaces:
             assert not any(topo.offloads(host.namespace, iface.name).values()), (host.namespace, iface.name)

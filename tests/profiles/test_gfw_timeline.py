@@ -74,15 +74,15 @@ def test_static_blocking_drops_what_the_server_sends_on_every_protocol() -> None
     """net4people/bbs#69: from 2022-08-19, a picked server's address is blocked by dropping server-to-client
     packets: the client's SYN still reaches it (the server sits in SYN_RECV), TCP and UDP alike."""
     profile = load_profile("gfw", as_of="2022-09-01")
-    decision = decide(profile, tcp_flow(CLIENT, "198.19.64.19", 41100, 8388, [b"x"], 1.0))
+    decision = decide(profile, tcp_flow(CLIENT, "198.19.64.109", 41100, 8388, [b"x"], 1.0))
     assert decision.verdict.rule_id == "gfw-static-ip-block"
     assert decision.pkt.tcp_flags & 0x02  # decided on the client's SYN
     plan = decision.plan(profile.personality)
     assert plan.flow_action == "drop" and plan.drop_direction == "s2c" and not plan.drop_trigger
-    udp = decide(profile, udp_flow(CLIENT, "198.19.64.19", 41101, 8388, [b"hello"], 1.0))
+    udp = decide(profile, udp_flow(CLIENT, "198.19.64.109", 41101, 8388, [b"hello"], 1.0))
     assert udp.verdict.rule_id == "gfw-static-ip-block"
     assert (
-        decide(load_profile("gfw", as_of="2022-08-18"), tcp_flow(CLIENT, "198.19.64.19", 41102, 80, [b"x"], 1.0))
+        decide(load_profile("gfw", as_of="2022-08-18"), tcp_flow(CLIENT, "198.19.64.109", 41102, 80, [b"x"], 1.0))
         is None
     )
 

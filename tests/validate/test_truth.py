@@ -165,7 +165,9 @@ def test_groups_give_every_host_its_own_address():
     )
     groups = plan_groups(scenarios)
     # 25 distinct hosts per profile: split into labs of at most 19 site addresses, in first-appearance order
-    assert [g[0] for g in groups] == [("iran", "inline", None, None)] * 2 + [("gfw", "inline", None, None)] * 2
+    assert [g[0] for g in groups] == [("iran", "inline", None, None, None)] * 2 + [
+        ("gfw", "inline", None, None, None)
+    ] * 2
     for _, _members, hosts in groups:
         assert len(set(hosts.values())) == len(hosts) <= 19
         assert all(h.endswith(".example") for h in hosts)
@@ -229,9 +231,9 @@ def test_a_dropped_dns_query_is_a_dns_failure(tmp_path):
 
     query = dns.message.make_query("www.example.org", "A").to_wire()
     packet = build.ipv4_udp(CLIENT, "198.19.0.53", 53111, 53, query)
-    night = dt.datetime(2026, 11, 27, 2, 30, tzinfo=dt.timezone(dt.timedelta(hours=6, minutes=30))).timestamp()
+    night = dt.datetime(2021, 3, 1, 2, 30, tzinfo=dt.timezone(dt.timedelta(hours=6, minutes=30))).timestamp()
     censor = Censor(
-        load_profile("myanmar"),
+        load_profile("myanmar", as_of="2021-03-01"),  # the nightly shutdowns ran 2021-02-15 to 2021-04-27
         mode="inline",
         seed=1,
         state_dir=tmp_path,

@@ -39,8 +39,15 @@ class ServicesLaunchError(RuntimeError):
 
 
 def ready_file_path(state_dir: str | Path, role: str) -> Path:
-    """Where a services process of ``role`` reports its bound endpoints."""
+    """Where a services process of ``role`` (or of another host's server role, by host name) reports its bound
+    endpoints."""
     return Path(state_dir) / f"services-{role}.ready.json"
+
+
+def process_name(host: str) -> str:
+    """The state's name for the services process of ``host``: ``services`` (server), ``control-resolver``
+    (control), ``services-HOST`` (e.g. the "vps" range's hosts)."""
+    return {"server": SERVER_PROCESS, "control": CONTROL_PROCESS}.get(host, f"{SERVER_PROCESS}-{host}")
 
 
 def service_argv(
@@ -51,6 +58,7 @@ def service_argv(
     dns: tuple[str, ...] = (),
     dns_map: str | Path | None = None,
     extra_args: Sequence[str] = (),
+    ready: Path | None = None,
 ) -> list[str]:
     """The command line of one services process (``state.python_argv`` = the lab's own interpreter)."""
     args = [
@@ -59,7 +67,7 @@ def service_argv(
         "--state-dir",
         str(state.state_dir),
         "--ready-file",
-        str(ready_file_path(state.state_dir, role)),
+        str(ready or ready_file_path(state.state_dir, role)),
     ]
     if role == "server":
         args += ["--bind", ",".join(web)]
@@ -72,7 +80,10 @@ def service_argv(
 
 def lab_addresses(state: LabState) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
     """``{host: (web addresses, dns addresses)}`` from the lab's topology: every server address serves
-    the web and echo services except the DNS addresses, which serve DNS; every control address serves DNS."""
+    the web and echo services except the DNS addresses, which serve DNS; every control address serves DNS; the
+    hosts of the "vps" range (lab/ranges.py) serve the web and echo services too, so a block of the range can
+    be told from a server that is not there."""
+    from chokepoint.lab import ranges
     from chokepoint.lab.topology import DNS_V4, DNS_V6
 
     dns_ips = {str(DNS_V4), str(DNS_V6)}
@@ -82,6 +93,9 @@ def lab_addresses(state: LabState) -> dict[str, tuple[tuple[str, ...], tuple[str
     out["server"] = (tuple(ip for ip in ips if ip not in dns_ips), tuple(ip for ip in ips if ip in dns_ips))
     if "control" in state.topology.host_names():
         out["control"] = ((), tuple(str(addr.ip) for addr in state.topology.host("control").addresses()))
+    for spans in ranges.SERVER_RANGES.values():
+        if spans.host != "server" and spans.host in state.topology.host_names():
+            out[spans.host] = (tuple(str(a) for a in spans.addresses()), ())
     return out
 
 
@@ -100,13 +114,11 @@ def launch(
     seconds; the caller (``lab up``) rolls the lab back. The caller saves ``state``."""
     started = []
     for host, (web, dns) in lab_addresses(state).items():
-        role = "server" if host == "server" else "control"
-        ready = ready_file_path(state.state_dir, role)
+        role = "control" if host == "control" else "server"
+        ready = ready_file_path(state.state_dir, role if host in ("server", "control") else host)
         ready.unlink(missing_ok=True)
-        name = SERVER_PROCESS if role == "server" else CONTROL_PROCESS
-        info = state.start(
-            name, host, service_argv(state, role, web=web, dns=dns, dns_map=dns_map, extra_args=extra_args)
-        )
+        argv = service_argv(state, role, web=web, dns=dns, dns_map=dns_map, extra_args=extra_args, ready=ready)
+        info = state.start(process_name(host), host, argv)
         started.append((info, ready))
     for info, ready in started:
         wait_ready(info, ready, timeout)
