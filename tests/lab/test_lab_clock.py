@@ -23,9 +23,13 @@ MYANMAR = dt.timezone(dt.timedelta(hours=6, minutes=30))
 CURL = ["curl", "-sS", "-m", "2", "-o", "/dev/null", "-w", "%{http_code}", "http://198.19.0.2/"]
 
 
-def myanmar_today(hh_mm: str) -> str:
-    """Today's date in Myanmar at ``hh_mm``, ISO 8601 with its fixed offset."""
-    return f"{dt.datetime.now(MYANMAR):%Y-%m-%d}T{hh_mm}:00+06:30"
+#: A day of the nightly shutdowns (myanmar.yaml: 2021-02-15 to 2021-04-27), the profile's ``--as-of``.
+SHUTDOWN_DAY = "2021-03-01"
+
+
+def myanmar_time(hh_mm: str) -> str:
+    """``SHUTDOWN_DAY`` in Myanmar at ``hh_mm``, ISO 8601 with its fixed offset."""
+    return f"{SHUTDOWN_DAY}T{hh_mm}:00+06:30"
 
 
 def events() -> list[dict]:
@@ -34,9 +38,18 @@ def events() -> list[dict]:
 
 
 def test_fake_night_blocks_what_the_day_allows_and_status_shows_clock_and_params(lab_guard):
-    night = myanmar_today("02:30")
+    night = myanmar_time("02:30")
     up = run_cli(
-        "lab", "up", "--profile", "myanmar", "--fake-time", night, "--param", "mm-nightly-shutdown.direction=c2s"
+        "lab",
+        "up",
+        "--profile",
+        "myanmar",
+        "--as-of",
+        SHUTDOWN_DAY,
+        "--fake-time",
+        night,
+        "--param",
+        "mm-nightly-shutdown.direction=c2s",
     )
     assert up.returncode == 0, up.stderr
     assert "censor clock: wall clock" in up.stdout
@@ -69,8 +82,10 @@ def test_fake_night_blocks_what_the_day_allows_and_status_shows_clock_and_params
 
     report = down_keeping_foreign()
     assert not report.errors, report.errors
-    noon = dt.datetime.fromisoformat(myanmar_today("12:00")).timestamp()
-    day = run_cli("lab", "up", "--profile", "myanmar", "--clock-offset", f"{noon - time.time():.0f}")
+    noon = dt.datetime.fromisoformat(myanmar_time("12:00")).timestamp()
+    day = run_cli(
+        "lab", "up", "--profile", "myanmar", "--as-of", SHUTDOWN_DAY, "--clock-offset", f"{noon - time.time():.0f}"
+    )
     assert day.returncode == 0, day.stderr
     allowed = system.run(CURL, netns=f"{PREFIX}client", check=False, timeout=15)
     assert (allowed.returncode, allowed.stdout) == (0, b"200"), allowed.stderr
