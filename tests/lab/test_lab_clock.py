@@ -19,7 +19,6 @@ from chokepoint.lab.instance import PREFIX
 
 from ._lab import down_keeping_foreign, lab_guard, run_cli  # noqa: F401 (fixture)
 
-MYANMAR = dt.timezone(dt.timedelta(hours=6, minutes=30))
 CURL = ["curl", "-sS", "-m", "2", "-o", "/dev/null", "-w", "%{http_code}", "http://198.19.0.2/"]
 
 
