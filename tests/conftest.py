@@ -23,6 +23,7 @@ NETNS_DIRS = ("lab", "backends", "validate", "matrix")
 NETNS_FIXTURES = frozenset({"lab_guard", "netpath"})
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks into the node ids (--dist loadgroup)
 def pytest_collection_modifyitems(config, items):
     root = Path(__file__).resolve().parent
     for item in items:
