@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from chokepoint.probe.measurement import (
-    Failure,
-    WebConnectivityTestKeys,
-)
+from chokepoint.probe.measurement import Failure, WebConnectivityTestKeys
 from chokepoint.probe.webconnectivity.observations import _Container, _ControlExpectations, _misconfigured_ipv6, _Obs
 
 _COMMON_HEADERS = frozenset(

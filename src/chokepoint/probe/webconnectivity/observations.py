@@ -8,11 +8,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from chokepoint.probe.measurement import (
-    Failure,
-    HTTPResponseRecord,
-    WebConnectivityTestKeys,
-)
+from chokepoint.probe.measurement import Failure, HTTPResponseRecord, WebConnectivityTestKeys
 from chokepoint.probe.webconnectivity.addresses import _parse_ip, _url_hostname, is_bogon
 
 _DNS, _TCP, _TLS, _HTTP = 0, 1, 2, 3

@@ -5,11 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from chokepoint.probe.fingerprints import FingerprintDB
-from chokepoint.probe.measurement import (
-    ChokepointObservations,
-    Measurement,
-    WebConnectivityTestKeys,
-)
+from chokepoint.probe.measurement import ChokepointObservations, Measurement, WebConnectivityTestKeys
 from chokepoint.probe.webconnectivity.analysis import _analyze, _asn_table, _linear
 from chokepoint.probe.webconnectivity.classic import _classic_verdict, _dns_consistency, _Verdict
 from chokepoint.probe.webconnectivity.flags import _flags

@@ -5,11 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from chokepoint.probe.fingerprints import FingerprintDB, FingerprintMatch
-from chokepoint.probe.measurement import (
-    ChokepointObservations,
-    Failure,
-    WebConnectivityTestKeys,
-)
+from chokepoint.probe.measurement import ChokepointObservations, Failure, WebConnectivityTestKeys
 from chokepoint.probe.webconnectivity.addresses import _telling_bogon, _url_hostname, is_bogon
 from chokepoint.probe.webconnectivity.analysis import _Analysis
 from chokepoint.probe.webconnectivity.observations import _Container, _misconfigured_ipv6, _Obs, _tag_depth
