@@ -26,15 +26,10 @@ from chokepoint.policy.verdict import Action, Verdict
 from chokepoint.probe.detect import detect_captures
 
 CLIENT, SERVER, RESOLVER = "198.18.0.2", "203.0.113.80", "198.51.100.53"
-
 CLIENT6, SERVER6 = "2001:db8:1::2", "2001:db8:2::80"
-
 SERVER_TTL = 52
-
 GET = b"GET /forbidden HTTP/1.1\r\nHost: blocked.example\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n"
-
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
-
 LINKTYPE_RAW = 101
 
 

@@ -10,9 +10,7 @@ from typing import Literal
 from chokepoint.packet.record import ACK, RST, tcp_flags_text
 
 Path = tuple[str | int, ...]
-
 RESIDUAL_SCOPES = ("3-tuple", "4-tuple", "server", "client-server")
-
 #: The reserved bit set for ``+RE``: geedge.report names the flag "RE" without saying which of the three
 #: reserved bits (0x200, 0x400, 0x800) it saw; the lowest is used (UNVERIFIED, stated in the pakistan profile).
 RE_BIT = 0x200

@@ -23,7 +23,6 @@ from chokepoint.enforce.personality.presets import PRESETS
 
 #: ICMP code (v4) -> the ICMPv6 destination-unreachable code with the same meaning (RFC 4443 §3.1).
 _CODE6 = {0: 0, 1: 3, 3: 4, 9: 1, 10: 1, 13: 1}
-
 #: Rule params the engine or the planner read themselves.
 #: read elsewhere: the engine (probability), the planner (direction, injector), the TLS-intercepting proxy's CA
 #: (issuer_cn, issuer_country: chokepoint.backends.intercept.ca.CensorCA.names_for)

@@ -265,7 +265,6 @@ def _check_blockpage(w: _Where, path: Path, page: BlockpageStyle) -> BlockpageSt
 
 
 _RESET_KEYS = ("flags", "count", "targets", "seq", "payload", "identical", *_IP_KEYS)
-
 _DNS_KEYS = (
     "flags",
     "answer_ttl",
@@ -279,11 +278,8 @@ _DNS_KEYS = (
     "df",
     "tsg",
 )
-
 _PAGE_KEYS = ("status", "headers", "body", "location", "close", "reset_server", "mss", *_IP_KEYS)
-
 _ICMP_KEYS = ("code", "code6", "source", "ttl", "ip_id", "df", "tsg")
-
 _TOP_KEYS = (
     "name",
     "based_on",

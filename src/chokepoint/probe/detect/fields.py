@@ -12,16 +12,12 @@ from chokepoint.dissect.tls import parse_client_hello_records
 from chokepoint.packet.record import tcp_flags_text
 
 KINDS = ("rst", "dns", "blockpage", "icmp")
-
 #: Initial TTLs of common stacks (Linux/macOS 64, Windows 128, network gear 255).
 INITIAL_TTLS = (64, 128, 255)
-
 #: Hop allowance below a preset's TTL when the impersonated endpoint's distance is unknown.
 MAX_HOPS = 32
-
 #: A TTL at least this far from the impersonated endpoint's is an injection signal.
 TTL_JUMP = 2
-
 #: Seconds within which an RST toward the other end is taken as the pair of an injected one.
 PAIR_WINDOW = 1.0
 

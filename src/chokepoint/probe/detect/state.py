@@ -17,15 +17,10 @@ from chokepoint.probe.detect.fields import _MOD, MAX_HOPS, _after, _describe_pay
 from chokepoint.probe.detect.report import InjectedPacket
 
 _MAX_RSTS = 64
-
 _MAX_SEGMENTS = 1024
-
 _MAX_HTTP = 8
-
 _HEAD_MAX = 16384
-
 _MAX_QUERIES = 256
-
 _MAX_IDS = 64
 
 

@@ -79,7 +79,6 @@ _GAI_FAILURES: Mapping[int, Failure] = {
 
 # OpenSSL X509_V_ERR_* codes (include/openssl/x509_vfy.h) that mean "no trusted issuer" vs "wrong name".
 _X509_UNKNOWN_AUTHORITY = frozenset({2, 18, 19, 20, 21})
-
 _X509_HOSTNAME_MISMATCH = frozenset({62, 64})
 
 

@@ -26,7 +26,6 @@ _BOGONS4 = tuple(
         "255.255.255.255/32",
     )
 )
-
 _BOGONS6 = tuple(
     ipaddress.ip_network(n)
     for n in (

@@ -37,9 +37,7 @@ _COMMON_HEADERS = frozenset(
         "x-varnish",
     }
 )
-
 BODY_PROPORTION_FACTOR = 0.7
-
 _TITLE_MIN_WORD_BYTES = 5
 
 

@@ -12,7 +12,6 @@ from chokepoint.probe.measurement import Failure, HTTPResponseRecord, WebConnect
 from chokepoint.probe.webconnectivity.addresses import _parse_ip, _url_hostname, is_bogon
 
 _DNS, _TCP, _TLS, _HTTP = 0, 1, 2, 3
-
 _TITLE_RE = re.compile(r"<title>([^<]{1,512})</title>", re.IGNORECASE)
 
 

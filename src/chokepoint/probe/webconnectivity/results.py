@@ -9,11 +9,8 @@ from typing import Any
 from chokepoint.probe.fingerprints import FingerprintMatch
 
 BLOCKING_DNS = "dns"
-
 BLOCKING_TCP_IP = "tcp_ip"
-
 BLOCKING_HTTP_FAILURE = "http-failure"
-
 BLOCKING_HTTP_DIFF = "http-diff"
 
 

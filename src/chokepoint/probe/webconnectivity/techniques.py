@@ -12,13 +12,10 @@ from chokepoint.probe.webconnectivity.observations import _Container, _misconfig
 from chokepoint.probe.webconnectivity.results import Technique, TechniqueKind
 
 _TIMEOUTS = frozenset({Failure.GENERIC_TIMEOUT_ERROR.value, "timed_out"})
-
 _CERTIFICATE_ERRORS = frozenset(
     {Failure.SSL_INVALID_HOSTNAME.value, Failure.SSL_UNKNOWN_AUTHORITY.value, Failure.SSL_INVALID_CERTIFICATE.value}
 )
-
 _TH_NXDOMAIN = frozenset({"dns_name_error", Failure.DNS_NXDOMAIN_ERROR.value})
-
 _BLOCKPAGE_SCOPES = frozenset({"nat", "isp", "prod", "inst"})
 
 
