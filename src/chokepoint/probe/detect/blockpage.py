@@ -10,12 +10,13 @@ from chokepoint.enforce.personality import DEFAULT, Personality
 from chokepoint.flow.flow import C2S, S2C, Flow
 from chokepoint.packet.record import RST
 from chokepoint.probe.detect.fields import PAIR_WINDOW, TTL_JUMP, _ttl_text
+from chokepoint.probe.detect.finder import _Finder
 from chokepoint.probe.detect.ranking import _STRONG, _finding, _fingerprint, _ip_checks, _rank
 from chokepoint.probe.detect.report import Check, Finding
 from chokepoint.probe.detect.state import _Baseline, _Conn, _Http, _Obs
 
 
-class _BlockpageFinder:
+class _BlockpageFinder(_Finder):
     """The blockpage finder's part of :class:`~chokepoint.probe.detect.detector.Detector` (its presets,
     fingerprints and header constants)."""
 

@@ -12,6 +12,7 @@ from chokepoint.enforce.personality import Personality
 from chokepoint.flow.flow import Flow
 from chokepoint.packet.record import Packet
 from chokepoint.probe.detect.fields import MAX_HOPS, TTL_JUMP, _ttl_text, _yes_no, initial_ttl
+from chokepoint.probe.detect.finder import _Finder
 from chokepoint.probe.detect.ranking import _finding, _fingerprint, _ip_checks, _rank
 from chokepoint.probe.detect.report import Check, Finding
 from chokepoint.probe.detect.state import _MAX_QUERIES, _Dns, _Obs
@@ -34,7 +35,7 @@ def _is_bogus_address(value: str) -> bool:
     return not address.is_global
 
 
-class _DnsFinder:
+class _DnsFinder(_Finder):
     """The DNS finder's part of :class:`~chokepoint.probe.detect.detector.Detector` (its flow state, presets,
     fingerprints and forged-answer pools)."""
 

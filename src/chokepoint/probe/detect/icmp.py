@@ -7,12 +7,13 @@ from chokepoint.flow.flow import Flow
 from chokepoint.flow.key import flow_key, ip_text
 from chokepoint.packet.record import ICMPV6, TCP, UDP, Packet
 from chokepoint.probe.detect.fields import MAX_HOPS, TTL_JUMP, _ttl_text
+from chokepoint.probe.detect.finder import _Finder
 from chokepoint.probe.detect.ranking import _finding, _fingerprint, _ip_checks, _rank
 from chokepoint.probe.detect.report import Check
 from chokepoint.probe.detect.state import _Baseline, _baseline, _Conn, _Obs
 
 
-class _IcmpFinder:
+class _IcmpFinder(_Finder):
     """The ICMP finder's part of :class:`~chokepoint.probe.detect.detector.Detector` (its flow table and
     presets)."""
 

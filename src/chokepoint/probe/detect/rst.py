@@ -7,24 +7,16 @@ from collections.abc import Mapping, Sequence
 from chokepoint.enforce.personality import Personality
 from chokepoint.flow.flow import S2C, Flow
 from chokepoint.packet.record import SYN, Packet
-from chokepoint.probe.detect.fields import _MOD, PAIR_WINDOW, TTL_JUMP, _hex16, _tsg_order, _ttl_text, flag_text
+from chokepoint.probe.detect.fields import _MOD, PAIR_WINDOW, TTL_JUMP, _tsg_order, _ttl_text, flag_text
+from chokepoint.probe.detect.finder import _Finder
 from chokepoint.probe.detect.ranking import _STRONG, _finding, _fingerprint, _ip_checks, _rank
 from chokepoint.probe.detect.report import Check, Finding
 from chokepoint.probe.detect.state import _Baseline, _Conn, _Obs, _Rst
 
 
-class _RstFinder:
+class _RstFinder(_Finder):
     """The RST finder's part of :class:`~chokepoint.probe.detect.detector.Detector` (its presets, counters and
     rare header values)."""
-
-    def _constants(self, pkt: Packet) -> list[str]:
-        """Header values of ``pkt`` that only an injector preset uses (its fixed IP ID or window)."""
-        notes = []
-        if pkt.ip_version == 4 and pkt.ip_id in self.rare_ip_ids:
-            notes.append(f"IP ID {_hex16(pkt.ip_id)}, an injector constant")
-        if pkt.window in self.rare_windows:
-            notes.append(f"window {pkt.window}, an injector constant")
-        return notes
 
     def _rst_signals(self, flow: Flow, conn: _Conn, record: _Rst, base: _Baseline) -> tuple[list[str], list[str]]:
         """(signal tags, evidence sentences) for one RST; strong tags first."""
