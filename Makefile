@@ -33,10 +33,11 @@ demo: setup
 test: setup lint
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
-## ruff (lint + format check).
+## ruff (lint + format check) and mypy (strict on the packages listed in pyproject.toml's [tool.mypy]).
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
 
 ## The full circumvention matrix: every bundled profile x every bundled transport, in the lab (root; long).
 MATRIX_OUT ?= out/matrix
@@ -57,4 +58,4 @@ bench: setup
 	$(PY) bench/manager_api.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .hypothesis
+	rm -rf $(VENV) out .pytest_cache .hypothesis .mypy_cache

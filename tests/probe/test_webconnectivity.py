@@ -9,14 +9,8 @@ from typing import Any
 import pytest
 
 from chokepoint.probe.measurement import CLASSIFICATION_KEYS, parse_measurement
-from chokepoint.probe.webconnectivity import (
-    TechniqueKind,
-    WebConnectivityResult,
-    _status_code_match,
-    _title_different_long_words,
-    classify,
-    is_bogon,
-)
+from chokepoint.probe.webconnectivity import TechniqueKind, WebConnectivityResult, classify, is_bogon
+from chokepoint.probe.webconnectivity.analysis import _status_code_match, _title_different_long_words
 from tests.probe._shared import QA_DIR, fingerprint_db, qa_cases, qa_json, require
 
 # --------------------------------------------------------------------------------------------------

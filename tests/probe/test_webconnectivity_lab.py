@@ -9,7 +9,9 @@ import pytest
 
 from chokepoint.lab.services.app import Request, _captcha, respond
 from chokepoint.policy import load_profile
-from chokepoint.probe.webconnectivity import TechniqueKind, _more_specific_blockpage, _telling_bogon
+from chokepoint.probe.webconnectivity import TechniqueKind
+from chokepoint.probe.webconnectivity.addresses import _telling_bogon
+from chokepoint.probe.webconnectivity.techniques import _more_specific_blockpage
 from tests.probe._shared import fingerprint_db
 from tests.probe.test_webconnectivity import _baseline, _replace_body, _run
 

@@ -21,8 +21,8 @@ from chokepoint.validate.report import (
     write_html,
     write_json,
 )
-from chokepoint.validate.runner import ScenarioResult, score
 from chokepoint.validate.scenarios import TECHNIQUES, parse_catalogue
+from chokepoint.validate.scoring import ScenarioResult, score
 
 PAIRS = [
     ("tls-reset", "tls-reset"),
@@ -72,7 +72,7 @@ scenarios:
 """,
         "c.yaml",
     )
-    from chokepoint.validate.runner import TruthAction
+    from chokepoint.validate.truth import TruthAction
 
     right = ScenarioResult(
         a,

@@ -13,15 +13,9 @@ import pytest
 from chokepoint.backends.censor import Censor, packet_fields
 from chokepoint.packet import build
 from chokepoint.policy import load_profile
-from chokepoint.validate.runner import (
-    classified_class,
-    lost_race,
-    plan_groups,
-    primary,
-    truth_action,
-    truth_from_events,
-)
+from chokepoint.validate.runner import plan_groups
 from chokepoint.validate.scenarios import parse_catalogue
+from chokepoint.validate.truth import classified_class, lost_race, primary, truth_action, truth_from_events
 
 CLIENT, SERVER = "198.18.0.2", "198.19.0.11"
 

@@ -15,8 +15,9 @@ does), and ``tunnel`` keeps the proxy's target. The flow's ``app_proto`` stays t
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from chokepoint.appproto import AppProto
 from chokepoint.dissect import (
@@ -36,7 +37,10 @@ from chokepoint.dissect import (
     tor,
     wireguard,
 )
+from chokepoint.dissect.dns import DnsMessage
 from chokepoint.dissect.errors import Malformed, NeedMoreData, NotThisProtocol
+from chokepoint.dissect.tlsintls import TlsInTls
+from chokepoint.dissect.wireguard import WireGuardMessage
 from chokepoint.packet.record import AH, ESP, GRE, ICMP, ICMPV6
 
 C2S, S2C = 0, 1
@@ -72,7 +76,7 @@ class FlowFacts:
     app_proto: str = AppProto.UNKNOWN.value
     decided: bool = False
     tcp_candidates: set[str] = field(default_factory=lambda: set(TCP_CLIENT_FIRST))
-    dns: list = field(default_factory=list)  # dns.DnsMessage, both directions
+    dns: list[DnsMessage] = field(default_factory=list)  # both directions
     http: Any = None  # http.HttpRequest (first request)
     http_response: Any = None  # http.HttpResponse (first response)
     tls: Any = None  # tls.ClientHello
@@ -80,7 +84,7 @@ class FlowFacts:
     tls_midstream: bool = False  # TLS records without a ClientHello (capture began late, or one side only)
     tls_next_header: list[int | None] = field(default_factory=lambda: [None, None])  # see on_tcp_beyond_stream
     tls_shape: Any = None  # tlsintls.TlsShape while the TLS-in-TLS detector still looks (see on_tls_segment)
-    tls_in_tls: Any = None  # tlsintls.TlsInTls: an encapsulated TLS handshake was found
+    tls_in_tls: TlsInTls | None = None  # an encapsulated TLS handshake was found
     quic: Any = None  # quic.QuicInfo
     quic_assembler: Any = None
     quic_seen: Any = None  # quic_midstream.QuicSighting: QUIC without a decrypted client Initial
@@ -90,15 +94,15 @@ class FlowFacts:
     socks: Any = None
     tunnel: Tunnel | None = None  # a SOCKS / HTTP CONNECT tunnel and what it carries
     openvpn: str | None = None  # detection reason
-    openvpn_pkts: tuple[list, list] = field(default_factory=lambda: ([], []))  # raw payloads
-    wireguard: tuple[list, list] = field(default_factory=lambda: ([], []))
+    openvpn_pkts: tuple[list[bytes], list[bytes]] = field(default_factory=lambda: ([], []))  # raw payloads
+    wireguard: tuple[list[WireGuardMessage], list[WireGuardMessage]] = field(default_factory=lambda: ([], []))
     ike: Any = None
     esp: Any = None
     pptp: Any = None
     tor: str | None = None  # evidence that the TLS hello is Tor's
     fet: Any = None  # fet.FetResult on the first client data packet
     udp_probes: list[int] = field(default_factory=lambda: [0, 0])
-    malformed: Counter = field(default_factory=Counter)
+    malformed: Counter[str] = field(default_factory=Counter)
 
     def decide(self, proto: AppProto | str) -> None:
         self.app_proto = str(proto)
@@ -118,7 +122,7 @@ _UNDETERMINED = frozenset({AppProto.UNKNOWN.value, AppProto.FULLY_ENCRYPTED.valu
 _REFINED = frozenset({AppProto.HTTP, AppProto.HTTP_CONNECT, AppProto.SOCKS})
 
 #: TCP protocols recognised from the client's first bytes, in the order they are tried.
-TCP_CLIENT_FIRST = ("tls", "http", "ssh", "socks", "pptp", "openvpn", "dns")
+TCP_CLIENT_FIRST: tuple[str, ...] = ("tls", "http", "ssh", "socks", "pptp", "openvpn", "dns")
 
 
 def new_facts() -> FlowFacts:
@@ -333,6 +337,7 @@ def _tunnelled(facts: FlowFacts, data: bytes) -> None:
     """The client bytes after a proxy handshake: a TLS ClientHello (its SNI is the flow's) or an HTTP request
     (its Host is), recognised once; anything else leaves the tunnel ``other``."""
     tunnel = facts.tunnel
+    assert tunnel is not None  # set by the proxy handshake that calls this
     inner = data[tunnel.offset :]
     if tunnel.inner or not inner:
         return
@@ -449,9 +454,9 @@ def on_udp_datagram(facts: FlowFacts, direction: int, data: bytes, client_port: 
                 facts.ike = parsed
                 facts.decide(AppProto.IKE)
             return
-    msg = _try(facts, "wireguard", wireguard.parse_message, data)
-    if msg is not None and len(facts.wireguard[direction]) < MAX_KEPT:
-        facts.wireguard[direction].append(msg)
+    wg = _try(facts, "wireguard", wireguard.parse_message, data)
+    if wg is not None and len(facts.wireguard[direction]) < MAX_KEPT:
+        facts.wireguard[direction].append(wg)
         if wireguard.confirm_flow(*facts.wireguard):
             facts.decide(AppProto.WIREGUARD)
             return
@@ -489,7 +494,10 @@ def _short_headers(facts: FlowFacts, direction: int, data: bytes) -> bool:
     return True
 
 
-def _try(facts: FlowFacts, name: str, parse, data: bytes):
+_T = TypeVar("_T")
+
+
+def _try(facts: FlowFacts, name: str, parse: Callable[[bytes], _T], data: bytes) -> _T | None:
     """Run one parser; ``None`` for "not this / need more", malformed input counted per dissector."""
     try:
         return parse(data)

@@ -343,7 +343,8 @@ def parse_tcp_stream(data: bytes) -> tuple[DnsMessage, ...]:
     stops quietly before a later incomplete message.
     """
     buf = bytes(data)
-    messages, pos = [], 0
+    messages: list[DnsMessage] = []
+    pos = 0
     while len(buf) - pos >= 2:
         length = (buf[pos] << 8) | buf[pos + 1]
         if length < HEADER.size:
@@ -542,7 +543,7 @@ def build_query(
     compress: bool = True,
 ) -> bytes:
     """A query for ``name`` (case kept as given), with an EDNS(0) OPT record when ``edns_udp_size`` is set."""
-    additional = ()
+    additional: tuple[DnsRecord, ...] = ()
     if edns_udp_size is not None:
         additional = (DnsRecord(".", RType.OPT, edns_udp_size, 0, ""),)
     return encode_message(DnsMessage(id, flags, (DnsQuestion(name, qtype, qclass),), additional=additional), compress)

@@ -22,6 +22,7 @@ The ClientHello types are duck-typed here to avoid an import cycle with ``tls.py
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -48,11 +49,11 @@ def is_grease(value: int) -> bool:
     return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
 
 
-def _no_grease(values) -> list[int]:
+def _no_grease(values: Iterable[int]) -> list[int]:
     return [v for v in values if not is_grease(v)]
 
 
-def _dash(values) -> str:
+def _dash(values: Iterable[object]) -> str:
     return "-".join(str(v) for v in values)
 
 

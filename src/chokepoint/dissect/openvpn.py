@@ -397,8 +397,8 @@ def _consistent_session_reason(packets: list[OpenVpnPacket], min_followers: int)
     if followers >= min_followers:
         return (
             f"{first.opcode.name} and {followers} later control packets share session "
-            f"{first.session_id.hex()} ({first.wrapping})"
-        )  # type: ignore[union-attr]
+            f"{first.session_id.hex()} ({first.wrapping})"  # type: ignore[union-attr]  # a hard reset has one
+        )
     return None
 
 

@@ -100,7 +100,11 @@ def _text(field: bytes) -> str:
     return field.split(b"\x00", 1)[0].decode("latin-1")
 
 
-def _fields(ctype: ControlType, body: bytes) -> tuple:
+#: (protocol_version, result_code, call_id, peer_call_id, hostname, vendor, phone_number)
+_Fields = tuple[int | None, int | None, int | None, int | None, str | None, str | None, str | None]
+
+
+def _fields(ctype: ControlType, body: bytes) -> _Fields:
     """(protocol_version, result_code, call_id, peer_call_id, hostname, vendor, phone_number)."""
     T = ControlType
     if ctype is T.START_CONTROL_CONNECTION_REQUEST:

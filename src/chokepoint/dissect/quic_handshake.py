@@ -55,7 +55,7 @@ class GquicHandshakeMessage:
 MAX_GQUIC_ENTRIES = 512
 
 
-def gquic_message_length(prefix: bytes | memoryview) -> int:
+def gquic_message_length(prefix: bytes | bytearray | memoryview) -> int:
     """Total length of the gQUIC handshake message starting ``prefix``; NeedMoreData until known."""
     if len(prefix) < 8:
         raise NeedMoreData("gQUIC CHLO: header incomplete")

@@ -147,7 +147,7 @@ def parse_long_header(datagram: bytes | memoryview, offset: int = 0) -> QuicLong
     return _parse_ietf_header(buf, offset, first, version)
 
 
-def _parse_version_negotiation(buf, start: int, first: int) -> QuicLongHeader:
+def _parse_version_negotiation(buf: bytes | memoryview, start: int, first: int) -> QuicLongHeader:
     end = len(buf)
     pos = start + 5
     dcil = buf[pos]
@@ -175,7 +175,7 @@ def _parse_version_negotiation(buf, start: int, first: int) -> QuicLongHeader:
     )
 
 
-def _parse_ietf_header(buf, start: int, first: int, version: int) -> QuicLongHeader:
+def _parse_ietf_header(buf: bytes | memoryview, start: int, first: int, version: int) -> QuicLongHeader:
     end = len(buf)
     pos = start + 5
     dcil = buf[pos]
@@ -229,7 +229,7 @@ def _parse_ietf_header(buf, start: int, first: int, version: int) -> QuicLongHea
     )
 
 
-def _parse_q046_header(buf, start: int, first: int, version: int) -> QuicLongHeader:
+def _parse_q046_header(buf: bytes | memoryview, start: int, first: int, version: int) -> QuicLongHeader:
     end = len(buf)
     lengths = buf[start + 5]
     dcil = (lengths >> 4) + 3 if lengths >> 4 else 0
@@ -255,7 +255,7 @@ def _parse_q046_header(buf, start: int, first: int, version: int) -> QuicLongHea
     )
 
 
-def _parse_gquic_public_header(buf, start: int) -> QuicLongHeader:
+def _parse_gquic_public_header(buf: bytes | memoryview, start: int) -> QuicLongHeader:
     """gQUIC public header with the version flag (a client's packets before version agreement)."""
     end = len(buf)
     flags = buf[start]

@@ -109,23 +109,29 @@ class ClientHello:
     @property
     def ja3(self) -> str:
         """The JA3 string (salesforce/ja3)."""
-        if self._ja3 is None:
-            object.__setattr__(self, "_ja3", ja3_for(self))
-        return self._ja3
+        value = self._ja3
+        if value is None:
+            value = ja3_for(self)
+            object.__setattr__(self, "_ja3", value)
+        return value
 
     @property
     def ja3_hash(self) -> str:
         """MD5 hex of :attr:`ja3`."""
-        if self._ja3_hash is None:
-            object.__setattr__(self, "_ja3_hash", ja3_hash_for(self))
-        return self._ja3_hash
+        value = self._ja3_hash
+        if value is None:
+            value = ja3_hash_for(self)
+            object.__setattr__(self, "_ja3_hash", value)
+        return value
 
     @property
     def ja4(self) -> str:
         """JA4 for TLS over TCP; use ``fingerprint.ja4_for(ch, transport="q")`` for QUIC."""
-        if self._ja4 is None:
-            object.__setattr__(self, "_ja4", ja4_for(self, transport="t"))
-        return self._ja4
+        value = self._ja4
+        if value is None:
+            value = ja4_for(self, transport="t")
+            object.__setattr__(self, "_ja4", value)
+        return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ not established (net4people/bbs #129 reports point to client TLS fingerprints as
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "CH_RANGE",
@@ -105,7 +106,7 @@ class TlsInTls:
     gap: float  # seconds from the end of the ClientHello burst to the server's flight
     gap_rtt: float | None  # that gap over the outer handshake's round trip
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "window": self.window,
             "bursts": [self.client_hello, self.server_flight, self.finished],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from chokepoint.packet.record import ACK, FIN, ICMPV6, PSH, SYN, TCP, UDP
 
@@ -31,7 +31,7 @@ def checksum(data: bytes) -> int:
     """The Internet checksum (RFC 1071) of ``data``."""
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total > 0xFFFF:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
@@ -480,7 +480,7 @@ def tcp_conversation(
     packets like the other builders (write them with link type 101), or Ethernet frames when ``link`` is
     true. IPv6 when the addresses are; packets are ``step`` seconds apart from ``start_ts``."""
     v6 = len(address(client)) == 16
-    segment = ipv6_tcp if v6 else ipv4_tcp
+    segment: Callable[..., bytes] = ipv6_tcp if v6 else ipv4_tcp
     out: list[tuple[float, bytes]] = []
     next_ip_id = {True: 1, False: 1}  # per sender
 

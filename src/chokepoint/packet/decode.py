@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
+from typing import cast
 
 from chokepoint.packet import decap
 from chokepoint.packet.decap import Layer
@@ -426,7 +427,7 @@ class Decoder:
         ):
             inner = self._tunnel(frame, version, proto, data, pos, end, encap)
             if inner is not _NOT_A_TUNNEL:
-                return inner
+                return cast("Packet | None", inner)
         if proto == TCP:
             if available < 20:
                 self.counters["truncated-tcp-header"] += 1

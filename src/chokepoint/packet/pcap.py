@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
-from typing import BinaryIO, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, NamedTuple
 
 #: Frames larger than this are taken as a corrupt length field (Wireshark's largest standard packet size).
 MAX_FRAME = 262_144
@@ -51,7 +51,7 @@ class Frame(NamedTuple):
     linktype: int
     data: bytes
     orig_len: int
-    index: int
+    index: int  # type: ignore[assignment]  # a field named like tuple.index (public API, kept)
 
 
 class CaptureReader:
@@ -301,7 +301,11 @@ class PcapngReader(CaptureReader):
         return Frame(ts, linktype, body[20 : 20 + caplen], orig_len, index)
 
 
-def _structs(bo: str) -> tuple:
+#: struct.Struct.unpack / unpack_from of one format.
+_Unpack = Callable[..., tuple[Any, ...]]
+
+
+def _structs(bo: str) -> tuple[_Unpack, _Unpack, _Unpack]:
     """Unpackers for one byte order: block type and length, EPB header, a 32-bit word at an offset."""
     return struct.Struct(bo + "II").unpack, struct.Struct(bo + "IIIII").unpack_from, struct.Struct(bo + "I").unpack_from
 

@@ -90,8 +90,10 @@ class Rule:
 
 # Compiled condition nodes: plain tuples, walked by ``_eval``.
 _ATOM, _ALL, _ANY, _NOT = 0, 1, 2, 3
-Node = tuple  # (_ATOM, field, source) | (_ALL, nodes) | (_ANY, nodes) | (_NOT, node, reader)
+Node = tuple[Any, ...]  # (_ATOM, field, source) | (_ALL, nodes) | (_ANY, nodes) | (_NOT, node, reader)
 Index = DomainIndex | TextIndex | ValueIndex | IntIndex | PortIndex | IpIndex | BytesIndex
+#: per field: (members of a virtual field, reader, multi-valued, index or None, shares the name memo)
+PlanEntry = tuple[tuple[str, ...], Callable[[MatchInput], Any], bool, Index | None, bool]
 
 _INDEX_FOR: dict[Kind, Callable[[], Index]] = {
     Kind.DOMAIN: DomainIndex,
@@ -118,6 +120,12 @@ class CompiledPolicy:
     #: every field some rule tests (a virtual field counts as its members too): the engine asks, e.g. whether
     #: it must re-evaluate on each data packet
     fields_used: frozenset[str]
+    _indexes: dict[str, Index]
+    _nodes: tuple[Node, ...]
+    _anchors: tuple[tuple[str, dict[int, tuple[int, ...]]], ...]
+    _always: tuple[int, ...]
+    _plan: dict[str, PlanEntry]
+    _stops: tuple[bool, ...]
 
     def __init__(
         self,
@@ -216,7 +224,7 @@ class _Hits:
 
     __slots__ = ("plan", "inp", "memo", "names_memo")
 
-    def __init__(self, plan: dict, inp: MatchInput) -> None:
+    def __init__(self, plan: dict[str, PlanEntry], inp: MatchInput) -> None:
         self.plan = plan
         self.inp = inp
         self.memo: dict[str, dict[int, Evidence]] = {}
@@ -488,9 +496,10 @@ def _anchor(node: Node) -> tuple[int, frozenset[tuple[str, int]]] | None:
     if tag == _ALL:
         usable = [a for a in found if a is not None]
         return min(usable, key=lambda a: (a[0], len(a[1]))) if usable else None
-    if not found or any(a is None for a in found):
+    complete = [a for a in found if a is not None]
+    if not found or len(complete) < len(found):
         return None
-    return max(a[0] for a in found), frozenset().union(*(a[1] for a in found))
+    return max(a[0] for a in complete), frozenset().union(*(a[1] for a in complete))
 
 
 def compile_policy(rules: Sequence[Rule], lists: Mapping[str, ListDef]) -> CompiledPolicy:

@@ -16,6 +16,7 @@ names lowercased, CIDRs and hex normalised).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any
@@ -125,11 +126,13 @@ def _unwrap(items: list[Any]) -> Any:
 
 
 def _flow(data: Any) -> str:
-    return yaml.safe_dump(data, default_flow_style=True, sort_keys=False, allow_unicode=True, width=1 << 30).strip()
+    text: str = yaml.safe_dump(data, default_flow_style=True, sort_keys=False, allow_unicode=True, width=1 << 30)
+    return text.strip()
 
 
 def _block(data: Any) -> str:
-    return yaml.safe_dump(data, default_flow_style=False, sort_keys=False, allow_unicode=True)
+    text: str = yaml.safe_dump(data, default_flow_style=False, sort_keys=False, allow_unicode=True)
+    return text
 
 
 # -- parsing ------------------------------------------------------------------------------------------
@@ -221,7 +224,7 @@ def _want_int(item: Any) -> int:
     return item
 
 
-def _item_checker(kind: Kind, field: str, op: str):
+def _item_checker(kind: Kind, field: str, op: str) -> Callable[[Any], Any]:
     if kind is Kind.DOMAIN:
         if op in ("exact", "suffix"):
             return lambda item: values.domain(_want_str(item))
@@ -244,7 +247,8 @@ def _item_checker(kind: Kind, field: str, op: str):
         def enum_item(item: Any) -> str:
             if item not in vocab:
                 raise ValueError(f"{item!r} is not one of: {', '.join(vocab)}")
-            return item
+            known: str = item
+            return known
 
         return enum_item
     if kind is Kind.STRING:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -118,7 +119,7 @@ def _file_items(path: Path, shown: str) -> Iterable[tuple[str, Callable[[], Sour
                     break
                 hash_at = text.find("#", hash_at + 1)
             column = len(raw) - len(raw.lstrip()) + 1
-            yield text, (lambda lineno=lineno, column=column: SourcePos(shown, lineno, column))
+            yield text, partial(SourcePos, shown, lineno, column)
 
 
 def load_list(name: str, spec: Mapping[str, Any], marks: Marks, path: tuple[str | int, ...], base_dir: Path) -> ListDef:

@@ -84,7 +84,8 @@ class PatternSet:
             self._db = self._build(self._exprs, self._flags)
         except hyperscan.error as exc:
             bad = self._first_bad()
-            pos = self._pos[bad] if bad is not None and self._pos[bad] is not None else where
+            own = self._pos[bad] if bad is not None else None
+            pos = own if own is not None else where
             shown = self._owners[bad][0][1] if bad is not None else "patterns"
             raise PolicyError.at(pos, f"hyperscan cannot compile {shown!r}: {exc}") from None
 

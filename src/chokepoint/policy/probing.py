@@ -297,15 +297,15 @@ def _probe_set(name: str, raw: dict[str, Any], marks: Marks) -> ProbeSet:
             )
             for t in replay.get("types") or ()
         ),
-        replay_lengths=tuple(replay.get("lengths") or (0, 1 << 20)),  # type: ignore[arg-type]
+        replay_lengths=tuple(replay.get("lengths") or (0, 1 << 20)),
         entropy_weight=tuple((float(e), float(p)) for e, p in replay.get("entropy_weight") or ()),
         random=tuple(
             RandomProbe(r["name"], tuple(r["lengths"]), int(r.get("count", 1))) for r in raw.get("random") or ()
         ),
         tor_count=int((raw.get("tor") or {}).get("count", 1)) if "tor" in raw else 0,
         timeout_s=float(raw.get("timeout_s", 8.0)),
-        ttl=tuple(fp.get("ttl") or (64, 64)),  # type: ignore[arg-type]
-        source_ports=tuple(fp.get("source_ports") or (32768, 60999)),  # type: ignore[arg-type]
+        ttl=tuple(fp.get("ttl") or (64, 64)),
+        source_ports=tuple(fp.get("source_ports") or (32768, 60999)),
         tcp_timestamps=fp.get("tcp_timestamps", "per-connection"),
         uncertain=_uncertain(raw.get("uncertain")),
     )

@@ -271,7 +271,8 @@ def _load(
     if meta.timezone:
         meta = replace(meta, utc_offset_s=utc_offset(meta.timezone, marks.value(("profile", "timezone"))))
     all_knobs = _engine_knobs(data.get("engine") or {}, marks) + all_knobs
-    for dated in (*all_knobs, *all_also, *all_examples):
+    everything_dated: tuple[Knob | AlsoObserved | Example, ...] = (*all_knobs, *all_also, *all_examples)
+    for dated in everything_dated:
         _check_span(dated.active, span, marks)
     outcomes = parse_outcomes(data.get("outcomes"), marks, _transport_names())
     active_probing = parse_active_probing(data.get("active_probing"), marks, {r.id for r in policy.rules})

@@ -241,6 +241,7 @@ def _variants(marks: Marks, path: Path, value: Any) -> list[_Variant]:
                 raise PolicyError.at(marks.value(here), "dated: each entry is {value, cite, uncertain, active}")
             variant = _variant(marks, here, item)
             for other in out:
+                assert variant.active is not None and other.active is not None  # the schema requires active here
                 if variant.active.overlaps(other.active):
                     raise PolicyError.at(
                         marks.value(here + ("active",)),
@@ -269,6 +270,7 @@ def _dated_items(marks: Marks, path: Path, plain: Any, day: dt.date | None, knob
     for i, item in enumerate(plain):
         if isinstance(item, dict) and "active" in item:
             active = _active(marks, path + (i, "active"), item["active"])
+            assert active is not None  # the schema requires active to be a mapping here
             name = f"{path[-1] if path[-1] != 'value' else path[-2]}.{item.get('preset', i)}"
             knobs.append(
                 Knob(name, item.get("probability", 1.0), active.cite or cite, "", marks.value(path + (i,)), active)

@@ -18,7 +18,9 @@ the next), the censor started with a fixed seed (probabilistic rules are reprodu
    fields, then highest score; a profile may tune its preset, so one mismatch can remain), expectation
    (the censor did what the catalogue says; a probabilistic rule may not).
 
-The lab is torn down between groups and after the last (also on errors and Ctrl-C).
+The lab is torn down between groups and after the last (also on errors and Ctrl-C). Steps 3 and 5 are
+:mod:`chokepoint.validate.truth` and :mod:`chokepoint.validate.scoring` (I/O-free but for reading the capture);
+their names are re-exported here.
 """
 
 from __future__ import annotations
@@ -30,13 +32,22 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from chokepoint.validate.scenarios import NOT_CENSORSHIP, Scenario
+from chokepoint.validate.scenarios import Scenario
+from chokepoint.validate.scoring import ScenarioResult, score
+from chokepoint.validate.truth import (
+    CLIENT_ADDRESSES,
+    LAYER_ORDER,
+    TruthAction,
+    classified_class,
+    primary,
+    truth_from_events,
+)
 
 __all__ = [
     "CLIENT_ADDRESSES",
@@ -54,16 +65,11 @@ __all__ = [
     "truth_from_events",
 ]
 
-CLIENT_ADDRESSES = frozenset({"198.18.0.2", "2001:db8:0:1::2"})
+
 CONTROL_RESOLVER = "198.18.9.1"
 SITE_FIRST, SITE_LAST = 11, 29  # 198.19.0.10 stays the default answer (and the control host's)
 CAPTURE_IFACE = "cl0"
 DEFAULT_SEED = 1
-#: The order in which a measurement meets the layers: the first interference is the primary technique.
-LAYER_ORDER = ("dns", "tcp", "tls", "http", "quic", "fet", "throttled", "delayed")
-#: Probe technique kinds (webconnectivity.TechniqueKind, runner extras) -> matrix class; None: not a class
-#: of its own (residual is a consequence of the primary technique, not a second one).
-_KIND_CLASS = {"dns-bogon": "dns-forged", "http-diff": "http-blockpage", "residual": None}
 
 
 class ValidationError(RuntimeError):
@@ -81,299 +87,6 @@ class RunOptions:
     lock_timeout: float = 900.0  # seconds to wait for it
     state_dir: Path | None = None
     as_of: str | None = None  # the day profiles are loaded for, for scenarios without their own ``as_of``
-
-
-@dataclass(frozen=True, slots=True)
-class TruthAction:
-    """One enforced verdict from the censor's event log, reduced to what the scoring needs."""
-
-    label: str | None  # technique class; None: not interference (log) or not enforceable (mirror drop)
-    action: str
-    rule: str
-    app_proto: str
-    proto: str
-    server: str
-    injected: int
-    notes: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        extra = f", {self.injected} injected" if self.injected else ""
-        notes = f" ({'; '.join(self.notes)})" if self.notes else ""
-        return f"{self.action} by rule {self.rule} on {self.proto}/{self.app_proto or '?'} {self.server}{extra}{notes}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "action": self.action,
-            "rule": self.rule,
-            "app_proto": self.app_proto,
-            "proto": self.proto,
-            "server": self.server,
-            "injected": self.injected,
-            "notes": list(self.notes),
-        }
-
-
-@dataclass(slots=True)
-class ScenarioResult:
-    """What one scenario measured, the ground truth and the score."""
-
-    scenario: Scenario
-    truth: list[TruthAction] = field(default_factory=list)
-    truth_class: str = NOT_CENSORSHIP
-    classified_class: str = NOT_CENSORSHIP
-    techniques: list[dict[str, Any]] = field(default_factory=list)
-    blocking: str | bool | None = None
-    accessible: bool | None = None
-    attribution: list[dict[str, Any]] = field(default_factory=list)
-    checks: dict[str, bool | None] = field(default_factory=dict)
-    misses: list[str] = field(default_factory=list)
-    error: str | None = None
-    duration_s: float = 0.0
-    measurement: str | None = None  # file with the measurement JSON
-    capture: str | None = None
-
-    @property
-    def passed(self) -> bool:
-        return self.error is None and all(v is not False for v in self.checks.values())
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "scenario": self.scenario.to_json(),
-            "truth": [t.to_json() for t in self.truth],
-            "truth_class": self.truth_class,
-            "classified_class": self.classified_class,
-            "techniques": self.techniques,
-            "blocking": self.blocking,
-            "accessible": self.accessible,
-            "attribution": self.attribution,
-            "checks": self.checks,
-            "misses": self.misses,
-            "error": self.error,
-            "passed": self.passed,
-            "duration_s": round(self.duration_s, 3),
-            "measurement": self.measurement,
-            "capture": self.capture,
-        }
-
-
-# ------------------------------------------------------------------------------------------------ truth
-
-
-def _layer(app_proto: str, proto: str) -> str:
-    if app_proto in ("tls", "http", "dns", "quic"):
-        return app_proto
-    return "udp" if proto == "UDP" else "tcp"
-
-
-def _fully_encrypted(evidence: Iterable[Any]) -> bool:
-    return any("fully_encrypted" in json.dumps(e) for e in evidence)
-
-
-def truth_action(event: dict[str, Any]) -> TruthAction:
-    """The technique class of one ``chokepoint`` event: what was done on the wire (mirror mode cannot
-    drop: a drop there with nothing injected did nothing)."""
-    cp = event.get("chokepoint", {})
-    action = str(cp.get("action", ""))
-    app_proto = str(event.get("app_proto") or "")
-    proto = str(event.get("proto") or "")
-    injected = list(cp.get("injected") or ())
-    layer = _layer(app_proto, proto)
-    notes = tuple(str(n) for n in cp.get("notes") or ())
-    rst = any("R" in str(p.get("tcp_flags", "")) for p in injected)
-    label: str | None
-    if action == "dns-forge":
-        label = "dns-forged"
-    elif action == "blockpage":
-        label = "http-blockpage"
-    elif action == "throttle":
-        label = "throttled"
-    elif action == "delay":
-        label = "delayed"
-    elif action == "icmp-unreachable":
-        label = "tcp-unreachable"
-    elif action == "tls-intercept":  # the censor's own certificate, unless it could not intercept (mirror)
-        label = None if any("untouched" in n for n in notes) else "tls-mitm"
-    elif action == "reset":
-        label = f"{layer}-reset" if layer in ("tcp", "tls", "http") else "tcp-reset"
-    elif action == "drop":
-        if cp.get("mode") == "mirror" and not injected:
-            label = None
-        elif cp.get("mode") == "mirror" and rst:
-            label = f"{layer}-reset" if layer in ("tcp", "tls", "http") else "tcp-reset"
-        elif layer in ("quic", "udp"):
-            label = "quic-dropped"
-        elif layer == "tcp" and _fully_encrypted(cp.get("evidence") or ()):
-            label = "fet-blocked"
-        elif layer == "dns":  # a query that is never answered: what the probe calls a DNS failure
-            label = "dns-failure"
-        else:
-            label = f"{layer}-dropped"
-    else:  # log, allow: not interference
-        label = None
-    server = f"{event.get('dest_ip')}:{event.get('dest_port')}"
-    return TruthAction(label, action, str(cp.get("rule", "")), app_proto, proto, server, len(injected), notes)
-
-
-def truth_from_events(lines: Iterable[str], capture: Path | None = None) -> list[TruthAction]:
-    """The enforced verdicts among event-log lines (flow records and other sources are skipped). With the
-    client's ``capture``, an on-path (mirror) injection into an HTTP exchange whose real answer reached the
-    client first lost the race: it did nothing (label None)."""
-    out = []
-    for line in lines:
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(event, dict) or event.get("event_type") != "chokepoint":
-            continue
-        if event.get("src_ip") not in CLIENT_ADDRESSES:
-            continue
-        action = truth_action(event)
-        if (
-            capture is not None
-            and action.label in ("http-reset", "http-blockpage")
-            and event["chokepoint"].get("mode") == "mirror"
-            and lost_race(capture, event)
-        ):
-            action = TruthAction(
-                None,
-                action.action,
-                action.rule,
-                action.app_proto,
-                action.proto,
-                action.server,
-                action.injected,
-                (*action.notes, "lost the race: the server's answer reached the client before the injected packets"),
-            )
-        out.append(action)
-    return out
-
-
-def lost_race(capture: Path, event: dict[str, Any]) -> bool:
-    """Did the server's own payload reach the client before the first packet the censor injected toward
-    it (``event``: a ``chokepoint`` event)? Packets are matched in the client's capture by direction and
-    ports; injected ones by their TCP sequence number, flags and TTL as the event records them."""
-    from chokepoint.packet.decode import Decoder
-    from chokepoint.packet.pcap import CaptureFormatError, open_capture
-    from chokepoint.packet.record import TCP, tcp_flags_text
-
-    client, server = str(event.get("src_ip")), str(event.get("dest_ip"))
-    client_port, server_port = event.get("src_port"), event.get("dest_port")
-    injected = {
-        (p.get("seq"), p.get("tcp_flags"), p.get("ttl"))
-        for p in event["chokepoint"].get("injected") or ()
-        if p.get("to") == "client" and p.get("proto") == "TCP"
-    }
-    if not injected:
-        return False
-    decoder = Decoder()
-    try:
-        with open_capture(capture) as reader:
-            for frame in reader:
-                pkt = decoder.decode(frame)
-                if pkt is None or pkt.proto != TCP or (pkt.sport, pkt.dport) != (server_port, client_port):
-                    continue
-                if str(ipaddress.ip_address(pkt.src)) != server or str(ipaddress.ip_address(pkt.dst)) != client:
-                    continue
-                if (pkt.seq, tcp_flags_text(pkt.tcp_flags), pkt.ttl) in injected:
-                    return False
-                if pkt.payload:
-                    return True
-    except (CaptureFormatError, OSError):
-        return False
-    return False
-
-
-def _rank(label: str) -> int:
-    head = label.split("-")[0]
-    return LAYER_ORDER.index(head) if head in LAYER_ORDER else len(LAYER_ORDER)
-
-
-def primary(labels: Iterable[str | None]) -> str:
-    """The first interference a measurement meets (by layer), or "none"."""
-    present = [x for x in labels if x and x != NOT_CENSORSHIP]
-    return min(present, key=_rank) if present else NOT_CENSORSHIP
-
-
-def classified_class(techniques: Iterable[dict[str, Any]]) -> list[str]:
-    """Matrix classes of the probe's techniques, in their order."""
-    out = []
-    for t in techniques:
-        kind = str(t.get("technique", ""))
-        cls = _KIND_CLASS.get(kind, kind)
-        if cls and cls not in out:
-            out.append(cls)
-    return out
-
-
-# ------------------------------------------------------------------------------------------------ scoring
-
-
-def score(result: ScenarioResult) -> None:
-    """Fill ``checks`` and ``misses`` from the truth, the measurement and detect's findings."""
-    exp = result.scenario.expected
-    truth_text = "; ".join(t.describe() for t in result.truth) or "no enforced verdict in the event log"
-    found = (
-        ", ".join(f"{t.get('technique')} ({t.get('target')}: {t.get('evidence')})" for t in result.techniques)
-        or "no technique"
-    )
-    ok = result.classified_class == result.truth_class
-    result.checks["technique"] = ok
-    if not ok:
-        result.misses.append(
-            f"technique: classified {result.classified_class}, ground truth {result.truth_class} "
-            f"[censor: {truth_text}] [probe: {found}]"
-        )
-    as_expected = result.truth_class == exp.technique
-    result.checks["expectation"] = as_expected
-    if not as_expected:
-        result.misses.append(
-            f"expectation: the censor's action was {result.truth_class}, the catalogue expects "
-            f"{exp.technique} [censor: {truth_text}]"
-        )
-    if as_expected:
-        ooni_ok = result.blocking == exp.blocking and result.accessible == exp.accessible
-        result.checks["ooni"] = ooni_ok
-        if not ooni_ok:
-            result.misses.append(
-                f"ooni: blocking={_j(result.blocking)} accessible={_j(result.accessible)}, expected "
-                f"blocking={_j(exp.blocking)} accessible={_j(exp.accessible)} [probe: {found}]"
-            )
-    else:
-        result.checks["ooni"] = None
-    injected = sum(t.injected for t in result.truth)
-    if exp.attribution is not None and as_expected:
-        top = {name for f in result.attribution for name in f.get("top", ())}
-        attr_ok = exp.attribution in top
-        result.checks["attribution"] = attr_ok
-        if not attr_ok:
-            if not result.attribution:
-                why = f"detect found no injected packet ({injected} injected by the censor)"
-            else:
-                why = "; ".join(
-                    f"{f['kind']} finding ({f['summary']}): best {f['best']}"
-                    + (f", mismatched {', '.join(f['mismatched'])}" if f.get("mismatched") else "")
-                    + (
-                        f"; {exp.attribution}: {', '.join(f['expected_mismatched'])}"
-                        if f.get("expected_mismatched")
-                        else ""
-                    )
-                    for f in result.attribution
-                )
-            result.misses.append(f"attribution: expected {exp.attribution}: {why}")
-    else:
-        result.checks["attribution"] = None
-
-
-def _j(value: Any) -> str:
-    return json.dumps(value)
-
-
-# ------------------------------------------------------------------------------------------------ the lab
 
 
 #: The censor's local time for a scenario of a scheduled profile that names none (see ``pin_clock``).
