@@ -8,7 +8,7 @@ packages=(python3-venv build-essential python3-dev openvpn iputils-ping iproute2
 # The circumvention matrix's real transports (chokepoint.transports), the lab's private Tor network and the
 # traffic bench (lab/trafficgen.py: trojan, v2ray, chromium for the TLS-in-TLS detector's rates).
 packages+=(shadowsocks-libev obfs4proxy trojan v2ray wireguard-go wireguard-tools stunnel4 tor openssh-server openssh-client
-  strongswan-charon strongswan-swanctl libcharon-extra-plugins tinyproxy microsocks)
+  strongswan-charon strongswan-swanctl libcharon-extra-plugins tinyproxy microsocks snowflake-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
