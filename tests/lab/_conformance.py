@@ -3,8 +3,9 @@
 A :class:`ProfileLab` is one ``chokepoint.lab.up(profile=NAME, mode="inline")`` (under the lab session lock,
 ``lab down`` in a ``finally``) plus a small *realisation* of the profile's examples in the lab:
 
-* every example gets its own server site address (198.19.0.10 + its index), so residual blocks, kernel state
-  and probabilistic draws of one example never touch another;
+* every example gets its own server site address (198.19.0.10-39, in order, skipping those an address list of
+  the profile names, e.g. a stand-in Tor relay), so residual blocks, kernel state and probabilistic draws of
+  one example never touch another, and no example is blocked for its site;
 * the lab DNS map (``lab.up(dns_map=...)``, resolver and control resolver alike) resolves each example target
   to the address of the first example naming it (or to the example's ``server_ip``);
 * the lab services listen on fixed ports (HTTP 80, HTTPS and HTTP/3 443, echo 9000), so each example's own
@@ -119,6 +120,19 @@ def rule_probability(profile: Profile, ex: Example) -> float:
 # --------------------------------------------------------------------------------------- realisation plan
 
 
+def neutral_sites(profile: Profile) -> list[str]:
+    """The lab's site addresses (198.19.0.10-39) that none of the profile's address lists names: a site a list
+    names (e.g. a stand-in Tor relay) would be blocked for that reason, whatever example it served."""
+    listed = [
+        ipaddress.ip_network(entry, strict=False)
+        for spec in profile.policy.lists.values()
+        if spec.kind == "cidr"
+        for entry in spec.entries
+    ]
+    sites = (ipaddress.ip_address(f"198.19.0.{SITE_BASE + n}") for n in range(SITES))
+    return [str(site) for site in sites if not any(site in net for net in listed if net.version == 4)]
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where one example's client connects, and how the lab serves it."""
@@ -144,10 +158,13 @@ class LabPlan:
     @classmethod
     def of(cls, profile: Profile) -> LabPlan:
         plan = cls()
-        if len(profile.examples) > SITES:
-            raise ValueError(f"{profile.name}: {len(profile.examples)} examples, only {SITES} site addresses")
-        for index, ex in enumerate(profile.examples):
-            site = f"198.19.0.{SITE_BASE + index}"
+        sites = neutral_sites(profile)
+        if len(profile.examples) > len(sites):
+            raise ValueError(
+                f"{profile.name}: {len(profile.examples)} examples, only {len(sites)} site addresses its lists do "
+                "not name"
+            )
+        for ex, site in zip(profile.examples, sites):
             address = ex.server_ip or site
             transport, service_port = SERVICE.get(ex.protocol, ("tcp", 9000))
             port = ex.port or DEFAULT_PORT.get(ex.protocol, service_port)

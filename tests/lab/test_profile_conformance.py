@@ -658,7 +658,7 @@ def question_end(wire: bytes) -> int:
 def test_plan_gives_every_example_its_own_site_and_realises_ports_and_addresses() -> None:
     from chokepoint.policy.profile import list_profiles
 
-    from ._conformance import LabPlan
+    from ._conformance import LabPlan, neutral_sites
 
     for name in list_profiles():
         profile = load_profile(name)
@@ -666,6 +666,7 @@ def test_plan_gives_every_example_its_own_site_and_realises_ports_and_addresses(
         sites = [t.site for t in plan.targets.values()]
         assert len(set(sites)) == len(sites) == len(profile.examples), name
         assert all(10 <= int(s.rsplit(".", 1)[1]) < 10 + SITES for s in sites), name
+        assert set(sites) <= set(neutral_sites(profile)), name
         assert {e.target for e in profile.examples if e.target} == set(plan.dns_names), name
     demo = LabPlan.of(load_profile("demo"))
     network = demo.targets["blocked-network"]
@@ -675,6 +676,8 @@ def test_plan_gives_every_example_its_own_site_and_realises_ports_and_addresses(
     ssh = demo.targets["ssh-logged"]
     assert f"ip daddr {ssh.site} tcp dport 22 dnat to {ssh.site}:9000" in demo.nat  # the echo service
     assert not any(f"daddr {demo.targets['sni-allowed'].site} " in rule for rule in demo.nat)  # 443 is served
+    gfw = load_profile("gfw")  # its stand-in Tor relays (lists/tor-relays.txt) are sites no example gets
+    assert {"198.19.0.28", "198.19.0.29"}.isdisjoint(neutral_sites(gfw)) and "198.19.0.27" in neutral_sites(gfw)
     henan = LabPlan.of(load_profile("henan"))
     assert henan.client_aliases == ["203.0.113.77"] and henan.targets["sni-inbound"].client_bind == "203.0.113.77"
 
