@@ -33,6 +33,18 @@ def test_signal_stops_it_cleanly(tmp_path, sig):
     assert "Traceback" not in running.log_text()
 
 
+def test_no_http3_leaves_the_udp_port_to_others(tmp_path):
+    """``--no-http3`` (the vps host's range hosts): everything but HTTP/3, and the UDP port stays free."""
+    running = _harness.start(tmp_path, extra=("--no-http3",))
+    try:
+        services = {(e["service"], e["transport"]) for e in running.ready["endpoints"]}
+        assert ("h3", "udp") not in services and {("https", "tcp"), ("echo", "udp")} <= services
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+            other.bind(("127.0.0.1", running.ports["https"]))  # what wireguard-go does with UDP 443 on the vps
+    finally:
+        _harness.stop(running)
+
+
 def test_an_existing_ca_is_reused(tmp_path):
     ca = LabCA.load_or_create(tmp_path)
     before = (tmp_path / "ca.pem").read_bytes()

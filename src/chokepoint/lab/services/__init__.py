@@ -81,8 +81,8 @@ def service_argv(
 def lab_addresses(state: LabState) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
     """``{host: (web addresses, dns addresses)}`` from the lab's topology: every server address serves
     the web and echo services except the DNS addresses, which serve DNS; every control address serves DNS; the
-    hosts of the "vps" range (lab/ranges.py) serve the web and echo services too, so a block of the range can
-    be told from a server that is not there."""
+    hosts of the "vps" range (lab/ranges.py) serve the web and echo services too (not HTTP/3: see ``launch``),
+    so a block of the range can be told from a server that is not there."""
     from chokepoint.lab import ranges
     from chokepoint.lab.topology import DNS_V4, DNS_V6
 
@@ -117,7 +117,10 @@ def launch(
         role = "control" if host == "control" else "server"
         ready = ready_file_path(state.state_dir, role if host in ("server", "control") else host)
         ready.unlink(missing_ok=True)
-        argv = service_argv(state, role, web=web, dns=dns, dns_map=dns_map, extra_args=extra_args, ready=ready)
+        # The vps host's UDP 443 belongs to its transport servers (wireguard-go binds it on every address): its
+        # range hosts serve HTTP, HTTPS and echo, not HTTP/3.
+        extra = [*extra_args, "--no-http3"] if host not in ("server", "control") else list(extra_args)
+        argv = service_argv(state, role, web=web, dns=dns, dns_map=dns_map, extra_args=extra, ready=ready)
         info = state.start(process_name(host), host, argv)
         started.append((info, ready))
     for info, ready in started:

@@ -58,6 +58,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[bool, ServicesConfig]:
     parser.add_argument("--http-port", type=_port, default=80)
     parser.add_argument("--https-port", type=_port, default=443)
     parser.add_argument("--quic-port", type=_port, default=None, help="UDP port for HTTP/3 (default: --https-port)")
+    parser.add_argument(
+        "--no-http3",
+        action="store_true",
+        help="no HTTP/3 (UDP) listener: the host's UDP port belongs to something else (the vps host's transports)",
+    )
     parser.add_argument("--dns-port", type=_port, default=53)
     parser.add_argument("--echo-ports", type=_ports, default=(7, 9000), metavar="PORT[,PORT...]")
     parser.add_argument("--dns-map", type=Path, help="JSON/YAML per-name answers (see resolver.AnswerTable)")
@@ -84,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[bool, ServicesConfig]:
         dns_addresses=dns,
         http_port=args.http_port,
         https_port=args.https_port,
-        quic_port=args.https_port if args.quic_port is None else args.quic_port,
+        quic_port=0 if args.no_http3 else args.https_port if args.quic_port is None else args.quic_port,
         dns_port=args.dns_port,
         echo_ports=args.echo_ports,
         dns_map=args.dns_map,

@@ -48,7 +48,7 @@ class ServicesConfig:
     dns_addresses: tuple[str, ...] = ()
     http_port: int = 80
     https_port: int = 443
-    quic_port: int = 443
+    quic_port: int = 443  # 0: no HTTP/3
     dns_port: int = 53
     echo_ports: tuple[int, ...] = (7, 9000)
     dns_map: Path | None = None
@@ -122,10 +122,11 @@ class Services:
                 functools.partial(http1.handle_connection, scheme="https"),
                 ssl_context=contexts.listener_context(address),
             )
-            sock = await _bind(address, config.quic_port, socket.SOCK_DGRAM)
-            server = await h3.serve_h3(sock, ca, ca.leaf(address))
-            self._closers.append(server.close)
-            self.endpoints.append(Endpoint("h3", "udp", address, sock.getsockname()[1]))
+            if config.quic_port:
+                sock = await _bind(address, config.quic_port, socket.SOCK_DGRAM)
+                server = await h3.serve_h3(sock, ca, ca.leaf(address))
+                self._closers.append(server.close)
+                self.endpoints.append(Endpoint("h3", "udp", address, sock.getsockname()[1]))
             for port in config.echo_ports:
                 await self._tcp("echo", address, port, echo.handle_echo_tcp)
                 await self._udp("echo", address, port, echo.EchoUdpProtocol)
