@@ -331,6 +331,13 @@ def png(chart: Chart, path: Path) -> Path:
                 )  # fmt: skip
                 if disagrees:
                     ax.annotate("≠", (mdates.date2num(d), y), xytext=(7, -4), textcoords="offset points", fontsize=9)
+        dense = len(chart.days) > 8
+        for d in chart.days:  # the measured days under the grid (the shared date axis is on the bottom panel)
+            ax.annotate(
+                d.isoformat(), (mdates.date2num(d), 0.0), xycoords=("data", "axes fraction"), xytext=(0, -3),
+                textcoords="offset points", ha="center", va="top", fontsize=6.5, color="#333",
+                rotation=90 if dense else 0,
+            )  # fmt: skip
         ax.set_yticks(range(n_t), chart.transports, fontsize=8)
         ax.set_ylim(n_t - 0.5, -0.5)
         handles = [Patch(color=c, label=k) for k, c in COLOURS.items()]
@@ -371,7 +378,8 @@ def png(chart: Chart, path: Path) -> Path:
     bottom_ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(bottom_ax.xaxis.get_major_locator()))
     if notes:
         fig.text(0.01, 0.01, "\n".join(notes), fontsize=6.5, va="bottom", family="monospace")
-    fig.subplots_adjust(left=0.2, right=0.88, top=1 - 0.5 / fig_h, bottom=(note_h + 0.4) / fig_h, hspace=0.15)
+    hspace = 0.15 + (0.1 if n_t and len(chart.days) > 8 else 0.0)
+    fig.subplots_adjust(left=0.2, right=0.88, top=1 - 0.5 / fig_h, bottom=(note_h + 0.4) / fig_h, hspace=hspace)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
