@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 CORE    = $(VENV)/.core-built
 CORE_SRC = src/chokepoint/fast/core.py src/chokepoint/fast/core.pxd setup.py
 
-.PHONY: setup demo test lint bench matrix matrix-timeline matrix-docs clean
+.PHONY: setup demo test lint bench matrix matrix-timeline matrix-timeline-docs matrix-docs clean
 
 setup: $(STAMP) $(CORE)
 
@@ -50,6 +50,10 @@ MATRIX_TIMELINE_AS_OF ?= eras
 MATRIX_TIMELINE_ARGS ?=
 matrix-timeline: setup
 	$(VENV)/bin/chokepoint matrix --as-of $(MATRIX_TIMELINE_AS_OF) $(MATRIX_TIMELINE_ARGS) -o $(MATRIX_TIMELINE_OUT)
+
+## Regenerate the timeline section of docs/matrix.md (and its charts) from $(MATRIX_TIMELINE_OUT)/matrix.json.
+matrix-timeline-docs: setup
+	$(PY) -m chokepoint.matrix.docs $(MATRIX_TIMELINE_OUT)/matrix.json docs/matrix.md
 
 ## Regenerate the matrix section of docs/matrix.md from $(MATRIX_OUT)/matrix.json (after make matrix).
 matrix-docs: setup
