@@ -185,3 +185,15 @@ def test_profiles_chart_reads_a_matrix_at_several_days(tmp_path) -> None:
     chart = timechart.build(load_profile("gfw"), [document()])
     assert [d.isoformat() for d in chart.days] == list(DAYS)
     assert chart.transports == list(OUTCOMES)
+
+
+def test_a_change_no_dated_rule_explains_is_said_so() -> None:
+    doc = document()
+    for c in doc["cells"]:
+        if c["transport"] == "trojan" and c.get("as_of") == "2022-11-01":
+            c["evidence"]["rules"] = ["gfw-ap-block-shadowsocks"]  # in force on every day: not a dated change
+    points = {(p.transport, p.day): p for p in timeline.change_points(doc)}
+    assert points[("shadowsocks-stream", "2022-06-01")].explained is True
+    unexplained = points[("trojan", "2022-11-01")]
+    assert unexplained.explained is False and "the profile's dates do not explain this change" in unexplained.text()
+    assert points[("shadowsocks-stream", "2023-06-01")].rules == ("gfw-fet-drop",)  # the blocked side's rules

@@ -39,6 +39,10 @@ class ChangePoint:
     before: str
     outcome: str
     events: tuple[str, ...] = ()  # the profile's events in (last_day, day]: "2021-11-01 rule gfw-fet-drop starts"
+    #: the rules that acted in the cell on the not-working side (``day`` when it stopped, ``last_day`` when it
+    #: started), and the names of the elements that start or stop in between
+    rules: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
 
     @property
     def verb(self) -> str:
@@ -48,8 +52,21 @@ class ChangePoint:
             return "started working"
         return "changed"
 
+    @property
+    def explained(self) -> bool | None:
+        """Whether a rule that acted is one that starts or stops in between (None: no rule acted)."""
+        return bool(set(self.rules) & set(self.changed)) if self.rules else None
+
     def text(self) -> str:
         cause = "; events in between: " + "; ".join(self.events) if self.events else "; no cited event in between"
+        if self.rules:
+            side = self.day if self.outcome not in WORKING else self.last_day
+            cause += f"; rules that acted on {side}: {', '.join(self.rules)}"
+            if not self.explained:
+                cause += (
+                    " (not among the events in between: the profile's dates do not explain this change; a random"
+                    " element such as the active prober's probes may; repeat with -n)"
+                )
         return (
             f"{self.transport} {self.verb} ({self.before} → {self.outcome}) between {self.last_day} and {self.day}"
             + (f" [{self.mode}]" if self.mode != "inline" else "")
@@ -67,6 +84,8 @@ class ChangePoint:
             "outcome": self.outcome,
             "verb": self.verb,
             "events": list(self.events),
+            "rules": list(self.rules),
+            "explained": self.explained,
         }
 
 
@@ -143,7 +162,10 @@ def change_points(doc: dict[str, Any], profile: str | None = None) -> list[Chang
                     for e in evs
                     if lo < e.day <= hi
                 )
-                out.append(ChangePoint(profile, transport, mode, last, day, before, outcome, between))
+                changed = tuple(dict.fromkeys(e.name for e in evs if lo < e.day <= hi))
+                blocked_side = cells[(transport, day if outcome not in WORKING else last)]
+                rules = tuple((blocked_side.get("evidence") or {}).get("rules") or ())
+                out.append(ChangePoint(profile, transport, mode, last, day, before, outcome, between, rules, changed))
     return out
 
 
