@@ -50,7 +50,7 @@ def timeline_section(doc: dict) -> str:
     for profile in timeline.profiles(doc):
         heading = f"### {profile} through time\n"
         chart = f"![{profile}: transports over time](matrix-timeline-{timeline._slug(profile)}.png)\n\n"
-        body = body.replace(heading, heading + "\n" + chart, 1)
+        body = body.replace(heading + "\n", heading + "\n" + chart, 1)
     return head + body
 
 
