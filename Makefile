@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 CORE    = $(VENV)/.core-built
 CORE_SRC = src/chokepoint/fast/core.py src/chokepoint/fast/core.pxd setup.py
 
-.PHONY: setup demo test lint bench matrix matrix-docs clean
+.PHONY: setup demo test lint bench matrix matrix-timeline matrix-timeline-docs matrix-docs clean
 
 setup: $(STAMP) $(CORE)
 
@@ -43,6 +43,18 @@ lint: setup
 MATRIX_OUT ?= out/matrix
 matrix: setup
 	$(VENV)/bin/chokepoint matrix -o $(MATRIX_OUT)
+
+## The matrix through time: every bundled profile at the first day of each of its eras x every bundled transport
+## (root; very long: about 50 profile-days). A smaller one: make matrix-timeline MATRIX_TIMELINE_ARGS="-p gfw -t trojan".
+MATRIX_TIMELINE_OUT ?= out/matrix-timeline
+MATRIX_TIMELINE_AS_OF ?= eras
+MATRIX_TIMELINE_ARGS ?=
+matrix-timeline: setup
+	$(VENV)/bin/chokepoint matrix --as-of $(MATRIX_TIMELINE_AS_OF) $(MATRIX_TIMELINE_ARGS) -o $(MATRIX_TIMELINE_OUT)
+
+## Regenerate the timeline section of docs/matrix.md (and its charts) from $(MATRIX_TIMELINE_OUT)/matrix.json.
+matrix-timeline-docs: setup
+	$(PY) -m chokepoint.matrix.docs $(MATRIX_TIMELINE_OUT)/matrix.json docs/matrix.md
 
 ## Regenerate the matrix section of docs/matrix.md from $(MATRIX_OUT)/matrix.json (after make matrix).
 matrix-docs: setup

@@ -4,7 +4,8 @@ Run 1 (both modes): the GFW's active prober alone against shadowsocks-libev with
 blocked after probing), with an AEAD cipher (hardened since 3.3.1/3.3.3: never confirmed) and Trojan (TLS: not
 flagged; a deliberately contrary expectation is flagged), with tcpdump on the VPS checking the probes on the wire
 against the censor's events. Run 2 (inline): the bundled gfw profile as of 2022-11-01, whose published outcomes
-for that day (Wu et al. 2023; net4people/bbs#129) are asserted.
+for that day (Wu et al. 2023; net4people/bbs#129) are asserted. Run 4: the matrix through time, gfw at four
+days (before, in and after the fully-encrypted-traffic era; one day reused), with its change points and chart.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from chokepoint.lab.instance import namespace
 from chokepoint.matrix.model import OUTCOMES
 from chokepoint.probe.activeprobes import find_active_probes
 from tests.lab._lab import CLI, lab_guard, tools_reason  # noqa: F401
+from tests.matrix._png import square_rows
 from tests.matrix.probing import write_probing_profile
 
 pytestmark = pytest.mark.skipif(
@@ -223,4 +225,59 @@ def test_crash_is_an_error_cell_with_its_log_and_ctrl_c_keeps_the_measured_cells
     assert crash["outcome"] == "error" and "exited" in crash["how"]
     assert "fatal: cannot bind" in crash["evidence"]["log"]
     assert (out / "matrix.html").stat().st_size > 0 and (out / "matrix.png").stat().st_size > 0
+    assert not [ns for ns in system.netns_list() if ns.startswith(namespace(""))]  # the lab is down
+
+
+def test_reduced_matrix_through_time_gfw_fully_encrypted_era(lab_guard, tmp_path):  # noqa: F811
+    """gfw at four days through the real CLI: Shadowsocks (AEAD: not confirmed by the prober) works before the
+    fully-encrypted-traffic block (2021-11-01..2023-03-07, on the VPS range), is blocked in it and works after
+    it; HTTP CONNECT works throughout; 2021-09-01 loads the same profile as 2021-06-01, so it is not run."""
+    out = tmp_path / "m4"
+    proc = _matrix(
+        [
+            "-p",
+            "gfw",
+            "--as-of",
+            "2021-06-01,2021-09-01,2022-06-01,2023-06-01",
+            "-t",
+            "shadowsocks-aead,http-connect",
+            "--attempts",
+            "3",
+            "--probe-time-scale",
+            "0.002",
+            "--probe-max-delay",
+            "6",
+            "-o",
+            str(out),
+        ]
+    )
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    doc = json.loads((out / "matrix.json").read_text())
+    assert doc["version"] == 2 and doc["config"]["days"] == {
+        "gfw": ["2021-06-01", "2021-09-01", "2022-06-01", "2023-06-01"]
+    }
+    by_day = {(c["transport"], c["as_of"]): c for c in _cells(doc, profile="gfw")}
+    aead = [
+        by_day[("shadowsocks-aead", d)]["outcome"] for d in ("2021-06-01", "2021-09-01", "2022-06-01", "2023-06-01")
+    ]
+    assert aead == ["works", "works", "blocked", "works"], [c["how"] for c in _cells(doc, transport="shadowsocks-aead")]
+    assert "gfw-fet-drop" in by_day[("shadowsocks-aead", "2022-06-01")]["evidence"]["rules"]
+    assert by_day[("shadowsocks-aead", "2022-06-01")]["agrees"] is True
+    assert {by_day[("http-connect", d)]["outcome"] for d in ("2021-06-01", "2022-06-01", "2023-06-01")} == {"works"}
+    reused = [c for c in doc["cells"] if c.get("reused_from")]
+    assert {(c["transport"], c["as_of"], c["reused_from"]) for c in reused} == {
+        ("shadowsocks-aead", "2021-09-01", "2021-06-01"),
+        ("http-connect", "2021-09-01", "2021-06-01"),
+    }
+    assert all(c["runs"] == [] for c in reused)
+    assert "2 cells not run" in stderr
+    md = (out / "matrix.md").read_text()
+    assert "shadowsocks-aead stopped working (works → blocked) between 2021-09-01 and 2022-06-01" in md
+    assert "2021-11-01 rule gfw-fet-drop starts" in md
+    assert "shadowsocks-aead started working (blocked → works) between 2022-06-01 and 2023-06-01" in md
+    assert "2021-09-01 copies 2021-06-01" in md
+    chart = out / "matrix-timeline-gfw.png"
+    assert square_rows(chart) == 2
+    assert "<h2>gfw through time</h2>" in (out / "matrix.html").read_text()
     assert not [ns for ns in system.netns_list() if ns.startswith(namespace(""))]  # the lab is down

@@ -42,7 +42,24 @@ def matrix_cmd(
     size: int = typer.Option(256 * 1024, "--size", min=1, help="bytes per download"),
     timeout: float = typer.Option(6.0, "--timeout", min=0.5, help="seconds per download"),
     port: int | None = typer.Option(None, "--port", min=1, max=65535, help="server port (default: each transport's)"),
-    as_of: str | None = typer.Option(None, "--as-of", metavar="DATE", help="dated profiles: what was in force then"),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        metavar="DATE[,DATE...]",
+        help="dated profiles: what was in force that day; several days (comma-separated) or 'eras' (each profile's "
+        "era starts) run the matrix through time",
+    ),
+    timeline: str | None = typer.Option(
+        None, "--timeline", metavar="FROM..TO", help="run the matrix at FROM, FROM+STEP, ... up to TO (days, inclusive)"
+    ),
+    step: str | None = typer.Option(
+        None, "--step", metavar="N[dwmy]", help="with --timeline: 10d, 2w, 1m (default), 1y"
+    ),
+    reuse: bool = typer.Option(
+        True,
+        "--reuse/--no-reuse",
+        help="several days: a day whose loaded profile equals the previous day's copies its cells (marked reused)",
+    ),
     probe_time_scale: float = typer.Option(
         0.01, "--probe-time-scale", min=0.0001, help="factor on the active prober's documented delays"
     ),
@@ -64,6 +81,9 @@ def matrix_cmd(
     names = _split(profiles) or list_profiles()
     chosen = _split(transports_) or list(transports.BUNDLED)
     try:
+        days = _days(names, as_of, timeline, step)
+        if days:
+            as_of = None
         for name in names:
             load_profile(name, as_of=as_of)
         for t in chosen:
@@ -82,6 +102,8 @@ def matrix_cmd(
         seed=seed,
         port=port,
         as_of=as_of,
+        days=days,
+        reuse=reuse,
         probe_time_scale=probe_time_scale,
         probe_max_delay_s=probe_max_delay,
         probe_wait_s=probe_max_delay + 15.0,
@@ -114,6 +136,15 @@ def matrix_cmd(
     doc = matrix.document()
     paths = report.render(doc, out_dir)
     _table(doc)
+    reused = [c for c in doc["cells"] if c.get("reused_from")]
+    if reused:
+        err.print(
+            f"{len(reused)} cells not run: copied from an earlier day with the same loaded profile (reused_from; "
+            "--no-reuse runs every day)",
+            markup=False,
+        )
+    for path in paths.get("timelines", ()):
+        err.print(f"wrote {path}", markup=False)
     err.print(
         f"{len(doc['cells'])} cells in {doc['wall_s']:.0f} s; {len(report.disagreements(doc))} disagree with the "
         f"literature; wrote {out_dir / 'matrix.json'}, {paths['html']}, {paths['png']}",
@@ -125,17 +156,38 @@ def matrix_cmd(
         raise typer.Exit(code)
 
 
+def _days(names: list[str], as_of: str | None, timeline: str | None, step: str | None) -> dict[str, tuple[str, ...]]:
+    """The days each profile runs at for several days (``--as-of D1,D2`` / ``eras`` / ``--timeline``); empty for
+    one day or none (the single-day matrix). A ``PolicyError`` for a malformed value or a day outside a profile's
+    coverage: nothing has run yet."""
+    from chokepoint.policy import PolicyError
+    from chokepoint.policy.timeline import plan
+
+    if step is not None and timeline is None:
+        raise PolicyError(f"--step {step}", 0, 0, "--step needs --timeline FROM..TO")
+    if timeline is None and (as_of is None or ("," not in as_of and as_of.strip() != "eras")):
+        return {}
+    the_plan = plan(names, as_of=as_of, timeline=timeline, step=step or "1m")
+    outside = the_plan.skipped()
+    if outside:
+        what = f"--as-of {as_of}" if as_of else f"--timeline {timeline}"
+        raise PolicyError(what, 0, 0, "; ".join(outside))
+    return {name: tuple(d.isoformat() for d in the_plan.per_profile[name].days) for name in names}
+
+
 def _table(doc) -> None:
     from chokepoint.matrix import report
 
     cols = report.columns(doc)
-    index = {(c["transport"], c["profile"], c["mode"]): c for c in doc["cells"]}
+    index = report.index(doc)
     table = Table(title="circumvention matrix", show_lines=False)
     console = out if out.is_terminal else Console(width=max(120, 14 * (len(cols) + 2)))
     table.add_column("transport")
     modes = len(doc["config"]["modes"])
     for profile, mode in cols:
         table.add_column(profile if modes == 1 or profile == "baseline" else f"{profile}/{mode}")
+    if any(c.get("reused_from") for c in doc["cells"]):
+        table.caption = "↺ not run: the cell of an earlier day with the same loaded profile"
     for transport in report.rows(doc):
         row = [transport]
         for profile, mode in cols:
@@ -143,7 +195,7 @@ def _table(doc) -> None:
             if cell is None:
                 row.append("")
                 continue
-            mark = " ≠" if cell.get("agrees") is False else ""
+            mark = (" ≠" if cell.get("agrees") is False else "") + (" ↺" if cell.get("reused_from") else "")
             row.append(f"[{_STYLE[cell['outcome']]}]{cell['outcome']}{mark}[/]")
         table.add_row(*row)
     console.print(table)

@@ -1,6 +1,6 @@
 """The matrix's values: what was asked (``MatrixConfig``), what one run and one cell measured, and their JSON.
 
-A *cell* is one (profile, transport, mode); it holds ``repeat`` *runs*, each a fresh start of the transport
+A *cell* is one (profile, transport, mode) — and, in a matrix at several days, one day (``as_of``); it holds ``repeat`` *runs*, each a fresh start of the transport
 with fresh connections. Outcomes are ``works``, ``blocked``, ``degraded`` or ``error`` (``OUTCOMES``).
 """
 
@@ -28,6 +28,12 @@ class MatrixConfig:
     seed: int = 1
     port: int | None = None
     as_of: str | None = None  # a date for dated profiles (issue 13); passed to the censor
+    #: several days (``--as-of D1,D2`` / ``--timeline FROM..TO --step``): profile as given -> its days, ISO;
+    #: empty for a single-day matrix (then ``as_of`` alone)
+    days: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: on a day whose loaded profile equals the previous day's (no dated element changes in between), copy
+    #: that day's cells (marked ``reused_from``) instead of running them again
+    reuse: bool = True
     probe_time_scale: float = 0.01  # factor on the active prober's documented delays in the lab
     probe_max_delay_s: float = 15.0  # probes due later than this after their trigger are not sent (lab horizon)
     probe_wait_s: float = 30.0  # at most this long a run waits for its scheduled probes (twice: see run.py)
@@ -38,6 +44,10 @@ class MatrixConfig:
         out["out_dir"] = str(self.out_dir)
         for key in ("profiles", "transports", "modes"):
             out[key] = list(out[key])
+        if self.days:
+            out["days"] = {name: list(days) for name, days in self.days.items()}
+        else:  # a single-day matrix.json keeps its version-1 shape
+            del out["days"], out["reuse"]
         return out
 
 
@@ -72,9 +82,11 @@ class Cell:
     evidence: dict[str, Any] = field(default_factory=dict)
     runs: list[RunResult] = field(default_factory=list)
     seconds: float = 0.0
+    as_of: str | None = None  # the day the profile was loaded for (a matrix at several days; None otherwise)
+    reused_from: str | None = None  # not run: the cells of this earlier day, whose loaded profile is the same
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "profile": self.profile,
             "transport": self.transport,
             "mode": self.mode,
@@ -86,6 +98,11 @@ class Cell:
             "runs": [asdict(r) for r in self.runs],
             "seconds": round(self.seconds, 2),
         }
+        if self.as_of is not None:
+            out["as_of"] = self.as_of
+        if self.reused_from is not None:
+            out["reused_from"] = self.reused_from
+        return out
 
 
 __all__ = ["BASELINE", "Cell", "MatrixConfig", "OUTCOMES", "RunResult"]

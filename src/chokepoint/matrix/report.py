@@ -6,6 +6,10 @@ coloured by its outcome, marked ``≠`` where it disagrees with the profile's pu
 the profile records none. In the HTML each cell opens its evidence (also from the address: ``#cell=TRANSPORT|PROFILE|MODE``): how, expected with its citation, the
 censor's events naming the rules, the client's symptom, time to first failure, block duration, active probes,
 each run's downloads, and the log of an error.
+
+A matrix at several days (version 2: ``config.days``, each cell's ``as_of``) has a column per profile and day
+(``gfw 2022-06-01``), a cell not run but copied from an earlier day with the same loaded profile is marked
+``↺``, and ``matrix.timeline`` adds each profile through time (chart, transport x day table, change points).
 """
 
 from __future__ import annotations
@@ -19,11 +23,23 @@ COLOURS = {"works": "#2e7d32", "blocked": "#c62828", "degraded": "#ef6c00", "err
 SHORT = {"works": "works", "blocked": "blocked", "degraded": "degr.", "error": "error"}
 
 
+def through_time(doc: dict[str, Any]) -> bool:
+    """Whether ``doc`` is a matrix at several days (``--as-of D1,D2`` / ``--timeline``; version 2)."""
+    return bool((doc.get("config") or {}).get("days"))
+
+
+def column_of(doc: dict[str, Any], cell: dict[str, Any]) -> tuple[str, str]:
+    """The (profile, mode) column of a cell; in a matrix at several days the profile is ``NAME DAY``."""
+    if through_time(doc) and cell.get("as_of"):
+        return f"{cell['profile']} {cell['as_of']}", cell["mode"]
+    return cell["profile"], cell["mode"]
+
+
 def columns(doc: dict[str, Any]) -> list[tuple[str, str]]:
     """(profile, mode) pairs in the order measured (baseline first)."""
     seen: dict[tuple[str, str], None] = {}
     for cell in doc["cells"]:
-        seen.setdefault((cell["profile"], cell["mode"]), None)
+        seen.setdefault(column_of(doc, cell), None)
     return list(seen)
 
 
@@ -33,8 +49,12 @@ def rows(doc: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys([*named, *(c["transport"] for c in doc["cells"])]))
 
 
-def _index(doc: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    return {(c["transport"], c["profile"], c["mode"]): c for c in doc["cells"]}
+def index(doc: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(transport, column profile, mode) -> cell (see :func:`column_of`)."""
+    return {(c["transport"], *column_of(doc, c)): c for c in doc["cells"]}
+
+
+_index = index
 
 
 def _label(profile: str, mode: str, modes: int) -> str:
@@ -55,6 +75,9 @@ thead th{background:#f4f4f4;writing-mode:vertical-rl;transform:rotate(180deg);wh
 td.c{color:#fff;cursor:pointer;min-width:4.5em}
 td.c.x{outline:3px solid #111;outline-offset:-3px}
 td.n{background:#fff;color:#999}
+table.tl{margin:.6em 0}
+table.tl thead th{writing-mode:horizontal-tb;transform:none;height:auto}
+caption{text-align:left;font-weight:600;padding:4px 0}
 .legend span{display:inline-block;padding:2px 8px;margin-right:6px;color:#fff;border-radius:3px}
 dialog{max-width:60em;width:90%}
 dialog pre{white-space:pre-wrap;font-size:12px;background:#f7f7f7;padding:6px;max-height:25em;overflow:auto}
@@ -70,6 +93,8 @@ function show(key){
   const e = c.evidence || {};
   const tp = (e.throughput_kbps || []).filter(x => x != null);
   let h = '<h3>' + esc(c.transport) + ' &mdash; ' + esc(c.profile) + ' (' + esc(c.mode) + ')</h3>';
+  if (c.as_of) h += '<p><b>Profile as of</b> ' + esc(c.as_of) + (c.reused_from ? ' &mdash; <b>not run</b>: the cell of ' +
+       esc(c.reused_from) + ', whose loaded profile is the same' : '') + '</p>';
   h += '<p><b>Observed:</b> ' + esc(c.outcome) + ' &mdash; ' + esc(c.how) + '</p>';
   if (c.expected) {
     h += '<p><b>Expected:</b> ' + esc(c.expected.outcome) + (c.expected.how ? ' &mdash; ' + esc(c.expected.how) : '') +
@@ -97,7 +122,10 @@ if (location.hash.startsWith('#cell=')) show(decodeURIComponent(location.hash.sl
 """
 
 
-def html_page(doc: dict[str, Any]) -> str:
+def html_page(doc: dict[str, Any], timelines: dict[str, Path] | None = None) -> str:
+    """The grid (and, for a matrix at several days, each profile through time: ``matrix.timeline``)."""
+    from chokepoint.matrix import timeline
+
     cols, index = columns(doc), _index(doc)
     modes = len(doc["config"]["modes"])
     dis = disagreements(doc)
@@ -117,9 +145,12 @@ def html_page(doc: dict[str, Any]) -> str:
             cells_json[key] = cell
             mark = (
                 " ≠" if cell.get("agrees") is False else ("" if cell.get("expected") or profile == "baseline" else " ?")
-            )
+            ) + (" ↺" if cell.get("reused_from") else "")
             cls = "c x" if cell.get("agrees") is False else "c"
-            tip = html.escape(f"{cell['outcome']}: {cell['how']}")
+            reused = (
+                f" (not run: the cell of {cell['reused_from']}, same loaded profile)" if cell.get("reused_from") else ""
+            )
+            tip = html.escape(f"{cell['outcome']}: {cell['how']}{reused}")
             tds.append(
                 f'<td class="{cls}" style="background:{COLOURS[cell["outcome"]]}" data-key="{html.escape(key)}"'
                 f' title="{tip}">{SHORT[cell["outcome"]]}{mark}</td>'
@@ -138,6 +169,9 @@ def html_page(doc: dict[str, Any]) -> str:
         for c in dis
     )
     data = json.dumps(cells_json).replace("</", "<\\/")
+    through = timeline.html_section(doc, timelines or {}, COLOURS, SHORT) if through_time(doc) else ""
+    if any(c.get("reused_from") for c in doc["cells"]):
+        summary += f"; {sum(1 for c in doc['cells'] if c.get('reused_from'))} not run (↺: copied from an earlier day)"
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Chokepoint circumvention matrix</title>"
         f"<style>{_CSS}</style></head><body><h1>Circumvention matrix</h1><p>{html.escape(summary)}</p>"
@@ -145,6 +179,7 @@ def html_page(doc: dict[str, Any]) -> str:
         " &nbsp; (click a cell for its evidence)</p>"
         f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
         + (f"<h2>Disagreements</h2><ul>{dis_items}</ul>" if dis else "")
+        + through
         + f"<dialog id='dlg'></dialog><script type='application/json' id='cells'>{data}</script>"
         f"<script>{_JS}</script></body></html>\n"
     )
@@ -170,7 +205,7 @@ def png(doc: dict[str, Any], path: Path) -> Path:
             ax.add_patch(Rectangle((x, y), 1, 1, facecolor=colour, edgecolor="white", linewidth=1.5))
             if cell is None:
                 continue
-            text = SHORT[cell["outcome"]]
+            text = SHORT[cell["outcome"]] + (" ↺" if cell.get("reused_from") else "")
             if cell.get("agrees") is False:
                 ax.add_patch(Rectangle((x + 0.04, y + 0.06), 0.92, 0.88, fill=False, edgecolor="black", linewidth=2))
                 text += " ≠"
@@ -211,7 +246,7 @@ def markdown(doc: dict[str, Any]) -> str:
             if cell is None:
                 cells.append("")
                 continue
-            mark = " ≠" if cell.get("agrees") is False else ""
+            mark = (" ≠" if cell.get("agrees") is False else "") + (" ↺" if cell.get("reused_from") else "")
             cells.append(f"{cell['outcome']}{mark}")
         lines.append(f"| {transport} | " + " | ".join(cells) + " |")
     dis = disagreements(doc)
@@ -222,17 +257,44 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"- {c['transport']} under {c['profile']} ({c['mode']}): observed {c['outcome']} ({c['how']}); "
                 f"expected {c['expected']['outcome']} — {c['expected']['cite']}"
             )
+    if through_time(doc):
+        from chokepoint.matrix import timeline
+
+        if any(c.get("reused_from") for c in doc["cells"]):
+            lines += ["", "↺ not run: the cell of an earlier day whose loaded profile is the same (see below)."]
+        return "\n".join(lines) + "\n" + timeline.markdown(doc)
     return "\n".join(lines) + "\n"
 
 
-def render(doc: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Write ``matrix.html``, ``matrix.png`` and ``matrix.md`` beside ``matrix.json``."""
+def render(doc: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Write ``matrix.html``, ``matrix.png`` and ``matrix.md`` beside ``matrix.json``; for a matrix at several
+    days also ``matrix-timeline-<profile>.png`` per profile (``timelines``: their paths)."""
+    from chokepoint.matrix import timeline
+
     out_dir.mkdir(parents=True, exist_ok=True)
+    charts = timeline.pngs(doc, out_dir) if through_time(doc) else []
+    by_profile = {}
+    for profile in timeline.profiles(doc) if charts else ():
+        path = out_dir / f"matrix-timeline-{timeline._slug(profile)}.png"
+        if path in charts:
+            by_profile[profile] = path
     page = out_dir / "matrix.html"
-    page.write_text(html_page(doc), encoding="utf-8")
+    page.write_text(html_page(doc, by_profile), encoding="utf-8")
     md = out_dir / "matrix.md"
     md.write_text(markdown(doc), encoding="utf-8")
-    return {"html": page, "png": png(doc, out_dir / "matrix.png"), "md": md}
+    return {"html": page, "png": png(doc, out_dir / "matrix.png"), "md": md, "timelines": charts}
 
 
-__all__ = ["COLOURS", "columns", "disagreements", "html_page", "markdown", "png", "render", "rows"]
+__all__ = [
+    "COLOURS",
+    "column_of",
+    "columns",
+    "index",
+    "through_time",
+    "disagreements",
+    "html_page",
+    "markdown",
+    "png",
+    "render",
+    "rows",
+]

@@ -7,6 +7,9 @@ has an active prober, waits for the probes it scheduled (the censor sends none d
 ``probe_max_delay_s``), downloads once more and waits again before stopping the transport (a probe must never
 meet a server that is shutting down); then it reads the censor's events of that run. A censor that acted is restarted before the next run, so every run starts from a clean
 censor (its seed is derived from the matrix seed and the run's position, so a matrix can be repeated).
+A matrix at several days (``config.days``: ``--as-of D1,D2`` / ``--timeline FROM..TO --step``) runs each
+profile's column once per day, its censor started with that day's profile; a day whose loaded profile is the
+previous measured day's (:func:`loaded_signature`) copies that day's cells, marked ``reused_from`` (``reuse``).
 ``KeyboardInterrupt`` stops the running transport and re-raises after the cells measured so far are saved;
 the caller tears the lab down.
 """
@@ -52,12 +55,15 @@ class Matrix:
         self.interrupted = False
         self.finished: float | None = None
         self._dirty = False
+        self._day: str | None = None  # the day the current column's profile is loaded for (several days)
+        self._done = 0
         config.out_dir.mkdir(parents=True, exist_ok=True)
 
     @property
     def total(self) -> int:
         c = self.config
-        return len(c.transports) * (1 + len(c.modes) * len(c.profiles))
+        columns = sum(len(c.days.get(p, ())) for p in c.profiles) if c.days else len(c.profiles)
+        return len(c.transports) * (1 + len(c.modes) * columns)
 
     def needs_tor(self) -> bool:
         return any("tor-network" in s.requires and not s.unavailable for s in self.specs.values())
@@ -67,25 +73,22 @@ class Matrix:
         from chokepoint.policy import load_profile
 
         c = self.config
-        profiles = self.profiles = {name: load_profile(name, as_of=c.as_of) for name in c.profiles}
-        done = 0
+        if not c.days:
+            self.profiles = {name: load_profile(name, as_of=c.as_of) for name in c.profiles}
+        self._done = 0
         try:
             self.session.use_censor(None, "inline", seed=c.seed)
             for name in c.transports:
                 cell = self._cell(BASELINE, name, "inline", ())
                 self.baseline_kbps[name] = next((r.kbps for r in cell.runs if r.kbps), None)
-                done += 1
-                progress(cell, done, self.total)
+                self._done += 1
+                progress(cell, self._done, self.total)
             for mode in c.modes:
                 for profile_name in c.profiles:
-                    outcomes, day = profiles[profile_name].outcomes, getattr(profiles[profile_name], "as_of", None)
-                    self._use(profile_name, mode, 0)
-                    for name in c.transports:
-                        expected = expected_for(outcomes, self.specs[name].name, mode, day)
-                        cell = self._cell(profile_name, name, mode, expected)
-                        cell.profile = profiles[profile_name].name
-                        done += 1
-                        progress(cell, done, self.total)
+                    if c.days:
+                        self._through_time(profile_name, mode, progress)
+                    else:
+                        self._column(profile_name, mode, None, progress)
         except KeyboardInterrupt:
             self.interrupted = True
             raise
@@ -94,13 +97,65 @@ class Matrix:
             self.write()
         return self.cells
 
+    def _column(self, profile_name: str, mode: str, day: str | None, progress: Progress) -> None:
+        """Every transport under one profile (as loaded for ``day``) in one mode."""
+        profile = self.profiles[profile_name]
+        outcomes, as_of = profile.outcomes, getattr(profile, "as_of", None)
+        self._day = day
+        self._use(profile_name, mode, 0)
+        for name in self.config.transports:
+            expected = expected_for(outcomes, self.specs[name].name, mode, as_of)
+            cell = self._cell(profile_name, name, mode, expected)
+            cell.profile = profile.name
+            self._done += 1
+            progress(cell, self._done, self.total)
+
+    def _through_time(self, profile_name: str, mode: str, progress: Progress) -> None:
+        """One column per day of ``profile_name``; a day whose loaded profile equals the previous day's copies
+        that day's cells when ``reuse`` (each copy says so in ``reused_from``; its expectation is that day's)."""
+        from chokepoint.policy import load_profile
+
+        measured: tuple[str, frozenset[Any]] | None = None  # (day, what was loaded) of the last day run
+        for day in self.config.days[profile_name]:
+            profile = self.profiles[profile_name] = load_profile(profile_name, as_of=day)
+            loaded = loaded_signature(profile)
+            if self.config.reuse and measured is not None and measured[1] == loaded:
+                self._copy_column(profile_name, profile, mode, day, measured[0], progress)
+                continue
+            self._column(profile_name, mode, day, progress)
+            measured = (day, loaded)
+
+    def _copy_column(self, profile_name: str, profile: Any, mode: str, day: str, source: str, progress: Progress):
+        from dataclasses import replace
+
+        for name in self.config.transports:
+            spec = self.specs[name]
+            original = next(
+                c
+                for c in self.cells
+                if (c.profile, c.transport, c.mode, c.as_of) == (profile.name, spec.name, mode, source)
+            )
+            cell = replace(original, as_of=day, reused_from=source, seconds=0.0, runs=[])
+            cell.evidence = dict(original.evidence)
+            expected = expected_for(profile.outcomes, spec.name, mode, getattr(profile, "as_of", None))
+            if expected:
+                cell.expected = expected[0].to_json()
+                cell.agrees = None if cell.outcome == "error" else cell.outcome == expected[0].outcome
+            else:
+                cell.expected, cell.agrees = None, None
+            self.cells.append(cell)
+            self.write()
+            self._done += 1
+            progress(cell, self._done, self.total)
+
     def _use(self, profile: str, mode: str, index: int) -> None:
         c = self.config
+        day = getattr(self, "_day", None)
         self.session.use_censor(
             profile,
             mode,
-            seed=run_seed(c.seed, profile, mode, index),
-            as_of=c.as_of,
+            seed=run_seed(c.seed, profile, mode, index, *((day,) if day else ())),
+            as_of=day or c.as_of,
             probe_time_scale=c.probe_time_scale,
             probe_max_delay_s=c.probe_max_delay_s,
         )
@@ -110,7 +165,7 @@ class Matrix:
     def _cell(self, profile: str, name: str, mode: str, expectations: list[Any]) -> Cell:
         c = self.config
         spec = self.specs[name]  # ``name``: as given (a bundled name or a description file)
-        cell = Cell(profile, spec.name, mode)
+        cell = Cell(profile, spec.name, mode, as_of=getattr(self, "_day", None) if profile != BASELINE else None)
         began = time.monotonic()
         runs = 1 if profile == BASELINE else c.repeat
         for index in range(runs):
@@ -133,7 +188,8 @@ class Matrix:
     def _run(self, profile: str, spec: TransportSpec, mode: str, index: int) -> RunResult:
         c = self.config
         label = getattr(self.profiles.get(profile), "name", profile)
-        directory = c.out_dir / "runs" / mode / label / spec.name / f"r{index}"
+        day = getattr(self, "_day", None) if profile != BASELINE else None
+        directory = c.out_dir / "runs" / mode / (f"{label}@{day}" if day else label) / spec.name / f"r{index}"
         result = RunResult(index=index, started_at=time.time(), log_dir=str(directory))
         offset = self.session.events_offset()
         run = TransportRun(spec, self.session.placement(spec), directory, port=c.port)
@@ -193,7 +249,7 @@ class Matrix:
     # -- output -------------------------------------------------------------------------------------------
     def document(self) -> dict[str, Any]:
         return {
-            "version": 1,
+            "version": 2 if self.config.days else 1,
             "started": self.started,
             "finished": self.finished,
             "wall_s": round((self.finished or time.time()) - self.started, 1),
@@ -226,4 +282,17 @@ class Matrix:
         return target
 
 
-__all__ = ["Matrix", "run_seed"]
+def loaded_signature(profile: Any) -> frozenset[Any]:
+    """What of a profile's dated elements is in force on the day it was loaded for: two days with the same
+    signature load the same profile (no rule, list, personality element or example starts or stops between)."""
+    day = getattr(profile, "as_of", None)
+    if day is None:
+        return frozenset()
+    return frozenset(
+        (item.kind, item.name, item.active.start, item.active.end)
+        for item in getattr(profile, "timeline", ())
+        if item.active.contains(day)
+    )
+
+
+__all__ = ["Matrix", "loaded_signature", "run_seed"]

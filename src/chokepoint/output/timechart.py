@@ -2,8 +2,8 @@
 
 ``render(profile, docs, out_dir)`` writes ``timeline-<profile>.html`` (self-contained) and
 ``timeline-<profile>.png`` from the profile and the ``matrix.json`` documents of runs at different days (each
-names its day in ``config.as_of``; ``chokepoint matrix --as-of D1,D2`` / ``--timeline FROM..TO`` writes one
-per day). Without documents the chart holds the profile's timeline alone.
+names its day in ``config.as_of``, or is one matrix at several days whose cells name theirs in ``as_of``, as
+``chokepoint matrix --as-of D1,D2`` / ``--timeline FROM..TO`` writes). Without documents the chart holds the profile's timeline alone.
 
 Both pictures share one time axis, the profile's coverage:
 
@@ -79,9 +79,11 @@ def build(profile: Profile, docs: Sequence[dict[str, Any]] = (), *, mode: str = 
     transports: dict[str, None] = {}
     days: set[dt.date] = set()
     for doc in docs:
-        day = _day(doc)
+        several = bool((doc.get("config") or {}).get("days"))  # a matrix at several days: each cell's as_of
+        day = None if several else _day(doc)
         for cell in doc.get("cells", ()):
             if cell.get("profile") in names and cell.get("mode", "inline") == mode:
+                day = parse_as_of(cell["as_of"]) if several else day
                 cells[(cell["transport"], day)] = cell
                 transports.setdefault(cell["transport"], None)
                 days.add(day)
@@ -169,6 +171,8 @@ def _point(chart: Chart, transport: str, day: dt.date, cell: dict[str, Any]) -> 
     mark = "≠" if cell.get("agrees") is False else ""
     exp = cell.get("expected") or {}
     tip = f"{transport} on {day}: {outcome} ({cell.get('how', '')})"
+    if cell.get("reused_from"):
+        tip += f"; not run: the cell of {cell['reused_from']} (the same loaded profile)"
     if exp:
         tip += f"; expected {exp.get('outcome')} ({exp.get('cite', '')})"
     return (
@@ -323,13 +327,26 @@ def png(chart: Chart, path: Path) -> Path:
                 ax.scatter(
                     [d], [y], marker="s", s=110, color=COLOURS.get(outcome, "#999"),
                     edgecolors="#111" if disagrees else "none", linewidths=1.5, zorder=3,
+                    alpha=0.4 if cell.get("reused_from") else 1.0,
                 )  # fmt: skip
                 if disagrees:
                     ax.annotate("≠", (mdates.date2num(d), y), xytext=(7, -4), textcoords="offset points", fontsize=9)
+        dense = len(chart.days) > 8
+        for d in chart.days:  # the measured days under the grid (the shared date axis is on the bottom panel)
+            ax.annotate(
+                d.isoformat(), (mdates.date2num(d), 0.0), xycoords=("data", "axes fraction"), xytext=(0, -3),
+                textcoords="offset points", ha="center", va="top", fontsize=6.5, color="#333",
+                rotation=90 if dense else 0,
+            )  # fmt: skip
         ax.set_yticks(range(n_t), chart.transports, fontsize=8)
         ax.set_ylim(n_t - 0.5, -0.5)
+        handles = [Patch(color=c, label=k) for k, c in COLOURS.items()]
+        if any(c.get("reused_from") for c in chart.cells.values()):
+            handles.append(
+                Patch(color="#2e7d32", alpha=0.4, label="pale: not run, the\nearlier day's cell\n(same profile)")
+            )
         ax.legend(
-            handles=[Patch(color=c, label=k) for k, c in COLOURS.items()], loc="upper left",
+            handles=handles, loc="upper left",
             bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False,
         )  # fmt: skip
         ax.set_title(f"{chart.profile}: transports over time ({chart.mode})", fontsize=11, loc="left")
@@ -361,7 +378,8 @@ def png(chart: Chart, path: Path) -> Path:
     bottom_ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(bottom_ax.xaxis.get_major_locator()))
     if notes:
         fig.text(0.01, 0.01, "\n".join(notes), fontsize=6.5, va="bottom", family="monospace")
-    fig.subplots_adjust(left=0.2, right=0.88, top=1 - 0.5 / fig_h, bottom=(note_h + 0.4) / fig_h, hspace=0.15)
+    hspace = 0.15 + (0.1 if n_t and len(chart.days) > 8 else 0.0)
+    fig.subplots_adjust(left=0.2, right=0.88, top=1 - 0.5 / fig_h, bottom=(note_h + 0.4) / fig_h, hspace=hspace)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
