@@ -73,7 +73,7 @@ def test_services_in_the_lab_namespaces(lab_guard):  # noqa: F811
     topo.install_ca(state.topology, ca.cert_pem)
     infos = services.launch(state)
     state.save()
-    assert {info.netns for info in infos} == {f"{PREFIX}server", f"{PREFIX}control"}
+    assert {info.netns for info in infos} == {f"{PREFIX}server", f"{PREFIX}control", f"{PREFIX}vps"}
 
     # name resolution through /etc/netns/cpk-client/resolv.conf, certificate trust through its ssl copy
     assert client("curl", "-sS", "--max-time", "5", "https://any.name.example/p") == app.page_body(
@@ -99,3 +99,8 @@ def test_services_in_the_lab_namespaces(lab_guard):  # noqa: F811
     body = client(sys.executable, "-c", H3_GET, "198.19.0.10", "quic.example", str(state.path("ca.pem")))
     assert body == app.page_body("quic.example", "/h3")
     assert client(sys.executable, "-c", ECHO, "198.19.0.20") == b"tcp-echo udp-echo"
+    # the "vps" range's hosts (lab/ranges.py), on the VPS behind the server: web and echo, no HTTP/3
+    assert client(
+        "curl", "-sS", "--max-time", "5", "-H", "Host: in-a-dc.example", "http://198.19.64.100/"
+    ) == app.page_body("in-a-dc.example", "/")
+    assert client(sys.executable, "-c", ECHO, "198.19.64.109") == b"tcp-echo udp-echo"
