@@ -291,6 +291,14 @@ class Censord:
             if e["event_type"] == "chokepoint" and (rule is None or e["chokepoint"]["rule"] == rule)
         ]
 
+    def wait_actions(self, rule: str, predicate=bool, timeout: float = 3.0) -> list[dict]:
+        """``actions(rule)`` once ``predicate`` holds for them (the daemon writes its event just after it acted,
+        so a client can see the verdict before the line is in the file), or as they are at the deadline."""
+        deadline = time.monotonic() + timeout
+        while not predicate(found := self.actions(rule)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return found
+
     def stop(self) -> int:
         """SIGTERM and wait: a clean stop."""
         if self.proc is not None and self.proc.poll() is None:

@@ -114,7 +114,8 @@ class TestOneDaemon:
     def test_blocked_host_over_ipv6_is_reset(self, netpath, inline):
         code, _, err = netpath.curl("http://[2001:db8:0:2::2]/", "-H", "Host: blocked.test")
         assert code == 56, err
-        assert any(e["dest_ip"] == "2001:db8:0:2::2" for e in inline.actions("reset-host"))
+        to_v6 = inline.wait_actions("reset-host", lambda found: any(e["dest_ip"] == "2001:db8:0:2::2" for e in found))
+        assert any(e["dest_ip"] == "2001:db8:0:2::2" for e in to_v6), to_v6
 
     def test_the_reset_reaches_the_client_before_anything_from_the_server(self, netpath, inline):
         with netpath.capture(netpath.client, "cl0", 80) as seen:
