@@ -70,6 +70,9 @@ def analyze_cmd(
     output: Path | None = typer.Option(None, "--output", "-o", help="write the report here instead of stdout"),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="processes; flows are sharded by hash"),
     limit: int = typer.Option(200, "--limit", help="table: at most this many flow rows"),
+    stats: bool = typer.Option(
+        False, "--stats", help="eve: end each capture's records with an event_type stats record (flow-table counters)"
+    ),
     param: list[str] = typer.Option(
         [],
         "--param",
@@ -104,10 +107,12 @@ def analyze_cmd(
         if fmt is OutputFormat.eve:
             stream = out_file or sys.stdout
             for res in results:
-                for line in res.lines():
+                for line in res.iter_lines():
                     stream.write(line + "\n")
+                if stats:
+                    stream.write(res.stats_line() + "\n")
         else:
-            records = [r for res in results for r in res.records]
+            records = (r for res in results for r in res.iter_records())
             console = Console(file=out_file, width=180) if out_file else Console(width=None if err.is_terminal else 180)
             print_report(console, results, records, limit=limit)
     finally:
@@ -152,6 +157,7 @@ def demo_cmd(
         output=None,
         workers=1,
         limit=200,
+        stats=False,
         param=[],
         as_of=None,
     )
