@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from chokepoint.output import spool as spool_module
 from chokepoint.output.spool import EveSpool
 
 
@@ -35,6 +36,13 @@ def test_spilled_runs_merge_back_in_sort_order():
         spool[0]
     spool.close()
     assert len(spool) == 0
+
+
+def test_many_runs_are_merged_into_one():
+    items = records(3000, seed=2)
+    spool = EveSpool(items, spill_at=50)
+    assert len(spool.runs) <= spool_module.MAX_RUNS + 1 and len(spool) == 3000
+    assert list(spool) == sorted(items)
 
 
 def test_a_pickled_spool_carries_its_records():

@@ -144,11 +144,16 @@ def analyze_capture(
 
     blocks = 0
 
-    def flush() -> None:
-        nonlocal blocks
+    def take() -> None:
         for flow in ended:
             eve.append(_eve_line(flow, name))
         ended.clear()
+
+    core.on_ended = take
+
+    def flush() -> None:
+        nonlocal blocks
+        take()
         blocks += 1
         if blocks % YOUNG_COLLECTION_BLOCKS == 0:
             gc.collect(1)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from chokepoint.backends.offline import CaptureFormatError, analyze
+from chokepoint.backends.raycluster import ProfileSpec
 from chokepoint.output.table import print_report
 from chokepoint.policy import PolicyError, load_profile, load_rules_file
 
@@ -68,7 +69,15 @@ def analyze_cmd(
     rules: Path | None = typer.Option(None, "--rules", "-r", help="a rule file (same format as a profile)"),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="table, or eve (JSON lines)"),
     output: Path | None = typer.Option(None, "--output", "-o", help="write the report here instead of stdout"),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, help="processes; flows are sharded by hash"),
+    workers: int = typer.Option(
+        1, "--workers", "-w", min=1, help="processes; flows are sharded by hash (with --ray: shards per capture)"
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray",
+        metavar="ADDRESS",
+        help="run on a Ray cluster: host:port of its head, or auto (RAY_ADDRESS or a head on this machine)",
+    ),
     limit: int = typer.Option(200, "--limit", help="table: at most this many flow rows"),
     stats: bool = typer.Option(
         False, "--stats", help="eve: end each capture's records with an event_type stats record (flow-table counters)"
@@ -91,11 +100,15 @@ def analyze_cmd(
         if not path.is_file():
             err.print(f"[red]error:[/] {path}: no such file")
             raise typer.Exit(EXIT_USAGE)
-    loaded = _load_policy(profile, rules, parse_params(param), as_of)
+    params = parse_params(param)
+    loaded = _load_policy(profile, rules, params, as_of)
     paths = [str(p) for p in captures]
     total = sum(os.path.getsize(p) for p in paths)
     try:
-        if total >= PROGRESS_MIN_BYTES and err.is_terminal:
+        if ray_address is not None:
+            spec = ProfileSpec(str(rules) if rules else (profile or "demo"), bool(rules), tuple(params.items()), as_of)
+            results = _on_ray(paths, spec, ray_address, workers)
+        elif total >= PROGRESS_MIN_BYTES and err.is_terminal:
             results = _with_progress(paths, loaded, workers, total)
         else:
             results = analyze(paths, loaded, workers=workers)
@@ -123,6 +136,20 @@ def analyze_cmd(
         err.print(f"[yellow]warning:[/] {res.error} — processed {res.frames} frames up to the damage", highlight=False)
     if damaged:
         raise typer.Exit(EXIT_TRUNCATED)
+
+
+def _on_ray(paths: list[str], spec: ProfileSpec, address: str, workers: int):
+    """``analyze_on_ray``, its missing-Ray and no-cluster errors as one-line errors (exit 2)."""
+    try:
+        from chokepoint.backends.raycluster import analyze_on_ray
+
+        return analyze_on_ray(paths, spec, address, shards=workers if workers > 1 else None)
+    except ImportError as exc:
+        err.print(f"error: --ray needs Ray ({exc}): pip install 'chokepoint[scale]'", markup=False, highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+    except ConnectionError as exc:
+        err.print(f"error: --ray {address}: no Ray cluster there ({exc})", markup=False, highlight=False)
+        raise typer.Exit(EXIT_USAGE)
 
 
 def _with_progress(paths, loaded, workers, total):
@@ -156,6 +183,7 @@ def demo_cmd(
         fmt=OutputFormat.table,
         output=None,
         workers=1,
+        ray_address=None,
         limit=200,
         stats=False,
         param=[],

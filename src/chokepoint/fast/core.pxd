@@ -6,7 +6,7 @@ import cython
 cdef unsigned long long MASK32, MASK64, _K1, _K2, _EXACT
 cdef int _TCP, _UDP, _FIN, _SYN, _RST, _ACK
 cdef int _NONE, _NEW, _SYN_SENT, _SYN_RECEIVED, _ESTABLISHED, _CLOSING, _CLOSED
-cdef int _EPB, _CLASSES, _TCP_NEW
+cdef int _EPB, _CLASSES, _TCP_NEW, ENDED_BATCH
 cdef long long FLOW_BYTES, DATA_BYTES
 cdef double RECOVERY
 cdef int MAX_DEPTH
@@ -48,6 +48,7 @@ cdef class Core:
     cdef public long long evicted_unassured, emergencies, expired_emergency
     cdef public double now, next_sweep
     cdef public list ended
+    cdef public object on_ended
     cdef public int stop
     cdef public str error_what
     cdef public object encap_now

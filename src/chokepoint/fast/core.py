@@ -73,6 +73,9 @@ CLASS_NAMES = ("tcp", "tcp_closed", "udp", "other", "tcp_new")
 _CLASSES = 5
 _TCP_NEW = 4
 
+#: Ended flows held before ``Core.on_ended`` is called to take them.
+ENDED_BATCH = 1024
+
 #: Encapsulation label tuples kept by wrapper headers before the cache starts over.
 ENCAP_CACHE = 4096
 _NO_ENCAP = ()
@@ -144,7 +147,8 @@ class Core:
 
     ``engine`` is the :class:`chokepoint.engine.Engine` whose ``examine``/``deferred_due`` inspect and decide;
     ``decoder`` the reference decoder for frames not decoded natively. Flows that end (expired, evicted)
-    are appended to ``ended`` as Python ``Flow`` objects, written back; :meth:`finish` ends the rest.
+    are appended to ``ended`` as Python ``Flow`` objects, written back (``on_ended``, when set, is called to
+    take them every :data:`ENDED_BATCH`); :meth:`finish` ends the rest.
     """
 
     def __init__(self, engine, decoder, shard=0, shards=1):
@@ -172,6 +176,7 @@ class Core:
         self.now = 0.0
         self.next_sweep = 0.0
         self.ended = []
+        self.on_ended = None  # called when ``ended`` holds ENDED_BATCH flows (the caller empties it)
         self.frames = 0
         self.decoded = 0
         self.slow = 0
@@ -924,6 +929,8 @@ class Core:
         self._write_back(rec)
         flow.end_reason = reason
         self.ended.append(flow)
+        if self.on_ended is not None and len(self.ended) >= ENDED_BATCH:
+            self.on_ended()  # a flood ends a flow per packet: do not hold a whole block's worth of them
         return flow
 
     def finish(self):
@@ -937,8 +944,7 @@ class Core:
         live.sort(key=_start_order)
         for rec in live:
             self._remove(rec)
-            flow = self._end(rec, "")
-            flow.end_reason = flow.end_reason or "end-of-capture"
+            self._end(rec, rec.flow.end_reason or "end-of-capture")
 
     def counters(self):
         """The engine's and the flow table's counters, as the reference path reports them."""

@@ -18,6 +18,8 @@ EveLine = tuple[str, int, str]
 
 #: Records kept in memory before a run is spilled (about 1 kB each).
 SPILL_AT = 50_000
+#: Runs kept before they are merged into one (bounds the open files: 10M records make 200 runs).
+MAX_RUNS = 32
 
 
 class EveSpool:
@@ -83,15 +85,24 @@ class EveSpool:
 
     def _spill(self) -> None:
         self.memory.sort()
-        run = tempfile.TemporaryFile("w+", encoding="utf-8", prefix="chokepoint-eve-")
-        run.writelines(f"{ts}\t{ident}\t{line}\n" for ts, ident, line in self.memory)
-        self.runs.append(run)
+        self.runs.append(_write(self.memory))
         self.spilled += len(self.memory)
         self.memory = []
+        if len(self.runs) > MAX_RUNS:
+            merged = _write(heapq.merge(*(_read(run) for run in self.runs)))
+            for run in self.runs:
+                run.close()
+            self.runs = [merged]
 
     def _in_memory(self) -> None:
         if self.runs:
             raise IndexError("the records were spilled to disk: iterate instead of indexing")
+
+
+def _write(records: Iterable[EveLine]) -> IO[str]:
+    run = tempfile.TemporaryFile("w+", encoding="utf-8", prefix="chokepoint-eve-")
+    run.writelines(f"{ts}\t{ident}\t{line}\n" for ts, ident, line in records)
+    return run
 
 
 def _read(run: IO[str]) -> Iterator[EveLine]:
