@@ -26,6 +26,13 @@ def test_a_corpus_is_spread_by_file_and_a_single_capture_split_by_flow_hash():
     assert plan(["a", "b"], 8, shards=2) == [("a", 0, 2), ("a", 1, 2), ("b", 0, 2), ("b", 1, 2)]
 
 
+def test_profile_files_are_given_to_workers_by_absolute_path():
+    assert ProfileSpec.of("gfw", None, {}, None) == ProfileSpec("gfw")
+    spec = ProfileSpec.of(None, "rules.yaml", {"r.p": "1"}, "2024-01-01")
+    assert spec == ProfileSpec(os.path.abspath("rules.yaml"), True, (("r.p", "1"),), "2024-01-01")
+    assert ProfileSpec.of("my/profile.yaml", None, {}, None).name == os.path.abspath("my/profile.yaml")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -78,9 +85,11 @@ def test_one_capture_split_by_flow_hash_equals_the_local_run(ray_head, tmp_path)
 
 def test_the_command_line_gives_the_local_lines(ray_head, tmp_path):
     write_mixed_capture(tmp_path / "mixed.pcap", 60, seed=1)
-    paths = [str(tmp_path / "mixed.pcap"), *(str(p) for p in capture_paths()[:3])]
+    paths = ["mixed.pcap", *(str(p) for p in capture_paths()[:3])]  # relative to the command's directory
     cli = [sys.executable, "-m", "chokepoint.cli", "analyze", *paths, "-p", "gfw", "-f", "eve"]
-    local = subprocess.run(cli, capture_output=True, text=True, timeout=300)
-    remote = subprocess.run([*cli, "--ray", ray_head, "-w", "2"], capture_output=True, text=True, timeout=300)
+    local = subprocess.run(cli, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    remote = subprocess.run(
+        [*cli, "--ray", ray_head, "-w", "2"], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
     assert remote.returncode == local.returncode == 0, remote.stderr
     assert sorted(local.stdout.splitlines()) == sorted(remote.stdout.splitlines())

@@ -38,6 +38,14 @@ class ProfileSpec:
     params: tuple[tuple[str, str], ...] = ()
     as_of: str | None = None
 
+    @classmethod
+    def of(cls, profile: str | None, rules: str | None, params: dict[str, str], as_of: str | None) -> ProfileSpec:
+        """The spec of the command line's ``--profile``/``--rules``, a file given by path made absolute."""
+        name = rules or profile or "demo"
+        if rules or "/" in name or name.endswith((".yaml", ".yml")):
+            name = os.path.abspath(name)
+        return cls(name, bool(rules), tuple(params.items()), as_of)
+
     def load(self):
         from chokepoint.policy import load_profile, load_rules_file
 
@@ -89,12 +97,13 @@ def analyze_on_ray(
         remote = ray.remote(num_cpus=1, max_retries=0)(_task)
         tasks = plan(paths, slots, shards)
         futures: dict[str, list[Any]] = {}
-        for path, shard, count in tasks:
-            futures.setdefault(path, []).append(remote.remote(path, spec, shard, count))
+        for path, shard, count in tasks:  # workers run elsewhere: absolute paths
+            futures.setdefault(path, []).append(remote.remote(os.path.abspath(path), spec, shard, count))
         results = []
         for path in paths:
             merged = CaptureResult(path=str(path))
             for part in ray.get(futures[path]):
+                part.path = str(path)
                 merged.merge(part)
             merged.eve.sort()
             if progress:

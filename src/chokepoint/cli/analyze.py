@@ -113,7 +113,7 @@ def analyze_cmd(
     total = sum(os.path.getsize(p) for p in paths)
     try:
         if ray_address is not None:
-            spec = ProfileSpec(str(rules) if rules else (profile or "demo"), bool(rules), tuple(params.items()), as_of)
+            spec = ProfileSpec.of(profile, str(rules) if rules else None, params, as_of)
             results = _on_ray(paths, spec, ray_address, workers)
         elif total >= PROGRESS_MIN_BYTES and err.is_terminal:
             results = _with_progress(paths, loaded, workers, total)
