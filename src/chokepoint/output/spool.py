@@ -18,8 +18,9 @@ EveLine = tuple[str, int, str]
 
 #: Records kept in memory before a run is spilled (about 1 kB each).
 SPILL_AT = 50_000
-#: Runs kept before they are merged into one (bounds the open files: 10M records make 200 runs).
-MAX_RUNS = 32
+#: Runs kept before they are merged into one: bounds the open files (a common limit is 1024) while keeping
+#: the rewrites rare (10M records make 200 runs: one merge).
+MAX_RUNS = 128
 
 
 class EveSpool:
