@@ -83,12 +83,12 @@ def analyze_on_ray(
     """Analyse every capture on the Ray cluster at ``address``; results in the order of ``paths``, records
     sorted by flow start, as :func:`chokepoint.backends.offline.analyze` gives them. Raises
     ``CaptureFormatError`` (before anything is submitted) for a file that is no capture, ``ImportError``
-    when Ray is not installed, ``ConnectionError`` when no cluster answers at ``address``."""
+    when Ray is not installed, ``ConnectionError`` when no cluster answers at ``address``. The profile is
+    loaded on the workers only: load it here first to report its errors (the command line does)."""
     import ray
 
     for path in paths:  # fail fast, here, on a file that is no capture
         open_capture(path).close()
-    spec.load()  # and on a profile that does not load
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=False)
