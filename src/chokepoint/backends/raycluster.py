@@ -102,9 +102,11 @@ def analyze_on_ray(
         results = []
         for path in paths:
             merged = CaptureResult(path=str(path))
-            for part in ray.get(futures[path]):
+            for ref in futures[path]:  # one part in memory at a time (the spool bounds what is merged)
+                part = ray.get(ref)
                 part.path = str(path)
                 merged.merge(part)
+                del part
             merged.eve.sort()
             if progress:
                 progress(path, os.path.getsize(path))
