@@ -141,6 +141,7 @@ class Engine:
             udp=profile.engine.udp_timeout,
             other=profile.engine.other_timeout,
             tcp_new=profile.engine.tcp_timeout,
+            udp_new=profile.engine.udp_timeout,
         )
         for flow in self.table.index.values():
             if flow.inspecting:
@@ -174,6 +175,8 @@ class Engine:
             flow.update_tcp(pkt, direction)
             if flow.tcp_state is not state:
                 self.table.reclassify(flow)
+        elif pkt.proto == UDP and direction == S2C and flow.pkts[S2C] == 1:
+            self.table.reclassify(flow)  # answered: no longer unassured (flow/memcap.py)
         decided_now = False
         if flow.inspecting:
             bare = flow.facts is None

@@ -29,6 +29,7 @@ rules:
   - {id: names, action: reset, when: {domain: {in_list: names}}}
 """
 SYNS = 3000
+DATAGRAMS = 500  # unanswered UDP from distinct sources, with a payload (dissection state: charged more)
 RATE = 2000.0  # SYNs per second of capture time
 NAMES = ("blocked.test", "allowed.test", "blocked.test", "www.allowed.test")
 
@@ -40,11 +41,15 @@ def profile():
 
 @pytest.fixture(scope="module")
 def flood(tmp_path_factory):
-    """``SYNS`` unanswered SYNs from distinct sources, with four TLS connections during the flood."""
+    """``SYNS`` unanswered SYNs and ``DATAGRAMS`` unanswered datagrams from distinct sources, with four TLS
+    connections during the flood."""
     packets = []
     for i in range(SYNS):
         src = f"10.{(i >> 16) & 0xFF}.{(i >> 8) & 0xFF}.{i & 0xFF}"
         packets.append((i / RATE, build.ipv4_tcp(src, "198.51.100.7", 40000 + i % 20000, 80, i * 7919, 0, SYN)))
+    for i in range(DATAGRAMS):
+        src = f"172.16.{(i >> 8) & 0xFF}.{i & 0xFF}"
+        packets.append((i * SYNS / RATE / DATAGRAMS, build.ipv4_udp(src, "198.51.100.8", 30000 + i, 5353, b"q" * 24)))
     for n, name in enumerate(NAMES):
         start = (n + 1) * SYNS / RATE / (len(NAMES) + 1)
         packets += build.tcp_conversation(
@@ -75,11 +80,11 @@ def test_the_flood_is_evicted_and_the_connections_keep_their_verdicts(flood):
     assert counters[memcap.EMERGENCIES] >= 1
     assert counters[memcap.EVICTED] == counters[memcap.EVICTED_UNASSURED] > 0
     assert counters[memcap.EXPIRED_EMERGENCY] > 0
-    assert counters[memcap.EVICTED] + counters[memcap.EXPIRED_EMERGENCY] >= SYNS - fits
+    assert counters[memcap.EVICTED] + counters[memcap.EXPIRED_EMERGENCY] >= SYNS + DATAGRAMS - fits
     tls = [r for r in result.records if r["app_proto"] == "tls"]
     assert len(tls) == len(NAMES) and all(r["flow"]["reason"] != "evicted" for r in tls)
     verdicts = sorted((r["tls"]["sni"], r["chokepoint"]["verdict"]) for r in tls)
     assert verdicts == sorted((name, "reset" if name == "blocked.test" else "allow") for name in NAMES)
     stats = json.loads(result.stats_line())["stats"]
     assert stats["flow_table"]["evicted_unassured"] == counters[memcap.EVICTED_UNASSURED]
-    assert stats["flows"] == len(result.eve) == SYNS + len(NAMES)
+    assert stats["flows"] == len(result.eve) == SYNS + DATAGRAMS + len(NAMES)

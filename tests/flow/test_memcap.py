@@ -36,6 +36,8 @@ def test_a_full_table_evicts_half_open_flows_before_older_established_ones():
     table = FlowTable(EngineSettings(max_flows=3))
     established = handshake(table, 0, 1000)
     udp, _ = table.lookup(pkt(0.5, A, B, 5353, 53, proto=UDP))
+    udp.pkts[S2C] = 1  # answered
+    table.reclassify(udp)
     first = syn(table, 1, 2000)
     syn(table, 2, 2001)  # the table is full: the half-open flow goes, not the older established one
     assert table.pop_evicted() == [first] and first.end_reason == "evicted"
@@ -85,3 +87,16 @@ def test_no_emergency_below_the_bounds():
         syn(table, 0, 1000 + port)
     assert not table.emergency and not table.counters[memcap.EMERGENCIES]
     assert list(table.expire(100)) == []
+
+
+def test_unanswered_udp_is_unassured_and_an_answer_makes_it_assured():
+    table = FlowTable(EngineSettings(max_flows=3))
+    answered, _ = table.lookup(pkt(0, A, B, 5000, 53, proto=UDP))
+    answered.pkts[S2C] = 1  # what Engine.step counts for the answer before it reclassifies
+    table.reclassify(answered)
+    established = handshake(table, 0.5, 1000)
+    flood, _ = table.lookup(pkt(1, A, B, 6000, 53, proto=UDP))
+    table.lookup(pkt(2, A, B, 6001, 53, proto=UDP))
+    assert table.pop_evicted() == [flood]
+    assert answered.key in table.index and established.key in table.index
+    assert table.counters[memcap.EVICTED_UNASSURED] == 1

@@ -6,7 +6,7 @@ import cython
 cdef unsigned long long MASK32, MASK64, _K1, _K2, _EXACT
 cdef int _TCP, _UDP, _FIN, _SYN, _RST, _ACK
 cdef int _NONE, _NEW, _SYN_SENT, _SYN_RECEIVED, _ESTABLISHED, _CLOSING, _CLOSED
-cdef int _EPB, _CLASSES, _TCP_NEW, ENDED_BATCH
+cdef int _EPB, _CLASSES, _TCP_NEW, _UDP_NEW, ENDED_BATCH
 cdef long long FLOW_BYTES, DATA_BYTES
 cdef double RECOVERY
 cdef int MAX_DEPTH
@@ -39,7 +39,7 @@ cdef class Core:
     cdef public long long budget, used
     cdef public bint emergency
     cdef double emergency_new_timeout
-    cdef double timeouts[5]
+    cdef double timeouts[6]
     cdef unsigned int crc[256]
     cdef dict index
     cdef list heads, tails
@@ -125,7 +125,7 @@ cdef class Core:
     cdef _touch(self, FlowRec rec)
 
     @cython.locals(cls=cython.int, limit=cython.double, timeout=cython.double, rec=FlowRec, expired=cython.longlong,
-                   flagged=cython.longlong, emergency=cython.bint)
+                   flagged=cython.longlong, emergency=cython.bint, unassured=cython.bint)
     cdef _expire(self, double now)
 
     @cython.locals(oldest=FlowRec, rec=FlowRec, cls=cython.int)

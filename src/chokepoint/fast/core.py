@@ -68,10 +68,12 @@ _STATES = (
     TcpState.CLOSING,
     TcpState.CLOSED,
 )
-#: Timeout classes, in the order the reference table sweeps them ("tcp_new": TCP without a completed handshake).
-CLASS_NAMES = ("tcp", "tcp_closed", "udp", "other", "tcp_new")
-_CLASSES = 5
+#: Timeout classes, in the order the reference table sweeps them ("tcp_new": TCP without a completed handshake,
+#: "udp_new": UDP never answered; the unassured flows of :mod:`chokepoint.flow.memcap`).
+CLASS_NAMES = ("tcp", "tcp_closed", "udp", "other", "tcp_new", "udp_new")
+_CLASSES = 6
 _TCP_NEW = 4
+_UDP_NEW = 5
 
 #: Ended flows held before ``Core.on_ended`` is called to take them.
 ENDED_BATCH = 1024
@@ -166,11 +168,18 @@ class Core:
         self.emergency = False
         self.emergency_new_timeout = s.emergency_new_timeout
         self.deferrals = bool(engine.has_deferrals)
-        self.timeouts = [s.tcp_timeout, s.tcp_closed_timeout, s.udp_timeout, s.other_timeout, s.tcp_timeout]
+        self.timeouts = [
+            s.tcp_timeout,
+            s.tcp_closed_timeout,
+            s.udp_timeout,
+            s.other_timeout,
+            s.tcp_timeout,
+            s.udp_timeout,
+        ]
         self.crc = _crc_table()
         self.index = {}
-        self.heads = [None, None, None, None, None]
-        self.tails = [None, None, None, None, None]
+        self.heads = [None, None, None, None, None, None]
+        self.tails = [None, None, None, None, None, None]
         self.nflows = 0
         self.next_id = 1
         self.now = 0.0
@@ -673,6 +682,10 @@ class Core:
             rec.last_ts = ts
         if proto == _TCP:
             self._tcp(rec, d, flags, seq, plen)
+        elif d == 1 and rec.cls == _UDP_NEW:  # answered: no longer unassured
+            self._unlink(rec)
+            rec.cls = 2
+            self._append(rec)
         decided = False
         if rec.inspecting:
             if rec.ipkts[d] >= self.max_pkts or rec.ibytes[d] >= self.max_bytes:
@@ -783,7 +796,7 @@ class Core:
             rec.state = _NEW
             rec.cls = _TCP_NEW
         elif proto == _UDP:
-            rec.cls = 2
+            rec.cls = _UDP_NEW
         else:
             rec.cls = 3
         flow = Flow(
@@ -888,7 +901,8 @@ class Core:
         emergency = self.emergency
         for cls in range(_CLASSES):
             timeout = self.timeouts[cls]
-            if emergency and cls == _TCP_NEW and self.emergency_new_timeout < timeout:
+            unassured = emergency and (cls == _TCP_NEW or cls == _UDP_NEW)
+            if unassured and self.emergency_new_timeout < timeout:
                 timeout = self.emergency_new_timeout
             limit = self.now - timeout
             while True:
@@ -897,7 +911,7 @@ class Core:
                     break
                 self._remove(rec)
                 self.flows_expired += 1
-                if emergency and cls == _TCP_NEW:
+                if unassured:
                     self.expired_emergency += 1
                 expired += 1
                 flow = self._end(rec, "timeout")
@@ -911,6 +925,9 @@ class Core:
     def _evict_lru(self):
         """The least recently active unassured flow, or if there is none the least recently active one."""
         oldest = self.heads[_TCP_NEW]
+        rec = self.heads[_UDP_NEW]
+        if rec is not None and (oldest is None or rec.last_ts < oldest.last_ts):
+            oldest = rec
         if oldest is not None:
             self.evicted_unassured += 1
         else:

@@ -5,9 +5,10 @@ Each live flow is charged :data:`FLOW_BYTES`, and :data:`DATA_BYTES` more once d
 facts and reassembly buffers exist then). When a new flow would take the table past ``max_flows`` or past
 ``flow_memcap_mb``, the table enters emergency mode (Suricata's flow memcap and emergency mode; Linux
 conntrack's early drop of unassured entries) and evicts, one at a time until the new flow fits, the least
-recently active flow that never completed a TCP handshake (an *unassured* flow: a SYN flood's, a scan's), and
-only when there is none the least recently active flow of any kind. While in emergency mode, unassured flows
-expire after ``emergency_new_timeout`` instead of ``tcp_timeout``; the mode ends at an expiry sweep that finds
+recently active *unassured* flow — a TCP flow that never completed its handshake (a SYN flood's, a scan's) or
+a UDP flow never answered (a UDP flood's) — and only when there is none the least recently active flow of any
+kind. While in emergency mode, unassured flows expire after ``emergency_new_timeout`` instead of their
+transport's timeout; the mode ends at an expiry sweep that finds
 the table below :data:`RECOVERY` of both bounds.
 """
 

@@ -1,8 +1,9 @@
 """The flow table: idle timeouts by transport, an LRU bound and a memory budget with an emergency mode
 (:mod:`chokepoint.flow.memcap`), all driven by packet time (no wall clock).
 
-Flows live in one ordered map per timeout class (TCP open, TCP closed, UDP, other, and TCP flows that have not
-completed their handshake: "tcp_new"), least recently active first, so expiry and eviction pop from the front
+Flows live in one ordered map per timeout class (TCP open, TCP closed, UDP, other, and the unassured ones: TCP
+flows that have not completed their handshake, "tcp_new", and UDP flows never answered, "udp_new"), least
+recently active first, so expiry and eviction pop from the front
 of a map and never scan the table.
 """
 
@@ -12,7 +13,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterator
 
 from chokepoint.flow import memcap
-from chokepoint.flow.flow import Flow, TcpState
+from chokepoint.flow.flow import S2C, Flow, TcpState
 from chokepoint.flow.key import FlowKey, flow_key
 from chokepoint.packet.record import TCP, UDP, Packet
 from chokepoint.settings import EngineSettings
@@ -26,7 +27,8 @@ class FlowTable:
             "tcp_closed": settings.tcp_closed_timeout,
             "udp": settings.udp_timeout,
             "other": settings.other_timeout,
-            "tcp_new": settings.tcp_timeout,  # emergency_new_timeout while in emergency mode
+            "tcp_new": settings.tcp_timeout,  # these two: emergency_new_timeout while in emergency mode
+            "udp_new": settings.udp_timeout,
         }
         self.classes: dict[str, OrderedDict[FlowKey, Flow]] = {name: OrderedDict() for name in self.timeouts}
         self.index: dict[FlowKey, Flow] = {}
@@ -89,7 +91,8 @@ class FlowTable:
         emergency = self.emergency
         for name, flows in self.classes.items():
             timeout = self.timeouts[name]
-            if emergency and name == "tcp_new":
+            unassured = emergency and name in _UNASSURED_CLASSES
+            if unassured:
                 timeout = min(timeout, self.settings.emergency_new_timeout)
             limit = self.now - timeout
             while flows:
@@ -99,7 +102,7 @@ class FlowTable:
                 self._forget(flow)
                 flow.end_reason = "timeout"
                 self.counters["flows_expired"] += 1
-                if emergency and name == "tcp_new":
+                if unassured:
                     self.counters[memcap.EXPIRED_EMERGENCY] += 1
                 yield flow
         if emergency and memcap.recovered(
@@ -121,9 +124,13 @@ class FlowTable:
     def _evict_lru(self) -> None:
         """Evict the least recently active unassured flow, or if there is none the least recently active one."""
         oldest: Flow | None = None
-        unassured = self.classes["tcp_new"]
-        if unassured:
-            oldest = next(iter(unassured.values()))
+        for name in _UNASSURED_CLASSES:
+            flows = self.classes[name]
+            if flows:
+                candidate = next(iter(flows.values()))
+                if oldest is None or candidate.last_ts < oldest.last_ts:
+                    oldest = candidate
+        if oldest is not None:
             self.counters[memcap.EVICTED_UNASSURED] += 1
         else:
             for flows in self.classes.values():
@@ -145,6 +152,8 @@ class FlowTable:
 
 #: TCP states of a flow that has not completed its handshake (an unassured flow: memcap evicts these first).
 UNASSURED = frozenset({TcpState.NEW, TcpState.SYN_SENT, TcpState.SYN_RECEIVED})
+#: The timeout classes of unassured flows: TCP without a completed handshake, UDP without an answer.
+_UNASSURED_CLASSES = ("tcp_new", "udp_new")
 
 
 def _class_of(flow: Flow) -> str:
@@ -153,5 +162,5 @@ def _class_of(flow: Flow) -> str:
             return "tcp_closed"
         return "tcp_new" if flow.tcp_state in UNASSURED else "tcp"
     if flow.proto == UDP:
-        return "udp"
+        return "udp" if flow.pkts[S2C] else "udp_new"
     return "other"
