@@ -1,8 +1,9 @@
 """Offline throughput: Chokepoint's decode + engine vs nfstream (nDPI inside) on the same capture, same run.
 
-Prints packets/s and flows/s for: our decoder alone, the whole engine with the `gfw` profile (1 and 2
-workers), and nfstream 6.6 with n_dissections=20 (the anchor measured in the research notes at ~99k pkt/s
-on this machine kind). Ratios are ours / nfstream. Peak memory is measured in a child process per run.
+Prints packets/s and flows/s for: our decoder alone, the whole engine with the `gfw` profile (the pure-Python
+core as ``pure:1``; the compiled core, when built, with 1 and 2 workers as ``engine:N``; flows counted from the
+EVE lines, not parsed), and nfstream 6.6 with n_dissections=20 (the anchor measured in the research notes at
+~99k pkt/s on this machine kind). Ratios are ours / nfstream. Peak memory is measured in a child process per run.
 
 Then the cost of decapsulation: the same capture with every frame wrapped in a VLAN tag and a PPPoE session
 header (``chokepoint.packet.samples.write_wrapped_copy``, as an operator's access network carries it) against
@@ -36,14 +37,17 @@ if mode == "decode":
         for f in r:
             if d.decode(f) is not None: n += 1
     flows = 0
-elif mode.startswith("engine"):
+elif mode.startswith(("engine", "pure")):
     from chokepoint.policy import load_profile
-    from chokepoint.backends.offline import analyze
+    from chokepoint.backends.offline import analyze, analyze_capture
     workers = int(mode.split(":")[1])
     prof = load_profile("gfw")
     start = time.perf_counter()
-    res = analyze([path], prof, workers=workers)[0]
-    n, flows = res.packets, len(res.records)
+    if mode.startswith("pure"):
+        res = analyze_capture(path, prof, engine="pure")
+    else:
+        res = analyze([path], prof, workers=workers)[0]
+    n, flows = res.packets, len(res.eve)
 elif mode == "nfstream":
     from nfstream import NFStreamer
     s = NFStreamer(source=path, n_dissections=20, statistical_analysis=False, n_meters=1)
@@ -76,7 +80,8 @@ def main() -> None:
             f"synthetic capture: {packets} packets, {args.flows} flows, {path.stat().st_size / 1e6:.1f} MB "
             f"(generated in {time.perf_counter() - t0:.1f} s)"
         )
-        results = {mode: measure(mode, path) for mode in ("nfstream", "decode", "engine:1", "engine:2")}
+        modes = ("nfstream", "decode", "pure:1", "engine:1", "engine:2")
+        results = {mode: measure(mode, path) for mode in modes}
         wrapped = wrapped_cost(path, Path(tmp) / "wrapped.pcap", args.wrapped_repeats)
     anchor = results["nfstream"]
     anchor_rate = anchor["packets"] / anchor["seconds"] if "seconds" in anchor else None

@@ -140,6 +140,8 @@ class Engine:
             tcp_closed=profile.engine.tcp_closed_timeout,
             udp=profile.engine.udp_timeout,
             other=profile.engine.other_timeout,
+            tcp_new=profile.engine.tcp_timeout,
+            udp_new=profile.engine.udp_timeout,
         )
         for flow in self.table.index.values():
             if flow.inspecting:
@@ -169,11 +171,18 @@ class Engine:
         if pkt.proto == TCP:
             forwarded = (flow.seq_end[0], flow.seq_end[1])
             flow.advance_seq(pkt, direction)
-            was_closed = flow.closed
+            state = flow.tcp_state
             flow.update_tcp(pkt, direction)
-            if flow.closed != was_closed:
+            if flow.tcp_state is not state:
                 self.table.reclassify(flow)
-        decided_now = self._inspect(flow, pkt, direction) if flow.inspecting else False
+        elif pkt.proto == UDP and direction == S2C and flow.pkts[S2C] == 1:
+            self.table.reclassify(flow)  # answered: no longer unassured (flow/memcap.py)
+        decided_now = False
+        if flow.inspecting:
+            bare = flow.facts is None
+            decided_now = self._inspect(flow, pkt, direction)
+            if bare and flow.facts is not None:
+                self.table.charge_data(flow)  # the flow table's memory budget (flow/memcap.py)
         if flow.watch is not None and not decided_now and flow.verdict is None:
             decided_now = self.deferred_due(flow, pkt, direction)
         return Step(flow, direction, decided_now, ended, forwarded)

@@ -30,6 +30,15 @@ class EngineSettings:
     other_timeout: float = 60.0
     #: LRU bound on the flow table (evictions are counted).
     max_flows: int = 1_000_000
+    #: Memory budget of the flow table in MiB, charged by an estimate per flow (``chokepoint.flow.memcap``):
+    #: what a flow without payload costs, plus what dissection and reassembly state cost once data arrives.
+    #: A flow that would pass it, or ``max_flows``, puts the table in emergency mode (Suricata's flow memcap
+    #: and emergency mode; Linux conntrack's early drop): unassured flows (TCP without a completed handshake,
+    #: UDP never answered) are evicted first, least recently active first, and expire after
+    #: ``emergency_new_timeout``.
+    flow_memcap_mb: int = 256
+    #: Idle timeout of an unassured flow (see ``flow_memcap_mb``) while the table is in emergency mode.
+    emergency_new_timeout: float = 10.0
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

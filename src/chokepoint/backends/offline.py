@@ -1,7 +1,10 @@
 """The offline backend: captures in, EVE flow records out ("what would this censor do, and why").
 
-Records are kept as EVE JSON lines (``CaptureResult.eve``, with the timestamp and flow id they sort by);
-``CaptureResult.records`` parses them for readers that want dictionaries (the table, tests).
+Records are kept as EVE JSON lines (``CaptureResult.eve``, with the timestamp and flow id they sort by), in an
+:class:`~chokepoint.output.spool.EveSpool` that spills sorted runs to disk past a bound, so that memory stays
+bounded by the flow table's budget and not by the number of flows; ``CaptureResult.records`` parses them for
+readers that want dictionaries (tests), ``iter_records`` one at a time (the table). ``stats_line`` is the
+capture's EVE ``stats`` record: frames, packets, skipped frames and the flow table's counters.
 
 The fast path runs with automatic garbage collection off and collects the young generations after each block
 it reads: the engine's live flows are many long-lived containers, and each full collection would walk all of
@@ -33,6 +36,7 @@ from chokepoint.fast.feed import feed
 from chokepoint.flow.flow import Flow
 from chokepoint.flow.key import flow_key, shard_of
 from chokepoint.output.eve import eve_timestamp, flow_id, flow_to_eve_json
+from chokepoint.output.spool import EveSpool
 from chokepoint.packet.decode import Decoder
 from chokepoint.packet.pcap import CaptureFormatError, open_capture
 
@@ -51,7 +55,7 @@ EveLine = tuple[str, int, str]
 @dataclass(slots=True)
 class CaptureResult:
     path: str
-    eve: list[EveLine] = field(default_factory=list)
+    eve: EveSpool = field(default_factory=EveSpool)
     frames: int = 0
     packets: int = 0
     skipped: Counter = field(default_factory=Counter)  # frames skipped by the decoder, by reason
@@ -69,7 +73,35 @@ class CaptureResult:
 
     def lines(self) -> list[str]:
         """The EVE JSON lines, in the order of ``eve``."""
-        return [line for _ts, _id, line in self.eve]
+        return list(self.iter_lines())
+
+    def iter_lines(self) -> Iterator[str]:
+        """The EVE JSON lines one at a time (a spilled spool is read back from disk)."""
+        return (line for _ts, _id, line in self.eve)
+
+    def iter_records(self) -> Iterator[dict[str, Any]]:
+        """The EVE records as dictionaries, parsed one at a time."""
+        return (json.loads(line) for _ts, _id, line in self.eve)
+
+    def stats(self) -> dict[str, Any]:
+        """What the ``stats`` record holds: the decoder's and the flow table's counters, verdict counts."""
+        table = {k.removeprefix("flows_"): v for k, v in sorted(self.engine.items()) if k.startswith("flows_")}
+        engine = {k: v for k, v in sorted(self.engine.items()) if not k.startswith("flows_")}
+        return {
+            "capture": self.path,
+            "frames": self.frames,
+            "packets": self.packets,
+            "flows": len(self.eve),
+            "truncated": self.truncated,
+            "skipped": dict(sorted(self.skipped.items())),
+            "flow_table": table,
+            "engine": engine,
+        }
+
+    def stats_line(self) -> str:
+        """The capture's EVE ``stats`` record (as Suricata writes ``event_type: stats``), one JSON line."""
+        record = {"event_type": "stats", "stats": self.stats()}
+        return json.dumps(record, separators=(",", ":"), sort_keys=False)
 
     def merge(self, other: CaptureResult) -> None:
         self.eve.extend(other.eve)
@@ -112,11 +144,16 @@ def analyze_capture(
 
     blocks = 0
 
-    def flush() -> None:
-        nonlocal blocks
+    def take() -> None:
         for flow in ended:
             eve.append(_eve_line(flow, name))
         ended.clear()
+
+    core.on_ended = take
+
+    def flush() -> None:
+        nonlocal blocks
+        take()
         blocks += 1
         if blocks % YOUNG_COLLECTION_BLOCKS == 0:
             gc.collect(1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import nullcontext
 from enum import StrEnum
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from chokepoint.backends.offline import CaptureFormatError, analyze
+from chokepoint.backends.raycluster import ProfileSpec
 from chokepoint.output.table import print_report
 from chokepoint.policy import PolicyError, load_profile, load_rules_file
 
@@ -31,6 +33,7 @@ PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 class OutputFormat(StrEnum):
     table = "table"
     eve = "eve"
+    parquet = "parquet"
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -66,10 +69,23 @@ def analyze_cmd(
     captures: list[Path] = typer.Argument(..., help="pcap or pcapng files", exists=False),
     profile: str | None = typer.Option(None, "--profile", "-p", help="bundled profile name or a profile file"),
     rules: Path | None = typer.Option(None, "--rules", "-r", help="a rule file (same format as a profile)"),
-    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="table, or eve (JSON lines)"),
+    fmt: OutputFormat = typer.Option(
+        OutputFormat.table, "--format", "-f", help="table, eve (JSON lines) or parquet (needs -o)"
+    ),
     output: Path | None = typer.Option(None, "--output", "-o", help="write the report here instead of stdout"),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, help="processes; flows are sharded by hash"),
+    workers: int = typer.Option(
+        1, "--workers", "-w", min=1, help="processes; flows are sharded by hash (with --ray: shards per capture)"
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray",
+        metavar="ADDRESS",
+        help="run on a Ray cluster: host:port of its head, or auto (RAY_ADDRESS or a head on this machine)",
+    ),
     limit: int = typer.Option(200, "--limit", help="table: at most this many flow rows"),
+    stats: bool = typer.Option(
+        False, "--stats", help="eve: end each capture's records with an event_type stats record (flow-table counters)"
+    ),
     param: list[str] = typer.Option(
         [],
         "--param",
@@ -84,40 +100,76 @@ def analyze_cmd(
     ),
 ) -> None:
     """What would this censor do with these captures, and why."""
+    if fmt is OutputFormat.parquet and output is None:
+        err.print("[red]error:[/] --format parquet writes a file: give it with --output/-o")
+        raise typer.Exit(EXIT_USAGE)
     for path in captures:
         if not path.is_file():
             err.print(f"[red]error:[/] {path}: no such file")
             raise typer.Exit(EXIT_USAGE)
-    loaded = _load_policy(profile, rules, parse_params(param), as_of)
+    params = parse_params(param)
+    loaded = _load_policy(profile, rules, params, as_of)
     paths = [str(p) for p in captures]
     total = sum(os.path.getsize(p) for p in paths)
     try:
-        if total >= PROGRESS_MIN_BYTES and err.is_terminal:
+        if ray_address is not None:
+            spec = ProfileSpec.of(profile, str(rules) if rules else None, params, as_of)
+            results = _on_ray(paths, spec, ray_address, workers)
+        elif total >= PROGRESS_MIN_BYTES and err.is_terminal:
             results = _with_progress(paths, loaded, workers, total)
         else:
             results = analyze(paths, loaded, workers=workers)
     except CaptureFormatError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(EXIT_USAGE)
-    out_file = open(output, "w", encoding="utf-8") if output else None
-    try:
-        if fmt is OutputFormat.eve:
-            stream = out_file or sys.stdout
-            for res in results:
-                for line in res.lines():
-                    stream.write(line + "\n")
-        else:
-            records = [r for res in results for r in res.records]
-            console = Console(file=out_file, width=180) if out_file else Console(width=None if err.is_terminal else 180)
-            print_report(console, results, records, limit=limit)
-    finally:
-        if out_file:
-            out_file.close()
+    if fmt is OutputFormat.parquet:
+        _write_parquet(results, output)
+    else:
+        with open(output, "w", encoding="utf-8") if output else nullcontext(sys.stdout) as stream:
+            _write_text(fmt, results, stream, to_file=output is not None, stats=stats, limit=limit)
     damaged = [r for r in results if r.truncated]
     for res in damaged:
         err.print(f"[yellow]warning:[/] {res.error} — processed {res.frames} frames up to the damage", highlight=False)
     if damaged:
         raise typer.Exit(EXIT_TRUNCATED)
+
+
+def _write_text(fmt: OutputFormat, results, stream, *, to_file: bool, stats: bool, limit: int) -> None:
+    """EVE lines (and with ``stats`` each capture's stats record), or the table and summary, to ``stream``."""
+    if fmt is OutputFormat.eve:
+        for res in results:
+            for line in res.iter_lines():
+                stream.write(line + "\n")
+            if stats:
+                stream.write(res.stats_line() + "\n")
+        return
+    records = (r for res in results for r in res.iter_records())
+    console = Console(file=stream, width=180) if to_file else Console(width=None if err.is_terminal else 180)
+    print_report(console, results, records, limit=limit)
+
+
+def _write_parquet(results, output: Path) -> None:
+    try:
+        from chokepoint.output.parquet import write_parquet
+
+        write_parquet(lambda: (r for res in results for r in res.iter_records()), output)
+    except ImportError as exc:
+        err.print(f"error: --format parquet needs pyarrow ({exc}): pip install 'chokepoint[scale]'", markup=False)
+        raise typer.Exit(EXIT_USAGE)
+
+
+def _on_ray(paths: list[str], spec: ProfileSpec, address: str, workers: int):
+    """``analyze_on_ray``, its missing-Ray and no-cluster errors as one-line errors (exit 2)."""
+    try:
+        from chokepoint.backends.raycluster import analyze_on_ray
+
+        return analyze_on_ray(paths, spec, address, shards=workers if workers > 1 else None)
+    except ImportError as exc:
+        err.print(f"error: --ray needs Ray ({exc}): pip install 'chokepoint[scale]'", markup=False, highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+    except ConnectionError as exc:
+        err.print(f"error: --ray {address}: no Ray cluster there ({exc})", markup=False, highlight=False)
+        raise typer.Exit(EXIT_USAGE)
 
 
 def _with_progress(paths, loaded, workers, total):
@@ -151,7 +203,9 @@ def demo_cmd(
         fmt=OutputFormat.table,
         output=None,
         workers=1,
+        ray_address=None,
         limit=200,
+        stats=False,
         param=[],
         as_of=None,
     )

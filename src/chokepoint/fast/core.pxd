@@ -6,7 +6,9 @@ import cython
 cdef unsigned long long MASK32, MASK64, _K1, _K2, _EXACT
 cdef int _TCP, _UDP, _FIN, _SYN, _RST, _ACK
 cdef int _NONE, _NEW, _SYN_SENT, _SYN_RECEIVED, _ESTABLISHED, _CLOSING, _CLOSED
-cdef int _EPB
+cdef int _EPB, _CLASSES, _TCP_NEW, _UDP_NEW, ENDED_BATCH
+cdef long long FLOW_BYTES, DATA_BYTES
+cdef double RECOVERY
 cdef int MAX_DEPTH
 
 
@@ -34,14 +36,19 @@ cdef class Core:
     cdef public int shard, shards
     cdef bint reassembly, deferrals
     cdef long long max_pkts, max_bytes, max_flows
-    cdef double timeouts[4]
+    cdef public long long budget, used
+    cdef public bint emergency
+    cdef double emergency_new_timeout
+    cdef double timeouts[6]
     cdef unsigned int crc[256]
     cdef dict index
     cdef list heads, tails
     cdef public long long nflows, next_id, frames, decoded, slow, packets
     cdef public long long flows_created, flows_expired, flows_evicted, budget_spent
+    cdef public long long evicted_unassured, emergencies, expired_emergency
     cdef public double now, next_sweep
     cdef public list ended
+    cdef public object on_ended
     cdef public int stop
     cdef public str error_what
     cdef public object encap_now
@@ -95,7 +102,7 @@ cdef class Core:
                  unsigned int flags, unsigned long long seq, unsigned long long ack, unsigned int window, int thl,
                  long long frame_len)
 
-    @cython.locals(end=cython.longlong, current=cython.longlong, was_closed=cython.bint)
+    @cython.locals(end=cython.longlong, current=cython.longlong, was=cython.int, cls=cython.int)
     cdef _tcp(self, FlowRec rec, int d, unsigned int flags, unsigned long long seq, Py_ssize_t plen)
 
     @cython.locals(client_is_src=cython.bint, rec=FlowRec, s_port=cython.uint)
@@ -117,7 +124,8 @@ cdef class Core:
     cdef _unlink(self, FlowRec rec)
     cdef _touch(self, FlowRec rec)
 
-    @cython.locals(cls=cython.int, limit=cython.double, rec=FlowRec, expired=cython.longlong, flagged=cython.longlong)
+    @cython.locals(cls=cython.int, limit=cython.double, timeout=cython.double, rec=FlowRec, expired=cython.longlong,
+                   flagged=cython.longlong, emergency=cython.bint, unassured=cython.bint)
     cdef _expire(self, double now)
 
     @cython.locals(oldest=FlowRec, rec=FlowRec, cls=cython.int)
@@ -130,6 +138,7 @@ cdef class Core:
                       long long ip_len, unsigned int flags, unsigned long long seq, unsigned long long ack,
                       unsigned int window, int thl, long long frame_len)
 
+    @cython.locals(bare=cython.bint)
     cdef bint _examine(self, FlowRec rec, object pkt, int d) except -1
     cdef _deferred(self, FlowRec rec, object pkt, int d)
     cdef _sync(self, FlowRec rec, object flow)

@@ -17,7 +17,8 @@ What it does for each record of a block (classic pcap records, or pcapng Enhance
   steps (:func:`chokepoint.packet.decap.link_labels`), cached by the wrapper headers' bytes;
 * **find the flow** by a 64-bit hash of its direction-free key in a dict, with a chain for colliding keys;
   the table keeps the reference's semantics (:mod:`chokepoint.flow.table`): per-timeout-class LRU lists
-  (intrusive here), packet-time expiry every :data:`EXPIRY_INTERVAL`, LRU eviction at ``max_flows``;
+  (intrusive here), packet-time expiry every :data:`EXPIRY_INTERVAL`, the memory budget and emergency mode of
+  :mod:`chokepoint.flow.memcap` (unassured flows evicted first);
 * **count and track TCP state** as :class:`chokepoint.flow.flow.Flow` does, in C fields;
 * **inspect**: the budget is counted here; only a packet that can change something — one with a payload, the
   first inspected one of its direction, or a deferred-rule check — becomes a Python
@@ -30,6 +31,7 @@ its counters are written back before each call into Python and when the flow end
 
 from chokepoint.flow.flow import Flow, TcpState, port_rank
 from chokepoint.flow.key import ip_text
+from chokepoint.flow.memcap import DATA_BYTES, FLOW_BYTES, RECOVERY
 from chokepoint.packet.decap import MAX_DEPTH, link_labels
 from chokepoint.packet.pcap import Frame
 from chokepoint.packet.record import Packet
@@ -66,8 +68,15 @@ _STATES = (
     TcpState.CLOSING,
     TcpState.CLOSED,
 )
-#: Timeout classes, in the order the reference table sweeps them.
-CLASS_NAMES = ("tcp", "tcp_closed", "udp", "other")
+#: Timeout classes, in the order the reference table sweeps them ("tcp_new": TCP without a completed handshake,
+#: "udp_new": UDP never answered; the unassured flows of :mod:`chokepoint.flow.memcap`).
+CLASS_NAMES = ("tcp", "tcp_closed", "udp", "other", "tcp_new", "udp_new")
+_CLASSES = 6
+_TCP_NEW = 4
+_UDP_NEW = 5
+
+#: Ended flows held before ``Core.on_ended`` is called to take them.
+ENDED_BATCH = 1024
 
 #: Encapsulation label tuples kept by wrapper headers before the cache starts over.
 ENCAP_CACHE = 4096
@@ -140,7 +149,8 @@ class Core:
 
     ``engine`` is the :class:`chokepoint.engine.Engine` whose ``examine``/``deferred_due`` inspect and decide;
     ``decoder`` the reference decoder for frames not decoded natively. Flows that end (expired, evicted)
-    are appended to ``ended`` as Python ``Flow`` objects, written back; :meth:`finish` ends the rest.
+    are appended to ``ended`` as Python ``Flow`` objects, written back (``on_ended``, when set, is called to
+    take them every :data:`ENDED_BATCH`); :meth:`finish` ends the rest.
     """
 
     def __init__(self, engine, decoder, shard=0, shards=1):
@@ -153,17 +163,29 @@ class Core:
         self.max_pkts = s.inspect_max_packets
         self.max_bytes = s.inspect_max_bytes
         self.max_flows = s.max_flows
+        self.budget = s.flow_memcap_mb * 1024 * 1024
+        self.used = 0
+        self.emergency = False
+        self.emergency_new_timeout = s.emergency_new_timeout
         self.deferrals = bool(engine.has_deferrals)
-        self.timeouts = [s.tcp_timeout, s.tcp_closed_timeout, s.udp_timeout, s.other_timeout]
+        self.timeouts = [
+            s.tcp_timeout,
+            s.tcp_closed_timeout,
+            s.udp_timeout,
+            s.other_timeout,
+            s.tcp_timeout,
+            s.udp_timeout,
+        ]
         self.crc = _crc_table()
         self.index = {}
-        self.heads = [None, None, None, None]
-        self.tails = [None, None, None, None]
+        self.heads = [None, None, None, None, None, None]
+        self.tails = [None, None, None, None, None, None]
         self.nflows = 0
         self.next_id = 1
         self.now = 0.0
         self.next_sweep = 0.0
         self.ended = []
+        self.on_ended = None  # called when ``ended`` holds ENDED_BATCH flows (the caller empties it)
         self.frames = 0
         self.decoded = 0
         self.slow = 0
@@ -171,6 +193,9 @@ class Core:
         self.flows_created = 0
         self.flows_expired = 0
         self.flows_evicted = 0
+        self.evicted_unassured = 0
+        self.emergencies = 0
+        self.expired_emergency = 0
         self.budget_spent = 0
         self.stop = STOP_NEED_MORE
         self.error_what = ""
@@ -635,7 +660,10 @@ class Core:
             if rec is not None and not rec.live:
                 rec = None
         if rec is None:
-            if self.nflows >= self.max_flows:
+            while self.nflows > 0 and (self.nflows >= self.max_flows or self.used + FLOW_BYTES > self.budget):
+                if not self.emergency:
+                    self.emergency = True
+                    self.emergencies += 1
                 self._evict_lru()
             rec = self._create(
                 h, version, proto, a_hi, a_lo, pa, b_hi, b_lo, pb, s_hi, s_lo, sport, d_hi, d_lo, dport, flags, ts
@@ -654,6 +682,10 @@ class Core:
             rec.last_ts = ts
         if proto == _TCP:
             self._tcp(rec, d, flags, seq, plen)
+        elif d == 1 and rec.cls == _UDP_NEW:  # answered: no longer unassured
+            self._unlink(rec)
+            rec.cls = 2
+            self._append(rec)
         decided = False
         if rec.inspecting:
             if rec.ipkts[d] >= self.max_pkts or rec.ibytes[d] >= self.max_bytes:
@@ -686,7 +718,7 @@ class Core:
         current = rec.seq_end[d]
         if current < 0 or 0 < ((end - current) & MASK32) < 0x80000000:
             rec.seq_end[d] = end
-        was_closed = rec.state == _CLOSED
+        was = rec.state
         rec.flags[d] |= flags
         if flags & _RST:
             rec.rst_seen = True
@@ -708,10 +740,17 @@ class Core:
             if flags & _FIN:
                 rec.fin[d] = True
                 rec.state = _CLOSED if rec.fin[0] and rec.fin[1] else _CLOSING
-        if (rec.state == _CLOSED) != was_closed:
-            self._unlink(rec)
-            rec.cls = 1 if rec.state == _CLOSED else 0
-            self._append(rec)
+        if rec.state != was:
+            if rec.state == _CLOSED:
+                cls = 1
+            elif rec.state == _NEW or rec.state == _SYN_SENT or rec.state == _SYN_RECEIVED:
+                cls = _TCP_NEW
+            else:
+                cls = 0
+            if cls != rec.cls:
+                self._unlink(rec)
+                rec.cls = cls
+                self._append(rec)
 
     def _create(
         self, h, version, proto, a_hi, a_lo, pa, b_hi, b_lo, pb, s_hi, s_lo, sport, d_hi, d_lo, dport, flags, ts
@@ -755,9 +794,9 @@ class Core:
         rec.last_ts = ts
         if proto == _TCP:
             rec.state = _NEW
-            rec.cls = 0
+            rec.cls = _TCP_NEW
         elif proto == _UDP:
-            rec.cls = 2
+            rec.cls = _UDP_NEW
         else:
             rec.cls = 3
         flow = Flow(
@@ -783,6 +822,7 @@ class Core:
         rec.chain = self.index.get(h)
         self.index[h] = rec
         self.nflows += 1
+        self.used += FLOW_BYTES
         self._append(rec)
         self.flows_created += 1
         return rec
@@ -820,6 +860,9 @@ class Core:
         self._unlink(rec)
         rec.live = False
         self.nflows -= 1
+        self.used -= FLOW_BYTES
+        if rec.flow.facts is not None:
+            self.used -= DATA_BYTES
 
     # LRU lists: one per timeout class, least recently active at the head
     def _append(self, rec):
@@ -855,27 +898,43 @@ class Core:
             self.now = now
         expired = 0
         flagged = 0
-        for cls in range(4):
-            limit = self.now - self.timeouts[cls]
+        emergency = self.emergency
+        for cls in range(_CLASSES):
+            timeout = self.timeouts[cls]
+            unassured = emergency and (cls == _TCP_NEW or cls == _UDP_NEW)
+            if unassured and self.emergency_new_timeout < timeout:
+                timeout = self.emergency_new_timeout
+            limit = self.now - timeout
             while True:
                 rec = self.heads[cls]
                 if rec is None or rec.last_ts > limit:
                     break
                 self._remove(rec)
                 self.flows_expired += 1
+                if unassured:
+                    self.expired_emergency += 1
                 expired += 1
                 flow = self._end(rec, "timeout")
                 if self.deferrals and flow.watch and flow.verdict is None:
                     flagged += 1
         if expired and self.deferrals:
             self.engine.counters["flows_expired_flagged"] += flagged
+        if emergency and self.nflows < RECOVERY * self.max_flows and self.used < RECOVERY * self.budget:
+            self.emergency = False
 
     def _evict_lru(self):
-        oldest = None
-        for cls in range(4):
-            rec = self.heads[cls]
-            if rec is not None and (oldest is None or rec.last_ts < oldest.last_ts):
-                oldest = rec
+        """The least recently active unassured flow, or if there is none the least recently active one."""
+        oldest = self.heads[_TCP_NEW]
+        rec = self.heads[_UDP_NEW]
+        if rec is not None and (oldest is None or rec.last_ts < oldest.last_ts):
+            oldest = rec
+        if oldest is not None:
+            self.evicted_unassured += 1
+        else:
+            for cls in range(_CLASSES):
+                rec = self.heads[cls]
+                if rec is not None and (oldest is None or rec.last_ts < oldest.last_ts):
+                    oldest = rec
         if oldest is None:
             return
         self._remove(oldest)
@@ -887,12 +946,14 @@ class Core:
         self._write_back(rec)
         flow.end_reason = reason
         self.ended.append(flow)
+        if self.on_ended is not None and len(self.ended) >= ENDED_BATCH:
+            self.on_ended()  # a flood ends a flow per packet: do not hold a whole block's worth of them
         return flow
 
     def finish(self):
         """End of input: every remaining flow ends, oldest first (as ``FlowTable.drain``)."""
         live = []
-        for cls in range(4):
+        for cls in range(_CLASSES):
             rec = self.heads[cls]
             while rec is not None:
                 live.append(rec)
@@ -900,8 +961,7 @@ class Core:
         live.sort(key=_start_order)
         for rec in live:
             self._remove(rec)
-            flow = self._end(rec, "")
-            flow.end_reason = flow.end_reason or "end-of-capture"
+            self._end(rec, rec.flow.end_reason or "end-of-capture")
 
     def counters(self):
         """The engine's and the flow table's counters, as the reference path reports them."""
@@ -909,6 +969,9 @@ class Core:
         out["flows_created"] = self.flows_created
         out["flows_expired"] = self.flows_expired
         out["flows_evicted"] = self.flows_evicted
+        out["flows_evicted_unassured"] = self.evicted_unassured
+        out["flows_emergency_entered"] = self.emergencies
+        out["flows_expired_emergency"] = self.expired_emergency
         return out
 
     # -- Python inspection ----------------------------------------------------------------------------
@@ -973,7 +1036,10 @@ class Core:
     def _examine(self, rec, pkt, d):
         flow = rec.flow
         self._sync(rec, flow)
+        bare = flow.facts is None
         decided = self.engine.examine(flow, pkt, d)
+        if bare and flow.facts is not None:
+            self.used += DATA_BYTES  # the memory budget (flow/memcap.py)
         rec.inspecting = flow.inspecting  # Python only ever ends inspection (a terminal verdict)
         rec.watched = flow.watch is not None
         rec.decided = flow.verdict is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
@@ -32,20 +33,12 @@ def endpoint(ip: str, port: int | None) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def flows_table(records: list[dict[str, Any]], *, limit: int | None, show_allowed: bool) -> tuple[Table, int]:
-    """Blocked/logged flows first, then allowed ones if asked; returns the table and rows left out."""
+def _interesting(record: dict[str, Any]) -> bool:
+    cp = record["chokepoint"]
+    return cp["verdict"] != "allow" or bool(cp.get("logs"))
 
-    def interesting(r):
-        cp = r["chokepoint"]
-        return cp["verdict"] != "allow" or cp.get("logs")
 
-    rows = [r for r in records if interesting(r)]
-    if show_allowed:
-        rows += [r for r in records if not interesting(r)]
-    hidden = len(records) - len(rows)
-    if limit is not None and len(rows) > limit:
-        hidden += len(rows) - limit
-        rows = rows[:limit]
+def _rows_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="Flows and verdicts", header_style="bold", expand=False)
     table.add_column("#", justify="right")
     table.add_column("flow (client → server)", no_wrap=True)
@@ -74,10 +67,32 @@ def flows_table(records: list[dict[str, Any]], *, limit: int | None, show_allowe
         style = _STYLE.get(verdict, "bold red")
         flow = f"{r['proto']} {endpoint(r['src_ip'], r.get('src_port'))} → {endpoint(r['dest_ip'], r.get('dest_port'))}"
         table.add_row(str(i), flow, r["app_proto"], flow_name(r), f"[{style}]{verdict}[/]", rule, reason)
-    return table, hidden
+    return table
 
 
-def summary_table(results, records: list[dict[str, Any]]) -> Table:
+class Tally:
+    """The summary's counts, gathered one record at a time (the table never holds every record)."""
+
+    def __init__(self) -> None:
+        self.flows = 0
+        self.by_app: Counter[str] = Counter()
+        self.by_rule: Counter[str] = Counter()
+        self.logs: Counter[str] = Counter()
+        self.malformed: Counter[str] = Counter()
+
+    def add(self, r: dict[str, Any]) -> None:
+        self.flows += 1
+        self.by_app[r["app_proto"]] += 1
+        cp = r["chokepoint"]
+        if cp["verdict"] != "allow":
+            self.by_rule[f"{cp['verdict']} by {cp['rule']}"] += 1
+        for log in cp.get("logs", []):
+            self.logs[log["rule"]] += 1
+        self.malformed.update(cp.get("malformed", {}))
+
+
+def summary_table(results, records: Iterable[dict[str, Any]] | Tally) -> Table:
+    tally = records if isinstance(records, Tally) else _tally(records)
     table = Table(title="Summary", show_header=False, expand=False)
     table.add_column("what", style="bold")
     table.add_column("count")
@@ -86,23 +101,13 @@ def summary_table(results, records: list[dict[str, Any]]) -> Table:
     table.add_row("captures", str(len(results)))
     table.add_row("frames read", str(frames))
     table.add_row("packets decoded", str(packets))
-    table.add_row("flows", str(len(records)))
-    by_app = Counter(r["app_proto"] for r in records)
-    table.add_row("flows by app_proto", ", ".join(f"{k} {v}" for k, v in by_app.most_common()))
-    by_rule = Counter(
-        f"{r['chokepoint']['verdict']} by {r['chokepoint']['rule']}"
-        for r in records
-        if r["chokepoint"]["verdict"] != "allow"
-    )
-    table.add_row("verdicts by rule", ", ".join(f"{k}: {v}" for k, v in by_rule.most_common()) or "none")
-    logs = Counter(log["rule"] for r in records for log in r["chokepoint"].get("logs", []))
-    if logs:
-        table.add_row("logged by rule", ", ".join(f"{k}: {v}" for k, v in logs.most_common()))
-    malformed = Counter()
-    for r in records:
-        malformed.update(r["chokepoint"].get("malformed", {}))
-    if malformed:
-        table.add_row("malformed, by dissector", ", ".join(f"{k} {v}" for k, v in malformed.most_common()))
+    table.add_row("flows", str(tally.flows))
+    table.add_row("flows by app_proto", ", ".join(f"{k} {v}" for k, v in tally.by_app.most_common()))
+    table.add_row("verdicts by rule", ", ".join(f"{k}: {v}" for k, v in tally.by_rule.most_common()) or "none")
+    if tally.logs:
+        table.add_row("logged by rule", ", ".join(f"{k}: {v}" for k, v in tally.logs.most_common()))
+    if tally.malformed:
+        table.add_row("malformed, by dissector", ", ".join(f"{k} {v}" for k, v in tally.malformed.most_common()))
     skipped = Counter()
     for r in results:
         skipped.update(r.skipped)
@@ -116,9 +121,32 @@ def summary_table(results, records: list[dict[str, Any]]) -> Table:
     return table
 
 
-def print_report(console: Console, results, records, *, limit: int | None = 200, show_allowed: bool = True) -> None:
-    table, hidden = flows_table(records, limit=limit, show_allowed=show_allowed)
+def _tally(records: Iterable[dict[str, Any]]) -> Tally:
+    tally = Tally()
+    for r in records:
+        tally.add(r)
+    return tally
+
+
+def print_report(
+    console: Console, results, records: Iterable[dict[str, Any]], *, limit: int | None = 200, show_allowed: bool = True
+) -> None:
+    """The flows table and the summary, from one pass over ``records`` (kept: at most ``limit`` rows of each
+    kind, so that a capture of millions of flows is reported in bounded memory)."""
+    tally = Tally()
+    shown: list[dict[str, Any]] = []
+    allowed: list[dict[str, Any]] = []
+    for r in records:
+        tally.add(r)
+        if _interesting(r):
+            if limit is None or len(shown) < limit:
+                shown.append(r)
+        elif show_allowed and (limit is None or len(allowed) < limit):
+            allowed.append(r)
+    rows = (shown + allowed)[:limit] if limit is not None else shown + allowed
+    table = _rows_table(rows)
+    hidden = tally.flows - len(rows)
     console.print(table)
     if hidden:
         console.print(f"[dim]{hidden} more flows not shown (use --format eve for all)[/]")
-    console.print(summary_table(results, records))
+    console.print(summary_table(results, tally))

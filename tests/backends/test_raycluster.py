@@ -1,0 +1,95 @@
+"""``analyze --ray``: a real Ray head on loopback (started here, always stopped), against local runs on the real
+captures of ../shared/data/ndpi (spread by file) and on one generated capture split by flow hash."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chokepoint.backends.offline import CaptureResult, analyze
+from chokepoint.backends.raycluster import ProfileSpec, analyze_on_ray, plan
+from chokepoint.packet.samples import write_mixed_capture
+from chokepoint.policy import load_profile
+from tests._corpus import NDPI_PCAPS, capture_paths, not_found
+
+RAY = Path(sys.executable).with_name("ray")
+
+
+def test_a_corpus_is_spread_by_file_and_a_single_capture_split_by_flow_hash():
+    assert plan(["a", "b", "c"], 2) == [("a", 0, 1), ("b", 0, 1), ("c", 0, 1)]
+    assert plan(["a"], 4) == [("a", 0, 4), ("a", 1, 4), ("a", 2, 4), ("a", 3, 4)]
+    assert plan(["a", "b"], 8, shards=2) == [("a", 0, 2), ("a", 1, 2), ("b", 0, 2), ("b", 1, 2)]
+
+
+def test_profile_files_are_given_to_workers_by_absolute_path():
+    assert ProfileSpec.of("gfw", None, {}, None) == ProfileSpec("gfw")
+    spec = ProfileSpec.of(None, "rules.yaml", {"r.p": "1"}, "2024-01-01")
+    assert spec == ProfileSpec(os.path.abspath("rules.yaml"), True, (("r.p", "1"),), "2024-01-01")
+    assert ProfileSpec.of("my/profile.yaml", None, {}, None).name == os.path.abspath("my/profile.yaml")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """A local Ray head with two CPUs on 127.0.0.1; ``ray stop`` runs whatever happens."""
+    if not RAY.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("ray is not installed (make setup installs the scale extra)")
+        pytest.skip("ray is not installed (make setup installs the scale extra)")
+    port = _free_port()
+    args = [str(RAY), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2"]
+    args += ["--include-dashboard=false", "--disable-usage-stats"]
+    try:
+        subprocess.run(args, check=True, capture_output=True, timeout=120)
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120)
+
+
+def same(local: list[CaptureResult], remote: list[CaptureResult]) -> None:
+    assert [r.path for r in local] == [r.path for r in remote]
+    for a, b in zip(local, remote):
+        assert sorted(a.lines()) == sorted(b.lines()), a.path
+        assert (a.frames, a.packets, a.truncated, a.error) == (b.frames, b.packets, b.truncated, b.error)
+        assert +a.skipped == +b.skipped and +a.engine == +b.engine, a.path
+
+
+def test_ndpi_corpus_on_ray_equals_the_local_run(ray_head):
+    paths = [str(p) for p in capture_paths()]
+    if not paths:
+        if os.environ.get("CI") == "true":
+            pytest.fail(not_found(NDPI_PCAPS))
+        pytest.skip(not_found(NDPI_PCAPS))
+    local = analyze(paths, load_profile("gfw"))
+    same(local, analyze_on_ray(paths, ProfileSpec("gfw"), ray_head))
+
+
+def test_one_capture_split_by_flow_hash_equals_the_local_run(ray_head, tmp_path):
+    write_mixed_capture(tmp_path / "mixed.pcap", 300, seed=3)
+    path = str(tmp_path / "mixed.pcap")
+    local = analyze([path], load_profile("iran"))
+    remote = analyze_on_ray([path], ProfileSpec("iran"), ray_head)
+    same(local, remote)
+    assert len(remote[0].eve) == len(local[0].eve) > 100
+
+
+def test_the_command_line_gives_the_local_lines(ray_head, tmp_path):
+    write_mixed_capture(tmp_path / "mixed.pcap", 60, seed=1)
+    paths = ["mixed.pcap", *(str(p) for p in capture_paths()[:3])]  # relative to the command's directory
+    cli = [sys.executable, "-m", "chokepoint.cli", "analyze", *paths, "-p", "gfw", "-f", "eve"]
+    local = subprocess.run(cli, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    remote = subprocess.run(
+        [*cli, "--ray", ray_head, "-w", "2"], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert remote.returncode == local.returncode == 0, remote.stderr
+    assert sorted(local.stdout.splitlines()) == sorted(remote.stdout.splitlines())
