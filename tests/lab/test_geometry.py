@@ -108,7 +108,9 @@ def _ip_packets(netns: str, iface: str, bpf: str, run) -> list[tuple[float, byte
 
     fd, path = tempfile.mkstemp(prefix=f"{PREFIX}geo-", suffix=".pcap")
     os.close(fd)
-    argv = system.in_netns(["tcpdump", "-i", iface, "-nn", "-U", "--immediate-mode", "-s", "0", "-w", path, *bpf.split()], netns)
+    argv = system.in_netns(
+        ["tcpdump", "-i", iface, "-nn", "-U", "--immediate-mode", "-s", "0", "-w", path, *bpf.split()], netns
+    )
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         assert "listening on" in proc.stderr.readline().decode()
@@ -147,9 +149,7 @@ def test_each_router_answers_its_ttl_and_the_server_sees_the_hop_count(lab_guard
     for a in answers:  # the quote is the client's own echo request, as it arrived with TTL 1
         assert (a["quoted_src"], a["quoted_dst"], a["quoted_proto"], a["quoted_ttl"]) == ("198.18.0.2", SITE, 1, 1)
     # the server sees the TTL decremented once per hop (4 routers + the censor)
-    seen = _ip_packets(
-        state.namespace("server"), "sv0", "icmp[icmptype] == icmp-echo", lambda: _ping(64, address=SITE)
-    )
+    seen = _ip_packets(state.namespace("server"), "sv0", "icmp[icmptype] == icmp-echo", lambda: _ping(64, address=SITE))
     assert [ip[8] for _, ip in seen] == [64 - 5]
     lab.down()
     assert not [ns for ns in topo.lab_namespaces() if ns.startswith((f"{PREFIX}near", f"{PREFIX}far"))]
