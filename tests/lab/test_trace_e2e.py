@@ -1,0 +1,53 @@
+"""In the lab, ``chokepoint trace`` finds the censor: gfw's HTTP Host rule, the censor at two hop positions, inline
+and mirror. Ground truth from the topology: the censor is hop ``hops_client + 1`` with the address of its
+client-side interface; mirror mode copies the request (on-path), inline mode's reset consumes it (in-path).
+``trace analyze`` on the captures the run recorded gives the same answer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chokepoint import lab
+from chokepoint.lab import system
+from chokepoint.lab.instance import PREFIX
+
+from ._lab import CLI, lab_guard, tools_reason  # noqa: F401 (fixture)
+
+SITE = "198.19.0.10"
+BLOCKED = "www.google.com"  # on gfw's list (profiles/lists/gfw-domains.txt)
+
+
+@pytest.mark.parametrize("mode, hops_client", [("mirror", 1), ("mirror", 3), ("inline", 1), ("inline", 3)])
+def test_trace_names_the_censor_hop_and_path(lab_guard, tmp_path, mode, hops_client) -> None:
+    reason = tools_reason(["tcpdump"], "the trace tests")
+    if reason:
+        pytest.skip(reason)
+    state = lab.up(
+        "gfw",
+        mode,
+        hops_client=hops_client,
+        hops_server=2,
+        delay_ms=10,
+        params={"gfw-http-host-reset.probability": "1"},
+    )
+    censor_ip = str(state.topology.host("censor").interface("ce0").addresses[0].ip)
+    proc = system.run(
+        [*CLI, "trace", SITE, "--domain", BLOCKED, "--format", "json", "--pcap", str(tmp_path)],
+        netns=f"{PREFIX}client",
+        check=False,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    live = json.loads(proc.stdout)
+    print(json.dumps({k: live[k] for k in ("outcome", "censor", "path", "interference", "interference_ttl")}))
+    expected_path = "on-path" if mode == "mirror" else "in-path"
+    assert live["outcome"] == "censor-identified", live
+    assert live["censor"] == {"ttl": hops_client + 1, "ip": censor_ip}, live
+    assert (live["path"], live["interference"]) == (expected_path, "rst"), live
+    test_pcap = tmp_path / f"{SITE}_{BLOCKED}_{BLOCKED}.pcap"
+    control_pcap = tmp_path / f"{SITE}_{BLOCKED}_example.com.pcap"
+    again = system.run([*CLI, "trace", "analyze", str(test_pcap), str(control_pcap), "--format", "json"])
+    offline = json.loads(again.stdout)
+    assert {k: offline[k] for k in ("outcome", "censor", "path")} == {k: live[k] for k in ("outcome", "censor", "path")}
