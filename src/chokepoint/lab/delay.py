@@ -58,7 +58,10 @@ def serve(queue_num: int, delay_ms: float) -> int:
     clock = time.monotonic
 
     def arrived(packet) -> None:
-        held.append((clock() + delay, packet))
+        now = clock()
+        held.append((now + delay, packet))
+        while held[0][0] <= now:  # release what is due between two packets of a burst, too
+            held.popleft()[1].accept()
 
     queue = NetfilterQueue()
     queue.bind(queue_num, arrived, max_len=QUEUE_MAXLEN, mode=COPY_META, sock_len=SOCK_LEN)
