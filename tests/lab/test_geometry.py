@@ -179,3 +179,18 @@ def test_far_side_delay_holds_on_the_wire(lab_guard) -> None:
     print(f"SYN->SYN/ACK at the client: {', '.join(f'{r:.1f}' for r in rtts)} ms (setting {2 * delay_ms:g})")
     assert len(rtts) == 5, wire.packets[:6]
     assert all(abs(r - 2 * delay_ms) <= 0.1 * 2 * delay_ms for r in rtts)
+
+
+def test_hops_refuse_a_fleet_or_a_wrap_before_anything_exists() -> None:
+    with pytest.raises(lab.LabError, match="single censor node"):
+        lab.up("demo", hops_client=1, nodes=2)
+    with pytest.raises(lab.LabError, match="--hops-server 99"):
+        lab.up("demo", hops_server=99)
+
+
+def test_ipv6_crosses_the_routers(lab_guard) -> None:
+    lab.up("demo", hops_client=2, hops_server=1, services=False)
+    proc = system.run(["ping", "-6", "-n", "-c", "2", "-i", "0.2", "2001:db8:0:2::10"], netns=CLIENT, check=False)
+    assert proc.returncode == 0, proc.stdout
+    # the reply's hop limit: 64 less the 2 + 1 routers and the censor
+    assert proc.stdout.count(b"ttl=60") == 2, proc.stdout

@@ -51,3 +51,30 @@ def test_trace_names_the_censor_hop_and_path(lab_guard, tmp_path, mode, hops_cli
     again = system.run([*CLI, "trace", "analyze", str(test_pcap), str(control_pcap), "--format", "json"])
     offline = json.loads(again.stdout)
     assert {k: offline[k] for k in ("outcome", "censor", "path")} == {k: live[k] for k in ("outcome", "censor", "path")}
+
+
+def test_silent_routers_are_stars_and_the_censor_is_still_found(lab_guard) -> None:
+    """near1 answers nothing (its time-exceeded messages dropped) and far1 likewise: `*` hops, not errors; the
+    censor between them is still named, in-path."""
+    state = lab.up("gfw", "inline", hops_client=2, hops_server=2, params={"gfw-http-host-reset.probability": "1"})
+    for router in ("near1", "far2"):
+        system.iptables(
+            ["-A", "OUTPUT", "-p", "icmp", "--icmp-type", "time-exceeded", "-j", "DROP"], state.namespace(router)
+        )
+    proc = system.run(
+        [*CLI, "trace", SITE, "--domain", BLOCKED, "--format", "json", "--timeout", "1"],
+        netns=f"{PREFIX}client",
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    live = json.loads(proc.stdout)
+    hops = {h["ttl"]: h for h in live["hops"]}
+    assert hops[1]["control"] == ["*"] and hops[1]["test"] == ["*"]
+    assert hops[5]["control"] == ["*"]
+    censor_ip = str(state.topology.host("censor").interface("ce0").addresses[0].ip)
+    assert (live["outcome"], live["censor"], live["path"]) == (
+        "censor-identified",
+        {"ttl": 3, "ip": censor_ip},
+        "in-path",
+    )

@@ -296,6 +296,13 @@ def _print_status(report: Any) -> None:
         f"fails {'closed' if state.fail_closed else 'open'}, seed {state.seed}",
         markup=False,
     )
+    if state.geometry:
+        g = state.geometry
+        out.print(
+            f"path: {g['hops_client']} router(s) client side, {g['hops_server']} server side (the censor at hop "
+            f"{g['hops_client'] + 1}), far-side delay {g['delay_ms']:g} ms each way",
+            markup=False,
+        )
     for line in _clock_and_params_lines(state):
         out.print(line, markup=False)
     if report.failure_line:

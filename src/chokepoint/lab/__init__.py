@@ -377,6 +377,7 @@ class LabStatus:
             "stray_namespaces": self.stray_namespaces,
             "problems": self.problems,
             "warnings": list(state.warnings) if state else [],
+            "geometry": dict(state.geometry) if state else {},
         }
 
 

@@ -162,7 +162,7 @@ class Side:
         return next((p for p in self.at(ttl) if p.terminating), None)
 
     def summary(self, ttl: int) -> list[str]:
-        return sorted({p.describe() for p in self.at(ttl)}) or ["(no probe)"]
+        return sorted({p.describe() for p in self.at(ttl)}) or ["* (no request sent: handshake failed)"]
 
 
 @dataclass(slots=True)
