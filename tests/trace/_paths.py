@@ -91,6 +91,7 @@ def packets(answers: Path_, ttls: range, *, dns: bool = False, first_port: int =
                 import dns.rrset
 
                 q = dns.message.make_query("blocked.example", "A")
+                q.id = 0x1234  # the query's ID (packets() sends 0x1234)
                 r = dns.message.make_response(q)
                 r.answer.append(dns.rrset.from_text("blocked.example.", 60, "IN", "A", answer[1]))
                 emit(build.ipv4_udp(SERVER, CLIENT, 53, port, r.to_wire(), ttl=60))

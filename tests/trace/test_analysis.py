@@ -110,3 +110,23 @@ def test_truncated_packets_do_not_crash() -> None:
     parsed = [x for ts, p in cut if (x := parse_ipv4(p, ts)) is not None]
     with pytest.raises(TraceInputError):
         analyze_packets(parsed, parsed)
+
+
+def test_late_packets_of_an_earlier_connection_on_the_same_port_are_not_answers() -> None:
+    """A probe that reuses a port gets no credit for the previous connection's late ACK or a stale DNS answer."""
+    from chokepoint.packet import build
+    from chokepoint.trace.analysis import Side, probes_from_packets
+    from chokepoint.trace.packets import ACK, PSH
+
+    from ._paths import CLIENT, SERVER
+
+    probe = build.ipv4_tcp(CLIENT, SERVER, 40000, 80, 7000, 1, PSH | ACK, b"GET / HTTP/1.1\r\n\r\n", ttl=1)
+    stale = build.ipv4_tcp(SERVER, CLIENT, 80, 40000, 99, 123456, ACK)  # acknowledges another connection's bytes
+    fresh = build.ipv4_tcp(SERVER, CLIENT, 80, 40000, 99, 7000 + 18, ACK)
+    for extra, expected in ((stale, None), (fresh, 1)):
+        probes, _, _ = probes_from_packets([parse_ipv4(probe, 1.0), parse_ipv4(extra, 1.1)])
+        assert Side(probes).terminating_ttl() == expected
+    query = build.ipv4_udp(CLIENT, SERVER, 40001, 53, b"\x00\x07" + b"\0" * 10, ttl=2)
+    old_answer = build.ipv4_udp(SERVER, CLIENT, 53, 40001, b"\x00\x08" + b"\0" * 10)
+    probes, _, _ = probes_from_packets([parse_ipv4(query, 1.0), parse_ipv4(old_answer, 1.1)])
+    assert Side(probes).terminating_ttl() is None

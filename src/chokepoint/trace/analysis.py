@@ -60,7 +60,7 @@ class Probe:
                 found.add("fin")
             elif p.payload:
                 found.add("data")
-            elif p.has(ACK) and p.ack > self.packet.seq + 1:
+            elif p.has(ACK) and _acked(self.packet, p) > 1:
                 found.add("ack")
         if self.icmp:
             found.add("icmp")
@@ -107,6 +107,19 @@ def _dns_answers(payload: bytes) -> str:
         return "unparsed"
 
 
+def _acked(request: Pkt, reply: Pkt) -> int:
+    """How far ``reply`` acknowledges into ``request`` (sequence numbers modulo 2**32)."""
+    return (reply.ack - request.seq) % (1 << 32)
+
+
+def _belongs(request: Pkt, reply: Pkt) -> bool:
+    """Whether ``reply`` answers this probe and not an earlier connection that used the same port: a TCP reply
+    with ACK acknowledges within the request (0 to its length + 1), a DNS reply carries the query's ID."""
+    if request.proto == UDP:
+        return reply.payload[:2] == request.payload[:2]
+    return not reply.has(ACK) or _acked(request, reply) <= len(request.payload) + 1
+
+
 def probes_from_packets(packets: list[Pkt]) -> tuple[dict[int, list[Probe]], str | None, str | None]:
     """The probes of one capture by TTL, the client address and the server address."""
     candidates = [
@@ -132,7 +145,7 @@ def probes_from_packets(packets: list[Pkt]) -> tuple[dict[int, list[Probe]], str
                 probe.icmp.append(p)
         elif p.src == server and p.dst == client and p.proto in (TCP, UDP):
             probe = probes.get((p.proto, p.dport))
-            if probe is not None and p.ts >= probe.packet.ts:
+            if probe is not None and p.ts >= probe.packet.ts and _belongs(probe.packet, p):
                 probe.replies.append(p)
     by_ttl: dict[int, list[Probe]] = {}
     for probe in probes.values():

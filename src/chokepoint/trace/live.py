@@ -17,6 +17,7 @@ written in CenTrace's layout: ``<ip>_<test>_<test>.pcap`` and ``<ip>_<test>_<con
 from __future__ import annotations
 
 import errno
+import random
 import select
 import socket
 import ssl
@@ -155,10 +156,33 @@ def _wait(sock: socket.socket, timeout: float, settle: float) -> None:
         settled = settled or time.monotonic() + settle
 
 
+class Ports:
+    """Source ports for the probes, one new port each (CenTrace's layout: increasing by one per probe), so no
+    probe shares a port with an earlier connection whose late packets could be taken for its answers."""
+
+    def __init__(self) -> None:
+        self.next = random.randrange(20000, 50000)
+
+    def bind(self, sock: socket.socket) -> None:
+        for _ in range(1000):
+            self.next = self.next + 1 if self.next < 60999 else 20000
+            try:
+                sock.bind(("0.0.0.0", self.next))
+                return
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+        raise OSError(errno.EADDRINUSE, "no free source port for a probe")
+
+
+PORTS = Ports()
+
+
 def tcp_probe(server: str, port: int, ttl: int, payload: bytes, opts: Options) -> bool:
     """One TTL-limited request on a fresh connection; False when the handshake failed."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
+        PORTS.bind(sock)
         sock.settimeout(opts.timeout)
         try:
             sock.connect((server, port))
@@ -182,6 +206,7 @@ def tcp_probe(server: str, port: int, ttl: int, payload: bytes, opts: Options) -
 def dns_probe(server: str, port: int, ttl: int, payload: bytes, opts: Options) -> bool:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
+        PORTS.bind(sock)
         sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
         sock.setblocking(False)
