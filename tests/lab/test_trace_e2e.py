@@ -78,3 +78,21 @@ def test_silent_routers_are_stars_and_the_censor_is_still_found(lab_guard) -> No
         {"ttl": 3, "ip": censor_ip},
         "in-path",
     )
+
+
+def test_dns_trace_finds_the_forging_censor(lab_guard) -> None:
+    """TTL-limited DNS queries to the lab resolver: gfw's forged answers start at the censor's hop, while the
+    query goes on (on-path): the real answer only comes from the resolver's hop."""
+    state = lab.up("gfw", "mirror", hops_client=2, hops_server=1, delay_ms=10)
+    proc = system.run(
+        [*CLI, "trace", "198.19.0.53", "--protocol", "dns", "--domain", BLOCKED, "--format", "json"],
+        netns=f"{PREFIX}client",
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    live = json.loads(proc.stdout)
+    censor_ip = str(state.topology.host("censor").interface("ce0").addresses[0].ip)
+    assert (live["outcome"], live["interference"], live["path"]) == ("censor-identified", "forged-dns", "on-path")
+    assert live["censor"] == {"ttl": 3, "ip": censor_ip}
+    assert live["control_terminating_ttl"] == 5  # near1, near2, censor, far1, then the resolver
