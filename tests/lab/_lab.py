@@ -34,6 +34,8 @@ OURS = (
     | {f"{PREFIX}extra", f"{PREFIX}zzstray"}
     # the nodes a fleet adds (lab/fleet.py: client<i>, censor<i>)
     | {f"{PREFIX}{host}{i}" for i in range(2, 17) for host in ("client", "censor")}
+    # the routers of --hops-client/--hops-server (lab/geometry.py: near<j>, far<j>)
+    | {f"{PREFIX}{host}{j}" for j in range(1, 17) for host in ("near", "far")}
 )
 
 

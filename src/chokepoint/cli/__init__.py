@@ -20,6 +20,7 @@ from chokepoint.cli.nodes import nodes_app
 from chokepoint.cli.policy import policy_app
 from chokepoint.cli.probe import probe_cmd
 from chokepoint.cli.profiles import profiles_app
+from chokepoint.cli.trace import trace_cmd
 from chokepoint.cli.validate import validate_cmd
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(nodes_app, name="nodes")
 app.add_typer(lists_app, name="lists")
 app.command("matrix")(matrix_cmd)
+app.command("trace")(trace_cmd)
 
 
 def main() -> None:

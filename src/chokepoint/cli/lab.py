@@ -91,6 +91,27 @@ def up_cmd(
     wrap: str | None = typer.Option(
         None, "--wrap", help="put the client side behind a VLAN ('vlan') or a GRE tunnel ('gre'); see docs/lab.md"
     ),
+    hops_client: int | None = typer.Option(
+        None,
+        "--hops-client",
+        help="routers between the client and the censor (default 0, or the profile's with --distance)",
+    ),
+    hops_server: int | None = typer.Option(
+        None,
+        "--hops-server",
+        help="routers between the censor and the server (default 0, or the profile's with --distance)",
+    ),
+    delay_ms: float | None = typer.Option(
+        None,
+        "--delay-ms",
+        help="one-way delay of the far side, censor to server (default 0, or the profile's with --distance)",
+    ),
+    icmp_ratelimit_ms: int | None = typer.Option(
+        None, "--icmp-ratelimit-ms", help="the routers' net.ipv4.icmp_ratelimit (default Linux's 1000 ms, burst 6)"
+    ),
+    distance: bool = typer.Option(
+        False, "--distance", help="take unset hops and delay from the profile's position and distance"
+    ),
 ) -> None:
     """Create the namespaces, links, services and the censor (or a fleet of censor nodes: --nodes, --manager)."""
     from chokepoint import lab
@@ -119,6 +140,11 @@ def up_cmd(
             manager_token=manager_token,
             deployment=deployment,
             wrap=wrap,
+            hops_client=hops_client,
+            hops_server=hops_server,
+            delay_ms=delay_ms,
+            icmp_ratelimit_ms=icmp_ratelimit_ms,
+            distance=distance,
         )
     except PolicyError as exc:  # includes TopologyError
         err.print(f"error: {exc}", markup=False)
@@ -135,6 +161,12 @@ def up_cmd(
         f"lab up: profile {state.profile}" + (f" as of {state.as_of}" if state.as_of else "") + f", mode {state.mode} "
         f"(fails {'closed' if state.fail_closed else 'open'})"
         + (f", client side wrapped: {state.wrap}" if state.wrap else "")
+        + (
+            f", {state.geometry['hops_client']}/{state.geometry['hops_server']} hops client/server side, "
+            f"far-side delay {state.geometry['delay_ms']:g} ms"
+            if state.geometry
+            else ""
+        )
         + f"; hosts {hosts}",
         markup=False,
     )
@@ -264,6 +296,13 @@ def _print_status(report: Any) -> None:
         f"fails {'closed' if state.fail_closed else 'open'}, seed {state.seed}",
         markup=False,
     )
+    if state.geometry:
+        g = state.geometry
+        out.print(
+            f"path: {g['hops_client']} router(s) client side, {g['hops_server']} server side (the censor at hop "
+            f"{g['hops_client'] + 1}), far-side delay {g['delay_ms']:g} ms each way",
+            markup=False,
+        )
     for line in _clock_and_params_lines(state):
         out.print(line, markup=False)
     if report.failure_line:

@@ -69,6 +69,33 @@ def _timeline(d: dict[str, Any]) -> list[str]:
     return out
 
 
+def _geometry(d: dict[str, Any]) -> list[str]:
+    """Where the censor sits (``profile.distance``/``position``; ``lab up --distance``)."""
+    out = []
+    for key, label, shown in (
+        (
+            "position",
+            "Position",
+            lambda v: f"{v['hops_client']} hops from the client, {v['hops_server']} to a server abroad",
+        ),
+        (
+            "distance",
+            "Distance",
+            lambda v: (
+                f"RTT {v['rtt_ms']:g} ms to a server abroad"
+                + (f" (reported {v['range_ms'][0]:g}-{v['range_ms'][1]:g} ms)" if v.get("range_ms") else "")
+            ),
+        ),
+    ):
+        value = d.get(key)
+        if value:
+            notes = [f"source: {value['cite']}"] if value.get("cite") else []
+            if value.get("uncertain"):
+                notes.append(f"uncertain: {' '.join(value['uncertain'].split())}")
+            out += ["", f"**{label}:** {shown(value)}" + (f" ({'; '.join(notes)})" if notes else "") + "."]
+    return out
+
+
 def _profile(d: dict[str, Any], eras: list[dict[str, Any]]) -> list[str]:
     out = [
         f"## {d['name']}: {d['title']}",
@@ -83,6 +110,7 @@ def _profile(d: dict[str, Any], eras: list[dict[str, Any]]) -> list[str]:
         "",
     ]
     out += [f"- {c}" for c in d["cite"]]
+    out += _geometry(d)
     if d["engine"]:
         out += ["", "**Engine:** " + ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in d["engine"].items())]
     out += _timeline(d)

@@ -74,6 +74,11 @@ def up(
     manager_token: str | None = None,
     deployment: str | None = None,
     wrap: str | None = None,
+    hops_client: int | None = None,
+    hops_server: int | None = None,
+    delay_ms: float | None = None,
+    icmp_ratelimit_ms: int | None = None,
+    distance: bool = False,
 ) -> LabState:
     """Bring the lab up and return its state (also written to ``state.json``).
 
@@ -93,7 +98,12 @@ def up(
     one is a ``PolicyError`` before anything is created. Both are recorded in ``state.json``.
     ``nodes``/``workers``/``manager`` (``"start"`` or a URL)/``manager_token``/``deployment``: a fleet of censor
     nodes joined to a central manager (:mod:`chokepoint.lab.fleet`; ``fleet.json`` in the state directory).
-    ``wrap``: ``"vlan"`` or ``"gre"``, the client side behind an operator's wrapping (:mod:`chokepoint.lab.wrap`)."""
+    ``wrap``: ``"vlan"`` or ``"gre"``, the client side behind an operator's wrapping (:mod:`chokepoint.lab.wrap`).
+    ``hops_client``/``hops_server``: routers between client and censor / censor and server; ``delay_ms``: the far
+    side's one-way delay; ``icmp_ratelimit_ms``: the routers' ``net.ipv4.icmp_ratelimit``
+    (:mod:`chokepoint.lab.geometry`). Unset (None) they are 0, or with ``distance=True`` the profile's
+    ``position`` and ``distance`` (``rtt_ms / 2`` each way)."""
+    from chokepoint.lab import geometry as geo
     from chokepoint.lab import state as st
     from chokepoint.lab import topology as topo
     from chokepoint.policy import load_profile
@@ -111,6 +121,8 @@ def up(
     # A bad profile, override or day fails here, before anything exists; the censor loads its own copy.
     loaded = load_profile(profile, params=params or None, as_of=as_of)
     topology = topo.load_topology_file(topology_file) if topology_file else topo.default_topology()
+    geometry = _geometry(loaded, distance, hops_client, hops_server, delay_ms, icmp_ratelimit_ms, nodes, wrap)
+    topology = geo.topology(topology, geometry)
     fleet = _fleet(nodes, workers, manager, deployment, mode, censor)
     if nodes > 1:
         from chokepoint.lab import fleet as fleet_module
@@ -134,6 +146,7 @@ def up(
             params=params,
             as_of=loaded.as_of.isoformat() if loaded.as_of else None,
             wrap=wrap,
+            geometry={} if geometry.plain else geometry.to_dict(),
             warnings=[f"degraded: {what}" for what in features.degraded],
         )
         started = time.monotonic()
@@ -160,6 +173,28 @@ def _refuse_if_up(topology: Topology, state_dir: Path) -> None:
     if existing or (state_dir / st.STATE_FILE).exists():
         what = f"namespaces {', '.join(existing)}" if existing else f"{state_dir / st.STATE_FILE}"
         raise LabAlreadyUp(f"a lab is already up ({what}); nothing was changed. Run `chokepoint lab down` first.")
+
+
+def _geometry(loaded, distance, hops_client, hops_server, delay_ms, icmp_ratelimit_ms, nodes, wrap):
+    """The path's geometry from the options; with ``distance``, the profile fills in unset ones (``LabError``)."""
+    from chokepoint.lab import geometry as geo
+
+    defaults = geo.from_profile(loaded.meta) if distance else geo.Geometry()
+    hops_client = defaults.hops_client if hops_client is None else hops_client
+    hops_server = defaults.hops_server if hops_server is None else hops_server
+    delay_ms = defaults.delay_ms if delay_ms is None else delay_ms
+    try:
+        geometry = geo.Geometry(
+            hops_client,
+            hops_server,
+            float(delay_ms),
+            geo.ICMP_RATELIMIT_MS if icmp_ratelimit_ms is None else icmp_ratelimit_ms,
+        )
+    except geo.GeometryError as exc:
+        raise LabError(str(exc)) from None
+    if (hops_client or hops_server) and (nodes > 1 or wrap is not None):
+        raise LabError("--hops-client/--hops-server work with a single censor node and no --wrap")
+    return geometry
 
 
 def _fleet(nodes: int, workers: int, manager: str | None, deployment: str | None, mode: str, censor: bool):
@@ -197,6 +232,10 @@ def _build(
     state.state_dir.mkdir(parents=True, exist_ok=True)
     topo.create(state.topology)
     say(f"topology: {', '.join(state.topology.namespaces())}")
+    if state.geometry:
+        from chokepoint.lab import geometry as geo
+
+        geo.apply(state, geo.Geometry.from_dict(state.geometry), say)
     if state.wrap is not None:
         from chokepoint.lab import wrap
 
@@ -338,6 +377,7 @@ class LabStatus:
             "stray_namespaces": self.stray_namespaces,
             "problems": self.problems,
             "warnings": list(state.warnings) if state else [],
+            "geometry": dict(state.geometry) if state else {},
         }
 
 

@@ -119,6 +119,8 @@ class LabState:
     as_of: str | None = None
     #: ``lab up --wrap``: the client side behind a VLAN or a GRE tunnel (lab/wrap.py); None: unwrapped
     wrap: str | None = None
+    #: ``lab up --hops-client/--hops-server/--delay-ms`` (lab/geometry.py ``Geometry.to_dict``); empty: none
+    geometry: dict[str, Any] = field(default_factory=dict)
     processes: dict[str, ProcessInfo] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
     warnings: list[str] = field(default_factory=list)
@@ -190,6 +192,7 @@ class LabState:
             "params": dict(self.params),
             "as_of": self.as_of,
             "wrap": self.wrap,
+            "geometry": dict(self.geometry),
             "created_at": self.created_at,
             "state_dir": str(self.state_dir),
             "warnings": list(self.warnings),
@@ -230,6 +233,7 @@ class LabState:
                 params={str(k): str(v) for k, v in dict(data.get("params") or {}).items()},
                 as_of=data.get("as_of"),
                 wrap=data.get("wrap"),
+                geometry=dict(data.get("geometry") or {}),
                 processes={n: ProcessInfo.from_dict(p) for n, p in data["processes"].items()},
             )
         except (KeyError, TypeError, ValueError) as exc:

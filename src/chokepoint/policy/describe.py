@@ -320,6 +320,8 @@ def describe(profile: Any) -> dict[str, Any]:
         "named_dates": {n: d.isoformat() for n, d in getattr(meta, "named_dates", ())},
         "timeline": [d.to_json() for d in getattr(profile, "timeline", ())],
         "timezone": meta.timezone or "UTC",
+        "distance": getattr(meta, "distance", None),
+        "position": getattr(meta, "position", None),
         "description": " ".join(meta.description.split()),
         "cite": list(meta.cite),
         "techniques": techniques(profile),

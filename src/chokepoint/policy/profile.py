@@ -26,7 +26,7 @@ import difflib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,11 @@ class ProfileMeta:
     uncertain: str = ""
     #: names that load this profile as of a day (``gfw-2023`` -> 2022-06-01)
     named_dates: tuple[tuple[str, dt.date], ...] = ()
+    #: ``profile.distance``: RTT to a server abroad (``rtt_ms``, ``range_ms``, ``cite``, ``uncertain``); the lab's
+    #: far-side delay (``lab up --distance``, lab/geometry.py)
+    distance: dict[str, Any] | None = field(default=None, hash=False)
+    #: ``profile.position``: the censor's hops from each side (``hops_client``, ``hops_server``, ``cite``, ...)
+    position: dict[str, Any] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -563,6 +568,8 @@ def _meta(raw: dict[str, Any] | None, source: Path, marks: Marks) -> tuple[Profi
         timezone=raw.get("timezone", ""),
         uncertain=raw.get("uncertain", ""),
         named_dates=tuple(named),
+        distance=raw.get("distance"),
+        position=raw.get("position"),
     ), raw["name"]
 
 

@@ -341,6 +341,40 @@ def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
                     "propertyNames": {"pattern": NAME_PATTERN},
                     "additionalProperties": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
                 },
+                "distance": {
+                    "title": "key in distance",
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["rtt_ms"],
+                    "description": "round-trip time from a client behind the censor to a server abroad; `lab up "
+                    "--distance` delays the lab's far side by rtt_ms / 2 each way (docs/lab.md)",
+                    "properties": {
+                        "rtt_ms": {"type": "number", "exclusiveMinimum": 0, "maximum": 10000},
+                        "range_ms": {
+                            "type": "array",
+                            "items": {"type": "number", "minimum": 0},
+                            "minItems": 2,
+                            "maxItems": 2,
+                            "description": "the range reported, [low, high]",
+                        },
+                        "cite": _STR,
+                        "uncertain": _STR,
+                    },
+                },
+                "position": {
+                    "title": "key in position",
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["hops_client", "hops_server"],
+                    "description": "where the censor sits: router hops between the client and the censor and "
+                    "between the censor and a server abroad (`lab up --distance`)",
+                    "properties": {
+                        "hops_client": {"type": "integer", "minimum": 0, "maximum": 16},
+                        "hops_server": {"type": "integer", "minimum": 0, "maximum": 16},
+                        "cite": _STR,
+                        "uncertain": _STR,
+                    },
+                },
             },
         },
         "active": ACTIVE_SCHEMA,

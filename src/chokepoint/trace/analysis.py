@@ -1,0 +1,329 @@
+"""From the packets of a test trace and a control trace to where the censor sits (CenTrace's method).
+
+Layout (CenTrace's, Sundara Raman et al., CoNEXT 2022; measurement-anchors.md section 4): one capture per
+domain, each holding TTL-limited probes to one server. A TCP probe is the client's first data segment with PSH
+to a port below 1024 on a connection of its own (its source port names it); its IP TTL is the probe's TTL (the
+handshake before it had a full TTL). A DNS probe is a UDP query to port 53 from a port of its own. A probe's
+responses are the ICMP errors that quote it and the server address's packets to its port after it.
+
+A probe *terminates* when something other than an ICMP time-exceeded answers it (RST, FIN, data, an ACK of the
+request, a DNS answer). Comparing the first terminating TTL of the test domain (T_t) with the control's (T_c):
+
+- T_t == T_c and the same answer: ``no-censorship``; a different answer: ``endpoint-firewall``;
+- T_t < T_c: ``censor-identified``. **on-path** when the probe that drew the interference also drew an ICMP
+  time-exceeded (the packet was copied and went on); **in-path** when it drew none although the control at that
+  TTL did (it was intercepted); else ``unknown``. The censor's hop is the one whose ICMP reveals it: on-path the
+  router that answered that same probe, in-path the last hop that answered the test before it.
+- the test never terminates though it went past T_c: a drop (``interference`` ``drop``); the censor is the last
+  hop that answered the test, in-path (or ``endpoint-firewall`` when only the server's own hop is silent);
+- the control never terminates, or a trace stops before T_c: ``terminated-early``; anything else
+  (e.g. T_t > T_c, no hop revealed): ``cannot-identify``.
+
+Whether the injector copies the probe's TTL: the injected packets' TTL at the client moving one for one with
+the probe's TTL (``copies_probe_ttl`` True), fixed (False), or too few probes to tell (None).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from chokepoint.trace.packets import ACK, FIN, ICMP, ICMP_TIME_EXCEEDED, PSH, RST, TCP, UDP, Pkt, TraceInputError
+
+OUTCOMES = ("censor-identified", "endpoint-firewall", "no-censorship", "terminated-early", "cannot-identify")
+PATHS = ("in-path", "on-path", "unknown")
+#: a probe's answer, strongest first (CenTrace's precedence: RST, FIN, application data, ACK, ICMP)
+TLS_HANDSHAKE = b"\x16"
+KINDS = ("rst", "fin", "data", "dns", "ack", "icmp", "timeout")
+
+
+@dataclass(slots=True)
+class Probe:
+    """One TTL-limited probe and what answered it."""
+
+    ttl: int
+    sport: int
+    packet: Pkt
+    icmp: list[Pkt] = field(default_factory=list)  # time-exceeded quoting it
+    replies: list[Pkt] = field(default_factory=list)  # the server address's packets to its port
+
+    @property
+    def kind(self) -> str:
+        found = set()
+        for p in self.replies:
+            if p.proto == UDP:
+                found.add("dns")
+            elif p.has(RST):
+                found.add("rst")
+            elif p.has(FIN):
+                found.add("fin")
+            elif p.payload:
+                found.add("data")
+            elif p.has(ACK) and _acked(self.packet, p) > 1:
+                found.add("ack")
+        if self.icmp:
+            found.add("icmp")
+        return next((k for k in KINDS if k in found), "timeout")
+
+    @property
+    def terminating(self) -> bool:
+        return self.kind not in ("icmp", "timeout")
+
+    @property
+    def icmp_ip(self) -> str | None:
+        return self.icmp[0].src if self.icmp else None
+
+    def answer(self) -> str:
+        """What answered, for comparing test and control: the kind and the first line of the data."""
+        kind = self.kind
+        if kind == "dns":
+            return "dns " + ",".join(sorted(_dns_answers(p.payload) for p in self.replies if p.proto == UDP))
+        data = b"".join(p.payload for p in sorted(self.replies, key=lambda p: p.seq) if p.proto == TCP)
+        first = data.split(b"\r\n", 1)[0][:80] if data[:5] == b"HTTP/" else data[:3]
+        shown = first.hex() if first[:1] == TLS_HANDSHAKE else first.decode("latin-1")
+        return f"{kind} {shown}".strip()
+
+    def describe(self) -> str:
+        kind = self.kind
+        if kind == "timeout":
+            return "*"
+        if kind == "icmp":
+            return f"{self.icmp_ip} ICMP time-exceeded"
+        lead = next((p for p in self.replies if p.proto in (TCP, UDP)), None)
+        extra = f" ttl={lead.ttl} id={lead.ip_id}" if lead is not None else ""
+        also = f" (+ICMP from {self.icmp_ip})" if self.icmp else ""
+        return f"{self.answer()}{extra}{also}"
+
+
+def _dns_answers(payload: bytes) -> str:
+    """The A records of a DNS answer, as text (empty when it cannot be parsed)."""
+    try:
+        import dns.message
+
+        msg = dns.message.from_wire(payload)
+        return "|".join(sorted(rd.to_text() for rrset in msg.answer for rd in rrset)) or f"rcode{msg.rcode()}"
+    except Exception:  # noqa: BLE001 - a forged answer may be malformed; it is still an answer
+        return "unparsed"
+
+
+def _acked(request: Pkt, reply: Pkt) -> int:
+    """How far ``reply`` acknowledges into ``request`` (sequence numbers modulo 2**32)."""
+    return (reply.ack - request.seq) % (1 << 32)
+
+
+def _belongs(request: Pkt, reply: Pkt) -> bool:
+    """Whether ``reply`` answers this probe and not an earlier connection that used the same port: a TCP reply
+    with ACK acknowledges within the request (0 to its length + 1), a DNS reply carries the query's ID."""
+    if request.proto == UDP:
+        return reply.payload[:2] == request.payload[:2]
+    return not reply.has(ACK) or _acked(request, reply) <= len(request.payload) + 1
+
+
+def probes_from_packets(packets: list[Pkt]) -> tuple[dict[int, list[Probe]], str | None, str | None]:
+    """The probes of one capture by TTL, the client address and the server address."""
+    candidates = [
+        p
+        for p in packets
+        if p.icmp_type < 0
+        and p.payload
+        and ((p.proto == TCP and p.has(PSH) and p.dport < 1024) or (p.proto == UDP and p.dport == 53))
+    ]
+    if not candidates:
+        return {}, None, None
+    client, _ = Counter(p.src for p in candidates).most_common(1)[0]
+    server, _ = Counter(p.dst for p in candidates if p.src == client).most_common(1)[0]
+    probes: dict[tuple[int, int], Probe] = {}
+    for p in candidates:
+        if p.src == client and p.dst == server and (p.proto, p.sport) not in probes:
+            probes[(p.proto, p.sport)] = Probe(p.ttl, p.sport, p)
+    for p in packets:
+        if p.proto == ICMP and p.dst == client and p.icmp_type == ICMP_TIME_EXCEEDED and p.quoted is not None:
+            q = p.quoted
+            probe = probes.get((q.proto, q.sport))
+            if probe is not None and q.dst == server:
+                probe.icmp.append(p)
+        elif p.src == server and p.dst == client and p.proto in (TCP, UDP):
+            probe = probes.get((p.proto, p.dport))
+            if probe is not None and p.ts >= probe.packet.ts and _belongs(probe.packet, p):
+                probe.replies.append(p)
+    by_ttl: dict[int, list[Probe]] = {}
+    for probe in probes.values():
+        by_ttl.setdefault(probe.ttl, []).append(probe)
+    return dict(sorted(by_ttl.items())), client, server
+
+
+@dataclass(slots=True)
+class Side:
+    """One domain's trace: its probes by TTL."""
+
+    probes: dict[int, list[Probe]]
+
+    def terminating_ttl(self) -> int | None:
+        return next((ttl for ttl, ps in self.probes.items() if any(p.terminating for p in ps)), None)
+
+    def max_ttl(self) -> int:
+        return max(self.probes, default=0)
+
+    def at(self, ttl: int) -> list[Probe]:
+        return self.probes.get(ttl, [])
+
+    def icmp_ip(self, ttl: int) -> str | None:
+        return next((p.icmp_ip for p in self.at(ttl) if p.icmp_ip), None)
+
+    def terminating(self, ttl: int) -> Probe | None:
+        return next((p for p in self.at(ttl) if p.terminating), None)
+
+    def summary(self, ttl: int) -> list[str]:
+        return sorted({p.describe() for p in self.at(ttl)}) or ["* (no request sent: handshake failed)"]
+
+
+@dataclass(slots=True)
+class Report:
+    """The analysis: ``outcome``, the censor's ``censor_ttl``/``censor_ip``, ``path``, ``interference``, ..."""
+
+    outcome: str
+    test: Side
+    control: Side
+    server: str | None = None
+    censor_ttl: int | None = None
+    censor_ip: str | None = None
+    path: str = "unknown"
+    interference: str | None = None
+    interference_ttl: int | None = None
+    diverge_ttl: int | None = None
+    copies_probe_ttl: bool | None = None
+    injected: list[dict[str, int]] = field(default_factory=list)
+    detail: str = ""
+
+    def hops(self) -> list[dict[str, Any]]:
+        ttls = sorted(set(self.test.probes) | set(self.control.probes))
+        return [{"ttl": t, "test": self.test.summary(t), "control": self.control.summary(t)} for t in ttls]
+
+    def to_dict(self) -> dict[str, Any]:
+        censor = {"ttl": self.censor_ttl, "ip": self.censor_ip} if self.censor_ttl or self.censor_ip else None
+        return {
+            "outcome": self.outcome,
+            "server": self.server,
+            "censor": censor,
+            "path": self.path,
+            "interference": self.interference,
+            "interference_ttl": self.interference_ttl,
+            "diverge_ttl": self.diverge_ttl,
+            "copies_probe_ttl": self.copies_probe_ttl,
+            "injected": self.injected,
+            "test_terminating_ttl": self.test.terminating_ttl(),
+            "control_terminating_ttl": self.control.terminating_ttl(),
+            "detail": self.detail,
+            "hops": self.hops(),
+        }
+
+
+def _interference(probe: Probe) -> str:
+    kind = probe.kind
+    if kind == "dns":
+        return "forged-dns"
+    if kind == "data":
+        data = b"".join(p.payload for p in probe.replies)
+        return "blockpage" if data[:5] == b"HTTP/" else "data"
+    return kind
+
+
+def _copies(test: Side, t_ttl: int, t_c: int) -> tuple[bool | None, list[dict[str, int]]]:
+    """Whether injected packets' TTL follows the probe's, from the test probes answered before the control's
+    terminating TTL (so from the censor, not the server)."""
+    seen = []
+    for ttl in range(t_ttl, t_c):
+        for probe in test.at(ttl):
+            lead = next((p for p in probe.replies if p.has(RST) or p.has(FIN) or p.payload), None)
+            if probe.terminating and lead is not None:
+                seen.append({"probe_ttl": ttl, "ttl": lead.ttl, "ip_id": lead.ip_id})
+    if len({s["probe_ttl"] for s in seen}) < 2:
+        return None, seen
+    offsets = {s["ttl"] - s["probe_ttl"] for s in seen}
+    return (len(offsets) == 1 and len({s["ttl"] for s in seen}) > 1), seen
+
+
+def analyze_packets(test_packets: list[Pkt], control_packets: list[Pkt]) -> Report:
+    """The report for a test capture and a control capture (``TraceInputError`` if either holds no probe)."""
+    test_probes, _, test_server = probes_from_packets(test_packets)
+    control_probes, _, control_server = probes_from_packets(control_packets)
+    if not test_probes:
+        raise TraceInputError("the test capture holds no TTL-limited probe (TCP PSH to a port < 1024 or DNS query)")
+    if not control_probes:
+        raise TraceInputError("the control capture holds no TTL-limited probe (TCP PSH to a port < 1024 or DNS query)")
+    return analyze(Side(test_probes), Side(control_probes), test_server or control_server)
+
+
+def analyze(test: Side, control: Side, server: str | None = None) -> Report:
+    """Compare the two traces (see the module docstring)."""
+    report = Report("cannot-identify", test, control, server)
+    ttls = sorted(set(test.probes) | set(control.probes))
+    report.diverge_ttl = next(
+        (
+            t
+            for t in ttls
+            if {p.describe().split(" ttl=")[0] for p in test.at(t)}
+            != {p.describe().split(" ttl=")[0] for p in control.at(t)}
+        ),
+        None,
+    )
+    t_t, t_c = test.terminating_ttl(), control.terminating_ttl()
+    if t_c is None:
+        report.outcome = "terminated-early"
+        report.detail = "the control never got an answer other than ICMP: the path or the server is down"
+        return report
+    if t_t is None and test.max_ttl() <= t_c:
+        report.outcome = "terminated-early"
+        report.detail = f"the test trace stopped at TTL {test.max_ttl()}, before the control's answer at {t_c}"
+        return report
+    if t_t is None:  # dropped: where did the test stop hearing from the path?
+        report.interference = "drop"
+        silent = next((t for t in range(1, t_c + 1) if not test.icmp_ip(t) and (control.icmp_ip(t) or t == t_c)), t_c)
+        report.interference_ttl = silent
+        if silent >= t_c:
+            report.outcome = "endpoint-firewall"
+            report.detail = f"every hop answered the test up to the server's (TTL {t_c}), which did not"
+            return report
+        before = max((t for t in range(1, silent) if test.icmp_ip(t)), default=None)
+        report.path = "in-path"
+        if before is not None:
+            report.outcome, report.censor_ttl, report.censor_ip = "censor-identified", before, test.icmp_ip(before)
+            report.detail = f"the test's packets stop after hop {before}; the control's go on to TTL {t_c}"
+        else:
+            report.detail = f"the test drew no answer from any hop; the control reached TTL {t_c}"
+        return report
+    report.interference_ttl = t_t
+    probe = test.terminating(t_t)
+    assert probe is not None
+    report.interference = _interference(probe)
+    if t_t > t_c:
+        report.detail = f"the test terminates past the control (TTL {t_t} > {t_c}): something answers for the server"
+        return report
+    if t_t == t_c:
+        same = {p.answer() for p in test.at(t_t) if p.terminating} == {
+            p.answer() for p in control.at(t_c) if p.terminating
+        }
+        report.outcome = "no-censorship" if same else "endpoint-firewall"
+        report.interference = None if same else report.interference
+        report.detail = f"both terminate at TTL {t_t}" + ("" if same else " with different answers")
+        return report
+    report.copies_probe_ttl, report.injected = _copies(test, t_t, t_c)
+    if probe.icmp:
+        report.path, report.censor_ttl, report.censor_ip = "on-path", t_t, probe.icmp_ip
+        report.detail = f"the probe at TTL {t_t} drew both the interference and an ICMP from {probe.icmp_ip}"
+    else:
+        report.path = "in-path" if control.icmp_ip(t_t) else "unknown"
+        before = max((t for t in range(1, t_t) if test.icmp_ip(t)), default=None)
+        if before is not None:
+            report.censor_ttl, report.censor_ip = before, test.icmp_ip(before)
+        report.detail = (
+            f"the probe at TTL {t_t} drew the interference and no ICMP"
+            + (f" (the control's drew one from {control.icmp_ip(t_t)})" if control.icmp_ip(t_t) else "")
+            + (f"; the last hop to answer the test was {report.censor_ip} at TTL {before}" if before else "")
+        )
+    report.outcome = "censor-identified" if report.censor_ip else "cannot-identify"
+    return report
+
+
+__all__ = ["OUTCOMES", "PATHS", "Probe", "Report", "Side", "analyze", "analyze_packets", "probes_from_packets"]
