@@ -68,6 +68,13 @@ bench: setup
 	$(PY) bench/lab_throughput.py
 	$(PY) bench/manager_fleet.py
 	$(PY) bench/manager_api.py
+	$(PY) bench/flood_rss.py
+	$(PY) bench/ray_scale.py
+	$(PY) bench/lab_delay.py
+	$(PY) bench/mirror_races.py
+	$(PY) bench/trace_positions.py
+	$(PY) bench/tls_in_tls_rates.py
+	$(PY) bench/quic_short_header_fp.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis .mypy_cache
