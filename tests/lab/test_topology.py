@@ -65,7 +65,11 @@ def test_default_topology_has_the_documented_names_and_addresses():
         "198.19.65.0/24 via 198.19.63.2",
         "2001:db8:0:64::/64 via 2001:db8:0:63::2",
     ]
-    assert control.routes == ()  # only its link to the client: nothing behind the censor is reachable
+    # The test helper's own path to the server side (cs0 -- svc0), never a default route through the client or
+    # the censor (this used to be `control.routes == ()`: the control host reached nothing behind the censor).
+    assert {str(r.via) for r in control.routes} == {"198.19.62.1", "2001:db8:0:62::1"}
+    assert {str(r.to) for r in control.routes} >= {"198.19.0.0/24", "2001:db8:0:2::/64", "198.19.64.0/24"}
+    assert all(r.to.prefixlen > 0 for r in control.routes) and not control.forwarding
     assert censor.forwarding and not client.forwarding and server.forwarding  # the server routes for the VPS
     assert client.nameserver == ip_address("198.19.0.53") and client.trust_lab_ca
     assert {(link.a, link.b) for link in lab.links} == {
@@ -74,6 +78,7 @@ def test_default_topology_has_the_documented_names_and_addresses():
         (("client", "ck0"), ("control", "ck1")),
         (("server", "svp0"), ("vps", "vp0")),
         (("censor", "cepr0"), ("prober", "pr0")),
+        (("server", "svc0"), ("control", "cs0")),
     }
     for host in lab.hosts:
         for addr in host.addresses():
@@ -149,7 +154,7 @@ BROKEN = {
     "unknown interface": (
         "addresses:\n  - {host: server, ifname: sv9, addresses: [198.19.0.41/32]}\n",
         "2:28",
-        "host 'server' has no interface 'sv9' (has: sv0, svp0)",
+        "host 'server' has no interface 'sv9' (has: sv0, svp0, svc0)",
     ),
     "unknown host in address": (
         "addresses:\n  - {host: nobody, ifname: sv0, addresses: [198.19.0.41/32]}\n",
@@ -317,7 +322,17 @@ def test_the_control_link_bypasses_the_censor(lab_guard):
     v4, v6 = _counters_forwarded_by_censor_during(pings)
     assert results["v4"] == (True, [64, 64, 64]) and results["v6"] == (True, [64, 64, 64])  # no hop between
     assert (v4, v6) == (0, 0)
-    assert ping(f"{PREFIX}control", "198.19.0.2")[0] is False  # the control host cannot reach behind the censor
+    # The control host (the test helper) reaches the server side over its own link, around the censor: one
+    # link, no hop (TTL 64), nothing forwarded by the censor. (It used to reach nothing behind the censor.)
+    around = {}
+
+    def control_pings():
+        around["v4"] = ping(f"{PREFIX}control", "198.19.0.10", count=2)
+        around["v6"] = ping(f"{PREFIX}control", "2001:db8:0:2::10", count=2)
+
+    assert _counters_forwarded_by_censor_during(control_pings) == (0, 0)
+    assert around["v4"] == (True, [64, 64]) and around["v6"] == (True, [64, 64])
+    assert ping(f"{PREFIX}control", "198.18.0.1")[0] is False  # and no route to the censor's side at all
 
 
 def test_namespace_files_give_the_client_the_lab_resolver(lab_guard):

@@ -57,6 +57,14 @@ def probe_cmd(
     tcp_resolver: str | None = typer.Option(None, "--tcp-resolver", help="extra DNS-over-TCP lookup IP[:PORT]"),
     doh_url: str | None = typer.Option(None, "--doh-url", help="extra DNS-over-HTTPS lookup (RFC 8484 URL)"),
     control_host: str | None = typer.Option(None, "--control-host", help="the control Host/SNI"),
+    test_helper: str | None = typer.Option(
+        None, "--test-helper", help="URL of an OONI Web Connectivity test helper (--lab: http://198.18.9.1:8080/)"
+    ),
+    in_path_control: bool = typer.Option(
+        False,
+        "--in-path-control",
+        help="the older control from the probe itself through the censored path, not the test helper",
+    ),
     cafile: Path | None = typer.Option(None, "--cafile", help="a CA file trusted besides the system store"),
     echo_port: int | None = typer.Option(None, "--echo-port", help="TCP echo port for the fet test (9000)"),
     quic_port: int | None = typer.Option(None, "--quic-port", help="UDP port for the quic test"),
@@ -107,6 +115,14 @@ def probe_cmd(
         ):
             if value is not None:
                 overrides[key] = value
+        if test_helper is not None and in_path_control:
+            raise ProbeError("--test-helper and --in-path-control exclude each other")
+        if test_helper is not None:
+            if not test_helper.startswith(("http://", "https://")):
+                raise ProbeError(f"--test-helper needs an http(s) URL, not {test_helper!r}")
+            overrides["test_helper"] = test_helper
+        if in_path_control:
+            overrides["test_helper"] = None
         if cafile is not None:
             if not cafile.is_file():
                 raise ProbeError(f"{cafile}: no such CA file")

@@ -5,6 +5,7 @@ directly off the client, outside the censor's path::
 
     cpk-control ck1 ── ck0 cpk-client cl0 ── ce0 cpk-censor ce1 ── sv0 cpk-server
     198.18.9.1       198.18.9.2   198.18.0.2   198.18.0.1   198.19.0.1   198.19.0.2 (+ .10-.29, .53)
+    cpk-control cs0 ── svc0 cpk-server: the test helper's path around the censor (198.19.62.2 ── 198.19.62.1)
                                                                          (+ "elsewhere" 198.19.128.10-19)
     cpk-censor cepr0 ── pr0 cpk-prober (the active prober)       cpk-server svp0 ── vp0 cpk-vps (198.19.64/24)
 
@@ -26,7 +27,7 @@ import shutil
 import signal
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -214,6 +215,9 @@ SITE_V6 = tuple(ip_address(f"2001:db8:0:2::{n}") for n in range(10, 40))
 DNS_V4 = ip_address("198.19.0.53")
 DNS_V6 = ip_address("2001:db8:0:2::53")
 CONTROL_DNS_V4 = ip_address("198.18.9.1")
+#: control <-> server: the test helper's own path to the server side, around the censor (server end first).
+CONTROL_SERVER_LINK = ("198.19.62.1/30", "198.19.62.2/30")
+CONTROL_SERVER_LINK6 = ("2001:db8:0:62::1/64", "2001:db8:0:62::2/64")
 #: The server's own address on the censor's subnet (the censor's next hop to the server's ranges).
 SERVER_V4 = ip_address("198.19.0.2")
 SERVER_V6 = ip_address("2001:db8:0:2::2")
@@ -265,8 +269,12 @@ def default_topology() -> Topology:
     )
     control = Host(
         "control",
-        description="control resolver, linked directly to the client",
-        interfaces=(Interface("ck1", _ifaces("198.18.9.1/24", "2001:db8:0:9::1/64")),),
+        description="control resolver and test helper; linked to the client, and to the server around the censor",
+        interfaces=(
+            Interface("ck1", _ifaces("198.18.9.1/24", "2001:db8:0:9::1/64")),
+            Interface("cs0", _ifaces(CONTROL_SERVER_LINK[1], CONTROL_SERVER_LINK6[1])),
+        ),
+        routes=_control_routes(),
     )
     links = (
         Link(("client", "cl0"), ("censor", "ce0")),
@@ -275,7 +283,29 @@ def default_topology() -> Topology:
     )
     # the VPS behind the server (transport servers, private Tor network) and the censor's prober
     hosts, links = circumvention.extend((client, censor, server, control), links)
+    # the test helper's uncensored path: control <-> server, added last so every earlier link keeps its ifindex
+    hosts = tuple(
+        replace(
+            h,
+            interfaces=h.interfaces + (Interface("svc0", _ifaces(CONTROL_SERVER_LINK[0], CONTROL_SERVER_LINK6[0])),),
+        )
+        if h.name == "server"
+        else h
+        for h in hosts
+    )
+    links = (*links, Link(("server", "svc0"), ("control", "cs0")))
     return check(Topology(hosts, links))
+
+
+def _control_routes() -> tuple[Route, ...]:
+    """The control host reaches the server's sites and DNS (198.19.0.0/24) and every range behind or on the
+    server (the "vps" and "elsewhere" ranges, the Tor network) through the server, never through the censor."""
+    via4 = ip_interface(CONTROL_SERVER_LINK[0]).ip
+    via6 = ip_interface(CONTROL_SERVER_LINK6[0]).ip
+    nets: list[IPNetwork] = [ip_network("198.19.0.0/24"), ip_network("2001:db8:0:2::/64"), circumvention.TOR_NET]
+    for r in ranges.SERVER_RANGES.values():
+        nets += [r.v4, r.v6]
+    return tuple(Route(net, via4 if net.version == 4 else via6) for net in nets)
 
 
 # ------------------------------------------------------------------------------------------- validation

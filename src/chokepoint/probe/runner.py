@@ -2,8 +2,13 @@
 classified by `chokepoint.probe.webconnectivity.annotate`.
 
 What "control" means here. OONI compares the probe's view with a test helper's view from an uncensored
-network. The lab has no uncensored path to the server (`cpk-control` is linked to the client only), so
-Chokepoint's control is:
+network. In the lab (`probe --lab`, `lab_config`) that is what the control is: the lab's test helper
+(`chokepoint.lab.testhelper`, http://198.18.9.1:8080/ in `<lab>-control`, which reaches the server around
+the censor) gets OONI's control request (the URL, the probe's endpoints) after the probe's DNS lookup and
+answers with its own DNS, TCP, TLS and HTTP view, recorded as `test_keys.control` as OONI records it.
+
+Without a test helper (`test_helper=None`: outside the lab, or `probe --lab --in-path-control`) the control
+is the older in-path one, from the probe itself:
 
 - DNS: the control resolver (the lab's 198.18.9.1:53, outside the censor's path; `control_resolver`);
 - TCP: connects from the probe to the same endpoints (the control resolver's addresses and the probe's);
@@ -32,7 +37,10 @@ addresses (OONI's extension E005); for an http:// URL with the tls test, TLS to 
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -53,12 +61,14 @@ from chokepoint.probe.measurement import (
     DNSQuery,
     Failure,
     HTTPTransaction,
+    MalformedMeasurement,
     Measurement,
     ResidualObservation,
     TCPConnect,
     ThroughputObservation,
     TLSHandshake,
     WebConnectivityTestKeys,
+    failure_from_exception,
     format_ooni_time,
 )
 from chokepoint.probe.probes import dns, fet, http, quic, residual, throughput
@@ -78,6 +88,7 @@ __all__ = [
     "CONTROL_DEFINITION",
     "DEFAULT_TESTS",
     "LAB_CONTROL_RESOLVER",
+    "LAB_TEST_HELPER",
     "LAB_RESOLVER",
     "TESTS",
     "ProbeConfig",
@@ -93,6 +104,13 @@ LAB_RESOLVER = ("198.19.0.53", 53)
 LAB_CONTROL_RESOLVER = ("198.18.9.1", 53)
 LAB_CA_FILE = str(instance.STATE_DIR / "ca.pem")
 DEFAULT_CONTROL_HOST = "control.chokepoint.test"
+#: The lab's test helper (chokepoint.lab.testhelper, in the control namespace).
+LAB_TEST_HELPER = "http://198.18.9.1:8080/"
+TEST_HELPER_DEFINITION = (
+    "OONI's Web Connectivity test helper in the lab's control namespace: its own DNS (the control resolver), "
+    "TCP connects to the probe's and its own endpoints, TLS handshakes and the HTTP fetch of the same URL, "
+    "over a path to the server that does not cross the censor."
+)
 DEFAULT_ECHO_PORT = 9000
 TEST_VERSION = "0.5.0"
 CONTROL_DEFINITION = (
@@ -136,6 +154,8 @@ class ProbeConfig:
     tcp_resolver: tuple[str, int] | None = None
     doh_url: str | None = None
     control_host: str = DEFAULT_CONTROL_HOST
+    #: URL of an OONI Web Connectivity test helper for the control (None: the in-path control, see above)
+    test_helper: str | None = None
     echo_port: int = DEFAULT_ECHO_PORT
     quic_port: int | None = None  # default: the URL's port for https, else 443
     throughput_bytes: int = throughput.DEFAULT_SIZE
@@ -169,6 +189,7 @@ def lab_config(**overrides: Any) -> ProbeConfig:
     resolver already is it, via /etc/netns/cpk-client/resolv.conf), the control resolver and the lab CA."""
     settings: dict[str, Any] = {
         "control_resolver": LAB_CONTROL_RESOLVER,
+        "test_helper": LAB_TEST_HELPER,
         "udp_resolver": LAB_RESOLVER,
         "tcp_resolver": LAB_RESOLVER,
         "lab": True,
@@ -369,6 +390,36 @@ def _control_follow(
     return fetched
 
 
+def _helper_request(target: Target, classic: list[str], config: ProbeConfig) -> ControlRequest:
+    """OONI's control request: the URL, the probe's headers and the endpoints it is about to connect to
+    (its system resolver's addresses on the URL's port, and on 443 for an http:// URL with the tls test)."""
+    endpoints = [join_host_port(ip, target.port) for ip in classic]
+    if target.scheme == "http" and "tls" in config.tests:
+        endpoints += [join_host_port(ip, 443) for ip in classic]
+    headers = {name: (value,) for name, value in http.REQUEST_HEADERS}
+    return ControlRequest(target.url, tuple(dict.fromkeys(endpoints)), headers)
+
+
+def _ask_test_helper(url: str, request: ControlRequest, timeout: float) -> tuple[ControlResponse | None, str | None]:
+    """POST the control request to the test helper: (its response, None), or (None, the control failure)."""
+    data = json.dumps(request.to_json()).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method="POST")
+    # the helper performs DNS, every connect/handshake and the fetch, each bounded by its own timeout
+    budget = timeout * (4 + 2 * len(request.tcp_connect or ()))
+    try:
+        with urllib.request.urlopen(req, timeout=budget) as reply:  # noqa: S310 - an http(s) URL from the config
+            body = reply.read()
+    except urllib.error.HTTPError as exc:
+        return None, f"unknown_failure: test helper answered {exc.code}"
+    except (OSError, ValueError) as exc:
+        cause = exc.reason if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, OSError) else exc
+        return None, failure_from_exception(cause) if isinstance(cause, OSError) else f"unknown_failure: {exc}"
+    try:
+        return ControlResponse.from_json(json.loads(body), "control"), None
+    except (ValueError, MalformedMeasurement) as exc:
+        return None, f"unknown_failure: bad test helper response: {exc}"
+
+
 def _with_failure(fetched: http.Fetched, failure: str) -> http.Fetched:
     """The same exchange marked as failed (a later redirect hop failed)."""
     return http.Fetched(replace(fetched.transaction, failure=failure), fetched.body, fetched.title, None)
@@ -534,15 +585,28 @@ def run(target_text: str, config: ProbeConfig | None = None) -> Measurement:
     techniques: list[dict[str, Any]] = []
     test_keys_extra: dict[str, Any] = {"agent": "redirect", "retries": None, "socksproxy": None}
 
-    _control_dns(ctx, target.host, config, control)
-    classic = _probe_dns(ctx, obs, target.host, 0, config)
     endpoints = config.tests & _ENDPOINT_TESTS
-    if endpoints & {"tcp", "tls", "http"}:
-        if control.failure is None:
-            _control_web(ctx, target, classic, config, control)
-        _probe_web(ctx, obs, target, classic, control, config)
+    helper: ControlResponse | None = None
+    helper_request: ControlRequest | None = None
+    if config.test_helper is not None:
+        extras["control_definition"] = TEST_HELPER_DEFINITION
+        extras["test_helper"] = config.test_helper
+        classic = _probe_dns(ctx, obs, target.host, 0, config)
+        helper_request = _helper_request(target, classic, config)
+        helper, control.failure = _ask_test_helper(config.test_helper, helper_request, config.timeout)
+        if helper is not None:
+            control.dns, control.addrs = helper.dns, helper.dns.addrs
+        if endpoints & {"tcp", "tls", "http"}:
+            _probe_web(ctx, obs, target, classic, control, config)
     else:
-        control.http = ControlHTTPRequest(failure=NOT_MEASURED)
+        _control_dns(ctx, target.host, config, control)
+        classic = _probe_dns(ctx, obs, target.host, 0, config)
+        if endpoints & {"tcp", "tls", "http"}:
+            if control.failure is None:
+                _control_web(ctx, target, classic, config, control)
+            _probe_web(ctx, obs, target, classic, control, config)
+        else:
+            control.http = ControlHTTPRequest(failure=NOT_MEASURED)
     primary = control.addrs[0] if control.addrs else (classic[0] if classic else None)
     throughput_obs: list[ThroughputObservation] = []
     residual_obs: list[ResidualObservation] = []
@@ -594,7 +658,10 @@ def run(target_text: str, config: ProbeConfig | None = None) -> Measurement:
         target.url, tuple(dict.fromkeys(probe_endpoints)), {name: (value,) for name, value in http.REQUEST_HEADERS}
     )
     response = None
-    if control.failure is None:
+    if helper is not None and helper_request is not None:
+        control_request = helper_request
+        response = replace(helper, extra={**helper.extra, "quic_handshake": quic_control})
+    elif control.failure is None:
         probe_addrs = {a for q in obs.queries for a in q.addresses}
         ip_info = {}
         for address in dict.fromkeys([*probe_addrs, *control.addrs]):
@@ -639,7 +706,11 @@ def run(target_text: str, config: ProbeConfig | None = None) -> Measurement:
             **dict(config.annotations),
         },
         extensions={"dnst": 0, "httpt": 0, "netevents": 0, "tcpconnect": 0, "tlshandshake": 0, "tunnel": 0},
-        test_helpers={"backend": {"address": extras["control_resolver"] or "", "type": "chokepoint-control"}},
+        test_helpers={
+            "backend": {"address": config.test_helper, "type": "http"}
+            if config.test_helper is not None
+            else {"address": extras["control_resolver"] or "", "type": "chokepoint-control"}
+        },
     )
     annotated = annotate(measurement, fingerprints=config.fingerprints)
     if techniques:

@@ -4,7 +4,8 @@ In ``cpk-server`` (role ``server``): HTTP :80, HTTPS :443 and HTTP/3 (QUIC, UDP 
 with certificates issued on the fly by the lab CA, TCP+UDP echo :7 and :9000 on every server address,
 and DNS (UDP+TCP :53) on 198.19.0.53 / 2001:db8:0:2::53 answering every name with 198.19.0.10 /
 2001:db8:0:2::10. In ``cpk-control`` (role ``control``): the same DNS answers on 198.18.9.1, the
-control resolver outside the censor's path. ``launch(state)`` starts both detached for ``lab up``;
+control resolver outside the censor's path, and the Web Connectivity test helper on 198.18.9.1:8080
+(``chokepoint.lab.testhelper``). ``launch(state)`` starts them detached for ``lab up``;
 ``python -m chokepoint.lab.services`` runs one role in the foreground.
 """
 
@@ -91,8 +92,9 @@ def lab_addresses(state: LabState) -> dict[str, tuple[tuple[str, ...], tuple[str
     server = state.topology.host("server")
     ips = [str(addr.ip) for addr in server.addresses()]
     out["server"] = (tuple(ip for ip in ips if ip not in dns_ips), tuple(ip for ip in ips if ip in dns_ips))
-    if "control" in state.topology.host_names():
-        out["control"] = ((), tuple(str(addr.ip) for addr in state.topology.host("control").addresses()))
+    if "control" in state.topology.host_names():  # not on its link to the server (the test helper's path)
+        control = state.topology.host("control")
+        out["control"] = ((), tuple(str(a.ip) for i in control.interfaces if i.name != "cs0" for a in i.addresses))
     for spans in ranges.SERVER_RANGES.values():
         if spans.host != "server" and spans.host in state.topology.host_names():
             out[spans.host] = (tuple(str(a) for a in spans.addresses()), ())
@@ -123,9 +125,27 @@ def launch(
         argv = service_argv(state, role, web=web, dns=dns, dns_map=dns_map, extra_args=extra, ready=ready)
         info = state.start(process_name(host), host, argv)
         started.append((info, ready))
+    from chokepoint.lab import testhelper
+
+    if _has_test_helper_address(state):  # the test helper, beside the control resolver it asks
+        ready = ready_file_path(state.state_dir, testhelper.PROCESS_NAME)
+        ready.unlink(missing_ok=True)
+        argv = state.python_argv(
+            "chokepoint.lab.testhelper", "--ready-file", str(ready), "--cafile", str(Path(state.state_dir) / "ca.pem")
+        )
+        started.append((state.start(testhelper.PROCESS_NAME, "control", argv), ready))
     for info, ready in started:
         wait_ready(info, ready, timeout)
     return [info for info, _ in started]
+
+
+def _has_test_helper_address(state: LabState) -> bool:
+    """Whether the topology's control host holds the test helper's address (the lab's, not a test's)."""
+    from chokepoint.lab import testhelper
+
+    if "control" not in state.topology.host_names():
+        return False
+    return any(str(a.ip) == testhelper.LAB_ADDRESS for a in state.topology.host("control").addresses())
 
 
 def wait_ready(info: ProcessInfo, ready: Path, timeout: float) -> dict:
