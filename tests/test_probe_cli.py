@@ -146,7 +146,7 @@ def test_probe_inside_the_real_lab(lab_guard, tmp_path):
     system = next(q for q in tk.queries if "classic" in q.tags)
     assert system.engine == "getaddrinfo" and "198.19.0.10" in system.addresses  # resolv.conf of cpk-client
     assert clean.annotations["chokepoint_lab"] == "true"
-    assert clean.test_helpers["backend"]["address"] == "198.18.9.1:53"
+    assert clean.test_helpers["backend"] == {"address": "http://198.18.9.1:8080/", "type": "http"}  # the helper
     assert tk.extra["quic_handshakes"][0]["failure"] is None  # the lab CA is trusted in the namespace
 
     tk = sni.web_connectivity

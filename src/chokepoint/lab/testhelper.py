@@ -16,6 +16,9 @@ Same JSON as OONI's test helper (ooni/probe-cli ``internal/model/th.go``; spec t
   (flags: 1 resolved by the probe, 2 by the helper, 4 bogon, 8 TLS valid for the name; ``asn`` 0: the lab
   has no ASNs).
 
+One extension: ``x_chokepoint_timeout`` (seconds) in the request caps the helper's per-operation timeout at
+the probe's, so a server slower than the probe's timeout is not fetched by the control either.
+
 A request that is not such a JSON object is answered 400 with a one-line reason; another method or path,
 405 or 404.
 """
@@ -28,7 +31,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -68,6 +71,9 @@ LAB_RESOLVER = ("198.18.9.1", 53)
 #: Requests larger than this are refused (oohelperd caps its request body too).
 MAX_REQUEST_BYTES = 1 << 20
 PROCESS_NAME = "testhelper"
+#: A Chokepoint extension of the request (OONI's has none): the probe's per-operation timeout, which the helper
+#: uses when it is shorter than its own, so a server slower than the probe's timeout is slow for both views.
+TIMEOUT_KEY = "x_chokepoint_timeout"
 
 
 class BadRequest(ValueError):
@@ -174,6 +180,9 @@ def _fetch_page(ctx: ProbeContext, target: Target, addrs: Sequence[str], config:
 def measure(request: ControlRequest, config: HelperConfig | None = None) -> ControlResponse:
     """The helper's own DNS, TCP, TLS and HTTP view of the request's URL."""
     config = config or HelperConfig()
+    wanted = request.extra.get(TIMEOUT_KEY)
+    if isinstance(wanted, (int, float)) and not isinstance(wanted, bool) and 0 < wanted < config.timeout:
+        config = replace(config, timeout=float(wanted))
     target = parse_target(request.http_request)
     cafile = config.cafile if config.cafile and Path(config.cafile).is_file() else None  # the CA may come later
     ctx = ProbeContext(config.timeout, cafile)

@@ -397,7 +397,9 @@ def _helper_request(target: Target, classic: list[str], config: ProbeConfig) -> 
     if target.scheme == "http" and "tls" in config.tests:
         endpoints += [join_host_port(ip, 443) for ip in classic]
     headers = {name: (value,) for name, value in http.REQUEST_HEADERS}
-    return ControlRequest(target.url, tuple(dict.fromkeys(endpoints)), headers)
+    # the helper's timeouts are the probe's (chokepoint.lab.testhelper.TIMEOUT_KEY; not in OONI's request)
+    extra = {"x_chokepoint_timeout": config.timeout}
+    return ControlRequest(target.url, tuple(dict.fromkeys(endpoints)), headers, extra)
 
 
 def _ask_test_helper(url: str, request: ControlRequest, timeout: float) -> tuple[ControlResponse | None, str | None]:
