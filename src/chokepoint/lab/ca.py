@@ -102,6 +102,38 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+def self_signed_root(key: ec.EllipticCurvePrivateKey, subject: x509.Name, days: float) -> x509.Certificate:
+    """A self-signed root for ``subject`` (the module's root profile), valid for ``days`` from ``BACKDATE`` ago;
+    also the intercept proxy's censor root (``backends/intercept/ca.py``), which differs only in its names."""
+    now = _now()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
 class LabCA:
     """A root certificate and key that issue (and cache) leaf certificates per name."""
 
@@ -130,39 +162,13 @@ class LabCA:
         if days <= 0:
             raise ValueError(f"CA validity must be positive, got {days} days")
         key = ec.generate_private_key(ec.SECP256R1())
-        now = _now()
         subject = x509.Name(
             [
                 x509.NameAttribute(NameOID.COMMON_NAME, common_name),
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Chokepoint lab"),
             ]
         )
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - BACKDATE)
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256())
-        )
+        certificate = self_signed_root(key, subject, days)
         return cls(certificate, key, **options)
 
     @classmethod
@@ -206,8 +212,8 @@ class LabCA:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         cert_path, key_path = directory / CA_CERT_FILE, directory / CA_KEY_FILE
-        _write_atomic(key_path, _pem_key(self.private_key), 0o600)
-        _write_atomic(cert_path, self.cert_pem, 0o644)
+        write_atomic(key_path, _pem_key(self.private_key), 0o600)
+        write_atomic(cert_path, self.cert_pem, 0o644)
         return cert_path, key_path
 
     @property
@@ -277,7 +283,8 @@ class LabCA:
         return IssuedCert(text, certificate, key, certificate.public_bytes(serialization.Encoding.PEM), _pem_key(key))
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+def write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` with exactly ``mode`` through a temporary file and a rename."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:

@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from chokepoint.backends.intercept.common import CA_CERT_FILE, CA_KEY_FILE, CACHE_SIZE, InterceptError, write_atomic
+from chokepoint.backends.intercept.common import CA_CERT_FILE, CA_KEY_FILE, CACHE_SIZE, InterceptError
+from chokepoint.lab.ca import self_signed_root, write_atomic
 
 #: The censor root's names: the 2019 root's common name, an organisation that says it is the lab's imitation.
 CA_COMMON_NAME = "Qaznet Trust Network"
@@ -82,7 +83,6 @@ class CensorCA:
         cls, *, common_name: str = CA_COMMON_NAME, country: str = CA_COUNTRY, days: float = CA_DAYS, **options: Any
     ) -> CensorCA:
         key = ec.generate_private_key(ec.SECP256R1())
-        now = _now()
         name = x509.Name(
             [
                 x509.NameAttribute(NameOID.COUNTRY_NAME, country),
@@ -90,32 +90,7 @@ class CensorCA:
                 x509.NameAttribute(NameOID.COMMON_NAME, common_name),
             ]
         )
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - BACKDATE)
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256())
-        )
+        certificate = self_signed_root(key, name, days)
         return cls(certificate, key, **options)
 
     @classmethod

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 #: Where the proxy listens in the censor namespace (redirected connections arrive here).
 DEFAULT_PORT = 14443
 DEFAULT_INTERCEPT_PORTS: tuple[tuple[int, int], ...] = ((443, 443),)
@@ -27,16 +24,3 @@ Address = tuple[str, int]
 
 class InterceptError(Exception):
     """The intercept proxy cannot start (bad profile, port in use, no CA) or did not come up."""
-
-
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` with ``mode`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

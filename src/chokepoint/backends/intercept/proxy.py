@@ -34,10 +34,10 @@ from chokepoint.backends.intercept.common import (
     STATS_FILE,
     UPSTREAM_TIMEOUT,
     Address,
-    write_atomic,
 )
 from chokepoint.backends.intercept.decide import FlowDecider, hello_state, so_original_dst, tcp_header_len
 from chokepoint.backends.intercept.tls_server import TlsServerSide
+from chokepoint.lab.ca import write_atomic
 from chokepoint.output.eve import eve_timestamp, flow_id
 from chokepoint.policy.verdict import Action, Verdict
 
