@@ -433,28 +433,30 @@ class KernelProgram:
 
     def install_shared_shaping(self) -> None:
         """The HTB roots the workers of a node share (worker 0, at install)."""
-        batch = []
-        for iface in self.ifaces:
-            system.tc(["qdisc", "del", "dev", iface, "root"], self.netns, check=False)
-            batch.append(["qdisc", "add", "dev", iface, "root", "handle", "1:", "htb", "default", "0"])
-            batch.append(
-                [
-                    "filter",
-                    "add",
-                    "dev",
-                    iface,
-                    "parent",
-                    "1:",
-                    "protocol",
-                    "all",
-                    "prio",
-                    "1",
-                    "bpf",
-                    "bytecode",
-                    CLASSIFIER_BYTECODE,
-                ]
-            )
-        self._tc_batch(batch)
+        self._tc_batch([command for iface in self.ifaces for command in self._shaping_root(iface)])
+
+    def _shaping_root(self, iface: str) -> list[list[str]]:
+        """Remove whatever root qdisc ``iface`` has (a half-made one included); the ``tc -batch`` commands of
+        the HTB root whose BPF classifier sends each shaped mark to its class."""
+        system.tc(["qdisc", "del", "dev", iface, "root"], self.netns, check=False)
+        return [
+            ["qdisc", "add", "dev", iface, "root", "handle", "1:", "htb", "default", "0"],
+            [
+                "filter",
+                "add",
+                "dev",
+                iface,
+                "parent",
+                "1:",
+                "protocol",
+                "all",
+                "prio",
+                "1",
+                "bpf",
+                "bytecode",
+                CLASSIFIER_BYTECODE,
+            ],
+        ]
 
     def _iptables_restore(self, v6: bool) -> None:
         fast, *rest = iptables_rules(self.queue_num, fail_closed=self.fail_closed, queue_balance=self.queue_balance)
@@ -568,25 +570,7 @@ class KernelProgram:
         batch: list[list[str]] = []
         for iface in self.ifaces:
             if not self._shaping.root_installed:
-                system.tc(["qdisc", "del", "dev", iface, "root"], self.netns, check=False)  # a half-made root
-                batch.append(["qdisc", "add", "dev", iface, "root", "handle", "1:", "htb", "default", "0"])
-                batch.append(
-                    [
-                        "filter",
-                        "add",
-                        "dev",
-                        iface,
-                        "parent",
-                        "1:",
-                        "protocol",
-                        "all",
-                        "prio",
-                        "1",
-                        "bpf",
-                        "bytecode",
-                        CLASSIFIER_BYTECODE,
-                    ]
-                )
+                batch += self._shaping_root(iface)
             burst = ["burst", f"{int(burst_bytes)}b", "cburst", f"{int(burst_bytes)}b"] if burst_bytes else []
             batch.append(
                 [
