@@ -70,6 +70,17 @@ def test_replays_random_probes_and_their_fingerprint(tmp_path):
     assert find_active_probes([pcap], servers=["198.19.64.99"]).probes == []
 
 
+def test_short_random_probes_are_not_replays_of_each_other(tmp_path):
+    """Two NR1 probes of the same short length from two prober addresses differ in (nearly) every byte, all of
+    them within R3's positions 0-7: they are random probes, not an R3 replay of one another."""
+    rng = random.Random(11)
+    pcap = tmp_path / "server.pcap"
+    with CaptureWriter(pcap) as w:
+        for i in range(2):
+            _conn(w, 100.0 + i, f"198.18.64.{20 + i}", 34000 + i, rng.randbytes(8), ttl=48)
+    assert [(p.type, p.origin) for p in find_active_probes([pcap]).probes] == [("NR1", ""), ("NR1", "")]
+
+
 def test_independent_clocks_are_not_shared():
     from chokepoint.probe.activeprobes import ProbeFinding
 

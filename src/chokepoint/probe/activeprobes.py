@@ -151,7 +151,9 @@ def _classify(conn: _Conn, earlier: list[_Conn]) -> tuple[str, str] | None:
         if not diff:
             return "R1", origin
         for name, positions in REPLAY_TYPES:
-            if diff <= positions:
+            # a replay changes those bytes of a longer payload: two short random probes that differ in all
+            # their bytes (e.g. two 8-byte NR1 probes) are not an R3 of each other
+            if diff <= positions and n > max(positions):
                 return name, origin
     if n == NR2_LENGTH:
         return "NR2", ""
