@@ -10,7 +10,8 @@ Prefilter
   (an atom; the most selective child of an ``all``; the union of an ``any``'s children's anchors).
   ``evaluate`` looks up each anchored field once, collects the rules whose anchor fired, adds the rules
   without an anchor (a top-level ``not``, an empty ``all``), and fully evaluates only those, in file order.
-  A field's lookup is memoised for the call, so each atom is decided once per ``MatchInput``.
+  A field's lookup is memoised for the call, so each atom is decided once per ``MatchInput``; an index lookup
+  is also remembered across calls (``LOOKUPS_KEPT``: names, addresses and ports recur from flow to flow).
 
 Result
   In rule order: every matching ``log`` rule before the first matching terminal rule, then that terminal
@@ -90,10 +91,17 @@ class Rule:
 
 # Compiled condition nodes: plain tuples, walked by ``_eval``.
 _ATOM, _ALL, _ANY, _NOT = 0, 1, 2, 3
-Node = tuple[Any, ...]  # (_ATOM, field, source) | (_ALL, nodes) | (_ANY, nodes) | (_NOT, node, reader)
+Node = tuple[Any, ...]  # (_ATOM, field, source, rank) | (_ALL, nodes) | (_ANY, nodes) | (_NOT, node, reader)
 Index = DomainIndex | TextIndex | ValueIndex | IntIndex | PortIndex | IpIndex | BytesIndex
-#: per field: (members of a virtual field, reader, multi-valued, index or None, shares the name memo)
-PlanEntry = tuple[tuple[str, ...], Callable[[MatchInput], Any], bool, Index | None, bool]
+#: per field: (members of a virtual field, reader, multi-valued, index or None, key of its lookups in the
+#: policy's memo or None: the field group, so that domain fields share one memo; None for bytes, which rarely
+#: repeat)
+#: a hit before it is shown: (field, the value that matched, the pattern or list entry it matched)
+Found = tuple[str, Any, str]
+PlanEntry = tuple[tuple[str, ...], Callable[[MatchInput], Any], bool, Index | None, str | None]
+#: Index lookups remembered per policy (values recur across flows: names, addresses, ports, enums); the memo
+#: is cleared whole when it holds this many.
+LOOKUPS_KEPT = 65536
 
 _INDEX_FOR: dict[Kind, Callable[[], Index]] = {
     Kind.DOMAIN: DomainIndex,
@@ -110,10 +118,22 @@ _INDEX_FOR: dict[Kind, Callable[[], Index]] = {
 
 class CompiledPolicy:
     """Immutable once built; ``evaluate`` keeps its memo on the stack, so one policy serves every flow.
-    Not for concurrent calls from several threads (each hyperscan database has one scratch space);
-    forked worker processes each use their own copy."""
+    Not for concurrent calls from several threads (each hyperscan database has one scratch space, and index
+    lookups are remembered in one memo, ``_lookups``: a lookup is a pure function of the value, so the memo
+    changes no result); forked worker processes each use their own copy."""
 
-    __slots__ = ("rules", "lists", "fields_used", "_indexes", "_nodes", "_anchors", "_always", "_plan", "_stops")
+    __slots__ = (
+        "rules",
+        "lists",
+        "fields_used",
+        "_indexes",
+        "_nodes",
+        "_anchors",
+        "_always",
+        "_plan",
+        "_stops",
+        "_lookups",
+    )
 
     rules: tuple[Rule, ...]
     lists: Mapping[str, ListDef]
@@ -126,6 +146,7 @@ class CompiledPolicy:
     _always: tuple[int, ...]
     _plan: dict[str, PlanEntry]
     _stops: tuple[bool, ...]
+    _lookups: dict[tuple[str, Any], list[tuple[int, str]]]
 
     def __init__(
         self,
@@ -147,15 +168,22 @@ class CompiledPolicy:
         init(self, "_always", always)
         # whether a match of each rule ends evaluation: terminal and not deferred
         init(self, "_stops", tuple(r.action.terminal and r.defer is None for r in rules))
-        # per field: (members of a virtual field, reader, multi-valued, index or None, shares the name memo)
+        # per field: (members of a virtual field, reader, multi-valued, index or None, memo key or None)
         init(
             self,
             "_plan",
             {
-                name: (spec.alias_of, spec.read, spec.multi, indexes.get(spec.group), spec.kind is Kind.DOMAIN)
+                name: (
+                    spec.alias_of,
+                    spec.read,
+                    spec.multi,
+                    indexes.get(spec.group),
+                    None if spec.kind is Kind.BYTES else spec.group,
+                )
                 for name, spec in FIELDS.items()
             },
         )
+        init(self, "_lookups", {})
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"CompiledPolicy is immutable (cannot set {name!r})")
@@ -182,7 +210,7 @@ class CompiledPolicy:
                     rule.action,
                     rule.id,
                     rule.reason,
-                    tuple(dict.fromkeys(evidence)),
+                    tuple(dict.fromkeys(_evidence(e) for e in evidence)),
                     rule.params,
                     rule.cite,
                     direction=inp.direction,
@@ -201,7 +229,7 @@ class CompiledPolicy:
         """Entries in each index, by field group (all domain fields share the group "domain")."""
         return {group: index.sizes() for group, index in self._indexes.items()}
 
-    def _candidates(self, hits: Callable[[str], dict[int, Evidence]]) -> list[int]:
+    def _candidates(self, hits: _Hits) -> list[int]:
         candidates = set(self._always)
         for name, by_source in self._anchors:
             found = hits(name)
@@ -212,30 +240,35 @@ class CompiledPolicy:
                         candidates.update(rules)
         return sorted(candidates)
 
-    def _hits(self, inp: MatchInput) -> Callable[[str], dict[int, Evidence]]:
+    def _hits(self, inp: MatchInput) -> _Hits:
         """``hits(field)``: {source: evidence} of every source matching the field's value(s) in ``inp``,
         looked up once per field (and once per distinct name across the domain fields)."""
-        return _Hits(self._plan, inp)
+        lookups = self._lookups
+        if len(lookups) >= LOOKUPS_KEPT:
+            lookups.clear()
+        return _Hits(self._plan, inp, lookups)
 
 
 class _Hits:
     """The memoised lookups of one evaluation (see ``CompiledPolicy._hits``). An object rather than a closure:
     a closure that calls itself is a reference cycle, which only the garbage collector frees."""
 
-    __slots__ = ("plan", "inp", "memo", "names_memo")
+    __slots__ = ("plan", "inp", "memo", "lookups")
 
-    def __init__(self, plan: dict[str, PlanEntry], inp: MatchInput) -> None:
+    def __init__(
+        self, plan: dict[str, PlanEntry], inp: MatchInput, lookups: dict[tuple[str, Any], list[tuple[int, str]]]
+    ) -> None:
         self.plan = plan
         self.inp = inp
-        self.memo: dict[str, dict[int, Evidence]] = {}
-        self.names_memo: dict[str, list[tuple[int, str]]] = {}
+        self.memo: dict[str, dict[int, Found]] = {}
+        self.lookups = lookups  # the policy's (see CompiledPolicy): read-only results, never mutated here
 
-    def __call__(self, name: str) -> dict[int, Evidence]:
+    def __call__(self, name: str) -> dict[int, Found]:
         found = self.memo.get(name)
         if found is not None:
             return found
         found = {}
-        members, read, multi, index, is_name = self.plan[name]
+        members, read, multi, index, group = self.plan[name]
         if members:
             for member in members:
                 for source, evidence in self(member).items():
@@ -243,30 +276,41 @@ class _Hits:
         elif index is not None:
             value = read(self.inp)
             if value is not None:
-                names_memo = self.names_memo
+                lookups = self.lookups
                 for item in value if multi else (value,):
-                    if is_name:
-                        matched = names_memo.get(item)
+                    if group is not None:
+                        key = (group, item)
+                        matched = lookups.get(key)
                         if matched is None:
-                            matched = names_memo[item] = index.lookup(item)
+                            matched = lookups[key] = index.lookup(item)
                     else:
                         matched = index.lookup(item)
                     if matched:
-                        shown = format_value(item)
                         for source, pattern in matched:
                             if source not in found:
-                                found[source] = Evidence(name, shown, pattern)
+                                found[source] = (name, item, pattern)
         self.memo[name] = found
         return found
 
 
-def _eval(node: Node, hits: Callable[[str], dict[int, Evidence]], inp: MatchInput) -> list[Evidence] | None:
+def _evidence(found: Found | Evidence) -> Evidence:
+    """The ``Evidence`` of a hit (made only for the rules that match: most hits never need one)."""
+    if isinstance(found, Evidence):
+        return found
+    name, item, pattern = found
+    return Evidence(name, format_value(item), pattern)
+
+
+def _eval(node: Node, hits: _Hits, inp: MatchInput) -> list[Found | Evidence] | None:
     tag = node[0]
     if tag == _ATOM:
-        evidence = hits(node[1]).get(node[2])
+        found = hits.memo.get(node[1])
+        if found is None:
+            found = hits(node[1])
+        evidence = found.get(node[2])
         return None if evidence is None else [evidence]
     if tag == _ALL:
-        out: list[Evidence] = []
+        out: list[Found | Evidence] = []
         for child in node[1]:
             got = _eval(child, hits, inp)
             if got is None:
@@ -274,7 +318,7 @@ def _eval(node: Node, hits: Callable[[str], dict[int, Evidence]], inp: MatchInpu
             out.extend(got)
         return out
     if tag == _ANY:
-        matched: list[Evidence] | None = None
+        matched: list[Found | Evidence] | None = None
         for child in node[1]:
             got = _eval(child, hits, inp)
             if got is not None:
@@ -317,7 +361,7 @@ class _Builder:
 
     def node(self, cond: Condition) -> Node:
         if isinstance(cond, Atom):
-            return (_ATOM, cond.field, self.source(cond))
+            return (_ATOM, cond.field, self.source(cond), _atom_rank(cond))
         if isinstance(cond, Not):
             return (_NOT, self.node(cond.child), not_evidence(cond.child))
         children = tuple(self.node(c) for c in cond.children)
@@ -485,11 +529,26 @@ def _add_list(index: Index, kind: Kind, source: int, listdef: ListDef) -> None:
         table[key] = bit if old is None else old | bit
 
 
-def _anchor(node: Node) -> tuple[int, frozenset[tuple[str, int]]] | None:
+def _atom_rank(atom: Atom) -> tuple[int, int]:
+    """How selective an atom is as an anchor (lower is better): its field kind's ``ANCHOR_RANK``, then, among
+    enums and booleans, how rarely the tested value holds: a fact flag that is true (``tls.esni``,
+    ``tls_in_tls``, ``fully_encrypted``: set only when the feature was seen, absent on a packet without data)
+    first, then an enum with a large vocabulary (``app_proto``), then small vocabularies that every packet
+    has a value of (``transport``, ``direction``) and false flags."""
+    spec = FIELDS[atom.field]
+    rank = ANCHOR_RANK[spec.kind]
+    if spec.kind is Kind.BOOL:
+        return rank, 0 if atom.value is True else 3
+    if spec.kind is Kind.ENUM:
+        return rank, 1 if len(spec.values) > 8 else 2
+    return rank, 0
+
+
+def _anchor(node: Node) -> tuple[tuple[int, int], frozenset[tuple[str, int]]] | None:
     """A set of atoms at least one of which holds whenever ``node`` does, with its selectivity rank."""
     tag = node[0]
     if tag == _ATOM:
-        return ANCHOR_RANK[FIELDS[node[1]].kind], frozenset({(node[1], node[2])})
+        return node[3], frozenset({(node[1], node[2])})
     if tag == _NOT:
         return None
     found = [_anchor(child) for child in node[1]]

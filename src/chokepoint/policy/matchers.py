@@ -295,12 +295,13 @@ class PortIndex:
 class IpIndex:
     """Longest-prefix structure reduced to what a policy needs: every network containing an address."""
 
-    __slots__ = ("nets", "lengths", "label")
+    __slots__ = ("nets", "lengths", "label", "shown")
 
     def __init__(self) -> None:
         self.nets: dict[tuple[int, int], dict[int, int]] = {}  # (version, prefix length) -> {net: mask}
         self.lengths: dict[int, list[int]] = {4: [], 6: []}
         self.label: dict[int, str] = {}
+        self.shown: dict[tuple[int, int, int], str] = {}  # (version, prefix length, net) -> "net/len" (evidence)
 
     def sizes(self) -> dict[str, int]:
         return {"networks": sum(len(t) for t in self.nets.values()), "prefix_lengths": len(self.nets)}
@@ -313,7 +314,9 @@ class IpIndex:
         if key not in self.nets:
             self.nets[key] = {}
             self.lengths[net.version] = sorted(self.lengths[net.version] + [net.prefixlen], reverse=True)
-        _put(self.nets[key], int(net.network_address) >> (width - net.prefixlen), 1 << source)
+        value = int(net.network_address) >> (width - net.prefixlen)
+        _put(self.nets[key], value, 1 << source)
+        self.shown[(net.version, net.prefixlen, value)] = str(net)
 
     def lookup(self, address: str) -> Hits:
         if ":" in address:
@@ -329,7 +332,7 @@ class IpIndex:
             key = value >> (width - plen)
             mask = self.nets[(version, plen)].get(key)
             if mask:
-                net = ipaddress.ip_network((key << (width - plen), plen))
+                net = self.shown[(version, plen, key)]
                 out.extend((s, f"{self.label[s]}{net}") for s in bits(mask))
         return out
 
