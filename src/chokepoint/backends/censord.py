@@ -297,8 +297,31 @@ def main(argv: list[str] | None = None) -> int:
         kernel.remove()
     if intercept is not None:
         intercept.stop()
-    censor.close(backend.counters())
+    counters = backend.counters()
+    censor.close(counters)
+    flows = {"created": censor.engine.table.counters["flows_created"]} | censor.flow_table_stats()
+    stats = {"packets": {"seen": censor.counters["seen"]}, "flows": flows, "backend": counters}
+    print(f"censord: stopped: {summary(stats)}", file=sys.stderr, flush=True)
     return 0
+
+
+def summary(stats: Mapping[str, Any]) -> str:
+    """One line of what a run's stats (``censor-stats.json``'s layout) say about load: packets, flows and their evictions, and what a full
+    queue did (inline: failed open or dropped; None counts are shown as "?")."""
+    packets, flows = stats.get("packets", {}), stats.get("flows", {})
+    text = (
+        f"{packets.get('seen', 0)} packets seen, {flows.get('created', 0)} flows created, "
+        f"{flows.get('evicted', 0)} evicted ({flows.get('evicted_unassured', 0)} unassured), "
+        f"emergency mode entered {flows.get('emergency_entered', 0)} times"
+    )
+    overload = stats.get("backend", {}).get("overload")
+    if overload:
+        shown = lambda v: "?" if v is None else v  # noqa: E731
+        text += (
+            f"; queue full: {overload['when_full']}, failed open {shown(overload['failed_open'])}, "
+            f"kernel dropped {overload['queue_dropped']} (queue full) + {overload['user_dropped']} (netlink)"
+        )
+    return text
 
 
 def _start_prober(args: argparse.Namespace, profile, censor: Censor):
@@ -439,7 +462,7 @@ def launch(
     )
 
 
-__all__ = ["launch", "main"]
+__all__ = ["launch", "main", "summary"]
 
 
 if __name__ == "__main__":

@@ -38,6 +38,15 @@ Probabilistic rules are the engine's (its RNG is seeded from ``--seed``).
    each packet accepted, dropped (a drop verdict, in its direction) or held (delay) by its inner flow's state;
    throttling and residual blocks (nft sets keyed by the outer addresses' conntrack) are not enforced for them
    and are counted under ``wrapped_unenforceable``.
+
+8. Overload is counted (``overload`` in the counters). A full queue (``max_len`` packets waiting) is dropped by
+   the kernel when fail-closed (``queue_dropped`` of ``/proc/net/netfilter/nfnetlink_queue``) and accepted
+   uninspected when fail-open, which the kernel does not count: the packets that reached the ``NFQUEUE`` rule
+   (its iptables counters, IPv4 and IPv6, read by a child process at most every :data:`RULE_COUNT_INTERVAL`
+   seconds without blocking the packet loop, and once more before the queue is unbound) minus those the
+   daemon received, those waiting and those the kernel dropped are ``failed_open``: a lower bound while
+   running (the daemon's count is read after the rule's), exact at a clean stop. A worker of several sharing
+   the rule (``--queue-balance``) cannot tell its share: ``failed_open`` is then None.
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ import itertools
 import select
 import socket
 import struct
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -56,6 +66,7 @@ from typing import Any
 
 from chokepoint.backends.censor import LINKTYPE_RAW, Censor, Decision, residual_key
 from chokepoint.backends.kernel import MARK_BLOCK, MARK_OFFLOAD, KernelProgram, mark
+from chokepoint.lab import system
 from chokepoint.lab.system import CommandError
 
 #: Packets the kernel may hold for this queue (queued and not yet given a verdict, incl. delayed ones).
@@ -66,6 +77,8 @@ _STATE = "inline.kernel"
 #: Latency samples (seconds in the callback, per queued packet) kept for the percentiles in the counters.
 LATENCY_SAMPLES = 8192
 QUEUE_PROC = "/proc/net/netfilter/nfnetlink_queue"
+#: Seconds between two reads of the NFQUEUE rule's packet counters (fail-open accounting, point 8).
+RULE_COUNT_INTERVAL = 1.0
 
 # linux/netfilter/nfnetlink.h, nfnetlink_queue.h
 _NFNL_SUBSYS_QUEUE = 3
@@ -116,6 +129,79 @@ def queue_counters(queue_num: int, path: str = QUEUE_PROC) -> dict[str, int]:
     return {}
 
 
+def nfqueue_rule_packets(listing: str) -> int:
+    """Packets counted by the ``NFQUEUE`` rules of an ``iptables -L CHAIN -n -v -x`` listing."""
+    total = 0
+    for line in listing.splitlines():
+        fields = line.split()
+        if len(fields) > 2 and fields[2] == "NFQUEUE" and fields[0].isdigit():
+            total += int(fields[0])
+    return total
+
+
+def failed_open(rule_packets: int, queued: int, kernel_queue: dict[str, int]) -> int:
+    """Packets the kernel accepted uninspected because the queue was full (or no daemon was bound): every
+    packet that reached the NFQUEUE rule and was neither received by the daemon, nor still waiting, nor
+    dropped by the kernel (point 8 of the module docstring)."""
+    accounted = queued + sum(kernel_queue.get(k, 0) for k in ("waiting", "queue_dropped", "user_dropped"))
+    return max(0, rule_packets - accounted)
+
+
+class _RuleCounter:
+    """The NFQUEUE rule's packet count (IPv4 + IPv6), refreshed by child processes that the packet loop
+    polls instead of waiting for (``refresh``), or read synchronously (``read_now``)."""
+
+    def __init__(self, netns: str | None) -> None:
+        self.argvs = [
+            system.in_netns([tool, "-w", "-t", "mangle", "-L", "CHOKEPOINT", "-n", "-v", "-x"], netns)
+            for tool in ("iptables", "ip6tables")
+        ]
+        self.packets: int | None = None
+        self.reads = 0
+        self._procs: list[subprocess.Popen[str]] = []
+        self._due = 0.0
+
+    def refresh(self, now: float) -> bool:
+        """Start a read when one is due, collect a finished one; True when ``packets`` was just updated."""
+        if self._procs:
+            if any(proc.poll() is None for proc in self._procs):
+                return False
+            return self._collect()
+        if now >= self._due:
+            self._due = now + RULE_COUNT_INTERVAL
+            self._start()
+        return False
+
+    def read_now(self, timeout: float = 5.0) -> bool:
+        if not self._procs:
+            self._start()
+        for proc in self._procs:
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return self._collect()
+
+    def _start(self) -> None:
+        try:
+            self._procs = [
+                subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                for argv in self.argvs
+            ]
+        except OSError:
+            self._procs = []
+
+    def _collect(self) -> bool:
+        procs, self._procs = self._procs, []
+        outputs = [(proc.communicate()[0], proc.returncode) for proc in procs]
+        if not outputs or any(code != 0 for _, code in outputs):
+            return False  # the rules are gone (stopping) or iptables failed: keep the last count
+        self.packets = sum(nfqueue_rule_packets(out) for out, _ in outputs)
+        self.reads += 1
+        return True
+
+
 def _percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     pick = lambda q: ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1e6  # noqa: E731
@@ -155,6 +241,9 @@ class InlineBackend:
         self.latency_first: list[float] = []  # callback time of each flow's first packet
         self.latency_all: list[float] = []
         censor.flow_end_hooks.append(self._flow_ended)
+        self._rules = _RuleCounter(kernel.netns)
+        self._last_kq: dict[str, int] = {}
+        self._failed_open = 0  # the estimate at the last read of the rule's counters (point 8)
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -192,10 +281,19 @@ class InlineBackend:
                 nfq.run(block=False)
             if self._held:
                 self._release_due()
+            if self._rules.refresh(self.clock()):
+                self._note_failed_open()
             self.censor.maybe_write_stats(self.counters())
 
+    def _note_failed_open(self) -> None:
+        if self._rules.packets is not None:
+            estimate = failed_open(self._rules.packets, self.counters_["queued"], queue_counters(self.queue_num))
+            self._failed_open = max(self._failed_open, estimate)  # a lower bound: never goes back
+
     def stop(self) -> None:
-        """Release held packets (accepted now) and unbind the queue."""
+        """Release held packets (accepted now), take the final count of failed-open packets, unbind the queue."""
+        if self._nfq is not None and self._rules.read_now():
+            self._note_failed_open()
         while self._held:
             _, _, nfpkt, packet_mark = heapq.heappop(self._held)
             self._give(nfpkt, packet_mark)
@@ -205,6 +303,9 @@ class InlineBackend:
 
     def counters(self) -> dict[str, Any]:
         c = self.counters_
+        kernel_queue = queue_counters(self.queue_num)
+        if kernel_queue:
+            self._last_kq = kernel_queue  # after the queue is unbound /proc has no line for it
         latency = {}
         if self.latency_first:
             latency["first_packet"] = _percentiles(self.latency_first)
@@ -225,8 +326,23 @@ class InlineBackend:
             "flows_offloaded": c["flows_offloaded"],
             "wrapped_unenforceable": c["wrapped_unenforceable"],
             "verdict_latency": latency,  # user-space time per queued packet
-            "kernel_queue": queue_counters(self.queue_num),
+            "kernel_queue": kernel_queue,
             "queue_num": self.queue_num,
+            "overload": self.overload(kernel_queue),
+        }
+
+    def overload(self, kernel_queue: dict[str, int] | None = None) -> dict[str, Any]:
+        """What a full queue did (point 8 of the module docstring): the configured behaviour, the packets
+        accepted uninspected (fail-open) and those the kernel dropped (fail-closed, or netlink buffer full)."""
+        kq = queue_counters(self.queue_num) if kernel_queue is None else kernel_queue
+        shared = self.kernel.queue_balance is not None
+        return {
+            "when_full": "drop (fail-closed)" if self.kernel.fail_closed else "accept (fail-open)",
+            "max_len": self.max_len,
+            "nfqueue_rule_packets": None if shared else self._rules.packets,
+            "failed_open": None if shared or self.kernel.fail_closed else self._failed_open,
+            "queue_dropped": kq.get("queue_dropped", self._last_kq.get("queue_dropped", 0)),
+            "user_dropped": kq.get("user_dropped", self._last_kq.get("user_dropped", 0)),
         }
 
     # -- the packet path --------------------------------------------------------------------------------
@@ -397,4 +513,4 @@ class InlineBackend:
         print(f"censord: {counter.replace('_', ' ')}: {exc}", file=sys.stderr, flush=True)
 
 
-__all__ = ["DEFAULT_MAX_LEN", "FlowKernelState", "InlineBackend"]
+__all__ = ["DEFAULT_MAX_LEN", "FlowKernelState", "InlineBackend", "failed_open", "nfqueue_rule_packets"]
