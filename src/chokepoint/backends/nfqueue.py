@@ -77,6 +77,10 @@ _STATE = "inline.kernel"
 #: Latency samples (seconds in the callback, per queued packet) kept for the percentiles in the counters.
 LATENCY_SAMPLES = 8192
 QUEUE_PROC = "/proc/net/netfilter/nfnetlink_queue"
+#: While packets keep coming, the callback checks the clock every DUTY_EVERY packets and does the run loop's
+#: duties (stats, held packets, stop requests) when DUTY_TICK seconds have passed.
+DUTY_EVERY = 64
+DUTY_TICK = TICK
 #: Seconds between two reads of the NFQUEUE rule's packet counters (fail-open accounting, point 8).
 RULE_COUNT_INTERVAL = 1.0
 
@@ -92,6 +96,10 @@ _NLM_F_REQUEST = 1
 _WRAPPED_DROP = "nfqueue.wrapped_drop"
 #: Labels of link-level wrappers, which the kernel removes before netfilter (NFQUEUE never sees them).
 _LINK_LEVEL = ("vlan:", "qinq:", "mpls:", "pppoe:", "ppp")
+
+
+class _StopRequested(Exception):
+    """Raised from the packet callback (after the packet's verdict) to leave ``nfq.run`` when asked to stop."""
 
 
 def _tunnelled(encap: tuple[str, ...]) -> bool:
@@ -243,6 +251,9 @@ class InlineBackend:
         censor.flow_end_hooks.append(self._flow_ended)
         self._rules = _RuleCounter(kernel.netns)
         self._last_kq: dict[str, int] = {}
+        self._should_stop: Callable[[], bool] = lambda: False
+        self._since_duties = 0
+        self._next_duty = 0.0
         self._failed_open = 0  # the estimate at the last read of the rule's counters (point 8)
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -270,20 +281,36 @@ class InlineBackend:
             raise
 
     def run(self, should_stop: Callable[[], bool]) -> None:
+        """Give verdicts until ``should_stop()``. ``nfq.run(block=False)`` returns only once the queue is empty,
+        which a flood never lets happen: the periodic duties (held packets, stats, the stop request) are then
+        done from the packet callback every :data:`DUTY_TICK` seconds (:meth:`_duties`)."""
         nfq = self._nfq
         fd = nfq.get_fd()
-        while not should_stop():
-            timeout = TICK
-            if self._held:
-                timeout = min(timeout, max(0.0, self._held[0][0] - self.clock()))
-            readable, _, _ = select.select([fd], [], [], timeout)
-            if readable:
-                nfq.run(block=False)
-            if self._held:
-                self._release_due()
-            if self._rules.refresh(self.clock()):
-                self._note_failed_open()
-            self.censor.maybe_write_stats(self.counters())
+        self._should_stop = should_stop
+        try:
+            while not should_stop():
+                timeout = TICK
+                if self._held:
+                    timeout = min(timeout, max(0.0, self._held[0][0] - self.clock()))
+                readable, _, _ = select.select([fd], [], [], timeout)
+                if readable:
+                    nfq.run(block=False)
+                self._duties(stop_check=False)
+        except _StopRequested:
+            pass
+
+    def _duties(self, *, stop_check: bool = True) -> None:
+        """What the run loop does between packets: release due held packets, read the NFQUEUE rule's counters,
+        write the stats; from the callback (``stop_check``) also ask whether to stop (the policy reload hook
+        runs there too), and leave ``nfq.run`` by raising :class:`_StopRequested` after the packet's verdict."""
+        self._next_duty = self.clock() + DUTY_TICK
+        if self._held:
+            self._release_due()
+        if self._rules.refresh(self.clock()):
+            self._note_failed_open()
+        self.censor.maybe_write_stats(self.counters())
+        if stop_check and self._should_stop():
+            raise _StopRequested
 
     def _note_failed_open(self) -> None:
         if self._rules.packets is not None:
@@ -358,6 +385,11 @@ class InlineBackend:
         self._sample(self.latency_all, spent)
         if decision is not None and sum(decision.step.flow.pkts) == 1:
             self._sample(self.latency_first, spent)
+        self._since_duties += 1
+        if self._since_duties >= DUTY_EVERY:  # a flood keeps nfq.run() from returning (see run)
+            self._since_duties = 0
+            if self.clock() >= self._next_duty:
+                self._duties()
 
     @staticmethod
     def _sample(samples: list[float], value: float) -> None:
