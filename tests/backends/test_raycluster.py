@@ -1,5 +1,6 @@
 """``analyze --ray``: a real Ray head on loopback (started here, always stopped), against local runs on the real
-captures of ../shared/data/ndpi (spread by file) and on one generated capture split by flow hash."""
+captures of ../shared/data/ndpi (spread by file) and on one generated capture split by flow hash; ``--ray`` without
+an address: a Ray started by the run itself and shut down after it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from chokepoint.backends.offline import CaptureResult, analyze
-from chokepoint.backends.raycluster import ProfileSpec, analyze_on_ray, plan
+from chokepoint.backends.raycluster import LOCAL, ProfileSpec, analyze_on_ray, local_cpus, plan
 from chokepoint.packet.samples import write_mixed_capture
 from chokepoint.policy import load_profile
 from tests._corpus import NDPI_PCAPS, capture_paths, not_found
@@ -91,5 +92,64 @@ def test_the_command_line_gives_the_local_lines(ray_head, tmp_path):
     remote = subprocess.run(
         [*cli, "--ray", ray_head, "-w", "2"], capture_output=True, text=True, timeout=300, cwd=tmp_path
     )
+    assert remote.returncode == local.returncode == 0, remote.stderr
+    assert sorted(local.stdout.splitlines()) == sorted(remote.stdout.splitlines())
+
+
+def test_ray_without_an_address_means_a_local_ray(monkeypatch, tmp_path):
+    """``--ray`` alone (last, or before another option) asks for a local Ray; ``--ray ADDRESS`` for that cluster."""
+    from typer.testing import CliRunner
+
+    from chokepoint.cli import analyze as analyze_cli
+    from chokepoint.cli import app
+
+    write_mixed_capture(tmp_path / "m.pcap", 5, seed=1)
+    asked: list[str] = []
+
+    def fake(paths, spec, address, workers):
+        asked.append(address)
+        return analyze(paths, load_profile("demo"))
+
+    monkeypatch.setattr(analyze_cli, "_on_ray", fake)
+    capture = str(tmp_path / "m.pcap")
+    for argv, address in (
+        ([capture, "--ray"], LOCAL),
+        ([capture, "--ray", "-f", "eve"], LOCAL),
+        ([capture, "--ray", "local"], LOCAL),
+        ([capture, "--ray", "10.0.0.1:6379", "-f", "eve"], "10.0.0.1:6379"),
+        ([capture, "--ray=auto"], "auto"),
+    ):
+        result = CliRunner().invoke(app, ["analyze", *argv])
+        assert result.exit_code == 0, (argv, result.output)
+        assert asked.pop() == address, argv
+    assert local_cpus() >= 1
+
+
+def _ray_missing() -> None:
+    if not RAY.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("ray is not installed (make setup installs the scale extra)")
+        pytest.skip("ray is not installed (make setup installs the scale extra)")
+
+
+def test_a_local_ray_is_started_for_the_run_and_shut_down(tmp_path):
+    """No address: the run starts its own Ray (this machine's CPUs), gives a local run's lines, and stops it."""
+    _ray_missing()
+    import ray
+
+    write_mixed_capture(tmp_path / "mixed.pcap", 120, seed=4)
+    path = str(tmp_path / "mixed.pcap")
+    local = analyze([path], load_profile("gfw"))
+    remote = analyze_on_ray([path], ProfileSpec("gfw"), None)
+    same(local, remote)
+    assert not ray.is_initialized()
+
+
+def test_the_command_line_starts_a_local_ray_without_an_address(tmp_path):
+    _ray_missing()
+    write_mixed_capture(tmp_path / "mixed.pcap", 60, seed=2)
+    cli = [sys.executable, "-m", "chokepoint.cli", "analyze", "mixed.pcap", "-p", "gfw", "-f", "eve"]
+    local = subprocess.run(cli, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    remote = subprocess.run([*cli, "--ray"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert remote.returncode == local.returncode == 0, remote.stderr
     assert sorted(local.stdout.splitlines()) == sorted(remote.stdout.splitlines())

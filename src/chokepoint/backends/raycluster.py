@@ -1,4 +1,8 @@
-"""Offline analysis on a Ray cluster: ``chokepoint analyze CAPTURES --ray ADDRESS``.
+"""Offline analysis on a Ray cluster: ``chokepoint analyze CAPTURES --ray [ADDRESS]``.
+
+With an address the analysis joins that cluster (``auto``: ``RAY_ADDRESS`` or a head on this machine); without
+one (``--ray`` alone, or ``local``) a Ray is started on this machine for the run, with as many CPUs as this
+process may use, and shut down after it (:data:`LOCAL`).
 
 The unit of work is one shard of one capture (:func:`chokepoint.backends.offline.analyze_capture` with ``shard``
 and ``shards``): the worker reads the whole capture and runs the engine on the flows whose direction-free
@@ -26,6 +30,27 @@ from chokepoint.packet.pcap import open_capture
 
 #: ``--ray auto``: the cluster this machine belongs to (``RAY_ADDRESS``, or a head started here).
 AUTO = "auto"
+#: ``--ray`` without an address: a Ray of its own started here for the run and shut down after it.
+LOCAL = "local"
+
+
+def local_cpus() -> int:
+    """The CPUs this process may run on (its affinity, which a container's cpuset limits), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _init(ray: Any, address: str | None) -> None:
+    """Join the cluster at ``address``, or start a local one (``None`` or :data:`LOCAL`)."""
+    quiet: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False, "configure_logging": False}
+    if address is None or address == LOCAL:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a run's own Ray reports nothing anywhere
+        # "local" always starts a new Ray, even when a cluster is running on this machine
+        ray.init(address=LOCAL, num_cpus=local_cpus(), include_dashboard=False, **quiet)
+    else:
+        ray.init(address=address, **quiet)
 
 
 @dataclass(frozen=True)
@@ -75,12 +100,13 @@ def plan(paths: list[str], slots: int, shards: int | None = None) -> list[tuple[
 def analyze_on_ray(
     paths: list[str],
     spec: ProfileSpec,
-    address: str = AUTO,
+    address: str | None = AUTO,
     *,
     shards: int | None = None,
     progress: Callable[[str, int], None] | None = None,
 ) -> list[CaptureResult]:
-    """Analyse every capture on the Ray cluster at ``address``; results in the order of ``paths``, records
+    """Analyse every capture on the Ray cluster at ``address`` (None or :data:`LOCAL`: on a Ray started here for
+    this call and shut down after it, as many CPUs as this process may use); results in the order of ``paths``, records
     sorted by flow start, as :func:`chokepoint.backends.offline.analyze` gives them. Raises
     ``CaptureFormatError`` (before anything is submitted) for a file that is no capture, ``ImportError``
     when Ray is not installed, ``ConnectionError`` when no cluster answers at ``address``. The profile is
@@ -91,7 +117,7 @@ def analyze_on_ray(
         open_capture(path).close()
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=False)
+        _init(ray, address)
     try:
         slots = int(ray.cluster_resources().get("CPU", 1))
         remote = ray.remote(num_cpus=1, max_retries=0)(_task)

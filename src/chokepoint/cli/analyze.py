@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from chokepoint.backends.offline import CaptureFormatError, analyze
-from chokepoint.backends.raycluster import ProfileSpec
+from chokepoint.backends.raycluster import LOCAL, ProfileSpec
 from chokepoint.output.table import print_report
 from chokepoint.policy import PolicyError, load_profile, load_rules_file
 
@@ -79,8 +79,11 @@ def analyze_cmd(
     ray_address: str | None = typer.Option(
         None,
         "--ray",
-        metavar="ADDRESS",
-        help="run on a Ray cluster: host:port of its head, or auto (RAY_ADDRESS or a head on this machine)",
+        metavar="[ADDRESS]",
+        is_flag=False,
+        flag_value=LOCAL,
+        help="run on Ray: alone (or local), a Ray started here for the run with this machine's CPUs; with "
+        "host:port of a cluster's head, on that cluster; auto: RAY_ADDRESS or a head on this machine",
     ),
     limit: int = typer.Option(200, "--limit", help="table: at most this many flow rows"),
     stats: bool = typer.Option(
@@ -168,7 +171,8 @@ def _on_ray(paths: list[str], spec: ProfileSpec, address: str, workers: int):
         err.print(f"error: --ray needs Ray ({exc}): pip install 'chokepoint[scale]'", markup=False, highlight=False)
         raise typer.Exit(EXIT_USAGE)
     except ConnectionError as exc:
-        err.print(f"error: --ray {address}: no Ray cluster there ({exc})", markup=False, highlight=False)
+        where = "could not start a local Ray" if address == LOCAL else "no Ray cluster there"
+        err.print(f"error: --ray {address}: {where} ({exc})", markup=False, highlight=False)
         raise typer.Exit(EXIT_USAGE)
 
 
