@@ -5,9 +5,14 @@ an address: a Ray started by the run itself and shut down after it."""
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -40,21 +45,67 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _processes_of(temp_dir: str) -> list[int]:
+    """The processes of the Ray started with ``--temp-dir=temp_dir``: those whose command line names it (GCS,
+    raylet, monitors) and all their descendants (agents and workers rename themselves ``ray::...``)."""
+    parents: dict[int, int] = {}
+    roots = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if temp_dir.encode() in cmdline and int(entry.name) != os.getpid():
+            roots.add(int(entry.name))
+    found, grew = set(roots), True
+    while grew:
+        children = {pid for pid, parent in parents.items() if parent in found} - found
+        found |= children
+        grew = bool(children)
+    return sorted(found)
+
+
+def _stop_own_cluster(temp_dir: str) -> None:
+    """Stop only the Ray this module started (``ray stop`` would stop every Ray of the machine, other
+    users' too): SIGTERM its processes by pid, SIGKILL what is left after 10 s."""
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        pids = _processes_of(temp_dir)
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while pids and _processes_of(temp_dir) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def ray_head():
-    """A local Ray head with two CPUs on 127.0.0.1; ``ray stop`` runs whatever happens."""
+    """A local Ray head with two CPUs on 127.0.0.1, its own port and temporary directory; stopped (only it)
+    whatever happens."""
     if not RAY.exists():
         if os.environ.get("CI") == "true":
             pytest.fail("ray is not installed (make setup installs the scale extra)")
         pytest.skip("ray is not installed (make setup installs the scale extra)")
     port = _free_port()
+    temp_dir = tempfile.mkdtemp(prefix="cpk-ray-", dir="/tmp")  # short: Ray's socket paths live below it
     args = [str(RAY), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2"]
-    args += ["--include-dashboard=false", "--disable-usage-stats"]
-    try:
-        subprocess.run(args, check=True, capture_output=True, timeout=120)
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120)
+    args += ["--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"]
+    # Token authentication with a token of its own, for the head and the drivers of these tests (in-process and
+    # the command lines they start): nothing depends on, or is written to, ~/.ray/auth_token.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_AUTH_MODE", "token")
+        env.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
+        try:
+            subprocess.run(args, check=True, capture_output=True, timeout=120)
+            yield f"127.0.0.1:{port}"
+        finally:
+            _stop_own_cluster(temp_dir)
 
 
 def same(local: list[CaptureResult], remote: list[CaptureResult]) -> None:
@@ -116,6 +167,7 @@ def test_ray_without_an_address_means_a_local_ray(monkeypatch, tmp_path):
         ([capture, "--ray"], LOCAL),
         ([capture, "--ray", "-f", "eve"], LOCAL),
         ([capture, "--ray", "local"], LOCAL),
+        (["--ray", capture, "-f", "eve"], LOCAL),  # a capture, not an address (no port)
         ([capture, "--ray", "10.0.0.1:6379", "-f", "eve"], "10.0.0.1:6379"),
         ([capture, "--ray=auto"], "auto"),
     ):

@@ -20,7 +20,11 @@ at the same path on every node (shared storage); see docs/scale.md.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -42,15 +46,45 @@ def local_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _init(ray: Any, address: str | None) -> None:
-    """Join the cluster at ``address``, or start a local one (``None`` or :data:`LOCAL`)."""
+@contextmanager
+def _ray_session(ray: Any, address: str | None) -> Iterator[None]:
+    """Ray initialised for the block (unless it already was): the cluster at ``address``, or (``None`` or
+    :data:`LOCAL`) a Ray started here and shut down after the block.
+
+    The local Ray leaves nothing behind: its files go to a temporary directory of its own (removed after), and
+    it uses token authentication (Ray's default for a new local cluster) with a token passed in the environment
+    of this process and its children only, where Ray would otherwise write one to ``~/.ray/auth_token`` (which
+    then switches every ``ray start`` of the machine's user to token authentication). It sends no usage
+    statistics. Settings already in the environment (``RAY_AUTH_MODE``, ``RAY_AUTH_TOKEN``,
+    ``RAY_USAGE_STATS_ENABLED``) are kept."""
+    if ray.is_initialized():
+        yield
+        return
     quiet: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False, "configure_logging": False}
-    if address is None or address == LOCAL:
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a run's own Ray reports nothing anywhere
-        # "local" always starts a new Ray, even when a cluster is running on this machine
-        ray.init(address=LOCAL, num_cpus=local_cpus(), include_dashboard=False, **quiet)
-    else:
+    if address is not None and address != LOCAL:
         ray.init(address=address, **quiet)
+        try:
+            yield
+        finally:
+            ray.shutdown()
+        return
+    env = {"RAY_USAGE_STATS_ENABLED": "0"}
+    if "RAY_AUTH_MODE" not in os.environ and "RAY_AUTH_TOKEN" not in os.environ:
+        env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {k: v for k, v in env.items() if k not in os.environ}
+    temp_dir = tempfile.mkdtemp(prefix="chokepoint-ray-", dir="/tmp")  # short: Ray's socket paths live below it
+    os.environ.update(env)
+    try:
+        # "local" always starts a new Ray, even when a cluster is running on this machine
+        ray.init(address=LOCAL, num_cpus=local_cpus(), include_dashboard=False, _temp_dir=temp_dir, **quiet)
+        try:
+            yield
+        finally:
+            ray.shutdown()
+    finally:
+        for key in env:
+            os.environ.pop(key, None)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -115,10 +149,7 @@ def analyze_on_ray(
 
     for path in paths:  # fail fast, here, on a file that is no capture
         open_capture(path).close()
-    started = not ray.is_initialized()
-    if started:
-        _init(ray, address)
-    try:
+    with _ray_session(ray, address):
         slots = int(ray.cluster_resources().get("CPU", 1))
         remote = ray.remote(num_cpus=1, max_retries=0)(_task)
         tasks = plan(paths, slots, shards)
@@ -138,6 +169,3 @@ def analyze_on_ray(
                 progress(path, os.path.getsize(path))
             results.append(merged)
         return results
-    finally:
-        if started:
-            ray.shutdown()
