@@ -43,9 +43,12 @@ Probabilistic rules are the engine's (its RNG is seeded from ``--seed``).
    the kernel when fail-closed (``queue_dropped`` of ``/proc/net/netfilter/nfnetlink_queue``) and accepted
    uninspected when fail-open, which the kernel does not count: the packets that reached the ``NFQUEUE`` rule
    (its iptables counters, IPv4 and IPv6, read by a child process at most every :data:`RULE_COUNT_INTERVAL`
-   seconds without blocking the packet loop, and once more before the queue is unbound) minus those the
+   seconds without blocking the packet loop, and once more just after the queue is unbound) minus those the
    daemon received, those waiting and those the kernel dropped are ``failed_open``: a lower bound while
-   running (the daemon's count is read after the rule's), exact at a clean stop. A worker of several sharing
+   running (the daemon's count is read after the rule's), exact at a clean stop but for the packets that were
+   waiting when the queue was unbound (the kernel drops those). A GSO packet that the kernel splits when it
+   queues it counts once at the rule and once per segment in the daemon: with segmentation offloads on (the
+   test path; the lab turns them off) the estimate is short by those. A worker of several sharing
    the rule (``--queue-balance``) cannot tell its share: ``failed_open`` is then None.
 """
 
@@ -314,19 +317,23 @@ class InlineBackend:
 
     def _note_failed_open(self) -> None:
         if self._rules.packets is not None:
-            estimate = failed_open(self._rules.packets, self.counters_["queued"], queue_counters(self.queue_num))
+            # once unbound the queue has no /proc line: its last counters, nothing waiting any more
+            kernel_queue = queue_counters(self.queue_num) or {**self._last_kq, "waiting": 0}
+            estimate = failed_open(self._rules.packets, self.counters_["queued"], kernel_queue)
             self._failed_open = max(self._failed_open, estimate)  # a lower bound: never goes back
 
     def stop(self) -> None:
-        """Release held packets (accepted now), take the final count of failed-open packets, unbind the queue."""
-        if self._nfq is not None and self._rules.read_now():
-            self._note_failed_open()
+        """Release held packets (accepted now), unbind the queue, then take the final count of failed-open
+        packets (every packet that reached the rule by then: the daemon's count no longer moves)."""
         while self._held:
             _, _, nfpkt, packet_mark = heapq.heappop(self._held)
             self._give(nfpkt, packet_mark)
         if self._nfq is not None:
+            self.counters()  # the kernel queue's last counters, kept for the stats
             self._nfq.unbind()
             self._nfq = None
+            if self._rules.read_now():
+                self._note_failed_open()
 
     def counters(self) -> dict[str, Any]:
         c = self.counters_
