@@ -15,9 +15,11 @@ can match to it; it writes its own events to the same ``events.jsonl`` and its c
 
 Files in ``DIR`` (the lab's ``/run/chokepoint-lab``):
 
-- ``censor-stats.json``, rewritten (atomically) every second: packets seen/accepted/dropped/held,
-  verdicts by action and by rule, injections, residual entries, flows, errors, engine counters;
-  ``"running": false`` after a clean stop.
+- ``censor-stats.json``, rewritten (atomically) every second, floods included: packets seen/accepted/dropped/held,
+  verdicts by action and by rule, injections, residual entries, flows (with the flow table's evictions and
+  emergency mode: ``flow/memcap.py``), errors, engine counters, and inline what a full queue did
+  (``backend.overload``: fail-open or fail-closed, packets that failed open, packets the kernel dropped);
+  ``"running": false`` after a clean stop, when a one-line summary of the same goes to the log.
 - ``events.jsonl``: the Suricata-EVE flow record of every flow that ended (``flow_to_eve``) and, per
   enforced verdict, an ``event_type: "chokepoint"`` record with the plan and the fields of every injected
   packet (the probes' ground truth).
