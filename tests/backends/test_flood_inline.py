@@ -126,3 +126,30 @@ def test_flood_keeps_memory_bounded_and_an_allowed_download_working(netpath, tmp
     # memory: a few MB for MAX_FLOWS flows, whatever the flood's size (~2 kB per flow kept would be tens of MB)
     assert (peak[0] - rss_before) < 40 * 1024, (rss_before, peak[0], flows)
     assert "censord: stopped:" in daemon.log_text() and "failed open" in daemon.log_text()
+
+
+LISTING = """Chain CHOKEPOINT (1 references)
+    pkts      bytes target     prot opt in     out     source               destination
+       0        0 DROP       0    --  *      *       0.0.0.0/0            0.0.0.0/0            connmark match  0x2/0x33
+     120     4800 ACCEPT     0    --  *      *       0.0.0.0/0            0.0.0.0/0            mark match ! 0x0/0x3
+  100096  4003840 NFQUEUE    0    --  *      *       0.0.0.0/0            0.0.0.0/0            NFQUEUE num 0 bypass
+"""
+
+
+def test_failed_open_is_what_reached_the_rule_and_nothing_else_accounts_for():
+    from chokepoint.backends.censord import summary
+    from chokepoint.backends.nfqueue import failed_open, nfqueue_rule_packets
+
+    assert nfqueue_rule_packets(LISTING) == 100096 and nfqueue_rule_packets("") == 0
+    kernel_queue = {"waiting": 4000, "queue_dropped": 0, "user_dropped": 0}
+    assert failed_open(100096, 57717, kernel_queue) == 100096 - 57717 - 4000
+    assert failed_open(100, 90, {"waiting": 20}) == 0  # never negative
+    stats = {
+        "packets": {"seen": 57717},
+        "flows": {"created": 57717, "evicted": 10, "evicted_unassured": 10, "emergency_entered": 1},
+        "backend": {
+            "overload": {"when_full": "accept (fail-open)", "failed_open": None, "queue_dropped": 0, "user_dropped": 0}
+        },
+    }
+    line = summary(stats)
+    assert "57717 packets seen" in line and "10 evicted (10 unassured)" in line and "failed open ?" in line
