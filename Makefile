@@ -69,6 +69,7 @@ bench: setup
 	$(PY) bench/manager_fleet.py
 	$(PY) bench/manager_api.py
 	$(PY) bench/flood_rss.py
+	$(PY) bench/inline_flood.py
 	$(PY) bench/ray_scale.py
 	$(PY) bench/lab_delay.py
 	$(PY) bench/mirror_races.py

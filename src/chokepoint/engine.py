@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from chokepoint.appproto import AppProto
 from chokepoint.dissect import dispatch
@@ -31,6 +32,11 @@ from chokepoint.packet.record import SYN, TCP, UDP, Packet
 from chokepoint.policy.fields import FIELDS, Kind
 from chokepoint.policy.input import MatchInput
 from chokepoint.policy.verdict import Action, Evidence, Verdict
+
+if TYPE_CHECKING:
+    from chokepoint.dissect.dispatch import FlowFacts
+    from chokepoint.policy.compiler import Deferral
+    from chokepoint.policy.profile import Profile
 
 _TRANSPORT = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp", 50: "esp", 51: "ah", 47: "gre"}
 #: Seconds of packet time between two expiry sweeps.
@@ -63,7 +69,7 @@ class Step:
     forwarded: tuple[int | None, int | None] = (None, None)  # seq_end (c2s, s2c) before this packet
 
 
-def _facts_seen(facts) -> tuple:
+def _facts_seen(facts: FlowFacts) -> tuple[Any, ...]:
     """What the policy can see of the facts; compared by identity first, so it costs a tuple."""
     return (
         facts.app_proto,
@@ -79,7 +85,7 @@ def _facts_seen(facts) -> tuple:
     )
 
 
-def facts_is_query(facts) -> bool:
+def facts_is_query(facts: FlowFacts | None) -> bool:
     """The newest DNS message of the flow is a query (not a response)."""
     return facts is not None and bool(facts.dns) and not facts.dns[-1].is_response
 
@@ -89,7 +95,7 @@ _NO_FACTS_SEEN = (AppProto.UNKNOWN.value, None, None, None, 0, None, None, None,
 
 
 class Engine:
-    def __init__(self, profile, *, rng: random.Random | None = None) -> None:
+    def __init__(self, profile: Profile, *, rng: random.Random | None = None) -> None:
         self.profile = profile
         self.settings = profile.engine
         self.policy = profile.policy
@@ -99,20 +105,20 @@ class Engine:
         self._next_sweep = 0.0
         self._use(profile)
 
-    def _use(self, profile) -> None:
+    def _use(self, profile: Profile) -> None:
         """Take ``profile``'s policy and settings (at start, and on a swap)."""
         self.profile = profile
         self.settings = profile.engine
         self.policy = profile.policy
         # profile facts (see _DATA_C2S): whether to re-ask per data packet; the profile's clock offset
-        used = getattr(self.policy, "fields_used", frozenset())
+        used: frozenset[str] = getattr(self.policy, "fields_used", frozenset())
         self._recheck_data = "data_packet_index_c2s" in used
         self._recheck_payload = bool(used & {"payload", "payload_len"})
         self._with_stream = "stream_c2s" in used  # copying the reassembled stream is only worth it then
         meta = getattr(profile, "meta", None)
         self._utc_offset_s = getattr(meta, "utc_offset_s", 0)
-        self._decisions: dict[tuple, tuple[Verdict, ...]] | None = None
-        self._key_readers: tuple = ()
+        self._decisions: dict[tuple[Any, ...], tuple[Verdict, ...]] | None = None
+        self._key_readers: tuple[Callable[[MatchInput], Any], ...] = ()
         if used and not any(FIELDS[name].kind is Kind.BYTES for name in used if name in FIELDS):
             self._decisions = {}
             self._key_readers = tuple(FIELDS[n].read for n in sorted(used) if n in FIELDS and not FIELDS[n].alias_of)
@@ -126,7 +132,7 @@ class Engine:
         """Whether the profile has deferred rules (otherwise no flow is ever watched)."""
         return bool(self._deferrals)
 
-    def swap_profile(self, profile) -> None:
+    def swap_profile(self, profile: Profile) -> None:
         """Enforce ``profile`` from the next packet on (a node's policy reload between two packets; nothing
         runs concurrently with ``step``). Flows that already have a verdict keep it. Flows still under
         inspection keep what was dissected and are judged by the new policy at their next inspected packet;
@@ -279,10 +285,14 @@ class Engine:
                     stream.set_isn(isn)
             if stream.add(pkt.seq, payload) == 0:
                 if stream.full:  # past the reassembled bytes: only a pending mid-stream TLS check looks at it
-                    dispatch.on_tcp_beyond_stream(flow.facts, direction, (pkt.seq - stream.base) & 0xFFFFFFFF, payload)
+                    dispatch.on_tcp_beyond_stream(flow.facts, direction, (pkt.seq - stream.base) & 0xFFFFFFFF, payload)  # type: ignore[operator]  # add() set stream.base
                 if flow.facts.tls_shape is not None:
                     dispatch.on_tls_segment(
-                        flow.facts, direction, pkt.ts, (pkt.seq - stream.base) & 0xFFFFFFFF, len(payload)
+                        flow.facts,
+                        direction,
+                        pkt.ts,
+                        (pkt.seq - stream.base) & 0xFFFFFFFF,  # type: ignore[operator]
+                        len(payload),
                     )
                 return  # retransmission, or out of order: nothing new to dissect yet
             data = stream.bytes
@@ -290,7 +300,7 @@ class Engine:
             data = payload  # this censor looks at one segment at a time
         dispatch.on_tcp_data(flow.facts, direction, data, flow.server_port)
         if s.reassembly and flow.facts.tls_shape is not None:  # TLS-in-TLS sizes and times (dissect/tlsintls.py)
-            dispatch.on_tls_segment(flow.facts, direction, pkt.ts, (pkt.seq - stream.base) & 0xFFFFFFFF, len(payload))
+            dispatch.on_tls_segment(flow.facts, direction, pkt.ts, (pkt.seq - stream.base) & 0xFFFFFFFF, len(payload))  # type: ignore[operator, union-attr]
 
     def _evaluate(self, inp: MatchInput) -> tuple[Verdict, ...]:
         """The policy's verdicts for ``inp``, remembered by the values of the fields its rules read (see
@@ -344,7 +354,7 @@ class Engine:
             return True
         return False
 
-    def _flag(self, flow: Flow, verdict: Verdict, defer) -> None:
+    def _flag(self, flow: Flow, verdict: Verdict, defer: Deferral) -> None:
         """A deferred rule matched: flag the flow once for it and watch it (see the module docstring)."""
         if flow.watch is None:
             flow.watch = []
@@ -358,7 +368,7 @@ class Engine:
         """The first watched rule whose age and volume thresholds ``flow`` now meets decides it."""
         age = pkt.ts - flow.first_ts
         volume = flow.bytes[C2S] + flow.bytes[S2C]
-        for verdict, defer in flow.watch:
+        for verdict, defer in flow.watch:  # type: ignore[union-attr]  # called for watched flows only
             if age >= defer.after_s and volume >= defer.min_bytes:
                 evidence = verdict.evidence + (
                     Evidence("flow.age_s", f"{age:.3f}", f">= {defer.after_s:g}"),

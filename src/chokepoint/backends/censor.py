@@ -409,13 +409,28 @@ class Censor:
                 "active": len(engine.table),
                 "ended": self.counters["flows_ended"],
                 "created": engine.table.counters["flows_created"],
-            },
+            }
+            | self.flow_table_stats(),
             "actions": self.counters["actions"],
             "errors": {k: v for k, v in self.counters.items() if "error" in k} | (backend or {}).get("errors", {}),
             "engine": dict(engine.counters),
             "decoder": dict(self.decoder.counters),
             "backend": {k: v for k, v in (backend or {}).items() if k not in ("packets", "errors")},
         } | {name: section() for name, section in self.extra_stats.items()}
+
+    def flow_table_stats(self) -> dict[str, Any]:
+        """The flow table's memory budget under a flood (``flow/memcap.py``): evictions, emergency mode."""
+        table = self.engine.table
+        counters = table.counters
+        return {
+            "evicted": counters["flows_evicted"],
+            "evicted_unassured": counters["flows_evicted_unassured"],
+            "emergency_entered": counters["flows_emergency_entered"],
+            "expired_emergency": counters["flows_expired_emergency"],
+            "emergency": table.emergency,
+            "budget_used_mb": round(table.used / (1 << 20), 1),
+            "budget_mb": table.settings.flow_memcap_mb,
+        }
 
     def clock_stats(self) -> dict[str, Any]:
         """The daemon's time: offset from the wall clock, now (epoch seconds), as UTC and as the profile's

@@ -15,9 +15,11 @@ can match to it; it writes its own events to the same ``events.jsonl`` and its c
 
 Files in ``DIR`` (the lab's ``/run/chokepoint-lab``):
 
-- ``censor-stats.json``, rewritten (atomically) every second: packets seen/accepted/dropped/held,
-  verdicts by action and by rule, injections, residual entries, flows, errors, engine counters;
-  ``"running": false`` after a clean stop.
+- ``censor-stats.json``, rewritten (atomically) every second, floods included: packets seen/accepted/dropped/held,
+  verdicts by action and by rule, injections, residual entries, flows (with the flow table's evictions and
+  emergency mode: ``flow/memcap.py``), errors, engine counters, and inline what a full queue did
+  (``backend.overload``: fail-open or fail-closed, packets that failed open, packets the kernel dropped);
+  ``"running": false`` after a clean stop, when a one-line summary of the same goes to the log.
 - ``events.jsonl``: the Suricata-EVE flow record of every flow that ended (``flow_to_eve``) and, per
   enforced verdict, an ``event_type: "chokepoint"`` record with the plan and the fields of every injected
   packet (the probes' ground truth).
@@ -297,8 +299,31 @@ def main(argv: list[str] | None = None) -> int:
         kernel.remove()
     if intercept is not None:
         intercept.stop()
-    censor.close(backend.counters())
+    counters = backend.counters()
+    censor.close(counters)
+    flows = {"created": censor.engine.table.counters["flows_created"]} | censor.flow_table_stats()
+    stats = {"packets": {"seen": censor.counters["seen"]}, "flows": flows, "backend": counters}
+    print(f"censord: stopped: {summary(stats)}", file=sys.stderr, flush=True)
     return 0
+
+
+def summary(stats: Mapping[str, Any]) -> str:
+    """One line of what a run's stats (``censor-stats.json``'s layout) say about load: packets, flows and their evictions, and what a full
+    queue did (inline: failed open or dropped; None counts are shown as "?")."""
+    packets, flows = stats.get("packets", {}), stats.get("flows", {})
+    text = (
+        f"{packets.get('seen', 0)} packets seen, {flows.get('created', 0)} flows created, "
+        f"{flows.get('evicted', 0)} evicted ({flows.get('evicted_unassured', 0)} unassured), "
+        f"emergency mode entered {flows.get('emergency_entered', 0)} times"
+    )
+    overload = stats.get("backend", {}).get("overload")
+    if overload:
+        shown = lambda v: "?" if v is None else v  # noqa: E731
+        text += (
+            f"; queue full: {overload['when_full']}, failed open {shown(overload['failed_open'])}, "
+            f"kernel dropped {overload['queue_dropped']} (queue full) + {overload['user_dropped']} (netlink)"
+        )
+    return text
 
 
 def _start_prober(args: argparse.Namespace, profile, censor: Censor):
@@ -439,7 +464,7 @@ def launch(
     )
 
 
-__all__ = ["launch", "main"]
+__all__ = ["launch", "main", "summary"]
 
 
 if __name__ == "__main__":

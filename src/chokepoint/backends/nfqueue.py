@@ -38,6 +38,18 @@ Probabilistic rules are the engine's (its RNG is seeded from ``--seed``).
    each packet accepted, dropped (a drop verdict, in its direction) or held (delay) by its inner flow's state;
    throttling and residual blocks (nft sets keyed by the outer addresses' conntrack) are not enforced for them
    and are counted under ``wrapped_unenforceable``.
+
+8. Overload is counted (``overload`` in the counters). A full queue (``max_len`` packets waiting) is dropped by
+   the kernel when fail-closed (``queue_dropped`` of ``/proc/net/netfilter/nfnetlink_queue``) and accepted
+   uninspected when fail-open, which the kernel does not count: the packets that reached the ``NFQUEUE`` rule
+   (its iptables counters, IPv4 and IPv6, read by a child process at most every :data:`RULE_COUNT_INTERVAL`
+   seconds without blocking the packet loop, and once more just after the queue is unbound) minus those the
+   daemon received, those waiting and those the kernel dropped are ``failed_open``: a lower bound while
+   running (the daemon's count is read after the rule's), exact at a clean stop but for the packets that were
+   waiting when the queue was unbound (the kernel drops those). A GSO packet that the kernel splits when it
+   queues it counts once at the rule and once per segment in the daemon: with segmentation offloads on (the
+   test path; the lab turns them off) the estimate is short by those. A worker of several sharing
+   the rule (``--queue-balance``) cannot tell its share: ``failed_open`` is then None.
 """
 
 from __future__ import annotations
@@ -47,6 +59,7 @@ import itertools
 import select
 import socket
 import struct
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -56,6 +69,7 @@ from typing import Any
 
 from chokepoint.backends.censor import LINKTYPE_RAW, Censor, Decision, residual_key
 from chokepoint.backends.kernel import MARK_BLOCK, MARK_OFFLOAD, KernelProgram, mark
+from chokepoint.lab import system
 from chokepoint.lab.system import CommandError
 
 #: Packets the kernel may hold for this queue (queued and not yet given a verdict, incl. delayed ones).
@@ -66,6 +80,12 @@ _STATE = "inline.kernel"
 #: Latency samples (seconds in the callback, per queued packet) kept for the percentiles in the counters.
 LATENCY_SAMPLES = 8192
 QUEUE_PROC = "/proc/net/netfilter/nfnetlink_queue"
+#: While packets keep coming, the callback checks the clock every DUTY_EVERY packets and does the run loop's
+#: duties (stats, held packets, stop requests) when DUTY_TICK seconds have passed.
+DUTY_EVERY = 64
+DUTY_TICK = TICK
+#: Seconds between two reads of the NFQUEUE rule's packet counters (fail-open accounting, point 8).
+RULE_COUNT_INTERVAL = 1.0
 
 # linux/netfilter/nfnetlink.h, nfnetlink_queue.h
 _NFNL_SUBSYS_QUEUE = 3
@@ -79,6 +99,10 @@ _NLM_F_REQUEST = 1
 _WRAPPED_DROP = "nfqueue.wrapped_drop"
 #: Labels of link-level wrappers, which the kernel removes before netfilter (NFQUEUE never sees them).
 _LINK_LEVEL = ("vlan:", "qinq:", "mpls:", "pppoe:", "ppp")
+
+
+class _StopRequested(Exception):
+    """Raised from the packet callback (after the packet's verdict) to leave ``nfq.run`` when asked to stop."""
 
 
 def _tunnelled(encap: tuple[str, ...]) -> bool:
@@ -114,6 +138,79 @@ def queue_counters(queue_num: int, path: str = QUEUE_PROC) -> dict[str, int]:
     except (OSError, ValueError):
         pass
     return {}
+
+
+def nfqueue_rule_packets(listing: str) -> int:
+    """Packets counted by the ``NFQUEUE`` rules of an ``iptables -L CHAIN -n -v -x`` listing."""
+    total = 0
+    for line in listing.splitlines():
+        fields = line.split()
+        if len(fields) > 2 and fields[2] == "NFQUEUE" and fields[0].isdigit():
+            total += int(fields[0])
+    return total
+
+
+def failed_open(rule_packets: int, queued: int, kernel_queue: dict[str, int]) -> int:
+    """Packets the kernel accepted uninspected because the queue was full (or no daemon was bound): every
+    packet that reached the NFQUEUE rule and was neither received by the daemon, nor still waiting, nor
+    dropped by the kernel (point 8 of the module docstring)."""
+    accounted = queued + sum(kernel_queue.get(k, 0) for k in ("waiting", "queue_dropped", "user_dropped"))
+    return max(0, rule_packets - accounted)
+
+
+class _RuleCounter:
+    """The NFQUEUE rule's packet count (IPv4 + IPv6), refreshed by child processes that the packet loop
+    polls instead of waiting for (``refresh``), or read synchronously (``read_now``)."""
+
+    def __init__(self, netns: str | None) -> None:
+        self.argvs = [
+            system.in_netns([tool, "-w", "-t", "mangle", "-L", "CHOKEPOINT", "-n", "-v", "-x"], netns)
+            for tool in ("iptables", "ip6tables")
+        ]
+        self.packets: int | None = None
+        self.reads = 0
+        self._procs: list[subprocess.Popen[str]] = []
+        self._due = 0.0
+
+    def refresh(self, now: float) -> bool:
+        """Start a read when one is due, collect a finished one; True when ``packets`` was just updated."""
+        if self._procs:
+            if any(proc.poll() is None for proc in self._procs):
+                return False
+            return self._collect()
+        if now >= self._due:
+            self._due = now + RULE_COUNT_INTERVAL
+            self._start()
+        return False
+
+    def read_now(self, timeout: float = 5.0) -> bool:
+        if not self._procs:
+            self._start()
+        for proc in self._procs:
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return self._collect()
+
+    def _start(self) -> None:
+        try:
+            self._procs = [
+                subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                for argv in self.argvs
+            ]
+        except OSError:
+            self._procs = []
+
+    def _collect(self) -> bool:
+        procs, self._procs = self._procs, []
+        outputs = [(proc.communicate()[0], proc.returncode) for proc in procs]
+        if not outputs or any(code != 0 for _, code in outputs):
+            return False  # the rules are gone (stopping) or iptables failed: keep the last count
+        self.packets = sum(nfqueue_rule_packets(out) for out, _ in outputs)
+        self.reads += 1
+        return True
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
@@ -155,6 +252,12 @@ class InlineBackend:
         self.latency_first: list[float] = []  # callback time of each flow's first packet
         self.latency_all: list[float] = []
         censor.flow_end_hooks.append(self._flow_ended)
+        self._rules = _RuleCounter(kernel.netns)
+        self._last_kq: dict[str, int] = {}
+        self._should_stop: Callable[[], bool] = lambda: False
+        self._since_duties = 0
+        self._next_duty = 0.0
+        self._failed_open = 0  # the estimate at the last read of the rule's counters (point 8)
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -181,30 +284,62 @@ class InlineBackend:
             raise
 
     def run(self, should_stop: Callable[[], bool]) -> None:
+        """Give verdicts until ``should_stop()``. ``nfq.run(block=False)`` returns only once the queue is empty,
+        which a flood never lets happen: the periodic duties (held packets, stats, the stop request) are then
+        done from the packet callback every :data:`DUTY_TICK` seconds (:meth:`_duties`)."""
         nfq = self._nfq
         fd = nfq.get_fd()
-        while not should_stop():
-            timeout = TICK
-            if self._held:
-                timeout = min(timeout, max(0.0, self._held[0][0] - self.clock()))
-            readable, _, _ = select.select([fd], [], [], timeout)
-            if readable:
-                nfq.run(block=False)
-            if self._held:
-                self._release_due()
-            self.censor.maybe_write_stats(self.counters())
+        self._should_stop = should_stop
+        try:
+            while not should_stop():
+                timeout = TICK
+                if self._held:
+                    timeout = min(timeout, max(0.0, self._held[0][0] - self.clock()))
+                readable, _, _ = select.select([fd], [], [], timeout)
+                if readable:
+                    nfq.run(block=False)
+                self._duties(stop_check=False)
+        except _StopRequested:
+            pass
+
+    def _duties(self, *, stop_check: bool = True) -> None:
+        """What the run loop does between packets: release due held packets, read the NFQUEUE rule's counters,
+        write the stats; from the callback (``stop_check``) also ask whether to stop (the policy reload hook
+        runs there too), and leave ``nfq.run`` by raising :class:`_StopRequested` after the packet's verdict."""
+        self._next_duty = self.clock() + DUTY_TICK
+        if self._held:
+            self._release_due()
+        if self._rules.refresh(self.clock()):
+            self._note_failed_open()
+        self.censor.maybe_write_stats(self.counters())
+        if stop_check and self._should_stop():
+            raise _StopRequested
+
+    def _note_failed_open(self) -> None:
+        if self._rules.packets is not None:
+            # once unbound the queue has no /proc line: its last counters, nothing waiting any more
+            kernel_queue = queue_counters(self.queue_num) or {**self._last_kq, "waiting": 0}
+            estimate = failed_open(self._rules.packets, self.counters_["queued"], kernel_queue)
+            self._failed_open = max(self._failed_open, estimate)  # a lower bound: never goes back
 
     def stop(self) -> None:
-        """Release held packets (accepted now) and unbind the queue."""
+        """Release held packets (accepted now), unbind the queue, then take the final count of failed-open
+        packets (every packet that reached the rule by then: the daemon's count no longer moves)."""
         while self._held:
             _, _, nfpkt, packet_mark = heapq.heappop(self._held)
             self._give(nfpkt, packet_mark)
         if self._nfq is not None:
+            self.counters()  # the kernel queue's last counters, kept for the stats
             self._nfq.unbind()
             self._nfq = None
+            if self._rules.read_now():
+                self._note_failed_open()
 
     def counters(self) -> dict[str, Any]:
         c = self.counters_
+        kernel_queue = queue_counters(self.queue_num)
+        if kernel_queue:
+            self._last_kq = kernel_queue  # after the queue is unbound /proc has no line for it
         latency = {}
         if self.latency_first:
             latency["first_packet"] = _percentiles(self.latency_first)
@@ -225,8 +360,23 @@ class InlineBackend:
             "flows_offloaded": c["flows_offloaded"],
             "wrapped_unenforceable": c["wrapped_unenforceable"],
             "verdict_latency": latency,  # user-space time per queued packet
-            "kernel_queue": queue_counters(self.queue_num),
+            "kernel_queue": kernel_queue,
             "queue_num": self.queue_num,
+            "overload": self.overload(kernel_queue),
+        }
+
+    def overload(self, kernel_queue: dict[str, int] | None = None) -> dict[str, Any]:
+        """What a full queue did (point 8 of the module docstring): the configured behaviour, the packets
+        accepted uninspected (fail-open) and those the kernel dropped (fail-closed, or netlink buffer full)."""
+        kq = queue_counters(self.queue_num) if kernel_queue is None else kernel_queue
+        shared = self.kernel.queue_balance is not None
+        return {
+            "when_full": "drop (fail-closed)" if self.kernel.fail_closed else "accept (fail-open)",
+            "max_len": self.max_len,
+            "nfqueue_rule_packets": None if shared else self._rules.packets,
+            "failed_open": None if shared or self.kernel.fail_closed else self._failed_open,
+            "queue_dropped": kq.get("queue_dropped", self._last_kq.get("queue_dropped", 0)),
+            "user_dropped": kq.get("user_dropped", self._last_kq.get("user_dropped", 0)),
         }
 
     # -- the packet path --------------------------------------------------------------------------------
@@ -242,6 +392,11 @@ class InlineBackend:
         self._sample(self.latency_all, spent)
         if decision is not None and sum(decision.step.flow.pkts) == 1:
             self._sample(self.latency_first, spent)
+        self._since_duties += 1
+        if self._since_duties >= DUTY_EVERY:  # a flood keeps nfq.run() from returning (see run)
+            self._since_duties = 0
+            if self.clock() >= self._next_duty:
+                self._duties()
 
     @staticmethod
     def _sample(samples: list[float], value: float) -> None:
@@ -397,4 +552,4 @@ class InlineBackend:
         print(f"censord: {counter.replace('_', ' ')}: {exc}", file=sys.stderr, flush=True)
 
 
-__all__ = ["DEFAULT_MAX_LEN", "FlowKernelState", "InlineBackend"]
+__all__ = ["DEFAULT_MAX_LEN", "FlowKernelState", "InlineBackend", "failed_open", "nfqueue_rule_packets"]

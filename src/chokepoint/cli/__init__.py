@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from chokepoint.cli.analyze import analyze_cmd, demo_cmd
+from chokepoint.cli.analyze import AnalyzeCommand, analyze_cmd, demo_cmd
 from chokepoint.cli.detect import detect_cmd
 from chokepoint.cli.lab import lab_app
 from chokepoint.cli.lists import lists_app
@@ -29,7 +29,7 @@ app = typer.Typer(
     help="Chokepoint: emulate national censorship gateways — offline over captures, inline and on-path in a "
     "namespace lab — and probe, classify and attribute what they do.",
 )
-app.command("analyze")(analyze_cmd)
+app.command("analyze", cls=AnalyzeCommand)(analyze_cmd)
 app.command("demo")(demo_cmd)
 app.add_typer(lab_app, name="lab")
 app.add_typer(profiles_app, name="profiles")

@@ -12,12 +12,14 @@ from contextlib import nullcontext
 from enum import StrEnum
 from pathlib import Path
 
+import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from typer.core import TyperCommand
 
 from chokepoint.backends.offline import CaptureFormatError, analyze
-from chokepoint.backends.raycluster import ProfileSpec
+from chokepoint.backends.raycluster import AUTO, LOCAL, ProfileSpec
 from chokepoint.output.table import print_report
 from chokepoint.policy import PolicyError, load_profile, load_rules_file
 
@@ -65,6 +67,28 @@ def _load_policy(
         raise typer.Exit(EXIT_POLICY)
 
 
+def ray_address_optional(args: list[str]) -> list[str]:
+    """``--ray`` not followed by an address becomes ``--ray local`` (Typer has no options with an optional value).
+    An address is ``auto``, ``local`` or has a port (``host:port``, ``ray://host:port``); anything else after
+    ``--ray`` (a capture, another option, nothing) is left where it is."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg == "--ray":
+            following = out[i + 1] if i + 1 < len(out) else None
+            if following is None or not (following in (AUTO, LOCAL) or ":" in following):
+                out[i] = f"--ray={LOCAL}"
+    return out
+
+
+class AnalyzeCommand(TyperCommand):
+    """``analyze``, whose ``--ray`` takes an optional address (:func:`ray_address_optional`)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, ray_address_optional(args))
+
+
 def analyze_cmd(
     captures: list[Path] = typer.Argument(..., help="pcap or pcapng files", exists=False),
     profile: str | None = typer.Option(None, "--profile", "-p", help="bundled profile name or a profile file"),
@@ -79,8 +103,9 @@ def analyze_cmd(
     ray_address: str | None = typer.Option(
         None,
         "--ray",
-        metavar="ADDRESS",
-        help="run on a Ray cluster: host:port of its head, or auto (RAY_ADDRESS or a head on this machine)",
+        metavar="[ADDRESS]",
+        help="run on Ray: alone (or local), a Ray started here for the run with this machine's CPUs; with "
+        "host:port of a cluster's head, on that cluster; auto: RAY_ADDRESS or a head on this machine",
     ),
     limit: int = typer.Option(200, "--limit", help="table: at most this many flow rows"),
     stats: bool = typer.Option(
@@ -168,7 +193,8 @@ def _on_ray(paths: list[str], spec: ProfileSpec, address: str, workers: int):
         err.print(f"error: --ray needs Ray ({exc}): pip install 'chokepoint[scale]'", markup=False, highlight=False)
         raise typer.Exit(EXIT_USAGE)
     except ConnectionError as exc:
-        err.print(f"error: --ray {address}: no Ray cluster there ({exc})", markup=False, highlight=False)
+        where = "could not start a local Ray" if address == LOCAL else "no Ray cluster there"
+        err.print(f"error: --ray {address}: {where} ({exc})", markup=False, highlight=False)
         raise typer.Exit(EXIT_USAGE)
 
 

@@ -10,17 +10,18 @@ registered-range ports at random on both sides.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from chokepoint.appproto import AppProto
 from chokepoint.flow.key import FlowKey, ip_text
 from chokepoint.flow.reassembly import StreamReassembler
 from chokepoint.packet.record import ACK, FIN, RST, SYN, TCP, Packet
 
-C2S = 0
-S2C = 1
+C2S: Final = 0
+S2C: Final = 1
 UNKNOWN = AppProto.UNKNOWN.value
 DIRECTION_NAMES = ("c2s", "s2c")
 
@@ -57,9 +58,9 @@ class Flow:
     key: FlowKey
     proto: int
     ip_version: int
-    client_ip: bytes
+    client_ip: builtins.bytes
     client_port: int
-    server_ip: bytes
+    server_ip: builtins.bytes
     server_port: int
     first_ts: float
     last_ts: float
@@ -79,15 +80,15 @@ class Flow:
     #: sequence number of the first SYN seen per direction while inspecting: anchors the reassembler that is
     #: only allocated when data arrives (a flow without payload carries no dissection or reassembly state)
     syn_seq: list[int | None] = field(default_factory=lambda: [None, None])
-    first_payload: list[bytes | None] = field(default_factory=lambda: [None, None])
+    first_payload: list[builtins.bytes | None] = field(default_factory=lambda: [None, None])
     inspecting: bool = True
     facts: Any = None  # chokepoint.dissect.dispatch.FlowFacts, attached by the engine when data arrives
     verdict: Any = None  # terminal Verdict once decided
-    logs: list = field(default_factory=list)  # `log` and flagged verdicts (one per rule)
+    logs: list[Any] = field(default_factory=list)  # `log` and flagged verdicts (one per rule)
     #: deferred verdicts this flow was flagged for, waiting for its age and volume: [(Verdict, Deferral)], in
     #: rule order; None when not flagged (the engine then skips the check). Cleared once a verdict is reached.
-    watch: list | None = None
-    state: dict = field(default_factory=dict)  # per-flow rule state, keyed by rule id
+    watch: list[tuple[Any, Any]] | None = None
+    state: dict[str, Any] = field(default_factory=dict)  # per-flow rule state, keyed by rule id
     end_reason: str = ""
     timeout_class: str = ""
     client_text: str = ""  # addresses as text, converted once per flow (policy and output use them)
@@ -100,9 +101,9 @@ class Flow:
         key: FlowKey,
         proto: int,
         ip_version: int,
-        client_ip: bytes,
+        client_ip: builtins.bytes,
         client_port: int,
-        server_ip: bytes,
+        server_ip: builtins.bytes,
         server_port: int,
         first_ts: float,
         last_ts: float,

@@ -14,6 +14,11 @@ the table below :data:`RECOVERY` of both bounds.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chokepoint.settings import EngineSettings
+
 #: Estimated bytes of a live flow that has seen no payload: its Python ``Flow`` with its per-direction lists,
 #: key and address texts, its first-packet policy state, and its record in the fast core (measured: an IPv4
 #: SYN-only flow of the compiled core with the ``gfw`` profile, about 2.5 kB).
@@ -31,7 +36,7 @@ EMERGENCIES = "flows_emergency_entered"
 EXPIRED_EMERGENCY = "flows_expired_emergency"
 
 
-def budget_bytes(settings) -> int:
+def budget_bytes(settings: EngineSettings) -> int:
     """The memory budget of ``settings`` (an ``EngineSettings``) in bytes."""
     return settings.flow_memcap_mb * 1024 * 1024
 

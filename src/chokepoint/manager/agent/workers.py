@@ -117,9 +117,11 @@ def summed_counters(stats: list[dict[str, Any]]) -> dict[str, Any]:
         "flows_active": 0,
         "flows_created": 0,
         "flows_ended": 0,
+        "flows_evicted": 0,
         "actions": 0,
         "queue_dropped": 0,
         "user_dropped": 0,
+        "failed_open": 0,
         "injections": 0,
         "policy_swaps": 0,
         "verdicts_by_action": {},
@@ -140,6 +142,8 @@ def summed_counters(stats: list[dict[str, Any]]) -> dict[str, Any]:
         total["actions"] += int(data.get("actions") or 0)
         total["queue_dropped"] += int(queue.get("queue_dropped") or 0)
         total["user_dropped"] += int(queue.get("user_dropped") or 0)
+        total["failed_open"] += int(((data.get("backend") or {}).get("overload") or {}).get("failed_open") or 0)
+        total["flows_evicted"] += int(flows.get("evicted") or 0)
         total["injections"] += sum(
             int(v) for k, v in (data.get("injections") or {}).items() if k.startswith("injected")
         )
