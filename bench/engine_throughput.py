@@ -69,7 +69,7 @@ def measure(mode: str, path: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--flows", type=int, default=30000)
+    parser.add_argument("--flows", type=int, default=126000)  # about 1M packets (issue 12)
     parser.add_argument("--wrapped-repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
