@@ -17,6 +17,17 @@ directly before through its new neighbours. Link j on the client side (after ``n
 198.18.(100+j).0/24 (``2001:db8:0:1xx::/64``), link j on the server side (before ``farj``) is
 198.19.(200+j).0/24 (``2001:db8:0:2xx::/64``).
 
+Between routers the censor is a transparent box, as the GFW's and the TSPU's devices are (no address of theirs
+shows in a traceroute): with any router on the path, the censor namespace adds one to the TTL (hop limit) of
+every packet it forwards before its kernel takes one off (``mangle PREROUTING``, ``TTL --ttl-inc 1``/``HL
+--hl-inc 1``), so it never answers an expired packet and the path's hop count is that of the routers alone. A
+client's packet first gets past the censor at TTL ``hops_client + 1`` and is the one a TTL-limited probe
+triggers it with; the hop that answers that TTL is the first one beyond the censor (``far1``, or the server
+when ``hops_server`` is 0) — where CenTrace (Sundara Raman et al., CoNEXT 2022) places such a device. The
+inline censor inspects in ``FORWARD`` after the kernel's TTL check, the mirror on its interfaces before it; the
+transparency puts both at the same TTL. Without routers (the default lab) the censor is the client's and
+the server's gateway and decrements the TTL like the router it is.
+
 ICMP rate limits, like real routers: Linux's per-destination token bucket (``net.ipv4.icmp_ratelimit``, ms per
 token, burst of 6 tokens; ``net.ipv4.icmp_ratemask``, which ICMP types it applies to; ip-sysctl.rst). The
 routers keep Linux's ratemask (6168: destination unreachable, source quench, time exceeded, parameter
@@ -42,6 +53,9 @@ MAX_HOPS = 16
 ICMP_RATELIMIT_MS = 1000
 #: Linux's default ``net.ipv4.icmp_ratemask``: types 3, 4, 11, 12 (ip-sysctl.rst).
 ICMP_RATEMASK = 6168
+#: The censor's transparency (module docstring): forwarded packets get back the hop its kernel takes.
+TRANSPARENT_V4 = ["-m", "addrtype", "!", "--dst-type", "LOCAL", "-j", "TTL", "--ttl-inc", "1"]
+TRANSPARENT_V6 = ["-m", "addrtype", "!", "--dst-type", "LOCAL", "-j", "HL", "--hl-inc", "1"]
 
 
 class GeometryError(ValueError):
@@ -73,8 +87,15 @@ class Geometry:
 
     @property
     def censor_ttl(self) -> int:
-        """The TTL at which a packet from the client expires at the censor (its hop number)."""
+        """The TTL at which a packet from the client first gets past the censor (its hop number, CenTrace's
+        convention: the hop answering that TTL is the censor's own in the flat lab, the one beyond it with
+        routers, see the module docstring)."""
         return self.hops_client + 1
+
+    @property
+    def transparent_censor(self) -> bool:
+        """Whether the censor forwards without decrementing the TTL (with any router on the path)."""
+        return self.hops_client > 0 or self.hops_server > 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -222,10 +243,13 @@ def apply(state: Any, geometry: Geometry, say: Any = lambda _: None) -> None:
 
     for name in router_names(geometry):
         system.sysctl(router_sysctls(geometry), state.namespace(name))
+    if geometry.transparent_censor:
+        for v6, rule in ((False, TRANSPARENT_V4), (True, TRANSPARENT_V6)):
+            system.iptables(["-t", "mangle", "-I", "PREROUTING", "1", *rule], state.namespace("censor"), v6)
     if router_names(geometry):
         say(
-            f"routers: {', '.join(router_names(geometry))} (icmp_ratelimit {geometry.icmp_ratelimit_ms} ms, "
-            f"the censor at hop {geometry.censor_ttl})"
+            f"routers: {', '.join(router_names(geometry))} (icmp_ratelimit {geometry.icmp_ratelimit_ms} ms); "
+            f"the censor, transparent, between hops {geometry.hops_client} and {geometry.censor_ttl}"
         )
     if geometry.delay_ms <= 0:
         return
