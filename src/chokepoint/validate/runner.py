@@ -18,6 +18,11 @@ the next), the censor started with a fixed seed (probabilistic rules are reprodu
    fields, then highest score; a profile may tune its preset, so one mismatch can remain), expectation
    (the censor did what the catalogue says; a probabilistic rule may not).
 
+A trace scenario (``kind: trace``) has a lab of its own, with its routers on each side of the censor
+(``lab up --hops-client/--hops-server/--delay-ms``) and its censor parameters; it runs ``chokepoint trace`` from
+the client instead of the probe and is scored on the outcome, the censor's hop and the path against
+:func:`chokepoint.validate.truth.trace_truth` (the topology and the censor's event log during the trace).
+
 The lab is torn down between groups and after the last (also on errors and Ctrl-C). Steps 3 and 5 are
 :mod:`chokepoint.validate.truth` and :mod:`chokepoint.validate.scoring` (I/O-free but for reading the capture);
 their names are re-exported here.
