@@ -3,7 +3,8 @@
 For every bundled profile with an HTTP Host or TLS SNI example whose rule resets, drops or answers with a block
 page (a probabilistic rule pinned to probability 1), for each mode and each ``--positions`` value N: ``lab up
 PROFILE --mode MODE --hops-client N --hops-server 2 --delay-ms 10``, then ``chokepoint trace 198.19.0.10
---domain EXAMPLE`` from the client. Ground truth from the topology: the censor is hop N + 1 with its ``ce0``
+--domain EXAMPLE`` from the client. Ground truth from the topology (``chokepoint.validate.truth.trace_truth``, as validate's trace scenarios, which
+cover the same cells: ``chokepoint validate --scenarios 'trace-*'``): the censor is hop N + 1 with its ``ce0``
 address; in mirror mode the request is copied (on-path); in inline mode, when the censor's event log says it
 dropped the triggering packet (``trigger.dropped``), in-path; when it let it through, the trace sees it on the
 link to the next router (on-path, that router's hop and address: the lab's censor inspects after its own TTL
@@ -28,6 +29,7 @@ from chokepoint.lab import system
 from chokepoint.lab.instance import PREFIX
 from chokepoint.policy import load_profile
 from chokepoint.policy.profile import list_profiles
+from chokepoint.validate.truth import trace_truth
 
 SITE = "198.19.0.10"
 ACTIONS = ("reset", "drop", "blockpage")
@@ -74,18 +76,16 @@ def cell(name: str, mode: str, hops: int, choice: tuple[str, str, str, str]) -> 
     )
     got = json.loads(proc.stdout or b"{}")
     dropped = _dropped(state, rule_id)
-    if mode == "mirror" and action == "drop":
+    # the same ground truth as validate's trace scenarios (chokepoint.validate.truth.trace_truth)
+    next_ip = str(state.topology.host("far1").interface("rt0").addresses[0].ip)
+    try:
+        lines = state.path("events.jsonl").read_text().splitlines()
+    except OSError:
+        lines = []
+    truth = trace_truth(mode, hops + 1, censor_ip, next_ip, lines)
+    expected = {k: truth[k] for k in ("outcome", "censor", "path")}
+    if expected["outcome"] == "no-censorship":
         expected = {"outcome": "no-censorship"}
-    elif mode == "inline" and dropped is False:
-        # the censor let the request through: seen on the link to the next router, which answers it
-        next_ip = str(state.topology.host("far1").interface("rt0").addresses[0].ip)
-        expected = {"outcome": "censor-identified", "censor": {"ttl": hops + 2, "ip": next_ip}, "path": "on-path"}
-    else:
-        expected = {
-            "outcome": "censor-identified",
-            "censor": {"ttl": hops + 1, "ip": censor_ip},
-            "path": "on-path" if mode == "mirror" else "in-path",
-        }
     right = all(got.get(k) == v for k, v in expected.items())
     return {
         "profile": name,

@@ -65,6 +65,9 @@ def test_residual_keys_and_rules():
     assert len(reset) == 3  # reject (client TCP) + drop both directions
     assert reset[0][-1] == {"reject": {"type": "tcp reset"}}
     assert [r[-1] for r in k.residual_rules("drop", "server", 6)] == [{"drop": None}] * 2
+    # every rule spares the trigger the censor forwards (pass-once bit): its block is added before its verdict
+    spare = {"match": {"op": "==", "left": {"&": [{"meta": {"key": "mark"}}, k.PASS_ONCE]}, "right": 0}}
+    assert all(rule[-2] == spare for rule in reset + k.residual_rules("drop", "4-tuple", 6, rearm_seconds=30))
     rearm = k.residual_rules("drop", "3-tuple", 4, rearm_seconds=60)[0]
     assert {
         "set": {

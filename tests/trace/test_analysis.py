@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from chokepoint.packet import build
 from chokepoint.trace import TraceInputError, analyze_packets, read_capture
-from chokepoint.trace.packets import parse_ipv4
+from chokepoint.trace.packets import ACK, RST, SYN, parse_ipv4
 
-from ._paths import ROUTERS, packets, path, write
+from ._paths import CLIENT, ROUTERS, SERVER, packets, path, write
 
 TTLS = range(1, 12)
 
@@ -89,6 +90,34 @@ def test_a_trace_that_stops_early_or_a_dead_control_is_terminated_early() -> Non
     assert short["outcome"] == "terminated-early"
     dead = report(path(10), path(30), control_ttls=range(1, 12))
     assert dead["outcome"] == "terminated-early"
+
+
+def test_a_drop_whose_residual_block_refuses_the_later_handshakes_is_still_located() -> None:
+    """iran's SNI drop: the probe past the censor is dropped, then its residual block (60 s, the 3-tuple: every
+    source port) refuses each later handshake, so no probe reaches the control's last TTL. The test went silent
+    where the control's probe drew an ICMP, and its connections failed after: a drop, in-path, located."""
+    test = packets(path(10, censor_hop=4, censor="drop"), range(1, 5))
+    clock = test[-1][0]
+    for i, port in enumerate(range(41000, 41006)):  # later handshakes: SYN (retransmitted), refused with a RST
+        for k, packet in enumerate(
+            (
+                build.ipv4_tcp(CLIENT, SERVER, port, 80, 100, 0, SYN),
+                build.ipv4_tcp(CLIENT, SERVER, port, 80, 100, 0, SYN),
+                build.ipv4_tcp(SERVER, CLIENT, 80, port, 0, 101, RST | ACK),
+            )
+        ):
+            test.append((clock + 0.01 * (3 * i + k + 1), packet))
+    control = packets(path(10), TTLS, first_port=50000)
+    r = analyze_packets([parse_ipv4(p, ts) for ts, p in test], [parse_ipv4(p, ts) for ts, p in control]).to_dict()
+    assert (r["outcome"], r["interference"], r["path"]) == ("censor-identified", "drop", "in-path"), r["detail"]
+    assert r["censor"] == {"ttl": 3, "ip": ROUTERS[2]}
+    assert "6 connection(s) failed before a request could be sent" in r["detail"]
+    # without the failed handshakes the same short trace stays terminated-early: nothing says it went on
+    short = analyze_packets(
+        [parse_ipv4(p, ts) for ts, p in packets(path(10, censor_hop=4, censor="drop"), range(1, 5))],
+        [parse_ipv4(p, ts) for ts, p in control],
+    ).to_dict()
+    assert short["outcome"] == "terminated-early"
 
 
 def test_bad_captures_are_clear_errors(tmp_path) -> None:

@@ -296,6 +296,12 @@ def _key_exprs(scope: str, version: int, client_is_src: bool) -> list[dict[str, 
     }[scope]
 
 
+#: A residual rule spares the packet that triggered its block (the censor hands it back with the pass-once bit
+#: when its plan forwards it): the block is added before the trigger's verdict, so without this the kernel would
+#: drop (or reset) a trigger the event log records as forwarded (``trigger.dropped`` false).
+_NOT_PASS_ONCE = {"match": {"op": "==", "left": {"&": [{"meta": {"key": "mark"}}, PASS_ONCE]}, "right": 0}}
+
+
 def residual_rules(action: str, scope: str, version: int, rearm_seconds: int = 0) -> list[list[dict[str, Any]]]:
     """nft JSON expressions of the rules that enforce one residual set (both directions)."""
     name = set_name(action, scope, version, rearm_seconds)
@@ -317,8 +323,8 @@ def residual_rules(action: str, scope: str, version: int, rearm_seconds: int = 0
                 }
             )
         if action == "reset" and client_is_src:
-            rules.append([tcp, *lookup, {"reject": {"type": "tcp reset"}}])
-        rules.append(([l4] if ported else []) + [*lookup, {"drop": None}])
+            rules.append([tcp, *lookup, _NOT_PASS_ONCE, {"reject": {"type": "tcp reset"}}])
+        rules.append(([l4] if ported else []) + [*lookup, _NOT_PASS_ONCE, {"drop": None}])
     return rules
 
 

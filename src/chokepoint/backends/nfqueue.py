@@ -68,7 +68,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chokepoint.backends.censor import LINKTYPE_RAW, Censor, Decision, residual_key
-from chokepoint.backends.kernel import MARK_BLOCK, MARK_OFFLOAD, KernelProgram, mark
+from chokepoint.backends.kernel import MARK_BLOCK, MARK_OFFLOAD, PASS_ONCE, KernelProgram, mark
 from chokepoint.lab import system
 from chokepoint.lab.system import CommandError
 
@@ -445,6 +445,8 @@ class InlineBackend:
             if plan.drop_trigger:
                 self._drop(nfpkt)
             else:
+                if residual is not None:
+                    nfpkt.set_mark(PASS_ONCE)  # past the block just added (kernel.residual_rules)
                 self._accept(nfpkt)
             censor.record_action(decision, injected, trigger_dropped=bool(plan.drop_trigger), kernel=kernel)
             return
@@ -477,7 +479,8 @@ class InlineBackend:
         elif blocked:
             self._repeat(nfpkt, mark(MARK_BLOCK, direction=direction, pass_once=True))
         else:
-            self._repeat(nfpkt, state.mark)
+            # a trigger the plan forwards passes the residual block just added (kernel.residual_rules)
+            self._repeat(nfpkt, state.mark | (PASS_ONCE if residual is not None else 0))
         censor.record_action(decision, injected, trigger_dropped=bool(plan.drop_trigger), kernel=kernel)
 
     def _decide_wrapped(self, nfpkt, decision: Decision) -> None:

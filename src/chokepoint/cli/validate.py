@@ -1,6 +1,7 @@
 """``chokepoint validate``: run the scenario catalogue in the lab and report the confusion matrix.
 
-Exit codes: 0 the technique accuracy met the target (95%); 1 it did not; 2 bad usage (an unknown profile
+Exit codes: 0 the technique accuracy (probe scenarios) and the trace accuracy (trace scenarios) met the target
+(95%); 1 one did not; 2 bad usage (an unknown profile
 or scenario, a catalogue with an error, at file:line:column); 4 the lab is in use (a lab is up, or another
 session holds the lab session lock); 5 no root, or the lab did not come up; 130 interrupted.
 """
@@ -68,7 +69,7 @@ def validate_cmd(
     """Run scenarios in the lab, compare the probe's classification with the censor's ground truth."""
     from rich.table import Table
 
-    from chokepoint.validate.report import TARGET_ACCURACY, build_report, render_terminal, write_html, write_json
+    from chokepoint.validate.report import build_report, render_terminal, write_html, write_json
     from chokepoint.validate.runner import RunOptions, ValidationError, run_scenarios
     from chokepoint.validate.scenarios import CatalogueError, load_catalogue, select
 
@@ -95,8 +96,10 @@ def validate_cmd(
                 s.as_of or as_of or "-",
                 s.mode,
                 s.target,
-                ",".join(s.tests),
-                s.expected.technique,
+                ",".join(s.tests)
+                if s.trace is None
+                else f"trace {s.trace.protocol}, hops {s.trace.hops_client}/{s.trace.hops_server}",
+                s.expected.technique if s.trace is None else s.trace.outcome,
             )
         out.print(table)
         return
@@ -116,6 +119,15 @@ def validate_cmd(
 
     def show(result) -> None:
         mark = "[green]ok[/]" if result.passed else "[red]MISS[/]"
+        if result.scenario.kind == "trace":
+            got, exp = result.trace_got or {}, result.trace_expected or {}
+            err.print(
+                f"    {mark} truth {exp.get('outcome')} {exp.get('censor')} {exp.get('path')}, trace "
+                f"{'error' if result.error else got.get('outcome')} {got.get('censor')} {got.get('path')} "
+                f"({result.duration_s:.1f} s)",
+                markup=True,
+            )
+            return
         err.print(
             f"    {mark} truth {result.truth_class}, classified {result.classified_class}, "
             f"blocking={result.blocking} accessible={result.accessible} ({result.duration_s:.1f} s)",
@@ -144,7 +156,7 @@ def validate_cmd(
         json_path = write_json(report, report_dir / "report.json")
         html_path = write_html(report, report_dir / "report.html")
         err.print(f"wrote {json_path} and {html_path}", markup=False)
-    if report.accuracy is None or report.accuracy < TARGET_ACCURACY:
+    if not report.met():
         raise typer.Exit(EXIT_BELOW_TARGET)
 
 

@@ -16,7 +16,9 @@ request, a DNS answer). Comparing the first terminating TTL of the test domain (
   router that answered that same probe, in-path the last hop that answered the test before it.
 - the test never terminates though it went past T_c: a drop (``interference`` ``drop``); the censor is the last
   hop that answered the test, in-path (or ``endpoint-firewall`` when only the server's own hop is silent);
-- the control never terminates, or a trace stops before T_c: ``terminated-early``; anything else
+- the test stops before T_c because its connections failed after a probe went silent where the control's drew
+  an ICMP (a drop whose residual block refused the later handshakes): the drop above;
+- the control never terminates, or a trace stops before T_c otherwise: ``terminated-early``; anything else
   (e.g. T_t > T_c, no hop revealed): ``cannot-identify``.
 
 Whether the injector copies the probe's TTL: the injected packets' TTL at the client moving one for one with
@@ -29,7 +31,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from chokepoint.trace.packets import ACK, FIN, ICMP, ICMP_TIME_EXCEEDED, PSH, RST, TCP, UDP, Pkt, TraceInputError
+from chokepoint.trace.packets import ACK, FIN, ICMP, ICMP_TIME_EXCEEDED, PSH, RST, SYN, TCP, UDP, Pkt, TraceInputError
 
 OUTCOMES = ("censor-identified", "endpoint-firewall", "no-censorship", "terminated-early", "cannot-identify")
 PATHS = ("in-path", "on-path", "unknown")
@@ -158,6 +160,9 @@ class Side:
     """One domain's trace: its probes by TTL."""
 
     probes: dict[int, list[Probe]]
+    #: connections opened after the last probe that never got to send their request (the handshake refused or
+    #: unanswered): the trace went on, but a residual block took the server away
+    unsent: int = 0
 
     def terminating_ttl(self) -> int | None:
         return next((ttl for ttl, ps in self.probes.items() if any(p.terminating for p in ps)), None)
@@ -246,13 +251,45 @@ def _copies(test: Side, t_ttl: int, t_c: int) -> tuple[bool | None, list[dict[st
 
 def analyze_packets(test_packets: list[Pkt], control_packets: list[Pkt]) -> Report:
     """The report for a test capture and a control capture (``TraceInputError`` if either holds no probe)."""
-    test_probes, _, test_server = probes_from_packets(test_packets)
-    control_probes, _, control_server = probes_from_packets(control_packets)
+    test_probes, test_client, test_server = probes_from_packets(test_packets)
+    control_probes, control_client, control_server = probes_from_packets(control_packets)
     if not test_probes:
         raise TraceInputError("the test capture holds no TTL-limited probe (TCP PSH to a port < 1024 or DNS query)")
     if not control_probes:
         raise TraceInputError("the control capture holds no TTL-limited probe (TCP PSH to a port < 1024 or DNS query)")
-    return analyze(Side(test_probes), Side(control_probes), test_server or control_server)
+    test = Side(test_probes, unsent(test_packets, test_probes, test_client, test_server))
+    control = Side(control_probes, unsent(control_packets, control_probes, control_client, control_server))
+    return analyze(test, control, test_server or control_server)
+
+
+def unsent(packets: list[Pkt], probes: dict[int, list[Probe]], client: str | None, server: str | None) -> int:
+    """How many connections the client opened to the server after its last probe without sending a request
+    on them (a SYN from a port no probe used): a handshake that was refused or never answered."""
+    used = {p.sport for ps in probes.values() for p in ps}
+    last = max((p.packet.ts for ps in probes.values() for p in ps), default=0.0)
+    ports = {
+        p.sport
+        for p in packets
+        if p.proto == TCP
+        and p.src == client
+        and p.dst == server
+        and p.has(SYN)
+        and not p.has(ACK)
+        and p.ts > last
+        and p.sport not in used
+    }
+    return len(ports)
+
+
+def _went_silent(test: Side, control: Side) -> int | None:
+    """The TTL from which the test heard nothing while the control's probes drew an ICMP there: every test
+    probe at that TTL unanswered, and no ICMP for the test at any TTL after it; None if there is none."""
+    for ttl in sorted(test.probes):
+        probes = test.at(ttl)
+        if probes and all(p.kind == "timeout" for p in probes) and control.icmp_ip(ttl):
+            if not any(test.icmp_ip(t) for t in test.probes if t > ttl):
+                return ttl
+    return None
 
 
 def analyze(test: Side, control: Side, server: str | None = None) -> Report:
@@ -273,7 +310,11 @@ def analyze(test: Side, control: Side, server: str | None = None) -> Report:
         report.outcome = "terminated-early"
         report.detail = "the control never got an answer other than ICMP: the path or the server is down"
         return report
-    if t_t is None and test.max_ttl() <= t_c:
+    # The test stopped before the control's answer. A drop whose residual block then refused the later
+    # handshakes (so no probe past it was sent) is still a drop: the test went silent where the control's
+    # probes drew an ICMP, and the connections opened after it never carried a request.
+    cut_short = t_t is None and test.max_ttl() <= t_c
+    if cut_short and not (test.unsent and _went_silent(test, control)):
         report.outcome = "terminated-early"
         report.detail = f"the test trace stopped at TTL {test.max_ttl()}, before the control's answer at {t_c}"
         return report
@@ -292,6 +333,10 @@ def analyze(test: Side, control: Side, server: str | None = None) -> Report:
             report.detail = f"the test's packets stop after hop {before}; the control's go on to TTL {t_c}"
         else:
             report.detail = f"the test drew no answer from any hop; the control reached TTL {t_c}"
+        if cut_short:
+            report.detail += (
+                f"; then {test.unsent} connection(s) failed before a request could be sent (a residual block)"
+            )
         return report
     report.interference_ttl = t_t
     probe = test.terminating(t_t)

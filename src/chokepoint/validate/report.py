@@ -123,13 +123,40 @@ class Report:
         return _ratio(self.matrix.correct, self.matrix.total)
 
     def accuracies(self) -> dict[str, dict[str, Any]]:
+        """The probe scenarios' accuracies (technique, ooni, attribution, expectation, whole scenarios), then,
+        when trace scenarios ran, theirs: ``trace`` (outcome, hop and path all right), ``trace_outcome``,
+        ``trace_hop``, ``trace_path``, ``trace_expectation``."""
         out = {"technique": {"ok": self.matrix.correct, "total": self.matrix.total, "accuracy": self.accuracy}}
         for name in ("ooni", "attribution", "expectation"):
             ok, total = self._check(name)
             out[name] = {"ok": ok, "total": total, "accuracy": _ratio(ok, total)}
-        passed = sum(1 for r in self.results if r["passed"])
-        out["scenarios"] = {"ok": passed, "total": len(self.results), "accuracy": _ratio(passed, len(self.results))}
+        probes = [r for r in self.results if _kind(r) == "probe"]
+        passed = sum(1 for r in probes if r["passed"])
+        out["scenarios"] = {"ok": passed, "total": len(probes), "accuracy": _ratio(passed, len(probes))}
+        traces = self.traces
+        if traces:
+            right = sum(1 for r in traces if _trace_right(r))
+            out["trace"] = {"ok": right, "total": len(traces), "accuracy": _ratio(right, len(traces))}
+            for name in ("trace_outcome", "trace_hop", "trace_path", "trace_expectation"):
+                ok, total = self._check(name)
+                out[name] = {"ok": ok, "total": total, "accuracy": _ratio(ok, total)}
         return out
+
+    @property
+    def traces(self) -> list[dict[str, Any]]:
+        """The trace scenarios' results."""
+        return [r for r in self.results if _kind(r) == "trace"]
+
+    @property
+    def trace_accuracy(self) -> float | None:
+        """Trace scenarios whose outcome, censor hop and path are all right, over all trace scenarios."""
+        traces = self.traces
+        return _ratio(sum(1 for r in traces if _trace_right(r)), len(traces))
+
+    def met(self) -> bool:
+        """Every accuracy the run has meets the target: technique (probe scenarios), trace (trace scenarios)."""
+        values = [a for a in (self.accuracy, self.trace_accuracy) if a is not None]
+        return bool(values) and all(a >= TARGET_ACCURACY for a in values)
 
     @property
     def misses(self) -> list[tuple[str, str]]:
@@ -141,6 +168,7 @@ class Report:
             "version": REPORT_VERSION,
             "meta": self.meta,
             "accuracy": self.accuracy,
+            "trace_accuracy": self.trace_accuracy,
             "target_accuracy": TARGET_ACCURACY,
             "accuracies": self.accuracies(),
             "confusion_matrix": self.matrix.to_json(),
@@ -149,11 +177,26 @@ class Report:
         }
 
 
+def _kind(result: Mapping[str, Any]) -> str:
+    return str(result.get("kind") or "probe")
+
+
+def _trace_right(result: Mapping[str, Any]) -> bool:
+    """A trace scenario that ran and got the outcome, the hop and the path right (n/a counts as right)."""
+    checks = result["checks"]
+    return not result.get("error") and all(
+        checks.get(c) is not False for c in ("trace_outcome", "trace_hop", "trace_path")
+    )
+
+
 def build_report(results: Sequence[Any], meta: Mapping[str, Any] | None = None) -> Report:
     """The report of scored ``ScenarioResult``s (or their ``to_json()`` dicts). A scenario that errored
-    counts as classified "error" (a miss)."""
+    counts as classified "error" (a miss). Trace scenarios stay out of the technique matrix: they have
+    their own accuracies (``Report.trace_accuracy``)."""
     rows = [r if isinstance(r, dict) else r.to_json() for r in results]
-    pairs = [(r["truth_class"], "error" if r.get("error") else r["classified_class"]) for r in rows]
+    pairs = [
+        (r["truth_class"], "error" if r.get("error") else r["classified_class"]) for r in rows if _kind(r) == "probe"
+    ]
     return Report(ConfusionMatrix.from_pairs(pairs), rows, dict(meta or {}))
 
 
@@ -180,10 +223,27 @@ def _pct(value: float | None) -> str:
 
 def render_terminal(report: Report, console: Any) -> None:
     """The matrix, the accuracies and every miss, as rich tables on ``console``."""
-    from rich.markup import escape
     from rich.table import Table
 
     m = report.matrix
+    traces = report.traces
+    if m.total or not traces:
+        _render_matrix(m, console)
+    acc = Table(title="accuracy", show_header=True)
+    acc.add_column("check")
+    acc.add_column("correct", justify="right")
+    acc.add_column("accuracy", justify="right")
+    for name, value in report.accuracies().items():
+        if value["total"] or not traces:  # a run of trace scenarios only: no empty probe rows
+            acc.add_row(name, f"{value['ok']}/{value['total']}", _pct(value["accuracy"]))
+    console.print(acc)
+    _render_traces(report, console)
+    _render_rest(report, console)
+
+
+def _render_matrix(m: ConfusionMatrix, console: Any) -> None:
+    from rich.table import Table
+
     table = Table(title="confusion matrix: ground truth (rows) x classified (columns)", show_lines=False)
     table.add_column("truth \\ classified", style="bold")
     for label in m.labels:
@@ -198,13 +258,40 @@ def render_terminal(report: Report, console: Any) -> None:
         table.add_row(truth, *cells, _pct(m.recall(truth)))
     table.add_row("precision", *[_pct(m.precision(c)) for c in m.labels], "", style="dim")
     console.print(table)
-    acc = Table(title="accuracy", show_header=True)
-    acc.add_column("check")
-    acc.add_column("correct", justify="right")
-    acc.add_column("accuracy", justify="right")
-    for name, value in report.accuracies().items():
-        acc.add_row(name, f"{value['ok']}/{value['total']}", _pct(value["accuracy"]))
-    console.print(acc)
+
+
+def _render_traces(report: Report, console: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    traces = report.traces
+    if traces:
+        tt = Table(title="censor location (trace): ground truth from the topology and the censor's event log")
+        for column in ("scenario", "mode", "hops c/s", "proto", "truth", "trace", "right"):
+            tt.add_column(column)
+        for r in traces:
+            s = r["scenario"]
+            spec = s.get("trace") or {}
+            t = r.get("trace") or {}
+            right = _trace_right(r)
+            tt.add_row(
+                escape(s["name"]),
+                s["mode"],
+                f"{spec.get('hops_client')}/{spec.get('hops_server')}",
+                str(spec.get("protocol")),
+                escape(_trace_text(t.get("expected"))),
+                escape("error" if r.get("error") else _trace_text(t.get("got"))),
+                "[green]yes[/]" if right else "[red]no[/]",
+            )
+        console.print(tt)
+
+
+def _render_rest(report: Report, console: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    m = report.matrix
+    traces = report.traces
     misses = report.misses
     if misses:
         t = Table(title=f"misses ({len(misses)})", show_lines=True)
@@ -213,11 +300,29 @@ def render_terminal(report: Report, console: Any) -> None:
         for name, cause in misses:
             t.add_row(escape(name), escape(cause))
         console.print(t)
-    verdict = report.accuracy is not None and report.accuracy >= TARGET_ACCURACY
-    console.print(
-        f"technique accuracy {_pct(report.accuracy)} over {m.total} scenario(s) "
-        f"(target {_pct(TARGET_ACCURACY)}): " + ("[green]met[/]" if verdict else "[red]not met[/]")
-    )
+    if m.total or not traces:
+        verdict = report.accuracy is not None and report.accuracy >= TARGET_ACCURACY
+        console.print(
+            f"technique accuracy {_pct(report.accuracy)} over {m.total} scenario(s) "
+            f"(target {_pct(TARGET_ACCURACY)}): " + ("[green]met[/]" if verdict else "[red]not met[/]")
+        )
+    if traces:
+        trace_ok = report.trace_accuracy is not None and report.trace_accuracy >= TARGET_ACCURACY
+        console.print(
+            f"trace accuracy (outcome, hop and path right) {_pct(report.trace_accuracy)} over {len(traces)} "
+            f"trace scenario(s) (target {_pct(TARGET_ACCURACY)}): "
+            + ("[green]met[/]" if trace_ok else "[red]not met[/]")
+        )
+
+
+def _trace_text(answer: Mapping[str, Any] | None) -> str:
+    """``outcome, hop N (ip), path`` of a trace answer or its ground truth."""
+    if not answer:
+        return "-"
+    censor = answer.get("censor") or None
+    hop = f", hop {censor.get('ttl')} ({censor.get('ip')})" if isinstance(censor, Mapping) else ""
+    path = f", {answer.get('path')}" if answer.get("outcome") == "censor-identified" else ""
+    return f"{answer.get('outcome')}{hop}{path}"
 
 
 # ------------------------------------------------------------------------------------------------ HTML
@@ -307,6 +412,32 @@ def render_html(report: Report) -> str:
             f"<tr><td>{_e(name)}</td><td>{value['ok']}/{value['total']}</td><td>{_pct(value['accuracy'])}</td></tr>"
         )
     out.append("</table>")
+    traces = report.traces
+    if traces:
+        out.append(
+            f'<h2>Censor location (trace)</h2><p id="trace-accuracy">Trace accuracy <b>{_pct(report.trace_accuracy)}</b> '
+            f"({sum(1 for r in traces if _trace_right(r))}/{len(traces)}): outcome, hop and path right. Ground "
+            "truth from the topology (the censor is hop hops_client + 1) and the censor's event log (the trigger "
+            "dropped inline: in-path; mirrored, or forwarded inline: on-path).</p>"
+        )
+        out.append(
+            '<table id="traces"><tr><th>scenario</th><th>profile</th><th>mode</th><th>hops c/s</th><th>protocol</th>'
+            "<th>truth</th><th>trace</th><th>outcome</th><th>hop</th><th>path</th><th>time</th></tr>"
+        )
+        for r in sorted(traces, key=_trace_right):
+            s = r["scenario"]
+            spec = s.get("trace") or {}
+            t = r.get("trace") or {}
+            row_class = "" if _trace_right(r) else ' class="miss"'
+            got = "error" if r.get("error") else _trace_text(t.get("got"))
+            out.append(
+                f"<tr{row_class}><td>{_e(s['name'])}</td><td>{_e(s['profile'])}</td><td>{_e(s['mode'])}</td>"
+                f"<td>{_e(spec.get('hops_client'))}/{_e(spec.get('hops_server'))}</td><td>{_e(spec.get('protocol'))}</td>"
+                f"<td>{_e(_trace_text(t.get('expected')))}</td><td>{_e(got)}</td>"
+                f"<td>{_mark(r['checks'].get('trace_outcome'))}</td><td>{_mark(r['checks'].get('trace_hop'))}</td>"
+                f"<td>{_mark(r['checks'].get('trace_path'))}</td><td>{r['duration_s']:.1f} s</td></tr>"
+            )
+        out.append("</table>")
     misses = report.misses
     out.append(f"<h2>Misses ({len(misses)})</h2>")
     if misses:
@@ -320,7 +451,7 @@ def render_html(report: Report) -> str:
         "<th>target</th><th>truth</th><th>classified</th><th>OONI blocking / accessible</th>"
         "<th>attribution</th><th>technique</th><th>OONI</th><th>attr.</th><th>time</th></tr>"
     )
-    for r in sorted(report.results, key=lambda r: r["passed"]):
+    for r in sorted((r for r in report.results if _kind(r) == "probe"), key=lambda r: r["passed"]):
         s = r["scenario"]
         attribution = ", ".join(f"{f['kind']}: {f['best']}" for f in r.get("attribution") or ()) or "-"
         row_class = "" if r["passed"] else ' class="miss"'

@@ -18,6 +18,11 @@ the next), the censor started with a fixed seed (probabilistic rules are reprodu
    fields, then highest score; a profile may tune its preset, so one mismatch can remain), expectation
    (the censor did what the catalogue says; a probabilistic rule may not).
 
+A trace scenario (``kind: trace``) has a lab of its own, with its routers on each side of the censor
+(``lab up --hops-client/--hops-server/--delay-ms``) and its censor parameters; it runs ``chokepoint trace`` from
+the client instead of the probe and is scored on the outcome, the censor's hop and the path against
+:func:`chokepoint.validate.truth.trace_truth` (the topology and the censor's event log during the trace).
+
 The lab is torn down between groups and after the last (also on errors and Ctrl-C). Steps 3 and 5 are
 :mod:`chokepoint.validate.truth` and :mod:`chokepoint.validate.scoring` (I/O-free but for reading the capture);
 their names are re-exported here.
@@ -38,14 +43,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from chokepoint.validate.scenarios import Scenario
-from chokepoint.validate.scoring import ScenarioResult, score
+from chokepoint.validate.scenarios import Scenario, TraceSpec
+from chokepoint.validate.scoring import TRACE_KEYS, ScenarioResult, score, score_trace
 from chokepoint.validate.truth import (
     CLIENT_ADDRESSES,
     LAYER_ORDER,
     TruthAction,
     classified_class,
     primary,
+    trace_truth,
     truth_from_events,
 )
 
@@ -68,6 +74,7 @@ __all__ = [
 
 CONTROL_RESOLVER = "198.18.9.1"
 SITE_FIRST, SITE_LAST = 11, 29  # 198.19.0.10 stays the default answer (and the control host's)
+SITE_DEFAULT = "198.19.0.10"
 CAPTURE_IFACE = "cl0"
 DEFAULT_SEED = 1
 
@@ -105,17 +112,21 @@ def pin_clock(scenario: Scenario) -> Scenario:
     return replace(scenario, local_time=DEFAULT_LOCAL_TIME) if "local_hour" in used else scenario
 
 
+GroupKey = tuple[str, str, int | None, str | None, str | None]
+
+
 def plan_groups(
     scenarios: Sequence[Scenario],
-) -> list[tuple[tuple[str, str, int | None, str | None, str | None], list[Scenario], dict[str, str]]]:
-    """Scenarios grouped by (profile, mode, seed, local time, day) in first-appearance order, split so that every
-    distinct target host gets its own site address; each group with its DNS map (host -> IPv4 site address)."""
-    order: dict[tuple[str, str, int | None, str | None, str | None], list[Scenario]] = {}
+) -> list[tuple[GroupKey, list[Scenario], dict[str, str]]]:
+    """Scenarios grouped by (profile, mode, seed, local time, day; a trace scenario alone) in first-appearance
+    order, split so that every distinct target host gets its own site address; each group with its DNS map
+    (host -> IPv4 site address)."""
+    order: dict[tuple[GroupKey, str], list[Scenario]] = {}
     for s in scenarios:
-        order.setdefault(s.group, []).append(s)
+        order.setdefault((s.group, s.lab_key), []).append(s)
     out = []
     capacity = SITE_LAST - SITE_FIRST + 1
-    for key, members in order.items():
+    for (key, _), members in order.items():
         chunk: list[Scenario] = []
         hosts: dict[str, str] = {}
         for s in members:
@@ -150,10 +161,12 @@ def _lab(
     state_dir: Path | None,
     local_time: str | None = None,
     as_of: str | None = None,
+    trace: TraceSpec | None = None,
 ) -> Iterator[Any]:
     """A lab with the services answering from ``dns_map`` and the censor (none when ``profile`` is ""), whose
     clock reads ``local_time`` in the profile's timezone when it comes up (None: the wall clock), its profile
-    loaded as of ``as_of`` (None: its last day)."""
+    loaded as of ``as_of`` (None: its last day); for a trace scenario (``trace``) with its routers on each side
+    of the censor, the far side's delay and its censor parameters."""
     from chokepoint import lab
     from chokepoint.backends import censord
     from chokepoint.lab import services
@@ -169,6 +182,11 @@ def _lab(
             censor=False,
             state_dir=state_dir,
             as_of=as_of if profile else None,
+            **(
+                {}
+                if trace is None
+                else {"hops_client": trace.hops_client, "hops_server": trace.hops_server, "delay_ms": trace.delay_ms}
+            ),
         )
     except lab.LabError as exc:
         raise ValidationError(f"lab up ({profile or 'no censor'}, {mode}) failed: {exc}") from exc
@@ -183,7 +201,8 @@ def _lab(
                     if local_time is None
                     else clock_offset_for(load_profile(profile).meta.utc_offset_s, local_time)
                 )
-                censord.launch(state, mode, profile, False, seed, clock_offset_s=offset, as_of=as_of)
+                params = dict(trace.params) if trace is not None and trace.params else None
+                censord.launch(state, mode, profile, False, seed, clock_offset_s=offset, as_of=as_of, params=params)
         except (services.ServicesLaunchError, StateError, OSError) as exc:
             raise ValidationError(f"the lab services or censor did not start: {exc}") from exc
         finally:
@@ -329,7 +348,68 @@ def _attribution(capture: Path, fingerprints: Any, expected: str | None) -> list
     return out
 
 
-def _run_one(s: Scenario, state: Any, workdir: Path, options: RunOptions, fingerprints: Any) -> ScenarioResult:
+#: The lab resolver (on the server's network): a DNS trace's target.
+LAB_RESOLVER = "198.19.0.53"
+
+
+def _trace_argv(s: Scenario, server: str, pcap_dir: Path) -> list[str]:
+    assert s.trace is not None
+    argv = [sys.executable, "-m", "chokepoint.cli", "trace", server, "--domain", s.target]
+    return [*argv, "--protocol", s.trace.protocol, "--format", "json", "--pcap", str(pcap_dir)]
+
+
+def _run_trace(s: Scenario, state: Any, workdir: Path, hosts: dict[str, str]) -> ScenarioResult:
+    """``chokepoint trace`` from the client to the scenario's site (the lab resolver for DNS), scored against
+    the censor's position in the topology and what its event log says it did to the trigger."""
+    from chokepoint.backends.censor import EVENTS_FILE
+    from chokepoint.lab import system
+
+    assert s.trace is not None
+    result = ScenarioResult(s)
+    started = time.monotonic()
+    events = Path(state.state_dir) / EVENTS_FILE
+    netns = state.namespace("client")
+    server = LAB_RESOLVER if s.trace.protocol == "dns" else hosts.get(s.host, SITE_DEFAULT)
+    pcap_dir = workdir / f"{s.name}-trace"
+    result.capture, result.measurement = str(pcap_dir), str(workdir / f"{s.name}.trace.json")
+    offset = _events_size(events)
+    try:
+        if not s.trace.tcp_timestamps:
+            system.sysctl({"net.ipv4.tcp_timestamps": 0}, netns)
+        proc = system.run(_trace_argv(s, server, pcap_dir), netns=netns, check=False, timeout=300)
+        time.sleep(0.1)
+        if proc.returncode != 0:
+            raise ValidationError(
+                f"trace exited with {proc.returncode}: {proc.stderr.decode('utf-8', 'replace').strip()[-500:]}"
+            )
+        Path(result.measurement).write_bytes(proc.stdout)
+        report = json.loads(proc.stdout)
+    except (system.CommandError, ValidationError, OSError, ValueError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+        result.misses.append(f"error: {result.error}")
+        result.duration_s = time.monotonic() - started
+        return result
+    lines = _events_since(events, offset)
+    result.truth = truth_from_events(lines)
+    topo = state.topology
+    result.trace_expected = trace_truth(
+        s.mode,
+        s.trace.censor_hop,
+        str(topo.host("censor").interface("ce0").addresses[0].ip),
+        str(topo.host("far1").interface("rt0").addresses[0].ip),
+        lines,
+    )
+    result.trace_got = {k: report.get(k) for k in TRACE_KEYS}
+    score_trace(result)
+    result.duration_s = time.monotonic() - started
+    return result
+
+
+def _run_one(
+    s: Scenario, state: Any, workdir: Path, options: RunOptions, fingerprints: Any, hosts: dict[str, str]
+) -> ScenarioResult:
+    if s.kind == "trace":
+        return _run_trace(s, state, workdir, hosts)
     from chokepoint.backends.censor import EVENTS_FILE
     from chokepoint.lab import system
 
@@ -406,13 +486,16 @@ def run_scenarios(
                 dns_map.write_text(json.dumps({"names": {h: [ip] for h, ip in hosts.items()}}), encoding="utf-8")
                 clock = f", {local_time} local" if local_time else ""
                 day = f", as of {as_of}" if as_of else ""
+                trace = members[0].trace if members[0].kind == "trace" else None
+                hops = "" if trace is None else f", hops {trace.hops_client}/{trace.hops_server} client/server side"
                 progress(
-                    f"lab up: {profile or 'no censor'} ({mode}, seed {seed}{clock}{day}), {len(members)} scenario(s)"
+                    f"lab up: {profile or 'no censor'} ({mode}, seed {seed}{clock}{day}{hops}), "
+                    f"{len(members)} scenario(s)"
                 )
-                with _lab(profile, mode, dns_map, seed, options.state_dir, local_time, as_of) as state:
+                with _lab(profile, mode, dns_map, seed, options.state_dir, local_time, as_of, trace) as state:
                     for s in members:
-                        progress(f"  {s.name}: {s.target}")
-                        result = _run_one(s, state, workdir, options, fingerprints)
+                        progress(f"  {s.name}: {s.target}" + (f" (trace, {trace.protocol})" if trace else ""))
+                        result = _run_one(s, state, workdir, options, fingerprints, hosts)
                         results[s.name] = result
                         on_result(result)
     except st.LabBusy as exc:

@@ -33,6 +33,23 @@ A catalogue is a YAML file (the bundled one is ``scenarios.yaml`` beside this mo
           accessible: false       # OONI's accessible: true, false, null
           attribution: gfw-type-ii   # a personality preset detect should find consistent (injected packets)
 
+A ``kind: trace`` scenario runs ``chokepoint trace`` instead of the probe, with the censor at a hop position::
+
+      - name: trace-gfw-sni-inline-c1s2
+        kind: trace
+        profile: gfw
+        mode: inline
+        target: www.youtube.com   # the blocked name, sent in the Host header, the SNI or a DNS query
+        protocol: tls             # http | tls | dns (chokepoint trace --protocol)
+        hops_client: 1            # routers between the client and the censor (lab up --hops-client)
+        hops_server: 2            # routers between the censor and the server, at least 1
+        delay_ms: 10              # the far side's one-way delay (lab up --delay-ms); default 10
+        params: {gfw-http-host-reset.probability: "1"}   # censor --param overrides (optional)
+        tcp_timestamps: false     # the client's TCP timestamps (default true; henan sees 20-byte headers)
+        rule: gfw-sni-reset
+        expected: {outcome: censor-identified}   # trace's outcome; the hop, address and path come from
+                                                 # the topology and the censor's event log at run time
+
 Errors name the place as ``file:line:column: message`` (like profiles); nothing is returned from a
 catalogue with any error in it.
 """
@@ -53,12 +70,16 @@ __all__ = [
     "BUNDLED_CATALOGUE",
     "CatalogueError",
     "Expected",
+    "KINDS",
     "MODES",
     "NOT_CENSORSHIP",
     "OONI_BLOCKING",
     "RESOLVERS",
     "Scenario",
     "TECHNIQUES",
+    "TRACE_OUTCOMES",
+    "TRACE_PROTOCOLS",
+    "TraceSpec",
     "load_catalogue",
     "parse_catalogue",
     "select",
@@ -66,6 +87,12 @@ __all__ = [
 
 BUNDLED_CATALOGUE = Path(__file__).with_name("scenarios.yaml")
 MODES = ("inline", "mirror")
+#: What a scenario runs: the probe runner (scored on the technique matrix) or a censorship traceroute
+#: (``chokepoint trace``, scored on the censor's hop, its path and the outcome).
+KINDS = ("probe", "trace")
+TRACE_PROTOCOLS = ("http", "tls", "dns")
+#: chokepoint.trace.analysis.OUTCOMES (not imported: the catalogue loads without the trace package)
+TRACE_OUTCOMES = ("censor-identified", "endpoint-firewall", "no-censorship", "terminated-early", "cannot-identify")
 RESOLVERS = ("system", "control")
 NOT_CENSORSHIP = "none"
 #: The technique classes of the confusion matrix: what a censor did, at which layer, as the probe's
@@ -100,6 +127,7 @@ TECHNIQUES = (
 #: OONI Web Connectivity `blocking` values (ts-017); None is JSON null.
 OONI_BLOCKING: tuple[str | bool | None, ...] = (False, None, "dns", "tcp_ip", "http-failure", "http-diff")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
+_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$")
 _SCENARIO_KEYS = (
     "name",
     "profile",
@@ -115,7 +143,16 @@ _SCENARIO_KEYS = (
     "expected",
     "local_time",
     "as_of",
+    "kind",
+    "protocol",
+    "hops_client",
+    "hops_server",
+    "delay_ms",
+    "params",
+    "tcp_timestamps",
 )
+_PROBE_ONLY_KEYS = ("tests", "resolver")
+_TRACE_ONLY_KEYS = ("protocol", "hops_client", "hops_server", "delay_ms", "params", "tcp_timestamps")
 _DEFAULT_KEYS = ("mode", "tests", "resolver", "timeout", "quick")
 _EXPECTED_KEYS = ("technique", "blocking", "accessible", "attribution")
 _DEFAULT_TESTS = ("dns", "tcp", "tls", "http")
@@ -156,6 +193,35 @@ class Expected:
 
 
 @dataclass(frozen=True, slots=True)
+class TraceSpec:
+    """A trace scenario's traceroute and topology: the protocol, the censor's position, the expected outcome."""
+
+    protocol: str
+    hops_client: int
+    hops_server: int
+    delay_ms: float = 10.0
+    params: tuple[tuple[str, str], ...] = ()  # censor --param overrides, (RULE.PARAM, VALUE)
+    tcp_timestamps: bool = True
+    outcome: str = "censor-identified"
+
+    @property
+    def censor_hop(self) -> int:
+        """The censor's hop as trace counts (the TTL that expires at it): chokepoint.lab.geometry's censor_ttl."""
+        return self.hops_client + 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol,
+            "hops_client": self.hops_client,
+            "hops_server": self.hops_server,
+            "delay_ms": self.delay_ms,
+            "params": dict(self.params),
+            "tcp_timestamps": self.tcp_timestamps,
+            "outcome": self.outcome,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     """One measurement in the lab: which censor, which target, which probes, what should come out."""
 
@@ -174,14 +240,25 @@ class Scenario:
     source: str = ""  # file:line:column of the scenario (error messages, reports)
     local_time: str | None = None  # "HH:MM" on the censor's clock in the profile's timezone; None: see above
     as_of: str | None = None  # "YYYY-MM-DD": the day the profile is loaded for; None: the run's, else its last
+    kind: str = "probe"
+    trace: TraceSpec | None = None  # kind "trace": the traceroute and the censor's position
 
     @property
     def group(self) -> tuple[str, str, int | None, str | None, str | None]:
-        """Scenarios sharing a lab: same profile (or none), mode, censor seed, censor clock and day."""
+        """Scenarios sharing a lab: same profile (or none), mode, censor seed, censor clock and day (and
+        ``lab_key``)."""
         return (self.profile or "", self.mode, self.seed, self.local_time, self.as_of)
 
     @property
+    def lab_key(self) -> str:
+        """A trace scenario has a lab of its own: its hop positions and censor parameters, and no residual
+        block from another scenario."""
+        return f"trace:{self.name}" if self.kind == "trace" else ""
+
+    @property
     def host(self) -> str:
+        if self.kind == "trace":
+            return self.target
         from chokepoint.probe.probes.common import parse_target
 
         return parse_target(self.target).host
@@ -201,8 +278,10 @@ class Scenario:
             "seed": self.seed,
             "local_time": self.local_time,
             "as_of": self.as_of,
-            "expected": self.expected.to_json(),
+            "expected": self.expected.to_json() if self.trace is None else {"outcome": self.trace.outcome},
             "source": self.source,
+            "kind": self.kind,
+            "trace": None if self.trace is None else self.trace.to_json(),
         }
 
 
@@ -306,6 +385,12 @@ class _Checker:
                 raise self.fail(path, f"a scenario needs {required!r}")
         if "profile" not in raw:
             raise self.fail(path, "a scenario needs 'profile' (a profile name, or null for no censor)")
+        kind = raw.get("kind", "probe")
+        if kind not in KINDS:
+            raise self.fail((*path, "kind"), f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        for k in _TRACE_ONLY_KEYS if kind == "probe" else _PROBE_ONLY_KEYS:
+            if k in raw:
+                raise self.fail((*path, k), f"{k!r} does not apply to a {kind} scenario", key=True)
         name = raw["name"]
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise self.fail((*path, "name"), "name must match [a-z0-9][a-z0-9-]* (at most 80 characters)")
@@ -320,10 +405,14 @@ class _Checker:
                     (*path, "profile"), f"no bundled profile {profile!r}; known: " + ", ".join(sorted(self.profiles))
                 )
         target = self.string((*path, "target"), raw["target"], "target")
-        try:
-            parse_target(target)
-        except ProbeError as exc:
-            raise self.fail((*path, "target"), f"bad target: {exc}") from None
+        if kind == "trace":
+            if not _DOMAIN_RE.match(target):
+                raise self.fail((*path, "target"), "a trace scenario's target is the blocked domain name")
+        else:
+            try:
+                parse_target(target)
+            except ProbeError as exc:
+                raise self.fail((*path, "target"), f"bad target: {exc}") from None
         settings = self.settings(path, raw, defaults)
         rule = raw.get("rule")
         if rule is not None:
@@ -345,13 +434,18 @@ class _Checker:
         as_of = raw.get("as_of")
         if as_of is not None:
             as_of = self.day((*path, "as_of"), as_of, profile)
-        expected = self.expected((*path, "expected"), raw["expected"], profile)
+        trace = None
+        if kind == "trace":
+            trace = self.trace(path, raw, profile)
+            expected = Expected(NOT_CENSORSHIP, None, None)
+        else:
+            expected = self.expected((*path, "expected"), raw["expected"], profile)
         return Scenario(
             name=name,
             profile=profile,
             mode=settings["mode"],
             target=target,
-            tests=settings["tests"],
+            tests=settings["tests"] if kind == "probe" else (),
             expected=expected,
             resolver=settings["resolver"],
             timeout=settings["timeout"],
@@ -362,6 +456,49 @@ class _Checker:
             source=str(self.marks.value(path)),
             local_time=local_time,
             as_of=as_of,
+            kind=kind,
+            trace=trace,
+        )
+
+    def trace(self, path: tuple, raw: Mapping[str, Any], profile: str | None) -> TraceSpec:
+        """A trace scenario's protocol, hop positions, censor parameters and expected outcome."""
+        if profile is None:
+            raise self.fail((*path, "profile"), "a trace scenario needs a censor (a profile)")
+        for required in ("protocol", "hops_client", "hops_server"):
+            if required not in raw:
+                raise self.fail(path, f"a trace scenario needs {required!r}")
+        protocol = raw["protocol"]
+        if protocol not in TRACE_PROTOCOLS:
+            raise self.fail((*path, "protocol"), f"protocol must be one of {', '.join(TRACE_PROTOCOLS)}")
+        hops = {}
+        for key, low in (("hops_client", 0), ("hops_server", 1)):
+            value = raw[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 16:
+                why = " (the hop after the censor shows what it forwarded)" if low else ""
+                raise self.fail((*path, key), f"{key} must be an integer from {low} to 16{why}")
+            hops[key] = value
+        delay = raw.get("delay_ms", 10)
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= 5000:
+            raise self.fail((*path, "delay_ms"), "delay_ms must be a number of milliseconds in [0, 5000]")
+        params = raw.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise self.fail((*path, "params"), "params must be a mapping RULE.PARAM: VALUE")
+        for k, v in params.items():
+            if not isinstance(k, str) or "." not in k or isinstance(v, (Mapping, list)):
+                raise self.fail((*path, "params", k), "params must map RULE.PARAM to a scalar value")
+        timestamps = self.boolean((*path, "tcp_timestamps"), raw.get("tcp_timestamps", True), "tcp_timestamps")
+        exp = self.mapping((*path, "expected"), raw["expected"], ("outcome",), "a trace scenario's expected")
+        outcome = exp.get("outcome", "censor-identified")
+        if outcome not in TRACE_OUTCOMES:
+            raise self.fail((*path, "expected", "outcome"), f"outcome must be one of {', '.join(TRACE_OUTCOMES)}")
+        return TraceSpec(
+            protocol=protocol,
+            hops_client=hops["hops_client"],
+            hops_server=hops["hops_server"],
+            delay_ms=float(delay),
+            params=tuple((str(k), str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items()),
+            tcp_timestamps=timestamps,
+            outcome=outcome,
         )
 
     def day(self, path: tuple, value: Any, profile: str | None) -> str:

@@ -30,6 +30,8 @@ class ScenarioResult:
     duration_s: float = 0.0
     measurement: str | None = None  # file with the measurement JSON
     capture: str | None = None
+    trace_expected: dict[str, Any] | None = None  # a trace scenario: truth.trace_truth
+    trace_got: dict[str, Any] | None = None  # ... and what chokepoint trace reported (TRACE_KEYS)
 
     @property
     def passed(self) -> bool:
@@ -52,6 +54,10 @@ class ScenarioResult:
             "duration_s": round(self.duration_s, 3),
             "measurement": self.measurement,
             "capture": self.capture,
+            "kind": self.scenario.kind,
+            "trace": None
+            if self.scenario.kind != "trace"
+            else {"expected": self.trace_expected, "got": self.trace_got},
         }
 
 
@@ -109,6 +115,55 @@ def score(result: ScenarioResult) -> None:
             result.misses.append(f"attribution: expected {exp.attribution}: {why}")
     else:
         result.checks["attribution"] = None
+
+
+#: The keys of trace's JSON report a trace scenario keeps.
+TRACE_KEYS = ("outcome", "censor", "path", "interference", "interference_ttl", "detail")
+#: The checks of a trace scenario (its own section of the report, apart from the technique matrix).
+TRACE_CHECKS = ("trace_outcome", "trace_hop", "trace_path", "trace_expectation")
+
+
+def score_trace(result: ScenarioResult) -> None:
+    """A trace scenario's checks: the outcome, the censor's hop (TTL and address) and the path trace reported
+    against the ground truth (``trace_expected``); hop and path only where a censor is to be found. And
+    ``trace_expectation``: the censor did what the catalogue expects (a rule that did not fire)."""
+    exp, got = result.trace_expected or {}, result.trace_got or {}
+    spec = result.scenario.trace
+    found = (
+        f"[trace: {got.get('outcome')}, censor {_hop(got.get('censor'))}, {got.get('path')}, "
+        f"interference {got.get('interference')} at TTL {got.get('interference_ttl')}: {got.get('detail')}]"
+    )
+    truth = f"[truth: {exp.get('basis')}]"
+    ok = got.get("outcome") == exp.get("outcome")
+    result.checks["trace_outcome"] = ok
+    if not ok:
+        result.misses.append(f"trace outcome: {got.get('outcome')}, ground truth {exp.get('outcome')} {truth} {found}")
+    if exp.get("outcome") == "censor-identified":
+        hop_ok = got.get("censor") == exp.get("censor")
+        result.checks["trace_hop"] = hop_ok
+        if not hop_ok:
+            result.misses.append(
+                f"trace hop: {_hop(got.get('censor'))}, ground truth {_hop(exp.get('censor'))} {found}"
+            )
+        path_ok = got.get("path") == exp.get("path")
+        result.checks["trace_path"] = path_ok
+        if not path_ok:
+            result.misses.append(f"trace path: {got.get('path')}, ground truth {exp.get('path')} {truth} {found}")
+    else:
+        result.checks["trace_hop"] = result.checks["trace_path"] = None
+    as_expected = spec is None or exp.get("outcome") == spec.outcome
+    result.checks["trace_expectation"] = as_expected
+    if not as_expected:
+        result.misses.append(
+            f"expectation: the ground truth is {exp.get('outcome')}, the catalogue expects "
+            f"{spec.outcome if spec else None} {truth}"
+        )
+
+
+def _hop(censor: Any) -> str:
+    if not isinstance(censor, dict):
+        return "none"
+    return f"hop {censor.get('ttl')} ({censor.get('ip')})"
 
 
 def _j(value: Any) -> str:
