@@ -1,7 +1,8 @@
 """In the lab, ``chokepoint trace`` finds the censor: gfw's HTTP Host rule, the censor at two hop positions, inline
-and mirror. Ground truth from the topology: the censor is hop ``hops_client + 1`` with the address of its
-client-side interface; mirror mode copies the request (on-path), inline mode's reset consumes it (in-path).
-``trace analyze`` on the captures the run recorded gives the same answer."""
+and mirror. Ground truth from the topology: between routers the censor is a transparent box (lab/geometry.py),
+first passed at TTL ``hops_client + 1``, the hop CenTrace names with the address of the router beyond it
+(``far1``); mirror mode copies the request (on-path), inline mode's reset consumes it (in-path). ``trace
+analyze`` on the captures the run recorded gives the same answer."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from chokepoint import lab
 from chokepoint.lab import system
 from chokepoint.lab.instance import PREFIX
+from chokepoint.validate.truth import trace_truth
 
 from ._lab import CLI, lab_guard, tools_reason  # noqa: F401 (fixture)
 
@@ -19,22 +21,30 @@ SITE = "198.19.0.10"
 BLOCKED = "www.google.com"  # on gfw's list (profiles/lists/gfw-domains.txt)
 
 
-@pytest.mark.parametrize("mode, hops_client", [("mirror", 1), ("mirror", 3), ("inline", 1), ("inline", 3)])
-def test_trace_names_the_censor_hop_and_path(lab_guard, tmp_path, mode, hops_client) -> None:
+@pytest.mark.parametrize(
+    "profile, mode, hops_client, domain, interference",
+    [
+        ("gfw", "mirror", 1, BLOCKED, "rst"),
+        ("gfw", "mirror", 3, BLOCKED, "rst"),
+        ("gfw", "inline", 1, BLOCKED, "rst"),  # gfw's reset lets the request on: on-path even inline
+        ("iran", "inline", 3, "queerquotes.blogspot.com", "blockpage"),  # the request withheld: in-path
+    ],
+)
+def test_trace_names_the_censor_hop_and_path(lab_guard, tmp_path, profile, mode, hops_client, domain, interference):
     reason = tools_reason(["tcpdump"], "the trace tests")
     if reason:
         pytest.skip(reason)
     state = lab.up(
-        "gfw",
+        profile,
         mode,
         hops_client=hops_client,
         hops_server=2,
         delay_ms=10,
-        params={"gfw-http-host-reset.probability": "1"},
+        params={"gfw-http-host-reset.probability": "1"} if profile == "gfw" else None,
     )
-    censor_ip = str(state.topology.host("censor").interface("ce0").addresses[0].ip)
+    beyond_ip = str(state.topology.host("far1").interface("rt0").addresses[0].ip)
     proc = system.run(
-        [*CLI, "trace", SITE, "--domain", BLOCKED, "--format", "json", "--pcap", str(tmp_path)],
+        [*CLI, "trace", SITE, "--domain", domain, "--format", "json", "--pcap", str(tmp_path)],
         netns=f"{PREFIX}client",
         check=False,
         timeout=180,
@@ -42,20 +52,22 @@ def test_trace_names_the_censor_hop_and_path(lab_guard, tmp_path, mode, hops_cli
     assert proc.returncode == 0, proc.stderr.decode()
     live = json.loads(proc.stdout)
     print(json.dumps({k: live[k] for k in ("outcome", "censor", "path", "interference", "interference_ttl")}))
-    expected_path = "on-path" if mode == "mirror" else "in-path"
+    # the path from what the censor did with the trigger (its event log), as validate's trace scenarios
+    truth = trace_truth(mode, hops_client + 1, beyond_ip, state.path("events.jsonl").read_text().splitlines())
+    assert truth["outcome"] == "censor-identified", truth
     assert live["outcome"] == "censor-identified", live
-    assert live["censor"] == {"ttl": hops_client + 1, "ip": censor_ip}, live
-    assert (live["path"], live["interference"]) == (expected_path, "rst"), live
-    test_pcap = tmp_path / f"{SITE}_{BLOCKED}_{BLOCKED}.pcap"
-    control_pcap = tmp_path / f"{SITE}_{BLOCKED}_example.com.pcap"
+    assert live["censor"] == {"ttl": hops_client + 1, "ip": beyond_ip}, live
+    assert (live["path"], live["interference"]) == (truth["path"], interference), (live, truth["basis"])
+    test_pcap = tmp_path / f"{SITE}_{domain}_{domain}.pcap"
+    control_pcap = tmp_path / f"{SITE}_{domain}_example.com.pcap"
     again = system.run([*CLI, "trace", "analyze", str(test_pcap), str(control_pcap), "--format", "json"])
     offline = json.loads(again.stdout)
     assert {k: offline[k] for k in ("outcome", "censor", "path")} == {k: live[k] for k in ("outcome", "censor", "path")}
 
 
 def test_silent_routers_are_stars_and_the_censor_is_still_found(lab_guard) -> None:
-    """near1 answers nothing (its time-exceeded messages dropped) and far1 likewise: `*` hops, not errors; the
-    censor between them is still named, in-path."""
+    """near1 answers nothing (its time-exceeded messages dropped) and far2 likewise: `*` hops, not errors; the
+    censor between near2 and far1 is still named (far1's address, at TTL 3)."""
     state = lab.up("gfw", "inline", hops_client=2, hops_server=2, params={"gfw-http-host-reset.probability": "1"})
     for router in ("near1", "far2"):
         system.iptables(
@@ -71,12 +83,12 @@ def test_silent_routers_are_stars_and_the_censor_is_still_found(lab_guard) -> No
     live = json.loads(proc.stdout)
     hops = {h["ttl"]: h for h in live["hops"]}
     assert hops[1]["control"] == ["*"] and hops[1]["test"] == ["*"]
-    assert hops[5]["control"] == ["*"]
-    censor_ip = str(state.topology.host("censor").interface("ce0").addresses[0].ip)
+    assert hops[4]["control"] == ["*"]  # far2 (the transparent censor is no hop)
+    beyond_ip = str(state.topology.host("far1").interface("rt0").addresses[0].ip)
     assert (live["outcome"], live["censor"], live["path"]) == (
         "censor-identified",
-        {"ttl": 3, "ip": censor_ip},
-        "in-path",
+        {"ttl": 3, "ip": beyond_ip},
+        "on-path",  # gfw's reset lets the request on: it expires at far1 beside the injection
     )
 
 
@@ -92,7 +104,7 @@ def test_dns_trace_finds_the_forging_censor(lab_guard) -> None:
     )
     assert proc.returncode == 0, proc.stderr.decode()
     live = json.loads(proc.stdout)
-    censor_ip = str(state.topology.host("censor").interface("ce0").addresses[0].ip)
+    beyond_ip = str(state.topology.host("far1").interface("rt0").addresses[0].ip)
     assert (live["outcome"], live["interference"], live["path"]) == ("censor-identified", "forged-dns", "on-path")
-    assert live["censor"] == {"ttl": 3, "ip": censor_ip}
-    assert live["control_terminating_ttl"] == 5  # near1, near2, censor, far1, then the resolver
+    assert live["censor"] == {"ttl": 3, "ip": beyond_ip}
+    assert live["control_terminating_ttl"] == 4  # near1, near2, far1 (the censor is transparent), the resolver

@@ -35,22 +35,36 @@ def test_on_path_injector_is_named_by_the_icmp_of_the_same_probe(tmp_path) -> No
     assert r["hops"][3]["test"][0].startswith("rst ttl=250 id=13330")
 
 
-def test_in_path_device_is_the_last_hop_that_answered_the_test() -> None:
+def test_in_path_device_is_named_by_the_controls_answer_at_its_ttl() -> None:
+    """CenTrace's middlebox: the hop that answered the control at the test's terminating TTL, with the control's
+    answers one TTL before and after as candidates."""
     r = report(path(10, censor_hop=6, on_path=False), path(10))
     assert (r["outcome"], r["path"], r["interference_ttl"]) == ("censor-identified", "in-path", 6)
-    assert r["censor"] == {"ttl": 5, "ip": ROUTERS[4]}
+    assert r["censor"] == {"ttl": 6, "ip": ROUTERS[5]}
+    assert r["candidates"] == {"before": ROUTERS[4], "after": ROUTERS[6]}
 
 
 def test_a_drop_is_located_where_the_test_stops_hearing_from_the_path() -> None:
     r = report(path(10, censor_hop=3, censor="drop"), path(10))
     assert (r["outcome"], r["interference"], r["path"]) == ("censor-identified", "drop", "in-path")
-    assert r["censor"] == {"ttl": 2, "ip": ROUTERS[1]}
+    assert r["censor"] == {"ttl": 3, "ip": ROUTERS[2]}  # one TTL past the test's last answer, as CenTrace
     assert r["test_terminating_ttl"] is None
+
+
+def test_a_censor_that_answers_with_the_servers_address_is_an_endpoint_firewall(monkeypatch) -> None:
+    """CenTrace's NAT_FIREWALL: the hop that answered the control at the test's terminating TTL has the
+    server's own address (a NAT in front of it)."""
+    from tests.trace import _paths
+
+    monkeypatch.setattr(_paths, "ROUTERS", [*ROUTERS[:5], SERVER, *ROUTERS[6:]])  # hop 6: the server's address
+    r = report(path(10, censor_hop=6, on_path=False), path(10))
+    assert (r["outcome"], r["censor"], r["interference_ttl"]) == ("endpoint-firewall", None, 6)
+    assert "the server itself" in r["detail"]
 
 
 def test_blockpage_and_forged_dns_answers_are_named() -> None:
     page = report(path(10, censor_hop=5, censor="blockpage", on_path=False), path(10))
-    assert (page["interference"], page["censor"]["ttl"]) == ("blockpage", 4)
+    assert (page["interference"], page["censor"]["ttl"]) == ("blockpage", 5)
     forged = report(
         path(8, censor_hop=3, censor="dns", real=("dns", "198.18.0.10")), path(8, real=("dns", "198.18.0.10")), dns=True
     )
@@ -68,9 +82,11 @@ def test_silent_hops_are_stars_not_errors() -> None:
     r = report(path(9, censor_hop=6, on_path=True, silent=frozenset({2, 3})), path(9, silent=frozenset({2, 3})))
     assert r["hops"][1]["test"] == ["*"] and r["hops"][2]["control"] == ["*"]
     assert r["censor"] == {"ttl": 6, "ip": ROUTERS[5]}
-    # the hop at the censor silent for both: the interference is seen, its address is not
+    # the hop at the censor silent for both: the interference is seen, its address is not (the hop after it
+    # is a candidate)
     r = report(path(9, censor_hop=5, on_path=False, silent=frozenset({4, 5})), path(9, silent=frozenset({4, 5})))
-    assert (r["outcome"], r["path"], r["censor"]["ip"]) == ("censor-identified", "unknown", ROUTERS[2])
+    assert (r["outcome"], r["path"], r["censor"]) == ("cannot-identify", "unknown", None)
+    assert r["candidates"] == {"before": None, "after": ROUTERS[5]}
     r = report(
         path(9, censor_hop=1, on_path=False, silent=frozenset(range(1, 9))), path(9, silent=frozenset(range(1, 9)))
     )
@@ -110,7 +126,7 @@ def test_a_drop_whose_residual_block_refuses_the_later_handshakes_is_still_locat
     control = packets(path(10), TTLS, first_port=50000)
     r = analyze_packets([parse_ipv4(p, ts) for ts, p in test], [parse_ipv4(p, ts) for ts, p in control]).to_dict()
     assert (r["outcome"], r["interference"], r["path"]) == ("censor-identified", "drop", "in-path"), r["detail"]
-    assert r["censor"] == {"ttl": 3, "ip": ROUTERS[2]}
+    assert r["censor"] == {"ttl": 4, "ip": ROUTERS[3]}
     assert "6 connection(s) failed before a request could be sent" in r["detail"]
     # without the failed handshakes the same short trace stays terminated-early: nothing says it went on
     short = analyze_packets(

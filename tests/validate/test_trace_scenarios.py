@@ -128,15 +128,17 @@ def dropped(lines: list[str]) -> bool:
 
 
 def truth(mode: str, lines: list[str]) -> dict:
-    return trace_truth(mode, 3, CENSOR_IP, NEXT_IP, lines)
+    return trace_truth(mode, 3, NEXT_IP, lines)
 
 
 def test_mirror_mode_is_on_path_at_the_censor_hop(tmp_path):
+    # the transparent censor (lab/geometry.py): its hop is the TTL that first gets past it, named by the router
+    # beyond it, as CenTrace names a device
     lines = events_for("gfw", conversation(client_hello("www.youtube.com"), 443), tmp_path, mode="mirror")
     got = truth("mirror", lines)
     assert {k: got[k] for k in ("outcome", "censor", "path")} == {
         "outcome": "censor-identified",
-        "censor": {"ttl": 3, "ip": CENSOR_IP},
+        "censor": {"ttl": 3, "ip": NEXT_IP},
         "path": "on-path",
     }
     assert "gfw-sni-reset" in got["basis"]
@@ -147,16 +149,16 @@ def test_inline_a_withheld_trigger_is_in_path_at_the_censor_hop(tmp_path):
     lines = events_for("iran", conversation(http_request("queerquotes.blogspot.com"), 80), tmp_path)
     assert dropped(lines) is True
     got = truth("inline", lines)
-    assert (got["outcome"], got["censor"], got["path"]) == ("censor-identified", {"ttl": 3, "ip": CENSOR_IP}, "in-path")
+    assert (got["outcome"], got["censor"], got["path"]) == ("censor-identified", {"ttl": 3, "ip": NEXT_IP}, "in-path")
 
 
-def test_inline_a_forwarded_trigger_is_on_path_at_the_next_hop(tmp_path):
-    # gfw's SNI reset lets the ClientHello through (its RSTs race the server): the censor inspects after its own
-    # TTL check, so the request that triggers it expires one hop further, at the router after it
+def test_inline_a_forwarded_trigger_is_on_path_at_the_censor_hop(tmp_path):
+    # gfw's SNI reset lets the ClientHello through (its RSTs race the server): the request that triggers it goes
+    # on and expires at the router beyond the censor, which answers beside the injection
     lines = events_for("gfw", conversation(client_hello("www.youtube.com"), 443), tmp_path)
     assert dropped(lines) is False
     got = truth("inline", lines)
-    assert (got["outcome"], got["censor"], got["path"]) == ("censor-identified", {"ttl": 4, "ip": NEXT_IP}, "on-path")
+    assert (got["outcome"], got["censor"], got["path"]) == ("censor-identified", {"ttl": 3, "ip": NEXT_IP}, "on-path")
 
 
 def test_no_interference_is_no_censorship(tmp_path):

@@ -12,14 +12,18 @@ request, a DNS answer). Comparing the first terminating TTL of the test domain (
 - T_t == T_c and the same answer: ``no-censorship``; a different answer: ``endpoint-firewall``;
 - T_t < T_c: ``censor-identified``. **on-path** when the probe that drew the interference also drew an ICMP
   time-exceeded (the packet was copied and went on); **in-path** when it drew none although the control at that
-  TTL did (it was intercepted); else ``unknown``. The censor's hop is the one whose ICMP reveals it: on-path the
-  router that answered that same probe, in-path the last hop that answered the test before it.
-- the test never terminates though it went past T_c: a drop (``interference`` ``drop``); the censor is the last
-  hop that answered the test, in-path (or ``endpoint-firewall`` when only the server's own hop is silent);
-- the test stops before T_c because its connections failed after a probe went silent where the control's drew
-  an ICMP (a drop whose residual block refused the later handshakes): the drop above;
-- the control never terminates, or a trace stops before T_c otherwise: ``terminated-early``; anything else
+  TTL did (it was intercepted); else ``unknown``;
+- the test never terminates though it went past T_c: a drop (``interference`` ``drop``, in-path), with T_t one
+  TTL past the last hop that answered the test (``endpoint-firewall`` when that is the server's own hop);
+- the control never terminates, or a trace stops before T_c: ``terminated-early``; anything else
   (e.g. T_t > T_c, no hop revealed): ``cannot-identify``.
+
+Where the censor is, as CenTrace places it: at TTL T_t, with the address that answered the *control* at T_t
+(for a drop, at the first TTL from T_t on at which the control was answered) — the router at or right after
+the device, which a transparent box (the GFW's, the TSPU's) has no address of its own to show. The control's
+answers one TTL before and after are given as ``candidates`` (CenTrace's middlebox_before/after). When that
+address is the server's own, the interference comes from the endpoint: ``endpoint-firewall`` (CenTrace's
+NAT_FIREWALL); when the control drew no answer there, ``cannot-identify``.
 
 Whether the injector copies the probe's TTL: the injected packets' TTL at the client moving one for one with
 the probe's TTL (``copies_probe_ttl`` True), fixed (False), or too few probes to tell (None).
@@ -176,6 +180,13 @@ class Side:
     def icmp_ip(self, ttl: int) -> str | None:
         return next((p.icmp_ip for p in self.at(ttl) if p.icmp_ip), None)
 
+    def responder(self, ttl: int) -> str | None:
+        """Who answered the probes at ``ttl``: the router whose ICMP quotes one, else the first reply's source."""
+        found = self.icmp_ip(ttl)
+        if found is None:
+            found = next((r.src for p in self.at(ttl) for r in p.replies), None)
+        return found
+
     def terminating(self, ttl: int) -> Probe | None:
         return next((p for p in self.at(ttl) if p.terminating), None)
 
@@ -199,6 +210,8 @@ class Report:
     diverge_ttl: int | None = None
     copies_probe_ttl: bool | None = None
     injected: list[dict[str, int]] = field(default_factory=list)
+    #: who answered the control one hop before and after the censor's TTL (CenTrace's middlebox_before/after)
+    candidates: dict[str, str | None] = field(default_factory=dict)
     detail: str = ""
 
     def hops(self) -> list[dict[str, Any]]:
@@ -216,6 +229,7 @@ class Report:
             "interference_ttl": self.interference_ttl,
             "diverge_ttl": self.diverge_ttl,
             "copies_probe_ttl": self.copies_probe_ttl,
+            "candidates": self.candidates,
             "injected": self.injected,
             "test_terminating_ttl": self.test.terminating_ttl(),
             "control_terminating_ttl": self.control.terminating_ttl(),
@@ -225,12 +239,14 @@ class Report:
 
 
 def _interference(probe: Probe) -> str:
+    """The kind of interference: an HTTP response is a ``blockpage`` whatever flags close it (a block page comes
+    with a FIN or a RST; CenTrace's precedence would call it by the flag), else the probe's answer kind."""
     kind = probe.kind
     if kind == "dns":
         return "forged-dns"
-    if kind == "data":
-        data = b"".join(p.payload for p in probe.replies)
-        return "blockpage" if data[:5] == b"HTTP/" else "data"
+    data = b"".join(p.payload for p in sorted(probe.replies, key=lambda p: p.seq) if p.proto == TCP)
+    if data[:5] == b"HTTP/":
+        return "blockpage"
     return kind
 
 
@@ -318,26 +334,22 @@ def analyze(test: Side, control: Side, server: str | None = None) -> Report:
         report.outcome = "terminated-early"
         report.detail = f"the test trace stopped at TTL {test.max_ttl()}, before the control's answer at {t_c}"
         return report
-    if t_t is None:  # dropped: where did the test stop hearing from the path?
+    if t_t is None:  # dropped: one TTL past the last hop that answered the test (CenTrace)
         report.interference = "drop"
-        silent = next((t for t in range(1, t_c + 1) if not test.icmp_ip(t) and (control.icmp_ip(t) or t == t_c)), t_c)
-        report.interference_ttl = silent
-        if silent >= t_c:
+        last = max((t for t in test.probes if t < t_c and test.icmp_ip(t)), default=0)
+        t_t = last + 1
+        report.interference_ttl = t_t
+        if t_t >= t_c:
             report.outcome = "endpoint-firewall"
             report.detail = f"every hop answered the test up to the server's (TTL {t_c}), which did not"
             return report
-        before = max((t for t in range(1, silent) if test.icmp_ip(t)), default=None)
         report.path = "in-path"
-        if before is not None:
-            report.outcome, report.censor_ttl, report.censor_ip = "censor-identified", before, test.icmp_ip(before)
-            report.detail = f"the test's packets stop after hop {before}; the control's go on to TTL {t_c}"
-        else:
-            report.detail = f"the test drew no answer from any hop; the control reached TTL {t_c}"
+        report.detail = f"the test's packets stop after hop {last}; the control's go on to TTL {t_c}"
         if cut_short:
             report.detail += (
                 f"; then {test.unsent} connection(s) failed before a request could be sent (a residual block)"
             )
-        return report
+        return _locate(report, t_t, t_c, skip_silent=True)
     report.interference_ttl = t_t
     probe = test.terminating(t_t)
     assert probe is not None
@@ -355,19 +367,35 @@ def analyze(test: Side, control: Side, server: str | None = None) -> Report:
         return report
     report.copies_probe_ttl, report.injected = _copies(test, t_t, t_c)
     if probe.icmp:
-        report.path, report.censor_ttl, report.censor_ip = "on-path", t_t, probe.icmp_ip
+        report.path = "on-path"
         report.detail = f"the probe at TTL {t_t} drew both the interference and an ICMP from {probe.icmp_ip}"
     else:
-        report.path = "in-path" if control.icmp_ip(t_t) else "unknown"
-        before = max((t for t in range(1, t_t) if test.icmp_ip(t)), default=None)
-        if before is not None:
-            report.censor_ttl, report.censor_ip = before, test.icmp_ip(before)
-        report.detail = (
-            f"the probe at TTL {t_t} drew the interference and no ICMP"
-            + (f" (the control's drew one from {control.icmp_ip(t_t)})" if control.icmp_ip(t_t) else "")
-            + (f"; the last hop to answer the test was {report.censor_ip} at TTL {before}" if before else "")
-        )
-    report.outcome = "censor-identified" if report.censor_ip else "cannot-identify"
+        report.path = "in-path" if control.responder(t_t) else "unknown"
+        report.detail = f"the probe at TTL {t_t} drew the interference and no ICMP"
+    return _locate(report, t_t, t_c, skip_silent=False)
+
+
+def _locate(report: Report, t_t: int, t_c: int, *, skip_silent: bool) -> Report:
+    """The censor at the test's terminating TTL, with the address that answered the control there (CenTrace's
+    middlebox; for a drop, the first TTL on from it at which the control was answered), the control's
+    answers one hop before and after as ``candidates``; the server's own address there is an endpoint
+    firewall (CenTrace's NAT_FIREWALL)."""
+    control = report.control
+    ttl = t_t
+    while skip_silent and ttl < t_c and control.responder(ttl) is None:
+        ttl += 1
+    found = control.responder(ttl)
+    report.candidates = {"before": control.responder(t_t - 1), "after": control.responder(t_t + 1)}
+    if found is None:
+        report.outcome = "cannot-identify"
+        report.detail += f"; the control drew no answer at TTL {t_t} to name the hop"
+        return report
+    if report.server is not None and found == report.server:
+        report.outcome = "endpoint-firewall"
+        report.detail += f"; the hop at TTL {t_t} is the server itself ({found})"
+        return report
+    report.outcome, report.censor_ttl, report.censor_ip = "censor-identified", t_t, found
+    report.detail += f"; the control's answer at TTL {ttl} came from {found}"
     return report
 
 

@@ -395,7 +395,6 @@ def _run_trace(s: Scenario, state: Any, workdir: Path, hosts: dict[str, str]) ->
     result.trace_expected = trace_truth(
         s.mode,
         s.trace.censor_hop,
-        str(topo.host("censor").interface("ce0").addresses[0].ip),
         str(topo.host("far1").interface("rt0").addresses[0].ip),
         lines,
     )

@@ -204,23 +204,18 @@ def classified_class(techniques: Iterable[dict[str, Any]]) -> list[str]:
     return out
 
 
-def trace_truth(mode: str, censor_hop: int, censor_ip: str, next_ip: str, lines: Iterable[str]) -> dict[str, Any]:
+def trace_truth(mode: str, censor_hop: int, beyond_ip: str, lines: Iterable[str]) -> dict[str, Any]:
     """What ``chokepoint trace`` should report, from the topology and the censor's event log during the trace:
     ``outcome``, ``censor`` ({ttl, ip}) and ``path``, with ``basis`` saying why.
 
-    The censor is hop ``censor_hop`` (hops_client + 1: the TTL that expires at it), ``censor_ip`` its
-    client-side address (the source of its ICMP time-exceeded), ``next_ip`` that of the router after it. The
-    first interference the censor logged for the client (``truth_action``: an enforced verdict, not a
-    mirror-mode drop that did nothing) decides:
-
-    - none: ``no-censorship``;
-    - mirror mode: the copy of the request that expires at the censor's own hop still triggers it, while the
-      original goes on: ``on-path`` at the censor's hop and address;
-    - inline, the trigger withheld (``trigger.dropped``): the next hop never hears from the test, ``in-path``,
-      the censor the last hop that answered;
-    - inline, the trigger forwarded: the lab's inline censor inspects in ``FORWARD``, after its own TTL check,
-      so the request that triggers it expires at the next router, which answers beside the injection:
-      ``on-path`` at that router's hop and address (where a measurement places a forwarding injector).
+    With routers on the path the lab's censor is a transparent box (lab/geometry.py): a client's packet first
+    gets past it at TTL ``censor_hop`` (hops_client + 1), and the hop that answers that TTL is the first one
+    beyond it, ``beyond_ip`` — where CenTrace places such a device, and so the censor's hop and address. The first
+    interference the censor logged for the client (``truth_action``: an enforced verdict, not a mirror-mode drop
+    that did nothing) decides the path: ``in-path`` when the trigger was withheld inline (``trigger.dropped``:
+    the hop beyond never hears from the test), ``on-path`` when it went on (a mirrored copy, or an inline
+    injection that forwards the trigger) and expired beyond the censor, whose ICMP answers beside the
+    injection. None: ``no-censorship``.
     """
     for line in lines:
         line = line.strip()
@@ -237,27 +232,28 @@ def trace_truth(mode: str, censor_hop: int, censor_ip: str, next_ip: str, lines:
             continue
         cp = event.get("chokepoint", {})
         what = f"{action.action} by rule {action.rule}"
+        censor = {"ttl": censor_hop, "ip": beyond_ip}
         if mode == "mirror":
             return {
                 "outcome": "censor-identified",
-                "censor": {"ttl": censor_hop, "ip": censor_ip},
+                "censor": censor,
                 "path": "on-path",
-                "basis": f"{what} on a mirrored copy: the censor at hop {censor_hop} sees the request that expires there",
+                "basis": f"{what} on a mirrored copy at hop {censor_hop}; the original expires beyond the censor",
             }
         trigger = cp.get("trigger") or {}
         dropped = bool(trigger["dropped"]) if "dropped" in trigger else action.action == "drop"
         if dropped:
             return {
                 "outcome": "censor-identified",
-                "censor": {"ttl": censor_hop, "ip": censor_ip},
+                "censor": censor,
                 "path": "in-path",
                 "basis": f"{what}, the trigger dropped inline: nothing of the test passes hop {censor_hop}",
             }
         return {
             "outcome": "censor-identified",
-            "censor": {"ttl": censor_hop + 1, "ip": next_ip},
+            "censor": censor,
             "path": "on-path",
-            "basis": f"{what}, the trigger forwarded inline after the censor's TTL check: it expires at hop "
-            f"{censor_hop + 1}, which answers beside the injection",
+            "basis": f"{what}, the trigger forwarded inline: it expires beyond the censor, which answers beside the "
+            "injection",
         }
     return {"outcome": "no-censorship", "censor": None, "path": "unknown", "basis": "the censor did not interfere"}
