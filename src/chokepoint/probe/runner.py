@@ -5,7 +5,9 @@ What "control" means here. OONI compares the probe's view with a test helper's v
 network. In the lab (`probe --lab`, `lab_config`) that is what the control is: the lab's test helper
 (`chokepoint.lab.testhelper`, http://198.18.9.1:8080/ in `<lab>-control`, which reaches the server around
 the censor) gets OONI's control request (the URL, the probe's endpoints) after the probe's DNS lookup and
-answers with its own DNS, TCP, TLS and HTTP view, recorded as `test_keys.control` as OONI records it.
+answers with its own DNS, TCP, TLS and HTTP view, recorded as `test_keys.control` as OONI records it; with the
+`quic` test the request sets oohelperd's `x_quic_enabled`, and the helper's `quic_handshake` (its own QUIC
+handshakes on port 443) is the QUIC test's control.
 
 Without a test helper (`test_helper=None`: outside the lab, or `probe --lab --in-path-control`) the control
 is the older in-path one, from the probe itself:
@@ -108,8 +110,8 @@ DEFAULT_CONTROL_HOST = "control.chokepoint.test"
 LAB_TEST_HELPER = "http://198.18.9.1:8080/"
 TEST_HELPER_DEFINITION = (
     "OONI's Web Connectivity test helper in the lab's control namespace: its own DNS (the control resolver), "
-    "TCP connects to the probe's and its own endpoints, TLS handshakes and the HTTP fetch of the same URL, "
-    "over a path to the server that does not cross the censor."
+    "TCP connects to the probe's and its own endpoints, TLS handshakes, QUIC handshakes on 443 (with the quic "
+    "test) and the HTTP fetch of the same URL, over a path to the server that does not cross the censor."
 )
 DEFAULT_ECHO_PORT = 9000
 TEST_VERSION = "0.5.0"
