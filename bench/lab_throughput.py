@@ -2,7 +2,7 @@
 
 One run (root; holds the lab session lock, brings the lab up itself and takes it down in a ``finally``):
 
-1. ``lab up --profile gfw --mode inline --no-services``, an iperf3 server and a tiny accept-and-close server in
+1. ``lab up --profile gfw --mode inline --no-services --flat``, an iperf3 server and a tiny accept-and-close server in
    ``cpk-server``.
 2. Throughput: iperf3 client -> server (one TCP stream, ``--seconds`` each, ``--reps`` repetitions, median)
    through the censor, alternating with the censor *bypassed*: the two jumps of the censor's kernel program in
@@ -296,7 +296,11 @@ def lab_session(profile: str) -> Iterator[st.LabState]:
     with st.session_lock(timeout=600):
         lab.down(keep=keep())
         try:
-            yield lab.up(profile, "inline", services=False, seed=1, say=lambda line: say(f"  lab: {line}"))
+            # flat (distance=False): the far side's delay stage (one Python process, ~200 Mbit/s) would be the
+            # bottleneck measured instead of the censor
+            yield lab.up(
+                profile, "inline", services=False, seed=1, distance=False, say=lambda line: say(f"  lab: {line}")
+            )
         finally:
             report = lab.down(keep=keep())
             if report.errors:

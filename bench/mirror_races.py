@@ -12,14 +12,15 @@ One run (root; takes the lab session lock, brings labs up itself and takes them 
 - **Block page** (iran, mirror, ``iran-http-blockpage``): ``GET /`` with ``Host: queerquotes.blogspot.com``; won
   when the first bytes received are the block page (``iframe src="http://10.10``), not the site.
 
-The labs use the profile's ``position`` and ``distance`` (``lab up --distance``) unless ``--delay-ms`` is given.
+The labs are ``lab up``'s default: the profile's ``distance`` as the far side's delay, unless ``--delay-ms`` is
+given (``--delay-ms 0``: the flat lab); ``--position`` adds the profile's routers (``lab up --distance``).
 Literature: the GFW's injected DNS answers arrive before the real resolver's for queries that cross the border
 (censor-behaviours.md, "the censor races the real answer"; no percentage is given there, uncertain), which is
 why DNS injection works at all; RST injection hits ~75% of requests (Rambert et al., WWW 2021, a secondary
 summary), the win rate of an injected RST is not given; Iran's block page is what OONI sees in place of the
 site (OONI ooni.ir_0 fingerprint), no race figure published.
 
-Usage: ``sudo .venv/bin/python bench/mirror_races.py [--tries 200] [--delay-ms D] [--json FILE]``
+Usage: ``sudo .venv/bin/python bench/mirror_races.py [--tries 200] [--delay-ms D] [--position] [--json FILE]``
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tries", type=int, default=200, help="per race, at most 230")
     parser.add_argument("--delay-ms", type=float, default=None)
+    parser.add_argument("--position", action="store_true", help="also the profile's routers (lab up --distance)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     if not 1 <= args.tries <= 230:
@@ -126,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for profile, params, races in plan:
                 lab.down()
-                state = lab.up(profile, "mirror", params=params, delay_ms=args.delay_ms, distance=True)
+                state = lab.up(
+                    profile, "mirror", params=params, delay_ms=args.delay_ms, distance=True if args.position else None
+                )
                 for name in races:
                     results[name] = {
                         "profile": profile,

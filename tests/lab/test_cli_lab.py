@@ -268,3 +268,8 @@ def test_lab_down_kills_a_recorded_process_whose_namespace_was_deleted_by_hand(l
     assert orphan.pid in report.killed and not orphan.alive()
     reap(orphan.pid)
     assert clean(), leftovers()
+
+
+def test_distance_and_flat_exclude_each_other():
+    both = run_cli("lab", "up", "--profile", "gfw", "--distance", "--flat")
+    assert both.returncode == 2 and "--distance and --flat exclude each other" in both.stderr

@@ -74,6 +74,45 @@ def test_profile_fills_in_position_and_distance() -> None:
     assert geo.from_profile(load_profile("demo").meta).plain
 
 
+def test_lab_up_defaults_to_the_profiles_far_side_delay() -> None:
+    """``lab up``: the profile's distance by default (delay only), its position too with ``--distance``, nothing
+    with ``--flat``; explicit options win; a fleet of nodes and a profile without a distance stay flat."""
+    from chokepoint.lab import _geometry
+    from chokepoint.policy import load_profile
+
+    gfw = load_profile("gfw")
+    half_rtt = gfw.meta.distance["rtt_ms"] / 2
+
+    def geometry(distance, loaded=gfw, nodes=1, **given):
+        opts = {"hops_client": None, "hops_server": None, "delay_ms": None, **given}
+        return _geometry(
+            loaded, distance, opts["hops_client"], opts["hops_server"], opts["delay_ms"], None, nodes, None
+        )
+
+    assert geometry(None) == geo.Geometry(0, 0, half_rtt)
+    assert geometry(True) == geo.Geometry(3, 2, half_rtt) == geo.from_profile(gfw.meta)
+    assert geometry(False).plain
+    assert geometry(False, delay_ms=10) == geo.Geometry(0, 0, 10)
+    assert geometry(None, delay_ms=0).plain
+    assert geometry(None, nodes=2).plain
+    assert geometry(None, loaded=load_profile("demo")).plain
+
+
+def test_every_country_profile_has_a_sourced_distance() -> None:
+    """Each bundled profile but the demo says how far its censor is from a server abroad, with a source or a
+    note that the number is an estimate."""
+    from chokepoint.policy import list_profiles, load_profile
+
+    for name in list_profiles():
+        meta = load_profile(name).meta
+        if name == "demo":
+            assert meta.distance is None
+            continue
+        assert meta.distance and meta.distance["rtt_ms"] > 0, name
+        assert meta.distance.get("cite") or meta.distance.get("uncertain"), name
+        assert meta.position and (meta.position.get("cite") or meta.position.get("uncertain")), name
+
+
 def _time_exceeded(path_packets: list[tuple[float, bytes]]) -> list[dict]:
     """ICMP time-exceeded messages in IPv4 packets: source, and the quoted packet's header fields."""
     out = []

@@ -118,3 +118,44 @@ def test_the_probe_asks_the_helper_over_http(origin):
         server.server_close()
     gone, failure = _ask_test_helper(f"http://127.0.0.1:{server_port}/", request, 3)
     assert gone is None and failure == "connection_refused"
+
+
+def test_quic_handshakes_only_when_the_probe_asks_for_them():
+    """oohelperd's ``x_quic_enabled``: QUIC handshakes to every address on 443 (none listens here)."""
+    plain = testhelper.measure(ControlRequest("http://127.0.0.1:1/", ("127.0.0.1:1",)), testhelper.HelperConfig(0.5))
+    assert "quic_handshake" not in plain.to_json()
+    request = ControlRequest("https://127.0.0.1:1/", ("127.0.0.1:1",), extra={"x_quic_enabled": True})
+    doc = testhelper.measure(request, testhelper.HelperConfig(timeout=0.5)).to_json()
+    (entry,) = doc["quic_handshake"].values()
+    assert list(doc["quic_handshake"]) == ["127.0.0.1:443"]
+    assert entry["server_name"] == "127.0.0.1" and entry["status"] is False and entry["failure"]
+
+
+def _quic_result(failure):
+    from chokepoint.probe.measurement import TLSHandshake
+    from chokepoint.probe.probes.quic import QuicResult
+
+    return QuicResult(TLSHandshake("198.19.0.10:443", "www.example.org", failure, network="udp"), None)
+
+
+@pytest.mark.parametrize("helper_ok, technique", [(True, "quic-dropped"), (False, None)])
+def test_the_probe_takes_its_quic_control_from_the_helper(monkeypatch, helper_ok, technique):
+    from chokepoint.probe import runner
+    from chokepoint.probe.probes.common import ProbeContext, parse_target
+
+    calls = []
+    monkeypatch.setattr(
+        runner.quic, "get_h3", lambda *a, **k: calls.append((a, k)) or _quic_result("generic_timeout_error")
+    )
+    entry = {"server_name": "www.example.org", "status": helper_ok, "failure": None if helper_ok else "eof_error"}
+    helper = ControlResponse(extra={"quic_handshake": {"198.19.0.10:443": entry}})
+    config = runner.ProbeConfig(tests=frozenset({"quic"}), test_helper="http://198.18.9.1:8080/")
+    assert runner._helper_request(parse_target("https://www.example.org/"), [], config).extra["x_quic_enabled"] is True
+    techniques: list = []
+    handshakes, control = runner._run_quic(
+        ProbeContext(1.0), parse_target("https://www.example.org/"), "198.19.0.10", config, {}, techniques, helper
+    )
+    assert len(calls) == 1 and calls[0][0][3] == "www.example.org"  # the probe's own GET only, no in-path control
+    assert control == {"198.19.0.10:443": entry}
+    assert [t["technique"] for t in techniques] == ([technique] if technique else [])
+    assert not technique or "test helper" in techniques[0]["evidence"]

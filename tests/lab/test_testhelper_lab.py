@@ -64,3 +64,19 @@ def test_an_ip_block_classifies_as_tcp_ip(lab_guard, tmp_path):
         True,
         True,
     )
+
+
+def test_quic_control_comes_from_the_helper(lab_guard, tmp_path):
+    """russia-tspu drops every QUIC v1 Initial to port 443, whatever the SNI: the in-path control SNI would be
+    dropped too; the helper's own QUIC handshake (``x_quic_enabled``, around the censor) succeeds, so the probe's
+    timeout reads as QUIC blocking (validate's tspu-quic-v1-drop)."""
+    up = run_cli("lab", "up", "--profile", "russia-tspu", timeout=120)
+    assert up.returncode == 0, up.stderr
+    (tk,) = _probe(tmp_path, "--tests", "tcp,tls,http,quic", "https://www.example.org/")
+    assert tk.control_request.extra["x_quic_enabled"] is True
+    helper_quic = tk.control.extra["quic_handshake"]
+    assert helper_quic["198.19.0.10:443"] == {"server_name": "www.example.org", "status": True, "failure": None}
+    assert tk.extra["quic_handshakes"][0]["failure"] == "generic_timeout_error"
+    assert tk.x_chokepoint.extra["quic"]["control_requests"] == []  # no in-path control through the censor
+    assert "quic-dropped" in {t["technique"] for t in tk.x_chokepoint.techniques}
+    assert (tk.blocking, tk.accessible) == (False, True)  # TCP and TLS pass: OONI's verdict ignores QUIC

@@ -348,3 +348,29 @@ def test_throttling_needs_a_low_ratio_and_a_measurable_delay(nbytes, seconds, co
         ]
     }
     assert (TechniqueKind.THROTTLED in _kinds(_run(doc))) is throttled
+
+
+def _lab_measurement(name: str) -> dict[str, Any]:
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(__file__).parent / "data" / name).read_text())
+
+
+@pytest.mark.shared_data
+def test_redirect_to_an_unreachable_blockpage_host_is_the_blockpage():
+    """belarus-2020's injected 302 to Beltelecom's blockpage address (ooni.by_1), measured in the lab where that
+    address is unreachable: the blockpage, not a TCP failure to a host the control's chain never visited."""
+    doc = _lab_measurement("belarus-redirect-to-unreachable-blockpage.json")
+    result = _run(doc)
+    assert _kinds(result) == {TechniqueKind.HTTP_BLOCKPAGE}
+    (technique,) = result.techniques
+    assert technique.fingerprint.name == "ooni.by_1"
+    # the same redirect, to an address and with a body no fingerprint knows, keeps the TCP failure after it
+    tk = doc["test_keys"]
+    tk["requests"][0]["response"]["body"] = "<html>moved</html>"
+    headers = tk["requests"][0]["response"]["headers_list"]
+    headers[:] = [[k, "http://93.184.215.14" if k == "Location" else v] for k, v in headers]
+    tk["requests"][0]["response"]["headers"]["Location"] = "http://93.184.215.14"
+    tk["tcp_connect"][1]["ip"] = tk["queries"][1]["hostname"] = tk["queries"][1]["answers"][0]["ipv4"] = "93.184.215.14"
+    assert TechniqueKind.TCP_UNREACHABLE in _kinds(_run(doc))

@@ -94,23 +94,29 @@ def up_cmd(
     hops_client: int | None = typer.Option(
         None,
         "--hops-client",
-        help="routers between the client and the censor (default 0, or the profile's with --distance)",
+        help="routers between the client and the censor (default 0, or the profile's position with --distance)",
     ),
     hops_server: int | None = typer.Option(
         None,
         "--hops-server",
-        help="routers between the censor and the server (default 0, or the profile's with --distance)",
+        help="routers between the censor and the server (default 0, or the profile's position with --distance)",
     ),
     delay_ms: float | None = typer.Option(
         None,
         "--delay-ms",
-        help="one-way delay of the far side, censor to server (default 0, or the profile's with --distance)",
+        help="one-way delay of the far side, censor to server (default: the profile's distance, rtt_ms / 2; 0 with --flat)",
     ),
     icmp_ratelimit_ms: int | None = typer.Option(
         None, "--icmp-ratelimit-ms", help="the routers' net.ipv4.icmp_ratelimit (default Linux's 1000 ms, burst 6)"
     ),
     distance: bool = typer.Option(
-        False, "--distance", help="take unset hops and delay from the profile's position and distance"
+        False, "--distance", help="also take unset hops from the profile's position (routers on both sides)"
+    ),
+    flat: bool = typer.Option(
+        False,
+        "--flat",
+        "--no-distance",
+        help="no far-side delay from the profile (the flat lab; --delay-ms still sets one)",
     ),
 ) -> None:
     """Create the namespaces, links, services and the censor (or a fleet of censor nodes: --nodes, --manager)."""
@@ -119,6 +125,9 @@ def up_cmd(
     from chokepoint.policy import PolicyError
 
     offset, params = _clock_and_params(fake_time, clock_offset, param)
+    if distance and flat:
+        err.print("error: --distance and --flat exclude each other")
+        raise typer.Exit(EXIT_USAGE)
     try:
         state = lab.up(
             profile,
@@ -144,7 +153,7 @@ def up_cmd(
             hops_server=hops_server,
             delay_ms=delay_ms,
             icmp_ratelimit_ms=icmp_ratelimit_ms,
-            distance=distance,
+            distance=True if distance else (False if flat else None),
         )
     except PolicyError as exc:  # includes TopologyError
         err.print(f"error: {exc}", markup=False)

@@ -70,7 +70,7 @@ def _timeline(d: dict[str, Any]) -> list[str]:
 
 
 def _geometry(d: dict[str, Any]) -> list[str]:
-    """Where the censor sits (``profile.distance``/``position``; ``lab up --distance``)."""
+    """Where the censor sits (``profile.distance``: ``lab up``'s default far-side delay; ``position``: ``--distance``)."""
     out = []
     for key, label, shown in (
         (

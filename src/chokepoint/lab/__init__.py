@@ -78,7 +78,7 @@ def up(
     hops_server: int | None = None,
     delay_ms: float | None = None,
     icmp_ratelimit_ms: int | None = None,
-    distance: bool = False,
+    distance: bool | None = None,
 ) -> LabState:
     """Bring the lab up and return its state (also written to ``state.json``).
 
@@ -101,8 +101,10 @@ def up(
     ``wrap``: ``"vlan"`` or ``"gre"``, the client side behind an operator's wrapping (:mod:`chokepoint.lab.wrap`).
     ``hops_client``/``hops_server``: routers between client and censor / censor and server; ``delay_ms``: the far
     side's one-way delay; ``icmp_ratelimit_ms``: the routers' ``net.ipv4.icmp_ratelimit``
-    (:mod:`chokepoint.lab.geometry`). Unset (None) they are 0, or with ``distance=True`` the profile's
-    ``position`` and ``distance`` (``rtt_ms / 2`` each way)."""
+    (:mod:`chokepoint.lab.geometry`). Unset (None), the hops are 0 and the delay is the profile's ``distance``
+    (``rtt_ms / 2`` each way; 0 for a profile without one, and for a fleet of nodes); ``distance=True`` also
+    takes the hops from the profile's ``position``, ``distance=False`` is the flat lab (no delay unless
+    ``delay_ms`` is given)."""
     from chokepoint.lab import geometry as geo
     from chokepoint.lab import state as st
     from chokepoint.lab import topology as topo
@@ -176,10 +178,14 @@ def _refuse_if_up(topology: Topology, state_dir: Path) -> None:
 
 
 def _geometry(loaded, distance, hops_client, hops_server, delay_ms, icmp_ratelimit_ms, nodes, wrap):
-    """The path's geometry from the options; with ``distance``, the profile fills in unset ones (``LabError``)."""
+    """The path's geometry from the options (``LabError``): the profile fills in unset ones, its far-side delay
+    by default (``distance`` None), its hops too with ``distance`` True, nothing with ``distance`` False."""
     from chokepoint.lab import geometry as geo
 
-    defaults = geo.from_profile(loaded.meta) if distance else geo.Geometry()
+    if distance is None and nodes == 1:  # the fleet's nodes share the server: one delay stage cannot serve them
+        defaults = geo.Geometry(delay_ms=geo.from_profile(loaded.meta).delay_ms)
+    else:
+        defaults = geo.from_profile(loaded.meta) if distance else geo.Geometry()
     hops_client = defaults.hops_client if hops_client is None else hops_client
     hops_server = defaults.hops_server if hops_server is None else hops_server
     delay_ms = defaults.delay_ms if delay_ms is None else delay_ms

@@ -19,6 +19,11 @@ Same JSON as OONI's test helper (ooni/probe-cli ``internal/model/th.go``; spec t
 One extension: ``x_chokepoint_timeout`` (seconds) in the request caps the helper's per-operation timeout at
 the probe's, so a server slower than the probe's timeout is not fetched by the control either.
 
+QUIC, as oohelperd does it when the request sets ``x_quic_enabled`` (ooni/probe-cli ``model.THRequest``, a
+feature flag of Web Connectivity v0.5): a QUIC handshake (HTTP/3 ALPN, SNI the URL's host) to every address,
+the probe's and its own, on port 443, answered as ``quic_handshake`` ``{"ip:443": {server_name, status,
+failure}}`` beside ``tls_handshake``. Without the flag there is no ``quic_handshake`` key, as in oohelperd.
+
 A request that is not such a JSON object is answered 400 with a one-line reason; another method or path,
 405 or 404.
 """
@@ -48,7 +53,7 @@ from chokepoint.probe.measurement import (
     Failure,
     MalformedMeasurement,
 )
-from chokepoint.probe.probes import dns, http
+from chokepoint.probe.probes import dns, http, quic
 from chokepoint.probe.probes.common import (
     ProbeContext,
     ProbeError,
@@ -74,6 +79,9 @@ PROCESS_NAME = "testhelper"
 #: A Chokepoint extension of the request (OONI's has none): the probe's per-operation timeout, which the helper
 #: uses when it is shorter than its own, so a server slower than the probe's timeout is slow for both views.
 TIMEOUT_KEY = "x_chokepoint_timeout"
+#: oohelperd's feature flag (``THRequest.XQUICEnabled``): also measure QUIC on port 443.
+QUIC_KEY = "x_quic_enabled"
+QUIC_PORT = 443
 
 
 class BadRequest(ValueError):
@@ -207,6 +215,9 @@ def measure(request: ControlRequest, config: HelperConfig | None = None) -> Cont
             tls[key] = ControlTLSHandshake(target.host, ok, result.handshake.failure)
             if ok:
                 tls_valid.add(ip)
+    quic_handshakes = (
+        _quic_handshakes(ctx, target, [*probe_ips, *resolved.addrs]) if request.extra.get(QUIC_KEY) is True else None
+    )
     if resolved.addrs:
         page = _fetch_page(ctx, target, resolved.addrs, config)
     else:
@@ -221,7 +232,20 @@ def measure(request: ControlRequest, config: HelperConfig | None = None) -> Cont
         )
         for ip in dict.fromkeys([*probe_ips, *resolved.addrs])
     }
-    return ControlResponse(tcp, tls or None, page, resolved, ip_info)
+    extra = {} if quic_handshakes is None else {"quic_handshake": quic_handshakes}
+    return ControlResponse(tcp, tls or None, page, resolved, ip_info, extra)
+
+
+def _quic_handshakes(ctx: ProbeContext, target: Target, ips: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """oohelperd's ``quic_handshake``: a QUIC handshake (HTTP/3 ALPN, the URL's host as SNI) to each address on
+    port 443, over the control's own path."""
+    out: dict[str, dict[str, Any]] = {}
+    for ip in dict.fromkeys(ips):
+        endpoint = join_host_port(ip, QUIC_PORT)
+        result = quic.get_h3(ctx, ip, QUIC_PORT, target.host, tags=("testhelper",), fetch=False)
+        failure = result.handshake.failure
+        out[endpoint] = {"server_name": target.host, "status": failure is None, "failure": failure}
+    return out
 
 
 def handle(method: str, path: str, body: bytes, config: HelperConfig) -> tuple[int, dict[str, Any]]:

@@ -346,8 +346,8 @@ def build_schema(*, require_profile: bool = True) -> dict[str, Any]:
                     "type": "object",
                     "additionalProperties": False,
                     "required": ["rtt_ms"],
-                    "description": "round-trip time from a client behind the censor to a server abroad; `lab up "
-                    "--distance` delays the lab's far side by rtt_ms / 2 each way (docs/lab.md)",
+                    "description": "round-trip time from a client behind the censor to a server abroad; `lab up` "
+                    "delays the lab's far side by rtt_ms / 2 each way unless --flat (docs/lab.md)",
                     "properties": {
                         "rtt_ms": {"type": "number", "exclusiveMinimum": 0, "maximum": 10000},
                         "range_ms": {

@@ -5,7 +5,9 @@ What "control" means here. OONI compares the probe's view with a test helper's v
 network. In the lab (`probe --lab`, `lab_config`) that is what the control is: the lab's test helper
 (`chokepoint.lab.testhelper`, http://198.18.9.1:8080/ in `<lab>-control`, which reaches the server around
 the censor) gets OONI's control request (the URL, the probe's endpoints) after the probe's DNS lookup and
-answers with its own DNS, TCP, TLS and HTTP view, recorded as `test_keys.control` as OONI records it.
+answers with its own DNS, TCP, TLS and HTTP view, recorded as `test_keys.control` as OONI records it; with the
+`quic` test the request sets oohelperd's `x_quic_enabled`, and the helper's `quic_handshake` (its own QUIC
+handshakes on port 443) is the QUIC test's control.
 
 Without a test helper (`test_helper=None`: outside the lab, or `probe --lab --in-path-control`) the control
 is the older in-path one, from the probe itself:
@@ -108,8 +110,8 @@ DEFAULT_CONTROL_HOST = "control.chokepoint.test"
 LAB_TEST_HELPER = "http://198.18.9.1:8080/"
 TEST_HELPER_DEFINITION = (
     "OONI's Web Connectivity test helper in the lab's control namespace: its own DNS (the control resolver), "
-    "TCP connects to the probe's and its own endpoints, TLS handshakes and the HTTP fetch of the same URL, "
-    "over a path to the server that does not cross the censor."
+    "TCP connects to the probe's and its own endpoints, TLS handshakes, QUIC handshakes on 443 (with the quic "
+    "test) and the HTTP fetch of the same URL, over a path to the server that does not cross the censor."
 )
 DEFAULT_ECHO_PORT = 9000
 TEST_VERSION = "0.5.0"
@@ -398,7 +400,9 @@ def _helper_request(target: Target, classic: list[str], config: ProbeConfig) -> 
         endpoints += [join_host_port(ip, 443) for ip in classic]
     headers = {name: (value,) for name, value in http.REQUEST_HEADERS}
     # the helper's timeouts are the probe's (chokepoint.lab.testhelper.TIMEOUT_KEY; not in OONI's request)
-    extra = {"x_chokepoint_timeout": config.timeout}
+    extra: dict[str, Any] = {"x_chokepoint_timeout": config.timeout}
+    if "quic" in config.tests:  # oohelperd's feature flag: its own QUIC handshakes on port 443
+        extra["x_quic_enabled"] = True
     return ControlRequest(target.url, tuple(dict.fromkeys(endpoints)), headers, extra)
 
 
@@ -407,7 +411,7 @@ def _ask_test_helper(url: str, request: ControlRequest, timeout: float) -> tuple
     data = json.dumps(request.to_json()).encode()
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method="POST")
     # the helper performs DNS, every connect/handshake and the fetch, each bounded by its own timeout
-    budget = timeout * (4 + 2 * len(request.tcp_connect or ()))
+    budget = timeout * (4 + (4 if request.extra.get("x_quic_enabled") else 2) * len(request.tcp_connect or ()))
     try:
         with urllib.request.urlopen(req, timeout=budget) as reply:  # noqa: S310 - an http(s) URL from the config
             body = reply.read()
@@ -487,47 +491,55 @@ def _run_quic(
     config: ProbeConfig,
     extras: dict[str, Any],
     techniques: list[dict[str, Any]],
+    helper: ControlResponse | None = None,
 ) -> tuple[list[dict], dict[str, Any]]:
+    """The probe's QUIC handshake and HTTP/3 GET, against a control: the test helper's own QUIC handshake to the
+    same endpoint when it measured one (``quic_handshake``, asked with ``x_quic_enabled`` as OONI does: the
+    control's path does not cross the censor, so a censor that drops every QUIC Initial is told from a server
+    without HTTP/3), else the same GET with the control SNI through the same path."""
     port = config.quic_port or (target.port if target.scheme == "https" else 443)
+    endpoint = join_host_port(ip, port)
 
     def authority(name: str) -> str:
         return name if port == 443 else f"{name}:{port}"
 
-    control = quic.get_h3(
-        ctx,
-        ip,
-        port,
-        config.control_host,
-        authority=authority(config.control_host),
-        path=target.path,
-        tags=("control", "depth=0"),
-    )
+    helper_map = helper.extra.get("quic_handshake") if helper is not None else None
+    helper_entry = helper_map.get(endpoint) if isinstance(helper_map, dict) else None
+    control = None
+    if not isinstance(helper_entry, dict):
+        control = quic.get_h3(
+            ctx,
+            ip,
+            port,
+            config.control_host,
+            authority=authority(config.control_host),
+            path=target.path,
+            tags=("control", "depth=0"),
+        )
     real = quic.get_h3(
         ctx, ip, port, target.host, authority=authority(target.host), path=target.path, tags=("depth=0",)
     )
-    endpoint = join_host_port(ip, port)
     extras["quic"] = {
         "requests": [real.request.to_json()] if real.request else [],
-        "control_requests": [control.request.to_json()] if control.request else [],
+        "control_requests": [control.request.to_json()] if control is not None and control.request else [],
     }
-    if control.failure is None and real.failure is not None:
-        kind = "quic-dropped" if real.failure == Failure.GENERIC_TIMEOUT_ERROR else "quic-failure"
-        techniques.append(
-            _technique(
-                kind,
-                "quic",
-                f"{endpoint} sni={target.host}",
-                "QUIC/HTTP3 failed where the control SNI succeeded",
-                real.failure,
-            )
-        )
-    control_map = {
-        endpoint: {
-            "server_name": config.control_host,
-            "status": control.handshake.failure is None,
-            "failure": control.handshake.failure,
+    if isinstance(helper_map, dict) and isinstance(helper_entry, dict):
+        control_ok, control_map = helper_entry.get("status") is True, dict(helper_map)
+        evidence = "QUIC/HTTP3 failed where the test helper's QUIC handshake succeeded"
+    else:
+        assert control is not None
+        control_ok = control.failure is None
+        evidence = "QUIC/HTTP3 failed where the control SNI succeeded"
+        control_map = {
+            endpoint: {
+                "server_name": config.control_host,
+                "status": control.handshake.failure is None,
+                "failure": control.handshake.failure,
+            }
         }
-    }
+    if control_ok and real.failure is not None:
+        kind = "quic-dropped" if real.failure == Failure.GENERIC_TIMEOUT_ERROR else "quic-failure"
+        techniques.append(_technique(kind, "quic", f"{endpoint} sni={target.host}", evidence, real.failure))
     return [real.handshake.to_json()], control_map
 
 
@@ -622,7 +634,7 @@ def run(target_text: str, config: ProbeConfig | None = None) -> Measurement:
         extras["address"] = primary
         if "quic" in config.tests:
             test_keys_extra["quic_handshakes"], quic_control = _run_quic(
-                ctx, target, primary, config, extras, techniques
+                ctx, target, primary, config, extras, techniques, helper
             )
         if "fet" in config.tests:
             _run_fet(ctx, primary, config, extras, techniques)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from urllib.parse import urljoin
 
 from chokepoint.probe.fingerprints import FingerprintDB, FingerprintMatch
 from chokepoint.probe.measurement import ChokepointObservations, Failure, WebConnectivityTestKeys
-from chokepoint.probe.webconnectivity.addresses import _telling_bogon, _url_hostname, is_bogon
+from chokepoint.probe.webconnectivity.addresses import _parse_ip, _telling_bogon, _url_hostname, is_bogon
 from chokepoint.probe.webconnectivity.analysis import _Analysis
 from chokepoint.probe.webconnectivity.observations import _Container, _misconfigured_ipv6, _Obs, _tag_depth
 from chokepoint.probe.webconnectivity.results import Technique, TechniqueKind
@@ -61,6 +62,43 @@ def _more_specific_blockpage(
     if match is None:
         return None
     return match if len(match.fingerprint.pattern) > len(benign.fingerprint.pattern) else None
+
+
+def _blockpage_redirect_targets(
+    tk: WebConnectivityTestKeys, fingerprints: FingerprintDB | None
+) -> tuple[frozenset[str], frozenset[str]]:
+    """(hosts, addresses) the probe was redirected to by a response that matches a blockpage fingerprint (e.g.
+    ooni.by_1, ``Location: http://82.209.230.23``): the censor's blockpage host. The control's chain never goes
+    there (OONI's test helper measures only the first hop's endpoints), so a failure to reach it is not a second
+    technique: a blockpage server the probe cannot reach still makes the answer a blockpage."""
+    if fingerprints is None:
+        return frozenset(), frozenset()
+    hosts: set[str] = set()
+    for r in tk.requests or ():
+        response = r.response
+        if response is None:
+            continue
+        headers = response.headers_list or tuple(response.headers.items())
+        location = next(
+            (v.decode("latin-1") if isinstance(v, bytes) else str(v) for k, v in headers if k.lower() == "location"),
+            None,
+        )
+        if not location:
+            continue
+        match = fingerprints.match_http(response.body_bytes, headers)
+        if match is None or match.is_false_positive:
+            continue
+        try:
+            host = _url_hostname(urljoin(r.request.url, location))
+        except ValueError:
+            continue
+        if host:
+            hosts.add(host)
+    addrs = {h for h in hosts if _parse_ip(h) is not None}
+    for q in tk.queries or ():
+        if q.hostname in hosts:
+            addrs.update(q.addresses)
+    return frozenset(hosts), frozenset(addrs)
 
 
 #: A download counts as throttled only if it took at least this much longer than the control's rate allows
@@ -147,10 +185,15 @@ def _techniques(
             suspect.update(public)
             out.add(Technique(TechniqueKind.DNS_FORGED, target, forged, fingerprint=known_answer))
 
+    blockpage_hosts, blockpage_addrs = _blockpage_redirect_targets(tk, fingerprints)
+
     def reachable(obs: _Obs) -> bool:
         """No per-endpoint control: trust an address the control vouches for, or (after a redirect,
-        where the control only followed the chain) any address no DNS technique explains."""
+        where the control only followed the chain) any address no DNS technique explains, except the host
+        a blockpage redirect sent the probe to (the control's chain never went there)."""
         if not control_page_ok or obs.ip is None:
+            return False
+        if obs.tag_depth not in (None, 0) and obs.ip in blockpage_addrs:
             return False
         return obs.ip in legit or (obs.tag_depth not in (None, 0) and obs.ip not in suspect)
 
@@ -183,7 +226,7 @@ def _techniques(
     final_txid = wa.final_tcp_with_control
     for r in tk.requests or ():
         if r.failure is not None:
-            if control_page_ok:
+            if control_page_ok and _url_hostname(r.request.url) not in blockpage_hosts:
                 stalled = r.response is not None and r.response.code > 0
                 evidence = "request failed where the control fetched the page"
                 if stalled and r.failure in _TIMEOUTS:
