@@ -11,10 +11,7 @@ from hypothesis import strategies as st
 from chokepoint.dissect import tls
 from chokepoint.dissect.errors import DissectError, NeedMoreData
 from tests._corpus import mutations, tcp_flows
-from tests.dissect._tls_hellos import (
-    python_client_hello,
-    split_into_records,
-)
+from tests.dissect._tls_hellos import python_client_hello, split_into_records
 from tests.dissect.tls._shared import _record_offsets, sslv2_hello_from
 
 

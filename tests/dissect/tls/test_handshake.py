@@ -10,12 +10,7 @@ import pytest
 
 from chokepoint.dissect import tls
 from chokepoint.dissect.errors import NeedMoreData, NotThisProtocol
-from tests.dissect._tls_hellos import (
-    aioquic_client_hello,
-    python_client_hello,
-    python_handshake,
-    walk_client_hello,
-)
+from tests.dissect._tls_hellos import aioquic_client_hello, python_client_hello, python_handshake, walk_client_hello
 from tests.dissect.tls._shared import _malformed
 
 # --- ClientHello from Python's ssl ------------------------------------------------------------------
