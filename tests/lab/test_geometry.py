@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import struct
 import time
+from ipaddress import ip_address
 
 import pytest
 
@@ -37,8 +38,8 @@ def test_routers_keep_every_existing_address() -> None:
     hopped = geo.topology(base, geo.Geometry(2, 3))
     for name in ("client", "server", "vps", "prober", "control"):
         assert hopped.host(name) == base.host(name), name
-    assert hopped.host("near1").interface("rt0").addresses[0].ip == topo.ip_address("198.18.0.1")
-    assert hopped.host("far3").interface("rt1").addresses[0].ip == topo.ip_address("198.19.0.1")
+    assert hopped.host("near1").interface("rt0").addresses[0].ip == ip_address("198.18.0.1")
+    assert hopped.host("far3").interface("rt1").addresses[0].ip == ip_address("198.19.0.1")
     assert [h for h in hopped.host_names() if h.startswith(("near", "far"))] == [
         "near1",
         "near2",
@@ -128,9 +129,9 @@ def _time_exceeded(path_packets: list[tuple[float, bytes]]) -> list[dict]:
         out.append(
             {
                 "time": ts,
-                "src": topo.ip_address(ip[12:16]).compressed,
-                "quoted_src": topo.ip_address(inner[12:16]).compressed,
-                "quoted_dst": topo.ip_address(inner[16:20]).compressed,
+                "src": ip_address(ip[12:16]).compressed,
+                "quoted_src": ip_address(inner[12:16]).compressed,
+                "quoted_dst": ip_address(inner[16:20]).compressed,
                 "quoted_ttl": inner[8],
                 "quoted_proto": inner[9],
                 "echo_id": echo_id,

@@ -1,5 +1,5 @@
-"""Rule-param overrides (``params={"RULE.PARAM": "VALUE"}``, the CLI's ``--param``): applied before the schema
-check, validated like the file, recorded on the Profile, shown by ``describe``."""
+"""policy.overrides: rule-param overrides (``params={"RULE.PARAM": "VALUE"}``, the CLI's ``--param``): applied
+before the schema check, validated like the file, recorded on the Profile, shown by ``describe``."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from chokepoint.policy import PolicyError, load_profile
-from chokepoint.policy.profile import era_starts
+from chokepoint.policy.eras import era_starts
 from chokepoint.policy.timeline import events, plan, run_days
 
 D = dt.date

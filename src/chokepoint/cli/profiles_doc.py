@@ -13,7 +13,7 @@ from typing import Any
 
 from chokepoint.policy import list_profiles, load_profile
 from chokepoint.policy.describe import describe
-from chokepoint.policy.profile import era_starts
+from chokepoint.policy.eras import era_starts
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "profiles.md"
 

@@ -16,7 +16,7 @@ JA4 (https://github.com/FoxIO-LLC/ja4, technical_details/JA4.md): ``a_b_c`` wher
  c = first 12 hex of SHA-256 of the sorted extension list without SNI (0x0000) and ALPN (0x0010), then "_"
      and the signature algorithms in wire order ("_" omitted when there are none); "000000000000" if there
      are no extensions left.
-The ClientHello types are duck-typed here to avoid an import cycle with ``tls.py``.
+The ClientHello types are duck-typed here to avoid an import cycle with ``dissect/tls/``.
 """
 
 from __future__ import annotations

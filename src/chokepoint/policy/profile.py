@@ -11,7 +11,9 @@ returns a new immutable ``Profile`` or raises.
 Rule-param overrides (``params={"RULE_ID.PARAM": "VALUE"}``, the CLI's ``--param``): each value is a YAML
 scalar or flow collection as text (``"5"``, ``"1e6"``, ``"[1, 2]"``), set into the rule's ``params:`` before
 the schema check, so it is validated exactly like the file; a mistake is a ``PolicyError`` naming the override
-(``--param RULE.PARAM=VALUE: message``). ``Profile.overrides`` records what was applied.
+(``--param RULE.PARAM=VALUE: message``). ``Profile.overrides`` records what was applied. The overrides are
+:mod:`chokepoint.policy.overrides`; the profile's days (coverage, ``--as-of``, the dated checks, the timeline and
+``era_starts``) are :mod:`chokepoint.policy.eras`.
 
 List files supplied from outside (``list_files={"LIST": path}``; the central manager's lists,
 ``chokepoint.manager``): the entries of the profile's list ``LIST`` are read from ``path`` instead of its
@@ -22,9 +24,6 @@ with errors at ``path:line:column``. A name the profile does not declare is a ``
 from __future__ import annotations
 
 import datetime as dt
-import difflib
-import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,11 +31,23 @@ from typing import Any
 
 from chokepoint import profiles as _bundled
 from chokepoint.policy.compiler import DEFERRAL_PARAMS, CompiledPolicy, Deferral, Rule, compile_policy
-from chokepoint.policy.conditions import atoms, parse_condition_data
-from chokepoint.policy.dates import Active, coverage, is_active, parse_active, parse_as_of
+from chokepoint.policy.conditions import parse_condition_data
+from chokepoint.policy.dates import is_active, parse_active, parse_as_of
+from chokepoint.policy.eras import (
+    AsOf,
+    Dated,
+    _as_of,
+    _check_dates,
+    _check_lists_in_force,
+    _check_span,
+    _coverage,
+    _timeline,
+    era_starts,
+)
 from chokepoint.policy.errors import PolicyError, SourcePos
 from chokepoint.policy.lists import load_list
 from chokepoint.policy.outcomes import parse_outcomes
+from chokepoint.policy.overrides import apply_overrides
 from chokepoint.policy.probing import parse_active_probing
 from chokepoint.policy.provenance import (
     AlsoObserved,
@@ -74,24 +85,6 @@ class ProfileMeta:
     distance: dict[str, Any] | None = field(default=None, hash=False)
     #: ``profile.position``: the censor's hops from each side (``hops_client``, ``hops_server``, ``cite``, ...)
     position: dict[str, Any] | None = field(default=None, hash=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Dated:
-    """One dated element of a profile, in force on some days and not others (``profiles show --timeline``,
-    docs/profiles.md, the matrix's chart marks): ``kind`` rule, list, knob, example or also_observed."""
-
-    kind: str
-    name: str
-    what: str
-    active: Active
-    uncertain: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        out = {"kind": self.kind, "name": self.name, "what": self.what, **self.active.to_json()}
-        if self.uncertain and "uncertain" not in out:
-            out["uncertain"] = self.uncertain
-        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +142,6 @@ def named_dates() -> dict[str, str]:
 
 
 Params = Mapping[str, str] | None
-AsOf = str | dt.date | None
 ListFiles = Mapping[str, str | Path] | None
 
 
@@ -301,142 +293,6 @@ def _load(
     )
 
 
-def era_starts(profile: Profile) -> list[dt.date]:
-    """The first day of each era of ``profile``: its coverage's first day and every day within the coverage
-    on which a dated element starts or stops being in force (what is loaded changes only on these days)."""
-    if profile.coverage is None:
-        return [profile.as_of] if profile.as_of else []
-    lo, hi = profile.coverage
-    days = {lo}
-    for item in profile.timeline:
-        start, end = item.active.start, item.active.end
-        if start is not None and lo < start <= hi:
-            days.add(start)
-        if end is not None and lo <= end < hi:
-            days.add(end + dt.timedelta(days=1))
-    return sorted(days)
-
-
-def _coverage(meta: ProfileMeta, marks: Marks) -> tuple[dt.date, dt.date]:
-    if not meta.observed:
-        return dt.date.min, dt.date.max
-    try:
-        return coverage(meta.observed)
-    except ValueError as exc:
-        raise PolicyError.at(marks.value(("profile", "observed")), f"observed: {exc}") from None
-
-
-def _as_of(as_of: AsOf, alias: str, meta: ProfileMeta, span: tuple[dt.date, dt.date], name: str) -> dt.date:
-    """The day to load: ``as_of``, a named date's day, or the last day covered; a ``PolicyError`` naming the
-    ``--as-of`` value (no file position) when it is malformed or outside the coverage."""
-    named = dict(meta.named_dates)
-    if alias:
-        if alias not in named:
-            raise PolicyError(alias, 1, 1, f"profile {name!r} declares no named date {alias!r}")
-        if as_of is not None and parse_as_of(as_of) != named[alias]:
-            raise PolicyError(
-                f"--as-of {as_of}",
-                0,
-                0,
-                f"{alias} is {name} as of {named[alias].isoformat()}; for another day load {name} with --as-of",
-            )
-        return named[alias]
-    if as_of is None:
-        return span[1] if span[1] != dt.date.max else dt.date.today()
-    try:
-        day = parse_as_of(as_of)
-    except ValueError as exc:
-        raise PolicyError(f"--as-of {as_of}", 0, 0, str(exc)) from None
-    if not span[0] <= day <= span[1]:
-        raise PolicyError(
-            f"--as-of {as_of}",
-            0,
-            0,
-            f"outside the dates profile {name!r} covers ({span[0].isoformat()} to {span[1].isoformat()}, "
-            "its profile.observed): nothing is documented for that day",
-        )
-    return day
-
-
-def _check_span(active: Active | None, span: tuple[dt.date, dt.date], marks: Marks) -> None:
-    """A dated element must be in force on at least one day the profile covers (else it is a typo)."""
-    if active is None:
-        return
-    lo, hi = active.within(*span)
-    if lo > hi:
-        raise PolicyError.at(
-            active.pos or SourcePos(marks.file, 1, 1),
-            f"active {active.text()} lies outside the dates the profile covers "
-            f"({span[0].isoformat()} to {span[1].isoformat()}, profile.observed)",
-        )
-
-
-def _check_dates(rules: list[Rule], lists: Mapping[str, Any], span: tuple[dt.date, dt.date], marks: Marks) -> None:
-    """Rules sharing an id must be in force on different days; every dated rule and list within coverage."""
-    for item in (*rules, *lists.values()):
-        _check_span(item.active, span, marks)
-    seen: dict[str, list[Rule]] = {}
-    for rule in rules:
-        for other in seen.get(rule.id, ()):
-            if other.active is None or rule.active is None or other.active.overlaps(rule.active):
-                first = other.pos.line if other.pos else 0
-                raise PolicyError.at(
-                    rule.pos or SourcePos(marks.file, 1, 1),
-                    f"duplicate rule id {rule.id!r} (first at line {first}): rules sharing an id need active "
-                    "ranges that do not overlap",
-                )
-        seen.setdefault(rule.id, []).append(rule)
-
-
-def _check_lists_in_force(
-    rules: list[Rule], all_lists: Mapping[str, Any], lists: Mapping[str, Any], day: dt.date
-) -> None:
-    """A rule in force on ``day`` may only read lists in force that day (an error at the ``in_list`` value)."""
-    for rule in rules:
-        for atom in atoms(rule.when):
-            if atom.op == "in_list" and atom.value in all_lists and atom.value not in lists:
-                pos = atom.value_pos[0] if atom.value_pos else atom.pos or rule.pos
-                active = all_lists[atom.value].active
-                raise PolicyError.at(
-                    pos or SourcePos("<policy>", 1, 1),
-                    f"rule {rule.id!r} reads list {atom.value!r}, which is not in force on {day.isoformat()} "
-                    f"(active {active.text()})",
-                )
-
-
-def _timeline(
-    rules: list[Rule], lists: Mapping[str, Any], knobs: tuple[Knob, ...], also: tuple[Any, ...], examples: Any
-) -> tuple[Dated, ...]:
-    from chokepoint.policy.describe import rule_technique
-
-    out = [Dated("rule", r.id, rule_technique(r), r.active, r.active.uncertain) for r in rules if r.active]
-    out += [
-        Dated("list", d.name, d.description or d.kind, d.active, d.active.uncertain) for d in lists.values() if d.active
-    ]
-    out += [
-        Dated("knob", k.path, json.dumps(_plain(k.value)), k.active, k.active.uncertain or k.uncertain)
-        for k in knobs
-        if k.active
-    ]
-    out += [
-        Dated("also_observed", a.preset, a.note or a.preset, a.active, a.active.uncertain) for a in also if a.active
-    ]
-    out += [
-        Dated("example", e.id, f"{e.outcome}: {e.protocol} {e.target or e.port or ''} -> {e.symptom}".strip(), e.active)
-        for e in examples
-        if e.active
-    ]
-    return tuple(
-        sorted(out, key=lambda d: (d.active.start or dt.date.min, d.active.end or dt.date.max, d.kind, d.name))
-    )
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _external(spec: Mapping[str, Any], path: str | Path | None) -> Mapping[str, Any]:
     """A list declaration whose entries come from ``path`` (an outside list file) when one is given."""
     if path is None:
@@ -449,70 +305,6 @@ def _transport_names() -> tuple[str, ...]:
     from chokepoint.transports import BUNDLED
 
     return BUNDLED
-
-
-def override_label(key: str, text: str) -> str:
-    """How an override is named in errors: as the CLI option that set it."""
-    return f"--param {key}={text}"
-
-
-#: YAML 1.2 core floats with an exponent ("1e6", "2.5E-3"), which the file format reads as strings
-#: (``yamlsrc``) but a value typed on a command line means as a number.
-_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$")
-
-
-def _override_value(text: str, label: str) -> Any:
-    if _EXPONENT_FLOAT.match(text.strip()):
-        return float(text)
-    try:
-        value, _ = load_yaml(text, label)
-    except PolicyError as exc:
-        raise PolicyError(label, 0, 0, exc.message) from None
-    return value
-
-
-def apply_overrides(
-    data: Any, marks: Marks, params: Mapping[str, str], shown: str
-) -> tuple[Any, Marks, tuple[tuple[str, Any], ...]]:
-    """``data`` with each ``"RULE_ID.PARAM": "VALUE"`` set into that rule's ``params`` (a copy: ``data`` is
-    not changed), and marks that place each value at its override (line 0: no file position), so the schema
-    and the enforcer's check report a bad value as ``--param RULE.PARAM=VALUE: why``. Raises ``PolicyError``
-    for a malformed key, an unknown rule id or a value that is not YAML. Rule ids may contain dots, so the
-    param is what follows the last one."""
-    rules = data.get("rules") if isinstance(data, dict) else None
-    if not isinstance(rules, list):
-        return data, marks, ()  # the schema check reports the missing/odd rules: section
-    by_id: dict[Any, list[int]] = {}
-    for i, r in enumerate(rules):
-        if isinstance(r, dict):
-            by_id.setdefault(r.get("id"), []).append(i)
-    rules = list(rules)
-    values, keys = dict(marks.values), dict(marks.keys)
-    applied: list[tuple[str, Any]] = []
-    for key, text in params.items():
-        text = str(text)
-        label = override_label(key, text)
-        rule_id, dot, param = key.rpartition(".")
-        if not dot or not rule_id or not param:
-            raise PolicyError(label, 0, 0, "expected RULE_ID.PARAM=VALUE")
-        indexes = by_id.get(rule_id)
-        if indexes is None:
-            close = difflib.get_close_matches(rule_id, [str(k) for k in by_id], n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise PolicyError(label, 0, 0, f"no rule {rule_id!r} in {shown}{hint}")
-        value = _override_value(text, label)
-        here = SourcePos(label, 0, 0)
-        for index in indexes:  # rules sharing an id are one rule on different dates
-            rule = dict(rules[index])
-            rule["params"] = {**(rule.get("params") or {}), param: value}
-            rules[index] = rule
-            path = ("rules", index, "params", param)
-            for known in [p for p in values if p[: len(path)] == path]:
-                del values[known]  # the file's value (and its items) is gone
-            values[path] = keys[path] = here
-            values.setdefault(path[:-1], here)
-        applied.append((key, value))
-    return {**data, "rules": rules}, Marks(marks.file, values, keys), tuple(applied)
 
 
 def _check_example_params(example: Example, data: Any, marks: Marks, shown: str, schema: dict[str, Any]) -> None:

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chokepoint.policy.dates import parse_dates
+from chokepoint.policy.eras import era_starts
 from chokepoint.policy.errors import PolicyError
-from chokepoint.policy.profile import Profile, era_starts, load_profile
+from chokepoint.policy.profile import Profile, load_profile
 
 #: dated kinds that are the censor's behaviour (examples only test it)
 BEHAVIOUR_KINDS = ("rule", "list", "knob", "also_observed")
