@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,11 +109,9 @@ def truth_action(event: dict[str, Any]) -> TruthAction:
     return TruthAction(label, action, str(cp.get("rule", "")), app_proto, proto, server, len(injected), notes)
 
 
-def truth_from_events(lines: Iterable[str], capture: Path | None = None) -> list[TruthAction]:
-    """The enforced verdicts among event-log lines (flow records and other sources are skipped). With the
-    client's ``capture``, an on-path (mirror) injection into an HTTP exchange whose real answer reached the
-    client first lost the race: it did nothing (label None)."""
-    out = []
+def client_events(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The censor's verdict events (``event_type`` chokepoint) for flows from the lab's client, from event-log
+    lines; blank lines, other JSON and anything that is not JSON are skipped."""
     for line in lines:
         line = line.strip()
         if not line:
@@ -122,10 +120,20 @@ def truth_from_events(lines: Iterable[str], capture: Path | None = None) -> list
             event = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(event, dict) or event.get("event_type") != "chokepoint":
-            continue
-        if event.get("src_ip") not in CLIENT_ADDRESSES:
-            continue
+        if (
+            isinstance(event, dict)
+            and event.get("event_type") == "chokepoint"
+            and event.get("src_ip") in CLIENT_ADDRESSES
+        ):
+            yield event
+
+
+def truth_from_events(lines: Iterable[str], capture: Path | None = None) -> list[TruthAction]:
+    """The enforced verdicts among event-log lines (flow records and other sources are skipped). With the
+    client's ``capture``, an on-path (mirror) injection into an HTTP exchange whose real answer reached the
+    client first lost the race: it did nothing (label None)."""
+    out = []
+    for event in client_events(lines):
         action = truth_action(event)
         if (
             capture is not None
@@ -217,16 +225,7 @@ def trace_truth(mode: str, censor_hop: int, beyond_ip: str, lines: Iterable[str]
     injection that forwards the trigger) and expired beyond the censor, whose ICMP answers beside the
     injection. None: ``no-censorship``.
     """
-    for line in lines:
-        line = line.strip()
-        try:
-            event = json.loads(line) if line else None
-        except ValueError:
-            continue
-        if not isinstance(event, dict) or event.get("event_type") != "chokepoint":
-            continue
-        if event.get("src_ip") not in CLIENT_ADDRESSES:
-            continue
+    for event in client_events(lines):
         action = truth_action(event)
         if action.label is None:
             continue
