@@ -1,8 +1,9 @@
 """End to end through the real CLI: ``chokepoint validate --scenarios`` with one trace scenario, in the lab.
 
-gfw's SNI reset inline with the censor at hop 3 (``hops_client`` 2, ``hops_server`` 2): the censor forwards the
-ClientHello (its residual block spares the trigger), so trace must find it on-path at the router after it,
-hop 4, as the ground truth from the topology says. Root only; the CLI takes the lab session lock itself, so the
+gfw's SNI reset inline with two routers on each side (``hops_client`` 2, ``hops_server`` 2): the transparent censor
+is first passed at TTL 3, and it forwards the ClientHello (its residual block spares the trigger), which expires
+at far1, beside the injected resets; so trace must name hop 3 with far1's address, on-path, as the ground truth
+from the topology says (``validate.truth.trace_truth``). Root only; the CLI takes the lab session lock itself, so the
 test waits for other lab users and holds no lock of its own. The lab is named by ``CHOKEPOINT_LAB`` as usual.
 """
 
@@ -49,7 +50,7 @@ def test_validate_runs_a_trace_scenario_through_the_cli(tmp_path):
     (result,) = report.results
     assert report.matrix.total == 0 and report.trace_accuracy == 1.0
     expected, got = result["trace"]["expected"], result["trace"]["got"]
-    assert expected["censor"]["ttl"] == 4 and expected["path"] == "on-path", expected
+    assert expected["censor"] == {"ttl": 3, "ip": "198.19.201.2"} and expected["path"] == "on-path", expected
     assert {k: got[k] for k in ("outcome", "censor", "path")} == {k: expected[k] for k in ("outcome", "censor", "path")}
     assert got["interference"] == "rst"
     assert json.loads((tmp_path / "report.json").read_text())["accuracies"]["trace_hop"]["ok"] == 1
