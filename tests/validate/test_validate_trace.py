@@ -1,8 +1,9 @@
 """End to end through the real CLI: ``chokepoint validate --scenarios`` with one trace scenario, in the lab.
 
-gfw's SNI reset inline with the transparent censor between hops 2 and 3 (``hops_client`` 2, ``hops_server`` 2):
-the censor forwards the ClientHello (its residual block spares the trigger), which expires at far1 beside the
-injection, so trace must find it on-path at hop 3, named by far1, as the ground truth from the topology says. Root only; the CLI takes the lab session lock itself, so the
+gfw's SNI reset inline with two routers on each side (``hops_client`` 2, ``hops_server`` 2): the transparent censor
+is first passed at TTL 3, and it forwards the ClientHello (its residual block spares the trigger), which expires
+at far1, beside the injected resets; so trace must name hop 3 with far1's address, on-path, as the ground truth
+from the topology says (``validate.truth.trace_truth``). Root only; the CLI takes the lab session lock itself, so the
 test waits for other lab users and holds no lock of its own. The lab is named by ``CHOKEPOINT_LAB`` as usual.
 """
 
