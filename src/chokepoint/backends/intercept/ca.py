@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from chokepoint.backends.intercept.common import CA_CERT_FILE, CA_KEY_FILE, CACHE_SIZE, InterceptError
-from chokepoint.lab.ca import self_signed_root, write_atomic
+from chokepoint.lab.ca import key_usage, self_signed_root, write_atomic
 
 #: The censor root's names: the 2019 root's common name, an organisation that says it is the lab's imitation.
 CA_COMMON_NAME = "Qaznet Trust Network"
@@ -157,17 +157,7 @@ class CensorCA:
             .not_valid_after(min(now + datetime.timedelta(days=self.leaf_days), self.certificate.not_valid_after_utc))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
+                key_usage(ca=False),
                 critical=True,
             )
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
