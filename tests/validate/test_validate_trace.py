@@ -14,8 +14,6 @@ lock, which is re-entrant within a process, and a session-wide fixture of this w
 from __future__ import annotations
 
 import json
-import os
-import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -23,21 +21,13 @@ from typer.testing import CliRunner
 from chokepoint.cli import app
 from chokepoint.lab import topology as topo
 from chokepoint.validate.report import load_report
+from tests.lab._lab import tools_reason
 
 SCENARIO = "trace-gfw-tls-inline-c2s2"
 
 
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "validate brings the lab up: it needs root (network namespaces)"
-    for tool in ("ip", "nft", "iptables"):
-        if shutil.which(tool) is None:
-            return f"`{tool}` is not installed"
-    return None
-
-
 def test_validate_runs_a_trace_scenario_through_the_cli(tmp_path):
-    reason = _skip_reason()
+    reason = tools_reason(["nft", "iptables"], "validate's trace scenarios")
     if reason:
         pytest.skip(reason)
     before = set(topo.lab_namespaces())  # a crashed session's, if any (then the CLI refuses: exit 4)
