@@ -283,24 +283,20 @@ class Engine:
                 isn = flow.syn_seq[direction]
                 if isn is not None:
                     stream.set_isn(isn)
-            if stream.add(pkt.seq, payload) == 0:
+            added = stream.add(pkt.seq, payload)
+            offset = (pkt.seq - stream.base) & 0xFFFFFFFF  # type: ignore[operator]  # add() set stream.base
+            if added == 0:
                 if stream.full:  # past the reassembled bytes: only a pending mid-stream TLS check looks at it
-                    dispatch.on_tcp_beyond_stream(flow.facts, direction, (pkt.seq - stream.base) & 0xFFFFFFFF, payload)  # type: ignore[operator]  # add() set stream.base
+                    dispatch.on_tcp_beyond_stream(flow.facts, direction, offset, payload)
                 if flow.facts.tls_shape is not None:
-                    dispatch.on_tls_segment(
-                        flow.facts,
-                        direction,
-                        pkt.ts,
-                        (pkt.seq - stream.base) & 0xFFFFFFFF,  # type: ignore[operator]
-                        len(payload),
-                    )
+                    dispatch.on_tls_segment(flow.facts, direction, pkt.ts, offset, len(payload))
                 return  # retransmission, or out of order: nothing new to dissect yet
             data = stream.bytes
         else:
             data = payload  # this censor looks at one segment at a time
         dispatch.on_tcp_data(flow.facts, direction, data, flow.server_port)
         if s.reassembly and flow.facts.tls_shape is not None:  # TLS-in-TLS sizes and times (dissect/tlsintls.py)
-            dispatch.on_tls_segment(flow.facts, direction, pkt.ts, (pkt.seq - stream.base) & 0xFFFFFFFF, len(payload))  # type: ignore[operator, union-attr]
+            dispatch.on_tls_segment(flow.facts, direction, pkt.ts, offset, len(payload))
 
     def _evaluate(self, inp: MatchInput) -> tuple[Verdict, ...]:
         """The policy's verdicts for ``inp``, remembered by the values of the fields its rules read (see
