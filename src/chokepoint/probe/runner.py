@@ -523,7 +523,7 @@ def _run_quic(
         "requests": [real.request.to_json()] if real.request else [],
         "control_requests": [control.request.to_json()] if control is not None and control.request else [],
     }
-    if isinstance(helper_map, dict) and isinstance(helper_entry, dict):
+    if isinstance(helper_entry, dict):  # found in the helper's quic_handshake map
         control_ok, control_map = helper_entry.get("status") is True, dict(helper_map)
         evidence = "QUIC/HTTP3 failed where the test helper's QUIC handshake succeeded"
     else:
