@@ -17,8 +17,9 @@ directly before through its new neighbours. Link j on the client side (after ``n
 198.18.(100+j).0/24 (``2001:db8:0:1xx::/64``), link j on the server side (before ``farj``) is
 198.19.(200+j).0/24 (``2001:db8:0:2xx::/64``).
 
-Between routers the censor is a transparent box, as the GFW's and the TSPU's devices are (no address of theirs
-shows in a traceroute): with any router on the path, the censor namespace adds one to the TTL (hop limit) of
+Between routers the censor is a transparent box, as the exported gateway is deployed: an optical tap in mirror
+mode, partial layer-2 forwarding in its transparent inline mode (InterSecLab, The Internet Coup (2025) ch. 6; research/exported-gateway-leak.md), so no address of its
+own shows in a traceroute. With any router on the path, the censor namespace adds one to the TTL (hop limit) of
 every packet it forwards before its kernel takes one off (``mangle PREROUTING``, ``TTL --ttl-inc 1``/``HL
 --hl-inc 1``), so it never answers an expired packet and the path's hop count is that of the routers alone. A
 client's packet first gets past the censor at TTL ``hops_client + 1`` and is the one a TTL-limited probe

@@ -20,7 +20,7 @@ request, a DNS answer). Comparing the first terminating TTL of the test domain (
 
 Where the censor is, as CenTrace places it: at TTL T_t, with the address that answered the *control* at T_t
 (for a drop, at the first TTL from T_t on at which the control was answered) — the router at or right after
-the device, which a transparent box (the GFW's, the TSPU's) has no address of its own to show. The control's
+the device, which a transparent box (a tap, a layer-2 device: lab/geometry.py) has no address of its own to show. The control's
 answers one TTL before and after are given as ``candidates`` (CenTrace's middlebox_before/after). When that
 address is the server's own, the interference comes from the endpoint: ``endpoint-firewall`` (CenTrace's
 NAT_FIREWALL); when the control drew no answer there, ``cannot-identify``.
